@@ -1,0 +1,138 @@
+"""A trained detector + re-id pair saved as one directory, and the search engine built on it.
+
+Layout of a bundle directory (weights kept apart from code, never pickled):
+
+    detector.safetensors   detector.json    (network config + training metadata)
+    reid.safetensors       reid.json
+
+``model_id`` is a digest of both weight files: an index records it and refuses another model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from personsearch.data.crops import crop_boxes, normalize_crops
+from personsearch.models.detector import DetectorConfig, build_detector
+from personsearch.models.fast import autocast_for, prepare_for_inference
+from personsearch.models.reid import ReIDConfig, build_reid
+
+COMPONENTS: dict[str, tuple[type, Any]] = {
+    "detector": (DetectorConfig, build_detector),
+    "reid": (ReIDConfig, build_reid),
+}
+FORMAT_VERSION = 1
+
+
+def _config_from_json(cls: type, data: dict[str, Any]) -> Any:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+    kwargs["pretrained"] = False  # the bundle's own weights replace any initialisation
+    return cls(**kwargs)
+
+
+def save_component(out_dir: str | Path, name: str, model: torch.nn.Module, config: Any, metadata: dict[str, Any]) -> None:
+    """Write one network of a bundle: ``name.safetensors`` and ``name.json``."""
+    if name not in COMPONENTS:
+        raise ValueError(f"unknown bundle component {name!r}; expected one of {sorted(COMPONENTS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / f"{name}.safetensors"))
+    config_dict = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    description = {"format_version": FORMAT_VERSION, "component": name, "config": config_dict, "metadata": metadata}
+    (out_dir / f"{name}.json").write_text(json.dumps(description, indent=2, default=str))
+
+
+def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """Rebuild one network of a bundle from its config and weights (eval mode, CPU)."""
+    bundle_dir = Path(bundle_dir)
+    meta_path, weights_path = bundle_dir / f"{name}.json", bundle_dir / f"{name}.safetensors"
+    for path in (meta_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: a model bundle needs {name}.json and {name}.safetensors "
+                f"(written by `personsearch train-{'detector' if name == 'detector' else 'reid'} --out {bundle_dir}`)"
+            )
+    try:
+        description = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: not valid JSON ({err})") from err
+    if description.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: bundle format {description.get('format_version')}, this version reads {FORMAT_VERSION}")
+    cls, build = COMPONENTS[name]
+    config = _config_from_json(cls, description["config"])
+    model = build(config)
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from err
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{weights_path} does not match its config in {meta_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval(), config, description.get("metadata", {})
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class ModelBundle:
+    """Detector + re-id network ready for inference: the engine the index and the API use."""
+
+    def __init__(self, bundle_dir: str | Path, device: str = "cpu", fast: bool = True, batch_size: int = 32) -> None:
+        self.path = Path(bundle_dir)
+        self.device = torch.device(device)
+        self.fast = fast
+        self.batch_size = batch_size
+        detector, self.detector_config, self.detector_metadata = load_component(self.path, "detector")
+        reid, self.reid_config, self.reid_metadata = load_component(self.path, "reid")
+        self.detector = prepare_for_inference(detector, self.device, fast)
+        self.reid = prepare_for_inference(reid, self.device, fast)
+        self.model_id = _digest(self.path / "detector.safetensors", self.path / "reid.safetensors")
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, *self.reid_config.input_size, device=self.device)
+            self.feature_dim = int(self.reid(probe).shape[1])
+
+    @torch.no_grad()
+    def detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Person boxes of each HxWx3 uint8 image: (n, 5) float32 ``[x1, y1, x2, y2, score]``."""
+        tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255).to(self.device) for im in images]
+        with autocast_for(self.device, self.fast):
+            outputs = self.detector(tensors)
+        return [
+            np.concatenate([o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1).astype(np.float32)
+            for o in outputs
+        ]
+
+    @torch.no_grad()
+    def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """L2-normalised re-id features (n, D) of the xyxy ``boxes`` in one image."""
+        crops = crop_boxes(image, np.asarray(boxes, dtype=np.float32)[:, :4], tuple(self.reid_config.input_size))
+        return self.embed_crops(crops)
+
+    @torch.no_grad()
+    def embed_crops(self, crops: torch.Tensor) -> np.ndarray:
+        """Features of uint8 crops (n, 3, H, W) already at the re-id input size."""
+        out = np.zeros((len(crops), self.feature_dim), dtype=np.float32)
+        for start in range(0, len(crops), self.batch_size):
+            batch = normalize_crops(crops[start : start + self.batch_size]).to(self.device)
+            if self.fast:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast_for(self.device, self.fast):
+                feats = self.reid(batch).float()
+            out[start : start + len(batch)] = torch.nn.functional.normalize(feats, dim=1).cpu().numpy()
+        return out

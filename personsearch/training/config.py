@@ -1,0 +1,148 @@
+"""Training configurations: dataclasses that read from and write to YAML.
+
+Every setting a user may change is a typed field with the paper's default, so a YAML file in
+``configs/`` names only what differs, and a typo is an error instead of a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+@dataclass
+class OptimConfig:
+    """SGD with warm-up then step decay (clsa.md section 2)."""
+
+    lr: float = 0.01
+    """Learning rate of new layers."""
+    backbone_lr: float = 0.001
+    """Learning rate of pre-trained backbone layers."""
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    milestones: tuple[float, ...] = (0.7, 0.9)
+    """Fractions of the total steps at which the learning rate is divided by 10."""
+
+
+@dataclass
+class ReIDTrainConfig:
+    """Everything ``personsearch train-reid`` needs."""
+
+    dataset: str = ""
+    backbone: str = "mobilenet_v2"
+    pretrained: str | bool = True
+    """True: the backbone's registered ImageNet weights; a path: that file; False: from scratch."""
+    variant: str = "clsa"
+    """``single`` (top level only), ``multi`` (all levels, CE only), ``clsa`` (CE + alignment)."""
+    levels: tuple[str, ...] = ()
+    """Backbone stages used as pyramid levels; empty means the backbone's defaults."""
+    input_size: tuple[int, int] = (256, 128)
+    embed_dim: int = 256
+    temperature: float = 3.0
+    align_weight: float = 1.0
+    epochs: int = 10
+    batch_size: int = 64
+    ids_per_batch: int = 0
+    """Identity-balanced sampling: this many identities per batch (0 = plain shuffling)."""
+    flip: bool = True
+    pad: int = 10
+    downscale_prob: float = 0.5
+    min_downscale: float = 0.125
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    fast: bool = True
+    """bf16 autocast + channels_last on CPU, AMP on CUDA."""
+    device: str = "auto"
+    checkpoint_every: int = 200
+    """Steps between resumable checkpoints (one is always written at the end of each epoch)."""
+
+
+@dataclass
+class DetectorTrainConfig:
+    """Everything ``personsearch train-detector`` needs."""
+
+    dataset: str = ""
+    backbone: str = "mobilenet_v2"
+    pretrained: str | bool = True
+    min_size: int = 600
+    max_size: int = 1000
+    freeze_stem: bool = True
+    freeze_layer1: bool = False
+    roi_size: int = 14
+    roi_max_pool: bool = True
+    min_proposal_size: float = 0.0
+    score_thresh: float = 0.5
+    epochs: int = 6
+    batch_size: int = 2
+    flip: bool = True
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4))
+    seed: int = 0
+    fast: bool = True
+    device: str = "auto"
+    checkpoint_every: int = 100
+
+
+def _coerce(cls: Any, value: Any, where: str) -> Any:
+    """Turn a YAML value into the field's declared type (nested dataclasses, tuples)."""
+    if dataclasses.is_dataclass(cls) and isinstance(value, dict):
+        return from_dict(cls, value, where)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from a dict, refusing unknown keys (typos) with their names."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(fields)}")
+    hints = {name: cls.__dataclass_fields__[name].type for name in data}
+    kwargs = {}
+    for name, value in data.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
+        target = type(default) if dataclasses.is_dataclass(default) else hints[name]
+        kwargs[name] = _coerce(target, value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A YAML/JSON-safe dict of a config dataclass (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
+    """Read a YAML config file (optional), then apply non-None ``overrides`` on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found; the shipped configs are in configs/")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from err
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of settings, found {type(loaded).__name__}")
+        data.update(loaded)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(cls, data, str(path) if path else cls.__name__)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

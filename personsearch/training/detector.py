@@ -1,0 +1,105 @@
+"""Fine-tune the person detector (Faster R-CNN C4 with the paper's changes) on any loader dataset.
+
+Every annotated person is a detection target, labelled or not: the detector must find people
+the re-id network has never seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from personsearch.data import load_dataset
+from personsearch.data.images import read_image
+from personsearch.data.records import Scene
+from personsearch.models.bundle import save_component
+from personsearch.models.detector import DetectorConfig, build_detector
+from personsearch.training.config import DetectorTrainConfig, to_dict
+from personsearch.training.runner import Trainer, resolve_device, sgd_for
+
+
+def detector_model_config(config: DetectorTrainConfig) -> DetectorConfig:
+    """The network part of a detector training config."""
+    return DetectorConfig(
+        backbone=config.backbone,
+        pretrained=config.pretrained,
+        min_size=config.min_size,
+        max_size=config.max_size,
+        freeze_stem=config.freeze_stem,
+        freeze_layer1=config.freeze_layer1,
+        roi_size=config.roi_size,
+        roi_max_pool=config.roi_max_pool,
+        min_proposal_size=config.min_proposal_size,
+        score_thresh=config.score_thresh,
+    )
+
+
+def scene_target(scene: Scene, flip: bool, width: int) -> dict[str, torch.Tensor]:
+    """Detection target of one scene: every person box, class 1 (person)."""
+    boxes = scene.boxes.copy()
+    if flip:
+        boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+    return {"boxes": torch.from_numpy(boxes), "labels": torch.ones(len(boxes), dtype=torch.int64)}
+
+
+def train_detector(
+    config: DetectorTrainConfig, out_dir: str | Path, *, progress: bool = True, scenes: list[Scene] | None = None
+) -> dict[str, Any]:
+    """Train per ``config``; checkpoints and metrics go to ``out_dir/train-detector`` and the
+    final network to ``out_dir/detector.*`` (a model-bundle component). Returns a summary."""
+    out_dir = Path(out_dir)
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    if scenes is None:
+        scenes = load_dataset(config.dataset).train
+    scenes = [s for s in scenes if len(s.boxes)]
+    if not scenes:
+        raise ValueError("the training split has no annotated person: nothing to train the detector on")
+    model_config = detector_model_config(config)
+    model = build_detector(model_config)
+    optimizer = sgd_for(model, config.optim, lambda name: ".body." in name or name.startswith("backbone."))
+
+    def plan(epoch: int) -> list[list[tuple[int, bool]]]:
+        """Batches of (scene index, horizontal flip), a pure function of (seed, epoch)."""
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(scenes)).tolist()
+        flips = (rng.random(len(scenes)) < 0.5) & config.flip
+        items = list(zip(order, flips.tolist()))
+        return [items[i : i + config.batch_size] for i in range(0, len(items), config.batch_size)]
+
+    def load_batch(items: Sequence[tuple[int, bool]]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        images, targets = [], []
+        for i, flip in items:
+            image = read_image(scenes[i].path)
+            if flip:
+                image = image[:, ::-1]
+            images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255).to(device))
+            targets.append({k: v.to(device) for k, v in scene_target(scenes[i], flip, image.shape[1]).items()})
+        return images, targets
+
+    def step(net: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float], int]:
+        images, targets = batch
+        losses = net(images, targets)
+        return sum(losses.values()), {k: float(v) for k, v in losses.items()}, len(images)
+
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        optim=config.optim,
+        out_dir=out_dir / "train-detector",
+        epochs=config.epochs,
+        device=device,
+        fast=config.fast,
+        checkpoint_every=config.checkpoint_every,
+        config=to_dict(config),
+        progress=progress,
+        description="detector",
+    )
+    summary = trainer.fit(plan, load_batch, step)
+    model.eval()
+    save_component(out_dir, "detector", model, model_config, {"train": to_dict(config), "summary": summary})
+    return summary

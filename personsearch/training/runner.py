@@ -1,0 +1,211 @@
+"""The training loop both networks share: resumable checkpoints, warm-up + step learning rate,
+mixed precision, a CSV metrics log, a progress bar with ETA, and DistributedDataParallel.
+
+Each epoch's batch order is a pure function of (seed, epoch), so a run stopped at any step
+resumes from its last checkpoint and sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from personsearch.models.fast import autocast_for
+from personsearch.training.config import OptimConfig
+
+CHECKPOINT_NAME = "last.pt"
+
+Batch = Any
+StepFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, float], int]]
+"""(model, batch) -> (loss to back-propagate, named loss parts for the log, images in the batch)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def learning_rate_factor(step: int, total_steps: int, optim: OptimConfig) -> float:
+    """Linear warm-up from 0.1x, then divide by 10 at each milestone fraction of the run."""
+    if step < optim.warmup_steps:
+        return 0.1 + 0.9 * step / max(1, optim.warmup_steps)
+    passed = sum(step >= m * total_steps for m in optim.milestones)
+    return 0.1**passed
+
+
+def sgd_for(model: torch.nn.Module, optim: OptimConfig, is_backbone: Callable[[str], bool]) -> torch.optim.SGD:
+    """SGD with the backbone's parameters at ``backbone_lr`` and new layers at ``lr``."""
+    backbone, new = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (backbone if is_backbone(name) else new).append(param)
+    groups = [
+        {"params": backbone, "lr": optim.backbone_lr, "base_lr": optim.backbone_lr},
+        {"params": new, "lr": optim.lr, "base_lr": optim.lr},
+    ]
+    return torch.optim.SGD([g for g in groups if g["params"]], momentum=optim.momentum, weight_decay=optim.weight_decay)
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """Write then rename, so a kill mid-write leaves the previous checkpoint intact."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a training checkpoint (tensors and plain values only: ``weights_only=True``)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{path}: not a readable personsearch checkpoint ({err}); delete it to start afresh") from err
+
+
+@dataclass
+class Trainer:
+    """Runs ``epochs`` epochs of ``step_fn`` over the batches of ``epoch_batches(epoch)``."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    optim: OptimConfig
+    out_dir: Path
+    epochs: int
+    device: torch.device
+    fast: bool = True
+    checkpoint_every: int = 200
+    config: dict[str, Any] | None = None
+    progress: bool = True
+    description: str = "train"
+
+    def fit(
+        self,
+        epoch_batches: Callable[[int], Sequence[Sequence[Any]]],
+        load_batch: Callable[[Sequence[Any]], Batch],
+        step_fn: StepFn,
+    ) -> dict[str, Any]:
+        """Train to the end, resuming from ``out_dir/last.pt`` if present; return a summary."""
+        rank, world = distributed_context()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        model = self.model.to(self.device)
+        if world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(model)
+        plan = [epoch_batches(e) for e in range(self.epochs)]
+        total = sum(len(p) for p in plan)
+        epoch, start, global_step = self._resume()
+        log = _MetricsLog(self.out_dir / "metrics.csv") if rank == 0 else None
+        images_seen, started = 0, time.perf_counter()
+        with _progress(self.progress and rank == 0, self.description) as bar:
+            task = bar.add_task(self.description, total=total, completed=global_step)
+            for epoch in range(epoch, self.epochs):
+                model.train()
+                for index in range(start, len(plan[epoch])):
+                    batch = load_batch(list(plan[epoch][index])[rank::world])
+                    factor = learning_rate_factor(global_step, total, self.optim)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = group["base_lr"] * factor
+                    with autocast_for(self.device, self.fast):
+                        loss, parts, n_images = step_fn(model, batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {index}; lower the learning rate")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    global_step += 1
+                    images_seen += n_images * world
+                    rate = images_seen / (time.perf_counter() - started)
+                    if log is not None:
+                        log.write(step=global_step, epoch=epoch, lr=self.optimizer.param_groups[-1]["lr"], loss=loss.item(), images_per_s=rate, **parts)
+                    bar.update(task, advance=1, description=f"{self.description} ep {epoch + 1}/{self.epochs} loss {loss.item():.3f}")
+                    if rank == 0 and global_step % self.checkpoint_every == 0:
+                        self._save(epoch, index + 1, global_step)
+                start = 0
+                if rank == 0:
+                    self._save(epoch + 1, 0, global_step)
+        elapsed = time.perf_counter() - started
+        return {"steps": global_step, "epochs": self.epochs, "seconds": elapsed, "images_per_s": images_seen / elapsed if elapsed else math.nan}
+
+    def _bare_model(self) -> torch.nn.Module:
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    def _save(self, epoch: int, step_in_epoch: int, global_step: int) -> None:
+        save_atomic(
+            {
+                "model": self._bare_model().state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "global_step": global_step,
+                "config": self.config or {},
+            },
+            self.out_dir / CHECKPOINT_NAME,
+        )
+
+    def _resume(self) -> tuple[int, int, int]:
+        path = self.out_dir / CHECKPOINT_NAME
+        if not path.exists():
+            return 0, 0, 0
+        state = load_checkpoint(path)
+        if self.config is not None and state.get("config") and state["config"] != self.config:
+            raise ValueError(
+                f"{path} was written by a different configuration; use another output directory or delete it to start afresh"
+            )
+        self._bare_model().load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        epoch, step = int(state["epoch"]), int(state["step_in_epoch"])
+        if epoch >= self.epochs:
+            epoch, step = self.epochs, 0
+        return epoch, step, int(state["global_step"])
+
+
+class _MetricsLog:
+    """Appends one CSV row per step; a resumed run continues the same file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if path.exists():
+            with path.open() as f:
+                self.fields = next(csv.reader(f), None)
+
+    def write(self, **row: Any) -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
+
+
+def _progress(enabled: bool, description: str) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )

@@ -1,0 +1,56 @@
+"""Training configs: YAML round trip, overrides, and errors on typos."""
+
+from pathlib import Path
+
+import pytest
+
+from personsearch.training.config import DetectorTrainConfig, ReIDTrainConfig, load_config, save_config
+
+
+def test_yaml_round_trip_keeps_nested_and_tuple_settings(tmp_path: Path) -> None:
+    config = load_config(ReIDTrainConfig, None, variant="multi", input_size=[128, 64], epochs=3)
+    config.optim.milestones = (0.5,)
+    path = tmp_path / "reid.yaml"
+    save_config(config, path)
+    again = load_config(ReIDTrainConfig, path)
+    assert again == config
+    assert again.input_size == (128, 64)
+    assert again.optim.milestones == (0.5,)
+
+
+def test_overrides_win_over_the_file_and_none_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "det.yaml"
+    path.write_text("epochs: 4\nbackbone: resnet50\noptim:\n  lr: 0.02\n")
+    config = load_config(DetectorTrainConfig, path, epochs=9, backbone=None)
+    assert config.epochs == 9
+    assert config.backbone == "resnet50"
+    assert config.optim.lr == 0.02
+    assert config.optim.momentum == 0.9  # untouched nested default
+
+
+def test_unknown_setting_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("epoch: 3\n")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['epoch'\]"):
+        load_config(ReIDTrainConfig, path)
+    path.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="optim: unknown setting"):
+        load_config(ReIDTrainConfig, path)
+
+
+def test_missing_and_malformed_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(ReIDTrainConfig, tmp_path / "nope.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        load_config(ReIDTrainConfig, path)
+
+
+def test_shipped_configs_load() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert files, "configs/ ships no YAML file"
+    for path in files:
+        cls = DetectorTrainConfig if path.name.startswith("detector") else ReIDTrainConfig
+        load_config(cls, path)
