@@ -1,0 +1,33 @@
+"""Persistent embedded person index: SQLite metadata + memory-mapped vectors + faiss search.
+
+``PersonIndex.open(dir, engine, create=True).add_paths([...])`` indexes images and videos;
+``.search(feature, top_k, source=..., time_range=..., camera=...)`` returns ``Hit`` records;
+``hits_to_json`` gives their stable JSON form (docs/search-json.md).
+"""
+
+from personsearch.index.engine import PersonEngine
+from personsearch.index.hits import Hit, SearchQuery, hits_from_json, hits_to_json
+from personsearch.index.indexer import IndexSummary
+from personsearch.index.person_index import PersonIndex, search_index
+from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
+from personsearch.index.sources import Skipped
+from personsearch.index.store import IndexBusyError, IndexCorruptError, ModelMismatchError, PersonIndexError
+
+__all__ = [
+    "Hit",
+    "IndexBusyError",
+    "IndexCorruptError",
+    "IndexSummary",
+    "ModelMismatchError",
+    "PersonEngine",
+    "PersonIndex",
+    "PersonIndexError",
+    "SearchQuery",
+    "Skipped",
+    "hits_from_json",
+    "hits_to_json",
+    "query_from_crop",
+    "query_from_scene",
+    "query_from_video",
+    "search_index",
+]

@@ -1,0 +1,260 @@
+"""Adding image and video files to an index: detect, embed, thumbnail, commit in batches.
+
+Frames from all sources flow through one stream, cut into batches of ``batch_size`` frames
+(the engine sees one ``detect`` call per batch). Each batch is committed atomically (see
+store.py), together with every source that progressed or finished in it, so a killed run loses
+at most the batch in flight and the next run resumes exactly there: finished files are skipped,
+a video continues at the first frame not committed, a changed file is indexed afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from personsearch.data.images import ImageReadError, encode_jpeg
+from personsearch.index.engine import PersonEngine, check_detections, check_features
+from personsearch.index.sources import Frame, Sampling, Skipped, Source, discover, iter_frames, planned_frames
+from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = 128
+"""Thumbnails fit in THUMBNAIL_SIZE x THUMBNAIL_SIZE pixels (people are taller than wide, so
+in practice: at most 128 px tall)."""
+THUMBNAIL_QUALITY = 85
+
+
+@dataclass
+class IndexSummary:
+    """What one ``add_paths`` run did."""
+
+    sources_seen: int = 0
+    """Image and video files found under the given paths."""
+    sources_indexed: int = 0
+    """Files read in this run (new, changed, or resumed after an interruption)."""
+    sources_unchanged: int = 0
+    """Files already fully indexed with the same size and modification time: not read again."""
+    sources_replaced: int = 0
+    """Files that changed since they were indexed: their old boxes were removed."""
+    skipped: list[Skipped] = field(default_factory=list)
+    """Paths not indexed (missing, unsupported, unreadable, corrupt, too large), with the reason."""
+    frames_processed: int = 0
+    people_added: int = 0
+    seconds: float = 0.0
+
+    @property
+    def sources_skipped(self) -> int:
+        return len(self.skipped)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sources_seen": self.sources_seen,
+            "sources_indexed": self.sources_indexed,
+            "sources_unchanged": self.sources_unchanged,
+            "sources_replaced": self.sources_replaced,
+            "sources_skipped": self.sources_skipped,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "frames_processed": self.frames_processed,
+            "people_added": self.people_added,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Planned:
+    source: Source
+    start_frame: int
+
+
+@dataclass
+class _Work:
+    """A frame to index; ``last`` when no later frame of its source follows in this run."""
+
+    frame: Frame
+    last: bool
+
+
+@dataclass
+class _SourceEnd:
+    """A source that yielded no frame: unreadable (``error``), or a resumed video already at its end."""
+
+    source: Source
+    error: str | None
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clip xyxy boxes to the image; returns the clipped boxes and which ones keep >= 1 px each way."""
+    clipped = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    keep = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
+    return clipped, keep
+
+
+def crop_box(image: np.ndarray, box: np.ndarray | tuple[float, ...]) -> np.ndarray:
+    """The pixels of an xyxy box (clipped to the image; at least 1x1)."""
+    height, width = image.shape[:2]
+    x1, y1 = int(np.floor(max(0.0, float(box[0])))), int(np.floor(max(0.0, float(box[1]))))
+    x2, y2 = int(np.ceil(min(float(width), float(box[2])))), int(np.ceil(min(float(height), float(box[3]))))
+    x1, y1 = min(x1, width - 1), min(y1, height - 1)
+    return np.ascontiguousarray(image[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)])
+
+
+def make_thumbnail(image: np.ndarray, box: np.ndarray) -> bytes:
+    """JPEG of the box's pixels, shrunk to fit THUMBNAIL_SIZE x THUMBNAIL_SIZE."""
+    crop = crop_box(image, box)
+    scale = min(1.0, THUMBNAIL_SIZE / max(crop.shape[:2]))
+    if scale < 1.0:
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    return encode_jpeg(crop, THUMBNAIL_QUALITY)
+
+
+class _Batcher:
+    """Accumulates work and commits it as one batch: detections, features, thumbnails, progress."""
+
+    def __init__(self, store: IndexStore, engine: PersonEngine, summary: IndexSummary, progress: Progress, task: Any) -> None:
+        self.store, self.engine, self.summary = store, engine, summary
+        self.progress, self.task = progress, task
+        self.work: list[_Work] = []
+        self.finished: list[Source] = []
+        """Sources that yielded nothing this run but are complete (resumed at their end)."""
+
+    def _detect_and_embed(self, frames: list[Frame]) -> tuple[list[BoxRow], np.ndarray]:
+        rows: list[BoxRow] = []
+        vectors = [np.zeros((0, self.engine.feature_dim), np.float32)]
+        detections = check_detections(self.engine, self.engine.detect([f.image for f in frames]), len(frames))
+        for frame, dets in zip(frames, detections):
+            boxes, keep = clip_boxes(dets[:, :4], frame.image.shape[1], frame.image.shape[0])
+            boxes, scores = boxes[keep], dets[keep, 4]
+            if len(boxes) == 0:
+                continue
+            vectors.append(check_features(self.engine, self.engine.embed(frame.image, boxes), len(boxes)))
+            rows.extend(
+                BoxRow(frame.source, frame.frame, frame.time, box, float(score), make_thumbnail(frame.image, box))
+                for box, score in zip(boxes, scores)
+            )
+        return rows, np.concatenate(vectors)
+
+    def process(self) -> None:
+        work, finished = self.work, self.finished
+        self.work, self.finished = [], []
+        if not work and not finished:
+            return
+        frames = [w.frame for w in work]
+        rows, vectors = self._detect_and_embed(frames) if frames else ([], np.zeros((0, self.engine.feature_dim), np.float32))
+        updates: dict[Path, SourceUpdate] = {}
+        for item in work:
+            next_frame = 1 if item.frame.frame is None else item.frame.frame + 1
+            updates[item.frame.source.path] = SourceUpdate(item.frame.source, next_frame, item.last)
+        for source in finished:
+            state = self.store.source_state(source.path)
+            updates[source.path] = SourceUpdate(source, state.next_frame if state is not None else 0, True)
+        self.store.commit_batch(rows, vectors, list(updates.values()))
+        self.summary.frames_processed += len(frames)
+        self.summary.people_added += len(rows)
+        self.progress.advance(self.task, len(frames))
+
+
+def _events(plan: list[_Planned], sampling: Sampling, max_pixels: int | None) -> Iterator[_Work | _SourceEnd]:
+    """Every frame to index, each source's last one flagged (one frame of look-ahead)."""
+    for item in plan:
+        previous: Frame | None = None
+        try:
+            for frame in iter_frames(item.source, start_frame=item.start_frame, sampling=sampling, max_pixels=max_pixels):
+                if previous is not None:
+                    yield _Work(previous, last=False)
+                previous = frame
+        except ImageReadError as err:  # raised before any frame (see iter_frames)
+            yield _SourceEnd(item.source, str(err))
+            continue
+        yield _SourceEnd(item.source, None) if previous is None else _Work(previous, last=True)
+
+
+def _plan(store: IndexStore, sources: list[Source], summary: IndexSummary) -> list[_Planned]:
+    plan = []
+    for source in sources:
+        state = store.source_state(source.path)
+        if state is not None and state.matches(source):
+            if state.complete:
+                summary.sources_unchanged += 1
+                continue
+            plan.append(_Planned(source, state.next_frame))
+        else:
+            if state is not None:
+                summary.sources_replaced += 1
+            plan.append(_Planned(source, 0))
+    return plan
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def index_paths(
+    store: IndexStore,
+    engine: PersonEngine,
+    paths: Iterable[str | Path],
+    *,
+    sampling: Sampling = Sampling(),
+    camera: str | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+    max_pixels: int | None = None,
+) -> IndexSummary:
+    """Index every image and video under ``paths`` that is new, changed, or unfinished."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    started = time.perf_counter()
+    summary = IndexSummary()
+    sources, skipped = discover(paths, camera)
+    summary.sources_seen = len(sources)
+    summary.skipped.extend(skipped)
+    for item in skipped:
+        log.warning("skipped %s: %s", item.path, item.reason)
+    store.acquire_writer()
+    plan = _plan(store, sources, summary)
+    total = sum(planned_frames(p.source, start_frame=p.start_frame, sampling=sampling, max_pixels=max_pixels) for p in plan)
+    with _progress(progress) as bar:
+        task = bar.add_task("indexing", total=total or None)
+        batcher = _Batcher(store, engine, summary, bar, task)
+        for event in _events(plan, sampling, max_pixels):
+            if isinstance(event, _Work):
+                summary.sources_indexed += int(event.last)
+                batcher.work.append(event)
+                bar.update(task, description=event.frame.source.path.name)
+                if len(batcher.work) >= batch_size:
+                    batcher.process()
+            elif event.error is None:
+                summary.sources_indexed += 1
+                batcher.finished.append(event.source)
+            else:
+                summary.skipped.append(Skipped(str(event.source.path), event.error))
+                log.warning("skipped %s", event.error)
+                state = store.source_state(event.source.path)
+                if state is not None and not state.matches(event.source):
+                    store.remove_source(event.source.path)  # its old boxes show a file that no longer exists
+        batcher.process()
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,229 @@
+"""``PersonIndex``: the persistent person index as one object (open, add files, search).
+
+Opening is cheap; the first search loads per-row metadata and fills the faiss index, which then
+stay in memory, so later searches cost one faiss call plus the filter mask. Many processes may
+search an index while one process adds to it: searches see every committed batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from personsearch.data.images import decode_image
+from personsearch.index.ann import MIN_IVF_ROWS, VectorSearch
+from personsearch.index.engine import PersonEngine
+from personsearch.index.filters import Filters, RowTable
+from personsearch.index.hits import Hit
+from personsearch.index.indexer import IndexSummary, index_paths
+from personsearch.index.sources import Sampling
+from personsearch.index.store import IndexStore, ModelMismatchError
+
+
+def check_model(store: IndexStore, engine: PersonEngine) -> None:
+    """Refuse an engine whose features are not comparable with the index's."""
+    if engine.model_id != store.model_id or engine.feature_dim != store.feature_dim:
+        raise ModelMismatchError(
+            f"the index at {store.directory} was built with model {store.model_id!r} ({store.feature_dim}-d features), "
+            f"but the model in use is {engine.model_id!r} ({engine.feature_dim}-d). Features of different models "
+            f"cannot be compared: search with the model that built this index, or build a new index for this model "
+            f"with `personsearch index PATH... --index NEW_DIR`."
+        )
+
+
+class PersonIndex:
+    """An index directory opened for adding files and searching."""
+
+    def __init__(self, store: IndexStore, engine: PersonEngine | None) -> None:
+        self.store = store
+        self.engine = engine
+        self._rows = RowTable(store)
+        self._vectors = VectorSearch(store)
+
+    @classmethod
+    def open(cls, directory: str | Path, engine: PersonEngine | None = None, create: bool = False) -> PersonIndex:
+        """Open an index; with ``create``, make an empty one for ``engine``'s model if there is none.
+
+        Without an engine the index can search features but not add files. With one, its
+        ``model_id`` must be the index's (``ModelMismatchError`` otherwise).
+        """
+        if create and not IndexStore.exists(directory):
+            if engine is None:
+                raise ValueError(f"creating an index at {directory} needs an engine: the index records its model_id and feature_dim")
+            store = IndexStore.create(directory, engine.model_id, engine.feature_dim)
+        else:
+            store = IndexStore.open(directory)
+        if engine is not None:
+            try:
+                check_model(store, engine)
+            except ModelMismatchError:
+                store.close()
+                raise
+        return cls(store, engine)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> PersonIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def model_id(self) -> str:
+        return self.store.model_id
+
+    @property
+    def feature_dim(self) -> int:
+        return self.store.feature_dim
+
+    def add_paths(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        stride: int = 1,
+        fps: float | None = None,
+        camera: str | None = None,
+        batch_size: int = 8,
+        progress: bool = True,
+        max_pixels: int | None = None,
+    ) -> IndexSummary:
+        """Index new, changed and unfinished images and videos under ``paths`` (see indexer.py).
+
+        Videos are sampled every ``stride`` frames, or at about ``fps`` frames per second when
+        given. ``camera`` labels every file of this call (default: its folder's name).
+        """
+        if self.engine is None:
+            raise ValueError(f"adding files to {self.store.directory} needs an engine (the detector and re-id model); open the index with engine=...")
+        try:
+            summary = index_paths(
+                self.store,
+                self.engine,
+                paths,
+                sampling=Sampling(stride=stride, fps=fps),
+                camera=camera,
+                batch_size=batch_size,
+                progress=progress,
+                max_pixels=max_pixels,
+            )
+            if self.approximate_default():
+                rows = self.store.committed_rows()
+                if rows >= MIN_IVF_ROWS:
+                    self._vectors.update_ivf(rows)
+        finally:
+            self.store.release_writer()
+        return summary
+
+    # ----------------------------------------------------------------- approximate search
+    def approximate_default(self) -> bool:
+        """Whether searches are approximate unless told otherwise (set by ``set_approximate``)."""
+        return self.store.meta("approximate") == "1"
+
+    def set_approximate(self, enabled: bool = True) -> None:
+        """Make approximate (IVF) search the default for this index, and build the IVF now
+        when the index is large enough (``MIN_IVF_ROWS`` boxes; below that search stays exact)."""
+        self.store.set_meta("approximate", "1" if enabled else "0")
+        rows = self.store.committed_rows()
+        if enabled and rows >= MIN_IVF_ROWS:
+            self._vectors.update_ivf(rows)
+
+    # ----------------------------------------------------------------- searching
+    def count(self) -> int:
+        """Number of people (boxes) in the index."""
+        (count,) = self.store.conn.execute("SELECT COUNT(*) FROM boxes").fetchone()
+        return int(count)
+
+    def search(
+        self,
+        feature: np.ndarray,
+        top_k: int = 10,
+        *,
+        source: str | None = None,
+        time_range: tuple[float | None, float | None] | None = None,
+        camera: str | Sequence[str] | None = None,
+        approximate: bool | None = None,
+        nprobe: int | None = None,
+    ) -> list[Hit]:
+        """The ``top_k`` people most similar to ``feature`` (cosine), best first, within the filters
+        (see ``Filters``). ``approximate=None`` uses the index's default."""
+        feature = np.asarray(feature, dtype=np.float32).reshape(-1)
+        if feature.shape[0] != self.feature_dim:
+            raise ValueError(f"query feature has {feature.shape[0]} dimensions; the index at {self.store.directory} holds {self.feature_dim}-d features of model {self.model_id!r}")
+        norm = float(np.linalg.norm(feature))
+        if not np.isfinite(norm) or norm == 0:
+            raise ValueError("query feature is zero or not finite")
+        filters = Filters(source=source, time_range=time_range, camera=camera)
+        rows = self._rows.refresh()
+        mask = self._rows.mask(filters)
+        approximate = self.approximate_default() if approximate is None else approximate
+        found = self._vectors.search(feature / norm, top_k, rows, mask, approximate=approximate, nprobe=nprobe)
+        return self._hits(found.ids, found.scores)
+
+    def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        if len(ids) == 0:
+            return []
+        marks = ",".join("?" * len(ids))
+        records = {
+            row[0]: row
+            for row in self.store.conn.execute(
+                "SELECT b.id, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score, s.path, s.kind, s.camera, t.jpeg "
+                f"FROM boxes b JOIN sources s ON s.id = b.source_id JOIN thumbnails t ON t.box_id = b.id WHERE b.id IN ({marks})",
+                [int(i) for i in ids],
+            )
+        }
+        hits = []
+        for box_id, score in zip(ids.tolist(), scores.tolist()):
+            record = records.get(box_id)
+            if record is None:  # deleted by another process since the mask was built
+                continue
+            _, frame, time, x1, y1, x2, y2, det_score, path, kind, camera, jpeg = record
+            hits.append(Hit(len(hits) + 1, float(score), (x1, y1, x2, y2), det_score, path, kind, frame, time, camera, box_id, jpeg))
+        return hits
+
+    def thumbnail(self, box_id: int) -> np.ndarray:
+        """The stored thumbnail of a box as HxWx3 uint8 RGB."""
+        row = self.store.conn.execute("SELECT jpeg FROM thumbnails WHERE box_id = ?", (int(box_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no box {box_id} in the index at {self.store.directory}")
+        return decode_image(row[0], f"thumbnail of box {box_id}")
+
+    def feature(self, box_id: int) -> np.ndarray:
+        """The stored feature of a box (to search for a person already in the index)."""
+        if self.store.conn.execute("SELECT 1 FROM boxes WHERE id = ?", (int(box_id),)).fetchone() is None:
+            raise KeyError(f"no box {box_id} in the index at {self.store.directory}")
+        return np.array(self.store.vectors()[int(box_id)])
+
+    def stats(self) -> dict[str, Any]:
+        """Model, sizes and settings, for ``personsearch index-info``."""
+        conn = self.store.conn
+        sources = dict(conn.execute("SELECT kind, COUNT(*) FROM sources GROUP BY kind").fetchall())
+        return {
+            "directory": str(self.store.directory),
+            "model_id": self.model_id,
+            "feature_dim": self.feature_dim,
+            "people": self.count(),
+            "images": int(sources.get("image", 0)),
+            "videos": int(sources.get("video", 0)),
+            "vector_rows": self.store.committed_rows(),
+            "approximate": self.approximate_default(),
+        }
+
+
+def search_index(
+    index_dir: str | Path,
+    query_feature: np.ndarray,
+    top_k: int = 10,
+    *,
+    source: str | None = None,
+    time_range: tuple[float | None, float | None] | None = None,
+    camera: str | Sequence[str] | None = None,
+    approximate: bool | None = None,
+) -> list[Hit]:
+    """One-off search of an index directory (opens and closes it; keep a ``PersonIndex`` open
+    for repeated searches)."""
+    with PersonIndex.open(index_dir) as index:
+        return index.search(query_feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate)

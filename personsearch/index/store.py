@@ -1,0 +1,345 @@
+"""The on-disk index: SQLite metadata (WAL) plus a raw float32 vector file, and the commit protocol.
+
+Layout of an index directory::
+
+    index.sqlite   meta (model_id, feature_dim, committed vector count, ...), sources, boxes, thumbnails
+    vectors.f32    row i = the feature of box id i; float32, feature_dim columns, no header
+    ivf.faiss      optional approximate-search index (see ann.py)
+    lock           held (flock) by the one process that is writing
+
+Commit protocol (crash safety). A batch is written in two steps:
+
+1. its vectors are written at row ``N`` (the committed count) of ``vectors.f32`` and fsynced;
+2. one SQLite transaction inserts its boxes with ids ``N..N+m-1``, updates its sources and sets
+   the committed count to ``N+m``.
+
+A crash before step 2 commits leaves rows past ``N`` that nothing refers to; they are
+overwritten by the next batch and truncated when a writer opens the index. Readers only ever
+look at the first ``N`` rows. Box ids are never reused: re-indexing a changed file deletes its
+boxes (their vector rows stay as unreferenced tombstones, excluded from search).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from personsearch.index.sources import Source
+
+SCHEMA_VERSION = 1
+DB_NAME = "index.sqlite"
+VECTORS_NAME = "vectors.f32"
+LOCK_NAME = "lock"
+IVF_NAME = "ivf.faiss"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE sources (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    camera TEXT NOT NULL,
+    next_frame INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    people INTEGER NOT NULL
+);
+CREATE TABLE boxes (
+    id INTEGER PRIMARY KEY,
+    source_id INTEGER NOT NULL REFERENCES sources(id),
+    frame INTEGER,
+    time REAL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    score REAL NOT NULL
+);
+CREATE INDEX boxes_by_source ON boxes(source_id);
+CREATE TABLE thumbnails (box_id INTEGER PRIMARY KEY, jpeg BLOB NOT NULL);
+"""
+
+
+class PersonIndexError(Exception):
+    """Base class for errors about an index directory."""
+
+
+class ModelMismatchError(PersonIndexError, ValueError):
+    """The index was built with another model than the one in use."""
+
+
+class IndexCorruptError(PersonIndexError):
+    """The index files disagree in a way the commit protocol cannot produce."""
+
+
+class IndexBusyError(PersonIndexError):
+    """Another process is writing to the index."""
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the index holds about one source file."""
+
+    id: int
+    size: int
+    mtime_ns: int
+    next_frame: int
+    complete: bool
+
+    def matches(self, source: Source) -> bool:
+        """Same file contents as indexed (the incremental key: size and modification time)."""
+        return self.size == source.size and self.mtime_ns == source.mtime_ns
+
+
+@dataclass
+class BoxRow:
+    """One detected person to commit; its vector is the matching row of the batch."""
+
+    source: Source
+    frame: int | None
+    time: float | None
+    box: np.ndarray
+    """(4,) xyxy."""
+    score: float
+    thumbnail: bytes
+
+
+@dataclass
+class SourceUpdate:
+    """Progress on one source within a batch."""
+
+    source: Source
+    next_frame: int
+    complete: bool
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode never corrupts; after a power cut the last commits may roll back, which
+    # only makes those images look un-indexed (vectors are fsynced first, so the reverse can't happen).
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class IndexStore:
+    """One open index directory: metadata, vector rows, the writer lock and the commit protocol."""
+
+    def __init__(self, directory: Path, conn: sqlite3.Connection) -> None:
+        self.directory = directory
+        self.conn = conn
+        db = directory / DB_NAME
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as err:
+            raise IndexCorruptError(f"{db}: not a personsearch index database ({err}); rebuild the index with `personsearch index`") from None
+        if meta.get("schema_version") != str(SCHEMA_VERSION) or "model_id" not in meta or "feature_dim" not in meta:
+            raise IndexCorruptError(
+                f"{db}: index schema version {meta.get('schema_version')!r}, this version of personsearch reads {SCHEMA_VERSION}; "
+                "rebuild the index with `personsearch index`"
+            )
+        self.model_id: str = meta["model_id"]
+        self.feature_dim: int = int(meta["feature_dim"])
+        self._lock_file: int | None = None
+        self._mapped: np.memmap | None = None
+        self._check_vector_file(self.committed_rows())
+
+    # ----------------------------------------------------------------- opening and creating
+    @classmethod
+    def exists(cls, directory: str | Path) -> bool:
+        return (Path(directory) / DB_NAME).is_file()
+
+    @classmethod
+    def open(cls, directory: str | Path) -> IndexStore:
+        directory = Path(directory)
+        if not cls.exists(directory):
+            raise FileNotFoundError(f"no person index at {directory} (no {DB_NAME}); build one with `personsearch index PATH... --index {directory}`")
+        try:
+            conn = _connect(directory / DB_NAME)
+        except sqlite3.DatabaseError as err:
+            raise IndexCorruptError(f"{directory / DB_NAME}: not a personsearch index database ({err}); rebuild the index with `personsearch index`") from None
+        try:
+            return cls(directory, conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def create(cls, directory: str | Path, model_id: str, feature_dim: int) -> IndexStore:
+        """Create an empty index; the database appears under its final name only once complete."""
+        directory = Path(directory)
+        if cls.exists(directory):
+            raise FileExistsError(f"{directory} already holds a person index")
+        if feature_dim <= 0:
+            raise ValueError(f"feature_dim must be positive, got {feature_dim}")
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (DB_NAME + ".creating")
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        conn.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+        meta = {"schema_version": SCHEMA_VERSION, "model_id": model_id, "feature_dim": feature_dim, "vector_rows": 0, "generation": 0}
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+        conn.close()
+        (directory / VECTORS_NAME).write_bytes(b"")
+        (directory / IVF_NAME).unlink(missing_ok=True)  # left from an index deleted by hand
+        os.replace(tmp, directory / DB_NAME)
+        return cls.open(directory)
+
+    def close(self) -> None:
+        self.release_writer()
+        self._mapped = None
+        self.conn.close()
+
+    # ----------------------------------------------------------------- vector rows
+    @property
+    def vectors_path(self) -> Path:
+        return self.directory / VECTORS_NAME
+
+    @property
+    def row_bytes(self) -> int:
+        return 4 * self.feature_dim
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def committed_rows(self) -> int:
+        """Vector rows recorded by committed transactions (box ids are below this)."""
+        return int(self.meta("vector_rows") or 0)
+
+    def generation(self) -> int:
+        """Bumped whenever boxes are deleted, so readers know to reload which rows are live."""
+        return int(self.meta("generation") or 0)
+
+    def _check_vector_file(self, rows: int) -> None:
+        size = self.vectors_path.stat().st_size if self.vectors_path.exists() else -1
+        if size < rows * self.row_bytes:
+            raise IndexCorruptError(
+                f"{self.vectors_path}: holds {max(size, 0) // self.row_bytes} vector rows but {self.directory / DB_NAME} records {rows} "
+                "committed rows; the file was truncated or replaced outside personsearch. Rebuild the index."
+            )
+
+    def vectors(self, rows: int | None = None) -> np.ndarray:
+        """The first ``rows`` (default: all committed) vectors, memory-mapped read-only.
+
+        The mapping is kept and reused while it covers ``rows``: searches touch only cached pages.
+        """
+        rows = self.committed_rows() if rows is None else rows
+        if rows == 0:
+            return np.zeros((0, self.feature_dim), dtype=np.float32)
+        if self._mapped is None or len(self._mapped) < rows:
+            self._check_vector_file(rows)
+            self._mapped = np.memmap(self.vectors_path, dtype=np.float32, mode="r", shape=(rows, self.feature_dim))
+        return self._mapped[:rows]
+
+    # ----------------------------------------------------------------- writing
+    def acquire_writer(self) -> None:
+        """Become the only writer, then drop vector rows no committed transaction refers to."""
+        if self._lock_file is not None:
+            return
+        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise IndexBusyError(f"another process is indexing into {self.directory}; wait for it to finish (or stop it) and run again") from None
+        self._lock_file = fd
+        rows = self.committed_rows()
+        self._check_vector_file(rows)
+        if self.vectors_path.stat().st_size > rows * self.row_bytes:
+            os.truncate(self.vectors_path, rows * self.row_bytes)
+
+    def release_writer(self) -> None:
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # closing the descriptor releases the flock
+            self._lock_file = None
+
+    def source_state(self, path: Path) -> SourceState | None:
+        row = self.conn.execute("SELECT id, size, mtime_ns, next_frame, complete FROM sources WHERE path = ?", (str(path),)).fetchone()
+        return None if row is None else SourceState(row[0], row[1], row[2], row[3], bool(row[4]))
+
+    def _append_vectors(self, start_row: int, vectors: np.ndarray) -> None:
+        with open(self.vectors_path, "r+b") as f:
+            f.seek(start_row * self.row_bytes)
+            f.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _delete_source(self, source_id: int) -> int:
+        self.conn.execute("DELETE FROM thumbnails WHERE box_id IN (SELECT id FROM boxes WHERE source_id = ?)", (source_id,))
+        deleted = self.conn.execute("DELETE FROM boxes WHERE source_id = ?", (source_id,)).rowcount
+        self.conn.execute("DELETE FROM sources WHERE id = ?", (source_id,))
+        return deleted
+
+    def _source_id(self, source: Source) -> int:
+        """Id of ``source``'s row (inside a transaction), replacing a row for an older version of the file."""
+        state = self.source_state(source.path)
+        if state is not None and state.matches(source):
+            return state.id
+        if state is not None:
+            self._delete_source(state.id)
+            self.set_meta("generation", str(self.generation() + 1))
+        cursor = self.conn.execute(
+            "INSERT INTO sources (path, kind, size, mtime_ns, camera, next_frame, complete, people) VALUES (?, ?, ?, ?, ?, 0, 0, 0)",
+            (str(source.path), source.kind, source.size, source.mtime_ns, source.camera),
+        )
+        return int(cursor.lastrowid)
+
+    def commit_batch(self, rows: list[BoxRow], vectors: np.ndarray, updates: list[SourceUpdate]) -> None:
+        """Durably add ``rows`` (with their ``vectors``) and record ``updates``, all or nothing."""
+        if self._lock_file is None:
+            raise RuntimeError("commit_batch needs acquire_writer() first")
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.feature_dim)
+        if len(vectors) != len(rows):
+            raise ValueError(f"{len(rows)} box rows but {len(vectors)} vectors")
+        start = self.committed_rows()
+        if len(rows):
+            self._append_vectors(start, vectors)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids: dict[Path, int] = {}
+            for update in updates:
+                ids.setdefault(update.source.path, self._source_id(update.source))
+            for row in rows:
+                ids.setdefault(row.source.path, self._source_id(row.source))
+            box_ids = range(start, start + len(rows))
+            self.conn.executemany(
+                "INSERT INTO boxes (id, source_id, frame, time, x1, y1, x2, y2, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(box_id, ids[r.source.path], r.frame, r.time, *map(float, r.box), float(r.score)) for box_id, r in zip(box_ids, rows)],
+            )
+            self.conn.executemany("INSERT INTO thumbnails VALUES (?, ?)", [(box_id, r.thumbnail) for box_id, r in zip(box_ids, rows)])
+            people: dict[Path, int] = {}
+            for row in rows:
+                people[row.source.path] = people.get(row.source.path, 0) + 1
+            for update in updates:
+                self.conn.execute(
+                    "UPDATE sources SET next_frame = ?, complete = ?, people = people + ? WHERE id = ?",
+                    (update.next_frame, int(update.complete), people.get(update.source.path, 0), ids[update.source.path]),
+                )
+            self.set_meta("vector_rows", str(start + len(rows)))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def remove_source(self, path: Path) -> int:
+        """Forget a source and its boxes (e.g. a changed file that can no longer be read)."""
+        state = self.source_state(path)
+        if state is None:
+            return 0
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = self._delete_source(state.id)
+            self.set_meta("generation", str(self.generation() + 1))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return deleted

@@ -1,0 +1,295 @@
+"""The persistent person index: building, incremental and crash-safe updates, search and filters, JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, SimulatedKill, colour_feature, draw_scene, index_content, write_png, write_video
+from personsearch.index import IndexBusyError, IndexCorruptError, ModelMismatchError, PersonIndex, hits_from_json, hits_to_json, search_index
+from personsearch.index import query_from_crop, query_from_scene, query_from_video
+from personsearch.index import ann
+from personsearch.index.hits import HIT_KEYS
+from personsearch.index.sources import Source
+from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
+
+TESTS = Path(__file__).parent
+
+
+def _gallery(root: Path) -> dict[str, Path]:
+    """Three scenes in two camera folders; people chosen so cosine scores are 1, 0.75 and 0.5."""
+    return {
+        "a": write_png(root / "cam1" / "a.png", draw_scene([(10, 10, RED, BLUE), (60, 10, GREEN, YELLOW)])),
+        "b": write_png(root / "cam1" / "b.png", draw_scene([(10, 50, RED, GREEN)])),
+        "c": write_png(root / "cam2" / "c.png", draw_scene([(100, 20, GREEN, BLUE), (30, 60, RED, BLUE)])),
+    }
+
+
+def _build(directory: Path, paths: list[Path], engine: ColourEngine | None = None, **kwargs: object):
+    engine = engine or ColourEngine()
+    with PersonIndex.open(directory, engine, create=True) as index:
+        return index.add_paths(paths, progress=False, **kwargs)
+
+
+def test_search_ranks_by_cosine_with_hand_computed_scores(tmp_path: Path) -> None:
+    files = _gallery(tmp_path / "g")
+    summary = _build(tmp_path / "idx", [tmp_path / "g"], batch_size=2)
+    assert (summary.sources_seen, summary.sources_indexed, summary.people_added, summary.sources_skipped) == (3, 3, 5, 0)
+    query = colour_feature(RED, BLUE)
+    with PersonIndex.open(tmp_path / "idx") as index:
+        assert index.count() == 5
+        hits = index.search(query, top_k=5)
+        # Per-channel 4-bin histograms of half/half people. red/blue: R=(.5,0,0,.5) G=(1,0,0,0) B=(.5,0,0,.5), |f|^2 = 2.
+        # red/green and green/blue agree with it on two channels: dot 1.5 / (sqrt 2 * sqrt 2) = 0.75.
+        # green/yellow: R=(.5,0,0,.5) G=(0,0,0,1) B=(1,0,0,0), |f|^2 = 2.5: dot 1 / sqrt(5) = 0.44721.
+        assert [round(h.score, 5) for h in hits] == [1.0, 1.0, 0.75, 0.75, 0.44721]
+        assert [(Path(h.source).name, h.box) for h in hits[:2]] == [("a.png", (10.0, 10.0, 30.0, 50.0)), ("c.png", (30.0, 60.0, 50.0, 100.0))]
+        assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+        assert (hits[0].kind, hits[0].frame, hits[0].time, hits[0].camera, hits[0].detection_score) == ("image", None, None, "cam1", pytest.approx(0.9))
+        assert hits[0].thumbnail().shape == (40, 20, 3)  # thumbnails keep small people at full size
+        assert np.abs(hits[0].thumbnail()[5, 5].astype(int) - RED).max() < 20
+        np.testing.assert_allclose(index.feature(hits[0].box_id), query, atol=1e-6)
+        # filters: substring, glob, camera; top_k
+        assert {Path(h.source).name for h in index.search(query, 10, source="cam2")} == {"c.png"}
+        assert {Path(h.source).name for h in index.search(query, 10, source="*/cam1/[ab].png")} == {"a.png", "b.png"}
+        assert [round(h.score, 5) for h in index.search(query, 10, camera="cam1")] == [1.0, 0.75, 0.44721]
+        assert len(index.search(query, 10, camera=["cam1", "cam2"])) == 5 and index.search(query, 10, camera="cam9") == []
+        assert len(index.search(query, 2)) == 2
+        assert index.search(query, 10, time_range=(0, 100)) == []  # images have no time
+    one_off = search_index(tmp_path / "idx", query, 3)
+    assert [h.score for h in one_off] == [h.score for h in hits[:3]] and one_off[0].source == str(files["a"])
+
+
+def test_json_form_has_exact_keys_and_round_trips(tmp_path: Path) -> None:
+    _gallery(tmp_path / "g")
+    _build(tmp_path / "idx", [tmp_path / "g"])
+    engine = ColourEngine()
+    with PersonIndex.open(tmp_path / "idx", engine) as index:
+        query = query_from_scene(engine, tmp_path / "g" / "cam1" / "b.png")  # one person: no box needed
+        hits = index.search(query.feature, 3)
+    document = json.loads(json.dumps(hits_to_json(hits, query=query)))
+    assert list(document) == ["schema", "schema_version", "query", "hits"]
+    assert (document["schema"], document["schema_version"]) == ("personsearch.search-results", 1)
+    assert document["query"] == {"source": str(tmp_path / "g" / "cam1" / "b.png"), "frame": None, "box": [10.0, 50.0, 30.0, 90.0]}
+    assert HIT_KEYS == ("rank", "score", "box", "detection_score", "source", "kind", "frame", "time", "camera", "box_id")
+    assert all(list(hit) == list(HIT_KEYS) for hit in document["hits"])
+    assert document["hits"][0]["score"] == 1.0 and document["hits"][0]["box"] == [10.0, 50.0, 30.0, 90.0]
+    back = hits_from_json(document)
+    assert [(h.rank, h.source, h.box, h.frame, h.camera, h.box_id) for h in back] == [(h.rank, h.source, h.box, h.frame, h.camera, h.box_id) for h in hits]
+    with_thumbs = hits_to_json(hits, include_thumbnails=True)
+    assert list(with_thumbs["hits"][0]) == [*HIT_KEYS, "thumbnail_jpeg_base64"]
+    assert hits_from_json(with_thumbs)[0].thumbnail_jpeg == hits[0].thumbnail_jpeg
+    with pytest.raises(ValueError, match="schema_version 2; this version of personsearch reads 1"):
+        hits_from_json({**document, "schema_version": 2})
+    with pytest.raises(ValueError, match=r"hit 0 lacks keys \['camera'\]"):
+        hits_from_json({**document, "hits": [{k: v for k, v in document["hits"][0].items() if k != "camera"}]})
+
+
+def test_incremental_runs_skip_unchanged_add_new_and_replace_modified(tmp_path: Path) -> None:
+    files = _gallery(tmp_path / "g")
+    _build(tmp_path / "idx", [tmp_path / "g"])
+    engine = ColourEngine()
+    with PersonIndex.open(tmp_path / "idx", engine) as index:
+        assert round(index.search(colour_feature(YELLOW, YELLOW), 1)[0].score, 5) == round(np.sqrt(2.5 / 3), 5)  # green/yellow: dot 2.5 / (sqrt 3 * sqrt 2.5)
+        again = index.add_paths([tmp_path / "g"], progress=False)
+        assert (again.sources_unchanged, again.sources_indexed, again.people_added, engine.images_detected) == (3, 0, 0, 0)
+        write_png(tmp_path / "g" / "cam2" / "d.png", draw_scene([(5, 5, YELLOW, YELLOW)]))
+        added = index.add_paths([tmp_path / "g"], progress=False)
+        assert (added.sources_unchanged, added.sources_indexed, added.people_added, engine.images_detected) == (3, 1, 1, 1)
+        assert Path(index.search(colour_feature(YELLOW, YELLOW), 1)[0].source).name == "d.png"  # an open index sees new rows
+        # b.png changes: its red/green person is replaced by a yellow/blue one
+        write_png(files["b"], draw_scene([(70, 30, YELLOW, BLUE), (120, 70, GREEN, GREEN)]))
+        changed = index.add_paths([tmp_path / "g"], progress=False)
+        assert (changed.sources_replaced, changed.sources_indexed, changed.people_added) == (1, 1, 2)
+        assert index.count() == 5 - 1 + 1 + 2
+        b_hits = index.search(colour_feature(RED, GREEN), 10, source="b.png")
+        assert sorted(h.box for h in b_hits) == [(70.0, 30.0, 90.0, 70.0), (120.0, 70.0, 140.0, 110.0)]
+        top = index.search(colour_feature(YELLOW, BLUE), 1)[0]
+        assert (Path(top.source).name, round(top.score, 5)) == ("b.png", 1.0)
+        assert all(h.box != (10.0, 50.0, 30.0, 90.0) or Path(h.source).name != "b.png" for h in index.search(colour_feature(RED, GREEN), 20))
+        # d.png is overwritten with garbage: skipped, and its old person no longer found
+        (tmp_path / "g" / "cam2" / "d.png").write_bytes(b"garbage")
+        broken = index.add_paths([tmp_path / "g"], progress=False)
+        assert (broken.sources_skipped, broken.sources_replaced, index.count()) == (1, 1, 6)
+        assert all(Path(h.source).name != "d.png" for h in index.search(colour_feature(YELLOW, YELLOW), 10))
+
+
+def test_corrupt_and_oversized_inputs_are_skipped_and_counted(tmp_path: Path) -> None:
+    _gallery(tmp_path / "g")
+    (tmp_path / "g" / "cam1" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "g" / "cam1" / "broken.avi").write_bytes(b"RIFF" + bytes(200))
+    write_png(tmp_path / "g" / "cam2" / "huge.png", np.zeros((200, 300, 3), np.uint8))
+    summary = _build(tmp_path / "idx", [tmp_path / "g", tmp_path / "missing.png"], max_pixels=160 * 120)
+    assert (summary.sources_seen, summary.sources_indexed, summary.people_added) == (6, 3, 5)
+    reasons = {Path(s.path).name: s.reason for s in summary.skipped}
+    assert set(reasons) == {"broken.jpg", "broken.avi", "huge.png", "missing.png"}
+    assert "not a readable image" in reasons["broken.jpg"]
+    assert "OpenCV cannot open this video" in reasons["broken.avi"]
+    assert "300x200 = 60,000 pixels, over the limit of 19,200" in reasons["huge.png"]
+    assert reasons["missing.png"] == "no such file or folder"
+    assert summary.to_json()["sources_skipped"] == 4
+
+
+def test_model_mismatch_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    _build(tmp_path / "idx", [])
+    with pytest.raises(ModelMismatchError) as err:
+        PersonIndex.open(tmp_path / "idx", ColourEngine(model_id="other-model"))
+    message = str(err.value)
+    assert "built with model 'colour-histogram-v1' (12-d features)" in message
+    assert "the model in use is 'other-model' (12-d)" in message and "--index NEW_DIR" in message
+    with PersonIndex.open(tmp_path / "idx") as index:
+        with pytest.raises(ValueError, match="query feature has 5 dimensions"):
+            index.search(np.ones(5, np.float32))
+        with pytest.raises(ValueError, match="needs an engine"):
+            index.add_paths([tmp_path])
+    with pytest.raises(FileNotFoundError, match="no person index at"):
+        PersonIndex.open(tmp_path / "elsewhere")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "index.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(IndexCorruptError, match=r"junk/index\.sqlite: not a personsearch index database"):
+        PersonIndex.open(tmp_path / "junk")
+
+
+def test_video_frames_are_indexed_with_stride_times_and_time_filter(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "cams" / "door" / "clip.avi", frames=10, fps=10.0)
+    summary = _build(tmp_path / "idx", [video], stride=3, batch_size=3)
+    assert (summary.frames_processed, summary.people_added) == (4, 4)
+    engine = ColourEngine()
+    with PersonIndex.open(tmp_path / "idx", engine) as index:
+        hits = index.search(colour_feature(RED, BLUE), 10)
+        assert sorted((h.frame, h.time, h.kind, h.camera) for h in hits) == [(f, f / 10, "video", "door") for f in (0, 3, 6, 9)]
+        frame6 = next(h for h in hits if h.frame == 6)
+        assert frame6.box[0] == pytest.approx(10 + 4 * 6, abs=2) and frame6.score > 0.95
+        assert sorted(h.frame for h in index.search(colour_feature(RED, BLUE), 10, time_range=(0.25, 0.6))) == [3, 6]
+        assert sorted(h.frame for h in index.search(colour_feature(RED, BLUE), 10, time_range=(None, 0.0))) == [0]
+        query = query_from_video(engine, video, 6)
+        assert (query.frame, query.source, query.box) == (6, str(video), frame6.box)
+        np.testing.assert_allclose(query.feature, index.feature(frame6.box_id), atol=1e-6)
+        denser = index.add_paths([video], fps=5.0, progress=False)  # complete videos are not re-read
+        assert (denser.sources_unchanged, denser.people_added) == (1, 0)
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    _gallery(tmp_path / "g")
+    write_video(tmp_path / "g" / "cam3" / "walk.avi", frames=9)
+    _build(tmp_path / "whole", [tmp_path / "g"], batch_size=2)
+    expected = index_content(tmp_path / "whole")
+    assert len(expected) == 5 + 9
+    # Batches of 2 frames: a.png+b.png, c.png+frame 0, frames 1-2, ... the kill lands mid-video.
+    with pytest.raises(SimulatedKill):
+        _build(tmp_path / "resumed", [tmp_path / "g"], ColourEngine(kill_on_detect_call=4), batch_size=2)
+    partial = index_content(tmp_path / "resumed")
+    assert 0 < len(partial) < len(expected) and set(partial) <= set(expected)
+    engine = ColourEngine()
+    summary = _build(tmp_path / "resumed", [tmp_path / "g"], engine, batch_size=2)
+    # 3 batches committed (a+b, c+frame 0, frames 1-2): the images are done, the video resumes at frame 3
+    assert len(partial) == 2 + 1 + 2 + 3
+    assert (summary.sources_unchanged, summary.sources_indexed, engine.images_detected) == (3, 1, 6)
+    assert index_content(tmp_path / "resumed") == expected
+
+
+def test_hard_kill_between_vector_write_and_commit_leaves_a_consistent_index(tmp_path: Path) -> None:
+    _gallery(tmp_path / "g")
+    _build(tmp_path / "whole", [tmp_path / "g"], batch_size=1)
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from index_testkit import ColourEngine
+        from personsearch.index import PersonIndex
+        from personsearch.index.store import IndexStore
+        original = IndexStore._append_vectors
+        calls = []
+        def append_then_die(self, start, vectors):
+            original(self, start, vectors)
+            calls.append(1)
+            if len(calls) == 2:
+                os._exit(9)  # vectors of the 2nd image are on disk, its transaction never commits
+        IndexStore._append_vectors = append_then_die
+        index = PersonIndex.open({str(tmp_path / "idx")!r}, ColourEngine(), create=True)
+        index.add_paths([{str(tmp_path / "g")!r}], batch_size=1, progress=False)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 9, result.stderr
+    vectors = tmp_path / "idx" / "vectors.f32"
+    assert vectors.stat().st_size == (2 + 1) * 12 * 4  # a.png's 2 rows committed + b.png's 1 uncommitted
+    with PersonIndex.open(tmp_path / "idx") as reader:
+        assert reader.count() == 2 and len(reader.search(colour_feature(RED, BLUE), 10)) == 2
+    _build(tmp_path / "idx", [])  # a writer opening the index drops the uncommitted row
+    assert vectors.stat().st_size == 2 * 12 * 4
+    summary = _build(tmp_path / "idx", [tmp_path / "g"], batch_size=1)
+    assert (summary.sources_unchanged, summary.sources_indexed, summary.people_added) == (1, 2, 3)
+    assert vectors.stat().st_size == 5 * 12 * 4
+    assert index_content(tmp_path / "idx") == index_content(tmp_path / "whole")
+
+
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    _build(tmp_path / "idx", [])
+    first = IndexStore.open(tmp_path / "idx")
+    first.acquire_writer()
+    try:
+        with PersonIndex.open(tmp_path / "idx", ColourEngine()) as second:
+            with pytest.raises(IndexBusyError, match="another process is indexing into"):
+                second.add_paths([tmp_path], progress=False)
+    finally:
+        first.close()
+
+
+def test_query_helpers_need_one_person_or_a_box(tmp_path: Path) -> None:
+    files = _gallery(tmp_path / "g")
+    engine = ColourEngine()
+    with pytest.raises(ValueError, match=r"2 people detected, choose one with a query box x1,y1,x2,y2: 10,10,30,50 \(score 0\.90\); 60,10,80,50"):
+        query_from_scene(engine, files["a"])
+    chosen = query_from_scene(engine, files["a"], box=(60, 10, 80, 50))
+    np.testing.assert_allclose(chosen.feature, colour_feature(GREEN, YELLOW), atol=1e-6)
+    assert chosen.crop.shape == (40, 20, 3) and chosen.box == (60.0, 10.0, 80.0, 50.0)
+    with pytest.raises(ValueError, match="has no area inside the 160x120 image"):
+        query_from_scene(engine, files["a"], box=(500, 500, 600, 600))
+    crop = query_from_crop(engine, draw_scene([(0, 0, RED, BLUE)], size=(40, 20)))
+    np.testing.assert_allclose(crop.feature, colour_feature(RED, BLUE), atol=1e-6)
+    with pytest.raises(ValueError, match="no person detected"):
+        query_from_scene(engine, np.zeros((50, 50, 3), np.uint8))
+
+
+def _store_with_vectors(directory: Path, vectors: np.ndarray, cameras: list[str]) -> None:
+    """An index holding the given unit vectors directly (one image source per camera)."""
+    store = IndexStore.create(directory, "random-model", vectors.shape[1])
+    store.acquire_writer()
+    sources = [Source(Path(f"/data/{cam}/img.png"), "image", 1, 1, cam) for cam in cameras]
+    rows = [BoxRow(sources[i % len(sources)], None, None, np.array([0, 0, 1, 1]), 1.0, b"") for i in range(len(vectors))]
+    store.commit_batch(rows, vectors, [SourceUpdate(s, 1, True) for s in sources])
+    store.close()
+
+
+def test_approximate_ivf_search_and_selector_filters_agree_with_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(ann.MIN_IVF_ROWS, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    _store_with_vectors(tmp_path / "idx", vectors, ["north", "south"])
+    queries = vectors[[3, 100, 2001]]
+    monkeypatch.setattr(ann, "EXACT_SUBSET_ROWS", 0)  # force faiss + IDSelector for filtered searches
+    with PersonIndex.open(tmp_path / "idx") as index:
+        for q in queries:
+            exact = index.search(q, 5)
+            brute = np.argsort(-(vectors @ q), kind="stable")[:5]
+            assert [h.box_id for h in exact] == brute.tolist()
+            south = index.search(q, 5, camera="south")
+            odd = np.flatnonzero(np.arange(len(vectors)) % 2 == 1)
+            assert [h.box_id for h in south] == odd[np.argsort(-(vectors[odd] @ q), kind="stable")[:5]].tolist()
+        index.set_approximate(True)
+        assert (tmp_path / "idx" / "ivf.faiss").is_file() and index.store.meta("ivf_rows") == str(len(vectors))
+        for q in queries:
+            nlist = ann.default_nlist(len(vectors))
+            full_probe = index.search(q, 5, nprobe=nlist)  # probing every list is exact
+            assert [h.box_id for h in full_probe] == [h.box_id for h in index.search(q, 5, approximate=False)]
+            assert index.search(q, 1)[0].box_id == [h.box_id for h in full_probe][0]
+            assert all(h.camera == "north" for h in index.search(q, 5, camera="north", nprobe=nlist))
+    with PersonIndex.open(tmp_path / "idx") as reopened:  # the saved IVF is reused
+        assert reopened.approximate_default() and reopened.search(queries[0], 1)[0].box_id == 3
