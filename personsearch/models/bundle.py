@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 def _config_from_json(cls: type, data: dict[str, Any]) -> Any:
     fields = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
-    kwargs["pretrained"] = False  # the bundle's own weights replace any initialisation
+    kwargs["pretrained"] = None  # random init, silently: the bundle's own weights replace it
     return cls(**kwargs)
 
 

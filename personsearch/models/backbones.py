@@ -1,0 +1,187 @@
+"""Backbones as named feature stages (timm's ``features_only`` idea, torchvision's networks).
+
+Every backbone is cut into the same five stages, so the detector and the re-id network name
+what they use instead of indexing layers:
+
+    stage    ResNet-50                      MobileNetV2                  stride
+    stem     conv1, bn1, relu, maxpool      features[0]                  4 / 2
+    layer1   layer1 (256 ch)                features[1:4]   (24 ch)      4
+    layer2   layer2 (512 ch)                features[4:7]   (32 ch)      8
+    layer3   layer3 (1024 ch)               features[7:14]  (96 ch)      16
+    layer4   layer4 (2048 ch)               features[14:19] (1280 ch)    32
+
+``layer3`` is where the C4 detector runs its RPN and RoI crop; ``layer2..layer4`` are the
+re-id pyramid levels (clsa.md: 512/1024/2048 and 32/96/1280 channels).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v2, resnet50
+from torchvision.ops import FrozenBatchNorm2d
+
+from personsearch.models.weights import load_state_dict_file, resolve_weights
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+Pretrained = str | Path | bool | None
+"""True: the backbone's registered ImageNet weights; a path: that state-dict file; False: random
+initialisation, with a warning (training from scratch); None: random initialisation without a
+warning, for a caller that loads trained weights right after."""
+
+
+@dataclass(frozen=True)
+class BackboneArch:
+    """How to build one backbone from torchvision and cut it into ``STAGES``."""
+
+    make: Callable[[type[nn.Module]], nn.Module]
+    """The torchvision classification network, given its normalisation layer."""
+    stages: Callable[[nn.Module], list[nn.Module]]
+    """Its modules for ``STAGES``, in order (the classifier is dropped)."""
+    strides: tuple[int, ...]
+    weights: str | None
+    """Key in ``personsearch.models.weights.WEIGHTS``; None when no pretrained file exists."""
+
+
+def _resnet_stages(net: nn.Module) -> list[nn.Module]:
+    stem = nn.Sequential(OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool))
+    return [stem, net.layer1, net.layer2, net.layer3, net.layer4]
+
+
+def _mobilenet_stages(net: nn.Module) -> list[nn.Module]:
+    f = net.features
+    return [f[0], f[1:4], f[4:7], f[7:14], f[14:19]]
+
+
+ARCHS: dict[str, BackboneArch] = {
+    "resnet50": BackboneArch(lambda norm: resnet50(norm_layer=norm), _resnet_stages, (4, 4, 8, 16, 32), "resnet50.imagenet"),
+    "mobilenet_v2": BackboneArch(
+        lambda norm: mobilenet_v2(norm_layer=norm), _mobilenet_stages, (2, 4, 8, 16, 32), "mobilenet_v2.imagenet"
+    ),
+    "mobilenet_v2_tiny": BackboneArch(
+        lambda norm: mobilenet_v2(width_mult=0.25, norm_layer=norm), _mobilenet_stages, (2, 4, 8, 16, 32), None
+    ),
+}
+"""``mobilenet_v2_tiny`` (width 0.25, no pretrained weights) exists for fast tests."""
+
+
+def _out_channels(stage: nn.Module) -> int:
+    """Channels a stage emits: those of its last convolution (every stage here ends with one)."""
+    return [m for m in stage.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+
+
+class FeatureBackbone(nn.Module):
+    """Named stages run in order; ``forward`` returns the ``out_stages`` outputs as an OrderedDict.
+
+    Stages listed in ``frozen_stages`` get ``requires_grad=False`` and stay in eval mode when the
+    model trains, so neither their weights nor their BatchNorm statistics ever change.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[tuple[str, nn.Module, int]],
+        out_stages: Sequence[str],
+        frozen_stages: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        names = [name for name, _, _ in stages]
+        for name, module, _ in stages:
+            self.add_module(name, module)
+        unknown = sorted((set(out_stages) | set(frozen_stages)) - set(names))
+        if unknown or not out_stages:
+            raise ValueError(f"stages {unknown} requested, out_stages {list(out_stages)}; this backbone has stages {names}")
+        self.stage_names = names
+        self.out_stages = tuple(out_stages)
+        self.strides = {name: stride for name, _, stride in stages}
+        self.channels = {name: _out_channels(module) for name, module, _ in stages}
+        self.frozen_stages = tuple(frozen_stages)
+        for name in self.frozen_stages:
+            getattr(self, name).requires_grad_(False)
+        self._last = max(names.index(s) for s in self.out_stages)
+
+    @property
+    def out_channels(self) -> dict[str, int]:
+        """Channels of each returned stage."""
+        return {s: self.channels[s] for s in self.out_stages}
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        out: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for name in self.stage_names[: self._last + 1]:
+            x = getattr(self, name)(x)
+            if name in self.out_stages:
+                out[name] = x
+        return out
+
+    def train(self, mode: bool = True) -> FeatureBackbone:
+        super().train(mode)
+        for name in self.frozen_stages:
+            getattr(self, name).eval()
+        return self
+
+    def split(self, at: str) -> tuple[FeatureBackbone, nn.Sequential]:
+        """(trunk returning stage ``at``, the later stages as one Sequential): the C4 detector's
+        feature extractor and box head. Modules are shared, not copied."""
+        if at not in self.stage_names:
+            raise ValueError(f"cannot split at {at!r}; stages are {self.stage_names}")
+        cut = self.stage_names.index(at) + 1
+        head_frozen = sorted(set(self.frozen_stages) & set(self.stage_names[cut:]))
+        if head_frozen:
+            raise ValueError(f"stages {head_frozen} are frozen but would be in the head after {at!r}")
+        trunk = FeatureBackbone(
+            [(n, getattr(self, n), self.strides[n]) for n in self.stage_names[:cut]], (at,), self.frozen_stages
+        )
+        head = nn.Sequential(OrderedDict((n, getattr(self, n)) for n in self.stage_names[cut:]))
+        return trunk, head
+
+
+def load_pretrained(net: nn.Module, path: Path, arch: str) -> None:
+    """Load an ImageNet state dict into the full torchvision network, every key matched."""
+    state = load_state_dict_file(path)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: not torchvision {arch} weights: {len(missing)} missing keys {missing[:4]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:4]}"
+        )
+
+
+def build_backbone(
+    name: str,
+    pretrained: Pretrained = True,
+    *,
+    out_stages: Sequence[str] = ("layer4",),
+    frozen_stages: Sequence[str] = (),
+    frozen_bn: bool = False,
+) -> FeatureBackbone:
+    """A ``FeatureBackbone`` of architecture ``name`` (see ``ARCHS``).
+
+    ``frozen_bn`` uses torchvision's FrozenBatchNorm2d (detection practice: batches of 1-2
+    images are too small for batch statistics); otherwise BatchNorm trains (re-id practice).
+    """
+    if name not in ARCHS:
+        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(sorted(ARCHS))}")
+    arch = ARCHS[name]
+    net = arch.make(FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
+    if pretrained is True:
+        if arch.weights is None:
+            raise ValueError(f"backbone {name!r} has no pretrained weights; pass pretrained=False (or a weights file)")
+        load_pretrained(net, resolve_weights(arch.weights), name)
+    elif isinstance(pretrained, (str, Path)):
+        load_pretrained(net, Path(pretrained).expanduser(), name)
+    elif pretrained is False:
+        logger.warning(
+            "backbone %s: pretrained=False, so it starts from RANDOM weights and trains FROM SCRATCH; "
+            "expect far lower accuracy than with ImageNet weights (see `personsearch fetch-weights`)",
+            name,
+        )
+    stages = [(stage, module, stride) for stage, module, stride in zip(STAGES, arch.stages(net), arch.strides)]
+    return FeatureBackbone(stages, out_stages, frozen_stages)

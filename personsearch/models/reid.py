@@ -1,0 +1,105 @@
+"""The feature-pyramid re-id network (clsa.md section 2).
+
+One backbone pass gives feature maps at several depths (the in-network pyramid). Each level l has
+its own head: global average pooling -> linear to ``embed_dim`` -> BatchNorm1d -> identity
+classifier. Variants: ``single`` uses the top level only (the usual re-id baseline); ``multi`` and
+``clsa`` use every level (they differ only in the loss, see ``losses.py``).
+
+The test feature concatenates the L2-normalised per-level embeddings and L2-normalises the result,
+so each level weighs the same in the cosine similarity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from personsearch.models.backbones import ARCHS, STAGES, Pretrained, build_backbone
+
+VARIANTS = ("single", "multi", "clsa")
+
+
+@dataclass
+class ReIDConfig:
+    """Every switch of the re-id network, with the defaults of clsa.md section 2."""
+
+    num_classes: int
+    """Training identities (the classifier's outputs)."""
+    backbone: str = "mobilenet_v2"
+    pretrained: Pretrained = True
+    levels: tuple[str, ...] = ("layer2", "layer3", "layer4")
+    """Backbone stages forming the pyramid, lowest first; the last is the top level."""
+    embed_dim: int = 256
+    variant: str = "clsa"
+    input_size: tuple[int, int] = (256, 128)
+    """(H, W) of the person crops the network expects."""
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ValueError(f"ReIDConfig.num_classes={self.num_classes}: need at least one training identity")
+        if self.backbone not in ARCHS:
+            raise ValueError(f"ReIDConfig.backbone={self.backbone!r}; available: {', '.join(sorted(ARCHS))}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"ReIDConfig.variant={self.variant!r}; expected one of {VARIANTS}")
+        self.levels = tuple(self.levels)
+        allowed = STAGES[1:]
+        if not self.levels or not set(self.levels) <= set(allowed) or list(self.levels) != sorted(set(self.levels), key=allowed.index):
+            raise ValueError(f"ReIDConfig.levels={self.levels}: expected distinct stages of {allowed}, lowest first")
+        if self.variant == "clsa" and len(self.levels) < 2:
+            raise ValueError("ReIDConfig: variant 'clsa' aligns lower levels to the top one and needs at least two levels")
+        self.input_size = tuple(self.input_size)
+
+    @property
+    def used_levels(self) -> tuple[str, ...]:
+        """The levels with a head: the top one for ``single``, all for ``multi`` / ``clsa``."""
+        return self.levels[-1:] if self.variant == "single" else self.levels
+
+
+class LevelHead(nn.Module):
+    """GAP -> linear embedding -> BatchNorm1d -> identity classifier, for one pyramid level."""
+
+    def __init__(self, in_channels: int, embed_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(in_channels, embed_dim)
+        self.bn = nn.BatchNorm1d(embed_dim)
+        self.classifier = nn.Linear(embed_dim, num_classes)
+        nn.init.normal_(self.classifier.weight, std=0.001)  # small logits at start: a stable first epoch
+        nn.init.zeros_(self.classifier.bias)
+
+    def embedding(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """The BatchNorm'd ``embed_dim`` embedding of a (B, C, h, w) feature map."""
+        return self.bn(self.embed(torch.flatten(F.adaptive_avg_pool2d(feature_map, 1), 1)))
+
+
+class PyramidReID(nn.Module):
+    """Train mode: ``forward(x)`` -> ``{"embeddings": [...], "logits": [...]}`` per used level, top
+    level last. Eval mode: ``forward(x)`` -> (B, D) L2-normalised test features."""
+
+    def __init__(self, config: ReIDConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.levels = config.used_levels
+        self.backbone = build_backbone(config.backbone, config.pretrained, out_stages=self.levels)
+        channels = self.backbone.out_channels
+        self.heads = nn.ModuleDict({lvl: LevelHead(channels[lvl], config.embed_dim, config.num_classes) for lvl in self.levels})
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the test feature."""
+        return self.config.embed_dim * len(self.levels)
+
+    def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]] | torch.Tensor:
+        features = self.backbone(x)
+        embeddings = [self.heads[lvl].embedding(features[lvl]) for lvl in self.levels]
+        if self.training:
+            logits = [self.heads[lvl].classifier(e) for lvl, e in zip(self.levels, embeddings)]
+            return {"embeddings": embeddings, "logits": logits}
+        return F.normalize(torch.cat([F.normalize(e, dim=1) for e in embeddings], dim=1), dim=1)
+
+
+def build_reid(config: ReIDConfig) -> PyramidReID:
+    """The re-id network ``config`` describes (pretrained backbone per ``config.pretrained``)."""
+    return PyramidReID(config)

@@ -1,0 +1,103 @@
+"""The pyramid re-id network per variant, its test feature, the fast path, and the model registry."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from model_testkit import mobilenet_weights_or_skip
+from torch.nn import functional as F
+
+from personsearch.models.fast import autocast_for, prepare_for_inference
+from personsearch.models.registry import create_model, list_models
+from personsearch.models.reid import PyramidReID, ReIDConfig
+
+torch.set_num_threads(1)
+CLASSES, BATCH = 5, 4
+
+
+def tiny(variant: str, **overrides: Any) -> PyramidReID:
+    torch.manual_seed(0)
+    return create_model("reid_mobilenet_v2_tiny", num_classes=CLASSES, variant=variant, **overrides)
+
+
+def crops() -> torch.Tensor:
+    return torch.randn(BATCH, 3, 64, 32, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize(("variant", "levels"), [("single", 1), ("multi", 3), ("clsa", 3)])
+def test_train_outputs_per_level_top_last(variant: str, levels: int) -> None:
+    model = tiny(variant).train()
+    out = model(crops())
+    assert len(out["logits"]) == len(out["embeddings"]) == levels
+    assert all(z.shape == (BATCH, CLASSES) for z in out["logits"])
+    assert all(e.shape == (BATCH, 64) for e in out["embeddings"])
+    assert model.levels[-1] == "layer4"
+
+
+@pytest.mark.parametrize(("variant", "levels"), [("single", 1), ("multi", 3), ("clsa", 3)])
+def test_eval_feature_is_normalised_concatenation_of_normalised_levels(variant: str, levels: int) -> None:
+    model = tiny(variant).eval()
+    x = crops()
+    with torch.no_grad():
+        feature = model(x)
+        maps = model.backbone(x)
+        per_level = [F.normalize(model.heads[lvl].embedding(maps[lvl]), dim=1) for lvl in model.levels]
+    assert feature.shape == (BATCH, 64 * levels) == (BATCH, model.feature_dim)
+    torch.testing.assert_close(feature.norm(dim=1), torch.ones(BATCH))
+    torch.testing.assert_close(feature, torch.cat(per_level, dim=1) / math.sqrt(levels))  # each level weighs 1/sqrt(L)
+
+
+def test_pyramid_levels_use_the_clsa_stage_channels() -> None:
+    model = create_model("reid_mobilenet_v2", num_classes=3, pretrained=None)
+    assert {lvl: h.embed.in_features for lvl, h in model.heads.items()} == {"layer2": 32, "layer3": 96, "layer4": 1280}
+    assert all(h.embed.out_features == 256 for h in model.heads.values())
+    assert model.config.input_size == (256, 128)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(variant="pyramid"), r"variant='pyramid'; expected one of"),
+        (dict(levels=("layer4",)), "variant 'clsa' .* needs at least two levels"),
+        (dict(levels=("layer4", "layer3")), "expected distinct stages of .*lowest first"),
+        (dict(levels=("layer3", "fc")), "expected distinct stages"),
+        (dict(num_classes=0), "need at least one training identity"),
+    ],
+)
+def test_bad_config_values_are_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReIDConfig(**{"num_classes": 3, **overrides})
+
+
+def test_bf16_channels_last_features_match_fp32() -> None:
+    mobilenet_weights_or_skip()
+    torch.manual_seed(0)
+    model = create_model("reid_mobilenet_v2", num_classes=3).eval()
+    x = torch.randn(2, 3, 128, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        reference = model(x)
+        fast = prepare_for_inference(model, "cpu", fast=True)
+        assert not fast.training and fast.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+        with autocast_for("cpu", True):
+            low = fast(x.contiguous(memory_format=torch.channels_last))
+    assert low.dtype == torch.bfloat16
+    assert F.cosine_similarity(low.float(), reference, dim=1).min() > 0.99
+
+
+def test_autocast_for_switches_precision() -> None:
+    a = torch.randn(4, 4)
+    with autocast_for("cpu", False):
+        assert (a @ a).dtype == torch.float32
+    with autocast_for(torch.device("cpu"), True):
+        assert (a @ a).dtype == torch.bfloat16
+
+
+def test_registry_lists_builds_and_suggests() -> None:
+    assert {"reid_resnet50", "reid_mobilenet_v2", "detector_resnet50_c4", "detector_mobilenet_v2_c4"} <= set(list_models())
+    assert list_models("reid_*") == ["reid_mobilenet_v2", "reid_mobilenet_v2_tiny", "reid_resnet50"]
+    assert tiny("single", embed_dim=32).eval()(crops()).shape == (BATCH, 32)
+    with pytest.raises(ValueError, match=r"unknown model 'reid_resnet5' \(did you mean reid_resnet50"):
+        create_model("reid_resnet5", num_classes=3)
