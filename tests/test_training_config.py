@@ -20,12 +20,16 @@ def test_yaml_round_trip_keeps_nested_and_tuple_settings(tmp_path: Path) -> None
 
 def test_overrides_win_over_the_file_and_none_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "det.yaml"
-    path.write_text("epochs: 4\nbackbone: resnet50\noptim:\n  lr: 0.02\n")
-    config = load_config(DetectorTrainConfig, path, epochs=9, backbone=None)
+    path.write_text("epochs: 4\nmodel:\n  backbone: resnet50\noptim:\n  lr: 0.02\n")
+    config = load_config(DetectorTrainConfig, path, epochs=9, seed=None, model={"min_size": 480})
     assert config.epochs == 9
-    assert config.backbone == "resnet50"
+    assert config.seed == 0
+    assert config.model.backbone == "resnet50"
+    assert config.model.min_size == 480
+    # nested settings merge key by key: the training defaults of the untouched keys survive
+    assert config.model.rpn_post_nms_top_n == DetectorTrainConfig().model.rpn_post_nms_top_n == (512, 300)
     assert config.optim.lr == 0.02
-    assert config.optim.momentum == 0.9  # untouched nested default
+    assert config.optim.weight_decay == DetectorTrainConfig().optim.weight_decay
 
 
 def test_unknown_setting_is_named(tmp_path: Path) -> None:
@@ -36,6 +40,9 @@ def test_unknown_setting_is_named(tmp_path: Path) -> None:
     path.write_text("optim:\n  learning_rate: 0.1\n")
     with pytest.raises(ValueError, match="optim: unknown setting"):
         load_config(ReIDTrainConfig, path)
+    path.write_text("model:\n  score_thresh: 2.0\n")
+    with pytest.raises(ValueError, match="score_thresh"):
+        load_config(DetectorTrainConfig, path)
 
 
 def test_missing_and_malformed_files_are_named(tmp_path: Path) -> None:

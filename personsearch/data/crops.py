@@ -111,7 +111,7 @@ class CropAugment:
             dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator)
             out = torch.stack([padded[i, :, dy[i] : dy[i] + height, dx[i] : dx[i] + width] for i in range(n)])
         if self.downscale_prob > 0:
-            chosen = torch.flatnonzero(torch.rand(n, generator=generator) < self.downscale_prob)
+            chosen = torch.nonzero(torch.rand(n, generator=generator) < self.downscale_prob).flatten()
             scales = self.min_scale + (1 - self.min_scale) * torch.rand(len(chosen), generator=generator)
             for i, scale in zip(chosen.tolist(), scales.tolist()):
                 small = (max(2, round(height * scale)), max(1, round(width * scale)))

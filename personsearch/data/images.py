@@ -80,8 +80,7 @@ def _decode(source: str | Path | io.BytesIO, name: str | Path, max_pixels: int |
             f"{name}: not a readable image ({type(err).__name__}: {err}); expected a JPEG, PNG, BMP, "
             "TIFF or WebP file: re-export or remove it"
         ) from None
-    array = np.asarray(rgb, dtype=np.uint8)
-    return np.ascontiguousarray(array)
+    return np.array(rgb, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
 
 
 def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:

@@ -83,7 +83,7 @@ class PipelineResult:
     def format_table(self) -> str:
         parts = []
         if self.detection is not None:
-            parts += ["Detection", self.detection.format_table()]
+            parts.append(self.detection.format_table())
         if self.search is not None:
             parts += ["Search with detections", self.search.format_table()]
         parts += ["Search with ground-truth boxes", self.search_gt.format_table()]
@@ -96,23 +96,32 @@ def evaluate_engine(
     *,
     gallery_size: int = 100,
     detect: bool = True,
+    detections: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
     cross_camera: bool = False,
     det_thresh: float = 0.5,
     progress: bool = True,
 ) -> PipelineResult:
-    """Score a detector + re-id engine on ``dataset`` with its standard protocol."""
+    """Score a detector + re-id engine on ``dataset`` with its standard protocol.
+
+    ``detections`` are gallery detections and features already computed (for example read
+    from an index of the gallery with ``PersonIndex.people_in``); the engine then only embeds
+    the ground-truth boxes and the queries. ``detect=False`` scores ground-truth boxes only.
+    """
     timings = {}
     started = time.perf_counter()
-    dets, feats, gt_feats = run_gallery(engine, dataset.gallery, detect=detect, progress=progress)
+    if detect and detections is None:
+        dets, feats, gt_feats = run_gallery(engine, dataset.gallery, detect=True, progress=progress)
+    else:
+        _, gt_feats, _ = run_gallery(engine, dataset.gallery, detect=False, progress=progress)
+        dets, feats = detections if detect and detections is not None else (None, None)
     timings["gallery"] = time.perf_counter() - started
     started = time.perf_counter()
     qfeats = query_features(engine, dataset.queries)
     timings["queries"] = time.perf_counter() - started
-    settings = dict(gallery_size=gallery_size, cross_camera=cross_camera)
-    gt = ground_truth_detections(dataset.gallery)
-    search_gt = evaluate_search(dataset, gt, gt_feats if detect else feats, qfeats, det_thresh=det_thresh, **settings)
-    if not detect:
+    settings = dict(gallery_size=gallery_size, cross_camera=cross_camera, det_thresh=det_thresh)
+    search_gt = evaluate_search(dataset, ground_truth_detections(dataset.gallery), gt_feats, qfeats, **settings)
+    if dets is None:
         return PipelineResult(None, search_gt, None, timings)
-    search = evaluate_search(dataset, dets, feats, qfeats, det_thresh=det_thresh, **settings)
+    search = evaluate_search(dataset, dets, feats, qfeats, **settings)
     detection = evaluate_detection(dataset, dets, det_thresh=det_thresh)
     return PipelineResult(search, search_gt, detection, timings)

@@ -197,6 +197,22 @@ class PersonIndex:
             raise KeyError(f"no box {box_id} in the index at {self.store.directory}")
         return np.array(self.store.vectors()[int(box_id)])
 
+    def people_in(self, path: str | Path, frame: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Everyone indexed in one image (or one video ``frame``): ``(n, 5)`` detections
+        ``[x1, y1, x2, y2, score]`` and their ``(n, D)`` features, in detection order. This is
+        what the benchmark protocols score, so an index doubles as a results file."""
+        resolved = str(Path(path).resolve())
+        rows = self.store.conn.execute(
+            "SELECT b.id, b.x1, b.y1, b.x2, b.y2, b.score FROM boxes b JOIN sources s ON s.id = b.source_id "
+            "WHERE s.path = ? AND b.frame IS ? ORDER BY b.id",
+            (resolved, frame),
+        ).fetchall()
+        if not rows and self.store.conn.execute("SELECT 1 FROM sources WHERE path = ?", (resolved,)).fetchone() is None:
+            raise KeyError(f"{resolved} is not in the index at {self.store.directory}; add it with `personsearch index`")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        dets = np.array([r[1:] for r in rows], dtype=np.float32).reshape(-1, 5)
+        return dets, np.array(self.store.vectors()[ids]) if len(ids) else np.zeros((0, self.feature_dim), np.float32)
+
     def stats(self) -> dict[str, Any]:
         """Model, sizes and settings, for ``personsearch index-info``."""
         conn = self.store.conn

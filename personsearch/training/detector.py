@@ -17,25 +17,9 @@ from personsearch.data import load_dataset
 from personsearch.data.images import read_image
 from personsearch.data.records import Scene
 from personsearch.models.bundle import save_component
-from personsearch.models.detector import DetectorConfig, build_detector
+from personsearch.models.detector import build_detector
 from personsearch.training.config import DetectorTrainConfig, to_dict
 from personsearch.training.runner import Trainer, resolve_device, sgd_for
-
-
-def detector_model_config(config: DetectorTrainConfig) -> DetectorConfig:
-    """The network part of a detector training config."""
-    return DetectorConfig(
-        backbone=config.backbone,
-        pretrained=config.pretrained,
-        min_size=config.min_size,
-        max_size=config.max_size,
-        freeze_stem=config.freeze_stem,
-        freeze_layer1=config.freeze_layer1,
-        roi_size=config.roi_size,
-        roi_max_pool=config.roi_max_pool,
-        min_proposal_size=config.min_proposal_size,
-        score_thresh=config.score_thresh,
-    )
 
 
 def scene_target(scene: Scene, flip: bool, width: int) -> dict[str, torch.Tensor]:
@@ -59,8 +43,7 @@ def train_detector(
     scenes = [s for s in scenes if len(s.boxes)]
     if not scenes:
         raise ValueError("the training split has no annotated person: nothing to train the detector on")
-    model_config = detector_model_config(config)
-    model = build_detector(model_config)
+    model = build_detector(config.model)
     optimizer = sgd_for(model, config.optim, lambda name: ".body." in name or name.startswith("backbone."))
 
     def plan(epoch: int) -> list[list[tuple[int, bool]]]:
@@ -76,15 +59,15 @@ def train_detector(
         for i, flip in items:
             image = read_image(scenes[i].path)
             if flip:
-                image = image[:, ::-1]
-            images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255).to(device))
+                image = np.ascontiguousarray(image[:, ::-1])
+            images.append(torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(device))
             targets.append({k: v.to(device) for k, v in scene_target(scenes[i], flip, image.shape[1]).items()})
         return images, targets
 
     def step(net: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float], int]:
         images, targets = batch
         losses = net(images, targets)
-        return sum(losses.values()), {k: float(v) for k, v in losses.items()}, len(images)
+        return sum(losses.values()), {k: v.item() for k, v in losses.items()}, len(images)
 
     trainer = Trainer(
         model=model,
@@ -101,5 +84,5 @@ def train_detector(
     )
     summary = trainer.fit(plan, load_batch, step)
     model.eval()
-    save_component(out_dir, "detector", model, model_config, {"train": to_dict(config), "summary": summary})
+    save_component(out_dir, "detector", model, config.model, {"train": to_dict(config), "summary": summary})
     return summary

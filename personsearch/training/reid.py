@@ -87,7 +87,7 @@ def train_reid(
         images, labels = batch
         outputs = net(images)
         loss, parts = reid_loss(outputs, labels, config.variant, config.temperature, config.align_weight)
-        return loss, {k: float(v) for k, v in parts.items()}, len(labels)
+        return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
     trainer = Trainer(
         model=model,

@@ -1,0 +1,140 @@
+"""The Python API: one object that holds a model bundle and mirrors the CLI.
+
+    ps = PersonSearch.load("runs/demo/model")           # a bundle directory, or a saved name
+    ps.index(["footage/", "cam2.avi"], index="my-index")
+    result = ps.search("my-index", "scene.jpg", box=(10, 20, 60, 170), top_k=10)
+    result.write_html("report.html")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
+from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
+from personsearch.models.bundle import ModelBundle
+from personsearch.interfaces.report import write_contact_sheet, write_html_report
+
+
+def model_home() -> Path:
+    """Where named bundles live: ``$PERSONSEARCH_HOME/models`` (default ``~/.cache/personsearch``)."""
+    base = os.environ.get("PERSONSEARCH_HOME") or Path.home() / ".cache" / "personsearch"
+    return Path(base) / "models"
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A bundle directory given by path, or by the name it was saved under with ``save_as``."""
+    path = Path(model)
+    if (path / "reid.json").is_file():
+        return path
+    named = model_home() / str(model)
+    if (named / "reid.json").is_file():
+        return named
+    known = sorted(p.name for p in model_home().glob("*") if (p / "reid.json").is_file()) if model_home().is_dir() else []
+    raise FileNotFoundError(
+        f"no model bundle at {path} and no saved model named {model!r} in {model_home()} (saved: {known or 'none'}); "
+        "train one with `personsearch demo` or `personsearch train-detector/train-reid --out DIR`"
+    )
+
+
+@dataclass
+class SearchResult:
+    """The query and its ranked hits, with the ways a person looks at them."""
+
+    query: SearchQuery
+    hits: list[Hit]
+    index_dir: Path
+    model_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form (docs/search-json.md)."""
+        return hits_to_json(self.hits, query=self.query)
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+    def write_html(self, path: str | Path, title: str = "Person search results") -> Path:
+        notes = {"index": str(self.index_dir), "model": self.model_id}
+        if self.query.source:
+            notes["query"] = self.query.source + (f" frame {self.query.frame}" if self.query.frame is not None else "")
+        return write_html_report(path, self.query.crop, self.hits, title=title, notes=notes)
+
+    def write_contact_sheet(self, path: str | Path) -> Path:
+        return write_contact_sheet(path, self.query.crop, self.hits)
+
+
+class PersonSearch:
+    """A detector + re-id bundle, able to index galleries and search them by example."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    @classmethod
+    def load(cls, model: str | Path, *, device: str = "cpu", fast: bool = True) -> PersonSearch:
+        """Load a bundle directory, or a bundle saved by name (see ``save_as``)."""
+        return cls(ModelBundle(resolve_model(model), device=device, fast=fast))
+
+    def save_as(self, name: str) -> Path:
+        """Copy the bundle to the model home so ``PersonSearch.load(name)`` finds it."""
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"model name {name!r}: use a plain name such as 'demo'")
+        target = model_home() / name
+        target.mkdir(parents=True, exist_ok=True)
+        for part in ("detector.json", "detector.safetensors", "reid.json", "reid.safetensors"):
+            shutil.copy2(self.bundle.path / part, target / part)
+        return target
+
+    def index(
+        self,
+        paths: Iterable[str | Path],
+        index: str | Path,
+        *,
+        stride: int = 1,
+        fps: float | None = None,
+        camera: str | None = None,
+        batch_size: int = 4,
+        progress: bool = True,
+    ) -> IndexSummary:
+        """Add images, folders and videos to the index at ``index`` (created if absent)."""
+        with PersonIndex.open(index, self.bundle, create=True) as person_index:
+            return person_index.add_paths(paths, stride=stride, fps=fps, camera=camera, batch_size=batch_size, progress=progress)
+
+    def query(self, image: str | Path | np.ndarray, *, box: Sequence[float] | None = None, frame: int | None = None, crop: bool = False) -> SearchQuery:
+        """The query person: a whole crop (``crop=True``), a box in a scene image, or a box in a
+        video frame (``frame``). Without a box, the only person detected is used."""
+        if frame is not None:
+            return query_from_video(self.bundle, image, frame, box)
+        if crop:
+            return query_from_crop(self.bundle, image)
+        return query_from_scene(self.bundle, image, box)
+
+    def search(
+        self,
+        index: str | Path,
+        query: SearchQuery | str | Path | np.ndarray,
+        *,
+        box: Sequence[float] | None = None,
+        frame: int | None = None,
+        crop: bool = False,
+        top_k: int = 10,
+        source: str | None = None,
+        time_range: tuple[float | None, float | None] | None = None,
+        camera: str | Sequence[str] | None = None,
+        approximate: bool | None = None,
+    ) -> SearchResult:
+        """The ``top_k`` indexed people most like the query, with optional filters."""
+        if not isinstance(query, SearchQuery):
+            query = self.query(query, box=box, frame=frame, crop=crop)
+        with PersonIndex.open(index, self.bundle) as person_index:
+            hits = person_index.search(query.feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate)
+        return SearchResult(query, hits, Path(index), self.bundle.model_id)

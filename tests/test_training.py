@@ -1,0 +1,131 @@
+"""Training loop: exact resume after a kill, learning-rate schedule, crops and augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import personsearch.training.reid as reid_training
+from personsearch.data.crops import CropAugment, CropSet, crop_boxes
+from personsearch.training.config import OptimConfig, ReIDTrainConfig
+from personsearch.training.runner import learning_rate_factor
+
+torch.set_num_threads(1)
+
+
+def tiny_crop_set(n_ids: int = 4, per_id: int = 6) -> CropSet:
+    """Crops whose identity is their colour, so a network can learn them."""
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (n_ids, 3))
+    crops, labels = [], []
+    for label, colour in enumerate(colours):
+        for _ in range(per_id):
+            crop = np.clip(colour[:, None, None] + rng.normal(0, 20, (3, 32, 16)), 0, 255)
+            crops.append(crop)
+            labels.append(label)
+    return CropSet(
+        crops=torch.from_numpy(np.stack(crops)).to(torch.uint8),
+        labels=torch.tensor(labels),
+        pids=np.arange(1, n_ids + 1),
+        heights=np.full(len(labels), 50.0),
+    )
+
+
+def tiny_config(**overrides) -> ReIDTrainConfig:
+    base = dict(
+        backbone="mobilenet_v2_tiny", pretrained=None, input_size=(32, 16), epochs=2, batch_size=8,
+        fast=False, device="cpu", checkpoint_every=2, optim=OptimConfig(warmup_steps=2),
+    )
+    base.update(overrides)
+    return ReIDTrainConfig(**base)
+
+
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    crops = tiny_crop_set()
+    config = tiny_config()
+    reid_training.train_reid(config, tmp_path / "straight", progress=False, crop_set=crops)
+
+    real_loss = reid_training.reid_loss
+    calls = {"n": 0}
+
+    def dies_at_step_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("simulated kill")
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(reid_training, "reid_loss", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        reid_training.train_reid(config, tmp_path / "killed", progress=False, crop_set=crops)
+    assert (tmp_path / "killed" / "train-reid" / "last.pt").is_file()
+    assert not (tmp_path / "killed" / "reid.safetensors").exists()
+    monkeypatch.setattr(reid_training, "reid_loss", real_loss)
+    summary = reid_training.train_reid(config, tmp_path / "killed", progress=False, crop_set=crops)
+
+    straight = load_file(str(tmp_path / "straight" / "reid.safetensors"))
+    resumed = load_file(str(tmp_path / "killed" / "reid.safetensors"))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    assert summary["steps"] == 2 * (24 // 8)
+    rows = (tmp_path / "killed" / "train-reid" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch,lr,loss")
+    # steps 1-4 before the kill; the run resumed from the step-4 checkpoint and logged 5-6
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
+    crops = tiny_crop_set()
+    reid_training.train_reid(tiny_config(epochs=1), tmp_path, progress=False, crop_set=crops)
+    with pytest.raises(ValueError, match="different configuration"):
+        reid_training.train_reid(tiny_config(epochs=1, variant="multi"), tmp_path, progress=False, crop_set=crops)
+
+
+def test_learning_rate_warms_up_then_steps_down() -> None:
+    optim = OptimConfig(warmup_steps=10, milestones=(0.5, 0.75))
+    assert learning_rate_factor(0, 100, optim) == pytest.approx(0.1)
+    assert learning_rate_factor(5, 100, optim) == pytest.approx(0.55)
+    assert learning_rate_factor(10, 100, optim) == 1.0
+    assert learning_rate_factor(49, 100, optim) == 1.0
+    assert learning_rate_factor(50, 100, optim) == pytest.approx(0.1)
+    assert learning_rate_factor(75, 100, optim) == pytest.approx(0.01)
+
+
+def test_identity_balanced_batches_hold_k_crops_of_p_identities() -> None:
+    crops = tiny_crop_set(n_ids=4, per_id=6)
+    config = tiny_config(batch_size=8, ids_per_batch=2)
+    batches = reid_training.epoch_plan(crops.labels, 0, config)
+    assert len(batches) == 2
+    for batch in batches:
+        labels = crops.labels[batch]
+        assert len(batch) == 8 and len(labels.unique()) == 2
+        assert all((labels == label).sum() == 4 for label in labels.unique())
+    assert reid_training.epoch_plan(crops.labels, 0, config) == batches
+    assert reid_training.epoch_plan(crops.labels, 1, config) != batches
+
+
+def test_crop_boxes_resamples_exactly_the_box() -> None:
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[10:30, 20:30] = (200, 100, 50)
+    crops = crop_boxes(image, np.array([[20, 10, 30, 30], [0, 0, 10, 10]]), (8, 4))
+    assert crops.shape == (2, 3, 8, 4) and crops.dtype == torch.uint8
+    assert (crops[0].permute(1, 2, 0) == torch.tensor([200, 100, 50], dtype=torch.uint8)).all()
+    assert (crops[1] == 0).all()
+    with pytest.raises(ValueError, match=r"no area inside the 60x40 image"):
+        crop_boxes(image, np.array([[70, 0, 80, 10]]), (8, 4))
+
+
+def test_downscale_augmentation_blurs_detail_and_keeps_the_size() -> None:
+    crops = torch.zeros(4, 3, 64, 32, dtype=torch.uint8)
+    crops[:, :, ::2] = 255  # one-pixel stripes: the finest possible detail
+    augment = CropAugment(flip=False, pad=0, downscale_prob=1.0, min_scale=0.125)
+    out = augment(crops, torch.Generator().manual_seed(0))
+    assert out.shape == crops.shape
+    # stripes survive only as grey: every image lost most of its contrast
+    assert (out.float().std(dim=(1, 2, 3)) < 0.5 * crops.float().std(dim=(1, 2, 3))).all()
+    again = augment(crops, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
