@@ -32,10 +32,15 @@ def _embed(engine: Any, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def run_gallery(
-    engine: Any, scenes: list[Scene], *, detect: bool = True, batch_size: int = 4, progress: bool = True
-) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
-    """Detections and features of every gallery scene, and, when ``detect``, the features of the
-    ground-truth boxes too (one image decode serves both)."""
+    engine: Any,
+    scenes: list[Scene],
+    *,
+    detections: list[np.ndarray] | None = None,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Detections of every gallery scene (``detections`` if given, else the engine's), their
+    features, and the features of the ground-truth boxes: one image decode serves all three."""
     dets: list[np.ndarray] = []
     feats: list[np.ndarray] = []
     gt_feats: list[np.ndarray] = []
@@ -45,14 +50,13 @@ def run_gallery(
         for start in range(0, len(scenes), batch_size):
             chunk = scenes[start : start + batch_size]
             images = [read_image(s.path) for s in chunk]
-            found = engine.detect(images) if detect else gt[start : start + len(chunk)]
+            found = engine.detect(images) if detections is None else detections[start : start + len(chunk)]
             for offset, (image, boxes) in enumerate(zip(images, found)):
                 dets.append(boxes)
                 feats.append(_embed(engine, image, boxes))
-                if detect:
-                    gt_feats.append(_embed(engine, image, gt[start + offset]))
+                gt_feats.append(_embed(engine, image, gt[start + offset]))
             bar.advance(task, len(chunk))
-    return dets, feats, (gt_feats if detect else None)
+    return dets, feats, gt_feats
 
 
 def query_features(engine: Any, queries: list[Query]) -> np.ndarray:
@@ -67,27 +71,24 @@ def query_features(engine: Any, queries: list[Query]) -> np.ndarray:
 class PipelineResult:
     """Detection quality, search with detections, and search with ground-truth boxes."""
 
-    search: SearchResult | None
+    search: SearchResult
     search_gt: SearchResult
-    detection: DetectionResult | None
+    detection: DetectionResult
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "search": self.search.to_dict() if self.search else None,
+            "search": self.search.to_dict(),
             "search_gt_boxes": self.search_gt.to_dict(),
-            "detection": self.detection.to_dict() if self.detection else None,
+            "detection": self.detection.to_dict(),
             "timings_s": self.timings,
         }
 
     def format_table(self) -> str:
-        parts = []
-        if self.detection is not None:
-            parts.append(self.detection.format_table())
-        if self.search is not None:
-            parts += ["Search with detections", self.search.format_table()]
-        parts += ["Search with ground-truth boxes", self.search_gt.format_table()]
-        return "\n".join(parts)
+        return "\n".join(
+            [self.detection.format_table(), "Search with detections", self.search.format_table(),
+             "Search with ground-truth boxes", self.search_gt.format_table()]
+        )
 
 
 def evaluate_engine(
@@ -95,33 +96,34 @@ def evaluate_engine(
     dataset: PersonSearchDataset,
     *,
     gallery_size: int = 100,
-    detect: bool = True,
-    detections: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+    detections: list[np.ndarray] | None = None,
+    features: list[np.ndarray] | None = None,
     cross_camera: bool = False,
     det_thresh: float = 0.5,
     progress: bool = True,
 ) -> PipelineResult:
-    """Score a detector + re-id engine on ``dataset`` with its standard protocol.
+    """Score a detector + re-id engine on ``dataset`` with its standard protocol, with its own
+    detections and with the ground-truth boxes.
 
-    ``detections`` are gallery detections and features already computed (for example read
-    from an index of the gallery with ``PersonIndex.people_in``); the engine then only embeds
-    the ground-truth boxes and the queries. ``detect=False`` scores ground-truth boxes only.
+    ``detections`` (aligned with the gallery) replace the engine's detector, e.g. one detector's
+    boxes shared by several re-id models; with ``features`` too (e.g. both read from an index of
+    the gallery with ``PersonIndex.people_in``) they are not embedded again.
     """
     timings = {}
     started = time.perf_counter()
-    if detect and detections is None:
-        dets, feats, gt_feats = run_gallery(engine, dataset.gallery, detect=True, progress=progress)
+    if features is None:
+        dets, feats, gt_feats = run_gallery(engine, dataset.gallery, detections=detections, progress=progress)
     else:
-        _, gt_feats, _ = run_gallery(engine, dataset.gallery, detect=False, progress=progress)
-        dets, feats = detections if detect and detections is not None else (None, None)
+        if detections is None:
+            raise ValueError("features of the gallery detections were given without the detections")
+        dets, feats = detections, features
+        _, gt_feats, _ = run_gallery(engine, dataset.gallery, detections=ground_truth_detections(dataset.gallery), progress=progress)
     timings["gallery"] = time.perf_counter() - started
     started = time.perf_counter()
     qfeats = query_features(engine, dataset.queries)
     timings["queries"] = time.perf_counter() - started
     settings = dict(gallery_size=gallery_size, cross_camera=cross_camera, det_thresh=det_thresh)
     search_gt = evaluate_search(dataset, ground_truth_detections(dataset.gallery), gt_feats, qfeats, **settings)
-    if dets is None:
-        return PipelineResult(None, search_gt, None, timings)
     search = evaluate_search(dataset, dets, feats, qfeats, **settings)
     detection = evaluate_detection(dataset, dets, det_thresh=det_thresh)
     return PipelineResult(search, search_gt, detection, timings)

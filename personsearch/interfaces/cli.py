@@ -190,7 +190,6 @@ def evaluate_cmd(
     dataset: Annotated[Path, typer.Option(help="Dataset root.")],
     gallery_size: Annotated[int, typer.Option(help="CUHK-SYSU gallery size.")] = 100,
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
-    gt_boxes_only: Annotated[bool, typer.Option(help="Skip the detector: re-id on ground-truth boxes only.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
 ) -> None:
@@ -202,7 +201,7 @@ def evaluate_cmd(
     try:
         engine = ModelBundle(model, device=device)
         data = load_dataset(dataset)
-        result = evaluate_engine(engine, data, gallery_size=gallery_size, detect=not gt_boxes_only, cross_camera=cross_camera)
+        result = evaluate_engine(engine, data, gallery_size=gallery_size, cross_camera=cross_camera)
     except (ValueError, OSError) as err:
         _fail(err)
     console.print(result.format_table(), highlight=False)

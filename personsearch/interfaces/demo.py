@@ -41,8 +41,8 @@ class DemoSettings:
     )
     reid: ReIDTrainConfig = field(
         default_factory=lambda: ReIDTrainConfig(
-            variant="clsa", input_size=(128, 64), epochs=8, batch_size=64,
-            optim=OptimConfig(warmup_steps=50),
+            variant="clsa", input_size=(128, 64), epochs=30, batch_size=64,
+            optim=OptimConfig(warmup_steps=30),
         )
     )
 
@@ -90,8 +90,9 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     t = _stage(console, f"5/5 run the benchmark's queries against the index (CUHK-SYSU protocol, gallery {settings.gallery_size})")
     with PersonIndex.open(index_dir, bundle) as person_index:
         indexed = [person_index.people_in(scene.path) for scene in dataset.gallery]
-    detections = ([d for d, _ in indexed], [f for _, f in indexed])
-    result = evaluate_engine(bundle, dataset, gallery_size=settings.gallery_size, detections=detections, progress=progress)
+    result = evaluate_engine(
+        bundle, dataset, gallery_size=settings.gallery_size, detections=[d for d, _ in indexed], features=[f for _, f in indexed], progress=progress
+    )
     console.print(result.format_table(), highlight=False)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2))
     query = dataset.queries[0]
@@ -99,6 +100,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     report = found.write_html(out / "report.html", title=f"Demo query: {query.name}, person {query.pid}")
     sheet = found.write_contact_sheet(out / "report.png")
     found.write_json(out / "search.json")
+    saved = engine.save_as("demo")
     timings["evaluate_search"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
 
@@ -117,5 +119,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     }
     (out / "demo.json").write_text(json.dumps(summary_dict, indent=2))
     console.rule("[bold]done")
-    console.print(f"HTML report: {report}\ncontact sheet: {sheet}\nresults: {out / 'results.json'}\ntotal {timings['total']:.0f} s")
+    console.print(
+        f"HTML report: {report}\ncontact sheet: {sheet}\nresults: {out / 'results.json'}\n"
+        f"model saved as 'demo' ({saved}): personsearch search --model demo --index {index_dir} ...\ntotal {timings['total']:.0f} s"
+    )
     return summary_dict
