@@ -129,3 +129,27 @@ def test_downscale_augmentation_blurs_detail_and_keeps_the_size() -> None:
     assert (out.float().std(dim=(1, 2, 3)) < 0.5 * crops.float().std(dim=(1, 2, 3))).all()
     again = augment(crops, torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
+
+
+def test_torchrun_trains_with_two_processes_and_one_writer(tmp_path: Path) -> None:
+    """DistributedDataParallel on CPU (gloo): both ranks train, rank 0 alone writes the bundle."""
+    import shutil
+    import subprocess
+    import sys
+
+    from personsearch.data.synthetic import make_synthetic
+
+    make_synthetic(tmp_path / "data", preset="tiny", seed=1)
+    config = tmp_path / "reid.yaml"
+    config.write_text("backbone: mobilenet_v2_tiny\npretrained: false\ninput_size: [32, 16]\nepochs: 1\nbatch_size: 8\nfast: false\ndevice: cpu\n")
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun is installed with torch"
+    run = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "personsearch.interfaces.cli", "train-reid",
+         "--out", str(tmp_path / "out"), "--config", str(config), "--dataset", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("re-id trained") == 2
+    assert (tmp_path / "out" / "reid.safetensors").is_file()
+    assert (tmp_path / "out" / "train-reid" / "last.pt").is_file()

@@ -19,7 +19,7 @@ from personsearch.data.records import Scene
 from personsearch.models.bundle import save_component
 from personsearch.models.detector import build_detector
 from personsearch.training.config import DetectorTrainConfig, to_dict
-from personsearch.training.runner import Trainer, resolve_device, sgd_for
+from personsearch.training.runner import Trainer, distributed_context, resolve_device, sgd_for
 
 
 def scene_target(scene: Scene, flip: bool, width: int) -> dict[str, torch.Tensor]:
@@ -84,5 +84,6 @@ def train_detector(
     )
     summary = trainer.fit(plan, load_batch, step)
     model.eval()
-    save_component(out_dir, "detector", model, config.model, {"train": to_dict(config), "summary": summary})
+    if distributed_context()[0] == 0:  # one writer under torchrun
+        save_component(out_dir, "detector", model, config.model, {"train": to_dict(config), "summary": summary})
     return summary

@@ -15,7 +15,7 @@ from personsearch.models.bundle import save_component
 from personsearch.models.losses import reid_loss
 from personsearch.models.reid import ReIDConfig, build_reid
 from personsearch.training.config import ReIDTrainConfig, to_dict
-from personsearch.training.runner import Trainer, resolve_device, sgd_for
+from personsearch.training.runner import Trainer, distributed_context, resolve_device, sgd_for
 
 
 def reid_model_config(config: ReIDTrainConfig, num_classes: int) -> ReIDConfig:
@@ -105,5 +105,6 @@ def train_reid(
     summary = trainer.fit(lambda e: epoch_plan(crop_set.labels, e, config), load_batch, step)
     summary.update(num_classes=crop_set.num_classes, num_crops=len(crop_set.labels))
     model.eval()
-    save_component(out_dir, "reid", model, model_config, {"train": to_dict(config), "summary": summary})
+    if distributed_context()[0] == 0:  # one writer under torchrun
+        save_component(out_dir, "reid", model, model_config, {"train": to_dict(config), "summary": summary})
     return summary

@@ -141,6 +141,8 @@ class Trainer:
                 start = 0
                 if rank == 0:
                     self._save(epoch + 1, 0, global_step)
+        if world > 1:
+            dist.barrier()  # every rank finished before rank 0's files are read
         elapsed = time.perf_counter() - started
         return {"steps": global_step, "epochs": self.epochs, "seconds": elapsed, "images_per_s": images_seen / elapsed if elapsed else math.nan}
 
