@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -123,22 +123,11 @@ def train_reid_cmd(
     fast: Annotated[Optional[bool], typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
 ) -> None:
     """Train the feature-pyramid re-id network; resumes from OUT/train-reid/last.pt."""
-    from personsearch.training.config import ReIDTrainConfig, load_config
+    from personsearch.training.config import ReIDTrainConfig
     from personsearch.training.reid import train_reid
 
-    try:
-        cfg = load_config(
-            ReIDTrainConfig,
-            config,
-            **_overrides(
-                dataset=dataset, variant=variant, backbone=backbone, pretrained=_parse_pretrained(pretrained),
-                epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast,
-            ),
-        )
-        summary = train_reid(cfg, out)
-    except (ValueError, OSError) as err:
-        _fail(err)
-    console.print(f"re-id trained: {summary}; bundle component in {out}")
+    overrides = dict(variant=variant, backbone=backbone, pretrained=_parse_pretrained(pretrained))
+    _train("re-id", ReIDTrainConfig, train_reid, out, config, dict(overrides, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast))
 
 
 @app.command("train-detector")
@@ -155,22 +144,22 @@ def train_detector_cmd(
     fast: Annotated[Optional[bool], typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
 ) -> None:
     """Train the Faster R-CNN person detector; resumes from OUT/train-detector/last.pt."""
-    from personsearch.training.config import DetectorTrainConfig, load_config
+    from personsearch.training.config import DetectorTrainConfig
     from personsearch.training.detector import train_detector
 
+    network = _overrides(backbone=backbone, pretrained=_parse_pretrained(pretrained)) or None
+    _train("detector", DetectorTrainConfig, train_detector, out, config, dict(model=network, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast))
+
+
+def _train(what: str, config_cls: type, train: Any, out: Path, config: Path | None, overrides: dict[str, Any]) -> None:
+    """Shared body of the train commands: config file + flags -> training -> summary."""
+    from personsearch.training.config import load_config
+
     try:
-        cfg = load_config(
-            DetectorTrainConfig,
-            config,
-            **_overrides(
-                dataset=dataset, model=_overrides(backbone=backbone, pretrained=_parse_pretrained(pretrained)) or None,
-                epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast,
-            ),
-        )
-        summary = train_detector(cfg, out)
+        summary = train(load_config(config_cls, config, **_overrides(**overrides)), out)
     except (ValueError, OSError) as err:
         _fail(err)
-    console.print(f"detector trained: {summary}; bundle component in {out}")
+    console.print(f"{what} trained: {summary}; bundle component in {out}")
 
 
 def _parse_pretrained(value: str | None) -> str | bool | None:

@@ -16,10 +16,9 @@ import torch
 from personsearch.data import load_dataset
 from personsearch.data.images import read_image
 from personsearch.data.records import Scene
-from personsearch.models.bundle import save_component
 from personsearch.models.detector import build_detector
-from personsearch.training.config import DetectorTrainConfig, to_dict
-from personsearch.training.runner import Trainer, distributed_context, resolve_device, sgd_for
+from personsearch.training.config import DetectorTrainConfig
+from personsearch.training.runner import resolve_device, train_component
 
 
 def scene_target(scene: Scene, flip: bool, width: int) -> dict[str, torch.Tensor]:
@@ -44,7 +43,6 @@ def train_detector(
     if not scenes:
         raise ValueError("the training split has no annotated person: nothing to train the detector on")
     model = build_detector(config.model)
-    optimizer = sgd_for(model, config.optim, lambda name: ".body." in name or name.startswith("backbone."))
 
     def plan(epoch: int) -> list[list[tuple[int, bool]]]:
         """Batches of (scene index, horizontal flip), a pure function of (seed, epoch)."""
@@ -69,21 +67,7 @@ def train_detector(
         losses = net(images, targets)
         return sum(losses.values()), {k: v.item() for k, v in losses.items()}, len(images)
 
-    trainer = Trainer(
-        model=model,
-        optimizer=optimizer,
-        optim=config.optim,
-        out_dir=out_dir / "train-detector",
-        epochs=config.epochs,
-        device=device,
-        fast=config.fast,
-        checkpoint_every=config.checkpoint_every,
-        config=to_dict(config),
-        progress=progress,
-        description="detector",
+    return train_component(
+        "detector", model, config.model, config, out_dir,
+        epoch_batches=plan, load_batch=load_batch, step_fn=step, progress=progress, description="detector",
     )
-    summary = trainer.fit(plan, load_batch, step)
-    model.eval()
-    if distributed_context()[0] == 0:  # one writer under torchrun
-        save_component(out_dir, "detector", model, config.model, {"train": to_dict(config), "summary": summary})
-    return summary

@@ -11,11 +11,10 @@ import torch
 
 from personsearch.data import load_dataset
 from personsearch.data.crops import CropAugment, CropSet, build_crop_set, normalize_crops
-from personsearch.models.bundle import save_component
 from personsearch.models.losses import reid_loss
 from personsearch.models.reid import ReIDConfig, build_reid
-from personsearch.training.config import ReIDTrainConfig, to_dict
-from personsearch.training.runner import Trainer, distributed_context, resolve_device, sgd_for
+from personsearch.training.config import ReIDTrainConfig
+from personsearch.training.runner import resolve_device, train_component
 
 
 def reid_model_config(config: ReIDTrainConfig, num_classes: int) -> ReIDConfig:
@@ -72,7 +71,6 @@ def train_reid(
     model = build_reid(model_config)
     if config.fast:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = sgd_for(model, config.optim, lambda name: name.startswith("backbone."))
     augment = CropAugment(config.flip, config.pad, config.downscale_prob, config.min_downscale)
 
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,22 +87,9 @@ def train_reid(
         loss, parts = reid_loss(outputs, labels, config.variant, config.temperature, config.align_weight)
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
-    trainer = Trainer(
-        model=model,
-        optimizer=optimizer,
-        optim=config.optim,
-        out_dir=out_dir / "train-reid",
-        epochs=config.epochs,
-        device=device,
-        fast=config.fast,
-        checkpoint_every=config.checkpoint_every,
-        config=to_dict(config),
-        progress=progress,
-        description=f"re-id {config.variant}",
+    return train_component(
+        "reid", model, model_config, config, out_dir,
+        epoch_batches=lambda e: epoch_plan(crop_set.labels, e, config), load_batch=load_batch, step_fn=step,
+        progress=progress, description=f"re-id {config.variant}",
+        summary_extra={"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)},
     )
-    summary = trainer.fit(lambda e: epoch_plan(crop_set.labels, e, config), load_batch, step)
-    summary.update(num_classes=crop_set.num_classes, num_crops=len(crop_set.labels))
-    model.eval()
-    if distributed_context()[0] == 0:  # one writer under torchrun
-        save_component(out_dir, "reid", model, model_config, {"train": to_dict(config), "summary": summary})
-    return summary

@@ -179,6 +179,55 @@ class Trainer:
         return epoch, step, int(state["global_step"])
 
 
+def _is_pretrained_part(param: str) -> bool:
+    """Backbone parameters (and the detector's box head, which is the backbone's last stages)
+    start from ImageNet and get ``backbone_lr``; everything else is new."""
+    return param.startswith(("backbone.", "roi_heads.box_head."))
+
+
+def train_component(
+    name: str,
+    model: torch.nn.Module,
+    model_config: Any,
+    train_config: Any,
+    out_dir: Path,
+    *,
+    epoch_batches: Callable[[int], Sequence[Sequence[Any]]],
+    load_batch: Callable[[Sequence[Any]], Batch],
+    step_fn: StepFn,
+    progress: bool = True,
+    description: str = "train",
+    summary_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one bundle component (``detector`` or ``reid``) with ``train_config``'s optimiser,
+    epochs and checkpointing in ``out_dir/train-NAME``, then save it as ``out_dir/NAME.*``."""
+    from personsearch.models.bundle import save_component
+    from personsearch.training.config import to_dict
+
+    config_dict = to_dict(train_config)
+    device = resolve_device(train_config.device)
+    optimizer = sgd_for(model, train_config.optim, _is_pretrained_part)
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        optim=train_config.optim,
+        out_dir=Path(out_dir) / f"train-{name}",
+        epochs=train_config.epochs,
+        device=device,
+        fast=train_config.fast,
+        checkpoint_every=train_config.checkpoint_every,
+        config=config_dict,
+        progress=progress,
+        description=description,
+    )
+    summary = trainer.fit(epoch_batches, load_batch, step_fn)
+    summary.update(summary_extra or {})
+    model.eval()
+    if distributed_context()[0] == 0:  # one writer under torchrun
+        save_component(out_dir, name, model, model_config, {"train": config_dict, "summary": summary})
+    return summary
+
+
 class _MetricsLog:
     """Appends one CSV row per step; a resumed run continues the same file."""
 
