@@ -247,6 +247,7 @@ def index_cmd(
     camera: Annotated[Optional[str], typer.Option(help="Camera label for these files (default: folder name).")] = None,
     approximate: Annotated[bool, typer.Option(help="Make approximate (IVF) search this index's default.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per detector batch.")] = 4,
+    detector: Annotated[str, typer.Option(help="Person detector: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Detect and embed every person in images and videos into a persistent index (incremental, resumable)."""
@@ -255,7 +256,7 @@ def index_cmd(
 
     _configure_logging()
     try:
-        engine = PersonSearch.load(model, device=device)
+        engine = PersonSearch.load(model, device=device, detector=detector)
         summary = engine.index(paths, index, stride=stride, fps=fps, camera=camera, batch_size=batch_size)
         if approximate:
             with PersonIndex.open(index, engine.bundle) as person_index:
@@ -312,6 +313,7 @@ def search_cmd(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON (docs/search-json.md); '-' prints it.")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Write an HTML report.")] = None,
     sheet: Annotated[Optional[Path], typer.Option(help="Write a contact-sheet PNG.")] = None,
+    detector: Annotated[str, typer.Option(help="Detector the index was built with: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Find the people in an index most like a query person."""
@@ -322,7 +324,7 @@ def search_cmd(
     parsed_box = _parse_box(box)
     time_range = (time_from, time_to) if time_from is not None or time_to is not None else None
     try:
-        engine = PersonSearch.load(model, device=device)
+        engine = PersonSearch.load(model, device=device, detector=detector)
         result = engine.search(
             index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, source=source,
             camera=camera or None, time_range=time_range, approximate=approximate,

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.models.detector import DetectorConfig, build_detector
+from personsearch.models.external_detectors import build_external_detector
 from personsearch.models.fast import autocast_for, prepare_for_inference
 from personsearch.models.reid import ReIDConfig, build_reid
 
@@ -91,18 +92,27 @@ def _digest(*paths: Path) -> str:
 
 
 class ModelBundle:
-    """Detector + re-id network ready for inference: the engine the index and the API use."""
+    """Detector + re-id network ready for inference: the engine the index and the API use.
 
-    def __init__(self, bundle_dir: str | Path, device: str = "cpu", fast: bool = True, batch_size: int = 32) -> None:
+    ``detector="bundle"`` uses the bundle's own detector; an off-the-shelf one (``"hog"``,
+    ``"ssdlite"``: ``personsearch.models.external_detectors``) can replace it, e.g. on real
+    footage when the bundle was trained on synthetic people. Its name is appended to
+    ``model_id`` so an index never mixes detectors.
+    """
+
+    def __init__(self, bundle_dir: str | Path, device: str = "cpu", fast: bool = True, batch_size: int = 32, detector: str = "bundle") -> None:
         self.path = Path(bundle_dir)
         self.device = torch.device(device)
         self.fast = fast
         self.batch_size = batch_size
-        detector, self.detector_config, self.detector_metadata = load_component(self.path, "detector")
+        self.external_detector = None if detector == "bundle" else build_external_detector(detector)
+        network, self.detector_config, self.detector_metadata = load_component(self.path, "detector")
         reid, self.reid_config, self.reid_metadata = load_component(self.path, "reid")
-        self.detector = prepare_for_inference(detector, self.device, fast)
+        self.detector = prepare_for_inference(network, self.device, fast)
         self.reid = prepare_for_inference(reid, self.device, fast)
         self.model_id = _digest(self.path / "detector.safetensors", self.path / "reid.safetensors")
+        if self.external_detector is not None:
+            self.model_id += f":{detector}"
         with torch.no_grad():
             probe = torch.zeros(1, 3, *self.reid_config.input_size, device=self.device)
             self.feature_dim = int(self.reid(probe).shape[1])
@@ -110,6 +120,8 @@ class ModelBundle:
     @torch.no_grad()
     def detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Person boxes of each HxWx3 uint8 image: (n, 5) float32 ``[x1, y1, x2, y2, score]``."""
+        if self.external_detector is not None:
+            return self.external_detector.detect(images)
         tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255).to(self.device) for im in images]
         with autocast_for(self.device, self.fast):
             outputs = self.detector(tensors)

