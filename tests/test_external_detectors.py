@@ -217,3 +217,24 @@ def test_bundle_detector_option_swaps_detection_and_marks_the_model_id(tiny_bund
     np.testing.assert_allclose(features, own.embed(image, np.array([[0, 0, 32, 64]], dtype=np.float32)), atol=1e-6)
     with pytest.raises(ValueError, match="unknown detector 'nope'"):
         ModelBundle(tiny_bundle, detector="nope")
+
+
+def test_an_index_built_with_one_detector_names_it_when_another_is_used(tmp_path) -> None:
+    from personsearch.index.person_index import check_model
+    from personsearch.index.store import IndexStore, ModelMismatchError
+
+    class Engine:
+        feature_dim = 4
+
+        def __init__(self, model_id: str) -> None:
+            self.model_id = model_id
+
+    store = IndexStore.create(tmp_path / "index", "abc123:hog", 4)
+    try:
+        check_model(store, Engine("abc123:hog"))
+        with pytest.raises(ModelMismatchError, match="built with the detector 'hog', but 'bundle' is in use: pass --detector hog"):
+            check_model(store, Engine("abc123"))
+        with pytest.raises(ModelMismatchError, match="Features of different models"):
+            check_model(store, Engine("fff999:hog"))
+    finally:
+        store.close()

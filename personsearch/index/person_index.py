@@ -26,6 +26,14 @@ from personsearch.index.store import IndexStore, ModelMismatchError
 def check_model(store: IndexStore, engine: PersonEngine) -> None:
     """Refuse an engine whose features are not comparable with the index's."""
     if engine.model_id != store.model_id or engine.feature_dim != store.feature_dim:
+        built_weights, _, built_detector = store.model_id.partition(":")
+        used_weights, _, used_detector = engine.model_id.partition(":")
+        if built_weights == used_weights and built_detector != used_detector:
+            raise ModelMismatchError(
+                f"the index at {store.directory} was built with the detector '{built_detector or 'bundle'}', "
+                f"but '{used_detector or 'bundle'}' is in use: pass --detector {built_detector or 'bundle'} "
+                f"(or build a new index for this detector with `personsearch index PATH... --index NEW_DIR`)."
+            )
         raise ModelMismatchError(
             f"the index at {store.directory} was built with model {store.model_id!r} ({store.feature_dim}-d features), "
             f"but the model in use is {engine.model_id!r} ({engine.feature_dim}-d). Features of different models "
