@@ -132,10 +132,12 @@ class PersonSearch:
         time_range: tuple[float | None, float | None] | None = None,
         camera: str | Sequence[str] | None = None,
         approximate: bool | None = None,
+        nprobe: int | None = None,
     ) -> SearchResult:
-        """The ``top_k`` indexed people most like the query, with optional filters."""
+        """The ``top_k`` indexed people most like the query, with optional filters; ``nprobe``
+        sets how many IVF lists an approximate search visits."""
         if not isinstance(query, SearchQuery):
             query = self.query(query, box=box, frame=frame, crop=crop)
         with PersonIndex.open(index, self.bundle) as person_index:
-            hits = person_index.search(query.feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate)
+            hits = person_index.search(query.feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate, nprobe=nprobe)
         return SearchResult(query, hits, Path(index), self.bundle.model_id)

@@ -310,6 +310,7 @@ def search_cmd(
     time_from: Annotated[Optional[float], typer.Option(help="Videos: from this many seconds.")] = None,
     time_to: Annotated[Optional[float], typer.Option(help="Videos: up to this many seconds.")] = None,
     approximate: Annotated[Optional[bool], typer.Option(help="Approximate (IVF) or exact search; default: the index's setting.")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(min=1, help="Approximate search: IVF lists to probe (default 64; more is slower and closer to exact).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON (docs/search-json.md); '-' prints it.")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Write an HTML report.")] = None,
     sheet: Annotated[Optional[Path], typer.Option(help="Write a contact-sheet PNG.")] = None,
@@ -327,7 +328,7 @@ def search_cmd(
         engine = PersonSearch.load(model, device=device, detector=detector)
         result = engine.search(
             index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, source=source,
-            camera=camera or None, time_range=time_range, approximate=approximate,
+            camera=camera or None, time_range=time_range, approximate=approximate, nprobe=nprobe,
         )
     except (ValueError, OSError, KeyError) as err:
         _fail(err)

@@ -1,25 +1,73 @@
-"""The fast inference/training path: channels_last memory layout and mixed precision.
+"""The fast inference/training path: channels_last memory layout, mixed precision, and (opt-in)
+graph compilation.
 
 On CPU, bf16 autocast uses the AVX-512 BF16 units (about twice the fp32 matmul throughput on the
 machines this was measured on) and channels_last lets oneDNN run convolutions without layout
 reorders. On CUDA, autocast uses bf16 where the GPU supports it, since the training loop has no
 loss scaler, and fp16 otherwise.
+
+Compilation (``torch.compile`` with inductor, weights frozen as constants) folds BatchNorm into
+the convolutions, fuses the elementwise work and pre-packs the weights; on the 2-core CPU of
+docs/performance.md it made bf16 inference 1.5-2.5x faster again. It costs a one-off compile on
+the first call of each new input-shape family (tens of seconds; cached on disk by inductor), so it
+pays off for indexing many images, not for one query: it is off unless asked for, by argument or
+by ``PERSONSEARCH_COMPILE=1``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+COMPILE_ENV = "PERSONSEARCH_COMPILE"
+"""Set to ``1`` to compile models in ``prepare_for_inference`` (fast path only) by default."""
 
 
-def prepare_for_inference(model: nn.Module, device: str | torch.device, fast: bool = True) -> nn.Module:
-    """Move ``model`` to ``device`` in eval mode; with ``fast`` also to channels_last (returns it)."""
+def compile_requested() -> bool:
+    """Whether ``$PERSONSEARCH_COMPILE`` asks for compiled inference."""
+    return os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def compiled_parts(model: nn.Module) -> list[nn.Module]:
+    """The submodules worth compiling: a detector's convolutional trunk and box head (the rest is
+    data-dependent box bookkeeping that would only break the graph), or the whole network."""
+    if isinstance(model, GeneralizedRCNN):
+        return [model.backbone, model.roi_heads.box_head]
+    return [model]
+
+
+def compile_for_inference(model: nn.Module) -> nn.Module:
+    """Compile ``model`` in place for inference with frozen weights (returns it).
+
+    Parameters become constants of the compiled graph (inductor ``freezing``, used under
+    ``torch.no_grad()``), so the weights must not change afterwards. Module structure and
+    ``state_dict`` keys stay as they are. A batch or image size unlike the first one triggers one
+    more compile, after which that dimension is treated as dynamic.
+    """
+    if next(model.parameters(), torch.empty(0)).device.type == "cpu" and not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")):
+        raise RuntimeError(
+            "compiled inference needs a C++ compiler (inductor builds its CPU kernels with it): "
+            "install g++ (Debian: apt-get install g++), or unset PERSONSEARCH_COMPILE / pass compiled=False"
+        )
+    for part in compiled_parts(model):
+        part.compile(options={"freezing": True})
+    return model
+
+
+def prepare_for_inference(model: nn.Module, device: str | torch.device, fast: bool = True, compiled: bool | None = None) -> nn.Module:
+    """Move ``model`` to ``device`` in eval mode; with ``fast`` also to channels_last, and compiled
+    when ``compiled`` (default: ``$PERSONSEARCH_COMPILE``). Returns the model."""
     model = model.to(torch.device(device)).eval()
     if fast:
         model = model.to(memory_format=torch.channels_last)
+        if compiled if compiled is not None else compile_requested():
+            compile_for_inference(model)
     return model
 
 
