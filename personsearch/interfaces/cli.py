@@ -181,6 +181,7 @@ def evaluate_cmd(
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    fast: Annotated[bool, typer.Option("--fast/--fp32", help="bf16 autocast + channels_last (default), or plain fp32 to check accuracy against.")] = True,
 ) -> None:
     """Run detector -> re-id -> protocol on a benchmark's test split, with and without detections."""
     from personsearch.data import load_dataset
@@ -188,7 +189,7 @@ def evaluate_cmd(
     from personsearch.models.bundle import ModelBundle
 
     try:
-        engine = ModelBundle(model, device=device)
+        engine = ModelBundle(model, device=device, fast=fast)
         data = load_dataset(dataset)
         result = evaluate_engine(engine, data, gallery_size=gallery_size, cross_camera=cross_camera)
     except (ValueError, OSError) as err:
