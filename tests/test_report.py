@@ -13,7 +13,11 @@ from PIL import Image
 
 from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, draw_scene, write_png, write_video
 from personsearch.index import PersonIndex, hits_from_json, hits_to_json, query_from_scene
-from personsearch.interfaces.report import BOX_COLOUR, QUERY_COLOUR, write_contact_sheet, write_html_report
+import pytest
+
+from personsearch.data.records import Scene
+from personsearch.interfaces.demo import ground_truth_verdicts
+from personsearch.interfaces.report import BOX_COLOUR, MATCH_COLOUR, MISS_COLOUR, QUERY_COLOUR, write_contact_sheet, write_html_report
 
 WEIRD_NAME = "<b>Tom & 'Jerry'\".png"
 
@@ -69,3 +73,37 @@ def test_contact_sheet_puts_the_query_first_then_the_hits(tmp_path: Path) -> Non
             assert np.abs(sheet[pad + 30, x0 + 30].astype(int) - RED).max() < 30
             assert np.abs(sheet[pad + 90, x0 + 30].astype(int) - BLUE).max() < 30
         assert (sheet[pad + 120 + 2 : pad + 120 + label, pad : pad + 60] < 100).any()  # a text label
+
+
+def test_ground_truth_verdicts_mark_right_and_wrong_hits(tmp_path: Path) -> None:
+    query, hits, weird, plain = _search(tmp_path)
+    hits = hits[:3]
+    verdicts = [True, False, None][: len(hits)]
+    page = write_html_report(tmp_path / "r.html", query.crop, hits, verdicts=verdicts).read_text(encoding="utf-8")
+    assert page.count('class="hit match"') == 1 and page.count('class="hit miss"') == 1 and page.count('class="hit"') == 1
+    assert "same person (ground truth)" in page and "another person (ground truth)" in page
+    sheet = np.asarray(Image.open(write_contact_sheet(tmp_path / "r.png", query.crop, hits, columns=4, cell_size=(60, 120))).convert("RGB"))
+    marked = np.asarray(Image.open(write_contact_sheet(tmp_path / "m.png", query.crop, hits, columns=4, cell_size=(60, 120), verdicts=verdicts)).convert("RGB"))
+    pad = 6
+    frame_pixel = [marked[pad + 1, pad + (60 + pad) * cell + 30].tolist() for cell in (1, 2, 3)]
+    assert frame_pixel[:2] == [list(MATCH_COLOUR), list(MISS_COLOUR)]
+    assert frame_pixel[2] == sheet[pad + 1, pad + (60 + pad) * 3 + 30].tolist()  # unknown: unframed
+    with pytest.raises(ValueError, match="2 ground-truth verdicts for 3 hits"):
+        write_html_report(tmp_path / "bad.html", query.crop, hits, verdicts=[True, False])
+
+
+def test_verdicts_follow_the_protocol_iou_rule(tmp_path: Path) -> None:
+    query, hits, weird, plain = _search(tmp_path)
+    hit = hits[0]  # the weird-named image's person at (10, 10, 30, 50): 20 x 40, IoU threshold min(0.5, 800 / 1500) = 0.5
+    x1, y1, x2, y2 = hit.box
+    scenes = [
+        Scene("w.png", weird, boxes=[[x1, y1, x2, y2 + 10], [60, 10, 80, 50]], pids=[7, 8]),  # IoU 0.8 with person 7
+        Scene("p.png", plain, boxes=[[100, 60, 120, 100]], pids=[8]),
+    ]
+    assert hit.source == str(weird)
+    order = [hit, next(h for h in hits if h.source == str(plain))]
+    assert ground_truth_verdicts(order, scenes, pid=7) == [True, False]
+    assert ground_truth_verdicts(order, scenes, pid=8) == [False, True]
+    shifted = [Scene("w.png", weird, boxes=[[x1, y1 + 14, x2, y2 + 14]], pids=[7])]  # IoU 26/54 = 0.48 < 0.5
+    assert ground_truth_verdicts([hit], shifted, pid=7) == [False]
+    assert ground_truth_verdicts([hit], scenes[1:], pid=7) == [None]  # a file outside the benchmark

@@ -63,14 +63,15 @@ class SearchResult:
         path.write_text(json.dumps(self.to_json(), indent=2))
         return path
 
-    def write_html(self, path: str | Path, title: str = "Person search results") -> Path:
+    def write_html(self, path: str | Path, title: str = "Person search results", verdicts: Sequence[bool | None] | None = None) -> Path:
+        """The HTML report; ``verdicts`` (one per hit, from annotations) marks right and wrong hits."""
         notes = {"index": str(self.index_dir), "model": self.model_id}
         if self.query.source:
             notes["query"] = self.query.source + (f" frame {self.query.frame}" if self.query.frame is not None else "")
-        return write_html_report(path, self.query.crop, self.hits, title=title, notes=notes)
+        return write_html_report(path, self.query.crop, self.hits, title=title, notes=notes, verdicts=verdicts)
 
-    def write_contact_sheet(self, path: str | Path) -> Path:
-        return write_contact_sheet(path, self.query.crop, self.hits)
+    def write_contact_sheet(self, path: str | Path, verdicts: Sequence[bool | None] | None = None) -> Path:
+        return write_contact_sheet(path, self.query.crop, self.hits, verdicts=verdicts)
 
 
 class PersonSearch:

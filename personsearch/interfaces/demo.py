@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from personsearch.data import load_dataset
+from personsearch.data.records import Scene
 from personsearch.data.synthetic import make_synthetic
+from personsearch.evaluation.metrics import box_iou, target_iou_threshold
 from personsearch.evaluation.pipeline import evaluate_engine
-from personsearch.index import PersonIndex
+from personsearch.index import Hit, PersonIndex
 from personsearch.interfaces.api import PersonSearch
 from personsearch.models.bundle import ModelBundle
 from personsearch.training.config import DetectorTrainConfig, OptimConfig, ReIDTrainConfig
@@ -45,6 +49,23 @@ class DemoSettings:
             optim=OptimConfig(warmup_steps=30),
         )
     )
+
+
+def ground_truth_verdicts(hits: Sequence[Hit], scenes: Sequence[Scene], pid: int) -> list[bool | None]:
+    """Whether each hit is person ``pid``, by the search protocol's rule: its box overlaps one of
+    that person's annotated boxes by the target's IoU threshold. ``None`` for a hit whose file is
+    not one of ``scenes`` (nothing to judge it by)."""
+    by_path = {scene.path.resolve(): scene for scene in scenes}
+    verdicts: list[bool | None] = []
+    for hit in hits:
+        scene = by_path.get(Path(hit.source).resolve())
+        if scene is None:
+            verdicts.append(None)
+            continue
+        targets = scene.boxes[scene.pids == pid]
+        ious = box_iou(np.asarray(hit.box, dtype=np.float64), targets)[0]
+        verdicts.append(any(iou >= target_iou_threshold(x2 - x1, y2 - y1) for iou, (x1, y1, x2, y2) in zip(ious, targets)))
+    return verdicts
 
 
 def _stage(console: Console, title: str) -> float:
@@ -101,8 +122,9 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     # the report shows the other appearances, as the benchmark protocol does.
     others = [h for h in found.hits if Path(h.source) != query.path.resolve()][:10]
     found.hits = [replace(h, rank=rank) for rank, h in enumerate(others, start=1)]
-    report = found.write_html(out / "report.html", title=f"Demo query: {query.name}, person {query.pid}")
-    sheet = found.write_contact_sheet(out / "report.png")
+    verdicts = ground_truth_verdicts(found.hits, dataset.gallery, query.pid)
+    report = found.write_html(out / "report.html", title=f"Demo query: {query.name}, person {query.pid}", verdicts=verdicts)
+    sheet = found.write_contact_sheet(out / "report.png", verdicts=verdicts)
     found.write_json(out / "search.json")
     saved = engine.save_as("demo")
     timings["evaluate_search"] = time.perf_counter() - t
@@ -118,13 +140,15 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
         "detection_ap": result.detection.ap if result.detection else None,
         "indexed_people": summary.people_added,
         "report": str(report),
+        "report_hits_correct": sum(v is True for v in verdicts),
+        "report_hits": len(verdicts),
         "contact_sheet": str(sheet),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     (out / "demo.json").write_text(json.dumps(summary_dict, indent=2))
     console.rule("[bold]done")
     console.print(
-        f"HTML report: {report}\ncontact sheet: {sheet}\nresults: {out / 'results.json'}\n"
+        f"HTML report: {report} ({sum(v is True for v in verdicts)} of its {len(verdicts)} hits are the query person)\ncontact sheet: {sheet}\nresults: {out / 'results.json'}\n"
         f"model saved as 'demo' ({saved}): personsearch search --model demo --index {index_dir} ...\ntotal {timings['total']:.0f} s"
     )
     return summary_dict

@@ -25,6 +25,18 @@ from personsearch.index.sources import read_frame
 BOX_COLOUR = (0, 220, 255)
 """Cyan: stands out on most scenes and clothing."""
 QUERY_COLOUR = (40, 200, 40)
+MATCH_COLOUR = (40, 200, 40)
+MISS_COLOUR = (220, 40, 40)
+VERDICT_TEXT = {True: "same person (ground truth)", False: "another person (ground truth)"}
+"""Labels for hits judged against annotations (a benchmark's gallery, the demo)."""
+
+
+def _check_verdicts(hits: Sequence[Hit], verdicts: Sequence[bool | None] | None) -> list[bool | None]:
+    if verdicts is None:
+        return [None] * len(hits)
+    if len(verdicts) != len(hits):
+        raise ValueError(f"{len(verdicts)} ground-truth verdicts for {len(hits)} hits")
+    return list(verdicts)
 
 
 def _data_uri(jpeg: bytes) -> str:
@@ -92,6 +104,9 @@ table.notes td { padding: 0 1em 0 0; }
 .meta .score { font-size: 1.3em; font-weight: bold; }
 .path { word-break: break-all; font-family: monospace; }
 .missing { color: #a00; }
+.hit.match { border: 3px solid rgb(40,200,40); }
+.hit.miss { border: 3px solid rgb(220,40,40); }
+.verdict { font-weight: bold; }
 """
 
 
@@ -103,12 +118,16 @@ def write_html_report(
     title: str = "Person search results",
     notes: Mapping[str, str] | None = None,
     scene_max_side: int = 640,
+    verdicts: Sequence[bool | None] | None = None,
 ) -> Path:
     """Write a self-contained HTML page of the query and its hits (see module docstring).
 
-    ``notes`` (e.g. index, model, filters) are listed under the title. Returns the path written.
+    ``notes`` (e.g. index, model, filters) are listed under the title. ``verdicts`` (one per hit:
+    True / False / None = unknown), when annotations say whether a hit is the query person, frame
+    each hit green or red and say so. Returns the path written.
     """
     out_html = Path(out_html)
+    marks = _check_verdicts(hits, verdicts)
     scenes = _Scenes()
     esc = html.escape
     parts = [
@@ -122,7 +141,7 @@ def write_html_report(
         parts.append(f'<table class="notes">{rows}</table>')
     parts.append(f'<div class="query"><h2>Query</h2><img alt="query person" src="{_data_uri(encode_jpeg(np.ascontiguousarray(query_crop)))}"></div>')
     parts.append(f"<h2>{len(hits)} best matches</h2>")
-    for hit in hits:
+    for hit, verdict in zip(hits, marks):
         person = scenes.person(hit)
         thumb = '<span class="missing">no thumbnail</span>' if person is None else f'<img alt="person {hit.rank}" src="{_data_uri(encode_jpeg(person))}">'
         scene = scenes.get(hit)
@@ -132,11 +151,14 @@ def write_html_report(
             drawn = _fit(draw_box(scene, hit.box), scene_max_side, scene_max_side, enlarge=False)
             scene_html = f'<img alt="scene of person {hit.rank}" src="{_data_uri(encode_jpeg(drawn))}">'
         box = ", ".join(f"{v:.0f}" for v in hit.box)
+        css = {True: "hit match", False: "hit miss", None: "hit"}[verdict]
+        verdict_html = "" if verdict is None else f'<div class="verdict">{VERDICT_TEXT[verdict]}</div>'
         parts.append(
-            '<div class="hit">'
+            f'<div class="{css}">'
             f'<div class="thumb">{thumb}</div>'
             '<div class="meta">'
             f'<div class="score">#{hit.rank} &middot; {hit.score:.3f}</div>'
+            f"{verdict_html}"
             f'<div class="path">{esc(hit.source)}</div>'
             f"<div>{esc(_when(hit))}</div>"
             f"<div>camera: {esc(hit.camera)}</div>"
@@ -186,19 +208,25 @@ def write_contact_sheet(
     *,
     columns: int = 6,
     cell_size: tuple[int, int] = (96, 192),
+    verdicts: Sequence[bool | None] | None = None,
 ) -> Path:
     """Write one PNG grid: the query (green frame) then the hits in rank order, each labelled with
-    rank, score, file name and frame/time. ``cell_size`` is the (width, height) of each picture."""
+    rank, score, file name and frame/time. ``cell_size`` is the (width, height) of each picture.
+    ``verdicts`` as in ``write_html_report``: a green (same person) or red (another) frame and a
+    "+" / "x" after the rank."""
+    marks = _check_verdicts(hits, verdicts)
     if columns < 1:
         raise ValueError(f"columns must be >= 1, got {columns}")
     cell_w, cell_h = cell_size
     label_h, pad = 46, 6
     scenes = _Scenes()
     cells: list[tuple[np.ndarray | None, list[str], tuple[int, int, int] | None]] = [(query_crop, ["query"], QUERY_COLOUR)]
-    for hit in hits:
+    for hit, verdict in zip(hits, marks):
         when = "image" if hit.frame is None else f"f{hit.frame}" + ("" if hit.time is None else f" {hit.time:.1f}s")
-        lines = [f"#{hit.rank}  {hit.score:.3f}", Path(hit.source).name, when]
-        cells.append((scenes.person(hit), lines, None))
+        mark = {True: " +", False: " x", None: ""}[verdict]
+        lines = [f"#{hit.rank}{mark}  {hit.score:.3f}", Path(hit.source).name, when]
+        colour = {True: MATCH_COLOUR, False: MISS_COLOUR, None: None}[verdict]
+        cells.append((scenes.person(hit), lines, colour))
     rows = -(-len(cells) // columns)
     sheet = np.full((rows * (cell_h + label_h + pad) + pad, min(columns, len(cells)) * (cell_w + pad) + pad, 3), 255, np.uint8)
     for i, (picture, lines, frame_colour) in enumerate(cells):

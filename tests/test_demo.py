@@ -1,0 +1,56 @@
+"""``personsearch demo``, the README's main job, end to end on the tiny benchmark with tiny
+networks: every stage's output, the ground-truth-marked report, the saved model, and a second
+run that reuses what the first one finished."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from personsearch.interfaces.api import PersonSearch, model_home
+from personsearch.interfaces.demo import DemoSettings, run_demo
+from personsearch.models.detector import DetectorConfig
+from personsearch.training.config import DetectorTrainConfig, ReIDTrainConfig
+
+torch.set_num_threads(1)
+
+
+def _tiny_settings() -> DemoSettings:
+    return DemoSettings(
+        preset="tiny",
+        seed=1,
+        detector=DetectorTrainConfig(
+            model=DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=300, max_size=400, score_thresh=0.05), epochs=1
+        ),
+        reid=ReIDTrainConfig(backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), epochs=2, batch_size=16),
+    )
+
+
+def test_demo_runs_every_stage_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERSONSEARCH_HOME", str(tmp_path / "home"))
+    out = tmp_path / "demo"
+    console = Console(record=True, width=400)
+    summary = run_demo(out, _tiny_settings(), console=console, progress=False)
+
+    assert json.loads((out / "demo.json").read_text()) == summary
+    for name in ("data/synthetic.json", "model/detector.safetensors", "model/reid.safetensors", "index", "results.json", "search.json", "report.png"):
+        assert (out / name).exists(), name
+    assert 0.0 <= summary["gt_boxes_mAP"] <= 1.0 and summary["indexed_people"] > 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    marked = page.count('class="hit match"') + page.count('class="hit miss"')
+    assert marked == summary["report_hits"] > 0  # every hit is in the benchmark's gallery: judged
+    assert page.count('class="hit match"') == summary["report_hits_correct"]
+    printed = console.export_text()
+    assert "query height" in printed and "target height" in printed and "hits are the query person" in printed
+    assert (model_home() / "demo" / "reid.safetensors").is_file()
+    assert PersonSearch.load("demo").bundle.feature_dim == 3 * 256
+
+    weights = {name: (out / "model" / name).stat().st_mtime_ns for name in ("detector.safetensors", "reid.safetensors")}
+    again = run_demo(out, _tiny_settings(), console=Console(record=True), progress=False)
+    assert {name: (out / "model" / name).stat().st_mtime_ns for name in weights} == weights  # nothing retrained
+    assert again["indexed_people"] == 0  # the gallery is already indexed
+    assert again["gt_boxes_mAP"] == summary["gt_boxes_mAP"] and again["search_mAP"] == summary["search_mAP"]
