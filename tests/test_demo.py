@@ -31,7 +31,7 @@ def _tiny_settings() -> DemoSettings:
 
 
 def test_demo_runs_every_stage_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PERSONSEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PERSONSEARCH_CACHE", str(tmp_path / "cache"))  # saved models and weights; not ~/.cache
     out = tmp_path / "demo"
     console = Console(record=True, width=400)
     summary = run_demo(out, _tiny_settings(), console=console, progress=False)

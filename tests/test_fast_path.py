@@ -1,5 +1,4 @@
-"""The fast inference path's switches: BatchNorm folding, channels_last, opt-in compilation and its
-environment variable."""
+"""The fast inference path's switches: channels_last, opt-in compilation and its environment variable."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from torch import nn
 
 from personsearch.models import fast
 from personsearch.models.detector import DetectorConfig, build_detector
-from personsearch.models.fast import COMPILE_ENV, compile_for_inference, compile_requested, compiled_parts, fold_batchnorm, prepare_for_inference
+from personsearch.models.fast import COMPILE_ENV, compile_for_inference, compile_requested, compiled_parts, prepare_for_inference
 
 torch.set_num_threads(1)
 
@@ -59,43 +58,10 @@ def test_missing_cpp_compiler_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
 
 def test_compiled_model_matches_eager_and_keeps_its_state_dict_keys() -> None:
     eager = conv_bn().eval()
-    compiled = compile_for_inference(conv_bn().eval().to(memory_format=torch.channels_last))
+    compiled = prepare_for_inference(conv_bn(), "cpu", fast=True, compiled=True)
     assert list(compiled.state_dict()) == list(eager.state_dict())
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = eager(x)
         torch.testing.assert_close(compiled(x.contiguous(memory_format=torch.channels_last)), expected, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(compiled(x[:1].contiguous(memory_format=torch.channels_last)), expected[:1], rtol=1e-4, atol=1e-5)
-
-
-def test_batchnorm_folding_keeps_outputs_and_removes_every_batchnorm_after_a_conv() -> None:
-    """ResNet blocks (convN -> bnN, downsample Sequential) with FrozenBatchNorm2d, MobileNetV2's
-    Sequential conv-BN-ReLU with BatchNorm2d, and the detector: same outputs, no BatchNorm left."""
-    from torchvision.models.resnet import Bottleneck
-    from torchvision.ops import FrozenBatchNorm2d
-
-    torch.manual_seed(0)
-    down = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), FrozenBatchNorm2d(32))
-    model = nn.Sequential(conv_bn()[:3], nn.Conv2d(8, 16, 1), Bottleneck(16, 8, stride=2, downsample=down, norm_layer=FrozenBatchNorm2d))
-    for bn in model.modules():
-        if isinstance(bn, FrozenBatchNorm2d):
-            bn.weight.uniform_(0.5, 2), bn.bias.uniform_(-1, 1), bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
-    model.eval()
-    x = torch.randn(2, 3, 16, 16)
-    with torch.no_grad():
-        expected = model(x)
-        assert fold_batchnorm(model) == 5  # conv_bn's, the block's three, its downsample's
-        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
-    assert not any(isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)) for m in model.modules())
-
-    training = conv_bn().train()
-    assert fold_batchnorm(training) == 0  # batch statistics are not constants
-
-    detector = build_detector(DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=None, min_size=64, max_size=96, score_thresh=0.0))
-    images = [torch.rand(3, 64, 96)]
-    with torch.no_grad():
-        before = detector.eval()(images)[0]
-        folded = prepare_for_inference(detector, "cpu", fast=True, compiled=False)
-        assert not any(isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)) for m in folded.modules())
-        after = folded(images)[0]
-    torch.testing.assert_close(after["scores"][:20], before["scores"][:20], rtol=1e-3, atol=1e-4)

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,13 +20,13 @@ import numpy as np
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
 from personsearch.models.bundle import ModelBundle
+from personsearch.models.weights import cache_root
 from personsearch.interfaces.report import write_contact_sheet, write_html_report
 
 
 def model_home() -> Path:
-    """Where named bundles live: ``$PERSONSEARCH_HOME/models`` (default ``~/.cache/personsearch``)."""
-    base = os.environ.get("PERSONSEARCH_HOME") or Path.home() / ".cache" / "personsearch"
-    return Path(base) / "models"
+    """Where named bundles live: ``$PERSONSEARCH_CACHE/models`` (default ``~/.cache/personsearch/models``)."""
+    return cache_root() / "models"
 
 
 def resolve_model(model: str | Path) -> Path:

@@ -115,10 +115,15 @@ WEIGHTS: dict[str, WeightSpec] = {
 }
 
 
-def cache_dir() -> Path:
-    """Folder where resolved weights are kept: ``$PERSONSEARCH_CACHE/weights`` or ``~/.cache/personsearch/weights``."""
+def cache_root() -> Path:
+    """personsearch's own folder: ``$PERSONSEARCH_CACHE``, default ``~/.cache/personsearch``."""
     root = os.environ.get(CACHE_ENV)
-    return (Path(root) if root else Path.home() / ".cache" / "personsearch") / "weights"
+    return Path(root) if root else Path.home() / ".cache" / "personsearch"
+
+
+def cache_dir() -> Path:
+    """Folder where resolved weights are kept: ``cache_root() / "weights"``."""
+    return cache_root() / "weights"
 
 
 def get_spec(name: str) -> WeightSpec:
