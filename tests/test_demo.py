@@ -44,6 +44,8 @@ def test_demo_runs_every_stage_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     marked = page.count('class="hit match"') + page.count('class="hit miss"')
     assert marked == summary["report_hits"] > 0  # every hit is in the benchmark's gallery: judged
     assert page.count('class="hit match"') == summary["report_hits_correct"]
+    first = summary["first_correct_rank"]  # among the top 100 other appearances, or None
+    assert first is None or (first >= 1 and (first <= 10) == (summary["report_hits_correct"] > 0))
     printed = console.export_text()
     assert "query height" in printed and "target height" in printed and "hits are the query person" in printed
     assert (model_home() / "demo" / "reid.safetensors").is_file()
