@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from run_info import ROOT, commit
 
 from personsearch.data import load_dataset
 from personsearch.data.synthetic import make_synthetic
@@ -26,16 +27,6 @@ from personsearch.models.bundle import ModelBundle
 from personsearch.training.config import DetectorTrainConfig, OptimConfig, ReIDTrainConfig, to_dict
 from personsearch.training.detector import train_detector
 from personsearch.training.reid import train_reid
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def gallery_detections(bundle: ModelBundle, dataset, cache: Path) -> list[np.ndarray]:
     """The shared detector's boxes on every gallery scene, cached as one .npz (no pickle)."""

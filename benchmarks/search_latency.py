@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from speed import ROOT, commit, machine
+from run_info import ROOT, commit, machine
 
 RESULTS = ROOT / "benchmarks" / "results" / "search_latency.json"
 K = 10

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -38,48 +37,12 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from run_info import ROOT, commit, machine
+
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
 REFERENCE = "reference"
 """The reference worker's only variant: fp32 eager, default malloc."""
 FAST_VARIANTS = ("fp32", "fast", "fast+compile")
-
-# ------------------------------------------------------------------------------------ run info
-
-
-def commit() -> str:
-    """The repository's HEAD commit (``unknown`` outside a git checkout)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> dict[str, Any]:
-    """CPU, core count, memory, library versions and the load average: what the figures depend on."""
-    import faiss
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (OSError, ValueError):
-        mem_gb = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": mem_gb,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "faiss": faiss.__version__,
-        "load_average": list(os.getloadavg()),
-    }
 
 
 def median(values: list[float]) -> float:
@@ -364,15 +327,14 @@ def feature_agreement(ref: np.ndarray, other: np.ndarray) -> dict[str, float]:
 def detection_agreement(ref: list[np.ndarray], other: list[np.ndarray], min_iou: float = 0.9) -> dict[str, float]:
     """Reference detections that the variant reproduces (IoU >= ``min_iou``), their score and
     corner differences, and the detection counts."""
-    import torch
-    from torchvision.ops import box_iou
+    from personsearch.evaluation.metrics import box_iou
 
     matched, total, score_diffs, shifts = 0, 0, [], []
     for r, o in zip(ref, other):
         total += len(r)
         if len(r) == 0 or len(o) == 0:
             continue
-        iou = box_iou(torch.from_numpy(r[:, :4]), torch.from_numpy(o[:, :4])).numpy()
+        iou = box_iou(r[:, :4], o[:, :4])
         best = iou.argmax(1)
         ok = iou[np.arange(len(r)), best] >= min_iou
         matched += int(ok.sum())
