@@ -8,6 +8,7 @@ from torchvision.ops import box_iou as tv_box_iou
 from personsearch.evaluation.metrics import (
     box_iou,
     check_l2_normalised,
+    localises,
     recall_corrected_ap,
     target_iou_threshold,
     topk_hits,
@@ -37,6 +38,15 @@ def test_target_iou_threshold_lowered_for_small_people():
     assert target_iou_threshold(15, 40) == pytest.approx(600 / 1250)  # 0.48
     assert target_iou_threshold(10, 25) == pytest.approx(250 / 700)  # 0.357
     assert target_iou_threshold(50, 120) == 0.5
+
+
+def test_localises_uses_the_target_size_threshold():
+    small = np.array([0, 0, 15, 40], np.float32)  # threshold 0.48
+    boxes = np.array([[0, 0, 15, 19.6], [0, 0, 15, 18.8], [0, 0, 15, 16]], np.float32)  # IoU 0.49, 0.47, 0.4
+    assert localises(boxes, small).tolist() == [True, False, False]
+    large = np.array([0, 0, 100, 200], np.float32)  # threshold 0.5
+    assert localises(np.array([[0, 0, 100, 98], [0, 0, 100, 100]]), large).tolist() == [False, True]  # IoU 0.49, 0.5
+    assert localises(np.zeros((0, 4)), large).shape == (0,)
 
 
 def test_recall_corrected_ap_with_missed_target():

@@ -40,6 +40,13 @@ def target_iou_threshold(w: float, h: float) -> float:
     return min(0.5, (w * h) / ((w + 10.0) * (h + 10.0)))
 
 
+def localises(boxes: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Which xyxy ``boxes`` (n, 4) localise the ground-truth ``target`` (4,): IoU at least
+    ``target_iou_threshold`` of the target's size, the search protocols' rule."""
+    target = np.asarray(target).reshape(4)
+    return box_iou(boxes, target)[:, 0] >= target_iou_threshold(target[2] - target[0], target[3] - target[1])
+
+
 def recall_corrected_ap(y_true: np.ndarray, y_score: np.ndarray, count_gt: int) -> float:
     """Search AP of one query: sklearn's average precision over the pooled candidates, times
     ``count_tp / count_gt`` so that targets never detected count as retrieved at infinite rank.

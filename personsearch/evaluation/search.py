@@ -17,13 +17,7 @@ from scipy.optimize import linear_sum_assignment
 
 from personsearch.data.records import HEIGHT_BUCKETS, PersonSearchDataset, Query, height_bucket
 from personsearch.evaluation.detection import as_detection_array
-from personsearch.evaluation.metrics import (
-    box_iou,
-    check_l2_normalised,
-    recall_corrected_ap,
-    target_iou_threshold,
-    topk_hits,
-)
+from personsearch.evaluation.metrics import check_l2_normalised, localises, recall_corrected_ap, topk_hits
 from personsearch.evaluation.results import TOPK, BucketScore, ExcludedQuery, SearchResult, query_height_buckets
 
 QueryContext = Sequence[tuple[np.ndarray, np.ndarray]]
@@ -238,8 +232,7 @@ def _score_query(
             continue
         gt = gallery.targets[t]
         order = lo + np.argsort(-score[lo:hi], kind="stable")
-        ious = box_iou(kept.boxes[cand[order]], gt)[:, 0]
-        hit = np.flatnonzero(ious >= target_iou_threshold(gt[2] - gt[0], gt[3] - gt[1]))
+        hit = np.flatnonzero(localises(kept.boxes[cand[order]], gt))
         if hit.size:
             label[order[hit[0]]] = True
             target[order[hit[0]]] = t

@@ -21,7 +21,7 @@ from rich.console import Console
 from personsearch.data import load_dataset
 from personsearch.data.records import Scene
 from personsearch.data.synthetic import make_synthetic
-from personsearch.evaluation.metrics import box_iou, target_iou_threshold
+from personsearch.evaluation.metrics import localises
 from personsearch.evaluation.pipeline import evaluate_engine
 from personsearch.index import Hit, PersonIndex
 from personsearch.interfaces.api import PersonSearch
@@ -62,9 +62,7 @@ def ground_truth_verdicts(hits: Sequence[Hit], scenes: Sequence[Scene], pid: int
         if scene is None:
             verdicts.append(None)
             continue
-        targets = scene.boxes[scene.pids == pid]
-        ious = box_iou(np.asarray(hit.box, dtype=np.float64), targets)[0]
-        verdicts.append(any(iou >= target_iou_threshold(x2 - x1, y2 - y1) for iou, (x1, y1, x2, y2) in zip(ious, targets)))
+        verdicts.append(any(localises(np.asarray(hit.box), target)[0] for target in scene.boxes[scene.pids == pid]))
     return verdicts
 
 
@@ -151,7 +149,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     (out / "demo.json").write_text(json.dumps(summary_dict, indent=2))
     console.rule("[bold]done")
     console.print(
-        f"HTML report: {report} ({sum(v is True for v in verdicts)} of its {len(verdicts)} hits are the query person; "
+        f"HTML report: {report} ({summary_dict['report_hits_correct']} of its {len(verdicts)} hits are the query person; "
         f"{'first one at rank ' + str(first_right) if first_right else 'none in the top 100'})\ncontact sheet: {sheet}\nresults: {out / 'results.json'}\n"
         f"model saved as 'demo' ({saved}): personsearch search --model demo --index {index_dir} ...\ntotal {timings['total']:.0f} s"
     )
