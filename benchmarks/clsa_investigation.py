@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from ablation import ROOT, commit, gallery_detections
+from ablation import gallery_detections
 from personsearch.data import load_dataset
-from personsearch.data.images import read_image
-from personsearch.evaluation.pipeline import evaluate_engine, ground_truth_detections, query_features
+from personsearch.evaluation.pipeline import evaluate_engine, ground_truth_detections, query_features, run_gallery
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
 from personsearch.training.config import ReIDTrainConfig, from_dict
 from personsearch.training.reid import train_reid
+from run_info import ROOT, commit
 
 SMALL = "<60"
 
@@ -59,7 +59,7 @@ def scores(result: dict[str, Any]) -> dict[str, float]:
 def per_level(bundle: ModelBundle, dataset, gallery_size: int) -> dict[str, dict[str, float]]:
     """GT-box search scored with each level's slice of the feature and with all of them."""
     gt = ground_truth_detections(dataset.gallery)
-    gallery = [bundle.embed(read_image(s.path), d[:, :4]) if len(d) else np.zeros((0, bundle.feature_dim), np.float32) for s, d in zip(dataset.gallery, gt)]
+    _, gallery, _ = run_gallery(bundle, dataset.gallery, detections=gt, progress=False, embed_ground_truth=False)
     queries = query_features(bundle, dataset.queries)
     levels = list(bundle.reid_config.used_levels)
     dim = bundle.reid_config.embed_dim

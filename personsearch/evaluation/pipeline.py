@@ -38,9 +38,12 @@ def run_gallery(
     detections: list[np.ndarray] | None = None,
     batch_size: int = 4,
     progress: bool = True,
+    embed_ground_truth: bool = True,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Detections of every gallery scene (``detections`` if given, else the engine's), their
-    features, and the features of the ground-truth boxes: one image decode serves all three."""
+    features, and the features of the ground-truth boxes (an empty list without
+    ``embed_ground_truth``, e.g. when ``detections`` are those boxes): one image decode serves all
+    three."""
     dets: list[np.ndarray] = []
     feats: list[np.ndarray] = []
     gt_feats: list[np.ndarray] = []
@@ -54,7 +57,8 @@ def run_gallery(
             for offset, (image, boxes) in enumerate(zip(images, found)):
                 dets.append(boxes)
                 feats.append(_embed(engine, image, boxes))
-                gt_feats.append(_embed(engine, image, gt[start + offset]))
+                if embed_ground_truth:
+                    gt_feats.append(_embed(engine, image, gt[start + offset]))
             bar.advance(task, len(chunk))
     return dets, feats, gt_feats
 
@@ -117,7 +121,9 @@ def evaluate_engine(
         if detections is None:
             raise ValueError("features of the gallery detections were given without the detections")
         dets, feats = detections, features
-        _, gt_feats, _ = run_gallery(engine, dataset.gallery, detections=ground_truth_detections(dataset.gallery), progress=progress)
+        _, gt_feats, _ = run_gallery(
+            engine, dataset.gallery, detections=ground_truth_detections(dataset.gallery), progress=progress, embed_ground_truth=False
+        )
     timings["gallery"] = time.perf_counter() - started
     started = time.perf_counter()
     qfeats = query_features(engine, dataset.queries)
