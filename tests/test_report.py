@@ -9,13 +9,12 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, draw_scene, write_png, write_video
-from personsearch.index import PersonIndex, hits_from_json, hits_to_json, query_from_scene
-import pytest
-
 from personsearch.data.records import Scene
+from personsearch.index import PersonIndex, hits_from_json, hits_to_json, query_from_scene
 from personsearch.interfaces.demo import ground_truth_verdicts
 from personsearch.interfaces.report import BOX_COLOUR, MATCH_COLOUR, MISS_COLOUR, QUERY_COLOUR, write_contact_sheet, write_html_report
 

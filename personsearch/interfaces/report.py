@@ -94,7 +94,7 @@ def _when(hit: Hit) -> str:
 
 _STYLE = """
 body { font-family: sans-serif; margin: 1.5em; background: #fafafa; color: #222; }
-.query img { border: 3px solid rgb(40,200,40); max-height: 256px; }
+.query img { max-height: 256px; }
 table.notes td { padding: 0 1em 0 0; }
 .hit { display: flex; gap: 1em; align-items: flex-start; background: #fff; border: 1px solid #ddd;
        padding: 0.6em; margin: 0.6em 0; }
@@ -104,10 +104,12 @@ table.notes td { padding: 0 1em 0 0; }
 .meta .score { font-size: 1.3em; font-weight: bold; }
 .path { word-break: break-all; font-family: monospace; }
 .missing { color: #a00; }
-.hit.match { border: 3px solid rgb(40,200,40); }
-.hit.miss { border: 3px solid rgb(220,40,40); }
 .verdict { font-weight: bold; }
-"""
+""" + "".join(
+    f".{selector} {{ border: 3px solid rgb{colour}; }}\n"
+    for selector, colour in (("query img", QUERY_COLOUR), ("hit.match", MATCH_COLOUR), ("hit.miss", MISS_COLOUR))
+)
+"""The page's CSS; frame colours are the contact sheet's."""
 
 
 def write_html_report(
