@@ -86,7 +86,7 @@ def real_features(bundle_dir: Path, data: Path, augment: int, work: Path, seed: 
     from personsearch.data.images import read_image
     from personsearch.models.bundle import ModelBundle
 
-    bundle = ModelBundle(bundle_dir, fast=True, batch_size=64)
+    bundle = ModelBundle(bundle_dir, batch_size=64)
     size = tuple(bundle.reid_config.input_size)
     dataset = load_dataset(data)
     rng = np.random.default_rng(seed)

@@ -215,7 +215,7 @@ class Job:
         if self.compiled:
             os.environ["PERSONSEARCH_COMPILE"] = "1"
         try:
-            self.bundle = ModelBundle(self.case["bundle"], fast=self.fast)
+            self.bundle = ModelBundle(self.case["bundle"], engine="torch-bf16" if self.fast else "torch-fp32")
         finally:
             os.environ.pop("PERSONSEARCH_COMPILE", None)
             if previous is not None:

@@ -206,8 +206,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_bundle_detector_option_swaps_detection_and_marks_the_model_id(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    own = ModelBundle(tiny_bundle, fast=False)
-    hog = ModelBundle(tiny_bundle, fast=False, detector="hog")
+    own = ModelBundle(tiny_bundle, engine="torch-fp32")
+    hog = ModelBundle(tiny_bundle, engine="torch-fp32", detector="hog")
     assert hog.model_id == own.model_id + ":hog" and ":" not in own.model_id
     image = np.zeros((96, 64, 3), dtype=np.uint8)
     calls: list[int] = []

@@ -80,10 +80,12 @@ class PersonSearch:
         self.bundle = bundle
 
     @classmethod
-    def load(cls, model: str | Path, *, device: str = "cpu", fast: bool = True, detector: str = "bundle") -> PersonSearch:
-        """Load a bundle directory, or a bundle saved by name (see ``save_as``); ``detector``
-        ``"hog"`` or ``"ssdlite"`` replaces the bundle's own detector (docs/real-footage.md)."""
-        return cls(ModelBundle(resolve_model(model), device=device, fast=fast, detector=detector))
+    def load(cls, model: str | Path, *, device: str = "cpu", engine: str | None = None, detector: str = "bundle") -> PersonSearch:
+        """Load a bundle directory, or a bundle saved by name (see ``save_as``); ``engine``: the
+        inference engine (default ``auto``: the fastest that agrees with fp32 on this machine,
+        see ``personsearch.models.engine_choice``); ``detector`` ``"hog"`` or ``"ssdlite"``
+        replaces the bundle's own detector (docs/real-footage.md)."""
+        return cls(ModelBundle(resolve_model(model), device=device, engine=engine, detector=detector))
 
     def save_as(self, name: str) -> Path:
         """Copy the bundle to the model home so ``PersonSearch.load(name)`` finds it."""

@@ -28,6 +28,22 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+EngineOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--engine",
+        help="Inference engine: auto (default: the fastest that agrees with fp32 on this machine, measured once and cached), "
+        "torch-fp32, torch-fp32-cl, torch-bf16, torch-compile, ort-fp32, ort-int8, or reid=NAME,detector=NAME. "
+        "Default from $PERSONSEARCH_ENGINE.",
+    ),
+]
+
+
+def _say_engines(bundle: Any) -> None:
+    """One line on stderr: which engine runs each network, and why."""
+    err_console.print(bundle.engine_choice.summary(), highlight=False)
+
+
 def _write_json(data: object, path: Path | None) -> None:
     if path is None:
         return
@@ -181,7 +197,8 @@ def evaluate_cmd(
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
-    fast: Annotated[bool, typer.Option("--fast/--fp32", help="bf16 autocast + channels_last (default), or plain fp32 to check accuracy against.")] = True,
+    engine: EngineOption = None,
+    fp32: Annotated[bool, typer.Option("--fp32", help="Plain PyTorch fp32 (same as --engine torch-fp32): the reference to check other engines against.")] = False,
 ) -> None:
     """Run detector -> re-id -> protocol on a benchmark's test split, with and without detections."""
     from personsearch.data import load_dataset
@@ -189,9 +206,10 @@ def evaluate_cmd(
     from personsearch.models.bundle import ModelBundle
 
     try:
-        engine = ModelBundle(model, device=device, fast=fast)
+        engine_ = ModelBundle(model, device=device, engine="torch-fp32" if fp32 else engine)
+        _say_engines(engine_)
         data = load_dataset(dataset)
-        result = evaluate_engine(engine, data, gallery_size=gallery_size, cross_camera=cross_camera)
+        result = evaluate_engine(engine_, data, gallery_size=gallery_size, cross_camera=cross_camera)
     except (ValueError, OSError) as err:
         _fail(err)
     console.print(result.format_table(), highlight=False)
@@ -211,6 +229,74 @@ def fetch_weights_cmd(
     except (ValueError, OSError, KeyError) as err:
         _fail(err)
     console.print(f"{name}: {resolved}")
+
+
+@app.command("info")
+def info_cmd() -> None:
+    """This machine as the engine choice sees it: CPU signature, which engines can run, and the
+    engines chosen so far for each model (cached measurements)."""
+    import json as json_
+
+    from personsearch.models import engines
+    from personsearch.models.engine_choice import cpu_signature
+    from personsearch.models.weights import cache_root
+
+    signature = cpu_signature()
+    console.print(json_.dumps(signature, indent=2), highlight=False)
+    for name, what in engines.ENGINES.items():
+        why = engines.unavailable(name)
+        console.print(f"  {name:14s} {'available' if why is None else 'unavailable: ' + why}  ({what})", highlight=False)
+    for path in sorted((cache_root() / "engines").glob("*/choice-*.json")):
+        data = json_.loads(path.read_text())
+        here = data.get("signature") == signature
+        console.print(f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{' (this machine)' if here else ''}", highlight=False)
+
+
+@app.command("bench-engines")
+def bench_engines_cmd(
+    model: Annotated[str, typer.Option(help="Model bundle directory or saved name.")] = "demo",
+    engines_: Annotated[Optional[list[str]], typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements as JSON.")] = None,
+) -> None:
+    """Measure every candidate engine for a model on this machine, print the table, and cache the choice."""
+    from personsearch.interfaces.api import resolve_model
+    from personsearch.models import engines
+    from personsearch.models.bundle import ModelBundle
+
+    try:
+        bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
+        choice = bundle.measure_engines(tuple(engines_) if engines_ else engines.AUTO_CANDIDATES)
+    except (ValueError, OSError) as err:
+        _fail(err)
+    console.print(choice.table(), highlight=False)
+    console.print(choice.summary(), highlight=False)
+    _write_json(choice.to_json(), json_out)
+
+
+@app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Argument(help="Output directory.")],
+    model: Annotated[str, typer.Option(help="Model bundle directory or saved name.")] = "demo",
+    format: Annotated[str, typer.Option(help="onnx (ONNX Runtime and anything else that reads ONNX).")] = "onnx",
+    int8: Annotated[bool, typer.Option(help="Also write reid-int8.onnx (static int8, calibrated on synthetic person crops).")] = True,
+) -> None:
+    """Export both networks: reid.onnx (crops -> features), detector-trunk.onnx and detector-head.onnx
+    (the RPN, RoIAlign and box post-processing stay in PyTorch: docs/performance.md)."""
+    from personsearch.interfaces.api import resolve_model
+    from personsearch.models import engines
+    from personsearch.models.bundle import ModelBundle
+
+    if format != "onnx":
+        _fail(ValueError(f"--format {format!r}: only onnx is supported (OpenVINO reads ONNX files directly)"))
+    try:
+        bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
+        written = [engines.export_reid(bundle.reid_network, out / "reid.onnx"), *engines.export_detector(bundle.detector_network, out)]
+        if int8:
+            written.append(engines.quantize_int8(written[0], out / "reid-int8.onnx", bundle.calibration_inputs()))
+    except (ValueError, OSError, ImportError) as err:
+        _fail(err)
+    for path in written:
+        console.print(f"wrote {path}")
 
 
 @app.command("demo")
@@ -250,6 +336,7 @@ def index_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per detector batch.")] = 4,
     detector: Annotated[str, typer.Option(help="Person detector: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    engine_name: EngineOption = None,
 ) -> None:
     """Detect and embed every person in images and videos into a persistent index (incremental, resumable)."""
     from personsearch.index import PersonIndex
@@ -257,7 +344,8 @@ def index_cmd(
 
     _configure_logging()
     try:
-        engine = PersonSearch.load(model, device=device, detector=detector)
+        engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
+        _say_engines(engine.bundle)
         summary = engine.index(paths, index, stride=stride, fps=fps, camera=camera, batch_size=batch_size)
         if approximate:
             with PersonIndex.open(index, engine.bundle) as person_index:
@@ -317,6 +405,7 @@ def search_cmd(
     sheet: Annotated[Optional[Path], typer.Option(help="Write a contact-sheet PNG.")] = None,
     detector: Annotated[str, typer.Option(help="Detector the index was built with: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    engine_name: EngineOption = None,
 ) -> None:
     """Find the people in an index most like a query person."""
     from rich.table import Table
@@ -326,7 +415,7 @@ def search_cmd(
     parsed_box = _parse_box(box)
     time_range = (time_from, time_to) if time_from is not None or time_to is not None else None
     try:
-        engine = PersonSearch.load(model, device=device, detector=detector)
+        engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
         result = engine.search(
             index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, source=source,
             camera=camera or None, time_range=time_range, approximate=approximate, nprobe=nprobe,

@@ -102,6 +102,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
 
     t = _stage(console, "4/5 index the gallery: detect and embed every person")
     bundle = ModelBundle(model_dir)
+    console.print(bundle.engine_choice.summary(), highlight=False)
     engine = PersonSearch(bundle)
     summary = engine.index([scene.path for scene in dataset.gallery], index_dir, progress=progress)
     timings["index"] = time.perf_counter() - t

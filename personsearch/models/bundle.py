@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,19 @@ from safetensors.torch import load_file, save_file
 from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.models.detector import DetectorConfig, build_detector
 from personsearch.models.external_detectors import build_external_detector
-from personsearch.models.fast import autocast_for, prepare_for_inference
+from personsearch.models import engine_choice, engines
 from personsearch.models.reid import ReIDConfig, build_reid
+from personsearch.models.weights import cache_root
 
 COMPONENTS: dict[str, tuple[type, Any]] = {
     "detector": (DetectorConfig, build_detector),
     "reid": (ReIDConfig, build_reid),
 }
 FORMAT_VERSION = 1
+ENGINE_ENV = "PERSONSEARCH_ENGINE"
+"""Default engine when none is passed: ``auto`` (measure), an engine name, or ``reid=..,detector=..``."""
+CHECK_CROPS = 64
+"""Probe crops the engine choice compares against fp32 (int8 calibration uses the next 64)."""
 
 
 def _config_from_json(cls: type, data: dict[str, Any]) -> Any:
@@ -91,40 +97,102 @@ def _digest(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def parse_engine(engine: str) -> tuple[str, str] | None:
+    """``auto`` -> None (measure); ``NAME`` -> that engine for both networks (``ort-int8`` runs
+    the detector on ``ort-fp32``); ``reid=NAME,detector=NAME`` -> one each."""
+    engine = engine.strip()
+    if engine == "auto":
+        return None
+    if "=" not in engine:
+        return engine, "ort-fp32" if engine == "ort-int8" else engine
+    parts = dict(item.split("=", 1) for item in engine.split(",") if "=" in item)
+    unknown = sorted(set(parts) - {"reid", "detector"})
+    if unknown:
+        raise ValueError(f"engine {engine!r}: unknown part(s) {unknown}; write e.g. reid=ort-int8,detector=ort-fp32")
+    return parts.get("reid", engines.REFERENCE), parts.get("detector", engines.REFERENCE)
+
+
 class ModelBundle:
     """Detector + re-id network ready for inference: the engine the index and the API use.
 
-    ``detector="bundle"`` uses the bundle's own detector; an off-the-shelf one (``"hog"``,
-    ``"ssdlite"``: ``personsearch.models.external_detectors``) can replace it, e.g. on real
-    footage when the bundle was trained on synthetic people. Its name is appended to
-    ``model_id`` so an index never mixes detectors.
+    ``engine`` picks the runtime (``personsearch.models.engines``): ``auto`` (default) measures
+    the candidates once on this machine and keeps the fastest one that agrees with fp32
+    (``engine_choice.py``; cached), a name forces one. ``detector="bundle"`` uses the bundle's
+    own detector; an off-the-shelf one (``"hog"``, ``"ssdlite"``:
+    ``personsearch.models.external_detectors``) can replace it, e.g. on real footage when the
+    bundle was trained on synthetic people. Its name is appended to ``model_id`` so an index
+    never mixes detectors.
     """
 
-    def __init__(self, bundle_dir: str | Path, device: str = "cpu", fast: bool = True, batch_size: int = 32, detector: str = "bundle") -> None:
+    def __init__(self, bundle_dir: str | Path, device: str = "cpu", engine: str | None = None, batch_size: int = 32, detector: str = "bundle") -> None:
+        engine = engine or os.environ.get(ENGINE_ENV, "auto")
         self.path = Path(bundle_dir)
         self.device = torch.device(device)
-        self.fast = fast
         self.batch_size = batch_size
         self.external_detector = None if detector == "bundle" else build_external_detector(detector)
-        network, self.detector_config, self.detector_metadata = load_component(self.path, "detector")
-        reid, self.reid_config, self.reid_metadata = load_component(self.path, "reid")
-        self.detector = prepare_for_inference(network, self.device, fast)
-        self.reid = prepare_for_inference(reid, self.device, fast)
-        self.model_id = _digest(self.path / "detector.safetensors", self.path / "reid.safetensors")
-        if self.external_detector is not None:
-            self.model_id += f":{detector}"
+        self.detector_network, self.detector_config, self.detector_metadata = load_component(self.path, "detector")
+        self.reid_network, self.reid_config, self.reid_metadata = load_component(self.path, "reid")
+        self.weights_id = _digest(self.path / "detector.safetensors", self.path / "reid.safetensors")
+        self.model_id = self.weights_id + (f":{detector}" if self.external_detector is not None else "")
+        self.engine_choice = self._choose(engine)
+        self._reid = self.reid_engine(self.engine_choice.reid)
+        self._detect = self.detector_engine(self.engine_choice.detector)
         with torch.no_grad():
-            probe = torch.zeros(1, 3, *self.reid_config.input_size, device=self.device)
-            self.feature_dim = int(self.reid(probe).shape[1])
+            probe = torch.zeros(1, 3, *self.reid_config.input_size)
+            self.feature_dim = int(self._reid(probe).shape[1])
+
+    @property
+    def engine_dir(self) -> Path:
+        """Where this model's exported ONNX files and engine choices are cached."""
+        return cache_root() / "engines" / self.weights_id
+
+    def reid_engine(self, name: str) -> engines.ReIDRun:
+        """A runner of the re-id network on engine ``name``."""
+        return engines.reid_runner(self.reid_network, name, self.device, self.engine_dir, self.calibration_inputs)
+
+    def detector_engine(self, name: str) -> engines.DetectRun:
+        """A runner of the bundle's detector on engine ``name``."""
+        return engines.detector_runner(self.detector_network, name, self.device, self.engine_dir)
+
+    def calibration_inputs(self) -> np.ndarray:
+        """int8 calibration inputs: probe crops other than those the agreement check uses."""
+        _, crops = engine_choice.probe_set(tuple(self.reid_config.input_size))
+        return normalize_crops(crops[CHECK_CROPS:]).numpy()
+
+    def _choose(self, engine: str) -> engine_choice.EngineChoice:
+        forced = parse_engine(engine)
+        signature = engine_choice.cpu_signature()
+        if forced is not None:
+            return engine_choice.EngineChoice(reid=forced[0], detector=forced[1], signature=signature)
+        if self.device.type != "cpu":  # GPUs: mixed precision (bf16, or fp16 where bf16 is missing)
+            return engine_choice.EngineChoice(reid="torch-bf16", detector="torch-bf16", signature=signature)
+        cached = engine_choice.load_cached_choice(self.weights_id)
+        if cached is not None:
+            return cached
+        return self.measure_engines()
+
+    def measure_engines(self, candidates: tuple[str, ...] = engines.AUTO_CANDIDATES, save: bool = True) -> engine_choice.EngineChoice:
+        """Time every candidate on the probe set, keep the fastest that agrees with fp32 for each
+        network, and (``save``) cache the choice for this machine."""
+        scenes, crops = engine_choice.probe_set(tuple(self.reid_config.input_size))
+        measurements = engine_choice.measure_reid(self.reid_engine, candidates, normalize_crops(crops[:CHECK_CROPS]), str(self.device))
+        if self.external_detector is None:
+            measurements += engine_choice.measure_detector(self.detector_engine, candidates, scenes, str(self.device))
+        choice = engine_choice.EngineChoice(
+            reid=engine_choice.pick(measurements, "reid"), detector=engine_choice.pick(measurements, "detector"),
+            measurements=measurements, signature=engine_choice.cpu_signature(),
+        )
+        if save:
+            engine_choice.save_choice(self.weights_id, choice)
+        return choice
 
     @torch.no_grad()
     def detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Person boxes of each HxWx3 uint8 image: (n, 5) float32 ``[x1, y1, x2, y2, score]``."""
         if self.external_detector is not None:
             return self.external_detector.detect(images)
-        tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255).to(self.device) for im in images]
-        with autocast_for(self.device, self.fast):
-            outputs = self.detector(tensors)
+        tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in images]
+        outputs = self._detect(tensors)
         return [
             np.concatenate([o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1).astype(np.float32)
             for o in outputs
@@ -141,10 +209,6 @@ class ModelBundle:
         """Features of uint8 crops (n, 3, H, W) already at the re-id input size."""
         out = np.zeros((len(crops), self.feature_dim), dtype=np.float32)
         for start in range(0, len(crops), self.batch_size):
-            batch = normalize_crops(crops[start : start + self.batch_size]).to(self.device)
-            if self.fast:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with autocast_for(self.device, self.fast):
-                feats = self.reid(batch).float()
-            out[start : start + len(batch)] = torch.nn.functional.normalize(feats, dim=1).cpu().numpy()
+            feats = self._reid(normalize_crops(crops[start : start + self.batch_size]))
+            out[start : start + len(feats)] = torch.nn.functional.normalize(feats.float(), dim=1).numpy()
         return out

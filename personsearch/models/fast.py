@@ -1,10 +1,12 @@
-"""The fast inference/training path: channels_last memory layout, mixed precision, and (opt-in)
-graph compilation.
+"""The fast PyTorch path: channels_last memory layout, mixed precision where the hardware has it,
+and (opt-in) graph compilation.
 
-On CPU, bf16 autocast uses the AVX-512 BF16 units (about twice the fp32 matmul throughput on the
-machines this was measured on) and channels_last lets oneDNN run convolutions without layout
-reorders. On CUDA, autocast uses bf16 where the GPU supports it, since the training loop has no
-loss scaler, and fp16 otherwise.
+On CPU, bf16 autocast is used only where the CPU computes bf16 natively (AVX-512 BF16 or AMX):
+there it has about twice the fp32 matmul throughput. Elsewhere (AVX2-only CPUs: most Intel
+consumer parts, AMD before Zen 4) PyTorch emulates bf16 and runs 6-10x *slower* than fp32, so
+``autocast_for`` is a no-op there and the fast path is fp32 + channels_last. On CUDA, autocast
+uses bf16 where the GPU supports it and fp16 otherwise (training then scales the loss:
+``grad_scaler_for``).
 
 Compilation (``torch.compile`` with inductor, weights frozen as constants) folds BatchNorm into
 the convolutions, fuses the elementwise work and pre-packs the weights; on the 2-core CPU of
@@ -71,6 +73,19 @@ def prepare_for_inference(model: nn.Module, device: str | torch.device, fast: bo
     return model
 
 
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA GPU with bf16, or a CPU whose PyTorch
+    kernels run at AVX-512 level on a core with AVX-512 BF16 or AMX. ``ATEN_CPU_CAPABILITY=avx2``
+    (PyTorch's own switch) makes this False, which is how an AVX2-only machine is emulated."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability.startswith("AVX512") and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def autocast_dtype(device: str | torch.device) -> torch.dtype:
     """The mixed-precision dtype used on ``device``: bf16, or fp16 on GPUs without bf16."""
     device = torch.device(device)
@@ -81,10 +96,19 @@ def autocast_dtype(device: str | torch.device) -> torch.dtype:
 
 @contextlib.contextmanager
 def autocast_for(device: str | torch.device, enabled: bool = True) -> Iterator[None]:
-    """Mixed precision on ``device`` (CPU: bf16; CUDA: bf16 or fp16) when ``enabled``, else a no-op."""
+    """Mixed precision on ``device`` (CPU: bf16; CUDA: bf16 or fp16) when ``enabled`` and the
+    hardware computes it natively (``native_bf16``; CUDA fp16 always), else a no-op."""
     device = torch.device(device)
-    if not enabled or device.type not in ("cpu", "cuda"):
+    if not enabled or device.type not in ("cpu", "cuda") or (device.type == "cpu" and not native_bf16(device)):
         yield
         return
     with torch.autocast(device.type, dtype=autocast_dtype(device)):
         yield
+
+
+def grad_scaler_for(device: str | torch.device, enabled: bool = True) -> torch.amp.GradScaler:
+    """A loss scaler that is active only for fp16 autocast (CUDA without bf16): fp16 gradients
+    underflow without one; bf16 and fp32 need none."""
+    device = torch.device(device)
+    active = enabled and device.type == "cuda" and autocast_dtype(device) == torch.float16
+    return torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu", enabled=active)

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from personsearch.models.fast import autocast_for
+from personsearch.models.fast import autocast_for, grad_scaler_for
 from personsearch.training.config import OptimConfig
 
 CHECKPOINT_NAME = "last.pt"
@@ -114,6 +114,7 @@ class Trainer:
         epoch, start, global_step = self._resume()
         log = _MetricsLog(self.out_dir / "metrics.csv") if rank == 0 else None
         images_seen, started = 0, time.perf_counter()
+        scaler = grad_scaler_for(self.device, self.fast)
         with _progress(self.progress and rank == 0, self.description) as bar:
             task = bar.add_task(self.description, total=total, completed=global_step)
             for epoch in range(epoch, self.epochs):
@@ -128,8 +129,9 @@ class Trainer:
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {index}; lower the learning rate")
                     self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
+                    scaler.scale(loss).backward()
+                    scaler.step(self.optimizer)
+                    scaler.update()
                     global_step += 1
                     images_seen += n_images * world
                     rate = images_seen / (time.perf_counter() - started)

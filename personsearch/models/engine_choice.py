@@ -1,0 +1,311 @@
+"""Choose the inference engine by measurement: the fastest one whose outputs agree with fp32.
+
+No rule of thumb picks the right engine for every CPU: bf16 is twice as fast as fp32 on AVX-512
+BF16 parts and 6-10x slower on AVX2 ones; ONNX Runtime beats PyTorch by 2-7x on some networks
+and CPUs and not on others. So, once per (model, CPU, library versions), every candidate engine
+(``engines.AUTO_CANDIDATES``) runs the model on a fixed probe set of synthetic scenes and person
+crops; a candidate is kept only if its outputs agree with the plain fp32 reference:
+
+* re-id features: cosine to the fp32 feature, median >= 0.99 and minimum >= 0.97, and each
+  probe crop's nearest other crop the same as with fp32 (up to exact ties) for >= 98 % of them;
+* detections: >= 99 % of the fp32 boxes matched at IoU >= 0.9 and the box count within 1 %.
+
+The fastest kept candidate wins (fp32 itself is always a candidate, so the choice is never
+slower than fp32 beyond timing noise). The choice and every measurement are cached as JSON in
+``$PERSONSEARCH_CACHE/engines/``; exported ONNX files sit beside it, keyed by the model digest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from personsearch.models import engines
+from personsearch.models.fast import native_bf16
+from personsearch.models.weights import cache_root
+
+COSINE_MEDIAN = 0.99
+COSINE_MIN = 0.97
+NEIGHBOUR_AGREEMENT = 0.98
+NEIGHBOUR_TIE = 1e-4
+BOX_MATCHED = 0.99
+BOX_IOU = 0.9
+TIMED_CROPS = 32
+"""Crops per timed re-id call (the bundle's default batch); all probe crops are compared."""
+PROBE_SEED = 20261130
+"""Seed of the synthetic probe scenes (never a training seed of the shipped models)."""
+
+
+def cpu_signature() -> dict[str, Any]:
+    """What decides which engine is fastest: the CPU model and its vector extensions, PyTorch's
+    kernel level, the threads used, and the library versions."""
+    flags: list[str] = []
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", "x86_64"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = sorted(set(line.split(":", 1)[1].split()) & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile"})
+                break
+    except OSError:
+        pass
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    return {
+        "cpu": model,
+        "flags": flags,
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16("cpu"),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+        "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
+
+
+def signature_digest(signature: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Measurement:
+    """One candidate engine on one network."""
+
+    engine: str
+    network: str
+    per_s: float | None = None
+    """Probe crops (re-id) or probe scenes (detector) per second; None when it could not run."""
+    accepted: bool = False
+    agreement: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class EngineChoice:
+    """The engine each network runs on, and why."""
+
+    reid: str
+    detector: str
+    measurements: list[Measurement] = field(default_factory=list)
+    signature: dict[str, Any] = field(default_factory=dict)
+    from_cache: bool = False
+
+    def speedup(self, network: str) -> float | None:
+        rates = {m.engine: m.per_s for m in self.measurements if m.network == network and m.per_s}
+        chosen = self.reid if network == "reid" else self.detector
+        if chosen in rates and engines.REFERENCE in rates:
+            return rates[chosen] / rates[engines.REFERENCE]
+        return None
+
+    def summary(self) -> str:
+        """One line: which engine runs each network and how much faster than fp32 it measured."""
+        parts = []
+        for network, chosen in (("detector", self.detector), ("re-id", self.reid)):
+            ratio = self.speedup("reid" if network == "re-id" else "detector")
+            parts.append(f"{network} {chosen}" + (f" ({ratio:.1f}x fp32)" if ratio else ""))
+        where = f"{self.signature.get('cpu', '?')}, {self.signature.get('torch_capability', '?')}, {'native' if self.signature.get('native_bf16') else 'no native'} bf16"
+        return f"engines: {', '.join(parts)}; {'cached measurement' if self.from_cache else 'measured'} on {where}"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EngineChoice:
+        measurements = [Measurement(**m) for m in data.get("measurements", [])]
+        return cls(data["reid"], data["detector"], measurements, data.get("signature", {}), from_cache=True)
+
+    def table(self) -> str:
+        """Every measurement as a text table (``personsearch bench-engines``)."""
+        lines = [f"{'network':9s} {'engine':14s} {'per s':>9s} {'x fp32':>7s}  agreement with fp32"]
+        ref = {m.network: m.per_s for m in self.measurements if m.engine == engines.REFERENCE}
+        for m in self.measurements:
+            chosen = m.engine == (self.reid if m.network == "reid" else self.detector)
+            ratio = f"{m.per_s / ref[m.network]:.2f}" if m.per_s and ref.get(m.network) else "-"
+            agree = ", ".join(f"{k} {v:.4f}" for k, v in m.agreement.items())
+            status = "CHOSEN" if chosen else ("ok" if m.accepted else "refused")
+            lines.append(f"{m.network:9s} {m.engine:14s} {m.per_s or 0:9.1f} {ratio:>7s}  {status}: {agree or m.note}")
+        return "\n".join(lines)
+
+
+def feature_agreement(reference: np.ndarray, features: np.ndarray) -> dict[str, float]:
+    """Cosine of each feature to its fp32 reference (median, min) and the fraction of rows whose
+    nearest other row is the same as with the reference."""
+    ref = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
+    out = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    cosine = (ref * out).sum(axis=1)
+
+    if len(ref) < 2:
+        return {"cos_median": float(np.median(cosine)), "cos_min": float(cosine.min()), "nn_same": 1.0}
+    ref_sim, out_sim = ref @ ref.T, out @ out.T
+    np.fill_diagonal(ref_sim, -np.inf)
+    np.fill_diagonal(out_sim, -np.inf)
+    # The candidate's nearest neighbour counts as the same when fp32 ranks it first too, up to a
+    # tie (fp32 similarity within NEIGHBOUR_TIE of the best): ties have no right order.
+    chosen = ref_sim[np.arange(len(ref)), out_sim.argmax(axis=1)]
+    same = float((chosen >= ref_sim.max(axis=1) - NEIGHBOUR_TIE).mean())
+    return {"cos_median": float(np.median(cosine)), "cos_min": float(cosine.min()), "nn_same": same}
+
+
+def features_agree(agreement: dict[str, float]) -> bool:
+    return agreement["cos_median"] >= COSINE_MEDIAN and agreement["cos_min"] >= COSINE_MIN and agreement["nn_same"] >= NEIGHBOUR_AGREEMENT
+
+
+def detection_agreement(reference: Sequence[np.ndarray], detections: Sequence[np.ndarray]) -> dict[str, float]:
+    """Fraction of the fp32 boxes matched by a box at IoU >= 0.9, the box-count ratio, and the
+    largest corner shift (pixels) among the matched boxes."""
+    from personsearch.evaluation.metrics import box_iou
+
+    matched, total, count, shift = 0, 0, 0, 0.0
+    for ref, out in zip(reference, detections, strict=True):
+        total, count = total + len(ref), count + len(out)
+        if len(ref) and len(out):
+            iou = box_iou(ref[:, :4], out[:, :4])
+            best = iou.argmax(axis=1)
+            hit = iou[np.arange(len(ref)), best] >= BOX_IOU
+            matched += int(hit.sum())
+            if hit.any():
+                shift = max(shift, float(np.abs(ref[hit, :4] - out[best[hit], :4]).max()))
+    count_ratio = count / total if total else (1.0 if count == 0 else float(count + 1))
+    return {"matched": matched / total if total else 1.0, "count_ratio": count_ratio, "max_shift_px": shift, "boxes": float(total)}
+
+
+def detections_agree(agreement: dict[str, float]) -> bool:
+    return agreement["matched"] >= BOX_MATCHED and abs(agreement["count_ratio"] - 1.0) <= 1.0 - BOX_MATCHED
+
+
+@functools.lru_cache(maxsize=4)
+def probe_set(input_size: tuple[int, int], scenes: int = 2, crops: int = 128) -> tuple[list[np.ndarray], torch.Tensor]:
+    """The fixed probe set: synthetic scenes (800 x 600, people 20-400 px) and person crops cut
+    from more of them at the re-id input size. Deterministic, needs no dataset on disk."""
+    from personsearch.data.crops import crop_boxes
+    from personsearch.data.synthetic.generate import plan_benchmark, resolve_config
+    from personsearch.data.synthetic.scenes import render_scene
+
+    plan = plan_benchmark(resolve_config("small", num_train_ids=24, num_test_ids=8), PROBE_SEED)
+    images, parts = [], []
+    total = 0
+    for planned in plan.images:
+        image = render_scene(planned.scene)
+        if len(images) < scenes:
+            images.append(image)
+        boxes = np.array([p.box for p in planned.scene.people], dtype=np.float32).reshape(-1, 4)
+        if len(boxes) and total < crops:
+            part = crop_boxes(image, boxes, input_size)
+            parts.append(part)
+            total += len(part)
+        if len(images) >= scenes and total >= crops:
+            break
+    return images, torch.cat(parts)[:crops]
+
+
+def _rate(run: Callable[[], Any], items: int, budget_s: float = 1.5, max_runs: int = 5) -> float:
+    """Items per second: one warm-up call, then the best of up to ``max_runs`` timed calls
+    (stopping once ``budget_s`` is spent): the best call is the least disturbed by other load."""
+    run()
+    best, spent, runs = float("inf"), 0.0, 0
+    while runs < max_runs and (runs < 2 or spent < budget_s):
+        start = time.perf_counter()
+        run()
+        took = time.perf_counter() - start
+        best, spent, runs = min(best, took), spent + took, runs + 1
+    return items / best
+
+
+ReIDFactory = Callable[[str], engines.ReIDRun]
+DetectorFactory = Callable[[str], engines.DetectRun]
+
+
+def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.Tensor, device: str = "cpu") -> list[Measurement]:
+    """Time each candidate on ``batch`` (normalised crops) and check its features against fp32."""
+    results: list[Measurement] = []
+    reference: np.ndarray | None = None
+    for name in [engines.REFERENCE] + [c for c in candidates if c != engines.REFERENCE]:
+        why = engines.unavailable(name, device)
+        if why:
+            results.append(Measurement(name, "reid", note=why))
+            continue
+        try:
+            run = factory(name)
+            features = run(batch).float().numpy()
+            timed = batch[:TIMED_CROPS]
+            rate = _rate(lambda: run(timed), len(timed))
+        except Exception as err:  # an engine that fails to build or run is refused, not fatal
+            results.append(Measurement(name, "reid", note=f"failed: {type(err).__name__}: {err}"[:300]))
+            continue
+        if reference is None:
+            reference = features
+        agreement = feature_agreement(reference, features)
+        results.append(Measurement(name, "reid", rate, features_agree(agreement), agreement))
+    return results
+
+
+def measure_detector(factory: DetectorFactory, candidates: Sequence[str], images: list[np.ndarray], device: str = "cpu") -> list[Measurement]:
+    """Time each candidate on the probe scenes and check its boxes against fp32."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in images]
+    results: list[Measurement] = []
+    reference: list[np.ndarray] | None = None
+    candidates = [c for c in candidates if c not in (engines.REFERENCE, "ort-int8")]  # int8 is re-id only
+    for name in [engines.REFERENCE] + candidates:
+        why = engines.unavailable(name, device)
+        if why:
+            results.append(Measurement(name, "detector", note=why))
+            continue
+        try:
+            run = factory(name)
+            outputs = run(tensors)
+            dets = [np.concatenate([o["boxes"].float().numpy(), o["scores"].float().numpy()[:, None]], axis=1) for o in outputs]
+            rate = _rate(lambda: run(tensors), len(tensors), budget_s=2.0, max_runs=2)
+        except Exception as err:
+            results.append(Measurement(name, "detector", note=f"failed: {type(err).__name__}: {err}"[:300]))
+            continue
+        if reference is None:
+            reference = dets
+        agreement = detection_agreement(reference, dets)
+        results.append(Measurement(name, "detector", rate, detections_agree(agreement), agreement))
+    return results
+
+
+def pick(measurements: Sequence[Measurement], network: str) -> str:
+    """The fastest accepted engine for ``network`` (the reference if nothing else qualifies)."""
+    kept = [m for m in measurements if m.network == network and m.accepted and m.per_s]
+    return max(kept, key=lambda m: m.per_s).engine if kept else engines.REFERENCE
+
+
+def choice_path(model_id: str, signature: dict[str, Any]) -> Path:
+    return cache_root() / "engines" / model_id.replace(":", "-") / f"choice-{signature_digest(signature)}.json"
+
+
+def load_cached_choice(model_id: str) -> EngineChoice | None:
+    """The cached choice for ``model_id`` on this machine, or None (never measured, or the CPU,
+    threads or library versions changed: the signature is part of the file name)."""
+    path = choice_path(model_id, cpu_signature())
+    try:
+        return EngineChoice.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_choice(model_id: str, choice: EngineChoice) -> Path:
+    path = choice_path(model_id, choice.signature)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(choice.to_json(), indent=2))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,234 @@
+"""Inference engines and their choice by measurement: exported networks agree with PyTorch, the
+chooser refuses an engine whose outputs disagree with fp32, the cached choice follows the model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from personsearch.models import engine_choice, engines
+from personsearch.models.bundle import ModelBundle, parse_engine, save_component
+from personsearch.models.detector import DetectorConfig, build_detector
+from personsearch.models.reid import ReIDConfig, build_reid
+from personsearch.models.weights import CACHE_ENV
+
+torch.set_num_threads(1)
+
+
+def _randomise_batchnorm(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Untrained networks have identity BatchNorm statistics; give them real ones so features
+    differ from crop to crop and an export has something to get wrong."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                module.running_mean.copy_(torch.rand(module.num_features, generator=generator) * 0.2 - 0.1)
+                module.running_var.copy_(torch.rand(module.num_features, generator=generator) * 0.5 + 0.75)
+    return model.eval()
+
+
+def tiny_reid(seed: int = 0) -> tuple[torch.nn.Module, ReIDConfig]:
+    torch.manual_seed(seed)
+    config = ReIDConfig(num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16)
+    return _randomise_batchnorm(build_reid(config), seed), config
+
+
+def tiny_detector(seed: int = 0) -> tuple[torch.nn.Module, DetectorConfig]:
+    torch.manual_seed(seed)
+    config = DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=160, max_size=224, score_thresh=0.0, detections_per_img=50)
+    return build_detector(config).eval(), config
+
+
+@pytest.fixture()
+def bundle_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    out = tmp_path / "bundle"
+    detector, det_cfg = tiny_detector()
+    save_component(out, "detector", detector, det_cfg, {})
+    reid, reid_cfg = tiny_reid()
+    save_component(out, "reid", reid, reid_cfg, {})
+    return out
+
+
+def test_onnx_reid_export_gives_pytorch_features(tmp_path: Path) -> None:
+    model, config = tiny_reid()
+    path = engines.export_reid(model, tmp_path / "reid.onnx")
+    crops = torch.randn(5, 3, *config.input_size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(crops).numpy()
+    got = engines.ort_reid(path)(crops).numpy()
+    agreement = engine_choice.feature_agreement(expected, got)
+    assert engine_choice.features_agree(agreement), agreement
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert engines.ort_reid(path)(crops[:1]).shape == (1, model.feature_dim)  # any batch size
+
+
+def test_onnx_detector_gives_pytorch_boxes(tmp_path: Path) -> None:
+    model, _ = tiny_detector()
+    trunk, head = engines.export_detector(model, tmp_path)
+    images = [torch.rand(3, 150, 200, generator=torch.Generator().manual_seed(k)) for k in range(2)]
+    with torch.no_grad():
+        expected = model(images)
+    got = engines.ort_detect(model, trunk, head)(images)
+    for e, g in zip(expected, got, strict=True):
+        assert len(e["boxes"]) > 0
+        torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-2, rtol=1e-4)
+        torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=1e-4)
+
+
+def test_int8_quantisation_writes_a_quantised_network_that_runs(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    model, config = tiny_reid()
+    fp32 = engines.export_reid(model, tmp_path / "reid.onnx")
+    calibration = torch.randn(16, 3, *config.input_size, generator=torch.Generator().manual_seed(5)).numpy()
+    int8 = engines.quantize_int8(fp32, tmp_path / "reid-int8.onnx", calibration)
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert not list(tmp_path.glob(".*tmp")) and not list(tmp_path.glob("*.pre.onnx"))
+    features = engines.ort_reid(int8)(torch.from_numpy(calibration[:4]))
+    assert features.shape == (4, model.feature_dim) and torch.isfinite(features).all()
+
+
+def _reid_factory(model: torch.nn.Module, wrong: set[str]) -> engine_choice.ReIDFactory:
+    """Engines for the test: each name runs the real fp32 model; names in ``wrong`` corrupt its
+    output the way a broken engine would (features of other crops)."""
+
+    def factory(name: str) -> engines.ReIDRun:
+        run = engines.torch_reid(model, "torch-fp32", torch.device("cpu"))
+        if name in wrong:
+            return lambda batch: run(batch).roll(1, dims=0)
+        return run
+
+    return factory
+
+
+class Projection(torch.nn.Module):
+    """A feature extractor whose features differ a lot from input to input (an untrained CNN's
+    are all nearly the same), so that a wrong engine shows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(3 * 16 * 8, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.linear(x.flatten(1)), dim=1)
+
+
+def test_chooser_refuses_an_engine_whose_features_disagree_with_fp32() -> None:
+    model = Projection()
+    batch = torch.randn(16, 3, 16, 8, generator=torch.Generator().manual_seed(1))
+    results = engine_choice.measure_reid(_reid_factory(model, {"torch-fp32-cl"}), ["torch-fp32-cl", "ort-fp32"], batch)
+    by_name = {m.engine: m for m in results}
+    assert by_name["torch-fp32"].accepted and by_name["ort-fp32"].accepted
+    assert not by_name["torch-fp32-cl"].accepted and by_name["torch-fp32-cl"].agreement["cos_median"] < 0.99
+    only_wrong = engine_choice.measure_reid(_reid_factory(model, {"ort-fp32"}), ["ort-fp32"], batch)
+    assert engine_choice.pick(only_wrong, "reid") == "torch-fp32"  # nothing else qualifies: the reference
+
+
+def test_chooser_refuses_a_detector_engine_that_moves_boxes() -> None:
+    model, _ = tiny_detector()
+    run = engines.torch_detector(model, "torch-fp32", torch.device("cpu"))
+
+    def factory(name: str) -> engines.DetectRun:
+        if name == "torch-fp32-cl":  # boxes shifted by 8 px: IoU well under 0.9 for small boxes
+            return lambda images: [dict(o, boxes=o["boxes"] + 8.0) for o in run(images)]
+        return run
+
+    images = [np.random.default_rng(k).integers(0, 255, (120, 160, 3), dtype=np.uint8) for k in range(2)]
+    results = engine_choice.measure_detector(factory, ["torch-fp32-cl"], images)
+    by_name = {m.engine: m for m in results}
+    assert by_name["torch-fp32"].accepted and by_name["torch-fp32"].agreement["boxes"] > 0
+    assert not by_name["torch-fp32-cl"].accepted
+    assert engine_choice.pick(results, "detector") == "torch-fp32"
+
+
+def test_agreement_measures_on_hand_made_cases() -> None:
+    ref = np.eye(4, dtype=np.float32)
+    same = engine_choice.feature_agreement(ref, ref * 3)
+    assert same == {"cos_median": 1.0, "cos_min": 1.0, "nn_same": 1.0}
+    boxes = np.array([[0, 0, 10, 20, 0.9], [50, 50, 70, 90, 0.8]], dtype=np.float32)
+    moved = boxes.copy()
+    moved[1, :4] += [0, 0, 0, 1]  # IoU 40/41 = 0.976: still a match
+    agreement = engine_choice.detection_agreement([boxes], [moved])
+    assert agreement["matched"] == 1.0 and agreement["count_ratio"] == 1.0 and agreement["max_shift_px"] == 1.0
+    lost = engine_choice.detection_agreement([boxes], [boxes[:1]])
+    assert lost["matched"] == 0.5 and lost["count_ratio"] == 0.5 and not engine_choice.detections_agree(lost)
+
+
+def test_auto_choice_is_measured_once_cached_and_follows_the_model(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = ModelBundle.measure_engines
+
+    def counted(self: ModelBundle, *args, **kwargs):
+        calls.append(self.weights_id)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModelBundle, "measure_engines", counted)
+    first = ModelBundle(bundle_dir, engine="auto")
+    assert len(calls) == 1 and not first.engine_choice.from_cache
+    networks = {(m.network, m.engine) for m in first.engine_choice.measurements}
+    assert ("reid", "torch-fp32") in networks and ("detector", "torch-fp32") in networks
+    assert "engines: detector" in first.engine_choice.summary()
+    again = ModelBundle(bundle_dir, engine="auto")
+    assert len(calls) == 1 and again.engine_choice.from_cache
+    assert (again.engine_choice.reid, again.engine_choice.detector) == (first.engine_choice.reid, first.engine_choice.detector)
+    # New weights: a new model digest, so the old measurement does not apply.
+    reid, reid_cfg = tiny_reid(seed=1)
+    save_component(bundle_dir, "reid", reid, reid_cfg, {})
+    changed = ModelBundle(bundle_dir, engine="auto")
+    assert len(calls) == 2 and changed.weights_id != first.weights_id and not changed.engine_choice.from_cache
+    # Whatever was chosen, the features agree with plain fp32.
+    fp32 = ModelBundle(bundle_dir, engine="torch-fp32")
+    image = np.random.default_rng(0).integers(0, 255, (120, 80, 3), dtype=np.uint8)
+    boxes = np.array([[5, 5, 40, 100], [30, 10, 75, 110]], dtype=np.float32)
+    assert (changed.embed(image, boxes) * fp32.embed(image, boxes)).sum(axis=1).min() > 0.97
+
+
+def test_cpu_signature_change_means_a_new_measurement(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ModelBundle(bundle_dir, engine="auto")
+    assert ModelBundle(bundle_dir, engine="auto").engine_choice.from_cache
+    monkeypatch.setattr(engine_choice, "cpu_signature", lambda: {"cpu": "another", "threads": 64})
+    assert engine_choice.load_cached_choice(ModelBundle(bundle_dir, engine="torch-fp32").weights_id) is None
+
+
+def test_forced_engines_and_bad_names(bundle_dir: Path) -> None:
+    assert parse_engine("auto") is None
+    assert parse_engine("ort-int8") == ("ort-int8", "ort-fp32")
+    assert parse_engine("reid=ort-int8,detector=torch-fp32-cl") == ("ort-int8", "torch-fp32-cl")
+    with pytest.raises(ValueError, match="unknown part"):
+        parse_engine("reid=ort-fp32,tracker=x")
+    with pytest.raises(ValueError, match="unknown engine 'fastest'.*torch-fp32"):
+        ModelBundle(bundle_dir, engine="fastest")
+    bundle = ModelBundle(bundle_dir, engine="reid=ort-fp32,detector=ort-fp32")
+    assert (bundle.engine_choice.reid, bundle.engine_choice.detector) == ("ort-fp32", "ort-fp32")
+    assert sorted(p.name for p in bundle.engine_dir.glob("*.onnx")) == ["detector-head.onnx", "detector-trunk.onnx", "reid-fp32.onnx"]
+
+
+def test_without_onnxruntime_the_torch_engines_still_run(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails, as when it is not installed
+    assert "not installed" in engines.unavailable("ort-fp32")
+    bundle = ModelBundle(bundle_dir, engine="torch-fp32")
+    choice = bundle.measure_engines(("torch-fp32", "torch-fp32-cl", "ort-fp32", "ort-int8"), save=False)
+    refused = {m.engine: m.note for m in choice.measurements if m.network == "reid" and not m.accepted}
+    assert "not installed" in refused["ort-fp32"] and choice.reid in ("torch-fp32", "torch-fp32-cl")
+
+
+def test_avx2_machines_get_no_bf16_autocast() -> None:
+    """``ATEN_CPU_CAPABILITY=avx2`` runs PyTorch as on an AVX2-only CPU: no native bf16, so no
+    autocast (emulated bf16 is 6-10x slower than fp32) and no torch-bf16 engine."""
+    code = (
+        "import torch; from personsearch.models import fast, engines\n"
+        "assert not fast.native_bf16('cpu')\n"
+        "with fast.autocast_for('cpu'):\n"
+        "    assert not torch.is_autocast_enabled('cpu')\n"
+        "assert 'no native bf16' in engines.unavailable('torch-bf16')\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={"ATEN_CPU_CAPABILITY": "avx2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
