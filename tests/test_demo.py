@@ -23,6 +23,7 @@ def _tiny_settings() -> DemoSettings:
     return DemoSettings(
         preset="tiny",
         seed=1,
+        train=True,
         detector=DetectorTrainConfig(
             model=DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=300, max_size=400, score_thresh=0.05), epochs=1
         ),
@@ -30,14 +31,25 @@ def _tiny_settings() -> DemoSettings:
     )
 
 
-def test_demo_runs_every_stage_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PERSONSEARCH_CACHE", str(tmp_path / "cache"))  # saved models and weights; not ~/.cache
-    out = tmp_path / "demo"
-    console = Console(record=True, width=400)
-    summary = run_demo(out, _tiny_settings(), console=console, progress=False)
+@pytest.fixture(scope="module")
+def trained_demo(tmp_path_factory: pytest.TempPathFactory):
+    """One ``--train`` demo run (tiny preset, tiny nets), its summary and what it printed; the
+    cache (saved models, weights, engine choices) redirected away from ~/.cache."""
+    root = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERSONSEARCH_CACHE", str(root / "cache"))
+        patch.setenv("PERSONSEARCH_ENGINE", "torch-fp32")
+        console = Console(record=True, width=400)
+        summary = run_demo(root / "demo", _tiny_settings(), console=console, progress=False)
+        yield root, summary, console.export_text()
 
+
+def test_demo_runs_every_stage_and_resumes(trained_demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, summary, printed = trained_demo
+    monkeypatch.setenv("PERSONSEARCH_CACHE", str(root / "cache"))
+    out = root / "demo"
     assert json.loads((out / "demo.json").read_text()) == summary
-    for name in ("data/synthetic.json", "model/detector.safetensors", "model/reid.safetensors", "index", "results.json", "search.json", "report.png"):
+    for name in ("data/synthetic.json", "model/detector.safetensors", "model/reid.safetensors", "index-trained", "results.json", "search.json", "report.png"):
         assert (out / name).exists(), name
     assert 0.0 <= summary["gt_boxes_mAP"] <= 1.0 and summary["indexed_people"] > 0
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -46,7 +58,6 @@ def test_demo_runs_every_stage_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     assert page.count('class="hit match"') == summary["report_hits_correct"]
     first = summary["first_correct_rank"]  # among the top 100 other appearances, or None
     assert first is None or (first >= 1 and (first <= 10) == (summary["report_hits_correct"] > 0))
-    printed = console.export_text()
     assert "query height" in printed and "target height" in printed and "hits are the query person" in printed
     assert (model_home() / "demo" / "reid.safetensors").is_file()
     assert PersonSearch.load("demo").bundle.feature_dim == 3 * 256
@@ -56,3 +67,20 @@ def test_demo_runs_every_stage_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     assert {name: (out / "model" / name).stat().st_mtime_ns for name in weights} == weights  # nothing retrained
     assert again["indexed_people"] == 0  # the gallery is already indexed
     assert again["gt_boxes_mAP"] == summary["gt_boxes_mAP"] and again["search_mAP"] == summary["search_mAP"]
+
+
+def test_demo_with_a_given_model_trains_nothing(trained_demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``train`` the demo searches with the model it is given (the shipped one by
+    default): data, index, scores and report only, and nothing is saved or trained."""
+    root, _, _ = trained_demo
+    monkeypatch.setenv("PERSONSEARCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    console = Console(record=True, width=400)
+    model = root / "demo" / "model"
+    summary = run_demo(out, DemoSettings(preset="tiny", seed=1, model=str(model)), console=console, progress=False)
+    assert not (out / "model").exists() and (out / "index").is_dir() and summary["model"] == str(model)
+    assert "detector" not in summary["timings_s"] and summary["indexed_people"] > 0
+    assert not (tmp_path / "cache" / "models").exists()  # nothing saved
+    printed = console.export_text()
+    assert "1/3 synthetic benchmark" in printed and "engines: detector torch-fp32, re-id torch-fp32" in printed
+    assert json.loads((out / "search.json").read_text())["hits"] and summary["query_other_appearances"] >= 1

@@ -1,6 +1,6 @@
 """The Python API: one object that holds a model bundle and mirrors the CLI.
 
-    ps = PersonSearch.load("runs/demo/model")           # a bundle directory, or a saved name
+    ps = PersonSearch.load()                             # the shipped model; or a bundle directory / saved name
     ps.index(["footage/", "cam2.avi"], index="my-index")
     result = ps.search("my-index", "scene.jpg", box=(10, 20, 60, 170), top_k=10)
     result.write_html("report.html")
@@ -29,18 +29,28 @@ def model_home() -> Path:
     return cache_root() / "models"
 
 
-def resolve_model(model: str | Path) -> Path:
-    """A bundle directory given by path, or by the name it was saved under with ``save_as``."""
+DEFAULT_MODEL = "default"
+"""The name of the model shipped with the package (``personsearch/assets/default``)."""
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default"
+
+
+def resolve_model(model: str | Path | None = None) -> Path:
+    """A bundle directory given by path, or by the name it was saved under with ``save_as``;
+    ``default`` (or None) is the shipped model unless a model was saved under that name."""
+    model = DEFAULT_MODEL if model is None else model
     path = Path(model)
     if (path / "reid.json").is_file():
         return path
     named = model_home() / str(model)
     if (named / "reid.json").is_file():
         return named
+    if str(model) == DEFAULT_MODEL and (SHIPPED_MODEL / "reid.json").is_file():
+        return SHIPPED_MODEL
     known = sorted(p.name for p in model_home().glob("*") if (p / "reid.json").is_file()) if model_home().is_dir() else []
     raise FileNotFoundError(
         f"no model bundle at {path} and no saved model named {model!r} in {model_home()} (saved: {known or 'none'}); "
-        "train one with `personsearch demo` or `personsearch train-detector/train-reid --out DIR`"
+        "use the shipped model (--model default), or train one with `personsearch demo --train` or "
+        "`personsearch train-detector/train-reid --out DIR`"
     )
 
 
@@ -80,7 +90,7 @@ class PersonSearch:
         self.bundle = bundle
 
     @classmethod
-    def load(cls, model: str | Path, *, device: str = "cpu", engine: str | None = None, detector: str = "bundle") -> PersonSearch:
+    def load(cls, model: str | Path = DEFAULT_MODEL, *, device: str = "cpu", engine: str | None = None, detector: str = "bundle") -> PersonSearch:
         """Load a bundle directory, or a bundle saved by name (see ``save_as``); ``engine``: the
         inference engine (default ``auto``: the fastest that agrees with fp32 on this machine,
         see ``personsearch.models.engine_choice``); ``detector`` ``"hog"`` or ``"ssdlite"``

@@ -191,8 +191,8 @@ def _parse_pretrained(value: str | None) -> str | bool | None:
 
 @app.command("evaluate")
 def evaluate_cmd(
-    model: Annotated[Path, typer.Option(help="Model bundle directory.")],
     dataset: Annotated[Path, typer.Option(help="Dataset root.")],
+    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     gallery_size: Annotated[int, typer.Option(help="CUHK-SYSU gallery size.")] = 100,
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
@@ -203,10 +203,11 @@ def evaluate_cmd(
     """Run detector -> re-id -> protocol on a benchmark's test split, with and without detections."""
     from personsearch.data import load_dataset
     from personsearch.evaluation.pipeline import evaluate_engine
+    from personsearch.interfaces.api import resolve_model
     from personsearch.models.bundle import ModelBundle
 
     try:
-        engine_ = ModelBundle(model, device=device, engine="torch-fp32" if fp32 else engine)
+        engine_ = ModelBundle(resolve_model(model), device=device, engine="torch-fp32" if fp32 else engine)
         _say_engines(engine_)
         data = load_dataset(dataset)
         result = evaluate_engine(engine_, data, gallery_size=gallery_size, cross_camera=cross_camera)
@@ -254,7 +255,7 @@ def info_cmd() -> None:
 
 @app.command("bench-engines")
 def bench_engines_cmd(
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name.")] = "demo",
+    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     engines_: Annotated[Optional[list[str]], typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements as JSON.")] = None,
 ) -> None:
@@ -276,7 +277,7 @@ def bench_engines_cmd(
 @app.command("export")
 def export_cmd(
     out: Annotated[Path, typer.Argument(help="Output directory.")],
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name.")] = "demo",
+    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     format: Annotated[str, typer.Option(help="onnx (ONNX Runtime and anything else that reads ONNX).")] = "onnx",
     int8: Annotated[bool, typer.Option(help="Also write reid-int8.onnx (static int8, calibrated on synthetic person crops).")] = True,
 ) -> None:
@@ -303,14 +304,16 @@ def export_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Directory for the data, model, index and report.")] = Path("demo-output"),
     preset: Annotated[str, typer.Option(help="Synthetic preset: tiny | small | standard.")] = "small",
-    seed: Annotated[int, typer.Option(help="Seed of the benchmark and the training.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the benchmark (and of the training with --train); the shipped model was trained on seed 0.")] = 7,
+    train: Annotated[bool, typer.Option(help="Train a compact detector and re-id network here (minutes) instead of using the shipped model.")] = False,
+    model: Annotated[str, typer.Option(help="Model to search with when not training: bundle directory or saved name.")] = "default",
 ) -> None:
-    """The whole system on the embedded synthetic benchmark: data, training, scores, index, search report."""
+    """The whole system on the embedded synthetic benchmark: data, index, scores by person height, search report."""
     from personsearch.interfaces.demo import DemoSettings, run_demo
 
     _configure_logging()
     try:
-        run_demo(out, DemoSettings(preset=preset, seed=seed), console=console)
+        run_demo(out, DemoSettings(preset=preset, seed=seed, train=train, model=model), console=console)
     except (ValueError, OSError) as err:
         _fail(err)
 
@@ -328,7 +331,7 @@ def _configure_logging() -> None:
 def index_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive) and video files.")],
     index: Annotated[Path, typer.Option(help="Index directory (created if absent).")],
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name.")] = "demo",
+    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     stride: Annotated[int, typer.Option(help="Videos: index every N-th frame.")] = 1,
     fps: Annotated[Optional[float], typer.Option(help="Videos: index about this many frames per second.")] = None,
     camera: Annotated[Optional[str], typer.Option(help="Camera label for these files (default: folder name).")] = None,
@@ -392,7 +395,7 @@ def search_cmd(
     box: Annotated[Optional[str], typer.Option(help="x1,y1,x2,y2 of the person in the scene / frame.")] = None,
     frame: Annotated[Optional[int], typer.Option(help="Frame number when --query is a video.")] = None,
     crop: Annotated[bool, typer.Option(help="--query is a crop showing just the person (otherwise the one person detected in it, or --box, is used).")] = False,
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name.")] = "demo",
+    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     top_k: Annotated[int, typer.Option(help="Number of results.")] = 10,
     source: Annotated[Optional[str], typer.Option(help="Only sources whose path contains this text (or matches this glob).")] = None,
     camera: Annotated[Optional[list[str]], typer.Option(help="Only these cameras (repeatable).")] = None,
