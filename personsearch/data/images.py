@@ -30,6 +30,10 @@ class ImageReadError(OSError):
     """An image (or video frame) that cannot be used: missing, corrupt, or too large."""
 
 
+class ImageNotFoundError(ImageReadError, FileNotFoundError):
+    """An image path that does not exist."""
+
+
 def max_pixels_limit(max_pixels: int | None = None) -> int:
     """The pixel bound in force: the argument, else ``$PERSONSEARCH_MAX_PIXELS``, else the default."""
     if max_pixels is not None:
@@ -71,7 +75,7 @@ def _decode(source: str | Path | io.BytesIO, name: str | Path, max_pixels: int |
     except ImageReadError:
         raise
     except FileNotFoundError:
-        raise ImageReadError(f"{name}: file not found; check the path") from None
+        raise ImageNotFoundError(f"{name}: file not found; check the path") from None
     except Image.DecompressionBombError as err:
         raise ImageReadError(f"{name}: refused by Pillow as a decompression bomb ({err})") from None
     except (OSError, ValueError, SyntaxError) as err:

