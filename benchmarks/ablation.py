@@ -34,8 +34,10 @@ def gallery_detections(bundle: ModelBundle, dataset, cache: Path) -> list[np.nda
         with np.load(cache, allow_pickle=False) as data:
             return [data[f"d{i}"] for i in range(len(dataset.gallery))]
     from personsearch.data.images import read_image
+    from personsearch.pipeline import PersonSearchPipeline
 
-    dets = [bundle.detect([read_image(scene.path)])[0] for scene in dataset.gallery]
+    pipeline = PersonSearchPipeline(bundle)
+    dets = [pipeline.detect([read_image(scene.path)])[0] for scene in dataset.gallery]
     np.savez(cache, **{f"d{i}": d for i, d in enumerate(dets)})
     return dets
 

@@ -6,8 +6,8 @@
 Stages (each skipped when its output exists, training resumed from its last checkpoint):
 
 1. ``data``: the synthetic ``standard`` benchmark, seed 0, in ``data/synthetic-standard``;
-2. ``detector``: ``configs/release_detector_mobilenet_v2.yaml`` into ``runs/release``;
-3. ``reid``: ``configs/release_reid_mobilenet_v2.yaml`` into ``runs/release``;
+2. ``detector``: ``configs/detector_mobilenet_v2_release.yaml`` into ``runs/release``;
+3. ``reid``: ``configs/reid_mobilenet_v2_release.yaml`` into ``runs/release``;
 4. ``release``: evaluate the pair (CUHK-SYSU protocol, gallery 100, detections and ground-truth
    boxes, by person height) on the standard test split, and on a ``small`` benchmark of a seed
    never used in training; write both networks as fp16 safetensors into
@@ -51,7 +51,7 @@ def stage_train(name: str, device: str) -> None:
     if (RUN / f"{name}.safetensors").is_file():
         return
     cls, train = (DetectorTrainConfig, train_detector) if name == "detector" else (ReIDTrainConfig, train_reid)
-    config = load_config(cls, ROOT / "configs" / f"release_{name}_mobilenet_v2.yaml", device=device if device != "auto" else None)
+    config = load_config(cls, ROOT / "configs" / f"{name}_mobilenet_v2_release.yaml", device=device if device != "auto" else None)
     train(config, RUN)
 
 
@@ -77,7 +77,7 @@ def write_fp16(source: Path, target: Path) -> None:
         half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         save_file(half, str(target / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(torch.float16)})
         description = json.loads((source / f"{name}.json").read_text())
-        description["metadata"]["release"] = {"stored_as": "fp16", "recipe": f"configs/release_{name}_mobilenet_v2.yaml", "commit": commit()}
+        description["metadata"]["release"] = {"stored_as": "fp16", "recipe": f"configs/{name}_mobilenet_v2_release.yaml", "commit": commit()}
         (target / f"{name}.json").write_text(json.dumps(description, indent=2))
 
 
@@ -102,9 +102,9 @@ Two networks, loaded when no `--model` is given (`personsearch index/search/eval
 ImageNet weights, trained on the project's **synthetic** multi-scale benchmark only.
 
 - Detector: Faster R-CNN C4 with the paper's changes (RoIAlign 14x14 + 2x2 max-pool, frozen stem,
-  proposals of every size, detections above 0.5 kept), `configs/release_detector_mobilenet_v2.yaml`.
+  proposals of every size, detections above 0.5 kept), `configs/detector_mobilenet_v2_release.yaml`.
 - Re-id: feature pyramid (layer2/3/4) with per-level identity losses and the cross-level semantic
-  alignment loss, 256x128 crops, 768-d test feature, `configs/release_reid_mobilenet_v2.yaml`.
+  alignment loss, 256x128 crops, 768-d test feature, `configs/reid_mobilenet_v2_release.yaml`.
 - Training data: `personsearch make-synthetic data/synthetic-standard --preset standard --seed 0`
   (1,366 training scenes, 600 identities, people 20-400 px tall).
 - Reproduce: `python benchmarks/release_model.py` (resumable; hours on a 2-core CPU).

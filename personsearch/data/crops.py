@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
+from personsearch.data.boxes import clip_or_refuse
 from personsearch.data.images import read_image
 from personsearch.data.records import UNLABELED, Scene
 
@@ -32,13 +33,7 @@ def crop_boxes(image: np.ndarray | torch.Tensor, boxes: np.ndarray, size: tuple[
     if len(boxes) == 0:
         return torch.zeros((0, 3, *size), dtype=torch.uint8)
     height, width = image.shape[:2]
-    clipped = boxes.copy()
-    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
-    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
-    empty = (clipped[:, 2] - clipped[:, 0] < 1) | (clipped[:, 3] - clipped[:, 1] < 1)
-    if empty.any():
-        bad = boxes[np.flatnonzero(empty)[0]].tolist()
-        raise ValueError(f"box {bad} has no area inside the {width}x{height} image; boxes are [x1, y1, x2, y2] pixels")
+    clipped = clip_or_refuse(boxes, width, height)
     chw = image.permute(2, 0, 1).unsqueeze(0).float()
     rois = torch.cat([torch.zeros(len(clipped), 1), torch.from_numpy(clipped)], dim=1)
     crops = roi_align(chw, rois, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)

@@ -1,4 +1,5 @@
-"""The two-step person search pipeline on a benchmark: detector -> crops -> re-id -> protocol.
+"""The two-step person search (``personsearch/pipeline.py``) scored on a benchmark: detector ->
+crops -> re-id -> protocol.
 
 Also the ground-truth-box variant (re-id alone, the paper's "detection is not the bottleneck"
 check): the same protocol with every annotated box as a detection of score 1.
@@ -18,6 +19,7 @@ from personsearch.data.records import PersonSearchDataset, Query, Scene
 from personsearch.evaluation.detection import evaluate_detection
 from personsearch.evaluation.results import DetectionResult, SearchResult
 from personsearch.evaluation.search import evaluate_search
+from personsearch.pipeline import PersonEngine, PersonSearchPipeline
 
 
 def ground_truth_detections(scenes: list[Scene]) -> list[np.ndarray]:
@@ -25,14 +27,8 @@ def ground_truth_detections(scenes: list[Scene]) -> list[np.ndarray]:
     return [np.concatenate([s.boxes, np.ones((len(s.boxes), 1), np.float32)], axis=1) for s in scenes]
 
 
-def _embed(engine: Any, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros((0, engine.feature_dim), np.float32)
-    return engine.embed(image, boxes[:, :4])
-
-
 def run_gallery(
-    engine: Any,
+    engine: PersonEngine,
     scenes: list[Scene],
     *,
     detections: list[np.ndarray] | None = None,
@@ -43,31 +39,30 @@ def run_gallery(
     """Detections of every gallery scene (``detections`` if given, else the engine's), their
     features, and the features of the ground-truth boxes (an empty list without
     ``embed_ground_truth``, e.g. when ``detections`` are those boxes): one image decode serves all
-    three."""
+    three. Everything goes through ``PersonSearchPipeline``, as in deployment."""
+    pipeline = PersonSearchPipeline(engine)
     dets: list[np.ndarray] = []
     feats: list[np.ndarray] = []
     gt_feats: list[np.ndarray] = []
-    gt = ground_truth_detections(scenes)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("gallery", total=len(scenes))
         for start in range(0, len(scenes), batch_size):
             chunk = scenes[start : start + batch_size]
             images = [read_image(s.path) for s in chunk]
-            found = engine.detect(images) if detections is None else detections[start : start + len(chunk)]
-            for offset, (image, boxes) in enumerate(zip(images, found)):
-                dets.append(boxes)
-                feats.append(_embed(engine, image, boxes))
+            given = None if detections is None else detections[start : start + len(chunk)]
+            for image, scene, people in zip(images, chunk, pipeline.find_people(images, given), strict=True):
+                dets.append(people.detections)
+                feats.append(people.features)
                 if embed_ground_truth:
-                    gt_feats.append(_embed(engine, image, gt[start + offset]))
+                    gt_feats.append(pipeline.describe(image, scene.boxes))
             bar.advance(task, len(chunk))
     return dets, feats, gt_feats
 
 
-def query_features(engine: Any, queries: list[Query]) -> np.ndarray:
+def query_features(engine: PersonEngine, queries: list[Query]) -> np.ndarray:
     """Re-id features of each query's ground-truth box, in query order."""
-    feats = []
-    for query in queries:
-        feats.append(_embed(engine, read_image(query.path), query.box[None]))
+    pipeline = PersonSearchPipeline(engine)
+    feats = [pipeline.describe(read_image(query.path), query.box[None]) for query in queries]
     return np.concatenate(feats) if feats else np.zeros((0, engine.feature_dim), np.float32)
 
 
@@ -96,7 +91,7 @@ class PipelineResult:
 
 
 def evaluate_engine(
-    engine: Any,
+    engine: PersonEngine,
     dataset: PersonSearchDataset,
     *,
     gallery_size: int = 100,

@@ -5,7 +5,7 @@
 ``hits_to_json`` gives their stable JSON form (docs/search-json.md).
 """
 
-from personsearch.index.engine import PersonEngine
+from personsearch.pipeline import PersonEngine
 from personsearch.index.hits import Hit, SearchQuery, hits_from_json, hits_to_json
 from personsearch.index.indexer import IndexSummary
 from personsearch.index.person_index import PersonIndex, search_index

@@ -21,10 +21,11 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from personsearch.data.boxes import crop_box
 from personsearch.data.images import ImageReadError, encode_jpeg
-from personsearch.index.engine import PersonEngine, check_detections, check_features
 from personsearch.index.sources import Frame, Sampling, Skipped, Source, discover, iter_frames, planned_frames
 from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
+from personsearch.pipeline import PersonEngine, PersonSearchPipeline
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +93,6 @@ class _SourceEnd:
     error: str | None
 
 
-def clip_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clip xyxy boxes to the image; returns the clipped boxes and which ones keep >= 1 px each way."""
-    clipped = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
-    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
-    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
-    keep = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
-    return clipped, keep
-
-
-def crop_box(image: np.ndarray, box: np.ndarray | tuple[float, ...]) -> np.ndarray:
-    """The pixels of an xyxy box (clipped to the image; at least 1x1)."""
-    height, width = image.shape[:2]
-    x1, y1 = int(np.floor(max(0.0, float(box[0])))), int(np.floor(max(0.0, float(box[1]))))
-    x2, y2 = int(np.ceil(min(float(width), float(box[2])))), int(np.ceil(min(float(height), float(box[3]))))
-    x1, y1 = min(x1, width - 1), min(y1, height - 1)
-    return np.ascontiguousarray(image[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)])
-
-
 def make_thumbnail(image: np.ndarray, box: np.ndarray) -> bytes:
     """JPEG of the box's pixels, shrunk to fit THUMBNAIL_SIZE x THUMBNAIL_SIZE."""
     crop = crop_box(image, box)
@@ -124,7 +107,7 @@ class _Batcher:
     """Accumulates work and commits it as one batch: detections, features, thumbnails, progress."""
 
     def __init__(self, store: IndexStore, engine: PersonEngine, summary: IndexSummary, progress: Progress, task: Any) -> None:
-        self.store, self.engine, self.summary = store, engine, summary
+        self.store, self.pipeline, self.summary = store, PersonSearchPipeline(engine), summary
         self.progress, self.task = progress, task
         self.work: list[_Work] = []
         self.finished: list[Source] = []
@@ -132,17 +115,12 @@ class _Batcher:
 
     def _detect_and_embed(self, frames: list[Frame]) -> tuple[list[BoxRow], np.ndarray]:
         rows: list[BoxRow] = []
-        vectors = [np.zeros((0, self.engine.feature_dim), np.float32)]
-        detections = check_detections(self.engine, self.engine.detect([f.image for f in frames]), len(frames))
-        for frame, dets in zip(frames, detections):
-            boxes, keep = clip_boxes(dets[:, :4], frame.image.shape[1], frame.image.shape[0])
-            boxes, scores = boxes[keep], dets[keep, 4]
-            if len(boxes) == 0:
-                continue
-            vectors.append(check_features(self.engine, self.engine.embed(frame.image, boxes), len(boxes)))
+        vectors = [np.zeros((0, self.pipeline.feature_dim), np.float32)]
+        for frame, people in zip(frames, self.pipeline.find_people([f.image for f in frames]), strict=True):
+            vectors.append(people.features)
             rows.extend(
                 BoxRow(frame.source, frame.frame, frame.time, box, float(score), make_thumbnail(frame.image, box))
-                for box, score in zip(boxes, scores)
+                for box, score in zip(people.boxes, people.scores, strict=True)
             )
         return rows, np.concatenate(vectors)
 
@@ -152,7 +130,7 @@ class _Batcher:
         if not work and not finished:
             return
         frames = [w.frame for w in work]
-        rows, vectors = self._detect_and_embed(frames) if frames else ([], np.zeros((0, self.engine.feature_dim), np.float32))
+        rows, vectors = self._detect_and_embed(frames) if frames else ([], np.zeros((0, self.pipeline.feature_dim), np.float32))
         updates: dict[Path, SourceUpdate] = {}
         for item in work:
             next_frame = 1 if item.frame.frame is None else item.frame.frame + 1

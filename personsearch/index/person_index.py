@@ -15,7 +15,7 @@ import numpy as np
 
 from personsearch.data.images import decode_image
 from personsearch.index.ann import MIN_IVF_ROWS, VectorSearch
-from personsearch.index.engine import PersonEngine
+from personsearch.pipeline import PersonEngine
 from personsearch.index.filters import Filters, RowTable
 from personsearch.index.hits import Hit
 from personsearch.index.indexer import IndexSummary, index_paths

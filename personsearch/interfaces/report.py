@@ -19,7 +19,7 @@ from PIL import Image
 
 from personsearch.data.images import ImageReadError, encode_jpeg
 from personsearch.index.hits import Hit
-from personsearch.index.indexer import crop_box
+from personsearch.data.boxes import crop_box
 from personsearch.index.sources import read_frame
 
 BOX_COLOUR = (0, 220, 255)
