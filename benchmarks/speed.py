@@ -8,7 +8,7 @@ in the same run.
 Two worker processes do the measuring. The reference worker is plain PyTorch as a user gets it:
 fp32, contiguous tensors, no autocast, glibc's default malloc (``GLIBC_TUNABLES`` unset). The fast
 worker runs with the tuned malloc the CLI sets (``MALLOC_TUNING``) and measures ``fp32`` (the
-malloc's share alone), ``fast`` (bf16 autocast + channels_last: what ``ModelBundle(fast=True)`` and
+malloc's share alone), ``fast`` (bf16 autocast + channels_last: what ``ModelBundle(engine="torch-bf16")`` and
 training use) and ``fast+compile`` (``prepare_for_inference(..., compiled=True)``). Both workers
 use the same thread count. A machine shared with other jobs is noisy, so measurements alternate
 (reference, fast variants; reversed in every other round) and the reported speed-up is the
