@@ -117,7 +117,7 @@ def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], t
             continue
         run = engines.detector_runner(model, engine, torch.device("cpu"), work / name)
         outputs = run(tensors)
-        dets = [np.concatenate([o["boxes"].float().numpy(), o["scores"].float().numpy()[:, None]], axis=1) for o in outputs]
+        dets = engines.as_detections(outputs)
         reference = dets if reference is None else reference
         agreement[engine] = engine_choice.detection_agreement(reference, dets)
         runners[engine] = (lambda r=run: r(tensors[:1]))

@@ -192,11 +192,7 @@ class ModelBundle:
         if self.external_detector is not None:
             return self.external_detector.detect(images)
         tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in images]
-        outputs = self._detect(tensors)
-        return [
-            np.concatenate([o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1).astype(np.float32)
-            for o in outputs
-        ]
+        return engines.as_detections(self._detect(tensors))
 
     @torch.no_grad()
     def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:

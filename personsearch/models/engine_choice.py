@@ -233,54 +233,52 @@ ReIDFactory = Callable[[str], engines.ReIDRun]
 DetectorFactory = Callable[[str], engines.DetectRun]
 
 
-def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.Tensor, device: str = "cpu") -> list[Measurement]:
-    """Time each candidate on ``batch`` (normalised crops) and check its features against fp32."""
+def _measure(
+    network: str, candidates: Sequence[str], device: str, run_one: Callable[[str], tuple[Any, float]],
+    agreement_of: Callable[[Any, Any], dict[str, float]], agree: Callable[[dict[str, float]], bool],
+) -> list[Measurement]:
+    """The reference first, then each candidate: ``run_one(name)`` gives (outputs, rate); an
+    engine that is unavailable, fails to build or fails to run is refused, not fatal."""
     results: list[Measurement] = []
-    reference: np.ndarray | None = None
+    reference: Any = None
     for name in [engines.REFERENCE] + [c for c in candidates if c != engines.REFERENCE]:
         why = engines.unavailable(name, device)
         if why:
-            results.append(Measurement(name, "reid", note=why))
+            results.append(Measurement(name, network, note=why))
             continue
         try:
-            run = factory(name)
-            features = run(batch).float().numpy()
-            timed = batch[:TIMED_CROPS]
-            rate = _rate(lambda: run(timed), len(timed))
-        except Exception as err:  # an engine that fails to build or run is refused, not fatal
-            results.append(Measurement(name, "reid", note=f"failed: {type(err).__name__}: {err}"[:300]))
+            outputs, rate = run_one(name)
+        except Exception as err:
+            results.append(Measurement(name, network, note=f"failed: {type(err).__name__}: {err}"[:300]))
             continue
         if reference is None:
-            reference = features
-        agreement = feature_agreement(reference, features)
-        results.append(Measurement(name, "reid", rate, features_agree(agreement), agreement))
+            reference = outputs
+        agreement = agreement_of(reference, outputs)
+        results.append(Measurement(name, network, rate, agree(agreement), agreement))
     return results
+
+
+def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.Tensor, device: str = "cpu") -> list[Measurement]:
+    """Time each candidate on ``batch`` (normalised crops) and check its features against fp32."""
+    timed = batch[:TIMED_CROPS]
+
+    def run_one(name: str) -> tuple[np.ndarray, float]:
+        run = factory(name)
+        return run(batch).float().numpy(), _rate(lambda: run(timed), len(timed))
+
+    return _measure("reid", candidates, device, run_one, feature_agreement, features_agree)
 
 
 def measure_detector(factory: DetectorFactory, candidates: Sequence[str], images: list[np.ndarray], device: str = "cpu") -> list[Measurement]:
-    """Time each candidate on the probe scenes and check its boxes against fp32."""
+    """Time each candidate on the probe scenes and check its boxes against fp32 (``ort-int8`` is
+    skipped: only the re-id network is quantised)."""
     tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in images]
-    results: list[Measurement] = []
-    reference: list[np.ndarray] | None = None
-    candidates = [c for c in candidates if c not in (engines.REFERENCE, "ort-int8")]  # int8 is re-id only
-    for name in [engines.REFERENCE] + candidates:
-        why = engines.unavailable(name, device)
-        if why:
-            results.append(Measurement(name, "detector", note=why))
-            continue
-        try:
-            run = factory(name)
-            outputs = run(tensors)
-            dets = [np.concatenate([o["boxes"].float().numpy(), o["scores"].float().numpy()[:, None]], axis=1) for o in outputs]
-            rate = _rate(lambda: run(tensors), len(tensors), budget_s=2.0, max_runs=2)
-        except Exception as err:
-            results.append(Measurement(name, "detector", note=f"failed: {type(err).__name__}: {err}"[:300]))
-            continue
-        if reference is None:
-            reference = dets
-        agreement = detection_agreement(reference, dets)
-        results.append(Measurement(name, "detector", rate, detections_agree(agreement), agreement))
-    return results
+
+    def run_one(name: str) -> tuple[list[np.ndarray], float]:
+        run = factory(name)
+        return engines.as_detections(run(tensors)), _rate(lambda: run(tensors), len(tensors), budget_s=2.0, max_runs=2)
+
+    return _measure("detector", [c for c in candidates if c != "ort-int8"], device, run_one, detection_agreement, detections_agree)
 
 
 def pick(measurements: Sequence[Measurement], network: str) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from personsearch.models.fast import autocast_for, compile_for_inference, native_bf16
+from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
 
 ENGINES: dict[str, str] = {
     "torch-fp32": "PyTorch fp32 eager, contiguous tensors (the reference)",
@@ -224,14 +224,16 @@ def _torch_flags(name: str) -> tuple[bool, bool, bool]:
     return name in ("torch-fp32-cl", "torch-bf16"), name == "torch-bf16", False
 
 
+def _prepared(model: nn.Module, name: str, device: torch.device) -> tuple[nn.Module, bool, bool]:
+    """``model`` (in place) on ``device`` in eval mode, in the layout and compiled state of
+    PyTorch engine ``name``; returns it with (channels_last, bf16 autocast)."""
+    channels_last, bf16, compiled = _torch_flags(name)
+    return prepare_for_inference(model, device, fast=channels_last, compiled=compiled), channels_last, bf16
+
+
 def torch_reid(model: nn.Module, name: str, device: torch.device) -> ReIDRun:
     """A PyTorch engine for the re-id network (``model`` is prepared in place)."""
-    channels_last, bf16, compiled = _torch_flags(name)
-    model = model.to(device).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if compiled:
-        compile_for_inference(model)
+    model, channels_last, bf16 = _prepared(model, name, device)
 
     @torch.no_grad()
     def run(batch: torch.Tensor) -> torch.Tensor:
@@ -246,12 +248,7 @@ def torch_reid(model: nn.Module, name: str, device: torch.device) -> ReIDRun:
 
 def torch_detector(model: nn.Module, name: str, device: torch.device) -> DetectRun:
     """A PyTorch engine for the detector (``model`` is prepared in place)."""
-    channels_last, bf16, compiled = _torch_flags(name)
-    model = model.to(device).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if compiled:
-        compile_for_inference(model)
+    model, _, bf16 = _prepared(model, name, device)
 
     @torch.no_grad()
     def run(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -259,6 +256,14 @@ def torch_detector(model: nn.Module, name: str, device: torch.device) -> DetectR
             return model([im.to(device) for im in images])
 
     return run
+
+
+def as_detections(outputs: list[dict[str, torch.Tensor]]) -> list[np.ndarray]:
+    """torchvision detection dicts -> float32 (n, 5) ``[x1, y1, x2, y2, score]`` arrays."""
+    return [
+        np.concatenate([o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1).astype(np.float32)
+        for o in outputs
+    ]
 
 
 def ort_reid(path: str | Path) -> ReIDRun:
