@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,12 +103,28 @@ def make_thumbnail(image: np.ndarray, box: np.ndarray) -> bytes:
     return encode_jpeg(crop, THUMBNAIL_QUALITY)
 
 
+@dataclass(frozen=True)
+class IndexProgress:
+    """Where an indexing run stands, reported after every committed batch (``on_progress``)."""
+
+    frames_done: int
+    frames_total: int | None
+    """``None`` when the frame count of a video is unknown."""
+    people_added: int
+    current: str
+    """Name of the file being indexed."""
+
+
+ProgressCallback = Callable[[IndexProgress], None]
+"""Called after each commit; raising from it stops the run there (nothing committed is lost)."""
+
+
 class _Batcher:
     """Accumulates work and commits it as one batch: detections, features, thumbnails, progress."""
 
-    def __init__(self, store: IndexStore, engine: PersonEngine, summary: IndexSummary, progress: Progress, task: Any) -> None:
+    def __init__(self, store: IndexStore, engine: PersonEngine, summary: IndexSummary, progress: Progress, task: Any, on_progress: ProgressCallback | None) -> None:
         self.store, self.pipeline, self.summary = store, PersonSearchPipeline(engine), summary
-        self.progress, self.task = progress, task
+        self.progress, self.task, self.on_progress = progress, task, on_progress
         self.work: list[_Work] = []
         self.finished: list[Source] = []
         """Sources that yielded nothing this run but are complete (resumed at their end)."""
@@ -142,6 +158,10 @@ class _Batcher:
         self.summary.frames_processed += len(frames)
         self.summary.people_added += len(rows)
         self.progress.advance(self.task, len(frames))
+        if self.on_progress is not None:
+            bar = self.progress.tasks[self.task]
+            current = work[-1].frame.source.path.name if work else finished[-1].path.name
+            self.on_progress(IndexProgress(int(bar.completed), None if bar.total is None else int(bar.total), self.summary.people_added, current))
 
 
 def _events(plan: list[_Planned], sampling: Sampling, max_pixels: int | None) -> Iterator[_Work | _SourceEnd]:
@@ -200,13 +220,19 @@ def index_paths(
     batch_size: int = 8,
     progress: bool = True,
     max_pixels: int | None = None,
+    within: Sequence[Path] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> IndexSummary:
-    """Index every image and video under ``paths`` that is new, changed, or unfinished."""
+    """Index every image and video under ``paths`` that is new, changed, or unfinished.
+
+    ``within``: only files whose real path is inside these folders (see ``discover``);
+    ``on_progress``: called after every committed batch (a service shows it; raising from it
+    stops the run at a commit boundary)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     started = time.perf_counter()
     summary = IndexSummary()
-    sources, skipped = discover(paths, camera)
+    sources, skipped = discover(paths, camera, within=within)
     summary.sources_seen = len(sources)
     summary.skipped.extend(skipped)
     for item in skipped:
@@ -216,7 +242,7 @@ def index_paths(
     total = sum(planned_frames(p.source, start_frame=p.start_frame, sampling=sampling, max_pixels=max_pixels) for p in plan)
     with _progress(progress) as bar:
         task = bar.add_task("indexing", total=total or None)
-        batcher = _Batcher(store, engine, summary, bar, task)
+        batcher = _Batcher(store, engine, summary, bar, task, on_progress)
         for event in _events(plan, sampling, max_pixels):
             if isinstance(event, _Work):
                 summary.sources_indexed += int(event.last)

@@ -18,7 +18,7 @@ from personsearch.index.ann import MIN_IVF_ROWS, VectorSearch
 from personsearch.pipeline import PersonEngine
 from personsearch.index.filters import Filters, RowTable
 from personsearch.index.hits import Hit
-from personsearch.index.indexer import IndexSummary, index_paths
+from personsearch.index.indexer import IndexSummary, ProgressCallback, index_paths
 from personsearch.index.sources import Sampling
 from personsearch.index.store import IndexStore, ModelMismatchError
 
@@ -52,18 +52,20 @@ class PersonIndex:
         self._vectors = VectorSearch(store)
 
     @classmethod
-    def open(cls, directory: str | Path, engine: PersonEngine | None = None, create: bool = False) -> PersonIndex:
+    def open(cls, directory: str | Path, engine: PersonEngine | None = None, create: bool = False, *, shared: bool = False) -> PersonIndex:
         """Open an index; with ``create``, make an empty one for ``engine``'s model if there is none.
 
         Without an engine the index can search features but not add files. With one, its
-        ``model_id`` must be the index's (``ModelMismatchError`` otherwise).
+        ``model_id`` must be the index's (``ModelMismatchError`` otherwise). ``shared``: the
+        object may be used from several threads, one at a time (the caller holds a lock; a web
+        service does), instead of only from the thread that opened it.
         """
         if create and not IndexStore.exists(directory):
             if engine is None:
                 raise ValueError(f"creating an index at {directory} needs an engine: the index records its model_id and feature_dim")
-            store = IndexStore.create(directory, engine.model_id, engine.feature_dim)
+            store = IndexStore.create(directory, engine.model_id, engine.feature_dim, shared=shared)
         else:
-            store = IndexStore.open(directory)
+            store = IndexStore.open(directory, shared=shared)
         if engine is not None:
             try:
                 check_model(store, engine)
@@ -99,11 +101,14 @@ class PersonIndex:
         batch_size: int = 8,
         progress: bool = True,
         max_pixels: int | None = None,
+        within: Sequence[Path] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> IndexSummary:
         """Index new, changed and unfinished images and videos under ``paths`` (see indexer.py).
 
         Videos are sampled every ``stride`` frames, or at about ``fps`` frames per second when
         given. ``camera`` labels every file of this call (default: its folder's name).
+        ``within`` and ``on_progress``: see ``index_paths``.
         """
         if self.engine is None:
             raise ValueError(f"adding files to {self.store.directory} needs an engine (the detector and re-id model); open the index with engine=...")
@@ -117,6 +122,8 @@ class PersonIndex:
                 batch_size=batch_size,
                 progress=progress,
                 max_pixels=max_pixels,
+                within=within,
+                on_progress=on_progress,
             )
             if self.approximate_default():
                 rows = self.store.committed_rows()

@@ -8,7 +8,7 @@ the sampled frames with their frame number and timestamp in seconds (``frame / f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,11 +99,20 @@ def _walk(folder: Path) -> Iterator[Path]:
             yield Path(root) / name
 
 
-def discover(paths: Iterable[str | Path], camera: str | None = None) -> tuple[list[Source], list[Skipped]]:
+def is_within(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether the resolved ``path`` lies inside one of the resolved ``roots`` (symlinks followed
+    first, so a link pointing out of a root is outside it)."""
+    resolved = path.resolve()
+    return any(resolved == root or resolved.is_relative_to(root) for root in (r.resolve() for r in roots))
+
+
+def discover(paths: Iterable[str | Path], camera: str | None = None, *, within: Sequence[Path] | None = None) -> tuple[list[Source], list[Skipped]]:
     """Expand files and folders (recursively) into image and video sources, in a stable order.
 
     Folders contribute only files with a known image or video extension; a file named
     explicitly with another extension, or a path that does not exist, is reported as skipped.
+    With ``within`` (the folders a service may index), a file whose real path is outside them
+    (a symlink pointing elsewhere) is skipped and never opened.
     """
     sources: list[Source] = []
     skipped: list[Skipped] = []
@@ -111,6 +120,9 @@ def discover(paths: Iterable[str | Path], camera: str | None = None) -> tuple[li
 
     def add(path: Path, explicit: bool) -> None:
         resolved = path.resolve()
+        if within is not None and not is_within(resolved, within):
+            skipped.append(Skipped(str(path), "resolves outside the folders this server may index (--allow-dir)"))
+            return
         kind = source_kind(resolved)
         if kind is None:
             if explicit:

@@ -116,8 +116,9 @@ class SourceUpdate:
     complete: bool
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+def _connect(path: Path, shared: bool = False) -> sqlite3.Connection:
+    # shared: usable from any thread; the caller serialises use (sqlite3 objects are not re-entrant)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=not shared)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode never corrupts; after a power cut the last commits may roll back, which
     # only makes those images look un-indexed (vectors are fsynced first, so the reverse can't happen).
@@ -154,12 +155,13 @@ class IndexStore:
         return (Path(directory) / DB_NAME).is_file()
 
     @classmethod
-    def open(cls, directory: str | Path) -> IndexStore:
+    def open(cls, directory: str | Path, *, shared: bool = False) -> IndexStore:
+        """Open an existing index; ``shared``: see ``PersonIndex.open``."""
         directory = Path(directory)
         if not cls.exists(directory):
             raise FileNotFoundError(f"no person index at {directory} (no {DB_NAME}); build one with `personsearch index PATH... --index {directory}`")
         try:
-            conn = _connect(directory / DB_NAME)
+            conn = _connect(directory / DB_NAME, shared)
         except sqlite3.DatabaseError as err:
             raise IndexCorruptError(f"{directory / DB_NAME}: not a personsearch index database ({err}); rebuild the index with `personsearch index`") from None
         try:
@@ -169,7 +171,7 @@ class IndexStore:
             raise
 
     @classmethod
-    def create(cls, directory: str | Path, model_id: str, feature_dim: int) -> IndexStore:
+    def create(cls, directory: str | Path, model_id: str, feature_dim: int, *, shared: bool = False) -> IndexStore:
         """Create an empty index; the database appears under its final name only once complete."""
         directory = Path(directory)
         if cls.exists(directory):
@@ -187,7 +189,7 @@ class IndexStore:
         (directory / VECTORS_NAME).write_bytes(b"")
         (directory / IVF_NAME).unlink(missing_ok=True)  # left from an index deleted by hand
         os.replace(tmp, directory / DB_NAME)
-        return cls.open(directory)
+        return cls.open(directory, shared=shared)
 
     def close(self) -> None:
         self.release_writer()

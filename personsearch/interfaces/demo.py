@@ -182,6 +182,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
         f"HTML report: {report} ({summary_dict['report_hits_correct']} of its {len(verdicts)} hits are the query person, who appears in "
         f"{appearances} other gallery images; {'first right hit at rank ' + str(first_right) if first_right else 'none in the top 100'})\n"
         f"contact sheet: {sheet}\nresults: {out / 'results.json'}\n{saved_line}"
-        f"search it yourself: personsearch search --index {index_dir} --query QUERY.jpg --box x1,y1,x2,y2\ntotal {timings['total']:.0f} s"
+        f"search it yourself: personsearch search --index {index_dir} --query QUERY.jpg --box x1,y1,x2,y2\n"
+        f"or in the browser: personsearch serve --index {index_dir}  (then open http://127.0.0.1:8000/ and click a person)\n"
+        f"total {timings['total']:.0f} s"
     )
     return summary_dict

@@ -112,8 +112,15 @@ table.notes td { padding: 0 1em 0 0; }
 """The page's CSS; frame colours are the contact sheet's."""
 
 
-def write_html_report(
-    out_html: str | Path,
+def write_html_report(out_html: str | Path, query_crop: np.ndarray, hits: Sequence[Hit], **options: object) -> Path:
+    """Write ``html_report(query_crop, hits, **options)`` to ``out_html``; returns the path."""
+    out_html = Path(out_html)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    out_html.write_text(html_report(query_crop, hits, **options), encoding="utf-8")  # type: ignore[arg-type]
+    return out_html
+
+
+def html_report(
     query_crop: np.ndarray,
     hits: Sequence[Hit],
     *,
@@ -121,14 +128,13 @@ def write_html_report(
     notes: Mapping[str, str] | None = None,
     scene_max_side: int = 640,
     verdicts: Sequence[bool | None] | None = None,
-) -> Path:
-    """Write a self-contained HTML page of the query and its hits (see module docstring).
+) -> str:
+    """A self-contained HTML page of the query and its hits (see module docstring).
 
     ``notes`` (e.g. index, model, filters) are listed under the title. ``verdicts`` (one per hit:
     True / False / None = unknown), when annotations say whether a hit is the query person, frame
-    each hit green or red and say so. Returns the path written.
+    each hit green or red and say so.
     """
-    out_html = Path(out_html)
     marks = _check_verdicts(hits, verdicts)
     scenes = _Scenes()
     esc = html.escape
@@ -170,9 +176,7 @@ def write_html_report(
             "</div>"
         )
     parts.append("</body></html>")
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text("\n".join(parts), encoding="utf-8")
-    return out_html
+    return "\n".join(parts)
 
 
 def _ascii(text: str) -> str:

@@ -1,0 +1,105 @@
+"""Bounds that keep one client from exhausting the server: request-body size and concurrent work.
+
+``BodyLimit`` refuses a request body over its limit with 413, from the ``Content-Length`` header
+when there is one and by counting otherwise (chunked uploads), before the body reaches the
+multipart parser (which would spool it to disk). ``WorkPool`` runs model and search work on a few
+threads with a bounded queue: when full, the request gets 503 and ``Retry-After`` instead of
+piling up in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+T = TypeVar("T")
+
+
+class BodyLimit:
+    """ASGI middleware: at most ``upload_bytes`` for ``upload_paths``, ``other_bytes`` elsewhere."""
+
+    def __init__(self, app: ASGIApp, upload_bytes: int, other_bytes: int = 1 << 20, upload_paths: tuple[str, ...] = ("/api/uploads",)) -> None:
+        self.app, self.upload_bytes, self.other_bytes, self.upload_paths = app, upload_bytes, other_bytes, upload_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_bytes if scope["path"] in self.upload_paths else self.other_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _refuse(send, limit)
+            return
+        seen, started, exceeded = 0, False, False
+
+        async def counting_receive() -> Message:
+            # Past the limit the app is told the client went away; whatever it answers to the
+            # cut body (a parse error, usually) is replaced by the 413 below.
+            nonlocal seen, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await _refuse(send, limit)
+
+
+async def _refuse(send: Send, limit: int) -> None:
+    body = json.dumps({"detail": f"request body over the limit of {limit:,} bytes; send a smaller image (the server's --max-upload-mb sets the limit)"}).encode()
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Busy(Exception):
+    """Every worker is busy and the queue is full."""
+
+
+class WorkPool:
+    """``workers`` threads for heavy work; at most ``workers + queue`` jobs admitted at once."""
+
+    def __init__(self, workers: int = 2, queue: int = 16) -> None:
+        if workers < 1 or queue < 0:
+            raise ValueError(f"workers must be >= 1 and queue >= 0, got {workers} and {queue}")
+        self.workers, self.queue = workers, queue
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="personsearch-work")
+        self._slots = threading.BoundedSemaphore(workers + queue)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(*args)`` on a worker; ``Busy`` at once when no slot is free."""
+        if not self._slots.acquire(blocking=False):
+            raise Busy(f"the server is busy ({self.workers} searches running, {self.queue} waiting); retry in a moment")
+        try:
+            future = self._executor.submit(function, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+        # the slot is freed when the work ends, not when a client gives up waiting for it
+        future.add_done_callback(lambda _: self._slots.release())
+        return await asyncio.wrap_future(future)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,242 @@
+"""The page in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright,
+against ``personsearch serve``'s app on a loopback port, with the shipped model on a tiny
+synthetic gallery whose identities are known. A user clicks a detected person and must see the
+same person first; filters, the hit's frame, pivoting, uploads with a drawn box and exports must
+work as a user does them.
+
+Without Chromium the tests are skipped, unless ``PERSONSEARCH_REQUIRE_BROWSER=1`` (CI sets it,
+after installing Chromium) turns that into a failure. ``PERSONSEARCH_SCREENSHOTS=DIR`` keeps the
+screenshots (docs/ has the README's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from personsearch.data import load_dataset
+from personsearch.data.synthetic import make_synthetic
+from personsearch.index import PersonIndex
+from personsearch.interfaces.api import SHIPPED_MODEL
+from personsearch.interfaces.server import SearchService, create_app
+from personsearch.models.bundle import ModelBundle
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+VIDEO_FPS = 2.0
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("PERSONSEARCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _need_browser() -> str:
+    path = chromium_path()
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        path = None
+    if path is None:
+        if os.environ.get("PERSONSEARCH_REQUIRE_BROWSER") == "1":
+            pytest.fail("PERSONSEARCH_REQUIRE_BROWSER=1 but no Chromium (apt-get install chromium) or no playwright (pip install playwright)")
+        pytest.skip("no Chromium: apt-get install chromium (and pip install playwright) to run the browser tests")
+    return path
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x1, y1 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
+    x2, y2 = np.minimum(a[2], b[:, 2]), np.minimum(a[3], b[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter)
+
+
+@dataclass
+class Site:
+    url: str
+    index: Path
+    truth: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]]
+    """(file name, frame) -> ground-truth boxes and identities."""
+    scenes: dict[str, Path]
+
+    def identity(self, source: str, frame: int | None, box: list[float]) -> int:
+        boxes, pids = self.truth[(Path(source).name, frame)]
+        overlaps = _iou(np.asarray(box, np.float32), boxes)
+        return int(pids[overlaps.argmax()]) if overlaps.max() >= 0.5 else -1
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """Scenes of the tiny benchmark's labelled people in two cameras: cam-a as photos, cam-b as a
+    video (one scene per frame), indexed with the shipped model; served by uvicorn on loopback."""
+    import uvicorn
+
+    _need_browser()
+    work = tmp_path_factory.mktemp("browser")
+    data = load_dataset(make_synthetic(work / "tiny", preset="tiny", seed=0).root)
+    scenes = [s for s in data.gallery if (s.pids >= 0).any()]
+    footage = work / "footage"
+    (footage / "cam-a").mkdir(parents=True)
+    (footage / "cam-b").mkdir()
+    truth: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]] = {}
+    writer = cv2.VideoWriter(str(footage / "cam-b" / "entrance.avi"), cv2.VideoWriter_fourcc(*"MJPG"), VIDEO_FPS, (400, 300))
+    frame = 0
+    for i, scene in enumerate(scenes):
+        if i % 2 == 0:
+            shutil.copy(scene.path, footage / "cam-a" / scene.name)
+            truth[(scene.name, None)] = (scene.boxes, scene.pids)
+        else:
+            writer.write(cv2.imread(str(scene.path)))
+            truth[("entrance.avi", frame)] = (scene.boxes, scene.pids)
+            frame += 1
+    writer.release()
+    bundle = ModelBundle(SHIPPED_MODEL)
+    with PersonIndex.open(work / "index", bundle, create=True) as index:
+        index.add_paths([footage], progress=False)
+    app = create_app(SearchService(work / "index", bundle), allow_dirs=[footage])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield Site(f"http://127.0.0.1:{port}/", work / "index", truth, {s.name: s.path for s in scenes})
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def page(site: Site, tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_need_browser(), args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.set_default_timeout(20_000)
+        yield page
+        browser.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _screenshot(page, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("PERSONSEARCH_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name))
+
+
+def _cards(page) -> list[dict]:
+    return page.eval_on_selector_all("[data-testid=hit]", "cards => cards.map(c => ({box: +c.dataset.boxId, camera: c.dataset.camera}))")
+
+
+def _query_person(site: Site) -> tuple[int, str]:
+    """The tallest labelled person in a cam-a photo whose identity appears at least twice more."""
+    with PersonIndex.open(site.index) as index:
+        rows = index.store.conn.execute(
+            "SELECT b.id, s.path, b.x1, b.y1, b.x2, b.y2 FROM boxes b JOIN sources s ON s.id = b.source_id WHERE s.camera = 'cam-a'"
+        ).fetchall()
+    counts: dict[int, int] = {}
+    for boxes, pids in site.truth.values():
+        for pid in pids[pids >= 0]:
+            counts[int(pid)] = counts.get(int(pid), 0) + 1
+    best = max(
+        (r for r in rows if counts.get(site.identity(r[1], None, list(r[2:])), 0) >= 3),
+        key=lambda r: r[5] - r[3],
+    )
+    return int(best[0]), Path(best[1]).name
+
+
+def test_click_a_person_then_filter_look_and_pivot(site: Site, page, tmp_path: Path) -> None:
+    query_box, source_name = _query_person(site)
+    page.goto(site.url)
+    page.wait_for_function("() => document.getElementById('summary').textContent.includes('people')")
+    page.click(f"#sources li:has-text('{source_name}')")
+    person = page.locator(f"#overlay rect[data-box-id='{query_box}']")
+    person.click(force=True)
+    page.wait_for_selector("[data-testid=hit]")
+    cards = _cards(page)
+    assert query_box not in [c["box"] for c in cards]
+    api = page.request.post(site.url + "api/search", data={"box_id": query_box, "top_k": 10}).json()
+    assert [c["box"] for c in cards] == [h["box_id"] for h in api["hits"]]
+    first = api["hits"][0]
+    wanted = site.identity(api["query"]["source"], None, api["query"]["box"])
+    assert wanted >= 0 and site.identity(first["source"], first["frame"], first["box"]) == wanted, "first hit is not the query person"
+    page.wait_for_function("() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)")
+    _screenshot(page, "web-search.png", tmp_path)
+
+    # camera filter: only cam-b (the video), placed on the timeline
+    page.uncheck("#camera-filter input[value='cam-a']")
+    page.click("#filters button[type=submit]")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=hit]')].every(c => c.dataset.camera === 'cam-b')")
+    assert {c["camera"] for c in _cards(page)} == {"cam-b"}
+    assert page.locator("[data-testid=timeline-svg] circle").count() == len(_cards(page))
+
+    # the hit's whole frame with its box
+    page.click("[data-testid=hit] img >> nth=0")
+    page.wait_for_selector("#hit-dialog[open]")
+    page.wait_for_function("() => document.getElementById('dialog-img').naturalWidth === 400")
+    assert page.locator("#dialog-overlay rect").count() == 1
+    page.click("#hit-dialog button")
+
+    # pivot: search from a hit
+    pivot_box = _cards(page)[0]["box"]
+    page.click("[data-testid=pivot] >> nth=0")
+    page.wait_for_function(f"() => document.getElementById('query-text').textContent.includes('person {pivot_box} ')")
+
+    # exports: the search JSON, and the HTML report
+    with page.expect_download() as download:
+        page.click("#export-json")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["schema"] == "personsearch.search-results" and exported["query"]["box"] is not None
+    with page.expect_download() as download:
+        page.click("#export-html")
+    assert "Person search results" in Path(download.value.path()).read_text()
+
+
+def test_upload_a_photo_and_draw_the_box(site: Site, page, tmp_path: Path) -> None:
+    name, (boxes, pids) = next((k[0], v) for k, v in site.truth.items() if k[1] is None and (v[1] >= 0).any())
+    target = boxes[int(np.argmax(np.where(pids >= 0, boxes[:, 3] - boxes[:, 1], -1)))]
+    page.goto(site.url)
+    page.set_input_files("[data-testid=upload]", str(site.scenes[name]))
+    page.wait_for_function("() => document.getElementById('stage-help').textContent.includes('drag')")
+    shown = page.locator("#stage-img").bounding_box()
+    scale = shown["width"] / 400
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return float(shown["x"] + x * scale), float(shown["y"] + y * scale)
+
+    page.mouse.move(*at(target[0], target[1]))
+    page.mouse.down()
+    page.mouse.move(*at((target[0] + target[2]) / 2, (target[1] + target[3]) / 2), steps=4)
+    page.mouse.move(*at(target[2], target[3]), steps=4)
+    page.mouse.up()
+    page.wait_for_selector("[data-testid=hit]")
+    result = page.evaluate("() => window.personsearchLastResult")
+    drawn = np.array(result["query"]["box"])
+    assert np.abs(drawn - target).max() <= 2 / scale + 1, (drawn, target)
+    first = result["hits"][0]
+    # the uploaded photo is indexed too: its own person comes first, nearly identical
+    assert Path(first["source"]).name == name and first["score"] > 0.9
+    assert _iou(np.asarray(first["box"], np.float32), target[None])[0] > 0.5
+    page.wait_for_function("() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)")
+    _screenshot(page, "web-upload.png", tmp_path)
+
+
+def test_errors_show_in_the_page_not_as_traces(site: Site, page, tmp_path: Path) -> None:
+    page.goto(site.url)
+    page.set_input_files("[data-testid=upload]", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"just text, not a picture"}])
+    page.wait_for_selector("#banner.error")
+    text = page.inner_text("#banner")
+    assert "not a JPEG, PNG, WebP or BMP image" in text and "HTTP 415" in text and "Traceback" not in text
