@@ -293,3 +293,66 @@ def test_approximate_ivf_search_and_selector_filters_agree_with_exact(tmp_path: 
             assert all(h.camera == "north" for h in index.search(q, 5, camera="north", nprobe=nlist))
     with PersonIndex.open(tmp_path / "idx") as reopened:  # the saved IVF is reused
         assert reopened.approximate_default() and reopened.search(queries[0], 1)[0].box_id == 3
+
+
+def _timed_store(directory: Path, vectors: np.ndarray) -> list[tuple[str, float]]:
+    """An index of video boxes over three cameras, row i at time i/10 s in camera i % 3."""
+    store = IndexStore.create(directory, "random-model", vectors.shape[1])
+    store.acquire_writer()
+    cameras = ["north", "south", "east"]
+    sources = [Source(Path(f"/data/{cam}/clip.mp4"), "video", 1, 1, cam) for cam in cameras]
+    rows = [BoxRow(sources[i % 3], i, i / 10, np.array([0, 0, 1, 1]), 1.0, b"") for i in range(len(vectors))]
+    store.commit_batch(rows, vectors, [SourceUpdate(s, len(vectors), True) for s in sources])
+    store.close()
+    return [(cameras[i % 3], i / 10) for i in range(len(vectors))]
+
+
+def test_compact_pq_search_reranks_exactly_and_keeps_every_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(2 * ann.MIN_IVF_ROWS, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    meta = _timed_store(tmp_path / "idx", vectors)
+    with PersonIndex.open(tmp_path / "idx") as index:
+        index.set_approximate(True, "ivfpq")
+        assert index.approximate_kind() == "ivfpq" and (tmp_path / "idx" / "ivfpq.faiss").is_file()
+        assert ann.pq_bytes(32) == 4 and ann.pq_bytes(768) == 96 and ann.pq_bytes(2048) == 256
+        for q_row in (5, 777, 6001):
+            q = vectors[q_row]
+            top = index.search(q, 10)
+            assert top[0].box_id == q_row and top[0].score == pytest.approx(1.0, abs=1e-5)  # re-ranked with exact features
+            exact_scores = vectors[[h.box_id for h in top]] @ q
+            assert [h.score for h in top] == pytest.approx(exact_scores.tolist(), abs=1e-5)
+            for use_selector in (False, True):
+                monkeypatch.setattr(ann, "EXACT_SUBSET_ROWS", 0 if use_selector else 4096)
+                for filters, keep in (
+                    ({"camera": "south"}, lambda cam, t: cam == "south"),
+                    ({"time_range": (100.0, 130.0)}, lambda cam, t: 100.0 <= t <= 130.0),
+                    ({"time_range": (400.0, 400.25), "camera": ["north", "east"]}, lambda cam, t: 400.0 <= t <= 400.25 and cam != "south"),
+                    ({"source": "*/east/*"}, lambda cam, t: cam == "east"),
+                ):
+                    hits = index.search(q, 10, **filters)
+                    allowed = [i for i, (cam, t) in enumerate(meta) if keep(cam, t)]
+                    assert all(h.box_id in set(allowed) for h in hits), filters
+                    assert len(hits) == min(10, len(allowed)), (filters, len(hits), len(allowed))
+        # a filter that leaves fewer rows than k returns all of them, whatever the probes saw
+        few = index.search(vectors[0], 10, time_range=(0.0, 0.25), nprobe=1)
+        assert sorted(h.box_id for h in few) == [0, 1, 2]
+    with PersonIndex.open(tmp_path / "idx") as reopened:
+        assert reopened.stats()["approximate_kind"] == "ivfpq" and reopened.search(vectors[777], 1)[0].box_id == 777
+
+
+def test_auto_kind_and_indexes_too_big_for_an_exact_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ann.approximate_kind("auto", ann.COMPACT_MIN_ROWS - 1) == "ivf" and ann.approximate_kind(None, ann.COMPACT_MIN_ROWS) == "ivfpq"
+    with pytest.raises(ValueError, match="choose auto, ivf, ivfpq"):
+        ann.approximate_kind("hnsw", 10)
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(ann.MIN_IVF_ROWS, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    _timed_store(tmp_path / "idx", vectors)
+    monkeypatch.setattr(ann, "EXACT_MEMORY_BYTES", 1000)  # pretend the vectors do not fit in memory
+    with PersonIndex.open(tmp_path / "idx") as index:
+        assert index.approximate_default()  # too big for an exact copy: approximate unless asked
+        exact = index.search(vectors[9], 5, approximate=False, camera="north")  # streamed from the file
+        north = np.arange(0, len(vectors), 3)
+        assert [h.box_id for h in exact] == north[np.argsort(-(vectors[north] @ vectors[9]), kind="stable")[:5]].tolist()
+        assert index._vectors._flat is None  # no in-memory copy was made

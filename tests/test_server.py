@@ -283,6 +283,24 @@ def test_indexing_job_runs_beside_searches_and_refuses_a_second_writer(tmp_path:
             other.close()
 
 
+def test_cancelling_a_job_keeps_what_it_committed(tmp_path: Path, built: tuple[Path, Path]) -> None:
+    footage, _ = built
+    engine = GatedEngine()
+    with TestClient(create_app(SearchService(tmp_path / "index", engine), allow_dirs=[footage])) as c:
+        job = c.post("/api/index-jobs", json={"paths": [str(footage)]}).json()
+        assert engine.waiting.wait(10)
+        assert c.delete(f"/api/index-jobs/{job['id']}").json()["id"] == job["id"]
+        engine.gate.set()
+        done = _wait_job(c, job["id"])
+        assert done["state"] == "cancelled" and 0 < done["frames_done"] < 9
+        summary = c.get("/api/summary").json()
+        assert summary["people"] == done["people_added"] and summary["incomplete_sources"] >= 1
+        assert c.get("/api/index-jobs").json()["jobs"][0]["state"] == "cancelled"
+        resumed = _wait_job(c, c.post("/api/index-jobs", json={"paths": [str(footage)]}).json()["id"])
+        assert resumed["state"] == "done" and c.get("/api/summary").json()["people"] == 11
+    assert c.delete("/api/index-jobs/99").status_code == 404
+
+
 def test_indexing_only_under_allowed_folders(tmp_path: Path, built: tuple[Path, Path]) -> None:
     footage, _ = built
     allowed = tmp_path / "allowed"

@@ -1,10 +1,19 @@
 """Nearest-neighbour search over an index's vectors with faiss: exact by default, IVF on request.
 
 Exact search keeps one ``faiss.IndexFlatIP`` in memory (4 * D bytes per box), filled once from
-the memory-mapped ``vectors.f32`` and extended as rows are committed. Approximate search uses an
-``IndexIVFFlat`` (inner product) saved as ``ivf.faiss``; it is trusted only when the index's
-metadata records the same row count (``ivf_rows``), extended with new rows without retraining,
-and retrained when the index has grown so much that its list count is far too small.
+the memory-mapped ``vectors.f32`` and extended as rows are committed; past ``EXACT_MEMORY_BYTES``
+it streams the memory-mapped file instead (exact, slow: large indexes search approximately).
+
+Approximate search has two kinds (``approximate_kind``), each saved beside the index and trusted
+only when the index's metadata records its row count (``<kind>_rows``), extended with new rows
+without retraining, and retrained when the index has grown so much that its list count is far
+too small:
+
+- ``ivf``: ``IndexIVFFlat`` (``ivf.faiss``), a full copy of the vectors in memory;
+- ``ivfpq``: ``IndexIVFPQ`` (``ivfpq.faiss``), ``pq_bytes(D)`` bytes of product-quantised code
+  per box in memory (96 for 768-d: 32x smaller), whose best ``rerank_count(k)`` candidates are
+  re-scored with the exact features read from the memory-mapped file. The default from
+  ``COMPACT_MIN_ROWS`` boxes: 10M boxes fit in about 1 GB of codes.
 
 Candidates (filters, deleted boxes) are given as a boolean row mask. A mask that selects few rows
 is searched exactly with one matrix product over just those rows; otherwise faiss searches with
@@ -15,6 +24,7 @@ probed lists hold fewer than k candidates is repeated over all lists.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +32,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from personsearch.index.store import IVF_NAME, IndexStore
+from personsearch.index.store import IVF_NAME, IVFPQ_NAME, IndexStore
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +43,58 @@ EXACT_SUBSET_ROWS = 4096
 """Masks selecting at most this many rows are searched with one matrix product over just those
 rows (faster than a faiss pass over the whole bitmap); larger ones go to faiss with a selector."""
 DEFAULT_NPROBE = 64
-"""IVF lists probed by default: recall@10 0.99 at 1M boxes in benchmarks/search_latency.py (32 gave
-0.96), still well under the 50 ms budget (docs/performance.md)."""
+"""Fewest IVF lists probed by default; ``default_nprobe`` probes about 8 % of the lists beyond
+that: at 1M boxes (1,000 lists) IVF-Flat recall@10 0.96 at 64 probes, at 10M (3,162 lists)
+IVF-PQ 0.955 at 256 probes, 28 ms (benchmarks/search_latency.py, docs/scaling.md)."""
+
+
+def default_nprobe(nlist: int) -> int:
+    return min(nlist, max(DEFAULT_NPROBE, nlist // 12))
 _ADD_CHUNK = 65_536
+KINDS = {"ivf": IVF_NAME, "ivfpq": IVFPQ_NAME}
+"""Approximate index kinds and their files."""
+COMPACT_MIN_ROWS = 1_000_000
+"""``auto`` picks ``ivfpq`` from this many boxes: an IVF-Flat copy of 1M 768-d vectors is 3 GB."""
+EXACT_MEMORY_BYTES = 4 << 30
+"""Largest in-memory flat copy for exact search; a larger index searches approximately by default."""
+RERANK_FACTOR, RERANK_MIN = 20, 200
+"""IVF-PQ: candidates re-scored exactly per search: ``max(RERANK_MIN, RERANK_FACTOR * k)``. At
+10M boxes, 256 probes: 100 candidates gave recall@10 0.912, 200 gave 0.955 for the same 28 ms."""
+
+
+def pq_bytes(dim: int) -> int:
+    """Bytes of PQ code per vector: the largest divisor of ``dim`` not above ``dim / 8`` (one
+    byte per 8 dimensions or a few more; faiss needs sub-vectors of equal length)."""
+    return next(m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0)
+
+
+def rerank_count(k: int) -> int:
+    return max(RERANK_MIN, RERANK_FACTOR * k)
+
+
+def prefetch_rows(vectors: np.ndarray, ids: np.ndarray) -> None:
+    """Ask the kernel to read the pages of rows ``ids`` of a memory-mapped ``vectors`` now, all at
+    once (``MADV_WILLNEED``): re-ranking then waits for one round of parallel reads instead of
+    one disk read after another (measured at 10M boxes, whose 31 GB file exceeds the page cache:
+    benchmarks/search_latency.py)."""
+    mapped = getattr(vectors, "_mmap", None)
+    if not isinstance(vectors, np.memmap) or mapped is None or not hasattr(mapped, "madvise"):
+        return
+    row_bytes = vectors.shape[1] * vectors.itemsize
+    base = int(getattr(vectors, "offset", 0))
+    for i in np.asarray(ids, dtype=np.int64).tolist():
+        start = base + i * row_bytes
+        aligned = start - start % mmap.PAGESIZE
+        mapped.madvise(mmap.MADV_WILLNEED, aligned, start + row_bytes - aligned)
+
+
+def approximate_kind(setting: str | None, rows: int) -> str:
+    """``ivf`` or ``ivfpq`` for an index of ``rows`` boxes: as set, or by size when ``auto``/None."""
+    if setting in (None, "", "auto"):
+        return "ivfpq" if rows >= COMPACT_MIN_ROWS else "ivf"
+    if setting not in KINDS:
+        raise ValueError(f"approximate index kind {setting!r}: choose auto, {', '.join(KINDS)}")
+    return setting
 
 
 def default_nlist(rows: int) -> int:
@@ -65,7 +124,7 @@ class VectorSearch:
     def __init__(self, store: IndexStore) -> None:
         self.store = store
         self._flat: faiss.IndexFlatIP | None = None
-        self._ivf: faiss.IndexIVFFlat | None = None
+        self._ann: dict[str, faiss.IndexIVF] = {}
 
     # ----------------------------------------------------------------- exact
     def _add_rows(self, index: faiss.Index, rows: int) -> None:
@@ -79,66 +138,110 @@ class VectorSearch:
         self._add_rows(self._flat, rows)
         return self._flat
 
+    def fits_in_memory(self, rows: int) -> bool:
+        """Whether exact search may keep a flat copy of ``rows`` vectors (``EXACT_MEMORY_BYTES``)."""
+        return rows * 4 * self.store.feature_dim <= EXACT_MEMORY_BYTES
+
+    def _streamed_exact(self, query: np.ndarray, k: int, rows: int, mask: np.ndarray | None) -> Neighbours:
+        """Exact top-k by reading the memory-mapped vectors in chunks (no copy kept)."""
+        vectors = self.store.vectors(rows)
+        best = Neighbours(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        for start in range(0, rows, 1 << 20):
+            stop = min(rows, start + (1 << 20))
+            ids = np.arange(start, stop) if mask is None else start + np.flatnonzero(mask[start:stop])
+            scores = np.asarray(vectors[start:stop] @ query, np.float32) if mask is None else np.asarray(vectors[ids] @ query, np.float32)
+            chunk = _top_k(scores, ids, k)
+            best = _top_k(np.concatenate([best.scores, chunk.scores]), np.concatenate([best.ids, chunk.ids]), k)
+        return best
+
     # ----------------------------------------------------------------- approximate
+    def ann_path(self, kind: str) -> Path:
+        return self.store.directory / KINDS[kind]
+
     @property
     def ivf_path(self) -> Path:
-        return self.store.directory / IVF_NAME
+        return self.ann_path("ivf")
 
-    def _load_ivf(self, rows: int) -> faiss.IndexIVFFlat | None:
-        """The saved IVF, if the metadata vouches for it and it is still a good fit for ``rows``."""
-        recorded = self.store.meta("ivf_rows")
-        if recorded is None or not self.ivf_path.is_file():
+    def _load(self, kind: str, rows: int) -> faiss.IndexIVF | None:
+        """The saved index of ``kind``, if the metadata vouches for it and it fits ``rows``."""
+        path, recorded = self.ann_path(kind), self.store.meta(f"{kind}_rows")
+        if recorded is None or not path.is_file():
             return None
         try:
-            index = faiss.downcast_index(faiss.read_index(str(self.ivf_path)))
+            # read_index already answers the concrete class; downcast_index of that temporary
+            # would hand back a view of an object Python then frees
+            index = faiss.read_index(str(path))
         except RuntimeError as err:
-            log.warning("%s: unreadable (%s); rebuilding it", self.ivf_path, err)
+            log.warning("%s: unreadable (%s); rebuilding it", path, err)
             return None
-        if not isinstance(index, faiss.IndexIVFFlat) or index.d != self.store.feature_dim or index.ntotal != int(recorded) or index.ntotal > rows:
-            log.warning("%s does not match this index's vectors; rebuilding it", self.ivf_path)
+        expected = faiss.IndexIVFPQ if kind == "ivfpq" else faiss.IndexIVFFlat
+        if not isinstance(index, expected) or index.d != self.store.feature_dim or index.ntotal != int(recorded) or index.ntotal > rows:
+            log.warning("%s does not match this index's vectors; rebuilding it", path)
             return None
         return index
 
-    def _save_ivf(self, index: faiss.IndexIVFFlat) -> None:
-        tmp = self.ivf_path.with_name(IVF_NAME + ".tmp")
+    def _save(self, kind: str, index: faiss.IndexIVF) -> None:
+        path = self.ann_path(kind)
+        tmp = path.with_name(path.name + ".tmp")
         faiss.write_index(index, str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, self.ivf_path)
-        self.store.set_meta("ivf_rows", str(index.ntotal))
+        os.replace(tmp, path)
+        self.store.set_meta(f"{kind}_rows", str(index.ntotal))
 
-    def build_ivf(self, rows: int, nlist: int | None = None, seed: int = 0) -> faiss.IndexIVFFlat:
-        """Train an IVF on (a sample of) the first ``rows`` vectors, fill it and save it."""
+    def build(self, kind: str, rows: int, nlist: int | None = None, seed: int = 0) -> faiss.IndexIVF:
+        """Train an approximate index of ``kind`` on (a sample of) the first ``rows`` vectors,
+        fill it and save it."""
         if rows < MIN_IVF_ROWS and nlist is None:
             raise ValueError(f"an approximate index needs at least {MIN_IVF_ROWS} boxes (this index has {rows}); exact search is fast at this size")
+        dim = self.store.feature_dim
         nlist = nlist or default_nlist(rows)
         vectors = self.store.vectors(rows)
-        sample_size = min(rows, 64 * nlist)
+        # PQ's 256 centroids per sub-vector want a few thousand points even when nlist is small
+        sample_size = min(rows, max(64 * nlist, 16_384 if kind == "ivfpq" else 0))
         sample = np.sort(np.random.default_rng(seed).choice(rows, size=sample_size, replace=False))
-        quantizer = faiss.IndexFlatIP(self.store.feature_dim)
-        index = faiss.IndexIVFFlat(quantizer, self.store.feature_dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        quantizer = faiss.IndexFlatIP(dim)
+        if kind == "ivfpq":
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_bytes(dim), 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        log.info("training an IVF index with %d lists on %d of %d vectors", nlist, sample_size, rows)
+        log.info("training a %s index with %d lists on %d of %d vectors", kind, nlist, sample_size, rows)
         index.train(np.ascontiguousarray(vectors[sample]))
         self._add_rows(index, rows)
-        self._save_ivf(index)
-        self._ivf = index
+        self._save(kind, index)
+        self._ann[kind] = index
         return index
 
-    def update_ivf(self, rows: int) -> faiss.IndexIVFFlat:
-        """Bring the approximate index up to ``rows``: load, extend, or (re)build as needed."""
-        index = self._ivf if self._ivf is not None else self._load_ivf(rows)
+    def update(self, kind: str, rows: int) -> faiss.IndexIVF:
+        """Bring the approximate index of ``kind`` up to ``rows``: load, extend, or (re)build."""
+        index = self._ann.get(kind) or self._load(kind, rows)
         if index is None or default_nlist(rows) > 2 * index.nlist:
-            return self.build_ivf(rows)
+            return self.build(kind, rows)
         if index.ntotal < rows:
             self._add_rows(index, rows)
-            self._save_ivf(index)
-        self._ivf = index
+            self._save(kind, index)
+        self._ann[kind] = index
         return index
 
+    def build_ivf(self, rows: int, nlist: int | None = None, seed: int = 0) -> faiss.IndexIVF:
+        return self.build("ivf", rows, nlist, seed)
+
+    def update_ivf(self, rows: int) -> faiss.IndexIVF:
+        return self.update("ivf", rows)
+
+    def forget(self) -> None:
+        """Drop the in-memory structures (they are rebuilt or reloaded on the next search)."""
+        self._flat = None
+        self._ann.clear()
+
     # ----------------------------------------------------------------- search
-    def search(self, query: np.ndarray, k: int, rows: int, mask: np.ndarray | None = None, *, approximate: bool = False, nprobe: int | None = None) -> Neighbours:
-        """The ``k`` rows among the first ``rows`` (and within ``mask``) with the largest inner product."""
+    def search(
+        self, query: np.ndarray, k: int, rows: int, mask: np.ndarray | None = None, *,
+        approximate: bool = False, nprobe: int | None = None, kind: str | None = None,
+    ) -> Neighbours:
+        """The ``k`` rows among the first ``rows`` (and within ``mask``) with the largest inner
+        product; approximate ones of ``kind`` (``approximate_kind``) when ``approximate``."""
         query = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
         if query.shape[1] != self.store.feature_dim:
             raise ValueError(f"query feature has {query.shape[1]} dimensions, the index holds {self.store.feature_dim}-d features")
@@ -160,13 +263,22 @@ class VectorSearch:
         k = min(k, rows)  # faiss pads with -1 beyond the rows it has
         bitmap = None if mask is None else np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
         if not (approximate and rows >= MIN_IVF_ROWS):
+            if not self.fits_in_memory(rows):
+                return self._streamed_exact(query[0], k, rows, mask)
             return self._faiss_search(self._flat_index(rows), query, k, faiss.SearchParameters(), bitmap, rows)
-        index = self.update_ivf(rows)
-        probes = min(nprobe or DEFAULT_NPROBE, index.nlist)
-        found = self._faiss_search(index, query, k, faiss.SearchParametersIVF(nprobe=probes), bitmap, rows)
+        kind = approximate_kind(kind, rows)
+        index = self.update(kind, rows)
+        candidates = rerank_count(k) if kind == "ivfpq" else k
+        probes = min(nprobe or default_nprobe(index.nlist), index.nlist)
+        found = self._faiss_search(index, query, candidates, faiss.SearchParametersIVF(nprobe=probes), bitmap, rows)
         if len(found.ids) < wanted and probes < index.nlist:
-            # The probed lists held too few (selected) rows: probe them all, which is exact.
-            found = self._faiss_search(index, query, k, faiss.SearchParametersIVF(nprobe=index.nlist), bitmap, rows)
+            # The probed lists held too few (selected) rows: probe them all.
+            found = self._faiss_search(index, query, candidates, faiss.SearchParametersIVF(nprobe=index.nlist), bitmap, rows)
+        if kind == "ivfpq" and len(found.ids):
+            ids = np.sort(found.ids)  # file order
+            vectors = self.store.vectors(rows)
+            prefetch_rows(vectors, ids)
+            found = _top_k(np.asarray(vectors[ids] @ query[0], np.float32), ids, k)
         return found
 
     @staticmethod

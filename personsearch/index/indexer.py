@@ -52,6 +52,9 @@ class IndexSummary:
     frames_processed: int = 0
     people_added: int = 0
     seconds: float = 0.0
+    commit_seconds: float = 0.0
+    """Of ``seconds``, the time spent committing (writing vectors, fsync, the SQLite transaction):
+    the part a distributed run cannot spread over workers."""
 
     @property
     def sources_skipped(self) -> int:
@@ -68,11 +71,14 @@ class IndexSummary:
             "frames_processed": self.frames_processed,
             "people_added": self.people_added,
             "seconds": round(self.seconds, 3),
+            "commit_seconds": round(self.commit_seconds, 3),
         }
 
 
 @dataclass
-class _Planned:
+class Planned:
+    """A source to (re-)index from ``start_frame`` (0, or where a killed run stopped)."""
+
     source: Source
     start_frame: int
 
@@ -119,6 +125,21 @@ ProgressCallback = Callable[[IndexProgress], None]
 """Called after each commit; raising from it stops the run there (nothing committed is lost)."""
 
 
+def describe_frames(pipeline: PersonSearchPipeline, frames: list[Frame]) -> tuple[list[BoxRow], np.ndarray]:
+    """Everyone in ``frames`` (one detector batch) as rows to commit, with their features."""
+    rows: list[BoxRow] = []
+    vectors = [np.zeros((0, pipeline.feature_dim), np.float32)]
+    if not frames:
+        return rows, vectors[0]
+    for frame, people in zip(frames, pipeline.find_people([f.image for f in frames]), strict=True):
+        vectors.append(people.features)
+        rows.extend(
+            BoxRow(frame.source, frame.frame, frame.time, box, float(score), make_thumbnail(frame.image, box))
+            for box, score in zip(people.boxes, people.scores, strict=True)
+        )
+    return rows, np.concatenate(vectors)
+
+
 class _Batcher:
     """Accumulates work and commits it as one batch: detections, features, thumbnails, progress."""
 
@@ -129,16 +150,6 @@ class _Batcher:
         self.finished: list[Source] = []
         """Sources that yielded nothing this run but are complete (resumed at their end)."""
 
-    def _detect_and_embed(self, frames: list[Frame]) -> tuple[list[BoxRow], np.ndarray]:
-        rows: list[BoxRow] = []
-        vectors = [np.zeros((0, self.pipeline.feature_dim), np.float32)]
-        for frame, people in zip(frames, self.pipeline.find_people([f.image for f in frames]), strict=True):
-            vectors.append(people.features)
-            rows.extend(
-                BoxRow(frame.source, frame.frame, frame.time, box, float(score), make_thumbnail(frame.image, box))
-                for box, score in zip(people.boxes, people.scores, strict=True)
-            )
-        return rows, np.concatenate(vectors)
 
     def process(self) -> None:
         work, finished = self.work, self.finished
@@ -146,7 +157,7 @@ class _Batcher:
         if not work and not finished:
             return
         frames = [w.frame for w in work]
-        rows, vectors = self._detect_and_embed(frames) if frames else ([], np.zeros((0, self.pipeline.feature_dim), np.float32))
+        rows, vectors = describe_frames(self.pipeline, frames)
         updates: dict[Path, SourceUpdate] = {}
         for item in work:
             next_frame = 1 if item.frame.frame is None else item.frame.frame + 1
@@ -154,7 +165,9 @@ class _Batcher:
         for source in finished:
             state = self.store.source_state(source.path)
             updates[source.path] = SourceUpdate(source, state.next_frame if state is not None else 0, True)
+        started = time.perf_counter()
         self.store.commit_batch(rows, vectors, list(updates.values()))
+        self.summary.commit_seconds += time.perf_counter() - started
         self.summary.frames_processed += len(frames)
         self.summary.people_added += len(rows)
         self.progress.advance(self.task, len(frames))
@@ -164,7 +177,7 @@ class _Batcher:
             self.on_progress(IndexProgress(int(bar.completed), None if bar.total is None else int(bar.total), self.summary.people_added, current))
 
 
-def _events(plan: list[_Planned], sampling: Sampling, max_pixels: int | None) -> Iterator[_Work | _SourceEnd]:
+def _events(plan: list[Planned], sampling: Sampling, max_pixels: int | None) -> Iterator[_Work | _SourceEnd]:
     """Every frame to index, each source's last one flagged (one frame of look-ahead)."""
     for item in plan:
         previous: Frame | None = None
@@ -179,7 +192,9 @@ def _events(plan: list[_Planned], sampling: Sampling, max_pixels: int | None) ->
         yield _SourceEnd(item.source, None) if previous is None else _Work(previous, last=True)
 
 
-def _plan(store: IndexStore, sources: list[Source], summary: IndexSummary) -> list[_Planned]:
+def plan_sources(store: IndexStore, sources: list[Source], summary: IndexSummary) -> list[Planned]:
+    """What is left to index: new and changed sources from frame 0, unfinished ones from where
+    they stopped; complete unchanged ones are counted and skipped."""
     plan = []
     for source in sources:
         state = store.source_state(source.path)
@@ -187,11 +202,11 @@ def _plan(store: IndexStore, sources: list[Source], summary: IndexSummary) -> li
             if state.complete:
                 summary.sources_unchanged += 1
                 continue
-            plan.append(_Planned(source, state.next_frame))
+            plan.append(Planned(source, state.next_frame))
         else:
             if state is not None:
                 summary.sources_replaced += 1
-            plan.append(_Planned(source, 0))
+            plan.append(Planned(source, 0))
     return plan
 
 
@@ -208,6 +223,19 @@ def _progress(enabled: bool) -> Progress:
         disable=not enabled,
         transient=False,
     )
+
+
+def begin_run(store: IndexStore, paths: Iterable[str | Path], camera: str | None, within: Sequence[Path] | None) -> tuple[IndexSummary, list[Planned]]:
+    """The start of every indexing run, one process or many: find the files, become the one
+    writer, plan what is left (``plan_sources``)."""
+    summary = IndexSummary()
+    sources, skipped = discover(paths, camera, within=within)
+    summary.sources_seen = len(sources)
+    summary.skipped.extend(skipped)
+    for item in skipped:
+        log.warning("skipped %s: %s", item.path, item.reason)
+    store.acquire_writer()
+    return summary, plan_sources(store, sources, summary)
 
 
 def index_paths(
@@ -231,14 +259,7 @@ def index_paths(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     started = time.perf_counter()
-    summary = IndexSummary()
-    sources, skipped = discover(paths, camera, within=within)
-    summary.sources_seen = len(sources)
-    summary.skipped.extend(skipped)
-    for item in skipped:
-        log.warning("skipped %s: %s", item.path, item.reason)
-    store.acquire_writer()
-    plan = _plan(store, sources, summary)
+    summary, plan = begin_run(store, paths, camera, within)
     total = sum(planned_frames(p.source, start_frame=p.start_frame, sampling=sampling, max_pixels=max_pixels) for p in plan)
     with _progress(progress) as bar:
         task = bar.add_task("indexing", total=total or None)

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from personsearch.data.images import decode_image
-from personsearch.index.ann import MIN_IVF_ROWS, VectorSearch
+from personsearch.index.ann import MIN_IVF_ROWS, VectorSearch, approximate_kind
 from personsearch.pipeline import PersonEngine
 from personsearch.index.filters import Filters, RowTable
 from personsearch.index.hits import Hit
+from personsearch.index.distributed import EngineFactory, RaySettings, index_paths_on_ray
 from personsearch.index.indexer import IndexSummary, ProgressCallback, index_paths
 from personsearch.index.sources import Sampling
 from personsearch.index.store import IndexStore, ModelMismatchError
@@ -103,48 +104,61 @@ class PersonIndex:
         max_pixels: int | None = None,
         within: Sequence[Path] | None = None,
         on_progress: ProgressCallback | None = None,
+        ray: RaySettings | None = None,
+        engine_factory: EngineFactory | None = None,
     ) -> IndexSummary:
         """Index new, changed and unfinished images and videos under ``paths`` (see indexer.py).
 
         Videos are sampled every ``stride`` frames, or at about ``fps`` frames per second when
         given. ``camera`` labels every file of this call (default: its folder's name).
-        ``within`` and ``on_progress``: see ``index_paths``.
+        ``within`` and ``on_progress``: see ``index_paths``. ``ray``: run the models on a Ray
+        actor pool, each actor building its engine with ``engine_factory`` (distributed.py);
+        this process stays the one writer.
         """
         if self.engine is None:
             raise ValueError(f"adding files to {self.store.directory} needs an engine (the detector and re-id model); open the index with engine=...")
+        sampling = Sampling(stride=stride, fps=fps)
         try:
-            summary = index_paths(
-                self.store,
-                self.engine,
-                paths,
-                sampling=Sampling(stride=stride, fps=fps),
-                camera=camera,
-                batch_size=batch_size,
-                progress=progress,
-                max_pixels=max_pixels,
-                within=within,
-                on_progress=on_progress,
-            )
+            if ray is not None:
+                if engine_factory is None:
+                    raise ValueError("indexing on Ray needs engine_factory: how each actor builds its engine (e.g. functools.partial(load_engine, MODEL))")
+                summary = index_paths_on_ray(
+                    self.store, self.engine, engine_factory, paths, sampling=sampling, camera=camera, batch_size=batch_size,
+                    max_pixels=max_pixels, within=within, settings=ray, on_progress=on_progress,
+                )
+            else:
+                summary = index_paths(
+                    self.store, self.engine, paths, sampling=sampling, camera=camera, batch_size=batch_size, progress=progress,
+                    max_pixels=max_pixels, within=within, on_progress=on_progress,
+                )
             if self.approximate_default():
                 rows = self.store.committed_rows()
                 if rows >= MIN_IVF_ROWS:
-                    self._vectors.update_ivf(rows)
+                    self._vectors.update(self.approximate_kind(), rows)
         finally:
             self.store.release_writer()
         return summary
 
     # ----------------------------------------------------------------- approximate search
     def approximate_default(self) -> bool:
-        """Whether searches are approximate unless told otherwise (set by ``set_approximate``)."""
-        return self.store.meta("approximate") == "1"
+        """Whether searches are approximate unless told otherwise: set by ``set_approximate``,
+        and always for an index too large to keep an exact in-memory copy (ann.EXACT_MEMORY_BYTES)."""
+        return self.store.meta("approximate") == "1" or not self._vectors.fits_in_memory(self.store.committed_rows())
 
-    def set_approximate(self, enabled: bool = True) -> None:
-        """Make approximate (IVF) search the default for this index, and build the IVF now
-        when the index is large enough (``MIN_IVF_ROWS`` boxes; below that search stays exact)."""
+    def approximate_kind(self) -> str:
+        """``ivf`` or ``ivfpq`` (compact codes, exact re-ranking), as set or by the index's size."""
+        return approximate_kind(self.store.meta("approximate_kind"), self.store.committed_rows())
+
+    def set_approximate(self, enabled: bool = True, kind: str = "auto") -> None:
+        """Make approximate search the default for this index (``kind``: ``auto`` chooses by size,
+        see ann.approximate_kind; ``ivf`` or ``ivfpq`` fixes it), and build its index now when the
+        index is large enough (``MIN_IVF_ROWS`` boxes; below that search stays exact)."""
+        approximate_kind(kind, 0)  # validates
         self.store.set_meta("approximate", "1" if enabled else "0")
+        self.store.set_meta("approximate_kind", kind)
         rows = self.store.committed_rows()
         if enabled and rows >= MIN_IVF_ROWS:
-            self._vectors.update_ivf(rows)
+            self._vectors.update(self.approximate_kind(), rows)
 
     # ----------------------------------------------------------------- searching
     def count(self) -> int:
@@ -175,7 +189,7 @@ class PersonIndex:
         rows = self._rows.refresh()
         mask = self._rows.mask(filters)
         approximate = self.approximate_default() if approximate is None else approximate
-        found = self._vectors.search(feature / norm, top_k, rows, mask, approximate=approximate, nprobe=nprobe)
+        found = self._vectors.search(feature / norm, top_k, rows, mask, approximate=approximate, nprobe=nprobe, kind=self.approximate_kind())
         return self._hits(found.ids, found.scores)
 
     def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
@@ -241,6 +255,7 @@ class PersonIndex:
             "videos": int(sources.get("video", 0)),
             "vector_rows": self.store.committed_rows(),
             "approximate": self.approximate_default(),
+            "approximate_kind": self.approximate_kind(),
         }
 
 

@@ -190,12 +190,19 @@ def _to_rgb(bgr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
-def iter_frames(source: Source, *, start_frame: int = 0, sampling: Sampling = Sampling(), max_pixels: int | None = None) -> Iterator[Frame]:
+def iter_frames(
+    source: Source, *, start_frame: int = 0, sampling: Sampling = Sampling(), max_pixels: int | None = None,
+    stop_frame: int | None = None, seek: bool = False,
+) -> Iterator[Frame]:
     """Decode the source's frames to index: the image itself, or every video frame whose number
-    is a multiple of the sampling step and at least ``start_frame`` (to resume a video).
+    is a multiple of the sampling step, at least ``start_frame`` (to resume a video) and below
+    ``stop_frame`` (when given: one slice of a video, as distributed indexing hands out).
 
-    Raises ``ImageReadError`` before yielding anything if the file cannot be read at all. A video
-    whose data ends early (truncated file) simply ends at its last decodable frame.
+    ``seek``: reach ``start_frame`` with OpenCV's seek instead of reading every frame before it
+    (what a worker given a late slice of a long video wants; FFmpeg seeks exactly, decoding
+    from the previous key frame). Raises ``ImageReadError`` before yielding anything if the
+    file cannot be read at all. A video whose data ends early (truncated file) simply ends at
+    its last decodable frame.
     """
     if source.kind == "image":
         image = read_image(source.path, max_pixels=max_pixels)
@@ -206,11 +213,14 @@ def iter_frames(source: Source, *, start_frame: int = 0, sampling: Sampling = Sa
         step = sampling.step(info.fps)
         first = -(-start_frame // step) * step  # first multiple of step >= start_frame
         number = 0
-        # Sequential grab() rather than seeking: exact frame numbers with every codec.
+        if seek and first > 0:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, first)
+            number = first
+        # Otherwise sequential grab() rather than seeking: exact frame numbers with every codec.
         while number < first and capture.grab():
             number += 1
         decoded_any = False
-        while number >= first:
+        while number >= first and (stop_frame is None or number < stop_frame):
             if number % step == 0:
                 ok, bgr = capture.read()
                 if not ok:

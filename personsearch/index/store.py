@@ -5,6 +5,7 @@ Layout of an index directory::
     index.sqlite   meta (model_id, feature_dim, committed vector count, ...), sources, boxes, thumbnails
     vectors.f32    row i = the feature of box id i; float32, feature_dim columns, no header
     ivf.faiss      optional approximate-search index (see ann.py)
+    ivfpq.faiss    optional compact approximate-search index (product-quantised, see ann.py)
     lock           held (flock) by the one process that is writing
 
 Commit protocol (crash safety). A batch is written in two steps:
@@ -36,6 +37,7 @@ DB_NAME = "index.sqlite"
 VECTORS_NAME = "vectors.f32"
 LOCK_NAME = "lock"
 IVF_NAME = "ivf.faiss"
+IVFPQ_NAME = "ivfpq.faiss"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -187,7 +189,8 @@ class IndexStore:
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
         conn.close()
         (directory / VECTORS_NAME).write_bytes(b"")
-        (directory / IVF_NAME).unlink(missing_ok=True)  # left from an index deleted by hand
+        for stale in (IVF_NAME, IVFPQ_NAME):
+            (directory / stale).unlink(missing_ok=True)  # left from an index deleted by hand
         os.replace(tmp, directory / DB_NAME)
         return cls.open(directory, shared=shared)
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
+from personsearch.index.distributed import RaySettings, load_engine
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.weights import cache_root
@@ -117,10 +119,24 @@ class PersonSearch:
         camera: str | None = None,
         batch_size: int = 4,
         progress: bool = True,
+        ray: bool | str = False,
+        workers: int | None = None,
     ) -> IndexSummary:
-        """Add images, folders and videos to the index at ``index`` (created if absent)."""
+        """Add images, folders and videos to the index at ``index`` (created if absent).
+
+        ``ray``: run the models on a Ray cluster (``True``: a local one, or the one ``RAY_ADDRESS``
+        names; a string: its address), ``workers`` model copies (default: one per CPU); this
+        process commits (personsearch.index.distributed)."""
+        settings = None
+        factory = None
+        if ray:
+            settings = RaySettings(address=ray if isinstance(ray, str) else None, workers=workers)
+            asked = None if self.bundle.engine_request == "auto" else self.bundle.engine_request  # auto: chosen per node
+            factory = functools.partial(load_engine, str(self.bundle.path), str(self.bundle.device), self.bundle.detector_name, asked)
         with PersonIndex.open(index, self.bundle, create=True) as person_index:
-            return person_index.add_paths(paths, stride=stride, fps=fps, camera=camera, batch_size=batch_size, progress=progress)
+            return person_index.add_paths(
+                paths, stride=stride, fps=fps, camera=camera, batch_size=batch_size, progress=progress, ray=settings, engine_factory=factory,
+            )
 
     def query(self, image: str | Path | np.ndarray, *, box: Sequence[float] | None = None, frame: int | None = None, crop: bool = False) -> SearchQuery:
         """The query person: a whole crop (``crop=True``), a box in a scene image, or a box in a

@@ -375,6 +375,10 @@ def index_cmd(
     fps: Annotated[Optional[float], typer.Option(help="Videos: index about this many frames per second.")] = None,
     camera: Annotated[Optional[str], typer.Option(help="Camera label for these files (default: folder name).")] = None,
     approximate: Annotated[bool, typer.Option(help="Make approximate (IVF) search this index's default.")] = False,
+    ray: Annotated[bool, typer.Option(help="Run the models on a Ray cluster (pip install 'personsearch[ray]'): a local one, or --ray-address / $RAY_ADDRESS.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Address of the Ray cluster to join (implies --ray), e.g. ray://head:10001 or auto.")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="--ray: model copies (actors); default one per CPU of the cluster.")] = None,
+    ann_kind: Annotated[str, typer.Option(help="Approximate index: auto (ivfpq from 1M boxes), ivf (vectors in memory) or ivfpq (compact PQ codes, exact re-ranking from disk).")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per detector batch.")] = 4,
     detector: Annotated[str, typer.Option(help="Person detector: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
@@ -382,15 +386,17 @@ def index_cmd(
 ) -> None:
     """Detect and embed every person in images and videos into a persistent index (incremental, resumable)."""
     from personsearch.index import PersonIndex
+    from personsearch.index.ann import approximate_kind
     from personsearch.interfaces.api import PersonSearch
 
     _configure_logging()
+    approximate_kind(ann_kind, 0)  # a bad value fails now, not after indexing
     engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
     _say_engines(engine.bundle)
-    summary = engine.index(paths, index, stride=stride, fps=fps, camera=camera, batch_size=batch_size)
+    summary = engine.index(paths, index, stride=stride, fps=fps, camera=camera, batch_size=batch_size, ray=ray_address or ray, workers=workers)
     if approximate:
         with PersonIndex.open(index, engine.bundle) as person_index:
-            person_index.set_approximate(True)
+            person_index.set_approximate(True, ann_kind)
     data = summary.to_json()
     console.print(
         f"{data['sources_indexed']} files indexed, {data['sources_unchanged']} unchanged, {data['sources_skipped']} skipped; "
@@ -435,7 +441,7 @@ def search_cmd(
     time_from: Annotated[Optional[float], typer.Option(help="Videos: from this many seconds.")] = None,
     time_to: Annotated[Optional[float], typer.Option(help="Videos: up to this many seconds.")] = None,
     approximate: Annotated[Optional[bool], typer.Option(help="Approximate (IVF) or exact search; default: the index's setting.")] = None,
-    nprobe: Annotated[Optional[int], typer.Option(min=1, help="Approximate search: IVF lists to probe (default 64; more is slower and closer to exact).")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(min=1, help="Approximate search: IVF lists to probe (default: about 8 % of them, at least 64; more is slower and closer to exact).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON (docs/search-json.md); '-' prints it.")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Write an HTML report.")] = None,
     sheet: Annotated[Optional[Path], typer.Option(help="Write a contact-sheet PNG.")] = None,

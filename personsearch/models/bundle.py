@@ -126,6 +126,9 @@ class ModelBundle:
 
     def __init__(self, bundle_dir: str | Path, device: str = "cpu", engine: str | None = None, batch_size: int = 32, detector: str = "bundle") -> None:
         engine = engine or os.environ.get(ENGINE_ENV, "auto")
+        self.engine_request = engine
+        """What was asked: ``auto`` or an engine spec (``parse_engine``); a copy elsewhere asks the same."""
+        self.detector_name = detector
         self.path = Path(bundle_dir)
         self.device = torch.device(device)
         self.batch_size = batch_size
