@@ -144,9 +144,7 @@ def _cards(page) -> list[dict]:
 def _query_person(site: Site) -> tuple[int, str]:
     """The tallest labelled person in a cam-a photo whose identity appears at least twice more."""
     with PersonIndex.open(site.index) as index:
-        rows = index.store.conn.execute(
-            "SELECT b.id, s.path, b.x1, b.y1, b.x2, b.y2 FROM boxes b JOIN sources s ON s.id = b.source_id WHERE s.camera = 'cam-a'"
-        ).fetchall()
+        rows = [(b.box_id, b.source, *b.box) for src in index.store.list_sources(camera="cam-a")[1] for b in index.store.people_in_frame(src.id, None)]
     counts: dict[int, int] = {}
     for boxes, pids in site.truth.values():
         for pid in pids[pids >= 0]:

@@ -87,7 +87,7 @@ def test_two_actors_build_the_single_process_index(tmp_path: Path, local_ray: No
     assert index_content(tmp_path / "ray") == expected
     assert summary.sources_indexed == 10 and summary.frames_processed == 9 + 23 and summary.people_added == len(expected)
     with PersonIndex.open(tmp_path / "ray") as index:
-        assert index.store.conn.execute("SELECT COUNT(*) FROM sources WHERE complete = 1").fetchone()[0] == 10
+        assert sum(source.complete for source in index.store.list_sources()[1]) == 10
     again = _on_ray(tmp_path / "ray", footage)  # incremental: nothing left to do
     assert again.sources_unchanged == 10 and again.people_added == 0
 

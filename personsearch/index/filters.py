@@ -79,9 +79,7 @@ class RowTable:
 
     def refresh(self) -> int:
         """Catch up with committed rows (reloading all after deletions); returns the row count."""
-        conn = self.store.conn
-        conn.execute("BEGIN")  # one read snapshot for the counts and the rows
-        try:
+        with self.store.snapshot():  # the counts and the rows from one state of the index
             rows, generation = self.store.committed_rows(), self.store.generation()
             if generation != self.generation:
                 self.rows, self.generation = 0, generation
@@ -89,7 +87,7 @@ class RowTable:
                 self.time_of = np.zeros(0, dtype=np.float64)
                 self.sources = {}
             if rows > self.rows:
-                data = conn.execute("SELECT id, source_id, time FROM boxes WHERE id >= ? AND id < ?", (self.rows, rows)).fetchall()
+                data = self.store.box_rows(self.rows, rows)
                 source_of = np.full(rows - self.rows, -1, dtype=np.int64)
                 time_of = np.full(rows - self.rows, np.nan, dtype=np.float64)
                 if data:
@@ -99,13 +97,10 @@ class RowTable:
                     time_of[offsets] = table[:, 2]
                 self.source_of = np.concatenate([self.source_of, source_of])
                 self.time_of = np.concatenate([self.time_of, time_of])
-                known = max(self.sources, default=0)
-                for sid, path, camera in conn.execute("SELECT id, path, camera FROM sources WHERE id > ?", (known,)):
+                for sid, path, camera in self.store.sources_after(max(self.sources, default=0)):
                     self.sources[sid] = (path, camera)
                 self._source_masks.clear()
                 self.rows = rows
-        finally:
-            conn.execute("COMMIT")
         return self.rows
 
     def live_count(self) -> int:

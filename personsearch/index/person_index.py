@@ -163,8 +163,7 @@ class PersonIndex:
     # ----------------------------------------------------------------- searching
     def count(self) -> int:
         """Number of people (boxes) in the index."""
-        (count,) = self.store.conn.execute("SELECT COUNT(*) FROM boxes").fetchone()
-        return int(count)
+        return self.store.count_boxes()
 
     def search(
         self,
@@ -193,59 +192,37 @@ class PersonIndex:
         return self._hits(found.ids, found.scores)
 
     def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        if len(ids) == 0:
-            return []
-        marks = ",".join("?" * len(ids))
-        records = {
-            row[0]: row
-            for row in self.store.conn.execute(
-                "SELECT b.id, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score, s.path, s.kind, s.camera, t.jpeg "
-                f"FROM boxes b JOIN sources s ON s.id = b.source_id JOIN thumbnails t ON t.box_id = b.id WHERE b.id IN ({marks})",
-                [int(i) for i in ids],
-            )
-        }
+        records = self.store.boxes_with_thumbnails(ids.tolist())
         hits = []
         for box_id, score in zip(ids.tolist(), scores.tolist()):
             record = records.get(box_id)
             if record is None:  # deleted by another process since the mask was built
                 continue
-            _, frame, time, x1, y1, x2, y2, det_score, path, kind, camera, jpeg = record
-            hits.append(Hit(len(hits) + 1, float(score), (x1, y1, x2, y2), det_score, path, kind, frame, time, camera, box_id, jpeg))
+            box, jpeg = record
+            hits.append(Hit(len(hits) + 1, float(score), box.box, box.score, box.source, box.kind, box.frame, box.time, box.camera, box_id, jpeg))
         return hits
 
     def thumbnail(self, box_id: int) -> np.ndarray:
         """The stored thumbnail of a box as HxWx3 uint8 RGB."""
-        row = self.store.conn.execute("SELECT jpeg FROM thumbnails WHERE box_id = ?", (int(box_id),)).fetchone()
-        if row is None:
-            raise KeyError(f"no box {box_id} in the index at {self.store.directory}")
-        return decode_image(row[0], f"thumbnail of box {box_id}")
+        return decode_image(self.store.thumbnail(box_id), f"thumbnail of box {box_id}")
 
     def feature(self, box_id: int) -> np.ndarray:
         """The stored feature of a box (to search for a person already in the index)."""
-        if self.store.conn.execute("SELECT 1 FROM boxes WHERE id = ?", (int(box_id),)).fetchone() is None:
-            raise KeyError(f"no box {box_id} in the index at {self.store.directory}")
+        self.store.get_box(box_id)  # KeyError when there is no such box
         return np.array(self.store.vectors()[int(box_id)])
 
     def people_in(self, path: str | Path, frame: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Everyone indexed in one image (or one video ``frame``): ``(n, 5)`` detections
         ``[x1, y1, x2, y2, score]`` and their ``(n, D)`` features, in detection order. This is
         what the benchmark protocols score, so an index doubles as a results file."""
-        resolved = str(Path(path).resolve())
-        rows = self.store.conn.execute(
-            "SELECT b.id, b.x1, b.y1, b.x2, b.y2, b.score FROM boxes b JOIN sources s ON s.id = b.source_id "
-            "WHERE s.path = ? AND b.frame IS ? ORDER BY b.id",
-            (resolved, frame),
-        ).fetchall()
-        if not rows and self.store.conn.execute("SELECT 1 FROM sources WHERE path = ?", (resolved,)).fetchone() is None:
-            raise KeyError(f"{resolved} is not in the index at {self.store.directory}; add it with `personsearch index`")
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        dets = np.array([r[1:] for r in rows], dtype=np.float32).reshape(-1, 5)
+        boxes = self.store.people_at_path(str(Path(path).resolve()), frame)
+        ids = np.array([b.box_id for b in boxes], dtype=np.int64)
+        dets = np.array([[*b.box, b.score] for b in boxes], dtype=np.float32).reshape(-1, 5)
         return dets, np.array(self.store.vectors()[ids]) if len(ids) else np.zeros((0, self.feature_dim), np.float32)
 
     def stats(self) -> dict[str, Any]:
         """Model, sizes and settings, for ``personsearch index-info``."""
-        conn = self.store.conn
-        sources = dict(conn.execute("SELECT kind, COUNT(*) FROM sources GROUP BY kind").fetchall())
+        sources = self.store.count_sources()
         return {
             "directory": str(self.store.directory),
             "model_id": self.model_id,

@@ -25,8 +25,11 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,6 +119,75 @@ class SourceUpdate:
     source: Source
     next_frame: int
     complete: bool
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One indexed image or video file."""
+
+    id: int
+    path: str
+    name: str
+    kind: str
+    camera: str
+    people: int
+    complete: bool
+    frames_indexed: int
+    """Images: 1. Videos: frames up to which indexing has progressed (sampled or not)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """One image, or one video frame in which people were indexed."""
+
+    frame: int | None
+    time: float | None
+    people: int
+
+
+@dataclass(frozen=True)
+class BoxInfo:
+    """One indexed person and where it was seen."""
+
+    box_id: int
+    source_id: int
+    source: str
+    kind: str
+    camera: str
+    frame: int | None
+    time: float | None
+    box: tuple[float, float, float, float]
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["box"] = [round(v, 2) for v in self.box]
+        data["score"] = round(self.score, 6)
+        return data
+
+
+class SourceChangedError(OSError):
+    """An indexed file is gone, or is not the file that was indexed."""
+
+
+_SOURCE_COLUMNS = "id, path, kind, camera, people, complete, next_frame"
+_BOX_SELECT = (
+    "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score "
+    "FROM boxes b JOIN sources s ON s.id = b.source_id "
+)
+
+
+def _source_info(row: tuple) -> SourceInfo:
+    sid, path, kind, camera, people, complete, next_frame = row
+    return SourceInfo(int(sid), path, Path(path).name, kind, camera, int(people), bool(complete), 1 if kind == "image" else int(next_frame))
+
+
+def _box_info(row: tuple) -> BoxInfo:
+    box_id, sid, path, kind, camera, frame, time, x1, y1, x2, y2, score = row
+    return BoxInfo(int(box_id), int(sid), path, kind, camera, frame, time, (float(x1), float(y1), float(x2), float(y2)), float(score))
 
 
 def _connect(path: Path, shared: bool = False) -> sqlite3.Connection:
@@ -348,3 +420,126 @@ class IndexStore:
             self.conn.execute("ROLLBACK")
             raise
         return deleted
+
+    # ----------------------------------------------------------------- reading
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One consistent view of the tables for several reads (a read transaction)."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def count_boxes(self) -> int:
+        (count,) = self.conn.execute("SELECT COUNT(*) FROM boxes").fetchone()
+        return int(count)
+
+    def count_sources(self) -> dict[str, int]:
+        """Sources by kind (``image`` / ``video``)."""
+        return {kind: int(n) for kind, n in self.conn.execute("SELECT kind, COUNT(*) FROM sources GROUP BY kind")}
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, cameras and the time span of the videos: the first thing a browser shows."""
+        with self.snapshot():
+            kinds = self.count_sources()
+            cameras = [
+                {"camera": camera, "sources": int(n), "people": int(p or 0)}
+                for camera, n, p in self.conn.execute("SELECT camera, COUNT(*), SUM(people) FROM sources GROUP BY camera ORDER BY camera")
+            ]
+            start, end = self.conn.execute("SELECT MIN(time), MAX(time) FROM boxes WHERE time IS NOT NULL").fetchone()
+            (incomplete,) = self.conn.execute("SELECT COUNT(*) FROM sources WHERE complete = 0").fetchone()
+            people = self.count_boxes()
+        return {
+            "model_id": self.model_id, "feature_dim": self.feature_dim, "people": people,
+            "images": kinds.get("image", 0), "videos": kinds.get("video", 0), "incomplete_sources": int(incomplete),
+            "cameras": cameras, "time_span": None if start is None else [float(start), float(end)],
+        }
+
+    def list_sources(self, *, camera: str | None = None, offset: int = 0, limit: int = 100) -> tuple[int, list[SourceInfo]]:
+        """Sources ordered by camera then path, one page: ``(total, page)``."""
+        where, args = ("WHERE camera = ?", [camera]) if camera is not None else ("", [])
+        (total,) = self.conn.execute(f"SELECT COUNT(*) FROM sources {where}", args).fetchone()
+        rows = self.conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources {where} ORDER BY camera, path LIMIT ? OFFSET ?", [*args, limit, offset])
+        return int(total), [_source_info(row) for row in rows]
+
+    def get_source(self, source_id: int) -> SourceInfo:
+        row = self.conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE id = ?", (int(source_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no source {source_id} in the index at {self.directory}")
+        return _source_info(row)
+
+    def sources_after(self, known: int) -> list[tuple[int, str, str]]:
+        """``(id, path, camera)`` of sources with ids above ``known``."""
+        return [(int(i), p, c) for i, p, c in self.conn.execute("SELECT id, path, camera FROM sources WHERE id > ?", (known,))]
+
+    def list_frames(self, source_id: int, *, offset: int = 0, limit: int = 100) -> tuple[int, list[FrameInfo]]:
+        """The image, or the video frames holding people, in frame order: ``(total, page)``."""
+        source = self.get_source(source_id)
+        if source.kind == "image":
+            return 1, ([FrameInfo(None, None, source.people)] if offset == 0 else [])
+        (total,) = self.conn.execute("SELECT COUNT(DISTINCT frame) FROM boxes WHERE source_id = ?", (source.id,)).fetchone()
+        rows = self.conn.execute(
+            "SELECT frame, MIN(time), COUNT(*) FROM boxes WHERE source_id = ? GROUP BY frame ORDER BY frame LIMIT ? OFFSET ?",
+            (source.id, limit, offset),
+        )
+        return int(total), [FrameInfo(int(f), None if t is None else float(t), int(n)) for f, t, n in rows]
+
+    def people_in_frame(self, source_id: int, frame: int | None) -> list[BoxInfo]:
+        """Everyone indexed in the image (``frame=None``) or in one frame of a video."""
+        source = self.get_source(source_id)
+        if (source.kind == "image") != (frame is None):
+            raise ValueError(f"source {source_id} is {'an image: give no frame' if source.kind == 'image' else 'a video: give a frame number'}")
+        return [_box_info(row) for row in self.conn.execute(_BOX_SELECT + "WHERE s.id = ? AND b.frame IS ? ORDER BY b.id", (source.id, frame))]
+
+    def people_at_path(self, path: str, frame: int | None) -> list[BoxInfo]:
+        """Everyone indexed in the file at ``path`` (resolved, as stored) and ``frame``; KeyError if
+        the file is not in the index."""
+        rows = self.conn.execute(_BOX_SELECT + "WHERE s.path = ? AND b.frame IS ? ORDER BY b.id", (path, frame)).fetchall()
+        if not rows and self.conn.execute("SELECT 1 FROM sources WHERE path = ?", (path,)).fetchone() is None:
+            raise KeyError(f"{path} is not in the index at {self.directory}; add it with `personsearch index`")
+        return [_box_info(row) for row in rows]
+
+    def get_box(self, box_id: int) -> BoxInfo:
+        row = self.conn.execute(_BOX_SELECT + "WHERE b.id = ?", (int(box_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no box {box_id} in the index at {self.directory}")
+        return _box_info(row)
+
+    def boxes_with_thumbnails(self, ids: Sequence[int]) -> dict[int, tuple[BoxInfo, bytes]]:
+        """The boxes among ``ids`` that still exist, with their thumbnails (JPEG)."""
+        if not len(ids):
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score, t.jpeg "
+            f"FROM boxes b JOIN sources s ON s.id = b.source_id JOIN thumbnails t ON t.box_id = b.id WHERE b.id IN ({marks})",
+            [int(i) for i in ids],
+        )
+        return {int(row[0]): (_box_info(row[:12]), bytes(row[12])) for row in rows}
+
+    def thumbnail(self, box_id: int) -> bytes:
+        """The stored thumbnail of a box (JPEG)."""
+        row = self.conn.execute("SELECT jpeg FROM thumbnails WHERE box_id = ?", (int(box_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no box {box_id} in the index at {self.directory}")
+        return bytes(row[0])
+
+    def box_rows(self, start: int, stop: int) -> list[tuple[int, int, float | None]]:
+        """``(box id, source id, time)`` of the live boxes with ids in ``[start, stop)``."""
+        return self.conn.execute("SELECT id, source_id, time FROM boxes WHERE id >= ? AND id < ?", (start, stop)).fetchall()
+
+    def source_file(self, source_id: int) -> Path:
+        """The indexed file of ``source_id``, checked to be the very file that was indexed: a regular
+        file (not a link put in its place since) with the recorded size and modification time."""
+        row = self.conn.execute("SELECT path, size, mtime_ns FROM sources WHERE id = ?", (int(source_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no source {source_id} in the index at {self.directory}")
+        path, size, mtime_ns = Path(row[0]), int(row[1]), int(row[2])
+        try:
+            stat = os.lstat(path)
+        except OSError:
+            raise SourceChangedError(f"{path} was indexed but is no longer there; restore it or re-index its folder") from None
+        if path.is_symlink() or not path.is_file() or stat.st_size != size or stat.st_mtime_ns != mtime_ns:
+            raise SourceChangedError(f"{path} changed since it was indexed; re-index it with `personsearch index`")
+        return path

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from personsearch.data.images import ImageReadError
 from personsearch.index import IndexBusyError, ModelMismatchError, PersonIndexError
-from personsearch.index.catalog import SourceChangedError
+from personsearch.index.store import SourceChangedError
 from personsearch.interfaces.server.jobs import IndexingJobs, NotAllowedError
 from personsearch.interfaces.server.limits import BodyLimit, Busy, WorkPool
 from personsearch.interfaces.server.service import MAX_TOP_K, NoModelError, NotIndexedError, SearchRequest, SearchService

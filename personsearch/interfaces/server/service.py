@@ -21,10 +21,9 @@ import numpy as np
 from personsearch.data.boxes import crop_box
 from personsearch.data.images import encode_jpeg
 from personsearch.index import Hit, ModelMismatchError, PersonIndex, SearchQuery, hits_to_json
-from personsearch.index import catalog
 from personsearch.index.person_index import check_model
 from personsearch.index.sources import read_frame
-from personsearch.index.store import IndexStore
+from personsearch.index.store import BoxInfo, IndexStore
 from personsearch.interfaces.report import html_report
 from personsearch.interfaces.server.uploads import Upload, UploadStore, decode_upload
 from personsearch.pipeline import PersonEngine, PersonSearchPipeline
@@ -124,47 +123,44 @@ class SearchService:
     def summary(self) -> dict[str, Any]:
         with self._lock:
             try:
-                data = {"indexed": True, **catalog.summary(self._reader().store)}
+                data = {"indexed": True, **self._reader().store.summary()}
             except NotIndexedError as err:
                 data = {"indexed": False, "message": str(err)}
         return {"index": str(self.index_dir), **data, "model": self.model_status()}
 
     def sources(self, *, camera: str | None, offset: int, limit: int) -> dict[str, Any]:
         with self._lock:
-            total, page = catalog.list_sources(self._reader().store, camera=camera, offset=offset, limit=limit)
+            total, page = self._reader().store.list_sources(camera=camera, offset=offset, limit=limit)
         return {"total": total, "offset": offset, "sources": [s.to_json() for s in page]}
 
     def source(self, source_id: int) -> dict[str, Any]:
         with self._lock:
-            return catalog.get_source(self._reader().store, source_id).to_json()
+            return self._reader().store.get_source(source_id).to_json()
 
     def frames(self, source_id: int, *, offset: int, limit: int) -> dict[str, Any]:
         with self._lock:
-            total, page = catalog.list_frames(self._reader().store, source_id, offset=offset, limit=limit)
+            total, page = self._reader().store.list_frames(source_id, offset=offset, limit=limit)
         return {"total": total, "offset": offset, "frames": [{"frame": f.frame, "time": f.time, "people": f.people} for f in page]}
 
     def people(self, source_id: int, frame: int | None) -> dict[str, Any]:
         with self._lock:
-            boxes = catalog.people_in_frame(self._reader().store, source_id, frame)
+            boxes = self._reader().store.people_in_frame(source_id, frame)
         return {"source_id": source_id, "frame": frame, "people": [b.to_json() for b in boxes]}
 
-    def box(self, box_id: int) -> catalog.BoxInfo:
+    def box(self, box_id: int) -> BoxInfo:
         with self._lock:
-            return catalog.get_box(self._reader().store, box_id)
+            return self._reader().store.get_box(box_id)
 
     def thumbnail_jpeg(self, box_id: int) -> bytes:
         with self._lock:
-            row = self._reader().store.conn.execute("SELECT jpeg FROM thumbnails WHERE box_id = ?", (int(box_id),)).fetchone()
-        if row is None:
-            raise KeyError(f"no box {box_id} in the index at {self.index_dir}")
-        return bytes(row[0])
+            return self._reader().store.thumbnail(box_id)
 
     def frame_pixels(self, source_id: int, frame: int | None) -> np.ndarray:
         """The image or video frame, read from the indexed file only if it is unchanged."""
         with self._lock:
             store = self._reader().store
-            source = catalog.get_source(store, source_id)
-            path = catalog.check_source_file(store, source_id)
+            source = store.get_source(source_id)
+            path = store.source_file(source_id)
         if (source.kind == "image") != (frame is None):
             raise ValueError(f"source {source_id} is {'an image: give no frame' if source.kind == 'image' else 'a video: give a frame number'}")
         return read_frame(path, frame)
@@ -201,7 +197,7 @@ class SearchService:
     def _box_query(self, box_id: int) -> SearchQuery:
         with self._lock:
             index = self._reader()
-            info = catalog.get_box(index.store, box_id)
+            info = index.store.get_box(box_id)
             feature = index.feature(box_id)
             crop = index.thumbnail(box_id)
         return SearchQuery(feature, crop, info.source, info.frame, info.box)
