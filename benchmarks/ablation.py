@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 from run_info import ROOT, commit
 
 from personsearch.data import load_dataset
@@ -27,6 +26,7 @@ from personsearch.models.bundle import ModelBundle
 from personsearch.training.config import DetectorTrainConfig, OptimConfig, ReIDTrainConfig, to_dict
 from personsearch.training.detector import train_detector
 from personsearch.training.reid import train_reid
+
 
 def gallery_detections(bundle: ModelBundle, dataset, cache: Path) -> list[np.ndarray]:
     """The shared detector's boxes on every gallery scene, cached as one .npz (no pickle)."""
@@ -102,8 +102,13 @@ def main() -> None:
 
     height, width = (int(v) for v in args.input.split("x"))
     base = ReIDTrainConfig(
-        dataset=str(data_dir), backbone=args.backbone, input_size=(height, width), epochs=args.epochs,
-        batch_size=64, seed=args.seed, optim=OptimConfig(warmup_steps=100),
+        dataset=str(data_dir),
+        backbone=args.backbone,
+        input_size=(height, width),
+        epochs=args.epochs,
+        batch_size=64,
+        seed=args.seed,
+        optim=OptimConfig(warmup_steps=100),
     )
     results: dict = {
         "preset": args.preset,

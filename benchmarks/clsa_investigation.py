@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from ablation import gallery_detections
+from run_info import ROOT, commit
+
 from personsearch.data import load_dataset
 from personsearch.evaluation.pipeline import evaluate_engine, ground_truth_detections, query_features, run_gallery
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
 from personsearch.training.config import ReIDTrainConfig, from_dict
 from personsearch.training.reid import train_reid
-from run_info import ROOT, commit
 
 SMALL = "<60"
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from run_info import ROOT, commit, machine
 
 RESULTS = ROOT / "benchmarks" / "results" / "distributed_indexing.json"
@@ -84,10 +83,15 @@ def main() -> None:
             directory = Path(tmp) / f"ray-{workers}"
             with PersonIndex.open(directory, bundle, create=True) as index:
                 summary = index.add_paths(scenes, progress=False, batch_size=args.batch_size, ray=RaySettings(workers=workers), engine_factory=factory)
-            runs.append({
-                "mode": f"Ray, {workers} actor{'s' if workers > 1 else ''}", "workers": workers, **summary.to_json(),
-                "images_per_s": summary.frames_processed / summary.seconds, "equal_to_single_process": same_index(reference, content(directory)),
-            })
+            runs.append(
+                {
+                    "mode": f"Ray, {workers} actor{'s' if workers > 1 else ''}",
+                    "workers": workers,
+                    **summary.to_json(),
+                    "images_per_s": summary.frames_processed / summary.seconds,
+                    "equal_to_single_process": same_index(reference, content(directory)),
+                }
+            )
             print(runs[-1], flush=True)
         ray.shutdown()
     for run in runs:
@@ -95,8 +99,16 @@ def main() -> None:
         run["ratio_to_single_process"] = run["images_per_s"] / runs[0]["images_per_s"]
         run["commit_share"] = run["commit_seconds"] / run["seconds"]
         run["commit_ms_per_image"] = 1000 * run["commit_seconds"] / max(1, run["frames_processed"])
-    result = {"benchmark": "distributed_indexing", "commit": commit(), "machine": machine(), "images": len(scenes), "data": str(args.data),
-              "ray_version": ray.__version__, "ray_start_s": ray_start, "runs": runs}
+    result = {
+        "benchmark": "distributed_indexing",
+        "commit": commit(),
+        "machine": machine(),
+        "images": len(scenes),
+        "data": str(args.data),
+        "ray_version": ray.__version__,
+        "ray_start_s": ray_start,
+        "runs": runs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float))
     lines = [
@@ -106,8 +118,14 @@ def main() -> None:
     ]
     for run in runs:
         equal = run.get("equal_to_single_process")
-        eq = "reference" if equal is None else ("yes" if equal["same_boxes"] else "NO") + (f" (cos >= {equal['min_feature_cosine']:.5f})" if equal.get("same_boxes") else "")
-        lines.append(f"| {run['mode']} | {run['images_per_s']:.2f} | {run['ratio_to_single_process']:.2f}x | {run['seconds']:.1f} | {run['commit_seconds']:.2f} ({100 * run['commit_share']:.1f} %) | {run['commit_ms_per_image']:.1f} | {eq} |")
+        eq = (
+            "reference"
+            if equal is None
+            else ("yes" if equal["same_boxes"] else "NO") + (f" (cos >= {equal['min_feature_cosine']:.5f})" if equal.get("same_boxes") else "")
+        )
+        lines.append(
+            f"| {run['mode']} | {run['images_per_s']:.2f} | {run['ratio_to_single_process']:.2f}x | {run['seconds']:.1f} | {run['commit_seconds']:.2f} ({100 * run['commit_share']:.1f} %) | {run['commit_ms_per_image']:.1f} | {eq} |"
+        )
     print("\n".join(lines))
 
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from run_info import ROOT, commit, machine
 
 from personsearch.models import engine_choice, engines
@@ -83,7 +82,9 @@ def time_engines(runs: dict[str, Callable[[], Any]], items: int, rounds: int, ca
     return {name: {"per_s": statistics.median(rates[name]), "x_fp32": statistics.median(ratios[name])} for name in runs}
 
 
-def reid_case(name: str, model: torch.nn.Module, crops: torch.Tensor, calibration: np.ndarray, trained: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def reid_case(
+    name: str, model: torch.nn.Module, crops: torch.Tensor, calibration: np.ndarray, trained: bool, args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
     batch = crops[:32]
     runners, agreement, notes = {}, {}, {}
     reference = None
@@ -96,12 +97,18 @@ def reid_case(name: str, model: torch.nn.Module, crops: torch.Tensor, calibratio
         features = run(crops).float().numpy()
         reference = features if reference is None else reference
         agreement[engine] = engine_choice.feature_agreement(reference, features)
-        runners[engine] = (lambda r=run: r(batch))
+        runners[engine] = lambda r=run: r(batch)
     timing = time_engines(runners, len(batch), args.rounds, args.calls)
     flops = count_flops(lambda: model.eval()(batch)) / len(batch)
-    return {"case": name, "unit": "crops", "input": list(batch.shape[1:]), "trained": trained, "flops_per_item": flops, "engines": {
-        e: {**timing[e], "agreement": agreement[e], "accepted": engine_choice.features_agree(agreement[e])} for e in runners
-    }, "unavailable": notes}
+    return {
+        "case": name,
+        "unit": "crops",
+        "input": list(batch.shape[1:]),
+        "trained": trained,
+        "flops_per_item": flops,
+        "engines": {e: {**timing[e], "agreement": agreement[e], "accepted": engine_choice.features_agree(agreement[e])} for e in runners},
+        "unavailable": notes,
+    }
 
 
 def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], trained: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -120,12 +127,18 @@ def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], t
         dets = engines.as_detections(outputs)
         reference = dets if reference is None else reference
         agreement[engine] = engine_choice.detection_agreement(reference, dets)
-        runners[engine] = (lambda r=run: r(tensors[:1]))
+        runners[engine] = lambda r=run: r(tensors[:1])
     timing = time_engines(runners, 1, args.rounds, max(1, args.calls // 2))
     flops = count_flops(lambda: model.eval()(tensors[:1]))
-    return {"case": name, "unit": "scenes", "input": list(tensors[0].shape), "trained": trained, "flops_per_item": flops, "engines": {
-        e: {**timing[e], "agreement": agreement[e], "accepted": engine_choice.detections_agree(agreement[e])} for e in runners
-    }, "unavailable": notes}
+    return {
+        "case": name,
+        "unit": "scenes",
+        "input": list(tensors[0].shape),
+        "trained": trained,
+        "flops_per_item": flops,
+        "engines": {e: {**timing[e], "agreement": agreement[e], "accepted": engine_choice.detections_agree(agreement[e])} for e in runners},
+        "unavailable": notes,
+    }
 
 
 def pipeline_case(bundle_dir: Path, scenes: list[np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
@@ -147,9 +160,11 @@ def pipeline_case(bundle_dir: Path, scenes: list[np.ndarray], args: argparse.Nam
 
 def table(results: dict[str, Any]) -> str:
     peak = results["peak_gflops"]
-    lines = [f"machine: {results['signature']['cpu']} ({results['signature']['torch_capability']}, native bf16: {results['signature']['native_bf16']}), "
-             f"{results['threads']} threads, fp32 peak {peak:.0f} GFLOP/s ({results['peak_note']})",
-             f"{'case':42s} {'engine':14s} {'per s':>8s} {'x fp32':>7s} {'GFLOP/s':>8s} {'% peak':>7s}  agreement with fp32"]
+    lines = [
+        f"machine: {results['signature']['cpu']} ({results['signature']['torch_capability']}, native bf16: {results['signature']['native_bf16']}), "
+        f"{results['threads']} threads, fp32 peak {peak:.0f} GFLOP/s ({results['peak_note']})",
+        f"{'case':42s} {'engine':14s} {'per s':>8s} {'x fp32':>7s} {'GFLOP/s':>8s} {'% peak':>7s}  agreement with fp32",
+    ]
     for case in results["cases"]:
         for engine, row in case["engines"].items():
             gflops = row["per_s"] * case.get("flops_per_item", 0) / 1e9
@@ -169,7 +184,9 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, default=ROOT / "demo-output" / "model", help="trained bundle for the accuracy rows and the pipeline (skipped when absent)")
+    parser.add_argument(
+        "--bundle", type=Path, default=ROOT / "demo-output" / "model", help="trained bundle for the accuracy rows and the pipeline (skipped when absent)"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per engine per round (best kept)")
@@ -194,7 +211,17 @@ def main() -> None:
         for arch in ("mobilenet_v2", "resnet50"):
             if keep(f"reid-{arch}"):
                 model = build_reid(ReIDConfig(num_classes=100, backbone=arch, pretrained=None)).eval()
-                cases.append(reid_case(f"reid-{arch} 256x128 random weights", model, normalize_crops(crops_256[:64]), normalize_crops(crops_256[64:]).numpy(), False, args, work))
+                cases.append(
+                    reid_case(
+                        f"reid-{arch} 256x128 random weights",
+                        model,
+                        normalize_crops(crops_256[:64]),
+                        normalize_crops(crops_256[64:]).numpy(),
+                        False,
+                        args,
+                        work,
+                    )
+                )
                 print(cases[-1]["case"], "done", flush=True)
             if keep(f"detector-{arch}"):
                 model = build_detector(DetectorConfig(backbone=arch, pretrained=None)).eval()
@@ -205,14 +232,31 @@ def main() -> None:
             size = tuple(bundle.reid_config.input_size)
             _, crops = engine_choice.probe_set(size)
             if keep("bundle"):
-                cases.append(reid_case(f"bundle re-id {bundle.reid_config.backbone} {size[0]}x{size[1]}", bundle.reid_network, normalize_crops(crops[:64]), normalize_crops(crops[64:]).numpy(), True, args, work))
+                cases.append(
+                    reid_case(
+                        f"bundle re-id {bundle.reid_config.backbone} {size[0]}x{size[1]}",
+                        bundle.reid_network,
+                        normalize_crops(crops[:64]),
+                        normalize_crops(crops[64:]).numpy(),
+                        True,
+                        args,
+                        work,
+                    )
+                )
                 cases.append(detector_case(f"bundle detector {bundle.detector_config.backbone} 800x600", bundle.detector_network, scenes, True, args, work))
                 print("bundle cases done", flush=True)
             if keep("pipeline"):
                 cases.append(pipeline_case(args.bundle, engine_choice.probe_set((256, 128), scenes=8)[0], args))
     results = {
-        "benchmark": "engines", "commit": commit(), "machine": machine(), "signature": signature, "threads": args.threads,
-        "peak_gflops": peak, "peak_note": note, "rounds": args.rounds, "cases": cases,
+        "benchmark": "engines",
+        "commit": commit(),
+        "machine": machine(),
+        "signature": signature,
+        "threads": args.threads,
+        "peak_gflops": peak,
+        "peak_note": note,
+        "rounds": args.rounds,
+        "cases": cases,
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"engines-{signature_digest(signature)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

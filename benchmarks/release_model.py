@@ -93,7 +93,9 @@ def model_card(results: dict[str, Any]) -> str:
     std, held = results["standard"], results["held_out_small"]
     det = std["detection"]
     rows = "\n".join(
-        f"| {bucket} | {100 * r['recall']:.1f} ({r['count_tp']} of {r['count_gt']}) |" for bucket, r in det["recall_by_height"].items() if r["recall"] is not None
+        f"| {bucket} | {100 * r['recall']:.1f} ({r['count_tp']} of {r['count_gt']}) |"
+        for bucket, r in det["recall_by_height"].items()
+        if r["recall"] is not None
     )
     return f"""# The default personsearch model
 
@@ -109,7 +111,7 @@ ImageNet weights, trained on the project's **synthetic** multi-scale benchmark o
   (1,366 training scenes, 600 identities, people 20-400 px tall).
 - Reproduce: `python benchmarks/release_model.py` (resumable; hours on a 2-core CPU).
 - Stored as fp16 safetensors (loaded as fp32); checksums in `SHA256SUMS`.
-- Commit of the release: {results['commit']}.
+- Commit of the release: {results["commit"]}.
 
 ## What it is not
 
@@ -121,17 +123,17 @@ clothing colour (docs/real-footage.md).
 
 Synthetic `standard` test split (seed 0: test identities disjoint from training), gallery 100, 350 queries:
 
-- search with its own detections: {search_line(std['search'])}
-- search with ground-truth boxes: {search_line(std['search_gt_boxes'])}
-- detection: recall {100 * det['recall']:.1f}, AP {100 * det['ap']:.1f}
+- search with its own detections: {search_line(std["search"])}
+- search with ground-truth boxes: {search_line(std["search_gt_boxes"])}
+- detection: recall {100 * det["recall"]:.1f}, AP {100 * det["ap"]:.1f}
 
 | person height | detection recall |
 |---|---|
 {rows}
 
 Held-out synthetic `small` benchmark (seed {HELD_OUT_SEED}, never used in training), gallery 50:
-search with detections {search_line(held['search'])}; ground-truth boxes {search_line(held['search_gt_boxes'])};
-detection recall {100 * held['detection']['recall']:.1f}, AP {100 * held['detection']['ap']:.1f}.
+search with detections {search_line(held["search"])}; ground-truth boxes {search_line(held["search_gt_boxes"])};
+detection recall {100 * held["detection"]["recall"]:.1f}, AP {100 * held["detection"]["ap"]:.1f}.
 """
 
 
@@ -143,8 +145,11 @@ def stage_release() -> dict[str, Any]:
         make_synthetic(held_dir, preset="small", seed=HELD_OUT_SEED, overwrite=True)
     write_fp16(RUN, ASSETS)  # score what ships: the fp16 weights
     results = {
-        "benchmark": "release_model", "commit": commit(), "machine": machine(),
-        "standard": evaluate(ASSETS, DATA, 100), "held_out_small": evaluate(ASSETS, held_dir, 50),
+        "benchmark": "release_model",
+        "commit": commit(),
+        "machine": machine(),
+        "standard": evaluate(ASSETS, DATA, 100),
+        "held_out_small": evaluate(ASSETS, held_dir, 50),
     }
     (ASSETS / "MODEL_CARD.md").write_text(model_card(results))
     (ASSETS / "SHA256SUMS").write_text("".join(f"{sha256(p)}  {p.name}\n" for p in sorted(ASSETS.glob("*.safetensors"))))

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from run_info import ROOT, commit, machine
 
 RESULTS = ROOT / "benchmarks" / "results" / "search_latency.json"
@@ -221,7 +220,13 @@ def run_size(db: np.ndarray, queries: np.ndarray, nprobes: list[int], work: Path
     rows = len(db)
     methods: dict[str, Any] = {}
     truth, per_query = exact_truth(db, queries, K)
-    methods["numpy exact (one pass for all queries)"] = {"p50_ms": per_query * 1000, "p95_ms": per_query * 1000, "mean_ms": per_query * 1000, "recall_at_10": 1.0, "exact": True}
+    methods["numpy exact (one pass for all queries)"] = {
+        "p50_ms": per_query * 1000,
+        "p95_ms": per_query * 1000,
+        "mean_ms": per_query * 1000,
+        "recall_at_10": 1.0,
+        "exact": True,
+    }
     print(f"  {rows:,}: exact reference pass {per_query * 1000:.1f} ms per query", flush=True)
     with tempfile.TemporaryDirectory(prefix="search-latency-", dir=work) as tmp:
         store = ArrayStore(db, Path(tmp))
@@ -247,11 +252,22 @@ def run_size(db: np.ndarray, queries: np.ndarray, nprobes: list[int], work: Path
                 for nprobe in nprobes:
                     if nprobe > index.nlist:
                         continue
-                    found, seconds = timed(lambda q: search.search(q, K, rows, approximate=True, nprobe=nprobe, kind=kind).ids, queries)
-                    label = f"{'IVF-PQ' if kind == 'ivfpq' else 'IVF'} nlist={index.nlist}" + (f" PQ{ann.pq_bytes(db.shape[1])} rerank={ann.rerank_count(K)}" if kind == "ivfpq" else "")
+                    found, seconds = timed(
+                        lambda q, nprobe=nprobe, kind=kind: search.search(q, K, rows, approximate=True, nprobe=nprobe, kind=kind).ids, queries
+                    )
+                    label = f"{'IVF-PQ' if kind == 'ivfpq' else 'IVF'} nlist={index.nlist}" + (
+                        f" PQ{ann.pq_bytes(db.shape[1])} rerank={ann.rerank_count(K)}" if kind == "ivfpq" else ""
+                    )
                     name = f"{label} nprobe={nprobe}"
                     memory = resident_gb()
-                    methods[name] = {**summary(seconds), "recall_at_10": recall_at_k(found, truth, K), "exact": False, "build_s": build, "nprobe": nprobe, "resident_while_searching": memory}
+                    methods[name] = {
+                        **summary(seconds),
+                        "recall_at_10": recall_at_k(found, truth, K),
+                        "exact": False,
+                        "build_s": build,
+                        "nprobe": nprobe,
+                        "resident_while_searching": memory,
+                    }
                     print(f"  {rows:,}: {name} {methods[name]['p50_ms']:.2f} ms recall {methods[name]['recall_at_10']:.3f} resident {memory}", flush=True)
             search.forget()
     return {"rows": rows, "methods": methods, "peak_rss_gb": peak_rss_gb()}

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from run_info import ROOT, commit, machine
 
 RESULTS = ROOT / "benchmarks" / "results" / "service_load.json"
@@ -143,9 +142,14 @@ def run_level(url: str, clients: int, seconds: float, boxes: int, pid: int) -> d
     wall = time.perf_counter() - started
     ms = np.asarray(latencies) * 1000 if latencies else np.asarray([np.nan])
     return {
-        "clients": clients, "answered": len(latencies), "per_second": len(latencies) / wall,
-        "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-        "busy_503": busy, "failed": failed, "server_peak_rss_mb": peak[0],
+        "clients": clients,
+        "answered": len(latencies),
+        "per_second": len(latencies) / wall,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "busy_503": busy,
+        "failed": failed,
+        "server_peak_rss_mb": peak[0],
     }
 
 
@@ -157,11 +161,11 @@ def table(result: dict[str, Any]) -> str:
         "| clients | searches/s | p50 ms | p99 ms | p50 / in-process | 503 (queue full) | failed | server peak RSS MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for level in result["levels"]:
-        lines.append(
-            f"| {level['clients']} | {level['per_second']:.1f} | {level['p50_ms']:.1f} | {level['p99_ms']:.1f} | "
-            f"{level['p50_ms'] / ref['p50_ms']:.1f}x | {level['busy_503']} | {level['failed']} | {level['server_peak_rss_mb']:.0f} |"
-        )
+    lines.extend(
+        f"| {level['clients']} | {level['per_second']:.1f} | {level['p50_ms']:.1f} | {level['p99_ms']:.1f} | "
+        f"{level['p50_ms'] / ref['p50_ms']:.1f}x | {level['busy_503']} | {level['failed']} | {level['server_peak_rss_mb']:.0f} |"
+        for level in result["levels"]
+    )
     lines.append(f"server RSS: {result['server_rss_mb_idle']:.0f} MB after start-up, {result['server_rss_mb_after']:.0f} MB after the run")
     return "\n".join(lines)
 
@@ -190,7 +194,9 @@ def main() -> None:
         env = dict(os.environ, PERSONSEARCH_ENGINE="torch-fp32")
         server = subprocess.Popen(
             [sys.executable, "-m", "personsearch.interfaces.cli", "serve", "--index", str(index_dir), "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -216,8 +222,15 @@ def main() -> None:
             server.terminate()
             server.wait(10)
     result = {
-        "benchmark": "service_load", "commit": commit(), "machine": machine(), "boxes": args.boxes, "seconds": args.seconds,
-        "reference_in_process": reference, "server_rss_mb_idle": idle, "server_rss_mb_after": after, "levels": levels,
+        "benchmark": "service_load",
+        "commit": commit(),
+        "machine": machine(),
+        "boxes": args.boxes,
+        "seconds": args.seconds,
+        "reference_in_process": reference,
+        "server_rss_mb_idle": idle,
+        "server_rss_mb_after": after,
+        "levels": levels,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

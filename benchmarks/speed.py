@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from run_info import ROOT, commit, machine
 
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
@@ -228,9 +227,8 @@ class Job:
     def _index(self, folder: str) -> int:
         from personsearch.index import PersonIndex
 
-        with tempfile.TemporaryDirectory(prefix="speed-index-") as tmp:
-            with PersonIndex.open(Path(tmp) / "index", self.bundle, create=True) as index:
-                summary = index.add_paths([folder], batch_size=4, progress=False)
+        with tempfile.TemporaryDirectory(prefix="speed-index-") as tmp, PersonIndex.open(Path(tmp) / "index", self.bundle, create=True) as index:
+            summary = index.add_paths([folder], batch_size=4, progress=False)
         self.people.append(summary.people_added)
         self.info["people_per_run"] = self.people
         return summary.frames_processed
@@ -279,9 +277,7 @@ class Worker:
         if tuned_malloc:
             env["GLIBC_TUNABLES"] = MALLOC_TUNING
         self.name = name
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, cwd=ROOT
-        )
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, cwd=ROOT)
 
     def ask(self, **request: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -401,7 +397,16 @@ def build_cases(args: argparse.Namespace, data: Path, work: Path) -> dict[str, l
     ]
     if trained is not None:
         reid.append({"name": f"re-id trained bundle ({trained.name})", "task": "reid", "bundle": str(trained), "batch": 64, "iters": 4, "trained": True})
-        detector.append({"name": f"detector trained bundle ({trained.name}, head stride 2)", "task": "detector", "bundle": str(trained), "image": image, "iters": 2, "trained": True})
+        detector.append(
+            {
+                "name": f"detector trained bundle ({trained.name}, head stride 2)",
+                "task": "detector",
+                "bundle": str(trained),
+                "image": image,
+                "iters": 2,
+                "trained": True,
+            }
+        )
     train = [
         {"name": "train re-id MobileNetV2 128x64 b64", "task": "reid_train", "backbone": "mobilenet_v2", "input_size": [128, 64], "batch": 64, "iters": 1},
         {"name": "train re-id MobileNetV2 256x128 b32", "task": "reid_train", "backbone": "mobilenet_v2", "input_size": [256, 128], "batch": 32, "iters": 1},
@@ -420,8 +425,24 @@ def build_cases(args: argparse.Namespace, data: Path, work: Path) -> dict[str, l
     paper = make_bundle(work / "bundle-resnet50", "resnet50", "resnet50", (256, 128))
     compact = trained or make_bundle(work / "bundle-mobilenet_v2", "mobilenet_v2", "mobilenet_v2", (256, 128))
     index = [
-        {"name": "index paper default (ResNet-50 det + re-id)", "task": "index", "bundle": str(paper), "scenes": str(folder), "warmup": str(warm), "iters": 1, "warmup_steps": 0},
-        {"name": f"index compact (MobileNetV2{', trained ' + trained.name if trained else ''})", "task": "index", "bundle": str(compact), "scenes": str(folder), "warmup": str(warm), "iters": 1, "warmup_steps": 0},
+        {
+            "name": "index paper default (ResNet-50 det + re-id)",
+            "task": "index",
+            "bundle": str(paper),
+            "scenes": str(folder),
+            "warmup": str(warm),
+            "iters": 1,
+            "warmup_steps": 0,
+        },
+        {
+            "name": f"index compact (MobileNetV2{', trained ' + trained.name if trained else ''})",
+            "task": "index",
+            "bundle": str(compact),
+            "scenes": str(folder),
+            "warmup": str(warm),
+            "iters": 1,
+            "warmup_steps": 0,
+        },
     ]
     checks = {"reid": scenes[:40], "detector": [str(s.path) for s in scenes[:4]]}
     for case in reid:
@@ -512,10 +533,10 @@ def table(results: dict[str, Any]) -> str:
         for record in results.get("sections", {}).get(section, []):
             v = record["variants"]
 
-            def rate(name: str) -> str:
+            def rate(name: str, v: dict = v) -> str:
                 return f"{v[name]['median']:.2f}" if name in v else "-"
 
-            def speedup(name: str) -> str:
+            def speedup(name: str, v: dict = v) -> str:
                 return f"{v[name]['speedup']:.2f}" if name in v else "-"
 
             compiled = "fast+compile" if "fast+compile" in v else "fast+channels_last"
@@ -543,7 +564,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds per case (inference)")
     parser.add_argument("--train-rounds", type=int, default=3, help="rounds for the training and indexing cases")
     parser.add_argument("--data", type=Path, default=Path("demo-output/data"), help="a synthetic benchmark (made if absent)")
-    parser.add_argument("--bundle", type=Path, default=Path("demo-output/model"), help="a trained bundle for the accuracy checks (personsearch demo writes one)")
+    parser.add_argument(
+        "--bundle", type=Path, default=Path("demo-output/model"), help="a trained bundle for the accuracy checks (personsearch demo writes one)"
+    )
     parser.add_argument("--index-images", type=int, default=4, help="scenes per indexing run")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "speed")
     parser.add_argument("--out", type=Path, default=RESULTS)

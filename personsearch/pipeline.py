@@ -121,7 +121,8 @@ class PersonSearchPipeline:
             if len(dets) != 1:
                 listed = "; ".join(",".join(f"{v:.0f}" for v in d[:4]) + f" (score {d[4]:.2f})" for d in dets)
                 raise ValueError(
-                    f"{name}: no person detected; give the query box x1,y1,x2,y2 yourself" if len(dets) == 0
+                    f"{name}: no person detected; give the query box x1,y1,x2,y2 yourself"
+                    if len(dets) == 0
                     else f"{name}: {len(dets)} people detected, choose one with a query box x1,y1,x2,y2: {listed}"
                 )
             chosen = dets[0, :4]
@@ -146,7 +147,9 @@ class PersonSearchPipeline:
         inner products are cosines)."""
         features = np.asarray(features, dtype=np.float32)
         if features.shape != (num_boxes, self.feature_dim):
-            raise ValueError(f"engine {self.model_id!r}: embed returned shape {features.shape} for {num_boxes} boxes, expected ({num_boxes}, {self.feature_dim})")
+            raise ValueError(
+                f"engine {self.model_id!r}: embed returned shape {features.shape} for {num_boxes} boxes, expected ({num_boxes}, {self.feature_dim})"
+            )
         if not np.isfinite(features).all():
             raise ValueError(f"engine {self.model_id!r}: embed returned non-finite values")
         norms = np.linalg.norm(features, axis=1, keepdims=True)

@@ -42,11 +42,7 @@ class ColourEngine:
         for image in images:
             mask = (image.max(axis=2) > 60).astype(np.uint8)
             count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-            boxes = [
-                [x, y, x + w, y + h, 0.9]
-                for x, y, w, h, area in stats[1:count]
-                if area >= 30
-            ]
+            boxes = [[x, y, x + w, y + h, 0.9] for x, y, w, h, area in stats[1:count] if area >= 30]
             out.append(np.array(boxes, dtype=np.float32).reshape(-1, 5))
         return out
 
@@ -98,9 +94,7 @@ def write_video(path: Path, frames: int, fps: float = 10.0, colours: tuple[tuple
 def index_content(directory: Path) -> list[tuple]:
     """Order-independent content of an index: (source, frame, time, box, score, vector) per box."""
     conn = sqlite3.connect(str(directory / "index.sqlite"))
-    rows = conn.execute(
-        "SELECT b.id, s.path, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score FROM boxes b JOIN sources s ON s.id = b.source_id"
-    ).fetchall()
+    rows = conn.execute("SELECT b.id, s.path, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score FROM boxes b JOIN sources s ON s.id = b.source_id").fetchall()
     dim = int(conn.execute("SELECT value FROM meta WHERE key = 'feature_dim'").fetchone()[0])
     conn.close()
     vectors = np.fromfile(directory / "vectors.f32", dtype=np.float32).reshape(-1, dim)

@@ -60,9 +60,7 @@ def test_a_weights_file_of_another_network_is_refused(tmp_path: Path) -> None:
         build_backbone("mobilenet_v2", path)
 
 
-def test_resnet50_without_its_file_explains_and_from_scratch_warns(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_resnet50_without_its_file_explains_and_from_scratch_warns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     isolate_weights(monkeypatch, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"resnet50-0676ba61\.pth.*pretrained=False"):
         build_backbone("resnet50", True)

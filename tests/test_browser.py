@@ -146,7 +146,7 @@ def _query_person(site: Site) -> tuple[int, str]:
     with PersonIndex.open(site.index) as index:
         rows = [(b.box_id, b.source, *b.box) for src in index.store.list_sources(camera="cam-a")[1] for b in index.store.people_in_frame(src.id, None)]
     counts: dict[int, int] = {}
-    for boxes, pids in site.truth.values():
+    for _, pids in site.truth.values():
         for pid in pids[pids >= 0]:
             counts[int(pid)] = counts.get(int(pid), 0) + 1
     best = max(

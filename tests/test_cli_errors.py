@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from index_testkit import BLUE, RED, draw_scene, write_png
 from typer.testing import CliRunner
 
-from index_testkit import BLUE, RED, draw_scene, write_png
 from personsearch.interfaces.cli import EXIT_CODES, app
 from personsearch.models.bundle import save_component
 from personsearch.models.detector import DetectorConfig, build_detector
@@ -69,7 +69,7 @@ def test_every_index_command_reports_a_damaged_index_in_one_line(setup: dict[str
         "index-info": ["index-info", str(index)],
         "index": ["index", str(setup["scene"]), "--index", str(index), "--model", str(setup["bundle"])],
     }
-    for name, argv in commands.items():
+    for argv in commands.values():
         result = runner.invoke(app, argv)
         _one_line_error(result, EXIT_CODES["index"], str(index))
 
@@ -91,9 +91,26 @@ def test_wrong_formats_and_bad_input(setup: dict[str, Path], tmp_path: Path) -> 
     _one_line_error(result, EXIT_CODES["bad data"], "junk.jpg")
     result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "1,2,3", "--model", str(setup["bundle"])])
     assert result.exit_code == 2 and "x1,y1,x2,y2" in result.output
-    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "500,500,600,700", "--model", str(setup["bundle"])])
+    result = runner.invoke(
+        app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "500,500,600,700", "--model", str(setup["bundle"])]
+    )
     _one_line_error(result, EXIT_CODES["bad input"], "500")
-    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "1,2,30,60", "--model", str(setup["bundle"]), "--engine", "fastest"])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(setup["index"]),
+            "--query",
+            str(setup["scene"]),
+            "--box",
+            "1,2,30,60",
+            "--model",
+            str(setup["bundle"]),
+            "--engine",
+            "fastest",
+        ],
+    )
     _one_line_error(result, EXIT_CODES["bad input"], "unknown engine 'fastest'")
     scores = tmp_path / "theirs.npz"
     np.savez(scores, wrong=np.zeros(3))

@@ -15,6 +15,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, SimulatedKill, draw_scene, index_content, write_png, write_video  # noqa: E402
+
 from personsearch.index import PersonIndex  # noqa: E402
 from personsearch.index.distributed import RaySettings, Slice, load_engine, plan_units  # noqa: E402
 from personsearch.index.indexer import Planned  # noqa: E402
@@ -26,7 +27,10 @@ TESTS = Path(__file__).parent
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=150 * 2**20,
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=150 * 2**20,
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}},
     )
     yield
@@ -106,14 +110,22 @@ def test_a_killed_driver_resumes_without_loss_or_duplicates(tmp_path: Path, loca
     footage = _footage(tmp_path / "footage")
     expected = index_content(_single(tmp_path / "single", footage))
     with PersonIndex.open(tmp_path / "ray", ColourEngine(), create=True) as index:
+
         def die_after_three_commits(progress) -> None:
             die_after_three_commits.calls += 1
             if die_after_three_commits.calls == 3:
                 raise SimulatedKill("driver killed")
+
         die_after_three_commits.calls = 0
         with pytest.raises(SimulatedKill):
-            index.add_paths([footage], progress=False, batch_size=4, ray=RaySettings(workers=2, frames_per_unit=5),
-                            engine_factory=colour_engine, on_progress=die_after_three_commits)
+            index.add_paths(
+                [footage],
+                progress=False,
+                batch_size=4,
+                ray=RaySettings(workers=2, frames_per_unit=5),
+                engine_factory=colour_engine,
+                on_progress=die_after_three_commits,
+            )
     partial = index_content(tmp_path / "ray")
     assert 0 < len(partial) < len(expected)
     _on_ray(tmp_path / "ray", footage)
@@ -131,8 +143,13 @@ def test_the_shipped_model_on_the_tiny_preset_matches_single_process(tmp_path: P
     with PersonIndex.open(tmp_path / "single", bundle, create=True) as index:
         index.add_paths(gallery, progress=False, batch_size=4)
     with PersonIndex.open(tmp_path / "ray", bundle, create=True) as index:
-        index.add_paths(gallery, progress=False, batch_size=4, ray=RaySettings(workers=2),
-                        engine_factory=functools.partial(load_engine, str(SHIPPED_MODEL), "cpu", "bundle", "torch-fp32"))
+        index.add_paths(
+            gallery,
+            progress=False,
+            batch_size=4,
+            ray=RaySettings(workers=2),
+            engine_factory=functools.partial(load_engine, str(SHIPPED_MODEL), "cpu", "bundle", "torch-fp32"),
+        )
     single, distributed = index_content(tmp_path / "single"), index_content(tmp_path / "ray")
     assert len(single) == len(distributed) > 10
     for a, b in zip(single, distributed):

@@ -150,8 +150,23 @@ def test_cli_search_prints_hits_and_writes_reports(trained: tuple[Path, Path], t
     box = ",".join(f"{v:.0f}" for v in scene.boxes[0])
     result = runner.invoke(
         app,
-        ["search", "--index", str(index), "--query", str(scene.path), "--box", box, "--model", str(model),
-         "--top-k", "2", "--json", str(tmp_path / "hits.json"), "--html", str(tmp_path / "hits.html")],
+        [
+            "search",
+            "--index",
+            str(index),
+            "--query",
+            str(scene.path),
+            "--box",
+            box,
+            "--model",
+            str(model),
+            "--top-k",
+            "2",
+            "--json",
+            str(tmp_path / "hits.json"),
+            "--html",
+            str(tmp_path / "hits.html"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "hits.json").read_text())["schema_version"] == 1

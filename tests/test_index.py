@@ -10,11 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, SimulatedKill, colour_feature, draw_scene, index_content, write_png, write_video
-from personsearch.index import IndexBusyError, IndexCorruptError, ModelMismatchError, PersonIndex, hits_from_json, hits_to_json, search_index
-from personsearch.index import query_from_crop, query_from_scene, query_from_video
-from personsearch.index import ann
+
+from personsearch.index import (
+    IndexBusyError,
+    IndexCorruptError,
+    ModelMismatchError,
+    PersonIndex,
+    ann,
+    hits_from_json,
+    hits_to_json,
+    query_from_crop,
+    query_from_scene,
+    query_from_video,
+    search_index,
+)
 from personsearch.index.hits import HIT_KEYS
 from personsearch.index.sources import Source
 from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
@@ -235,9 +245,8 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
     first = IndexStore.open(tmp_path / "idx")
     first.acquire_writer()
     try:
-        with PersonIndex.open(tmp_path / "idx", ColourEngine()) as second:
-            with pytest.raises(IndexBusyError, match="another process is indexing into"):
-                second.add_paths([tmp_path], progress=False)
+        with PersonIndex.open(tmp_path / "idx", ColourEngine()) as second, pytest.raises(IndexBusyError, match="another process is indexing into"):
+            second.add_paths([tmp_path], progress=False)
     finally:
         first.close()
 

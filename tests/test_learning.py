@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from model_testkit import mobilenet_weights_or_skip
+
 from personsearch.data import load_dataset
 from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.data.images import read_image
@@ -51,8 +51,15 @@ def test_short_training_beats_its_start_and_random_features(tmp_path: Path) -> N
     make_synthetic(data, preset="tiny", seed=11, num_train_ids=60, num_test_ids=40)
     dataset = load_dataset(data)
     config = ReIDTrainConfig(
-        dataset=str(data), backbone="mobilenet_v2", pretrained=True, input_size=SIZE, epochs=10, batch_size=16, seed=1,
-        variant="clsa", optim=OptimConfig(lr=0.01, backbone_lr=0.001, warmup_steps=5),
+        dataset=str(data),
+        backbone="mobilenet_v2",
+        pretrained=True,
+        input_size=SIZE,
+        epochs=10,
+        batch_size=16,
+        seed=1,
+        variant="clsa",
+        optim=OptimConfig(lr=0.01, backbone_lr=0.001, warmup_steps=5),
     )
     train_reid(config, tmp_path / "model", progress=False)
     trained, model_config, _ = load_component(tmp_path / "model", "reid")
@@ -64,7 +71,10 @@ def test_short_training_beats_its_start_and_random_features(tmp_path: Path) -> N
         x = rng.standard_normal((len(boxes), 64)).astype(np.float32)
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
-    scores = {"trained": _gt_box_map(dataset, _network_features(trained)), "start": _gt_box_map(dataset, _network_features(start)),
-              "random": _gt_box_map(dataset, random_features)}
+    scores = {
+        "trained": _gt_box_map(dataset, _network_features(trained)),
+        "start": _gt_box_map(dataset, _network_features(start)),
+        "random": _gt_box_map(dataset, random_features),
+    }
     assert scores["trained"] >= scores["start"] + 0.05, scores
     assert scores["trained"] >= 4 * scores["random"], scores

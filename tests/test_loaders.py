@@ -83,9 +83,7 @@ def test_cuhk_queries_and_protocol_galleries(cuhk_root: Path) -> None:
     q1, q2 = ds.queries
     # every entry is kept in file order, including those after the first empty idlocate
     assert _gallery_view(q1.galleries[50]) == [("s4.jpg", [3, 4, 13, 24]), ("s6.jpg", None), ("s5.jpg", None)]
-    assert _gallery_view(q2.galleries[50]) == [
-        ("s4.jpg", [15, 4, 25, 24]), ("s6.jpg", None), ("s3.jpg", [20, 2, 30, 32])
-    ]
+    assert _gallery_view(q2.galleries[50]) == [("s4.jpg", [15, 4, 25, 24]), ("s6.jpg", None), ("s3.jpg", [20, 2, 30, 32])]
     assert _gallery_view(q1.galleries[100]) == [("s4.jpg", [3, 4, 13, 24]), ("s5.jpg", None), ("s6.jpg", None)]
     assert _gallery_view(q2.galleries[100]) == [("s4.jpg", [15, 4, 25, 24]), ("s3.jpg", None)]
 

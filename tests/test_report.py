@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, draw_scene, write_png, write_video
 from PIL import Image
 
-from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, draw_scene, write_png, write_video
 from personsearch.data.records import Scene
 from personsearch.index import PersonIndex, hits_from_json, hits_to_json, query_from_scene
 from personsearch.interfaces.demo import ground_truth_verdicts
@@ -55,7 +55,7 @@ def test_html_report_is_self_contained_escaped_and_draws_the_box(tmp_path: Path)
     assert scene.shape == (120, 160, 3)
     bottom_edge = scene[50, 15:26].astype(int).mean(axis=0)
     assert np.abs(bottom_edge - BOX_COLOUR).max() < 40
-    assert "src=\"http" not in page and "<script" not in page
+    assert 'src="http' not in page and "<script" not in page
 
 
 def test_contact_sheet_puts_the_query_first_then_the_hits(tmp_path: Path) -> None:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, draw_scene, write_png, write_video
 from PIL import Image
-import schemathesis
 from schemathesis.checks import not_a_server_error
 from typer.testing import CliRunner
 
-from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, draw_scene, write_png, write_video
 from personsearch.index import PersonIndex, hits_from_json
 from personsearch.index.store import IndexStore
 from personsearch.interfaces.cli import app as cli_app
@@ -150,7 +150,10 @@ def test_upload_detects_people_and_searches_by_pick_or_box(client: TestClient) -
     single = client.post("/api/uploads", files={"file": ("q.png", _png(draw_scene([(40, 40, GREEN, YELLOW)])), "image/png")}).json()
     assert len(single["people"]) == 1 and (single["width"], single["height"]) == (160, 120)
     hits = client.post("/api/search", json={"upload": single["upload"]}).json()["hits"]
-    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4) and {hits[0]["source"].rsplit("/", 1)[1], hits[1]["source"].rsplit("/", 1)[1]} == {"one.png", "three.png"}
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4) and {hits[0]["source"].rsplit("/", 1)[1], hits[1]["source"].rsplit("/", 1)[1]} == {
+        "one.png",
+        "three.png",
+    }
     pair = client.post("/api/uploads", files={"file": ("p.png", _png(draw_scene([(10, 10, RED, BLUE), (60, 60, GREEN, YELLOW)])), "image/png")}).json()
     ambiguous = client.post("/api/search", json={"upload": pair["upload"]})
     assert ambiguous.status_code == 422 and "2 people detected" in ambiguous.json()["detail"]
@@ -164,8 +167,10 @@ def test_upload_detects_people_and_searches_by_pick_or_box(client: TestClient) -
 
 def _png_bomb(width: int, height: int) -> bytes:
     """A valid PNG header declaring ``width`` x ``height`` with a tiny body (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
@@ -174,6 +179,7 @@ def test_hostile_uploads_are_refused_before_decoding(built: tuple[Path, Path]) -
     _, index = built
     app = create_app(SearchService(index, ColourEngine(), max_upload_pixels=1_000_000), max_upload_bytes=50_000)
     with TestClient(app) as c:
+
         def post(data: bytes, name: str = "x.png", kind: str = "image/png"):
             return c.post("/api/uploads", files={"file": (name, data, kind)})
 

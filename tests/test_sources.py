@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from index_testkit import BLUE, RED, draw_scene, write_png, write_video
 
-from index_testkit import RED, BLUE, draw_scene, write_png, write_video
 from personsearch.data.images import ImageReadError
 from personsearch.index.sources import Sampling, discover, iter_frames, planned_frames, read_frame, video_info
 

@@ -32,8 +32,7 @@ from personsearch.data.synthetic.scenes import render_scene
 
 TINY = PRESETS["tiny"]
 # a benchmark small enough to generate twice in a test
-MINI = {"num_train_ids": 2, "num_test_ids": 2, "image_width": 160, "image_height": 120, "min_height": 10,
-        "max_height": 100}
+MINI = {"num_train_ids": 2, "num_test_ids": 2, "image_width": 160, "image_height": 120, "min_height": 10, "max_height": 100}
 
 
 def assert_same_dataset(a: PersonSearchDataset, b: PersonSearchDataset) -> None:
@@ -197,7 +196,7 @@ def test_lookalikes_share_the_coarse_look_and_differ_only_in_details():
     pairs = []
     for members in families.values():
         assert len({m.coarse() for m in members}) == 1
-        assert all(detail_difference(a, b) >= 3 for i, a in enumerate(members) for b in members[i + 1:])
+        assert all(detail_difference(a, b) >= 3 for i, a in enumerate(members) for b in members[i + 1 :])
         if len(members) >= 2:
             pairs.append(members[:2])
     assert len(pairs) >= 2
@@ -205,7 +204,7 @@ def test_lookalikes_share_the_coarse_look_and_differ_only_in_details():
         # visible differences: small but non-zero within a family, larger between families
         same = [_differing_share(a, b, view) for a, b in pairs]
         cross = [_differing_share(pairs[i][0], pairs[(i + 1) % len(pairs)][0], view) for i in range(len(pairs))]
-        assert 0.005 < min(same) and max(same) < min(cross), (view, same, cross)
+        assert min(same) > 0.005 and max(same) < min(cross), (view, same, cross)
 
 
 def test_heights_follow_the_configured_distribution():
@@ -218,8 +217,7 @@ def test_heights_follow_the_configured_distribution():
 
 
 def test_queries_span_every_height_bucket():
-    config = resolve_config("tiny", num_test_ids=40, appearances=(3, 4), image_width=800, image_height=600,
-                            min_height=20, max_height=400)
+    config = resolve_config("tiny", num_test_ids=40, appearances=(3, 4), image_width=800, image_height=600, min_height=20, max_height=400)
     queries = build_dataset(plan_benchmark(config, 0), Path("/unused"), "cuhk").queries
     counts = Counter(height_bucket(float(box_heights(q.box)[0])) for q in queries)
     # log-uniform 20..400 px puts 37%, 23%, 23% and 17% of people in the four buckets

@@ -37,8 +37,15 @@ def tiny_crop_set(n_ids: int = 4, per_id: int = 6) -> CropSet:
 
 def tiny_config(**overrides) -> ReIDTrainConfig:
     base = dict(
-        backbone="mobilenet_v2_tiny", pretrained=None, input_size=(32, 16), epochs=2, batch_size=8,
-        fast=False, device="cpu", checkpoint_every=2, optim=OptimConfig(warmup_steps=2),
+        backbone="mobilenet_v2_tiny",
+        pretrained=None,
+        input_size=(32, 16),
+        epochs=2,
+        batch_size=8,
+        fast=False,
+        device="cpu",
+        checkpoint_every=2,
+        optim=OptimConfig(warmup_steps=2),
     )
     base.update(overrides)
     return ReIDTrainConfig(**base)
@@ -145,9 +152,23 @@ def test_torchrun_trains_with_two_processes_and_one_writer(tmp_path: Path) -> No
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun is installed with torch"
     run = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "-m", "personsearch.interfaces.cli", "train-reid",
-         "--out", str(tmp_path / "out"), "--config", str(config), "--dataset", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=300,
+        [
+            torchrun,
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "personsearch.interfaces.cli",
+            "train-reid",
+            "--out",
+            str(tmp_path / "out"),
+            "--config",
+            str(config),
+            "--dataset",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count("re-id trained") == 2

@@ -35,12 +35,20 @@ def _cuhk_dataset() -> PersonSearchDataset:
         _scene("g1.jpg", [[0, 0, 8, 24], [10, 0, 20, 30]], [2, 1]),
         _scene("g2.jpg", [[4, 4, 14, 44]], [2]),
     ]
-    q0 = Query("g3.jpg", Path("g3.jpg"), [2, 2, 12, 32], 1,
-               galleries={50: [_item("g1.jpg", [10, 0, 20, 30]), _item("g2.jpg")],
-                          100: [_item("g1.jpg", [10, 0, 20, 30]), _item("g2.jpg"), _item("g3.jpg")]})
-    q1 = Query("g1.jpg", Path("g1.jpg"), [0, 0, 8, 24], 2,
-               galleries={50: [_item("g2.jpg", [4, 4, 14, 44]), _item("g3.jpg")],
-                          100: [_item("g2.jpg", [4, 4, 14, 44]), _item("g3.jpg"), _item("g1.jpg")]})
+    q0 = Query(
+        "g3.jpg",
+        Path("g3.jpg"),
+        [2, 2, 12, 32],
+        1,
+        galleries={50: [_item("g1.jpg", [10, 0, 20, 30]), _item("g2.jpg")], 100: [_item("g1.jpg", [10, 0, 20, 30]), _item("g2.jpg"), _item("g3.jpg")]},
+    )
+    q1 = Query(
+        "g1.jpg",
+        Path("g1.jpg"),
+        [0, 0, 8, 24],
+        2,
+        galleries={50: [_item("g2.jpg", [4, 4, 14, 44]), _item("g3.jpg")], 100: [_item("g2.jpg", [4, 4, 14, 44]), _item("g3.jpg"), _item("g1.jpg")]},
+    )
     subsets = {
         "Occlusion": [Query(q1.name, q1.path, q1.box, 2, galleries={100: q1.galleries[100]})],
         "Resolution": [Query(q0.name, q0.path, q0.box, 1, galleries={100: q0.galleries[100]})],
@@ -49,15 +57,12 @@ def _cuhk_dataset() -> PersonSearchDataset:
 
 
 def _scenes_view(scenes: list[Scene]) -> list:
-    return [
-        (s.name, s.boxes.tolist(), s.pids.tolist(), s.cam, None if s.hard is None else s.hard.tolist()) for s in scenes
-    ]
+    return [(s.name, s.boxes.tolist(), s.pids.tolist(), s.cam, None if s.hard is None else s.hard.tolist()) for s in scenes]
 
 
 def _queries_view(queries: list[Query]) -> list:
     return [
-        (q.name, q.box.tolist(), q.pid, q.cam,
-         {g: [(i.name, None if i.box is None else i.box.tolist()) for i in items] for g, items in q.galleries.items()})
+        (q.name, q.box.tolist(), q.pid, q.cam, {g: [(i.name, None if i.box is None else i.box.tolist()) for i in items] for g, items in q.galleries.items()})
         for q in queries
     ]
 
@@ -74,9 +79,7 @@ def test_cuhk_round_trip(tmp_path: Path) -> None:
     assert _scenes_view(back.train) == _scenes_view(ds.train)
     assert _scenes_view(back.gallery) == _scenes_view(ds.gallery)
     assert _queries_view(back.queries) == _queries_view(ds.queries)
-    assert {k: _queries_view(v) for k, v in back.subsets.items()} == {
-        k: _queries_view(v) for k, v in ds.subsets.items()
-    }
+    assert {k: _queries_view(v) for k, v in back.subsets.items()} == {k: _queries_view(v) for k, v in ds.subsets.items()}
     assert back.train[0].path == tmp_path.resolve() / "Image" / "SSM" / "a1.jpg"
 
 
@@ -148,8 +151,10 @@ def test_cuhk_pids_renumbered(tmp_path: Path) -> None:
         (lambda ds: ds.subsets.__setitem__("Blur", []), "subsets \\['Blur'\\] have no CUHK-SYSU file"),
         (lambda ds: setattr(ds.gallery[2], "name", "g3.jpg"), "g3.jpg appears twice"),
         (lambda ds: setattr(ds.queries[0], "name", "a1.jpg"), "query images \\['a1.jpg'\\] are not test scenes"),
-        (lambda ds: setattr(ds.gallery[2], "boxes", np.array([[4, 4, 14, 44]] * 2, np.float32)) or
-         setattr(ds.gallery[2], "pids", np.array([2, 2])), "two identical boxes"),
+        (
+            lambda ds: setattr(ds.gallery[2], "boxes", np.array([[4, 4, 14, 44]] * 2, np.float32)) or setattr(ds.gallery[2], "pids", np.array([2, 2])),
+            "two identical boxes",
+        ),
     ],
 )
 def test_cuhk_writer_refuses_what_cannot_round_trip(tmp_path: Path, mutate, message: str) -> None:

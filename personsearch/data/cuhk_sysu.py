@@ -120,8 +120,7 @@ def _read_protocol(reader: MatReader, value: np.ndarray, label: str) -> list[_Pr
         gallery = []
         for j, item in enumerate(reader.structs(gallery_value, f"{label}({i}).Gallery", 2), start=1):
             where = f"{label}({i}).Gallery({j})"
-            box = reader.numbers(item[1], f"{where}.idlocate (4 numbers, or empty 1x0 if the target is absent)", 4,
-                                 allow_empty=True)
+            box = reader.numbers(item[1], f"{where}.idlocate (4 numbers, or empty 1x0 if the target is absent)", 4, allow_empty=True)
             # interned: TestG4000 alone repeats the 6,978 pool names 11.6 million times
             name = sys.intern(reader.string(item[0], f"{where}.imname"))
             gallery.append((name, box.astype(np.int32) if box.size else None))
@@ -135,15 +134,15 @@ def _read_protocol(reader: MatReader, value: np.ndarray, label: str) -> list[_Pr
     return entries
 
 
-def _check_query_order(reader: MatReader, entries: list[_ProtocolEntry], label: str,
-                       reference: list[_ProtocolEntry]) -> None:
+def _check_query_order(reader: MatReader, entries: list[_ProtocolEntry], label: str, reference: list[_ProtocolEntry]) -> None:
     """The queries match ``reference`` (TestG50) index by index, as evaluation relies on."""
     if len(entries) != len(reference):
         raise reader.error(label, f"{len(reference)} queries, as in TestG50.mat", f"{len(entries)}")
     for i, (entry, ref) in enumerate(zip(entries, reference), start=1):
         if entry.name != ref.name or not np.array_equal(entry.xywh, ref.xywh):
             raise reader.error(
-                f"{label}({i}).Query", f"the same query as TestG50({i}): {ref.name} {ref.xywh.tolist()}",
+                f"{label}({i}).Query",
+                f"the same query as TestG50({i}): {ref.name} {ref.xywh.tolist()}",
                 f"{entry.name} {entry.xywh.tolist()} (every TestG file must list the queries in one order)",
             )
 
@@ -159,8 +158,7 @@ def _check_in_pool(reader: MatReader, entries: list[_ProtocolEntry], label: str,
                 raise reader.error(f"{label}({i}).Gallery({j}).imname", expected, repr(name))
 
 
-def _label(images: dict[str, _Image], names: Iterable[str],
-           boxes: Iterable[tuple[str, np.ndarray, int]]) -> dict[str, np.ndarray]:
+def _label(images: dict[str, _Image], names: Iterable[str], boxes: Iterable[tuple[str, np.ndarray, int]]) -> dict[str, np.ndarray]:
     """pids for ``names``: each ``(image, xywh, pid)`` labels the first equal box of that image."""
     pids = {name: np.full(len(images[name].xywh), UNLABELED, dtype=np.int64) for name in names}
     for name, xywh, pid in boxes:
@@ -181,8 +179,7 @@ def _train_boxes(root: Path, images: dict[str, _Image]) -> list[tuple[str, np.nd
         for j, scene in enumerate(reader.structs(identity[2], f"Train{{{i}}}.scene", 2), start=1):
             name = reader.string(scene[0], f"Train{{{i}}}.scene({j}).imname")
             if name not in images:
-                raise reader.error(f"Train{{{i}}}.scene({j}).imname", "an image listed in annotation/Images.mat",
-                                   repr(name))
+                raise reader.error(f"Train{{{i}}}.scene({j}).imname", "an image listed in annotation/Images.mat", repr(name))
             xywh = reader.numbers(scene[1], f"Train{{{i}}}.scene({j}).idlocate", 4).astype(np.int32)
             boxes.append((name, xywh, i))
     return boxes
@@ -205,15 +202,10 @@ def _gallery_items(entry: _ProtocolEntry) -> list[GalleryItem]:
 
 
 def _scenes(root: Path, names: Sequence[str], images: dict[str, _Image], pids: dict[str, np.ndarray]) -> list[Scene]:
-    return [
-        Scene(name, root / IMAGE_DIR / name, _xyxy(images[name].xywh), pids[name], 0, images[name].hard)
-        for name in names
-    ]
+    return [Scene(name, root / IMAGE_DIR / name, _xyxy(images[name].xywh), pids[name], 0, images[name].hard) for name in names]
 
 
-def _load_protocol(
-    root: Path, size: int, pool: set[str], reference: list[_ProtocolEntry] | None
-) -> list[_ProtocolEntry]:
+def _load_protocol(root: Path, size: int, pool: set[str], reference: list[_ProtocolEntry] | None) -> list[_ProtocolEntry]:
     """``TestG{size}.mat``, checked against the pool and the TestG50 query order (``reference``)."""
     label = f"TestG{size}"
     reader, value = _read(root, protocol_path(size), label)
@@ -236,9 +228,14 @@ def _load_subsets(root: Path, reference: list[_ProtocolEntry], pool: set[str]) -
         entries = _read_protocol(reader, value, variable)
         _check_in_pool(reader, entries, variable, pool)
         subsets[name] = [
-            Query(e.name, root / IMAGE_DIR / e.name, _xyxy(e.xywh)[0],
-                  pid_of.get((e.name, tuple(e.xywh.tolist())), UNLABELED), 0,
-                  {SUBSET_GALLERY_SIZE: _gallery_items(e)})
+            Query(
+                e.name,
+                root / IMAGE_DIR / e.name,
+                _xyxy(e.xywh)[0],
+                pid_of.get((e.name, tuple(e.xywh.tolist())), UNLABELED),
+                0,
+                {SUBSET_GALLERY_SIZE: _gallery_items(e)},
+            )
             for e in entries
         ]
     return subsets
@@ -262,8 +259,10 @@ def load_cuhk_sysu(root: str | Path, *, gallery_sizes: Sequence[int] | None = No
     unknown_pool = [name for name in pool if name not in images]
     if unknown_pool:
         raise DatasetFormatError(
-            root / POOL_MAT, "only images that annotation/Images.mat lists",
-            f"{len(unknown_pool)} others ({', '.join(unknown_pool[:5])})", _fix(root, POOL_MAT),
+            root / POOL_MAT,
+            "only images that annotation/Images.mat lists",
+            f"{len(unknown_pool)} others ({', '.join(unknown_pool[:5])})",
+            _fix(root, POOL_MAT),
         )
     check_files_exist(root / IMAGE_DIR, list(images), "annotation/Images.mat", _fix(root, IMAGE_DIR))
     pool_names = set(pool)
@@ -278,8 +277,7 @@ def load_cuhk_sysu(root: str | Path, *, gallery_sizes: Sequence[int] | None = No
             protocols[size] = _load_protocol(root, size, pool_names, reference)
 
     queries = [
-        Query(entry.name, root / IMAGE_DIR / entry.name, _xyxy(entry.xywh)[0], pid, 0,
-              {size: _gallery_items(protocols[size][pid - 1]) for size in protocols})
+        Query(entry.name, root / IMAGE_DIR / entry.name, _xyxy(entry.xywh)[0], pid, 0, {size: _gallery_items(protocols[size][pid - 1]) for size in protocols})
         for pid, entry in enumerate(reference, start=1)
     ]
     return PersonSearchDataset(

@@ -37,8 +37,7 @@ _CAMERA = re.compile(r"c(\d)")
 
 def _fix(root: Path, relative: Path) -> str:
     return (
-        f"re-download/unpack PRW-v16.04.20 so that {root / relative} is the official file "
-        "(or rewrite the annotations with personsearch.data.writers.write_prw)"
+        f"re-download/unpack PRW-v16.04.20 so that {root / relative} is the official file (or rewrite the annotations with personsearch.data.writers.write_prw)"
     )
 
 
@@ -52,7 +51,9 @@ def camera_of(name: str, source: Path) -> int:
     match = _CAMERA.search(name)
     if match is None:
         raise DatasetFormatError(
-            source, "frame names like c{cam}s{seq}_{frame:06d} (e.g. c1s3_016471)", repr(name),
+            source,
+            "frame names like c{cam}s{seq}_{frame:06d} (e.g. c1s3_016471)",
+            repr(name),
             "rename the frame so it carries its camera, as the official PRW frames do",
         )
     return int(match.group(1))
@@ -119,10 +120,8 @@ def load_prw(root: str | Path) -> PersonSearchDataset:
     test_names = _frame_list(root, TEST_MAT, "img_index_test")
     queries = _load_queries(root)
     frames = train_names + test_names
-    check_files_exist(root / FRAME_DIR, frames + [q.name for q in queries],
-                      "frame_train.mat, frame_test.mat and query_info.txt", _fix(root, FRAME_DIR))
-    check_files_exist(root / ANNOTATION_DIR, [annotation_path(n).name for n in frames],
-                      "frame_train.mat and frame_test.mat", _fix(root, ANNOTATION_DIR))
+    check_files_exist(root / FRAME_DIR, frames + [q.name for q in queries], "frame_train.mat, frame_test.mat and query_info.txt", _fix(root, FRAME_DIR))
+    check_files_exist(root / ANNOTATION_DIR, [annotation_path(n).name for n in frames], "frame_train.mat and frame_test.mat", _fix(root, ANNOTATION_DIR))
     return PersonSearchDataset(
         name="PRW",
         root=root,

@@ -109,8 +109,7 @@ def format_statistics(stats: dict[str, object]) -> str:
     lines += _table(
         ("split", *bucket_names, "min", "median", "max"),
         [
-            (name, *(_number(split["heights"]["buckets"][b]) for b in bucket_names),
-             *(_number(split["heights"][key]) for key in ("min", "median", "max")))
+            (name, *(_number(split["heights"]["buckets"][b]) for b in bucket_names), *(_number(split["heights"][key]) for key in ("min", "median", "max")))
             for name, split in splits.items()
         ],
     )

@@ -106,8 +106,7 @@ def _train_mat(scenes: Sequence[Scene]) -> np.ndarray:
             if pid != UNLABELED:
                 appearances.setdefault(pid, []).append((scene.name, box[None, :], float(flag)))
     cells = [
-        _struct([(f"p{pid}", float(len(appearances[pid])), _struct(appearances[pid], _SCENE_FIELDS))],
-                ("idname", "nAppear", "scene"))
+        _struct([(f"p{pid}", float(len(appearances[pid])), _struct(appearances[pid], _SCENE_FIELDS))], ("idname", "nAppear", "scene"))
         for pid in sorted(appearances)
     ]
     return _cell(cells)
@@ -125,12 +124,10 @@ def _protocol(queries: Sequence[Query], size: int, pool: set[str], label: str) -
             raise ValueError(f"{label}: query {i} gallery names images outside dataset.gallery: {outside[:5]}")
         ordered = [item for item in items if item.box is not None] + [item for item in items if item.box is None]
         gallery = _struct(
-            [(item.name, np.zeros((1, 0)) if item.box is None else _xywh(item.box, f"{label} query {i} gallery item"),
-              0.0) for item in ordered],
+            [(item.name, np.zeros((1, 0)) if item.box is None else _xywh(item.box, f"{label} query {i} gallery item"), 0.0) for item in ordered],
             _SCENE_FIELDS,
         )
-        query_struct = _struct([(query.name, _xywh(query.box, f"{label} query {i}"), 0.0, f"p{i}")],
-                               (*_SCENE_FIELDS, "idname"))
+        query_struct = _struct([(query.name, _xywh(query.box, f"{label} query {i}"), 0.0, f"p{i}")], (*_SCENE_FIELDS, "idname"))
         rows.append((query_struct, gallery))
     return _struct(rows, ("Query", "Gallery"))
 
@@ -144,8 +141,7 @@ def write_cuhk_sysu(dataset: PersonSearchDataset, root: str | Path) -> None:
     root = Path(root)
     _unique_names([*dataset.train, *dataset.gallery])
     pool = {scene.name for scene in dataset.gallery}
-    missing = [q.name for q in [*dataset.queries, *(q for qs in dataset.subsets.values() for q in qs)]
-               if q.name not in pool]
+    missing = [q.name for q in [*dataset.queries, *(q for qs in dataset.subsets.values() for q in qs)] if q.name not in pool]
     if missing:
         raise ValueError(f"query images {missing[:5]} are not test scenes; add them to dataset.gallery")
     sizes = dataset.gallery_sizes if dataset.queries else [50]
@@ -212,8 +208,7 @@ def write_prw(dataset: PersonSearchDataset, root: str | Path) -> None:
     """
     root = Path(root)
     _unique_names([*dataset.train, *dataset.gallery])
-    for relative, variable, scenes in ((prw.TRAIN_MAT, "img_index_train", dataset.train),
-                                       (prw.TEST_MAT, "img_index_test", dataset.gallery)):
+    for relative, variable, scenes in ((prw.TRAIN_MAT, "img_index_train", dataset.train), (prw.TEST_MAT, "img_index_test", dataset.gallery)):
         frames = [_prw_frame(scene.name, scene.cam) for scene in scenes]
         for scene in scenes:
             _save(root / prw.annotation_path(scene.name), {"box_new": _prw_annotation(scene)})

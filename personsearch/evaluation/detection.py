@@ -95,9 +95,7 @@ def evaluate_detection(
         count_gt=len(heights),
         count_tp=int(found.sum()),
         n_images=n_images,
-        recall_by_height={
-            b: BucketRecall(int((buckets == b).sum()), int(found[buckets == b].sum())) for b, _, _ in HEIGHT_BUCKETS
-        },
+        recall_by_height={b: BucketRecall(int((buckets == b).sum()), int(found[buckets == b].sum())) for b, _, _ in HEIGHT_BUCKETS},
         settings={
             "dataset": dataset.name,
             "det_thresh": det_thresh,

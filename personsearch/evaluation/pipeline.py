@@ -85,8 +85,13 @@ class PipelineResult:
 
     def format_table(self) -> str:
         return "\n".join(
-            [self.detection.format_table(), "Search with detections", self.search.format_table(),
-             "Search with ground-truth boxes", self.search_gt.format_table()]
+            [
+                self.detection.format_table(),
+                "Search with detections",
+                self.search.format_table(),
+                "Search with ground-truth boxes",
+                self.search_gt.format_table(),
+            ]
         )
 
 
@@ -116,9 +121,7 @@ def evaluate_engine(
         if detections is None:
             raise ValueError("features of the gallery detections were given without the detections")
         dets, feats = detections, features
-        _, gt_feats, _ = run_gallery(
-            engine, dataset.gallery, detections=ground_truth_detections(dataset.gallery), progress=progress, embed_ground_truth=False
-        )
+        _, gt_feats, _ = run_gallery(engine, dataset.gallery, detections=ground_truth_detections(dataset.gallery), progress=progress, embed_ground_truth=False)
     timings["gallery"] = time.perf_counter() - started
     started = time.perf_counter()
     qfeats = query_features(engine, dataset.queries)

@@ -56,15 +56,10 @@ class ExcludedQuery:
     reason: str
 
 
-def query_height_buckets(
-    heights: np.ndarray, ap: np.ndarray, hits: dict[int, np.ndarray]
-) -> dict[str, BucketScore]:
+def query_height_buckets(heights: np.ndarray, ap: np.ndarray, hits: dict[int, np.ndarray]) -> dict[str, BucketScore]:
     """Per-query scores grouped by the query box height (records.HEIGHT_BUCKETS)."""
     names = np.array([height_bucket(float(h)) for h in heights], dtype=object)
-    return {
-        name: BucketScore.over(ap[names == name], {k: v[names == name] for k, v in hits.items()})
-        for name, _, _ in HEIGHT_BUCKETS
-    }
+    return {name: BucketScore.over(ap[names == name], {k: v[names == name] for k, v in hits.items()}) for name, _, _ in HEIGHT_BUCKETS}
 
 
 def _pct(value: float | None) -> str:
@@ -73,10 +68,7 @@ def _pct(value: float | None) -> str:
 
 def _format_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-        for r in [header, *rows]
-    ]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *rows]]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -178,9 +170,7 @@ class SearchResult:
             reasons: dict[str, int] = {}
             for e in self.excluded:
                 reasons[e.reason] = reasons.get(e.reason, 0) + 1
-            text += f"\nExcluded {len(self.excluded)} queries from the mean: " + "; ".join(
-                f"{reason} ({n})" for reason, n in reasons.items()
-            )
+            text += f"\nExcluded {len(self.excluded)} queries from the mean: " + "; ".join(f"{reason} ({n})" for reason, n in reasons.items())
         return text
 
 
@@ -220,10 +210,7 @@ class DetectionResult:
             "count_gt": self.count_gt,
             "count_tp": self.count_tp,
             "n_images": self.n_images,
-            "recall_by_height": {
-                b: {"count_gt": r.count_gt, "count_tp": r.count_tp, "recall": r.recall}
-                for b, r in self.recall_by_height.items()
-            },
+            "recall_by_height": {b: {"count_gt": r.count_gt, "count_tp": r.count_tp, "recall": r.recall} for b, r in self.recall_by_height.items()},
             "settings": dict(self.settings),
         }
 
@@ -236,9 +223,7 @@ class DetectionResult:
             count_gt=int(data["count_gt"]),
             count_tp=int(data["count_tp"]),
             n_images=int(data["n_images"]),
-            recall_by_height={
-                b: BucketRecall(int(r["count_gt"]), int(r["count_tp"])) for b, r in data["recall_by_height"].items()
-            },
+            recall_by_height={b: BucketRecall(int(r["count_gt"]), int(r["count_tp"])) for b, r in data["recall_by_height"].items()},
             settings=dict(data["settings"]),
         )
 

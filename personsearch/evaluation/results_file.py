@@ -63,9 +63,7 @@ def save_results(
         )
     query_feats = np.asarray(query_feats, dtype=np.float32)
     if query_feats.ndim != 2 or len(query_feats) != len(dataset.queries):
-        raise ValueError(
-            f"query_feats: expected ({len(dataset.queries)}, D), one row per dataset query, got {query_feats.shape}"
-        )
+        raise ValueError(f"query_feats: expected ({len(dataset.queries)}, D), one row per dataset query, got {query_feats.shape}")
     dim = query_feats.shape[1]
     dets = [as_detection_array(d, f"gallery_dets[{i}]") for i, d in enumerate(gallery_dets)]
     feats = [_rows(f, len(d), dim, f"gallery_feats[{i}]") for i, (d, f) in enumerate(zip(dets, gallery_feats))]
@@ -107,9 +105,7 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
     except (ValueError, OSError) as err:
         raise ResultsFileError(f"{path}: not a readable .npz archive ({err}); write it with numpy.savez") from err
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ResultsFileError(
-            f"{path}: holds a single array, expected an .npz archive with keys {list(REQUIRED_KEYS)}"
-        )
+        raise ResultsFileError(f"{path}: holds a single array, expected an .npz archive with keys {list(REQUIRED_KEYS)}")
     with archive:
         missing = [k for k in REQUIRED_KEYS if k not in archive.files]
         if missing:
@@ -123,24 +119,17 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
                 arrays[key] = archive[key]
             except ValueError as err:
                 raise ResultsFileError(
-                    f"{path}: key {key!r} is stored as Python objects, which are never unpickled; "
-                    "save it as a numeric or unicode string array"
+                    f"{path}: key {key!r} is stored as Python objects, which are never unpickled; save it as a numeric or unicode string array"
                 ) from err
     return arrays
 
 
-def _numeric(
-    path: Path, arrays: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...], dtype: Any
-) -> np.ndarray:
+def _numeric(path: Path, arrays: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...], dtype: Any) -> np.ndarray:
     """``arrays[key]`` checked against ``shape`` (None = any length) and cast to ``dtype``."""
     value = arrays[key]
-    if value.dtype.kind not in "biuf" or value.ndim != len(shape) or any(
-        want is not None and got != want for got, want in zip(value.shape, shape)
-    ):
+    if value.dtype.kind not in "biuf" or value.ndim != len(shape) or any(want is not None and got != want for got, want in zip(value.shape, shape)):
         expected = str(tuple("any" if s is None else s for s in shape)).replace("'", "")
-        raise ResultsFileError(
-            f"{path}: {key} must be a numeric array of shape {expected}, found {value.dtype} {value.shape}"
-        )
+        raise ResultsFileError(f"{path}: {key} must be a numeric array of shape {expected}, found {value.dtype} {value.shape}")
     if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
         raise ResultsFileError(f"{path}: {key} holds NaN or infinite values")
     if np.dtype(dtype).kind in "iu" and value.dtype.kind == "f":
@@ -194,8 +183,7 @@ def load_results(
     unknown = [n for n in names if n not in index]
     if unknown:
         raise ResultsFileError(
-            f"{path}: {len(unknown)} gallery_images are not in {dataset.name}'s gallery, e.g. {unknown[:5]}; "
-            "is this the results file of another dataset?"
+            f"{path}: {len(unknown)} gallery_images are not in {dataset.name}'s gallery, e.g. {unknown[:5]}; is this the results file of another dataset?"
         )
     absent = sorted(set(index) - set(names))
     if absent:
@@ -228,9 +216,7 @@ def load_results(
     return gallery_dets, gallery_feats, query, _load_context(path, arrays, len(query), dim, normalise)
 
 
-def _load_context(
-    path: Path, arrays: dict[str, np.ndarray], n_queries: int, dim: int, normalise: bool
-) -> QueryContext | None:
+def _load_context(path: Path, arrays: dict[str, np.ndarray], n_queries: int, dim: int, normalise: bool) -> QueryContext | None:
     present = [k for k in CONTEXT_KEYS if k in arrays]
     if not present:
         return None
@@ -246,9 +232,7 @@ def _load_context(
     rows = _group(owner, n_queries)
     lacking = [q for q, r in enumerate(rows) if len(r) == 0]
     if lacking:
-        raise ResultsFileError(
-            f"{path}: queries {lacking[:5]} have no query_context rows; each needs at least its own box"
-        )
+        raise ResultsFileError(f"{path}: queries {lacking[:5]} have no query_context rows; each needs at least its own box")
     dets = np.concatenate([boxes, scores[:, None]], axis=1)
     return [(dets[r], feats[r]) for r in rows]
 

@@ -182,21 +182,15 @@ def _prw_galleries(dataset: PersonSearchDataset, queries: Sequence[Query], cross
     return out
 
 
-def _check_context(
-    query: Query, dets: np.ndarray, feats: np.ndarray, dim: int, i: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_context(query: Query, dets: np.ndarray, feats: np.ndarray, dim: int, i: int) -> tuple[np.ndarray, np.ndarray]:
     dets = np.asarray(dets, dtype=np.float64)
     feats = np.asarray(feats, dtype=np.float32)
     if dets.ndim != 2 or dets.shape[1] != 5 or len(dets) == 0 or feats.shape != (len(dets), dim):
         raise ValueError(
-            f"query_context[{i}] ({query.name}): expected (m, 5) detections and (m, {dim}) features "
-            f"with m >= 1, got {dets.shape} and {feats.shape}"
+            f"query_context[{i}] ({query.name}): expected (m, 5) detections and (m, {dim}) features with m >= 1, got {dets.shape} and {feats.shape}"
         )
     if np.abs(dets[0, :4] - query.box).max() > 0.5:
-        raise ValueError(
-            f"query_context[{i}] ({query.name}): row 0 must be the query box itself "
-            f"{query.box.tolist()}, got {dets[0, :4].tolist()}"
-        )
+        raise ValueError(f"query_context[{i}] ({query.name}): row 0 must be the query box itself {query.box.tolist()}, got {dets[0, :4].tolist()}")
     check_l2_normalised(feats, f"query_context[{i}] features", _NORMALISE_FIX)
     return dets, feats
 
@@ -214,9 +208,7 @@ def _cbgm(score: np.ndarray, cand: np.ndarray, kept: _Detections, context_feats:
             score[lo + cols[rows == 0][0]] = weights[rows, cols].max()
 
 
-def _score_query(
-    qfeat: np.ndarray, gallery: _QueryGallery, kept: _Detections, context_feats: np.ndarray | None, k1: int, k2: int
-) -> _Scored:
+def _score_query(qfeat: np.ndarray, gallery: _QueryGallery, kept: _Detections, context_feats: np.ndarray | None, k1: int, k2: int) -> _Scored:
     """Pool and label the query's candidates (sections 3.1-3.2): in each target image, the
     most similar detection reaching the target's IoU threshold is the single true positive."""
     sims = (kept.feats @ qfeat).astype(np.float64)
@@ -376,10 +368,7 @@ def evaluate_search(
         count_tp=np.asarray(count_tp, dtype=np.int64),
         query_height=height_arr,
         by_query_height=query_height_buckets(height_arr, ap_arr, hit_arrs),
-        by_target_height={
-            b: BucketScore.over(np.asarray(bucket_aps[b]), {k: np.asarray(v) for k, v in bucket_hits[b].items()})
-            for b, _, _ in HEIGHT_BUCKETS
-        },
+        by_target_height={b: BucketScore.over(np.asarray(bucket_aps[b]), {k: np.asarray(v) for k, v in bucket_hits[b].items()}) for b, _, _ in HEIGHT_BUCKETS},
         excluded=excluded,
         settings=settings,
     )

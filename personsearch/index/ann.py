@@ -50,6 +50,8 @@ IVF-PQ 0.955 at 256 probes, 28 ms (benchmarks/search_latency.py, docs/scaling.md
 
 def default_nprobe(nlist: int) -> int:
     return min(nlist, max(DEFAULT_NPROBE, nlist // 12))
+
+
 _ADD_CHUNK = 65_536
 KINDS = {"ivf": IVF_NAME, "ivfpq": IVFPQ_NAME}
 """Approximate index kinds and their files."""
@@ -237,8 +239,15 @@ class VectorSearch:
 
     # ----------------------------------------------------------------- search
     def search(
-        self, query: np.ndarray, k: int, rows: int, mask: np.ndarray | None = None, *,
-        approximate: bool = False, nprobe: int | None = None, kind: str | None = None,
+        self,
+        query: np.ndarray,
+        k: int,
+        rows: int,
+        mask: np.ndarray | None = None,
+        *,
+        approximate: bool = False,
+        nprobe: int | None = None,
+        kind: str | None = None,
     ) -> Neighbours:
         """The ``k`` rows among the first ``rows`` (and within ``mask``) with the largest inner
         product; approximate ones of ``kind`` (``approximate_kind``) when ``approximate``."""

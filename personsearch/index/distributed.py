@@ -131,9 +131,7 @@ class FrameWorker:
             out["unit"].append(int(unit_id))
             out["progress"].append(json.dumps(progress))
             out["frames"].append(len(frames))
-            out["rows"].append(json.dumps([
-                [index_of[id(r.source)], r.frame, r.time, [float(v) for v in r.box], r.score] for r in rows
-            ]))
+            out["rows"].append(json.dumps([[index_of[id(r.source)], r.frame, r.time, [float(v) for v in r.box], r.score] for r in rows]))
             out["vectors"].append(np.ascontiguousarray(vectors, np.float32).tobytes())
             out["thumbnails"].append([r.thumbnail for r in rows])
         return out
@@ -207,7 +205,9 @@ def index_paths_on_ray(
 class _Committer:
     """Turns each unit's result into one atomic commit, in plan order."""
 
-    def __init__(self, store: IndexStore, dim: int, sources: list[Source], start_frames: list[int], summary: IndexSummary, on_progress: ProgressCallback | None) -> None:
+    def __init__(
+        self, store: IndexStore, dim: int, sources: list[Source], start_frames: list[int], summary: IndexSummary, on_progress: ProgressCallback | None
+    ) -> None:
         self.store, self.dim, self.sources, self.summary, self.on_progress = store, dim, sources, summary, on_progress
         self.next_frame = list(start_frames)
         self.expected = 0

@@ -66,7 +66,9 @@ class Hit:
     def thumbnail(self) -> np.ndarray:
         """The thumbnail as HxWx3 uint8 RGB."""
         if self.thumbnail_jpeg is None:
-            raise ValueError(f"hit {self.rank} (box {self.box_id}) carries no thumbnail; search the index again or read the scene with personsearch.index.sources.read_frame")
+            raise ValueError(
+                f"hit {self.rank} (box {self.box_id}) carries no thumbnail; search the index again or read the scene with personsearch.index.sources.read_frame"
+            )
         return decode_image(self.thumbnail_jpeg, f"thumbnail of box {self.box_id}")
 
 
@@ -115,9 +117,7 @@ def hits_from_json(document: Mapping[str, Any]) -> list[Hit]:
     if document.get("schema") != JSON_SCHEMA:
         raise ValueError(f"not a personsearch search-results document: 'schema' is {document.get('schema')!r}, expected {JSON_SCHEMA!r}")
     if document.get("schema_version") != JSON_SCHEMA_VERSION:
-        raise ValueError(
-            f"search results schema_version {document.get('schema_version')!r}; this version of personsearch reads {JSON_SCHEMA_VERSION}"
-        )
+        raise ValueError(f"search results schema_version {document.get('schema_version')!r}; this version of personsearch reads {JSON_SCHEMA_VERSION}")
     hits = []
     for i, item in enumerate(document.get("hits", [])):
         missing = [key for key in HIT_KEYS if key not in item]

@@ -143,13 +143,14 @@ def describe_frames(pipeline: PersonSearchPipeline, frames: list[Frame]) -> tupl
 class _Batcher:
     """Accumulates work and commits it as one batch: detections, features, thumbnails, progress."""
 
-    def __init__(self, store: IndexStore, engine: PersonEngine, summary: IndexSummary, progress: Progress, task: Any, on_progress: ProgressCallback | None) -> None:
+    def __init__(
+        self, store: IndexStore, engine: PersonEngine, summary: IndexSummary, progress: Progress, task: Any, on_progress: ProgressCallback | None
+    ) -> None:
         self.store, self.pipeline, self.summary = store, PersonSearchPipeline(engine), summary
         self.progress, self.task, self.on_progress = progress, task, on_progress
         self.work: list[_Work] = []
         self.finished: list[Source] = []
         """Sources that yielded nothing this run but are complete (resumed at their end)."""
-
 
     def process(self) -> None:
         work, finished = self.work, self.finished

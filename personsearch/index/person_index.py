@@ -15,13 +15,13 @@ import numpy as np
 
 from personsearch.data.images import decode_image
 from personsearch.index.ann import MIN_IVF_ROWS, VectorSearch, approximate_kind
-from personsearch.pipeline import PersonEngine
+from personsearch.index.distributed import EngineFactory, RaySettings, index_paths_on_ray
 from personsearch.index.filters import Filters, RowTable
 from personsearch.index.hits import Hit
-from personsearch.index.distributed import EngineFactory, RaySettings, index_paths_on_ray
 from personsearch.index.indexer import IndexSummary, ProgressCallback, index_paths
 from personsearch.index.sources import Sampling
 from personsearch.index.store import IndexStore, ModelMismatchError
+from personsearch.pipeline import PersonEngine
 
 
 def check_model(store: IndexStore, engine: PersonEngine) -> None:
@@ -123,13 +123,30 @@ class PersonIndex:
                 if engine_factory is None:
                     raise ValueError("indexing on Ray needs engine_factory: how each actor builds its engine (e.g. functools.partial(load_engine, MODEL))")
                 summary = index_paths_on_ray(
-                    self.store, self.engine, engine_factory, paths, sampling=sampling, camera=camera, batch_size=batch_size,
-                    max_pixels=max_pixels, within=within, settings=ray, on_progress=on_progress,
+                    self.store,
+                    self.engine,
+                    engine_factory,
+                    paths,
+                    sampling=sampling,
+                    camera=camera,
+                    batch_size=batch_size,
+                    max_pixels=max_pixels,
+                    within=within,
+                    settings=ray,
+                    on_progress=on_progress,
                 )
             else:
                 summary = index_paths(
-                    self.store, self.engine, paths, sampling=sampling, camera=camera, batch_size=batch_size, progress=progress,
-                    max_pixels=max_pixels, within=within, on_progress=on_progress,
+                    self.store,
+                    self.engine,
+                    paths,
+                    sampling=sampling,
+                    camera=camera,
+                    batch_size=batch_size,
+                    progress=progress,
+                    max_pixels=max_pixels,
+                    within=within,
+                    on_progress=on_progress,
                 )
             if self.approximate_default():
                 rows = self.store.committed_rows()
@@ -180,7 +197,9 @@ class PersonIndex:
         (see ``Filters``). ``approximate=None`` uses the index's default."""
         feature = np.asarray(feature, dtype=np.float32).reshape(-1)
         if feature.shape[0] != self.feature_dim:
-            raise ValueError(f"query feature has {feature.shape[0]} dimensions; the index at {self.store.directory} holds {self.feature_dim}-d features of model {self.model_id!r}")
+            raise ValueError(
+                f"query feature has {feature.shape[0]} dimensions; the index at {self.store.directory} holds {self.feature_dim}-d features of model {self.model_id!r}"
+            )
         norm = float(np.linalg.norm(feature))
         if not np.isfinite(norm) or norm == 0:
             raise ValueError("query feature is zero or not finite")

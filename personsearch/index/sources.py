@@ -191,8 +191,13 @@ def _to_rgb(bgr: np.ndarray) -> np.ndarray:
 
 
 def iter_frames(
-    source: Source, *, start_frame: int = 0, sampling: Sampling = Sampling(), max_pixels: int | None = None,
-    stop_frame: int | None = None, seek: bool = False,
+    source: Source,
+    *,
+    start_frame: int = 0,
+    sampling: Sampling = Sampling(),
+    max_pixels: int | None = None,
+    stop_frame: int | None = None,
+    seek: bool = False,
 ) -> Iterator[Frame]:
     """Decode the source's frames to index: the image itself, or every video frame whose number
     is a multiple of the sampling step, at least ``start_frame`` (to resume a video) and below

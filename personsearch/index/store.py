@@ -174,10 +174,7 @@ class SourceChangedError(OSError):
 
 
 _SOURCE_COLUMNS = "id, path, kind, camera, people, complete, next_frame"
-_BOX_SELECT = (
-    "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score "
-    "FROM boxes b JOIN sources s ON s.id = b.source_id "
-)
+_BOX_SELECT = "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score FROM boxes b JOIN sources s ON s.id = b.source_id "
 
 
 def _source_info(row: tuple) -> SourceInfo:
@@ -451,9 +448,14 @@ class IndexStore:
             (incomplete,) = self.conn.execute("SELECT COUNT(*) FROM sources WHERE complete = 0").fetchone()
             people = self.count_boxes()
         return {
-            "model_id": self.model_id, "feature_dim": self.feature_dim, "people": people,
-            "images": kinds.get("image", 0), "videos": kinds.get("video", 0), "incomplete_sources": int(incomplete),
-            "cameras": cameras, "time_span": None if start is None else [float(start), float(end)],
+            "model_id": self.model_id,
+            "feature_dim": self.feature_dim,
+            "people": people,
+            "images": kinds.get("image", 0),
+            "videos": kinds.get("video", 0),
+            "incomplete_sources": int(incomplete),
+            "cameras": cameras,
+            "time_span": None if start is None else [float(start), float(end)],
         }
 
     def list_sources(self, *, camera: str | None = None, offset: int = 0, limit: int = 100) -> tuple[int, list[SourceInfo]]:

@@ -1,9 +1,9 @@
 """The Python API: one object that holds a model bundle and mirrors the CLI.
 
-    ps = PersonSearch.load()                             # the shipped model; or a bundle directory / saved name
-    ps.index(["footage/", "cam2.avi"], index="my-index")
-    result = ps.search("my-index", "scene.jpg", box=(10, 20, 60, 170), top_k=10)
-    result.write_html("report.html")
+ps = PersonSearch.load()                             # the shipped model; or a bundle directory / saved name
+ps.index(["footage/", "cam2.avi"], index="my-index")
+result = ps.search("my-index", "scene.jpg", box=(10, 20, 60, 170), top_k=10)
+result.write_html("report.html")
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.distributed import RaySettings, load_engine
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
+from personsearch.interfaces.report import write_contact_sheet, write_html_report
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.weights import cache_root
-from personsearch.interfaces.report import write_contact_sheet, write_html_report
 
 
 def model_home() -> Path:
@@ -135,7 +135,14 @@ class PersonSearch:
             factory = functools.partial(load_engine, str(self.bundle.path), str(self.bundle.device), self.bundle.detector_name, asked)
         with PersonIndex.open(index, self.bundle, create=True) as person_index:
             return person_index.add_paths(
-                paths, stride=stride, fps=fps, camera=camera, batch_size=batch_size, progress=progress, ray=settings, engine_factory=factory,
+                paths,
+                stride=stride,
+                fps=fps,
+                camera=camera,
+                batch_size=batch_size,
+                progress=progress,
+                ray=settings,
+                engine_factory=factory,
             )
 
     def query(self, image: str | Path | np.ndarray, *, box: Sequence[float] | None = None, frame: int | None = None, crop: bool = False) -> SearchQuery:

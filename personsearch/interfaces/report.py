@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from personsearch.data.boxes import crop_box
 from personsearch.data.images import ImageReadError, encode_jpeg
 from personsearch.index.hits import Hit
-from personsearch.data.boxes import crop_box
 from personsearch.index.sources import read_frame
 
 BOX_COLOUR = (0, 220, 255)
@@ -145,7 +145,7 @@ def html_report(
         f"<h1>{esc(title)}</h1>",
     ]
     if notes:
-        rows = "".join(f"<tr><td>{esc(str(k))}</td><td class=\"path\">{esc(str(v))}</td></tr>" for k, v in notes.items())
+        rows = "".join(f'<tr><td>{esc(str(k))}</td><td class="path">{esc(str(v))}</td></tr>' for k, v in notes.items())
         parts.append(f'<table class="notes">{rows}</table>')
     parts.append(f'<div class="query"><h2>Query</h2><img alt="query person" src="{_data_uri(encode_jpeg(np.ascontiguousarray(query_crop)))}"></div>')
     parts.append(f"<h2>{len(hits)} best matches</h2>")

@@ -64,12 +64,8 @@ def _mobilenet_stages(net: nn.Module) -> list[nn.Module]:
 
 ARCHS: dict[str, BackboneArch] = {
     "resnet50": BackboneArch(lambda norm: resnet50(norm_layer=norm), _resnet_stages, (4, 4, 8, 16, 32), "resnet50.imagenet"),
-    "mobilenet_v2": BackboneArch(
-        lambda norm: mobilenet_v2(norm_layer=norm), _mobilenet_stages, (2, 4, 8, 16, 32), "mobilenet_v2.imagenet"
-    ),
-    "mobilenet_v2_tiny": BackboneArch(
-        lambda norm: mobilenet_v2(width_mult=0.25, norm_layer=norm), _mobilenet_stages, (2, 4, 8, 16, 32), None
-    ),
+    "mobilenet_v2": BackboneArch(lambda norm: mobilenet_v2(norm_layer=norm), _mobilenet_stages, (2, 4, 8, 16, 32), "mobilenet_v2.imagenet"),
+    "mobilenet_v2_tiny": BackboneArch(lambda norm: mobilenet_v2(width_mult=0.25, norm_layer=norm), _mobilenet_stages, (2, 4, 8, 16, 32), None),
 }
 """``mobilenet_v2_tiny`` (width 0.25, no pretrained weights) exists for fast tests."""
 
@@ -136,9 +132,7 @@ class FeatureBackbone(nn.Module):
         head_frozen = sorted(set(self.frozen_stages) & set(self.stage_names[cut:]))
         if head_frozen:
             raise ValueError(f"stages {head_frozen} are frozen but would be in the head after {at!r}")
-        trunk = FeatureBackbone(
-            [(n, getattr(self, n), self.strides[n]) for n in self.stage_names[:cut]], (at,), self.frozen_stages
-        )
+        trunk = FeatureBackbone([(n, getattr(self, n), self.strides[n]) for n in self.stage_names[:cut]], (at,), self.frozen_stages)
         head = nn.Sequential(OrderedDict((n, getattr(self, n)) for n in self.stage_names[cut:]))
         return trunk, head
 
@@ -149,8 +143,7 @@ def load_pretrained(net: nn.Module, path: Path, arch: str) -> None:
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"{path}: not torchvision {arch} weights: {len(missing)} missing keys {missing[:4]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:4]}"
+            f"{path}: not torchvision {arch} weights: {len(missing)} missing keys {missing[:4]}, {len(unexpected)} unexpected keys {unexpected[:4]}"
         )
 
 

@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from personsearch.data.crops import crop_boxes, normalize_crops
+from personsearch.models import engine_choice, engines
 from personsearch.models.detector import DetectorConfig, build_detector
 from personsearch.models.external_detectors import build_external_detector
-from personsearch.models import engine_choice, engines
 from personsearch.models.reid import ReIDConfig, build_reid
 from personsearch.models.weights import cache_root
 
@@ -182,8 +182,10 @@ class ModelBundle:
         if self.external_detector is None:
             measurements += engine_choice.measure_detector(self.detector_engine, candidates, scenes, str(self.device))
         choice = engine_choice.EngineChoice(
-            reid=engine_choice.pick(measurements, "reid"), detector=engine_choice.pick(measurements, "detector"),
-            measurements=measurements, signature=engine_choice.cpu_signature(),
+            reid=engine_choice.pick(measurements, "reid"),
+            detector=engine_choice.pick(measurements, "detector"),
+            measurements=measurements,
+            signature=engine_choice.cpu_signature(),
         )
         if save:
             engine_choice.save_choice(self.weights_id, choice)

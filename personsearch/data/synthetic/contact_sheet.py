@@ -40,8 +40,15 @@ def _cell(identity: Identity, view: str, height: int, display_height: int, cell_
 
 
 def make_contact_sheet(
-    out_png: Path, seed: int = 0, preset: str = "small", *, families: int = 3,
-    heights: Sequence[int] = (30, 60, 120, 240), display_height: int = 240, blur: float = 0.6, **overrides: object,
+    out_png: Path,
+    seed: int = 0,
+    preset: str = "small",
+    *,
+    families: int = 3,
+    heights: Sequence[int] = (30, 60, 120, 240),
+    display_height: int = 240,
+    blur: float = 0.6,
+    **overrides: object,
 ) -> Path:
     """Write a PNG of ``families`` look-alike pairs from the benchmark's training identities.
 
@@ -64,8 +71,9 @@ def make_contact_sheet(
     label_w, header_h, cell_w, gap = 150, 24, int(display_height * 0.55), 6
     columns = [(view, h) for view in _VIEWS for h in heights]
     rows = [(f, identity) for f, pair in enumerate(pairs) for identity in pair]
-    sheet = Image.new("RGB", (label_w + len(columns) * (cell_w + gap), header_h + len(rows) * (display_height + gap)
-                              + (len(pairs) - 1) * gap * 2), (255, 255, 255))
+    sheet = Image.new(
+        "RGB", (label_w + len(columns) * (cell_w + gap), header_h + len(rows) * (display_height + gap) + (len(pairs) - 1) * gap * 2), (255, 255, 255)
+    )
     draw = ImageDraw.Draw(sheet)
     for c, (view, h) in enumerate(columns):
         draw.text((label_w + c * (cell_w + gap) + 4, 6), f"{view} {h}px", fill=(0, 0, 0))
@@ -74,9 +82,16 @@ def make_contact_sheet(
         if r and rows[r - 1][0] != f:
             y += gap * 2
             draw.line([(0, y - gap * 1.5), (sheet.width, y - gap * 1.5)], fill=(120, 120, 120), width=2)
-        details = [f"family {identity.family}", f"{identity.top} top, {identity.bottom} {identity.bottom_type}",
-                   f"logo {identity.logo}", f"bag {identity.bag}", f"hair {identity.hair}",
-                   f"hat {identity.hat}", f"glasses {identity.glasses}", f"shoes {identity.shoes}"]
+        details = [
+            f"family {identity.family}",
+            f"{identity.top} top, {identity.bottom} {identity.bottom_type}",
+            f"logo {identity.logo}",
+            f"bag {identity.bag}",
+            f"hair {identity.hair}",
+            f"hat {identity.hat}",
+            f"glasses {identity.glasses}",
+            f"shoes {identity.shoes}",
+        ]
         draw.multiline_text((4, y + 4), "\n".join(details), fill=(0, 0, 0), spacing=3)
         for c, (view, h) in enumerate(columns):
             sheet.paste(_cell(identity, view, h, display_height, cell_w, blur), (label_w + c * (cell_w + gap), y))

@@ -92,9 +92,7 @@ def transform(shapes: Sequence[Shape], scale_x: float, scale_y: float, dx: float
         if isinstance(s, Polygon):
             out.append(Polygon(tuple((x * scale_x + dx, y * scale_y + dy) for x, y in s.points), s.color))
         else:
-            out.append(
-                Ellipse(s.cx * scale_x + dx, s.cy * scale_y + dy, s.rx * abs(scale_x), s.ry * abs(scale_y), s.color)
-            )
+            out.append(Ellipse(s.cx * scale_x + dx, s.cy * scale_y + dy, s.rx * abs(scale_x), s.ry * abs(scale_y), s.color))
     return out
 
 
@@ -106,9 +104,7 @@ class Sprite:
     alpha: np.ndarray
 
 
-def rasterize(
-    shapes: Sequence[Shape], x0: float, y0: float, scale: float, width: int, height: int, supersample: int
-) -> Sprite:
+def rasterize(shapes: Sequence[Shape], x0: float, y0: float, scale: float, width: int, height: int, supersample: int) -> Sprite:
     """Draw ``shapes`` into a ``width`` x ``height`` sprite, anti-aliased.
 
     Shape point (x, y) lands at pixel ``((x - x0) * scale, (y - y0) * scale)``. Later shapes cover
@@ -136,9 +132,7 @@ def rasterize(
     return Sprite(np.asarray(colour, dtype=np.float32), np.asarray(cover, dtype=np.float32) / 255.0)
 
 
-def _overlap(
-    canvas: np.ndarray, sprite: Sprite, left: int, top: int
-) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+def _overlap(canvas: np.ndarray, sprite: Sprite, left: int, top: int) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
     """Canvas and sprite slices of the part of a sprite at (left, top) that lies on the canvas."""
     h, w = sprite.alpha.shape
     ch, cw = canvas.shape[:2]

@@ -28,7 +28,7 @@ from personsearch.data.cuhk_sysu import GALLERY_SIZES, IMAGE_DIR
 from personsearch.data.prw import FRAME_DIR
 from personsearch.data.records import UNLABELED, GalleryItem, PersonSearchDataset, Query, Scene
 from personsearch.data.stats import dataset_statistics
-from personsearch.data.synthetic.people import Identity, sample_identity, sample_pose, sample_population
+from personsearch.data.synthetic.people import Identity, sample_identity, sample_population, sample_pose
 from personsearch.data.synthetic.scenes import Camera, PersonRequest, ScenePlan, make_cameras, plan_scene, render_scene
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,7 @@ class SyntheticConfig:
                 raise bad(field, "a positive integer")
         if self.num_cameras > 6:
             raise bad("num_cameras", "at most 6 (PRW frame names carry one camera digit, c1..c6)")
-        minimum = {"appearances": 2, "people_per_image": 1, "distractors_per_image": 0, "family_size": 1,
-                   "clutter_per_image": 0}
+        minimum = {"appearances": 2, "people_per_image": 1, "distractors_per_image": 0, "family_size": 1, "clutter_per_image": 0}
         for field, low in minimum.items():
             value = getattr(self, field)
             if len(value) != 2 or not all(isinstance(v, int) for v in value) or not low <= value[0] <= value[1]:
@@ -109,9 +108,18 @@ class SyntheticConfig:
 
 PRESETS: dict[str, SyntheticConfig] = {
     "tiny": SyntheticConfig(
-        num_train_ids=10, num_test_ids=6, appearances=(2, 3), people_per_image=(1, 2), distractors_per_image=(0, 2),
-        min_height=16, max_height=240, image_width=400, image_height=300, backgrounds_per_camera=1,
-        gallery_sizes=(50,), clutter_per_image=(0, 1),
+        num_train_ids=10,
+        num_test_ids=6,
+        appearances=(2, 3),
+        people_per_image=(1, 2),
+        distractors_per_image=(0, 2),
+        min_height=16,
+        max_height=240,
+        image_width=400,
+        image_height=300,
+        backgrounds_per_camera=1,
+        gallery_sizes=(50,),
+        clutter_per_image=(0, 1),
     ),
     "small": SyntheticConfig(num_train_ids=150, num_test_ids=80, gallery_sizes=(50,)),
     "standard": SyntheticConfig(num_train_ids=600, num_test_ids=350, gallery_sizes=(50, 100)),
@@ -172,10 +180,8 @@ class BenchmarkPlan:
 def sample_heights(rng: np.random.Generator, count: int, config: SyntheticConfig) -> np.ndarray:
     """Person heights in pixels (int), drawn from the config's distribution."""
     lo, hi = config.min_height, config.max_height
-    if config.height_distribution == "loguniform":
-        values = np.exp(rng.uniform(math.log(lo), math.log(hi), count))
-    else:
-        values = rng.uniform(lo, hi, count)
+    loguniform = config.height_distribution == "loguniform"
+    values = np.exp(rng.uniform(math.log(lo), math.log(hi), count)) if loguniform else rng.uniform(lo, hi, count)
     return np.clip(np.round(values), lo, hi).astype(int)
 
 
@@ -221,8 +227,7 @@ def plan_benchmark(config: SyntheticConfig, seed: int) -> BenchmarkPlan:
     """
     streams = _streams(seed)
     train_ids, test_ids = population(config, seed)
-    cameras = make_cameras(streams["cameras"], config.num_cameras, config.image_width, config.image_height,
-                           config.max_height)
+    cameras = make_cameras(streams["cameras"], config.num_cameras, config.image_width, config.image_height, config.max_height)
     rng = streams["layout"]
     images: list[PlannedImage] = []
     for split, ids in (("train", train_ids), ("test", test_ids)):
@@ -243,8 +248,9 @@ def plan_benchmark(config: SyntheticConfig, seed: int) -> BenchmarkPlan:
                 for (identity, pid), h in zip(people, heights, strict=True)
             ]
             clutter = int(rng.integers(config.clutter_per_image[0], config.clutter_per_image[1] + 1))
-            scene = plan_scene(rng, cameras[cam], requests, config.image_width, config.image_height,
-                               config.backgrounds_per_camera, config.occlusion_prob, clutter)
+            scene = plan_scene(
+                rng, cameras[cam], requests, config.image_width, config.image_height, config.backgrounds_per_camera, config.occlusion_prob, clutter
+            )
             images.append(PlannedImage(split, scene))
     return BenchmarkPlan(config, seed, tuple(cameras), tuple(train_ids), tuple(test_ids), tuple(images))
 
@@ -296,8 +302,7 @@ def _pick_query(options: list[_Appearance], target: float) -> _Appearance:
     return min(clear, key=lambda a: (abs(math.log(a.height / target)), a.image, a.person))
 
 
-def _distractor_order(rng: np.random.Generator, lookalike: list[int], others: list[int], fraction: float,
-                      count: int) -> list[int]:
+def _distractor_order(rng: np.random.Generator, lookalike: list[int], others: list[int], fraction: float, count: int) -> list[int]:
     """``count`` distractor images, each drawn from the look-alike images with probability ``fraction``."""
     look, rest = list(rng.permutation(lookalike)), list(rng.permutation(others))
     order: list[int] = []
@@ -334,9 +339,14 @@ def build_dataset(plan: BenchmarkPlan, root: Path, layout: str) -> PersonSearchD
                 if p.pid >= 0:
                     appearances[p.pid].append(_Appearance(i, j, p.height, p.visible, image.scene.camera.cam))
         scenes.append(
-            Scene(names[i], image_dir / names[i], np.asarray([p.box for p in people], dtype=np.float32), pids,
-                  0 if layout == "cuhk" else image.scene.camera.cam,
-                  np.asarray([p.visible < HARD_VISIBILITY for p in people]) if layout == "cuhk" else None)
+            Scene(
+                names[i],
+                image_dir / names[i],
+                np.asarray([p.box for p in people], dtype=np.float32),
+                pids,
+                0 if layout == "cuhk" else image.scene.camera.cam,
+                np.asarray([p.visible < HARD_VISIBILITY for p in people]) if layout == "cuhk" else None,
+            )
         )
 
     queries: list[Query] = []
@@ -359,8 +369,7 @@ def build_dataset(plan: BenchmarkPlan, root: Path, layout: str) -> PersonSearchD
             need = config.gallery_sizes[-1] - len(target_items)
             # always enough: plan_benchmark pads the test split to at least G + 1 images
             order = _distractor_order(rng, lookalike, others, config.lookalike_fraction, need)
-            galleries = {g: target_items + [GalleryItem(names[i], None) for i in order[: g - len(target_items)]]
-                         for g in config.gallery_sizes}
+            galleries = {g: target_items + [GalleryItem(names[i], None) for i in order[: g - len(target_items)]] for g in config.gallery_sizes}
             q_scene = scenes[query.image]
             queries.append(Query(q_scene.name, q_scene.path, q_scene.boxes[query.person].copy(), m + 1, 0, galleries))
     else:
@@ -369,8 +378,7 @@ def build_dataset(plan: BenchmarkPlan, root: Path, layout: str) -> PersonSearchD
         for (m, cam), target in zip(pairs, targets, strict=True):
             query = _pick_query([a for a in appearances[m] if a.cam == cam], float(target))
             q_scene = scenes[query.image]
-            queries.append(Query(q_scene.name, q_scene.path, q_scene.boxes[query.person].copy(),
-                                 m + 1 + test_offset, cam))
+            queries.append(Query(q_scene.name, q_scene.path, q_scene.boxes[query.person].copy(), m + 1 + test_offset, cam))
 
     train = sorted((s for s, im in zip(scenes, plan.images, strict=True) if im.split == "train"), key=lambda s: s.name)
     gallery = sorted((s for s, im in zip(scenes, plan.images, strict=True) if im.split == "test"), key=lambda s: s.name)
@@ -402,8 +410,14 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
 
 
 def make_synthetic(
-    out: str | Path, preset: str = "small", seed: int = 0, layout: str = "cuhk", *, workers: int = 1,
-    overwrite: bool = False, **overrides: object,
+    out: str | Path,
+    preset: str = "small",
+    seed: int = 0,
+    layout: str = "cuhk",
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    **overrides: object,
 ) -> PersonSearchDataset:
     """Generate the benchmark under ``out`` and return the records written there.
 
@@ -421,18 +435,23 @@ def make_synthetic(
     config = resolve_config(preset, **overrides)
     root = Path(out).expanduser().resolve()
     _prepare_root(root, overwrite)
-    info = {"generator": "personsearch.data.synthetic", "version": GENERATOR_VERSION, "preset": preset,
-            "seed": seed, "layout": layout, "overrides": {k: list(v) if isinstance(v, tuple) else v
-                                                          for k, v in overrides.items()},
-            "config": dataclasses.asdict(config), "complete": False}
+    info = {
+        "generator": "personsearch.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "preset": preset,
+        "seed": seed,
+        "layout": layout,
+        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+        "config": dataclasses.asdict(config),
+        "complete": False,
+    }
     (root / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n")
 
     start = time.perf_counter()
     plan = plan_benchmark(config, seed)
     dataset = build_dataset(plan, root, layout)
     image_dir = root / (IMAGE_DIR if layout == "cuhk" else FRAME_DIR)
-    jobs = [(image.scene, image_dir / name, config.jpeg_quality)
-            for image, name in zip(plan.images, image_names(plan, layout), strict=True)]
+    jobs = [(image.scene, image_dir / name, config.jpeg_quality) for image, name in zip(plan.images, image_names(plan, layout), strict=True)]
     jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
     log.info("planned %d images in %.1fs; drawing them", len(jobs), time.perf_counter() - start)
     if workers > 1:

@@ -35,13 +35,28 @@ from personsearch.data.synthetic.drawing import (
 )
 
 TOP_COLORS: dict[str, RGB] = {
-    "red": (196, 42, 42), "navy": (36, 46, 98), "white": (232, 232, 226), "black": (32, 32, 34),
-    "grey": (128, 128, 132), "green": (44, 128, 62), "yellow": (222, 196, 52), "sky": (112, 168, 218),
-    "orange": (228, 120, 40), "purple": (108, 58, 140), "beige": (200, 180, 140), "pink": (228, 140, 170),
+    "red": (196, 42, 42),
+    "navy": (36, 46, 98),
+    "white": (232, 232, 226),
+    "black": (32, 32, 34),
+    "grey": (128, 128, 132),
+    "green": (44, 128, 62),
+    "yellow": (222, 196, 52),
+    "sky": (112, 168, 218),
+    "orange": (228, 120, 40),
+    "purple": (108, 58, 140),
+    "beige": (200, 180, 140),
+    "pink": (228, 140, 170),
 }
 BOTTOM_COLORS: dict[str, RGB] = {
-    "black": (30, 30, 32), "denim": (52, 76, 122), "grey": (104, 104, 110), "khaki": (178, 160, 116),
-    "brown": (100, 70, 46), "white": (222, 222, 216), "olive": (86, 96, 50), "navy": (30, 36, 72),
+    "black": (30, 30, 32),
+    "denim": (52, 76, 122),
+    "grey": (104, 104, 110),
+    "khaki": (178, 160, 116),
+    "brown": (100, 70, 46),
+    "white": (222, 222, 216),
+    "olive": (86, 96, 50),
+    "navy": (30, 36, 72),
 }
 SKIN_TONES: tuple[RGB, ...] = ((250, 218, 190), (232, 188, 150), (198, 148, 108), (150, 102, 70), (98, 66, 46))
 HAIR_TONES: dict[str, dict[str, RGB]] = {
@@ -51,13 +66,26 @@ HAIR_TONES: dict[str, dict[str, RGB]] = {
 """A family shares the hair tone (visible even when small); members differ in the exact shade."""
 HAIR_COLORS: dict[str, RGB] = {name: rgb for shades in HAIR_TONES.values() for name, rgb in shades.items()}
 DETAIL_COLORS: dict[str, RGB] = {
-    "red": (220, 30, 40), "blue": (30, 80, 220), "green": (30, 170, 60), "yellow": (250, 220, 30),
-    "white": (245, 245, 245), "black": (20, 20, 20), "orange": (250, 130, 20), "magenta": (220, 40, 190),
-    "cyan": (40, 200, 220), "brown": (120, 72, 36),
+    "red": (220, 30, 40),
+    "blue": (30, 80, 220),
+    "green": (30, 170, 60),
+    "yellow": (250, 220, 30),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+    "orange": (250, 130, 20),
+    "magenta": (220, 40, 190),
+    "cyan": (40, 200, 220),
+    "brown": (120, 72, 36),
 }
 ACCESSORY_COLORS: dict[str, RGB] = {
-    "black": (30, 30, 32), "charcoal": (72, 72, 76), "navy": (36, 42, 84), "brown": (98, 64, 40),
-    "tan": (172, 142, 100), "olive": (82, 90, 52), "maroon": (112, 36, 44), "slate": (92, 106, 124),
+    "black": (30, 30, 32),
+    "charcoal": (72, 72, 76),
+    "navy": (36, 42, 84),
+    "brown": (98, 64, 40),
+    "tan": (172, 142, 100),
+    "olive": (82, 90, 52),
+    "maroon": (112, 36, 44),
+    "slate": (92, 106, 124),
 }
 """Muted colours of the larger accessories (bags, hats, scarves, belts): they blend into the clothing
 when small."""
@@ -293,18 +321,22 @@ class _Palette:
 
 
 def _palette(p: Identity) -> _Palette:
-    shoes = {"black": (26, 26, 28), "white": (236, 236, 236), "brown": (110, 66, 32), "red": (200, 30, 36),
-             "blue": (36, 70, 200), "yellow": (240, 210, 30)}[p.shoes]
+    shoes = {"black": (26, 26, 28), "white": (236, 236, 236), "brown": (110, 66, 32), "red": (200, 30, 36), "blue": (36, 70, 200), "yellow": (240, 210, 30)}[
+        p.shoes
+    ]
     return _Palette(
-        skin=SKIN_TONES[p.skin], top=TOP_COLORS[p.top], bottom=BOTTOM_COLORS[p.bottom], shoes=shoes,
-        hair=HAIR_COLORS[p.hair_color], hat=ACCESSORY_COLORS[p.hat_color], bag=ACCESSORY_COLORS[p.bag_color],
+        skin=SKIN_TONES[p.skin],
+        top=TOP_COLORS[p.top],
+        bottom=BOTTOM_COLORS[p.bottom],
+        shoes=shoes,
+        hair=HAIR_COLORS[p.hair_color],
+        hat=ACCESSORY_COLORS[p.hat_color],
+        bag=ACCESSORY_COLORS[p.bag_color],
         logo=DETAIL_COLORS[p.logo_color],
     )
 
 
-def _limb(
-    joints: tuple[tuple[float, float], ...], radii: tuple[float, ...], colours: tuple[RGB, ...]
-) -> list[Shape]:
+def _limb(joints: tuple[tuple[float, float], ...], radii: tuple[float, ...], colours: tuple[RGB, ...]) -> list[Shape]:
     """A chain of capsules, drawn from the far end so each segment's joint covers the next."""
     out: list[Shape] = []
     for i in reversed(range(len(joints) - 1)):
@@ -337,8 +369,7 @@ def _leg(hip, knee, ankle, p: Identity, c: _Palette, b: float, shoe: Ellipse, fa
     width = 1.15 if p.bottom_type == "shorts" else 1.0
     out = _limb((hip, knee, ankle), (0.037 * b**0.5, 0.028 * b**0.5, 0.021), (thigh, shin))
     if p.bottom_type == "shorts":
-        out += capsule(hip, (hip[0] + 0.75 * (knee[0] - hip[0]), hip[1] + 0.75 * (knee[1] - hip[1])),
-                       0.037 * b**0.5 * width, 0.031 * b**0.5 * width, cloth)
+        out += capsule(hip, (hip[0] + 0.75 * (knee[0] - hip[0]), hip[1] + 0.75 * (knee[1] - hip[1])), 0.037 * b**0.5 * width, 0.031 * b**0.5 * width, cloth)
     return out + [replace(shoe, color=shade(c.shoes, factor))]
 
 
@@ -417,10 +448,7 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
     if p.hair == "long" and not back:  # falls behind the neck and shoulders
         out.append(Ellipse(0.0, 0.12, rx * 1.25, 0.09, c.hair))
     out.append(rect(-0.022, 0.115, 0.022, 0.17, c.skin))  # neck
-    out.append(
-        Polygon(((-sw, 0.195), (-sw + 0.028, 0.163), (sw - 0.028, 0.163), (sw, 0.195), (ww, 0.42), (hw, 0.5),
-                 (-hw, 0.5), (-ww, 0.42)), c.top)
-    )
+    out.append(Polygon(((-sw, 0.195), (-sw + 0.028, 0.163), (sw - 0.028, 0.163), (sw, 0.195), (ww, 0.42), (hw, 0.5), (-hw, 0.5), (-ww, 0.42)), c.top))
     if p.belt != _NONE:
         out.append(rect(-hw * 1.02, 0.471, hw * 1.02, 0.485, ACCESSORY_COLORS[p.belt]))
         if not back:
@@ -433,16 +461,17 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
     bag_x = left if p.bag_side == "left" else -left
     if p.bag == "backpack":
         if back:
-            out += [Ellipse(0.0, 0.215, 0.066 * b, 0.026, c.bag), rect(-0.066 * b, 0.215, 0.066 * b, 0.35, c.bag),
-                    rect(-0.045 * b, 0.295, 0.045 * b, 0.337, shade(c.bag, 0.75))]
+            out += [
+                Ellipse(0.0, 0.215, 0.066 * b, 0.026, c.bag),
+                rect(-0.066 * b, 0.215, 0.066 * b, 0.35, c.bag),
+                rect(-0.045 * b, 0.295, 0.045 * b, 0.337, shade(c.bag, 0.75)),
+            ]
         else:
             for side in (-1.0, 1.0):
-                out.append(Polygon(((side * 0.062 * b, 0.165), (side * 0.08 * b, 0.165),
-                                    (side * 0.072 * b, 0.33), (side * 0.056 * b, 0.33)), c.bag))
+                out.append(Polygon(((side * 0.062 * b, 0.165), (side * 0.08 * b, 0.165), (side * 0.072 * b, 0.33), (side * 0.056 * b, 0.33)), c.bag))
     elif p.bag == "shoulder":
         strap = shade(c.bag, 0.7)
-        out.append(Polygon(((-bag_x * 0.075 * b, 0.163), (-bag_x * 0.06 * b, 0.163),
-                            (bag_x * (hw + 0.02), 0.43), (bag_x * (hw + 0.005), 0.43)), strap))
+        out.append(Polygon(((-bag_x * 0.075 * b, 0.163), (-bag_x * 0.06 * b, 0.163), (bag_x * (hw + 0.02), 0.43), (bag_x * (hw + 0.005), 0.43)), strap))
 
     for person_side in ("left", "right"):
         if not (back and pose.raised_arm == person_side):
@@ -455,9 +484,11 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
         out.append(rect(x - 0.037, 0.43, x + 0.037, 0.5, c.bag))
     elif p.bag == "handbag":
         wx, wy = arms[p.bag_side][2]
-        out += [Ellipse(wx, wy + 0.03, 0.018, 0.018, shade(c.bag, 0.7)), Ellipse(wx, wy + 0.03, 0.011, 0.011, c.top),
-                Polygon(((wx - 0.03, wy + 0.045), (wx + 0.03, wy + 0.045), (wx + 0.034, wy + 0.1),
-                         (wx - 0.034, wy + 0.1)), c.bag)]
+        out += [
+            Ellipse(wx, wy + 0.03, 0.018, 0.018, shade(c.bag, 0.7)),
+            Ellipse(wx, wy + 0.03, 0.011, 0.011, c.top),
+            Polygon(((wx - 0.03, wy + 0.045), (wx + 0.03, wy + 0.045), (wx + 0.034, wy + 0.1), (wx - 0.034, wy + 0.1)), c.bag),
+        ]
 
     if p.scarf != _NONE:
         scarf = ACCESSORY_COLORS[p.scarf]
@@ -501,8 +532,7 @@ def _head_front_back(p: Identity, c: _Palette, back: bool, cy: float, rx: float,
         if not back:
             out.append(Ellipse(0.0, cy - 0.006, rx * 1.18, 0.01, shade(c.hat, 0.8)))
     elif p.hat == "beanie":
-        out += [Ellipse(0.0, cy - 0.035, rx * 1.08, ry * 0.62, c.hat),
-                rect(-rx * 1.08, cy - 0.02, rx * 1.08, cy - 0.002, shade(c.hat, 0.78))]
+        out += [Ellipse(0.0, cy - 0.035, rx * 1.08, ry * 0.62, c.hat), rect(-rx * 1.08, cy - 0.02, rx * 1.08, cy - 0.002, shade(c.hat, 0.78))]
     return out
 
 
@@ -534,8 +564,11 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
     hand_bag = []
     if p.bag == "handbag":
         wx, wy = (near_arm if near_bag else far_arm)[2]
-        hand_bag = [Polygon(((wx - 0.026, wy + 0.035), (wx + 0.026, wy + 0.035), (wx + 0.03, wy + 0.095),
-                             (wx - 0.03, wy + 0.095)), c.bag if near_bag else shade(c.bag, far))]
+        hand_bag = [
+            Polygon(
+                ((wx - 0.026, wy + 0.035), (wx + 0.026, wy + 0.035), (wx + 0.03, wy + 0.095), (wx - 0.03, wy + 0.095)), c.bag if near_bag else shade(c.bag, far)
+            )
+        ]
 
     out += _arm(*far_arm, p, c, b, far)
     if not near_bag:
@@ -548,9 +581,21 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
         out.append(Polygon(((-0.05 * b, 0.46), (0.048 * b, 0.46), (0.078 * b, 0.69), (-0.082 * b, 0.69)), c.bottom))
     out.append(rect(-0.015, 0.115, 0.022, 0.17, c.skin))  # neck
     out.append(
-        Polygon(((-0.05 * b, 0.185), (-0.035 * b, 0.163), (0.03 * b, 0.163), (0.048 * b, 0.2), (0.052 * b, 0.3),
-                 (0.045 * b, 0.42), (0.05 * b, 0.5), (-0.05 * b, 0.5), (-0.048 * b, 0.42), (-0.055 * b, 0.28)),
-                c.top)
+        Polygon(
+            (
+                (-0.05 * b, 0.185),
+                (-0.035 * b, 0.163),
+                (0.03 * b, 0.163),
+                (0.048 * b, 0.2),
+                (0.052 * b, 0.3),
+                (0.045 * b, 0.42),
+                (0.05 * b, 0.5),
+                (-0.05 * b, 0.5),
+                (-0.048 * b, 0.42),
+                (-0.055 * b, 0.28),
+            ),
+            c.top,
+        )
     )
     if p.belt != _NONE:
         out.append(rect(-0.052 * b, 0.471, 0.052 * b, 0.485, ACCESSORY_COLORS[p.belt]))
@@ -558,11 +603,13 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
         out.append(Ellipse(-0.03, 0.125, 0.036, 0.085, c.hair))
     if p.bag == "backpack":
         x0, x1 = -0.05 * b - 0.072, -0.044 * b
-        out += [Ellipse((x0 + x1) / 2, 0.205, (x1 - x0) / 2, 0.025, c.bag), rect(x0, 0.205, x1, 0.37, c.bag),
-                Polygon(((-0.01, 0.165), (0.008, 0.165), (0.03 * b, 0.33), (0.014 * b, 0.33)), shade(c.bag, 0.8))]
+        out += [
+            Ellipse((x0 + x1) / 2, 0.205, (x1 - x0) / 2, 0.025, c.bag),
+            rect(x0, 0.205, x1, 0.37, c.bag),
+            Polygon(((-0.01, 0.165), (0.008, 0.165), (0.03 * b, 0.33), (0.014 * b, 0.33)), shade(c.bag, 0.8)),
+        ]
     if p.bag == "shoulder" and near_bag:
-        out += [Polygon(((-0.04, 0.165), (-0.025, 0.165), (0.02, 0.42), (0.005, 0.42)), shade(c.bag, 0.7)),
-                rect(-0.022, 0.42, 0.052, 0.49, c.bag)]
+        out += [Polygon(((-0.04, 0.165), (-0.025, 0.165), (0.02, 0.42), (0.005, 0.42)), shade(c.bag, 0.7)), rect(-0.022, 0.42, 0.052, 0.49, c.bag)]
     out += _arm(*near_arm, p, c, b)
     if near_bag:
         out += hand_bag
@@ -571,8 +618,7 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
         out.append(rect(wx - 0.008, wy - 0.03, wx + 0.016, wy + 0.004, _DARK))
     if p.scarf != _NONE:
         scarf = ACCESSORY_COLORS[p.scarf]
-        out += [Polygon(((-0.022, 0.145), (0.026, 0.145), (0.03, 0.172), (-0.026, 0.172)), scarf),
-                rect(0.018, 0.165, 0.036, 0.26, scarf)]
+        out += [Polygon(((-0.022, 0.145), (0.026, 0.145), (0.03, 0.172), (-0.026, 0.172)), scarf), rect(0.018, 0.165, 0.036, 0.26, scarf)]
     out += _head_side(p, c)
     return out
 
@@ -599,10 +645,10 @@ def _head_side(p: Identity, c: _Palette) -> list[Shape]:
         out += [rect(cx - 0.004, cy + 0.006, cx + 0.024, cy + 0.01, _DARK)]
         out += _glasses(p.glasses, [(cx + 0.032, cy + 0.01)], c.skin)
     if p.hat == "cap":
-        out += [Ellipse(cx - 0.004, cy - 0.035, rx * 1.06, ry * 0.56, c.hat),
-                Polygon(((cx + rx * 0.5, cy - 0.024), (cx + rx + 0.046, cy - 0.014), (cx + rx + 0.04, cy - 0.003),
-                         (cx + rx * 0.5, cy - 0.006)), shade(c.hat, 0.8))]
+        out += [
+            Ellipse(cx - 0.004, cy - 0.035, rx * 1.06, ry * 0.56, c.hat),
+            Polygon(((cx + rx * 0.5, cy - 0.024), (cx + rx + 0.046, cy - 0.014), (cx + rx + 0.04, cy - 0.003), (cx + rx * 0.5, cy - 0.006)), shade(c.hat, 0.8)),
+        ]
     elif p.hat == "beanie":
-        out += [Ellipse(cx - 0.004, cy - 0.035, rx * 1.08, ry * 0.62, c.hat),
-                rect(cx - rx * 1.08, cy - 0.02, cx + rx * 1.0, cy - 0.002, shade(c.hat, 0.78))]
+        out += [Ellipse(cx - 0.004, cy - 0.035, rx * 1.08, ry * 0.62, c.hat), rect(cx - rx * 1.08, cy - 0.02, cx + rx * 1.0, cy - 0.002, shade(c.hat, 0.78))]
     return out

@@ -133,8 +133,7 @@ class SceneObject:
     def box(self) -> tuple[float, float, float, float]:
         """Pixel bounding box (x1, y1, x2, y2); it may extend past the image."""
         x0, y0, x1, y1 = extent(self.shapes())
-        return (self.center + x0 * self.scale, self.base + y0 * self.scale,
-                self.center + x1 * self.scale, self.base + y1 * self.scale)
+        return (self.center + x0 * self.scale, self.base + y0 * self.scale, self.center + x1 * self.scale, self.base + y1 * self.scale)
 
 
 _WOOD = ((120, 80, 46), (90, 90, 96), (60, 96, 60), (150, 110, 70))
@@ -156,44 +155,49 @@ def _object_shapes(kind: str, variant: int) -> list[Shape]:
     metal = (70, 72, 78)
     if kind == "bench":
         legs = [rect(x - 0.02, -0.14, x + 0.02, 0.0, metal) for x in (-0.4, 0.4)]
-        return legs + [rect(-0.46, -0.15, 0.46, -0.115, wood), rect(-0.46, -0.3, 0.46, -0.215, wood),
-                       rect(-0.43, -0.215, -0.4, -0.14, metal), rect(0.4, -0.215, 0.43, -0.14, metal)]
+        return legs + [
+            rect(-0.46, -0.15, 0.46, -0.115, wood),
+            rect(-0.46, -0.3, 0.46, -0.215, wood),
+            rect(-0.43, -0.215, -0.4, -0.14, metal),
+            rect(0.4, -0.215, 0.43, -0.14, metal),
+        ]
     if kind == "planter":
         leaves = [Ellipse(x, -0.3, 0.14, 0.11, shade(green, f)) for x, f in ((-0.2, 0.9), (0.0, 1.0), (0.2, 0.9))]
         return leaves + [rect(-0.32, -0.26, 0.32, 0.0, wood), rect(-0.33, -0.27, 0.33, -0.235, shade(wood, 0.8))]
     if kind == "bin":
-        return [rect(-0.11, -0.34, 0.11, 0.0, paint), rect(-0.125, -0.37, 0.125, -0.33, shade(paint, 0.7)),
-                rect(-0.06, -0.27, 0.06, -0.25, shade(paint, 0.6))]
+        return [rect(-0.11, -0.34, 0.11, 0.0, paint), rect(-0.125, -0.37, 0.125, -0.33, shade(paint, 0.7)), rect(-0.06, -0.27, 0.06, -0.25, shade(paint, 0.6))]
     if kind == "pole":
-        return [rect(-0.02, -2.2, 0.02, 0.0, metal), rect(-0.045, -0.12, 0.045, 0.0, metal),
-                Ellipse(0.0, -2.22, 0.09, 0.05, (240, 236, 200))]
+        return [rect(-0.02, -2.2, 0.02, 0.0, metal), rect(-0.045, -0.12, 0.045, 0.0, metal), Ellipse(0.0, -2.22, 0.09, 0.05, (240, 236, 200))]
     if kind == "pillar":
-        return [rect(-0.16, -4.0, 0.16, 0.0, (190, 186, 176)), rect(0.06, -4.0, 0.16, 0.0, (160, 156, 148)),
-                rect(-0.18, -0.08, 0.18, 0.0, (120, 118, 112))]
+        return [rect(-0.16, -4.0, 0.16, 0.0, (190, 186, 176)), rect(0.06, -4.0, 0.16, 0.0, (160, 156, 148)), rect(-0.18, -0.08, 0.18, 0.0, (120, 118, 112))]
     if kind == "tree":
         return [rect(-0.05, -1.3, 0.05, 0.0, (92, 64, 40))] + [
-            Ellipse(x, y, r, r * 0.9, shade(green, f))
-            for x, y, r, f in ((-0.25, -1.55, 0.38, 0.85), (0.25, -1.6, 0.36, 0.95), (0.0, -1.95, 0.42, 1.05))]
+            Ellipse(x, y, r, r * 0.9, shade(green, f)) for x, y, r, f in ((-0.25, -1.55, 0.38, 0.85), (0.25, -1.6, 0.36, 0.95), (0.0, -1.95, 0.42, 1.05))
+        ]
     if kind == "bush":
-        return [Ellipse(x, y, r, r * 0.8, shade(green, f))
-                for x, y, r, f in ((-0.25, -0.2, 0.22, 0.85), (0.22, -0.2, 0.24, 0.95), (0.0, -0.32, 0.26, 1.1))]
+        return [Ellipse(x, y, r, r * 0.8, shade(green, f)) for x, y, r, f in ((-0.25, -0.2, 0.22, 0.85), (0.22, -0.2, 0.24, 0.95), (0.0, -0.32, 0.26, 1.1))]
     if kind == "sign":
-        return [rect(-0.22, -0.45, -0.19, 0.0, metal), rect(0.19, -0.45, 0.22, 0.0, metal),
-                rect(-0.28, -0.82, 0.28, -0.42, paint), rect(-0.22, -0.74, 0.22, -0.66, (245, 245, 240)),
-                rect(-0.22, -0.6, 0.1, -0.54, (245, 245, 240))]
+        return [
+            rect(-0.22, -0.45, -0.19, 0.0, metal),
+            rect(0.19, -0.45, 0.22, 0.0, metal),
+            rect(-0.28, -0.82, 0.28, -0.42, paint),
+            rect(-0.22, -0.74, 0.22, -0.66, (245, 245, 240)),
+            rect(-0.22, -0.6, 0.1, -0.54, (245, 245, 240)),
+        ]
     if kind == "railing":
         posts = [rect(x - 0.015, -0.58, x + 0.015, 0.0, metal) for x in np.linspace(-0.8, 0.8, 7)]
         return posts + [rect(-0.82, -0.6, 0.82, -0.55, metal), rect(-0.82, -0.32, 0.82, -0.29, metal)]
     if kind == "car":
         glass = (120, 150, 170)
         return [
-            Polygon(((-1.2, -0.12), (-1.18, -0.42), (-0.62, -0.46), (-0.4, -0.74), (0.42, -0.74), (0.7, -0.46),
-                     (1.18, -0.4), (1.2, -0.12)), paint),
+            Polygon(((-1.2, -0.12), (-1.18, -0.42), (-0.62, -0.46), (-0.4, -0.74), (0.42, -0.74), (0.7, -0.46), (1.18, -0.4), (1.2, -0.12)), paint),
             Polygon(((-0.52, -0.47), (-0.36, -0.68), (-0.04, -0.68), (-0.04, -0.47)), glass),
             Polygon(((0.02, -0.47), (0.02, -0.68), (0.38, -0.68), (0.6, -0.47)), glass),
             rect(-1.2, -0.2, 1.2, -0.12, shade(paint, 0.6)),
-            Ellipse(-0.72, -0.14, 0.15, 0.14, (24, 24, 26)), Ellipse(0.72, -0.14, 0.15, 0.14, (24, 24, 26)),
-            Ellipse(-0.72, -0.14, 0.07, 0.065, (150, 150, 156)), Ellipse(0.72, -0.14, 0.07, 0.065, (150, 150, 156)),
+            Ellipse(-0.72, -0.14, 0.15, 0.14, (24, 24, 26)),
+            Ellipse(0.72, -0.14, 0.15, 0.14, (24, 24, 26)),
+            Ellipse(-0.72, -0.14, 0.07, 0.065, (150, 150, 156)),
+            Ellipse(0.72, -0.14, 0.07, 0.065, (150, 150, 156)),
         ]
     raise ValueError(f"unknown scene object {kind!r}; expected one of {OBJECT_KINDS}")
 
@@ -205,8 +209,7 @@ def _object_shapes(kind: str, variant: int) -> list[Shape]:
 def _value_noise(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
     """Smooth noise in about [-1, 1] with features ``cell`` pixels wide."""
     small = rng.uniform(-1.0, 1.0, (height // cell + 2, width // cell + 2)).astype(np.float32)
-    big = Image.fromarray(small).resize(((width // cell + 2) * cell, (height // cell + 2) * cell),
-                                                     Image.Resampling.BICUBIC)
+    big = Image.fromarray(small).resize(((width // cell + 2) * cell, (height // cell + 2) * cell), Image.Resampling.BICUBIC)
     return np.asarray(big)[:height, :width]
 
 
@@ -222,8 +225,7 @@ def _ground_coords(camera: Camera, height: int, width: int, supersample: int = 1
     return (xs[None, :] - camera.vanish_x) / d, np.broadcast_to(1.0 / d, (len(ys), len(xs)))
 
 
-def _tiles(camera: Camera, height: int, width: int, across: float, depth: float, colours: tuple[RGB, RGB],
-           grout: RGB, checker: bool) -> np.ndarray:
+def _tiles(camera: Camera, height: int, width: int, across: float, depth: float, colours: tuple[RGB, RGB], grout: RGB, checker: bool) -> np.ndarray:
     """A perspective tiled floor, drawn at 2x and averaged down; tiles under ~4 px fade to their mean."""
     ss = 2
     u, v = _ground_coords(camera, height, width, ss)
@@ -243,12 +245,12 @@ def _tiles(camera: Camera, height: int, width: int, across: float, depth: float,
 
 def _sky(height: int, width: int, top: RGB, bottom: RGB) -> np.ndarray:
     t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    return np.broadcast_to(np.asarray(top, np.float32) * (1 - t) + np.asarray(bottom, np.float32) * t,
-                           (height, width, 3)).copy()
+    return np.broadcast_to(np.asarray(top, np.float32) * (1 - t) + np.asarray(bottom, np.float32) * t, (height, width, 3)).copy()
 
 
-def _buildings(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, horizon: float,
-               top_range: tuple[float, float], facades: tuple[RGB, ...], shops: bool) -> None:
+def _buildings(
+    draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, horizon: float, top_range: tuple[float, float], facades: tuple[RGB, ...], shops: bool
+) -> None:
     """A row of facades standing on the horizon, with windows (and shop fronts and awnings)."""
     x = -float(rng.uniform(0, 60))
     base = horizon + 4
@@ -269,8 +271,7 @@ def _buildings(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, 
             awning = _PAINT[int(rng.integers(len(_PAINT)))]
             draw.rectangle([x + 6, base - 40, x + w - 6, base], fill=(60, 70, 80))
             for k, sx in enumerate(np.arange(x + 2, x + w - 2, 14)):
-                draw.polygon([(sx, base - 58), (sx + 14, base - 58), (sx + 16, base - 44), (sx + 2, base - 44)],
-                             fill=awning if k % 2 == 0 else (236, 236, 230))
+                draw.polygon([(sx, base - 58), (sx + 14, base - 58), (sx + 16, base - 44), (sx + 2, base - 44)], fill=awning if k % 2 == 0 else (236, 236, 230))
         else:
             draw.rectangle([x + w * 0.4, base - 22, x + w * 0.4 + 14, base], fill=shade(facade, 0.5))
         x += w + float(rng.uniform(0, 12))
@@ -459,26 +460,20 @@ def plan_scene(
             kind = kinds[int(rng.integers(len(kinds)))]
             tall = kind in ("pole", "pillar", "tree")
             offset = rng.uniform(0.2, 0.5) * rng.choice((-1, 1)) if tall else rng.uniform(-0.5, 0.5)
-            obj = SceneObject(kind, int(rng.integers(12)), p.left + p.width * (0.5 + float(offset)), base,
-                              camera.units_to_pixels(base))
+            obj = SceneObject(kind, int(rng.integers(12)), p.left + p.width * (0.5 + float(offset)), base, camera.units_to_pixels(base))
             if _occlusion(p.box, obj.box()) >= 0.1 and not hides_too_much(obj, 0.5):
                 objects.append(obj)
                 break
     floor = height - camera.horizon
     for _ in range(clutter):
         base = float(rng.uniform(camera.horizon + 0.05 * floor, camera.horizon + 0.75 * floor))
-        obj = SceneObject(kinds[int(rng.integers(len(kinds)))], int(rng.integers(12)), float(rng.uniform(0, width)),
-                          base, camera.units_to_pixels(base))
+        obj = SceneObject(kinds[int(rng.integers(len(kinds)))], int(rng.integers(12)), float(rng.uniform(0, width)), base, camera.units_to_pixels(base))
         if not hides_too_much(obj, 0.2):
             objects.append(obj)
 
     visible = _visibility(placed, objects, width, height)
-    people_out = tuple(
-        PersonPlacement(p.identity, p.pose, p.pid, p.left, p.top, p.width, p.height, v)
-        for p, v in zip(placed, visible, strict=True)
-    )
-    return ScenePlan(camera, int(rng.integers(variants)), people_out, tuple(objects),
-                     float(rng.uniform(0.88, 1.12)), int(rng.integers(2**31)), width, height)
+    people_out = tuple(PersonPlacement(p.identity, p.pose, p.pid, p.left, p.top, p.width, p.height, v) for p, v in zip(placed, visible, strict=True))
+    return ScenePlan(camera, int(rng.integers(variants)), people_out, tuple(objects), float(rng.uniform(0.88, 1.12)), int(rng.integers(2**31)), width, height)
 
 
 def _visibility(people: list[PersonPlacement], objects: list[SceneObject], width: int, height: int) -> list[float]:
@@ -536,8 +531,7 @@ def render_scene(plan: ScenePlan) -> np.ndarray:
             x0, y0, x1, y1 = extent(o.shapes())
             w, h = max(int(np.ceil((x1 - x0) * o.scale)), 1), max(int(np.ceil((y1 - y0) * o.scale)), 1)
             sprite = rasterize(o.shapes(), x0, y0, o.scale, w, h, supersample_for(h))
-            composite(canvas, sprite, int(round(o.center + x0 * o.scale)), int(round(o.base + y0 * o.scale)),
-                      _lighting(h, w, cam.light))
+            composite(canvas, sprite, int(round(o.center + x0 * o.scale)), int(round(o.base + y0 * o.scale)), _lighting(h, w, cam.light))
     canvas *= np.asarray(cam.gain, np.float32) * plan.exposure
     img = Image.fromarray(canvas.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(cam.blur))
     rng = np.random.default_rng(plan.seed)

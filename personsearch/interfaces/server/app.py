@@ -68,9 +68,15 @@ class SearchBody(BaseModel):
 
     def request(self) -> SearchRequest:
         return SearchRequest(
-            box_id=self.box_id, upload=self.upload, box=None if self.box is None else tuple(self.box),  # type: ignore[arg-type]
-            top_k=self.top_k, camera=None if self.camera is None else tuple(self.camera), source=self.source,
-            time_from=self.time_from, time_to=self.time_to, include_query=self.include_query,
+            box_id=self.box_id,
+            upload=self.upload,
+            box=None if self.box is None else tuple(self.box),  # type: ignore[arg-type]
+            top_k=self.top_k,
+            camera=None if self.camera is None else tuple(self.camera),
+            source=self.source,
+            time_from=self.time_from,
+            time_to=self.time_to,
+            include_query=self.include_query,
         )
 
 
@@ -113,6 +119,7 @@ def create_app(
     cookie the page gets from ``/api/login``); ``allow_dirs``: where indexing jobs may read."""
     pool = WorkPool(workers, queue)
     jobs = IndexingJobs(service.index_dir, service.engine, list(allow_dirs or []))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -136,12 +143,18 @@ def create_app(
             given = request.headers.get("authorization", "")
             offered = given[7:] if given.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE, "")
             if not secrets.compare_digest(offered.encode(), token.encode()):
-                return JSONResponse({"detail": "this server needs its access token: send 'Authorization: Bearer TOKEN', or log in on the page"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                return JSONResponse(
+                    {"detail": "this server needs its access token: send 'Authorization: Bearer TOKEN', or log in on the page"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         response: Response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+        response.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+        )
         return response
 
     app.add_middleware(BodyLimit, upload_bytes=max_upload_bytes)
@@ -167,11 +180,18 @@ def create_app(
     @app.get("/api/summary", summary="Index summary: counts, cameras, time span, model status, indexing state")
     def summary() -> dict[str, Any]:
         running = jobs.running()
-        return {**service.summary(), "indexing": None if running is None else running.to_json(), "can_index": bool(jobs.allow_dirs) and service.engine is not None}
+        return {
+            **service.summary(),
+            "indexing": None if running is None else running.to_json(),
+            "can_index": bool(jobs.allow_dirs) and service.engine is not None,
+        }
 
     @app.get("/api/sources", summary="Indexed images and videos, a page at a time")
-    def sources(camera: Annotated[str | None, Query(max_length=200)] = None, offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    def sources(
+        camera: Annotated[str | None, Query(max_length=200)] = None,
+        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
         return service.sources(camera=camera, offset=offset, limit=limit)
 
     @app.get("/api/sources/{source_id}", summary="One indexed source")
@@ -179,16 +199,18 @@ def create_app(
         return service.source(source_id)
 
     @app.get("/api/sources/{source_id}/frames", summary="The image, or the video frames in which people were indexed")
-    def frames(source_id: Id, offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    def frames(source_id: Id, offset: Annotated[int, Query(ge=0, le=10**9)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         return service.frames(source_id, offset=offset, limit=limit)
 
     @app.get("/api/sources/{source_id}/people", summary="The people indexed in the image or in one video frame")
     def people(source_id: Id, frame: Annotated[int | None, Query(ge=0, le=2**40)] = None) -> dict[str, Any]:
         return service.people(source_id, frame)
 
-    @app.get("/api/sources/{source_id}/image", summary="The image or video frame (JPEG), read from the indexed file",
-             responses={200: {"content": {"image/jpeg": {}}}})
+    @app.get(
+        "/api/sources/{source_id}/image",
+        summary="The image or video frame (JPEG), read from the indexed file",
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
     async def frame_image(source_id: Id, frame: Annotated[int | None, Query(ge=0, le=2**40)] = None) -> Response:
         jpeg = await pool.run(service.frame_jpeg, source_id, frame)
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
@@ -197,8 +219,7 @@ def create_app(
     def box(box_id: Id) -> dict[str, Any]:
         return service.box(box_id).to_json()
 
-    @app.get("/api/boxes/{box_id}/thumbnail", summary="The stored thumbnail of an indexed person (JPEG)",
-             responses={200: {"content": {"image/jpeg": {}}}})
+    @app.get("/api/boxes/{box_id}/thumbnail", summary="The stored thumbnail of an indexed person (JPEG)", responses={200: {"content": {"image/jpeg": {}}}})
     def thumbnail(box_id: Id) -> Response:
         # box ids are never reused, so a thumbnail never changes
         return Response(service.thumbnail_jpeg(box_id), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400, immutable"})
@@ -215,8 +236,7 @@ def create_app(
     async def search(body: SearchBody) -> dict[str, Any]:
         return await pool.run(service.search_json, body.request())
 
-    @app.post("/api/search/report", summary="The same search as an HTML report (as `personsearch search --html`)",
-              response_class=HTMLResponse)
+    @app.post("/api/search/report", summary="The same search as an HTML report (as `personsearch search --html`)", response_class=HTMLResponse)
     async def search_report(body: SearchBody) -> HTMLResponse:
         page = await pool.run(service.search_html, body.request())
         return HTMLResponse(page, headers={"Content-Disposition": 'attachment; filename="personsearch-report.html"'})

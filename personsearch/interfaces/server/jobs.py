@@ -50,9 +50,18 @@ class Job:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "paths": self.paths, "camera": self.camera, "state": self.state,
-            "frames_done": self.frames_done, "frames_total": self.frames_total, "people_added": self.people_added,
-            "current": self.current, "error": self.error, "summary": self.summary, "started": self.started, "ended": self.ended,
+            "id": self.id,
+            "paths": self.paths,
+            "camera": self.camera,
+            "state": self.state,
+            "frames_done": self.frames_done,
+            "frames_total": self.frames_total,
+            "people_added": self.people_added,
+            "current": self.current,
+            "error": self.error,
+            "summary": self.summary,
+            "started": self.started,
+            "ended": self.ended,
         }
 
 
@@ -114,8 +123,14 @@ class IndexingJobs:
 
         try:
             summary = index.add_paths(
-                paths, stride=stride, fps=fps, camera=job.camera, batch_size=self.batch_size, progress=False,
-                within=self.allow_dirs, on_progress=on_progress,
+                paths,
+                stride=stride,
+                fps=fps,
+                camera=job.camera,
+                batch_size=self.batch_size,
+                progress=False,
+                within=self.allow_dirs,
+                on_progress=on_progress,
             )
             job.summary, job.state = summary.to_json(), "done"
         except _Cancelled:

@@ -69,8 +69,12 @@ class BodyLimit:
 
 
 async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body over the limit of {limit:,} bytes; send a smaller image (the server's --max-upload-mb sets the limit)"}).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {"detail": f"request body over the limit of {limit:,} bytes; send a smaller image (the server's --max-upload-mb sets the limit)"}
+    ).encode()
+    await send(
+        {"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    )
     await send({"type": "http.response.body", "body": body})
 
 

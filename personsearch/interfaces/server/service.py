@@ -85,7 +85,9 @@ class SearchService:
         """The open index (opened on first use, so an index created later by a job is found)."""
         if self._index is None:
             if not IndexStore.exists(self.index_dir):
-                raise NotIndexedError(f"nothing indexed yet: no index at {self.index_dir}; run `personsearch index FOLDER --index {self.index_dir}` or start an indexing job")
+                raise NotIndexedError(
+                    f"nothing indexed yet: no index at {self.index_dir}; run `personsearch index FOLDER --index {self.index_dir}` or start an indexing job"
+                )
             self._index = PersonIndex.open(self.index_dir, shared=True)
         return self._index
 
@@ -175,9 +177,12 @@ class SearchService:
         image = decode_upload(data, name, self.max_upload_pixels)
         (people,) = PersonSearchPipeline(engine).detect([image])
         upload = self.uploads.add(image, people)
-        return {"upload": upload.id, "width": int(image.shape[1]), "height": int(image.shape[0]), "people": [
-            {"box": [round(float(v), 2) for v in det[:4]], "score": round(float(det[4]), 6)} for det in people
-        ]}
+        return {
+            "upload": upload.id,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "people": [{"box": [round(float(v), 2) for v in det[:4]], "score": round(float(det[4]), 6)} for det in people],
+        }
 
     def _upload_query(self, upload: Upload, box: Sequence[float] | None) -> SearchQuery:
         engine = self._model()
@@ -208,7 +213,10 @@ class SearchService:
         drop_self = request.box_id is not None and not request.include_query
         with self._lock:
             hits = self._reader().search(
-                query.feature, request.top_k + int(drop_self), source=request.source, camera=list(request.camera) if request.camera else None,
+                query.feature,
+                request.top_k + int(drop_self),
+                source=request.source,
+                camera=list(request.camera) if request.camera else None,
                 time_range=request.time_range,
             )
         if drop_self:
