@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from personsearch.data.records import GalleryItem, PersonSearchDataset, Query, Scene
-from personsearch.evaluation.results_file import load_results, save_results, score_results_file
+from personsearch.evaluation.results_file import load_results, save_results, score_results_file, score_results_file_detection
 from personsearch.evaluation.search import evaluate_search
 
 ROOT = Path("/nonexistent")
@@ -144,3 +144,46 @@ def test_unreadable_files(setup, tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable .npz archive"):
         load_results(tmp_path / "junk.npz", ds)
+
+
+def test_detection_metrics_of_a_results_file_by_hand(setup, tmp_path):
+    """One GT person per image. Detections by score: 0.95 a miss (in a.jpg, far from the
+    person), 0.9 / 0.8 / 0.7 hits in a.jpg, c.jpg, q.jpg; b.jpg has none. Recall 3/4; the
+    protocol's AP = sklearn AP (1/2 + 2/3 + 3/4) / 3 times recall 3/4."""
+    ds, _, _, query_feats, _ = setup
+    box = np.array(QBOX, np.float32)
+    dets = [
+        np.array([[*box, 0.9], [200, 200, 240, 300, 0.95]], np.float32),
+        np.zeros((0, 5), np.float32),
+        np.array([[*box, 0.8]], np.float32),
+        np.array([[*box, 0.7]], np.float32),
+    ]
+    feats = [unit_rows(np.random.default_rng(1), len(d)) for d in dets]
+    path = tmp_path / "results.npz"
+    save_results(path, ds, dets, feats, query_feats)
+    result = score_results_file_detection(ds, path)
+    assert (result.count_gt, result.count_tp) == (4, 3) and result.recall == pytest.approx(0.75)
+    assert result.ap == pytest.approx((1 / 2 + 2 / 3 + 3 / 4) / 3 * 0.75)
+    assert score_results_file_detection(ds, path, det_thresh=0.85).count_tp == 1  # only the 0.9 hit is kept
+
+
+def test_score_command_reports_detection_and_search(tmp_path):
+    """Ground-truth boxes as the detections: recall and AP are exactly 1."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from personsearch.data.synthetic import make_synthetic
+    from personsearch.interfaces.cli import app
+
+    ds = make_synthetic(tmp_path / "data", preset="tiny", seed=3)
+    rng = np.random.default_rng(0)
+    dets = [np.c_[s.boxes, np.ones(len(s.boxes))].astype(np.float32) for s in ds.gallery]
+    save_results(tmp_path / "r.npz", ds, dets, [unit_rows(rng, len(d), 8) for d in dets], unit_rows(rng, len(ds.queries), 8))
+    result = CliRunner().invoke(
+        app, ["score", "--dataset", str(tmp_path / "data"), "--results", str(tmp_path / "r.npz"), "--gallery-size", "50", "--json", str(tmp_path / "s.json")]
+    )
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "s.json").read_text())
+    assert scored["detection"]["recall"] == 1.0 and scored["detection"]["ap"] == pytest.approx(1.0)
+    assert scored["detection"]["count_gt"] == sum(len(s.boxes) for s in ds.gallery) and "mAP" in result.output

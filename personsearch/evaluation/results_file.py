@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from personsearch.data.records import PersonSearchDataset
-from personsearch.evaluation.detection import as_detection_array
+from personsearch.evaluation.detection import as_detection_array, evaluate_detection
 from personsearch.evaluation.metrics import check_l2_normalised
-from personsearch.evaluation.results import SearchResult
+from personsearch.evaluation.results import DetectionResult, SearchResult
 from personsearch.evaluation.search import QueryContext, evaluate_search
 
 REQUIRED_KEYS = ("gallery_images", "det_boxes", "det_scores", "det_image_index", "det_features", "query_features")
@@ -264,3 +264,10 @@ def score_results_file(
     )
     result.settings["results_file"] = str(path)
     return result
+
+
+def score_results_file_detection(dataset: PersonSearchDataset, path: str | Path, *, det_thresh: float = 0.5) -> DetectionResult:
+    """The detection protocol (recall and AP at IoU 0.5, by person height) on a results file's
+    gallery detections: what ``personsearch score`` reports beside the search scores."""
+    gallery_dets, _, _, _ = load_results(path, dataset)
+    return evaluate_detection(dataset, gallery_dets, det_thresh=det_thresh)

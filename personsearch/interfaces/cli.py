@@ -162,9 +162,9 @@ def score_cmd(
     normalise: Annotated[bool, typer.Option(help="L2-normalise features that are not (the protocol assumes unit length).")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
 ) -> None:
-    """Score another system's detections and features with the standard protocol."""
+    """Score another system's detections (recall / AP) and search (mAP / top-k) with the standard protocols."""
     from personsearch.data import load_dataset
-    from personsearch.evaluation.results_file import score_results_file
+    from personsearch.evaluation.results_file import score_results_file, score_results_file_detection
 
     data = load_dataset(dataset)
     if protocol is not None and protocol != data.protocol:
@@ -178,8 +178,10 @@ def score_cmd(
         cbgm=cbgm,
         normalise=normalise,
     )
+    detection = score_results_file_detection(data, results, det_thresh=det_thresh)
+    console.print(detection.format_table(), highlight=False)
     console.print(result.format_table(), highlight=False)
-    _write_json(result.to_dict(), json_out)
+    _write_json({**result.to_dict(), "detection": detection.to_dict()}, json_out)
 
 
 def _overrides(**values: object) -> dict[str, object]:
