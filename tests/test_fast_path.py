@@ -56,6 +56,7 @@ def test_missing_cpp_compiler_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
         compile_for_inference(conv_bn())
 
 
+@pytest.mark.skipif(fast.cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler (apt-get install g++)")
 def test_compiled_model_matches_eager_and_keeps_its_state_dict_keys() -> None:
     eager = conv_bn().eval()
     compiled = prepare_for_inference(conv_bn(), "cpu", fast=True, compiled=True)

@@ -44,6 +44,11 @@ def compiled_parts(model: nn.Module) -> list[nn.Module]:
     return [model]
 
 
+def cpp_compiler() -> str | None:
+    """The C++ compiler inductor would build CPU kernels with (``$CXX``, g++ or clang++), if any."""
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")
+
+
 def compile_for_inference(model: nn.Module) -> nn.Module:
     """Compile ``model`` in place for inference with frozen weights (returns it).
 
@@ -52,7 +57,7 @@ def compile_for_inference(model: nn.Module) -> nn.Module:
     ``state_dict`` keys stay as they are. A batch or image size unlike the first one triggers one
     more compile, after which that dimension is treated as dynamic.
     """
-    if next(model.parameters(), torch.empty(0)).device.type == "cpu" and not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")):
+    if next(model.parameters(), torch.empty(0)).device.type == "cpu" and cpp_compiler() is None:
         raise RuntimeError(
             "compiled inference needs a C++ compiler (inductor builds its CPU kernels with it): "
             "install g++ (Debian: apt-get install g++), or unset PERSONSEARCH_COMPILE / pass compiled=False"
