@@ -238,3 +238,43 @@ def test_errors_show_in_the_page_not_as_traces(site: Site, page, tmp_path: Path)
     page.wait_for_selector("#banner.error")
     text = page.inner_text("#banner")
     assert "not a JPEG, PNG, WebP or BMP image" in text and "HTTP 415" in text and "Traceback" not in text
+
+
+def test_a_token_protected_server_asks_for_the_token(site: Site, tmp_path: Path) -> None:
+    """With --token, the page (public, data-free) shows the login form; the right token sets the
+    same-site cookie, after which the page and its images load."""
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    bundle = ModelBundle(SHIPPED_MODEL)
+    app = create_app(SearchService(site.index, bundle), token="let-me-in")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=_need_browser(), args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            page.goto(url)
+            page.wait_for_selector("#login:not([hidden])")
+            assert "access token" in page.inner_text("#login")
+            page.fill("#token", "wrong")
+            page.click("#login button")
+            page.wait_for_selector("#banner.error")
+            assert "wrong token" in page.inner_text("#banner")
+            page.fill("#token", "let-me-in")
+            page.click("#login button")
+            page.wait_for_selector("#sources li")
+            assert page.locator("#banner").is_hidden() and page.locator("#login").is_hidden()
+            page.click("#sources li >> nth=0")
+            page.wait_for_function("() => document.getElementById('stage-img').naturalWidth > 0")
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)

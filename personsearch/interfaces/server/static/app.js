@@ -374,6 +374,7 @@ function wire() {
     try {
       await postJson("/api/login", { token: $("token").value });
       $("login").hidden = true;
+      say("");
       await start();
     } catch (err) { fail(err); }
   });
