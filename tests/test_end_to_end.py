@@ -4,6 +4,7 @@ search through the Python API, and the model bundle round trip."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,17 @@ def test_bundle_round_trip_gives_identical_outputs(trained: tuple[Path, Path]) -
     features = first(crops).detach()
     assert features.shape == (3, 3 * 256)
     torch.testing.assert_close(features.norm(dim=1), torch.ones(3))
+
+
+def test_a_bundle_with_settings_this_version_does_not_know_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    _, model = trained
+    copy = tmp_path / "bundle"
+    shutil.copytree(model, copy)
+    description = json.loads((copy / "reid.json").read_text())
+    description["config"]["pyramid_levelz"] = 4  # a typo, or a setting of a newer version
+    (copy / "reid.json").write_text(json.dumps(description))
+    with pytest.raises(ValueError, match=r"reid\.json: unknown .* setting\(s\) \['pyramid_levelz'\].*another version"):
+        load_component(copy, "reid")
 
 
 def test_evaluate_reports_every_protocol_part(trained: tuple[Path, Path]) -> None:

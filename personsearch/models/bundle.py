@@ -39,9 +39,19 @@ CHECK_CROPS = 64
 """Probe crops the engine choice compares against fp32 (int8 calibration uses the next 64)."""
 
 
-def _config_from_json(cls: type, data: dict[str, Any]) -> Any:
+def _config_from_json(cls: type, data: Any, where: Path) -> Any:
+    """The component's config from its JSON, strictly: a key this version does not know is an
+    error naming it (as the training config loader does), never silently dropped."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: 'config' must be an object of {cls.__name__} settings, got {type(data).__name__}")
     fields = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown {cls.__name__} setting(s) {unknown}; this version of personsearch knows {sorted(fields)}. "
+            "The bundle was written by another version: use that version, or retrain."
+        )
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     kwargs["pretrained"] = None  # random init, silently: the bundle's own weights replace it
     return cls(**kwargs)
 
@@ -76,7 +86,7 @@ def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, 
     if description.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{meta_path}: bundle format {description.get('format_version')}, this version reads {FORMAT_VERSION}")
     cls, build = COMPONENTS[name]
-    config = _config_from_json(cls, description["config"])
+    config = _config_from_json(cls, description.get("config"), meta_path)
     model = build(config)
     try:
         state = load_file(str(weights_path))
