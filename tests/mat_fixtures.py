@@ -1,6 +1,6 @@
 """Tiny CUHK-SYSU and PRW fixtures written by hand with scipy.io.savemat (not with our writers).
 
-The nesting mirrors benchmarks.md section 1.2 / 2 exactly, so the loader tests check the format
+The nesting mirrors docs/specs/benchmarks.md section 1.2 / 2 exactly, so the loader tests check the format
 itself rather than a writer/loader pair that could share a mistake. Expected values in the tests
 are hand-computed from the numbers below.
 """

@@ -85,7 +85,7 @@ def build_crop_set(scenes: list[Scene], size: tuple[int, int]) -> CropSet:
 
 @dataclass
 class CropAugment:
-    """Training augmentation of clsa.md section 2: flip, pad-and-random-crop, and a random
+    """Training augmentation of docs/specs/clsa.md section 2: flip, pad-and-random-crop, and a random
     down-scale then up-scale that simulates low-resolution people at a fixed input size."""
 
     flip: bool = True

@@ -1,6 +1,6 @@
 """CUHK-SYSU loader: the official ``.mat`` annotations turned into ``PersonSearchDataset`` records.
 
-It follows the rules of the reference loaders (SeqNet / COAT / OIM; specs/benchmarks.md section 1)
+It follows the rules of the reference loaders (SeqNet / COAT / OIM; docs/specs/benchmarks.md section 1)
 exactly, so results computed on these records are comparable with published numbers:
 
 * images: ``Image/SSM/<name>``; every box of ``annotation/Images.mat`` with ``w > 0`` and ``h > 0``,

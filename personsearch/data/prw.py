@@ -1,6 +1,6 @@
 """PRW loader: frames, per-frame ``.jpg.mat`` annotations and ``query_info.txt`` as records.
 
-It applies the reference loaders' rounding rules (SeqNet / COAT; specs/benchmarks.md section 2)
+It applies the reference loaders' rounding rules (SeqNet / COAT; docs/specs/benchmarks.md section 2)
 so boxes are pixel-identical to theirs:
 
 * annotation rows ``[id, x, y, w, h]``: clip all four of ``x, y, w, h`` at 0, then

@@ -26,7 +26,7 @@ HEIGHT_BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("120-240", 120.0, 240.0),
     (">=240", 240.0, float("inf")),
 )
-"""Person-height buckets in pixels (clsa.md section 3): name, inclusive low, exclusive high."""
+"""Person-height buckets in pixels (docs/specs/clsa.md section 3): name, inclusive low, exclusive high."""
 
 
 def height_bucket(height: float, buckets: tuple[tuple[str, float, float], ...] = HEIGHT_BUCKETS) -> str:

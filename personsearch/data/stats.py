@@ -1,7 +1,7 @@
 """Dataset statistics: per-split counts and the person-height distribution.
 
 The counts are the ones papers tabulate (images, boxes, labelled boxes, identities, queries), so
-a freshly unpacked benchmark can be checked against benchmarks.md; the height distribution over
+a freshly unpacked benchmark can be checked against docs/specs/benchmarks.md; the height distribution over
 ``records.HEIGHT_BUCKETS`` shows how multi-scale a dataset is (the point of CLSA).
 """
 

@@ -1,4 +1,4 @@
-"""The person-search detection protocol (benchmarks.md section 3.4): recall and
+"""The person-search detection protocol (docs/specs/benchmarks.md section 3.4): recall and
 recall-corrected AP of the gallery detections, plus recall by GT person height.
 
 Matching is SeqNet's mutual argmax, not VOC's score-ordered greedy matching: a (GT, detection)

@@ -1,5 +1,5 @@
 """The arithmetic of the person-search protocols: IoU, the small-box IoU rule, the
-recall-corrected AP and top-k (benchmarks.md sections 3-4).
+recall-corrected AP and top-k (docs/specs/benchmarks.md sections 3-4).
 
 Plain functions over numpy arrays, so the protocols in ``search`` and ``detection`` stay short
 and every rule can be tested on hand-computed numbers.

@@ -188,7 +188,7 @@ class BucketRecall:
 
 @dataclass
 class DetectionResult:
-    """Outcome of the detection protocol (benchmarks.md section 3.4)."""
+    """Outcome of the detection protocol (docs/specs/benchmarks.md section 3.4)."""
 
     recall: float
     ap: float | None

@@ -1,8 +1,8 @@
 """The CUHK-SYSU and PRW person-search protocols, with optional CBGM re-scoring
-(benchmarks.md sections 3.1-3.3 and 4), and their breakdown by person scale (clsa.md section 3).
+(docs/specs/benchmarks.md sections 3.1-3.3 and 4), and their breakdown by person scale (docs/specs/clsa.md section 3).
 
 The rules are those of SeqNet's ``eval_func.py`` (the numbers papers report), minus its bugs
-(benchmarks.md section 5): the full-set CUHK gallery scores every image once, fewer than ten
+(docs/specs/benchmarks.md section 5): the full-set CUHK gallery scores every image once, fewer than ten
 candidates or none at all is fine, nothing is written to disk, and a PRW query whose identity
 appears in no gallery frame is reported as excluded instead of dividing by zero.
 """

@@ -11,7 +11,7 @@ what they use instead of indexing layers:
     layer4   layer4 (2048 ch)               features[14:19] (1280 ch)    32
 
 ``layer3`` is where the C4 detector runs its RPN and RoI crop; ``layer2..layer4`` are the
-re-id pyramid levels (clsa.md: 512/1024/2048 and 32/96/1280 channels).
+re-id pyramid levels (docs/specs/clsa.md: 512/1024/2048 and 32/96/1280 channels).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The feature-pyramid re-id network (clsa.md section 2).
+"""The feature-pyramid re-id network (docs/specs/clsa.md section 2).
 
 One backbone pass gives feature maps at several depths (the in-network pyramid). Each level l has
 its own head: global average pooling -> linear to ``embed_dim`` -> BatchNorm1d -> identity
@@ -24,7 +24,7 @@ VARIANTS = ("single", "multi", "clsa")
 
 @dataclass
 class ReIDConfig:
-    """Every switch of the re-id network, with the defaults of clsa.md section 2."""
+    """Every switch of the re-id network, with the defaults of docs/specs/clsa.md section 2."""
 
     num_classes: int
     """Training identities (the classifier's outputs)."""

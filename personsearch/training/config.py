@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 @dataclass
 class OptimConfig:
-    """SGD with warm-up then step decay (clsa.md section 2)."""
+    """SGD with warm-up then step decay (docs/specs/clsa.md section 2)."""
 
     lr: float = 0.01
     """Learning rate of new layers."""
