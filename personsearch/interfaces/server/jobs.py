@@ -101,8 +101,9 @@ class IndexingJobs:
             raise ValueError("give at least one file or folder to index")
         resolved = [self.resolve(p) for p in paths]
         with self._lock:
-            if self.running() is not None:
-                raise IndexBusyError(f"indexing job {self.running().id} is still running on {self.index_dir}; wait for it or cancel it")
+            running = self.running()  # once: the job may end between two looks
+            if running is not None:
+                raise IndexBusyError(f"indexing job {running.id} is still running on {self.index_dir}; wait for it or cancel it")
             index = PersonIndex.open(self.index_dir, self.engine, create=True, shared=True)
             try:
                 index.store.acquire_writer()
