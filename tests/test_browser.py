@@ -203,6 +203,21 @@ def test_click_a_person_then_filter_look_and_pivot(site: Site, page, tmp_path: P
     assert "Person search results" in Path(download.value.path()).read_text()
 
 
+def test_browse_the_frames_of_a_video(site: Site, page, tmp_path: Path) -> None:
+    sources = page.request.get(site.url + "api/sources?camera=cam-b").json()["sources"]
+    video = next(src for src in sources if src["name"] == "entrance.avi")
+    indexed = page.request.get(site.url + f"api/sources/{video['id']}/frames").json()["frames"]
+    page.goto(site.url)
+    page.click("#sources li:has-text('entrance.avi')")
+    page.wait_for_selector("#frame-controls:not([hidden])")
+    options = page.eval_on_selector_all("#frame-select option", "options => options.map(o => o.textContent)")
+    assert len(options) == len(indexed) >= 2 and options[0].startswith(f"frame {indexed[0]['frame']} ")
+    page.wait_for_selector("#overlay rect")
+    page.click("#next-frame")
+    page.wait_for_function("() => document.getElementById('frame-select').value === '1'")
+    page.wait_for_function(f"() => document.querySelectorAll('#overlay rect').length === {indexed[1]['people']}")
+
+
 def test_upload_a_photo_and_draw_the_box(site: Site, page, tmp_path: Path) -> None:
     name, (boxes, pids) = next((k[0], v) for k, v in site.truth.items() if k[1] is None and (v[1] >= 0).any())
     target = boxes[int(np.argmax(np.where(pids >= 0, boxes[:, 3] - boxes[:, 1], -1)))]

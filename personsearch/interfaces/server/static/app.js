@@ -98,8 +98,15 @@ async function openSource(src) {
   state.upload = null;
   state.source = src;
   for (const li of document.querySelectorAll("#sources li")) li.classList.toggle("selected", li.dataset.sourceId === String(src.id));
-  const page = await getJson(`/api/sources/${src.id}/frames?limit=1000`);
-  state.frames = page.frames;
+  // every frame with people, a page of 1,000 at a time (a long video has thousands)
+  const frames = [];
+  let page;
+  do {
+    page = await getJson(`/api/sources/${src.id}/frames?limit=1000&offset=${frames.length}`);
+    frames.push(...page.frames);
+  } while (page.frames.length && frames.length < page.total);
+  page.frames = frames;
+  state.frames = frames;
   state.frameIndex = 0;
   $("frame-title").textContent = src.path;
   const select = $("frame-select");
