@@ -365,3 +365,10 @@ def test_auto_kind_and_indexes_too_big_for_an_exact_copy(tmp_path: Path, monkeyp
         north = np.arange(0, len(vectors), 3)
         assert [h.box_id for h in exact] == north[np.argsort(-(vectors[north] @ vectors[9]), kind="stable")[:5]].tolist()
         assert index._vectors._flat is None  # no in-memory copy was made
+
+
+def test_a_frame_number_needs_a_video_path() -> None:
+    from personsearch.interfaces.api import PersonSearch
+
+    with pytest.raises(ValueError, match="frame= picks a frame of a video file"):
+        PersonSearch(ColourEngine()).query(draw_scene([(10, 10, RED, BLUE)]), frame=3)  # type: ignore[arg-type]

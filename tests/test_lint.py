@@ -1,5 +1,5 @@
-"""The code stays lint-clean and formatted (ruff, configured in pyproject.toml), so a style slip
-fails the suite here rather than piling up."""
+"""The code stays lint-clean and formatted (ruff) and the layers mypy covers stay type-clean
+(both configured in pyproject.toml), so a slip fails the suite here rather than piling up."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _ruff() -> list[str]:
-    found = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        pytest.skip("ruff is not installed: pip install -e '.[test]'")
-    return [found]
+        pytest.skip(f"{name} is not installed: pip install -e '.[test]'")
+    return found
 
 
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]], ids=["lint", "format"])
 def test_ruff(args: list[str]) -> None:
-    result = subprocess.run([*_ruff(), *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run([_tool("ruff"), *args], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"ruff {' '.join(args)} found problems (fix with `ruff check --fix . && ruff format .`):\n{result.stdout}{result.stderr}"
+
+
+def test_mypy() -> None:
+    result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"mypy found type errors:\n{result.stdout}{result.stderr}"

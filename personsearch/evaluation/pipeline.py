@@ -126,8 +126,9 @@ def evaluate_engine(
     started = time.perf_counter()
     qfeats = query_features(engine, dataset.queries)
     timings["queries"] = time.perf_counter() - started
-    settings = dict(gallery_size=gallery_size, cross_camera=cross_camera, det_thresh=det_thresh)
-    search_gt = evaluate_search(dataset, ground_truth_detections(dataset.gallery), gt_feats, qfeats, **settings)
-    search = evaluate_search(dataset, dets, feats, qfeats, **settings)
+    search_gt = evaluate_search(
+        dataset, ground_truth_detections(dataset.gallery), gt_feats, qfeats, gallery_size=gallery_size, cross_camera=cross_camera, det_thresh=det_thresh
+    )
+    search = evaluate_search(dataset, dets, feats, qfeats, gallery_size=gallery_size, cross_camera=cross_camera, det_thresh=det_thresh)
     detection = evaluate_detection(dataset, dets, det_thresh=det_thresh)
     return PipelineResult(search, search_gt, detection, timings)

@@ -84,7 +84,7 @@ def save_results(
             [_rows(f, len(d), dim, f"query_context[{i}]") for i, (d, (_, f)) in enumerate(zip(cdets, query_context))]
         )
     with open(path, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like its allow_pickle flag
 
 
 def _rows(feats: np.ndarray, n: int, dim: int, where: str) -> np.ndarray:
@@ -173,10 +173,10 @@ def load_results(
     """
     path = Path(path)
     arrays = _read_archive(path)
-    names = arrays["gallery_images"]
-    if names.dtype.kind not in "US" or names.ndim != 1:
-        raise ResultsFileError(f"{path}: gallery_images must be a 1-D string array, found {names.dtype} {names.shape}")
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
+    stored_names = arrays["gallery_images"]
+    if stored_names.dtype.kind not in "US" or stored_names.ndim != 1:
+        raise ResultsFileError(f"{path}: gallery_images must be a 1-D string array, found {stored_names.dtype} {stored_names.shape}")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in stored_names.tolist()]
     if len(set(names)) != len(names):
         raise ResultsFileError(f"{path}: gallery_images lists some images more than once")
     index = dataset.gallery_index()

@@ -90,6 +90,12 @@ def prefetch_rows(vectors: np.ndarray, ids: np.ndarray) -> None:
         mapped.madvise(mmap.MADV_WILLNEED, aligned, start + row_bytes - aligned)
 
 
+def _ivf_params(nprobe: int) -> faiss.SearchParametersIVF:
+    params = faiss.SearchParametersIVF()
+    params.nprobe = nprobe
+    return params
+
+
 def approximate_kind(setting: str | None, rows: int) -> str:
     """``ivf`` or ``ivfpq`` for an index of ``rows`` boxes: as set, or by size when ``auto``/None."""
     if setting in (None, "", "auto"):
@@ -203,6 +209,7 @@ class VectorSearch:
         sample_size = min(rows, max(64 * nlist, 16_384 if kind == "ivfpq" else 0))
         sample = np.sort(np.random.default_rng(seed).choice(rows, size=sample_size, replace=False))
         quantizer = faiss.IndexFlatIP(dim)
+        index: faiss.IndexIVF
         if kind == "ivfpq":
             index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_bytes(dim), 8, faiss.METRIC_INNER_PRODUCT)
         else:
@@ -279,10 +286,10 @@ class VectorSearch:
         index = self.update(kind, rows)
         candidates = rerank_count(k) if kind == "ivfpq" else k
         probes = min(nprobe or default_nprobe(index.nlist), index.nlist)
-        found = self._faiss_search(index, query, candidates, faiss.SearchParametersIVF(nprobe=probes), bitmap, rows)
+        found = self._faiss_search(index, query, candidates, _ivf_params(probes), bitmap, rows)
         if len(found.ids) < wanted and probes < index.nlist:
             # The probed lists held too few (selected) rows: probe them all.
-            found = self._faiss_search(index, query, candidates, faiss.SearchParametersIVF(nprobe=index.nlist), bitmap, rows)
+            found = self._faiss_search(index, query, candidates, _ivf_params(index.nlist), bitmap, rows)
         if kind == "ivfpq" and len(found.ids):
             ids = np.sort(found.ids)  # file order
             vectors = self.store.vectors(rows)

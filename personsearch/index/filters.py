@@ -28,7 +28,7 @@ class Filters:
     matched against the whole absolute path (so start it with ``*``: ``*/cam1/*.mp4``)."""
     time_range: tuple[float | None, float | None] | None = None
     """Inclusive ``(start, end)`` seconds in a video (either end may be ``None``); excludes images."""
-    camera: str | Sequence[str] | None = None
+    camera: str | Sequence[str] | frozenset[str] | None = None
     """Camera label, or several (any of them)."""
 
     def __post_init__(self) -> None:

@@ -212,7 +212,7 @@ class PersonIndex:
 
     def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
         records = self.store.boxes_with_thumbnails(ids.tolist())
-        hits = []
+        hits: list[Hit] = []
         for box_id, score in zip(ids.tolist(), scores.tolist()):
             record = records.get(box_id)
             if record is None:  # deleted by another process since the mask was built

@@ -19,10 +19,12 @@ from personsearch.pipeline import PersonEngine, PersonSearchPipeline
 
 def query_from_crop(engine: PersonEngine, crop: np.ndarray | str | Path) -> SearchQuery:
     """Query from an image that shows just the person (the whole image is the box)."""
-    is_file = isinstance(crop, (str, Path))
-    image = read_image(crop) if is_file else np.ascontiguousarray(crop)
-    _, feature = PersonSearchPipeline(engine).query_person(image, (0, 0, image.shape[1], image.shape[0]), str(crop) if is_file else "query crop")
-    return SearchQuery(feature, image, str(crop) if is_file else None)
+    if isinstance(crop, (str, Path)):
+        image, name, source = read_image(crop), str(crop), str(crop)
+    else:
+        image, name, source = np.ascontiguousarray(crop), "query crop", None
+    _, feature = PersonSearchPipeline(engine).query_person(image, (0, 0, image.shape[1], image.shape[0]), name)
+    return SearchQuery(feature, image, source)
 
 
 def _query_in(engine: PersonEngine, pixels: np.ndarray, box: Sequence[float] | None, name: str, source: str | None, frame: int | None) -> SearchQuery:

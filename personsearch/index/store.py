@@ -364,6 +364,7 @@ class IndexStore:
             "INSERT INTO sources (path, kind, size, mtime_ns, camera, next_frame, complete, people) VALUES (?, ?, ?, ?, ?, 0, 0, 0)",
             (str(source.path), source.kind, source.size, source.mtime_ns, source.camera),
         )
+        assert cursor.lastrowid is not None  # an INSERT always sets it
         return int(cursor.lastrowid)
 
     def commit_batch(self, rows: list[BoxRow], vectors: np.ndarray, updates: list[SourceUpdate]) -> None:

@@ -149,6 +149,8 @@ class PersonSearch:
         """The query person: a whole crop (``crop=True``), a box in a scene image, or a box in a
         video frame (``frame``). Without a box, the only person detected is used."""
         if frame is not None:
+            if not isinstance(image, (str, Path)):
+                raise ValueError("frame= picks a frame of a video file: give the video's path, or pass the frame's pixels without frame=")
             return query_from_video(self.bundle, image, frame, box)
         if crop:
             return query_from_crop(self.bundle, image)
