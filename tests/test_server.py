@@ -320,6 +320,10 @@ def test_indexing_only_under_allowed_folders(tmp_path: Path, built: tuple[Path, 
             response = c.post("/api/index-jobs", json={"paths": [path]})
             assert response.status_code == 403 and "outside the folders" in response.json()["detail"], path
         assert c.post("/api/index-jobs", json={"paths": ["nope"]}).status_code == 404
+        assert c.post("/api/index-jobs", json={"paths": ["~0"]}).status_code == 404  # no home-directory expansion (schemathesis found a 500)
+        (allowed / "loop").symlink_to(allowed / "loop")
+        looped = c.post("/api/index-jobs", json={"paths": ["loop"]})
+        assert looped.status_code in (403, 404, 422) and "Traceback" not in looped.text
         job = _wait_job(c, c.post("/api/index-jobs", json={"paths": ["cam"]}).json()["id"])
         assert job["state"] == "done" and job["people_added"] == 1, job
         assert [s["path"] for s in job["summary"]["skipped"]] == [str(allowed / "cam" / "link.png")]

@@ -82,13 +82,18 @@ class IndexingJobs:
             raise NotAllowedError("indexing from the web is off: restart the server with --allow-dir FOLDER (repeatable) to allow it under FOLDER")
         if "\x00" in given:
             raise NotAllowedError("path contains a NUL byte")
-        path = Path(given).expanduser()
+        path = Path(given)  # no ~ expansion: a request names no user's home
         path = path if path.is_absolute() else self.allow_dirs[0] / path
-        if not is_within(path, self.allow_dirs):
+        try:
+            inside = is_within(path, self.allow_dirs)
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as err:  # a symlink loop, an unreadable component
+            raise ValueError(f"{given}: cannot resolve this path ({err})") from None
+        if not inside:
             raise NotAllowedError(f"{given}: outside the folders this server may index ({', '.join(map(str, self.allow_dirs))})")
-        if not path.exists():
+        if not resolved.exists():
             raise FileNotFoundError(f"{given}: no such file or folder under {', '.join(map(str, self.allow_dirs))}")
-        return path.resolve()
+        return resolved
 
     def running(self) -> Job | None:
         return next((job for job in self.jobs.values() if job.state == "running"), None)
