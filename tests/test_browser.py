@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,8 @@ class Site:
     truth: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]]
     """(file name, frame) -> ground-truth boxes and identities."""
     scenes: dict[str, Path]
+    bundle: ModelBundle
+    """The shipped model, loaded once for every server of this module."""
 
     def identity(self, source: str, frame: int | None, box: list[float]) -> int:
         boxes, pids = self.truth[(Path(source).name, frame)]
@@ -73,12 +76,29 @@ class Site:
         return int(pids[overlaps.argmax()]) if overlaps.max() >= 0.5 else -1
 
 
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, for as long as the block runs; its URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """Scenes of the tiny benchmark's labelled people in two cameras: cam-a as photos, cam-b as a
     video (one scene per frame), indexed with the shipped model; served by uvicorn on loopback."""
-    import uvicorn
-
     _need_browser()
     work = tmp_path_factory.mktemp("browser")
     data = load_dataset(make_synthetic(work / "tiny", preset="tiny", seed=0).root)
@@ -101,18 +121,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     bundle = ModelBundle(SHIPPED_MODEL)
     with PersonIndex.open(work / "index", bundle, create=True) as index:
         index.add_paths([footage], progress=False)
-    app = create_app(SearchService(work / "index", bundle), allow_dirs=[footage])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield Site(f"http://127.0.0.1:{port}/", work / "index", truth, {s.name: s.path for s in scenes})
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(SearchService(work / "index", bundle), allow_dirs=[footage])) as url:
+        yield Site(url, work / "index", truth, {s.name: s.path for s in scenes}, bundle)
 
 
 @pytest.fixture
@@ -255,41 +265,20 @@ def test_errors_show_in_the_page_not_as_traces(site: Site, page, tmp_path: Path)
     assert "not a JPEG, PNG, WebP or BMP image" in text and "HTTP 415" in text and "Traceback" not in text
 
 
-def test_a_token_protected_server_asks_for_the_token(site: Site, tmp_path: Path) -> None:
+def test_a_token_protected_server_asks_for_the_token(site: Site, page) -> None:
     """With --token, the page (public, data-free) shows the login form; the right token sets the
     same-site cookie, after which the page and its images load."""
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
-    bundle = ModelBundle(SHIPPED_MODEL)
-    app = create_app(SearchService(site.index, bundle), token="let-me-in")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/"
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=_need_browser(), args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page()
-            page.set_default_timeout(20_000)
-            page.goto(url)
-            page.wait_for_selector("#login:not([hidden])")
-            assert "access token" in page.inner_text("#login")
-            page.fill("#token", "wrong")
-            page.click("#login button")
-            page.wait_for_selector("#banner.error")
-            assert "wrong token" in page.inner_text("#banner")
-            page.fill("#token", "let-me-in")
-            page.click("#login button")
-            page.wait_for_selector("#sources li")
-            assert page.locator("#banner").is_hidden() and page.locator("#login").is_hidden()
-            page.click("#sources li >> nth=0")
-            page.wait_for_function("() => document.getElementById('stage-img').naturalWidth > 0")
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving(create_app(SearchService(site.index, site.bundle), token="let-me-in")) as url:
+        page.goto(url)
+        page.wait_for_selector("#login:not([hidden])")
+        assert "access token" in page.inner_text("#login")
+        page.fill("#token", "wrong")
+        page.click("#login button")
+        page.wait_for_selector("#banner.error")
+        assert "wrong token" in page.inner_text("#banner")
+        page.fill("#token", "let-me-in")
+        page.click("#login button")
+        page.wait_for_selector("#sources li")
+        assert page.locator("#banner").is_hidden() and page.locator("#login").is_hidden()
+        page.click("#sources li >> nth=0")
+        page.wait_for_function("() => document.getElementById('stage-img').naturalWidth > 0")

@@ -102,6 +102,8 @@ class FrameWorker:
     def __init__(self, engine_factory: EngineFactory, sources: list[dict[str, Any]], sampling: tuple[int, float | None], max_pixels: int | None) -> None:
         self.pipeline = PersonSearchPipeline(engine_factory())
         self.sources = [Source(Path(s["path"]), s["kind"], s["size"], s["mtime_ns"], s["camera"]) for s in sources]
+        self.position = {source: i for i, source in enumerate(self.sources)}
+        """Plan position of each source: how the driver names a row's source."""
         self.sampling = Sampling(stride=sampling[0], fps=sampling[1])
         self.max_pixels = max_pixels
 
@@ -127,11 +129,10 @@ class FrameWorker:
         for unit_id, spec in zip(batch["unit"], batch["spec"]):
             frames, progress = self._frames(_decode_unit(str(spec)))
             rows, vectors = describe_frames(self.pipeline, frames)
-            index_of = {id(s): i for i, s in enumerate(self.sources)}
             out["unit"].append(int(unit_id))
             out["progress"].append(json.dumps(progress))
             out["frames"].append(len(frames))
-            out["rows"].append(json.dumps([[index_of[id(r.source)], r.frame, r.time, [float(v) for v in r.box], r.score] for r in rows]))
+            out["rows"].append(json.dumps([[self.position[r.source], r.frame, r.time, [float(v) for v in r.box], r.score] for r in rows]))
             out["vectors"].append(np.ascontiguousarray(vectors, np.float32).tobytes())
             out["thumbnails"].append([r.thumbnail for r in rows])
         return out

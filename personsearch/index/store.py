@@ -138,6 +138,11 @@ class SourceInfo:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def check_frame(self, frame: int | None) -> None:
+        """An image is addressed without a frame number, a video frame with one."""
+        if (self.kind == "image") != (frame is None):
+            raise ValueError(f"source {self.id} is {'an image: give no frame' if self.kind == 'image' else 'a video: give a frame number'}")
+
 
 @dataclass(frozen=True)
 class FrameInfo:
@@ -491,8 +496,7 @@ class IndexStore:
     def people_in_frame(self, source_id: int, frame: int | None) -> list[BoxInfo]:
         """Everyone indexed in the image (``frame=None``) or in one frame of a video."""
         source = self.get_source(source_id)
-        if (source.kind == "image") != (frame is None):
-            raise ValueError(f"source {source_id} is {'an image: give no frame' if source.kind == 'image' else 'a video: give a frame number'}")
+        source.check_frame(frame)
         return [_box_info(row) for row in self.conn.execute(_BOX_SELECT + "WHERE s.id = ? AND b.frame IS ? ORDER BY b.id", (source.id, frame))]
 
     def people_at_path(self, path: str, frame: int | None) -> list[BoxInfo]:

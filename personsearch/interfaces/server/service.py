@@ -161,10 +161,8 @@ class SearchService:
         """The image or video frame, read from the indexed file only if it is unchanged."""
         with self._lock:
             store = self._reader().store
-            source = store.get_source(source_id)
+            store.get_source(source_id).check_frame(frame)
             path = store.source_file(source_id)
-        if (source.kind == "image") != (frame is None):
-            raise ValueError(f"source {source_id} is {'an image: give no frame' if source.kind == 'image' else 'a video: give a frame number'}")
         return read_frame(path, frame)
 
     def frame_jpeg(self, source_id: int, frame: int | None) -> bytes:
@@ -233,7 +231,8 @@ class SearchService:
     def search_html(self, request: SearchRequest) -> str:
         """The CLI's HTML report of the same search (scenes re-read from the indexed files)."""
         query, hits = self.search(request)
-        notes = {"index": str(self.index_dir), "model": self.summary().get("model_id", "")}
+        with self._lock:
+            notes = {"index": str(self.index_dir), "model": self._reader().model_id}
         if query.source:
             notes["query"] = query.source + (f" frame {query.frame}" if query.frame is not None else "")
         return html_report(query.crop, hits, title="Person search results", notes=notes)
