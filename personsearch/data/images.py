@@ -34,6 +34,10 @@ class ImageNotFoundError(ImageReadError, FileNotFoundError):
     """An image path that does not exist."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image over the pixel bound (or a decompression bomb), refused before decoding."""
+
+
 def max_pixels_limit(max_pixels: int | None = None) -> int:
     """The pixel bound in force: the argument, else ``$PERSONSEARCH_MAX_PIXELS``, else the default."""
     if max_pixels is not None:
@@ -57,7 +61,7 @@ def check_image_size(width: int, height: int, name: str | Path, max_pixels: int 
     if width <= 0 or height <= 0:
         raise ImageReadError(f"{name}: image size {width}x{height} is empty; the file is corrupt")
     if width * height > limit:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of {limit:,}; "
             f"downscale it, or raise the limit with max_pixels= or ${MAX_PIXELS_ENV} if you trust the file"
         )
@@ -77,7 +81,7 @@ def _decode(source: str | Path | io.BytesIO, name: str | Path, max_pixels: int |
     except FileNotFoundError:
         raise ImageNotFoundError(f"{name}: file not found; check the path") from None
     except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{name}: refused by Pillow as a decompression bomb ({err})") from None
+        raise ImageTooLargeError(f"{name}: refused by Pillow as a decompression bomb ({err})") from None
     except (OSError, ValueError, SyntaxError) as err:
         # Pillow reports unknown formats, truncated data and bad headers with these types.
         raise ImageReadError(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from personsearch.data.images import ImageReadError, decode_image
+from personsearch.data.images import ImageReadError, ImageTooLargeError, decode_image
 
 MAGIC = {
     b"\xff\xd8\xff": "jpeg",
@@ -52,8 +52,7 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     try:
         return decode_image(data, name, max_pixels=max_pixels)
     except ImageReadError as err:
-        status = 413 if "over the limit" in str(err) or "decompression bomb" in str(err) else 422
-        raise UploadError(str(err), status) from None
+        raise UploadError(str(err), 413 if isinstance(err, ImageTooLargeError) else 422) from None
 
 
 @dataclass
