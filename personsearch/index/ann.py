@@ -166,10 +166,6 @@ class VectorSearch:
     def ann_path(self, kind: str) -> Path:
         return self.store.directory / KINDS[kind]
 
-    @property
-    def ivf_path(self) -> Path:
-        return self.ann_path("ivf")
-
     def _load(self, kind: str, rows: int) -> faiss.IndexIVF | None:
         """The saved index of ``kind``, if the metadata vouches for it and it fits ``rows``."""
         path, recorded = self.ann_path(kind), self.store.meta(f"{kind}_rows")
@@ -232,12 +228,6 @@ class VectorSearch:
             self._save(kind, index)
         self._ann[kind] = index
         return index
-
-    def build_ivf(self, rows: int, nlist: int | None = None, seed: int = 0) -> faiss.IndexIVF:
-        return self.build("ivf", rows, nlist, seed)
-
-    def update_ivf(self, rows: int) -> faiss.IndexIVF:
-        return self.update("ivf", rows)
 
     def forget(self) -> None:
         """Drop the in-memory structures (they are rebuilt or reloaded on the next search)."""
