@@ -1,165 +1,352 @@
 """Does multi-scale matching help? Train the re-id variants ``single``, ``multi`` and ``clsa`` with
-the same budget and seed on a synthetic benchmark, score each with one shared detector (search
-with detections) and with ground-truth boxes, overall and by person height.
+the same budget over several seeds, score each with one shared detector (search with detections)
+and with ground-truth boxes, overall, by person height and level by level, and follow each
+run's learning curve on a validation benchmark that the test split never sees.
 
-    python benchmarks/ablation.py --preset standard --epochs 20
+    python benchmarks/ablation.py --epochs 40 --seeds 0 1 2
 
-Writes ``benchmarks/results/ablation.json`` and ``docs/ablation.png``; every stage is cached in
-``--work`` so an interrupted run resumes.
+* Training data: the synthetic ``standard`` benchmark, seed 0 (``--data``, generated if absent).
+* Validation: a ``small`` benchmark of another seed (``--val-seed``, default 3: its identities are
+  new), scored with ground-truth boxes every ``--curve-every`` epochs (the learning curves), and
+  used to choose per-level weights of the test feature (the follow-up below found that the
+  weak lowest level, given a third of the vote by plain concatenation, drags the ranking down).
+  The weights are chosen on validation only, then applied once to the test split.
+* Shared detector: the shipped default model's (``--detector``), so the three variants differ in
+  re-id only.
+
+Writes ``benchmarks/results/ablation.json`` (``variants.{single,multi,clsa}.{search,search_gt_boxes}``
+hold the mean over seeds, ``..._std`` the standard deviation, ``per_seed`` each run) and the plots
+``docs/ablation.png`` and ``docs/ablation_curves.png``. Every run is cached in ``--work``, and
+training resumes from its last checkpoint, so an interrupted run continues where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from run_info import ROOT, commit
+import torch
+from run_info import ROOT, commit, machine
 
 from personsearch.data import load_dataset
+from personsearch.data.crops import crop_boxes, normalize_crops
+from personsearch.data.images import read_image
 from personsearch.data.synthetic import make_synthetic
-from personsearch.evaluation.pipeline import evaluate_engine
+from personsearch.evaluation.detection import evaluate_detection
+from personsearch.evaluation.pipeline import ground_truth_detections, query_features, run_gallery
+from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
-from personsearch.training.config import DetectorTrainConfig, OptimConfig, ReIDTrainConfig, to_dict
-from personsearch.training.detector import train_detector
+from personsearch.training.config import OptimConfig, ReIDTrainConfig, to_dict
 from personsearch.training.reid import train_reid
 
+VARIANTS = ("single", "multi", "clsa")
+WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
-def gallery_detections(bundle: ModelBundle, dataset, cache: Path) -> list[np.ndarray]:
-    """The shared detector's boxes on every gallery scene, cached as one .npz (no pickle)."""
+
+def gallery_detections(bundle: ModelBundle | Path, dataset, cache: Path) -> list[np.ndarray]:
+    """The shared detector's boxes on every gallery scene, cached as one .npz (no pickle);
+    ``bundle`` may be a folder, loaded only when the cache is missing."""
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
             return [data[f"d{i}"] for i in range(len(dataset.gallery))]
-    from personsearch.data.images import read_image
     from personsearch.pipeline import PersonSearchPipeline
 
-    pipeline = PersonSearchPipeline(bundle)
+    pipeline = PersonSearchPipeline(bundle if isinstance(bundle, ModelBundle) else ModelBundle(bundle))
     dets = [pipeline.detect([read_image(scene.path)])[0] for scene in dataset.gallery]
     np.savez(cache, **{f"d{i}": d for i, d in enumerate(dets)})
     return dets
 
 
-def plot(results: dict, out_png: Path) -> None:
+def level_features(feats: np.ndarray, num_levels: int, weights: tuple[float, ...] | None = None) -> np.ndarray:
+    """Re-weight the levels of concatenated test features: each level's slice re-normalised,
+    scaled by its weight, concatenated and normalised again. ``weights`` of all ones is the
+    plain concatenation; a one-hot vector scores one level alone."""
+    if weights is None or num_levels == 1:
+        return feats
+    dim = feats.shape[1] // num_levels
+    parts = []
+    for i, w in enumerate(weights):
+        part = feats[:, i * dim : (i + 1) * dim]
+        parts.append(w * part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12))
+    out = np.concatenate(parts, axis=1)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """A ``SearchResult.to_dict()`` without its per-query lists (the file stays readable)."""
+    return {k: v for k, v in result.items() if k not in {"per_query", "excluded"}}
+
+
+class Validation:
+    """The validation benchmark's ground-truth crops, cut once, scored against a network in a
+    few seconds: the learning curves and the level weights come from here, never from the test split."""
+
+    def __init__(self, data_dir: Path, size: tuple[int, int], gallery_size: int) -> None:
+        self.dataset = load_dataset(data_dir)
+        self.gallery_size = gallery_size
+        self.gallery_crops = [crop_boxes(read_image(s.path), s.boxes, size) for s in self.dataset.gallery]
+        self.query_crops = torch.cat([crop_boxes(read_image(q.path), q.box[None], size) for q in self.dataset.queries])
+        self.gt = ground_truth_detections(self.dataset.gallery)
+
+    @torch.no_grad()
+    def features(self, model: torch.nn.Module) -> tuple[list[np.ndarray], np.ndarray]:
+        model.eval()
+        counts = [len(c) for c in self.gallery_crops]
+        crops = torch.cat([*self.gallery_crops, self.query_crops])
+        feats = np.concatenate([model(normalize_crops(crops[i : i + 256])).float().numpy() for i in range(0, len(crops), 256)])
+        gallery = np.split(feats[: sum(counts)], np.cumsum(counts)[:-1])
+        return gallery, feats[sum(counts) :]
+
+    def score(self, gallery: list[np.ndarray], queries: np.ndarray, num_levels: int, weights: tuple[float, ...] | None = None) -> dict[str, float]:
+        g = [level_features(f, num_levels, weights) for f in gallery]
+        result = evaluate_search(self.dataset, self.gt, g, level_features(queries, num_levels, weights), gallery_size=self.gallery_size)
+        return {"mAP": result.mAP, "top1": result.topk[1]}
+
+    def curve_point(self, model: torch.nn.Module, levels: list[str]) -> dict[str, dict[str, float]]:
+        gallery, queries = self.features(model)
+        point = {"concat": self.score(gallery, queries, len(levels))}
+        if len(levels) > 1:
+            for i, level in enumerate(levels):
+                point[level] = self.score(gallery, queries, len(levels), tuple(float(j == i) for j in range(len(levels))))
+        return point
+
+    def best_weights(self, model: torch.nn.Module, num_levels: int) -> tuple[tuple[float, ...], dict[str, float]]:
+        """The level weights (a grid, top level fixed at 1) with the best validation mAP."""
+        gallery, queries = self.features(model)
+        best: tuple[tuple[float, ...], dict[str, float]] | None = None
+        for lower in itertools.product(WEIGHT_GRID, repeat=num_levels - 1):
+            weights = (*lower, 1.0)
+            scores = self.score(gallery, queries, num_levels, weights)
+            if best is None or scores["mAP"] > best[1]["mAP"]:
+                best = (weights, scores)
+        assert best is not None
+        return best
+
+
+def run_one(variant: str, seed: int, base: ReIDTrainConfig, work: Path, val: Validation, curve_every: int) -> Path:
+    """Train (or resume) one variant/seed, recording its validation curve; returns its folder."""
+    vdir = work / f"reid-{variant}-s{seed}"
+    curve_path = vdir / "curve.json"
+    curve: dict[str, Any] = json.loads(curve_path.read_text()) if curve_path.is_file() else {}
+    config = replace(base, variant=variant, seed=seed)
+
+    def on_epoch_end(epochs_done: int, model: torch.nn.Module) -> None:
+        if epochs_done % curve_every and epochs_done != config.epochs:
+            return
+        curve[str(epochs_done)] = val.curve_point(model, list(model.levels))
+        curve_path.write_text(json.dumps(curve, indent=1))
+
+    if not (vdir / "reid.safetensors").is_file():
+        vdir.mkdir(parents=True, exist_ok=True)
+        train_reid(config, vdir, on_epoch_end=on_epoch_end)
+    return vdir
+
+
+def evaluate_run(vdir: Path, detector: Path, dataset, shared_dets: list[np.ndarray], val: Validation, gallery_size: int) -> dict[str, Any]:
+    """Test-split scores of one trained run: with detections and ground-truth boxes, each level
+    alone, and with the level weights chosen on validation."""
+    cached = vdir / "scores.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    for part in ("detector.json", "detector.safetensors"):
+        (vdir / part).write_bytes((detector / part).read_bytes())
+    bundle = ModelBundle(vdir, engine="torch-fp32")
+    levels = list(bundle.reid_config.used_levels)
+    n = len(levels)
+    dets, feats, gt_feats = run_gallery(bundle, dataset.gallery, detections=shared_dets, progress=False)
+    queries = query_features(bundle, dataset.queries)
+    gt = ground_truth_detections(dataset.gallery)
+
+    def search(d: list[np.ndarray], f: list[np.ndarray], weights: tuple[float, ...] | None = None) -> dict[str, Any]:
+        return summary(
+            evaluate_search(dataset, d, [level_features(x, n, weights) for x in f], level_features(queries, n, weights), gallery_size=gallery_size).to_dict()
+        )
+
+    out: dict[str, Any] = {"search": search(dets, feats), "search_gt_boxes": search(gt, gt_feats), "detection": evaluate_detection(dataset, dets).to_dict()}
+    out["train"] = json.loads((vdir / "reid.json").read_text())["metadata"]["summary"]
+    out["curve"] = json.loads((vdir / "curve.json").read_text()) if (vdir / "curve.json").is_file() else {}
+    if n > 1:
+        out["levels_gt_boxes"] = {level: search(gt, gt_feats, tuple(float(j == i) for j in range(n))) for i, level in enumerate(levels)}
+        weights, val_scores = val.best_weights(bundle.reid_network, n)
+        out["val_weights"] = {
+            "weights": dict(zip(levels, weights, strict=True)),
+            "val": val_scores,
+            "val_concat": val.score(*val.features(bundle.reid_network), n),
+        }
+        out["weighted"] = {"search": search(dets, feats, weights), "search_gt_boxes": search(gt, gt_feats, weights)}
+    cached.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def mean_std(values: list[Any]) -> tuple[Any, Any]:
+    """Mean and sample standard deviation of the numeric leaves of equally shaped dicts (None
+    where a bucket is empty in any run)."""
+    first = values[0]
+    if isinstance(first, dict):
+        pairs = {k: mean_std([v[k] for v in values]) for k in first if all(isinstance(v, dict) and k in v for v in values)}
+        return {k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()}
+    if isinstance(first, bool) or not all(isinstance(v, (int, float)) for v in values):
+        return (first if all(v == first for v in values) else None), None
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def plot(results: dict, out_png: Path, curves_png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    variants = list(results["variants"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, key, title in ((axes[0], "search_gt_boxes", "ground-truth boxes"), (axes[1], "search", "with detections")):
-        variants = list(results["variants"])
         buckets = list(results["variants"][variants[0]][key]["by_query_height"])
         width = 0.8 / len(variants)
         for i, variant in enumerate(variants):
-            scores = results["variants"][variant][key]["by_query_height"]
-            values = [100 * (scores[b]["topk"]["1"] or 0) for b in buckets]
-            ax.bar(np.arange(len(buckets)) + i * width, values, width, label=variant)
+            mean = results["variants"][variant][key]["by_query_height"]
+            std = results["variants"][variant][f"{key}_std"]["by_query_height"]
+            values = [100 * (mean[b]["topk"]["1"] or 0) for b in buckets]
+            errors = [100 * (std[b]["topk"]["1"] or 0) for b in buckets]
+            ax.bar(np.arange(len(buckets)) + i * width, values, width, yerr=errors, capsize=3, label=variant)
         ax.set_xticks(np.arange(len(buckets)) + width * (len(variants) - 1) / 2, [f"{b} px" for b in buckets])
         ax.set_title(f"top-1 by query height, {title}")
         ax.set_xlabel("query person height")
-    axes[0].set_ylabel("top-1 (%)")
+    axes[0].set_ylabel("top-1 (%), mean ± sd over seeds")
     axes[0].legend()
-    fig.suptitle(f"synthetic '{results['preset']}' benchmark, gallery {results['gallery_size']}, seed {results['seed']}")
+    fig.suptitle(f"synthetic 'standard' benchmark, gallery {results['gallery_size']}, {results['reid_budget']['epochs']} epochs")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for variant in variants:
+        for seed, run in results["variants"][variant]["per_seed"].items():
+            epochs = sorted(int(e) for e in run["curve"])
+            for ax, metric in zip(axes, ("mAP", "top1"), strict=True):
+                first = seed == next(iter(results["variants"][variant]["per_seed"]))
+                ax.plot(
+                    epochs,
+                    [100 * run["curve"][str(e)]["concat"][metric] for e in epochs],
+                    color=f"C{variants.index(variant)}",
+                    alpha=0.8,
+                    label=variant if first else None,
+                )
+    for ax, metric in zip(axes, ("mAP", "top-1"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation {metric} (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"learning curves on the validation benchmark (small, seed {results['validation']['seed']}, GT boxes), one line per seed")
+    fig.tight_layout()
+    fig.savefig(curves_png, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="standard")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic-standard", help="the standard benchmark, seed 0 (generated if absent)")
+    parser.add_argument("--val-seed", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "ablation")
-    parser.add_argument("--variants", nargs="+", default=["single", "multi", "clsa"])
-    parser.add_argument("--epochs", type=int, default=20, help="re-id epochs, the same for every variant")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--epochs", type=int, default=40, help="re-id epochs, the same for every variant")
+    parser.add_argument("--curve-every", type=int, default=5, help="validation point every N epochs")
     parser.add_argument("--input", default="128x64", help="re-id input HxW")
     parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--detector-epochs", type=int, default=1)
-    parser.add_argument("--detector-scenes", type=int, default=400, help="train the shared detector on this many training scenes (CPU budget)")
+    parser.add_argument("--detector", type=Path, default=ROOT / "personsearch" / "assets" / "default", help="bundle folder whose detector all variants share")
     parser.add_argument("--gallery-size", type=int, default=100)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "ablation.png")
+    parser.add_argument("--curves", type=Path, default=ROOT / "docs" / "ablation_curves.png")
     args = parser.parse_args()
 
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    data_dir = args.work / "data"
-    if not (data_dir / "synthetic.json").is_file():
-        make_synthetic(data_dir, preset=args.preset, seed=args.seed)
-    dataset = load_dataset(data_dir)
-    timings = {"data": time.perf_counter() - started}
-
-    det_dir = args.work / "detector"
-    det_config = DetectorTrainConfig(dataset=str(data_dir), epochs=args.detector_epochs, seed=args.seed)
-    t = time.perf_counter()
-    if not (det_dir / "detector.safetensors").is_file():
-        det_summary = train_detector(det_config, det_dir, scenes=dataset.train[: args.detector_scenes])
-    else:
-        det_summary = json.loads((det_dir / "detector.json").read_text())["metadata"]["summary"]
-    timings["detector_train"] = time.perf_counter() - t
-
+    if not (args.data / "synthetic.json").is_file():
+        make_synthetic(args.data, preset="standard", seed=0)
+    dataset = load_dataset(args.data)
+    val_dir = args.work / f"val-small-seed{args.val_seed}"
+    if not (val_dir / "synthetic.json").is_file():
+        make_synthetic(val_dir, preset="small", seed=args.val_seed, overwrite=True)
     height, width = (int(v) for v in args.input.split("x"))
+    val = Validation(val_dir, (height, width), gallery_size=50)
+
+    digest = hashlib.sha256((args.detector / "detector.safetensors").read_bytes()).hexdigest()[:12]
+    shared_dets = gallery_detections(args.detector, dataset, args.work / f"gallery_detections-{digest}.npz")
     base = ReIDTrainConfig(
-        dataset=str(data_dir),
-        backbone=args.backbone,
-        input_size=(height, width),
-        epochs=args.epochs,
-        batch_size=64,
-        seed=args.seed,
-        optim=OptimConfig(warmup_steps=100),
+        dataset=str(args.data), backbone=args.backbone, input_size=(height, width), epochs=args.epochs, batch_size=64, optim=OptimConfig(warmup_steps=100)
     )
-    results: dict = {
-        "preset": args.preset,
-        "seed": args.seed,
+    results: dict[str, Any] = {
+        "preset": "standard",
+        "data_seed": 0,
+        "seeds": args.seeds,
         "gallery_size": args.gallery_size,
         "commit": commit(),
+        "machine": machine(),
         "dataset": {"train_scenes": len(dataset.train), "gallery_scenes": len(dataset.gallery), "queries": len(dataset.queries)},
-        "detector": {"config": to_dict(det_config), "train_scenes": min(args.detector_scenes, len(dataset.train)), "train": det_summary},
-        "reid_budget": {k: v for k, v in to_dict(base).items() if k not in {"dataset", "variant"}},
+        "validation": {"preset": "small", "seed": args.val_seed, "gallery_size": 50, "queries": len(val.dataset.queries)},
+        "detector": {"bundle": str(args.detector.relative_to(ROOT)) if args.detector.is_relative_to(ROOT) else str(args.detector), "sha256_12": digest},
+        "reid_budget": {k: v for k, v in to_dict(base).items() if k not in {"dataset", "variant", "seed"}},
         "variants": {},
     }
-    shared_dets = None
-    for variant in args.variants:
-        vdir = args.work / f"reid-{variant}"
-        t = time.perf_counter()
-        if not (vdir / "reid.safetensors").is_file():
-            summary = train_reid(replace(base, variant=variant), vdir)
-        else:
-            summary = json.loads((vdir / "reid.json").read_text())["metadata"]["summary"]
-        for part in ("detector.json", "detector.safetensors"):
-            (vdir / part).write_bytes((det_dir / part).read_bytes())
-        bundle = ModelBundle(vdir)
-        if shared_dets is None:
-            t_det = time.perf_counter()
-            shared_dets = gallery_detections(bundle, dataset, args.work / "gallery_detections.npz")
-            timings["gallery_detection"] = time.perf_counter() - t_det
-        result = evaluate_engine(bundle, dataset, gallery_size=args.gallery_size, detections=shared_dets)
-        results["detector"]["evaluation"] = result.detection.to_dict()
-        results["variants"][variant] = {
-            "train": summary,
-            "search": result.search.to_dict(),
-            "search_gt_boxes": result.search_gt.to_dict(),
-        }
-        timings[f"reid_{variant}"] = time.perf_counter() - t
-        print(f"== {variant}")
-        print(result.format_table())
-    timings["total"] = time.perf_counter() - started
-    results["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    plot(results, args.plot)
-    print("\nvariant   mAP(det)  top1(det)  mAP(gt)  top1(gt)   top-1 by query height (gt boxes)")
+    def write() -> None:
+        """The file as it stands: written after every run, so an interrupted session keeps what it measured."""
+        results["detector"]["evaluation"] = runs[args.variants[0]][str(args.seeds[0])]["detection"]
+        results["complete"] = all(len(per_seed) == len(args.seeds) for per_seed in runs.values())
+        for variant, per_seed in runs.items():
+            if not per_seed:
+                continue
+            entry: dict[str, Any] = {"seeds": [int(s) for s in per_seed]}
+            keys = ["search", "search_gt_boxes"] + (["levels_gt_boxes", "weighted"] if variant != "single" else [])
+            for key in keys:
+                entry[key], entry[f"{key}_std"] = mean_std([r[key] for r in per_seed.values()])
+            entry["per_seed"] = {seed: {k: v for k, v in r.items() if k != "detection"} for seed, r in per_seed.items()}
+            results["variants"][variant] = entry
+        results["timings_s"] = {"total": round(time.perf_counter() - started, 1)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+        plot(results, args.plot, args.curves)
+
+    for seed in args.seeds:  # seed-major: an interrupted run leaves every variant equally sampled
+        for variant in args.variants:
+            t = time.perf_counter()
+            vdir = run_one(variant, seed, base, args.work, val, args.curve_every)
+            runs[variant][str(seed)] = evaluate_run(vdir, args.detector, dataset, shared_dets, val, args.gallery_size)
+            s = runs[variant][str(seed)]
+            print(
+                f"== {variant} seed {seed} ({time.perf_counter() - t:.0f} s): det mAP {100 * s['search']['mAP']:.2f} top-1 {100 * s['search']['topk']['1']:.2f}; GT mAP {100 * s['search_gt_boxes']['mAP']:.2f} top-1 {100 * s['search_gt_boxes']['topk']['1']:.2f}",
+                flush=True,
+            )
+            write()
+
+    print(f"\n{len(args.seeds)} seeds, mean ± sd (percent)")
+    print(f"{'variant':10s} {'mAP det':>13s} {'top-1 det':>13s} {'mAP GT':>13s} {'top-1 GT':>13s} {'top-1 GT q<60':>14s}")
     for variant, r in results["variants"].items():
-        by = r["search_gt_boxes"]["by_query_height"]
-        buckets = "  ".join(f"{b}:{100 * (s['topk']['1'] or 0):.1f}" for b, s in by.items())
+
+        def cell(key: str, path: tuple[str, ...], entry: dict = r) -> str:
+            m, s = entry[key], entry[f"{key}_std"]
+            for p in path:
+                m, s = m[p], s[p]
+            return f"{100 * (m or 0):6.2f} ± {100 * (s or 0):4.2f}"
+
         print(
-            f"{variant:8s} {100 * r['search']['mAP']:8.2f} {100 * r['search']['topk']['1']:10.2f} "
-            f"{100 * r['search_gt_boxes']['mAP']:8.2f} {100 * r['search_gt_boxes']['topk']['1']:9.2f}   {buckets}"
+            f"{variant:10s} {cell('search', ('mAP',))} {cell('search', ('topk', '1'))} {cell('search_gt_boxes', ('mAP',))} {cell('search_gt_boxes', ('topk', '1'))} {cell('search_gt_boxes', ('by_query_height', '<60', 'topk', '1'))}"
         )
-    print(f"wrote {args.out} and {args.plot}")
+        if "weighted" in r:
+            entry = {**r["weighted"], **{f"{k}_std": v for k, v in r["weighted_std"].items()}}
+            print(
+                f"{variant + ' w':10s} {cell('search', ('mAP',), entry)} {cell('search', ('topk', '1'), entry)} {cell('search_gt_boxes', ('mAP',), entry)} {cell('search_gt_boxes', ('topk', '1'), entry)} {cell('search_gt_boxes', ('by_query_height', '<60', 'topk', '1'), entry)}"
+            )
+    print(f"wrote {args.out}, {args.plot} and {args.curves}")
 
 
 if __name__ == "__main__":

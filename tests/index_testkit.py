@@ -91,11 +91,36 @@ def write_video(path: Path, frames: int, fps: float = 10.0, colours: tuple[tuple
     return path
 
 
+def write_walkers(
+    path: Path, walkers: list[tuple[tuple[int, int, int], tuple[int, int, int], int, int, float, float, float, float]], frames: int, fps: float = 10.0
+) -> Path:
+    """An MJPG .avi (160x120) of several two-colour people, each ``(top, bottom, first frame, last
+    frame, x, y, dx, dy)``: visible from its first to its last frame, at (x + dx*t, y + dy*t) in
+    frame ``first + t``. Their paths may cross; the later one in the list is drawn on top."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
+    assert writer.isOpened()
+    for i in range(frames):
+        people = [
+            (round(x + dx * (i - first)), round(y + dy * (i - first)), top, bottom) for top, bottom, first, last, x, y, dx, dy in walkers if first <= i <= last
+        ]
+        writer.write(cv2.cvtColor(draw_scene(people), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def index_content(directory: Path) -> list[tuple]:
-    """Order-independent content of an index: (source, frame, time, box, score, vector) per box."""
+    """Order-independent content of an index: (source, frame, time, box, score, vector, sighting
+    span [first frame, last frame, boxes] or Nones) per box."""
     conn = sqlite3.connect(str(directory / "index.sqlite"))
-    rows = conn.execute("SELECT b.id, s.path, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score FROM boxes b JOIN sources s ON s.id = b.source_id").fetchall()
+    rows = conn.execute(
+        "SELECT b.id, s.path, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score, g.first_frame, g.last_frame, g.boxes "
+        "FROM boxes b JOIN sources s ON s.id = b.source_id LEFT JOIN sightings g ON g.id = b.sighting"
+    ).fetchall()
     dim = int(conn.execute("SELECT value FROM meta WHERE key = 'feature_dim'").fetchone()[0])
     conn.close()
     vectors = np.fromfile(directory / "vectors.f32", dtype=np.float32).reshape(-1, dim)
-    return sorted((path, frame, time, (x1, y1, x2, y2), score, tuple(vectors[i].tolist())) for i, path, frame, time, x1, y1, x2, y2, score in rows)
+    return sorted(
+        (path, frame, time, (x1, y1, x2, y2), score, tuple(vectors[i].tolist()), tuple(sighting))
+        for i, path, frame, time, x1, y1, x2, y2, score, *sighting in rows
+    )

@@ -27,6 +27,7 @@ import pytest
 
 from personsearch.data import load_dataset
 from personsearch.data.synthetic import make_synthetic
+from personsearch.data.synthetic.walks import make_walks
 from personsearch.index import PersonIndex
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.interfaces.server import SearchService, create_app
@@ -98,7 +99,8 @@ def serving(app) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """Scenes of the tiny benchmark's labelled people in two cameras: cam-a as photos, cam-b as a
-    video (one scene per frame), indexed with the shipped model; served by uvicorn on loopback."""
+    video (one scene per frame) and a video of people walking past, indexed with the shipped
+    model; served by uvicorn on loopback."""
     _need_browser()
     work = tmp_path_factory.mktemp("browser")
     data = load_dataset(make_synthetic(work / "tiny", preset="tiny", seed=0).root)
@@ -118,6 +120,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             truth[("entrance.avi", frame)] = (scene.boxes, scene.pids)
             frame += 1
     writer.release()
+    (walk,) = make_walks(work / "walks", seed=2, cameras=1, people=3, frames=40)
+    shutil.move(walk, footage / "cam-b" / "walk.avi")  # people walking past: tracked into sightings
     bundle = ModelBundle(SHIPPED_MODEL)
     with PersonIndex.open(work / "index", bundle, create=True) as index:
         index.add_paths([footage], progress=False)
@@ -211,6 +215,40 @@ def test_click_a_person_then_filter_look_and_pivot(site: Site, page, tmp_path: P
     with page.expect_download() as download:
         page.click("#export-html")
     assert "Person search results" in Path(download.value.path()).read_text()
+
+
+def test_a_person_walking_past_is_one_result_with_its_span_and_frames(site: Site, page) -> None:
+    with PersonIndex.open(site.index) as index:
+        walk = next(s for s in index.store.list_sources(camera="cam-b")[1] if s.name == "walk.avi")
+        ids, frames, _, _ = index.store.video_boxes(walk.id)
+        longest = max({index.sighting_of(int(i)) for i in ids}, key=lambda g: index.sighting(g).boxes)
+        best = index.sighting(longest).best_box
+        position = sorted(set(frames.tolist())).index(index.store.get_box(best).frame)
+    page.goto(site.url)
+    page.click("#sources li:has-text('walk.avi')")
+    page.wait_for_selector("#frame-controls:not([hidden])")
+    page.select_option("#frame-select", str(position))
+    page.locator(f"#overlay rect[data-box-id='{best}']").click(force=True)
+    page.wait_for_selector("[data-testid=hit]")
+    result = page.evaluate("() => window.personsearchLastResult")
+    sightings = [h["sighting"]["id"] for h in result["hits"] if h["sighting"] is not None]
+    assert len(sightings) == len(set(sightings)) and longest not in sightings  # one card per sighting, not the query's own
+    walks = [h for h in result["hits"] if h["sighting"] is not None and h["sighting"]["boxes"] > 1]
+    assert walks and page.locator("[data-testid=span]").count() == len(walks)
+    assert page.locator(".strip img").count() == sum(len(h["sighting"]["sample_boxes"]) for h in walks)
+    # the whole walk as the query, then every frame as its own result
+    page.click("[data-testid=search-sighting] >> nth=0")
+    page.wait_for_function("() => document.getElementById('query-text').textContent.includes('every frame of the sighting')")
+    page.check("#per-frame")
+    with page.expect_response("**/api/search") as response:
+        page.click("#filters button[type=submit]")
+    assert response.value.request.post_data_json["per_frame"] is True
+    page.wait_for_function(
+        "() => window.personsearchLastResult.hits.some((h, i, all) => h.sighting && all.findIndex(o => o.sighting && o.sighting.id === h.sighting.id) !== i)"
+    )
+    per_frame = page.evaluate("() => window.personsearchLastResult")
+    ids = [h["sighting"]["id"] for h in per_frame["hits"] if h["sighting"] is not None]
+    assert len(ids) > len(set(ids))  # several frames of one walk
 
 
 def test_browse_the_frames_of_a_video(site: Site, page, tmp_path: Path) -> None:

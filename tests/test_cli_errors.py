@@ -118,3 +118,33 @@ def test_wrong_formats_and_bad_input(setup: dict[str, Path], tmp_path: Path) -> 
     assert result.exit_code == 0
     result = runner.invoke(app, ["score", "--dataset", str(tmp_path / "data"), "--results", str(scores)])
     _one_line_error(result, EXIT_CODES["bad data"], "theirs.npz")
+
+
+def test_search_by_sighting_and_per_frame_from_the_command_line(setup: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    from index_testkit import GREEN, YELLOW, write_walkers
+
+    from personsearch.index import PersonIndex
+
+    footage = tmp_path / "footage"
+    write_walkers(footage / "hall" / "walk.avi", [(RED, BLUE, 0, 11, 10, 10, 6, 0), (GREEN, YELLOW, 0, 11, 120, 70, -6, 0)], frames=12)
+    index = tmp_path / "index"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERSONSEARCH_ENGINE", "torch-fp32")
+        assert runner.invoke(app, ["index", str(footage), "--index", str(index), "--model", str(setup["bundle"])]).exit_code == 0
+        with PersonIndex.open(index) as opened:
+            summary = opened.store.summary()
+            assert summary["sightings"] >= 1 and summary["people"] > summary["sightings"]  # frames were linked
+            ids = opened.store.video_boxes(opened.store.list_sources()[1][0].id)[0]
+            sighting = opened.sighting_of(int(ids[0]))
+        base = ["search", "--index", str(index), "--model", str(setup["bundle"]), "--json", "-", "--top-k", "50"]
+        by_sighting = json.loads(runner.invoke(app, [*base, "--sighting", str(sighting)]).output)
+        assert by_sighting["schema_version"] == 2 and by_sighting["hits"]
+        assert all(h["sighting"]["id"] != sighting for h in by_sighting["hits"])  # the query's own sighting is left out
+        assert len({h["sighting"]["id"] for h in by_sighting["hits"]}) == len(by_sighting["hits"])  # one hit per sighting
+        per_frame = json.loads(runner.invoke(app, [*base, "--sighting", str(sighting), "--per-frame"]).output)
+        assert len(per_frame["hits"]) > len(by_sighting["hits"])
+        _one_line_error(runner.invoke(app, [*base[:-4], "--sighting", "99999"]), EXIT_CODES["bad input"], "no sighting 99999")
+        result = runner.invoke(app, base[:-4])
+        assert result.exit_code == 2 and "give exactly one query" in result.output

@@ -85,9 +85,10 @@ def test_json_form_has_exact_keys_and_round_trips(tmp_path: Path) -> None:
         hits = index.search(query.feature, 3)
     document = json.loads(json.dumps(hits_to_json(hits, query=query)))
     assert list(document) == ["schema", "schema_version", "query", "hits"]
-    assert (document["schema"], document["schema_version"]) == ("personsearch.search-results", 1)
+    assert (document["schema"], document["schema_version"]) == ("personsearch.search-results", 2)
     assert document["query"] == {"source": str(tmp_path / "g" / "cam1" / "b.png"), "frame": None, "box": [10.0, 50.0, 30.0, 90.0]}
-    assert HIT_KEYS == ("rank", "score", "box", "detection_score", "source", "kind", "frame", "time", "camera", "box_id")
+    assert HIT_KEYS == ("rank", "score", "box", "detection_score", "source", "kind", "frame", "time", "camera", "box_id", "sighting")
+    assert all(hit["sighting"] is None for hit in document["hits"])  # images: one-frame appearances
     assert all(list(hit) == list(HIT_KEYS) for hit in document["hits"])
     assert document["hits"][0]["score"] == 1.0 and document["hits"][0]["box"] == [10.0, 50.0, 30.0, 90.0]
     back = hits_from_json(document)
@@ -95,8 +96,10 @@ def test_json_form_has_exact_keys_and_round_trips(tmp_path: Path) -> None:
     with_thumbs = hits_to_json(hits, include_thumbnails=True)
     assert list(with_thumbs["hits"][0]) == [*HIT_KEYS, "thumbnail_jpeg_base64"]
     assert hits_from_json(with_thumbs)[0].thumbnail_jpeg == hits[0].thumbnail_jpeg
-    with pytest.raises(ValueError, match="schema_version 2; this version of personsearch reads 1"):
-        hits_from_json({**document, "schema_version": 2})
+    with pytest.raises(ValueError, match="schema_version 3; this version of personsearch reads 1 to 2"):
+        hits_from_json({**document, "schema_version": 3})
+    version_1 = {**document, "schema_version": 1, "hits": [{k: v for k, v in hit.items() if k != "sighting"} for hit in document["hits"]]}
+    assert [h.box_id for h in hits_from_json(version_1)] == [h.box_id for h in hits]  # older documents still read
     with pytest.raises(ValueError, match=r"hit 0 lacks keys \['camera'\]"):
         hits_from_json({**document, "hits": [{k: v for k, v in document["hits"][0].items() if k != "camera"}]})
 
@@ -172,12 +175,21 @@ def test_video_frames_are_indexed_with_stride_times_and_time_filter(tmp_path: Pa
     assert (summary.frames_processed, summary.people_added) == (4, 4)
     engine = ColourEngine()
     with PersonIndex.open(tmp_path / "idx", engine) as index:
-        hits = index.search(colour_feature(RED, BLUE), 10)
+        hits = index.search(colour_feature(RED, BLUE), 10, per_frame=True)
         assert sorted((h.frame, h.time, h.kind, h.camera) for h in hits) == [(f, f / 10, "video", "door") for f in (0, 3, 6, 9)]
         frame6 = next(h for h in hits if h.frame == 6)
         assert frame6.box[0] == pytest.approx(10 + 4 * 6, abs=2) and frame6.score > 0.95
-        assert sorted(h.frame for h in index.search(colour_feature(RED, BLUE), 10, time_range=(0.25, 0.6))) == [3, 6]
-        assert sorted(h.frame for h in index.search(colour_feature(RED, BLUE), 10, time_range=(None, 0.0))) == [0]
+        assert sorted(h.frame for h in index.search(colour_feature(RED, BLUE), 10, time_range=(0.25, 0.6), per_frame=True)) == [3, 6]
+        assert sorted(h.frame for h in index.search(colour_feature(RED, BLUE), 10, time_range=(None, 0.0), per_frame=True)) == [0]
+        # by default one hit per appearance: the person's walk through the clip is one sighting
+        (walk,) = index.search(colour_feature(RED, BLUE), 10)
+        assert walk.sighting is not None and all(h.sighting == walk.sighting for h in hits)
+        assert (walk.sighting.first_frame, walk.sighting.last_frame, walk.sighting.boxes) == (0, 9, 4)
+        assert (walk.sighting.start_time, walk.sighting.end_time) == (0.0, 0.9)
+        assert list(walk.sighting.sample_boxes) == sorted(h.box_id for h in hits)
+        assert walk.score == max(h.score for h in hits) and walk.box_id in {h.box_id for h in hits}
+        (later,) = index.search(colour_feature(RED, BLUE), 10, time_range=(0.25, 0.6))
+        assert later.sighting == walk.sighting and later.frame in (3, 6)  # the best frame within the filter
         query = query_from_video(engine, video, 6)
         assert (query.frame, query.source, query.box) == (6, str(video), frame6.box)
         np.testing.assert_allclose(query.feature, index.feature(frame6.box_id), atol=1e-6)
@@ -195,7 +207,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path) -> Non
     with pytest.raises(SimulatedKill):
         _build(tmp_path / "resumed", [tmp_path / "g"], ColourEngine(kill_on_detect_call=4), batch_size=2)
     partial = index_content(tmp_path / "resumed")
-    assert 0 < len(partial) < len(expected) and set(partial) <= set(expected)
+    assert {e[-1] for e in expected if e[0].endswith("walk.avi")} == {(0, 8, 9)}  # the walk is one sighting
+    assert 0 < len(partial) < len(expected) and {p[:-1] for p in partial} <= {e[:-1] for e in expected}
+    assert {p[-1] for p in partial if p[0].endswith("walk.avi")} == {(None, None, None)}  # tracked only once complete
     engine = ColourEngine()
     summary = _build(tmp_path / "resumed", [tmp_path / "g"], engine, batch_size=2)
     # 3 batches committed (a+b, c+frame 0, frames 1-2): the images are done, the video resumes at frame 3

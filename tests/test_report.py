@@ -21,7 +21,7 @@ from personsearch.interfaces.report import BOX_COLOUR, MATCH_COLOUR, MISS_COLOUR
 WEIRD_NAME = "<b>Tom & 'Jerry'\".png"
 
 
-def _search(tmp_path: Path):
+def _search(tmp_path: Path, per_frame: bool = False):
     weird = write_png(tmp_path / "g" / "cam<1>" / WEIRD_NAME, draw_scene([(10, 10, RED, BLUE), (60, 10, GREEN, YELLOW)]))
     plain = write_png(tmp_path / "g" / "cam2" / "plain.png", draw_scene([(100, 60, RED, GREEN)]))
     write_video(tmp_path / "g" / "cam3" / "walk.avi", frames=3, colours=(YELLOW, BLUE))
@@ -29,7 +29,7 @@ def _search(tmp_path: Path):
     with PersonIndex.open(tmp_path / "idx", engine, create=True) as index:
         index.add_paths([tmp_path / "g"], progress=False)
         query = query_from_scene(engine, weird, box=(10, 10, 30, 50))
-        hits = index.search(query.feature, 10)
+        hits = index.search(query.feature, 10, per_frame=per_frame)
     return query, hits, weird, plain
 
 
@@ -46,10 +46,11 @@ def test_html_report_is_self_contained_escaped_and_draws_the_box(tmp_path: Path)
     page = out.read_text(encoding="utf-8")
     assert html.escape(str(weird)) in page and WEIRD_NAME not in page and "<b>Tom" not in page
     assert "idx &lt;main&gt;" in page and "camera: cam&lt;1&gt;" in page
-    assert page.count('class="hit"') == 6 and "frame 2, 0.20 s" in page
+    assert page.count('class="hit"') == 4  # 3 people in images, and the video's one person as one sighting
+    assert "seen frames 0-2 (0.00-0.20 s), in 3 sampled frames" in page and page.count('alt="sighting frame"') == 3
     assert "scene unavailable:" in page and html.escape(str(plain)) in page
     images = _data_images(page)
-    assert len(images) == 1 + 6 + 5  # query, 6 thumbnails, 5 readable scenes
+    assert len(images) == 1 + 4 + 3 + 3  # query, 4 thumbnails, the walk's 3 frames, 3 readable scenes
     assert images[0].shape == (40, 20, 3)
     scene = images[2]  # the best hit's scene: the weird-named image with box (10, 10, 30, 50)
     assert scene.shape == (120, 160, 3)
@@ -59,7 +60,7 @@ def test_html_report_is_self_contained_escaped_and_draws_the_box(tmp_path: Path)
 
 
 def test_contact_sheet_puts_the_query_first_then_the_hits(tmp_path: Path) -> None:
-    query, hits, _, _ = _search(tmp_path)
+    query, hits, _, _ = _search(tmp_path, per_frame=True)
     from_json = hits_from_json(hits_to_json(hits))  # without thumbnails: people are cut from their scenes
     for name, chosen in (("sheet.png", hits), ("from_json.png", from_json)):
         out = write_contact_sheet(tmp_path / name, query.crop, chosen, columns=3, cell_size=(60, 120))

@@ -117,8 +117,13 @@ def test_search_by_indexed_person_is_the_cli_json_without_the_query_itself(clien
     hits = hits_from_json(result)  # the CLI's schema, checked
     assert query not in [h.box_id for h in hits]
     assert result["query"]["source"].endswith("one.png") and result["query"]["box"] is not None
-    # red and blue (in two.png, three.png and the six video frames: a histogram ignores the order) score 1
-    assert [round(h.score, 4) for h in hits[:8]] == [1.0] * 8 and hits[8].score < 0.99
+    # red and blue (in two.png, three.png and the video's walk: a histogram ignores the order) score 1;
+    # the walk is one sighting (one hit), or six hits frame by frame
+    assert [round(h.score, 4) for h in hits[:3]] == [1.0] * 3 and hits[3].score < 0.99
+    walk = next(h for h in hits if h.kind == "video")
+    assert walk.sighting is not None and (walk.sighting.first_frame, walk.sighting.last_frame, walk.sighting.boxes) == (0, 5, 6)
+    per_frame = hits_from_json(client.post("/api/search", json={"box_id": query, "top_k": 20, "per_frame": True}).json())
+    assert [round(h.score, 4) for h in per_frame[:8]] == [1.0] * 8 and per_frame[8].score < 0.99
     assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
     with_self = client.post("/api/search", json={"box_id": query, "include_query": True, "top_k": 3}).json()
     assert query in [h["box_id"] for h in with_self["hits"]]
@@ -128,8 +133,10 @@ def test_search_filters_by_camera_time_and_source(client: TestClient) -> None:
     query = _box_of(client, "one.png", RED)
     cam_b = client.post("/api/search", json={"box_id": query, "camera": ["cam-b"], "top_k": 50}).json()["hits"]
     assert cam_b and {h["camera"] for h in cam_b} == {"cam-b"}
-    timed = client.post("/api/search", json={"box_id": query, "time_from": 0.15, "time_to": 0.35, "top_k": 50}).json()["hits"]
+    timed = client.post("/api/search", json={"box_id": query, "time_from": 0.15, "time_to": 0.35, "top_k": 50, "per_frame": True}).json()["hits"]
     assert sorted(h["frame"] for h in timed) == [2, 3]
+    (walk,) = client.post("/api/search", json={"box_id": query, "time_from": 0.15, "time_to": 0.35}).json()["hits"]
+    assert walk["frame"] in (2, 3) and (walk["sighting"]["first_frame"], walk["sighting"]["last_frame"]) == (0, 5)  # the span is the whole walk
     two = client.post("/api/search", json={"box_id": query, "source": "two.png"}).json()["hits"]
     assert [h["source"].endswith("two.png") for h in two] == [True]
     bad = client.post("/api/search", json={"box_id": query, "time_from": 2, "time_to": 1})
@@ -277,8 +284,10 @@ def test_indexing_job_runs_beside_searches_and_refuses_a_second_writer(tmp_path:
         done = _wait_job(c, job.json()["id"])
         assert done["state"] == "done" and done["people_added"] == 2 + 6 and done["frames_done"] == 7
         assert {cam["camera"] for cam in c.get("/api/summary").json()["cameras"]} == {"cam-a", "lobby"}
-        lobby = c.post("/api/search", json={"box_id": query, "camera": ["lobby"], "top_k": 50}).json()["hits"]
+        lobby = c.post("/api/search", json={"box_id": query, "camera": ["lobby"], "top_k": 50, "per_frame": True}).json()["hits"]
         assert len(lobby) == 8 and {h["camera"] for h in lobby} == {"lobby"}
+        walks = c.post("/api/search", json={"box_id": query, "camera": ["lobby"], "top_k": 50}).json()["hits"]
+        assert len(walks) == 3 and c.get("/api/summary").json()["sightings"] == 1  # the video, tracked once the job finished it
         # another process holding the writer lock: refused the same way
         other = IndexStore.open(index)
         other.acquire_writer()

@@ -63,7 +63,7 @@ class Filters:
 
 
 class RowTable:
-    """In-memory per-row metadata of an index (source id, time), refreshed as rows are committed."""
+    """In-memory per-row metadata of an index (source id, time, sighting), refreshed as rows are committed."""
 
     def __init__(self, store: IndexStore) -> None:
         self.store = store
@@ -73,6 +73,9 @@ class RowTable:
         """Source id per row; -1 for a deleted box."""
         self.time_of = np.zeros(0, dtype=np.float64)
         """Seconds per row; NaN for images and deleted boxes."""
+        self.sighting_of = np.zeros(0, dtype=np.int64)
+        """Sighting id per row; -1 for a box in no sighting (an image, an untracked video)."""
+        self.last_sighting = 0
         self.sources: dict[int, tuple[str, str]] = {}
         """Source id -> (path, camera)."""
         self._source_masks: dict[Filters, np.ndarray] = {}
@@ -85,6 +88,8 @@ class RowTable:
                 self.rows, self.generation = 0, generation
                 self.source_of = np.zeros(0, dtype=np.int64)
                 self.time_of = np.zeros(0, dtype=np.float64)
+                self.sighting_of = np.zeros(0, dtype=np.int64)
+                self.last_sighting = 0
                 self.sources = {}
             if rows > self.rows:
                 data = self.store.box_rows(self.rows, rows)
@@ -97,10 +102,16 @@ class RowTable:
                     time_of[offsets] = table[:, 2]
                 self.source_of = np.concatenate([self.source_of, source_of])
                 self.time_of = np.concatenate([self.time_of, time_of])
+                self.sighting_of = np.concatenate([self.sighting_of, np.full(rows - self.rows, -1, dtype=np.int64)])
                 for sid, path, camera in self.store.sources_after(max(self.sources, default=0)):
                     self.sources[sid] = (path, camera)
                 self._source_masks.clear()
                 self.rows = rows
+            linked = self.store.sighting_rows(self.last_sighting)  # sightings written since the last refresh
+            if linked:
+                pairs = np.array(linked, dtype=np.int64)
+                self.sighting_of[pairs[:, 0]] = pairs[:, 1]
+                self.last_sighting = int(pairs[:, 1].max())
         return self.rows
 
     def live_count(self) -> int:

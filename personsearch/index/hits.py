@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 
 from personsearch.data.images import decode_image
+from personsearch.index.store import SightingInfo
 
 JSON_SCHEMA = "personsearch.search-results"
-JSON_SCHEMA_VERSION = 1
-HIT_KEYS = ("rank", "score", "box", "detection_score", "source", "kind", "frame", "time", "camera", "box_id")
+JSON_SCHEMA_VERSION = 2
+"""1: hits are boxes. 2: + ``sighting`` per hit, and by default one hit per sighting (version-1
+documents are still read)."""
+HIT_KEYS = ("rank", "score", "box", "detection_score", "source", "kind", "frame", "time", "camera", "box_id", "sighting")
 """Keys of every hit object, in order; ``thumbnail_jpeg_base64`` is added only on request."""
 
 
@@ -62,6 +65,12 @@ class Hit:
     """Stable id of the box in its index."""
     thumbnail_jpeg: bytes | None = field(default=None, repr=False)
     """The stored thumbnail (JPEG); ``None`` when the hit was read from JSON without thumbnails."""
+    sighting: SightingInfo | None = None
+    """The tracked appearance this box belongs to (its time span and a few of its boxes); ``None``
+    for an image (a one-frame sighting) or a video not yet indexed to its end. When results are
+    grouped by sighting, the hit's box is the sighting's best-matching frame."""
+    sighting_thumbnails: tuple[bytes, ...] = field(default=(), repr=False)
+    """Thumbnails (JPEG) of ``sighting.sample_boxes``, in that order (reports show the walk)."""
 
     def thumbnail(self) -> np.ndarray:
         """The thumbnail as HxWx3 uint8 RGB."""
@@ -89,6 +98,7 @@ def hit_to_json(hit: Hit, *, include_thumbnail: bool = False) -> dict[str, Any]:
         "time": _round(hit.time, 3),
         "camera": hit.camera,
         "box_id": int(hit.box_id),
+        "sighting": None if hit.sighting is None else hit.sighting.to_json(),
     }
     if include_thumbnail and hit.thumbnail_jpeg is not None:
         data["thumbnail_jpeg_base64"] = base64.b64encode(hit.thumbnail_jpeg).decode("ascii")
@@ -116,13 +126,15 @@ def hits_from_json(document: Mapping[str, Any]) -> list[Hit]:
     """Read back the hits of a ``hits_to_json`` document, checking its schema and version."""
     if document.get("schema") != JSON_SCHEMA:
         raise ValueError(f"not a personsearch search-results document: 'schema' is {document.get('schema')!r}, expected {JSON_SCHEMA!r}")
-    if document.get("schema_version") != JSON_SCHEMA_VERSION:
-        raise ValueError(f"search results schema_version {document.get('schema_version')!r}; this version of personsearch reads {JSON_SCHEMA_VERSION}")
+    version = document.get("schema_version")
+    if version not in (1, JSON_SCHEMA_VERSION):
+        raise ValueError(f"search results schema_version {version!r}; this version of personsearch reads 1 to {JSON_SCHEMA_VERSION}")
+    keys = HIT_KEYS if version == JSON_SCHEMA_VERSION else HIT_KEYS[:-1]
     hits = []
     for i, item in enumerate(document.get("hits", [])):
-        missing = [key for key in HIT_KEYS if key not in item]
+        missing = [key for key in keys if key not in item]
         if missing:
-            raise ValueError(f"hit {i} lacks keys {missing}; every hit has {list(HIT_KEYS)}")
+            raise ValueError(f"hit {i} lacks keys {missing}; every hit has {list(keys)}")
         thumbnail = None
         if "thumbnail_jpeg_base64" in item:
             try:
@@ -145,6 +157,26 @@ def hits_from_json(document: Mapping[str, Any]) -> list[Hit]:
                 camera=str(item["camera"]),
                 box_id=int(item["box_id"]),
                 thumbnail_jpeg=thumbnail,
+                sighting=_sighting_from_json(item.get("sighting"), i),
             )
         )
     return hits
+
+
+def _sighting_from_json(data: Any, i: int) -> SightingInfo | None:
+    if data is None:
+        return None
+    try:
+        return SightingInfo(
+            id=int(data["id"]),
+            source_id=int(data["source_id"]),
+            first_frame=int(data["first_frame"]),
+            last_frame=int(data["last_frame"]),
+            start_time=None if data["start_time"] is None else float(data["start_time"]),
+            end_time=None if data["end_time"] is None else float(data["end_time"]),
+            boxes=int(data["boxes"]),
+            best_box=int(data["best_box"]),
+            sample_boxes=tuple(int(b) for b in data.get("sample_boxes", [])),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"hit {i}: malformed sighting ({err!r}); see docs/search-json.md") from None

@@ -25,6 +25,7 @@ from personsearch.data.boxes import crop_box
 from personsearch.data.images import ImageReadError, encode_jpeg
 from personsearch.index.sources import Frame, Sampling, Skipped, Source, discover, iter_frames, planned_frames
 from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
+from personsearch.index.tracking import link_pending
 from personsearch.pipeline import PersonEngine, PersonSearchPipeline
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class IndexSummary:
     commit_seconds: float = 0.0
     """Of ``seconds``, the time spent committing (writing vectors, fsync, the SQLite transaction):
     the part a distributed run cannot spread over workers."""
+    tracking_seconds: float = 0.0
+    """Of ``seconds``, the time spent tracking finished videos into sightings (tracking.py)."""
 
     @property
     def sources_skipped(self) -> int:
@@ -72,6 +75,7 @@ class IndexSummary:
             "people_added": self.people_added,
             "seconds": round(self.seconds, 3),
             "commit_seconds": round(self.commit_seconds, 3),
+            "tracking_seconds": round(self.tracking_seconds, 3),
         }
 
 
@@ -169,6 +173,10 @@ class _Batcher:
         started = time.perf_counter()
         self.store.commit_batch(rows, vectors, list(updates.values()))
         self.summary.commit_seconds += time.perf_counter() - started
+        if any(u.complete and u.source.kind == "video" for u in updates.values()):
+            started = time.perf_counter()
+            link_pending(self.store)  # searchable as sightings as soon as each video is done
+            self.summary.tracking_seconds += time.perf_counter() - started
         self.summary.frames_processed += len(frames)
         self.summary.people_added += len(rows)
         self.progress.advance(self.task, len(frames))

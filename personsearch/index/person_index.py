@@ -7,6 +7,7 @@ search an index while one process adds to it: searches see every committed batch
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from personsearch.index.filters import Filters, RowTable
 from personsearch.index.hits import Hit
 from personsearch.index.indexer import IndexSummary, ProgressCallback, index_paths
 from personsearch.index.sources import Sampling
-from personsearch.index.store import IndexStore, ModelMismatchError
+from personsearch.index.store import IndexStore, ModelMismatchError, SightingInfo
+from personsearch.index.tracking import aggregate_feature, link_pending
 from personsearch.pipeline import PersonEngine
 
 
@@ -67,12 +69,13 @@ class PersonIndex:
             store = IndexStore.create(directory, engine.model_id, engine.feature_dim, shared=shared)
         else:
             store = IndexStore.open(directory, shared=shared)
-        if engine is not None:
-            try:
+        try:
+            if engine is not None:
                 check_model(store, engine)
-            except ModelMismatchError:
-                store.close()
-                raise
+            link_pending(store)  # videos an interrupted run (or an older version) left untracked
+        except BaseException:
+            store.close()
+            raise
         return cls(store, engine)
 
     def close(self) -> None:
@@ -148,6 +151,9 @@ class PersonIndex:
                     within=within,
                     on_progress=on_progress,
                 )
+            started = time.perf_counter()
+            link_pending(self.store)  # the Ray path commits elsewhere; after a crash, what is left
+            summary.tracking_seconds += time.perf_counter() - started
             if self.approximate_default():
                 rows = self.store.committed_rows()
                 if rows >= MIN_IVF_ROWS:
@@ -192,9 +198,16 @@ class PersonIndex:
         camera: str | Sequence[str] | None = None,
         approximate: bool | None = None,
         nprobe: int | None = None,
+        per_frame: bool = False,
+        exclude_sightings: Sequence[int] = (),
     ) -> list[Hit]:
         """The ``top_k`` people most similar to ``feature`` (cosine), best first, within the filters
-        (see ``Filters``). ``approximate=None`` uses the index's default."""
+        (see ``Filters``). ``approximate=None`` uses the index's default.
+
+        Results are sightings: a person tracked through a video is one hit, scored and shown by
+        its best-matching frame, instead of one hit per frame of the same walk past the camera.
+        ``per_frame`` returns every matching box instead. ``exclude_sightings`` leaves those out
+        (the query's own sighting)."""
         feature = np.asarray(feature, dtype=np.float32).reshape(-1)
         if feature.shape[0] != self.feature_dim:
             raise ValueError(
@@ -207,19 +220,60 @@ class PersonIndex:
         rows = self._rows.refresh()
         mask = self._rows.mask(filters)
         approximate = self.approximate_default() if approximate is None else approximate
-        found = self._vectors.search(feature / norm, top_k, rows, mask, approximate=approximate, nprobe=nprobe, kind=self.approximate_kind())
-        return self._hits(found.ids, found.scores)
+        if len(exclude_sightings):
+            keep = ~np.isin(self._rows.sighting_of[:rows], np.asarray(exclude_sightings, dtype=np.int64))
+            mask = keep if mask is None else mask & keep
+        kind = self.approximate_kind()
+        fetch = top_k
+        while True:
+            found = self._vectors.search(feature / norm, fetch, rows, mask, approximate=approximate, nprobe=nprobe, kind=kind)
+            ids, scores = found.ids, found.scores
+            if per_frame:
+                break
+            # one hit per sighting: the first (best) box of each; boxes in no sighting stand alone
+            sighting = self._rows.sighting_of[ids]
+            _, first = np.unique(np.where(sighting >= 0, sighting, -1 - ids), return_index=True)
+            first.sort()
+            if len(first) >= top_k or len(ids) < fetch:
+                ids, scores = ids[first[:top_k]], scores[first[:top_k]]
+                break
+            fetch *= 4  # the best boxes were mostly frames of the same few sightings: look further
+        return self._hits(ids, scores)
 
     def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
         records = self.store.boxes_with_thumbnails(ids.tolist())
+        sighting_ids = {int(self._rows.sighting_of[i]) for i in ids.tolist() if i < len(self._rows.sighting_of) and self._rows.sighting_of[i] >= 0}
+        sightings = self.store.sightings(sorted(sighting_ids))
+        samples = self.store.boxes_with_thumbnails(sorted({b for g in sightings.values() for b in g.sample_boxes}))
         hits: list[Hit] = []
         for box_id, score in zip(ids.tolist(), scores.tolist()):
             record = records.get(box_id)
             if record is None:  # deleted by another process since the mask was built
                 continue
             box, jpeg = record
-            hits.append(Hit(len(hits) + 1, float(score), box.box, box.score, box.source, box.kind, box.frame, box.time, box.camera, box_id, jpeg))
+            sighting = sightings.get(int(self._rows.sighting_of[box_id]))
+            strip = () if sighting is None else tuple(samples[b][1] for b in sighting.sample_boxes if b in samples)
+            hits.append(
+                Hit(len(hits) + 1, float(score), box.box, box.score, box.source, box.kind, box.frame, box.time, box.camera, box_id, jpeg, sighting, strip)
+            )
         return hits
+
+    def sighting(self, sighting_id: int) -> SightingInfo:
+        """One sighting's span, size and a few of its boxes (KeyError if there is none)."""
+        found = self.store.sightings([sighting_id])
+        if sighting_id not in found:
+            raise KeyError(f"no sighting {sighting_id} in the index at {self.store.directory}")
+        return found[sighting_id]
+
+    def sighting_of(self, box_id: int) -> int | None:
+        """The sighting of an indexed box (None for an image or a video not tracked yet)."""
+        return self.store.sighting_of_box(box_id)
+
+    def sighting_feature(self, sighting_id: int) -> np.ndarray:
+        """A whole sighting as one query: the normalised mean of its boxes' features (every frame
+        of the person, so pose, lighting and occlusion average out)."""
+        ids = self.store.sighting_boxes(sighting_id)
+        return aggregate_feature(np.asarray(self.store.vectors()[np.asarray(ids)]))
 
     def thumbnail(self, box_id: int) -> np.ndarray:
         """The stored thumbnail of a box as HxWx3 uint8 RGB."""

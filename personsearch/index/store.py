@@ -2,7 +2,8 @@
 
 Layout of an index directory::
 
-    index.sqlite   meta (model_id, feature_dim, committed vector count, ...), sources, boxes, thumbnails
+    index.sqlite   meta (model_id, feature_dim, committed vector count, ...), sources, boxes, thumbnails,
+                   sightings (a tracked person's boxes in one video, see tracking.py)
     vectors.f32    row i = the feature of box id i; float32, feature_dim columns, no header
     ivf.faiss      optional approximate-search index (see ann.py)
     ivfpq.faiss    optional compact approximate-search index (product-quantised, see ann.py)
@@ -13,6 +14,10 @@ Commit protocol (crash safety). A batch is written in two steps:
 1. its vectors are written at row ``N`` (the committed count) of ``vectors.f32`` and fsynced;
 2. one SQLite transaction inserts its boxes with ids ``N..N+m-1``, updates its sources and sets
    the committed count to ``N+m``.
+
+Sightings are written once a video is indexed to its end, in one transaction per video that
+also marks it ``tracked``; they are computed from committed rows only, so a crash before that
+transaction is repaired by tracking the video again (``tracking.link_pending``) with the same result.
 
 A crash before step 2 commits leaves rows past ``N`` that nothing refers to; they are
 overwritten by the next batch and truncated when a writer opens the index. Readers only ever
@@ -35,14 +40,31 @@ import numpy as np
 
 from personsearch.index.sources import Source
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: sources, boxes, thumbnails. 2: + sightings (migrated in place when a v1 index is opened)."""
 DB_NAME = "index.sqlite"
 VECTORS_NAME = "vectors.f32"
 LOCK_NAME = "lock"
 IVF_NAME = "ivf.faiss"
 IVFPQ_NAME = "ivfpq.faiss"
 
-_SCHEMA = """
+_SIGHTINGS_SCHEMA = """
+CREATE TABLE sightings (
+    id INTEGER PRIMARY KEY,
+    source_id INTEGER NOT NULL REFERENCES sources(id),
+    first_frame INTEGER NOT NULL,
+    last_frame INTEGER NOT NULL,
+    start_time REAL,
+    end_time REAL,
+    boxes INTEGER NOT NULL,
+    best_box INTEGER NOT NULL
+);
+CREATE INDEX sightings_by_source ON sightings(source_id);
+CREATE INDEX boxes_by_sighting ON boxes(sighting);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources (
     id INTEGER PRIMARY KEY,
@@ -53,7 +75,8 @@ CREATE TABLE sources (
     camera TEXT NOT NULL,
     next_frame INTEGER NOT NULL,
     complete INTEGER NOT NULL,
-    people INTEGER NOT NULL
+    people INTEGER NOT NULL,
+    tracked INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE boxes (
     id INTEGER PRIMARY KEY,
@@ -61,11 +84,22 @@ CREATE TABLE boxes (
     frame INTEGER,
     time REAL,
     x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
-    score REAL NOT NULL
+    score REAL NOT NULL,
+    sighting INTEGER
 );
 CREATE INDEX boxes_by_source ON boxes(source_id);
 CREATE TABLE thumbnails (box_id INTEGER PRIMARY KEY, jpeg BLOB NOT NULL);
 """
+    + _SIGHTINGS_SCHEMA
+)
+
+_MIGRATE_1_TO_2 = (
+    """
+ALTER TABLE sources ADD COLUMN tracked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE boxes ADD COLUMN sighting INTEGER;
+"""
+    + _SIGHTINGS_SCHEMA
+)
 
 
 class PersonIndexError(Exception):
@@ -174,6 +208,34 @@ class BoxInfo:
         return data
 
 
+@dataclass(frozen=True)
+class SightingInfo:
+    """One tracked appearance of a person in a video: its span, size and representative box."""
+
+    id: int
+    source_id: int
+    first_frame: int
+    last_frame: int
+    start_time: float | None
+    end_time: float | None
+    boxes: int
+    """Number of (sampled) frames it was detected in."""
+    best_box: int
+    """Box whose feature is closest to the sighting's mean (its thumbnail stands for the sighting)."""
+    sample_boxes: tuple[int, ...] = ()
+    """Up to ``SIGHTING_SAMPLES`` box ids spread evenly over the span, first and last included."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sample_boxes"] = list(self.sample_boxes)
+        for key in ("start_time", "end_time"):
+            data[key] = None if data[key] is None else round(data[key], 3)
+        return data
+
+
+SIGHTING_SAMPLES = 5
+
+
 class SourceChangedError(OSError):
     """An indexed file is gone, or is not the file that was indexed."""
 
@@ -190,6 +252,29 @@ def _source_info(row: tuple) -> SourceInfo:
 def _box_info(row: tuple) -> BoxInfo:
     box_id, sid, path, kind, camera, frame, time, x1, y1, x2, y2, score = row
     return BoxInfo(int(box_id), int(sid), path, kind, camera, frame, time, (float(x1), float(y1), float(x2), float(y2)), float(score))
+
+
+def _migrate_from_1(conn: sqlite3.Connection, db: Path) -> str:
+    """Upgrade a schema-1 index in place (every box kept; videos are tracked into sightings on
+    the next ``tracking.link_pending``); returns the new version."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if version == "1":  # not upgraded by another process meanwhile
+                for statement in filter(str.strip, _MIGRATE_1_TO_2.split(";")):
+                    conn.execute(statement)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.OperationalError as err:
+        raise PersonIndexError(
+            f"{db}: written by an older personsearch (index schema 1); it is upgraded in place on first open (video sightings "
+            f"are added, no box is lost), which needs write access ({err}). Open it once where it is writable, or rebuild it with `personsearch index`."
+        ) from None
+    return str(SCHEMA_VERSION)
 
 
 def _connect(path: Path, shared: bool = False) -> sqlite3.Connection:
@@ -214,6 +299,8 @@ class IndexStore:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as err:
             raise IndexCorruptError(f"{db}: not a personsearch index database ({err}); rebuild the index with `personsearch index`") from None
+        if meta.get("schema_version") == "1" and "model_id" in meta and "feature_dim" in meta:
+            meta["schema_version"] = _migrate_from_1(conn, db)
         if meta.get("schema_version") != str(SCHEMA_VERSION) or "model_id" not in meta or "feature_dim" not in meta:
             raise IndexCorruptError(
                 f"{db}: index schema version {meta.get('schema_version')!r}, this version of personsearch reads {SCHEMA_VERSION}; "
@@ -354,6 +441,7 @@ class IndexStore:
     def _delete_source(self, source_id: int) -> int:
         self.conn.execute("DELETE FROM thumbnails WHERE box_id IN (SELECT id FROM boxes WHERE source_id = ?)", (source_id,))
         deleted = self.conn.execute("DELETE FROM boxes WHERE source_id = ?", (source_id,)).rowcount
+        self.conn.execute("DELETE FROM sightings WHERE source_id = ?", (source_id,))
         self.conn.execute("DELETE FROM sources WHERE id = ?", (source_id,))
         return deleted
 
@@ -424,6 +512,83 @@ class IndexStore:
             raise
         return deleted
 
+    # ----------------------------------------------------------------- sightings
+    def videos_to_track(self) -> list[int]:
+        """Ids of videos indexed to their end whose sightings are not written yet."""
+        return [int(i) for (i,) in self.conn.execute("SELECT id FROM sources WHERE kind = 'video' AND complete = 1 AND tracked = 0 ORDER BY id")]
+
+    def video_boxes(self, source_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(box ids, frames, times (NaN if unknown), boxes (n, 4))`` of one video, by box id."""
+        rows = self.conn.execute("SELECT id, frame, time, x1, y1, x2, y2 FROM boxes WHERE source_id = ? ORDER BY id", (int(source_id),)).fetchall()
+        table = np.array([[r[0], r[1], np.nan if r[2] is None else r[2], *r[3:]] for r in rows], dtype=np.float64).reshape(-1, 7)
+        return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2], table[:, 3:7]
+
+    def write_sightings(self, source_id: int, sightings: Sequence[Any]) -> bool:
+        """Store one video's sightings (``tracking.Sighting``) and mark it tracked, all or nothing;
+        False (nothing written) when it is tracked already or no longer complete."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.conn.execute("SELECT complete, tracked FROM sources WHERE id = ?", (int(source_id),)).fetchone()
+            if row is None or not row[0] or row[1]:
+                self.conn.execute("ROLLBACK")
+                return False
+            for sighting in sightings:
+                cursor = self.conn.execute(
+                    "INSERT INTO sightings (source_id, first_frame, last_frame, start_time, end_time, boxes, best_box) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        int(source_id),
+                        sighting.first_frame,
+                        sighting.last_frame,
+                        sighting.start_time,
+                        sighting.end_time,
+                        len(sighting.box_ids),
+                        sighting.best_box,
+                    ),
+                )
+                self.conn.executemany("UPDATE boxes SET sighting = ? WHERE id = ?", [(cursor.lastrowid, int(b)) for b in sighting.box_ids])
+            self.conn.execute("UPDATE sources SET tracked = 1 WHERE id = ?", (int(source_id),))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return True
+
+    def sighting_rows(self, after: int) -> list[tuple[int, int]]:
+        """``(box id, sighting id)`` of the boxes in sightings with ids above ``after``."""
+        return self.conn.execute("SELECT id, sighting FROM boxes WHERE sighting > ?", (int(after),)).fetchall()
+
+    def sightings(self, ids: Sequence[int]) -> dict[int, SightingInfo]:
+        """The sightings among ``ids`` that exist, with a few of their boxes spread over the span."""
+        if not len(ids):
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"SELECT id, source_id, first_frame, last_frame, start_time, end_time, boxes, best_box FROM sightings WHERE id IN ({marks})", [int(i) for i in ids]
+        ).fetchall()
+        members: dict[int, list[int]] = {}
+        for box_id, sid in self.conn.execute(f"SELECT id, sighting FROM boxes WHERE sighting IN ({marks}) ORDER BY frame, id", [int(i) for i in ids]):
+            members.setdefault(int(sid), []).append(int(box_id))
+        out = {}
+        for sid, source_id, first, last, start, end, n, best in rows:
+            boxes = members.get(int(sid), [])
+            picks = sorted({round(i) for i in np.linspace(0, len(boxes) - 1, min(SIGHTING_SAMPLES, len(boxes)))}) if boxes else []
+            out[int(sid)] = SightingInfo(int(sid), int(source_id), int(first), int(last), start, end, int(n), int(best), tuple(boxes[i] for i in picks))
+        return out
+
+    def sighting_boxes(self, sighting_id: int) -> list[int]:
+        """Every box id of one sighting, in frame order (KeyError if there is no such sighting)."""
+        ids = [int(i) for (i,) in self.conn.execute("SELECT id FROM boxes WHERE sighting = ? ORDER BY frame, id", (int(sighting_id),))]
+        if not ids:
+            raise KeyError(f"no sighting {sighting_id} in the index at {self.directory}")
+        return ids
+
+    def sighting_of_box(self, box_id: int) -> int | None:
+        """The sighting a box belongs to (None: an image, or a video not tracked yet)."""
+        row = self.conn.execute("SELECT sighting FROM boxes WHERE id = ?", (int(box_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no box {box_id} in the index at {self.directory}")
+        return None if row[0] is None else int(row[0])
+
     # ----------------------------------------------------------------- reading
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -453,10 +618,12 @@ class IndexStore:
             start, end = self.conn.execute("SELECT MIN(time), MAX(time) FROM boxes WHERE time IS NOT NULL").fetchone()
             (incomplete,) = self.conn.execute("SELECT COUNT(*) FROM sources WHERE complete = 0").fetchone()
             people = self.count_boxes()
+            (sightings,) = self.conn.execute("SELECT COUNT(*) FROM sightings").fetchone()
         return {
             "model_id": self.model_id,
             "feature_dim": self.feature_dim,
             "people": people,
+            "sightings": int(sightings),
             "images": kinds.get("image", 0),
             "videos": kinds.get("video", 0),
             "incomplete_sources": int(incomplete),

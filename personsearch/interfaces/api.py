@@ -170,11 +170,26 @@ class PersonSearch:
         camera: str | Sequence[str] | None = None,
         approximate: bool | None = None,
         nprobe: int | None = None,
+        per_frame: bool = False,
     ) -> SearchResult:
         """The ``top_k`` indexed people most like the query, with optional filters; ``nprobe``
-        sets how many IVF lists an approximate search visits."""
+        sets how many IVF lists an approximate search visits. Hits are sightings (a person
+        tracked through a video is one hit) unless ``per_frame``."""
         if not isinstance(query, SearchQuery):
             query = self.query(query, box=box, frame=frame, crop=crop)
         with PersonIndex.open(index, self.bundle) as person_index:
-            hits = person_index.search(query.feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate, nprobe=nprobe)
+            hits = person_index.search(
+                query.feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate, nprobe=nprobe, per_frame=per_frame
+            )
+        return SearchResult(query, hits, Path(index), self.bundle.model_id)
+
+    def search_sighting(self, index: str | Path, sighting: int, *, top_k: int = 10, per_frame: bool = False, **filters: Any) -> SearchResult:
+        """Search with a whole indexed sighting as the query (every frame of the tracked person,
+        averaged: steadier than any single frame); the sighting itself is left out of the hits.
+        ``filters``: ``source``, ``time_range``, ``camera``, ``approximate``, ``nprobe``."""
+        with PersonIndex.open(index, self.bundle) as person_index:
+            info = person_index.sighting(sighting)
+            best = person_index.store.get_box(info.best_box)
+            query = SearchQuery(person_index.sighting_feature(sighting), person_index.thumbnail(info.best_box), best.source, best.frame, best.box)
+            hits = person_index.search(query.feature, top_k, per_frame=per_frame, exclude_sightings=[sighting], **filters)
         return SearchResult(query, hits, Path(index), self.bundle.model_id)

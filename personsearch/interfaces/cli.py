@@ -458,7 +458,11 @@ def _parse_box(box: str | None) -> tuple[float, ...] | None:
 @command("search")
 def search_cmd(
     index: Annotated[Path, typer.Option(help="Index directory.")],
-    query: Annotated[Path, typer.Option(help="Query image: a person crop, a scene (with --box) or a video (with --frame).")],
+    query: Annotated[Path | None, typer.Option(help="Query image: a person crop, a scene (with --box) or a video (with --frame).")] = None,
+    sighting: Annotated[
+        int | None, typer.Option(help="Query with a sighting of the index instead (every frame of a person tracked in a video; ids in --json output).")
+    ] = None,
+    per_frame: Annotated[bool, typer.Option(help="One result per matching frame, instead of one per sighting (a person tracked through a video).")] = False,
     box: Annotated[str | None, typer.Option(help="x1,y1,x2,y2 of the person in the scene / frame.")] = None,
     frame: Annotated[int | None, typer.Option(help="Frame number when --query is a video.")] = None,
     crop: Annotated[bool, typer.Option(help="--query is a crop showing just the person (otherwise the one person detected in it, or --box, is used).")] = False,
@@ -487,33 +491,30 @@ def search_cmd(
 
     from personsearch.interfaces.api import PersonSearch
 
+    if (query is None) == (sighting is None):
+        raise typer.BadParameter("give exactly one query: --query IMAGE_OR_VIDEO, or --sighting ID (a person already in the index)")
     parsed_box = _parse_box(box)
     time_range = (time_from, time_to) if time_from is not None or time_to is not None else None
     engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
-    result = engine.search(
-        index,
-        query,
-        box=parsed_box,
-        frame=frame,
-        crop=crop,
-        top_k=top_k,
-        source=source,
-        camera=camera or None,
-        time_range=time_range,
-        approximate=approximate,
-        nprobe=nprobe,
-    )
+    filters: dict[str, Any] = {"source": source, "camera": camera or None, "time_range": time_range, "approximate": approximate, "nprobe": nprobe}
+    if sighting is not None:
+        result = engine.search_sighting(index, sighting, top_k=top_k, per_frame=per_frame, **filters)
+    else:
+        assert query is not None
+        result = engine.search(index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, per_frame=per_frame, **filters)
     if json_out is not None and str(json_out) == "-":
         print(json.dumps(result.to_json(), indent=2))
         return
-    table = Table("rank", "score", "source", "frame", "time (s)", "camera", "box")
+    table = Table("rank", "score", "source", "frame", "time (s)", "seen (s)", "camera", "box")
     for hit in result.hits:
+        seen = hit.sighting
         table.add_row(
             str(hit.rank),
             f"{hit.score:.3f}",
             hit.source,
             "" if hit.frame is None else str(hit.frame),
             "" if hit.time is None else f"{hit.time:.2f}",
+            "" if seen is None or seen.start_time is None or seen.end_time is None else f"{seen.start_time:.1f}-{seen.end_time:.1f} ({seen.boxes} frames)",
             hit.camera,
             ",".join(f"{v:.0f}" for v in hit.box),
         )

@@ -1,7 +1,7 @@
 """Visual search reports: a self-contained HTML page and a one-image contact sheet.
 
 The HTML page shows the query crop, then for every hit its thumbnail, score, source, frame/time
-and camera, and the whole scene (re-read from the image or video file) with the box drawn.
+and camera (for a person tracked through a video: the sighting's span and a strip of its frames), and the whole scene (re-read from the image or video file) with the box drawn.
 Every image is inlined as a base64 data URI, so the page can be mailed or archived as one file;
 every piece of text is HTML-escaped (file names can contain ``<``, ``&`` or quotes).
 """
@@ -92,6 +92,15 @@ def _when(hit: Hit) -> str:
     return f"frame {hit.frame}" + ("" if hit.time is None else f", {hit.time:.2f} s")
 
 
+def _span(hit: Hit) -> str:
+    """A sighting's time span and size: "seen frames 0-90 (0.00-3.60 s), in 10 sampled frames"."""
+    s = hit.sighting
+    if s is None:
+        return ""
+    times = "" if s.start_time is None or s.end_time is None else f" ({s.start_time:.2f}-{s.end_time:.2f} s)"
+    return f"seen frames {s.first_frame}-{s.last_frame}{times}, in {s.boxes} sampled frame{'s' if s.boxes != 1 else ''}"
+
+
 _STYLE = """
 body { font-family: sans-serif; margin: 1.5em; background: #fafafa; color: #222; }
 .query img { max-height: 256px; }
@@ -103,6 +112,7 @@ table.notes td { padding: 0 1em 0 0; }
 .meta { font-size: 0.9em; min-width: 16em; }
 .meta .score { font-size: 1.3em; font-weight: bold; }
 .path { word-break: break-all; font-family: monospace; }
+.walk img { height: 64px; margin-right: 2px; }
 .missing { color: #a00; }
 .verdict { font-weight: bold; }
 """ + "".join(
@@ -169,7 +179,13 @@ def html_report(
             f"{verdict_html}"
             f'<div class="path">{esc(hit.source)}</div>'
             f"<div>{esc(_when(hit))}</div>"
-            f"<div>camera: {esc(hit.camera)}</div>"
+            + (f"<div>{esc(_span(hit))}</div>" if hit.sighting is not None else "")
+            + (
+                '<div class="walk">' + "".join(f'<img alt="sighting frame" src="{_data_uri(jpeg)}">' for jpeg in hit.sighting_thumbnails) + "</div>"
+                if hit.sighting_thumbnails
+                else ""
+            )
+            + f"<div>camera: {esc(hit.camera)}</div>"
             f"<div>box: {esc(box)} &middot; detection {hit.detection_score:.2f}</div>"
             "</div>"
             f'<div class="scene">{scene_html}</div>'
@@ -229,6 +245,8 @@ def write_contact_sheet(
     cells: list[tuple[np.ndarray | None, list[str], tuple[int, int, int] | None]] = [(query_crop, ["query"], QUERY_COLOUR)]
     for hit, verdict in zip(hits, marks):
         when = "image" if hit.frame is None else f"f{hit.frame}" + ("" if hit.time is None else f" {hit.time:.1f}s")
+        if hit.sighting is not None and hit.sighting.boxes > 1:
+            when += f" +{hit.sighting.boxes - 1}f"
         mark = {True: " +", False: " x", None: ""}[verdict]
         lines = [f"#{hit.rank}{mark}  {hit.score:.3f}", Path(hit.source).name, when]
         colour = {True: MATCH_COLOUR, False: MISS_COLOUR, None: None}[verdict]

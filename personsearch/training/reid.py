@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,20 @@ def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> lis
     return batches
 
 
-def train_reid(config: ReIDTrainConfig, out_dir: str | Path, *, progress: bool = True, crop_set: CropSet | None = None) -> dict[str, Any]:
+def train_reid(
+    config: ReIDTrainConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    crop_set: CropSet | None = None,
+    on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
+    init: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
     """Train per ``config``; writes checkpoints and metrics to ``out_dir/train-reid`` and the
-    final network to ``out_dir/reid.*`` (a model-bundle component). Returns a summary."""
+    final network to ``out_dir/reid.*`` (a model-bundle component). Returns a summary.
+    ``on_epoch_end(epochs_done, model)`` runs after each epoch (learning curves). ``init``: start
+    from these weights (a state dict of the same architecture; its identity classifiers, sized
+    for other identities, are left out), e.g. to fine-tune a trained network on new footage."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -67,6 +78,12 @@ def train_reid(config: ReIDTrainConfig, out_dir: str | Path, *, progress: bool =
         crop_set = build_crop_set(dataset.train, tuple(config.input_size))
     model_config = reid_model_config(config, crop_set.num_classes)
     model = build_reid(model_config)
+    if init is not None:
+        missing, unexpected = model.load_state_dict({k: v for k, v in init.items() if ".classifier." not in k}, strict=False)
+        if unexpected or any(".classifier." not in k for k in missing):
+            raise ValueError(
+                f"initial re-id weights do not fit a {config.backbone} network with levels {model_config.used_levels}: missing {missing}, unexpected {unexpected}"
+            )
     if config.fast:
         model = model.to(memory_format=torch.channels_last)
     augment = CropAugment(config.flip, config.pad, config.downscale_prob, config.min_downscale)
@@ -97,4 +114,5 @@ def train_reid(config: ReIDTrainConfig, out_dir: str | Path, *, progress: bool =
         progress=progress,
         description=f"re-id {config.variant}",
         summary_extra={"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)},
+        on_epoch_end=on_epoch_end,
     )

@@ -96,6 +96,9 @@ class Trainer:
     config: dict[str, Any] | None = None
     progress: bool = True
     description: str = "train"
+    on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None
+    """Called on rank 0 after each epoch's checkpoint with (epochs done, the bare model), e.g. to
+    score a validation split for a learning curve; the next epoch puts the model back in train mode."""
 
     def fit(
         self,
@@ -143,6 +146,8 @@ class Trainer:
                 start = 0
                 if rank == 0:
                     self._save(epoch + 1, 0, global_step)
+                    if self.on_epoch_end is not None:
+                        self.on_epoch_end(epoch + 1, self._bare_model())
         if world > 1:
             dist.barrier()  # every rank finished before rank 0's files are read
         elapsed = time.perf_counter() - started
@@ -198,6 +203,7 @@ def train_component(
     progress: bool = True,
     description: str = "train",
     summary_extra: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Train one bundle component (``detector`` or ``reid``) with ``train_config``'s optimiser,
     epochs and checkpointing in ``out_dir/train-NAME``, then save it as ``out_dir/NAME.*``."""
@@ -219,6 +225,7 @@ def train_component(
         config=config_dict,
         progress=progress,
         description=description,
+        on_epoch_end=on_epoch_end,
     )
     summary = trainer.fit(epoch_batches, load_batch, step_fn)
     summary.update(summary_extra or {})

@@ -65,6 +65,8 @@ class SearchBody(BaseModel):
     time_from: float | None = Field(None, ge=-1e9, le=1e9, description="video seconds")
     time_to: float | None = Field(None, ge=-1e9, le=1e9)
     include_query: bool = False
+    per_frame: bool = Field(False, description="one hit per matching box instead of one per sighting (a person tracked through a video)")
+    whole_sighting: bool = Field(False, description="with box_id: query with every frame of that person's sighting, not the one box")
 
     def request(self) -> SearchRequest:
         return SearchRequest(
@@ -77,6 +79,8 @@ class SearchBody(BaseModel):
             time_from=self.time_from,
             time_to=self.time_to,
             include_query=self.include_query,
+            per_frame=self.per_frame,
+            whole_sighting=self.whole_sighting,
         )
 
 

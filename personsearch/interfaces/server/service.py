@@ -56,7 +56,11 @@ class SearchRequest:
     time_from: float | None = None
     time_to: float | None = None
     include_query: bool = False
-    """Searching by an indexed box: keep that box itself in the results (it scores 1)."""
+    """Searching by an indexed box: keep that box (and its sighting) in the results."""
+    per_frame: bool = False
+    """One hit per matching box instead of one per sighting."""
+    whole_sighting: bool = False
+    """Searching by an indexed box: query with the mean feature of its whole sighting."""
 
     def __post_init__(self) -> None:
         if (self.box_id is None) == (self.upload is None):
@@ -197,17 +201,24 @@ class SearchService:
             upload.features[key] = feature
         return SearchQuery(feature, crop_box(upload.image, np.asarray(key, np.float32)), None, None, key)  # type: ignore[arg-type]
 
-    def _box_query(self, box_id: int) -> SearchQuery:
+    def _box_query(self, box_id: int, whole_sighting: bool) -> tuple[SearchQuery, int | None]:
+        """The indexed person as a query (one box, or its whole sighting), and its sighting."""
         with self._lock:
             index = self._reader()
             info = index.store.get_box(box_id)
-            feature = index.feature(box_id)
+            sighting = index.sighting_of(box_id)
+            feature = index.sighting_feature(sighting) if whole_sighting and sighting is not None else index.feature(box_id)
             crop = index.thumbnail(box_id)
-        return SearchQuery(feature, crop, info.source, info.frame, info.box)
+        return SearchQuery(feature, crop, info.source, info.frame, info.box), sighting
 
     def search(self, request: SearchRequest) -> tuple[SearchQuery, list[Hit]]:
-        """The query person and its ranked hits within the filters."""
-        query = self._box_query(request.box_id) if request.box_id is not None else self._upload_query(self.uploads.get(request.upload or ""), request.box)
+        """The query person and its ranked hits within the filters. Searching by an indexed
+        person leaves out that person's own box and sighting unless ``include_query``."""
+        own_sighting = None
+        if request.box_id is not None:
+            query, own_sighting = self._box_query(request.box_id, request.whole_sighting)
+        else:
+            query = self._upload_query(self.uploads.get(request.upload or ""), request.box)
         drop_self = request.box_id is not None and not request.include_query
         with self._lock:
             hits = self._reader().search(
@@ -216,6 +227,8 @@ class SearchService:
                 source=request.source,
                 camera=list(request.camera) if request.camera else None,
                 time_range=request.time_range,
+                per_frame=request.per_frame,
+                exclude_sightings=[own_sighting] if drop_self and own_sighting is not None else (),
             )
         if drop_self:
             hits = [h for h in hits if h.box_id != request.box_id][: request.top_k]

@@ -217,10 +217,12 @@ function filters() {
   if ($("time-from").value !== "") body.time_from = parseFloat($("time-from").value);
   if ($("time-to").value !== "") body.time_to = parseFloat($("time-to").value);
   if ($("source-filter").value.trim()) body.source = $("source-filter").value.trim();
+  if ($("per-frame").checked) body.per_frame = true;
   return body;
 }
 
 const searchBox = (boxId) => runSearch({ box_id: boxId });
+const searchSighting = (boxId) => runSearch({ box_id: boxId, whole_sighting: true });
 const searchUpload = (box) => runSearch({ upload: state.upload.upload, box });
 
 async function runSearch(query) {
@@ -243,7 +245,8 @@ function showQuery(query, result) {
   const q = result.query || {};
   if (query.box_id !== undefined) {
     $("query-img").src = `/api/boxes/${query.box_id}/thumbnail`;
-    $("query-text").textContent = `person ${query.box_id} in ${baseName(q.source || "")}${q.frame === null || q.frame === undefined ? "" : ` frame ${q.frame}`}`;
+    const what = query.whole_sighting ? "every frame of the sighting of person" : "person";
+    $("query-text").textContent = `${what} ${query.box_id} in ${baseName(q.source || "")}${q.frame === null || q.frame === undefined ? "" : ` frame ${q.frame}`}`;
   } else {
     $("query-img").src = cropDataUrl(query.box);
     $("query-text").textContent = "person in the uploaded photo";
@@ -286,7 +289,18 @@ function showHits(result) {
     const when = hit.kind === "video" ? `frame ${hit.frame} · ${fmtTime(hit.time)}` : baseName(hit.source);
     const pivot = el("button", { type: "button", "data-testid": "pivot" }, "search from this");
     pivot.addEventListener("click", () => searchBox(hit.box_id).catch(fail));
-    card.append(img, el("div", { class: "score" }, `#${hit.rank} · ${hit.score.toFixed(3)}`), el("small", {}, hit.camera), el("small", { title: hit.source }, when), pivot);
+    card.append(img, el("div", { class: "score" }, `#${hit.rank} · ${hit.score.toFixed(3)}`), el("small", {}, hit.camera), el("small", { title: hit.source }, when));
+    const seen = hit.sighting;
+    if (seen && seen.boxes > 1) {
+      // a person tracked through the video: the span, a strip of frames, and the whole walk as a query
+      card.append(el("small", { "data-testid": "span" }, `seen ${fmtTime(seen.start_time)}–${fmtTime(seen.end_time)} · ${seen.boxes} frames`));
+      const strip = el("div", { class: "strip" });
+      for (const id of seen.sample_boxes) strip.append(el("img", { src: `/api/boxes/${id}/thumbnail`, alt: `frame of sighting ${seen.id}` }));
+      const whole = el("button", { type: "button", "data-testid": "search-sighting" }, "search with every frame");
+      whole.addEventListener("click", () => searchSighting(hit.box_id).catch(fail));
+      card.append(strip, whole);
+    }
+    card.append(pivot);
     grid.append(card);
   }
 }
@@ -326,7 +340,11 @@ function showTimeline(result) {
       label.textContent = camera;
       svg.append(label, svgEl("line", { x1: left, x2: width - 8, y1: y, y2: y, stroke: "#ccc" }));
       for (const hit of timed.filter((h) => h.camera === camera)) {
-        const x = left + (hit.time - t0) / (t1 - t0) * (width - left - 8);
+        const at = (t) => left + (t - t0) / (t1 - t0) * (width - left - 8);
+        const x = at(hit.time);
+        if (hit.sighting && hit.sighting.start_time !== null && hit.sighting.end_time > hit.sighting.start_time) {
+          svg.append(svgEl("line", { x1: at(hit.sighting.start_time), x2: at(hit.sighting.end_time), y1: y, y2: y, class: "span" }));
+        }
         const dot = svgEl("circle", { cx: x, cy: y, r: 3 + 4 * Math.max(0, hit.score) });
         const title = svgEl("title");
         title.textContent = `#${hit.rank} ${fmtTime(hit.time)} score ${hit.score.toFixed(3)}`;

@@ -1,0 +1,136 @@
+"""Short videos of synthetic people walking past fixed cameras, with ground truth.
+
+The still benchmark draws every appearance independently; video search needs the same person
+in consecutive frames: a walking phase that advances with the distance covered, a size that
+follows the ground plane, people who cross, leave and come back. ``make_walks`` draws one
+video per camera of the same cast (so a person seen by one camera can be searched for in
+another) and writes, beside each video, ``<name>.json``: per frame, every visible person's id
+and box. Tracking and sighting search are tested and measured on these (tests/test_tracking.py,
+benchmarks/sightings.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from personsearch.data.synthetic.people import Identity, Pose, figure, sample_population
+from personsearch.data.synthetic.scenes import Camera, PersonPlacement, ScenePlan, make_cameras, render_scene
+
+STRIDE_LENGTH = 0.45
+"""Distance walked per half gait cycle, in body heights (the legs pass each other once)."""
+
+
+@dataclass(frozen=True)
+class Walk:
+    """One appearance: ``pid`` crosses the view from ``start`` to ``end`` ((box centre x, foot row)
+    in pixels) between two frames."""
+
+    pid: int
+    first_frame: int
+    last_frame: int
+    start: tuple[float, float]
+    end: tuple[float, float]
+    stature: float
+
+    def at(self, frame: int) -> tuple[float, float]:
+        t = (frame - self.first_frame) / max(self.last_frame - self.first_frame, 1)
+        return (self.start[0] + t * (self.end[0] - self.start[0]), self.start[1] + t * (self.end[1] - self.start[1]))
+
+
+def plan_walks(rng: np.random.Generator, camera: Camera, people: int, frames: int, width: int, height: int, returns: int = 1) -> list[Walk]:
+    """Each person crosses once, entering at a random time from either side along its own
+    ground-plane line; the first ``returns`` people come back for a second crossing after a pause."""
+    walks = []
+    bottom = height - 2.0
+    top_row = camera.horizon + 0.35 * (bottom - camera.horizon)  # people no smaller than ~35 % of the tallest
+    for pid in range(people + returns):
+        person = pid % people
+        duration = int(rng.integers(frames // 3, frames // 2))
+        rows = rng.uniform(top_row, bottom, size=2)
+        leftwards = bool(rng.random() < 0.5)
+        stature = float(rng.uniform(0.92, 1.08))
+        if pid >= people:  # a return: after a pause, never overlapping the first crossing
+            first = walks[person].last_frame + int(rng.integers(frames // 10, frames // 6))
+            if first > frames - frames // 6:
+                continue  # no time left in the video for it
+            stature = walks[person].stature
+        else:
+            first = int(rng.integers(0, max(1, frames // 2 - duration // 2)))
+        xs = (width * 1.02, width * -0.02) if leftwards else (width * -0.02, width * 1.02)
+        walks.append(Walk(person, first, min(first + duration, frames - 1), (xs[0], float(rows[0])), (xs[1], float(rows[1])), stature))
+    return walks
+
+
+def _placement(identity: Identity, walk: Walk, camera: Camera, frame: int, pid: int) -> PersonPlacement | None:
+    x, foot = walk.at(frame)
+    height_px = int(round((foot - camera.horizon) * camera.scale * walk.stature))
+    if height_px < 8:
+        return None
+    moving_left = walk.end[0] < walk.start[0]
+    # the gait phase advances with the distance walked, in body heights
+    walked = abs(x - walk.start[0]) / max(height_px, 1)
+    stride = math.sin(math.pi * walked / STRIDE_LENGTH)
+    pose = Pose(view="left" if moving_left else "right", stride=stride, arm_swing=-0.8 * stride, raised_arm="none")
+    width = figure(identity, pose).box_width(height_px)
+    return PersonPlacement(identity, pose, pid, int(round(x - width / 2)), int(round(foot)) - height_px, width, height_px, 1.0)
+
+
+def render_walks(
+    path: Path, identities: list[Identity], walks: list[Walk], camera: Camera, frames: int, fps: float, width: int, height: int, seed: int
+) -> dict[str, Any]:
+    """Draw the video (MJPG .avi) and return its ground truth (per frame: pid and box of every
+    person whose box is at least half inside the image)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"cannot write a video at {path}")
+    truth: list[list[dict[str, Any]]] = []
+    try:
+        for frame in range(frames):
+            people = [p for w in walks if w.first_frame <= frame <= w.last_frame if (p := _placement(identities[w.pid], w, camera, frame, w.pid)) is not None]
+            people.sort(key=lambda p: p.foot)  # nearer people drawn last
+            plan = ScenePlan(camera, 0, tuple(people), (), 1.0, seed * 100_003 + frame, width, height)
+            writer.write(cv2.cvtColor(render_scene(plan), cv2.COLOR_RGB2BGR))
+            visible = []
+            for p in people:
+                x1, y1, x2, y2 = p.box
+                inside = max(0, min(x2, width) - max(x1, 0)) / max(x2 - x1, 1)
+                if inside >= 0.5:
+                    visible.append({"pid": p.pid, "box": [max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)]})
+            truth.append(visible)
+    finally:
+        writer.release()
+    return {"fps": fps, "width": width, "height": height, "frames": truth, "walks": [w.__dict__ for w in walks]}
+
+
+def make_walks(
+    root: str | Path,
+    *,
+    seed: int = 0,
+    cameras: int = 2,
+    people: int = 4,
+    frames: int = 80,
+    fps: float = 10.0,
+    width: int = 480,
+    height: int = 320,
+    max_person: int = 200,
+) -> list[Path]:
+    """One video per camera (``root/cam<k>/walk.avi`` and ``walk.json``) of the same ``people``,
+    identities drawn like the benchmark's test identities for ``seed``; returns the video paths."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A1C]))
+    identities = sample_population(rng, people, (1, 1))  # distinct people (no look-alike families: tracking, not fine detail, is measured)
+    videos = []
+    for cam in make_cameras(rng, cameras, width, height, max_person):
+        walks = plan_walks(rng, cam, people, frames, width, height)
+        out = Path(root) / f"cam{cam.cam}" / "walk.avi"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        truth = render_walks(out, identities, walks, cam, frames, fps, width, height, seed * 31 + cam.cam)
+        out.with_suffix(".json").write_text(json.dumps(truth))
+        videos.append(out)
+    return videos

@@ -1,0 +1,276 @@
+"""Learning re-id from unlabelled footage: the people tracked through an index's videos are the
+training identities.
+
+Within one camera, the boxes linked over time (a sighting, index/tracking.py) show one person
+for free; that is the idea of Li, Zhu and Gong, "Unsupervised Person Re-identification by Deep
+Learning Tracklet Association" (ECCV 2018), from the CLSA authors' group. Here:
+
+1. **Tracklets**: sightings with at least ``min_boxes`` boxes and a mean detection score of at
+   least ``min_score``; frames where another detected person overlaps the box (IoU above
+   ``max_overlap``: the crop shows two people) are left out. Up to ``crops_per_tracklet`` frames
+   spread over each are cropped from the video itself (not the thumbnails) at the network's input size.
+2. **Per-camera tracklet discrimination** (round 1): every tracklet is its own class, trained
+   with the CLSA losses (per-level identity cross-entropy and the cross-level alignment), from the
+   starting model's weights (or ImageNet's). Two tracklets of one camera are assumed to be two people.
+3. **Cross-camera tracklet association** (later rounds): tracklets of different cameras whose mean
+   features are mutual nearest neighbours with a cosine of at least ``associate_min_cosine`` are
+   merged into one class, and training continues from the previous round's weights.
+
+The result is a model bundle: the starting bundle's detector and the adapted re-id network, whose
+metadata and ``MODEL_CARD.md`` name the footage it learned from. Every round resumes from its
+checkpoints (training/runner.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from personsearch.data.crops import CropSet, crop_boxes, normalize_crops
+from personsearch.index.person_index import PersonIndex
+from personsearch.models.bundle import load_component
+from personsearch.training.config import OptimConfig, ReIDTrainConfig, to_dict
+from personsearch.training.reid import train_reid
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """What counts as a usable tracklet, and how to train on them."""
+
+    min_boxes: int = 8
+    min_score: float = 0.6
+    max_overlap: float = 0.3
+    crops_per_tracklet: int = 16
+    rounds: int = 2
+    """1: per-camera tracklet discrimination only; each further round associates across cameras first."""
+    associate_min_cosine: float = 0.7
+    epochs: int = 8
+    """Epochs per round."""
+    batch_size: int = 64
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.003, backbone_lr=0.0003, warmup_steps=20))
+    from_imagenet: bool = False
+    """Start from ImageNet weights instead of the bundle's re-id network (same architecture)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Tracklet:
+    """One usable sighting: its video, camera, and the boxes to crop (frame, xyxy)."""
+
+    sighting: int
+    source_id: int
+    path: str
+    camera: str
+    frames: tuple[int, ...]
+    boxes: tuple[tuple[float, float, float, float], ...]
+
+
+def _iou_max_other(boxes: np.ndarray, frame_boxes: np.ndarray) -> np.ndarray:
+    """For each of ``boxes`` (n, 4), the largest IoU with any *other* box of ``frame_boxes``."""
+    lt = np.maximum(boxes[:, None, :2], frame_boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], frame_boxes[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda b: np.prod(b[:, 2:] - b[:, :2], axis=1)  # noqa: E731
+    iou = inter / np.maximum(area(boxes)[:, None] + area(frame_boxes)[None, :] - inter, 1e-9)
+    iou[iou > 0.999] = 0.0  # the box itself
+    return iou.max(axis=1) if frame_boxes.size else np.zeros(len(boxes))
+
+
+def find_tracklets(index: PersonIndex, config: AdaptConfig) -> list[Tracklet]:
+    """The index's usable tracklets (see the module docstring), in source then sighting order."""
+    out = []
+    _, sources = index.store.list_sources(limit=1_000_000)
+    for source in sources:
+        if source.kind != "video":
+            continue
+        ids, frames, _, boxes = index.store.video_boxes(source.id)
+        scores = np.array([index.store.get_box(int(i)).score for i in ids]) if len(ids) else np.zeros(0)
+        by_frame: dict[int, np.ndarray] = {}
+        for f in np.unique(frames):
+            by_frame[int(f)] = boxes[frames == f]
+        crowded = np.zeros(len(ids), dtype=bool)
+        for k in range(len(ids)):
+            crowded[k] = _iou_max_other(boxes[k : k + 1], by_frame[int(frames[k])])[0] > config.max_overlap
+        sighting_of = np.array([index.sighting_of(int(i)) for i in ids], dtype=object)
+        for sighting in sorted({s for s in sighting_of if s is not None}):
+            members = np.flatnonzero(sighting_of == sighting)
+            if len(members) < config.min_boxes or scores[members].mean() < config.min_score:
+                continue
+            clean = members[~crowded[members]]
+            if len(clean) < config.min_boxes // 2:
+                continue
+            picks = clean[np.unique(np.linspace(0, len(clean) - 1, min(config.crops_per_tracklet, len(clean))).round().astype(int))]
+            picks = picks[np.argsort(frames[picks], kind="stable")]
+            out.append(
+                Tracklet(
+                    int(sighting),
+                    source.id,
+                    str(index.store.source_file(source.id)),
+                    source.camera,
+                    tuple(int(f) for f in frames[picks]),
+                    tuple(tuple(float(v) for v in b) for b in boxes[picks]),  # type: ignore[misc]
+                )
+            )
+    return out
+
+
+def crop_tracklets(tracklets: Sequence[Tracklet], size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
+    """Every tracklet's crops (uint8 (n, 3, H, W)) and the tracklet index of each, reading each
+    video once from start to end."""
+    wanted: dict[str, dict[int, list[tuple[int, tuple[float, ...]]]]] = {}
+    for t, tracklet in enumerate(tracklets):
+        for frame, box in zip(tracklet.frames, tracklet.boxes, strict=True):
+            wanted.setdefault(tracklet.path, {}).setdefault(frame, []).append((t, box))
+    crops: list[torch.Tensor] = []
+    owners: list[int] = []
+    for path, frames in wanted.items():
+        capture = cv2.VideoCapture(path)
+        try:
+            last = max(frames)
+            for number in range(last + 1):
+                ok, bgr = capture.read()
+                if not ok:
+                    raise OSError(f"{path}: could not read frame {number} (the file changed since it was indexed?); re-index it with `personsearch index`")
+                for t, box in frames.get(number, []):
+                    crops.append(crop_boxes(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.asarray([box], np.float32), size))
+                    owners.append(t)
+        finally:
+            capture.release()
+    if not crops:
+        return torch.zeros((0, 3, *size), dtype=torch.uint8), np.zeros(0, dtype=np.int64)
+    return torch.cat(crops), np.asarray(owners, dtype=np.int64)
+
+
+@torch.no_grad()
+def tracklet_features(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, count: int) -> np.ndarray:
+    """The normalised mean test feature of each tracklet's crops."""
+    model.eval()
+    feats = torch.cat([model(normalize_crops(crops[i : i + 128])).float() for i in range(0, len(crops), 128)]).numpy()
+    means = np.zeros((count, feats.shape[1]), np.float32)
+    np.add.at(means, owners, feats)
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+
+def associate(features: np.ndarray, cameras: Sequence[str], min_cosine: float) -> np.ndarray:
+    """Class of every tracklet after cross-camera association: tracklets of different cameras
+    that are each other's nearest neighbour in the other's camera, with cosine >= ``min_cosine``,
+    share a class (merged transitively); the rest keep their own."""
+    n = len(features)
+    cams = np.asarray(cameras)
+    sim = features @ features.T
+    parent = list(range(n))
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for cam in np.unique(cams):
+        inside, outside = np.flatnonzero(cams == cam), np.flatnonzero(cams != cam)
+        if not len(outside):
+            continue
+        for a in inside:
+            b = outside[int(np.argmax(sim[a, outside]))]
+            back = np.flatnonzero(cams == cams[b])
+            if back[int(np.argmax(sim[b, back]))] == a and sim[a, b] >= min_cosine:
+                parent[root(int(b))] = root(int(a))
+    roots = np.array([root(k) for k in range(n)])
+    return np.unique(roots, return_inverse=True)[1].astype(np.int64)
+
+
+def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, config: AdaptConfig = AdaptConfig(), *, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``bundle_dir``'s re-id network on the tracklets of the index at ``index_dir``
+    and write a bundle (its detector, the adapted re-id network, a model card) to ``out_dir``.
+    Returns a summary (tracklets, cameras, classes per round, training)."""
+    bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
+    start, reid_config, reid_meta = load_component(bundle_dir, "reid")
+    with PersonIndex.open(index_dir) as index:
+        tracklets = find_tracklets(index, config)
+    if len(tracklets) < 2:
+        raise ValueError(
+            f"{index_dir}: {len(tracklets)} usable tracklet(s) (people tracked over at least {config.min_boxes} sampled frames); "
+            "index more footage, sample it more densely (--stride 1 or a higher --fps), or lower min_boxes"
+        )
+    size = tuple(reid_config.input_size)
+    crops, owners = crop_tracklets(tracklets, size)  # type: ignore[arg-type]
+    cameras = [t.camera for t in tracklets]
+    base = ReIDTrainConfig(
+        backbone=reid_config.backbone,
+        pretrained=config.from_imagenet,
+        variant="clsa" if len(reid_config.used_levels) > 1 else "single",
+        levels=tuple(reid_config.used_levels),
+        input_size=size,  # type: ignore[arg-type]
+        embed_dim=reid_config.embed_dim,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        optim=config.optim,
+        seed=config.seed,
+    )
+    state: dict[str, torch.Tensor] | None = None if config.from_imagenet else start.state_dict()
+    labels = np.arange(len(tracklets), dtype=np.int64)
+    rounds = []
+    model: torch.nn.Module | None = None
+    for round_index in range(config.rounds):
+        if round_index > 0:
+            assert model is not None
+            labels = associate(tracklet_features(model, crops, owners, len(tracklets)), cameras, config.associate_min_cosine)
+        classes, per_crop = np.unique(labels[owners], return_inverse=True)
+        crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
+        work = out_dir / "rounds" / f"round{round_index + 1}"
+        summary = train_reid(replace(base, dataset=str(index_dir)), work, progress=progress, crop_set=crop_set, init=state)
+        model, _, _ = load_component(work, "reid")
+        state = model.state_dict()
+        rounds.append({"classes": int(len(classes)), "crops": int(len(owners)), "train": summary})
+    footage = sorted({t.path for t in tracklets})
+    result = {
+        "adapted_from": str(bundle_dir) if not config.from_imagenet else "ImageNet weights",
+        "index": str(index_dir),
+        "footage": footage,
+        "cameras": sorted(set(cameras)),
+        "tracklets": len(tracklets),
+        "config": _json(asdict(config)),
+        "rounds": rounds,
+    }
+    final = out_dir / "rounds" / f"round{config.rounds}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for part in ("detector.json", "detector.safetensors"):
+        shutil.copyfile(bundle_dir / part, out_dir / part)
+    for part in ("reid.json", "reid.safetensors"):
+        shutil.copyfile(final / part, out_dir / part)
+    meta = json.loads((out_dir / "reid.json").read_text())
+    meta.setdefault("metadata", {})["adaptation"] = result
+    meta["metadata"]["train"] = to_dict(base)
+    (out_dir / "reid.json").write_text(json.dumps(meta, indent=2))
+    (out_dir / "MODEL_CARD.md").write_text(_model_card(result, reid_meta))
+    return result
+
+
+def _json(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=str))
+
+
+def _model_card(result: dict[str, Any], start_meta: dict[str, Any]) -> str:
+    lines = [
+        "# Re-id adapted to unlabelled footage",
+        "",
+        f"Started from: {result['adapted_from']}. Learned from {result['tracklets']} tracklets (people tracked through the videos",
+        f"of the index {result['index']}), cameras {', '.join(result['cameras'])}, without any identity label:",
+        "",
+        *[f"- {path}" for path in result["footage"]],
+        "",
+        "Training: per-camera tracklet discrimination, then cross-camera tracklet association, with the CLSA",
+        "losses (personsearch/training/adapt.py). Classes per round: " + ", ".join(str(r["classes"]) for r in result["rounds"]) + ".",
+        "The detector is the starting bundle's, unchanged.",
+        "",
+        "It has seen only this footage's people: expect it to work best on these cameras.",
+    ]
+    return "\n".join(lines) + "\n"
