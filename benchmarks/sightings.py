@@ -37,6 +37,7 @@ import numpy as np
 from run_info import ROOT, commit, machine
 
 from personsearch.data.synthetic.walks import make_walks
+from personsearch.evaluation.metrics import box_iou
 from personsearch.index import PersonIndex
 from personsearch.interfaces.api import PersonSearch
 
@@ -44,14 +45,6 @@ VTEST_PLACES = (
     "/usr/share/doc/opencv-doc/examples/data/vtest.avi",
     str(Path.home() / ".cache/personsearch-ci/usr/share/doc/opencv-doc/examples/data/vtest.avi"),
 )
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def appearance_of(truth: dict[str, Any], pid: int, frame: int) -> int:
@@ -70,7 +63,7 @@ def label_boxes(index: PersonIndex, video: Path, truth: dict[str, Any]) -> dict[
         people = truth["frames"][frame]
         if not people:
             continue
-        overlaps = iou(box[None], np.array([p["box"] for p in people], dtype=np.float64))[0]
+        overlaps = box_iou(box[None], np.array([p["box"] for p in people], dtype=np.float64))[0]
         best = int(np.argmax(overlaps))
         if overlaps[best] >= 0.5:
             pid = people[best]["pid"]

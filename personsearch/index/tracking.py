@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from personsearch.evaluation.metrics import box_iou
 from personsearch.index.store import IndexStore
 
 NOMINAL_FPS = 25.0
@@ -82,16 +83,6 @@ class _Track:
     seen: int = 1
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (n, 4) with every box in ``b`` (m, 4)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def strangers_level(frames: np.ndarray, features: np.ndarray, quantile: float, max_pairs: int = 20_000) -> float:
     """The ``quantile`` of re-id cosines between two people in the same frame (-1 with fewer
     than 20 such pairs): how alike different people look to these features in this video."""
@@ -120,7 +111,7 @@ def _similarity(
     dt = np.array([now - t.time for t in tracks])
     predicted = np.stack([t.box + t.velocity * d for t, d in zip(tracks, dt, strict=True)])
     appearance = np.stack([(np.stack(t.features) @ features.T).max(axis=0) for t in tracks])
-    overlap = _iou(predicted, boxes)
+    overlap = box_iou(predicted, boxes)
     # appearance counts by how much more alike than strangers (see strangers_quantile) two people
     # look: with features that barely tell people apart, motion decides
     distinct = np.clip((appearance - max(strangers, 0.0)) / max(1.0 - max(strangers, 0.0), 1e-6), 0.0, 1.0)

@@ -434,6 +434,39 @@ def index_cmd(
         console.print(f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False)
 
 
+@command("adapt")
+def adapt_cmd(
+    index: Annotated[Path, typer.Option(help="Index whose videos (their sightings) to learn from.")],
+    out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="Videos or folders to index into --index first (optional).")] = None,
+    model: Annotated[str, typer.Option(help="Starting model bundle directory or saved name (default: the shipped model).")] = "default",
+    from_imagenet: Annotated[bool, typer.Option(help="Start the re-id network from ImageNet weights instead of the model's.")] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per round.")] = 8,
+    rounds: Annotated[int, typer.Option(min=1, help="1: per-camera tracklet discrimination; more: cross-camera association before each further round.")] = 2,
+    min_boxes: Annotated[int, typer.Option(min=2, help="Shortest usable tracklet, in sampled frames.")] = 8,
+    stride: Annotated[int, typer.Option(help="Indexing PATHS: every N-th frame.")] = 1,
+    fps: Annotated[float | None, typer.Option(help="Indexing PATHS: about this many frames per second.")] = None,
+    detector: Annotated[str, typer.Option(help="Detector the index is built with: bundle, hog or ssdlite.")] = "bundle",
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+) -> None:
+    """Fine-tune the re-id network on the people tracked through unlabelled videos (no labels:
+    each tracklet is one person; tracklets are associated across cameras) and write a new bundle."""
+    from personsearch.interfaces.api import PersonSearch, resolve_model
+    from personsearch.training.adapt import AdaptConfig, adapt
+
+    _configure_logging()
+    if paths:
+        engine = PersonSearch.load(model, device=device, detector=detector)
+        summary = engine.index(paths, index, stride=stride, fps=fps)
+        console.print(f"indexed {summary.frames_processed} frames, {summary.people_added} people")
+    result = adapt(index, resolve_model(model), out, AdaptConfig(epochs=epochs, rounds=rounds, min_boxes=min_boxes, from_imagenet=from_imagenet))
+    console.print(
+        f"learned from {result['tracklets']} tracklets in {len(result['footage'])} videos ({', '.join(result['cameras'])}); "
+        f"classes per round {[r['classes'] for r in result['rounds']]}; wrote {out} (search with --model {out}"
+        + (f" --detector {detector})" if detector != "bundle" else ")")
+    )
+
+
 @command("index-info")
 def index_info_cmd(index: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
     """Model, number of people, images and videos of an index."""

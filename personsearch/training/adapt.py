@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from personsearch.data.crops import CropSet, crop_boxes, normalize_crops
+from personsearch.evaluation.metrics import box_iou
 from personsearch.index.person_index import PersonIndex
 from personsearch.models.bundle import load_component
 from personsearch.training.config import OptimConfig, ReIDTrainConfig, to_dict
@@ -51,7 +52,8 @@ class AdaptConfig:
     crops_per_tracklet: int = 16
     rounds: int = 2
     """1: per-camera tracklet discrimination only; each further round associates across cameras first."""
-    associate_min_cosine: float = 0.7
+    associate_min_cosine: float = 0.5
+    """Cross-camera mutual nearest neighbours merge from this cosine up."""
     epochs: int = 8
     """Epochs per round."""
     batch_size: int = 64
@@ -73,17 +75,6 @@ class Tracklet:
     boxes: tuple[tuple[float, float, float, float], ...]
 
 
-def _iou_max_other(boxes: np.ndarray, frame_boxes: np.ndarray) -> np.ndarray:
-    """For each of ``boxes`` (n, 4), the largest IoU with any *other* box of ``frame_boxes``."""
-    lt = np.maximum(boxes[:, None, :2], frame_boxes[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], frame_boxes[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda b: np.prod(b[:, 2:] - b[:, :2], axis=1)  # noqa: E731
-    iou = inter / np.maximum(area(boxes)[:, None] + area(frame_boxes)[None, :] - inter, 1e-9)
-    iou[iou > 0.999] = 0.0  # the box itself
-    return iou.max(axis=1) if frame_boxes.size else np.zeros(len(boxes))
-
-
 def find_tracklets(index: PersonIndex, config: AdaptConfig) -> list[Tracklet]:
     """The index's usable tracklets (see the module docstring), in source then sighting order."""
     out = []
@@ -96,9 +87,10 @@ def find_tracklets(index: PersonIndex, config: AdaptConfig) -> list[Tracklet]:
         by_frame: dict[int, np.ndarray] = {}
         for f in np.unique(frames):
             by_frame[int(f)] = boxes[frames == f]
-        crowded = np.zeros(len(ids), dtype=bool)
+        crowded = np.zeros(len(ids), dtype=bool)  # another person's box overlaps: the crop shows two people
         for k in range(len(ids)):
-            crowded[k] = _iou_max_other(boxes[k : k + 1], by_frame[int(frames[k])])[0] > config.max_overlap
+            overlaps = box_iou(boxes[k : k + 1], by_frame[int(frames[k])])[0]
+            crowded[k] = np.sort(overlaps)[-2] > config.max_overlap if len(overlaps) > 1 else False
         sighting_of = np.array([index.sighting_of(int(i)) for i in ids], dtype=object)
         for sighting in sorted({s for s in sighting_of if s is not None}):
             members = np.flatnonzero(sighting_of == sighting)
@@ -159,14 +151,41 @@ def tracklet_features(model: torch.nn.Module, crops: torch.Tensor, owners: np.nd
     return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
 
 
-def associate(features: np.ndarray, cameras: Sequence[str], min_cosine: float) -> np.ndarray:
-    """Class of every tracklet after cross-camera association: tracklets of different cameras
-    that are each other's nearest neighbour in the other's camera, with cosine >= ``min_cosine``,
-    share a class (merged transitively); the rest keep their own."""
+def camera_rivals(labels: np.ndarray, cameras: Sequence[str]) -> torch.Tensor:
+    """(classes, classes) bool: which classes a class is trained against. Classes (tracklets, or
+    tracklets merged across cameras) rival each other when they share a camera: within a camera,
+    two tracklets at once are two people; across cameras nothing says they are not one person."""
+    _, classes = np.unique(labels, return_inverse=True)
+    cams, cam_index = np.unique(np.asarray(cameras), return_inverse=True)
+    seen = np.zeros((len(cams), int(classes.max()) + 1), dtype=bool)
+    seen[cam_index, classes] = True
+    return torch.from_numpy((seen.T.astype(np.int64) @ seen.astype(np.int64)) > 0)
+
+
+def associate(
+    features: np.ndarray, cameras: Sequence[str], min_cosine: float, spans: Sequence[tuple[str, int, int]] | None = None, same_camera_cosine: float = 0.85
+) -> np.ndarray:
+    """Class of every tracklet after association: tracklets of different cameras that are each
+    other's nearest neighbour in the other's camera, with cosine >= ``min_cosine``, share a class
+    (merged transitively). With ``spans`` ((video, first frame, last frame) per tracklet), two
+    tracklets of one video that never coexist and agree to ``same_camera_cosine`` are merged too
+    (one person's track broken in two); ``min_cosine`` rises to the 95th percentile of the
+    cosines between tracklets seen at the same time (different people for sure, the features'
+    own level for strangers), and no class ever holds two tracklets seen at the same time.
+    The rest keep their own class."""
     n = len(features)
     cams = np.asarray(cameras)
     sim = features @ features.T
     parent = list(range(n))
+    members = {k: [k] for k in range(n)}
+    together = np.zeros((n, n), dtype=bool)  # seen at the same time in one video: two people for sure
+    if spans is not None:
+        for a in range(n):
+            for b in range(n):
+                (va, fa, la), (vb, fb, lb) = spans[a], spans[b]
+                together[a, b] = a != b and va == vb and not (la < fb or lb < fa)
+        if together.any():  # merging needs more likeness than two people seen together show
+            min_cosine = max(min_cosine, float(np.quantile(sim[together], 0.95)))
 
     def root(k: int) -> int:
         while parent[k] != k:
@@ -174,15 +193,26 @@ def associate(features: np.ndarray, cameras: Sequence[str], min_cosine: float) -
             k = parent[k]
         return k
 
+    def merge(a: int, b: int) -> None:
+        ra, rb = root(a), root(b)
+        if ra == rb or together[np.ix_(members[ra], members[rb])].any():
+            return  # never one class for two people seen at the same time
+        parent[rb] = ra
+        members[ra] += members.pop(rb)
+
+    if spans is not None:
+        for a in range(n):
+            for b in range(a + 1, n):
+                if spans[a][0] == spans[b][0] and not together[a, b] and sim[a, b] >= same_camera_cosine:
+                    merge(a, b)
     for cam in np.unique(cams):
         inside, outside = np.flatnonzero(cams == cam), np.flatnonzero(cams != cam)
         if not len(outside):
             continue
         for a in inside:
             b = outside[int(np.argmax(sim[a, outside]))]
-            back = np.flatnonzero(cams == cams[b])
-            if back[int(np.argmax(sim[b, back]))] == a and sim[a, b] >= min_cosine:
-                parent[root(int(b))] = root(int(a))
+            if inside[int(np.argmax(sim[b, inside]))] == a and sim[a, b] >= min_cosine:  # a is b's best match in a's camera too
+                merge(int(a), int(b))
     roots = np.array([root(k) for k in range(n)])
     return np.unique(roots, return_inverse=True)[1].astype(np.int64)
 
@@ -222,11 +252,14 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
     for round_index in range(config.rounds):
         if round_index > 0:
             assert model is not None
-            labels = associate(tracklet_features(model, crops, owners, len(tracklets)), cameras, config.associate_min_cosine)
+            spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
+            labels = associate(tracklet_features(model, crops, owners, len(tracklets)), cameras, config.associate_min_cosine, spans)
         classes, per_crop = np.unique(labels[owners], return_inverse=True)
         crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
         work = out_dir / "rounds" / f"round{round_index + 1}"
-        summary = train_reid(replace(base, dataset=str(index_dir)), work, progress=progress, crop_set=crop_set, init=state)
+        summary = train_reid(
+            replace(base, dataset=str(index_dir)), work, progress=progress, crop_set=crop_set, init=state, rivals=camera_rivals(labels, cameras)
+        )
         model, _, _ = load_component(work, "reid")
         state = model.state_dict()
         rounds.append({"classes": int(len(classes)), "crops": int(len(owners)), "train": summary})

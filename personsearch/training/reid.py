@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,16 @@ def train_reid(
     crop_set: CropSet | None = None,
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
     init: dict[str, torch.Tensor] | None = None,
+    rivals: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Train per ``config``; writes checkpoints and metrics to ``out_dir/train-reid`` and the
     final network to ``out_dir/reid.*`` (a model-bundle component). Returns a summary.
     ``on_epoch_end(epochs_done, model)`` runs after each epoch (learning curves). ``init``: start
     from these weights (a state dict of the same architecture; its identity classifiers, sized
-    for other identities, are left out), e.g. to fine-tune a trained network on new footage."""
+    for other identities, are left out), e.g. to fine-tune a trained network on new footage.
+    ``rivals`` (classes x classes, bool): the classes each class's samples are told apart from;
+    the others' logits are masked out of every level's softmax (per-camera discrimination of
+    tracklets: two cameras' tracklets are never negatives of each other, they may be one person)."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -77,7 +82,16 @@ def train_reid(
         dataset = load_dataset(config.dataset)
         crop_set = build_crop_set(dataset.train, tuple(config.input_size))
     model_config = reid_model_config(config, crop_set.num_classes)
-    model = build_reid(model_config)
+    if init is None:
+        model = build_reid(model_config)
+    else:  # the random start the backbone warns about is overwritten at once
+        backbones_log = logging.getLogger("personsearch.models.backbones")
+        level = backbones_log.level
+        backbones_log.setLevel(logging.ERROR)
+        try:
+            model = build_reid(model_config)
+        finally:
+            backbones_log.setLevel(level)
     if init is not None:
         missing, unexpected = model.load_state_dict({k: v for k, v in init.items() if ".classifier." not in k}, strict=False)
         if unexpected or any(".classifier." not in k for k in missing):
@@ -99,6 +113,9 @@ def train_reid(
     def step(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float], int]:
         images, labels = batch
         outputs = net(images)
+        if rivals is not None:
+            hidden = ~rivals.to(labels.device)[labels]
+            outputs = {**outputs, "logits": [logit.masked_fill(hidden, -1e4) for logit in outputs["logits"]]}
         loss, parts = reid_loss(outputs, labels, config.variant, config.temperature, config.align_weight)
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 

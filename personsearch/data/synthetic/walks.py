@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from personsearch.data.synthetic.people import Identity, Pose, figure, sample_population
 from personsearch.data.synthetic.scenes import Camera, PersonPlacement, ScenePlan, make_cameras, render_scene
@@ -134,3 +135,38 @@ def make_walks(
         out.with_suffix(".json").write_text(json.dumps(truth))
         videos.append(out)
     return videos
+
+
+def appearance_crops(
+    videos: list[Path], size: tuple[int, int], per_appearance: int = 16, min_height: int = 24
+) -> tuple[torch.Tensor, np.ndarray, list[tuple[str, int]]]:
+    """Ground-truth crops of every appearance (one person crossing one camera) of ``make_walks``
+    videos, for scoring re-id: uint8 crops (n, 3, H, W), the appearance index of each crop, and
+    (camera folder, person) per appearance. Up to ``per_appearance`` frames spread over each, boxes
+    at least ``min_height`` px tall and at least half inside the image."""
+    from personsearch.data.crops import crop_boxes
+
+    crops, owners, keys = [], [], []
+    for video in videos:
+        truth = json.loads(Path(video).with_suffix(".json").read_text())
+        capture = cv2.VideoCapture(str(video))
+        frames = []
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        capture.release()
+        for w in truth["walks"]:
+            shown = [(f, p["box"]) for f in range(w["first_frame"], w["last_frame"] + 1) for p in truth["frames"][f] if p["pid"] == w["pid"]]
+            shown = [(f, b) for f, b in shown if b[3] - b[1] >= min_height]
+            if len(shown) < 4:
+                continue
+            keys.append((Path(video).parent.name, int(w["pid"])))
+            for k in np.linspace(0, len(shown) - 1, min(per_appearance, len(shown))).round().astype(int):
+                f, box = shown[k]
+                crops.append(crop_boxes(frames[f], np.asarray([box], np.float32), size))
+                owners.append(len(keys) - 1)
+    if not crops:
+        return torch.zeros((0, 3, *size), dtype=torch.uint8), np.zeros(0, dtype=np.int64), keys
+    return torch.cat(crops), np.asarray(owners, dtype=np.int64), keys

@@ -1,0 +1,156 @@
+"""Learning re-id from unlabelled footage (``personsearch adapt``): does it help, from which start,
+and what does it cost? Measured with ground truth on synthetic walking videos, the footage learned
+from kept apart from the footage scored on.
+
+    python benchmarks/adaptation.py
+    python benchmarks/adaptation.py --epochs 8 --rounds 2 --people 8
+
+1. Learning footage: ``--cameras`` synthetic walking videos (``--seed``), indexed with the shipped
+   model (its detector finds the people, the tracker links them into sightings); no label is read.
+2. Scored footage: videos of another seed (other people, other cameras). Every appearance (one
+   person crossing one camera) is cut from its ground-truth boxes; queries are the appearances of
+   the first camera, the gallery those of the others (cross-camera, as in video re-id):
+   * appearance level: the mean feature of the appearance's frames (what sighting search uses);
+   * frame level: one frame as the query against every frame of the gallery.
+   Reported: top-1 and mAP.
+3. Models: the shipped (synthetic-trained) re-id before and after adaptation, and ImageNet
+   features (the backbone's ImageNet weights, untrained re-id heads) before and after.
+4. Cost: adaptation seconds, and per hour of footage at the indexed frame rate.
+
+Writes ``benchmarks/results/adaptation.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from run_info import ROOT, commit, machine
+
+from personsearch.data.synthetic.walks import appearance_crops, make_walks
+from personsearch.evaluation.metrics import recall_corrected_ap
+from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
+from personsearch.models.bundle import load_component, save_component
+from personsearch.models.reid import build_reid
+from personsearch.training.adapt import AdaptConfig, adapt, tracklet_features
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, keys: list[tuple[str, int]]) -> dict[str, float]:
+    """Cross-camera retrieval from the first camera's appearances (see the module docstring)."""
+    from personsearch.data.crops import normalize_crops
+
+    model.eval()
+    frame_feats = torch.cat([model(normalize_crops(crops[i : i + 128])).float() for i in range(0, len(crops), 128)]).numpy()
+    app_feats = tracklet_features(model, crops, owners, len(keys))
+    cams = np.array([k[0] for k in keys])
+    pids = np.array([k[1] for k in keys])
+    first = sorted(set(cams))[0]
+    out: dict[str, float] = {}
+    for level, feats, who in (("appearance", app_feats, np.arange(len(keys))), ("frame", frame_feats, owners)):
+        q_idx = np.flatnonzero(cams[who] == first)
+        g_idx = np.flatnonzero(cams[who] != first)
+        top1, aps = [], []
+        for q in q_idx:
+            right = pids[who[g_idx]] == pids[who[q]]
+            if not right.any():
+                continue
+            sims = feats[g_idx] @ feats[q]
+            order = np.argsort(-sims, kind="stable")
+            top1.append(bool(right[order[0]]))
+            aps.append(recall_corrected_ap(right[order].astype(np.float32), sims[order], int(right.sum())))
+        out[f"{level}_top1"] = float(np.mean(top1))
+        out[f"{level}_mAP"] = float(np.mean(aps))
+        out[f"{level}_queries"] = len(top1)
+    return out
+
+
+def imagenet_bundle(start: Path, out: Path) -> Path:
+    """The shipped bundle with its re-id network replaced by ImageNet weights and fresh heads."""
+    _, config, _ = load_component(start, "reid")
+    out.mkdir(parents=True, exist_ok=True)
+    for part in ("detector.json", "detector.safetensors"):
+        shutil.copyfile(start / part, out / part)
+    torch.manual_seed(0)
+    save_component(out, "reid", build_reid(config), config, {"note": "ImageNet backbone, untrained re-id heads"})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "adaptation")
+    parser.add_argument("--seed", type=int, default=10, help="learning footage")
+    parser.add_argument("--eval-seed", type=int, default=11, help="scored footage (other people and cameras)")
+    parser.add_argument("--cameras", type=int, default=3)
+    parser.add_argument("--people", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation.json")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    learn = make_walks(args.work / "learn", seed=args.seed, cameras=args.cameras, people=args.people, frames=args.frames, fps=args.fps)
+    held = make_walks(args.work / "held-out", seed=args.eval_seed, cameras=args.cameras, people=args.people, frames=args.frames, fps=args.fps)
+    t = time.perf_counter()
+    PersonSearch.load().index(learn, args.work / "index", progress=False)
+    index_seconds = time.perf_counter() - t
+    _, reid_config, _ = load_component(SHIPPED_MODEL, "reid")
+    crops, owners, keys = appearance_crops(held, tuple(reid_config.input_size))
+    footage_hours = args.cameras * args.frames / args.fps / 3600
+
+    results: dict[str, Any] = {
+        "commit": commit(),
+        "machine": machine(),
+        "learning_footage": {
+            "seed": args.seed,
+            "cameras": args.cameras,
+            "people": args.people,
+            "frames": args.frames,
+            "fps": args.fps,
+            "indexing_seconds": index_seconds,
+        },
+        "scored_footage": {"seed": args.eval_seed, "appearances": len(keys), "crops": len(owners)},
+        "models": {},
+    }
+    starts = {"shipped": SHIPPED_MODEL, "imagenet": imagenet_bundle(SHIPPED_MODEL, args.work / "imagenet")}
+    for name, bundle in starts.items():
+        model, _, _ = load_component(bundle, "reid")
+        results["models"][name] = {"before": score(model, crops, owners, keys)}
+        t = time.perf_counter()
+        summary = adapt(args.work / "index", bundle, args.work / f"adapted-{name}", AdaptConfig(epochs=args.epochs, rounds=args.rounds), progress=False)
+        seconds = time.perf_counter() - t
+        adapted, _, _ = load_component(args.work / f"adapted-{name}", "reid")
+        results["models"][name].update(
+            after=score(adapted, crops, owners, keys),
+            tracklets=summary["tracklets"],
+            classes_per_round=[r["classes"] for r in summary["rounds"]],
+            adapt_seconds=seconds,
+            adapt_seconds_per_footage_hour=seconds / footage_hours,
+        )
+        print(f"== {name}: {json.dumps(results['models'][name])}", flush=True)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"\nmachine: {results['machine']['cpu']}, {results['machine']['cpu_capability']}")
+    print(f"scored: {len(keys)} appearances of held-out people (seed {args.eval_seed}); queries from the first camera, gallery the others")
+    print(f"{'start':9s} {'':7s} {'appear. top-1':>13s} {'appear. mAP':>11s} {'frame top-1':>11s} {'frame mAP':>9s}")
+    for name, r in results["models"].items():
+        for when in ("before", "after"):
+            s = r[when]
+            print(f"{name:9s} {when:7s} {s['appearance_top1']:13.3f} {s['appearance_mAP']:11.3f} {s['frame_top1']:11.3f} {s['frame_mAP']:9.3f}")
+        print(
+            f"{'':9s} adapting took {r['adapt_seconds']:.0f} s: {r['adapt_seconds_per_footage_hour'] / 3600:.1f} h per hour of footage; tracklets {r['tracklets']}, classes {r['classes_per_round']}"
+        )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
