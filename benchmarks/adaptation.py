@@ -16,6 +16,9 @@ from kept apart from the footage scored on.
 3. Models: the shipped (synthetic-trained) re-id before and after adaptation, and ImageNet
    features (the backbone's ImageNet weights, untrained re-id heads) before and after.
 4. Cost: adaptation seconds, and per hour of footage at the indexed frame rate.
+5. Association: how many of the groups that cross-camera association would merge from each
+   start's round-1 features hold one person only (ground truth); from ImageNet weights adapt
+   runs round 1 only, because of what this measures.
 
 Writes ``benchmarks/results/adaptation.json`` and prints a table.
 """
@@ -71,6 +74,33 @@ def score(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, keys:
     return out
 
 
+def association_purity(index_dir: Path, round1: Path) -> dict[str, int]:
+    """What cross-camera association makes of the round-1 network's features, against the ground
+    truth: merged groups, and how many hold one person only."""
+    from personsearch.evaluation.metrics import box_iou
+    from personsearch.index import PersonIndex
+    from personsearch.training.adapt import associate, crop_tracklets, find_tracklets
+
+    with PersonIndex.open(index_dir) as index:
+        tracklets = find_tracklets(index, AdaptConfig())
+    pids = []
+    for t in tracklets:
+        truth = json.loads(Path(t.path).with_suffix(".json").read_text())
+        middle = len(t.frames) // 2
+        people = truth["frames"][t.frames[middle]]
+        overlaps = box_iou(np.asarray([t.boxes[middle]]), np.asarray([p["box"] for p in people]).reshape(-1, 4))[0] if people else np.zeros(0)
+        pids.append(people[int(np.argmax(overlaps))]["pid"] if len(overlaps) and overlaps.max() >= 0.5 else -1)
+    model, config, _ = load_component(round1, "reid")
+    crops, owners = crop_tracklets(tracklets, tuple(config.input_size))
+    spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
+    labels = associate(tracklet_features(model, crops, owners, len(tracklets)), [t.camera for t in tracklets], AdaptConfig().associate_min_cosine, spans)
+    groups: dict[int, set[int]] = {}
+    for label, pid in zip(labels.tolist(), pids, strict=True):
+        groups.setdefault(label, set()).add(pid)
+    merged = [g for label, g in groups.items() if (labels == label).sum() > 1]
+    return {"merged_groups": len(merged), "one_person": sum(len(g) == 1 and -1 not in g for g in merged)}
+
+
 def imagenet_bundle(start: Path, out: Path) -> Path:
     """The shipped bundle with its re-id network replaced by ImageNet weights and fresh heads."""
     _, config, _ = load_component(start, "reid")
@@ -120,14 +150,17 @@ def main() -> None:
         "scored_footage": {"seed": args.eval_seed, "appearances": len(keys), "crops": len(owners)},
         "models": {},
     }
-    starts = {"shipped": SHIPPED_MODEL, "imagenet": imagenet_bundle(SHIPPED_MODEL, args.work / "imagenet")}
-    for name, bundle in starts.items():
+    # (bundle scored before adapting, whether adapt starts from ImageNet weights)
+    starts = {"shipped": (SHIPPED_MODEL, False), "imagenet": (imagenet_bundle(SHIPPED_MODEL, args.work / "imagenet"), True)}
+    for name, (bundle, from_imagenet) in starts.items():
         model, _, _ = load_component(bundle, "reid")
         results["models"][name] = {"before": score(model, crops, owners, keys)}
         t = time.perf_counter()
-        summary = adapt(args.work / "index", bundle, args.work / f"adapted-{name}", AdaptConfig(epochs=args.epochs, rounds=args.rounds), progress=False)
+        config = AdaptConfig(epochs=args.epochs, rounds=args.rounds, from_imagenet=from_imagenet)
+        summary = adapt(args.work / "index", SHIPPED_MODEL, args.work / f"adapted-{name}", config, progress=False)
         seconds = time.perf_counter() - t
         adapted, _, _ = load_component(args.work / f"adapted-{name}", "reid")
+        results["models"][name]["association_after_round1"] = association_purity(args.work / "index", args.work / f"adapted-{name}" / "rounds" / "round1")
         results["models"][name].update(
             after=score(adapted, crops, owners, keys),
             tracklets=summary["tracklets"],
@@ -149,6 +182,8 @@ def main() -> None:
         print(
             f"{'':9s} adapting took {r['adapt_seconds']:.0f} s: {r['adapt_seconds_per_footage_hour'] / 3600:.1f} h per hour of footage; tracklets {r['tracklets']}, classes {r['classes_per_round']}"
         )
+        a = r["association_after_round1"]
+        print(f"{'':9s} cross-camera association from its round-1 features: {a['one_person']} of {a['merged_groups']} merged groups are one person")
     print(f"wrote {args.out}")
 
 

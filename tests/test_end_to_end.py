@@ -181,7 +181,7 @@ def test_cli_search_prints_hits_and_writes_reports(trained: tuple[Path, Path], t
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "hits.json").read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / "hits.json").read_text())["schema_version"] == 2
     assert (tmp_path / "hits.html").is_file()
     result = runner.invoke(app, ["search", "--index", str(index), "--query", str(scene.path), "--box", "1,2,3", "--model", str(model)])
     assert result.exit_code != 0 and "x1,y1,x2,y2" in result.output

@@ -12,9 +12,10 @@ Learning Tracklet Association" (ECCV 2018), from the CLSA authors' group. Here:
 2. **Per-camera tracklet discrimination** (round 1): every tracklet is its own class, trained
    with the CLSA losses (per-level identity cross-entropy and the cross-level alignment), from the
    starting model's weights (or ImageNet's). Two tracklets of one camera are assumed to be two people.
-3. **Cross-camera tracklet association** (later rounds): tracklets of different cameras whose mean
-   features are mutual nearest neighbours with a cosine of at least ``associate_min_cosine`` are
-   merged into one class, and training continues from the previous round's weights.
+3. **Cross-camera tracklet association** (later rounds, from a trained start only): tracklets of
+   different cameras whose mean features are mutual nearest neighbours with a cosine of at least
+   ``associate_min_cosine`` (and above what strangers seen together score) are merged into one
+   class, and training continues from the previous round's weights.
 
 The result is a model bundle: the starting bundle's detector and the adapted re-id network, whose
 metadata and ``MODEL_CARD.md`` name the footage it learned from. Every round resumes from its
@@ -51,7 +52,10 @@ class AdaptConfig:
     max_overlap: float = 0.3
     crops_per_tracklet: int = 16
     rounds: int = 2
-    """1: per-camera tracklet discrimination only; each further round associates across cameras first."""
+    """1: per-camera tracklet discrimination only; each further round associates across cameras
+    first. Association needs features that already tell people apart: from ImageNet weights it
+    is skipped (measured on synthetic walks: from the shipped network all 5 merged groups were one
+    person each, from ImageNet none of 10 were; benchmarks/adaptation.py)."""
     associate_min_cosine: float = 0.5
     """Cross-camera mutual nearest neighbours merge from this cosine up."""
     epochs: int = 8
@@ -249,7 +253,8 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
     labels = np.arange(len(tracklets), dtype=np.int64)
     rounds = []
     model: torch.nn.Module | None = None
-    for round_index in range(config.rounds):
+    rounds_run = 1 if config.from_imagenet else config.rounds
+    for round_index in range(rounds_run):
         if round_index > 0:
             assert model is not None
             spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
@@ -273,7 +278,7 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
         "config": _json(asdict(config)),
         "rounds": rounds,
     }
-    final = out_dir / "rounds" / f"round{config.rounds}"
+    final = out_dir / "rounds" / f"round{rounds_run}"
     out_dir.mkdir(parents=True, exist_ok=True)
     for part in ("detector.json", "detector.safetensors"):
         shutil.copyfile(bundle_dir / part, out_dir / part)
