@@ -53,9 +53,10 @@ class AdaptConfig:
     crops_per_tracklet: int = 16
     rounds: int = 2
     """1: per-camera tracklet discrimination only; each further round associates across cameras
-    first. Association needs features that already tell people apart: from ImageNet weights it
-    is skipped (measured on synthetic walks: from the shipped network all 5 merged groups were one
-    person each, from ImageNet none of 10 were; benchmarks/adaptation.py)."""
+    first. Association needs features that already tell people apart, so from ImageNet weights
+    it is skipped: on synthetic walks (benchmarks/adaptation.py, ground truth), association from
+    the shipped network's round-1 features merged 5 groups, all of one person each; from an
+    ImageNet start's round-1 features it merged 10 groups, none of one person (another run: 1 of 1)."""
     associate_min_cosine: float = 0.5
     """Cross-camera mutual nearest neighbours merge from this cosine up."""
     epochs: int = 8
