@@ -290,6 +290,7 @@ def main() -> None:
         "gallery_size": args.gallery_size,
         "commit": commit(),
         "machine": machine(),
+        "data": str(args.data.relative_to(ROOT)) if args.data.is_relative_to(ROOT) else str(args.data),
         "dataset": {"train_scenes": len(dataset.train), "gallery_scenes": len(dataset.gallery), "queries": len(dataset.queries)},
         "validation": {"preset": "small", "seed": args.val_seed, "gallery_size": 50, "queries": len(val.dataset.queries)},
         "detector": {"bundle": str(args.detector.relative_to(ROOT)) if args.detector.is_relative_to(ROOT) else str(args.detector), "sha256_12": digest},

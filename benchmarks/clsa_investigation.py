@@ -85,10 +85,10 @@ def main() -> None:
     if not args.ablation.is_file():
         parser.error(f"{args.ablation} not found: run benchmarks/ablation.py first")
     ablation = json.loads(args.ablation.read_text())
-    data_dir = args.work / "data"
+    data_dir = ROOT / ablation.get("data", "data/synthetic-standard")
     dataset = load_dataset(data_dir)
     gallery_size = ablation["gallery_size"]
-    det_dir = args.work / "detector"
+    det_dir = ROOT / ablation["detector"]["bundle"]  # the detector every variant shares
     results: dict[str, Any] = {"commit": commit(), "gallery_size": gallery_size, "budget": ablation["reid_budget"], "models": {}}
 
     models = {v: {"settings": {"variant": v}} for v in ablation["variants"]}
@@ -96,18 +96,18 @@ def main() -> None:
         name, overrides = parse_trial(text)
         models[name] = {"settings": overrides}
     for name, model in models.items():
-        vdir = args.work / f"reid-{name}"
+        vdir = args.work / (f"reid-{name}-s0" if name in ablation["variants"] else f"reid-{name}")  # the ablation's seed-0 runs
         started = time.perf_counter()
         if not (vdir / "reid.safetensors").is_file():
-            config = from_dict(ReIDTrainConfig, {**ablation["reid_budget"], **model["settings"], "dataset": str(data_dir)}, where=name)
+            config = from_dict(ReIDTrainConfig, {**ablation["reid_budget"], **model["settings"], "dataset": str(data_dir), "seed": 0}, where=name)
             train_reid(config, vdir)
         for part_name in ("detector.json", "detector.safetensors"):
             (vdir / part_name).write_bytes((det_dir / part_name).read_bytes())
         bundle = ModelBundle(vdir)
         if name in ablation["variants"]:
-            with_detections = ablation["variants"][name]["search"]
+            with_detections = ablation["variants"][name]["per_seed"]["0"]["search"]
         else:
-            dets = gallery_detections(bundle, dataset, args.work / "gallery_detections.npz")
+            dets = gallery_detections(det_dir, dataset, args.work / f"gallery_detections-{ablation['detector']['sha256_12']}.npz")
             with_detections = evaluate_engine(bundle, dataset, gallery_size=gallery_size, detections=dets, progress=False).search.to_dict()
         model["search"] = {"with_detections": scores(with_detections)}
         model["levels_gt_boxes"] = per_level(bundle, dataset, gallery_size)

@@ -98,7 +98,9 @@ def sheets(args: argparse.Namespace) -> None:
                 (own,) = [b for b in index.store.people_at_path(str(vtest.resolve()), query["frame"]) if np.allclose(b.box, query["box"], atol=0.01)]
                 own_sighting = index.sighting_of(own.box_id)
                 for mode in MODES:
-                    hits = index.search(index.feature(own.box_id), 10, per_frame=mode == "frame", exclude_sightings=[own_sighting] if own_sighting is not None else ())
+                    hits = index.search(
+                        index.feature(own.box_id), 10, per_frame=mode == "frame", exclude_sightings=[own_sighting] if own_sighting is not None else ()
+                    )
                     entry["rows"][f"{name}/{mode}"] = [{"frame": h.frame, "box": [round(v, 1) for v in h.box], "score": round(h.score, 4)} for h in hits]
                     cells = [index.thumbnail(own.box_id)] + [decode_image(h.thumbnail_jpeg, "thumbnail") for h in hits if h.thumbnail_jpeg]
                     row = np.full((146, 11 * 68, 3), 255, np.uint8)
