@@ -523,6 +523,12 @@ class IndexStore:
         table = np.array([[r[0], r[1], np.nan if r[2] is None else r[2], *r[3:]] for r in rows], dtype=np.float64).reshape(-1, 7)
         return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2], table[:, 3:7]
 
+    def video_box_labels(self, source_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(detection scores, sighting ids (-1: none))`` of one video's boxes, in ``video_boxes`` order."""
+        rows = self.conn.execute("SELECT score, sighting FROM boxes WHERE source_id = ? ORDER BY id", (int(source_id),)).fetchall()
+        scores = np.array([r[0] for r in rows], dtype=np.float64)
+        return scores, np.array([-1 if r[1] is None else r[1] for r in rows], dtype=np.int64)
+
     def write_sightings(self, source_id: int, sightings: Sequence[Any]) -> bool:
         """Store one video's sightings (``tracking.Sighting``) and mark it tracked, all or nothing;
         False (nothing written) when it is tracked already or no longer complete."""

@@ -195,18 +195,15 @@ def _stitch(labels: np.ndarray, times: np.ndarray, boxes: np.ndarray, features: 
     means = np.stack([aggregate_feature(features[m]) for m in members]) if count else np.zeros((0, features.shape[1]))
     cosine = means @ means.T
     candidates = []
-    for a in range(count):
-        for b in range(count):
-            gap = times[firsts[b]] - times[lasts[a]]
-            if a == b or not 0 < gap <= settings.stitch_gap_s or cosine[a, b] < min_appearance:
-                continue
-            end, start = boxes[lasts[a]], boxes[firsts[b]]
-            height = max(end[3] - end[1], 1e-6)
-            reach = height * (settings.max_step_heights + settings.max_speed_heights * gap)
-            centre = np.linalg.norm((end[:2] + end[2:]) / 2 - (start[:2] + start[2:]) / 2)
-            scale = max(height, start[3] - start[1]) / max(min(height, start[3] - start[1]), 1e-6)
-            if centre <= reach and scale <= settings.max_scale_change:
-                candidates.append((-cosine[a, b], a, b))
+    gaps = times[np.asarray(firsts, dtype=np.int64)][None, :] - times[np.asarray(lasts, dtype=np.int64)][:, None] if count else np.zeros((0, 0))
+    for a, b in zip(*np.nonzero((gaps > 0) & (gaps <= settings.stitch_gap_s) & (cosine >= min_appearance)), strict=True):
+        end, start = boxes[lasts[a]], boxes[firsts[b]]
+        height = max(end[3] - end[1], 1e-6)
+        reach = height * (settings.max_step_heights + settings.max_speed_heights * gaps[a, b])
+        centre = np.linalg.norm((end[:2] + end[2:]) / 2 - (start[:2] + start[2:]) / 2)
+        scale = max(height, start[3] - start[1]) / max(min(height, start[3] - start[1]), 1e-6)
+        if centre <= reach and scale <= settings.max_scale_change:
+            candidates.append((-cosine[a, b], int(a), int(b)))
     parent = list(range(count))
 
     def root(k: int) -> int:

@@ -88,16 +88,14 @@ def find_tracklets(index: PersonIndex, config: AdaptConfig) -> list[Tracklet]:
         if source.kind != "video":
             continue
         ids, frames, _, boxes = index.store.video_boxes(source.id)
-        scores = np.array([index.store.get_box(int(i)).score for i in ids]) if len(ids) else np.zeros(0)
-        by_frame: dict[int, np.ndarray] = {}
-        for f in np.unique(frames):
-            by_frame[int(f)] = boxes[frames == f]
+        scores, sighting_of = index.store.video_box_labels(source.id)
         crowded = np.zeros(len(ids), dtype=bool)  # another person's box overlaps: the crop shows two people
-        for k in range(len(ids)):
-            overlaps = box_iou(boxes[k : k + 1], by_frame[int(frames[k])])[0]
-            crowded[k] = np.sort(overlaps)[-2] > config.max_overlap if len(overlaps) > 1 else False
-        sighting_of = np.array([index.sighting_of(int(i)) for i in ids], dtype=object)
-        for sighting in sorted({s for s in sighting_of if s is not None}):
+        order = np.argsort(frames, kind="stable")
+        for rows in np.split(order, np.flatnonzero(np.diff(frames[order])) + 1) if len(order) else []:
+            overlaps = box_iou(boxes[rows], boxes[rows])
+            np.fill_diagonal(overlaps, 0.0)
+            crowded[rows] = overlaps.max(axis=1) > config.max_overlap
+        for sighting in np.unique(sighting_of[sighting_of >= 0]).tolist():
             members = np.flatnonzero(sighting_of == sighting)
             if len(members) < config.min_boxes or scores[members].mean() < config.min_score:
                 continue
