@@ -7,6 +7,8 @@ search an index while one process adds to it: searches see every committed batch
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,6 +26,8 @@ from personsearch.index.sources import Sampling
 from personsearch.index.store import IndexStore, ModelMismatchError, SightingInfo
 from personsearch.index.tracking import aggregate_feature, link_pending
 from personsearch.pipeline import PersonEngine
+
+log = logging.getLogger(__name__)
 
 
 def check_model(store: IndexStore, engine: PersonEngine) -> None:
@@ -72,7 +76,10 @@ class PersonIndex:
         try:
             if engine is not None:
                 check_model(store, engine)
-            link_pending(store)  # videos an interrupted run (or an older version) left untracked
+            try:
+                link_pending(store)  # videos an interrupted run (or an older version) left untracked
+            except sqlite3.OperationalError as err:  # a read-only copy: search it frame by frame
+                log.warning("%s: videos not tracked into sightings yet, and the index cannot be written here (%s)", store.directory, err)
         except BaseException:
             store.close()
             raise
