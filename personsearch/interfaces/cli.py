@@ -461,7 +461,7 @@ def adapt_cmd(
         console.print(f"indexed {summary.frames_processed} frames, {summary.people_added} people")
     result = adapt(index, resolve_model(model), out, AdaptConfig(epochs=epochs, rounds=rounds, min_boxes=min_boxes, from_imagenet=from_imagenet))
     console.print(
-        f"learned from {result['tracklets']} tracklets in {len(result['footage'])} videos ({', '.join(result['cameras'])}); "
+        f"learned from {result['tracklets']} tracklets in {len(result['footage'])} video(s) ({', '.join(result['cameras'])}); "
         f"classes per round {[r['classes'] for r in result['rounds']]}; wrote {out} (search with --model {out}"
         + (f" --detector {detector})" if detector != "bundle" else ")")
     )
