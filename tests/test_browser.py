@@ -217,7 +217,7 @@ def test_click_a_person_then_filter_look_and_pivot(site: Site, page, tmp_path: P
     assert "Person search results" in Path(download.value.path()).read_text()
 
 
-def test_a_person_walking_past_is_one_result_with_its_span_and_frames(site: Site, page) -> None:
+def test_a_person_walking_past_is_one_result_with_its_span_and_frames(site: Site, page, tmp_path: Path) -> None:
     with PersonIndex.open(site.index) as index:
         walk = next(s for s in index.store.list_sources(camera="cam-b")[1] if s.name == "walk.avi")
         ids, frames, _, _ = index.store.video_boxes(walk.id)
@@ -236,6 +236,8 @@ def test_a_person_walking_past_is_one_result_with_its_span_and_frames(site: Site
     walks = [h for h in result["hits"] if h["sighting"] is not None and h["sighting"]["boxes"] > 1]
     assert walks and page.locator("[data-testid=span]").count() == len(walks)
     assert page.locator(".strip img").count() == sum(len(h["sighting"]["sample_boxes"]) for h in walks)
+    page.wait_for_function("() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)")
+    _screenshot(page, "web-sightings.png", tmp_path)
     # the whole walk as the query, then every frame as its own result
     page.click("[data-testid=search-sighting] >> nth=0")
     page.wait_for_function("() => document.getElementById('query-text').textContent.includes('every frame of the sighting')")
