@@ -41,17 +41,14 @@ from personsearch.evaluation.metrics import recall_corrected_ap
 from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
 from personsearch.models.bundle import load_component, save_component
 from personsearch.models.reid import build_reid
-from personsearch.training.adapt import AdaptConfig, adapt, tracklet_features
+from personsearch.training.adapt import AdaptConfig, adapt, crop_features, mean_features, tracklet_features
 
 
 @torch.no_grad()
 def score(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, keys: list[tuple[str, int]]) -> dict[str, float]:
     """Cross-camera retrieval from the first camera's appearances (see the module docstring)."""
-    from personsearch.data.crops import normalize_crops
-
-    model.eval()
-    frame_feats = torch.cat([model(normalize_crops(crops[i : i + 128])).float() for i in range(0, len(crops), 128)]).numpy()
-    app_feats = tracklet_features(model, crops, owners, len(keys))
+    frame_feats = crop_features(model, crops)
+    app_feats = mean_features(frame_feats, owners, len(keys))
     cams = np.array([k[0] for k in keys])
     pids = np.array([k[1] for k in keys])
     first = sorted(set(cams))[0]

@@ -23,6 +23,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,8 @@ def sheets(args: argparse.Namespace) -> None:
     try:
         reference = indexes["shipped"]
         source = reference.store.list_sources()[1][0]
-        ids, frames, _, _ = reference.store.video_boxes(source.id)
-        sizes: dict[int, int] = {}
-        for box_id in ids.tolist():
-            sighting = reference.sighting_of(box_id)
-            if sighting is not None:
-                sizes[sighting] = sizes.get(sighting, 0) + 1
+        _, linked = reference.store.video_box_labels(source.id)
+        sizes = Counter(linked[linked >= 0].tolist())
         queries: list[dict[str, Any]] = []
         for sighting in sorted(sizes, key=lambda s: (-sizes[s], s)):
             best = reference.store.get_box(reference.sighting(sighting).best_box)

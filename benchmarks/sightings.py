@@ -58,8 +58,9 @@ def label_boxes(index: PersonIndex, video: Path, truth: dict[str, Any]) -> dict[
     _, sources = index.store.list_sources(limit=10_000)
     source = next(s for s in sources if Path(s.path) == video.resolve())
     ids, frames, _, boxes = index.store.video_boxes(source.id)
+    _, sightings = index.store.video_box_labels(source.id)
     out = {}
-    for box_id, frame, box in zip(ids.tolist(), frames.tolist(), boxes, strict=True):
+    for box_id, frame, box, sighting in zip(ids.tolist(), frames.tolist(), boxes, sightings.tolist(), strict=True):
         people = truth["frames"][frame]
         if not people:
             continue
@@ -67,7 +68,7 @@ def label_boxes(index: PersonIndex, video: Path, truth: dict[str, Any]) -> dict[
         best = int(np.argmax(overlaps))
         if overlaps[best] >= 0.5:
             pid = people[best]["pid"]
-            out[box_id] = (pid, appearance_of(truth, pid, frame), frame, index.sighting_of(box_id))
+            out[box_id] = (pid, appearance_of(truth, pid, frame), frame, None if sighting < 0 else sighting)
     return out
 
 
@@ -142,8 +143,8 @@ def strips(index: PersonIndex, out_png: Path, rows: int = 10, frames: int = 8) -
     from personsearch.data.images import decode_image
 
     source = index.store.list_sources()[1][0]
-    ids, _, _, _ = index.store.video_boxes(source.id)
-    sizes = Counter(index.sighting_of(int(i)) for i in ids)
+    _, linked = index.store.video_box_labels(source.id)
+    sizes = Counter(linked[linked >= 0].tolist())
     lines = []
     for sighting, _count in sizes.most_common(rows):
         members = index.store.sighting_boxes(sighting)

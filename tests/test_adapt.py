@@ -18,7 +18,7 @@ from personsearch.index import PersonIndex
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models.bundle import ModelBundle, load_component, save_component
 from personsearch.models.reid import ReIDConfig, build_reid
-from personsearch.training.adapt import AdaptConfig, adapt, associate, camera_rivals
+from personsearch.training.adapt import AdaptConfig, adapt, associate, camera_rivals, tracklet_features
 from personsearch.training.config import OptimConfig
 
 WALKS = dict(people=8, frames=60, width=320, height=240, max_person=150)
@@ -27,12 +27,8 @@ WALKS = dict(people=8, frames=60, width=320, height=240, max_person=150)
 @torch.no_grad()
 def cross_camera_map(model: torch.nn.Module, videos: list[Path]) -> float:
     """mAP of the first camera's appearances (mean feature of their frames) against the others'."""
-    model.eval()
     crops, owners, keys = appearance_crops(videos, tuple(model.config.input_size))
-    feats = model(normalize_crops(crops)).numpy()
-    means = np.zeros((len(keys), feats.shape[1]), np.float32)
-    np.add.at(means, owners, feats)
-    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    means = tracklet_features(model, crops, owners, len(keys))
     cams, pids = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
     first = cams == sorted(set(cams.tolist()))[0]
     aps = []

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from personsearch.data.images import ImageReadError
-from personsearch.index.indexer import IndexProgress, IndexSummary, Planned, ProgressCallback, begin_run, describe_frames
+from personsearch.index.indexer import IndexProgress, IndexSummary, Planned, ProgressCallback, begin_run, commit, describe_frames
 from personsearch.index.sources import Frame, Sampling, Skipped, Source, iter_frames, video_info
 from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
 from personsearch.pipeline import PersonEngine, PersonSearchPipeline
@@ -240,9 +240,7 @@ class _Committer:
             if state["last"]:
                 self.summary.sources_indexed += 1
             updates.append(SourceUpdate(source, self.next_frame[state["source"]], bool(state["last"])))
-        started = time.perf_counter()
-        self.store.commit_batch(rows, vectors, updates)
-        self.summary.commit_seconds += time.perf_counter() - started
+        commit(self.store, rows, vectors, updates, self.summary)
         self.frames += int(row["frames"])
         self.summary.frames_processed += int(row["frames"])
         self.summary.people_added += len(rows)

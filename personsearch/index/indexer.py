@@ -144,6 +144,19 @@ def describe_frames(pipeline: PersonSearchPipeline, frames: list[Frame]) -> tupl
     return rows, np.concatenate(vectors)
 
 
+def commit(store: IndexStore, rows: list[BoxRow], vectors: np.ndarray, updates: list[SourceUpdate], summary: IndexSummary) -> None:
+    """One batch committed atomically (``IndexStore.commit_batch``), the time it took added to
+    ``summary``; the videos it finishes are tracked into sightings at once, so they are searchable
+    as sightings while the run goes on. Every indexing run, one process or Ray, commits here."""
+    started = time.perf_counter()
+    store.commit_batch(rows, vectors, updates)
+    summary.commit_seconds += time.perf_counter() - started
+    if any(u.complete and u.source.kind == "video" for u in updates):
+        started = time.perf_counter()
+        link_pending(store)  # a crash right before this is repaired when the index is next opened
+        summary.tracking_seconds += time.perf_counter() - started
+
+
 class _Batcher:
     """Accumulates work and commits it as one batch: detections, features, thumbnails, progress."""
 
@@ -170,13 +183,7 @@ class _Batcher:
         for source in finished:
             state = self.store.source_state(source.path)
             updates[source.path] = SourceUpdate(source, state.next_frame if state is not None else 0, True)
-        started = time.perf_counter()
-        self.store.commit_batch(rows, vectors, list(updates.values()))
-        self.summary.commit_seconds += time.perf_counter() - started
-        if any(u.complete and u.source.kind == "video" for u in updates.values()):
-            started = time.perf_counter()
-            link_pending(self.store)  # searchable as sightings as soon as each video is done
-            self.summary.tracking_seconds += time.perf_counter() - started
+        commit(self.store, rows, vectors, list(updates.values()), self.summary)
         self.summary.frames_processed += len(frames)
         self.summary.people_added += len(rows)
         self.progress.advance(self.task, len(frames))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -158,9 +157,6 @@ class PersonIndex:
                     within=within,
                     on_progress=on_progress,
                 )
-            started = time.perf_counter()
-            link_pending(self.store)  # the Ray path commits elsewhere; after a crash, what is left
-            summary.tracking_seconds += time.perf_counter() - started
             if self.approximate_default():
                 rows = self.store.committed_rows()
                 if rows >= MIN_IVF_ROWS:
@@ -249,8 +245,8 @@ class PersonIndex:
 
     def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
         records = self.store.boxes_with_thumbnails(ids.tolist())
-        sighting_ids = {int(self._rows.sighting_of[i]) for i in ids.tolist() if i < len(self._rows.sighting_of) and self._rows.sighting_of[i] >= 0}
-        sightings = self.store.sightings(sorted(sighting_ids))
+        linked = np.unique(self._rows.sighting_of[ids])
+        sightings = self.store.sightings(linked[linked >= 0].tolist())
         samples = self.store.boxes_with_thumbnails(sorted({b for g in sightings.values() for b in g.sample_boxes}))
         hits: list[Hit] = []
         for box_id, score in zip(ids.tolist(), scores.tolist()):

@@ -145,13 +145,22 @@ def crop_tracklets(tracklets: Sequence[Tracklet], size: tuple[int, int]) -> tupl
 
 
 @torch.no_grad()
+def crop_features(model: torch.nn.Module, crops: torch.Tensor, batch_size: int = 128) -> np.ndarray:
+    """The network's test feature of every crop (uint8 (n, 3, H, W)), in eval mode."""
+    model.eval()
+    return torch.cat([model(normalize_crops(crops[i : i + batch_size])).float() for i in range(0, len(crops), batch_size)]).numpy()
+
+
+def mean_features(features: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
+    """The normalised mean feature of each of ``count`` groups (``owners``: the group of each row)."""
+    means = np.zeros((count, features.shape[1]), np.float32)
+    np.add.at(means, owners, features)
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+
 def tracklet_features(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, count: int) -> np.ndarray:
     """The normalised mean test feature of each tracklet's crops."""
-    model.eval()
-    feats = torch.cat([model(normalize_crops(crops[i : i + 128])).float() for i in range(0, len(crops), 128)]).numpy()
-    means = np.zeros((count, feats.shape[1]), np.float32)
-    np.add.at(means, owners, feats)
-    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return mean_features(crop_features(model, crops), owners, count)
 
 
 def camera_rivals(labels: np.ndarray, cameras: Sequence[str]) -> torch.Tensor:
