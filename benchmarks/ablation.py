@@ -18,6 +18,9 @@ Writes ``benchmarks/results/ablation.json`` (``variants.{single,multi,clsa}.{sea
 hold the mean over seeds, ``..._std`` the standard deviation, ``per_seed`` each run) and the plots
 ``docs/ablation.png`` and ``docs/ablation_curves.png``. Every run is cached in ``--work``, and
 training resumes from its last checkpoint, so an interrupted run continues where it stopped.
+Runs already in ``--out`` from an earlier session (whose ``--work`` folder is gone) are kept, not
+retrained, when the budget, data, validation set and detector are the same: seeds can be added
+one session at a time. Each run records the machine it trained on.
 """
 
 from __future__ import annotations
@@ -171,6 +174,7 @@ def evaluate_run(vdir: Path, detector: Path, dataset, shared_dets: list[np.ndarr
 
     out: dict[str, Any] = {"search": search(dets, feats), "search_gt_boxes": search(gt, gt_feats), "detection": evaluate_detection(dataset, dets).to_dict()}
     out["train"] = json.loads((vdir / "reid.json").read_text())["metadata"]["summary"]
+    out["machine"] = machine()
     out["curve"] = json.loads((vdir / "curve.json").read_text()) if (vdir / "curve.json").is_file() else {}
     if n > 1:
         out["levels_gt_boxes"] = {level: search(gt, gt_feats, tuple(float(j == i) for j in range(n))) for i, level in enumerate(levels)}
@@ -183,6 +187,23 @@ def evaluate_run(vdir: Path, detector: Path, dataset, shared_dets: list[np.ndarr
         out["weighted"] = {"search": search(dets, feats, weights), "search_gt_boxes": search(gt, gt_feats, weights)}
     cached.write_text(json.dumps(out, indent=1))
     return out
+
+
+def earlier_runs(path: Path, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``variant -> seed -> run`` of an earlier results file made with the same budget, data,
+    validation set and detector (each run given the detector's evaluation and, when it predates
+    per-run machines, the file's machine); empty when anything differs."""
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    keys = ("preset", "data_seed", "gallery_size", "validation", "reid_budget")
+    if any(old.get(k) != results[k] for k in keys) or old.get("detector", {}).get("sha256_12") != results["detector"]["sha256_12"]:
+        return {}
+    detection = old["detector"].get("evaluation")
+    return {
+        variant: {seed: {"machine": old.get("machine"), **run, "detection": detection} for seed, run in entry.get("per_seed", {}).items()}
+        for variant, entry in old.get("variants", {}).items()
+    }
 
 
 def mean_std(values: list[Any]) -> tuple[Any, Any]:
@@ -298,6 +319,7 @@ def main() -> None:
         "variants": {},
     }
     runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
+    earlier = earlier_runs(args.out, results)
 
     def write() -> None:
         """The file as it stands: written after every run, so an interrupted session keeps what it measured."""
@@ -320,6 +342,13 @@ def main() -> None:
     for seed in args.seeds:  # seed-major: an interrupted run leaves every variant equally sampled
         for variant in args.variants:
             t = time.perf_counter()
+            vdir = args.work / f"reid-{variant}-s{seed}"
+            if str(seed) in earlier.get(variant, {}) and not (vdir / "scores.json").is_file():
+                runs[variant][str(seed)] = earlier[variant][str(seed)]
+                print(
+                    f"== {variant} seed {seed}: kept from {args.out.name} (trained on {runs[variant][str(seed)]['machine'].get('cpu_capability')})", flush=True
+                )
+                continue
             vdir = run_one(variant, seed, base, args.work, val, args.curve_every)
             runs[variant][str(seed)] = evaluate_run(vdir, args.detector, dataset, shared_dets, val, args.gallery_size)
             s = runs[variant][str(seed)]

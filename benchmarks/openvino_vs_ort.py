@@ -1,0 +1,164 @@
+"""OpenVINO against ONNX Runtime on the shipped model's ONNX parts, on this machine: the evidence
+behind keeping ONNX Runtime as the only non-PyTorch engine (#10 asks to keep both runtimes only
+if each wins somewhere).
+
+    pip install openvino          # not a dependency of personsearch
+    python benchmarks/openvino_vs_ort.py --bundle personsearch/assets/default
+
+Both runtimes run the very same ONNX files the ``ort-*`` engines use: the detector's trunk on one
+800 x 600 scene (resized to 600 x 800 as the detector does), its C4 box head on 300 RoIs (the test
+proposal count), the re-id network on a batch of 32 probe crops in fp32, and the int8 QDQ re-id
+network of ``ort-int8`` (OpenVINO reads QDQ graphs as its own int8). OpenVINO is pinned to fp32
+(``INFERENCE_PRECISION_HINT=f32``: it would otherwise pick bf16 by itself on CPUs that have it)
+and to the same thread count, latency mode. Timing: best of ``--calls`` calls per round, rounds in
+alternating order, median over rounds of the OpenVINO / ONNX Runtime speed ratio. Also reported:
+what share of a whole detection each part is (the rest is PyTorch: RPN, RoIAlign, NMS) and the
+int8 networks' agreement with fp32 PyTorch by the engine chooser's rule. Writes
+``benchmarks/results/openvino_vs_ort-<cpu signature>.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from run_info import ROOT, commit, machine
+
+from personsearch.data.crops import normalize_crops
+from personsearch.models import engine_choice, engines
+from personsearch.models.bundle import ModelBundle
+from personsearch.models.engine_choice import cpu_signature, signature_digest
+
+
+def best_time(run: Callable[[], Any], calls: int) -> float:
+    run()
+    best = float("inf")
+    for _ in range(calls):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=ROOT / "personsearch" / "assets" / "default")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    try:
+        import openvino as ov
+    except ImportError:
+        raise SystemExit("this benchmark compares OpenVINO with ONNX Runtime: pip install openvino") from None
+    torch.set_num_threads(args.threads)
+    bundle = ModelBundle(args.bundle, engine="torch-fp32")
+    scenes, _ = engine_choice.probe_set((256, 128))
+    _, crops = engine_choice.probe_set(tuple(bundle.reid_config.input_size))
+    check = normalize_crops(crops[: engine_choice.TIMED_CROPS * 2])
+    calibration = normalize_crops(crops[engine_choice.TIMED_CROPS * 2 :]).numpy()
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        detector = bundle.detector_network.eval()
+        trunk, head = engines.export_detector(detector, work)
+        reid = engines.export_reid(bundle.reid_network, work / "reid-fp32.onnx")
+        reid_int8 = engines.quantize_int8(reid, work / "reid-int8.onnx", calibration)
+
+        # The trunk's input exactly as the detector builds it for one probe scene; the head's as
+        # RoIAlign hands it over for the test-time proposal count.
+        image = torch.from_numpy(np.ascontiguousarray(scenes[0])).permute(2, 0, 1).float().div(255)
+        with torch.no_grad():
+            batched, _ = detector.transform([image])
+            trunk_in = batched.tensors.numpy()
+        _, channels, side, _ = (d.dim_value for d in onnx.load(str(head)).graph.input[0].type.tensor_type.shape.dim)
+        rois = detector.rpn._post_nms_top_n["testing"]
+        head_in = np.random.default_rng(0).random((rois, channels, side, side), dtype=np.float32)
+        crops_in = np.ascontiguousarray(check[: engine_choice.TIMED_CROPS].numpy())
+
+        with torch.no_grad():
+            whole = best_time(lambda: detector([image]), args.calls)
+            reference = bundle.reid_network.eval()(check).numpy()
+
+        parts = [
+            ("detector trunk", trunk, trunk_in, 1),
+            (f"detector C4 head, {rois} RoIs", head, head_in, 1),
+            ("re-id fp32, 32 crops", reid, crops_in, len(crops_in)),
+            ("re-id int8 (QDQ), 32 crops", reid_int8, crops_in, len(crops_in)),
+        ]
+        rows = []
+        for name, path, inp, items in parts:
+            session = engines.ort_session(path, args.threads)
+            compiled = core.compile_model(str(path), "CPU", config)
+            runs = {"ort": lambda s=session, x=inp: s.run(None, {"input": x}), "openvino": lambda c=compiled, x=inp: c(x)}
+            out_ort, out_ov = runs["ort"]()[0], np.asarray(runs["openvino"]()[0])
+            times: dict[str, list[float]] = {k: [] for k in runs}
+            ratios = []
+            for r in range(args.rounds):
+                this = {k: best_time(runs[k], args.calls) for k in (list(runs) if r % 2 == 0 else list(runs)[::-1])}
+                for k, v in this.items():
+                    times[k].append(v)
+                ratios.append(this["ort"] / this["openvino"])
+            row: dict[str, Any] = {
+                "part": name,
+                "input": list(inp.shape),
+                "ort_ms": 1000 * statistics.median(times["ort"]),
+                "openvino_ms": 1000 * statistics.median(times["openvino"]),
+                "openvino_speed_vs_ort": statistics.median(ratios),
+                "max_abs_diff": float(np.abs(out_ort - out_ov).max()),
+                "items": items,
+            }
+            if name.startswith("detector"):
+                row["share_of_detection_fp32_torch"] = row["ort_ms"] / (1000 * whole)
+            if "int8" in name:
+                full_ort = engines.ort_session(path, args.threads).run(None, {"input": check.numpy()})[0]
+                full_ov = np.asarray(compiled(check.numpy())[0])
+                row["agreement_ort"] = engine_choice.feature_agreement(reference, full_ort)
+                row["agreement_openvino"] = engine_choice.feature_agreement(reference, full_ov)
+                row["accepted_ort"] = engine_choice.features_agree(row["agreement_ort"])
+                row["accepted_openvino"] = engine_choice.features_agree(row["agreement_openvino"])
+            rows.append(row)
+            print(name, "done", flush=True)
+
+    signature = cpu_signature()
+    results = {
+        "benchmark": "openvino_vs_ort",
+        "commit": commit(),
+        "machine": machine(),
+        "signature": signature,
+        "openvino": ov.__version__,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "detection_torch_fp32_ms": 1000 * whole,
+        "parts": rows,
+    }
+    out = args.out or ROOT / "benchmarks" / "results" / f"openvino_vs_ort-{signature_digest(signature)}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(
+        f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads, OpenVINO {ov.__version__}; whole detection in PyTorch fp32: {1000 * whole:.0f} ms"
+    )
+    print(f"{'part':34s} {'ORT ms':>8s} {'OV ms':>8s} {'OV speed':>9s}  notes")
+    for row in rows:
+        notes = f"max |diff| {row['max_abs_diff']:.1e}"
+        if "share_of_detection_fp32_torch" in row:
+            notes += f"; ORT part = {100 * row['share_of_detection_fp32_torch']:.0f} % of a PyTorch fp32 detection"
+        if "agreement_ort" in row:
+            notes += f"; vs fp32: ORT cos min {row['agreement_ort']['cos_min']:.3f} ({'ok' if row['accepted_ort'] else 'refused'}), OV cos min {row['agreement_openvino']['cos_min']:.3f} ({'ok' if row['accepted_openvino'] else 'refused'})"
+        print(f"{row['part']:34s} {row['ort_ms']:8.1f} {row['openvino_ms']:8.1f} {row['openvino_speed_vs_ort']:8.2f}x  {notes}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
