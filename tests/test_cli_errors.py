@@ -148,3 +148,12 @@ def test_search_by_sighting_and_per_frame_from_the_command_line(setup: dict[str,
         _one_line_error(runner.invoke(app, [*base[:-4], "--sighting", "99999"]), EXIT_CODES["bad input"], "no sighting 99999")
         result = runner.invoke(app, base[:-4])
         assert result.exit_code == 2 and "give exactly one query" in result.output
+
+
+def test_training_settings_from_the_command_line_are_checked_before_training(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train-reid", "--out", str(out), "--set", "optim.learning_rate=0.1"])
+    _one_line_error(result, EXIT_CODES["bad input"], "optim", "learning_rate")
+    result = runner.invoke(app, ["train-detector", "--out", str(out), "--set", "epochs"])
+    _one_line_error(result, EXIT_CODES["bad input"], "KEY=VALUE")
+    assert not out.exists()  # nothing written for a command that could not start

@@ -32,8 +32,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     result = runner.invoke(app, ["make-synthetic", str(data), "--preset", "tiny", "--seed", "3"])
     assert result.exit_code == 0, result.output
     det_cfg = root / "det.yaml"
-    det_cfg.write_text("model:\n  backbone: mobilenet_v2_tiny\n  min_size: 300\n  max_size: 400\n  score_thresh: 0.05\nepochs: 1\nbatch_size: 2\n")
-    result = runner.invoke(app, ["train-detector", "--out", str(model), "--config", str(det_cfg), "--dataset", str(data), "--pretrained", "none"])
+    det_cfg.write_text("model:\n  backbone: mobilenet_v2_tiny\n  min_size: 600\n  score_thresh: 0.05\nepochs: 1\nbatch_size: 2\n")
+    # nested settings from the command line (--set) win over the file
+    sets = ["--set", "model.min_size=300", "--set", "model.max_size=400"]
+    result = runner.invoke(app, ["train-detector", "--out", str(model), "--config", str(det_cfg), "--dataset", str(data), "--pretrained", "none", *sets])
     assert result.exit_code == 0, result.output
     reid_cfg = root / "reid.yaml"
     reid_cfg.write_text("backbone: mobilenet_v2_tiny\ninput_size: [64, 32]\nepochs: 2\nbatch_size: 16\n")
@@ -51,6 +53,8 @@ def test_training_writes_a_complete_bundle_with_logs(trained: tuple[Path, Path])
         assert len((model / part / "metrics.csv").read_text().splitlines()) > 1
     meta = json.loads((model / "reid.json").read_text())
     assert meta["config"]["variant"] == "clsa" and meta["config"]["backbone"] == "mobilenet_v2_tiny"
+    detector = json.loads((model / "detector.json").read_text())["config"]
+    assert (detector["min_size"], detector["max_size"], detector["score_thresh"]) == (300, 400, 0.05)
 
 
 def test_bundle_round_trip_gives_identical_outputs(trained: tuple[Path, Path]) -> None:

@@ -16,19 +16,18 @@ from personsearch.models.bundle import ModelBundle, save_component
 from personsearch.models.detector import DetectorConfig, build_detector
 from personsearch.models.external_detectors import (
     SSDLITE_WEIGHTS,
+    TF_DT_FLOAT,
     HOGPersonDetector,
     SSDLitePersonDetector,
     build_external_detector,
     cut_by_window,
     cut_graph,
     decode_ssd_boxes,
-    encode_varint,
-    length_delimited,
     nms_detections,
-    protobuf_fields,
     scale_boxes,
     shrink_boxes,
     ssd_anchors,
+    tf_graph_messages,
 )
 from personsearch.models.reid import ReIDConfig, build_reid
 from personsearch.models.weights import resolve_weights
@@ -101,44 +100,41 @@ def test_hog_detect_contract_and_bad_input() -> None:
 # --- the GraphDef cut ---------------------------------------------------------------------------
 
 
-def test_varints_and_fields_round_trip_hand_encoded_bytes() -> None:
-    assert encode_varint(0) == b"\x00" and encode_varint(127) == b"\x7f"
-    assert encode_varint(300) == b"\xac\x02"  # the protobuf documentation's example
-    message = length_delimited(1, b"abc") + encode_varint(2 << 3) + encode_varint(300)
-    assert list(protobuf_fields(message)) == [(1, b"abc"), (2, 300)]
-    with pytest.raises(ValueError, match="truncated"):
-        list(protobuf_fields(length_delimited(1, b"abcdef")[:-2]))
-
-
-def _node(name: str, op: str, *inputs: str) -> bytes:
-    return length_delimited(1, name.encode()) + length_delimited(2, op.encode()) + b"".join(length_delimited(3, i.encode()) for i in inputs)
-
-
-def _node_names(graph: bytes) -> list[tuple[str, str, list[str]]]:
-    out = []
-    for _, node in protobuf_fields(graph):
-        fields = list(protobuf_fields(node))
-        out.append((fields[0][1].decode(), fields[1][1].decode(), [v.decode() for f, v in fields if f == 3]))
-    return out
+def _graph(*nodes: tuple[str, str, tuple[str, ...]]) -> tuple[bytes, bytes]:
+    """A GraphDef of ``(name, op, inputs)`` nodes; node ``w`` carries a weight tensor (an attr the
+    subset schema does not name: it must come through the cut byte for byte). Returns the graph
+    and that attr's bytes."""
+    graph_def, _ = tf_graph_messages()
+    graph = graph_def()
+    tensor = b"\x42\x05\x01\x02\x03\x04\x05"  # AttrValue.tensor (field 8), unknown to the subset
+    for name, op, inputs in nodes:
+        node = graph.node.add(name=name, op=op, input=list(inputs))
+        if name == "w":
+            node.attr["value"].MergeFromString(tensor)
+    return graph.SerializeToString() + b"\x22\x02\x08\x1b", tensor  # + GraphDef.versions (field 4)
 
 
 def test_cut_graph_keeps_only_what_the_outputs_need_from_a_float_input() -> None:
-    nodes = [
-        _node("image", "Placeholder"),
-        _node("pre", "Sub", "image"),
-        _node("input", "Identity", "pre"),
-        _node("w", "Const"),
-        _node("conv", "Conv2D", "input", "w/read:0"),
-        _node("w/read", "Identity", "w"),
-        _node("unused", "Relu", "conv"),
-        _node("out", "BiasAdd", "conv", "^w"),
-    ]
-    graph = b"".join(length_delimited(1, n) for n in nodes) + length_delimited(4, b"\x08\x1b")  # + versions
-    cut = _node_names(cut_graph(graph, "input", ("out",)))
-    assert [n[0] for n in cut] == ["input", "w", "conv", "w/read", "out"]  # original order, new input first
-    assert cut[0][1] == "Placeholder" and cut[2][2] == ["input", "w/read:0"]
+    graph, tensor = _graph(
+        ("image", "Placeholder", ()),
+        ("pre", "Sub", ("image",)),
+        ("input", "Identity", ("pre",)),
+        ("w", "Const", ()),
+        ("conv", "Conv2D", ("input", "w/read:0")),
+        ("w/read", "Identity", ("w",)),
+        ("unused", "Relu", ("conv",)),
+        ("out", "BiasAdd", ("conv", "^w")),
+    )
+    graph_def, _ = tf_graph_messages()
+    cut = graph_def.FromString(cut_graph(graph, "input", ("out",)))
+    assert [n.name for n in cut.node] == ["input", "w", "conv", "w/read", "out"]  # original order, new input first
+    assert cut.node[0].op == "Placeholder" and cut.node[0].attr["dtype"].type == TF_DT_FLOAT
+    assert list(cut.node[2].input) == ["input", "w/read:0"]
+    assert cut.node[1].attr["value"].SerializeToString() == tensor  # the weights, untouched
     with pytest.raises(ValueError, match=r"model.pb: not the expected TensorFlow SSD graph .*'missing_head'"):
         cut_graph(graph, "input", ("missing_head",), source="model.pb")
+    with pytest.raises(ValueError, match=r"model.pb: not a TensorFlow GraphDef"):
+        cut_graph(graph[: len(graph) // 2], "input", ("out",), source="model.pb")
 
 
 # --- SSD anchors, decoding, tiles ---------------------------------------------------------------

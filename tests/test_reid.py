@@ -10,7 +10,7 @@ import torch
 from model_testkit import mobilenet_weights_or_skip
 from torch.nn import functional as F
 
-from personsearch.models.fast import autocast_for, prepare_for_inference
+from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
 from personsearch.models.registry import create_model, list_models
 from personsearch.models.reid import PyramidReID, ReIDConfig
 
@@ -83,8 +83,9 @@ def test_bf16_channels_last_features_match_fp32() -> None:
         assert not fast.training and fast.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
         with autocast_for("cpu", True):
             low = fast(x.contiguous(memory_format=torch.channels_last))
-    assert low.dtype == torch.bfloat16
-    assert F.cosine_similarity(low.float(), reference, dim=1).min() > 0.99
+    # bf16 only where the CPU computes it natively; elsewhere the fast path is fp32 channels_last
+    assert low.dtype == (torch.bfloat16 if native_bf16("cpu") else torch.float32)
+    assert F.cosine_similarity(low.float(), reference, dim=1).min() > (0.99 if native_bf16("cpu") else 0.9999)
 
 
 def test_autocast_for_switches_precision() -> None:
@@ -92,7 +93,8 @@ def test_autocast_for_switches_precision() -> None:
     with autocast_for("cpu", False):
         assert (a @ a).dtype == torch.float32
     with autocast_for(torch.device("cpu"), True):
-        assert (a @ a).dtype == torch.bfloat16
+        # emulated bf16 (AVX2-only CPUs) is 6-10x slower than fp32: no autocast there
+        assert (a @ a).dtype == (torch.bfloat16 if native_bf16("cpu") else torch.float32)
 
 
 def test_registry_lists_builds_and_suggests() -> None:

@@ -26,8 +26,9 @@ from personsearch.data.synthetic import (
     resolve_config,
 )
 from personsearch.data.synthetic.drawing import composite
-from personsearch.data.synthetic.generate import population, sample_heights
-from personsearch.data.synthetic.people import Pose, detail_difference, figure
+from personsearch.data.synthetic.figures import figure
+from personsearch.data.synthetic.identities import Pose, detail_difference
+from personsearch.data.synthetic.plan import population, sample_heights
 from personsearch.data.synthetic.scenes import render_scene
 
 TINY = PRESETS["tiny"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from personsearch.training.config import DetectorTrainConfig, ReIDTrainConfig, load_config, save_config
+from personsearch.training.config import DetectorTrainConfig, ReIDTrainConfig, load_config, parse_overrides, save_config
 
 
 def test_yaml_round_trip_keeps_nested_and_tuple_settings(tmp_path: Path) -> None:
@@ -30,6 +30,42 @@ def test_overrides_win_over_the_file_and_none_is_ignored(tmp_path: Path) -> None
     assert config.model.rpn_post_nms_top_n == DetectorTrainConfig().model.rpn_post_nms_top_n == (512, 300)
     assert config.optim.lr == 0.02
     assert config.optim.weight_decay == DetectorTrainConfig().optim.weight_decay
+
+
+def test_set_pairs_reach_nested_settings_and_win_over_file_and_flags(tmp_path: Path) -> None:
+    assert parse_overrides(["optim.lr=0.02", "model.anchor_sizes=[16, 32]", "model.backbone=resnet50", "flip=false"]) == {
+        "optim": {"lr": 0.02},
+        "model": {"anchor_sizes": [16, 32], "backbone": "resnet50"},
+        "flip": False,
+    }
+    path = tmp_path / "det.yaml"
+    path.write_text("epochs: 4\nmodel:\n  min_size: 600\n")
+    config = load_config(DetectorTrainConfig, path, ["epochs=7", "model.anchor_sizes=[16,32,64]", "optim.milestones=[0.5]"], epochs=9)
+    assert config.epochs == 7 and config.model.min_size == 600
+    assert config.model.anchor_sizes == (16, 32, 64) and config.optim.milestones == (0.5,)
+    assert config.optim.lr == DetectorTrainConfig().optim.lr
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("epochs", "expected KEY=VALUE"),
+        ("optim..lr=1", "expected KEY=VALUE"),
+        ("=3", "expected KEY=VALUE"),
+        ("optim.lr=[1", "not valid YAML"),
+    ],
+)
+def test_malformed_set_pairs_are_named(pair: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as err:
+        parse_overrides([pair])
+    assert repr(pair) in str(err.value)
+
+
+def test_set_of_an_unknown_setting_names_it_with_its_section() -> None:
+    with pytest.raises(ValueError, match=r"optim: unknown setting\(s\) \['learning_rate'\]"):
+        load_config(ReIDTrainConfig, None, ["optim.learning_rate=0.1"])
+    with pytest.raises(ValueError, match=r"model: unknown setting\(s\) \['anchor_size'\]"):
+        load_config(DetectorTrainConfig, None, ["model.anchor_size=[16]"])
 
 
 def test_unknown_setting_is_named(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def _load_images(root: Path) -> dict[str, _Image]:
         rows, hard = [], []
         for j, box in enumerate(reader.structs(entry[2], f"Img({k}).box", 1), start=1):
             rows.append(reader.numbers(box[0], f"Img({k}).box({j}).idlocate", 4))
-            flag = reader.numbers(box[1], f"Img({k}).box({j}).ishard", allow_empty=True) if len(box) > 1 else []
+            flag: np.ndarray | list[float] = reader.numbers(box[1], f"Img({k}).box({j}).ishard", allow_empty=True) if len(box) > 1 else []  # type: ignore[arg-type]
             hard.append(bool(np.any(flag)))
         xywh = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
         valid = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)

@@ -40,6 +40,7 @@ class ImageTooLargeError(ImageReadError):
 
 def max_pixels_limit(max_pixels: int | None = None) -> int:
     """The pixel bound in force: the argument, else ``$PERSONSEARCH_MAX_PIXELS``, else the default."""
+    value: int | str
     if max_pixels is not None:
         value, origin = max_pixels, "max_pixels"
     elif os.environ.get(MAX_PIXELS_ENV):

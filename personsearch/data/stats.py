@@ -8,6 +8,7 @@ a freshly unpacked benchmark can be checked against docs/specs/benchmarks.md; th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def _heights(heights: np.ndarray) -> dict[str, object]:
     buckets = {name: 0 for name, _, _ in HEIGHT_BUCKETS}
     for height in heights.tolist():
         buckets[height_bucket(height)] += 1
-    summary = {"min": None, "median": None, "max": None}
+    summary: dict[str, float | None] = {"min": None, "median": None, "max": None}
     if heights.size:
         summary = {"min": float(heights.min()), "median": float(np.median(heights)), "max": float(heights.max())}
     return {"buckets": buckets, **summary}
@@ -94,11 +95,11 @@ def _number(value: float | None) -> str:
 
 def format_statistics(stats: dict[str, object]) -> str:
     """The ``dataset_statistics`` result as a readable plain-text report (two tables)."""
-    splits: dict[str, dict] = stats["splits"]  # type: ignore[assignment]
-    sizes = stats["gallery_sizes"]
+    splits = cast("dict[str, dict[str, Any]]", stats["splits"])
+    sizes = cast("list[int]", stats["gallery_sizes"])
     lines = [f"{stats['name']} ({stats['protocol']} protocol) at {stats['root']}"]
     if sizes:
-        lines.append("protocol gallery sizes: " + ", ".join(str(s) for s in sizes))  # type: ignore[union-attr]
+        lines.append("protocol gallery sizes: " + ", ".join(str(s) for s in sizes))
     lines.append("")
     lines += _table(
         ("split", "images", "boxes", "labelled boxes", "identities", "queries"),

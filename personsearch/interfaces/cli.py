@@ -193,14 +193,17 @@ def train_reid_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (reid.* is written there).")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
-    variant: Annotated[str | None, typer.Option(help="single | multi | clsa")] = None,
-    backbone: Annotated[str | None, typer.Option(help="mobilenet_v2 | resnet50")] = None,
+    variant: Annotated[str | None, typer.Option(help="Re-id variant: single, multi or clsa (`personsearch models` lists them).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")] = None,
     pretrained: Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
     fast: Annotated[bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).")
+    ] = None,
 ) -> None:
     """Train the feature-pyramid re-id network; resumes from OUT/train-reid/last.pt."""
     from personsearch.training.config import ReIDTrainConfig
@@ -214,6 +217,7 @@ def train_reid_cmd(
         out,
         config,
         dict(overrides, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
+        set_ or [],
     )
 
 
@@ -222,13 +226,16 @@ def train_detector_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (detector.* is written there).")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
-    backbone: Annotated[str | None, typer.Option(help="mobilenet_v2 | resnet50")] = None,
+    backbone: Annotated[str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")] = None,
     pretrained: Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
     fast: Annotated[bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).")
+    ] = None,
 ) -> None:
     """Train the Faster R-CNN person detector; resumes from OUT/train-detector/last.pt."""
     from personsearch.training.config import DetectorTrainConfig
@@ -242,14 +249,15 @@ def train_detector_cmd(
         out,
         config,
         dict(model=network, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
+        set_ or [],
     )
 
 
-def _train(what: str, config_cls: type, train: Any, out: Path, config: Path | None, overrides: dict[str, Any]) -> None:
-    """Shared body of the train commands: config file + flags -> training -> summary."""
+def _train(what: str, config_cls: type, train: Any, out: Path, config: Path | None, overrides: dict[str, Any], sets: list[str]) -> None:
+    """Shared body of the train commands: config file + flags + ``--set`` pairs -> training -> summary."""
     from personsearch.training.config import load_config
 
-    summary = train(load_config(config_cls, config, **_overrides(**overrides)), out)
+    summary = train(load_config(config_cls, config, sets, **_overrides(**overrides)), out)
     console.print(f"{what} trained: {summary}; bundle component in {out}")
 
 
@@ -322,6 +330,29 @@ def info_cmd() -> None:
         data = json_.loads(path.read_text())
         here = data.get("signature") == signature
         console.print(f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{' (this machine)' if here else ''}", highlight=False)
+
+
+@command("models")
+def models_cmd() -> None:
+    """Everything that can be named on the command line, read from the registries: model builders,
+    backbones and their pyramid stages, re-id variants, off-the-shelf detectors, inference engines."""
+    from personsearch.models import engines
+    from personsearch.models.backbones import ARCHS, STAGES
+    from personsearch.models.external_detectors import EXTERNAL_DETECTORS
+    from personsearch.models.registry import describe_model, list_models
+    from personsearch.models.reid import VARIANTS
+
+    console.print("model builders (personsearch.models.create_model):", highlight=False)
+    for name in list_models():
+        console.print(f"  {name:32s} {describe_model(name)}", highlight=False)
+    console.print("backbones (--backbone, --set model.backbone=...): stage/stride, ImageNet weights", highlight=False)
+    for name in sorted(ARCHS):
+        arch = ARCHS[name]
+        stages = " ".join(f"{stage}/{stride}" for stage, stride in zip(STAGES, arch.strides, strict=True))
+        console.print(f"  {name:32s} {stages}; {arch.weights or 'none (random init)'}", highlight=False)
+    console.print(f"re-id variants (--variant): {', '.join(VARIANTS)}", highlight=False)
+    console.print(f"detectors (--detector): bundle (the model's own), {', '.join(sorted(EXTERNAL_DETECTORS))}", highlight=False)
+    console.print("engines (--engine): auto, " + ", ".join(engines.ENGINES), highlight=False)
 
 
 @command("bench-engines")

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -53,12 +54,15 @@ class BackboneArch:
 
 
 def _resnet_stages(net: nn.Module) -> list[nn.Module]:
-    stem = nn.Sequential(OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool))
-    return [stem, net.layer1, net.layer2, net.layer3, net.layer4]
+    # nn.Module.__getattr__ is typed Tensor | Module; these children are all modules
+    stem = nn.Sequential(
+        OrderedDict(conv1=cast(nn.Module, net.conv1), bn1=cast(nn.Module, net.bn1), relu=cast(nn.Module, net.relu), maxpool=cast(nn.Module, net.maxpool))
+    )
+    return [stem, cast(nn.Module, net.layer1), cast(nn.Module, net.layer2), cast(nn.Module, net.layer3), cast(nn.Module, net.layer4)]
 
 
 def _mobilenet_stages(net: nn.Module) -> list[nn.Module]:
-    f = net.features
+    f = cast(nn.Sequential, net.features)
     return [f[0], f[1:4], f[4:7], f[7:14], f[14:19]]
 
 

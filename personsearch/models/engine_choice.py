@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -50,7 +50,9 @@ PROBE_SEED = 20261130
 
 def cpu_signature() -> dict[str, Any]:
     """What decides which engine is fastest: the CPU model and its vector extensions, PyTorch's
-    kernel level, the threads used, and the library versions."""
+    kernel level, the threads used, the library versions, and glibc's malloc tuning (the CLI sets
+    it; on an AVX2 CPU it makes PyTorch 1.6-2.7x faster and ONNX Runtime no faster, so a choice
+    measured with it does not hold without it: docs/performance.md)."""
     flags: list[str] = []
     model = platform.processor()
     try:
@@ -80,6 +82,7 @@ def cpu_signature() -> dict[str, Any]:
         "torch": torch.__version__,
         "onnxruntime": ort_version,
         "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
     }
 
 
@@ -141,7 +144,7 @@ class EngineChoice:
         ref = {m.network: m.per_s for m in self.measurements if m.engine == engines.REFERENCE}
         for m in self.measurements:
             chosen = m.engine == (self.reid if m.network == "reid" else self.detector)
-            ratio = f"{m.per_s / ref[m.network]:.2f}" if m.per_s and ref.get(m.network) else "-"
+            ratio = f"{m.per_s / base:.2f}" if m.per_s and (base := ref.get(m.network)) else "-"
             agree = ", ".join(f"{k} {v:.4f}" for k, v in m.agreement.items())
             status = "CHOSEN" if chosen else ("ok" if m.accepted else "refused")
             lines.append(f"{m.network:9s} {m.engine:14s} {m.per_s or 0:9.1f} {ratio:>7s}  {status}: {agree or m.note}")
@@ -199,11 +202,12 @@ def probe_set(input_size: tuple[int, int], scenes: int = 2, crops: int = 128) ->
     """The fixed probe set: synthetic scenes (800 x 600, people 20-400 px) and person crops cut
     from more of them at the re-id input size. Deterministic, needs no dataset on disk."""
     from personsearch.data.crops import crop_boxes
-    from personsearch.data.synthetic.generate import plan_benchmark, resolve_config
+    from personsearch.data.synthetic.plan import plan_benchmark, resolve_config
     from personsearch.data.synthetic.scenes import render_scene
 
     plan = plan_benchmark(resolve_config("small", num_train_ids=24, num_test_ids=8), PROBE_SEED)
-    images, parts = [], []
+    images: list[np.ndarray] = []
+    parts: list[torch.Tensor] = []
     total = 0
     for planned in plan.images:
         image = render_scene(planned.scene)
@@ -291,7 +295,7 @@ def measure_detector(factory: DetectorFactory, candidates: Sequence[str], images
 def pick(measurements: Sequence[Measurement], network: str) -> str:
     """The fastest accepted engine for ``network`` (the reference if nothing else qualifies)."""
     kept = [m for m in measurements if m.network == network and m.accepted and m.per_s]
-    return max(kept, key=lambda m: m.per_s).engine if kept else engines.REFERENCE
+    return max(kept, key=lambda m: cast(float, m.per_s)).engine if kept else engines.REFERENCE  # kept: per_s is set
 
 
 def choice_path(model_id: str, signature: dict[str, Any]) -> Path:

@@ -25,12 +25,17 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
+
+if TYPE_CHECKING:
+    from personsearch.models.detector import PersonDetector
+    from personsearch.models.reid import PyramidReID
 
 ENGINES: dict[str, str] = {
     "torch-fp32": "PyTorch fp32 eager, contiguous tensors (the reference)",
@@ -195,7 +200,7 @@ class _TrunkFromOrt(nn.Module):
 
 def export_reid(model: nn.Module, path: str | Path) -> Path:
     """The re-id network (eval mode: crops -> L2-normalised features) as ONNX, any batch size."""
-    height, width = model.config.input_size
+    height, width = cast("PyramidReID", model).config.input_size
     return export_onnx(model, torch.zeros(2, 3, height, width), path, {0: "batch"})
 
 
@@ -204,18 +209,19 @@ def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, Path]:
     ``detector-trunk.onnx`` and ``detector-head.onnx`` in ``out_dir``. The RPN, RoIAlign and box
     post-processing stay in PyTorch (``ort_detector`` puts the two parts back)."""
     out_dir = Path(out_dir)
-    body = model.backbone.body
+    detector = cast("PersonDetector", model)
+    body = detector.backbone.body
     stage = body.out_stages[-1]
     trunk = export_onnx(_TrunkOutput(body, stage), torch.zeros(1, 3, 320, 256), out_dir / "detector-trunk.onnx", {0: "batch", 2: "height", 3: "width"})
-    channels = model.backbone.out_channels
-    side = model.roi_heads.box_roi_pool.output_size[0] // (2 if isinstance(model.roi_heads.box_roi_pool.pool, nn.MaxPool2d) else 1)
-    head = export_onnx(model.roi_heads.box_head, torch.zeros(2, channels, side, side), out_dir / "detector-head.onnx", {0: "rois"})
+    channels = detector.backbone.out_channels
+    side = detector.roi_heads.box_roi_pool.output_size[0] // (2 if isinstance(detector.roi_heads.box_roi_pool.pool, nn.MaxPool2d) else 1)
+    head = export_onnx(detector.roi_heads.box_head, torch.zeros(2, channels, side, side), out_dir / "detector-head.onnx", {0: "rois"})
     return trunk, head
 
 
 def ort_detector(model: nn.Module, trunk_path: str | Path, head_path: str | Path) -> nn.Module:
     """A copy of ``model`` whose trunk and box head run in ONNX Runtime."""
-    runner = copy.deepcopy(model).eval()
+    runner = cast("PersonDetector", copy.deepcopy(model).eval())
     stage = runner.backbone.body.out_stages[-1]
     runner.backbone.body = _TrunkFromOrt(OrtModule(trunk_path), stage)
     runner.roi_heads.box_head = OrtModule(head_path)

@@ -17,12 +17,13 @@ same contract as ``ModelBundle.detect`` (HxWx3 uint8 RGB images in, float32 ``(n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from google.protobuf.message import Message
 from torchvision.ops import nms
 
 from personsearch.models.weights import WEIGHTS, resolve_weights
@@ -96,7 +97,7 @@ class HOGPersonDetector:
         self.nms_thresh = nms_thresh
         self.scale_step = scale_step
         self._hog = cv2.HOGDescriptor()
-        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector()))
 
     def upscale_factor(self, height: int, width: int) -> float:
         """How much to enlarge a ``height`` x ``width`` image: >= 1, within ``MAX_UPSCALED_PIXELS``."""
@@ -115,8 +116,8 @@ class HOGPersonDetector:
         rects, margins = self._hog.detectMultiScale(scanned, winStride=(8, 8), padding=(16, 16), scale=self.scale_step)
         if len(rects) == 0:
             return np.zeros((0, 5), dtype=np.float32)
-        rects = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
-        windows = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
+        xywh = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
+        windows = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         boxes = shrink_boxes(scale_boxes(windows, factor), *HOG_PERSON_MARGIN)
         scores = 1.0 / (1.0 + np.exp(-np.asarray(margins, dtype=np.float32).reshape(-1)))
         return _finish(boxes, scores, width, height, self.score_thresh, self.nms_thresh)
@@ -135,85 +136,55 @@ SSD_BOX_SCALES = (10.0, 10.0, 5.0, 5.0)
 """The TF object-detection API's Faster R-CNN box coder scale factors (y, x, h, w)."""
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated protobuf varint")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, pos
+@functools.cache
+def tf_graph_messages() -> tuple[type[Message], type[Message]]:
+    """``(GraphDef, NodeDef)`` message classes for the part of TensorFlow's graph format the cut
+    reads and writes, built with the ``protobuf`` package from field numbers alone (TensorFlow is
+    not a dependency): ``GraphDef.node`` (1); ``NodeDef.name`` (1), ``op`` (2), ``input`` (3) and
+    ``attr`` (5, a map to ``AttrValue``, of which only ``type`` (6) is named). Every other field
+    (the weights in the ``Const`` nodes' attrs, device strings, versions) is kept by protobuf as
+    an unknown field and written back byte for byte."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-
-def encode_varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
-    if value < 0:
-        raise ValueError(f"varints here are non-negative, got {value}")
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def protobuf_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """``(field number, value)`` of each field of a serialized protobuf message: varints as int,
-    length-delimited and fixed-width fields as bytes. Enough of the wire format to edit a GraphDef."""
-    pos = 0
-    while pos < len(buf):
-        key, pos = _read_varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _read_varint(buf, pos)
-            yield field, value
-            continue
-        if wire == 2:
-            size, pos = _read_varint(buf, pos)
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire} (field {field})")
-        if pos + size > len(buf):
-            raise ValueError(f"truncated protobuf field {field}")
-        yield field, buf[pos : pos + size]
-        pos += size
-
-
-def length_delimited(field: int, payload: bytes) -> bytes:
-    """One serialized length-delimited protobuf field (a string or an embedded message)."""
-    return encode_varint(field << 3 | 2) + encode_varint(len(payload)) + payload
-
-
-def _float_placeholder(name: str) -> bytes:
-    """NodeDef ``{name, op: "Placeholder", attr {dtype: DT_FLOAT}}`` (NodeDef fields 1, 2, 5)."""
-    dtype_float = encode_varint(6 << 3) + encode_varint(1)  # AttrValue.type = DT_FLOAT
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="personsearch/tf_graph_subset.proto", package="personsearch_tf", syntax="proto2")
+    attr = proto.message_type.add(name="AttrValue")
+    attr.field.add(name="type", number=6, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL)
+    node = proto.message_type.add(name="NodeDef")
+    node.field.add(name="name", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    node.field.add(name="op", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    node.field.add(name="input", number=3, type=field.TYPE_STRING, label=field.LABEL_REPEATED)
+    entry = node.nested_type.add(name="AttrEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL, type_name=".personsearch_tf.AttrValue")
+    node.field.add(name="attr", number=5, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED, type_name=".personsearch_tf.NodeDef.AttrEntry")
+    graph = proto.message_type.add(name="GraphDef")
+    graph.field.add(name="node", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED, type_name=".personsearch_tf.NodeDef")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
     return (
-        length_delimited(1, name.encode())
-        + length_delimited(2, b"Placeholder")
-        + length_delimited(5, length_delimited(1, b"dtype") + length_delimited(2, dtype_float))
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("personsearch_tf.GraphDef")),
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("personsearch_tf.NodeDef")),
     )
+
+
+TF_DT_FLOAT = 1
+"""TensorFlow's ``DataType`` enum value of float32."""
 
 
 def cut_graph(graph: bytes, input_name: str, outputs: tuple[str, ...], source: str = "graph") -> bytes:
     """A serialized TensorFlow GraphDef reduced to the nodes ``outputs`` need, with ``input_name``
     turned into a float Placeholder: what is left is plain convolutions OpenCV can import."""
-    nodes: dict[str, tuple[bytes, list[str]]] = {}
-    order: list[str] = []
-    for field, node in protobuf_fields(graph):
-        if field != 1 or not isinstance(node, bytes):  # GraphDef.node = 1; versions / library are not needed
-            continue
-        name, inputs = "", []
-        for node_field, value in protobuf_fields(node):
-            if node_field == 1 and isinstance(value, bytes):
-                name = value.decode()
-            elif node_field == 3 and isinstance(value, bytes):
-                inputs.append(value.decode().lstrip("^").split(":")[0])
-        nodes[name] = (node, inputs)
-        order.append(name)
+    from google.protobuf.message import DecodeError
+
+    graph_def, _ = tf_graph_messages()
+    full = graph_def()
+    try:
+        full.ParseFromString(graph)
+    except DecodeError as err:
+        raise ValueError(f"{source}: not a TensorFlow GraphDef ({err})") from None
+    nodes = {node.name: node for node in full.node}
     missing = [name for name in (input_name, *outputs) if name not in nodes]
     if missing:
         raise ValueError(f"{source}: not the expected TensorFlow SSD graph ({len(nodes)} nodes; missing {missing[:3]})")
@@ -226,9 +197,14 @@ def cut_graph(graph: bytes, input_name: str, outputs: tuple[str, ...], source: s
         if name not in nodes:
             raise ValueError(f"{source}: node {name!r} is used but not defined")
         needed.add(name)
-        stack.extend(nodes[name][1])
-    kept = b"".join(length_delimited(1, nodes[name][0]) for name in order if name in needed)
-    return length_delimited(1, _float_placeholder(input_name)) + kept
+        stack.extend(i.lstrip("^").split(":")[0] for i in nodes[name].input)
+    cut = graph_def()
+    placeholder = cut.node.add(name=input_name, op="Placeholder")
+    placeholder.attr["dtype"].type = TF_DT_FLOAT
+    for node in full.node:
+        if node.name in needed:
+            cut.node.append(node)
+    return cut.SerializeToString()
 
 
 def ssd_anchors(
@@ -339,7 +315,9 @@ class SSDLitePersonDetector:
             rel = np.concatenate([m[view].transpose(1, 2, 0).reshape(-1, 4) for m in codes])
             if len(rel) != len(anchors):
                 raise ValueError(f"SSDLite graph gives {len(rel)} box codes for {len(anchors)} anchors: not the expected model")
-            found = decode_ssd_boxes(rel, anchors) * np.float32([x2 - x1, y2 - y1, x2 - x1, y2 - y1]) + np.float32([x1, y1, x1, y1])
+            found = decode_ssd_boxes(rel, anchors) * np.asarray([x2 - x1, y2 - y1, x2 - x1, y2 - y1], dtype=np.float32) + np.asarray(
+                [x1, y1, x1, y1], dtype=np.float32
+            )
             whole = ~cut_by_window(found, windows[view], width, height)
             boxes.append(found[whole])
             scores.append(1.0 / (1.0 + np.exp(-logits[whole, 1])))

@@ -10,6 +10,7 @@ The T^2 factor keeps the term's gradient scale independent of T (Hinton et al.'s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch.nn import functional as F
@@ -33,7 +34,8 @@ def cross_level_alignment_loss(logits_per_level: Sequence[torch.Tensor], tempera
         raise ValueError(f"temperature={temperature}: must be positive")
     *lower, top = (z.float() for z in logits_per_level)
     teacher = F.log_softmax(top.detach() / temperature, dim=1)
-    kl = sum(F.kl_div(F.log_softmax(z / temperature, dim=1), teacher, reduction="batchmean", log_target=True) for z in lower)
+    # sum() starts from 0, so mypy sees Tensor | int; ``lower`` is never empty here
+    kl = cast(torch.Tensor, sum(F.kl_div(F.log_softmax(z / temperature, dim=1), teacher, reduction="batchmean", log_target=True) for z in lower))
     return temperature**2 * kl
 
 
@@ -53,7 +55,7 @@ def reid_loss(
         raise ValueError(f"variant 'single' expects the top level's logits only, got {len(logits)} levels")
     ce = identity_losses(logits, targets)
     parts = {f"ce_{i}": loss.detach() for i, loss in enumerate(ce)}
-    total = sum(ce)
+    total = cast(torch.Tensor, sum(ce))  # a Tensor: there is at least one level
     parts["ce"] = total.detach()
     if variant == "clsa":
         align = cross_level_alignment_loss(logits, temperature)

@@ -35,6 +35,12 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _BUILDERS if fnmatch.fnmatch(n, pattern))
 
 
+def describe_model(name: str) -> str:
+    """The first line of builder ``name``'s docstring: what it builds."""
+    doc = (_BUILDERS[name].__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name``; ``kwargs`` go to its builder."""
     if name not in _BUILDERS:

@@ -12,6 +12,7 @@ so each level weighs the same in the cosine similarity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ class ReIDConfig:
             raise ValueError(f"ReIDConfig.levels={self.levels}: expected distinct stages of {allowed}, lowest first")
         if self.variant == "clsa" and len(self.levels) < 2:
             raise ValueError("ReIDConfig: variant 'clsa' aligns lower levels to the top one and needs at least two levels")
-        self.input_size = tuple(self.input_size)
+        self.input_size = cast("tuple[int, int]", tuple(self.input_size))
 
     @property
     def used_levels(self) -> tuple[str, ...]:
@@ -93,9 +94,9 @@ class PyramidReID(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]] | torch.Tensor:
         features = self.backbone(x)
-        embeddings = [self.heads[lvl].embedding(features[lvl]) for lvl in self.levels]
+        embeddings = [cast(LevelHead, self.heads[lvl]).embedding(features[lvl]) for lvl in self.levels]
         if self.training:
-            logits = [self.heads[lvl].classifier(e) for lvl, e in zip(self.levels, embeddings)]
+            logits = [cast(LevelHead, self.heads[lvl]).classifier(e) for lvl, e in zip(self.levels, embeddings)]
             return {"embeddings": embeddings, "logits": logits}
         return F.normalize(torch.cat([F.normalize(e, dim=1) for e in embeddings], dim=1), dim=1)
 

@@ -29,7 +29,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -120,7 +120,7 @@ def find_tracklets(index: PersonIndex, config: AdaptConfig) -> list[Tracklet]:
 def crop_tracklets(tracklets: Sequence[Tracklet], size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
     """Every tracklet's crops (uint8 (n, 3, H, W)) and the tracklet index of each, reading each
     video once from start to end."""
-    wanted: dict[str, dict[int, list[tuple[int, tuple[float, ...]]]]] = {}
+    wanted: dict[str, dict[int, list[tuple[int, tuple[float, float, float, float]]]]] = {}
     for t, tracklet in enumerate(tracklets):
         for frame, box in zip(tracklet.frames, tracklet.boxes, strict=True):
             wanted.setdefault(tracklet.path, {}).setdefault(frame, []).append((t, box))
@@ -221,8 +221,8 @@ def associate(
         inside, outside = np.flatnonzero(cams == cam), np.flatnonzero(cams != cam)
         if not len(outside):
             continue
-        for a in inside:
-            b = outside[int(np.argmax(sim[a, outside]))]
+        for a in inside.tolist():
+            b = int(outside[int(np.argmax(sim[a, outside]))])
             if inside[int(np.argmax(sim[b, inside]))] == a and sim[a, b] >= min_cosine:  # a is b's best match in a's camera too
                 merge(int(a), int(b))
     roots = np.array([root(k) for k in range(n)])
@@ -242,15 +242,15 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
             f"{index_dir}: {len(tracklets)} usable tracklet(s) (people tracked over at least {config.min_boxes} sampled frames); "
             "index more footage, sample it more densely (--stride 1 or a higher --fps), or lower min_boxes"
         )
-    size = tuple(reid_config.input_size)
-    crops, owners = crop_tracklets(tracklets, size)  # type: ignore[arg-type]
+    size = cast("tuple[int, int]", tuple(reid_config.input_size))
+    crops, owners = crop_tracklets(tracklets, size)
     cameras = [t.camera for t in tracklets]
     base = ReIDTrainConfig(
         backbone=reid_config.backbone,
         pretrained=config.from_imagenet,
         variant="clsa" if len(reid_config.used_levels) > 1 else "single",
         levels=tuple(reid_config.used_levels),
-        input_size=size,  # type: ignore[arg-type]
+        input_size=size,
         embed_dim=reid_config.embed_dim,
         epochs=config.epochs,
         batch_size=config.batch_size,

@@ -7,15 +7,19 @@ Every setting a user may change is a typed field with the paper's default, so a 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import yaml
 
 from personsearch.models.detector import DetectorConfig
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 @dataclass
@@ -96,7 +100,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", base: T
     for name, value in data.items():
         current = getattr(base, name) if base is not None else _default(fields[name])
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            value = from_dict(type(current), value, f"{where}.{name}", base=current)
+            nested = cast("DataclassInstance", current)  # a field value: an instance, never a class
+            value = from_dict(type(nested), value, f"{where}.{name}", base=nested)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
@@ -127,8 +132,33 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
-def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
-    """Read a YAML config file (optional), then apply non-None ``overrides`` on top."""
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """Command-line ``--set`` pairs as a nested dict, as SeqNet's ``opts``: a dotted key names a
+    setting inside a section (``optim.lr=0.02``, ``model.anchor_sizes=[16,32,64]``); the value is
+    read as YAML, so numbers, booleans, lists and strings need no extra quoting."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with a dotted KEY, e.g. --set optim.lr=0.02")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {pair!r}: the value is not valid YAML ({err})") from err
+        *sections, name = key.strip().split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {pair!r}: {section!r} was already set to a value, not a section")
+        node[name] = value
+    return out
+
+
+def load_config(cls: type[T], path: str | Path | None = None, sets: Sequence[str] = (), **overrides: Any) -> T:
+    """Read a YAML config file (optional), apply non-None ``overrides`` (the named flags), then
+    the ``--set`` pairs ``sets``: every setting, nested ones included, is reachable from the
+    command line, and an unknown one is an error naming it."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -142,6 +172,7 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
             raise ValueError(f"{path}: expected a mapping of settings, found {type(loaded).__name__}")
         data.update(loaded)
     _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    _merge(data, parse_overrides(sets))
     return from_dict(cls, data, str(path) if path else cls.__name__)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ def train_reid(
     device = resolve_device(config.device)
     if crop_set is None:
         dataset = load_dataset(config.dataset)
-        crop_set = build_crop_set(dataset.train, tuple(config.input_size))
+        crop_set = build_crop_set(dataset.train, cast("tuple[int, int]", tuple(config.input_size)))
     model_config = reid_model_config(config, crop_set.num_classes)
     if init is None:
         model = build_reid(model_config)

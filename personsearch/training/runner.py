@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -55,7 +55,8 @@ def learning_rate_factor(step: int, total_steps: int, optim: OptimConfig) -> flo
 
 def sgd_for(model: torch.nn.Module, optim: OptimConfig, is_backbone: Callable[[str], bool]) -> torch.optim.SGD:
     """SGD with the backbone's parameters at ``backbone_lr`` and new layers at ``lr``."""
-    backbone, new = [], []
+    backbone: list[torch.nn.Parameter] = []
+    new: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (backbone if is_backbone(name) else new).append(param)
@@ -154,7 +155,7 @@ class Trainer:
         return {"steps": global_step, "epochs": self.epochs, "seconds": elapsed, "images_per_s": images_seen / elapsed if elapsed else math.nan}
 
     def _bare_model(self) -> torch.nn.Module:
-        return self.model.module if hasattr(self.model, "module") else self.model
+        return cast(torch.nn.Module, self.model.module) if hasattr(self.model, "module") else self.model
 
     def _save(self, epoch: int, step_in_epoch: int, global_step: int) -> None:
         save_atomic(

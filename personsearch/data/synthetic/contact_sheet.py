@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from personsearch.data.synthetic.drawing import composite
-from personsearch.data.synthetic.generate import population, resolve_config
-from personsearch.data.synthetic.people import Identity, Pose, figure
+from personsearch.data.synthetic.figures import figure
+from personsearch.data.synthetic.identities import Identity, Pose
+from personsearch.data.synthetic.plan import population, resolve_config
 
 _BACKGROUND = (206, 206, 200)
 _VIEWS = ("front", "back")

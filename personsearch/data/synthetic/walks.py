@@ -21,8 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from personsearch.data.synthetic.people import Identity, Pose, figure, sample_population
-from personsearch.data.synthetic.scenes import Camera, PersonPlacement, ScenePlan, make_cameras, render_scene
+from personsearch.data.synthetic.cameras import Camera, make_cameras
+from personsearch.data.synthetic.figures import figure
+from personsearch.data.synthetic.identities import Identity, Pose, sample_population
+from personsearch.data.synthetic.scenes import PersonPlacement, ScenePlan, render_scene
 
 STRIDE_LENGTH = 0.45
 """Distance walked per half gait cycle, in body heights (the legs pass each other once)."""
@@ -48,7 +50,7 @@ class Walk:
 def plan_walks(rng: np.random.Generator, camera: Camera, people: int, frames: int, width: int, height: int, returns: int = 1) -> list[Walk]:
     """Each person crosses once, entering at a random time from either side along its own
     ground-plane line; the first ``returns`` people come back for a second crossing after a pause."""
-    walks = []
+    walks: list[Walk] = []
     bottom = height - 2.0
     top_row = camera.horizon + 0.35 * (bottom - camera.horizon)  # people no smaller than ~35 % of the tallest
     for pid in range(people + returns):
@@ -88,7 +90,7 @@ def render_walks(
 ) -> dict[str, Any]:
     """Draw the video (MJPG .avi) and return its ground truth (per frame: pid and box of every
     person whose box is at least half inside the image)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     if not writer.isOpened():
         raise OSError(f"cannot write a video at {path}")
     truth: list[list[dict[str, Any]]] = []

@@ -1,24 +1,14 @@
-"""Procedural people: identities with coarse and fine attributes, poses, and the drawn figure.
-
-An identity is seen at two levels. Coarse attributes (clothing colours and cut, build, skin tone)
-cover most of the body and survive at 20-30 px; they are shared by a whole *family* of look-alike
-identities. Fine attributes (chest logo, bag, shoes, hair, hat, glasses, scarf, belt) are small
-relative to the body, differ between family members, and average away when a person is only a few
-dozen pixels tall. Matching look-alikes therefore needs the fine detail that only large people
-show: the multi-scale question the benchmark exists to ask.
+"""Drawing a person: an identity in a pose as shapes, rasterised at any height.
 
 Figures are drawn in body units: y runs from 0 (top of the head or hat) to 1 (soles), x is centred
-on the body, and the person's pixel height is the scale.
+on the body, and the person's pixel height is the scale. Coarse attributes cover most of the body;
+fine ones (logo, bag, glasses, ...) are drawn small, so they vanish when the person is small.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
-
-import numpy as np
 
 from personsearch.data.synthetic.drawing import (
     RGB,
@@ -33,233 +23,21 @@ from personsearch.data.synthetic.drawing import (
     shade,
     transform,
 )
+from personsearch.data.synthetic.identities import (
+    ACCESSORY_COLORS,
+    BOTTOM_COLORS,
+    DETAIL_COLORS,
+    HAIR_COLORS,
+    LOGO_SHAPES,
+    NONE,
+    SKIN_TONES,
+    TOP_COLORS,
+    Identity,
+    Pose,
+)
 
-TOP_COLORS: dict[str, RGB] = {
-    "red": (196, 42, 42),
-    "navy": (36, 46, 98),
-    "white": (232, 232, 226),
-    "black": (32, 32, 34),
-    "grey": (128, 128, 132),
-    "green": (44, 128, 62),
-    "yellow": (222, 196, 52),
-    "sky": (112, 168, 218),
-    "orange": (228, 120, 40),
-    "purple": (108, 58, 140),
-    "beige": (200, 180, 140),
-    "pink": (228, 140, 170),
-}
-BOTTOM_COLORS: dict[str, RGB] = {
-    "black": (30, 30, 32),
-    "denim": (52, 76, 122),
-    "grey": (104, 104, 110),
-    "khaki": (178, 160, 116),
-    "brown": (100, 70, 46),
-    "white": (222, 222, 216),
-    "olive": (86, 96, 50),
-    "navy": (30, 36, 72),
-}
-SKIN_TONES: tuple[RGB, ...] = ((250, 218, 190), (232, 188, 150), (198, 148, 108), (150, 102, 70), (98, 66, 46))
-HAIR_TONES: dict[str, dict[str, RGB]] = {
-    "dark": {"black": (24, 20, 20), "dark brown": (60, 40, 28), "brown": (98, 62, 36)},
-    "light": {"blond": (214, 184, 110), "ash": (168, 142, 100), "grey": (172, 172, 172)},
-}
-"""A family shares the hair tone (visible even when small); members differ in the exact shade."""
-HAIR_COLORS: dict[str, RGB] = {name: rgb for shades in HAIR_TONES.values() for name, rgb in shades.items()}
-DETAIL_COLORS: dict[str, RGB] = {
-    "red": (220, 30, 40),
-    "blue": (30, 80, 220),
-    "green": (30, 170, 60),
-    "yellow": (250, 220, 30),
-    "white": (245, 245, 245),
-    "black": (20, 20, 20),
-    "orange": (250, 130, 20),
-    "magenta": (220, 40, 190),
-    "cyan": (40, 200, 220),
-    "brown": (120, 72, 36),
-}
-ACCESSORY_COLORS: dict[str, RGB] = {
-    "black": (30, 30, 32),
-    "charcoal": (72, 72, 76),
-    "navy": (36, 42, 84),
-    "brown": (98, 64, 40),
-    "tan": (172, 142, 100),
-    "olive": (82, 90, 52),
-    "maroon": (112, 36, 44),
-    "slate": (92, 106, 124),
-}
-"""Muted colours of the larger accessories (bags, hats, scarves, belts): they blend into the clothing
-when small."""
-BUILDS: tuple[float, ...] = (0.88, 1.0, 1.12, 1.26)
-"""Width multipliers of the body (the coarse height-to-width ratio)."""
-LOGO_SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "ring", "bars")
-BAGS = ("none", "backpack", "shoulder", "handbag")
-HAIR_STYLES = ("short", "long", "ponytail", "bun", "buzz")
-HATS = ("none", "cap", "beanie")
-GLASSES = ("none", "clear", "dark")
-VIEWS = ("front", "back", "left", "right")
-"""``left``/``right``: side views, walking towards the image's left/right."""
-
-T = TypeVar("T")
-_NONE = "none"
 _DARK: RGB = (28, 26, 30)
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Everything that makes one person look like themselves, in every image."""
-
-    family: int
-    """Look-alike family: identities of one family share every coarse attribute."""
-    # coarse
-    top: str
-    sleeves: str
-    bottom: str
-    bottom_type: str
-    build: float
-    skin: int
-    hair_tone: str
-    # fine
-    logo: str
-    logo_color: str
-    bag: str
-    bag_color: str
-    bag_side: str
-    shoes: str
-    hair: str
-    hair_color: str
-    hat: str
-    hat_color: str
-    glasses: str
-    scarf: str
-    belt: str
-
-    def coarse(self) -> tuple:
-        """The attributes a family shares."""
-        return (self.top, self.sleeves, self.bottom, self.bottom_type, self.build, self.skin, self.hair_tone)
-
-    def details(self) -> tuple:
-        """One entry per fine attribute group; colours of absent items are ignored."""
-        return (
-            (self.logo, self.logo_color) if self.logo != _NONE else _NONE,
-            (self.bag, self.bag_color, self.bag_side) if self.bag != _NONE else _NONE,
-            self.shoes,
-            (self.hair, self.hair_color),
-            (self.hat, self.hat_color) if self.hat != _NONE else _NONE,
-            self.glasses,
-            self.scarf,
-            self.belt,
-        )
-
-
-def detail_difference(a: Identity, b: Identity) -> int:
-    """How many fine attribute groups differ between two identities."""
-    return sum(x != y for x, y in zip(a.details(), b.details(), strict=True))
-
-
-@dataclass(frozen=True)
-class Pose:
-    """One appearance's body configuration."""
-
-    view: str
-    stride: float
-    """Walking phase in [-1, 1]: how far the legs are apart (0: standing)."""
-    arm_swing: float
-    """Arm swing in [-1, 1]; positive swings the person's left arm forward."""
-    raised_arm: str
-    """``none``, ``left`` or ``right``: that forearm is bent up (holding a phone)."""
-
-
-def _pick(rng: np.random.Generator, options: Sequence[T], p: Sequence[float] | None = None) -> T:
-    return options[int(rng.choice(len(options), p=p))]
-
-
-def _contrasting(rng: np.random.Generator, against: RGB, min_distance: float = 90.0) -> str:
-    names = [n for n, c in DETAIL_COLORS.items() if math.dist(c, against) >= min_distance]
-    return _pick(rng, names)
-
-
-def sample_coarse(rng: np.random.Generator) -> dict:
-    """Coarse attributes of a new family."""
-    return {
-        "top": _pick(rng, list(TOP_COLORS)),
-        "sleeves": _pick(rng, ("long", "short")),
-        "bottom": _pick(rng, list(BOTTOM_COLORS)),
-        "bottom_type": _pick(rng, ("trousers", "shorts", "skirt"), p=(0.6, 0.2, 0.2)),
-        "build": float(_pick(rng, BUILDS)),
-        "skin": int(rng.integers(len(SKIN_TONES))),
-        "hair_tone": _pick(rng, list(HAIR_TONES), p=(0.75, 0.25)),
-    }
-
-
-def sample_identity(rng: np.random.Generator, family: int, coarse: dict | None = None) -> Identity:
-    """A new identity; with ``coarse`` given it joins that family's look."""
-    coarse = sample_coarse(rng) if coarse is None else coarse
-    scarves = list(ACCESSORY_COLORS)
-    return Identity(
-        family=family,
-        **coarse,
-        logo=_pick(rng, (_NONE, *LOGO_SHAPES), p=[0.12] + [0.88 / len(LOGO_SHAPES)] * len(LOGO_SHAPES)),
-        logo_color=_contrasting(rng, TOP_COLORS[coarse["top"]]),
-        bag=_pick(rng, BAGS, p=(0.3, 0.3, 0.2, 0.2)),
-        bag_color=_pick(rng, list(ACCESSORY_COLORS)),
-        bag_side=_pick(rng, ("left", "right")),
-        shoes=_pick(rng, ("black", "white", "brown", "red", "blue", "yellow")),
-        hair=_pick(rng, HAIR_STYLES),
-        hair_color=_pick(rng, list(HAIR_TONES[coarse["hair_tone"]])),
-        hat=_pick(rng, HATS, p=(0.6, 0.25, 0.15)),
-        hat_color=_pick(rng, list(ACCESSORY_COLORS)),
-        glasses=_pick(rng, GLASSES, p=(0.55, 0.25, 0.2)),
-        scarf=_pick(rng, (_NONE, *scarves), p=[0.6] + [0.4 / len(scarves)] * len(scarves)),
-        belt=_pick(rng, (_NONE, "black", "brown", "tan", "charcoal"), p=(0.5, 0.2, 0.15, 0.1, 0.05)),
-    )
-
-
-def sample_population(
-    rng: np.random.Generator,
-    count: int,
-    family_size: tuple[int, int],
-    first_family: int = 0,
-    min_detail_difference: int = 3,
-) -> list[Identity]:
-    """``count`` identities grouped into look-alike families of ``family_size`` (inclusive range).
-
-    Families have distinct coarse looks; members of a family differ in at least
-    ``min_detail_difference`` fine attribute groups, so some difference shows in every view.
-    """
-    people: list[Identity] = []
-    used_looks: set[tuple] = set()
-    family = first_family
-    while len(people) < count:
-        size = min(int(rng.integers(family_size[0], family_size[1] + 1)), count - len(people))
-        coarse = sample_coarse(rng)
-        for _attempt in range(100):  # a repeat is accepted only once the looks run out
-            if tuple(coarse.values()) not in used_looks:
-                break
-            coarse = sample_coarse(rng)
-        used_looks.add(tuple(coarse.values()))
-        members: list[Identity] = []
-        for _ in range(size):
-            for _attempt in range(200):
-                candidate = sample_identity(rng, family, coarse)
-                if all(detail_difference(candidate, m) >= min_detail_difference for m in members):
-                    break
-            else:
-                raise RuntimeError(f"could not make {size} look-alikes that differ in {min_detail_difference} details")
-            members.append(candidate)
-        people.extend(members)
-        family += 1
-    return people
-
-
-def sample_pose(rng: np.random.Generator) -> Pose:
-    """A random view, walking phase and arm configuration."""
-    stride = 0.0 if rng.random() < 0.25 else float(rng.uniform(-1.0, 1.0))
-    return Pose(
-        view=_pick(rng, VIEWS, p=(0.34, 0.3, 0.18, 0.18)),
-        stride=stride,
-        arm_swing=float(-stride * rng.uniform(0.5, 1.0)),
-        raised_arm=_pick(rng, ("none", "left", "right"), p=(0.8, 0.1, 0.1)),
-    )
+_Point = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -344,7 +122,7 @@ def _limb(joints: tuple[tuple[float, float], ...], radii: tuple[float, ...], col
     return out
 
 
-def _arm(shoulder, elbow, wrist, p: Identity, c: _Palette, b: float, factor: float = 1.0) -> list[Shape]:
+def _arm(shoulder: _Point, elbow: _Point, wrist: _Point, p: Identity, c: _Palette, b: float, factor: float = 1.0) -> list[Shape]:
     """Arm with sleeve and hand; ``factor`` darkens the far arm of a side view."""
     skin, top = shade(c.skin, factor), shade(c.top, factor)
     r = (0.027 * b**0.5, 0.022 * b**0.5, 0.019)
@@ -432,7 +210,7 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
         out.append(Polygon(((-hw, 0.46), (hw, 0.46), (hw * 1.45, 0.69), (-hw * 1.45, 0.69)), c.bottom))
 
     # arms, as joints; a raised arm's forearm goes behind the torso when seen from the back
-    arms = {}
+    arms: dict[str, tuple[_Point, _Point, _Point]] = {}
     for person_side in ("left", "right"):
         side = left if person_side == "left" else -left
         shoulder = (side * (sw - 0.02), 0.19)
@@ -449,11 +227,11 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
         out.append(Ellipse(0.0, 0.12, rx * 1.25, 0.09, c.hair))
     out.append(rect(-0.022, 0.115, 0.022, 0.17, c.skin))  # neck
     out.append(Polygon(((-sw, 0.195), (-sw + 0.028, 0.163), (sw - 0.028, 0.163), (sw, 0.195), (ww, 0.42), (hw, 0.5), (-hw, 0.5), (-ww, 0.42)), c.top))
-    if p.belt != _NONE:
+    if p.belt != NONE:
         out.append(rect(-hw * 1.02, 0.471, hw * 1.02, 0.485, ACCESSORY_COLORS[p.belt]))
         if not back:
             out.append(rect(-0.009, 0.469, 0.009, 0.487, (200, 190, 120)))
-    if p.logo != _NONE and not back:
+    if p.logo != NONE and not back:
         out += _logo(p.logo, left * 0.042 * b, 0.245, 0.021, c.logo, c.top)
     if p.hair == "long" and back:
         out.append(Ellipse(0.0, 0.135, rx * 1.15, 0.095, c.hair))
@@ -490,7 +268,7 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
             Polygon(((wx - 0.03, wy + 0.045), (wx + 0.03, wy + 0.045), (wx + 0.034, wy + 0.1), (wx - 0.034, wy + 0.1)), c.bag),
         ]
 
-    if p.scarf != _NONE:
+    if p.scarf != NONE:
         scarf = ACCESSORY_COLORS[p.scarf]
         out.append(rect(-0.04, 0.145, 0.04, 0.172, scarf))
         if not back:
@@ -525,7 +303,7 @@ def _head_front_back(p: Identity, c: _Palette, back: bool, cy: float, rx: float,
         eyes = [(-0.019, cy + 0.012), (0.019, cy + 0.012)]
         out += [Ellipse(x, y, 0.0055, 0.0045, _DARK) for x, y in eyes]
         out.append(rect(-0.012, cy + 0.04, 0.012, cy + 0.046, shade(c.skin, 0.72)))  # mouth
-        if p.glasses != _NONE:
+        if p.glasses != NONE:
             out += _glasses(p.glasses, eyes, c.skin) + [rect(-0.007, cy + 0.009, 0.007, cy + 0.013, _DARK)]
     if p.hat == "cap":
         out.append(Ellipse(0.0, cy - 0.035, rx * 1.08, ry * 0.58, c.hat))
@@ -544,7 +322,7 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
     near_bag = p.bag_side == "left"
     out: list[Shape] = []
 
-    def arm_joints(swing: float, raised: bool):
+    def arm_joints(swing: float, raised: bool) -> tuple[_Point, _Point, _Point]:
         shoulder = (0.0, 0.195)
         elbow = (shoulder[0] + 0.145 * math.sin(swing), shoulder[1] + 0.145 * math.cos(swing))
         fore = 2.3 if raised else swing + 0.25 * abs(swing) + 0.1
@@ -597,7 +375,7 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
             c.top,
         )
     )
-    if p.belt != _NONE:
+    if p.belt != NONE:
         out.append(rect(-0.052 * b, 0.471, 0.052 * b, 0.485, ACCESSORY_COLORS[p.belt]))
     if p.hair == "long":
         out.append(Ellipse(-0.03, 0.125, 0.036, 0.085, c.hair))
@@ -616,7 +394,7 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
     if pose.raised_arm == "left":
         wx, wy = near_arm[2]
         out.append(rect(wx - 0.008, wy - 0.03, wx + 0.016, wy + 0.004, _DARK))
-    if p.scarf != _NONE:
+    if p.scarf != NONE:
         scarf = ACCESSORY_COLORS[p.scarf]
         out += [Polygon(((-0.022, 0.145), (0.026, 0.145), (0.03, 0.172), (-0.026, 0.172)), scarf), rect(0.018, 0.165, 0.036, 0.26, scarf)]
     out += _head_side(p, c)
@@ -641,7 +419,7 @@ def _head_side(p: Identity, c: _Palette) -> list[Shape]:
         Ellipse(cx + 0.03, cy + 0.01, 0.0055, 0.0045, _DARK),  # eye
         rect(cx + 0.024, cy + 0.04, cx + 0.046, cy + 0.045, shade(c.skin, 0.72)),  # mouth
     ]
-    if p.glasses != _NONE:
+    if p.glasses != NONE:
         out += [rect(cx - 0.004, cy + 0.006, cx + 0.024, cy + 0.01, _DARK)]
         out += _glasses(p.glasses, [(cx + 0.032, cy + 0.01)], c.skin)
     if p.hat == "cap":

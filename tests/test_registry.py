@@ -1,0 +1,65 @@
+"""Every registered model builds, runs, gives features and survives a bundle save/load round trip
+(timm's test-every-registered-model idea): adding a builder to the registry is enough to test it."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from personsearch.models.bundle import load_component, save_component
+from personsearch.models.detector import PersonDetector
+from personsearch.models.registry import create_model, list_models
+from personsearch.models.reid import PyramidReID
+
+torch.set_num_threads(1)
+
+
+def _build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    overrides = {"pretrained": None}
+    if name.startswith("reid_"):
+        return create_model(name, num_classes=3, input_size=(64, 32), **overrides)
+    # small inputs keep the full-size detectors to about a second on a CPU
+    return create_model(name, min_size=128, max_size=160, score_thresh=0.0, detections_per_img=5, **overrides)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_runs_and_round_trips_through_a_bundle(name: str, tmp_path: Path) -> None:
+    model = _build(name).eval()
+    if isinstance(model, PyramidReID):
+        crops = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            features = model(crops)
+        assert features.shape == (2, model.config.embed_dim * len(model.levels))
+        assert torch.allclose(features.norm(dim=1), torch.ones(2), atol=1e-4)  # L2-normalised, what the index stores
+        component, inputs = "reid", crops
+    else:
+        assert isinstance(model, PersonDetector)
+        image = torch.rand(3, 120, 150, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            (features,) = model([image])
+        assert set(features) >= {"boxes", "scores"} and features["boxes"].shape[1:] == (4,)
+        component, inputs = "detector", [image]
+    save_component(tmp_path, component, model, model.config, {"registered_as": name})
+    again, config, metadata = load_component(tmp_path, component)
+    assert config == model.config and metadata == {"registered_as": name}
+    with torch.no_grad():
+        out = again(inputs)
+    if component == "reid":
+        assert torch.equal(out, features)
+    else:
+        assert torch.equal(out[0]["boxes"], features["boxes"]) and torch.equal(out[0]["scores"], features["scores"])
+
+
+def test_the_models_command_lists_every_registered_name() -> None:
+    from typer.testing import CliRunner
+
+    from personsearch.interfaces.cli import app
+    from personsearch.models.backbones import ARCHS
+    from personsearch.models.external_detectors import EXTERNAL_DETECTORS
+    from personsearch.models.reid import VARIANTS
+
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in [*list_models(), *ARCHS, *VARIANTS, *EXTERNAL_DETECTORS]:
+        assert name in result.output, name
