@@ -29,14 +29,18 @@ RESULTS = ROOT / "benchmarks" / "results" / "distributed_indexing.json"
 
 
 def content(directory: Path) -> list[tuple]:
-    import sqlite3
+    """Every box of an index (source path, corners, feature), in a canonical order, read through
+    the store's typed reads (nothing outside ``store.py`` touches the database)."""
+    from personsearch.index.store import IndexStore
 
-    conn = sqlite3.connect(str(directory / "index.sqlite"))
-    rows = conn.execute("SELECT b.id, s.path, b.x1, b.y1, b.x2, b.y2 FROM boxes b JOIN sources s ON s.id = b.source_id").fetchall()
-    dim = int(conn.execute("SELECT value FROM meta WHERE key = 'feature_dim'").fetchone()[0])
-    conn.close()
-    vectors = np.fromfile(directory / "vectors.f32", dtype=np.float32).reshape(-1, dim)
-    return sorted((path, x1, y1, x2, y2, vectors[i]) for i, path, x1, y1, x2, y2 in rows)
+    store = IndexStore.open(directory)
+    try:
+        rows = store.committed_rows()
+        vectors = np.array(store.vectors(rows))
+        boxes = [store.get_box(box_id) for box_id, _, _ in store.box_rows(0, rows)]
+    finally:
+        store.close()
+    return sorted((b.source, *b.box, vectors[b.box_id]) for b in boxes)
 
 
 def same_index(a: list[tuple], b: list[tuple]) -> dict[str, Any]:
