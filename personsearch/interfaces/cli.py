@@ -345,7 +345,7 @@ def models_cmd() -> None:
     console.print("model builders (personsearch.models.create_model):", highlight=False)
     for name in list_models():
         console.print(f"  {name:32s} {describe_model(name)}", highlight=False)
-    console.print("backbones (--backbone, --set model.backbone=...): stage/stride, ImageNet weights", highlight=False)
+    console.print("backbones (--backbone): stage/stride, ImageNet weights", highlight=False)
     for name in sorted(ARCHS):
         arch = ARCHS[name]
         stages = " ".join(f"{stage}/{stride}" for stage, stride in zip(STAGES, arch.strides, strict=True))
