@@ -3,6 +3,7 @@ the same budget over several seeds, score each with one shared detector (search 
 and with ground-truth boxes, overall, by person height and level by level, and follow each
 run's learning curve on a validation benchmark that the test split never sees.
 
+    pip install -e '.[bench]'        # matplotlib, for the plots
     python benchmarks/ablation.py --epochs 40 --seeds 0 1 2
 
 * Training data: the synthetic ``standard`` benchmark, seed 0 (``--data``, generated if absent).
@@ -287,6 +288,10 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "ablation.png")
     parser.add_argument("--curves", type=Path, default=ROOT / "docs" / "ablation_curves.png")
     args = parser.parse_args()
+    try:  # the plots are written after every run: fail now, not after the first hour of training
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SystemExit("the ablation plots need matplotlib: pip install -e '.[bench]'") from None
 
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
