@@ -23,30 +23,19 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import torch
+from engines import best_time
 from run_info import ROOT, commit, machine
 
 from personsearch.data.crops import normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.engine_choice import cpu_signature, signature_digest
-
-
-def best_time(run: Callable[[], Any], calls: int) -> float:
-    run()
-    best = float("inf")
-    for _ in range(calls):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
