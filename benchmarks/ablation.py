@@ -325,6 +325,7 @@ def main() -> None:
     }
     runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
     earlier = earlier_runs(args.out, results)
+    earlier_seconds = json.loads(args.out.read_text()).get("timings_s", {}).get("total", 0.0) if earlier else 0.0
 
     def write() -> None:
         """The file as it stands: written after every run, so an interrupted session keeps what it measured."""
@@ -339,7 +340,8 @@ def main() -> None:
                 entry[key], entry[f"{key}_std"] = mean_std([r[key] for r in per_seed.values()])
             entry["per_seed"] = {seed: {k: v for k, v in r.items() if k != "detection"} for seed, r in per_seed.items()}
             results["variants"][variant] = entry
-        results["timings_s"] = {"total": round(time.perf_counter() - started, 1)}
+        # the wall time of every session that added runs: a re-run that only redraws adds seconds, not hours lost
+        results["timings_s"] = {"total": round(earlier_seconds + time.perf_counter() - started, 1)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
         plot(results, args.plot, args.curves)
