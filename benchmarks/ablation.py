@@ -31,7 +31,7 @@ import hashlib
 import itertools
 import json
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ from personsearch.evaluation.detection import evaluate_detection
 from personsearch.evaluation.pipeline import ground_truth_detections, query_features, run_gallery
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
-from personsearch.training.config import OptimConfig, ReIDTrainConfig, to_dict
+from personsearch.models.reid import ReIDConfig
+from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, from_dict, to_dict
 from personsearch.training.reid import train_reid
 
 VARIANTS = ("single", "multi", "clsa")
@@ -134,12 +135,51 @@ class Validation:
         return best
 
 
+def sectioned(settings: dict[str, Any]) -> dict[str, Any]:
+    """Re-id settings in the training config's shape: keys of the earlier flat shape (results
+    files before the one config shape: ``variant``, ``flip``) moved into their section
+    (``model.variant``, ``data.flip``); nested sections pass as they are. The flat shape's empty
+    ``levels`` meant the network's default, as a missing key does now."""
+    model_keys = {f.name for f in fields(ReIDConfig)}
+    data_keys = {f.name for f in fields(ReIDDataConfig)}
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        section = "model" if key in model_keys else "data" if key in data_keys else None
+        if key == "levels" and not value:
+            continue
+        if section is not None:
+            out.setdefault(section, {})[key] = value
+        elif isinstance(value, dict):
+            out.setdefault(key, {}).update(value)
+        else:
+            out[key] = value
+    return out
+
+
+def budget_config(budget: dict[str, Any], settings: dict[str, Any] | None = None, where: str = "reid_budget") -> ReIDTrainConfig:
+    """The training config of a results file's ``reid_budget`` (either shape), with ``settings``
+    (a trial's changes, either shape) applied over it."""
+    base = from_dict(ReIDTrainConfig, sectioned(budget), where)
+    return from_dict(ReIDTrainConfig, sectioned(settings or {}), where, base=base)
+
+
+def budget_of(config: ReIDTrainConfig) -> dict[str, Any]:
+    """What every variant and seed of the ablation shares: the config without the dataset, the
+    variant and the seed."""
+    budget = to_dict(config)
+    budget["data"].pop("dataset")
+    budget["model"].pop("variant")
+    budget["model"].pop("num_classes")
+    budget.pop("seed")
+    return budget
+
+
 def run_one(variant: str, seed: int, base: ReIDTrainConfig, work: Path, val: Validation, curve_every: int) -> Path:
     """Train (or resume) one variant/seed, recording its validation curve; returns its folder."""
     vdir = work / f"reid-{variant}-s{seed}"
     curve_path = vdir / "curve.json"
     curve: dict[str, Any] = json.loads(curve_path.read_text()) if curve_path.is_file() else {}
-    config = replace(base, variant=variant, seed=seed)
+    config = replace(base, model=replace(base.model, variant=variant), seed=seed)
 
     def on_epoch_end(epochs_done: int, model: torch.nn.Module) -> None:
         if epochs_done % curve_every and epochs_done != config.epochs:
@@ -197,8 +237,12 @@ def earlier_runs(path: Path, results: dict[str, Any]) -> dict[str, dict[str, Any
     if not path.is_file():
         return {}
     old = json.loads(path.read_text())
-    keys = ("preset", "data_seed", "gallery_size", "validation", "reid_budget")
-    if any(old.get(k) != results[k] for k in keys) or old.get("detector", {}).get("sha256_12") != results["detector"]["sha256_12"]:
+    keys = ("preset", "data_seed", "gallery_size", "validation")
+    differ = [k for k in keys if old.get(k) != results[k]]
+    differ += ["detector"] if old.get("detector", {}).get("sha256_12") != results["detector"]["sha256_12"] else []
+    differ += ["reid_budget"] if budget_of(budget_config(old.get("reid_budget", {}))) != results["reid_budget"] else []
+    if differ:
+        print(f"note: {path} was made with another {', '.join(differ)}: its runs are not reused (this run overwrites it)", flush=True)
         return {}
     detection = old["detector"].get("evaluation")
     return {
@@ -307,7 +351,11 @@ def main() -> None:
     digest = hashlib.sha256((args.detector / "detector.safetensors").read_bytes()).hexdigest()[:12]
     shared_dets = gallery_detections(args.detector, dataset, args.work / f"gallery_detections-{digest}.npz")
     base = ReIDTrainConfig(
-        dataset=str(args.data), backbone=args.backbone, input_size=(height, width), epochs=args.epochs, batch_size=64, optim=OptimConfig(warmup_steps=100)
+        model=ReIDConfig(backbone=args.backbone, input_size=(height, width)),
+        data=ReIDDataConfig(dataset=str(args.data)),
+        epochs=args.epochs,
+        batch_size=64,
+        optim=OptimConfig(warmup_steps=100),
     )
     results: dict[str, Any] = {
         "preset": "standard",
@@ -320,7 +368,7 @@ def main() -> None:
         "dataset": {"train_scenes": len(dataset.train), "gallery_scenes": len(dataset.gallery), "queries": len(dataset.queries)},
         "validation": {"preset": "small", "seed": args.val_seed, "gallery_size": 50, "queries": len(val.dataset.queries)},
         "detector": {"bundle": str(args.detector.relative_to(ROOT)) if args.detector.is_relative_to(ROOT) else str(args.detector), "sha256_12": digest},
-        "reid_budget": {k: v for k, v in to_dict(base).items() if k not in {"dataset", "variant", "seed"}},
+        "reid_budget": budget_of(base),
         "variants": {},
     }
     runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
@@ -364,6 +412,7 @@ def main() -> None:
                 flush=True,
             )
             write()
+    write()  # also when every run was kept from the results file: the plots and the table below
 
     print(f"\n{len(args.seeds)} seeds, mean ± sd (percent)")
     print(f"{'variant':10s} {'mAP det':>13s} {'top-1 det':>13s} {'mAP GT':>13s} {'top-1 GT':>13s} {'top-1 GT q<60':>14s}")

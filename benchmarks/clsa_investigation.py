@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ablation import gallery_detections
+from ablation import budget_config, gallery_detections
 from run_info import ROOT, commit
 
 from personsearch.data import load_dataset
 from personsearch.evaluation.pipeline import evaluate_engine, ground_truth_detections, query_features, run_gallery
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
-from personsearch.training.config import ReIDTrainConfig, from_dict
 from personsearch.training.reid import train_reid
 
 SMALL = "<60"
@@ -99,7 +98,7 @@ def main() -> None:
         vdir = args.work / (f"reid-{name}-s0" if name in ablation["variants"] else f"reid-{name}")  # the ablation's seed-0 runs
         started = time.perf_counter()
         if not (vdir / "reid.safetensors").is_file():
-            config = from_dict(ReIDTrainConfig, {**ablation["reid_budget"], **model["settings"], "dataset": str(data_dir), "seed": 0}, where=name)
+            config = budget_config(ablation["reid_budget"], {**model["settings"], "dataset": str(data_dir), "seed": 0}, where=name)
             train_reid(config, vdir)
         for part_name in ("detector.json", "detector.safetensors"):
             (vdir / part_name).write_bytes((det_dir / part_name).read_bytes())

@@ -14,6 +14,7 @@ from rich.console import Console
 from personsearch.interfaces.api import PersonSearch, model_home
 from personsearch.interfaces.demo import DemoSettings, run_demo
 from personsearch.models.detector import DetectorConfig
+from personsearch.models.reid import ReIDConfig
 from personsearch.training.config import DetectorTrainConfig, ReIDTrainConfig
 
 torch.set_num_threads(1)
@@ -27,7 +28,7 @@ def _tiny_settings() -> DemoSettings:
         detector=DetectorTrainConfig(
             model=DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=300, max_size=400, score_thresh=0.05), epochs=1
         ),
-        reid=ReIDTrainConfig(backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), epochs=2, batch_size=16),
+        reid=ReIDTrainConfig(model=ReIDConfig(backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32)), epochs=2, batch_size=16),
     )
 
 

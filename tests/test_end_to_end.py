@@ -38,7 +38,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     result = runner.invoke(app, ["train-detector", "--out", str(model), "--config", str(det_cfg), "--dataset", str(data), "--pretrained", "none", *sets])
     assert result.exit_code == 0, result.output
     reid_cfg = root / "reid.yaml"
-    reid_cfg.write_text("backbone: mobilenet_v2_tiny\ninput_size: [64, 32]\nepochs: 2\nbatch_size: 16\n")
+    reid_cfg.write_text("model:\n  backbone: mobilenet_v2_tiny\n  input_size: [64, 32]\nepochs: 2\nbatch_size: 16\n")
     result = runner.invoke(app, ["train-reid", "--out", str(model), "--config", str(reid_cfg), "--dataset", str(data), "--pretrained", "none"])
     assert result.exit_code == 0, result.output
     return data, model
@@ -76,7 +76,7 @@ def test_a_bundle_with_settings_this_version_does_not_know_is_refused(trained: t
     description = json.loads((copy / "reid.json").read_text())
     description["config"]["pyramid_levelz"] = 4  # a typo, or a setting of a newer version
     (copy / "reid.json").write_text(json.dumps(description))
-    with pytest.raises(ValueError, match=r"reid\.json: unknown .* setting\(s\) \['pyramid_levelz'\].*another version"):
+    with pytest.raises(ValueError, match=r"reid\.json: unknown setting\(s\) \['pyramid_levelz'\].*another version"):
         load_component(copy, "reid")
 
 

@@ -23,8 +23,8 @@ from personsearch.data.synthetic import make_synthetic
 from personsearch.evaluation.pipeline import ground_truth_detections
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import load_component
-from personsearch.models.reid import build_reid
-from personsearch.training.config import OptimConfig, ReIDTrainConfig
+from personsearch.models.reid import ReIDConfig, build_reid
+from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.reid import train_reid
 
 torch.set_num_threads(1)
@@ -51,14 +51,11 @@ def test_short_training_beats_its_start_and_random_features(tmp_path: Path) -> N
     make_synthetic(data, preset="tiny", seed=11, num_train_ids=60, num_test_ids=40)
     dataset = load_dataset(data)
     config = ReIDTrainConfig(
-        dataset=str(data),
-        backbone="mobilenet_v2",
-        pretrained=True,
-        input_size=SIZE,
+        model=ReIDConfig(backbone="mobilenet_v2", pretrained=True, input_size=SIZE, variant="clsa"),
+        data=ReIDDataConfig(dataset=str(data)),
         epochs=10,
         batch_size=16,
         seed=1,
-        variant="clsa",
         optim=OptimConfig(lr=0.01, backbone_lr=0.001, warmup_steps=5),
     )
     train_reid(config, tmp_path / "model", progress=False)

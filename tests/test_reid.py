@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
 from personsearch.models.registry import create_model, list_models
-from personsearch.models.reid import PyramidReID, ReIDConfig
+from personsearch.models.reid import PyramidReID, ReIDConfig, build_reid
 
 torch.set_num_threads(1)
 CLASSES, BATCH = 5, 4
@@ -64,12 +64,19 @@ def test_pyramid_levels_use_the_clsa_stage_channels() -> None:
         (dict(levels=("layer4",)), "variant 'clsa' .* needs at least two levels"),
         (dict(levels=("layer4", "layer3")), "expected distinct stages of .*lowest first"),
         (dict(levels=("layer3", "fc")), "expected distinct stages"),
-        (dict(num_classes=0), "need at least one training identity"),
+        (dict(num_classes=-1), "must be the number of training identities"),
+        (dict(temperature=0.0), "temperature=0.0 must be > 0"),
     ],
 )
 def test_bad_config_values_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ReIDConfig(**{"num_classes": 3, **overrides})
+
+
+def test_a_network_needs_its_training_identities() -> None:
+    """num_classes 0 is a training config's "set by the data"; building a network from it is an error."""
+    with pytest.raises(ValueError, match="needs at least one training identity"):
+        build_reid(ReIDConfig(backbone="mobilenet_v2_tiny", pretrained=False))
 
 
 def test_bf16_channels_last_features_match_fp32() -> None:

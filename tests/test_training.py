@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 import personsearch.training.reid as reid_training
 from personsearch.data.crops import CropAugment, CropSet, crop_boxes
-from personsearch.training.config import OptimConfig, ReIDTrainConfig
+from personsearch.models.reid import ReIDConfig
+from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.runner import learning_rate_factor
 
 torch.set_num_threads(1)
@@ -35,11 +36,10 @@ def tiny_crop_set(n_ids: int = 4, per_id: int = 6) -> CropSet:
     )
 
 
-def tiny_config(**overrides) -> ReIDTrainConfig:
+def tiny_config(variant: str = "clsa", ids_per_batch: int = 0, **overrides) -> ReIDTrainConfig:
     base = dict(
-        backbone="mobilenet_v2_tiny",
-        pretrained=None,
-        input_size=(32, 16),
+        model=ReIDConfig(backbone="mobilenet_v2_tiny", pretrained=None, input_size=(32, 16), variant=variant),
+        data=ReIDDataConfig(ids_per_batch=ids_per_batch),
         epochs=2,
         batch_size=8,
         fast=False,
@@ -148,7 +148,9 @@ def test_torchrun_trains_with_two_processes_and_one_writer(tmp_path: Path) -> No
 
     make_synthetic(tmp_path / "data", preset="tiny", seed=1)
     config = tmp_path / "reid.yaml"
-    config.write_text("backbone: mobilenet_v2_tiny\npretrained: false\ninput_size: [32, 16]\nepochs: 1\nbatch_size: 8\nfast: false\ndevice: cpu\n")
+    config.write_text(
+        "model:\n  backbone: mobilenet_v2_tiny\n  pretrained: false\n  input_size: [32, 16]\nepochs: 1\nbatch_size: 8\nfast: false\ndevice: cpu\n"
+    )
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun is installed with torch"
     run = subprocess.run(

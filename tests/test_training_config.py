@@ -1,5 +1,6 @@
 """Training configs: YAML round trip, overrides, and errors on typos."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -8,14 +9,33 @@ from personsearch.training.config import DetectorTrainConfig, ReIDTrainConfig, l
 
 
 def test_yaml_round_trip_keeps_nested_and_tuple_settings(tmp_path: Path) -> None:
-    config = load_config(ReIDTrainConfig, None, variant="multi", input_size=[128, 64], epochs=3)
+    config = load_config(ReIDTrainConfig, None, model={"variant": "multi", "input_size": [128, 64]}, epochs=3)
     config.optim.milestones = (0.5,)
     path = tmp_path / "reid.yaml"
     save_config(config, path)
     again = load_config(ReIDTrainConfig, path)
     assert again == config
-    assert again.input_size == (128, 64)
+    assert again.model.input_size == (128, 64) and again.model.variant == "multi"
     assert again.optim.milestones == (0.5,)
+
+
+def test_both_networks_share_one_config_shape() -> None:
+    """model / data / optim sections and the same run settings, for the detector and the re-id."""
+    shapes = [{f.name for f in dataclasses.fields(cls)} for cls in (DetectorTrainConfig, ReIDTrainConfig)]
+    assert shapes[0] == shapes[1]
+    assert {"model", "data", "optim"} <= shapes[0]
+    assert dataclasses.fields(ReIDTrainConfig().data) and ReIDTrainConfig().data.dataset == DetectorTrainConfig().data.dataset == ""
+
+
+def test_a_flat_setting_is_pointed_to_its_section(tmp_path: Path) -> None:
+    """A config in the old flat re-id shape fails with the section each setting moved to."""
+    path = tmp_path / "old.yaml"
+    path.write_text("dataset: data/x\nbackbone: resnet50\nvariant: multi\nepochs: 3\n")
+    with pytest.raises(
+        ValueError,
+        match=r"unknown setting\(s\) \['backbone', 'dataset', 'variant'\] \(settings of a section: backbone -> model.backbone, dataset -> data.dataset, variant -> model.variant\)",
+    ):
+        load_config(ReIDTrainConfig, path)
 
 
 def test_overrides_win_over_the_file_and_none_is_ignored(tmp_path: Path) -> None:
@@ -38,6 +58,7 @@ def test_set_pairs_reach_nested_settings_and_win_over_file_and_flags(tmp_path: P
         "model": {"anchor_sizes": [16, 32], "backbone": "resnet50"},
         "flip": False,
     }
+    assert load_config(ReIDTrainConfig, None, ["data.flip=false", "model.align_weight=4"]).data.flip is False
     path = tmp_path / "det.yaml"
     path.write_text("epochs: 4\nmodel:\n  min_size: 600\n")
     config = load_config(DetectorTrainConfig, path, ["epochs=7", "model.anchor_sizes=[16,32,64]", "optim.milestones=[0.5]"], epochs=9)

@@ -209,14 +209,14 @@ def train_reid_cmd(
     from personsearch.training.config import ReIDTrainConfig
     from personsearch.training.reid import train_reid
 
-    overrides = dict(variant=variant, backbone=backbone, pretrained=_parse_pretrained(pretrained))
+    network = _overrides(variant=variant, backbone=backbone, pretrained=_parse_pretrained(pretrained))
     _train(
         "re-id",
         ReIDTrainConfig,
         train_reid,
         out,
         config,
-        dict(overrides, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
+        dict(model=network or None, data=_overrides(dataset=dataset) or None, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
         set_ or [],
     )
 
@@ -248,7 +248,7 @@ def train_detector_cmd(
         train_detector,
         out,
         config,
-        dict(model=network, dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
+        dict(model=network, data=_overrides(dataset=dataset) or None, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
         set_ or [],
     )
 

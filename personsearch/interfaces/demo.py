@@ -27,6 +27,7 @@ from personsearch.evaluation.pipeline import evaluate_engine
 from personsearch.index import Hit, PersonIndex
 from personsearch.interfaces.api import DEFAULT_MODEL, PersonSearch, resolve_model
 from personsearch.models.bundle import ModelBundle
+from personsearch.models.reid import ReIDConfig
 from personsearch.training.config import DetectorTrainConfig, OptimConfig, ReIDTrainConfig
 from personsearch.training.detector import train_detector
 from personsearch.training.reid import train_reid
@@ -50,8 +51,7 @@ class DemoSettings:
     )
     reid: ReIDTrainConfig = field(
         default_factory=lambda: ReIDTrainConfig(
-            variant="clsa",
-            input_size=(128, 64),
+            model=ReIDConfig(variant="clsa", input_size=(128, 64)),
             epochs=30,
             batch_size=64,
             optim=OptimConfig(warmup_steps=30),
@@ -113,12 +113,17 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     if settings.train:
         t = _stage(console, f"2/{stages} detector: Faster R-CNN C4, MobileNetV2 ImageNet init")
         if not (model_dir / "detector.safetensors").is_file():
-            train_detector(replace(settings.detector, dataset=str(data_dir), seed=settings.seed), model_dir, progress=progress, scenes=dataset.train)
+            train_detector(
+                replace(settings.detector, data=replace(settings.detector.data, dataset=str(data_dir)), seed=settings.seed),
+                model_dir,
+                progress=progress,
+                scenes=dataset.train,
+            )
         timings["detector"] = time.perf_counter() - t
 
         t = _stage(console, f"3/{stages} re-id: feature pyramid + cross-level semantic alignment (clsa)")
         if not (model_dir / "reid.safetensors").is_file():
-            train_reid(replace(settings.reid, dataset=str(data_dir), seed=settings.seed), model_dir, progress=progress)
+            train_reid(replace(settings.reid, data=replace(settings.reid.data, dataset=str(data_dir)), seed=settings.seed), model_dir, progress=progress)
         timings["reid"] = time.perf_counter() - t
     else:
         model_dir = resolve_model(settings.model)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from personsearch.config import from_dict
 from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.detector import DetectorConfig, build_detector
@@ -40,20 +41,15 @@ CHECK_CROPS = 64
 
 
 def _config_from_json(cls: type, data: Any, where: Path) -> Any:
-    """The component's config from its JSON, strictly: a key this version does not know is an
-    error naming it (as the training config loader does), never silently dropped."""
+    """The component's config from its JSON, with the loader training configs use: a key this
+    version does not know is an error naming it, never silently dropped. The backbone starts
+    from random weights, silently: the bundle's own weights replace them."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: 'config' must be an object of {cls.__name__} settings, got {type(data).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown {cls.__name__} setting(s) {unknown}; this version of personsearch knows {sorted(fields)}. "
-            "The bundle was written by another version: use that version, or retrain."
-        )
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    kwargs["pretrained"] = None  # random init, silently: the bundle's own weights replace it
-    return cls(**kwargs)
+    try:
+        return from_dict(cls, {**data, "pretrained": None}, str(where))
+    except ValueError as err:
+        raise ValueError(f"{err}. The bundle was written by another version of personsearch, or edited: use that version, or retrain.") from err
 
 
 def save_component(out_dir: str | Path, name: str, model: torch.nn.Module, config: Any, metadata: dict[str, Any]) -> None:

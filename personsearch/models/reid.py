@@ -27,8 +27,9 @@ VARIANTS = ("single", "multi", "clsa")
 class ReIDConfig:
     """Every switch of the re-id network, with the defaults of docs/specs/clsa.md section 2."""
 
-    num_classes: int
-    """Training identities (the classifier's outputs)."""
+    num_classes: int = 0
+    """Training identities (the classifiers' outputs); 0 in a training config, where the
+    training data sets it."""
     backbone: str = "mobilenet_v2"
     pretrained: Pretrained = True
     levels: tuple[str, ...] = ("layer2", "layer3", "layer4")
@@ -37,10 +38,16 @@ class ReIDConfig:
     variant: str = "clsa"
     input_size: tuple[int, int] = (256, 128)
     """(H, W) of the person crops the network expects."""
+    temperature: float = 3.0
+    """Softening T of the cross-level alignment loss (``clsa``; the training loss only)."""
+    align_weight: float = 1.0
+    """lambda, the alignment loss's weight against the per-level cross-entropy (``clsa``)."""
 
     def __post_init__(self) -> None:
-        if self.num_classes < 1:
-            raise ValueError(f"ReIDConfig.num_classes={self.num_classes}: need at least one training identity")
+        if self.num_classes < 0:
+            raise ValueError(f"ReIDConfig.num_classes={self.num_classes}: must be the number of training identities (0: set by the training data)")
+        if self.temperature <= 0 or self.align_weight < 0:
+            raise ValueError(f"ReIDConfig: temperature={self.temperature} must be > 0 and align_weight={self.align_weight} >= 0")
         if self.backbone not in ARCHS:
             raise ValueError(f"ReIDConfig.backbone={self.backbone!r}; available: {', '.join(sorted(ARCHS))}")
         if self.variant not in VARIANTS:
@@ -103,4 +110,6 @@ class PyramidReID(nn.Module):
 
 def build_reid(config: ReIDConfig) -> PyramidReID:
     """The re-id network ``config`` describes (pretrained backbone per ``config.pretrained``)."""
+    if config.num_classes < 1:
+        raise ValueError(f"ReIDConfig.num_classes={config.num_classes}: a network needs at least one training identity")
     return PyramidReID(config)

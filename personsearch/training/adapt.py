@@ -39,7 +39,7 @@ from personsearch.data.crops import CropSet, crop_boxes, normalize_crops
 from personsearch.evaluation.metrics import box_iou
 from personsearch.index.person_index import PersonIndex
 from personsearch.models.bundle import load_component
-from personsearch.training.config import OptimConfig, ReIDTrainConfig, to_dict
+from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, to_dict
 from personsearch.training.reid import train_reid
 
 
@@ -245,13 +245,16 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
     size = cast("tuple[int, int]", tuple(reid_config.input_size))
     crops, owners = crop_tracklets(tracklets, size)
     cameras = [t.camera for t in tracklets]
-    base = ReIDTrainConfig(
-        backbone=reid_config.backbone,
+    network = replace(
+        reid_config,
+        num_classes=0,  # set by the tracklets of each round
         pretrained=config.from_imagenet,
         variant="clsa" if len(reid_config.used_levels) > 1 else "single",
         levels=tuple(reid_config.used_levels),
-        input_size=size,
-        embed_dim=reid_config.embed_dim,
+    )
+    base = ReIDTrainConfig(
+        model=network,
+        data=ReIDDataConfig(dataset=str(index_dir)),
         epochs=config.epochs,
         batch_size=config.batch_size,
         optim=config.optim,
@@ -270,9 +273,7 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
         classes, per_crop = np.unique(labels[owners], return_inverse=True)
         crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
         work = out_dir / "rounds" / f"round{round_index + 1}"
-        summary = train_reid(
-            replace(base, dataset=str(index_dir)), work, progress=progress, crop_set=crop_set, init=state, rivals=camera_rivals(labels, cameras)
-        )
+        summary = train_reid(base, work, progress=progress, crop_set=crop_set, init=state, rivals=camera_rivals(labels, cameras))
         model, _, _ = load_component(work, "reid")
         state = model.state_dict()
         rounds.append({"classes": int(len(classes)), "crops": int(len(owners)), "train": summary})

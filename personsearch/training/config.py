@@ -1,25 +1,47 @@
 """Training configurations: dataclasses that read from and write to YAML.
 
+Both networks' configs have one shape, as SeqNet's has:
+
+    model:  {...}   # the network's switches, stored in the bundle (DetectorConfig / ReIDConfig)
+    data:   {...}   # dataset root and augmentation
+    optim:  {...}   # SGD, warm-up, step decay
+    epochs: 10      # and the run: batch_size, seed, fast, device, checkpoint_every
+
 Every setting a user may change is a typed field with the paper's default, so a YAML file in
-``configs/`` names only what differs, and a typo is an error instead of a silent default.
+``configs/`` names only what differs, a typo is an error instead of a silent default, and every
+setting is reachable from the command line (``--set model.variant=multi``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+from personsearch.config import from_dict, to_dict
 from personsearch.models.detector import DetectorConfig
+from personsearch.models.reid import ReIDConfig
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 T = TypeVar("T", bound="DataclassInstance")
+
+__all__ = [
+    "DataConfig",
+    "DetectorTrainConfig",
+    "OptimConfig",
+    "ReIDDataConfig",
+    "ReIDTrainConfig",
+    "from_dict",
+    "load_config",
+    "parse_overrides",
+    "save_config",
+    "to_dict",
+]
 
 
 @dataclass
@@ -38,33 +60,43 @@ class OptimConfig:
 
 
 @dataclass
-class ReIDTrainConfig:
-    """Everything ``personsearch train-reid`` needs."""
+class DataConfig:
+    """Where the training scenes come from."""
 
     dataset: str = ""
-    backbone: str = "mobilenet_v2"
-    pretrained: str | bool = True
-    """True: the backbone's registered ImageNet weights; a path: that file; False: from scratch."""
-    variant: str = "clsa"
-    """``single`` (top level only), ``multi`` (all levels, CE only), ``clsa`` (CE + alignment)."""
-    levels: tuple[str, ...] = ()
-    """Backbone stages used as pyramid levels; empty means the backbone's defaults."""
-    input_size: tuple[int, int] = (256, 128)
-    embed_dim: int = 256
-    temperature: float = 3.0
-    align_weight: float = 1.0
-    epochs: int = 10
-    batch_size: int = 64
+    """Dataset root: CUHK-SYSU, PRW or a synthetic benchmark (the loader tells them apart)."""
+    flip: bool = True
+    """Random horizontal flips."""
+
+
+@dataclass
+class ReIDDataConfig(DataConfig):
+    """The training crops and their augmentation (docs/specs/clsa.md section 2)."""
+
+    pad: int = 10
+    """Pad-and-random-crop margin in pixels."""
+    downscale_prob: float = 0.5
+    """Probability of the random down- then up-scaling that simulates small people."""
+    min_downscale: float = 0.125
+    """Smallest down-scaling factor."""
     ids_per_batch: int = 0
     """Identity-balanced sampling: this many identities per batch (0 = plain shuffling)."""
-    flip: bool = True
-    pad: int = 10
-    downscale_prob: float = 0.5
-    min_downscale: float = 0.125
+
+
+@dataclass
+class ReIDTrainConfig:
+    """Everything ``personsearch train-reid`` needs, in the shape every training config has:
+    ``model`` (the network, as stored in the bundle), ``data``, ``optim``, and the run."""
+
+    model: ReIDConfig = field(default_factory=ReIDConfig)
+    """Every re-id switch (models/reid.py); ``num_classes`` comes from the training data."""
+    data: ReIDDataConfig = field(default_factory=ReIDDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 10
+    batch_size: int = 64
     seed: int = 0
     fast: bool = True
-    """bf16 autocast + channels_last on CPU, AMP on CUDA."""
+    """bf16 autocast + channels_last on CPU (where bf16 is native), AMP on CUDA."""
     device: str = "auto"
     checkpoint_every: int = 200
     """Steps between resumable checkpoints (one is always written at the end of each epoch)."""
@@ -72,64 +104,20 @@ class ReIDTrainConfig:
 
 @dataclass
 class DetectorTrainConfig:
-    """Everything ``personsearch train-detector`` needs; the network itself is ``model``."""
+    """Everything ``personsearch train-detector`` needs, in the same shape as ``ReIDTrainConfig``."""
 
-    dataset: str = ""
     model: DetectorConfig = field(default_factory=lambda: DetectorConfig(rpn_pre_nms_top_n=(2000, 1000), rpn_post_nms_top_n=(512, 300), head_stride=2))
     """Every detector switch (models/detector.py). The training default keeps fewer RPN
     proposals and runs the box head at the backbone's stride: 3x cheaper on a CPU."""
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4))
     epochs: int = 6
     batch_size: int = 2
-    flip: bool = True
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4))
     seed: int = 0
     fast: bool = False
     """bf16 autocast does not speed the MobileNetV2 detector up on CPU (measured), so it is off."""
     device: str = "auto"
     checkpoint_every: int = 100
-
-
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", base: T | None = None) -> T:
-    """Build dataclass ``cls`` from a dict over ``base`` (default: the class defaults), refusing
-    unknown keys (typos) with their names. Nested dataclass settings merge key by key."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        current = getattr(base, name) if base is not None else _default(fields[name])
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            nested = cast("DataclassInstance", current)  # a field value: an instance, never a class
-            value = from_dict(type(nested), value, f"{where}.{name}", base=nested)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    try:
-        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {err}") from err
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None if f.default is dataclasses.MISSING else f.default
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A YAML/JSON-safe dict of a config dataclass (tuples become lists)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, (tuple, list)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, Path):
-            return str(value)
-        return value
-
-    return plain(dataclasses.asdict(config))
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def train_detector(config: DetectorTrainConfig, out_dir: str | Path, *, progress
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     if scenes is None:
-        scenes = load_dataset(config.dataset).train
+        scenes = load_dataset(config.data.dataset).train
     scenes = [s for s in scenes if len(s.boxes)]
     if not scenes:
         raise ValueError("the training split has no annotated person: nothing to train the detector on")
@@ -46,7 +46,7 @@ def train_detector(config: DetectorTrainConfig, out_dir: str | Path, *, progress
         """Batches of (scene index, horizontal flip), a pure function of (seed, epoch)."""
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(len(scenes)).tolist()
-        flips = (rng.random(len(scenes)) < 0.5) & config.flip
+        flips = (rng.random(len(scenes)) < 0.5) & config.data.flip
         items = list(zip(order, flips.tolist()))
         return [items[i : i + config.batch_size] for i in range(0, len(items), config.batch_size)]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,24 +14,9 @@ import torch
 from personsearch.data import load_dataset
 from personsearch.data.crops import CropAugment, CropSet, build_crop_set, normalize_crops
 from personsearch.models.losses import reid_loss
-from personsearch.models.reid import ReIDConfig, build_reid
+from personsearch.models.reid import build_reid
 from personsearch.training.config import ReIDTrainConfig
 from personsearch.training.runner import resolve_device, train_component
-
-
-def reid_model_config(config: ReIDTrainConfig, num_classes: int) -> ReIDConfig:
-    """The network part of a training config."""
-    kwargs: dict[str, Any] = dict(
-        backbone=config.backbone,
-        pretrained=config.pretrained,
-        embed_dim=config.embed_dim,
-        num_classes=num_classes,
-        variant=config.variant,
-        input_size=tuple(config.input_size),
-    )
-    if config.levels:
-        kwargs["levels"] = tuple(config.levels)
-    return ReIDConfig(**kwargs)
 
 
 def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> list[list[int]]:
@@ -41,16 +27,17 @@ def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> lis
     """
     rng = np.random.default_rng([config.seed, epoch])
     n = len(labels)
-    if config.ids_per_batch <= 0:
+    ids_per_batch = config.data.ids_per_batch
+    if ids_per_batch <= 0:
         order = rng.permutation(n)
         return [order[i : i + config.batch_size].tolist() for i in range(0, n - config.batch_size + 1, config.batch_size)] or [order.tolist()]
-    per_id = max(1, config.batch_size // config.ids_per_batch)
+    per_id = max(1, config.batch_size // ids_per_batch)
     by_id = [np.flatnonzero(labels.numpy() == c) for c in range(int(labels.max()) + 1)]
     ids = rng.permutation(len(by_id))
     batches = []
-    for start in range(0, len(ids) - config.ids_per_batch + 1, config.ids_per_batch):
+    for start in range(0, len(ids) - ids_per_batch + 1, ids_per_batch):
         batch: list[int] = []
-        for c in ids[start : start + config.ids_per_batch]:
+        for c in ids[start : start + ids_per_batch]:
             members = by_id[c]
             batch += rng.choice(members, per_id, replace=len(members) < per_id).tolist()
         batches.append(batch)
@@ -79,9 +66,9 @@ def train_reid(
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     if crop_set is None:
-        dataset = load_dataset(config.dataset)
-        crop_set = build_crop_set(dataset.train, cast("tuple[int, int]", tuple(config.input_size)))
-    model_config = reid_model_config(config, crop_set.num_classes)
+        dataset = load_dataset(config.data.dataset)
+        crop_set = build_crop_set(dataset.train, config.model.input_size)
+    model_config = replace(config.model, num_classes=crop_set.num_classes)
     if init is None:
         model = build_reid(model_config)
     else:  # the random start the backbone warns about is overwritten at once
@@ -96,11 +83,12 @@ def train_reid(
         missing, unexpected = model.load_state_dict({k: v for k, v in init.items() if ".classifier." not in k}, strict=False)
         if unexpected or any(".classifier." not in k for k in missing):
             raise ValueError(
-                f"initial re-id weights do not fit a {config.backbone} network with levels {model_config.used_levels}: missing {missing}, unexpected {unexpected}"
+                f"initial re-id weights do not fit a {model_config.backbone} network with levels {model_config.used_levels}: missing {missing}, unexpected {unexpected}"
             )
     if config.fast:
         model = model.to(memory_format=torch.channels_last)
-    augment = CropAugment(config.flip, config.pad, config.downscale_prob, config.min_downscale)
+    data = config.data
+    augment = CropAugment(data.flip, data.pad, data.downscale_prob, data.min_downscale)
 
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
@@ -116,7 +104,7 @@ def train_reid(
         if rivals is not None:
             hidden = ~rivals.to(labels.device)[labels]
             outputs = {**outputs, "logits": [logit.masked_fill(hidden, -1e4) for logit in outputs["logits"]]}
-        loss, parts = reid_loss(outputs, labels, config.variant, config.temperature, config.align_weight)
+        loss, parts = reid_loss(outputs, labels, model_config.variant, model_config.temperature, model_config.align_weight)
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
     return train_component(
@@ -129,7 +117,7 @@ def train_reid(
         load_batch=load_batch,
         step_fn=step,
         progress=progress,
-        description=f"re-id {config.variant}",
+        description=f"re-id {model_config.variant}",
         summary_extra={"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)},
         on_epoch_end=on_epoch_end,
     )
