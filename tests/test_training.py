@@ -115,6 +115,21 @@ def test_identity_balanced_batches_hold_k_crops_of_p_identities() -> None:
     assert reid_training.epoch_plan(crops.labels, 1, config) != batches
 
 
+def test_fewer_identities_than_a_balanced_batch_still_train() -> None:
+    """16 identities per batch on a 3-identity set: one batch of all three (as plain shuffling
+    gives one short batch), not an epoch without a step that saves an untrained network."""
+    crops = tiny_crop_set(n_ids=3, per_id=2)
+    batches = reid_training.epoch_plan(crops.labels, 0, tiny_config(batch_size=64, ids_per_batch=16))
+    assert len(batches) == 1 and set(crops.labels[batches[0]].tolist()) == {0, 1, 2}
+
+
+def test_training_without_a_single_batch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reid_training, "epoch_plan", lambda labels, epoch, config: [])
+    with pytest.raises(ValueError, match="gives no batch at all"):
+        reid_training.train_reid(tiny_config(epochs=1), tmp_path, progress=False, crop_set=tiny_crop_set())
+    assert not (tmp_path / "reid.safetensors").exists()
+
+
 def test_crop_boxes_resamples_exactly_the_box() -> None:
     image = np.zeros((40, 60, 3), np.uint8)
     image[10:30, 20:30] = (200, 100, 50)

@@ -24,6 +24,8 @@ def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> lis
 
     With ``ids_per_batch`` > 0 batches are identity-balanced: that many identities, each with
     ``batch_size // ids_per_batch`` crops (sampled with replacement when an identity has fewer).
+    As plain shuffling gives one short batch when there are fewer crops than a batch, balanced
+    sampling gives one batch of every identity when there are fewer than ``ids_per_batch``.
     """
     rng = np.random.default_rng([config.seed, epoch])
     n = len(labels)
@@ -34,6 +36,7 @@ def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> lis
     per_id = max(1, config.batch_size // ids_per_batch)
     by_id = [np.flatnonzero(labels.numpy() == c) for c in range(int(labels.max()) + 1)]
     ids = rng.permutation(len(by_id))
+    ids_per_batch = min(ids_per_batch, len(ids))
     batches = []
     for start in range(0, len(ids) - ids_per_batch + 1, ids_per_batch):
         batch: list[int] = []

@@ -115,6 +115,8 @@ class Trainer:
             model = torch.nn.parallel.DistributedDataParallel(model)
         plan = [epoch_batches(e) for e in range(self.epochs)]
         total = sum(len(p) for p in plan)
+        if self.epochs > 0 and total == 0:  # never save an untrained network as if it were trained
+            raise ValueError(f"{self.description}: the training data gives no batch at all; is the training split empty, or smaller than one batch?")
         first_epoch, start, global_step = self._resume()
         log = _MetricsLog(self.out_dir / "metrics.csv") if rank == 0 else None
         images_seen, started = 0, time.perf_counter()
