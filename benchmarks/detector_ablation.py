@@ -118,6 +118,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="training epochs, the same for every variant")
     parser.add_argument("--variants", nargs="+", default=list(SWITCHES), choices=list(SWITCHES))
     parser.add_argument(
+        "--deployments", nargs="*", default=["fixed_top", "top100"], choices=["fixed_top", "top100"], help="deployment rules scored on the paper network"
+    )
+    parser.add_argument(
         "--reid", type=Path, default=ROOT / "personsearch" / "assets" / "default", help="bundle whose re-id network every detector is paired with"
     )
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "detector_ablation")
