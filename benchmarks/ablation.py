@@ -85,8 +85,9 @@ def level_features(feats: np.ndarray, num_levels: int, weights: tuple[float, ...
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """A ``SearchResult.to_dict()`` without its per-query lists (the file stays readable)."""
-    return {k: v for k, v in result.items() if k not in {"per_query", "excluded"}}
+    """A ``SearchResult.to_dict()`` without its per-query lists (the file stays readable); of a
+    dict holding several results (``PipelineResult.to_dict()``), each one's."""
+    return {k: summary(v) if isinstance(v, dict) else v for k, v in result.items() if k not in {"per_query", "excluded"}}
 
 
 class Validation:

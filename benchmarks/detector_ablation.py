@@ -1,6 +1,6 @@
 """The paper's detector changes, each switched off alone: what does each one buy?
 
-    python benchmarks/detector_ablation.py --epochs 2
+    python benchmarks/detector_ablation.py --epochs 1
 
 CLSA changes Faster R-CNN in three ways for training (docs/specs/clsa.md section 1), and one for
 deployment; no public code measures them one by one. Each variant here is the release detector
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ablation import summary
 from run_info import ROOT, commit, machine
 
 from personsearch.data import load_dataset
@@ -81,13 +82,6 @@ def with_reid(vdir: Path, reid: Path, detector_changes: dict[str, Any] | None = 
     return target
 
 
-def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """Scores without their per-query / per-scene lists (the file stays readable)."""
-    if isinstance(result, dict):
-        return {k: summary(v) for k, v in result.items() if k not in {"per_query", "excluded", "per_scene"}}
-    return result
-
-
 def score(bundle_dir: Path, dataset, gallery_size: int, det_thresh: float) -> dict[str, Any]:
     cached = bundle_dir / "scores.json"
     if cached.is_file():
@@ -115,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic-standard", help="the standard benchmark, seed 0 (generated if absent)")
     parser.add_argument("--recipe", type=Path, default=ROOT / "configs" / "detector_mobilenet_v2_release.yaml")
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs, the same for every variant")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs, the same for every variant (the stored results: 1)")
     parser.add_argument("--variants", nargs="+", default=list(SWITCHES), choices=list(SWITCHES))
     parser.add_argument(
         "--deployments", nargs="*", default=["fixed_top", "top100"], choices=["fixed_top", "top100"], help="deployment rules scored on the paper network"
