@@ -1,0 +1,151 @@
+"""Static int8 quantisation settings of the shipped re-id network, on this machine: which of ONNX
+Runtime's remedies for CPUs without VNNI (where its u8 x s8 kernels can saturate) keeps the
+features close enough to fp32 for the engine chooser to accept int8, and at what speed.
+
+    python benchmarks/int8_settings.py --bundle personsearch/assets/default
+
+Settings: the ``ort-int8`` engine's own (s8 weights, min-max calibration on the chooser's 64
+calibration crops); the same on all 236 other probe crops; ``reduce_range`` (7-bit weights); u8
+weights (the u8 x u8 kernel, no saturation); u8 weights with moving-average and entropy
+calibration. Every setting quantises the same ONNX export and is scored by the chooser's rule
+(``personsearch.models.engine_choice.features_agree``) against fp32 PyTorch, on the chooser's 64
+check crops and on 512 crops of the people of another synthetic benchmark (``small``, seed 7). Timing on a batch of 32 crops:
+``--rounds`` rounds in alternating order, each setting's speed as the median ratio to PyTorch
+fp32 eager in the same round (ONNX Runtime fp32 alongside). Writes
+``benchmarks/results/int8_settings-<cpu signature>.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from engines import time_engines
+from run_info import ROOT, commit, machine
+
+from personsearch.data.crops import normalize_crops
+from personsearch.models import engine_choice, engines
+from personsearch.models.bundle import CHECK_CROPS, load_component
+from personsearch.models.engine_choice import cpu_signature, signature_digest
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "ort-int8 (s8 weights, 64 crops)": {"calibration": "small"},
+    "s8 weights, 236 crops": {},
+    "s8 7-bit weights (reduce_range)": {"reduce_range": True},
+    "u8 weights": {"weights": "uint8"},
+    "u8 weights, moving-average calibration": {"weights": "uint8", "extra_options": {"CalibMovingAverage": True}},
+    "u8 weights, entropy calibration": {"weights": "uint8", "method": "entropy"},
+}
+
+
+def people_crops(seed: int, count: int, size: tuple[int, int]) -> torch.Tensor:
+    """``count`` crops of the people of the ``small`` synthetic benchmark drawn with ``seed``."""
+    from personsearch.data.crops import crop_boxes
+    from personsearch.data.synthetic.plan import plan_benchmark, resolve_config
+    from personsearch.data.synthetic.scenes import render_scene
+
+    parts, total = [], 0
+    for planned in plan_benchmark(resolve_config("small"), seed).images:
+        boxes = np.array([p.box for p in planned.scene.people], dtype=np.float32).reshape(-1, 4)
+        if len(boxes):
+            parts.append(crop_boxes(render_scene(planned.scene), boxes, size))
+            total += len(boxes)
+        if total >= count:
+            break
+    return torch.cat(parts)[:count]
+
+
+def quantize(fp32: Path, out: Path, calibration: np.ndarray, setting: dict[str, Any]) -> Path:
+    options = {k: v for k, v in setting.items() if k in ("weights", "reduce_range", "extra_options")}
+    if setting.get("method") == "entropy":
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        class Batches:
+            def __init__(self) -> None:
+                self.batches = iter(
+                    [{"input": np.ascontiguousarray(calibration[i : i + 16])} for i in range(0, len(calibration) // 16 * 16, 16)]
+                )  # its histograms need equal batches
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                return next(self.batches, None)
+
+        pre = out.with_suffix(".pre.onnx")
+        quant_pre_process(str(fp32), str(pre))
+        quantize_static(
+            str(pre), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.Entropy,
+        )  # fmt: skip
+        return out
+    return engines.quantize_int8(fp32, out, calibration, **options)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=ROOT / "personsearch" / "assets" / "default")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    network, config, _ = load_component(args.bundle, "reid")
+    network.eval()
+    _, crops = engine_choice.probe_set(tuple(config.input_size), crops=1000)  # all 300
+    check, held_out = normalize_crops(crops[:CHECK_CROPS]), normalize_crops(people_crops(7, 512, tuple(config.input_size)))
+    calibration = {"small": normalize_crops(crops[CHECK_CROPS:128]).numpy(), "big": normalize_crops(crops[CHECK_CROPS:]).numpy()}
+    batch = check[:32]
+    with torch.no_grad():
+        reference = {"check": network(check).numpy(), "held_out": network(held_out).numpy()}
+
+    rows: dict[str, dict[str, Any]] = {}
+    runners = {engines.REFERENCE: lambda: network(batch)}
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        fp32 = engines.export_reid(network, Path(tmp) / "reid-fp32.onnx")
+        candidates = {"ort-fp32": fp32}
+        for i, (name, setting) in enumerate(SETTINGS.items()):
+            candidates[name] = quantize(fp32, Path(tmp) / f"int8-{i}.onnx", calibration[setting.get("calibration", "big")], setting)
+            print(name, "quantised", flush=True)
+        for name, path in candidates.items():
+            run = engines.ort_reid(path)
+            agreement = {part: engine_choice.feature_agreement(reference[part], run(x).numpy()) for part, x in (("check", check), ("held_out", held_out))}
+            rows[name] = {"agreement": agreement, "accepted": all(engine_choice.features_agree(a) for a in agreement.values())}
+            runners[name] = lambda r=run: r(batch)
+        timing = time_engines(runners, len(batch), args.rounds, args.calls)
+    for name in rows:
+        rows[name].update(timing[name], x_ort_fp32=timing[name]["per_s"] / timing["ort-fp32"]["per_s"])
+
+    signature = cpu_signature()
+    results = {
+        "benchmark": "int8_settings",
+        "commit": commit(),
+        "machine": machine(),
+        "signature": signature,
+        "bundle": str(args.bundle),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "torch_fp32_per_s": timing[engines.REFERENCE]["per_s"],
+        "rule": {"cos_median": engine_choice.COSINE_MEDIAN, "cos_min": engine_choice.COSINE_MIN, "nn_same": engine_choice.NEIGHBOUR_AGREEMENT},
+        "settings": rows,
+    }
+    out = args.out or ROOT / "benchmarks" / "results" / f"int8_settings-{signature_digest(signature)}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"{signature['cpu']} ({signature['torch_capability']}, flags {' '.join(signature.get('flags', []))}), {args.threads} threads")
+    print(f"PyTorch fp32 eager: {timing[engines.REFERENCE]['per_s']:.1f} crops/s")
+    print(f"{'setting':42s} {'x fp32':>7s} {'x ORT':>6s}  {'cos med / min / NN (check)':28s} {'(512 other people)':24s} verdict")
+    for name, row in rows.items():
+        a, b = row["agreement"]["check"], row["agreement"]["held_out"]
+        print(
+            f"{name:42s} {row['x_fp32']:6.2f}x {row['x_ort_fp32']:5.2f}x  {a['cos_median']:.3f} / {a['cos_min']:.3f} / {a['nn_same']:.2f}"
+            f"{'':10s} {b['cos_median']:.3f} / {b['cos_min']:.3f} / {b['nn_same']:.2f}   {'accepted' if row['accepted'] else 'refused'}"
+        )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
