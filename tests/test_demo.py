@@ -85,3 +85,18 @@ def test_demo_with_a_given_model_trains_nothing(trained_demo, tmp_path: Path, mo
     printed = console.export_text()
     assert "1/3 synthetic benchmark" in printed and "engines: detector torch-fp32, re-id torch-fp32" in printed
     assert json.loads((out / "search.json").read_text())["hits"] and summary["query_other_appearances"] >= 1
+
+
+def test_the_showcase_searches_for_the_regular_with_their_clearest_picture():
+    from personsearch.data.synthetic import build_dataset, plan_benchmark, resolve_config
+    from personsearch.interfaces.demo import showcase_query
+
+    config = resolve_config("tiny", num_test_ids=8, appearances=(2, 3), regulars=1, regular_appearances=7)
+    dataset = build_dataset(plan_benchmark(config, 4), Path("/unused"), "cuhk")
+    query = showcase_query(dataset)
+    assert query.pid == 1  # the regular: 7 appearances, everyone else at most 3
+    pictures = [
+        (float(b[3] - b[1]), s.name) for s in dataset.gallery for b, p, h in zip(s.boxes, s.pids, s.hard, strict=True) if p == 1 and not h
+    ]
+    assert (float(query.box[3] - query.box[1]), query.name) == max(pictures)
+    assert sum(1 in s.pids for s in dataset.gallery if s.name != query.name) == 6

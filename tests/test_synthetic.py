@@ -253,3 +253,23 @@ def test_overwrite_replaces_an_earlier_synthetic_benchmark(tmp_path):
     assert {p.name for p in (tmp_path / "b" / "Image" / "SSM").iterdir()} == names
     assert_same_dataset(second, load_dataset(tmp_path / "b"))
     assert len(first.queries) == len(second.queries) == 2
+
+
+def test_regulars_appear_often_and_leave_the_train_images_alone():
+    plain = resolve_config("tiny", num_test_ids=8, appearances=(2, 3))
+    with_regular = resolve_config("tiny", num_test_ids=8, appearances=(2, 3), regulars=1, regular_appearances=7)
+    a, b = plan_benchmark(plain, 4), plan_benchmark(with_regular, 4)
+    assert repr([i for i in a.images if i.split == "train"]) == repr([i for i in b.images if i.split == "train"])
+    seen = Counter(p.pid for i in b.images if i.split == "test" for p in i.scene.people if p.pid != UNLABELED)
+    assert seen[0] == 7 and max(n for pid, n in seen.items() if pid != 0) <= 3
+    dataset = build_dataset(b, Path("/unused"), "cuhk")
+    regular = next(q for q in dataset.queries if q.pid == 1)  # CUHK test pids start at 1
+    targets = [g for g in regular.galleries[50] if g.box is not None]
+    assert len(targets) == 6  # every other appearance is in the protocol gallery
+
+
+def test_bad_regular_settings_are_refused():
+    with pytest.raises(ValueError, match="regulars"):
+        resolve_config("tiny", regulars=7)  # tiny has 6 test identities
+    with pytest.raises(ValueError, match="regular_appearances"):
+        resolve_config("tiny", regulars=1, regular_appearances=2)

@@ -121,7 +121,7 @@ def _write_json(data: object, path: Path | None) -> None:
 @command("make-synthetic")
 def make_synthetic_cmd(
     out: Annotated[Path, typer.Argument(help="Directory to write the benchmark into.")],
-    preset: Annotated[str, typer.Option(help="tiny | small | standard")] = "small",
+    preset: Annotated[str, typer.Option(help="tiny | small | demo | standard")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same benchmark.")] = 0,
     layout: Annotated[str, typer.Option(help="On-disk layout: cuhk (CUHK-SYSU) or prw (PRW).")] = "cuhk",
 ) -> None:
@@ -399,7 +399,7 @@ def export_cmd(
 @command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Directory for the data, model, index and report.")] = Path("demo-output"),
-    preset: Annotated[str, typer.Option(help="Synthetic preset: tiny | small | standard.")] = "small",
+    preset: Annotated[str, typer.Option(help="Synthetic preset: tiny | small | demo | standard.")] = "demo",
     seed: Annotated[int, typer.Option(help="Seed of the benchmark (and of the training with --train); the shipped model was trained on seed 0.")] = 7,
     train: Annotated[bool, typer.Option(help="Train a compact detector and re-id network here (minutes) instead of using the shipped model.")] = False,
     model: Annotated[str, typer.Option(help="Model to search with when not training: bundle directory or saved name.")] = "default",

@@ -37,7 +37,7 @@ from personsearch.training.reid import train_reid
 class DemoSettings:
     """What the demo runs; sized to finish in minutes on a 2-core CPU."""
 
-    preset: str = "small"
+    preset: str = "demo"
     seed: int = 7
     """Seed of the benchmark (and of the training with ``train``); the shipped model was trained
     on seed 0 only, so its demo scores are on people and scenes it never saw."""
@@ -75,14 +75,27 @@ def ground_truth_verdicts(hits: Sequence[Hit], scenes: Sequence[Scene], pid: int
 
 
 def showcase_query(dataset: PersonSearchDataset) -> Query:
-    """The query whose person appears in the most other gallery images (the first such one in
-    benchmark order): chosen from the annotations alone, never from the model's results, so the
-    report has as many right answers to show as the benchmark offers."""
+    """The person who appears in the most gallery images (the first such query in benchmark
+    order; the ``demo`` preset's regular), searched with their clearest picture: their tallest
+    appearance not flagged hard, as a user searches with a good photo of someone. The
+    benchmark's own query for that person is drawn at a random height (often 20-40 px), which
+    the protocol's table covers. Chosen from the annotations alone, never from the model's
+    results, so the report has as many right answers to show as the benchmark offers."""
 
     def appearances(query: Query) -> int:
-        return sum(query.pid in scene.pids for scene in dataset.gallery if scene.path.resolve() != query.path.resolve())
+        return sum(query.pid in scene.pids for scene in dataset.gallery)
 
-    return max(dataset.queries, key=appearances)
+    person = max(dataset.queries, key=appearances)
+    pictures = [
+        (float(box[3] - box[1]), scene, box)
+        for scene in dataset.gallery
+        for box, pid, hard in zip(scene.boxes, scene.pids, scene.hard if scene.hard is not None else np.zeros(len(scene.pids), bool), strict=True)
+        if pid == person.pid and not hard
+    ]
+    if not pictures:
+        return person
+    _, scene, box = max(pictures, key=lambda p: p[0])
+    return replace(person, name=scene.name, path=scene.path, box=box.copy(), cam=scene.cam, galleries={})
 
 
 def _stage(console: Console, title: str) -> float:
