@@ -95,8 +95,6 @@ def test_the_showcase_searches_for_the_regular_with_their_clearest_picture():
     dataset = build_dataset(plan_benchmark(config, 4), Path("/unused"), "cuhk")
     query = showcase_query(dataset)
     assert query.pid == 1  # the regular: 7 appearances, everyone else at most 3
-    pictures = [
-        (float(b[3] - b[1]), s.name) for s in dataset.gallery for b, p, h in zip(s.boxes, s.pids, s.hard, strict=True) if p == 1 and not h
-    ]
+    pictures = [(float(b[3] - b[1]), s.name) for s in dataset.gallery for b, p, h in zip(s.boxes, s.pids, s.hard, strict=True) if p == 1 and not h]
     assert (float(query.box[3] - query.box[1]), query.name) == max(pictures)
     assert sum(1 in s.pids for s in dataset.gallery if s.name != query.name) == 6
