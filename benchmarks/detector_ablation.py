@@ -22,8 +22,11 @@ ImageNet weights and seed:
 Every detector is scored on the test gallery with the detection protocol (recall and AP, overall
 and for people under 60 px) and, paired with the shipped re-id network, with the search protocol
 (CUHK-SYSU style, gallery 100), so a change is judged by what it does to search, not only to boxes.
-Training resumes from checkpoints in ``--work``; scores are cached there. Writes
-``benchmarks/results/detector_ablation.json`` and prints a table.
+Training resumes from checkpoints in ``--work``; scores are cached there. Variants already in
+``--out`` from an earlier session (whose ``--work`` is gone) are kept, not retrained, when that
+file was made with the same recipe, budget, data and gallery size; so one CPU session at a time
+can add the rows still missing. Writes ``benchmarks/results/detector_ablation.json`` and prints
+a table.
 """
 
 from __future__ import annotations
@@ -95,6 +98,22 @@ def score(bundle_dir: Path, dataset, gallery_size: int, det_thresh: float) -> di
     return out
 
 
+def earlier_variants(path: Path, results: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """The variants (and the seconds spent) of an earlier results file made with the same
+    recipe, budget, data and gallery size; nothing when anything differs."""
+    if not path.is_file():
+        return {}, 0.0
+    old = json.loads(path.read_text())
+    differ = [k for k in ("recipe", "budget", "data", "gallery_size") if old.get(k) != results[k]]
+    if differ:
+        print(f"note: {path} was made with another {', '.join(differ)}: its variants are not reused (this run overwrites it)", flush=True)
+        return {}, 0.0
+    machine_then = old.get("machine")
+    kept = {name: {"machine": machine_then, **r} if "machine" not in r else r for name, r in old.get("variants", {}).items()}
+    results["switches"] = {**old.get("switches", {}), **results["switches"]}
+    return kept, float(old.get("timings_s", {}).get("total", 0.0))
+
+
 def row(name: str, r: dict[str, Any]) -> str:
     det, search = r["detection"], r["search"]
     small = det["recall_by_height"].get("<60", {}).get("recall")
@@ -142,13 +161,20 @@ def main() -> None:
         "variants": {},
     }
 
+    earlier, earlier_seconds = earlier_variants(args.out, results)
+    results["variants"].update(earlier)
+
     def write() -> None:
-        results["timings_s"] = {"total": round(time.perf_counter() - started, 1)}
+        results["timings_s"] = {"total": round(earlier_seconds + time.perf_counter() - started, 1)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
 
     for name in args.variants:
         t = time.perf_counter()
+        wanted = [name] + (args.deployments if name == "paper" else [])
+        if all(n in earlier and not (args.work / n / "scores.json").is_file() for n in wanted):
+            print(f"== {name}: kept from {args.out}\n{row(name, earlier[name])}", flush=True)
+            continue
         vdir = with_reid(train_variant(name, base, args.work), args.reid)
         results["variants"][name] = score(vdir, dataset, args.gallery_size, det_thresh=0.5)
         print(f"== {name} ({time.perf_counter() - t:.0f} s)\n{row(name, results['variants'][name])}", flush=True)

@@ -6,13 +6,13 @@ if each wins somewhere).
     python benchmarks/openvino_vs_ort.py --bundle personsearch/assets/default
 
 Both runtimes run the very same ONNX files the ``ort-*`` engines use: the detector's trunk on one
-800 x 600 scene (resized to 600 x 800 as the detector does), its C4 box head on 300 RoIs (the test
-proposal count), the re-id network on a batch of 32 probe crops in fp32, and the int8 QDQ re-id
+800 x 600 scene (resized to 600 x 800 as the detector does), its RPN head on that scene's feature
+map, its RoIAlign + C4 box head on 300 RoIs of it (the test proposal count), the re-id network on a batch of 32 probe crops in fp32, and the int8 QDQ re-id
 network of ``ort-int8`` (OpenVINO reads QDQ graphs as its own int8). OpenVINO is pinned to fp32
 (``INFERENCE_PRECISION_HINT=f32``: it would otherwise pick bf16 by itself on CPUs that have it)
 and to the same thread count, latency mode. Timing: best of ``--calls`` calls per round, rounds in
 alternating order, median over rounds of the OpenVINO / ONNX Runtime speed ratio. Also reported:
-what share of a whole detection each part is (the rest is PyTorch: RPN, RoIAlign, NMS) and the
+what share of a whole detection each part is (the rest is PyTorch: anchors, proposals, NMS) and the
 int8 networks' agreement with fp32 PyTorch by the engine chooser's rule. Writes
 ``benchmarks/results/openvino_vs_ort-<cpu signature>.json`` and prints a table.
 """
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 from engines import best_time
 from run_info import ROOT, commit, machine
@@ -62,19 +61,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         detector = bundle.detector_network.eval()
-        trunk, head = engines.export_detector(detector, work)
+        trunk, rpn, roi = engines.export_detector(detector, work)
         reid = engines.export_reid(bundle.reid_network, work / "reid-fp32.onnx")
         reid_int8 = engines.quantize_int8(reid, work / "reid-int8.onnx", calibration)
 
-        # The trunk's input exactly as the detector builds it for one probe scene; the head's as
-        # RoIAlign hands it over for the test-time proposal count.
+        # Every part's input exactly as the detector builds it for one probe scene, with the
+        # test-time proposal count of RoIs.
         image = torch.from_numpy(np.ascontiguousarray(scenes[0])).permute(2, 0, 1).float().div(255)
         with torch.no_grad():
             batched, _ = detector.transform([image])
             trunk_in = batched.tensors.numpy()
-        _, channels, side, _ = (d.dim_value for d in onnx.load(str(head)).graph.input[0].type.tensor_type.shape.dim)
-        rois = detector.rpn._post_nms_top_n["testing"]
-        head_in = np.random.default_rng(0).random((rois, channels, side, side), dtype=np.float32)
+            features = detector.backbone(batched.tensors)
+            proposals, _ = detector.rpn(batched, features)
+        feature_in = next(iter(features.values())).numpy()
+        rois = len(proposals[0])
+        roi_in = torch.cat([torch.zeros(rois, 1), proposals[0]], dim=1).numpy()
         crops_in = np.ascontiguousarray(check[: engine_choice.TIMED_CROPS].numpy())
 
         with torch.no_grad():
@@ -82,16 +83,18 @@ def main() -> None:
             reference = bundle.reid_network.eval()(check).numpy()
 
         parts = [
-            ("detector trunk", trunk, trunk_in, 1),
-            (f"detector C4 head, {rois} RoIs", head, head_in, 1),
-            ("re-id fp32, 32 crops", reid, crops_in, len(crops_in)),
-            ("re-id int8 (QDQ), 32 crops", reid_int8, crops_in, len(crops_in)),
+            ("detector trunk", trunk, [trunk_in], 1),
+            ("detector RPN head", rpn, [feature_in], 1),
+            (f"detector RoIAlign + C4 head, {rois} RoIs", roi, [feature_in, roi_in], 1),
+            ("re-id fp32, 32 crops", reid, [crops_in], len(crops_in)),
+            ("re-id int8 (QDQ), 32 crops", reid_int8, [crops_in], len(crops_in)),
         ]
         rows = []
-        for name, path, inp, items in parts:
+        for name, path, inputs, items in parts:
             session = engines.ort_session(path, args.threads)
             compiled = core.compile_model(str(path), "CPU", config)
-            runs = {"ort": lambda s=session, x=inp: s.run(None, {"input": x}), "openvino": lambda c=compiled, x=inp: c(x)}
+            feeds = dict(zip([i.name for i in session.get_inputs()], inputs, strict=True))
+            runs = {"ort": lambda s=session, f=feeds: s.run(None, f), "openvino": lambda c=compiled, x=inputs: c(x)}
             out_ort, out_ov = runs["ort"]()[0], np.asarray(runs["openvino"]()[0])
             times: dict[str, list[float]] = {k: [] for k in runs}
             ratios = []
@@ -102,7 +105,7 @@ def main() -> None:
                 ratios.append(this["ort"] / this["openvino"])
             row: dict[str, Any] = {
                 "part": name,
-                "input": list(inp.shape),
+                "input": [list(x.shape) for x in inputs],
                 "ort_ms": 1000 * statistics.median(times["ort"]),
                 "openvino_ms": 1000 * statistics.median(times["openvino"]),
                 "openvino_speed_vs_ort": statistics.median(ratios),

@@ -70,15 +70,32 @@ def test_onnx_reid_export_gives_pytorch_features(tmp_path: Path) -> None:
 
 def test_onnx_detector_gives_pytorch_boxes(tmp_path: Path) -> None:
     model, _ = tiny_detector()
-    trunk, head = engines.export_detector(model, tmp_path)
+    parts = engines.export_detector(model, tmp_path)
+    assert [p.name for p in parts] == list(engines.DETECTOR_PARTS)
     images = [torch.rand(3, 150, 200, generator=torch.Generator().manual_seed(k)) for k in range(2)]
     with torch.no_grad():
         expected = model(images)
-    got = engines.ort_detect(model, trunk, head)(images)
+    got = engines.ort_detect(model, parts)(images)
     for e, g in zip(expected, got, strict=True):
         assert len(e["boxes"]) > 0
         torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-2, rtol=1e-4)
         torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_roi_features_match_pytorch_and_fall_back_where_they_cannot_run(tmp_path: Path) -> None:
+    model, _ = tiny_detector()
+    runner = engines.ort_detector(model, engines.export_detector(model, tmp_path))
+    pool, head = model.roi_heads.box_roi_pool, model.roi_heads.box_head
+    features = {pool.featmap_names[0]: torch.rand(1, model.backbone.out_channels, 10, 14, generator=torch.Generator().manual_seed(1))}
+    boxes = [torch.tensor([[4.0, 8.0, 60.0, 150.0], [100.0, 20.0, 130.0, 90.0]])]
+    with torch.no_grad():
+        expected = head(pool(features, boxes, [(160, 224)]))
+        got = runner.roi_heads.box_head(runner.roi_heads.box_roi_pool(features, boxes, [(160, 224)]))
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+        # no proposal at all, and a feature map at another scale than the exported one: PyTorch
+        assert runner.roi_heads.box_roi_pool(features, [torch.zeros(0, 4)], [(160, 224)]).shape == (0, expected.shape[1])
+        other = head(pool(features, boxes, [(80, 112)]))
+        torch.testing.assert_close(runner.roi_heads.box_roi_pool(features, boxes, [(80, 112)]), other)
 
 
 def test_int8_quantisation_writes_a_quantised_network_that_runs(tmp_path: Path) -> None:
@@ -207,7 +224,7 @@ def test_forced_engines_and_bad_names(bundle_dir: Path) -> None:
         ModelBundle(bundle_dir, engine="fastest")
     bundle = ModelBundle(bundle_dir, engine="reid=ort-fp32,detector=ort-fp32")
     assert (bundle.engine_choice.reid, bundle.engine_choice.detector) == ("ort-fp32", "ort-fp32")
-    assert sorted(p.name for p in bundle.engine_dir.glob("*.onnx")) == ["detector-head.onnx", "detector-trunk.onnx", "reid-fp32.onnx"]
+    assert sorted(p.name for p in bundle.engine_dir.glob("*.onnx")) == sorted([*engines.DETECTOR_PARTS, "reid-fp32.onnx"])
 
 
 def test_without_onnxruntime_the_torch_engines_still_run(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -380,8 +380,10 @@ def export_cmd(
     format: Annotated[str, typer.Option(help="onnx (ONNX Runtime and anything else that reads ONNX).")] = "onnx",
     int8: Annotated[bool, typer.Option(help="Also write reid-int8.onnx (static int8, calibrated on synthetic person crops).")] = True,
 ) -> None:
-    """Export both networks: reid.onnx (crops -> features), detector-trunk.onnx and detector-head.onnx
-    (the RPN, RoIAlign and box post-processing stay in PyTorch: docs/performance.md)."""
+    """Export both networks: reid.onnx (crops -> features) and the detector's network parts,
+    detector-trunk.onnx (image -> stride-16 features), detector-rpn.onnx (features -> objectness,
+    box deltas) and detector-roi.onnx (features + RoIs -> box features: RoIAlign, max-pool, C4
+    head); anchors, proposal selection, NMS and box decoding are torchvision's (docs/performance.md)."""
     from personsearch.interfaces.api import resolve_model
     from personsearch.models import engines
     from personsearch.models.bundle import ModelBundle

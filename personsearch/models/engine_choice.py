@@ -50,7 +50,8 @@ PROBE_SEED = 20261130
 
 def cpu_signature() -> dict[str, Any]:
     """What decides which engine is fastest: the CPU model and its vector extensions, PyTorch's
-    kernel level, the threads used, the library versions, and glibc's malloc tuning (the CLI sets
+    kernel level, the threads used, the library versions, what the engines run (their revision),
+    and glibc's malloc tuning (the CLI sets
     it; on an AVX2 CPU it makes PyTorch 1.6-2.7x faster and ONNX Runtime no faster, so a choice
     measured with it does not hold without it: docs/performance.md)."""
     flags: list[str] = []
@@ -83,6 +84,7 @@ def cpu_signature() -> dict[str, Any]:
         "onnxruntime": ort_version,
         "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+        "engines_revision": engines.REVISION,
     }
 
 

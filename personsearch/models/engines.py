@@ -7,9 +7,10 @@ and runs 6-10x slower than fp32), ``torch.compile`` (opt-in: it needs a C++ comp
 once per input-shape family), or ONNX Runtime: fp32, and for the re-id network int8 with static
 QDQ quantisation calibrated on person crops.
 
-The detector under ONNX Runtime runs its two convolutional parts there (the stride-16 trunk and
-the C4 box head on the RoI crops) and keeps torchvision's RPN, RoIAlign and box post-processing
-in PyTorch, so the box logic is the same code whatever the engine.
+The detector under ONNX Runtime runs its network parts there: the stride-16 trunk, the RPN head
+(the 3 x 3 convolution and its two 1 x 1 outputs) and, in one graph, RoIAlign + the 2 x 2
+max-pool + the C4 box head on the proposals. Anchors, proposal selection, NMS and box decoding stay
+torchvision's PyTorch code, so the box logic is the same whatever the engine.
 
 Which engine is fastest *and* agrees with fp32 is measured per machine: ``engine_choice.py``.
 """
@@ -23,13 +24,16 @@ import logging
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops._utils import convert_boxes_to_roi_format
+from torchvision.ops.poolers import _setup_scales
 
 from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
 
@@ -46,6 +50,9 @@ ENGINES: dict[str, str] = {
     "ort-int8": "ONNX Runtime int8, static QDQ quantisation (re-id; the detector runs ort-fp32)",
 }
 """Every engine name, with what it runs."""
+REVISION = 2
+"""Bumped when what an engine runs changes (2: the detector's RPN head and RoIAlign joined ONNX
+Runtime), so choices cached by an older version are measured again."""
 REFERENCE = "torch-fp32"
 AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8")
 """Engines ``--engine auto`` measures. ``torch-compile`` is left out: its one-off compile per input
@@ -93,20 +100,36 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path, dynamic: dict[int, str]) -> Path:
-    """Export ``module`` (one tensor in, one tensor out) to ONNX at ``path`` (atomic write) with
-    the given dynamic input axes; the output's batch axis is dynamic too."""
+def export_onnx(
+    module: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    path: str | Path,
+    dynamic: dict[int, str] | dict[str, dict[int, str]],
+    outputs: int = 1,
+) -> Path:
+    """Export ``module`` to ONNX at ``path`` (atomic write). Inputs are named ``input``,
+    ``input1``, ... and outputs ``output``, ``output1``, ...; ``dynamic`` maps those names to their
+    dynamic axes, or is the first input's dynamic axes (the outputs' first axis then follows its
+    first)."""
     path = Path(path)
     tmp = _atomic_path(path)
+    examples = example if isinstance(example, tuple) else (example,)
+    inputs = ["input"] + [f"input{i}" for i in range(1, len(examples))]
+    names = ["output"] + [f"output{i}" for i in range(1, outputs)]
+    if all(isinstance(key, str) for key in dynamic):
+        axes = cast("dict[str, dict[int, str]]", dynamic)
+    else:
+        first = cast("dict[int, str]", dynamic)
+        axes = {"input": first} | {name: {0: first.get(0, "n")} for name in names}
     module = copy.deepcopy(module).float().eval().to(memory_format=torch.contiguous_format)
     with _quiet_export(), torch.no_grad():
         torch.onnx.export(
             module,
-            (example.float().contiguous(),),
+            tuple(x.float().contiguous() for x in examples),
             str(tmp),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": dynamic, "output": {0: dynamic.get(0, "n")}},
+            input_names=inputs,
+            output_names=names,
+            dynamic_axes=axes,
             opset_version=17,
             dynamo=False,
         )
@@ -182,11 +205,17 @@ class OrtModule(nn.Module):
         self.path = Path(path)
         self.session = ort_session(self.path)
 
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(x) == 0:
+        return self.run(x)[0]
+
+    def run(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """Every output of the network for ``tensors`` (its inputs, in order), as float32 tensors."""
+        if len(tensors[0]) == 0:
             raise ValueError("OrtModule called with an empty batch")
-        out = self.session.run(None, {"input": x.detach().float().contiguous().cpu().numpy()})[0]
-        return torch.from_numpy(out)
+        feeds = {name: x.detach().float().contiguous().cpu().numpy() for name, x in zip(self.inputs, tensors, strict=True)}
+        return [torch.from_numpy(out) for out in self.session.run(None, feeds)]
 
 
 class _TrunkOutput(nn.Module):
@@ -211,33 +240,112 @@ class _TrunkFromOrt(nn.Module):
         return OrderedDict([(self.stage, self.module(x))])
 
 
+class _RpnHeadOutputs(nn.Module):
+    """The RPN head on one feature map, its two outputs as plain tensors (for export)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, deltas = self.head([x])
+        return logits[0], deltas[0]
+
+
+class _RpnHeadFromOrt(nn.Module):
+    """torchvision's RPN head interface (feature maps -> objectness, box deltas per map) over an
+    ONNX Runtime session."""
+
+    def __init__(self, module: OrtModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        outputs = [self.module.run(feature) for feature in x]
+        return [o[0] for o in outputs], [o[1] for o in outputs]
+
+
+class _RoIBoxFeatures(nn.Module):
+    """RoIAlign + the optional max-pool + the C4 box head: (feature map, RoIs as rows of batch
+    index, x1, y1, x2, y2 in image pixels) -> one box feature per RoI (for export)."""
+
+    def __init__(self, pool: nn.Module, head: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.size, self.sampling = cast("tuple[int, int]", pool.output_size), int(cast(int, pool.sampling_ratio))
+        self.pool, self.head, self.scale = cast(nn.Module, pool.pool), head, scale
+
+    def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        crops = roi_align(features, rois, self.size, self.scale, self.sampling, aligned=False)
+        return self.head(self.pool(crops))
+
+
+class _RoIBoxFeaturesFromOrt(nn.Module):
+    """Stands in for the detector's RoI pool *and* box head (which becomes the identity): the box
+    features of every proposal from one ONNX Runtime session. Falls back to the PyTorch modules
+    when there is no proposal or the feature map's scale is not the exported one."""
+
+    def __init__(self, module: OrtModule, pool: nn.Module, head: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.module, self.pool, self.head, self.scale = module, pool, head, scale
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        (name,) = cast("list[str]", self.pool.featmap_names)
+        features = x[name]
+        scales, _ = _setup_scales([features], image_shapes, self.pool.canonical_scale, self.pool.canonical_level)
+        if sum(len(b) for b in boxes) == 0 or scales != [self.scale]:
+            return self.head(self.pool(x, boxes, image_shapes))
+        return self.module.run(features, convert_boxes_to_roi_format(boxes))[0]
+
+
 def export_reid(model: nn.Module, path: str | Path) -> Path:
     """The re-id network (eval mode: crops -> L2-normalised features) as ONNX, any batch size."""
     height, width = cast("PyramidReID", model).config.input_size
     return export_onnx(model, torch.zeros(2, 3, height, width), path, {0: "batch"})
 
 
-def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, Path]:
-    """The detector's trunk (any image size) and C4 box head (any number of RoIs) as ONNX:
-    ``detector-trunk.onnx`` and ``detector-head.onnx`` in ``out_dir``. The RPN, RoIAlign and box
-    post-processing stay in PyTorch (``ort_detector`` puts the two parts back)."""
+DETECTOR_PARTS = ("detector-trunk.onnx", "detector-rpn.onnx", "detector-roi.onnx")
+"""The ONNX files of a detector under ONNX Runtime (``export_detector``)."""
+
+
+def _feature_scale(detector: PersonDetector) -> float:
+    """The trunk's feature scale as the RoI pool infers it (1/16 for the C4 trunks)."""
+    with torch.no_grad():
+        features = detector.backbone(torch.zeros(1, 3, 320, 256))
+    scales, _ = _setup_scales(list(features.values()), [(320, 256)], 224, 4)
+    return float(scales[0])
+
+
+def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, ...]:
+    """The detector's network parts as ONNX files in ``out_dir`` (``DETECTOR_PARTS``): the trunk
+    (any image size), the RPN head (any feature map) and RoIAlign + max-pool + C4 box head (any
+    number of RoIs). ``ort_detector`` puts them back into the torchvision detector."""
     out_dir = Path(out_dir)
-    detector = cast("PersonDetector", model)
+    detector = cast("PersonDetector", copy.deepcopy(model).float().eval())
     body = detector.backbone.body
     stage = body.out_stages[-1]
-    trunk = export_onnx(_TrunkOutput(body, stage), torch.zeros(1, 3, 320, 256), out_dir / "detector-trunk.onnx", {0: "batch", 2: "height", 3: "width"})
-    channels = detector.backbone.out_channels
-    side = detector.roi_heads.box_roi_pool.output_size[0] // (2 if isinstance(detector.roi_heads.box_roi_pool.pool, nn.MaxPool2d) else 1)
-    head = export_onnx(detector.roi_heads.box_head, torch.zeros(2, channels, side, side), out_dir / "detector-head.onnx", {0: "rois"})
-    return trunk, head
+    trunk = export_onnx(_TrunkOutput(body, stage), torch.zeros(1, 3, 320, 256), out_dir / DETECTOR_PARTS[0], {0: "batch", 2: "height", 3: "width"})
+    feature = torch.zeros(1, detector.backbone.out_channels, 20, 16)
+    map_axes = {0: "batch", 2: "height", 3: "width"}
+    rpn = export_onnx(
+        _RpnHeadOutputs(detector.rpn.head), feature, out_dir / DETECTOR_PARTS[1], {"input": map_axes, "output": map_axes, "output1": map_axes}, outputs=2
+    )
+    roi_features = _RoIBoxFeatures(detector.roi_heads.box_roi_pool, detector.roi_heads.box_head, _feature_scale(detector))
+    rois = torch.tensor([[0, 8.0, 16.0, 120.0, 300.0], [0, 40.0, 30.0, 90.0, 200.0]])
+    roi = export_onnx(roi_features, (feature, rois), out_dir / DETECTOR_PARTS[2], {"input": map_axes, "input1": {0: "rois"}, "output": {0: "rois"}})
+    return trunk, rpn, roi
 
 
-def ort_detector(model: nn.Module, trunk_path: str | Path, head_path: str | Path) -> nn.Module:
-    """A copy of ``model`` whose trunk and box head run in ONNX Runtime."""
-    runner = cast("PersonDetector", copy.deepcopy(model).eval())
+def ort_detector(model: nn.Module, parts: Sequence[str | Path]) -> nn.Module:
+    """A copy of ``model`` whose network parts (``export_detector``'s files) run in ONNX Runtime."""
+    runner = cast("PersonDetector", copy.deepcopy(model).float().eval())
+    trunk, rpn, roi = parts
     stage = runner.backbone.body.out_stages[-1]
-    runner.backbone.body = _TrunkFromOrt(OrtModule(trunk_path), stage)
-    runner.roi_heads.box_head = OrtModule(head_path)
+    scale = _feature_scale(runner)
+    runner.backbone.body = _TrunkFromOrt(OrtModule(trunk), stage)
+    runner.rpn.head = _RpnHeadFromOrt(OrtModule(rpn))
+    heads = runner.roi_heads
+    heads.box_roi_pool = cast(MultiScaleRoIAlign, _RoIBoxFeaturesFromOrt(OrtModule(roi), heads.box_roi_pool, heads.box_head, scale))
+    heads.box_head = nn.Identity()
     return runner
 
 
@@ -302,8 +410,8 @@ def ort_reid(path: str | Path) -> ReIDRun:
     return run
 
 
-def ort_detect(model: nn.Module, trunk_path: str | Path, head_path: str | Path) -> DetectRun:
-    runner = ort_detector(model, trunk_path, head_path)
+def ort_detect(model: nn.Module, parts: Sequence[str | Path]) -> DetectRun:
+    runner = ort_detector(model, parts)
 
     @torch.no_grad()
     def run(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -339,8 +447,8 @@ def detector_runner(model: nn.Module, name: str, device: torch.device, workdir: 
     if why:
         raise ValueError(f"engine {name!r} cannot run the detector here: {why}")
     if name.startswith("ort-"):
-        trunk, head = workdir / "detector-trunk.onnx", workdir / "detector-head.onnx"
-        if not (trunk.is_file() and head.is_file()):
+        parts = [workdir / name for name in DETECTOR_PARTS]
+        if not all(part.is_file() for part in parts):
             export_detector(model, workdir)
-        return ort_detect(model, trunk, head)
+        return ort_detect(model, parts)
     return torch_detector(copy.deepcopy(model), name, device)
