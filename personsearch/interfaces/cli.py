@@ -500,6 +500,34 @@ def adapt_cmd(
     )
 
 
+@command("adapt-detector")
+def adapt_detector_cmd(
+    videos: Annotated[list[Path], typer.Argument(help="Unlabelled videos to learn real people from.")],
+    out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
+    synthetic: Annotated[Path, typer.Option(help="Synthetic benchmark whose training scenes are mixed in one to one (personsearch make-synthetic).")],
+    model: Annotated[str, typer.Option(help="Starting model bundle directory or saved name (default: the shipped model).")] = "default",
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the mixed set.")] = 2,
+    fps: Annotated[float, typer.Option(help="Frames sampled per second of video for pseudo-labels.")] = 5.0,
+    until: Annotated[float | None, typer.Option(help="Learn only from each video's first seconds (keep the rest for evaluation).")] = None,
+) -> None:
+    """Fine-tune the detector on real footage without labels: boxes SSDLite and HOG agree on, kept
+    where tracking confirms them (unconfirmed detections painted over), mixed with synthetic
+    scenes (personsearch/training/adapt_detector.py). Needs the SSDLite weights
+    (personsearch fetch-weights ssdlite_mobilenet_v2.pedestrian)."""
+    from personsearch.interfaces.api import resolve_model
+    from personsearch.training.adapt_detector import AdaptDetectorConfig, PseudoLabelConfig, adapt_detector
+
+    _configure_logging()
+    config = AdaptDetectorConfig(labels=PseudoLabelConfig(fps=fps, until_s=until), epochs=epochs)
+    try:
+        result = adapt_detector(videos, resolve_model(model), synthetic, out, config)
+    except (OSError, ValueError) as err:
+        _fail(err)
+    console.print(
+        f"learned from {result['real_frames']} pseudo-labelled frames + {result['synthetic_scenes']} synthetic scenes; wrote {out} (use --model {out})"
+    )
+
+
 @command("index-info")
 def index_info_cmd(index: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
     """Model, number of people, images and videos of an index."""

@@ -7,6 +7,7 @@ the re-id network has never seen.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,18 @@ def scene_target(scene: Scene, flip: bool, width: int) -> dict[str, torch.Tensor
     return {"boxes": torch.from_numpy(boxes), "labels": torch.ones(len(boxes), dtype=torch.int64)}
 
 
-def train_detector(config: DetectorTrainConfig, out_dir: str | Path, *, progress: bool = True, scenes: list[Scene] | None = None) -> dict[str, Any]:
+def train_detector(
+    config: DetectorTrainConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    scenes: list[Scene] | None = None,
+    init: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
     """Train per ``config``; checkpoints and metrics go to ``out_dir/train-detector`` and the
-    final network to ``out_dir/detector.*`` (a model-bundle component). Returns a summary."""
+    final network to ``out_dir/detector.*`` (a model-bundle component). Returns a summary.
+    ``scenes``: train on these instead of the config's dataset; ``init``: start from these
+    weights (fine-tuning) instead of the backbone's ImageNet weights."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -40,7 +50,9 @@ def train_detector(config: DetectorTrainConfig, out_dir: str | Path, *, progress
     scenes = [s for s in scenes if len(s.boxes)]
     if not scenes:
         raise ValueError("the training split has no annotated person: nothing to train the detector on")
-    model = build_detector(config.model)
+    model = build_detector(config.model if init is None else replace(config.model, pretrained=None))  # None: weights follow
+    if init is not None:
+        model.load_state_dict(init)
 
     def plan(epoch: int) -> list[list[tuple[int, bool]]]:
         """Batches of (scene index, horizontal flip), a pure function of (seed, epoch)."""
