@@ -38,13 +38,7 @@ from personsearch.training.adapt_detector import PseudoLabelConfig, agreed, conf
 def match(dets: np.ndarray, truth: np.ndarray, unsure: np.ndarray) -> dict[str, int]:
     """Detections matched one to one to truth at IoU >= 0.5; unmatched ones over an unsure box
     (IoU >= 0.5) are ignored, the rest are extra boxes."""
-    from scipy.optimize import linear_sum_assignment
-
-    hit = np.zeros(len(dets), dtype=bool)
-    if len(dets) and len(truth):
-        iou = box_iou(dets[:, :4], truth[:, :4])
-        rows, cols = linear_sum_assignment(iou, maximize=True)
-        hit[rows[iou[rows, cols] >= 0.5]] = True
+    hit = agreed(dets, truth, 0.5)
     ignored = np.zeros(len(dets), dtype=bool)
     if len(unsure) and (~hit).any():
         ignored[~hit] = box_iou(dets[~hit, :4], unsure[:, :4]).max(axis=1) >= 0.5

@@ -61,27 +61,7 @@ def people_crops(seed: int, count: int, size: tuple[int, int]) -> torch.Tensor:
 
 
 def quantize(fp32: Path, out: Path, calibration: np.ndarray, setting: dict[str, Any]) -> Path:
-    options = {k: v for k, v in setting.items() if k in ("weights", "reduce_range", "extra_options")}
-    if setting.get("method") == "entropy":
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        class Batches:
-            def __init__(self) -> None:
-                self.batches = iter(
-                    [{"input": np.ascontiguousarray(calibration[i : i + 16])} for i in range(0, len(calibration) // 16 * 16, 16)]
-                )  # its histograms need equal batches
-
-            def get_next(self) -> dict[str, np.ndarray] | None:
-                return next(self.batches, None)
-
-        pre = out.with_suffix(".pre.onnx")
-        quant_pre_process(str(fp32), str(pre))
-        quantize_static(
-            str(pre), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.Entropy,
-        )  # fmt: skip
-        return out
+    options = {k: v for k, v in setting.items() if k in ("weights", "reduce_range", "extra_options", "method")}
     return engines.quantize_int8(fp32, out, calibration, **options)
 
 

@@ -145,20 +145,23 @@ def quantize_int8(
     weights: str = "int8",
     reduce_range: bool = False,
     extra_options: dict[str, Any] | None = None,
+    method: str = "minmax",
 ) -> Path:
     """Static int8 quantisation (QDQ, per-channel weights, uint8 activations) of an ONNX network,
     activation ranges calibrated on ``calibration`` (float32 network inputs). The defaults are the
     ``ort-int8`` engine's; ``weights="uint8"``, ``reduce_range`` (7-bit weights) and ONNX Runtime's
     ``extra_options`` are the remedies its documentation gives for the saturating u8 x s8 kernels of
-    CPUs without VNNI, measured by ``benchmarks/int8_settings.py``."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    CPUs without VNNI, and ``method="entropy"`` another calibration (its histograms need equal
+    batches: a last, smaller batch is left out), all measured by ``benchmarks/int8_settings.py``."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
+    end = len(calibration) // batch_size * batch_size if method == "entropy" else len(calibration)
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter(
-                [{"input": np.ascontiguousarray(calibration[i : i + batch_size], dtype=np.float32)} for i in range(0, len(calibration), batch_size)]
-            )
+            self.batches = iter([{"input": np.ascontiguousarray(calibration[i : i + batch_size], dtype=np.float32)} for i in range(0, end, batch_size)])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
@@ -178,6 +181,7 @@ def quantize_int8(
                 activation_type=QuantType.QUInt8,
                 weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[weights],
                 extra_options=extra_options,
+                calibrate_method=methods[method],
             )
         os.replace(tmp, out_path)
     finally:

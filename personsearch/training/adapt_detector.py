@@ -74,13 +74,21 @@ class AdaptDetectorConfig:
     seed: int = 0
 
 
+def match_boxes(a: np.ndarray, b: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``a`` and ``b`` (n, >= 4) paired one to one by the largest total IoU (Hungarian),
+    pairs below ``min_iou`` dropped."""
+    if not (len(a) and len(b)):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    iou = box_iou(a[:, :4], b[:, :4])
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    good = iou[rows, cols] >= min_iou
+    return rows[good], cols[good]
+
+
 def agreed(ssd: np.ndarray, hog: np.ndarray, min_iou: float) -> np.ndarray:
     """Which rows of ``ssd`` (n, >= 4) a box of ``hog`` matches one to one at IoU >= ``min_iou``."""
     keep = np.zeros(len(ssd), dtype=bool)
-    if len(ssd) and len(hog):
-        iou = box_iou(ssd[:, :4], hog[:, :4])
-        rows, cols = linear_sum_assignment(iou, maximize=True)
-        keep[rows[iou[rows, cols] >= min_iou]] = True
+    keep[match_boxes(ssd, hog, min_iou)[0]] = True
     return keep
 
 
@@ -91,11 +99,9 @@ def link_tracks(frames: Sequence[np.ndarray], min_iou: float) -> list[np.ndarray
     next_id = 0
     for k, boxes in enumerate(frames):
         ids = np.full(len(boxes), -1, dtype=np.int64)
-        if k and len(boxes) and len(frames[k - 1]):
-            iou = box_iou(boxes[:, :4], frames[k - 1][:, :4])
-            rows, cols = linear_sum_assignment(iou, maximize=True)
-            linked = iou[rows, cols] >= min_iou
-            ids[rows[linked]] = track_of[k - 1][cols[linked]]
+        if k:
+            rows, cols = match_boxes(boxes, frames[k - 1], min_iou)
+            ids[rows] = track_of[k - 1][cols]
         fresh = ids < 0
         ids[fresh] = np.arange(next_id, next_id + int(fresh.sum()))
         next_id += int(fresh.sum())
@@ -125,6 +131,11 @@ def mask_boxes(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
+def _scene(path: Path, boxes: np.ndarray) -> Scene:
+    """A pseudo-labelled frame as a training scene: its boxes, identities unlabelled."""
+    return Scene(path.name, path.resolve(), boxes.astype(np.float32), np.full(len(boxes), UNLABELED, dtype=np.int64))
+
+
 def pseudo_label_video(path: str | Path, out_dir: str | Path, config: PseudoLabelConfig = PseudoLabelConfig()) -> tuple[list[Scene], dict[str, Any]]:
     """Pseudo-label one video: the frames with a confirmed person, unconfirmed detections painted
     over, as JPEG files in ``out_dir`` and as ``Scene`` records (identities unlabelled), with
@@ -152,7 +163,7 @@ def pseudo_label_video(path: str | Path, out_dir: str | Path, config: PseudoLabe
         labels, unsure = keep[frame.frame]
         name = f"{path.stem}_{frame.frame:06d}.jpg"
         (out_dir / name).write_bytes(encode_jpeg(mask_boxes(frame.image, unsure), quality=95))
-        scenes.append(Scene(name, (out_dir / name).resolve(), labels.astype(np.float32), np.full(len(labels), UNLABELED, dtype=np.int64)))
+        scenes.append(_scene(out_dir / name, labels))
     stats = {
         "video": str(path),
         "frames": len(frame_numbers),
@@ -187,10 +198,7 @@ def adapt_detector(
         cached = frames_dir / "labels.json"
         if cached.is_file() and json.loads(cached.read_text()).get("config") == asdict(config.labels):
             saved = json.loads(cached.read_text())
-            scenes = [
-                Scene(s["name"], (frames_dir / s["name"]).resolve(), np.asarray(s["boxes"], np.float32).reshape(-1, 4), np.full(len(s["boxes"]), UNLABELED))
-                for s in saved["scenes"]
-            ]
+            scenes = [_scene(frames_dir / s["name"], np.asarray(s["boxes"], np.float32).reshape(-1, 4)) for s in saved["scenes"]]
             stats = saved["stats"]
         else:
             scenes, stats = pseudo_label_video(video, frames_dir, config.labels)
