@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,8 +37,10 @@ import numpy as np
 import torch
 
 from personsearch.data.crops import CropSet, crop_boxes, normalize_crops
+from personsearch.data.images import ImageReadError
 from personsearch.evaluation.metrics import box_iou
 from personsearch.index.person_index import PersonIndex
+from personsearch.index.sources import video_info
 from personsearch.models.bundle import load_component
 from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, to_dict
 from personsearch.training.reid import train_reid
@@ -232,18 +235,24 @@ def associate(
 def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, config: AdaptConfig = AdaptConfig(), *, progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``bundle_dir``'s re-id network on the tracklets of the index at ``index_dir``
     and write a bundle (its detector, the adapted re-id network, a model card) to ``out_dir``.
-    Returns a summary (tracklets, cameras, classes per round, training)."""
+    Returns a summary (tracklets, cameras, classes per round, training, and the seconds each
+    step took, against the seconds of footage learned from)."""
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
+    began = time.perf_counter()
     start, reid_config, reid_meta = load_component(bundle_dir, "reid")
     with PersonIndex.open(index_dir) as index:
         tracklets = find_tracklets(index, config)
+    seconds: dict[str, Any] = {"tracklets": time.perf_counter() - began}
     if len(tracklets) < 2:
         raise ValueError(
             f"{index_dir}: {len(tracklets)} usable tracklet(s) (people tracked over at least {config.min_boxes} sampled frames); "
             "index more footage, sample it more densely (--stride 1 or a higher --fps), or lower min_boxes"
         )
     size = cast("tuple[int, int]", tuple(reid_config.input_size))
+    began = time.perf_counter()
     crops, owners = crop_tracklets(tracklets, size)
+    seconds["crops"] = time.perf_counter() - began
+    seconds["rounds"] = []
     cameras = [t.camera for t in tracklets]
     network = replace(
         reid_config,
@@ -273,11 +282,14 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
         classes, per_crop = np.unique(labels[owners], return_inverse=True)
         crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
         work = out_dir / "rounds" / f"round{round_index + 1}"
+        began = time.perf_counter()
         summary = train_reid(base, work, progress=progress, crop_set=crop_set, init=state, rivals=camera_rivals(labels, cameras))
         model, _, _ = load_component(work, "reid")
         state = model.state_dict()
+        seconds["rounds"].append(time.perf_counter() - began)
         rounds.append({"classes": int(len(classes)), "crops": int(len(owners)), "train": summary})
     footage = sorted({t.path for t in tracklets})
+    seconds["total"] = seconds["tracklets"] + seconds["crops"] + sum(seconds["rounds"])
     result = {
         "adapted_from": str(bundle_dir) if not config.from_imagenet else "ImageNet weights",
         "index": str(index_dir),
@@ -286,6 +298,8 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
         "tracklets": len(tracklets),
         "config": _json(asdict(config)),
         "rounds": rounds,
+        "footage_s": footage_seconds(footage),
+        "seconds": seconds,
     }
     final = out_dir / "rounds" / f"round{rounds_run}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +313,20 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
     (out_dir / "reid.json").write_text(json.dumps(meta, indent=2))
     (out_dir / "MODEL_CARD.md").write_text(_model_card(result, reid_meta))
     return result
+
+
+def footage_seconds(paths: Sequence[str]) -> float | None:
+    """The running time of the videos among ``paths`` (from their containers' frame count and
+    rate), or None when none can be read."""
+    total, known = 0.0, False
+    for path in paths:
+        try:
+            info = video_info(path)
+        except ImageReadError:
+            continue
+        if info.fps > 0 and info.frame_count > 0:
+            total, known = total + info.frame_count / info.fps, True
+    return total if known else None
 
 
 def _json(data: Any) -> Any:
@@ -317,6 +345,9 @@ def _model_card(result: dict[str, Any], start_meta: dict[str, Any]) -> str:
         "Training: per-camera tracklet discrimination, then cross-camera tracklet association, with the CLSA",
         "losses (personsearch/training/adapt.py). Classes per round: " + ", ".join(str(r["classes"]) for r in result["rounds"]) + ".",
         "The detector is the starting bundle's, unchanged.",
+        f"Adapting took {result['seconds']['total'] / 60:.1f} min"
+        + (f" for {result['footage_s'] / 60:.1f} min of footage" if result.get("footage_s") else "")
+        + f" ({sum(r['crops'] for r in result['rounds']) // max(len(result['rounds']), 1)} crops).",
         "",
         "It has seen only this footage's people: expect it to work best on these cameras.",
     ]

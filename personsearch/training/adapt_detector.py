@@ -259,5 +259,8 @@ def _model_card(result: dict[str, Any]) -> str:
         "The re-id network is the starting bundle's, unchanged. Recipe: personsearch/training/adapt_detector.py.",
         "People the two off-the-shelf detectors both miss (small, occluded, unusual poses) are not in the",
         "pseudo-labels: the synthetic scenes are what keeps the network finding them.",
+        "",
+        "Use it on the cameras it learned from. Adapted to one camera (vtest.avi), it found fewer people on other",
+        "cameras than the detector it started from (docs/real-footage.md, benchmarks/detector_other_cameras.py).",
     ]
     return "\n".join(lines) + "\n"
