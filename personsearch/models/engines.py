@@ -50,9 +50,10 @@ ENGINES: dict[str, str] = {
     "ort-int8": "ONNX Runtime int8, static QDQ quantisation (re-id; the detector runs ort-fp32)",
 }
 """Every engine name, with what it runs."""
-REVISION = 2
+REVISION = 3
 """Bumped when what an engine runs changes (2: the detector's RPN head and RoIAlign joined ONNX
-Runtime, its sessions do not spin), so choices cached by an older version are measured again."""
+Runtime, its sessions do not spin; 3: nor do the re-id network's), so choices cached by an older
+version are measured again."""
 REFERENCE = "torch-fp32"
 AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8")
 """Engines ``--engine auto`` measures. ``torch-compile`` is left out: its one-off compile per input
@@ -193,9 +194,11 @@ def quantize_int8(
 def ort_session(path: str | Path, threads: int | None = None, spin: bool = True):  # -> onnxruntime.InferenceSession
     """An ONNX Runtime CPU session using as many threads as PyTorch does. ``spin=False``: its
     idle threads sleep instead of spinning for the next call, which is what a network called
-    between PyTorch steps wants (the detector's parts: the spinning threads would take the cores
-    PyTorch's box logic runs on; 15 % faster per scene on a 2-core AVX2 CPU, and 8-10 % slower
-    for back-to-back re-id batches, which keep spinning)."""
+    between other work wants. The engines use it for every network: the detector's parts run
+    between PyTorch's box-logic steps, and the re-id network between detector calls when a video
+    is indexed; spinning threads take the cores that work needs (on a 2-core AVX2 CPU: 15 % faster
+    per scene for the detector, 18 % for detect + embed), at a cost of 8-10 % for back-to-back
+    re-id batches."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -412,7 +415,7 @@ def as_detections(outputs: list[dict[str, torch.Tensor]]) -> list[np.ndarray]:
 
 
 def ort_reid(path: str | Path) -> ReIDRun:
-    module = OrtModule(path)
+    module = OrtModule(path, spin=False)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         return module(batch)
