@@ -147,13 +147,15 @@ def quantize_int8(
     reduce_range: bool = False,
     extra_options: dict[str, Any] | None = None,
     method: str = "minmax",
+    keep_fp32: Sequence[str] = (),
 ) -> Path:
     """Static int8 quantisation (QDQ, per-channel weights, uint8 activations) of an ONNX network,
     activation ranges calibrated on ``calibration`` (float32 network inputs). The defaults are the
     ``ort-int8`` engine's; ``weights="uint8"``, ``reduce_range`` (7-bit weights) and ONNX Runtime's
     ``extra_options`` are the remedies its documentation gives for the saturating u8 x s8 kernels of
-    CPUs without VNNI, and ``method="entropy"`` another calibration (its histograms need equal
-    batches: a last, smaller batch is left out), all measured by ``benchmarks/int8_settings.py``."""
+    CPUs without VNNI, ``method="entropy"`` another calibration (its histograms need equal
+    batches: a last, smaller batch is left out), and ``keep_fp32`` names nodes of the exported
+    graph left unquantised (mixed precision), all measured by ``benchmarks/int8_settings.py``."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -183,6 +185,7 @@ def quantize_int8(
                 weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[weights],
                 extra_options=extra_options,
                 calibrate_method=methods[method],
+                nodes_to_exclude=list(keep_fp32),
             )
         os.replace(tmp, out_path)
     finally:
