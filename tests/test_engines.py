@@ -109,6 +109,13 @@ def test_int8_quantisation_writes_a_quantised_network_that_runs(tmp_path: Path) 
     assert not list(tmp_path.glob(".*tmp")) and not list(tmp_path.glob("*.pre.onnx"))
     features = engines.ort_reid(int8)(torch.from_numpy(calibration[:4]))
     assert features.shape == (4, model.feature_dim) and torch.isfinite(features).all()
+    # mixed precision: a named convolution stays fp32 (its weight is not dequantised), the rest int8
+    first = next(node.name for node in onnx.load(str(fp32)).graph.node if node.op_type == "Conv")
+    mixed = onnx.load(str(engines.quantize_int8(fp32, tmp_path / "mixed.onnx", calibration, keep_fp32=[first])))
+    made_by = {out: node.op_type for node in mixed.graph.node for out in node.output}
+    convs = {node.name: node for node in mixed.graph.node if node.op_type == "Conv"}
+    assert made_by.get(convs[first].input[1]) != "DequantizeLinear"
+    assert any(made_by.get(node.input[1]) == "DequantizeLinear" for name, node in convs.items() if name != first)
 
 
 def _reid_factory(model: torch.nn.Module, wrong: set[str]) -> engine_choice.ReIDFactory:
