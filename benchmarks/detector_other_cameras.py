@@ -90,6 +90,9 @@ def sheets(args: argparse.Namespace) -> None:
         cv2.imwrite(str(args.figure), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         print(f"wrote {args.figure}")
     existing = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if existing.get("marks") and existing.get("boxes") != boxes:  # the marks judged other boxes: keep them aside
+        existing["marks_of_previous_boxes"] = {"boxes": existing.pop("boxes"), "marks": existing.pop("marks"), "commit": existing.get("commit")}
+        print(f"the boxes changed since they were judged: the old marks are kept under marks_of_previous_boxes in {RESULTS}")
     existing.update(
         {
             "benchmark": "detector_other_cameras",

@@ -347,7 +347,7 @@ def _model_card(result: dict[str, Any], start_meta: dict[str, Any]) -> str:
         "The detector is the starting bundle's, unchanged.",
         f"Adapting took {result['seconds']['total'] / 60:.1f} min"
         + (f" for {result['footage_s'] / 60:.1f} min of footage" if result.get("footage_s") else "")
-        + f" ({sum(r['crops'] for r in result['rounds']) // max(len(result['rounds']), 1)} crops).",
+        + f" ({result['rounds'][0]['crops']} crops, {len(result['rounds'])} round(s)).",
         "",
         "It has seen only this footage's people: expect it to work best on these cameras.",
     ]
