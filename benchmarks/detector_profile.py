@@ -17,29 +17,17 @@ import argparse
 import collections
 import json
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from engines import count_flops, peak_gflops
+from engines import best_time, count_flops, peak_gflops
 from run_info import ROOT, commit, machine
 
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
-
-
-def best_of(run: Callable[[], Any], calls: int) -> float:
-    run()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def operator_split(path: Path, feeds: dict[str, np.ndarray], calls: int) -> dict[str, float]:
@@ -94,10 +82,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         paths = engines.export_detector(detector, tmp)
         for (name, (module, inputs)), path in zip(modules.items(), paths, strict=False):
-            session = engines.OrtModule(path, spin=False)
+            session = engines.OrtModule(path)
             flops = count_flops(lambda m=module, x=inputs: m(*x))
-            torch_s = best_of(lambda m=module, x=inputs: m(*x), args.calls)
-            ort_s = best_of(lambda s=session, x=inputs: s.run(*x), args.calls)
+            torch_s = best_time(lambda m=module, x=inputs: m(*x), args.calls)
+            ort_s = best_time(lambda s=session, x=inputs: s.run(*x), args.calls)
             parts[name] = {"gflop": flops / 1e9, "torch_ms": torch_s * 1000, "ort_ms": ort_s * 1000, "ort_gflops": flops / ort_s / 1e9}
         feeds = {"input": feature.numpy(), "input1": rois.numpy()}
         operators = operator_split(paths[2], feeds, args.calls)

@@ -91,7 +91,7 @@ def main() -> None:
         ]
         rows = []
         for name, path, inputs, items in parts:
-            session = engines.ort_session(path, args.threads)
+            session = engines.ort_session(path, args.threads, spin=True)
             compiled = core.compile_model(str(path), "CPU", config)
             feeds = dict(zip([i.name for i in session.get_inputs()], inputs, strict=True))
             runs = {"ort": lambda s=session, f=feeds: s.run(None, f), "openvino": lambda c=compiled, x=inputs: c(x)}
@@ -115,7 +115,7 @@ def main() -> None:
             if name.startswith("detector"):
                 row["share_of_detection_fp32_torch"] = row["ort_ms"] / (1000 * whole)
             if "int8" in name:
-                full_ort = engines.ort_session(path, args.threads).run(None, {"input": check.numpy()})[0]
+                full_ort = engines.ort_session(path, args.threads, spin=True).run(None, {"input": check.numpy()})[0]
                 full_ov = np.asarray(compiled(check.numpy())[0])
                 row["agreement_ort"] = engine_choice.feature_agreement(reference, full_ort)
                 row["agreement_openvino"] = engine_choice.feature_agreement(reference, full_ov)

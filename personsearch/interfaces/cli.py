@@ -485,7 +485,7 @@ def adapt_cmd(
     """Fine-tune the re-id network on the people tracked through unlabelled videos (no labels:
     each tracklet is one person; tracklets are associated across cameras) and write a new bundle."""
     from personsearch.interfaces.api import PersonSearch, resolve_model
-    from personsearch.training.adapt import AdaptConfig, adapt
+    from personsearch.training.adapt import AdaptConfig, adapt, time_taken
 
     _configure_logging()
     if paths:
@@ -495,9 +495,7 @@ def adapt_cmd(
     result = adapt(index, resolve_model(model), out, AdaptConfig(epochs=epochs, rounds=rounds, min_boxes=min_boxes, from_imagenet=from_imagenet))
     console.print(
         f"learned from {result['tracklets']} tracklets in {len(result['footage'])} video(s) ({', '.join(result['cameras'])}); "
-        f"classes per round {[r['classes'] for r in result['rounds']]}; {result['seconds']['total'] / 60:.1f} min"
-        + (f" for {result['footage_s'] / 60:.1f} min of footage" if result.get("footage_s") else "")
-        + f"; wrote {out} (search with --model {out}"
+        f"classes per round {[r['classes'] for r in result['rounds']]}; {time_taken(result)}; wrote {out} (search with --model {out}"
         + (f" --detector {detector})" if detector != "bundle" else ")")
     )
 

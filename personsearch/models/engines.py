@@ -194,14 +194,14 @@ def quantize_int8(
     return out_path
 
 
-def ort_session(path: str | Path, threads: int | None = None, spin: bool = True):  # -> onnxruntime.InferenceSession
-    """An ONNX Runtime CPU session using as many threads as PyTorch does. ``spin=False``: its
-    idle threads sleep instead of spinning for the next call, which is what a network called
-    between other work wants. The engines use it for every network: the detector's parts run
-    between PyTorch's box-logic steps, and the re-id network between detector calls when a video
-    is indexed; spinning threads take the cores that work needs (on a 2-core AVX2 CPU: 15 % faster
-    per scene for the detector, 18 % for detect + embed), at a cost of 8-10 % for back-to-back
-    re-id batches."""
+def ort_session(path: str | Path, threads: int | None = None, spin: bool = False):  # -> onnxruntime.InferenceSession
+    """An ONNX Runtime CPU session using as many threads as PyTorch does. By default its idle
+    threads sleep instead of spinning for the next call (``spin=True`` is ONNX Runtime's own
+    default). That is what a network called between other work wants, and every engine's network
+    is: the detector's parts run between PyTorch's box-logic steps, and the re-id network between
+    detector calls when a video is indexed. Spinning threads take the cores that work needs (on a
+    2-core AVX2 CPU not spinning is 15 % faster per scene for the detector, 18 % for detect +
+    embed), at a cost of 8-10 % for back-to-back re-id batches."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -216,7 +216,7 @@ def ort_session(path: str | Path, threads: int | None = None, spin: bool = True)
 class OrtModule(nn.Module):
     """An ONNX Runtime session standing in for a PyTorch module (inference only, CPU)."""
 
-    def __init__(self, path: str | Path, spin: bool = True) -> None:
+    def __init__(self, path: str | Path, spin: bool = False) -> None:
         super().__init__()
         self.path = Path(path)
         self.session = ort_session(self.path, spin=spin)
@@ -357,10 +357,10 @@ def ort_detector(model: nn.Module, parts: Sequence[str | Path]) -> nn.Module:
     trunk, rpn, roi = parts
     stage = runner.backbone.body.out_stages[-1]
     scale = _feature_scale(runner)
-    runner.backbone.body = _TrunkFromOrt(OrtModule(trunk, spin=False), stage)
-    runner.rpn.head = _RpnHeadFromOrt(OrtModule(rpn, spin=False))
+    runner.backbone.body = _TrunkFromOrt(OrtModule(trunk), stage)
+    runner.rpn.head = _RpnHeadFromOrt(OrtModule(rpn))
     heads = runner.roi_heads
-    heads.box_roi_pool = cast(MultiScaleRoIAlign, _RoIBoxFeaturesFromOrt(OrtModule(roi, spin=False), heads.box_roi_pool, heads.box_head, scale))
+    heads.box_roi_pool = cast(MultiScaleRoIAlign, _RoIBoxFeaturesFromOrt(OrtModule(roi), heads.box_roi_pool, heads.box_head, scale))
     heads.box_head = nn.Identity()
     return runner
 
@@ -418,7 +418,7 @@ def as_detections(outputs: list[dict[str, torch.Tensor]]) -> list[np.ndarray]:
 
 
 def ort_reid(path: str | Path) -> ReIDRun:
-    module = OrtModule(path, spin=False)
+    module = OrtModule(path)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         return module(batch)

@@ -315,6 +315,12 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
     return result
 
 
+def time_taken(result: dict[str, Any]) -> str:
+    """How long an ``adapt`` run took, against the footage it learned from (for people to read)."""
+    footage = f" for {result['footage_s'] / 60:.1f} min of footage" if result.get("footage_s") else ""
+    return f"{result['seconds']['total'] / 60:.1f} min{footage}"
+
+
 def footage_seconds(paths: Sequence[str]) -> float | None:
     """The running time of the videos among ``paths`` (from their containers' frame count and
     rate), or None when none can be read."""
@@ -345,9 +351,7 @@ def _model_card(result: dict[str, Any], start_meta: dict[str, Any]) -> str:
         "Training: per-camera tracklet discrimination, then cross-camera tracklet association, with the CLSA",
         "losses (personsearch/training/adapt.py). Classes per round: " + ", ".join(str(r["classes"]) for r in result["rounds"]) + ".",
         "The detector is the starting bundle's, unchanged.",
-        f"Adapting took {result['seconds']['total'] / 60:.1f} min"
-        + (f" for {result['footage_s'] / 60:.1f} min of footage" if result.get("footage_s") else "")
-        + f" ({result['rounds'][0]['crops']} crops, {len(result['rounds'])} round(s)).",
+        f"Adapting took {time_taken(result)} ({result['rounds'][0]['crops']} crops, {len(result['rounds'])} round(s)).",
         "",
         "It has seen only this footage's people: expect it to work best on these cameras.",
     ]
