@@ -118,6 +118,26 @@ def test_int8_quantisation_writes_a_quantised_network_that_runs(tmp_path: Path) 
     assert any(made_by.get(node.input[1]) == "DequantizeLinear" for name, node in convs.items() if name != first)
 
 
+def test_reid_int8_engine_quantises_the_backbone_on_a_7_bit_grid_and_keeps_the_heads_fp32(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    model, config = tiny_reid()
+    fp32 = engines.export_reid(model, tmp_path / "reid.onnx")
+    calibration = torch.randn(16, 3, *config.input_size, generator=torch.Generator().manual_seed(5)).numpy()
+    graph = onnx.load(str(engines.quantize_reid_int8(fp32, tmp_path / "reid-int8.onnx", calibration))).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert convs and all(made_by[node.input[1]].op_type == "DequantizeLinear" for node in convs)
+    for node in convs:
+        weights = constants[made_by[node.input[1]].input[0]]
+        assert weights.dtype == np.int8 and np.abs(weights.astype(int)).max() <= 64  # 7-bit: no u8 x s8 saturation on AVX2
+    gemms = [node for node in graph.node if node.op_type == "Gemm"]
+    assert gemms and all(node.input[1] in constants and constants[node.input[1]].dtype == np.float32 for node in gemms)
+    assert all(made_by[node.input[0]].op_type != "DequantizeLinear" for node in gemms)  # nor are their inputs rounded
+
+
 def _reid_factory(model: torch.nn.Module, wrong: set[str]) -> engine_choice.ReIDFactory:
     """Engines for the test: each name runs the real fp32 model; names in ``wrong`` corrupt its
     output the way a broken engine would (features of other crops)."""

@@ -393,7 +393,7 @@ def export_cmd(
     bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
     written = [engines.export_reid(bundle.reid_network, out / "reid.onnx"), *engines.export_detector(bundle.detector_network, out)]
     if int8:
-        written.append(engines.quantize_int8(written[0], out / "reid-int8.onnx", bundle.calibration_inputs()))
+        written.append(engines.quantize_reid_int8(written[0], out / "reid-int8.onnx", bundle.calibration_inputs()))
     for path in written:
         console.print(f"wrote {path}")
 
@@ -498,6 +498,33 @@ def adapt_cmd(
         f"classes per round {[r['classes'] for r in result['rounds']]}; {time_taken(result)}; wrote {out} (search with --model {out}"
         + (f" --detector {detector})" if detector != "bundle" else ")")
     )
+
+
+@command("distill-int8")
+def distill_int8_cmd(
+    data: Annotated[Path, typer.Option(help="Dataset whose training split's people to fine-tune on (the model's own training data).")],
+    out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
+    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
+    steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps of --batch-size crops.")] = 300,
+    batch_size: Annotated[int, typer.Option(min=2)] = 32,
+) -> None:
+    """Fine-tune the re-id network so that the int8 engine (ort-int8) agrees with its fp32
+    features: quantisation-aware distillation against the model itself (docs/performance.md)."""
+    from personsearch.interfaces.api import resolve_model
+    from personsearch.models.engine_choice import features_agree
+    from personsearch.training.int8_distill import Int8DistillConfig, distill_bundle
+
+    _configure_logging()
+    report = distill_bundle(resolve_model(model), data, out, Int8DistillConfig(steps=steps, batch_size=batch_size), log=console.print)
+
+    def line(agreement: dict[str, float]) -> str:
+        return f"cosine median {agreement['cos_median']:.3f}, min {agreement['cos_min']:.3f}, same neighbour {agreement['nn_same']:.2f}"
+
+    after = report["int8_after"]
+    console.print(f"int8 against fp32 before: {line(report['int8_before'])}")
+    console.print(f"int8 against fp32 after:  {line(after)} ({'passes' if features_agree(after) else 'still fails'} the engine chooser's rule)")
+    console.print(f"fp32 features against the original's: {line(report['fp32_vs_teacher'])}")
+    console.print(f"{report['seconds']:.0f} s; wrote {out} (use it with --model {out})")
 
 
 @command("adapt-detector")
