@@ -275,10 +275,11 @@ def distill_bundle(
     from personsearch.models.bundle import CHECK_CROPS, load_component, save_component
 
     teacher, reid_config, metadata = load_component(bundle_dir, "reid")
+    dataset = load_dataset(data_dir)  # a wrong path fails here, before any work
     size = tuple(reid_config.input_size)
     _, probe = engine_choice.probe_set(size)
     check, calibration = normalize_crops(probe[:CHECK_CROPS]), normalize_crops(probe[CHECK_CROPS:]).numpy()
-    crops = build_crop_set(load_dataset(data_dir).train, size).crops
+    crops = build_crop_set(dataset.train, size).crops
     log(f"int8 distillation of {bundle_dir}: {len(crops)} training crops of {data_dir}, {config.steps} steps of {config.batch_size}")
     before = int8_agreement(teacher, calibration, {"check": check})["check"]
     started = time.perf_counter()
