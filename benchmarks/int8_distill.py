@@ -43,6 +43,11 @@ def agreements(bundle: Path, crops: dict[str, torch.Tensor], calibration: Any) -
     return {"int8_vs_own_fp32": int8, "accepted": all(engine_choice.features_agree(a) for a in int8.values())}, reference
 
 
+def summary(search: dict[str, Any]) -> dict[str, Any]:
+    """A search result without its per-query lists (the scores and their breakdowns by height)."""
+    return {k: v for k, v in search.items() if k != "per_query"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", type=Path, default=ROOT / "personsearch" / "assets" / "default")
@@ -75,7 +80,7 @@ def main() -> None:
             result = evaluate_engine(
                 ModelBundle(bundle, engine=f"reid={engine},detector=ort-fp32"), dataset, gallery_size=args.gallery_size, detections=detections, progress=False
             )
-            search[f"{label} {engine}"] = {"detections": result.search.to_dict(), "gt_boxes": result.search_gt.to_dict()}
+            search[f"{label} {engine}"] = {part: summary(r.to_dict()) for part, r in (("detections", result.search), ("gt_boxes", result.search_gt))}
             print(f"{label} {engine}: done", flush=True)
 
     results = {
