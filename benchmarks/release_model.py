@@ -107,8 +107,8 @@ def int8_line() -> str:
         return ""
     before, after = report["int8_before"], report["int8_after"]
     return (
-        "\n  Then fine-tuned by quantisation-aware distillation against itself (`--stage int8`), so that the int8\n"
-        f"  engine agrees with its fp32 features; int8 against fp32 on the engine chooser's check crops, cosine median / min / same neighbour "
+        "\n  Then fine-tuned by quantisation-aware distillation against itself (`--stage int8`) to bring the int8\n"
+        f"  engine's features closer to its fp32 ones; int8 against fp32 on the engine chooser's check crops, cosine median / min / same neighbour "
         f"{before['cos_median']:.3f} / {before['cos_min']:.3f} / {before['nn_same']:.2f} before, "
         f"{after['cos_median']:.3f} / {after['cos_min']:.3f} / {after['nn_same']:.2f} after ({report['config']['steps']} steps, {report['seconds'] / 60:.0f} min)"
     )
