@@ -508,8 +508,8 @@ def distill_int8_cmd(
     steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps of --batch-size crops.")] = 300,
     batch_size: Annotated[int, typer.Option(min=2)] = 32,
 ) -> None:
-    """Fine-tune the re-id network so that the int8 engine (ort-int8) agrees with its fp32
-    features: quantisation-aware distillation against the model itself (docs/performance.md)."""
+    """Fine-tune the re-id network to bring the int8 engine's (ort-int8) features closer to its
+    fp32 ones: quantisation-aware distillation against the model itself (docs/performance.md)."""
     from personsearch.interfaces.api import resolve_model
     from personsearch.models.engine_choice import features_agree
     from personsearch.training.int8_distill import Int8DistillConfig, distill_bundle

@@ -1,4 +1,4 @@
-"""Quantisation-aware distillation: a re-id network whose int8 features agree with its fp32 ones.
+"""Quantisation-aware distillation: bring a re-id network's int8 features closer to its fp32 ones.
 
 Post-training int8 of the shipped MobileNetV2 pyramid moves its features too far for the engine
 chooser's rule (cosine min 0.78-0.90 on an AVX2 CPU), and the error is spread over every layer
@@ -14,8 +14,11 @@ quantiser (``engines.quantize_reid_int8``) is run on the student, and every acti
 quantises is fake-quantised in PyTorch at the same tensor with the same scale and zero point; the
 weights of every convolution it quantises are fake-quantised as it does (batch norm folded in,
 symmetric per output channel, its integer range). What is trained is therefore what runs: the
-activation ranges are re-read from the student every ``refresh_every`` steps and at the end, from
-the same calibration crops the engine calibrates on (``ModelBundle.calibration_inputs``).
+activation ranges are re-read from the student every ``refresh_every`` steps, calibrated on the
+same crops the engine calibrates the final network on (``ModelBundle.calibration_inputs``).
+
+Measured on the shipped network (docs/performance.md): the int8 error halves and int8 search
+accuracy equals fp32's, but the engine chooser's feature rule still refuses it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from personsearch.models import engine_choice, engines
 
 @dataclass
 class Int8DistillConfig:
-    """Fine-tuning schedule. The defaults took 20 minutes on a 2-core AVX2 CPU (docs/performance.md)."""
+    """Fine-tuning schedule. The defaults took 26 minutes on a 2-core AVX2 CPU (docs/performance.md)."""
 
     steps: int = 300
     batch_size: int = 32
@@ -226,11 +229,11 @@ def distill_for_int8(
     config: Int8DistillConfig = Int8DistillConfig(),
     log: Callable[[str], None] = print,
 ) -> nn.Module:
-    """A copy of ``teacher`` fine-tuned on ``crops`` (normalised network inputs, e.g. the
-    training split's people) so that its fp32 features stay the teacher's and its int8 features
-    (the ``ort-int8`` engine's, calibrated on ``calibration``) match its fp32 ones. ``crops`` are
-    uint8 (n, 3, H, W) at the network's input size, augmented as in re-id training (flip, shift,
-    down-scaling) so that small people are in the mix.
+    """A copy of ``teacher`` fine-tuned on ``crops`` (e.g. the training split's people) so that
+    its fp32 features stay the teacher's and its int8 features (the ``ort-int8`` engine's,
+    calibrated on ``calibration``, normalised network inputs) come close to its fp32 ones.
+    ``crops`` are uint8 (n, 3, H, W) at the network's input size, augmented as in re-id training
+    (flip, shift, down-scaling) so that small people are in the mix.
 
     Each step asks three things of a batch, by cosine: simulated int8 features = teacher's,
     fp32 features = teacher's, simulated int8 = fp32 (the chooser's own comparison). Batch norm
