@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,17 +28,16 @@ from run_info import ROOT, commit, machine
 from personsearch.data import load_dataset
 from personsearch.data.crops import normalize_crops
 from personsearch.evaluation.pipeline import evaluate_engine, run_gallery
-from personsearch.models import engine_choice, engines
-from personsearch.models.bundle import CHECK_CROPS, ModelBundle, load_component
-from personsearch.training.int8_distill import features, int8_graph
+from personsearch.models import engine_choice
+from personsearch.models.bundle import ModelBundle, load_component, probe_crops
+from personsearch.training.int8_distill import features, int8_agreement
 
 
 def agreements(bundle: Path, crops: dict[str, torch.Tensor], calibration: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The bundle's int8 against its own fp32 on each set of crops, and its fp32 features."""
     network, _, _ = load_component(bundle, "reid")
-    reference = {name: features(network.eval(), x) for name, x in crops.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        run = engines.ort_reid(int8_graph(network, calibration, Path(tmp)))
-        int8 = {name: engine_choice.feature_agreement(reference[name].numpy(), run(x).numpy()) for name, x in crops.items()}
+    int8 = int8_agreement(network, calibration, crops)
+    reference = {name: features(network, x) for name, x in crops.items()}
     return {"int8_vs_own_fp32": int8, "accepted": all(engine_choice.features_agree(a) for a in int8.values())}, reference
 
 
@@ -58,10 +56,9 @@ def main() -> None:
     args = parser.parse_args()
 
     _, config, _ = load_component(args.teacher, "reid")
-    size = tuple(config.input_size)
-    _, probe = engine_choice.probe_set(size)
-    crops = {"check": normalize_crops(probe[:CHECK_CROPS]), "held_out": normalize_crops(people_crops(7, 512, size))}
-    calibration = normalize_crops(probe[CHECK_CROPS:]).numpy()
+    check, calibration_crops = probe_crops(config.input_size)
+    crops = {"check": check, "held_out": normalize_crops(people_crops(7, 512, tuple(config.input_size)))}
+    calibration = calibration_crops.numpy()
     rows: dict[str, Any] = {}
     teacher_rows, teacher_features = agreements(args.teacher, crops, calibration)
     student_rows, student_features = agreements(args.student, crops, calibration)

@@ -94,6 +94,15 @@ def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, 
     return model.eval(), config, description.get("metadata", {})
 
 
+def probe_crops(input_size: tuple[int, int] | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The engine choice's probe crops as network inputs, split as it uses them: the first
+    ``CHECK_CROPS`` are compared against fp32, the rest calibrate int8. Quantisation-aware
+    distillation calibrates on the same crops, so its simulation sees the engine's ranges."""
+    _, crops = engine_choice.probe_set((int(input_size[0]), int(input_size[1])))
+    crops = normalize_crops(crops)
+    return crops[:CHECK_CROPS], crops[CHECK_CROPS:]
+
+
 def _digest(*paths: Path) -> str:
     h = hashlib.sha256()
     for path in paths:
@@ -165,8 +174,7 @@ class ModelBundle:
 
     def calibration_inputs(self) -> np.ndarray:
         """int8 calibration inputs: probe crops other than those the agreement check uses."""
-        _, crops = engine_choice.probe_set(tuple(self.reid_config.input_size))
-        return normalize_crops(crops[CHECK_CROPS:]).numpy()
+        return probe_crops(self.reid_config.input_size)[1].numpy()
 
     def _choose(self, engine: str) -> engine_choice.EngineChoice:
         forced = parse_engine(engine)

@@ -275,14 +275,13 @@ def distill_bundle(
     crops, student fp32 against the teacher's) and the time taken."""
     from personsearch.data import load_dataset
     from personsearch.data.crops import build_crop_set
-    from personsearch.models.bundle import CHECK_CROPS, load_component, save_component
+    from personsearch.models.bundle import load_component, probe_crops, save_component
 
     teacher, reid_config, metadata = load_component(bundle_dir, "reid")
     dataset = load_dataset(data_dir)  # a wrong path fails here, before any work
-    size = tuple(reid_config.input_size)
-    _, probe = engine_choice.probe_set(size)
-    check, calibration = normalize_crops(probe[:CHECK_CROPS]), normalize_crops(probe[CHECK_CROPS:]).numpy()
-    crops = build_crop_set(dataset.train, size).crops
+    check, calibration_crops = probe_crops(reid_config.input_size)
+    calibration = calibration_crops.numpy()
+    crops = build_crop_set(dataset.train, tuple(reid_config.input_size)).crops
     log(f"int8 distillation of {bundle_dir}: {len(crops)} training crops of {data_dir}, {config.steps} steps of {config.batch_size}")
     before = int8_agreement(teacher, calibration, {"check": check})["check"]
     started = time.perf_counter()
