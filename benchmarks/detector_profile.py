@@ -4,11 +4,13 @@
     python benchmarks/detector_profile.py --bundle models/mine
 
 On one probe scene (``engine_choice.probe_set``: 800x600, people 20-400 px) the detector's three
-ONNX parts (``engines.export_detector``) are timed against the same modules in PyTorch fp32 (best
-of ``--calls``), with their FLOPs and GFLOP/s; then ONNX Runtime's profiler splits the RoI part
-(RoIAlign + max-pool + C4 head on the test-time proposals) by operator type. This is what says
-whether a faster engine can still help: parts near the CPU's peak cannot get much faster in fp32.
-Writes ``benchmarks/results/detector_profile.json`` and prints a table.
+ONNX parts (``engines.export_detector``: trunk, RPN head, C4 box head on the test-time proposals'
+crops) are timed against the same modules in PyTorch fp32 (best of ``--calls``), with their FLOPs
+and GFLOP/s, and the engines' RoIAlign + max-pool (``engines.SparseRoIPool``) against
+torchvision's; then ONNX Runtime's profiler splits the box head by operator type. This is what
+says whether a faster engine can still help: parts near the CPU's peak cannot get much faster in
+fp32.
+Writes ``benchmarks/results/detector_profile-<cpu signature>.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, default=SHIPPED_MODEL)
     parser.add_argument("--calls", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detector_profile.json")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     detector = ModelBundle(args.bundle, engine="torch-fp32").detector_network.eval()
@@ -66,15 +68,22 @@ def main() -> None:
         features = detector.backbone(batched.tensors)
         proposals, _ = detector.rpn(batched, features)
     feature = next(iter(features.values()))
-    rois = torch.cat([torch.zeros(len(proposals[0]), 1), proposals[0]], dim=1)
+    pool = detector.roi_heads.box_roi_pool
+    sparse = engines.SparseRoIPool(pool)
+    sizes = [tuple(batched.tensors.shape[-2:])]
+    with torch.no_grad():
+        crops = pool(features, proposals, sizes)
+        roi_align = {
+            "rois": len(proposals[0]),
+            "torchvision_ms": best_time(lambda: pool(features, proposals, sizes), args.calls) * 1000,
+            "sparse_ms": best_time(lambda: sparse(features, proposals, sizes), args.calls) * 1000,
+            "max_abs_diff": float((sparse(features, proposals, sizes) - crops).abs().max()),
+        }
     body = detector.backbone.body
     modules = {
         "trunk": (engines._TrunkOutput(body, body.out_stages[-1]), (batched.tensors,)),
         "RPN head": (engines._RpnHeadOutputs(detector.rpn.head), (feature,)),
-        f"RoIAlign + C4 head, {len(rois)} RoIs": (
-            engines._RoIBoxFeatures(detector.roi_heads.box_roi_pool, detector.roi_heads.box_head, engines._feature_scale(detector)),
-            (feature, rois),
-        ),
+        f"C4 box head, {len(crops)} RoIs": (detector.roi_heads.box_head, (crops,)),
     }
     signature = engine_choice.cpu_signature()
     peak, peak_note = peak_gflops(signature, torch.get_num_threads())
@@ -87,8 +96,7 @@ def main() -> None:
             torch_s = best_time(lambda m=module, x=inputs: m(*x), args.calls)
             ort_s = best_time(lambda s=session, x=inputs: s.run(*x), args.calls)
             parts[name] = {"gflop": flops / 1e9, "torch_ms": torch_s * 1000, "ort_ms": ort_s * 1000, "ort_gflops": flops / ort_s / 1e9}
-        feeds = {"input": feature.numpy(), "input1": rois.numpy()}
-        operators = operator_split(paths[2], feeds, args.calls)
+        operators = operator_split(paths[2], {"input": crops.contiguous().numpy()}, args.calls)
 
     results = {
         "benchmark": "detector_profile",
@@ -100,9 +108,11 @@ def main() -> None:
         "peak_gflops": peak,
         "peak_note": peak_note,
         "parts": parts,
-        "roi_part_operators_ms": operators,
+        "roi_align_and_max_pool": roi_align,
+        "box_head_operators_ms": operators,
     }
-    args.out.write_text(json.dumps(results, indent=2))
+    out = args.out or ROOT / "benchmarks" / "results" / f"detector_profile-{engine_choice.signature_digest(signature)}.json"
+    out.write_text(json.dumps(results, indent=2))
     print(
         f"{signature['cpu']} ({signature['torch_capability']}), {torch.get_num_threads()} threads, fp32 peak {peak:.0f} GFLOP/s; input {list(batched.tensors.shape)}"
     )
@@ -112,11 +122,15 @@ def main() -> None:
             f"{name:34s} {row['gflop']:6.2f} {row['torch_ms']:9.1f} {row['ort_ms']:8.1f} {row['torch_ms'] / row['ort_ms']:5.2f} "
             f"{row['ort_gflops']:12.1f} {100 * row['ort_gflops'] / peak:6.1f}%"
         )
+    print(
+        f"RoIAlign + max-pool, {roi_align['rois']} RoIs: torchvision {roi_align['torchvision_ms']:.1f} ms, "
+        f"engines' sparse_roi_align {roi_align['sparse_ms']:.1f} ms (max difference {roi_align['max_abs_diff']:.1e})"
+    )
     total = sum(operators.values())
     print(
-        "RoI part by operator (ONNX Runtime profiler): " + ", ".join(f"{op} {ms:.1f} ms ({100 * ms / total:.0f} %)" for op, ms in list(operators.items())[:5])
+        "Box head by operator (ONNX Runtime profiler): " + ", ".join(f"{op} {ms:.1f} ms ({100 * ms / total:.0f} %)" for op, ms in list(operators.items())[:5])
     )
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from run_info import ROOT, commit, machine
 from personsearch.models import engine_choice, engines
 from personsearch.models.engine_choice import cpu_signature, signature_digest
 
-ENGINES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8")
+ENGINES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head")
 
 
 def peak_gflops(signature: dict[str, Any], threads: int) -> tuple[float, str]:
@@ -88,7 +88,7 @@ def reid_case(
     batch = crops[:32]
     runners, agreement, notes = {}, {}, {}
     reference = None
-    for engine in ENGINES:
+    for engine in engine_choice.for_network(ENGINES, "reid"):
         why = engines.unavailable(engine)
         if why:
             notes[engine] = why
@@ -112,19 +112,19 @@ def reid_case(
 
 
 def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], trained: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Timed on the first of ``scenes``; agreement on the chooser's crowded check scenes for a
+    trained detector (about a hundred boxes), on ``scenes`` for random weights (speed only)."""
     tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in scenes]
+    checked = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in engine_choice.check_scenes()] if trained else tensors
     runners, agreement, notes = {}, {}, {}
     reference = None
-    for engine in ENGINES:
-        if engine == "ort-int8":
-            continue
+    for engine in engine_choice.for_network(ENGINES, "detector"):
         why = engines.unavailable(engine)
         if why:
             notes[engine] = why
             continue
         run = engines.detector_runner(model, engine, torch.device("cpu"), work / name)
-        outputs = run(tensors)
-        dets = engines.as_detections(outputs)
+        dets = [engines.as_detections(run([scene]))[0] for scene in checked]
         reference = dets if reference is None else reference
         agreement[engine] = engine_choice.detection_agreement(reference, dets)
         runners[engine] = lambda r=run: r(tensors[:1])

@@ -8,7 +8,9 @@ Settings: the ``ort-int8`` engine's own (``engines.quantize_reid_int8``: 7-bit s
 backbone only, min-max calibration on the chooser's 64 calibration crops); full 8-bit s8 weights
 on those crops and on all 236 other probe crops; ``reduce_range`` (7-bit weights); u8
 weights (the u8 x u8 kernel, no saturation); u8 weights with moving-average and entropy
-calibration; the first convolution left in fp32 with s8 and with u8 weights. Every setting quantises the same ONNX export and is scored by the chooser's rule
+calibration; the first convolution left in fp32 with s8 and with u8 weights; and, for CPUs with
+VNNI (no saturation), the engine's graph with full 8-bit weights, with and without the first
+convolution in fp32. Every setting quantises the same ONNX export and is scored by the chooser's rule
 (``personsearch.models.engine_choice.features_agree``) against fp32 PyTorch, on the chooser's 64
 check crops and on 512 crops of the people of another synthetic benchmark (``small``, seed 7). Timing on a batch of 32 crops:
 ``--rounds`` rounds in alternating order, each setting's speed as the median ratio to PyTorch
@@ -48,6 +50,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "u8 weights, entropy calibration": {"weights": "uint8", "method": "entropy"},
     "s8 weights, stem in fp32": {"keep_fp32": [STEM]},
     "u8 weights, stem in fp32": {"weights": "uint8", "keep_fp32": [STEM]},
+    "8-bit s8 weights, heads fp32 (VNNI)": {"calibration": "small", "heads_fp32": True},
+    "8-bit s8 weights, heads + stem fp32 (VNNI)": {"calibration": "small", "heads_fp32": True, "keep_fp32": [STEM]},
 }
 
 
@@ -72,6 +76,8 @@ def quantize(fp32: Path, out: Path, calibration: np.ndarray, setting: dict[str, 
     if setting.get("engine"):
         return engines.quantize_reid_int8(fp32, out, calibration)
     options = {k: v for k, v in setting.items() if k in ("weights", "reduce_range", "extra_options", "method", "keep_fp32")}
+    if setting.get("heads_fp32"):
+        options["keep_fp32"] = [*engines.reid_int8_excluded(fp32), *setting.get("keep_fp32", [])]
     return engines.quantize_int8(fp32, out, calibration, **options)
 
 
@@ -102,7 +108,7 @@ def main() -> None:
             candidates[name] = quantize(fp32, Path(tmp) / f"int8-{i}.onnx", calibration[setting.get("calibration", "big")], setting)
             print(name, "quantised", flush=True)
         for name, path in candidates.items():
-            run = engines.ort_reid(path)
+            run = engines.graph_reid(path)
             agreement = {part: engine_choice.feature_agreement(reference[part], run(x).numpy()) for part, x in (("check", check), ("held_out", held_out))}
             rows[name] = {"agreement": agreement, "accepted": all(engine_choice.features_agree(a) for a in agreement.values())}
             runners[name] = lambda r=run: r(batch)

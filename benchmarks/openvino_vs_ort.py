@@ -1,20 +1,21 @@
 """OpenVINO against ONNX Runtime on the shipped model's ONNX parts, on this machine: the evidence
-behind keeping ONNX Runtime as the only non-PyTorch engine (#10 asks to keep both runtimes only
-if each wins somewhere).
+for where each runtime wins (#10 asks to keep both only if each wins somewhere).
 
-    pip install openvino          # not a dependency of personsearch
+    pip install openvino          # or the personsearch[openvino] extra
     python benchmarks/openvino_vs_ort.py --bundle personsearch/assets/default
+    python benchmarks/openvino_vs_ort.py --precision bf16      # the ov-bf16 engine (native bf16 CPUs)
 
-Both runtimes run the very same ONNX files the ``ort-*`` engines use: the detector's trunk on one
+Both runtimes run the very same ONNX files the engines use: the detector's trunk on one
 800 x 600 scene (resized to 600 x 800 as the detector does), its RPN head on that scene's feature
-map, its RoIAlign + C4 box head on 300 RoIs of it (the test proposal count), the re-id network on a batch of 32 probe crops in fp32, and the int8 QDQ re-id
-network of ``ort-int8`` (OpenVINO reads QDQ graphs as its own int8). OpenVINO is pinned to fp32
-(``INFERENCE_PRECISION_HINT=f32``: it would otherwise pick bf16 by itself on CPUs that have it)
-and to the same thread count, latency mode. Timing: best of ``--calls`` calls per round, rounds in
-alternating order, median over rounds of the OpenVINO / ONNX Runtime speed ratio. Also reported:
-what share of a whole detection each part is (the rest is PyTorch: anchors, proposals, NMS) and the
-int8 networks' agreement with fp32 PyTorch by the engine chooser's rule. Writes
-``benchmarks/results/openvino_vs_ort-<cpu signature>.json`` and prints a table.
+map, its C4 box head on the crops of its 300 proposals (the test proposal count), the re-id network
+on a batch of 32 probe crops in fp32, and the int8 QDQ re-id network of ``ort-int8`` (OpenVINO
+reads QDQ graphs as its own int8). OpenVINO runs at ``--precision`` (``f32`` by default: it would
+otherwise pick bf16 by itself on CPUs that have it), with the same thread count, latency mode.
+Timing: best of ``--calls`` calls per round, rounds in alternating order, median over rounds of the
+OpenVINO / ONNX Runtime speed ratio. Also reported: what share of a whole detection each part is
+(the rest is PyTorch: anchors, proposals, RoIAlign, NMS) and the int8 networks' agreement with
+fp32 PyTorch by the engine chooser's rule. Writes
+``benchmarks/results/openvino_vs_ort-<cpu signature>[-bf16].json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--precision", default="f32", help="OpenVINO's inference precision: f32, or bf16 (the ov-bf16 engine; native bf16 CPUs)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     try:
@@ -56,12 +58,12 @@ def main() -> None:
     check = normalize_crops(crops[: engine_choice.TIMED_CROPS * 2])
     calibration = normalize_crops(crops[engine_choice.TIMED_CROPS * 2 :]).numpy()
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    config = {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": args.precision}
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         detector = bundle.detector_network.eval()
-        trunk, rpn, roi = engines.export_detector(detector, work)
+        trunk, rpn, head = engines.export_detector(detector, work)
         reid = engines.export_reid(bundle.reid_network, work / "reid-fp32.onnx")
         reid_int8 = engines.quantize_int8(reid, work / "reid-int8.onnx", calibration)
 
@@ -73,9 +75,10 @@ def main() -> None:
             trunk_in = batched.tensors.numpy()
             features = detector.backbone(batched.tensors)
             proposals, _ = detector.rpn(batched, features)
+            crops = engines.SparseRoIPool(detector.roi_heads.box_roi_pool)(features, proposals, [tuple(batched.tensors.shape[-2:])])
         feature_in = next(iter(features.values())).numpy()
         rois = len(proposals[0])
-        roi_in = torch.cat([torch.zeros(rois, 1), proposals[0]], dim=1).numpy()
+        head_in = crops.contiguous().numpy()
         crops_in = np.ascontiguousarray(check[: engine_choice.TIMED_CROPS].numpy())
 
         with torch.no_grad():
@@ -85,7 +88,7 @@ def main() -> None:
         parts = [
             ("detector trunk", trunk, [trunk_in], 1),
             ("detector RPN head", rpn, [feature_in], 1),
-            (f"detector RoIAlign + C4 head, {rois} RoIs", roi, [feature_in, roi_in], 1),
+            (f"detector C4 box head, {rois} RoIs", head, [head_in], 1),
             ("re-id fp32, 32 crops", reid, [crops_in], len(crops_in)),
             ("re-id int8 (QDQ), 32 crops", reid_int8, [crops_in], len(crops_in)),
         ]
@@ -131,15 +134,17 @@ def main() -> None:
         "machine": machine(),
         "signature": signature,
         "openvino": ov.__version__,
+        "openvino_precision": args.precision,
         "threads": args.threads,
         "rounds": args.rounds,
         "detection_torch_fp32_ms": 1000 * whole,
         "parts": rows,
     }
-    out = args.out or ROOT / "benchmarks" / "results" / f"openvino_vs_ort-{signature_digest(signature)}.json"
+    suffix = "" if args.precision == "f32" else f"-{args.precision}"
+    out = args.out or ROOT / "benchmarks" / "results" / f"openvino_vs_ort-{signature_digest(signature)}{suffix}.json"
     out.write_text(json.dumps(results, indent=2))
     print(
-        f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads, OpenVINO {ov.__version__}; whole detection in PyTorch fp32: {1000 * whole:.0f} ms"
+        f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads, OpenVINO {ov.__version__} ({args.precision}); whole detection in PyTorch fp32: {1000 * whole:.0f} ms"
     )
     print(f"{'part':34s} {'ORT ms':>8s} {'OV ms':>8s} {'OV speed':>9s}  notes")
     for row in rows:

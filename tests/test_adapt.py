@@ -102,14 +102,15 @@ def test_adapting_to_unlabelled_walks_beats_the_starting_network_on_other_people
         tmp_path / "index",
         start,
         tmp_path / "adapted",
-        AdaptConfig(epochs=10, rounds=1, min_boxes=6, optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5)),
+        AdaptConfig(epochs=15, rounds=1, min_boxes=6, optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5)),
         progress=False,
     )
     assert result["tracklets"] >= 6 and result["footage"] == sorted(str(v.resolve()) for v in learn)
     before = cross_camera_map(load_component(start, "reid")[0], held_out)
     after = cross_camera_map(load_component(tmp_path / "adapted", "reid")[0], held_out)
     # an untrained start learns from per-camera tracklet discrimination alone (its features cannot
-    # associate tracklets across cameras yet); measured 0.418 -> 0.66-0.68 with 1 or 2 threads
+    # associate tracklets across cameras yet); measured 0.418 -> 0.60 / 0.71 with 1 / 2 threads on
+    # a Zen 5 (10 epochs gave 0.49 / 0.68 there and 0.66-0.68 on a Zen 3: too close to the floor)
     assert after > before + 0.1, (before, after, result["tracklets"])
     card = (tmp_path / "adapted" / "MODEL_CARD.md").read_text()
     assert "walk.avi" in card and "without any identity label" in card

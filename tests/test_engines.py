@@ -61,11 +61,11 @@ def test_onnx_reid_export_gives_pytorch_features(tmp_path: Path) -> None:
     crops = torch.randn(5, 3, *config.input_size, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = model(crops).numpy()
-    got = engines.ort_reid(path)(crops).numpy()
+    got = engines.graph_reid(path)(crops).numpy()
     agreement = engine_choice.feature_agreement(expected, got)
     assert engine_choice.features_agree(agreement), agreement
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    assert engines.ort_reid(path)(crops[:1]).shape == (1, model.feature_dim)  # any batch size
+    assert engines.graph_reid(path)(crops[:1]).shape == (1, model.feature_dim)  # any batch size
 
 
 def test_onnx_detector_gives_pytorch_boxes(tmp_path: Path) -> None:
@@ -75,27 +75,79 @@ def test_onnx_detector_gives_pytorch_boxes(tmp_path: Path) -> None:
     images = [torch.rand(3, 150, 200, generator=torch.Generator().manual_seed(k)) for k in range(2)]
     with torch.no_grad():
         expected = model(images)
-    got = engines.ort_detect(model, parts)(images)
+    got = engines.graph_detect(model, parts)(images)
     for e, g in zip(expected, got, strict=True):
         assert len(e["boxes"]) > 0
         torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-2, rtol=1e-4)
         torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=1e-4)
 
 
-def test_onnx_roi_features_match_pytorch_and_fall_back_where_they_cannot_run(tmp_path: Path) -> None:
+def test_graph_detector_roi_pool_and_box_head_match_pytorch(tmp_path: Path) -> None:
     model, _ = tiny_detector()
-    runner = engines.ort_detector(model, engines.export_detector(model, tmp_path))
+    runner = engines.graph_detector(model, engines.export_detector(model, tmp_path))
     pool, head = model.roi_heads.box_roi_pool, model.roi_heads.box_head
     features = {pool.featmap_names[0]: torch.rand(1, model.backbone.out_channels, 10, 14, generator=torch.Generator().manual_seed(1))}
-    boxes = [torch.tensor([[4.0, 8.0, 60.0, 150.0], [100.0, 20.0, 130.0, 90.0]])]
+    boxes = [torch.tensor([[4.0, 8.0, 60.0, 150.0], [100.0, 20.0, 130.0, 90.0], [-30.0, -20.0, 400.0, 300.0]])]
     with torch.no_grad():
-        expected = head(pool(features, boxes, [(160, 224)]))
-        got = runner.roi_heads.box_head(runner.roi_heads.box_roi_pool(features, boxes, [(160, 224)]))
-        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
-        # no proposal at all, and a feature map at another scale than the exported one: PyTorch
-        assert runner.roi_heads.box_roi_pool(features, [torch.zeros(0, 4)], [(160, 224)]).shape == (0, expected.shape[1])
-        other = head(pool(features, boxes, [(80, 112)]))
-        torch.testing.assert_close(runner.roi_heads.box_roi_pool(features, boxes, [(80, 112)]), other)
+        crops = pool(features, boxes, [(160, 224)])
+        torch.testing.assert_close(runner.roi_heads.box_roi_pool(features, boxes, [(160, 224)]), crops, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(runner.roi_heads.box_head(crops), head(crops), atol=1e-4, rtol=1e-4)
+        # no proposal at all: PyTorch's head (a graph cannot take an empty batch)
+        empty = runner.roi_heads.box_roi_pool(features, [torch.zeros(0, 4)], [(160, 224)])
+        assert runner.roi_heads.box_head(empty).shape == (0, head(crops).shape[1])
+
+
+def test_openvino_runs_the_exported_networks_like_pytorch(tmp_path: Path) -> None:
+    """The ov-bf16 engine's runtime on the same ONNX files: in f32 (any CPU) it gives PyTorch's
+    outputs; in bf16 (native bf16 CPUs only) features within bf16 rounding of them."""
+    pytest.importorskip("openvino")
+    model, config = tiny_reid()
+    path = engines.export_reid(model, tmp_path / "reid.onnx")
+    crops = torch.randn(6, 3, *config.input_size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(crops)
+    torch.testing.assert_close(engines.OvModule(path, "f32")(crops), expected, atol=1e-4, rtol=1e-4)
+    assert engines.OvModule(path, "f32")(crops[:1]).shape == (1, model.feature_dim)  # any batch size
+    detector, _ = tiny_detector()
+    head = engines.export_detector(detector, tmp_path)[2]
+    pool = detector.roi_heads.box_roi_pool
+    crop_batch = pool.pool(torch.rand(5, detector.backbone.out_channels, *pool.output_size, generator=torch.Generator().manual_seed(4)))
+    with torch.no_grad():
+        torch.testing.assert_close(engines.OvModule(head, "f32")(crop_batch), detector.roi_heads.box_head(crop_batch), atol=1e-4, rtol=1e-4)
+    if engines.unavailable("ov-bf16") is None:
+        bf16 = engines.graph_reid(path, "ov-bf16")(crops)
+        assert torch.nn.functional.cosine_similarity(bf16, expected).min() > 0.99
+
+
+def test_export_command_writes_onnx_or_openvino_files_that_give_pytorch_features(bundle_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from personsearch.interfaces.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(tmp_path / "onnx"), "--model", str(bundle_dir), "--no-int8"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(["reid.onnx", *engines.DETECTOR_PARTS])
+    result = runner.invoke(app, ["export", str(tmp_path / "ir"), "--model", str(bundle_dir), "--format", "tflite"])
+    assert result.exit_code != 0 and "use onnx or openvino" in result.output
+    pytest.importorskip("openvino")  # the ONNX half above ran either way
+    result = runner.invoke(app, ["export", str(tmp_path / "ir"), "--model", str(bundle_dir), "--format", "openvino", "--no-int8"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "ir").glob("*.xml")) == sorted(["reid.xml", *(Path(n).with_suffix(".xml").name for n in engines.DETECTOR_PARTS)])
+    assert not list((tmp_path / "ir").glob("*.onnx"))
+    model, config = tiny_reid()
+    crops = torch.randn(3, 3, *config.input_size, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        torch.testing.assert_close(engines.OvModule(tmp_path / "ir" / "reid.xml", "f32")(crops), model(crops), atol=1e-4, rtol=1e-4)
+
+
+def test_without_openvino_its_engine_says_how_to_get_it(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setattr(engines, "native_bf16", lambda device: True)  # the reason must be the missing package
+    assert "pip install openvino" in engines.unavailable("ov-bf16")
+    choice = ModelBundle(bundle_dir, engine="torch-fp32").measure_engines(("torch-fp32", "ov-bf16"), save=False)
+    refused = {(m.network, m.engine): m.note for m in choice.measurements if not m.accepted}
+    assert "not installed" in refused[("reid", "ov-bf16")] and (choice.reid, choice.detector) == ("torch-fp32", "torch-fp32")
 
 
 def test_int8_quantisation_writes_a_quantised_network_that_runs(tmp_path: Path) -> None:
@@ -107,7 +159,7 @@ def test_int8_quantisation_writes_a_quantised_network_that_runs(tmp_path: Path) 
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert not list(tmp_path.glob(".*tmp")) and not list(tmp_path.glob("*.pre.onnx"))
-    features = engines.ort_reid(int8)(torch.from_numpy(calibration[:4]))
+    features = engines.graph_reid(int8)(torch.from_numpy(calibration[:4]))
     assert features.shape == (4, model.feature_dim) and torch.isfinite(features).all()
     # mixed precision: a named convolution stays fp32 (its weight is not dequantised), the rest int8
     first = next(node.name for node in onnx.load(str(fp32)).graph.node if node.op_type == "Conv")
@@ -244,6 +296,8 @@ def test_cpu_signature_change_means_a_new_measurement(bundle_dir: Path, monkeypa
 def test_forced_engines_and_bad_names(bundle_dir: Path) -> None:
     assert parse_engine("auto") is None
     assert parse_engine("ort-int8") == ("ort-int8", "ort-fp32")
+    assert parse_engine("ov-bf16-head") == ("ort-fp32", "ov-bf16-head")  # a detector-only engine
+    assert parse_engine("ov-bf16") == ("ov-bf16", "ov-bf16")
     assert parse_engine("reid=ort-int8,detector=torch-fp32-cl") == ("ort-int8", "torch-fp32-cl")
     with pytest.raises(ValueError, match="unknown part"):
         parse_engine("reid=ort-fp32,tracker=x")
@@ -272,6 +326,7 @@ def test_avx2_machines_get_no_bf16_autocast() -> None:
         "with fast.autocast_for('cpu'):\n"
         "    assert not torch.is_autocast_enabled('cpu')\n"
         "assert 'no native bf16' in engines.unavailable('torch-bf16')\n"
+        "assert 'no native bf16' in engines.unavailable('ov-bf16')\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env={"ATEN_CPU_CAPABILITY": "avx2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)

@@ -63,7 +63,7 @@ def test_simulation_reproduces_onnx_runtime_int8_and_detaches_cleanly(tmp_path: 
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fp32 = features(model, x)
     graph = int8_graph(model, calibration, tmp_path)
-    ort_int8 = engines.ort_reid(graph)(x)
+    ort_int8 = engines.graph_reid(graph)(x)
     simulation = Int8Simulation(model, graph)  # places every quantised tensor, or raises
     simulated = features(model, x)
     simulation.enabled = False
@@ -105,7 +105,7 @@ def test_distillation_brings_int8_closer_to_fp32() -> None:
 
     def int8_gap(model: torch.nn.Module) -> float:
         with tempfile.TemporaryDirectory() as tmp:
-            int8 = engines.ort_reid(int8_graph(model, calibration, Path(tmp)))(check)
+            int8 = engines.graph_reid(int8_graph(model, calibration, Path(tmp)))(check)
         return float((1 - torch.nn.functional.cosine_similarity(features(model, check), int8)).mean())
 
     before = int8_gap(teacher)

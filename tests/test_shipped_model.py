@@ -24,3 +24,19 @@ def test_shipped_model_finds_new_people_above_its_floors(tmp_path: Path) -> None
     assert result.detection.recall >= 0.92 and result.detection.ap >= 0.90, result.detection.format_table()
     assert result.search.mAP >= 0.45 and result.search.topk[1] >= 0.40, result.search.format_table()
     assert result.search_gt.mAP >= 0.50, result.search_gt.format_table()
+
+
+def test_detector_check_scenes_hold_enough_boxes_for_the_99_percent_rule() -> None:
+    """The engine chooser accepts a detector engine that keeps >= 99 % of the fp32 boxes: with
+    fewer than 100 boxes one lost box already fails it and a smaller loss cannot be seen (two
+    ordinary scenes held 7 boxes and let a bf16 detector that loses 2 % of the demo's boxes pass)."""
+    import numpy as np
+    import torch
+
+    from personsearch.models import engine_choice
+
+    detector = ModelBundle(SHIPPED_MODEL, engine="torch-fp32").detector_network.eval()
+    scenes = engine_choice.check_scenes()
+    with torch.no_grad():
+        boxes = sum(len(detector([torch.from_numpy(np.ascontiguousarray(s)).permute(2, 0, 1).float().div(255)])[0]["boxes"]) for s in scenes)
+    assert boxes >= 100, boxes

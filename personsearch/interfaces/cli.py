@@ -4,6 +4,7 @@ imports (torch, faiss) happen inside commands so ``--help`` stays instant."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -99,7 +100,7 @@ EngineOption = Annotated[
     typer.Option(
         "--engine",
         help="Inference engine: auto (default: the fastest that agrees with fp32 on this machine, measured once and cached), "
-        "torch-fp32, torch-fp32-cl, torch-bf16, torch-compile, ort-fp32, ort-int8, or reid=NAME,detector=NAME. "
+        "torch-fp32, torch-fp32-cl, torch-bf16, torch-compile, ort-fp32, ort-int8, ov-bf16, or reid=NAME,detector=NAME. "
         "Default from $PERSONSEARCH_ENGINE.",
     ),
 ]
@@ -377,23 +378,28 @@ def bench_engines_cmd(
 def export_cmd(
     out: Annotated[Path, typer.Argument(help="Output directory.")],
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
-    format: Annotated[str, typer.Option(help="onnx (ONNX Runtime and anything else that reads ONNX).")] = "onnx",
-    int8: Annotated[bool, typer.Option(help="Also write reid-int8.onnx (static int8, calibrated on synthetic person crops).")] = True,
+    format: Annotated[str, typer.Option(help="onnx (ONNX Runtime and anything that reads ONNX) or openvino (OpenVINO IR, .xml + .bin).")] = "onnx",
+    int8: Annotated[bool, typer.Option(help="Also write reid-int8 (static int8, calibrated on synthetic person crops).")] = True,
 ) -> None:
-    """Export both networks: reid.onnx (crops -> features) and the detector's network parts,
-    detector-trunk.onnx (image -> stride-16 features), detector-rpn.onnx (features -> objectness,
-    box deltas) and detector-roi.onnx (features + RoIs -> box features: RoIAlign, max-pool, C4
-    head); anchors, proposal selection, NMS and box decoding are torchvision's (docs/performance.md)."""
+    """Export both networks: reid (crops -> features) and the detector's network parts,
+    detector-trunk (image -> stride-16 features), detector-rpn (features -> objectness, box
+    deltas) and detector-head (RoIAlign crops, max-pooled -> box features: the C4 head); anchors,
+    proposal selection, RoIAlign (torchvision's roi_align, aligned=False, sampling ratio 2), NMS
+    and box decoding are torchvision's (docs/performance.md)."""
     from personsearch.interfaces.api import resolve_model
     from personsearch.models import engines
     from personsearch.models.bundle import ModelBundle
 
-    if format != "onnx":
-        _fail(ValueError(f"--format {format!r}: only onnx is supported (OpenVINO reads ONNX files directly)"))
+    if format not in ("onnx", "openvino"):
+        _fail(ValueError(f"--format {format!r}: use onnx or openvino"))
+    if format == "openvino" and importlib.util.find_spec("openvino") is None:
+        _fail(ValueError("--format openvino needs OpenVINO: pip install openvino (or the personsearch[openvino] extra)"))
     bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
     written = [engines.export_reid(bundle.reid_network, out / "reid.onnx"), *engines.export_detector(bundle.detector_network, out)]
     if int8:
         written.append(engines.quantize_reid_int8(written[0], out / "reid-int8.onnx", bundle.calibration_inputs()))
+    if format == "openvino":
+        written = [engines.onnx_to_openvino(path) for path in written]
     for path in written:
         console.print(f"wrote {path}")
 

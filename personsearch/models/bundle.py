@@ -113,13 +113,15 @@ def _digest(*paths: Path) -> str:
 
 
 def parse_engine(engine: str) -> tuple[str, str] | None:
-    """``auto`` -> None (measure); ``NAME`` -> that engine for both networks (``ort-int8`` runs
-    the detector on ``ort-fp32``); ``reid=NAME,detector=NAME`` -> one each."""
+    """``auto`` -> None (measure); ``NAME`` -> that engine for both networks (an engine for one
+    network, ``engines.ONE_NETWORK``, runs the other on ``ort-fp32``); ``reid=NAME,detector=NAME``
+    -> one each."""
     engine = engine.strip()
     if engine == "auto":
         return None
     if "=" not in engine:
-        return engine, "ort-fp32" if engine == "ort-int8" else engine
+        network, other = engines.ONE_NETWORK.get(engine, ("", engine))
+        return (engine, other) if network == "reid" else (other, engine) if network == "detector" else (engine, engine)
     parts = dict(item.split("=", 1) for item in engine.split(",") if "=" in item)
     unknown = sorted(set(parts) - {"reid", "detector"})
     if unknown:
@@ -191,10 +193,10 @@ class ModelBundle:
     def measure_engines(self, candidates: tuple[str, ...] = engines.AUTO_CANDIDATES, save: bool = True) -> engine_choice.EngineChoice:
         """Time every candidate on the probe set, keep the fastest that agrees with fp32 for each
         network, and (``save``) cache the choice for this machine."""
-        scenes, crops = engine_choice.probe_set(tuple(self.reid_config.input_size))
+        _, crops = engine_choice.probe_set(tuple(self.reid_config.input_size))
         measurements = engine_choice.measure_reid(self.reid_engine, candidates, normalize_crops(crops[:CHECK_CROPS]), str(self.device))
         if self.external_detector is None:
-            measurements += engine_choice.measure_detector(self.detector_engine, candidates, scenes, str(self.device))
+            measurements += engine_choice.measure_detector(self.detector_engine, candidates, engine_choice.check_scenes(), str(self.device))
         choice = engine_choice.EngineChoice(
             reid=engine_choice.pick(measurements, "reid"),
             detector=engine_choice.pick(measurements, "detector"),

@@ -4,13 +4,17 @@ A network can run as plain PyTorch fp32 (the reference every other engine is che
 PyTorch fp32 with channels_last (oneDNN convolutions without layout reorders), PyTorch bf16
 autocast (only where the CPU has native bf16, AVX-512 BF16 or AMX: elsewhere PyTorch emulates it
 and runs 6-10x slower than fp32), ``torch.compile`` (opt-in: it needs a C++ compiler and compiles
-once per input-shape family), or ONNX Runtime: fp32, and for the re-id network int8 with static
-QDQ quantisation calibrated on person crops.
+once per input-shape family), ONNX Runtime (fp32, and for the re-id network int8 with static
+QDQ quantisation calibrated on person crops) or OpenVINO in bf16 (native bf16 CPUs, where its
+bf16 convolutions run 1.6-2x faster than ONNX Runtime's fp32 ones): the whole network
+(``ov-bf16``), or only the detector's C4 box head with its trunk and RPN head on ONNX Runtime fp32
+(``ov-bf16-head``: a bf16 trunk moves proposals and boxes, a bf16 box head does not).
 
-The detector under ONNX Runtime runs its network parts there: the stride-16 trunk, the RPN head
-(the 3 x 3 convolution and its two 1 x 1 outputs) and, in one graph, RoIAlign + the 2 x 2
-max-pool + the C4 box head on the proposals. Anchors, proposal selection, NMS and box decoding stay
-torchvision's PyTorch code, so the box logic is the same whatever the engine.
+The detector under ONNX Runtime or OpenVINO runs its network parts there: the stride-16 trunk, the
+RPN head (the 3 x 3 convolution and its two 1 x 1 outputs) and the C4 box head on the proposals'
+crops. Anchors, proposal selection, RoIAlign (``roi_align.sparse_roi_align``, several times faster
+than torchvision's kernel and equal to it), the max-pool, NMS and box decoding stay in PyTorch, so
+the box logic is the same whatever the engine.
 
 Which engine is fastest *and* agrees with fp32 is measured per machine: ``engine_choice.py``.
 """
@@ -31,11 +35,12 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops._utils import convert_boxes_to_roi_format
 from torchvision.ops.poolers import _setup_scales
 
 from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
+from personsearch.models.roi_align import sparse_roi_align
 
 if TYPE_CHECKING:
     from personsearch.models.detector import PersonDetector
@@ -48,14 +53,27 @@ ENGINES: dict[str, str] = {
     "torch-compile": "torch.compile (inductor, frozen weights) on the fp32 or bf16 path (opt-in, needs g++)",
     "ort-fp32": "ONNX Runtime fp32",
     "ort-int8": "ONNX Runtime int8, static QDQ quantisation (re-id; the detector runs ort-fp32)",
+    "ov-bf16": "OpenVINO bf16 (native bf16 CPUs; pip install openvino)",
+    "ov-bf16-head": "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on OpenVINO bf16 (detector only; the re-id network runs ort-fp32)",
 }
 """Every engine name, with what it runs."""
-REVISION = 4
+REVISION = 5
 """Bumped when what an engine runs changes (2: the detector's RPN head and RoIAlign joined ONNX
 Runtime, its sessions do not spin; 3: nor do the re-id network's; 4: re-id int8 has 7-bit weights
-and fp32 heads), so choices cached by an older version are measured again."""
+and fp32 heads; 5: RoIAlign runs as ``sparse_roi_align`` in every engine but the reference, the
+ONNX graph holds the box head only; OpenVINO bf16, whole or for the detector's box head only),
+so choices cached by an older version are measured again."""
 REFERENCE = "torch-fp32"
-AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8")
+AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head")
+GRAPH_ENGINES = ("ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head")
+"""Engines that run exported ONNX files."""
+ONE_NETWORK = {"ort-int8": ("reid", "ort-fp32"), "ov-bf16-head": ("detector", "ort-fp32")}
+"""Engines for one network only: the network, and the engine the other network runs on when the
+name is asked for both."""
+DETECTOR_PART_ENGINES = {"ov-bf16-head": ("ort-fp32", "ort-fp32", "ov-bf16")}
+"""The runtime of each detector part (trunk, RPN head, box head) where it is not the engine's own.
+The box head alone in bf16 keeps the detections (its per-RoI features are averaged before the
+fp32 predictor); a bf16 trunk moves proposals and boxes (docs/performance.md)."""
 """Engines ``--engine auto`` measures. ``torch-compile`` is left out: its one-off compile per input
 shape (tens of seconds) would dominate the measurement and every short run after it."""
 
@@ -65,9 +83,16 @@ def unavailable(name: str, device: str | torch.device = "cpu") -> str | None:
     if name not in ENGINES:
         return f"unknown engine {name!r}; known: {', '.join(ENGINES)}"
     device = torch.device(device)
-    if name == "torch-bf16" and not native_bf16(device):
-        return "this CPU has no native bf16 (AVX-512 BF16 or AMX): PyTorch would emulate it, 6-10x slower than fp32"
-    if name.startswith("ort-"):
+    if name in ("torch-bf16", "ov-bf16", "ov-bf16-head") and not native_bf16(device):
+        return "this CPU has no native bf16 (AVX-512 BF16 or AMX): it would be emulated, many times slower than fp32"
+    if name.startswith("ov-"):
+        if device.type != "cpu":
+            return "OpenVINO engines run on the CPU here"
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "openvino is not installed (pip install openvino, or the personsearch[openvino] extra)"
+    if name.startswith("ort-") or name == "ov-bf16-head":
         if device.type != "cpu":
             return "ONNX Runtime engines run on the CPU here"
         try:
@@ -239,15 +264,12 @@ def ort_session(path: str | Path, threads: int | None = None, spin: bool = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OrtModule(nn.Module):
-    """An ONNX Runtime session standing in for a PyTorch module (inference only, CPU)."""
+class GraphModule(nn.Module):
+    """An exported network run by a graph runtime, standing in for a PyTorch module (inference
+    only, CPU): torch tensors in, float32 torch tensors out. Subclasses name the inputs and run
+    the feeds."""
 
-    def __init__(self, path: str | Path, spin: bool = False) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.session = ort_session(self.path, spin=spin)
-
-        self.inputs = [i.name for i in self.session.get_inputs()]
+    inputs: list[str]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)[0]
@@ -255,9 +277,62 @@ class OrtModule(nn.Module):
     def run(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         """Every output of the network for ``tensors`` (its inputs, in order), as float32 tensors."""
         if len(tensors[0]) == 0:
-            raise ValueError("OrtModule called with an empty batch")
+            raise ValueError(f"{type(self).__name__} called with an empty batch")
         feeds = {name: x.detach().float().contiguous().cpu().numpy() for name, x in zip(self.inputs, tensors, strict=True)}
-        return [torch.from_numpy(out) for out in self.session.run(None, feeds)]
+        return [torch.from_numpy(np.asarray(out, dtype=np.float32)) for out in self.infer(feeds)]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+class OrtModule(GraphModule):
+    """An ONNX Runtime session (``ort_session``) as a module."""
+
+    def __init__(self, path: str | Path, spin: bool = False) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.session = ort_session(self.path, spin=spin)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(None, feeds))
+
+
+class OvModule(GraphModule):
+    """An OpenVINO compiled model as a module, at ``precision`` (``bf16``: convolutions and
+    matrix products in bf16 with fp32 accumulation, what OpenVINO picks by itself on bf16 CPUs;
+    ``f32``), with as many threads as PyTorch uses."""
+
+    def __init__(self, path: str | Path, precision: str = "bf16") -> None:
+        super().__init__()
+        import openvino as ov
+
+        self.path = Path(path)
+        config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.inputs = [port.get_any_name() for port in self.compiled.inputs]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        results = self.request.infer(feeds)
+        return [results[port] for port in self.compiled.outputs]
+
+
+def onnx_to_openvino(path: str | Path) -> Path:
+    """Convert an exported ONNX file to OpenVINO IR beside it (``.xml`` + ``.bin``, fp32 weights,
+    the same graph) and remove the ONNX file; returns the ``.xml`` path."""
+    import openvino as ov
+
+    path = Path(path)
+    xml = path.with_suffix(".xml")
+    ov.save_model(ov.convert_model(str(path)), str(xml), compress_to_fp16=False)
+    path.unlink()
+    return xml
+
+
+def graph_module(path: str | Path, engine: str) -> GraphModule:
+    """The runtime module of a graph engine (``GRAPH_ENGINES``) for the ONNX file ``path``."""
+    return OvModule(path, "bf16") if engine == "ov-bf16" else OrtModule(path)
 
 
 class _TrunkOutput(nn.Module):
@@ -271,10 +346,10 @@ class _TrunkOutput(nn.Module):
         return self.body(x)[self.stage]
 
 
-class _TrunkFromOrt(nn.Module):
-    """The trunk's OrderedDict interface over an ONNX Runtime session."""
+class _TrunkFromGraph(nn.Module):
+    """The trunk's OrderedDict interface over a graph runtime's module."""
 
-    def __init__(self, module: OrtModule, stage: str) -> None:
+    def __init__(self, module: nn.Module, stage: str) -> None:
         super().__init__()
         self.module, self.stage = module, stage
 
@@ -294,49 +369,52 @@ class _RpnHeadOutputs(nn.Module):
         return logits[0], deltas[0]
 
 
-class _RpnHeadFromOrt(nn.Module):
-    """torchvision's RPN head interface (feature maps -> objectness, box deltas per map) over an
-    ONNX Runtime session."""
+class _RpnHeadFromGraph(nn.Module):
+    """torchvision's RPN head interface (feature maps -> objectness, box deltas per map) over a
+    graph runtime's module."""
 
-    def __init__(self, module: OrtModule) -> None:
+    def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
     def forward(self, x: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        outputs = [self.module.run(feature) for feature in x]
+        outputs = [cast(GraphModule, self.module).run(feature) for feature in x]
         return [o[0] for o in outputs], [o[1] for o in outputs]
 
 
-class _RoIBoxFeatures(nn.Module):
-    """RoIAlign + the optional max-pool + the C4 box head: (feature map, RoIs as rows of batch
-    index, x1, y1, x2, y2 in image pixels) -> one box feature per RoI (for export)."""
+class SparseRoIPool(nn.Module):
+    """Stands in for the detector's RoI pool (``detector.RoICropPool``: RoIAlign to the crop size,
+    then its optional 2 x 2 max-pool): the same crops, RoIAlign computed by ``sparse_roi_align``
+    (4-7x faster than torchvision's kernel, equal up to the order of additions)."""
 
-    def __init__(self, pool: nn.Module, head: nn.Module, scale: float) -> None:
+    def __init__(self, pool: nn.Module) -> None:
         super().__init__()
-        self.size, self.sampling = cast("tuple[int, int]", pool.output_size), int(cast(int, pool.sampling_ratio))
-        self.pool, self.head, self.scale = cast(nn.Module, pool.pool), head, scale
-
-    def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        crops = roi_align(features, rois, self.size, self.scale, self.sampling, aligned=False)
-        return self.head(self.pool(crops))
-
-
-class _RoIBoxFeaturesFromOrt(nn.Module):
-    """Stands in for the detector's RoI pool *and* box head (which becomes the identity): the box
-    features of every proposal from one ONNX Runtime session. Falls back to the PyTorch modules
-    when there is no proposal or the feature map's scale is not the exported one."""
-
-    def __init__(self, module: OrtModule, pool: nn.Module, head: nn.Module, scale: float) -> None:
-        super().__init__()
-        self.module, self.pool, self.head, self.scale = module, pool, head, scale
+        self.roi_pool = pool
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        (name,) = cast("list[str]", self.pool.featmap_names)
+        pool = self.roi_pool
+        (name,) = cast("list[str]", pool.featmap_names)
         features = x[name]
-        scales, _ = _setup_scales([features], image_shapes, self.pool.canonical_scale, self.pool.canonical_level)
-        if sum(len(b) for b in boxes) == 0 or scales != [self.scale]:
-            return self.head(self.pool(x, boxes, image_shapes))
-        return self.module.run(features, convert_boxes_to_roi_format(boxes))[0]
+        if pool.scales is None or pool.map_levels is None:  # inferred once and kept, as torchvision does
+            pool.scales, pool.map_levels = _setup_scales([features], image_shapes, pool.canonical_scale, pool.canonical_level)
+        scales = cast("list[float]", pool.scales)
+        size = cast("tuple[int, int]", pool.output_size)
+        if size[0] != size[1]:
+            return cast(torch.Tensor, pool(x, boxes, image_shapes))
+        crops = sparse_roi_align(features.float(), convert_boxes_to_roi_format(boxes), size[0], scales[0], int(cast(int, pool.sampling_ratio)))
+        return cast(torch.Tensor, getattr(pool, "pool", nn.Identity())(crops))
+
+
+class _BoxHeadFromGraph(nn.Module):
+    """The C4 box head (crops -> one feature per RoI) run by a graph runtime; PyTorch's head when
+    there is no crop (a graph cannot take an empty batch)."""
+
+    def __init__(self, module: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.module, self.head = module, head
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, self.head(crops) if len(crops) == 0 else self.module(crops))
 
 
 def export_reid(model: nn.Module, path: str | Path) -> Path:
@@ -345,22 +423,15 @@ def export_reid(model: nn.Module, path: str | Path) -> Path:
     return export_onnx(model, torch.zeros(2, 3, height, width), path, {0: "batch"})
 
 
-DETECTOR_PARTS = ("detector-trunk.onnx", "detector-rpn.onnx", "detector-roi.onnx")
+DETECTOR_PARTS = ("detector-trunk.onnx", "detector-rpn.onnx", "detector-head.onnx")
 """The ONNX files of a detector under ONNX Runtime (``export_detector``)."""
-
-
-def _feature_scale(detector: PersonDetector) -> float:
-    """The trunk's feature scale as the RoI pool infers it (1/16 for the C4 trunks)."""
-    with torch.no_grad():
-        features = detector.backbone(torch.zeros(1, 3, 320, 256))
-    scales, _ = _setup_scales(list(features.values()), [(320, 256)], 224, 4)
-    return float(scales[0])
 
 
 def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, ...]:
     """The detector's network parts as ONNX files in ``out_dir`` (``DETECTOR_PARTS``): the trunk
-    (any image size), the RPN head (any feature map) and RoIAlign + max-pool + C4 box head (any
-    number of RoIs). ``ort_detector`` puts them back into the torchvision detector."""
+    (any image size), the RPN head (any feature map) and the C4 box head (pooled crops -> box
+    features, any number of crops). ``graph_detector`` puts them back into the torchvision
+    detector."""
     out_dir = Path(out_dir)
     detector = cast("PersonDetector", copy.deepcopy(model).float().eval())
     body = detector.backbone.body
@@ -371,23 +442,23 @@ def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, ...]:
     rpn = export_onnx(
         _RpnHeadOutputs(detector.rpn.head), feature, out_dir / DETECTOR_PARTS[1], {"input": map_axes, "output": map_axes, "output1": map_axes}, outputs=2
     )
-    roi_features = _RoIBoxFeatures(detector.roi_heads.box_roi_pool, detector.roi_heads.box_head, _feature_scale(detector))
-    rois = torch.tensor([[0, 8.0, 16.0, 120.0, 300.0], [0, 40.0, 30.0, 90.0, 200.0]])
-    roi = export_onnx(roi_features, (feature, rois), out_dir / DETECTOR_PARTS[2], {"input": map_axes, "input1": {0: "rois"}, "output": {0: "rois"}})
-    return trunk, rpn, roi
+    pool = detector.roi_heads.box_roi_pool
+    crop = cast(nn.Module, pool.pool)(torch.zeros(2, detector.backbone.out_channels, *cast("tuple[int, int]", pool.output_size)))
+    head = export_onnx(detector.roi_heads.box_head, crop, out_dir / DETECTOR_PARTS[2], {0: "rois"})
+    return trunk, rpn, head
 
 
-def ort_detector(model: nn.Module, parts: Sequence[str | Path]) -> nn.Module:
-    """A copy of ``model`` whose network parts (``export_detector``'s files) run in ONNX Runtime."""
+def graph_detector(model: nn.Module, parts: Sequence[str | Path], engine: str = "ort-fp32") -> nn.Module:
+    """A copy of ``model`` whose network parts (``export_detector``'s files) run in the runtimes
+    of graph engine ``engine`` (``DETECTOR_PART_ENGINES``), with RoIAlign as ``SparseRoIPool``."""
     runner = cast("PersonDetector", copy.deepcopy(model).float().eval())
-    trunk, rpn, roi = parts
-    stage = runner.backbone.body.out_stages[-1]
-    scale = _feature_scale(runner)
-    runner.backbone.body = _TrunkFromOrt(OrtModule(trunk), stage)
-    runner.rpn.head = _RpnHeadFromOrt(OrtModule(rpn))
+    runtimes = DETECTOR_PART_ENGINES.get(engine, (engine,) * 3)
+    trunk, rpn, head = (graph_module(part, runtime) for part, runtime in zip(parts, runtimes, strict=True))
+    runner.backbone.body = _TrunkFromGraph(trunk, runner.backbone.body.out_stages[-1])
+    runner.rpn.head = _RpnHeadFromGraph(rpn)
     heads = runner.roi_heads
-    heads.box_roi_pool = cast(MultiScaleRoIAlign, _RoIBoxFeaturesFromOrt(OrtModule(roi), heads.box_roi_pool, heads.box_head, scale))
-    heads.box_head = nn.Identity()
+    heads.box_roi_pool = cast(MultiScaleRoIAlign, SparseRoIPool(heads.box_roi_pool))
+    heads.box_head = _BoxHeadFromGraph(head, heads.box_head)
     return runner
 
 
@@ -427,8 +498,12 @@ def torch_reid(model: nn.Module, name: str, device: torch.device) -> ReIDRun:
 
 
 def torch_detector(model: nn.Module, name: str, device: torch.device) -> DetectRun:
-    """A PyTorch engine for the detector (``model`` is prepared in place)."""
+    """A PyTorch engine for the detector (``model`` is prepared in place); every engine but the
+    reference and ``torch-compile`` computes RoIAlign as ``SparseRoIPool``."""
     model, _, bf16 = _prepared(model, name, device)
+    if name not in (REFERENCE, "torch-compile") and device.type == "cpu":
+        heads = cast("PersonDetector", model).roi_heads
+        heads.box_roi_pool = cast(MultiScaleRoIAlign, SparseRoIPool(heads.box_roi_pool))
 
     @torch.no_grad()
     def run(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -443,17 +518,17 @@ def as_detections(outputs: list[dict[str, torch.Tensor]]) -> list[np.ndarray]:
     return [np.concatenate([o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1).astype(np.float32) for o in outputs]
 
 
-def ort_reid(path: str | Path) -> ReIDRun:
-    module = OrtModule(path)
+def graph_reid(path: str | Path, engine: str = "ort-fp32") -> ReIDRun:
+    module = graph_module(path, engine)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        return module(batch)
+        return cast(torch.Tensor, module(batch))
 
     return run
 
 
-def ort_detect(model: nn.Module, parts: Sequence[str | Path]) -> DetectRun:
-    runner = ort_detector(model, parts)
+def graph_detect(model: nn.Module, parts: Sequence[str | Path], engine: str = "ort-fp32") -> DetectRun:
+    runner = graph_detector(model, parts, engine)
 
     @torch.no_grad()
     def run(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -463,34 +538,39 @@ def ort_detect(model: nn.Module, parts: Sequence[str | Path]) -> DetectRun:
 
 
 def reid_runner(model: nn.Module, name: str, device: torch.device, workdir: Path, calibration: Callable[[], np.ndarray]) -> ReIDRun:
-    """The re-id network on engine ``name``. ONNX files are exported into (and reused from)
-    ``workdir``, which must be specific to these weights; ``calibration`` gives the int8
-    calibration inputs when a quantised network has to be made. ``model`` is not modified."""
+    """The re-id network on engine ``name`` (a detector-only engine runs it on ``ort-fp32``). ONNX
+    files are exported into (and reused from) ``workdir``, which must be specific to these
+    weights; ``calibration`` gives the int8 calibration inputs when a quantised network has to be
+    made. ``model`` is not modified."""
     why = unavailable(name, device)
     if why:
         raise ValueError(f"engine {name!r} cannot run the re-id network here: {why}")
-    if name.startswith("ort-"):
+    if ONE_NETWORK.get(name, ("reid",))[0] != "reid":
+        name = ONE_NETWORK[name][1]
+    if name in GRAPH_ENGINES:
         fp32 = workdir / "reid-fp32.onnx"
         if not fp32.is_file():
             export_reid(model, fp32)
-        if name == "ort-fp32":
-            return ort_reid(fp32)
+        if name != "ort-int8":
+            return graph_reid(fp32, name)
         int8 = workdir / "reid-int8.onnx"
         if not int8.is_file():
             quantize_reid_int8(fp32, int8, calibration())
-        return ort_reid(int8)
+        return graph_reid(int8)
     return torch_reid(copy.deepcopy(model), name, device)
 
 
 def detector_runner(model: nn.Module, name: str, device: torch.device, workdir: Path) -> DetectRun:
     """The detector on engine ``name`` (``ort-int8`` runs it on ``ort-fp32``: only the re-id
     network is quantised); ONNX parts are exported into ``workdir``. ``model`` is not modified."""
+    if ONE_NETWORK.get(name, ("detector",))[0] != "detector":
+        name = ONE_NETWORK[name][1]
     why = unavailable(name, device)
     if why:
         raise ValueError(f"engine {name!r} cannot run the detector here: {why}")
-    if name.startswith("ort-"):
-        parts = [workdir / name for name in DETECTOR_PARTS]
+    if name in GRAPH_ENGINES:
+        parts = [workdir / part for part in DETECTOR_PARTS]
         if not all(part.is_file() for part in parts):
             export_detector(model, workdir)
-        return ort_detect(model, parts)
+        return graph_detect(model, parts, name)
     return torch_detector(copy.deepcopy(model), name, device)

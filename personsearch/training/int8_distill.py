@@ -218,7 +218,7 @@ def int8_agreement(model: nn.Module, calibration: np.ndarray, crops: dict[str, t
     """For each set of crops: ONNX Runtime int8 (the engine's graph) against the model's own
     PyTorch fp32 features, by the engine chooser's measures."""
     with tempfile.TemporaryDirectory() as tmp:
-        run = engines.ort_reid(int8_graph(model, calibration, Path(tmp)))
+        run = engines.graph_reid(int8_graph(model, calibration, Path(tmp)))
         return {name: engine_choice.feature_agreement(features(model, x).numpy(), run(x).numpy()) for name, x in crops.items()}
 
 
