@@ -30,6 +30,7 @@ from run_info import ROOT, commit, machine
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
+from personsearch.models.detector import image_tensors
 
 
 def operator_split(path: Path, feeds: dict[str, np.ndarray], calls: int) -> dict[str, float]:
@@ -62,7 +63,7 @@ def main() -> None:
 
     detector = ModelBundle(args.bundle, engine="torch-fp32").detector_network.eval()
     scenes, _ = engine_choice.probe_set((256, 128))
-    image = torch.from_numpy(np.ascontiguousarray(scenes[0])).permute(2, 0, 1).float().div(255)
+    (image,) = image_tensors(scenes[:1])
     with torch.no_grad():
         batched, _ = detector.transform([image])
         features = detector.backbone(batched.tensors)

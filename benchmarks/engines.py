@@ -33,6 +33,7 @@ import torch
 from run_info import ROOT, commit, machine
 
 from personsearch.models import engine_choice, engines
+from personsearch.models.detector import image_tensors
 from personsearch.models.engine_choice import cpu_signature, signature_digest
 
 ENGINES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head")
@@ -114,8 +115,8 @@ def reid_case(
 def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], trained: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Timed on the first of ``scenes``; agreement on the chooser's crowded check scenes for a
     trained detector (about a hundred boxes), on ``scenes`` for random weights (speed only)."""
-    tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in scenes]
-    checked = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in engine_choice.check_scenes()] if trained else tensors
+    tensors = image_tensors(scenes)
+    checked = image_tensors(engine_choice.check_scenes()) if trained else tensors
     runners, agreement, notes = {}, {}, {}
     reference = None
     for engine in engine_choice.for_network(ENGINES, "detector"):

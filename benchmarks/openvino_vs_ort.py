@@ -35,6 +35,7 @@ from run_info import ROOT, commit, machine
 from personsearch.data.crops import normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
+from personsearch.models.detector import image_tensors
 from personsearch.models.engine_choice import cpu_signature, signature_digest
 
 
@@ -69,7 +70,7 @@ def main() -> None:
 
         # Every part's input exactly as the detector builds it for one probe scene, with the
         # test-time proposal count of RoIs.
-        image = torch.from_numpy(np.ascontiguousarray(scenes[0])).permute(2, 0, 1).float().div(255)
+        (image,) = image_tensors(scenes[:1])
         with torch.no_grad():
             batched, _ = detector.transform([image])
             trunk_in = batched.tensors.numpy()

@@ -30,13 +30,13 @@ def test_detector_check_scenes_hold_enough_boxes_for_the_99_percent_rule() -> No
     """The engine chooser accepts a detector engine that keeps >= 99 % of the fp32 boxes: with
     fewer than 100 boxes one lost box already fails it and a smaller loss cannot be seen (two
     ordinary scenes held 7 boxes and let a bf16 detector that loses 2 % of the demo's boxes pass)."""
-    import numpy as np
     import torch
 
     from personsearch.models import engine_choice
+    from personsearch.models.detector import image_tensors
 
     detector = ModelBundle(SHIPPED_MODEL, engine="torch-fp32").detector_network.eval()
     scenes = engine_choice.check_scenes()
     with torch.no_grad():
-        boxes = sum(len(detector([torch.from_numpy(np.ascontiguousarray(s)).permute(2, 0, 1).float().div(255)])[0]["boxes"]) for s in scenes)
+        boxes = sum(len(detector([scene])[0]["boxes"]) for scene in image_tensors(scenes))
     assert boxes >= 100, boxes

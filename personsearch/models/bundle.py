@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from personsearch.config import from_dict
 from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.models import engine_choice, engines
-from personsearch.models.detector import DetectorConfig, build_detector
+from personsearch.models.detector import DetectorConfig, build_detector, image_tensors
 from personsearch.models.external_detectors import build_external_detector
 from personsearch.models.reid import ReIDConfig, build_reid
 from personsearch.models.weights import cache_root
@@ -114,14 +114,13 @@ def _digest(*paths: Path) -> str:
 
 def parse_engine(engine: str) -> tuple[str, str] | None:
     """``auto`` -> None (measure); ``NAME`` -> that engine for both networks (an engine for one
-    network, ``engines.ONE_NETWORK``, runs the other on ``ort-fp32``); ``reid=NAME,detector=NAME``
+    network runs the other on its stand-in, ``engines.engine_for``); ``reid=NAME,detector=NAME``
     -> one each."""
     engine = engine.strip()
     if engine == "auto":
         return None
     if "=" not in engine:
-        network, other = engines.ONE_NETWORK.get(engine, ("", engine))
-        return (engine, other) if network == "reid" else (other, engine) if network == "detector" else (engine, engine)
+        return engines.engine_for(engine, "reid"), engines.engine_for(engine, "detector")
     parts = dict(item.split("=", 1) for item in engine.split(",") if "=" in item)
     unknown = sorted(set(parts) - {"reid", "detector"})
     if unknown:
@@ -212,8 +211,7 @@ class ModelBundle:
         """Person boxes of each HxWx3 uint8 image: (n, 5) float32 ``[x1, y1, x2, y2, score]``."""
         if self.external_detector is not None:
             return self.external_detector.detect(images)
-        tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in images]
-        return engines.as_detections(self._detect(tensors))
+        return engines.as_detections(self._detect(image_tensors(images)))
 
     @torch.no_grad()
     def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
@@ -30,6 +31,11 @@ FEATURE_STAGE = "layer3"
 """The stride-16 stage the RPN and the RoI crop use."""
 NUM_CLASSES = 2
 """Background and person."""
+
+
+def image_tensors(images: list[np.ndarray]) -> list[torch.Tensor]:
+    """HxWx3 uint8 RGB images as the detector takes them: CxHxW float32 in [0, 1]."""
+    return [torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255) for image in images]
 
 
 @dataclass

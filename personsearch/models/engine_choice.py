@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from personsearch.models import engines
+from personsearch.models.detector import image_tensors
 from personsearch.models.fast import native_bf16
 from personsearch.models.weights import cache_root
 
@@ -298,7 +299,7 @@ def _measure(
 
 def for_network(candidates: Sequence[str], network: str) -> list[str]:
     """The candidates that run ``network`` themselves (not an engine for the other network only)."""
-    return [c for c in candidates if engines.ONE_NETWORK.get(c, (network,))[0] == network]
+    return [c for c in candidates if engines.engine_for(c, network) == c]
 
 
 def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.Tensor, device: str = "cpu") -> list[Measurement]:
@@ -315,7 +316,7 @@ def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.T
 def measure_detector(factory: DetectorFactory, candidates: Sequence[str], images: list[np.ndarray], device: str = "cpu") -> list[Measurement]:
     """Check each candidate's boxes against fp32 on ``images`` (one scene per call) and time it on
     the first ``TIMED_SCENES`` of them (engines for the re-id network only are skipped)."""
-    tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255) for im in images]
+    tensors = image_tensors(images)
     timed = tensors[:TIMED_SCENES]
 
     def run_one(name: str) -> tuple[list[np.ndarray], float]:

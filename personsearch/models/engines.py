@@ -70,6 +70,15 @@ GRAPH_ENGINES = ("ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head")
 ONE_NETWORK = {"ort-int8": ("reid", "ort-fp32"), "ov-bf16-head": ("detector", "ort-fp32")}
 """Engines for one network only: the network, and the engine the other network runs on when the
 name is asked for both."""
+
+
+def engine_for(name: str, network: str) -> str:
+    """The engine that runs ``network`` (``reid`` or ``detector``) when engine ``name`` is asked
+    for: ``name`` itself, or the stand-in of an engine for the other network only."""
+    only, other = ONE_NETWORK.get(name, (network, name))
+    return name if only == network else other
+
+
 DETECTOR_PART_ENGINES = {"ov-bf16-head": ("ort-fp32", "ort-fp32", "ov-bf16")}
 """The runtime of each detector part (trunk, RPN head, box head) where it is not the engine's own.
 The box head alone in bf16 keeps the detections (its per-RoI features are averaged before the
@@ -424,7 +433,7 @@ def export_reid(model: nn.Module, path: str | Path) -> Path:
 
 
 DETECTOR_PARTS = ("detector-trunk.onnx", "detector-rpn.onnx", "detector-head.onnx")
-"""The ONNX files of a detector under ONNX Runtime (``export_detector``)."""
+"""The ONNX files of a detector under a graph engine (``export_detector``)."""
 
 
 def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, ...]:
@@ -542,11 +551,10 @@ def reid_runner(model: nn.Module, name: str, device: torch.device, workdir: Path
     files are exported into (and reused from) ``workdir``, which must be specific to these
     weights; ``calibration`` gives the int8 calibration inputs when a quantised network has to be
     made. ``model`` is not modified."""
+    name = engine_for(name, "reid")
     why = unavailable(name, device)
     if why:
         raise ValueError(f"engine {name!r} cannot run the re-id network here: {why}")
-    if ONE_NETWORK.get(name, ("reid",))[0] != "reid":
-        name = ONE_NETWORK[name][1]
     if name in GRAPH_ENGINES:
         fp32 = workdir / "reid-fp32.onnx"
         if not fp32.is_file():
@@ -563,8 +571,7 @@ def reid_runner(model: nn.Module, name: str, device: torch.device, workdir: Path
 def detector_runner(model: nn.Module, name: str, device: torch.device, workdir: Path) -> DetectRun:
     """The detector on engine ``name`` (``ort-int8`` runs it on ``ort-fp32``: only the re-id
     network is quantised); ONNX parts are exported into ``workdir``. ``model`` is not modified."""
-    if ONE_NETWORK.get(name, ("detector",))[0] != "detector":
-        name = ONE_NETWORK[name][1]
+    name = engine_for(name, "detector")
     why = unavailable(name, device)
     if why:
         raise ValueError(f"engine {name!r} cannot run the detector here: {why}")
