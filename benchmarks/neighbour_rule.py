@@ -71,18 +71,21 @@ def identity_pairs(size: tuple[int, int], identities: int, seed: int) -> tuple[t
     return stacked[0], dict(zip(SHIFTS, stacked[1:], strict=True)), np.repeat(np.arange(len(pairs)), 2)
 
 
+def similarity(features: np.ndarray) -> np.ndarray:
+    """Cosine similarity between every two rows, -inf with itself (so argmax is the nearest other row)."""
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    return sim
+
+
 def agreement(reference: np.ndarray, features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The chooser's measures (``engine_choice.feature_agreement``) and, of the crops whose nearest
     other crop is the same person with fp32 (``matches``), the fraction still so (``matches_kept``)."""
-    result = engine_choice.feature_agreement(reference, features)
-    sims = []
-    for x in (reference, features):
-        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-        sim = unit @ unit.T
-        np.fill_diagonal(sim, -np.inf)
-        sims.append(sim.argmax(axis=1))
-    matched = labels[sims[0]] == labels
-    return {**result, "matches": float(matched.sum()), "matches_kept": float((labels[sims[1]][matched] == labels[matched]).mean())}
+    ref_nn, out_nn = similarity(reference).argmax(axis=1), similarity(features).argmax(axis=1)
+    matched = labels[ref_nn] == labels
+    kept = float((labels[out_nn][matched] == labels[matched]).mean())
+    return {**engine_choice.feature_agreement(reference, features), "matches": float(matched.sum()), "matches_kept": kept}
 
 
 def turned(reference: np.ndarray, cosine: float, rng: np.random.Generator) -> np.ndarray:
@@ -111,9 +114,7 @@ def main() -> None:
         shifts = {px: rounded(agreement(reference, network(x).numpy(), labels)) for px, x in moved.items()}
 
     unit = reference / np.linalg.norm(reference, axis=1, keepdims=True)
-    similarity = unit @ unit.T
-    np.fill_diagonal(similarity, -np.inf)
-    best_two = np.sort(similarity, axis=1)[:, -2:]
+    best_two = np.sort(similarity(reference), axis=1)[:, -2:]
     margin = float(np.median(best_two[:, 1] - best_two[:, 0]))
     rng = np.random.default_rng(0)
     isotropic = {}
