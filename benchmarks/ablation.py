@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data import load_dataset
 from personsearch.data.crops import crop_boxes, normalize_crops
@@ -392,7 +392,7 @@ def main() -> None:
         # the wall time of every session that added runs: a re-run that only redraws adds seconds, not hours lost
         results["timings_s"] = {"total": round(earlier_seconds + time.perf_counter() - started, 1)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+        write_results(args.out, results)
         plot(results, args.plot, args.curves)
 
     for seed in args.seeds:  # seed-major: an interrupted run leaves every variant equally sampled

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data.synthetic.walks import appearance_crops, make_walks
 from personsearch.evaluation.metrics import recall_corrected_ap
@@ -168,7 +168,7 @@ def main() -> None:
         print(f"== {name}: {json.dumps(results['models'][name])}", flush=True)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    write_results(args.out, results)
     print(f"\nmachine: {results['machine']['cpu']}, {results['machine']['cpu_capability']}")
     print(f"scored: {len(keys)} appearances of held-out people (seed {args.eval_seed}); queries from the first camera, gallery the others")
     print(f"{'start':9s} {'':7s} {'appear. top-1':>13s} {'appear. mAP':>11s} {'frame top-1':>11s} {'frame mAP':>9s}")

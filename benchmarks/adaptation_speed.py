@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 from sightings import VTEST_PLACES
 
 WORK = ROOT / "benchmarks" / "work" / "adaptation-speed"
@@ -69,7 +69,7 @@ def main() -> None:
         },
         "training_crops_per_s": crops * len(result["rounds"]) * result["config"]["epochs"] / sum(seconds["rounds"]),
     }
-    args.out.write_text(json.dumps(report, indent=2))
+    write_results(args.out, report)
     print(f"{video.name}: {footage_s:.1f} s of footage, every {args.stride}th frame indexed with SSDLite in {indexing_s:.0f} s")
     print(f"{'step':34s} {'seconds':>8s} {'per hour of footage':>20s}")
     steps = [("find tracklets", seconds["tracklets"]), (f"crop {crops} crops", seconds["crops"])]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from ablation import budget_config, gallery_detections
-from run_info import ROOT, commit
+from run_info import ROOT, commit, write_results
 
 from personsearch.data import load_dataset
 from personsearch.evaluation.pipeline import evaluate_engine, ground_truth_detections, query_features, run_gallery
@@ -115,7 +115,7 @@ def main() -> None:
         print(f"== {name}: {json.dumps(model['levels_gt_boxes']['concat'])}", flush=True)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write_results(args.out, results)
     head = f"{'model':16s} {'features':8s} {'mAP':>6s} {'top-1':>6s} {'mAP q<60':>9s} {'top-1 q<60':>10s} {'mAP t<60':>9s}   (ground-truth boxes)"
     print("\n" + head + "\n" + "-" * len(head))
     for name, model in results["models"].items():

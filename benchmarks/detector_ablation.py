@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 from ablation import summary
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data import load_dataset
 from personsearch.data.synthetic import make_synthetic
@@ -167,7 +167,7 @@ def main() -> None:
     def write() -> None:
         results["timings_s"] = {"total": round(earlier_seconds + time.perf_counter() - started, 1)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+        write_results(args.out, results)
 
     for name in args.variants:
         t = time.perf_counter()

@@ -18,14 +18,13 @@ held-out part, columns = the three detectors) for everything else. Writes
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.evaluation.metrics import box_iou
 from personsearch.index.sources import Sampling, discover, iter_frames, video_info
@@ -114,7 +113,7 @@ def main() -> None:
         "detectors": totals,
         "sheet": {"path": str(args.sheet), "frames": [frames[i] for i in picks]},
     }
-    args.out.write_text(json.dumps(results, indent=2, default=str))
+    write_results(args.out, results, default=str)
     print(f"{len(frames)} held-out frames of {args.video} from {args.from_s:.0f} s; pseudo ground truth: {totals['SSDLite']['truth']} people")
     print(f"{'detector':26s} {'found':>7s} {'recall':>7s} {'extra boxes':>12s} {'on unsure':>10s}")
     for name, t in totals.items():

@@ -27,7 +27,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 WORK = ROOT / "benchmarks" / "work" / "detector-other-cameras"
 RESULTS = ROOT / "benchmarks" / "results" / "detector_other_cameras.json"
@@ -103,7 +103,7 @@ def sheets(args: argparse.Namespace) -> None:
             "boxes": boxes,
         }
     )
-    RESULTS.write_text(json.dumps(existing, indent=1))
+    write_results(RESULTS, existing)
     print(f"wrote {RESULTS}; now judge the images in {WORK} and write the marks into it")
 
 
@@ -125,7 +125,7 @@ def score(_: argparse.Namespace) -> None:
             table[group][detector] = {"images": len(names), "people": people, "found": found, "extra": extra}
             print(f"{group:28s} {detector:9s} {people:7d} {found:6d} {extra:6d}")
     data["table"] = table
-    RESULTS.write_text(json.dumps(data, indent=1))
+    write_results(RESULTS, data)
     print(f"wrote the table into {RESULTS}")
 
 

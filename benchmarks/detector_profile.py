@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from engines import best_time, count_flops, peak_gflops
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models import engine_choice, engines
@@ -113,7 +113,7 @@ def main() -> None:
         "box_head_operators_ms": operators,
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"detector_profile-{engine_choice.signature_digest(signature)}.json"
-    out.write_text(json.dumps(results, indent=2))
+    write_results(out, results)
     print(
         f"{signature['cpu']} ({signature['torch_capability']}), {torch.get_num_threads()} threads, fp32 peak {peak:.0f} GFLOP/s; input {list(batched.tensors.shape)}"
     )

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 RESULTS = ROOT / "benchmarks" / "results" / "distributed_indexing.json"
 
@@ -114,7 +113,7 @@ def main() -> None:
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=float))
+    write_results(args.out, result, default=float)
     lines = [
         f"indexing {len(scenes)} scenes with the shipped model ({result['machine']['cpu']}, {result['machine']['cores']} cores); Ray start-up {ray_start:.1f} s (not counted)",
         "| run | images/s | vs single process | seconds | driver commit s (share) | commit ms/image | index equal |",

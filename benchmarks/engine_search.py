@@ -23,14 +23,13 @@ engine (``personsearch bench-engines``) is printed beside it. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data import load_dataset
 from personsearch.evaluation.pipeline import PipelineResult, evaluate_engine, run_gallery
@@ -81,7 +80,7 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=ROOT / "personsearch" / "assets" / "default")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic-standard")
     parser.add_argument("--reid-engines", default="torch-fp32,ort-fp32,torch-bf16,ov-bf16,ort-int8")
-    parser.add_argument("--detector-engines", default="ort-fp32,ov-bf16-head,torch-bf16")
+    parser.add_argument("--detector-engines", default="ort-fp32,ov-bf16-head,ort-int8-head,torch-bf16")
     parser.add_argument("--gallery-size", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -133,7 +132,7 @@ def main() -> None:
         "engines": rows,
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"engine_search-{signature_digest(signature)}.json"
-    out.write_text(json.dumps(results, indent=2))
+    write_results(out, results)
 
     print(f"{signature['cpu']} ({signature['torch_capability']}), {args.data}, {len(dataset.queries)} queries, gallery {args.gallery_size}")
     for network, table in rows.items():

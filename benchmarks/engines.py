@@ -20,7 +20,6 @@ fp32 rate in the same round), so load from other jobs cancels out. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -30,13 +29,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.models import engine_choice, engines
 from personsearch.models.detector import image_tensors
 from personsearch.models.engine_choice import cpu_signature, signature_digest
 
-ENGINES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head")
+ENGINES = engines.AUTO_CANDIDATES
+"""Every engine ``auto`` measures, the reference first."""
 
 
 def peak_gflops(signature: dict[str, Any], threads: int) -> tuple[float, str]:
@@ -124,7 +124,7 @@ def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], t
         if why:
             notes[engine] = why
             continue
-        run = engines.detector_runner(model, engine, torch.device("cpu"), work / name)
+        run = engines.detector_runner(model, engine, torch.device("cpu"), work / name, engine_choice.calibration_scenes)
         dets = [engines.as_detections(run([scene]))[0] for scene in checked]
         reference = dets if reference is None else reference
         agreement[engine] = engine_choice.detection_agreement(reference, dets)
@@ -261,7 +261,7 @@ def main() -> None:
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"engines-{signature_digest(signature)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_results(out, results)
     print(table(results))
     print(f"wrote {out}")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from int8_settings import people_crops
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data import load_dataset
 from personsearch.data.crops import normalize_crops
@@ -94,7 +94,7 @@ def main() -> None:
         "detect_s": round(detect_s, 1),
         "search": search,
     }
-    args.out.write_text(json.dumps(results, indent=2))
+    write_results(args.out, results)
 
     def cells(a: dict[str, float]) -> str:
         return f"{a['cos_median']:.3f} / {a['cos_min']:.3f} / {a['nn_same']:.2f}"

@@ -9,8 +9,10 @@ backbone only, min-max calibration on the chooser's 64 calibration crops); full 
 on those crops and on all 236 other probe crops; ``reduce_range`` (7-bit weights); u8
 weights (the u8 x u8 kernel, no saturation); u8 weights with moving-average and entropy
 calibration; the first convolution left in fp32 with s8 and with u8 weights; and, for CPUs with
-VNNI (no saturation), the engine's graph with full 8-bit weights, with and without the first
-convolution in fp32. Every setting quantises the same ONNX export and is scored by the chooser's rule
+VNNI (no saturation), the engine's graph with full 8-bit weights, with the first
+convolution in fp32, with it and the first depthwise convolution in fp32 (mixed precision on the
+two layers that cost most), and with every convolution in fp32, so that only the residual
+additions (and the tensors into them) are int8: the floor of any layer-by-layer mixed precision. Every setting quantises the same ONNX export and is scored by the chooser's rule
 (``personsearch.models.engine_choice.features_agree``) against fp32 PyTorch, on the chooser's 64
 check crops and on 512 crops of the people of another synthetic benchmark (``small``, seed 7). Timing on a batch of 32 crops:
 ``--rounds`` rounds in alternating order, each setting's speed as the median ratio to PyTorch
@@ -21,7 +23,6 @@ fp32 eager in the same round (ONNX Runtime fp32 alongside). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from engines import time_engines
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data.crops import normalize_crops
 from personsearch.models import engine_choice, engines
@@ -40,6 +41,12 @@ STEM = "/backbone/stem/stem.0/Conv"
 """The first convolution of the exported MobileNetV2 re-id network: the layer whose quantisation
 costs most on an AVX2 CPU (an exploratory scan quantising all but one layer at a time: leaving
 it in fp32 raised the check crops' cosine min from 0.78 to 0.91, no other layer above 0.79)."""
+FIRST_DEPTHWISE = "/backbone/layer1/layer1.1/conv/conv.0/conv.0.0/Conv"
+"""The first depthwise convolution: with the stem, the layer whose quantisation costs most with
+8-bit weights on a VNNI CPU (a scan on a Zen 5 quantising one layer at a time: 1 - cosine median
+0.012 for it, 0.006 for the stem and for the next block's two, 0.004-0.0057 for every other layer).
+Leaving only it in fp32 is worse than quantising it (the quantisation boundary moves to the stem's
+unclipped output), so the two go together."""
 SETTINGS: dict[str, dict[str, Any]] = {
     "ort-int8 engine (7-bit s8, heads fp32)": {"calibration": "small", "engine": True},
     "s8 weights, 64 crops": {"calibration": "small"},
@@ -52,6 +59,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "u8 weights, stem in fp32": {"weights": "uint8", "keep_fp32": [STEM]},
     "8-bit s8 weights, heads fp32 (VNNI)": {"calibration": "small", "heads_fp32": True},
     "8-bit s8 weights, heads + stem fp32 (VNNI)": {"calibration": "small", "heads_fp32": True, "keep_fp32": [STEM]},
+    "8-bit s8, heads + stem + 1st depthwise fp32": {"calibration": "small", "heads_fp32": True, "keep_fp32": [STEM, FIRST_DEPTHWISE]},
+    "every convolution fp32 (residual adds int8)": {"calibration": "small", "heads_fp32": True, "all_convolutions_fp32": True},
 }
 
 
@@ -78,6 +87,10 @@ def quantize(fp32: Path, out: Path, calibration: np.ndarray, setting: dict[str, 
     options = {k: v for k, v in setting.items() if k in ("weights", "reduce_range", "extra_options", "method", "keep_fp32")}
     if setting.get("heads_fp32"):
         options["keep_fp32"] = [*engines.reid_int8_excluded(fp32), *setting.get("keep_fp32", [])]
+    if setting.get("all_convolutions_fp32"):
+        import onnx
+
+        options["keep_fp32"] = [*options["keep_fp32"], *(node.name for node in onnx.load(str(fp32)).graph.node if node.op_type == "Conv")]
     return engines.quantize_int8(fp32, out, calibration, **options)
 
 
@@ -130,14 +143,14 @@ def main() -> None:
         "settings": rows,
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"int8_settings-{signature_digest(signature)}.json"
-    out.write_text(json.dumps(results, indent=2))
+    write_results(out, results)
     print(f"{signature['cpu']} ({signature['torch_capability']}, flags {' '.join(signature.get('flags', []))}), {args.threads} threads")
     print(f"PyTorch fp32 eager: {timing[engines.REFERENCE]['per_s']:.1f} crops/s")
-    print(f"{'setting':42s} {'x fp32':>7s} {'x ORT':>6s}  {'cos med / min / NN (check)':28s} {'(512 other people)':24s} verdict")
+    print(f"{'setting':44s} {'x fp32':>7s} {'x ORT':>6s}  {'cos med / min / NN (check)':28s} {'(512 other people)':24s} verdict")
     for name, row in rows.items():
         a, b = row["agreement"]["check"], row["agreement"]["held_out"]
         print(
-            f"{name:42s} {row['x_fp32']:6.2f}x {row['x_ort_fp32']:5.2f}x  {a['cos_median']:.3f} / {a['cos_min']:.3f} / {a['nn_same']:.2f}"
+            f"{name:44s} {row['x_fp32']:6.2f}x {row['x_ort_fp32']:5.2f}x  {a['cos_median']:.3f} / {a['cos_min']:.3f} / {a['nn_same']:.2f}"
             f"{'':10s} {b['cos_median']:.3f} / {b['cos_min']:.3f} / {b['nn_same']:.2f}   {'accepted' if row['accepted'] else 'refused'}"
         )
     print(f"wrote {out}")

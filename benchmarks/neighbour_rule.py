@@ -25,14 +25,13 @@ Writes ``benchmarks/results/neighbour_rule-<cpu signature>.json`` and prints the
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.models import engine_choice, engines
@@ -162,7 +161,7 @@ def main() -> None:
         "engines": rows,
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"neighbour_rule-{signature_digest(signature)}.json"
-    out.write_text(json.dumps(results, indent=2))
+    write_results(out, results)
 
     print(f"{signature['cpu']} ({signature['torch_capability']}), bundle {args.bundle}")
     print(f"pairs: {len(reference)} crops of {IDENTITIES} people; fp32 matches {results['pairs']['fp32_matches']}")

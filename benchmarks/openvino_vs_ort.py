@@ -21,7 +21,6 @@ fp32 PyTorch by the engine chooser's rule. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from engines import best_time
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data.crops import normalize_crops
 from personsearch.models import engine_choice, engines
@@ -143,7 +142,7 @@ def main() -> None:
     }
     suffix = "" if args.precision == "f32" else f"-{args.precision}"
     out = args.out or ROOT / "benchmarks" / "results" / f"openvino_vs_ort-{signature_digest(signature)}{suffix}.json"
-    out.write_text(json.dumps(results, indent=2))
+    write_results(out, results)
     print(
         f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads, OpenVINO {ov.__version__} ({args.precision}); whole detection in PyTorch fp32: {1000 * whole:.0f} ms"
     )

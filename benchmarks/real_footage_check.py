@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 WORK = ROOT / "benchmarks" / "work" / "real-footage"
 JUDGEMENTS = ROOT / "benchmarks" / "results" / "real_footage_judgements.json"
@@ -130,7 +130,7 @@ def score(_: argparse.Namespace) -> None:
     for row, cell in table.items():
         print(f"{row:18s} {np.mean(cell['top1']):15.2f} {np.mean(cell['top10']):16.2f} {np.mean(cell['unsure']):14.2f}")
     summary = {row: {"top1": float(np.mean(c["top1"])), "top10": float(np.mean(c["top10"])), "unsure": float(np.mean(c["unsure"]))} for row, c in table.items()}
-    (ROOT / "benchmarks" / "results" / "real_footage_check.json").write_text(json.dumps({"queries": len(judged["queries"]), "precision": summary}, indent=1))
+    write_results(ROOT / "benchmarks" / "results" / "real_footage_check.json", {"queries": len(judged["queries"]), "precision": summary})
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 DATA = Path("data/synthetic-standard")
 RUN = Path("runs/release")
@@ -186,7 +186,7 @@ def stage_release() -> dict[str, Any]:
     (ASSETS / "MODEL_CARD.md").write_text(model_card(results))
     (ASSETS / "SHA256SUMS").write_text("".join(f"{sha256(p)}  {p.name}\n" for p in sorted(ASSETS.glob("*.safetensors"))))
     out = ROOT / "benchmarks" / "results" / "release_model.json"
-    out.write_text(json.dumps(results, indent=2))
+    write_results(out, results)
     print(f"wrote {ASSETS} and {out}")
     return results
 

@@ -3,9 +3,11 @@ machine (CPU, memory, library versions, load), so a result can be traced and com
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +23,46 @@ def commit() -> str:
 
 
 def machine() -> dict[str, Any]:
-    """CPU, core count, memory, library versions and the load average: what the figures depend on."""
+    """CPU (model, the vector extensions that decide kernel speed, PyTorch's kernel level), core
+    count, memory, library versions and the load average: what the figures depend on.
+    ``cpu_signature`` is the digest the engine cache and the per-CPU results files are named by."""
     import faiss
     import torch
 
-    cpu = platform.processor()
+    from personsearch.models.engine_choice import cpu_signature, signature_digest
+
+    signature = cpu_signature()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+        mem_gb: float | None = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (OSError, ValueError):
         mem_gb = None
     return {
-        "cpu": cpu,
+        "cpu": signature["cpu"],
+        "cpu_flags": signature["flags"],
+        "cpu_capability": signature["torch_capability"],
+        "native_bf16": signature["native_bf16"],
+        "cpu_signature": signature_digest(signature),
         "cores": os.cpu_count(),
         "memory_gb": mem_gb,
         "torch_threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "onnxruntime": signature["onnxruntime"],
+        "openvino": signature["openvino"],
         "faiss": faiss.__version__,
         "load_average": list(os.getloadavg()),
     }
+
+
+def write_results(path: Path, results: dict[str, Any], default: Callable[[Any], Any] | None = None) -> Path:
+    """Write a benchmark's results as JSON atomically (a temporary file renamed over ``path``), so
+    a benchmark killed while writing leaves the previous results whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(results, indent=2, default=default))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

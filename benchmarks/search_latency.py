@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 RESULTS = ROOT / "benchmarks" / "results" / "search_latency.json"
 K = 10
@@ -352,7 +352,7 @@ def main() -> None:
     results["baseline_resident"] = baseline
     results["machine"]["load_average_end"] = list(__import__("os").getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write_results(args.out, results)
     print(f"\nwrote {args.out} ({results['seconds']:.0f} s, peak RSS {peak_rss_gb():.1f} GB)\n")
     print(table(results))
 

@@ -20,7 +20,6 @@ Writes ``benchmarks/results/service_load.json`` and prints a table last.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 RESULTS = ROOT / "benchmarks" / "results" / "service_load.json"
 CAMERAS = 10
@@ -233,7 +232,7 @@ def main() -> None:
         "levels": levels,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_results(args.out, result)
     print(table(result))
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data.synthetic.walks import make_walks
 from personsearch.evaluation.metrics import box_iou
@@ -202,7 +202,7 @@ def main() -> None:
         results["vtest"] = {"path": str(vtest), "detector": detector, "stride": args.vtest_stride, **run}
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    write_results(args.out, results)
     print(f"\nmachine: {results['machine']['cpu']}, {results['machine']['cpu_capability']}; model {results['model']}")
     print("\ntracking (synthetic walks, ground truth)")
     print(f"{'camera':8s} {'appearances':>11s} {'sightings':>9s} {'purity':>7s} {'coverage':>8s} {'fragments':>9s} {'in one':>7s}")

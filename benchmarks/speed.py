@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
 REFERENCE = "reference"
@@ -604,7 +604,7 @@ def main() -> None:
             results["sections"][section] = [run_case(case, ref, fast, rounds, args.work) for case in cases[section]]
             results["machine"]["load_average_end"] = list(os.getloadavg())
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=2))
+            write_results(args.out, results)
     finally:
         ref.close()
         fast.close()

@@ -15,11 +15,10 @@ shrinks the share). Writes ``benchmarks/results/tracking_speed.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
-from run_info import ROOT, commit, machine
+from run_info import ROOT, commit, machine, write_results
 
 from personsearch.index.tracking import track
 
@@ -68,7 +67,7 @@ def main() -> None:
             }
         )
     out = ROOT / "benchmarks" / "results" / "tracking_speed.json"
-    out.write_text(json.dumps({"commit": commit(), "machine": machine(), "fps": args.fps, "index_fps": args.index_fps, "runs": rows}, indent=1))
+    write_results(out, {"commit": commit(), "machine": machine(), "fps": args.fps, "index_fps": args.index_fps, "runs": rows})
     print(f"{'footage':>8s} {'detections':>10s} {'people':>6s} {'tracks':>6s} {'tracking s':>10s} {'indexing s':>10s} {'share':>7s}")
     for r in rows:
         print(

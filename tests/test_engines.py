@@ -190,6 +190,36 @@ def test_reid_int8_engine_quantises_the_backbone_on_a_7_bit_grid_and_keeps_the_h
     assert all(made_by[node.input[0]].op_type != "DequantizeLinear" for node in gemms)  # nor are their inputs rounded
 
 
+@pytest.mark.parametrize("vnni", [True, False])
+def test_int8_box_head_engine_quantises_only_the_box_head_with_weights_the_cpu_does_not_saturate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vnni: bool
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    monkeypatch.setattr(engines, "int8_vnni", lambda: vnni)
+    model, _ = tiny_detector()
+    scenes = [(np.random.default_rng(k).random((150, 200, 3)) * 255).astype(np.uint8) for k in range(2)]
+    with pytest.raises(ValueError, match="calibration scenes"):
+        engines.detector_runner(model, "ort-int8-head", torch.device("cpu"), tmp_path)
+    run = engines.detector_runner(model, "ort-int8-head", torch.device("cpu"), tmp_path, lambda: scenes)
+    images = [torch.from_numpy(scene).permute(2, 0, 1).float() / 255 for scene in scenes]
+    got = run(images)
+    assert len(got) == 2 and all(len(g["boxes"]) and torch.isfinite(g["boxes"]).all() for g in got)
+    head = tmp_path / ("detector-head-int8.onnx" if vnni else "detector-head-int8-u8.onnx")
+    assert head.is_file() and not (tmp_path / ("detector-head-int8-u8.onnx" if vnni else "detector-head-int8.onnx")).exists()
+    graph = onnx.load(str(head)).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert convs and all(made_by[node.input[1]].op_type == "DequantizeLinear" for node in convs)
+    weights = [constants[made_by[node.input[1]].input[0]] for node in convs]
+    # s8 weights only where VNNI adds u8 x s8 products in 32 bits; u8 x u8 does not saturate on AVX2
+    assert {w.dtype for w in weights} == {np.dtype(np.int8) if vnni else np.dtype(np.uint8)}
+    for part in engines.DETECTOR_PARTS[:2]:  # the trunk and the RPN head stay fp32
+        assert "QuantizeLinear" not in {node.op_type for node in onnx.load(str(tmp_path / part)).graph.node}
+
+
 def _reid_factory(model: torch.nn.Module, wrong: set[str]) -> engine_choice.ReIDFactory:
     """Engines for the test: each name runs the real fp32 model; names in ``wrong`` corrupt its
     output the way a broken engine would (features of other crops)."""

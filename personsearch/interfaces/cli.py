@@ -100,7 +100,7 @@ EngineOption = Annotated[
     typer.Option(
         "--engine",
         help="Inference engine: auto (default: the fastest that agrees with fp32 on this machine, measured once and cached), "
-        "torch-fp32, torch-fp32-cl, torch-bf16, torch-compile, ort-fp32, ort-int8 (re-id), ov-bf16, ov-bf16-head (detector), "
+        "torch-fp32, torch-fp32-cl, torch-bf16, torch-compile, ort-fp32, ort-int8 (re-id), ov-bf16, ov-bf16-head and ort-int8-head (detector), "
         "or reid=NAME,detector=NAME. "
         "Default from $PERSONSEARCH_ENGINE.",
     ),

@@ -171,7 +171,7 @@ class ModelBundle:
 
     def detector_engine(self, name: str) -> engines.DetectRun:
         """A runner of the bundle's detector on engine ``name``."""
-        return engines.detector_runner(self.detector_network, name, self.device, self.engine_dir)
+        return engines.detector_runner(self.detector_network, name, self.device, self.engine_dir, engine_choice.calibration_scenes)
 
     def calibration_inputs(self) -> np.ndarray:
         """int8 calibration inputs: probe crops other than those the agreement check uses."""

@@ -35,7 +35,7 @@ import torch
 
 from personsearch.models import engines
 from personsearch.models.detector import image_tensors
-from personsearch.models.fast import native_bf16
+from personsearch.models.fast import cpu_flags, native_bf16
 from personsearch.models.weights import cache_root
 
 COSINE_MEDIAN = 0.99
@@ -52,6 +52,9 @@ detector: the 99 % rule needs a hundred boxes to tell a one-in-fifty loss; two o
 held 7 boxes and let a bf16 detector pass that loses 2 % of the demo's boxes)."""
 TIMED_SCENES = 2
 """Of those, the scenes per timed detector call."""
+CALIBRATION_SCENES = 6
+"""Crowded scenes (other than the check scenes) whose box-head inputs calibrate the int8 box head:
+about 1,800 RoI crops."""
 PROBE_SEED = 20261130
 """Seed of the synthetic probe scenes (never a training seed of the shipped models)."""
 
@@ -62,17 +65,12 @@ def cpu_signature() -> dict[str, Any]:
     and glibc's malloc tuning (the CLI sets
     it; on an AVX2 CPU it makes PyTorch 1.6-2.7x faster and ONNX Runtime no faster, so a choice
     measured with it does not hold without it: docs/performance.md)."""
-    flags: list[str] = []
+    flags = sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile"})
     model = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and model in ("", "x86_64"):
                 model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = sorted(
-                    set(line.split(":", 1)[1].split())
-                    & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile"}
-                )
                 break
     except OSError:
         pass
@@ -240,15 +238,27 @@ def probe_set(input_size: tuple[int, int], scenes: int = 2, crops: int = 128) ->
     return images, torch.cat(parts)[:crops]
 
 
-@functools.lru_cache(maxsize=1)
-def check_scenes(count: int = CHECK_SCENES) -> list[np.ndarray]:
-    """Crowded synthetic scenes (800 x 600, 8-12 people of 20-400 px each) on which detections
-    are compared. Deterministic, needs no dataset on disk."""
+def crowded_scenes(seed: int, count: int) -> list[np.ndarray]:
+    """``count`` crowded synthetic scenes (800 x 600, 8-12 people of 20-400 px each) drawn with
+    ``seed``. Deterministic, needs no dataset on disk."""
     from personsearch.data.synthetic.plan import plan_benchmark, resolve_config
     from personsearch.data.synthetic.scenes import render_scene
 
     config = resolve_config("small", num_train_ids=24, num_test_ids=8, people_per_image=(4, 6), distractors_per_image=(4, 6))
-    return [render_scene(planned.scene) for planned in plan_benchmark(config, PROBE_SEED + 1).images[:count]]
+    return [render_scene(planned.scene) for planned in plan_benchmark(config, seed).images[:count]]
+
+
+@functools.lru_cache(maxsize=1)
+def check_scenes(count: int = CHECK_SCENES) -> list[np.ndarray]:
+    """The crowded scenes on which detections are compared with fp32."""
+    return crowded_scenes(PROBE_SEED + 1, count)
+
+
+@functools.lru_cache(maxsize=1)
+def calibration_scenes(count: int = CALIBRATION_SCENES) -> list[np.ndarray]:
+    """Crowded scenes other than the check scenes, whose detector box-head inputs calibrate the
+    int8 box head (``ort-int8-head``)."""
+    return crowded_scenes(PROBE_SEED + 3, count)
 
 
 def _rate(run: Callable[[], Any], items: int, budget_s: float = 1.5, max_runs: int = 5) -> float:

@@ -8,7 +8,9 @@ once per input-shape family), ONNX Runtime (fp32, and for the re-id network int8
 QDQ quantisation calibrated on person crops) or OpenVINO in bf16 (native bf16 CPUs, where its
 bf16 convolutions run 1.6-2x faster than ONNX Runtime's fp32 ones): the whole network
 (``ov-bf16``), or only the detector's C4 box head with its trunk and RPN head on ONNX Runtime fp32
-(``ov-bf16-head``: a bf16 trunk moves proposals and boxes, a bf16 box head does not).
+(``ov-bf16-head``: a bf16 trunk moves proposals and boxes, a bf16 box head does not); the box
+head alone can also run in ONNX Runtime int8 (``ort-int8-head``; s8 weights where the CPU has
+VNNI: most Intel CPUs since 2019-2021, AMD since Zen 4; u8 weights elsewhere).
 
 The detector under ONNX Runtime or OpenVINO runs its network parts there: the stride-16 trunk, the
 RPN head (the 3 x 3 convolution and its two 1 x 1 outputs) and the C4 box head on the proposals'
@@ -39,7 +41,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops._utils import convert_boxes_to_roi_format
 from torchvision.ops.poolers import _setup_scales
 
-from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
+from personsearch.models.fast import autocast_for, int8_vnni, native_bf16, prepare_for_inference
 from personsearch.models.roi_align import sparse_roi_align
 
 if TYPE_CHECKING:
@@ -55,19 +57,23 @@ ENGINES: dict[str, str] = {
     "ort-int8": "ONNX Runtime int8, static QDQ quantisation (re-id; the detector runs ort-fp32)",
     "ov-bf16": "OpenVINO bf16 (native bf16 CPUs; pip install openvino)",
     "ov-bf16-head": "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on OpenVINO bf16 (detector only; the re-id network runs ort-fp32)",
+    "ort-int8-head": "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on ONNX Runtime int8 (detector only; the re-id network runs ort-fp32)",
 }
 """Every engine name, with what it runs."""
-REVISION = 5
+REVISION = 6
 """Bumped when what an engine runs changes (2: the detector's RPN head and RoIAlign joined ONNX
 Runtime, its sessions do not spin; 3: nor do the re-id network's; 4: re-id int8 has 7-bit weights
 and fp32 heads; 5: RoIAlign runs as ``sparse_roi_align`` in every engine but the reference, the
-ONNX graph holds the box head only; OpenVINO bf16, whole or for the detector's box head only),
-so choices cached by an older version are measured again."""
+ONNX graph holds the box head only; OpenVINO bf16, whole or for the detector's box head only;
+6: the detector's box head in int8, ``ort-int8-head``), so choices cached by an older version are
+measured again."""
 REFERENCE = "torch-fp32"
-AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head")
-GRAPH_ENGINES = ("ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head")
+AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
+"""Engines ``--engine auto`` measures. ``torch-compile`` is left out: its one-off compile per input
+shape (tens of seconds) would dominate the measurement and every short run after it."""
+GRAPH_ENGINES = ("ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
 """Engines that run exported ONNX files."""
-ONE_NETWORK = {"ort-int8": ("reid", "ort-fp32"), "ov-bf16-head": ("detector", "ort-fp32")}
+ONE_NETWORK = {"ort-int8": ("reid", "ort-fp32"), "ov-bf16-head": ("detector", "ort-fp32"), "ort-int8-head": ("detector", "ort-fp32")}
 """Engines for one network only: the network, and the engine the other network runs on when the
 name is asked for both."""
 
@@ -79,12 +85,11 @@ def engine_for(name: str, network: str) -> str:
     return name if only == network else other
 
 
-DETECTOR_PART_ENGINES = {"ov-bf16-head": ("ort-fp32", "ort-fp32", "ov-bf16")}
+DETECTOR_PART_ENGINES = {"ov-bf16-head": ("ort-fp32", "ort-fp32", "ov-bf16"), "ort-int8-head": ("ort-fp32", "ort-fp32", "ort-int8")}
 """The runtime of each detector part (trunk, RPN head, box head) where it is not the engine's own.
-The box head alone in bf16 keeps the detections (its per-RoI features are averaged before the
-fp32 predictor); a bf16 trunk moves proposals and boxes (docs/performance.md)."""
-"""Engines ``--engine auto`` measures. ``torch-compile`` is left out: its one-off compile per input
-shape (tens of seconds) would dominate the measurement and every short run after it."""
+The box head alone in bf16 or int8 keeps the detections (its per-RoI features are averaged before
+the fp32 predictor) and holds most of the detector's FLOPs (17 of 21 GFLOP for 300 RoIs); a bf16
+trunk moves proposals and boxes (docs/performance.md)."""
 
 
 def unavailable(name: str, device: str | torch.device = "cpu") -> str | None:
@@ -108,7 +113,7 @@ def unavailable(name: str, device: str | torch.device = "cpu") -> str | None:
             import onnxruntime  # noqa: F401
         except ImportError:
             return "onnxruntime is not installed (pip install onnxruntime)"
-    if name == "ort-int8":
+    if name in ("ort-int8", "ort-int8-head"):
         try:
             import onnx  # noqa: F401
         except ImportError:
@@ -434,6 +439,10 @@ def export_reid(model: nn.Module, path: str | Path) -> Path:
 
 DETECTOR_PARTS = ("detector-trunk.onnx", "detector-rpn.onnx", "detector-head.onnx")
 """The ONNX files of a detector under a graph engine (``export_detector``)."""
+HEAD_CALIBRATION_BYTES = 256 * 2**20
+"""The most box-head inputs (RoI crops, float32) the int8 box head is calibrated on: every RoI of
+the calibration scenes for the shipped MobileNetV2 head (about 1,800 crops, 34 MB), a sample for
+wide heads (a ResNet-50 C4 head's crops are 0.8 MB each)."""
 
 
 def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, ...]:
@@ -568,9 +577,46 @@ def reid_runner(model: nn.Module, name: str, device: torch.device, workdir: Path
     return torch_reid(copy.deepcopy(model), name, device)
 
 
-def detector_runner(model: nn.Module, name: str, device: torch.device, workdir: Path) -> DetectRun:
+def box_head_inputs(model: nn.Module, parts: Sequence[str | Path], scenes: Sequence[np.ndarray], max_bytes: int = HEAD_CALIBRATION_BYTES) -> np.ndarray:
+    """What the detector's box head takes (pooled RoI crops, proposals included) when the fp32
+    detector (``parts`` on ONNX Runtime) runs on ``scenes`` (HxWx3 uint8): all of them, or an
+    evenly spaced sample of ``max_bytes``, so that a wide head's calibration stays within memory."""
+    from personsearch.models.detector import image_tensors
+
+    runner = cast("PersonDetector", graph_detector(model, parts))
+    crops: list[torch.Tensor] = []
+    runner.roi_heads.box_head.register_forward_pre_hook(lambda _module, args: crops.append(args[0].detach().clone()))
+    with torch.no_grad():
+        for image in image_tensors(list(scenes)):
+            runner([image])
+    if not crops:
+        raise ValueError("the detector made no proposals on the calibration scenes: nothing to calibrate the int8 box head on")
+    inputs = torch.cat(crops)
+    most = max(1, max_bytes // (inputs[0].numel() * 4))
+    keep = np.linspace(0, len(inputs) - 1, min(most, len(inputs))).round().astype(int)
+    return inputs[keep].numpy()
+
+
+def quantize_box_head_int8(model: nn.Module, parts: Sequence[Path], workdir: Path, scenes: Callable[[], Sequence[np.ndarray]]) -> Path:
+    """The detector's box head as ``ort-int8-head`` runs it, made once in ``workdir``: static QDQ
+    int8, per-channel weights, activation ranges from its inputs on ``scenes``. Where the CPU has
+    VNNI the weights are s8 (the u8 x s8 kernel adds in 32 bits); elsewhere they are u8, whose
+    u8 x u8 kernel does not saturate either: the 7-bit s8 grid the re-id engine uses there moves
+    2.6 % of the probe boxes, more than the rule allows (docs/performance.md)."""
+    vnni = int8_vnni()
+    path = workdir / ("detector-head-int8.onnx" if vnni else "detector-head-int8-u8.onnx")
+    if not path.is_file():
+        quantize_int8(parts[2], path, box_head_inputs(model, parts, scenes()), weights="int8" if vnni else "uint8")
+    return path
+
+
+def detector_runner(
+    model: nn.Module, name: str, device: torch.device, workdir: Path, calibration: Callable[[], Sequence[np.ndarray]] | None = None
+) -> DetectRun:
     """The detector on engine ``name`` (``ort-int8`` runs it on ``ort-fp32``: only the re-id
-    network is quantised); ONNX parts are exported into ``workdir``. ``model`` is not modified."""
+    network is quantised); ONNX parts are exported into ``workdir``. ``calibration`` gives the
+    scenes that calibrate the int8 box head of ``ort-int8-head`` when it has to be made. ``model``
+    is not modified."""
     name = engine_for(name, "detector")
     why = unavailable(name, device)
     if why:
@@ -579,5 +625,9 @@ def detector_runner(model: nn.Module, name: str, device: torch.device, workdir: 
         parts = [workdir / part for part in DETECTOR_PARTS]
         if not all(part.is_file() for part in parts):
             export_detector(model, workdir)
+        if name == "ort-int8-head":
+            if calibration is None:
+                raise ValueError("engine 'ort-int8-head' needs calibration scenes to quantise the detector's box head")
+            parts[2] = quantize_box_head_int8(model, parts, workdir, calibration)
         return graph_detect(model, parts, name)
     return torch_detector(copy.deepcopy(model), name, device)

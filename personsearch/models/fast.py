@@ -19,9 +19,11 @@ by ``PERSONSEARCH_COMPILE=1``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -89,6 +91,26 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
         return False
     capability = torch.backends.cpu.get_cpu_capability()
     return capability.startswith("AVX512") and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the kernel reports them (``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def int8_vnni() -> bool:
+    """Whether the CPU multiplies u8 x s8 with VNNI (AVX-512 VNNI, AVX-VNNI or AMX int8): 32-bit
+    accumulation, so int8 weights can use the full 8-bit grid. Without it (AVX2 only) ONNX
+    Runtime's kernel adds pairs of products in 16 bits, which saturate on full-range weights:
+    there weights are quantised to 7 bits."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def autocast_dtype(device: str | torch.device) -> torch.dtype:
