@@ -107,9 +107,9 @@ def cpu_flags() -> frozenset[str]:
 
 def int8_vnni() -> bool:
     """Whether the CPU multiplies u8 x s8 with VNNI (AVX-512 VNNI, AVX-VNNI or AMX int8): 32-bit
-    accumulation, so int8 weights can use the full 8-bit grid. Without it (AVX2 only) ONNX
-    Runtime's kernel adds pairs of products in 16 bits, which saturate on full-range weights:
-    there weights are quantised to 7 bits."""
+    accumulation, so s8 weights can use the full 8-bit grid. Without it (AVX2 only) ONNX
+    Runtime's u8 x s8 kernel adds pairs of products in 16 bits, which saturate on full-range
+    weights: there the int8 engines use 7-bit s8 weights (re-id) or u8 weights (box head)."""
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
