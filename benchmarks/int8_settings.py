@@ -9,15 +9,22 @@ backbone only, min-max calibration on the chooser's 64 calibration crops); full 
 on those crops and on all 236 other probe crops; ``reduce_range`` (7-bit weights); u8
 weights (the u8 x u8 kernel, no saturation); u8 weights with moving-average and entropy
 calibration; the first convolution left in fp32 with s8 and with u8 weights; and, for CPUs with
-VNNI (no saturation), the engine's graph with full 8-bit weights, with the first
-convolution in fp32, with it and the first depthwise convolution in fp32 (mixed precision on the
-two layers that cost most), and with every convolution in fp32, so that only the residual
-additions (and the tensors into them) are int8: the floor of any layer-by-layer mixed precision. Every setting quantises the same ONNX export and is scored by the chooser's rule
+VNNI (no saturation), the engine's graph with full 8-bit weights, with the first convolution in
+fp32, with it and the first depthwise convolution in fp32 (mixed precision on the two layers that
+cost most), and with every convolution in fp32, so that only the residual additions (and the
+tensors into them) are int8: the floor of any layer-by-layer mixed precision. Every setting
+quantises the same ONNX export and is scored by the chooser's rule
 (``personsearch.models.engine_choice.features_agree``) against fp32 PyTorch, on the chooser's 64
-check crops and on 512 crops of the people of another synthetic benchmark (``small``, seed 7). Timing on a batch of 32 crops:
-``--rounds`` rounds in alternating order, each setting's speed as the median ratio to PyTorch
-fp32 eager in the same round (ONNX Runtime fp32 alongside). Writes
+check crops and on 512 crops of the people of another synthetic benchmark (``small``, seed 7).
+Timing on a batch of 32 crops: ``--rounds`` rounds in alternating order, each setting's speed as
+the median ratio to PyTorch fp32 eager in the same round (ONNX Runtime fp32 alongside). Writes
 ``benchmarks/results/int8_settings-<cpu signature>.json`` and prints a table.
+
+    python benchmarks/int8_settings.py --layer-scan
+
+instead quantises one backbone convolution at a time (8-bit s8 weights, everything else fp32,
+accuracy only) and writes each layer's cost, 1 - cosine median on both crop sets, to
+``benchmarks/results/int8_layer_scan-<cpu signature>.json``: where mixed precision could help.
 """
 
 from __future__ import annotations
@@ -43,8 +50,8 @@ costs most on an AVX2 CPU (an exploratory scan quantising all but one layer at a
 it in fp32 raised the check crops' cosine min from 0.78 to 0.91, no other layer above 0.79)."""
 FIRST_DEPTHWISE = "/backbone/layer1/layer1.1/conv/conv.0/conv.0.0/Conv"
 """The first depthwise convolution: with the stem, the layer whose quantisation costs most with
-8-bit weights on a VNNI CPU (a scan on a Zen 5 quantising one layer at a time: 1 - cosine median
-0.012 for it, 0.006 for the stem and for the next block's two, 0.004-0.0057 for every other layer).
+8-bit weights on a VNNI CPU (``--layer-scan`` on a Zen 5: 1 - cosine median 0.012 for it, 0.006
+for the stem and for the next block's two, 0.004-0.0057 for every other layer).
 Leaving only it in fp32 is worse than quantising it (the quantisation boundary moves to the stem's
 unclipped output), so the two go together."""
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -94,6 +101,23 @@ def quantize(fp32: Path, out: Path, calibration: np.ndarray, setting: dict[str, 
     return engines.quantize_int8(fp32, out, calibration, **options)
 
 
+def layer_scan(fp32: Path, calibration: np.ndarray, reference: dict[str, np.ndarray], crops: dict[str, torch.Tensor], work: Path) -> dict[str, Any]:
+    """Each backbone convolution quantised alone (8-bit s8 weights, every other layer and the
+    heads in fp32): its agreement with fp32 on each crop set, and 1 - cosine median."""
+    import onnx
+
+    heads = engines.reid_int8_excluded(fp32)
+    convolutions = [node.name for node in onnx.load(str(fp32)).graph.node if node.op_type == "Conv" and node.name not in heads]
+    layers: dict[str, Any] = {}
+    for i, layer in enumerate(convolutions):
+        others = [name for name in convolutions if name != layer]
+        run = engines.graph_reid(engines.quantize_int8(fp32, work / "layer.onnx", calibration, keep_fp32=[*heads, *others]))
+        agreement = {part: engine_choice.feature_agreement(reference[part], run(x).numpy()) for part, x in crops.items()}
+        layers[layer] = {"agreement": agreement, "cost": {part: 1 - a["cos_median"] for part, a in agreement.items()}}
+        print(f"{i:3d} {layer:60s} 1 - cos median {layers[layer]['cost']['held_out']:.5f}", flush=True)
+    return layers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, default=ROOT / "personsearch" / "assets" / "default")
@@ -101,6 +125,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--layer-scan", action="store_true", help="quantise one convolution at a time instead (accuracy only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     network, config, _ = load_component(args.bundle, "reid")
@@ -111,6 +136,16 @@ def main() -> None:
     batch = check[:32]
     with torch.no_grad():
         reference = {"check": network(check).numpy(), "held_out": network(held_out).numpy()}
+
+    if args.layer_scan:
+        with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+            fp32 = engines.export_reid(network, Path(tmp) / "reid-fp32.onnx")
+            layers = layer_scan(fp32, calibration["small"], reference, {"check": check, "held_out": held_out}, Path(tmp))
+        signature = cpu_signature()
+        scan = {"benchmark": "int8_layer_scan", "commit": commit(), "machine": machine(), "signature": signature, "bundle": str(args.bundle), "layers": layers}
+        out = args.out or ROOT / "benchmarks" / "results" / f"int8_layer_scan-{signature_digest(signature)}.json"
+        print(f"wrote {write_results(out, scan)}")
+        return
 
     rows: dict[str, dict[str, Any]] = {}
     runners = {engines.REFERENCE: lambda: network(batch)}
