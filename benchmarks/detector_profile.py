@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from engines import best_time, count_flops, peak_gflops
-from run_info import ROOT, commit, machine, write_results
+from run_info import write_per_cpu_results
 
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models import engine_choice, engines
@@ -99,21 +99,20 @@ def main() -> None:
             parts[name] = {"gflop": flops / 1e9, "torch_ms": torch_s * 1000, "ort_ms": ort_s * 1000, "ort_gflops": flops / ort_s / 1e9}
         operators = operator_split(paths[2], {"input": crops.contiguous().numpy()}, args.calls)
 
-    results = {
-        "benchmark": "detector_profile",
-        "commit": commit(),
-        "machine": machine(),
-        "signature": signature,
-        "bundle": str(args.bundle),
-        "input": list(batched.tensors.shape),
-        "peak_gflops": peak,
-        "peak_note": peak_note,
-        "parts": parts,
-        "roi_align_and_max_pool": roi_align,
-        "box_head_operators_ms": operators,
-    }
-    out = args.out or ROOT / "benchmarks" / "results" / f"detector_profile-{engine_choice.signature_digest(signature)}.json"
-    write_results(out, results)
+    out, results = write_per_cpu_results(
+        "detector_profile",
+        {
+            "bundle": str(args.bundle),
+            "input": list(batched.tensors.shape),
+            "peak_gflops": peak,
+            "peak_note": peak_note,
+            "parts": parts,
+            "roi_align_and_max_pool": roi_align,
+            "box_head_operators_ms": operators,
+        },
+        args.out,
+        signature=signature,
+    )
     print(
         f"{signature['cpu']} ({signature['torch_capability']}), {torch.get_num_threads()} threads, fp32 peak {peak:.0f} GFLOP/s; input {list(batched.tensors.shape)}"
     )

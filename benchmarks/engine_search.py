@@ -29,13 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from run_info import ROOT, commit, machine, write_results
+from run_info import ROOT, write_per_cpu_results
 
 from personsearch.data import load_dataset
 from personsearch.evaluation.pipeline import PipelineResult, evaluate_engine, run_gallery
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle, probe_crops
-from personsearch.models.engine_choice import cpu_signature, signature_digest
 
 PARTS = ("detections", "gt_boxes")
 
@@ -117,22 +116,20 @@ def main() -> None:
             for row in table.values():
                 row["vs_reference"] = against(row, reference)
 
-    signature = cpu_signature()
-    results = {
-        "benchmark": "engine_search",
-        "commit": commit(),
-        "machine": machine(),
-        "signature": signature,
-        "bundle": str(args.bundle),
-        "data": str(args.data),
-        "gallery_size": args.gallery_size,
-        "queries": len(dataset.queries),
-        "threads": torch.get_num_threads(),
-        "unavailable": {f"{network} {n}": why for (network, n), why in unavailable.items() if why},
-        "engines": rows,
-    }
-    out = args.out or ROOT / "benchmarks" / "results" / f"engine_search-{signature_digest(signature)}.json"
-    write_results(out, results)
+    out, results = write_per_cpu_results(
+        "engine_search",
+        {
+            "bundle": str(args.bundle),
+            "data": str(args.data),
+            "gallery_size": args.gallery_size,
+            "queries": len(dataset.queries),
+            "threads": torch.get_num_threads(),
+            "unavailable": {f"{network} {n}": why for (network, n), why in unavailable.items() if why},
+            "engines": rows,
+        },
+        args.out,
+    )
+    signature = results["signature"]
 
     print(f"{signature['cpu']} ({signature['torch_capability']}), {args.data}, {len(dataset.queries)} queries, gallery {args.gallery_size}")
     for network, table in rows.items():

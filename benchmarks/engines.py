@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from run_info import ROOT, commit, machine, write_results
+from run_info import ROOT, write_per_cpu_results
 
 from personsearch.models import engine_choice, engines
 from personsearch.models.detector import image_tensors
-from personsearch.models.engine_choice import cpu_signature, signature_digest
+from personsearch.models.engine_choice import cpu_signature
 
 ENGINES = engines.AUTO_CANDIDATES
 """Every engine ``auto`` measures, the reference first."""
@@ -248,20 +248,18 @@ def main() -> None:
                 print("bundle cases done", flush=True)
             if keep("pipeline"):
                 cases.append(pipeline_case(args.bundle, engine_choice.probe_set((256, 128), scenes=8)[0], args))
-    results = {
-        "benchmark": "engines",
-        "commit": commit(),
-        "machine": machine(),
-        "signature": signature,
-        "threads": args.threads,
-        "peak_gflops": peak,
-        "peak_note": note,
-        "rounds": args.rounds,
-        "cases": cases,
-    }
-    out = args.out or ROOT / "benchmarks" / "results" / f"engines-{signature_digest(signature)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_results(out, results)
+    out, results = write_per_cpu_results(
+        "engines",
+        {
+            "threads": args.threads,
+            "peak_gflops": peak,
+            "peak_note": note,
+            "rounds": args.rounds,
+            "cases": cases,
+        },
+        args.out,
+        signature=signature,
+    )
     print(table(results))
     print(f"wrote {out}")
 

@@ -25,12 +25,11 @@ from typing import Any
 
 import torch
 from engines import time_engines
-from run_info import ROOT, commit, machine, write_results
+from run_info import ROOT, write_per_cpu_results
 
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import load_component
 from personsearch.models.detector import image_tensors
-from personsearch.models.engine_choice import cpu_signature, signature_digest
 
 GRIDS: dict[str, dict[str, Any]] = {
     "s8, 8-bit (VNNI CPUs)": {"weights": "int8"},
@@ -73,22 +72,20 @@ def main() -> None:
     for name in rows:
         rows[name].update(timing[name], x_ort_fp32=timing[name]["per_s"] / timing["ort-fp32"]["per_s"])
 
-    signature = cpu_signature()
-    results = {
-        "benchmark": "int8_box_head",
-        "commit": commit(),
-        "machine": machine(),
-        "signature": signature,
-        "bundle": str(args.bundle),
-        "threads": args.threads,
-        "rounds": args.rounds,
-        "calibration_crops": len(calibration),
-        "torch_fp32_per_s": timing[engines.REFERENCE]["per_s"],
-        "rule": {"matched": engine_choice.BOX_MATCHED, "iou": engine_choice.BOX_IOU},
-        "grids": rows,
-    }
-    out = args.out or ROOT / "benchmarks" / "results" / f"int8_box_head-{signature_digest(signature)}.json"
-    write_results(out, results)
+    out, results = write_per_cpu_results(
+        "int8_box_head",
+        {
+            "bundle": str(args.bundle),
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "calibration_crops": len(calibration),
+            "torch_fp32_per_s": timing[engines.REFERENCE]["per_s"],
+            "rule": {"matched": engine_choice.BOX_MATCHED, "iou": engine_choice.BOX_IOU},
+            "grids": rows,
+        },
+        args.out,
+    )
+    signature = results["signature"]
     print(f"{signature['cpu']} ({signature['torch_capability']}, flags {' '.join(signature.get('flags', []))}), {args.threads} threads")
     print(f"PyTorch fp32 eager: {timing[engines.REFERENCE]['per_s']:.2f} scenes/s; head calibrated on {len(calibration)} RoI crops")
     print(f"{'box head':24s} {'x fp32':>7s} {'x ORT':>6s}  {'matched':>8s} {'count':>6s} {'shift px':>8s}  verdict")

@@ -37,12 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 from engines import time_engines
-from run_info import ROOT, commit, machine, write_results
+from run_info import ROOT, write_per_cpu_results
 
 from personsearch.data.crops import normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import CHECK_CROPS, load_component
-from personsearch.models.engine_choice import cpu_signature, signature_digest
 
 STEM = "/backbone/stem/stem.0/Conv"
 """The first convolution of the exported MobileNetV2 re-id network: the layer whose quantisation
@@ -141,10 +140,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
             fp32 = engines.export_reid(network, Path(tmp) / "reid-fp32.onnx")
             layers = layer_scan(fp32, calibration["small"], reference, {"check": check, "held_out": held_out}, Path(tmp))
-        signature = cpu_signature()
-        scan = {"benchmark": "int8_layer_scan", "commit": commit(), "machine": machine(), "signature": signature, "bundle": str(args.bundle), "layers": layers}
-        out = args.out or ROOT / "benchmarks" / "results" / f"int8_layer_scan-{signature_digest(signature)}.json"
-        print(f"wrote {write_results(out, scan)}")
+        out, _ = write_per_cpu_results("int8_layer_scan", {"bundle": str(args.bundle), "layers": layers}, args.out)
+        print(f"wrote {out}")
         return
 
     rows: dict[str, dict[str, Any]] = {}
@@ -164,21 +161,19 @@ def main() -> None:
     for name in rows:
         rows[name].update(timing[name], x_ort_fp32=timing[name]["per_s"] / timing["ort-fp32"]["per_s"])
 
-    signature = cpu_signature()
-    results = {
-        "benchmark": "int8_settings",
-        "commit": commit(),
-        "machine": machine(),
-        "signature": signature,
-        "bundle": str(args.bundle),
-        "threads": args.threads,
-        "rounds": args.rounds,
-        "torch_fp32_per_s": timing[engines.REFERENCE]["per_s"],
-        "rule": {"cos_median": engine_choice.COSINE_MEDIAN, "cos_min": engine_choice.COSINE_MIN, "nn_same": engine_choice.NEIGHBOUR_AGREEMENT},
-        "settings": rows,
-    }
-    out = args.out or ROOT / "benchmarks" / "results" / f"int8_settings-{signature_digest(signature)}.json"
-    write_results(out, results)
+    out, results = write_per_cpu_results(
+        "int8_settings",
+        {
+            "bundle": str(args.bundle),
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "torch_fp32_per_s": timing[engines.REFERENCE]["per_s"],
+            "rule": {"cos_median": engine_choice.COSINE_MEDIAN, "cos_min": engine_choice.COSINE_MIN, "nn_same": engine_choice.NEIGHBOUR_AGREEMENT},
+            "settings": rows,
+        },
+        args.out,
+    )
+    signature = results["signature"]
     print(f"{signature['cpu']} ({signature['torch_capability']}, flags {' '.join(signature.get('flags', []))}), {args.threads} threads")
     print(f"PyTorch fp32 eager: {timing[engines.REFERENCE]['per_s']:.1f} crops/s")
     print(f"{'setting':44s} {'x fp32':>7s} {'x ORT':>6s}  {'cos med / min / NN (check)':28s} {'(512 other people)':24s} verdict")

@@ -31,12 +31,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from run_info import ROOT, commit, machine, write_results
+from run_info import ROOT, write_per_cpu_results
 
 from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import load_component, probe_crops
-from personsearch.models.engine_choice import cpu_signature, signature_digest
 
 SHIFTS = (0.25, 0.5, 1.0, 2.0)
 COSINES = (0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
@@ -147,21 +146,19 @@ def main() -> None:
                 "accepted": measured.accepted,
             }
 
-    signature = cpu_signature()
-    results = {
-        "benchmark": "neighbour_rule",
-        "commit": commit(),
-        "machine": machine(),
-        "signature": signature,
-        "bundle": str(args.bundle),
-        "pairs": {"identities": IDENTITIES, "seed": SEED, "crops": len(reference), "fp32_matches": int(shifts[SHIFTS[0]]["matches"])},
-        "nearest_neighbour_margin_median": round(margin, 4),
-        "box_shifts": {str(px): a for px, a in shifts.items()},
-        "isotropic_error": {str(c): v for c, v in isotropic.items()},
-        "engines": rows,
-    }
-    out = args.out or ROOT / "benchmarks" / "results" / f"neighbour_rule-{signature_digest(signature)}.json"
-    write_results(out, results)
+    out, results = write_per_cpu_results(
+        "neighbour_rule",
+        {
+            "bundle": str(args.bundle),
+            "pairs": {"identities": IDENTITIES, "seed": SEED, "crops": len(reference), "fp32_matches": int(shifts[SHIFTS[0]]["matches"])},
+            "nearest_neighbour_margin_median": round(margin, 4),
+            "box_shifts": {str(px): a for px, a in shifts.items()},
+            "isotropic_error": {str(c): v for c, v in isotropic.items()},
+            "engines": rows,
+        },
+        args.out,
+    )
+    signature = results["signature"]
 
     print(f"{signature['cpu']} ({signature['torch_capability']}), bundle {args.bundle}")
     print(f"pairs: {len(reference)} crops of {IDENTITIES} people; fp32 matches {results['pairs']['fp32_matches']}")

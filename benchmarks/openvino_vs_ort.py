@@ -29,13 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 from engines import best_time
-from run_info import ROOT, commit, machine, write_results
+from run_info import ROOT, write_per_cpu_results
 
 from personsearch.data.crops import normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.detector import image_tensors
-from personsearch.models.engine_choice import cpu_signature, signature_digest
 
 
 def main() -> None:
@@ -127,22 +126,21 @@ def main() -> None:
             rows.append(row)
             print(name, "done", flush=True)
 
-    signature = cpu_signature()
-    results = {
-        "benchmark": "openvino_vs_ort",
-        "commit": commit(),
-        "machine": machine(),
-        "signature": signature,
-        "openvino": ov.__version__,
-        "openvino_precision": args.precision,
-        "threads": args.threads,
-        "rounds": args.rounds,
-        "detection_torch_fp32_ms": 1000 * whole,
-        "parts": rows,
-    }
     suffix = "" if args.precision == "f32" else f"-{args.precision}"
-    out = args.out or ROOT / "benchmarks" / "results" / f"openvino_vs_ort-{signature_digest(signature)}{suffix}.json"
-    write_results(out, results)
+    out, results = write_per_cpu_results(
+        "openvino_vs_ort",
+        {
+            "openvino": ov.__version__,
+            "openvino_precision": args.precision,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "detection_torch_fp32_ms": 1000 * whole,
+            "parts": rows,
+        },
+        args.out,
+        suffix=suffix,
+    )
+    signature = results["signature"]
     print(
         f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads, OpenVINO {ov.__version__} ({args.precision}); whole detection in PyTorch fp32: {1000 * whole:.0f} ms"
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def commit() -> str:
@@ -22,16 +23,17 @@ def commit() -> str:
         return "unknown"
 
 
-def machine() -> dict[str, Any]:
+def machine(signature: dict[str, Any] | None = None) -> dict[str, Any]:
     """CPU (model, the vector extensions that decide kernel speed, PyTorch's kernel level), core
     count, memory, library versions and the load average: what the figures depend on.
-    ``cpu_signature`` is the digest the engine cache and the per-CPU results files are named by."""
+    ``cpu_signature`` is the digest the engine cache and the per-CPU results files are named by
+    (of ``signature`` when the caller has already taken it)."""
     import faiss
     import torch
 
     from personsearch.models.engine_choice import cpu_signature, signature_digest
 
-    signature = cpu_signature()
+    signature = signature or cpu_signature()
     try:
         mem_gb: float | None = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (OSError, ValueError):
@@ -66,3 +68,19 @@ def write_results(path: Path, results: dict[str, Any], default: Callable[[Any], 
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_per_cpu_results(
+    benchmark: str, fields: dict[str, Any], out: Path | None = None, signature: dict[str, Any] | None = None, suffix: str = ""
+) -> tuple[Path, dict[str, Any]]:
+    """Write the results of a benchmark whose figures hold for one CPU: its name, the commit, the
+    machine and the CPU signature (``cpu_signature``, or ``signature`` when the benchmark already
+    took it), then ``fields``; to ``out``, or by default to
+    ``benchmarks/results/<benchmark>-<signature digest><suffix>.json``, one file per CPU, library
+    versions and engines revision. Returns the path and the results as written."""
+    from personsearch.models.engine_choice import cpu_signature, signature_digest
+
+    signature = signature or cpu_signature()
+    results = {"benchmark": benchmark, "commit": commit(), "machine": machine(signature), "signature": signature, **fields}
+    path = out or RESULTS / f"{benchmark}-{signature_digest(signature)}{suffix}.json"
+    return write_results(path, results), results
