@@ -8,13 +8,13 @@ for where each runtime wins (#10 asks to keep both only if each wins somewhere).
 Both runtimes run the very same ONNX files the engines use: the detector's trunk on one
 800 x 600 scene (resized to 600 x 800 as the detector does), its RPN head on that scene's feature
 map, its C4 box head on the crops of its 300 proposals (the test proposal count), the re-id network
-on a batch of 32 probe crops in fp32, and the int8 QDQ re-id network of ``ort-int8`` (OpenVINO
-reads QDQ graphs as its own int8). OpenVINO runs at ``--precision`` (``f32`` by default: it would
+on a batch of 32 probe crops in fp32, and the int8 QDQ graphs of ``ort-int8`` (the re-id network)
+and ``ort-int8-head`` (the box head), which OpenVINO reads as its own int8. OpenVINO runs at ``--precision`` (``f32`` by default: it would
 otherwise pick bf16 by itself on CPUs that have it), with the same thread count, latency mode.
 Timing: best of ``--calls`` calls per round, rounds in alternating order, median over rounds of the
 OpenVINO / ONNX Runtime speed ratio. Also reported: what share of a whole detection each part is
-(the rest is PyTorch: anchors, proposals, RoIAlign, NMS) and the int8 networks' agreement with
-fp32 PyTorch by the engine chooser's rule. Writes
+(the rest is PyTorch: anchors, proposals, RoIAlign, NMS) and the int8 re-id network's agreement
+with fp32 PyTorch by the engine chooser's rule (the box head's is ``int8_box_head.py``'s). Writes
 ``benchmarks/results/openvino_vs_ort-<cpu signature>[-bf16].json`` and prints a table.
 """
 
@@ -64,7 +64,8 @@ def main() -> None:
         detector = bundle.detector_network.eval()
         trunk, rpn, head = engines.export_detector(detector, work)
         reid = engines.export_reid(bundle.reid_network, work / "reid-fp32.onnx")
-        reid_int8 = engines.quantize_int8(reid, work / "reid-int8.onnx", calibration)
+        reid_int8 = engines.quantize_reid_int8(reid, work / "reid-int8.onnx", calibration)
+        head_int8 = engines.quantize_box_head_int8(detector, [trunk, rpn, head], work, engine_choice.calibration_scenes)
 
         # Every part's input exactly as the detector builds it for one probe scene, with the
         # test-time proposal count of RoIs.
@@ -88,6 +89,7 @@ def main() -> None:
             ("detector trunk", trunk, [trunk_in], 1),
             ("detector RPN head", rpn, [feature_in], 1),
             (f"detector C4 box head, {rois} RoIs", head, [head_in], 1),
+            (f"detector C4 box head int8 (QDQ), {rois} RoIs", head_int8, [head_in], 1),
             ("re-id fp32, 32 crops", reid, [crops_in], len(crops_in)),
             ("re-id int8 (QDQ), 32 crops", reid_int8, [crops_in], len(crops_in)),
         ]
@@ -116,7 +118,7 @@ def main() -> None:
             }
             if name.startswith("detector"):
                 row["share_of_detection_fp32_torch"] = row["ort_ms"] / (1000 * whole)
-            if "int8" in name:
+            if name.startswith("re-id int8"):
                 full_ort = engines.ort_session(path, args.threads, spin=True).run(None, {"input": check.numpy()})[0]
                 full_ov = np.asarray(compiled(check.numpy())[0])
                 row["agreement_ort"] = engine_choice.feature_agreement(reference, full_ort)
