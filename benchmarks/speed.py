@@ -9,7 +9,10 @@ Two worker processes do the measuring. The reference worker is plain PyTorch as 
 fp32, contiguous tensors, no autocast, glibc's default malloc (``GLIBC_TUNABLES`` unset). The fast
 worker runs with the tuned malloc the CLI sets (``MALLOC_TUNING``) and measures ``fp32`` (the
 malloc's share alone), ``fast`` (bf16 autocast + channels_last: what ``ModelBundle(engine="torch-bf16")`` and
-training use) and ``fast+compile`` (``prepare_for_inference(..., compiled=True)``). Both workers
+re-id training use) and ``fast+compile`` (``prepare_for_inference(..., compiled=True)``). The
+detector's training step is measured in ``fp32`` and ``fast`` (bf16 autocast where native), each in
+contiguous tensors and with ``+channels_last`` (what ``training.detector`` uses for ``fast`` on
+CPUs with native bf16). Both workers
 use the same thread count. A machine shared with other jobs is noisy, so measurements alternate
 (reference, fast variants; reversed in every other round) and the reported speed-up is the
 median over rounds of (variant rate / reference rate in the same round).
@@ -17,7 +20,8 @@ median over rounds of (variant rate / reference rate in the same round).
 Weights are random (``pretrained=None``: speed does not depend on them) except where a trained
 bundle is given with ``--bundle`` (the demo's), which the accuracy checks use to compare
 features and detections of every variant with the reference on real synthetic-benchmark crops
-and scenes. Writes ``benchmarks/results/speed.json`` and prints a table last.
+and scenes. Writes ``benchmarks/results/speed.json`` (``--out`` for another CPU's) and prints a
+table last.
 """
 
 from __future__ import annotations
@@ -185,13 +189,13 @@ class Job:
         import torch
 
         model = _detector_model(self.case).train()
-        if self.variant == "fast+channels_last":
+        if self.variant.endswith("+channels_last"):  # training/detector.py: where bf16 autocast runs
             model = model.to(memory_format=torch.channels_last)
         gen = torch.Generator().manual_seed(1)
         images = [torch.rand(3, 600, 800, generator=gen) for _ in range(self.case["batch"])]
         boxes = torch.tensor([[100.0, 100.0, 160.0, 280.0], [400.0, 200.0, 450.0, 330.0], [600.0, 50.0, 700.0, 350.0]])
         targets = [{"boxes": boxes.clone(), "labels": torch.ones(3, dtype=torch.int64)} for _ in images]
-        self.fast = self.variant != "fp32"  # training/detector.py: autocast, contiguous layout
+        self.fast = self.variant.startswith("fast")  # bf16 autocast where native (training/runner.py)
         params = [p for p in model.parameters() if p.requires_grad]
         self.model, self.optimizer = model, torch.optim.SGD(params, lr=1e-3, momentum=0.9)
         self.step = lambda: self._train_step(lambda: sum(self.model(images, targets).values()), len(images))
@@ -415,7 +419,7 @@ def build_cases(args: argparse.Namespace, data: Path, work: Path) -> dict[str, l
         {"name": "train detector ResNet-50 C4 600px b2", "task": "detector_train", "backbone": "resnet50", "batch": 2, "iters": 1},
     ]
     for case in train:
-        case["variants"] = ["fast", "fast+channels_last"] if case["task"] == "detector_train" else ["fast"]
+        case["variants"] = ["fp32", "fp32+channels_last", "fast", "fast+channels_last"] if case["task"] == "detector_train" else ["fast"]
     folder, warm = work / "scenes", work / "scenes-warmup"
     for target, chosen in ((folder, scenes[1 : 1 + args.index_images]), (warm, scenes[-2:])):
         target.mkdir(parents=True, exist_ok=True)
@@ -553,6 +557,8 @@ def table(results: dict[str, Any]) -> str:
                 f"{record['name'][:48]:48s} {rate(REFERENCE):>8s} {rate('fp32'):>8s} {rate('fast'):>8s} {rate(compiled):>9s} "
                 f"{speedup('fast'):>7s} {speedup(compiled):>9s} {target:>6s} {acc}"
             )
+            others = [name for name in v if name not in (REFERENCE, "fp32", "fast", compiled)]
+            lines.extend(f"{'  ' + other:48s} {rate(other):>8s}{speedup(other):>36s}x" for other in others)
     lines.append("rates: images/s (re-id crops, detector images, training images, indexed scenes); x: median per-round speed-up over ref")
     lines.append("train rows: 'compile' columns hold fast+channels_last for the detector (training is not compiled)")
     return "\n".join(lines)

@@ -9,10 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import personsearch.training.detector as detector_training
 import personsearch.training.reid as reid_training
+from personsearch.data import load_dataset
 from personsearch.data.crops import CropAugment, CropSet, crop_boxes
+from personsearch.data.synthetic import make_synthetic
+from personsearch.models.bundle import load_component
+from personsearch.models.detector import DetectorConfig
 from personsearch.models.reid import ReIDConfig
-from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
+from personsearch.training.config import DetectorTrainConfig, OptimConfig, ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.runner import learning_rate_factor
 
 torch.set_num_threads(1)
@@ -191,3 +196,31 @@ def test_torchrun_trains_with_two_processes_and_one_writer(tmp_path: Path) -> No
     assert run.stdout.count("re-id trained") == 2
     assert (tmp_path / "out" / "reid.safetensors").is_file()
     assert (tmp_path / "out" / "train-reid" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize(("fast", "pays", "channels_last"), [(True, True, True), (True, False, False), (False, True, False)])
+def test_detector_trains_channels_last_only_where_it_pays_and_saves_the_weights_it_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: bool, pays: bool, channels_last: bool
+) -> None:
+    data = make_synthetic(tmp_path / "tiny", preset="tiny", seed=2).root
+    scenes = [s for s in load_dataset(data).train if len(s.boxes)][:2]
+    monkeypatch.setattr(detector_training, "channels_last_pays", lambda device: pays)
+    trained: list[torch.nn.Module] = []
+    real_train = detector_training.train_component
+
+    def keep_model(name, model, *args, **kwargs):
+        trained.append(model)
+        return real_train(name, model, *args, **kwargs)
+
+    monkeypatch.setattr(detector_training, "train_component", keep_model)
+    model = DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=160, max_size=224)
+    config = DetectorTrainConfig(model=model, epochs=1, batch_size=2, fast=fast, device="cpu")
+    detector_training.train_detector(config, tmp_path / "model", progress=False, scenes=scenes)
+
+    (net,) = trained
+    stem = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    saved, _, _ = load_component(tmp_path / "model", "detector")
+    expected = net.state_dict()
+    for key, value in saved.state_dict().items():  # whatever the layout it trained in
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
