@@ -9,7 +9,9 @@ Both runtimes run the very same ONNX files the engines use: the detector's trunk
 800 x 600 scene (resized to 600 x 800 as the detector does), its RPN head on that scene's feature
 map, its C4 box head on the crops of its 300 proposals (the test proposal count), the re-id network
 on a batch of 32 probe crops in fp32, and the int8 QDQ graphs of ``ort-int8`` (the re-id network)
-and ``ort-int8-head`` (the box head), which OpenVINO reads as its own int8. OpenVINO runs at ``--precision`` (``f32`` by default: it would
+and ``ort-int8-head`` (the box head), which OpenVINO reads as its own int8. Where ``nncf`` is
+installed, a last row pits OpenVINO's own int8 quantisation of the re-id network (NNCF's
+post-training defaults, the same calibration crops) against ``ort-int8``. OpenVINO runs at ``--precision`` (``f32`` by default: it would
 otherwise pick bf16 by itself on CPUs that have it), with the same thread count, latency mode.
 Timing: best of ``--calls`` calls per round, rounds in alternating order, median over rounds of the
 OpenVINO / ONNX Runtime speed ratio. Also reported: what share of a whole detection each part is
@@ -93,10 +95,22 @@ def main() -> None:
             ("re-id fp32, 32 crops", reid, [crops_in], len(crops_in)),
             ("re-id int8 (QDQ), 32 crops", reid_int8, [crops_in], len(crops_in)),
         ]
+        own: dict[str, Any] = {}  # part -> the model OpenVINO runs instead of the ONNX file
+        try:
+            import nncf
+        except ImportError:
+            print("nncf is not installed: no row for OpenVINO's own int8 quantisation (pip install nncf)")
+        else:
+            # OpenVINO's own post-training int8 (NNCF's defaults) against ONNX Runtime's engine int8,
+            # both calibrated on the same crops.
+            name = "re-id int8, ORT QDQ vs OV NNCF"
+            parts.append((name, reid_int8, [crops_in], len(crops_in)))
+            samples = [calibration[i : i + 1] for i in range(len(calibration))]
+            own[name] = nncf.quantize(core.read_model(str(reid)), nncf.Dataset(samples), subset_size=len(samples))
         rows = []
         for name, path, inputs, items in parts:
             session = engines.ort_session(path, args.threads, spin=True)
-            compiled = core.compile_model(str(path), "CPU", config)
+            compiled = core.compile_model(own.get(name, str(path)), "CPU", config)
             feeds = dict(zip([i.name for i in session.get_inputs()], inputs, strict=True))
             runs = {"ort": lambda s=session, f=feeds: s.run(None, f), "openvino": lambda c=compiled, x=inputs: c(x)}
             out_ort, out_ov = runs["ort"]()[0], np.asarray(runs["openvino"]()[0])
@@ -146,14 +160,14 @@ def main() -> None:
     print(
         f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads, OpenVINO {ov.__version__} ({args.precision}); whole detection in PyTorch fp32: {1000 * whole:.0f} ms"
     )
-    print(f"{'part':34s} {'ORT ms':>8s} {'OV ms':>8s} {'OV speed':>9s}  notes")
+    print(f"{'part':42s} {'ORT ms':>8s} {'OV ms':>8s} {'OV speed':>9s}  notes")
     for row in rows:
         notes = f"max |diff| {row['max_abs_diff']:.1e}"
         if "share_of_detection_fp32_torch" in row:
             notes += f"; ORT part = {100 * row['share_of_detection_fp32_torch']:.0f} % of a PyTorch fp32 detection"
         if "agreement_ort" in row:
             notes += f"; vs fp32: ORT cos min {row['agreement_ort']['cos_min']:.3f} ({'ok' if row['accepted_ort'] else 'refused'}), OV cos min {row['agreement_openvino']['cos_min']:.3f} ({'ok' if row['accepted_openvino'] else 'refused'})"
-        print(f"{row['part']:34s} {row['ort_ms']:8.1f} {row['openvino_ms']:8.1f} {row['openvino_speed_vs_ort']:8.2f}x  {notes}")
+        print(f"{row['part']:42s} {row['ort_ms']:8.1f} {row['openvino_ms']:8.1f} {row['openvino_speed_vs_ort']:8.2f}x  {notes}")
     print(f"wrote {out}")
 
 
