@@ -11,8 +11,9 @@ map, its C4 box head on the crops of its 300 proposals (the test proposal count)
 on a batch of 32 probe crops in fp32, and the int8 QDQ graphs of ``ort-int8`` (the re-id network)
 and ``ort-int8-head`` (the box head), which OpenVINO reads as its own int8. Where ``nncf`` is
 installed, a last row pits OpenVINO's own int8 quantisation of the re-id network (NNCF's
-post-training defaults, the same calibration crops) against ``ort-int8``. OpenVINO runs at ``--precision`` (``f32`` by default: it would
-otherwise pick bf16 by itself on CPUs that have it), with the same thread count, latency mode.
+post-training defaults, the same calibration crops) against ``ort-int8``. OpenVINO runs at
+``--precision`` (``f32`` by default: it would otherwise pick bf16 by itself on CPUs that have it),
+with the same thread count, latency mode.
 Timing: best of ``--calls`` calls per round, rounds in alternating order, median over rounds of the
 OpenVINO / ONNX Runtime speed ratio. Also reported: what share of a whole detection each part is
 (the rest is PyTorch: anchors, proposals, RoIAlign, NMS) and the int8 re-id network's agreement

@@ -116,7 +116,7 @@ class DetectorTrainConfig:
     seed: int = 0
     fast: bool = False
     """bf16 autocast (in channels_last where bf16 is native, ``training.detector.channels_last_pays``)
-    speeds the MobileNetV2 detector's training step up 1.16x at most over fp32 (an Intel Xeon with
+    speeds the MobileNetV2 detector's training step up 1.21x at most over fp32 (an Intel Xeon with
     AMX; no gain measured on a Zen 5 before channels_last), so it is off; the ResNet-50 recipes turn it on
     (2.2x over fp32 on that Xeon)."""
     device: str = "auto"

@@ -36,7 +36,7 @@ def channels_last_pays(device: torch.device) -> bool:
     bf16). Per training step (``benchmarks/speed.py --only train``) bf16 in contiguous tensors
     gained nothing over fp32 on an Intel Xeon with AMX, while in channels_last it ran 1.22x the
     contiguous bf16 step for the MobileNetV2 C4 detector and 2.3x for ResNet-50 (1.09x and 1.05x
-    on a Zen 5). In fp32 the gain was mixed (1.10x / 1.15x on that Xeon; 1.13x / 0.93x with
+    on a Zen 5). In fp32 the gain was mixed (1.11x / 1.13x on that Xeon; 1.13x / 0.93x with
     PyTorch's AVX2 kernels, emulated there), so fp32 training keeps contiguous tensors; GPUs are
     unmeasured and keep them too."""
     return device.type == "cpu" and native_bf16(device)
