@@ -6,7 +6,7 @@
 On one probe scene (``engine_choice.probe_set``: 800x600, people 20-400 px) the detector's three
 ONNX parts (``engines.export_detector``: trunk, RPN head, C4 box head on the test-time proposals'
 crops) are timed against the same modules in PyTorch fp32 (best of ``--calls``), with their FLOPs
-and GFLOP/s, and the engines' RoIAlign + max-pool (``engines.SparseRoIPool``) against
+and GFLOP/s, and the engines' RoIAlign + max-pool (``box_logic.SparseRoIPool``) against
 torchvision's; then ONNX Runtime's profiler splits the box head by operator type. This is what
 says whether a faster engine can still help: parts near the CPU's peak cannot get much faster in
 fp32.
@@ -28,7 +28,7 @@ from engines import best_time, count_flops, peak_gflops
 from run_info import write_per_cpu_results
 
 from personsearch.interfaces.api import SHIPPED_MODEL
-from personsearch.models import engine_choice, engines
+from personsearch.models import box_logic, engine_choice, engines
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.detector import image_tensors
 
@@ -70,7 +70,7 @@ def main() -> None:
         proposals, _ = detector.rpn(batched, features)
     feature = next(iter(features.values()))
     pool = detector.roi_heads.box_roi_pool
-    sparse = engines.SparseRoIPool(pool)
+    sparse = box_logic.SparseRoIPool(pool)
     sizes = [tuple(batched.tensors.shape[-2:])]
     with torch.no_grad():
         crops = pool(features, proposals, sizes)

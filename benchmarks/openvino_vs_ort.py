@@ -35,7 +35,7 @@ from engines import best_time
 from run_info import ROOT, write_per_cpu_results
 
 from personsearch.data.crops import normalize_crops
-from personsearch.models import engine_choice, engines
+from personsearch.models import box_logic, engine_choice, engines
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.detector import image_tensors
 
@@ -78,7 +78,7 @@ def main() -> None:
             trunk_in = batched.tensors.numpy()
             features = detector.backbone(batched.tensors)
             proposals, _ = detector.rpn(batched, features)
-            crops = engines.SparseRoIPool(detector.roi_heads.box_roi_pool)(features, proposals, [tuple(batched.tensors.shape[-2:])])
+            crops = box_logic.SparseRoIPool(detector.roi_heads.box_roi_pool)(features, proposals, [tuple(batched.tensors.shape[-2:])])
         feature_in = next(iter(features.values())).numpy()
         rois = len(proposals[0])
         head_in = crops.contiguous().numpy()

@@ -1,5 +1,7 @@
-"""sparse_roi_align: the engines' RoIAlign must be torchvision's, boxes at and past every edge
-included (a shifted sample would move every detection of a graph engine)."""
+"""RoIAlign computed one axis at a time must be torchvision's, boxes at and past every edge
+included: the engines' ``sparse_roi_align`` on the detector's feature map (a shifted sample would
+move every detection of a graph engine) and ``crop_boxes`` on the image (a shifted crop would
+move every re-id feature)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
+from personsearch.data.crops import crop_boxes
 from personsearch.models.roi_align import sparse_roi_align
 
 
@@ -48,3 +51,25 @@ def test_sparse_roi_align_hands_adaptive_sampling_to_torchvision() -> None:
     features = torch.randn(1, 4, 9, 9, generator=torch.Generator().manual_seed(1))
     rois = _rois(1, 9, 9, 10, seed=2)
     torch.testing.assert_close(sparse_roi_align(features, rois, 7, 1 / 16, 0), roi_align(features, rois, (7, 7), 1 / 16, 0, aligned=False))
+
+
+@pytest.mark.parametrize(("height", "width", "size"), [(600, 800, (256, 128)), (1080, 1920, (256, 128)), (37, 23, (64, 32))])
+def test_crop_boxes_is_torchvisions_roi_align_to_the_rounding(height: int, width: int, size: tuple[int, int]) -> None:
+    """Boxes larger and smaller than the crop, across each edge, the whole image, one pixel."""
+    generator = torch.Generator().manual_seed(height)
+    image = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=generator)
+    corner = torch.rand(40, 2, generator=generator) * torch.tensor([width, height]) * 1.1 - torch.tensor([width, height]) * 0.05
+    extent = torch.rand(40, 2, generator=generator) * torch.tensor([width, height]) * 0.6 + 0.3
+    edges = torch.tensor([[0.0, 0.0, width, height], [-5.0, -5.0, width + 5.0, height + 5.0], [1.2, 1.4, 2.2, 2.4], [width - 3.5, 0.0, width, height - 0.5]])
+    boxes = torch.cat([edges, torch.cat([corner, corner + extent], dim=1)])
+    clipped = boxes.clone()
+    clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width)
+    clipped[:, 1::2] = clipped[:, 1::2].clamp(0, height)
+    inside = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)  # what crop_boxes accepts
+    boxes, clipped = boxes[inside], clipped[inside]
+    got = crop_boxes(image.numpy(), boxes.numpy(), size)
+    rois = torch.cat([torch.zeros(len(clipped), 1), clipped], dim=1)
+    expected = roi_align(image.permute(2, 0, 1)[None].float(), rois, size, 1.0, 2, aligned=True).round().clamp(0, 255).to(torch.uint8)
+    assert got.shape == expected.shape and got.dtype == torch.uint8
+    differ = (got.int() - expected.int()).abs()
+    assert differ.max() <= 1 and differ.float().mean() < 1e-4  # equal but for a value rounding the other way, rarely

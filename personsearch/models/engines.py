@@ -14,9 +14,11 @@ VNNI: most Intel CPUs since 2019-2021, AMD since Zen 4; u8 weights elsewhere).
 
 The detector under ONNX Runtime or OpenVINO runs its network parts there: the stride-16 trunk, the
 RPN head (the 3 x 3 convolution and its two 1 x 1 outputs) and the C4 box head on the proposals'
-crops. Anchors, proposal selection, RoIAlign (``roi_align.sparse_roi_align``, several times faster
-than torchvision's kernel and equal to it), the max-pool, NMS and box decoding stay in PyTorch, so
-the box logic is the same whatever the engine.
+crops. The input transform, anchors, proposal selection, RoIAlign, the max-pool, NMS and box
+decoding stay in PyTorch, so the box logic is the same whatever the engine; every engine but the
+reference runs it with ``box_logic.use_fast_box_logic`` (the transform resizes before it
+normalises, anchors are cached, RoIAlign is ``roi_align.sparse_roi_align``: torchvision's results,
+several times faster).
 
 Which engine is fastest *and* agrees with fp32 is measured per machine: ``engine_choice.py``.
 """
@@ -37,12 +39,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops._utils import convert_boxes_to_roi_format
-from torchvision.ops.poolers import _setup_scales
 
+from personsearch.models.box_logic import use_fast_box_logic
 from personsearch.models.fast import autocast_for, int8_vnni, native_bf16, prepare_for_inference
-from personsearch.models.roi_align import sparse_roi_align
 
 if TYPE_CHECKING:
     from personsearch.models.detector import PersonDetector
@@ -60,12 +59,13 @@ ENGINES: dict[str, str] = {
     "ort-int8-head": "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on ONNX Runtime int8 (detector only; the re-id network runs ort-fp32)",
 }
 """Every engine name, with what it runs."""
-REVISION = 6
+REVISION = 7
 """Bumped when what an engine runs changes (2: the detector's RPN head and RoIAlign joined ONNX
 Runtime, its sessions do not spin; 3: nor do the re-id network's; 4: re-id int8 has 7-bit weights
 and fp32 heads; 5: RoIAlign runs as ``sparse_roi_align`` in every engine but the reference, the
 ONNX graph holds the box head only; OpenVINO bf16, whole or for the detector's box head only;
-6: the detector's box head in int8, ``ort-int8-head``), so choices cached by an older version are
+6: the detector's box head in int8, ``ort-int8-head``; 7: ``box_logic``'s transform and cached
+anchors in every engine but the reference), so choices cached by an older version are
 measured again."""
 REFERENCE = "torch-fp32"
 AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
@@ -396,29 +396,6 @@ class _RpnHeadFromGraph(nn.Module):
         return [o[0] for o in outputs], [o[1] for o in outputs]
 
 
-class SparseRoIPool(nn.Module):
-    """Stands in for the detector's RoI pool (``detector.RoICropPool``: RoIAlign to the crop size,
-    then its optional 2 x 2 max-pool): the same crops, RoIAlign computed by ``sparse_roi_align``
-    (4-7x faster than torchvision's kernel, equal up to the order of additions)."""
-
-    def __init__(self, pool: nn.Module) -> None:
-        super().__init__()
-        self.roi_pool = pool
-
-    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        pool = self.roi_pool
-        (name,) = cast("list[str]", pool.featmap_names)
-        features = x[name]
-        if pool.scales is None or pool.map_levels is None:  # inferred once and kept, as torchvision does
-            pool.scales, pool.map_levels = _setup_scales([features], image_shapes, pool.canonical_scale, pool.canonical_level)
-        scales = cast("list[float]", pool.scales)
-        size = cast("tuple[int, int]", pool.output_size)
-        if size[0] != size[1]:
-            return cast(torch.Tensor, pool(x, boxes, image_shapes))
-        crops = sparse_roi_align(features.float(), convert_boxes_to_roi_format(boxes), size[0], scales[0], int(cast(int, pool.sampling_ratio)))
-        return cast(torch.Tensor, getattr(pool, "pool", nn.Identity())(crops))
-
-
 class _BoxHeadFromGraph(nn.Module):
     """The C4 box head (crops -> one feature per RoI) run by a graph runtime; PyTorch's head when
     there is no crop (a graph cannot take an empty batch)."""
@@ -468,14 +445,14 @@ def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, ...]:
 
 def graph_detector(model: nn.Module, parts: Sequence[str | Path], engine: str = "ort-fp32") -> nn.Module:
     """A copy of ``model`` whose network parts (``export_detector``'s files) run in the runtimes
-    of graph engine ``engine`` (``DETECTOR_PART_ENGINES``), with RoIAlign as ``SparseRoIPool``."""
-    runner = cast("PersonDetector", copy.deepcopy(model).float().eval())
+    of graph engine ``engine`` (``DETECTOR_PART_ENGINES``), with ``box_logic``'s transform,
+    anchors and RoIAlign."""
+    runner = use_fast_box_logic(cast("PersonDetector", copy.deepcopy(model).float().eval()))
     runtimes = DETECTOR_PART_ENGINES.get(engine, (engine,) * 3)
     trunk, rpn, head = (graph_module(part, runtime) for part, runtime in zip(parts, runtimes, strict=True))
     runner.backbone.body = _TrunkFromGraph(trunk, runner.backbone.body.out_stages[-1])
     runner.rpn.head = _RpnHeadFromGraph(rpn)
     heads = runner.roi_heads
-    heads.box_roi_pool = cast(MultiScaleRoIAlign, SparseRoIPool(heads.box_roi_pool))
     heads.box_head = _BoxHeadFromGraph(head, heads.box_head)
     return runner
 
@@ -517,11 +494,10 @@ def torch_reid(model: nn.Module, name: str, device: torch.device) -> ReIDRun:
 
 def torch_detector(model: nn.Module, name: str, device: torch.device) -> DetectRun:
     """A PyTorch engine for the detector (``model`` is prepared in place); every engine but the
-    reference and ``torch-compile`` computes RoIAlign as ``SparseRoIPool``."""
+    reference and ``torch-compile`` runs ``box_logic``'s transform, anchors and RoIAlign."""
     model, _, bf16 = _prepared(model, name, device)
     if name not in (REFERENCE, "torch-compile") and device.type == "cpu":
-        heads = cast("PersonDetector", model).roi_heads
-        heads.box_roi_pool = cast(MultiScaleRoIAlign, SparseRoIPool(heads.box_roi_pool))
+        use_fast_box_logic(cast("PersonDetector", model))
 
     @torch.no_grad()
     def run(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

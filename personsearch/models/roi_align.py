@@ -23,27 +23,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-
-def _axis_weights(start: torch.Tensor, length: torch.Tensor, bins: int, grid: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Along one axis, for each RoI and output bin: the ``2 * grid`` feature indices its sampling
-    points touch and their summed bilinear weights (R, bins, 2 * grid), by torchvision's rules
-    (computed in float32 in its order, so the sampling points are the same floats)."""
-    rois = start.shape[0]
-    bin_size = (length / bins)[:, None, None]
-    index = torch.arange(bins, dtype=start.dtype)[None, :, None]
-    sample = torch.arange(grid, dtype=start.dtype)[None, None, :]
-    pos = start[:, None, None] + index * bin_size + (sample + 0.5) * bin_size / grid  # (R, bins, grid)
-    valid = ((pos >= -1.0) & (pos <= size)).to(start.dtype)
-    pos = pos.clamp(min=0)
-    low = pos.long()
-    top = low >= size - 1
-    low = torch.where(top, torch.full_like(low, size - 1), low)
-    high = torch.where(top, low, low + 1)
-    pos = torch.where(top, low.to(pos.dtype), pos)
-    frac = pos - low.to(pos.dtype)
-    cells = torch.cat([low, high], dim=2).reshape(rois, bins, 2 * grid)
-    weights = torch.cat([(1 - frac) * valid, frac * valid], dim=2).reshape(rois, bins, 2 * grid)
-    return cells, weights
+from personsearch.data.sampling import axis_taps
 
 
 def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float, sampling_ratio: int) -> torch.Tensor:
@@ -58,13 +38,17 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: in
     box = rois[:, 1:] * spatial_scale
     roi_width = (box[:, 2] - box[:, 0]).clamp(min=1.0)
     roi_height = (box[:, 3] - box[:, 1]).clamp(min=1.0)
-    rows, row_weights = _axis_weights(box[:, 1], roi_height, output_size, sampling_ratio, height)
-    cols, col_weights = _axis_weights(box[:, 0], roi_width, output_size, sampling_ratio, width)
+    rows, row_weights = axis_taps(box[:, 1], roi_height, output_size, sampling_ratio, height)
+    cols, col_weights = axis_taps(box[:, 0], roi_width, output_size, sampling_ratio, width)
     taps = (2 * sampling_ratio) ** 2
-    # Cell (row, col) of image b is row b*H*W + row*W + col of the table; one bag per output bin.
-    offset = rois[:, 0].long()[:, None, None, None, None] * (height * width)
-    cells = (offset + rows[:, :, None, :, None] * width + cols[:, None, :, None, :]).reshape(-1, taps)
-    weights = (row_weights[:, :, None, :, None] * col_weights[:, None, :, None, :]).reshape(-1, taps) / sampling_ratio**2
+    # Cell (row, col) of image b is row (b*H + row)*W + col of the table; one bag per output bin.
+    # The bags' indices are int32 where the table allows (half the memory traffic of int64), and
+    # the 1/g^2 of the average is applied to the row weights (for the detector's g = 2, a power of
+    # two, the products are the same floats as (row * column) / g^2).
+    index = torch.int32 if batch * height * width < 2**31 else torch.int64
+    rows = ((rows + rois[:, 0].long()[:, None, None] * height) * width).to(index)
+    cells = (rows[:, :, None, :, None] + cols.to(index)[:, None, :, None, :]).reshape(-1, taps)
+    weights = ((row_weights / sampling_ratio**2)[:, :, None, :, None] * col_weights[:, None, :, None, :]).reshape(-1, taps)
     table = features.permute(0, 2, 3, 1).contiguous().view(batch * height * width, channels)
     bins = F.embedding_bag(cells, table, per_sample_weights=weights, mode="sum")
     return bins.view(len(rois), output_size, output_size, channels).permute(0, 3, 1, 2)
