@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,38 @@ def test_chooser_refuses_an_engine_whose_features_disagree_with_fp32() -> None:
     assert not by_name["torch-fp32-cl"].accepted and by_name["torch-fp32-cl"].agreement["cos_median"] < 0.99
     only_wrong = engine_choice.measure_reid(_reid_factory(model, {"ort-fp32"}), ["ort-fp32"], batch)
     assert engine_choice.pick(only_wrong, "reid") == "torch-fp32"  # nothing else qualifies: the reference
+
+
+def test_a_first_use_checks_engines_fastest_first_only_until_one_agrees() -> None:
+    """Lazy measurement: the fastest engine is wrong and refused, the next agrees and is chosen,
+    and nothing slower is run on the check set; the full measurement checks every engine."""
+    model = Projection()
+    batch = torch.randn(64, 3, 16, 8, generator=torch.Generator().manual_seed(1))
+    run = engines.torch_reid(model, "torch-fp32", torch.device("cpu"))
+    delay = {"torch-fp32": 0.04, "torch-fp32-cl": 0.0, "ort-int8": 0.005, "ort-fp32": 0.02}  # seconds per call: the speed order
+    checked: list[str] = []
+
+    def factory(name: str) -> engines.ReIDRun:
+        def slow(crops: torch.Tensor) -> torch.Tensor:
+            time.sleep(delay[name])
+            if len(crops) == len(batch):  # the agreement check runs every probe crop; timing runs TIMED_CROPS
+                checked.append(name)
+            features = run(crops)
+            return features.roll(1, dims=0) if name == "torch-fp32-cl" else features
+
+        return slow
+
+    candidates = ["ort-fp32", "torch-fp32-cl", "ort-int8"]
+    lazy = {m.engine: m for m in engine_choice.measure_reid(factory, candidates, batch, lazy=True)}
+    assert checked == ["torch-fp32", "torch-fp32-cl", "ort-int8"]  # the reference, then fastest first
+    assert not lazy["torch-fp32-cl"].accepted and lazy["torch-fp32-cl"].checked
+    assert lazy["ort-int8"].accepted and engine_choice.pick(list(lazy.values()), "reid") == "ort-int8"
+    assert not lazy["ort-fp32"].checked and not lazy["ort-fp32"].accepted and lazy["ort-fp32"].per_s
+    assert "not checked: slower than ort-int8" in lazy["ort-fp32"].note
+    assert "not checked" in engine_choice.EngineChoice("ort-int8", "torch-fp32", list(lazy.values())).table()
+    checked.clear()
+    full = {m.engine: m for m in engine_choice.measure_reid(factory, candidates, batch)}
+    assert sorted(checked) == sorted(["torch-fp32", *candidates]) and full["ort-fp32"].accepted and full["ort-fp32"].checked
 
 
 def test_chooser_refuses_a_detector_engine_that_moves_boxes() -> None:

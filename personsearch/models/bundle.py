@@ -187,15 +187,18 @@ class ModelBundle:
         cached = engine_choice.load_cached_choice(self.weights_id)
         if cached is not None:
             return cached
-        return self.measure_engines()
+        return self.measure_engines(lazy=True)
 
-    def measure_engines(self, candidates: tuple[str, ...] = engines.AUTO_CANDIDATES, save: bool = True) -> engine_choice.EngineChoice:
+    def measure_engines(self, candidates: tuple[str, ...] = engines.AUTO_CANDIDATES, save: bool = True, lazy: bool = False) -> engine_choice.EngineChoice:
         """Time every candidate on the probe set, keep the fastest that agrees with fp32 for each
-        network, and (``save``) cache the choice for this machine."""
+        network, and (``save``) cache the choice for this machine. ``lazy`` (a first use) checks
+        agreement only until the fastest agreeing engine is found; otherwise every engine is
+        checked, for the full table of ``personsearch bench-engines``."""
         _, crops = engine_choice.probe_set(tuple(self.reid_config.input_size))
-        measurements = engine_choice.measure_reid(self.reid_engine, candidates, normalize_crops(crops[:CHECK_CROPS]), str(self.device))
+        device = str(self.device)
+        measurements = engine_choice.measure_reid(self.reid_engine, candidates, normalize_crops(crops[:CHECK_CROPS]), device, lazy)
         if self.external_detector is None:
-            measurements += engine_choice.measure_detector(self.detector_engine, candidates, engine_choice.check_scenes(), str(self.device))
+            measurements += engine_choice.measure_detector(self.detector_engine, candidates, engine_choice.check_scenes(), device, lazy)
         choice = engine_choice.EngineChoice(
             reid=engine_choice.pick(measurements, "reid"),
             detector=engine_choice.pick(measurements, "detector"),

@@ -12,7 +12,9 @@ crops; a candidate is kept only if its outputs agree with the plain fp32 referen
   crowded probe scenes holding about a hundred people (``check_scenes``).
 
 The fastest kept candidate wins (fp32 itself is always a candidate, so the choice is never
-slower than fp32 beyond timing noise). The choice and every measurement are cached as JSON in
+slower than fp32 beyond timing noise). Every candidate is timed first; then outputs are checked
+fastest first, and a first use stops at the first that agrees (``lazy``: the slower ones could
+not win; ``personsearch bench-engines`` checks them all). The choice and every measurement are cached as JSON in
 ``$PERSONSEARCH_CACHE/engines/``; exported ONNX files sit beside it, keyed by the model digest.
 """
 
@@ -116,6 +118,9 @@ class Measurement:
     accepted: bool = False
     agreement: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    checked: bool = True
+    """False when the outputs were not compared with fp32: slower than an engine that agrees
+    (``measure_*(lazy=True)``, what a first use measures), so it could not be chosen."""
 
 
 @dataclass
@@ -161,7 +166,7 @@ class EngineChoice:
             chosen = m.engine == (self.reid if m.network == "reid" else self.detector)
             ratio = f"{m.per_s / base:.2f}" if m.per_s and (base := ref.get(m.network)) else "-"
             agree = ", ".join(f"{k} {v:.4f}" for k, v in m.agreement.items())
-            status = "CHOSEN" if chosen else ("ok" if m.accepted else "refused")
+            status = "CHOSEN" if chosen else ("ok" if m.accepted else "refused" if m.checked else "not checked")
             lines.append(f"{m.network:9s} {m.engine:14s} {m.per_s or 0:9.1f} {ratio:>7s}  {status}: {agree or m.note}")
         return "\n".join(lines)
 
@@ -282,29 +287,52 @@ def _measure(
     network: str,
     candidates: Sequence[str],
     device: str,
-    run_one: Callable[[str], tuple[Any, float]],
+    build: Callable[[str], Any],
+    rate_of: Callable[[Any], float],
+    outputs_of: Callable[[Any], Any],
     agreement_of: Callable[[Any, Any], dict[str, float]],
     agree: Callable[[dict[str, float]], bool],
+    lazy: bool,
 ) -> list[Measurement]:
-    """The reference first, then each candidate: ``run_one(name)`` gives (outputs, rate); an
-    engine that is unavailable, fails to build or fails to run is refused, not fatal."""
-    results: list[Measurement] = []
-    reference: Any = None
-    for name in [engines.REFERENCE] + [c for c in candidates if c != engines.REFERENCE]:
+    """Time every candidate (``build(name)`` makes its runner, ``rate_of`` times it), then check
+    the candidates' outputs against the reference's, fastest first. With ``lazy`` the checking
+    stops at the first candidate that agrees: a slower one could not be chosen, and checking it
+    (a PyTorch detector on the crowded check scenes: 2-3 s each) would only fill in the table. An
+    engine that is unavailable, fails to build or fails to run is refused, not fatal. Runners are
+    built again for the check rather than all kept alive at once (a ResNet-50 bundle's would
+    hold gigabytes)."""
+    names = [engines.REFERENCE] + [c for c in candidates if c != engines.REFERENCE]
+    results: dict[str, Measurement] = {}
+    for name in names:
         why = engines.unavailable(name, device)
         if why:
-            results.append(Measurement(name, network, note=why))
+            results[name] = Measurement(name, network, note=why)
             continue
         try:
-            outputs, rate = run_one(name)
+            results[name] = Measurement(name, network, rate_of(build(name)))
         except Exception as err:
-            results.append(Measurement(name, network, note=f"failed: {type(err).__name__}: {err}"[:300]))
+            results[name] = Measurement(name, network, note=f"failed: {type(err).__name__}: {err}"[:300])
+    timed = [name for name in names if results[name].per_s]
+    reference: Any = None
+    best: str | None = None  # the fastest candidate checked and agreeing so far
+    for name in timed[:1] + sorted(timed[1:], key=lambda n: -cast(float, results[n].per_s)):  # the reference first: every check needs its outputs
+        measurement = results[name]
+        rate = cast(float, measurement.per_s)
+        if lazy and best is not None and rate < cast(float, results[best].per_s):
+            measurement.checked = False
+            measurement.note = f"not checked: slower than {best}, which agrees with fp32"
             continue
-        if reference is None:
-            reference = outputs
-        agreement = agreement_of(reference, outputs)
-        results.append(Measurement(name, network, rate, agree(agreement), agreement))
-    return results
+        try:
+            outputs = outputs_of(build(name))
+        except Exception as err:
+            measurement.per_s, measurement.note = None, f"failed: {type(err).__name__}: {err}"[:300]
+            continue
+        reference = outputs if reference is None else reference
+        measurement.agreement = agreement_of(reference, outputs)
+        measurement.accepted = agree(measurement.agreement)
+        if measurement.accepted and (best is None or rate > cast(float, results[best].per_s)):
+            best = name
+    return [results[name] for name in names]
 
 
 def for_network(candidates: Sequence[str], network: str) -> list[str]:
@@ -312,29 +340,36 @@ def for_network(candidates: Sequence[str], network: str) -> list[str]:
     return [c for c in candidates if engines.engine_for(c, network) == c]
 
 
-def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.Tensor, device: str = "cpu") -> list[Measurement]:
-    """Time each candidate on ``batch`` (normalised crops) and check its features against fp32."""
+def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.Tensor, device: str = "cpu", lazy: bool = False) -> list[Measurement]:
+    """Time each candidate on ``TIMED_CROPS`` of ``batch`` (normalised crops) and check its features
+    on all of them against fp32 (``lazy``: only until one agrees, fastest first: ``_measure``)."""
     timed = batch[:TIMED_CROPS]
 
-    def run_one(name: str) -> tuple[np.ndarray, float]:
-        run = factory(name)
-        return run(batch).float().numpy(), _rate(lambda: run(timed), len(timed))
+    def rate_of(run: engines.ReIDRun) -> float:
+        return _rate(lambda: run(timed), len(timed))
 
-    return _measure("reid", for_network(candidates, "reid"), device, run_one, feature_agreement, features_agree)
+    def outputs_of(run: engines.ReIDRun) -> np.ndarray:
+        return run(batch).float().numpy()
+
+    return _measure("reid", for_network(candidates, "reid"), device, factory, rate_of, outputs_of, feature_agreement, features_agree, lazy)
 
 
-def measure_detector(factory: DetectorFactory, candidates: Sequence[str], images: list[np.ndarray], device: str = "cpu") -> list[Measurement]:
-    """Check each candidate's boxes against fp32 on ``images`` (one scene per call) and time it on
-    the first ``TIMED_SCENES`` of them (engines for the re-id network only are skipped)."""
+def measure_detector(
+    factory: DetectorFactory, candidates: Sequence[str], images: list[np.ndarray], device: str = "cpu", lazy: bool = False
+) -> list[Measurement]:
+    """Time each candidate on the first ``TIMED_SCENES`` of ``images`` and check its boxes against
+    fp32 on all of them, one scene per call (``lazy``: only until one agrees, fastest first);
+    engines for the re-id network only are skipped."""
     tensors = image_tensors(images)
     timed = tensors[:TIMED_SCENES]
 
-    def run_one(name: str) -> tuple[list[np.ndarray], float]:
-        run = factory(name)
-        detections = [engines.as_detections(run([scene]))[0] for scene in tensors]
-        return detections, _rate(lambda: run(timed), len(timed), budget_s=2.0, max_runs=2)
+    def rate_of(run: engines.DetectRun) -> float:
+        return _rate(lambda: run(timed), len(timed), budget_s=2.0, max_runs=2)
 
-    return _measure("detector", for_network(candidates, "detector"), device, run_one, detection_agreement, detections_agree)
+    def outputs_of(run: engines.DetectRun) -> list[np.ndarray]:
+        return [engines.as_detections(run([scene]))[0] for scene in tensors]
+
+    return _measure("detector", for_network(candidates, "detector"), device, factory, rate_of, outputs_of, detection_agreement, detections_agree, lazy)
 
 
 def pick(measurements: Sequence[Measurement], network: str) -> str:
