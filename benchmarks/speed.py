@@ -20,8 +20,10 @@ median over rounds of (variant rate / reference rate in the same round).
 Weights are random (``pretrained=None``: speed does not depend on them) except where a trained
 bundle is given with ``--bundle`` (the demo's), which the accuracy checks use to compare
 features and detections of every variant with the reference on real synthetic-benchmark crops
-and scenes. Writes ``benchmarks/results/speed.json`` (``--out`` for another CPU's) and prints a
-table last.
+and scenes. Writes ``benchmarks/results/speed-<cpu signature>.json`` (later runs on the same
+CPU merge their sections into it; another CPU's results are never merged in) and prints a table
+last. ``benchmarks/results/speed.json`` holds the figures of the AMD EPYC Zen 5 written before
+results were kept per CPU.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from typing import Any
 import numpy as np
 from run_info import ROOT, commit, machine, write_results
 
-RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
+RESULTS = ROOT / "benchmarks" / "results"
 REFERENCE = "reference"
 """The reference worker's only variant: fp32 eager, default malloc."""
 FAST_VARIANTS = ("fp32", "fast", "fast+compile")
@@ -575,7 +577,7 @@ def main() -> None:
     )
     parser.add_argument("--index-images", type=int, default=4, help="scenes per indexing run")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "speed")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/speed-<cpu signature>.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -588,7 +590,14 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     data = ensure_data(args.data, args.work)
     cases = build_cases(args, data, args.work)
+    from personsearch.models.engine_choice import cpu_signature, signature_digest
+
+    this_cpu = signature_digest(cpu_signature())
+    args.out = args.out or RESULTS / f"speed-{this_cpu}.json"
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    measured_on = results.get("machine", {}).get("cpu_signature", this_cpu)
+    if measured_on != this_cpu:
+        parser.error(f"{args.out} holds figures of another CPU (signature {measured_on}, this one is {this_cpu}); give a new --out")
     results.setdefault("sections", {})
     results.update(
         commit=commit(),
