@@ -41,6 +41,8 @@ def crop_boxes(image: np.ndarray | torch.Tensor, boxes: np.ndarray, size: tuple[
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.ascontiguousarray(image))
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if image.ndim != 3:
+        raise ValueError(f"crop_boxes: expected an HxWxC image, got shape {tuple(image.shape)}")
     out_h, out_w = size
     height, width, channels = image.shape
     crops = torch.empty((len(boxes), channels, out_h, out_w), dtype=torch.uint8)
