@@ -27,6 +27,7 @@ from personsearch.data.synthetic import (
 )
 from personsearch.data.synthetic.drawing import composite
 from personsearch.data.synthetic.figures import figure
+from personsearch.data.synthetic.generate import default_workers
 from personsearch.data.synthetic.identities import Pose, detail_difference
 from personsearch.data.synthetic.plan import population, sample_heights
 from personsearch.data.synthetic.scenes import render_scene
@@ -162,6 +163,17 @@ def test_images_are_the_planned_scenes(cuhk):
         assert scene.path.read_bytes() == expected.getvalue()
         with Image.open(scene.path) as im:
             assert im.size == (TINY.image_width, TINY.image_height)
+
+
+def test_drawing_in_processes_writes_the_same_images_and_records(tmp_path):
+    """``workers`` (the CLI and the demo use every CPU) changes nothing but the time taken."""
+    root = tmp_path / "bench"
+    parallel = make_synthetic(root, "tiny", seed=0, workers=2)
+    drawn = {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+    serial = make_synthetic(root, "tiny", seed=0, workers=1, overwrite=True)
+    assert_same_dataset(parallel, serial)
+    assert drawn and drawn == {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+    assert 1 <= default_workers() <= 8
 
 
 def test_contact_sheet_is_a_png_of_lookalike_rows(tmp_path, cuhk):

@@ -126,11 +126,15 @@ def make_synthetic_cmd(
     preset: Annotated[str, typer.Option(help="tiny | small | demo | standard")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same benchmark.")] = 0,
     layout: Annotated[str, typer.Option(help="On-disk layout: cuhk (CUHK-SYSU) or prw (PRW).")] = "cuhk",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Processes drawing the images (the same bytes whatever the count); default: this machine's CPUs, at most 8.")
+    ] = None,
 ) -> None:
     """Write the synthetic multi-scale person search benchmark in an official layout."""
     from personsearch.data.synthetic import make_synthetic
+    from personsearch.data.synthetic.generate import default_workers
 
-    dataset = make_synthetic(out, preset=preset, seed=seed, layout=layout)
+    dataset = make_synthetic(out, preset=preset, seed=seed, layout=layout, workers=workers or default_workers())
     console.print(
         f"wrote {out} ({layout} layout): {len(dataset.train)} train images, {len(dataset.gallery)} gallery images, "
         f"{len(dataset.queries)} queries; contact sheet {out / 'contact_sheet.png'}"

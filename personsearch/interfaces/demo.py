@@ -22,6 +22,7 @@ from rich.console import Console
 from personsearch.data import load_dataset
 from personsearch.data.records import PersonSearchDataset, Query, Scene
 from personsearch.data.synthetic import make_synthetic
+from personsearch.data.synthetic.generate import default_workers
 from personsearch.evaluation.metrics import localises
 from personsearch.evaluation.pipeline import evaluate_engine
 from personsearch.index import Hit, PersonIndex
@@ -118,7 +119,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     if marker.is_file() and json.loads(marker.read_text()).get("preset") == settings.preset and json.loads(marker.read_text()).get("seed") == settings.seed:
         console.print(f"reusing {data_dir}")
     else:
-        make_synthetic(data_dir, preset=settings.preset, seed=settings.seed, overwrite=True)
+        make_synthetic(data_dir, preset=settings.preset, seed=settings.seed, overwrite=True, workers=default_workers())
     dataset = load_dataset(data_dir)
     console.print(f"{len(dataset.train)} training scenes, {len(dataset.gallery)} gallery scenes, {len(dataset.queries)} queries")
     timings["data"] = time.perf_counter() - t

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -191,6 +192,16 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
             )
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
+
+
+def default_workers(most: int = 8) -> int:
+    """Processes to draw a benchmark's images in: the CPUs this process may use, at most
+    ``most`` (drawing is CPU-bound and the images are the same bytes whatever the count)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(most, cpus))
 
 
 def make_synthetic(
