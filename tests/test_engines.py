@@ -3,6 +3,7 @@ chooser refuses an engine whose outputs disagree with fp32, the cached choice fo
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -320,7 +321,8 @@ def test_agreement_measures_on_hand_made_cases() -> None:
     assert lost["matched"] == 0.5 and lost["count_ratio"] == 0.5 and not engine_choice.detections_agree(lost)
 
 
-def test_auto_choice_is_measured_once_cached_and_follows_the_model(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_choice_is_measured_once_cached_and_follows_the_model(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="personsearch.models.bundle")
     calls: list[str] = []
     real = ModelBundle.measure_engines
 
@@ -331,11 +333,13 @@ def test_auto_choice_is_measured_once_cached_and_follows_the_model(bundle_dir: P
     monkeypatch.setattr(ModelBundle, "measure_engines", counted)
     first = ModelBundle(bundle_dir, engine="auto")
     assert len(calls) == 1 and not first.engine_choice.from_cache
+    assert "first use of this model on this machine: timing its inference engines" in caplog.text  # the pause is explained
+    caplog.clear()
     networks = {(m.network, m.engine) for m in first.engine_choice.measurements}
     assert ("reid", "torch-fp32") in networks and ("detector", "torch-fp32") in networks
     assert "engines: detector" in first.engine_choice.summary()
     again = ModelBundle(bundle_dir, engine="auto")
-    assert len(calls) == 1 and again.engine_choice.from_cache
+    assert len(calls) == 1 and again.engine_choice.from_cache and "first use" not in caplog.text
     assert (again.engine_choice.reid, again.engine_choice.detector) == (first.engine_choice.reid, first.engine_choice.detector)
     # New weights: a new model digest, so the old measurement does not apply.
     reid, reid_cfg = tiny_reid(seed=1)

@@ -297,6 +297,7 @@ def evaluate_cmd(
     from personsearch.interfaces.api import resolve_model
     from personsearch.models.bundle import ModelBundle
 
+    _configure_logging()
     engine_ = ModelBundle(resolve_model(model), device=device, engine="torch-fp32" if fp32 else engine)
     _say_engines(engine_)
     data = load_dataset(dataset)
@@ -425,12 +426,14 @@ def demo_cmd(
 
 
 def _configure_logging() -> None:
-    """Show the index's warnings (skipped files) on the console."""
+    """Show the index's warnings (skipped files) on the console, and the notice that a model's
+    first use on this machine times its inference engines (a pause of 30-60 s otherwise unexplained)."""
     import logging
 
     from rich.logging import RichHandler
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)])
+    logging.getLogger("personsearch.models.bundle").setLevel(logging.INFO)
 
 
 @command("index")
@@ -623,6 +626,7 @@ def search_cmd(
 
     from personsearch.interfaces.api import PersonSearch
 
+    _configure_logging()
     if (query is None) == (sighting is None):
         raise typer.BadParameter("give exactly one query: --query IMAGE_OR_VIDEO, or --sighting ID (a person already in the index)")
     parsed_box = _parse_box(box)

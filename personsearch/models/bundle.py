@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from personsearch.models.detector import DetectorConfig, build_detector, image_t
 from personsearch.models.external_detectors import build_external_detector
 from personsearch.models.reid import ReIDConfig, build_reid
 from personsearch.models.weights import cache_root
+
+log = logging.getLogger(__name__)
 
 COMPONENTS: dict[str, tuple[type, Any]] = {
     "detector": (DetectorConfig, build_detector),
@@ -187,6 +190,7 @@ class ModelBundle:
         cached = engine_choice.load_cached_choice(self.weights_id)
         if cached is not None:
             return cached
+        log.info("first use of this model on this machine: timing its inference engines once (about 30-60 s; cached in %s)", self.engine_dir)
         return self.measure_engines(lazy=True)
 
     def measure_engines(self, candidates: tuple[str, ...] = engines.AUTO_CANDIDATES, save: bool = True, lazy: bool = False) -> engine_choice.EngineChoice:
