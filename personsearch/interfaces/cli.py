@@ -706,6 +706,7 @@ def serve_cmd(
     for folder in allow_dir or []:
         if not folder.is_dir():
             raise FileNotFoundError(f"--allow-dir {folder}: no such folder")
+    _configure_logging()
     err_console.print("loading the model…")
     engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name).bundle
     _say_engines(engine)
