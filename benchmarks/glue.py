@@ -15,9 +15,9 @@ PyTorch reference is torchvision's own).
 
 Inputs: the engine chooser's 12 crowded check scenes (800 x 600, 8-12 people each), and the same
 scenes scaled to 1920 x 1080 camera frames (which the detector scales back to 1000 x 562).
-Timing: ``--rounds`` rounds; in each, both variants of a step run over all the scenes (best of 2
-calls), in an order reversed every other round; figures are medians over rounds, the speed-up
-the median of per-round ratios. Writes ``benchmarks/results/glue-<cpu signature>.json`` and
+Timing, step by step as ``engines.py`` times engines (``time_engines``): ``--rounds`` rounds; in
+each, both variants run over all the scenes (best of 2 calls), in an order reversed every other
+round; ms per scene are medians over rounds, the speed-up the median of per-round ratios. Writes ``benchmarks/results/glue-<cpu signature>.json`` and
 prints a table.
 """
 
@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from engines import best_time
+from engines import time_engines
 from run_info import write_per_cpu_results
 from torchvision.ops import roi_align
 
@@ -62,28 +61,16 @@ def as_frame(scene: np.ndarray, height: int, width: int) -> np.ndarray:
     return scaled[0].permute(1, 2, 0).round().clamp(0, 255).byte().contiguous().numpy()
 
 
-def alternate(steps: dict[str, tuple[Callable[[], Any], Callable[[], Any]]], rounds: int) -> dict[str, dict[str, float]]:
-    """Per step, (torchvision's, ours) timed in alternating order: median ms of each and the
-    median of per-round ratios."""
-    old: dict[str, list[float]] = {name: [] for name in steps}
-    new: dict[str, list[float]] = {name: [] for name in steps}
-    for r in range(rounds):
-        for name in list(steps)[:: 1 if r % 2 == 0 else -1]:
-            pair = [(old, steps[name][0]), (new, steps[name][1])]
-            for times, run in pair if r % 2 == 0 else pair[::-1]:
-                times[name].append(best_time(run, 2) * 1000)
-    return {
-        name: {
-            "torchvision_ms": statistics.median(old[name]),
-            "ours_ms": statistics.median(new[name]),
-            "x": statistics.median(o / n for o, n in zip(old[name], new[name], strict=True)),
-        }
-        for name in steps
-    }
+def compare(old: Callable[[], Any], new: Callable[[], Any], frames: int, rounds: int) -> dict[str, float]:
+    """torchvision's code (``old``, in the reference's place) against ours (``new``), alternating
+    as ``engines.time_engines`` times engines: ms per scene of each, and the median of per-round
+    speed-ups."""
+    timing = time_engines({engines.REFERENCE: old, "ours": new}, frames, rounds, calls=2)
+    return {"torchvision_ms": 1000 / timing[engines.REFERENCE]["per_s"], "ours_ms": 1000 / timing["ours"]["per_s"], "x": timing["ours"]["x_fp32"]}
 
 
 def frame_rows(bundle: ModelBundle, old: torch.nn.Module, new: torch.nn.Module, frames: list[np.ndarray], rounds: int) -> dict[str, Any]:
-    """Every step over ``frames`` (ms for all of them), and what the two transforms differ by."""
+    """Every step over ``frames`` (ms per scene), and what the two transforms differ by."""
     size = tuple(bundle.reid_config.input_size)
     images = image_tensors(frames)
     with torch.no_grad():
@@ -115,7 +102,7 @@ def frame_rows(bundle: ModelBundle, old: torch.nn.Module, new: torch.nn.Module, 
         "crops of the people found": (crops(torchvision_crops), crops(crop_boxes)),
         "indexing step: detect, crop, embed": (lambda: index_step(old, torchvision_crops), lambda: index_step(new, crop_boxes)),
     }
-    timing = alternate(steps, rounds)
+    timing = {name: compare(old_run, new_run, len(frames), rounds) for name, (old_run, new_run) in steps.items()}
     difference = max(float((theirs.tensors - ours.tensors).abs().max()) for theirs, ours in batches)
     return {"frames": len(frames), "people": int(sum(len(b) for b in boxes)), "transform_max_abs_diff": difference, "steps": timing}
 
@@ -151,8 +138,7 @@ def main() -> None:
     print(f"{'ms per scene':36s} {'frames':>10s} {'torchvision':>12s} {'ours':>8s} {'x':>6s}")
     for name, row in rows.items():
         for step, timing in row["steps"].items():
-            per = row["frames"]
-            print(f"{step:36s} {name:>10s} {timing['torchvision_ms'] / per:12.2f} {timing['ours_ms'] / per:8.2f} {timing['x']:6.2f}")
+            print(f"{step:36s} {name:>10s} {timing['torchvision_ms']:12.2f} {timing['ours_ms']:8.2f} {timing['x']:6.2f}")
         print(f"{'  (people found; transform max diff)':36s} {name:>10s} {row['people']:12d} {row['transform_max_abs_diff']:8.1e}")
     print(f"wrote {out}")
 

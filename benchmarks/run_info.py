@@ -70,6 +70,14 @@ def write_results(path: Path, results: dict[str, Any], default: Callable[[Any], 
     return path
 
 
+def per_cpu_path(benchmark: str, signature: dict[str, Any] | None = None, suffix: str = "") -> Path:
+    """``benchmarks/results/<benchmark>-<signature digest><suffix>.json``: where a benchmark whose
+    figures hold for one CPU (its ``cpu_signature``, or ``signature``) keeps them."""
+    from personsearch.models.engine_choice import cpu_signature, signature_digest
+
+    return RESULTS / f"{benchmark}-{signature_digest(signature or cpu_signature())}{suffix}.json"
+
+
 def write_per_cpu_results(
     benchmark: str, fields: dict[str, Any], out: Path | None = None, signature: dict[str, Any] | None = None, suffix: str = ""
 ) -> tuple[Path, dict[str, Any]]:
@@ -78,9 +86,9 @@ def write_per_cpu_results(
     took it), then ``fields``; to ``out``, or by default to
     ``benchmarks/results/<benchmark>-<signature digest><suffix>.json``, one file per CPU, library
     versions and engines revision. Returns the path and the results as written."""
-    from personsearch.models.engine_choice import cpu_signature, signature_digest
+    from personsearch.models.engine_choice import cpu_signature
 
     signature = signature or cpu_signature()
     results = {"benchmark": benchmark, "commit": commit(), "machine": machine(signature), "signature": signature, **fields}
-    path = out or RESULTS / f"{benchmark}-{signature_digest(signature)}{suffix}.json"
+    path = out or per_cpu_path(benchmark, signature, suffix)
     return write_results(path, results), results

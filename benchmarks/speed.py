@@ -42,9 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run_info import ROOT, commit, machine, write_results
+from run_info import ROOT, commit, machine, per_cpu_path, write_results
 
-RESULTS = ROOT / "benchmarks" / "results"
 REFERENCE = "reference"
 """The reference worker's only variant: fp32 eager, default malloc."""
 FAST_VARIANTS = ("fp32", "fast", "fast+compile")
@@ -592,8 +591,9 @@ def main() -> None:
     cases = build_cases(args, data, args.work)
     from personsearch.models.engine_choice import cpu_signature, signature_digest
 
-    this_cpu = signature_digest(cpu_signature())
-    args.out = args.out or RESULTS / f"speed-{this_cpu}.json"
+    signature = cpu_signature()
+    this_cpu = signature_digest(signature)
+    args.out = args.out or per_cpu_path("speed", signature)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     measured_on = results.get("machine", {}).get("cpu_signature", this_cpu)
     if measured_on != this_cpu:
