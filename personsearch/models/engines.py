@@ -578,7 +578,7 @@ def quantize_box_head_int8(model: nn.Module, parts: Sequence[Path], workdir: Pat
     int8, per-channel weights, activation ranges from its inputs on ``scenes``. Where the CPU has
     VNNI the weights are s8 (the u8 x s8 kernel adds in 32 bits); elsewhere they are u8, whose
     u8 x u8 kernel does not saturate either: the 7-bit s8 grid the re-id engine uses there moves
-    2.6 % of the probe boxes, more than the rule allows (docs/performance.md)."""
+    2.6 % of the probe boxes, more than the rule allows (docs/performance-log.md)."""
     vnni = int8_vnni()
     path = workdir / ("detector-head-int8.onnx" if vnni else "detector-head-int8-u8.onnx")
     if not path.is_file():

@@ -46,7 +46,7 @@ from personsearch.models import engine_choice, engines
 
 @dataclass
 class Int8DistillConfig:
-    """Fine-tuning schedule. The defaults took 26 minutes on a 2-core AVX2 CPU (docs/performance.md)."""
+    """Fine-tuning schedule. The defaults took 26 minutes on a 2-core AVX2 CPU (docs/performance-log.md)."""
 
     steps: int = 300
     batch_size: int = 32
