@@ -66,3 +66,20 @@ def test_compiled_model_matches_eager_and_keeps_its_state_dict_keys() -> None:
         expected = eager(x)
         torch.testing.assert_close(compiled(x.contiguous(memory_format=torch.channels_last)), expected, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(compiled(x[:1].contiguous(memory_format=torch.channels_last)), expected[:1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("ampere", "dtype"), [(True, torch.bfloat16), (False, torch.float16)])
+def test_gpu_mixed_precision_is_bf16_only_where_the_gpu_computes_it(monkeypatch: pytest.MonkeyPatch, ampere: bool, dtype: torch.dtype) -> None:
+    """A GPU before Ampere can only emulate bf16, yet PyTorch's ``is_bf16_supported()`` says yes
+    by default: such a GPU gets fp16 autocast with an active GradScaler, and the mixed-precision
+    engine still runs there (the CPU's "no native bf16" refusal is not for GPUs)."""
+    from personsearch.models import engines
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: ampere or including_emulation)
+    assert fast.native_bf16("cuda") is ampere
+    assert fast.autocast_dtype("cuda") == dtype
+    assert fast.grad_scaler_for("cuda").is_enabled() is (dtype == torch.float16)
+    assert not fast.grad_scaler_for("cuda", enabled=False).is_enabled()
+    assert engines.unavailable("torch-bf16", "cuda") is None
+    assert "run on the CPU" in str(engines.unavailable("ov-bf16", "cuda"))

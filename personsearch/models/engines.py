@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 ENGINES: dict[str, str] = {
     "torch-fp32": "PyTorch fp32 eager, contiguous tensors (the reference)",
     "torch-fp32-cl": "PyTorch fp32, channels_last",
-    "torch-bf16": "PyTorch bf16 autocast + channels_last (native bf16 CPUs: AVX-512 BF16 / AMX; CUDA)",
+    "torch-bf16": "PyTorch bf16 autocast + channels_last (native bf16 CPUs: AVX-512 BF16 / AMX; CUDA, in fp16 on GPUs without bf16)",
     "torch-compile": "torch.compile (inductor, frozen weights) on the fp32 or bf16 path (opt-in, needs g++)",
     "ort-fp32": "ONNX Runtime fp32",
     "ort-int8": "ONNX Runtime int8, static QDQ quantisation (re-id; the detector runs ort-fp32)",
@@ -97,7 +97,7 @@ def unavailable(name: str, device: str | torch.device = "cpu") -> str | None:
     if name not in ENGINES:
         return f"unknown engine {name!r}; known: {', '.join(ENGINES)}"
     device = torch.device(device)
-    if name in ("torch-bf16", "ov-bf16", "ov-bf16-head") and not native_bf16(device):
+    if name in ("torch-bf16", "ov-bf16", "ov-bf16-head") and device.type == "cpu" and not native_bf16(device):
         return "this CPU has no native bf16 (AVX-512 BF16 or AMX): it would be emulated, many times slower than fp32"
     if name.startswith("ov-"):
         if device.type != "cpu":

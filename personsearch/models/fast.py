@@ -86,7 +86,9 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     (PyTorch's own switch) makes this False, which is how an AVX2-only machine is emulated."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # Not PyTorch's default, which also counts GPUs that can only emulate bf16 (compute
+        # capability below 8, before Ampere): those run fp16 autocast, with a GradScaler in training.
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
         return False
     capability = torch.backends.cpu.get_cpu_capability()
@@ -116,7 +118,7 @@ def int8_vnni() -> bool:
 def autocast_dtype(device: str | torch.device) -> torch.dtype:
     """The mixed-precision dtype used on ``device``: bf16, or fp16 on GPUs without bf16."""
     device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and not native_bf16(device):
         return torch.float16
     return torch.bfloat16
 
