@@ -17,6 +17,7 @@ from personsearch.data.synthetic import make_synthetic
 from personsearch.models.bundle import load_component
 from personsearch.models.detector import DetectorConfig
 from personsearch.models.reid import ReIDConfig
+from personsearch.training import runner
 from personsearch.training.config import DetectorTrainConfig, OptimConfig, ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.runner import learning_rate_factor
 
@@ -88,6 +89,37 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path
     assert rows[0].startswith("step,epoch,lr,loss")
     # steps 1-4 before the kill; the run resumed from the step-4 checkpoint and logged 5-6
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_killed_fp16_run_resumes_with_the_loss_scale_it_had_reached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp16 training (GPUs without bf16) scales its loss, growing the scale while gradients stay
+    finite. A resumed run goes on with the scale the killed one had reached, as an uninterrupted
+    run does, instead of the initial one, whose overflows would skip optimizer steps."""
+    scalers: list[torch.amp.GradScaler] = []
+
+    def active_scaler(device: object, enabled: bool = True) -> torch.amp.GradScaler:  # as fast training on a GPU without bf16; doubles every step
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**4, growth_interval=1))
+        return scalers[-1]
+
+    monkeypatch.setattr(runner, "grad_scaler_for", active_scaler)
+    crops, config = tiny_crop_set(), tiny_config()
+    reid_training.train_reid(config, tmp_path / "straight", progress=False, crop_set=crops)
+    straight_scale = scalers[-1].get_scale()
+    real_loss, calls = reid_training.reid_loss, {"n": 0}
+
+    def dies_at_step_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("simulated kill")
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(reid_training, "reid_loss", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        reid_training.train_reid(config, tmp_path / "killed", progress=False, crop_set=crops)
+    monkeypatch.setattr(reid_training, "reid_loss", real_loss)
+    reid_training.train_reid(config, tmp_path / "killed", progress=False, crop_set=crops)
+    assert straight_scale == 2.0 ** (4 + 6)  # 6 steps, each with finite gradients
+    assert scalers[-1].get_scale() == straight_scale
 
 
 def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -100,6 +100,8 @@ class Trainer:
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None
     """Called on rank 0 after each epoch's checkpoint with (epochs done, the bare model), e.g. to
     score a validation split for a learning curve; the next epoch puts the model back in train mode."""
+    _scaler: torch.amp.GradScaler = field(init=False, repr=False)
+    """The loss scaler of fp16 training (inactive otherwise), checkpointed with the weights."""
 
     def fit(
         self,
@@ -117,10 +119,10 @@ class Trainer:
         total = sum(len(p) for p in plan)
         if self.epochs > 0 and total == 0:  # never save an untrained network as if it were trained
             raise ValueError(f"{self.description}: the training data gives no batch at all; is the training split empty, or smaller than one batch?")
+        scaler = self._scaler = grad_scaler_for(self.device, self.fast)
         first_epoch, start, global_step = self._resume()
         log = _MetricsLog(self.out_dir / "metrics.csv") if rank == 0 else None
         images_seen, started = 0, time.perf_counter()
-        scaler = grad_scaler_for(self.device, self.fast)
         with _progress(self.progress and rank == 0, self.description) as bar:
             task = bar.add_task(self.description, total=total, completed=global_step)
             for epoch in range(first_epoch, self.epochs):
@@ -168,6 +170,7 @@ class Trainer:
                 "step_in_epoch": step_in_epoch,
                 "global_step": global_step,
                 "config": self.config or {},
+                "loss_scale": self._scaler.state_dict(),  # fp16 training's loss scale; empty otherwise
             },
             self.out_dir / CHECKPOINT_NAME,
         )
@@ -181,6 +184,8 @@ class Trainer:
             raise ValueError(f"{path} was written by a different configuration; use another output directory or delete it to start afresh")
         self._bare_model().load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("loss_scale") and self._scaler.is_enabled():  # go on with the scale reached, not the initial one (whose overflows skip steps)
+            self._scaler.load_state_dict(state["loss_scale"])
         epoch, step = int(state["epoch"]), int(state["step_in_epoch"])
         if epoch >= self.epochs:
             epoch, step = self.epochs, 0
