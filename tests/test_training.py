@@ -190,6 +190,30 @@ def test_downscale_augmentation_blurs_detail_and_keeps_the_size() -> None:
     assert torch.equal(out, again)
 
 
+def test_under_torchrun_each_rank_trains_on_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torchrun --nproc_per_node 2`` on a two-GPU machine: rank 1 trains on cuda:1, made the
+    current device, not on GPU 0 beside rank 0, and the ranks meet over NCCL (gloo on CPUs)."""
+    current: list[torch.device] = []
+    backends: list[str] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert runner.resolve_device("auto") == runner.resolve_device("cuda") == torch.device("cuda", 1)
+    assert runner.resolve_device("cuda:0") == torch.device("cuda", 0)  # a GPU named by the user stays
+    assert current == [torch.device("cuda", 1)] * 2
+    monkeypatch.delenv("LOCAL_RANK")
+    assert runner.resolve_device("cuda") == torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runner.resolve_device("auto") == torch.device("cpu")
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(runner.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(runner.dist, "init_process_group", backends.append)
+    monkeypatch.setattr(runner.dist, "get_rank", lambda: 1)
+    assert runner.distributed_context(torch.device("cuda", 1)) == runner.distributed_context(torch.device("cpu")) == (1, 2)
+    assert backends == ["nccl", "gloo"]
+
+
 def test_torchrun_trains_with_two_processes_and_one_writer(tmp_path: Path) -> None:
     """DistributedDataParallel on CPU (gloo): both ranks train, rank 0 alone writes the bundle."""
     import shutil

@@ -31,17 +31,24 @@ StepFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, float]
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU."""
+    """``auto`` picks CUDA when present, else CPU. A GPU without an index is this process's own
+    under ``torchrun`` (``cuda:LOCAL_RANK``, made the current device): every rank on GPU 0 would
+    fail NCCL's set-up, or share one GPU's memory."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
 
 
-def distributed_context() -> tuple[int, int]:
-    """(rank, world size); joins the process group when launched by ``torchrun``."""
+def distributed_context(device: torch.device | None = None) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by ``torchrun``, with NCCL when
+    training on GPUs and gloo on CPUs."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device is not None and device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -110,11 +117,11 @@ class Trainer:
         step_fn: StepFn,
     ) -> dict[str, Any]:
         """Train to the end, resuming from ``out_dir/last.pt`` if present; return a summary."""
-        rank, world = distributed_context()
+        rank, world = distributed_context(self.device)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         model = self.model.to(self.device)
         if world > 1:
-            model = torch.nn.parallel.DistributedDataParallel(model)
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         plan = [epoch_batches(e) for e in range(self.epochs)]
         total = sum(len(p) for p in plan)
         if self.epochs > 0 and total == 0:  # never save an untrained network as if it were trained
