@@ -14,7 +14,8 @@ engines, ratios to fp32 in the same round (``engines.time_engines``):
   shipped networks and for the paper's ResNet-50 ones (random weights: speed only).
 
 Agreement of mixed precision with fp32 on the shipped pair, by the engine chooser's rule: boxes on
-its 12 crowded check scenes, features of its 64 probe crops. SeqNet reports 11.5 frames/s for its
+its 12 crowded check scenes, features of its 64 probe crops; then what ``--engine auto`` picks on
+the device, measured afresh (its table). SeqNet reports 11.5 frames/s for its
 whole pipeline on one GPU. It imports no index, web or ONNX code, so it runs on a bare PyTorch
 image with ``PYTHONPATH=.``. Writes ``benchmarks/results/gpu_row-<device name>.json`` on a GPU
 (``--out`` anywhere) and prints a table.
@@ -23,6 +24,7 @@ image with ``PYTHONPATH=.``. Writes ``benchmarks/results/gpu_row-<device name>.j
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from personsearch.models.bundle import ModelBundle
 from personsearch.models.detector import DetectorConfig, build_detector, image_tensors
 from personsearch.models.fast import autocast_dtype
 from personsearch.models.reid import ReIDConfig, build_reid
+from personsearch.models.weights import CACHE_ENV
 
 SHIPPED = ROOT / "personsearch" / "assets" / "default"
 MIXED = "torch-bf16"
@@ -134,6 +137,11 @@ def main() -> None:
         print(f"{case['case']:62s} {ref['per_s']:9.1f} {mix['per_s']:9.1f} {mix['x_fp32']:7.2f}")
     verdict = "agrees" if engine_choice.detections_agree(agreement["detections"]) and engine_choice.features_agree(agreement["features"]) else "does NOT agree"
     print(f"mixed precision {verdict} with fp32 by the engine chooser's rule: {agreement}")
+    with tempfile.TemporaryDirectory() as cache:  # what `--engine auto` picks on this device, measured afresh
+        os.environ[CACHE_ENV] = cache  # the script ends here: nothing else reads the cache after it
+        auto = ModelBundle(args.bundle, device=str(device), engine="auto").engine_choice
+    print(auto.table())
+    print(auto.summary())
     print("SeqNet (its paper): 11.5 frames/s for the whole pipeline on one GPU")
 
     out = args.out or (RESULTS / f"gpu_row-{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-').lower()}.json" if device.type == "cuda" else None)
@@ -148,6 +156,7 @@ def main() -> None:
             "scenes": args.scenes,
             "rounds": args.rounds,
             "agreement": agreement,
+            "auto_choice": auto.to_json(),
             "cases": cases,
         }
         if device.type == "cuda":

@@ -284,8 +284,9 @@ def test_a_first_use_checks_engines_fastest_first_only_until_one_agrees() -> Non
     assert not lazy["torch-fp32-cl"].accepted and lazy["torch-fp32-cl"].checked
     assert lazy["ort-int8"].accepted and engine_choice.pick(list(lazy.values()), "reid") == "ort-int8"
     assert not lazy["ort-fp32"].checked and not lazy["ort-fp32"].accepted and lazy["ort-fp32"].per_s
-    assert "not checked: slower than ort-int8" in lazy["ort-fp32"].note
-    assert "not checked" in engine_choice.EngineChoice("ort-int8", "torch-fp32", list(lazy.values())).table()
+    assert lazy["ort-fp32"].note == "slower than ort-int8, which agrees with fp32"
+    table = engine_choice.EngineChoice("ort-int8", "torch-fp32", list(lazy.values())).table()
+    assert "not checked: slower than ort-int8" in table and "not checked: not checked" not in table
     checked.clear()
     full = {m.engine: m for m in engine_choice.measure_reid(factory, candidates, batch)}
     assert sorted(checked) == sorted(["torch-fp32", *candidates]) and full["ort-fp32"].accepted and full["ort-fp32"].checked
@@ -358,6 +359,34 @@ def test_cpu_signature_change_means_a_new_measurement(bundle_dir: Path, monkeypa
     assert ModelBundle(bundle_dir, engine="auto").engine_choice.from_cache
     monkeypatch.setattr(engine_choice, "cpu_signature", lambda: {"cpu": "another", "threads": 64})
     assert engine_choice.load_cached_choice(ModelBundle(bundle_dir, engine="torch-fp32").weights_id) is None
+
+
+def test_a_gpu_measures_its_own_choice_under_its_own_signature(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU, ``auto`` measures too (the PyTorch engines: mixed precision is kept only where it
+    agrees with fp32, as on a CPU), and the choice is cached for that GPU, apart from the CPU's."""
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA Test GPU")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+    gpu, cpu = engine_choice.signature_for("cuda"), engine_choice.signature_for("cpu")
+    assert gpu["gpu"] == "NVIDIA Test GPU" and "gpu" not in cpu
+    assert engine_choice.choice_path("m", gpu) != engine_choice.choice_path("m", cpu)
+    assert "GPU NVIDIA Test GPU" in engine_choice.EngineChoice("torch-fp32", "torch-fp32", signature=gpu).summary()
+
+    bundle = ModelBundle(bundle_dir, engine="torch-fp32")
+    assert engine_choice.load_cached_choice(bundle.weights_id, "cpu") is None
+    measured: list[bool] = []
+
+    def measure(self: ModelBundle, lazy: bool = False, **_: object) -> engine_choice.EngineChoice:
+        measured.append(lazy)  # a GPU's runners cannot be built here: the choice itself is stood in for
+        choice = engine_choice.EngineChoice("torch-fp32-cl", "torch-fp32", [engine_choice.Measurement("torch-fp32", "reid", 1.0)], gpu)
+        engine_choice.save_choice(self.weights_id, choice)
+        return choice
+
+    monkeypatch.setattr(ModelBundle, "measure_engines", measure)
+    bundle.device = torch.device("cuda")
+    assert (bundle._choose("auto").reid, measured) == ("torch-fp32-cl", [True])  # measured, not forced to mixed precision
+    assert bundle._choose("auto").from_cache and measured == [True]
+    assert engine_choice.load_cached_choice(bundle.weights_id, "cuda") is not None
+    assert engine_choice.load_cached_choice(bundle.weights_id, "cpu") is None  # the CPU measures its own
 
 
 def test_forced_engines_and_bad_names(bundle_dir: Path) -> None:

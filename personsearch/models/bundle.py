@@ -182,12 +182,9 @@ class ModelBundle:
 
     def _choose(self, engine: str) -> engine_choice.EngineChoice:
         forced = parse_engine(engine)
-        signature = engine_choice.cpu_signature()
         if forced is not None:
-            return engine_choice.EngineChoice(reid=forced[0], detector=forced[1], signature=signature)
-        if self.device.type != "cpu":  # GPUs: mixed precision (bf16, or fp16 where bf16 is missing)
-            return engine_choice.EngineChoice(reid="torch-bf16", detector="torch-bf16", signature=signature)
-        cached = engine_choice.load_cached_choice(self.weights_id)
+            return engine_choice.EngineChoice(reid=forced[0], detector=forced[1], signature=engine_choice.signature_for(self.device))
+        cached = engine_choice.load_cached_choice(self.weights_id, self.device)
         if cached is not None:
             return cached
         log.info("first use of this model on this machine: timing its inference engines once (about 30-60 s; cached in %s)", self.engine_dir)
@@ -207,7 +204,7 @@ class ModelBundle:
             reid=engine_choice.pick(measurements, "reid"),
             detector=engine_choice.pick(measurements, "detector"),
             measurements=measurements,
-            signature=engine_choice.cpu_signature(),
+            signature=engine_choice.signature_for(self.device),
         )
         if save:
             engine_choice.save_choice(self.weights_id, choice)
