@@ -4,6 +4,7 @@ chooser refuses an engine whose outputs disagree with fp32, the cached choice fo
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -387,6 +388,20 @@ def test_a_gpu_measures_its_own_choice_under_its_own_signature(bundle_dir: Path,
     assert bundle._choose("auto").from_cache and measured == [True]
     assert engine_choice.load_cached_choice(bundle.weights_id, "cuda") is not None
     assert engine_choice.load_cached_choice(bundle.weights_id, "cpu") is None  # the CPU measures its own
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("gpu", "'gpu': expected cpu, cuda or cuda:N"),
+        ("mps", "'mps': expected cpu, cuda or cuda:N"),
+        ("cuda", "'cuda': PyTorch sees no CUDA GPU on this machine; use cpu"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_a_clear_error(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, device: str, message: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ModelBundle(bundle_dir, device=device)
 
 
 def test_forced_engines_and_bad_names(bundle_dir: Path) -> None:

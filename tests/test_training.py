@@ -196,15 +196,21 @@ def test_under_torchrun_each_rank_trains_on_its_own_gpu(monkeypatch: pytest.Monk
     current: list[torch.device] = []
     backends: list[str] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", current.append)
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert runner.resolve_device("auto") == runner.resolve_device("cuda") == torch.device("cuda", 1)
     assert runner.resolve_device("cuda:0") == torch.device("cuda", 0)  # a GPU named by the user stays
     assert current == [torch.device("cuda", 1)] * 2
+    monkeypatch.setenv("LOCAL_RANK", "2")  # a third process per node on a two-GPU machine
+    with pytest.raises(ValueError, match=r"'cuda:2': this machine has 2 CUDA GPU\(s\)"):
+        runner.resolve_device("cuda")
     monkeypatch.delenv("LOCAL_RANK")
     assert runner.resolve_device("cuda") == torch.device("cuda", 0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert runner.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="sees no CUDA GPU on this machine; use cpu"):
+        runner.resolve_device("cuda")
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(runner.dist, "is_initialized", lambda: False)

@@ -27,6 +27,7 @@ from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.detector import DetectorConfig, build_detector, image_tensors
 from personsearch.models.external_detectors import build_external_detector
+from personsearch.models.fast import checked_device
 from personsearch.models.reid import ReIDConfig, build_reid
 from personsearch.models.weights import cache_root
 
@@ -149,7 +150,7 @@ class ModelBundle:
         """What was asked: ``auto`` or an engine spec (``parse_engine``); a copy elsewhere asks the same."""
         self.detector_name = detector
         self.path = Path(bundle_dir)
-        self.device = torch.device(device)
+        self.device = checked_device(device)
         self.batch_size = batch_size
         self.external_detector = None if detector == "bundle" else build_external_detector(detector)
         self.detector_network, self.detector_config, self.detector_metadata = load_component(self.path, "detector")

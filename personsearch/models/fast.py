@@ -80,6 +80,23 @@ def prepare_for_inference(model: nn.Module, device: str | torch.device, fast: bo
     return model
 
 
+def checked_device(name: str | torch.device) -> torch.device:
+    """``name`` as a device of this machine: ``cpu``, or ``cuda`` / ``cuda:N`` where PyTorch sees
+    that GPU. Anything else is a ValueError saying what to pass, instead of PyTorch's error from
+    deep inside a model's first call (or its list of twenty device types)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {str(name)!r}: expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(name)!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(name)!r}: PyTorch sees no CUDA GPU on this machine; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(name)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
 def native_bf16(device: str | torch.device = "cpu") -> bool:
     """Whether ``device`` computes bf16 natively: a CUDA GPU with bf16, or a CPU whose PyTorch
     kernels run at AVX-512 level on a core with AVX-512 BF16 or AMX. ``ATEN_CPU_CAPABILITY=avx2``

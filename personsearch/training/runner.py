@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from personsearch.models.fast import autocast_for, grad_scaler_for
+from personsearch.models.fast import autocast_for, checked_device, grad_scaler_for
 from personsearch.training.config import OptimConfig
 
 CHECKPOINT_NAME = "last.pt"
@@ -36,9 +36,9 @@ def resolve_device(name: str) -> torch.device:
     fail NCCL's set-up, or share one GPU's memory."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = checked_device(name)
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = checked_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")  # more ranks than GPUs: a clear error
         torch.cuda.set_device(device)
     return device
 
