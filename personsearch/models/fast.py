@@ -10,10 +10,10 @@ uses bf16 where the GPU supports it and fp16 otherwise (training then scales the
 
 Compilation (``torch.compile`` with inductor, weights frozen as constants) folds BatchNorm into
 the convolutions, fuses the elementwise work and pre-packs the weights; on a 2-core AVX-512 BF16
-CPU it made bf16 inference 1.5-2.5x faster again (docs/performance-log.md, "Earlier figures"). It costs a one-off compile on
-the first call of each new input-shape family (tens of seconds; cached on disk by inductor), so it
-pays off for indexing many images, not for one query: it is off unless asked for, by argument or
-by ``PERSONSEARCH_COMPILE=1``.
+CPU it made bf16 inference 1.5-2.5x faster again (docs/performance-log.md, "Earlier figures").
+It costs a one-off compile on the first call of each new input-shape family (tens of seconds;
+cached on disk by inductor), so it pays off for indexing many images, not for one query: it is
+off unless asked for, by argument or by ``PERSONSEARCH_COMPILE=1``.
 """
 
 from __future__ import annotations
