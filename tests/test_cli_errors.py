@@ -84,6 +84,18 @@ def test_missing_files_name_the_file(setup: dict[str, Path], tmp_path: Path) -> 
     assert result.exit_code in (EXIT_CODES["missing file"], EXIT_CODES["bad data"]) and "no-data" in result.output and "Traceback" not in result.output
 
 
+def test_a_gpu_this_machine_lacks_is_one_line(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for argv in (
+        ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "10,20,30,80", "--model", str(setup["bundle"]), "--device", "cuda"],
+        ["bench-engines", "--model", str(setup["bundle"]), "--device", "cuda"],
+    ):
+        _one_line_error(runner.invoke(app, argv), EXIT_CODES["bad input"], "'cuda': PyTorch sees no CUDA GPU on this machine")
+    _one_line_error(
+        runner.invoke(app, ["bench-engines", "--model", str(setup["bundle"]), "--device", "gpu"]), EXIT_CODES["bad input"], "expected cpu, cuda or cuda:N"
+    )
+
+
 def test_wrong_formats_and_bad_input(setup: dict[str, Path], tmp_path: Path) -> None:
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"\x00" * 50)

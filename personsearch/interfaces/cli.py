@@ -367,13 +367,14 @@ def bench_engines_cmd(
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     engines_: Annotated[list[str] | None, typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the measurements as JSON.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda: the device whose engines are measured (a GPU's choice is its own).")] = "cpu",
 ) -> None:
     """Measure every candidate engine for a model on this machine, print the table, and cache the choice."""
     from personsearch.interfaces.api import resolve_model
     from personsearch.models import engines
     from personsearch.models.bundle import ModelBundle
 
-    bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
+    bundle = ModelBundle(resolve_model(model), device=device, engine="torch-fp32")
     choice = bundle.measure_engines(tuple(engines_) if engines_ else engines.AUTO_CANDIDATES)
     console.print(choice.table(), highlight=False)
     console.print(choice.summary(), highlight=False)
