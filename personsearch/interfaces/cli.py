@@ -325,7 +325,7 @@ def info_cmd() -> None:
     import json as json_
 
     from personsearch.models import engines
-    from personsearch.models.engine_choice import cpu_signature
+    from personsearch.models.engine_choice import DEVICE_KEYS, cpu_signature
     from personsearch.models.weights import cache_root
 
     signature = cpu_signature()
@@ -335,8 +335,10 @@ def info_cmd() -> None:
         console.print(f"  {name:14s} {'available' if why is None else 'unavailable: ' + why}  ({what})", highlight=False)
     for path in sorted((cache_root() / "engines").glob("*/choice-*.json")):
         data = json_.loads(path.read_text())
-        here = data.get("signature") == signature
-        console.print(f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{' (this machine)' if here else ''}", highlight=False)
+        saved = data.get("signature", {})
+        gpu = f" on GPU {saved['gpu']}" if saved.get("gpu") else ""
+        here = {k: v for k, v in saved.items() if k not in DEVICE_KEYS} == signature  # a GPU's choice: on this machine's GPU
+        console.print(f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{gpu}{' (this machine)' if here else ''}", highlight=False)
 
 
 @command("models")

@@ -103,6 +103,10 @@ def cpu_signature() -> dict[str, Any]:
     }
 
 
+DEVICE_KEYS = ("device", "gpu", "cuda", "cudnn")
+"""What ``signature_for`` adds to ``cpu_signature()`` for a device other than the CPU."""
+
+
 def signature_for(device: str | torch.device = "cpu") -> dict[str, Any]:
     """What decides which engine is fastest on ``device``: ``cpu_signature()``, plus the GPU and
     its CUDA libraries when ``device`` is one, so a choice measured on a GPU is kept for that GPU
