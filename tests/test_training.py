@@ -57,13 +57,10 @@ def tiny_config(variant: str = "clsa", ids_per_batch: int = 0, **overrides) -> R
     return ReIDTrainConfig(**base)
 
 
-def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    crops = tiny_crop_set()
-    config = tiny_config()
-    reid_training.train_reid(config, tmp_path / "straight", progress=False, crop_set=crops)
-
-    real_loss = reid_training.reid_loss
-    calls = {"n": 0}
+def killed_at_step_5_then_resumed(config: ReIDTrainConfig, out: Path, crops: CropSet, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Train into ``out`` until a kill at step 5 (a KeyboardInterrupt, as Ctrl-C gives), which
+    leaves a checkpoint and no bundle, then run again to the end; the resumed run's summary."""
+    real_loss, calls = reid_training.reid_loss, {"n": 0}
 
     def dies_at_step_5(*args, **kwargs):
         calls["n"] += 1
@@ -73,11 +70,18 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path
 
     monkeypatch.setattr(reid_training, "reid_loss", dies_at_step_5)
     with pytest.raises(KeyboardInterrupt):
-        reid_training.train_reid(config, tmp_path / "killed", progress=False, crop_set=crops)
-    assert (tmp_path / "killed" / "train-reid" / "last.pt").is_file()
-    assert not (tmp_path / "killed" / "reid.safetensors").exists()
+        reid_training.train_reid(config, out, progress=False, crop_set=crops)
+    assert (out / "train-reid" / "last.pt").is_file()
+    assert not (out / "reid.safetensors").exists()
     monkeypatch.setattr(reid_training, "reid_loss", real_loss)
-    summary = reid_training.train_reid(config, tmp_path / "killed", progress=False, crop_set=crops)
+    return reid_training.train_reid(config, out, progress=False, crop_set=crops)
+
+
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    crops = tiny_crop_set()
+    config = tiny_config()
+    reid_training.train_reid(config, tmp_path / "straight", progress=False, crop_set=crops)
+    summary = killed_at_step_5_then_resumed(config, tmp_path / "killed", crops, monkeypatch)
 
     straight = load_file(str(tmp_path / "straight" / "reid.safetensors"))
     resumed = load_file(str(tmp_path / "killed" / "reid.safetensors"))
@@ -105,19 +109,7 @@ def test_a_killed_fp16_run_resumes_with_the_loss_scale_it_had_reached(tmp_path: 
     crops, config = tiny_crop_set(), tiny_config()
     reid_training.train_reid(config, tmp_path / "straight", progress=False, crop_set=crops)
     straight_scale = scalers[-1].get_scale()
-    real_loss, calls = reid_training.reid_loss, {"n": 0}
-
-    def dies_at_step_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("simulated kill")
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(reid_training, "reid_loss", dies_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        reid_training.train_reid(config, tmp_path / "killed", progress=False, crop_set=crops)
-    monkeypatch.setattr(reid_training, "reid_loss", real_loss)
-    reid_training.train_reid(config, tmp_path / "killed", progress=False, crop_set=crops)
+    killed_at_step_5_then_resumed(config, tmp_path / "killed", crops, monkeypatch)
     assert straight_scale == 2.0 ** (4 + 6)  # 6 steps, each with finite gradients
     assert scalers[-1].get_scale() == straight_scale
 
