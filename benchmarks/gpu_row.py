@@ -36,6 +36,7 @@ import torch
 from engines import time_engines
 from run_info import RESULTS, ROOT, commit, write_results
 
+from personsearch.data.crops import normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.detector import DetectorConfig, build_detector, image_tensors
@@ -123,8 +124,6 @@ def main() -> None:
             }
         )
         print(cases[-1]["case"], "done", flush=True)
-    from personsearch.data.crops import normalize_crops
-
     probe = normalize_crops(crops)
     cases += network_cases("shipped", fp32.detector_network, fp32.reid_network, scenes, probe, device, args)
     print("shipped networks done", flush=True)
