@@ -36,7 +36,7 @@ from run_info import write_per_cpu_results
 from torchvision.ops import roi_align
 
 from personsearch.data.boxes import clip_or_refuse
-from personsearch.data.crops import crop_boxes, normalize_crops
+from personsearch.data.crops import crop_boxes
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
@@ -77,7 +77,6 @@ def frame_rows(bundle: ModelBundle, old: torch.nn.Module, new: torch.nn.Module, 
         batches = [(old.transform([image])[0], new.transform([image])[0]) for image in images]
         boxes = [engines.as_detections(new([image]))[0][:, :4] for image in images]
     maps = [[torch.zeros(1, 1, *(side // 16 for side in ours.tensors.shape[-2:]))] for _, ours in batches]
-    reid = bundle.reid_engine(bundle.engine_choice.reid)
 
     def transform(detector: torch.nn.Module) -> Callable[[], Any]:
         return lambda: [detector.transform([image]) for image in images]
@@ -92,9 +91,8 @@ def frame_rows(bundle: ModelBundle, old: torch.nn.Module, new: torch.nn.Module, 
     def index_step(detector: torch.nn.Module, crop: Crop) -> None:
         for frame, image in zip(frames, images, strict=True):
             found = engines.as_detections(detector([image]))[0][:, :4]
-            people = crop(frame, found, size) if len(found) else None
-            for start in range(0, 0 if people is None else len(people), bundle.batch_size):
-                reid(normalize_crops(people[start : start + bundle.batch_size]))  # type: ignore[index]
+            if len(found):
+                bundle.embed_crops(crop(frame, found, size))  # the re-id engine auto picked, in the bundle's batches
 
     steps = {
         "transform": (transform(old), transform(new)),
