@@ -34,22 +34,33 @@ from run_info import ROOT, write_per_cpu_results
 from personsearch.models import engine_choice, engines
 from personsearch.models.detector import image_tensors
 from personsearch.models.engine_choice import cpu_signature
+from personsearch.models.fast import cpuinfo_field
 
 ENGINES = engines.AUTO_CANDIDATES
 """Every engine ``auto`` measures, the reference first."""
 
 
-def peak_gflops(signature: dict[str, Any], threads: int) -> tuple[float, str]:
-    """fp32 peak of the cores used: threads x clock x FLOP/cycle, with two FMA units per core
-    (Zen 3/4/5, Intel big cores) of 16 lanes (AVX-512 kernels) or 8 (AVX2)."""
-    mhz = 0.0
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("cpu MHz"):
-            mhz = float(line.split(":", 1)[1])
-            break
+def flop_per_cycle(signature: dict[str, Any]) -> tuple[int, str]:
+    """fp32 FLOP per cycle and core: two FMA units (Zen 3/4/5, Intel big cores) x the lanes each
+    computes per cycle x 2 (multiply and add). AVX-512 kernels have 16 fp32 lanes, except on AMD
+    Zen 4 (family 25 with AVX-512), whose FMA units are 256 bits wide and take a 512-bit
+    instruction in two halves: 8 lanes per cycle, as with AVX2 (measured: its best matrix product
+    reached 102-114 % of that peak in two runs, `cpu_peak-5a282d6e6508.json`; counted with 16 lanes, the Zen 4
+    runs of 2026-12-01/02 put fp32 engines at half their real share). Zen 5's desktop and server
+    parts have 512-bit units; its mobile parts do not, which ``cpu_peak.py`` shows as a rate
+    far below this peak."""
     lanes = 16 if signature["torch_capability"].startswith("AVX512") else 8
-    per_cycle = 2 * lanes * 2  # 2 FMA units x lanes x (multiply + add)
-    return threads * mhz / 1000 * per_cycle, f"{threads} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle (2 FMA x {lanes} lanes)"
+    units = f"2 FMA x {lanes} lanes"
+    if lanes == 16 and cpuinfo_field("vendor_id") == "AuthenticAMD" and cpuinfo_field("cpu family") == "25":
+        lanes, units = 8, "2 FMA x 8 lanes: Zen 4 runs AVX-512 on 256-bit units"
+    return 2 * lanes * 2, units
+
+
+def peak_gflops(signature: dict[str, Any], threads: int) -> tuple[float, str]:
+    """fp32 peak of the cores used: threads x the clock /proc/cpuinfo reports x ``flop_per_cycle``."""
+    mhz = float(cpuinfo_field("cpu MHz") or 0.0)
+    per_cycle, units = flop_per_cycle(signature)
+    return threads * mhz / 1000 * per_cycle, f"{threads} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle ({units})"
 
 
 def count_flops(run: Callable[[], Any]) -> float:

@@ -89,8 +89,8 @@ def main() -> None:
     for phase, seconds in medians.items():
         print(f"{phase:<30} {seconds:8.1f}")
     print(f"{'whole process (imports too)':<30} {wall:8.1f}")
-    chosen = runs[-1]["chosen"]
-    print(f"chosen: detector {chosen['detector']}, re-id {chosen['reid']}; {runs[-1]['timed']} engines timed, {runs[-1]['checked']} checked")
+    for k, run in enumerate(runs, 1):  # each run's own: a choice that differs between fresh processes is a timing tie
+        print(f"run {k} chose: detector {run['chosen']['detector']}, re-id {run['chosen']['reid']}; {run['timed']} engines timed, {run['checked']} checked")
     fields = {"bundle": args.bundle, "child_glibc_tunables": MALLOC_TUNING, "runs": runs, "median_seconds": medians, "median_process_wall_s": wall}
     path, _ = write_per_cpu_results("first_use", fields)  # named by this process's signature, beside engines.py's
     print(f"wrote {path}")

@@ -3,9 +3,10 @@ grid keeps the boxes of the shipped detector within the engine chooser's rule, a
 
     python benchmarks/int8_box_head.py --bundle personsearch/assets/default
 
-Grids: s8 weights on the full 8-bit grid (what the engine uses where the CPU has VNNI), s8 on a
-7-bit grid (the re-id engine's remedy for ONNX Runtime's saturating u8 x s8 kernel on AVX2) and u8
-weights (the u8 x u8 kernel: what the engine uses without VNNI). Each quantises the same exported
+Grids: s8 weights on the full 8-bit grid (what the engine uses; before engines revision 8 only
+where the CPU has VNNI), s8 on a 7-bit grid (the re-id engine's remedy for ONNX Runtime's
+saturating u8 x s8 kernel on AVX2) and u8 weights (the u8 x u8 kernel, no saturation: what the
+engine used without VNNI before revision 8). Each quantises the same exported
 head, calibrated as the engine does it (``engines.box_head_inputs`` on
 ``engine_choice.calibration_scenes``), and the trunk and RPN head stay on ONNX Runtime fp32.
 Boxes are compared with PyTorch fp32 on the chooser's 12 crowded check scenes
@@ -33,9 +34,9 @@ from personsearch.models.bundle import load_component
 from personsearch.models.detector import image_tensors
 
 GRIDS: dict[str, dict[str, Any]] = {
-    "s8, 8-bit (VNNI CPUs)": {"weights": "int8"},
+    "s8, 8-bit (the engine's)": {"weights": "int8"},
     "s8, 7-bit": {"weights": "int8", "reduce_range": True},
-    "u8 (CPUs without VNNI)": {"weights": "uint8"},
+    "u8": {"weights": "uint8"},
 }
 
 

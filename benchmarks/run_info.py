@@ -32,6 +32,7 @@ def machine(signature: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
     from personsearch.models.engine_choice import cpu_signature, signature_digest
+    from personsearch.models.fast import cpuinfo_field
 
     signature = signature or cpu_signature()
     try:
@@ -40,6 +41,12 @@ def machine(signature: dict[str, Any] | None = None) -> dict[str, Any]:
         mem_gb = None
     return {
         "cpu": signature["cpu"],
+        # A virtual machine often names its CPU only "AMD EPYC": the vendor, family and model tell
+        # a Zen 4 (family 25, model 17) from a Zen 3 (25, 1) or a Zen 5 (26), whose peaks differ.
+        "cpu_vendor": cpuinfo_field("vendor_id"),
+        "cpu_family": cpuinfo_field("cpu family"),
+        "cpu_model": cpuinfo_field("model"),
+        "cpu_mhz": cpuinfo_field("cpu MHz"),
         "cpu_flags": signature["flags"],
         "cpu_capability": signature["torch_capability"],
         "native_bf16": signature["native_bf16"],

@@ -337,8 +337,10 @@ def info_cmd() -> None:
         data = json_.loads(path.read_text())
         saved = data.get("signature", {})
         gpu = f" on GPU {saved['gpu']}" if saved.get("gpu") else ""
-        here = {k: v for k, v in saved.items() if k not in DEVICE_KEYS} == signature  # a GPU's choice: on this machine's GPU
-        console.print(f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{gpu}{' (this machine)' if here else ''}", highlight=False)
+        # a choice holds only where all of its signature matches (a GPU's: on this machine's GPU)
+        differs = sorted(k for k in set(saved) | set(signature) if k not in DEVICE_KEYS and saved.get(k) != signature.get(k))
+        where = "this machine" if not differs else "measured with another " + ", ".join(differs)
+        console.print(f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{gpu} ({where})", highlight=False)
 
 
 @command("models")

@@ -12,7 +12,8 @@ crops; a candidate is kept only if its outputs agree with the plain fp32 referen
   crowded probe scenes holding about a hundred people (``check_scenes``).
 
 The fastest kept candidate wins (fp32 itself is always a candidate, so the choice is never
-slower than fp32 beyond timing noise). Every candidate is timed first; then outputs are checked
+slower than fp32 beyond timing noise), except that a reduced-precision engine must beat the
+fp32 engines that agree by ``REDUCED_PRECISION_GAIN``. Every candidate is timed first; then outputs are checked
 fastest first, and a first use stops at the first that agrees (``lazy``: the slower ones could
 not win; ``personsearch bench-engines`` checks them all). The choice and every measurement are cached as JSON in
 ``$PERSONSEARCH_CACHE/engines/``; exported ONNX files sit beside it, keyed by the model digest.
@@ -37,7 +38,7 @@ import torch
 
 from personsearch.models import engines
 from personsearch.models.detector import image_tensors
-from personsearch.models.fast import cpu_flags, native_bf16
+from personsearch.models.fast import cpu_flags, cpuinfo_field, native_bf16
 from personsearch.models.weights import cache_root
 
 COSINE_MEDIAN = 0.99
@@ -46,6 +47,13 @@ NEIGHBOUR_AGREEMENT = 0.98
 NEIGHBOUR_TIE = 1e-4
 BOX_MATCHED = 0.99
 BOX_IOU = 0.9
+REDUCED_PRECISION_GAIN = 1.10
+"""How much faster than the fastest agreeing fp32 engine a reduced-precision one
+(``engines.REDUCED_PRECISION``: bf16 or int8 somewhere) must be to be chosen. Its outputs are
+only within the rule of fp32's, so a gain inside the timing noise is no reason to take it, and
+taking it anyway made the choice flip between fresh installs on one machine: on an AVX2 Zen 3
+the int8 box head timed 1.00-1.24x ONNX Runtime fp32 the same day, and the demo printed recall
+97.99 or 97.84 by which one won (2026-12-02, docs/performance-log.md)."""
 TIMED_CROPS = 32
 """Crops per timed re-id call (the bundle's default batch); all probe crops are compared."""
 CHECK_SCENES = 12
@@ -69,13 +77,8 @@ def cpu_signature() -> dict[str, Any]:
     measured with it does not hold without it: docs/performance.md)."""
     flags = sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile"})
     model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", "x86_64"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    if model in ("", "x86_64"):
+        model = cpuinfo_field("model name") or model
     try:
         import onnxruntime
 
@@ -136,8 +139,9 @@ class Measurement:
     agreement: dict[str, float] = field(default_factory=dict)
     note: str = ""
     checked: bool = True
-    """False when the outputs were not compared with fp32: slower than an engine that agrees
-    (``measure_*(lazy=True)``, what a first use measures), so it could not be chosen."""
+    """False when the outputs were not compared with fp32 (``measure_*(lazy=True)``, what a first
+    use measures): it could not be chosen, being slower than an engine that agrees, or of reduced
+    precision and not ``REDUCED_PRECISION_GAIN`` faster than an fp32 one that agrees."""
 
 
 @dataclass
@@ -333,13 +337,16 @@ def _measure(
             results[name] = Measurement(name, network, note=f"failed: {type(err).__name__}: {err}"[:300])
     timed = [name for name in names if results[name].per_s]
     reference: Any = None
-    best: str | None = None  # the fastest candidate checked and agreeing so far
-    for name in timed[:1] + sorted(timed[1:], key=lambda n: -cast(float, results[n].per_s)):  # the reference first: every check needs its outputs
+    best: str | None = None  # the candidate of most merit checked and agreeing so far
+    for name in timed[:1] + sorted(timed[1:], key=lambda n: -merit(results[n])):  # the reference first: every check needs its outputs
         measurement = results[name]
         rate = cast(float, measurement.per_s)
-        if lazy and best is not None and rate < cast(float, results[best].per_s):
+        if lazy and best is not None and merit(measurement) < merit(results[best]):
             measurement.checked = False
-            measurement.note = f"slower than {best}, which agrees with fp32"
+            if rate < cast(float, results[best].per_s):
+                measurement.note = f"slower than {best}, which agrees with fp32"
+            else:
+                measurement.note = f"reduced precision, not {REDUCED_PRECISION_GAIN - 1:.0%} faster than {best}, which agrees with fp32"
             continue
         try:
             outputs = outputs_of(build(name))
@@ -349,9 +356,16 @@ def _measure(
         reference = outputs if reference is None else reference
         measurement.agreement = agreement_of(reference, outputs)
         measurement.accepted = agree(measurement.agreement)
-        if measurement.accepted and (best is None or rate > cast(float, results[best].per_s)):
+        if measurement.accepted and (best is None or merit(measurement) > merit(results[best])):
             best = name
     return [results[name] for name in names]
+
+
+def merit(measurement: Measurement) -> float:
+    """What the choice maximises among agreeing engines: the speed, divided by
+    ``REDUCED_PRECISION_GAIN`` for a reduced-precision engine."""
+    rate = measurement.per_s or 0.0
+    return rate / REDUCED_PRECISION_GAIN if measurement.engine in engines.REDUCED_PRECISION else rate
 
 
 def for_network(candidates: Sequence[str], network: str) -> list[str]:
@@ -392,9 +406,11 @@ def measure_detector(
 
 
 def pick(measurements: Sequence[Measurement], network: str) -> str:
-    """The fastest accepted engine for ``network`` (the reference if nothing else qualifies)."""
+    """The accepted engine for ``network`` of most ``merit``: the fastest, unless it computes in
+    reduced precision and is not ``REDUCED_PRECISION_GAIN`` faster than an fp32 one (the
+    reference if nothing else qualifies)."""
     kept = [m for m in measurements if m.network == network and m.accepted and m.per_s]
-    return max(kept, key=lambda m: cast(float, m.per_s)).engine if kept else engines.REFERENCE  # kept: per_s is set
+    return max(kept, key=merit).engine if kept else engines.REFERENCE
 
 
 def choice_path(model_id: str, signature: dict[str, Any]) -> Path:

@@ -9,8 +9,7 @@ QDQ quantisation calibrated on person crops) or OpenVINO in bf16 (native bf16 CP
 bf16 convolutions run 1.6-2x faster than ONNX Runtime's fp32 ones): the whole network
 (``ov-bf16``), or only the detector's C4 box head with its trunk and RPN head on ONNX Runtime fp32
 (``ov-bf16-head``: a bf16 trunk moves proposals and boxes, a bf16 box head does not); the box
-head alone can also run in ONNX Runtime int8 (``ort-int8-head``; s8 weights where the CPU has
-VNNI: most Intel CPUs since 2019-2021, AMD since Zen 4; u8 weights elsewhere).
+head alone can also run in ONNX Runtime int8 (``ort-int8-head``, s8 weights).
 
 The detector under ONNX Runtime or OpenVINO runs its network parts there: the stride-16 trunk, the
 RPN head (the 3 x 3 convolution and its two 1 x 1 outputs) and the C4 box head on the proposals'
@@ -41,7 +40,7 @@ import torch
 from torch import nn
 
 from personsearch.models.box_logic import use_fast_box_logic
-from personsearch.models.fast import autocast_for, int8_vnni, native_bf16, prepare_for_inference
+from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
 
 if TYPE_CHECKING:
     from personsearch.models.detector import PersonDetector
@@ -59,18 +58,23 @@ ENGINES: dict[str, str] = {
     "ort-int8-head": "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on ONNX Runtime int8 (detector only; the re-id network runs ort-fp32)",
 }
 """Every engine name, with what it runs."""
-REVISION = 7
+REVISION = 8
 """Bumped when what an engine runs changes (2: the detector's RPN head and RoIAlign joined ONNX
 Runtime, its sessions do not spin; 3: nor do the re-id network's; 4: re-id int8 has 7-bit weights
 and fp32 heads; 5: RoIAlign runs as ``sparse_roi_align`` in every engine but the reference, the
 ONNX graph holds the box head only; OpenVINO bf16, whole or for the detector's box head only;
 6: the detector's box head in int8, ``ort-int8-head``; 7: ``box_logic``'s transform and cached
-anchors in every engine but the reference), so choices cached by an older version are
-measured again."""
+anchors in every engine but the reference; 8: the int8 box head has s8 weights on every CPU, not u8
+where the CPU lacks VNNI, and a reduced-precision engine must be clearly faster than an fp32 one
+to be chosen, ``engine_choice.REDUCED_PRECISION_GAIN``),
+so choices cached by an older version are measured again."""
 REFERENCE = "torch-fp32"
 AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
 """Engines ``--engine auto`` measures. ``torch-compile`` is left out: its one-off compile per input
 shape (tens of seconds) would dominate the measurement and every short run after it."""
+REDUCED_PRECISION = ("torch-bf16", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
+"""Engines that compute some part in bf16, fp16 or int8: their outputs agree with fp32's within
+the chooser's rule, not to rounding."""
 GRAPH_ENGINES = ("ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
 """Engines that run exported ONNX files."""
 ONE_NETWORK = {"ort-int8": ("reid", "ort-fp32"), "ov-bf16-head": ("detector", "ort-fp32"), "ort-int8-head": ("detector", "ort-fp32")}
@@ -575,14 +579,16 @@ def box_head_inputs(model: nn.Module, parts: Sequence[str | Path], scenes: Seque
 
 def quantize_box_head_int8(model: nn.Module, parts: Sequence[Path], workdir: Path, scenes: Callable[[], Sequence[np.ndarray]]) -> Path:
     """The detector's box head as ``ort-int8-head`` runs it, made once in ``workdir``: static QDQ
-    int8, per-channel weights, activation ranges from its inputs on ``scenes``. Where the CPU has
-    VNNI the weights are s8 (the u8 x s8 kernel adds in 32 bits); elsewhere they are u8, whose
-    u8 x u8 kernel does not saturate either: the 7-bit s8 grid the re-id engine uses there moves
-    2.6 % of the probe boxes, more than the rule allows (docs/performance-log.md)."""
-    vnni = int8_vnni()
-    path = workdir / ("detector-head-int8.onnx" if vnni else "detector-head-int8-u8.onnx")
+    int8, s8 per-channel weights on the full 8-bit grid, u8 activations with ranges from its
+    inputs on ``scenes``. The same grid on every CPU: on an AVX2-only Zen 3, whose u8 x s8 kernel
+    adds pairs of products in 16 bits and can saturate, it still matched all 116 probe boxes and
+    ran 1.37x ONNX Runtime fp32, where u8 weights (the u8 x u8 kernel, no saturation) matched 99.1 %
+    at 1.06x and 7-bit s8 weights 97.4 % (``benchmarks/int8_box_head.py``, docs/performance-log.md).
+    What a saturating kernel does to boxes depends on the network and the scenes, so the engine
+    chooser checks them on every machine, as it does every engine's."""
+    path = workdir / "detector-head-int8.onnx"
     if not path.is_file():
-        quantize_int8(parts[2], path, box_head_inputs(model, parts, scenes()), weights="int8" if vnni else "uint8")
+        quantize_int8(parts[2], path, box_head_inputs(model, parts, scenes()))
     return path
 
 

@@ -112,24 +112,24 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     return capability.startswith("AVX512") and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+def cpuinfo_field(name: str) -> str:
+    """The first value of ``name`` in ``/proc/cpuinfo`` ("" where there is none, or no such file).
+    Not cached: fields such as ``cpu MHz`` change while a process runs."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return ""
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as the kernel reports them (``/proc/cpuinfo``; empty elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def int8_vnni() -> bool:
-    """Whether the CPU multiplies u8 x s8 with VNNI (AVX-512 VNNI, AVX-VNNI or AMX int8): 32-bit
-    accumulation, so s8 weights can use the full 8-bit grid. Without it (AVX2 only) ONNX
-    Runtime's u8 x s8 kernel adds pairs of products in 16 bits, which saturate on full-range
-    weights: there the int8 engines use 7-bit s8 weights (re-id) or u8 weights (box head)."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return frozenset(cpuinfo_field("flags").split())
 
 
 def autocast_dtype(device: str | torch.device) -> torch.dtype:
