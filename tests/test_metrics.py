@@ -86,3 +86,18 @@ def test_check_l2_normalised_names_the_fix():
         check_l2_normalised(np.array([[3.0, 4.0]]), "gallery features", "do it")
     with pytest.raises(ValueError, match="not L2-normalised"):
         check_l2_normalised(np.array([[np.nan, 0.0]]), "features", "fix")
+
+
+def test_market_protocol_leaves_out_same_camera_matches_and_scores_by_hand() -> None:
+    """Query 1 (person 1, camera 1): its camera-1 twin is left out though it ranks first; of the
+    rest, person 1 in camera 2 ranks 2nd (AP 1/2, not a top-1 hit). Query 2 (person 2) has its
+    match first (AP 1). A query whose only matches share its camera is skipped and counted."""
+    from personsearch.evaluation.reid_crops import market_scores
+
+    gallery = np.eye(4, dtype=np.float32)
+    g_pids, g_cams = np.array([1, 1, 2, 3]), np.array([1, 2, 2, 2])
+    query = np.array([[0.9, 0.3, 0.0, 0.4], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]], np.float32)
+    scores = market_scores(query, np.array([1, 2, 3]), np.array([1, 1, 2]), gallery, g_pids, g_cams, ranks=(1, 2))
+    assert scores["queries"] == 2 and scores["queries_without_match"] == 1
+    assert scores["mAP"] == pytest.approx(100 * (0.5 + 1.0) / 2)
+    assert scores["top1"] == pytest.approx(50.0) and scores["top2"] == pytest.approx(100.0)

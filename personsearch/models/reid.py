@@ -11,13 +11,16 @@ so each level weighs the same in the cosine similarity.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from personsearch.data.crops import normalize_crops
 from personsearch.models.backbones import ARCHS, STAGES, Pretrained, build_backbone
 
 VARIANTS = ("single", "multi", "clsa")
@@ -113,3 +116,12 @@ def build_reid(config: ReIDConfig) -> PyramidReID:
     if config.num_classes < 1:
         raise ValueError(f"ReIDConfig.num_classes={config.num_classes}: a network needs at least one training identity")
     return PyramidReID(config)
+
+
+def embed_crops(network: Callable[[torch.Tensor], torch.Tensor], crops: torch.Tensor, batch: int = 64) -> np.ndarray:
+    """L2-normalised features of uint8 crops (n, 3, H, W) at ``network``'s input size, in batches,
+    without gradients: any callable from normalised crops to features (a re-id network in eval
+    mode, or pooled backbone features for a baseline)."""
+    with torch.no_grad():
+        out = [torch.nn.functional.normalize(network(normalize_crops(crops[s : s + batch])).float(), dim=1).numpy() for s in range(0, len(crops), batch)]
+    return np.concatenate(out)

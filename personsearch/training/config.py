@@ -64,7 +64,8 @@ class DataConfig:
     """Where the training scenes come from."""
 
     dataset: str = ""
-    """Dataset root: CUHK-SYSU, PRW or a synthetic benchmark (the loader tells them apart)."""
+    """Dataset root: CUHK-SYSU, PRW or a synthetic benchmark (the loader tells them apart); for
+    re-id training also a crop folder in the Market-1501 layout (rendered people)."""
     flip: bool = True
     """Random horizontal flips."""
 
@@ -81,6 +82,12 @@ class ReIDDataConfig(DataConfig):
     """Smallest down-scaling factor."""
     ids_per_batch: int = 0
     """Identity-balanced sampling: this many identities per batch (0 = plain shuffling)."""
+    mix: tuple[str, ...] = ()
+    """More training sets whose identities join ``dataset``'s, e.g. rendered people with a
+    synthetic benchmark; people of different sets are never one identity."""
+    max_identities: int = 0
+    """Use only the first N identities of each set (0: all): on a CPU's budget, more passes
+    over fewer people learn faster."""
 
 
 @dataclass

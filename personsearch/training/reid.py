@@ -13,9 +13,10 @@ import torch
 
 from personsearch.data import load_dataset
 from personsearch.data.crops import CropAugment, CropSet, build_crop_set, normalize_crops
+from personsearch.data.reid_crops import is_crop_folder, train_crop_set
 from personsearch.models.losses import reid_loss
 from personsearch.models.reid import build_reid
-from personsearch.training.config import ReIDTrainConfig
+from personsearch.training.config import ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.runner import resolve_device, train_component
 
 
@@ -47,6 +48,28 @@ def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> lis
     return batches
 
 
+def training_crops(data: ReIDDataConfig, size: tuple[int, int]) -> CropSet:
+    """The labelled crops of ``data.dataset`` and each ``data.mix`` set, each a re-id crop folder
+    (Market-1501 layout, e.g. rendered people) or a person search benchmark whose training
+    scenes' ground-truth boxes are cropped; at most ``data.max_identities`` people of each."""
+    parts = []
+    for root in (data.dataset, *data.mix):
+        part = train_crop_set(root, size) if is_crop_folder(root) else build_crop_set(load_dataset(root).train, size)
+        if data.max_identities and part.num_classes > data.max_identities:
+            keep = part.labels < data.max_identities
+            part = CropSet(part.crops[keep], part.labels[keep], part.pids[: data.max_identities], part.heights[keep.numpy()])
+        parts.append((root, part))
+    if len(parts) == 1:
+        return parts[0][1]
+    offsets = np.cumsum([0] + [part.num_classes for _, part in parts[:-1]])
+    return CropSet(
+        torch.cat([part.crops for _, part in parts]),
+        torch.cat([part.labels + int(offset) for (_, part), offset in zip(parts, offsets)]),
+        np.array([f"{root}:{pid}" for root, part in parts for pid in part.pids], dtype=object),
+        np.concatenate([part.heights for _, part in parts]),
+    )
+
+
 def train_reid(
     config: ReIDTrainConfig,
     out_dir: str | Path,
@@ -69,8 +92,7 @@ def train_reid(
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     if crop_set is None:
-        dataset = load_dataset(config.data.dataset)
-        crop_set = build_crop_set(dataset.train, config.model.input_size)
+        crop_set = training_crops(config.data, config.model.input_size)
     model_config = replace(config.model, num_classes=crop_set.num_classes)
     if init is None:
         model = build_reid(model_config)

@@ -1,0 +1,215 @@
+"""A blind by-eye check of re-id networks on real footage (``vtest.avi``, PETS 2009; no labels
+ship with it, and no network is trained on it).
+
+    python benchmarks/blind_real_check.py sheets --model NAME=BUNDLE [--model ...]
+    (a judge marks each sheet's hits in results/blind_real_judgements.json, without the key)
+    python benchmarks/blind_real_check.py score
+
+The rule, fixed before any sheet was seen: every 2nd frame of the video, people boxed by the
+off-the-shelf SSDLite detector (score >= 0.5), the same boxes for every network, so only the
+features differ. Queries: in each of frames 60, 160, ..., 760, the tallest box that does not
+touch the frame's edge. Its hits: the best-matching box of each other frame at least
+``--gap`` frames from the query's (adjacent frames would be trivial matches), the 10 best
+frames. Every network always includes ``imagenet`` (ImageNet MobileNetV2 features, global
+average pooled: the baseline a re-id network has to beat) and ``shipped`` (the default model).
+
+Each query gets one sheet (``results/blind_real/qNN.jpg``): the query, then a row per network
+under a letter, the rows in a random order per sheet; which letter is which network is in
+``results/blind_real_key.json``, which the judge does not open. The judge writes, per sheet
+and letter, a string of ten ``1`` (the query person) / ``0`` in
+``results/blind_real_judgements.json``; ``score`` turns it into precision per network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import string
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_info import RESULTS, ROOT, commit, machine, write_results
+from sightings import VTEST_PLACES
+
+from personsearch.data.crops import crop_boxes
+from personsearch.models.reid import embed_crops
+
+SHEETS = RESULTS / "blind_real"
+KEY = RESULTS / "blind_real_key.json"
+JUDGEMENTS = RESULTS / "blind_real_judgements.json"
+SHIPPED = ROOT / "personsearch" / "assets" / "default"
+QUERY_FRAMES = tuple(range(60, 800, 100))
+SIZE = (256, 128)
+
+
+def frames(path: Path, stride: int) -> dict[int, np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    out, k = {}, 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if k % stride == 0:
+            out[k] = frame[..., ::-1].copy()
+        k += 1
+    if not out:
+        sys.exit(f"{path}: no frame could be decoded")
+    return out
+
+
+def imagenet_features() -> Any:
+    from personsearch.models.backbones import build_backbone
+
+    net = build_backbone("mobilenet_v2", pretrained=True, out_stages=("layer4",)).eval()
+    return lambda x: net(x)["layer4"].mean((2, 3))
+
+
+def bundle_features(path: Path) -> Any:
+    from personsearch.models.bundle import load_component
+
+    model, _, _ = load_component(path, "reid")
+    return model
+
+
+def sheets(args: argparse.Namespace) -> None:
+    from personsearch.models.external_detectors import build_external_detector
+
+    vtest = args.vtest or next((Path(p) for p in VTEST_PLACES if Path(p).is_file()), None)
+    if vtest is None or not vtest.is_file():
+        sys.exit("vtest.avi not found: see docs/real-footage.md for where to get it, or pass --vtest PATH")
+    video = frames(vtest, 2)
+    detector = build_external_detector("ssdlite")
+    boxes, owners, crops = [], [], []
+    for k, frame in video.items():
+        dets = detector.detect([frame])[0]
+        dets = dets[dets[:, 4] >= 0.5]
+        boxes.append(dets[:, :4])
+        owners += [k] * len(dets)
+        crops.append(crop_boxes(frame, dets[:, :4], SIZE))
+    all_boxes, frame_of, all_crops = np.concatenate(boxes), np.asarray(owners), torch.cat(crops)
+    height, width = next(iter(video.values())).shape[:2]
+    networks: dict[str, Any] = {"imagenet": imagenet_features(), "shipped": bundle_features(SHIPPED)}
+    for given in args.model:
+        name, _, where = given.partition("=")
+        networks[name] = bundle_features(Path(where))
+    features = {name: embed_crops(net, all_crops) for name, net in networks.items()}
+
+    queries = []
+    for qf in QUERY_FRAMES:
+        candidates = np.flatnonzero(frame_of == qf)
+        inside = [i for i in candidates if all_boxes[i, 0] > 1 and all_boxes[i, 1] > 1 and all_boxes[i, 2] < width - 2 and all_boxes[i, 3] < height - 2]
+        if inside:
+            queries.append(max(inside, key=lambda i: all_boxes[i, 3] - all_boxes[i, 1]))
+    SHEETS.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    key: dict[str, dict[str, str]] = {}
+    hits_of: dict[str, dict[str, list[int]]] = {}
+    for number, q in enumerate(queries, 1):
+        name = f"q{number:02d}"
+        far = np.abs(frame_of - frame_of[q]) >= args.gap
+        order = list(rng.permutation(list(networks)))
+        key[name] = {string.ascii_uppercase[k]: str(net) for k, net in enumerate(order)}
+        hits_of[name] = {}
+        rows = []
+        for k, net in enumerate(order):
+            sim = features[net] @ features[net][q]
+            sim[~far] = -np.inf
+            best: dict[int, int] = {}
+            for i in np.argsort(-sim, kind="stable"):
+                if not np.isfinite(sim[i]) or len(best) == 10:
+                    break
+                best.setdefault(int(frame_of[i]), int(i))
+            hits = list(best.values())
+            hits_of[name][string.ascii_uppercase[k]] = hits
+            rows.append((string.ascii_uppercase[k], hits))
+        _draw_sheet(SHEETS / f"{name}.jpg", all_crops, q, rows)
+    KEY.write_text(json.dumps({"note": "the judge does not open this file before judging", "key": key}, indent=1))
+    (SHEETS / "hits.json").write_text(
+        json.dumps(
+            {
+                "commit": commit(),
+                "video": str(vtest),
+                "queries": {f"q{n:02d}": {"frame": int(frame_of[q]), "box": all_boxes[q].round(1).tolist()} for n, q in enumerate(queries, 1)},
+                "hits": {
+                    name: {letter: [{"frame": int(frame_of[i]), "box": all_boxes[i].round(1).tolist()} for i in hits] for letter, hits in rows.items()}
+                    for name, rows in hits_of.items()
+                },
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {len(queries)} sheets to {SHEETS}; judge them into {JUDGEMENTS} without opening {KEY}")
+
+
+def _draw_sheet(path: Path, crops: torch.Tensor, query: int, rows: list[tuple[str, list[int]]]) -> None:
+    h, w = 128, 64
+    sheet = Image.new("RGB", (40 + 11 * (w + 4) + 8, 8 + len(rows) * (h + 8)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+
+    def tile(i: int) -> Image.Image:
+        return Image.fromarray(crops[i].permute(1, 2, 0).numpy()).resize((w, h), Image.Resampling.BILINEAR)
+
+    for r, (letter, hits) in enumerate(rows):
+        y = 8 + r * (h + 8)
+        draw.text((8, y + h // 2 - 6), letter, fill=(0, 0, 0))
+        sheet.paste(tile(query), (40, y))
+        draw.rectangle([38, y - 2, 40 + w + 1, y + h + 1], outline=(0, 90, 220), width=2)
+        for k, i in enumerate(hits):
+            sheet.paste(tile(i), (40 + (k + 1) * (w + 4) + 4, y))
+    sheet.save(path, quality=90)
+
+
+def score(_: argparse.Namespace) -> None:
+    key = json.loads(KEY.read_text())["key"]
+    judged = json.loads(JUDGEMENTS.read_text())
+    marks = judged["judgements"]
+    per: dict[str, dict[str, list[float]]] = {}
+    for sheet, letters in marks.items():
+        for letter, text in letters.items():
+            if len(text) != 10 or set(text) - {"0", "1"}:
+                sys.exit(f"{JUDGEMENTS}: {sheet} {letter}: expected ten 0/1 marks, got {text!r}")
+            net = key[sheet][letter]
+            bits = [int(c) for c in text]
+            per.setdefault(net, {"top1": [], "top10": []})
+            per[net]["top1"].append(bits[0])
+            per[net]["top10"].append(float(np.mean(bits)))
+    table = {
+        net: {"queries": len(v["top1"]), "top1_precision": 100 * float(np.mean(v["top1"])), "top10_precision": 100 * float(np.mean(v["top10"]))}
+        for net, v in per.items()
+    }
+    for net, row in table.items():
+        print(f"{net:24s} queries {row['queries']}  top-1 {row['top1_precision']:.1f}  top-10 precision {row['top10_precision']:.1f}")
+    write_results(
+        RESULTS / "blind_real.json",
+        {
+            "benchmark": "blind_real_check",
+            "commit": commit(),
+            "command": "python benchmarks/blind_real_check.py score",
+            "machine": machine(),
+            "judge": judged.get("judge", ""),
+            "protocol": __doc__,
+            "scores": table,
+        },
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["sheets", "score"])
+    parser.add_argument("--vtest", type=Path, default=None)
+    parser.add_argument("--model", action="append", default=[], help="NAME=BUNDLE: a further re-id network; repeatable")
+    parser.add_argument("--gap", type=int, default=50, help="frames between a query and its hits, at least")
+    parser.add_argument("--seed", type=int, default=0, help="shuffles the rows of each sheet")
+    args = parser.parse_args()
+    {"sheets": sheets, "score": score}[args.step](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Rendered 3D people (``personsearch.data.people3d``): how fast they render, and what training
+the re-id network on them does.
+
+    python benchmarks/rendered_people.py speed                      # images/s, 1 and 2 processes
+    python benchmarks/rendered_people.py render --root data/people3d-1500
+    python benchmarks/rendered_people.py train --root data/people3d-1500 --out runs/people3d-finetune
+    python benchmarks/rendered_people.py evaluate --root data/people3d-1500 --model runs/people3d-finetune
+
+``speed`` writes ``results/rendered_people_speed-<cpu>.json``; ``evaluate`` writes
+``results/rendered_people.json``: Market-1501 protocol scores on the rendered test people (never
+trained on) of the shipped default re-id network and of each ``--model``. ``train`` fine-tunes the shipped
+re-id network on the rendered training people (resumable: run it again to go on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_info import RESULTS, ROOT, commit, machine, write_per_cpu_results, write_results
+
+from personsearch.data.people3d.dataset import RenderSpec, render_dataset
+from personsearch.data.reid_crops import GALLERY, QUERY, read_split
+from personsearch.evaluation.reid_crops import market_scores
+from personsearch.models.reid import embed_crops
+
+DEFAULT = ROOT / "personsearch" / "assets" / "default"
+TRAIN_SPEC = RenderSpec(identities=1500, test_identities=100, images_per_identity=16, cameras=8, seed=0)
+
+
+def speed(args: argparse.Namespace) -> None:
+    spec = RenderSpec(identities=args.identities, test_identities=0, images_per_identity=16, cameras=8, seed=1)
+    runs: dict[str, Any] = {}
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            began = time.perf_counter()
+            summary = render_dataset(tmp, spec, workers=workers)
+            wall = time.perf_counter() - began
+        runs[f"{workers} process{'es' if workers > 1 else ''}"] = {
+            "images": summary["images_rendered_now"],
+            "wall_s": round(wall, 1),
+            "images_per_s": round(summary["images_rendered_now"] / wall, 1),
+            "note": "process start, Anny load and GL context included",
+        }
+        print(workers, runs[f"{workers} process{'es' if workers > 1 else ''}"])
+    fields = {"spec": spec.__dict__, "size": list(spec.size), "runs": runs}
+    path, _ = write_per_cpu_results("rendered_people_speed", fields)
+    print(f"wrote {path}")
+
+
+def render(args: argparse.Namespace) -> None:
+    began = time.perf_counter()
+    summary = render_dataset(args.root, TRAIN_SPEC, workers=args.workers, progress=lambda n: print(f"\r{n} images", end="", flush=True))
+    print(f"\n{summary['images_rendered_now']} images in {time.perf_counter() - began:.0f} s")
+
+
+def train(args: argparse.Namespace) -> None:
+    from personsearch.models.bundle import load_component
+    from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
+    from personsearch.training.reid import train_reid
+
+    start, model_config, _ = load_component(DEFAULT, "reid")
+    config = ReIDTrainConfig(
+        model=model_config,
+        data=ReIDDataConfig(dataset=str(args.root), ids_per_batch=16, mix=tuple(str(m) for m in args.mix), max_identities=args.identities),
+        optim=OptimConfig(lr=args.lr, backbone_lr=args.lr / 10, warmup_steps=20, milestones=(0.8,)),
+        epochs=args.epochs,
+        batch_size=64,
+        seed=0,
+        checkpoint_every=20,
+    )
+    summary = train_reid(config, args.out, init=start.state_dict())
+    print(json.dumps(summary, indent=1, default=str)[:2000])
+
+
+def with_shipped_detector(reid_dir: Path, out: Path) -> Path:
+    """A bundle of the shipped detector and ``reid_dir``'s re-id network (copied into ``out``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, source in (("detector", DEFAULT), ("reid", reid_dir)):
+        for suffix in (".json", ".safetensors"):
+            shutil.copyfile(source / f"{name}{suffix}", out / f"{name}{suffix}")
+    return out
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from personsearch.data import load_dataset
+    from personsearch.evaluation.pipeline import evaluate_engine
+    from personsearch.models.bundle import ModelBundle, load_component
+
+    size = (256, 128)
+    query, gallery = read_split(args.root, QUERY, size), read_split(args.root, GALLERY, size)
+    models = {"shipped default": DEFAULT, **{str(m): Path(m) for m in args.model}}
+    synthetic = load_dataset(args.synthetic) if args.synthetic else None
+    scores: dict[str, Any] = {}
+    for name, where in models.items():
+        model, _, _ = load_component(where, "reid")
+        began = time.perf_counter()
+        q, g = embed_crops(model, query.crops), embed_crops(model, gallery.crops)
+        scores[name] = {"rendered_test": market_scores(q, query.pids, query.cams, g, gallery.pids, gallery.cams)}
+        scores[name]["rendered_test"]["seconds"] = round(time.perf_counter() - began, 1)
+        print(name, "rendered:", {k: round(v, 1) for k, v in scores[name]["rendered_test"].items()}, flush=True)
+        if synthetic is not None:  # the synthetic benchmark must hold: search with the shipped detector's boxes and with ground truth
+            with tempfile.TemporaryDirectory() as tmp:
+                bundle = with_shipped_detector(where, Path(tmp))
+                result = evaluate_engine(ModelBundle(bundle, engine="torch-fp32"), synthetic, gallery_size=args.gallery_size)
+            scores[name]["synthetic"] = result.to_dict()
+            print(result.format_table(), flush=True)
+    results = {
+        "benchmark": "rendered_people",
+        "commit": commit(),
+        "command": "python benchmarks/rendered_people.py evaluate " + " ".join(sys.argv[2:]),
+        "machine": machine(),
+        # how the data set was made, as render_dataset recorded it (its rate: the last run's, on this machine)
+        "data": {
+            "root": str(args.root),
+            "render": json.loads((Path(args.root) / "people3d.json").read_text()),
+            "queries": len(query.pids),
+            "gallery": len(gallery.pids),
+        },
+        "protocol": "rendered_test: Market-1501 (same person in the query's camera left out of its gallery), mAP and CMC in %; "
+        "synthetic: the CUHK-SYSU protocol on the synthetic benchmark given, gallery as given",
+        "synthetic": {"root": str(args.synthetic), "gallery_size": args.gallery_size} if args.synthetic else None,
+        "scores": scores,
+    }
+    path = write_results(RESULTS / "rendered_people.json", results)
+    print(f"wrote {path}")
+
+
+def sheet(args: argparse.Namespace) -> None:
+    """A contact sheet of the first ``--people`` training identities, ten images each."""
+    from PIL import Image
+
+    rows = []
+    for pid in range(1, args.people + 1):
+        files = sorted((Path(args.root) / "bounding_box_train").glob(f"{pid:04d}_*.jpg"))[:10]
+        rows.append(np.concatenate([np.asarray(Image.open(f).convert("RGB")) for f in files], axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
+    print(f"wrote {args.out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="stage", required=True)
+    p = sub.add_parser("speed")
+    p.add_argument("--identities", type=int, default=24)
+    p = sub.add_parser("render")
+    p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
+    p.add_argument("--workers", type=int, default=2)
+    p = sub.add_parser("train")
+    p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "people3d-finetune")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--identities", type=int, default=600, help="train on the first N people of each set (0: all)")
+    p.add_argument(
+        "--mix",
+        type=Path,
+        action="append",
+        default=[],
+        help="another training set whose people join the rendered ones (e.g. data/synthetic-standard); repeatable",
+    )
+    p = sub.add_parser("evaluate")
+    p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
+    p.add_argument("--model", action="append", default=[], help="a model bundle folder with reid.json / reid.safetensors; repeatable")
+    p.add_argument("--synthetic", type=Path, default=None, help="also score on this synthetic benchmark (e.g. `make-synthetic --preset small --seed 7`)")
+    p.add_argument("--gallery-size", type=int, default=50)
+    p = sub.add_parser("sheet")
+    p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
+    p.add_argument("--people", type=int, default=6)
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "rendered-people.jpg")
+    args = parser.parse_args()
+    {"speed": speed, "render": render, "train": train, "evaluate": evaluate, "sheet": sheet}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

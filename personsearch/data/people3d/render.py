@@ -1,0 +1,195 @@
+"""An offscreen OpenGL rasteriser for rendered people: moderngl on an EGL context, which Mesa's
+llvmpipe runs on the CPU with no display (chosen by measurement: docs/rendered-people.md).
+
+One ``Renderer`` per process: it owns the GL context, the shader and the triangle list (the same
+for every Anny body), and draws one posed, dressed body per call as an RGBA image with a
+transparent background. Shading is Lambert under a directional light plus a sky term, with the
+garment patterns and a fine fabric grain drawn in the fragment shader from each vertex's rest-pose
+position, so a pattern sticks to the cloth as the body moves.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from personsearch.data.people3d.body import INSTALL_HINT
+from personsearch.data.people3d.outfit import MATERIALS, Identity
+
+if TYPE_CHECKING:
+    import moderngl
+
+VERTEX_SHADER = """
+#version 330
+uniform mat4 mvp;
+uniform mat3 turn;
+in vec3 in_pos;
+in vec3 in_normal;
+in vec3 in_rest;
+in float in_material;
+out vec3 v_normal;
+out vec3 v_rest;
+flat out int v_material;
+void main() {
+    gl_Position = mvp * vec4(in_pos, 1.0);
+    v_normal = turn * in_normal;
+    v_rest = in_rest;
+    v_material = int(in_material + 0.5);
+}
+"""
+
+FRAGMENT_SHADER = """
+#version 330
+uniform vec3 base[6];
+uniform vec3 second[6];
+uniform int pattern[6];
+uniform float frequency[6];
+uniform vec3 light_dir;
+uniform vec3 light_colour;
+uniform vec3 ambient;
+uniform float chest_z;
+uniform float chest_y;
+in vec3 v_normal;
+in vec3 v_rest;
+flat in int v_material;
+out vec4 colour;
+float hash(vec3 p) { return fract(sin(dot(p, vec3(12.9898, 78.233, 37.719))) * 43758.5453); }
+void main() {
+    int m = v_material;
+    float f = frequency[m];
+    float p = 0.0;
+    if (pattern[m] == 1) p = step(0.5, fract(v_rest.z * f));
+    else if (pattern[m] == 2) p = step(0.5, fract(v_rest.x * f));
+    else if (pattern[m] == 3) p = mod(floor(v_rest.z * f) + floor((v_rest.x + v_rest.y) * f), 2.0);
+    else if (pattern[m] == 4) p = float(abs(v_rest.x) < 0.075 && abs(v_rest.z - chest_z) < 0.06 && v_rest.y < chest_y);
+    else if (pattern[m] == 5) p = float(v_rest.z > chest_z + 0.05);
+    vec3 albedo = mix(base[m], second[m], p);
+    albedo *= 0.94 + 0.12 * hash(floor(v_rest * 300.0));
+    vec3 n = normalize(v_normal);
+    float sun = max(dot(n, light_dir), 0.0);
+    float sky = 0.55 + 0.45 * n.z;
+    colour = vec4(albedo * (ambient * sky + light_colour * sun), 1.0);
+}
+"""
+
+
+def _look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    forward = target - eye
+    forward /= np.linalg.norm(forward)
+    side = np.cross(forward, up)
+    side /= np.linalg.norm(side)
+    true_up = np.cross(side, forward)
+    view = np.eye(4)
+    view[0, :3], view[1, :3], view[2, :3] = side, true_up, -forward
+    view[:3, 3] = -view[:3, :3] @ eye
+    return view
+
+
+def _perspective(fov_y: float, aspect: float, near: float, far: float) -> np.ndarray:
+    f = 1.0 / math.tan(fov_y / 2)
+    out = np.zeros((4, 4))
+    out[0, 0], out[1, 1] = f / aspect, f
+    out[2, 2], out[2, 3] = (far + near) / (near - far), 2 * far * near / (near - far)
+    out[3, 2] = -1.0
+    return out
+
+
+class Renderer:
+    """Draws dressed bodies into a ``size`` (H, W) RGBA frame, the person filling about 85 % of its
+    height, seen from ``elevation`` degrees above the horizontal and turned by ``yaw``."""
+
+    def __init__(self, size: tuple[int, int] = (512, 256)) -> None:
+        # torch._dynamo imports triton, which crashes the process if it first loads after an EGL
+        # context exists (Anny's dependency roma imports it): load it before the context
+        import torch._dynamo  # noqa: F401
+
+        try:
+            import moderngl
+        except ImportError as err:
+            raise ImportError(f"rendering people needs moderngl: {INSTALL_HINT}") from err
+        try:
+            self.ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]  # the stubs lag the API
+        except Exception as err:  # moderngl/glcontext raise bare Exceptions
+            raise RuntimeError(
+                f"no offscreen OpenGL context ({err}): rendering people needs Mesa's EGL driver, e.g. `apt-get install libegl-mesa0 libegl1 libgl1-mesa-dri`"
+            ) from err
+        self.size = size
+        self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
+        height, width = size
+        self.fbo = self.ctx.simple_framebuffer((width, height), components=4)
+        self.vbo: moderngl.Buffer | None = None
+        self.vao: moderngl.VertexArray | None = None
+
+    def _uniform(self, name: str, values: Any) -> None:
+        """Set a shader uniform from numbers (float32, or int32 for an integer array)."""
+        array = np.asarray(values)
+        data = array.astype(np.int32 if np.issubdtype(array.dtype, np.integer) else np.float32)
+        cast("moderngl.Uniform", self.program[name]).write(data.tobytes())
+
+    def _buffers(self, count: int, triangles: np.ndarray) -> None:
+        if self.vbo is not None and self.vbo.size == count * 10 * 4:
+            return
+        self.vbo = self.ctx.buffer(reserve=count * 10 * 4)
+        self.ibo = self.ctx.buffer(triangles.astype(np.int32).tobytes())
+        self.vao = self.ctx.vertex_array(self.program, [(self.vbo, "3f 3f 3f 1f", "in_pos", "in_normal", "in_rest", "in_material")], index_buffer=self.ibo)
+
+    def draw(
+        self,
+        identity: Identity,
+        vertices: np.ndarray,
+        normals: np.ndarray,
+        rest: np.ndarray,
+        materials: np.ndarray,
+        triangles: np.ndarray,
+        *,
+        yaw: float,
+        elevation: float,
+        light: tuple[float, float, float],
+        light_colour: tuple[float, float, float],
+        ambient: tuple[float, float, float],
+    ) -> np.ndarray:
+        """One RGBA uint8 image (H, W, 4); alpha 0 where no body is."""
+        thickness = np.array([m.thickness for m in identity.materials], np.float32)
+        dressed = vertices + normals * thickness[materials][:, None]  # garments and hair stand off the skin
+        self._buffers(len(vertices), triangles)
+        assert self.vbo is not None and self.vao is not None
+        data = np.concatenate([dressed, normals, rest, materials[:, None].astype(np.float32)], axis=1).astype(np.float32)
+        self.vbo.write(data.tobytes())
+
+        c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+        turn = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+        low, high = dressed[:, 2].min(), dressed[:, 2].max()
+        stature = float(high - low)
+        centre = np.array([0.0, 0.0, (low + high) / 2])
+        distance = 8.0
+        e = math.radians(elevation)
+        eye = centre + distance * np.array([0.0, -math.cos(e), math.sin(e)])  # the camera looks along +y at yaw 0: the person's front
+        height, width = self.size
+        fov = 2 * math.atan(stature / 0.85 / 2 / distance)
+        model = np.eye(4)
+        model[:3, :3] = turn
+        mvp = _perspective(fov, width / height, 1.0, 20.0) @ _look_at(eye, centre, np.array([0.0, 0.0, 1.0])) @ model
+
+        self._uniform("mvp", mvp.T.astype(np.float32))
+        self._uniform("turn", turn.T.astype(np.float32))
+        self._uniform("base", np.stack([m.base for m in identity.materials]).astype(np.float32))
+        self._uniform("second", np.stack([m.second for m in identity.materials]).astype(np.float32))
+        self._uniform("pattern", np.array([m.pattern for m in identity.materials], np.int32))
+        self._uniform("frequency", np.array([m.frequency for m in identity.materials], np.float32))
+        direction = np.asarray(light, np.float64)
+        self._uniform("light_dir", tuple(direction / np.linalg.norm(direction)))
+        self._uniform("light_colour", light_colour)
+        self._uniform("ambient", ambient)
+        top = materials == MATERIALS.index("top")
+        torso_z = rest[top, 2] if top.any() else rest[:, 2]
+        self._uniform("chest_z", float(np.percentile(torso_z, 80)) - 0.08)
+        self._uniform("chest_y", float(np.median(rest[top, 1])) if top.any() else 0.0)
+
+        self.fbo.use()
+        self.fbo.clear(0.0, 0.0, 0.0, 0.0)
+        self.ctx.enable(self.ctx.DEPTH_TEST)
+        self.vao.render()
+        image = np.frombuffer(self.fbo.read(components=4), np.uint8).reshape(height, width, 4)
+        return image[::-1].copy()  # GL's rows run bottom-up
