@@ -324,3 +324,13 @@ def test_a_token_protected_server_asks_for_the_token(site: Site, page) -> None:
         assert page.locator("#banner").is_hidden() and page.locator("#login").is_hidden()
         page.click("#sources li >> nth=0")
         page.wait_for_function("() => document.getElementById('stage-img').naturalWidth > 0")
+
+
+def test_the_api_docs_page_shows_the_operations(site: Site, page) -> None:
+    """Swagger UI at /docs, served by this server: it renders its operations offline, under the
+    same Content-Security-Policy as the page (FastAPI's default /docs loads it from a CDN and
+    stayed blank)."""
+    page.goto(site.url + "docs")
+    page.wait_for_selector(".opblock")
+    text = page.inner_text("#swagger-ui")
+    assert "/api/search" in text and "/api/sources" in text

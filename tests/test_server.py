@@ -415,3 +415,17 @@ def test_no_request_the_schema_allows_makes_a_server_error(built: tuple[Path, Pa
             case.call_and_validate(checks=[not_a_server_error])
 
         no_server_error()
+
+
+def test_api_docs_are_served_from_this_server_not_a_cdn(built: tuple[Path, Path]) -> None:
+    """/docs works offline and under the page's Content-Security-Policy: Swagger UI's files come
+    from this server (fastapi-offline's copy of Swagger UI 5), its start-up script is a file, not inline."""
+    _, index = built
+    with TestClient(create_app(SearchService(index, ColourEngine()))) as c:
+        docs = c.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        assert "http" not in docs.text.replace('<html lang="en">', "")  # no outside address
+        assert "<script>" not in docs.text and "script-src 'self'" in docs.headers["content-security-policy"]
+        for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css", "/static/docs.js"):
+            assert c.get(asset).status_code == 200, asset
+        assert "/openapi.json" in c.get("/static/docs.js").text and c.get("/openapi.json").status_code == 200

@@ -8,6 +8,7 @@ path from a request. OpenAPI: ``/openapi.json``.
 
 from __future__ import annotations
 
+import importlib.resources
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,10 @@ from personsearch.interfaces.server.uploads import UploadError
 Id = Annotated[int, PathParam(ge=0, le=2**62)]
 STATIC = Path(__file__).resolve().parent / "static"
 TOKEN_COOKIE = "personsearch_token"
+SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+"""Swagger UI 5's files as the fastapi-offline package ships them (version 4, of
+swagger-ui-bundle, cannot read FastAPI's OpenAPI 3.1)."""
+
 PUBLIC_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
 """Reachable without the token: the page itself (it holds no data) and the login it calls."""
 
@@ -130,7 +135,8 @@ def create_app(
         pool.shutdown()
         service.close()
 
-    app = FastAPI(title="personsearch", version="1", summary="Find a person in indexed images and videos.", lifespan=lifespan)
+    # /docs is our own page over a local Swagger UI (FastAPI's loads it from a CDN: blank offline)
+    app = FastAPI(title="personsearch", version="1", summary="Find a person in indexed images and videos.", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service, app.state.jobs, app.state.pool = service, jobs, pool
 
     async def project_error(request: Request, err: Exception) -> JSONResponse:
@@ -156,8 +162,9 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        styles = "'self' 'unsafe-inline'" if path == "/docs" else "'self'"  # Swagger UI styles elements inline
         response.headers.setdefault(
-            "Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+            "Content-Security-Policy", f"default-src 'self'; img-src 'self' blob: data:; style-src {styles}; script-src 'self'; frame-ancestors 'none'"
         )
         return response
 
@@ -168,6 +175,11 @@ def create_app(
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC / "docs.html", media_type="text/html")
+
+    app.mount("/static/swagger", StaticFiles(directory=str(SWAGGER_UI)), name="swagger")  # before /static, which would take its paths
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.post("/api/login", summary="Exchange the access token for a same-site cookie (the page's images need one)")
