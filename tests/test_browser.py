@@ -334,3 +334,15 @@ def test_the_api_docs_page_shows_the_operations(site: Site, page) -> None:
     page.wait_for_selector(".opblock")
     text = page.inner_text("#swagger-ui")
     assert "/api/search" in text and "/api/sources" in text
+
+
+def test_the_first_screen_shows_no_broken_images(site: Site, page) -> None:
+    """Before a source or a query is picked, the scene and query images have nothing to show:
+    they are hidden, not drawn as broken-image placeholders."""
+    page.goto(site.url)
+    page.wait_for_selector("#sources li")
+    broken = page.evaluate("() => [...document.images].filter(i => i.offsetParent !== null && !(i.complete && i.naturalWidth > 0)).map(i => i.id)")
+    assert broken == []
+    page.click("#sources li >> nth=0")
+    page.wait_for_function("() => document.getElementById('stage-img').naturalWidth > 0")
+    assert page.locator("#stage-img").is_visible()
