@@ -135,6 +135,17 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def training_record(args: argparse.Namespace) -> None:
+    """Adds each ``--model``'s training recipe and time (from its bundle's metadata) to
+    ``results/rendered_people.json``, beside its scores."""
+    path = RESULTS / "rendered_people.json"
+    results = json.loads(path.read_text())
+    results["training"] = {str(m): json.loads((Path(m) / "reid.json").read_text())["metadata"] for m in args.model}  # config and summary
+    results["training_machine"] = machine()  # the machine of this record: the runs' own is the bundles' (same session)
+    write_results(path, results)
+    print(f"wrote {path}")
+
+
 def sheet(args: argparse.Namespace) -> None:
     """A contact sheet of the first ``--people`` training identities, ten images each."""
     from PIL import Image
@@ -173,12 +184,14 @@ def main() -> None:
     p.add_argument("--model", action="append", default=[], help="a model bundle folder with reid.json / reid.safetensors; repeatable")
     p.add_argument("--synthetic", type=Path, default=None, help="also score on this synthetic benchmark (e.g. `make-synthetic --preset small --seed 7`)")
     p.add_argument("--gallery-size", type=int, default=50)
+    p = sub.add_parser("training-record")
+    p.add_argument("--model", action="append", default=[])
     p = sub.add_parser("sheet")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
     p.add_argument("--people", type=int, default=6)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "rendered-people.jpg")
     args = parser.parse_args()
-    {"speed": speed, "render": render, "train": train, "evaluate": evaluate, "sheet": sheet}[args.stage](args)
+    {"speed": speed, "render": render, "train": train, "evaluate": evaluate, "training-record": training_record, "sheet": sheet}[args.stage](args)
 
 
 if __name__ == "__main__":
