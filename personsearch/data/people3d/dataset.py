@@ -183,7 +183,7 @@ class RenderSpec:
     """JPEG quality."""
 
 
-_PAINTERS: dict[tuple[int, int, tuple[int, int]], PersonPainter] = {}
+_PAINTERS: dict[tuple[int, int, tuple[int, ...]], PersonPainter] = {}
 """This process's painter per (seed, cameras, size): a GL context and backgrounds, made once."""
 
 
