@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from personsearch.data.people3d import body, outfit
+from personsearch.data.reid_crops import GALLERY, QUERY, TRAIN
 from personsearch.data.synthetic.backgrounds import background
 from personsearch.data.synthetic.cameras import make_cameras
 
@@ -205,12 +206,12 @@ def _render_people(job: tuple[RenderSpec, str, list[int], bool]) -> int:
         if pid > spec.identities:  # a held-out person: the first image in each camera is a query
             first: set[int] = set()
             for k, (cam, image) in enumerate(images):
-                folder = "query" if cam not in first else "bounding_box_test"
+                folder = QUERY if cam not in first else GALLERY
                 first.add(cam)
                 _write(out / folder / f"{pid:04d}_c{cam}s1_{k:06d}_00.jpg", image, spec.quality)
         else:
             for k, (cam, image) in enumerate(images):
-                _write(out / "bounding_box_train" / f"{pid:04d}_c{cam}s1_{k:06d}_00.jpg", image, spec.quality)
+                _write(out / TRAIN / f"{pid:04d}_c{cam}s1_{k:06d}_00.jpg", image, spec.quality)
         written += len(images)
     return written
 
@@ -234,10 +235,9 @@ def render_dataset(root: str | Path, spec: RenderSpec, *, workers: int = 1, prog
         made = json.loads(meta.read_text())
         if made.get("spec") != json.loads(json.dumps(asdict(spec))) or made.get("generator_version") != GENERATOR_VERSION:
             raise ValueError(f"{root} holds rendered people of other settings ({meta}); render into a new folder")
-    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+    counts: dict[int, int] = {}  # images already there, per person
+    for folder in (TRAIN, QUERY, GALLERY):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    counts: dict[int, int] = {}
-    for folder in ("bounding_box_train", "query", "bounding_box_test"):
         for path in (root / folder).glob("*.jpg"):
             counts[int(path.name[:4])] = counts.get(int(path.name[:4]), 0) + 1
     todo = [pid for pid in range(1, spec.identities + spec.test_identities + 1) if counts.get(pid, 0) < spec.images_per_identity]
