@@ -1,0 +1,3 @@
+"""docs/performance.md's figure tables."""
+
+from __future__ import annotations

@@ -1,0 +1,105 @@
+"""README.md's figure tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from figure_tables import Rows, Source, num, table
+
+SIGHTINGS = Source("sightings.json", "python benchmarks/sightings.py --seed 1")
+ADAPTATION = Source("adaptation.json", "python benchmarks/adaptation.py")
+DISTRIBUTED = Source("distributed_indexing.json", "python benchmarks/distributed_indexing.py")
+SEARCH_10M = Source(
+    "search_latency_10m.json",
+    "python benchmarks/search_latency.py --sizes 10000000 --kinds ivfpq --rerank 100,200,400 --nprobe 64,128,256,512"
+    " --data data/synthetic-small-seed7 (its search_latency.json, renamed)",
+)
+
+
+@table("readme-sightings", "README.md", SIGHTINGS)
+def sightings(results: dict[str, Any]) -> Rows:
+    synthetic = results["synthetic"]
+    frames, sightings_ = synthetic["search"]["frame query, per-frame hits"], synthetic["search"]["frame query, sighting hits"]
+    tracking = synthetic["tracking"].values()
+    purity = [c["purity"] for c in tracking]
+    fragments = [c["fragments_per_appearance"] for c in tracking]
+    whole = [c["appearances_in_one_sighting"] for c in tracking]
+    videos = f"{synthetic['cameras']} cameras x {synthetic['people']} people, {synthetic['frames_per_video']} frames each"
+    return [
+        [videos, "per-frame hits", "sighting hits"],
+        [f"cross-camera top-1 ({frames['queries']} queries, one frame each)", num(frames["top1"], 3), num(sightings_["top1"], 3)],
+        ["share of the person's appearances found in the top 10", num(frames["appearance_recall@10"], 3), num(sightings_["appearance_recall@10"], 3)],
+        ["distinct appearances among the top 10", num(frames["distinct_appearances@10"]), num(sightings_["distinct_appearances@10"])],
+        ["tracking purity (boxes whose sighting's majority person is theirs), per camera", "", f"{min(purity):.2f}-{max(purity):.2f}"],
+        ["sightings per appearance (fragmentation), per camera", "", f"{min(fragments):.1f}-{max(fragments):.1f}"],
+        ["appearances tracked as one sighting, per camera", "", f"{100 * min(whole):.0f}-{100 * max(whole):.0f} %"],
+    ]
+
+
+@table("readme-adaptation", "README.md", ADAPTATION)
+def adaptation(results: dict[str, Any]) -> Rows:
+    rows = [["start", "appearance mAP before", "after adapting", "frame mAP before", "after", "tracklets", "seconds"]]
+    labels = {
+        "imagenet": "ImageNet weights (untrained re-id heads; 1 round: no association)",
+        "shipped": "the shipped synthetic-trained network",
+    }
+    for key in ("imagenet", "shipped"):
+        model = results["models"][key]
+        rounds = len(model["classes_per_round"])
+        label = labels[key] if key == "imagenet" else f"{labels[key]} ({rounds} rounds)"
+        before, after = model["before"], model["after"]
+        rows.append(
+            [
+                label,
+                num(before["appearance_mAP"], 3),
+                num(after["appearance_mAP"], 3),
+                num(before["frame_mAP"], 3),
+                num(after["frame_mAP"], 3),
+                str(model["tracklets"]),
+                num(model["adapt_seconds"], 0),
+            ]
+        )
+    return rows
+
+
+@table("readme-distributed", "README.md", DISTRIBUTED)
+def distributed(results: dict[str, Any]) -> Rows:
+    runs = {run["mode"]: run for run in results["runs"]}
+    single = runs["single process"]
+    ray = [runs["Ray, 1 actor"], runs["Ray, 2 actors"]]
+    return [
+        [f"indexing {results['images']} scenes, shipped model", "images/s", "vs one process", "driver commit share"],
+        ["one process (2 threads)", num(single["images_per_s"], 2), "1.00x", f"{100 * single['commit_share']:.1f} %"],
+        [
+            "Ray, 1 actor / 2 actors",
+            " / ".join(num(r["images_per_s"], 2) for r in ray),
+            " / ".join(f"{r['ratio_to_single_process']:.2f}x" for r in ray),
+            " / ".join(f"{100 * r['commit_share']:.1f} %" for r in ray),
+        ],
+    ]
+
+
+@table("readme-10m", "README.md", SEARCH_10M)
+def search_10m(results: dict[str, Any]) -> Rows:
+    size = max(results["sizes"], key=lambda s: s["rows"])
+    method = size["methods"]["IVF-PQ nlist=3162 PQ96 rerank=200 nprobe=256"]
+    resident = method["resident_while_searching"]
+    real = size.get("real_rows")
+    return [
+        [
+            f"{size['rows'] / 1e6:.0f}M boxes (768-d; {real:,} real, the rest Gaussian filler), IVF-PQ 96 B/box, re-rank 200",
+            "p50",
+            "p95",
+            "recall@10",
+            "resident while searching",
+            "peak resident",
+        ],
+        [
+            "nprobe 256, vector search only",
+            f"{method['p50_ms']:.0f} ms",
+            f"{method['p95_ms']:.0f} ms",
+            num(method["recall_at_10"], 3),
+            f"{resident['anon_gb'] + resident['file_gb']:.1f} GB ({resident['anon_gb']:.1f} anonymous + {resident['file_gb']:.1f} evictable file pages)",
+            f"**{size['peak_rss_gb']:.1f} GB** (the whole run, building included)",
+        ],
+    ]

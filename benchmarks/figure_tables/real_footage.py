@@ -1,0 +1,3 @@
+"""docs/real-footage.md's figure tables."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""docs/rendered-people.md's figure tables."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""docs/results.md's figure tables."""
+
+from __future__ import annotations

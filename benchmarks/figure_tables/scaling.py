@@ -1,0 +1,3 @@
+"""docs/scaling.md's figure tables."""
+
+from __future__ import annotations
