@@ -15,7 +15,8 @@ inference engine chosen for the machine), a baseline, or a test double.
     pipeline = PersonSearchPipeline(engine)
     people = pipeline.find_people(images)                 # every person: boxes, scores, features
     features = pipeline.describe(image, boxes)            # features of given boxes (ground truth)
-    box, feature = pipeline.query_person(image, box=None) # the query: a given box or the one person
+    box, feature = pipeline.query_person(image, box=None) # the query: a given box, the whole image
+                                                          # if it is a crop, or the one person
 """
 
 from __future__ import annotations
@@ -49,8 +50,34 @@ class PersonEngine(Protocol):
         ...
 
 
+PERSON_SHAPED = (1.5, 4.0)
+"""Height / width of an image that may be a crop of one person (re-id crops are 2:1, a person's
+box about 2.5:1); a query image in this range that shows no other person is taken whole."""
+CROP_FILL = 0.6
+"""A single person detected in a person-shaped image taller than this share of its height is
+the image's subject, not a person in a scene."""
+
 NORM_TOLERANCE = 0.02
 """How far from 1 a feature's length may be (reduced-precision engines normalise to about 0.5 %)."""
+
+
+def choose_query_box(height: int, width: int, detections: np.ndarray, name: str = "query image") -> np.ndarray:
+    """The query person of an image searched without a box: the whole image if it is a crop of
+    one person (person-shaped, and no one detected in it but a person who fills it), else the
+    one person detected; none or several: an error that lists what was found, so the user can
+    give a box. ``detections``: (n, 5) ``[x1, y1, x2, y2, score]``."""
+    dets = np.asarray(detections, dtype=np.float32).reshape(-1, 5)
+    subject = len(dets) == 0 or (len(dets) == 1 and dets[0, 3] - dets[0, 1] >= CROP_FILL * height)
+    if PERSON_SHAPED[0] <= height / width <= PERSON_SHAPED[1] and subject:
+        return np.array([0, 0, width, height], dtype=np.float32)
+    if len(dets) != 1:
+        listed = "; ".join(",".join(f"{v:.0f}" for v in d[:4]) + f" (score {d[4]:.2f})" for d in dets)
+        raise ValueError(
+            f"{name}: no person detected; give the query box x1,y1,x2,y2 yourself"
+            if len(dets) == 0
+            else f"{name}: {len(dets)} people detected, choose one with a query box x1,y1,x2,y2: {listed}"
+        )
+    return dets[0, :4].copy()
 
 
 @dataclass
@@ -109,8 +136,8 @@ class PersonSearchPipeline:
         return [People(dets[:, :4].copy(), dets[:, 4].copy(), self.describe(image, dets[:, :4])) for image, dets in zip(images, found, strict=True)]
 
     def query_person(self, image: np.ndarray, box: Sequence[float] | None = None, name: str = "query image") -> tuple[np.ndarray, np.ndarray]:
-        """(box, feature) of the query person: ``box`` if given, else the one person detected
-        (none or several: an error that lists what was found, so the user can give a box)."""
+        """(box, feature) of the query person: ``box`` if given, else ``choose_query_box`` over
+        the people detected in ``image``."""
         if box is not None:
             given = np.asarray(box, dtype=np.float32).reshape(-1)
             if given.shape != (4,):
@@ -118,15 +145,13 @@ class PersonSearchPipeline:
             chosen = clip_or_refuse(given, image.shape[1], image.shape[0], what=f"{name}: query box")[0]
         else:
             (dets,) = self.detect([image])
-            if len(dets) != 1:
-                listed = "; ".join(",".join(f"{v:.0f}" for v in d[:4]) + f" (score {d[4]:.2f})" for d in dets)
-                raise ValueError(
-                    f"{name}: no person detected; give the query box x1,y1,x2,y2 yourself"
-                    if len(dets) == 0
-                    else f"{name}: {len(dets)} people detected, choose one with a query box x1,y1,x2,y2: {listed}"
-                )
-            chosen = dets[0, :4]
-        return chosen, self.describe(image, chosen)[0]
+            chosen = choose_query_box(image.shape[0], image.shape[1], dets, name)
+        return chosen, self.describe(image, chosen[None])[0]
+
+    @staticmethod
+    def is_whole_image(box: Sequence[float], image: np.ndarray) -> bool:
+        """Whether ``box`` is all of ``image`` (a query taken as a crop)."""
+        return [float(v) for v in box] == [0.0, 0.0, float(image.shape[1]), float(image.shape[0])]
 
     def _checked_detections(self, detections: list[np.ndarray], num_images: int) -> list[np.ndarray]:
         if len(detections) != num_images:

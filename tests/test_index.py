@@ -279,6 +279,32 @@ def test_query_helpers_need_one_person_or_a_box(tmp_path: Path) -> None:
     np.testing.assert_allclose(crop.feature, colour_feature(RED, BLUE), atol=1e-6)
     with pytest.raises(ValueError, match="no person detected"):
         query_from_scene(engine, np.zeros((50, 50, 3), np.uint8))
+    assert chosen.note is None
+
+
+def test_a_person_shaped_query_image_without_a_box_is_taken_whole(tmp_path: Path) -> None:
+    """A crop a user saved from somewhere is searched as the person, with a note saying so; a
+    scene still asks for a box, and a tall image with two people in it is a scene."""
+    engine = ColourEngine()
+    # a tight crop: the detector sees one blob that fills it
+    tight = write_png(tmp_path / "tight.png", draw_scene([(0, 0, RED, BLUE)], size=(40, 20)))
+    query = query_from_scene(engine, tight)
+    assert query.box == (0.0, 0.0, 20.0, 40.0) and query.note and "taken whole" in query.note and "tight.png" in query.note
+    np.testing.assert_allclose(query.feature, query_from_crop(engine, tight).feature, atol=1e-6)
+    assert hits_to_json([], query=query)["query"]["note"] == query.note
+    # a dark crop in which the detector finds no one: still the person the user cut out
+    dark = np.full((80, 32, 3), 30, np.uint8)
+    assert query_from_scene(engine, dark).box == (0.0, 0.0, 32.0, 80.0)
+    # person-shaped, but one small person in it: a scene with one person, whose box is used
+    small = draw_scene([(5, 5, RED, BLUE)], size=(160, 60))
+    query = query_from_scene(engine, small)
+    assert query.box == (5.0, 5.0, 25.0, 45.0) and query.note is None
+    # person-shaped with two people: a scene, so the user must choose
+    with pytest.raises(ValueError, match="2 people detected"):
+        query_from_scene(engine, draw_scene([(2, 5, RED, BLUE), (2, 90, GREEN, YELLOW)], size=(160, 60)))
+    # a wide scene with nobody detected still asks for a box
+    with pytest.raises(ValueError, match="no person detected"):
+        query_from_scene(engine, np.zeros((40, 120, 3), np.uint8))
 
 
 def _store_with_vectors(directory: Path, vectors: np.ndarray, cameras: list[str]) -> None:

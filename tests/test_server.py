@@ -165,7 +165,14 @@ def test_upload_detects_people_and_searches_by_pick_or_box(client: TestClient) -
     ambiguous = client.post("/api/search", json={"upload": pair["upload"]})
     assert ambiguous.status_code == 422 and "2 people detected" in ambiguous.json()["detail"]
     drawn = client.post("/api/search", json={"upload": pair["upload"], "box": [10, 10, 30, 50], "top_k": 1}).json()
-    assert drawn["query"] == {"source": None, "frame": None, "box": [10.0, 10.0, 30.0, 50.0]} and drawn["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert drawn["query"] == {"source": None, "frame": None, "box": [10.0, 10.0, 30.0, 50.0], "note": None} and drawn["hits"][0]["score"] == pytest.approx(
+        1.0, abs=1e-4
+    )
+    # a photo that is already a crop of one person is searched whole, and the answer says so
+    crop = client.post("/api/uploads", files={"file": ("c.png", _png(draw_scene([(0, 0, GREEN, YELLOW)], size=(40, 20))), "image/png")}).json()
+    whole = client.post("/api/search", json={"upload": crop["upload"], "top_k": 1}).json()
+    assert whole["query"]["box"] == [0.0, 0.0, 20.0, 40.0] and "taken whole" in whole["query"]["note"]
+    assert whole["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
     outside = client.post("/api/search", json={"upload": pair["upload"], "box": [500, 500, 600, 600]})
     assert outside.status_code == 422
     gone = client.post("/api/search", json={"upload": "no-such-upload"})

@@ -39,6 +39,8 @@ class SearchQuery:
     frame: int | None = None
     box: tuple[float, float, float, float] | None = None
     """xyxy in ``source``; ``None`` for a crop given directly."""
+    note: str | None = None
+    """What was assumed to find the person (an image with no box taken whole as a crop)."""
 
 
 @dataclass
@@ -113,6 +115,7 @@ def hits_to_json(hits: Sequence[Hit], *, query: SearchQuery | None = None, inclu
             "source": query.source,
             "frame": query.frame,
             "box": None if query.box is None else [_round(v, 2) for v in query.box],
+            "note": query.note,
         }
     return {
         "schema": JSON_SCHEMA,

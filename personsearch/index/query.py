@@ -1,6 +1,7 @@
 """Building a query feature from what a user has: a person crop, a scene image + box, or a video
-frame + box. Without a box the scene's people are detected and the one person is used (several
-people: the error lists their boxes so the user can pick one).
+frame + box. Without a box, a person-shaped image that shows no one else is taken whole as the
+person (with a note); otherwise the scene's people are detected and the one person is used
+(several people: the error lists their boxes so the user can pick one).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def query_from_crop(engine: PersonEngine, crop: np.ndarray | str | Path) -> Sear
 def _query_in(engine: PersonEngine, pixels: np.ndarray, box: Sequence[float] | None, name: str, source: str | None, frame: int | None) -> SearchQuery:
     chosen, feature = PersonSearchPipeline(engine).query_person(pixels, box, name)
     x1, y1, x2, y2 = (float(v) for v in chosen)
-    return SearchQuery(feature, crop_box(pixels, chosen), source, frame, (x1, y1, x2, y2))
+    note = None
+    if box is None and PersonSearchPipeline.is_whole_image(chosen.tolist(), pixels):
+        note = f"{name}: a {pixels.shape[1]}x{pixels.shape[0]} person-shaped image with no other person in it, taken whole as the person (give a box to pick someone in it)"
+    return SearchQuery(feature, crop_box(pixels, chosen), source, frame, (x1, y1, x2, y2), note)
 
 
 def query_from_scene(engine: PersonEngine, image: np.ndarray | str | Path, box: Sequence[float] | None = None) -> SearchQuery:

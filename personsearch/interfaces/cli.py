@@ -627,7 +627,13 @@ def search_cmd(
     per_frame: Annotated[bool, typer.Option(help="One result per matching frame, instead of one per sighting (a person tracked through a video).")] = False,
     box: Annotated[str | None, typer.Option(help="x1,y1,x2,y2 of the person in the scene / frame.")] = None,
     frame: Annotated[int | None, typer.Option(help="Frame number when --query is a video.")] = None,
-    crop: Annotated[bool, typer.Option(help="--query is a crop showing just the person (otherwise the one person detected in it, or --box, is used).")] = False,
+    crop: Annotated[
+        bool,
+        typer.Option(
+            help="--query is a crop showing just the person. Without it and without --box, a person-shaped image that shows no one else "
+            "is taken whole (with a note), and in any other image the one person detected is used."
+        ),
+    ] = False,
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
     top_k: Annotated[int, typer.Option(help="Number of results.")] = 10,
     source: Annotated[str | None, typer.Option(help="Only sources whose path contains this text (or matches this glob).")] = None,
@@ -666,8 +672,10 @@ def search_cmd(
         assert query is not None
         result = engine.search(index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, per_frame=per_frame, **filters)
     if json_out is not None and str(json_out) == "-":
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps(result.to_json(), indent=2))  # the note is in it: query.note
         return
+    if result.query.note:
+        console.print(f"note: {result.query.note}", markup=False, highlight=False)
     table = Table("rank", "score", "source", "frame", "time (s)", "seen (s)", "camera", "box")
     for hit in result.hits:
         seen = hit.sighting

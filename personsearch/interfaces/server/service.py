@@ -26,7 +26,7 @@ from personsearch.index.sources import read_frame
 from personsearch.index.store import BoxInfo, IndexStore
 from personsearch.interfaces.report import html_report
 from personsearch.interfaces.server.uploads import Upload, UploadStore, decode_upload
-from personsearch.pipeline import PersonEngine, PersonSearchPipeline
+from personsearch.pipeline import PersonEngine, PersonSearchPipeline, choose_query_box
 
 MAX_TOP_K = 500
 
@@ -188,10 +188,12 @@ class SearchService:
 
     def _upload_query(self, upload: Upload, box: Sequence[float] | None) -> SearchQuery:
         engine = self._model()
+        note = None
         if box is None:
-            if len(upload.people) != 1:
-                raise ValueError(f"{len(upload.people)} people detected in the upload: pick one of them or draw a box")
-            box = tuple(float(v) for v in upload.people[0, :4])
+            height, width = upload.image.shape[:2]
+            box = tuple(float(v) for v in choose_query_box(height, width, upload.people, "the uploaded image"))
+            if PersonSearchPipeline.is_whole_image(box, upload.image):
+                note = f"the uploaded image ({width}x{height}) is person-shaped and shows no other person: taken whole as the person"
         key = tuple(round(float(v), 2) for v in box)
         feature = upload.features.get(key)
         if feature is None:
@@ -199,7 +201,7 @@ class SearchService:
             if len(upload.features) >= MAX_QUERY_BOXES:
                 upload.features.clear()
             upload.features[key] = feature
-        return SearchQuery(feature, crop_box(upload.image, np.asarray(key, np.float32)), None, None, key)  # type: ignore[arg-type]
+        return SearchQuery(feature, crop_box(upload.image, np.asarray(key, np.float32)), None, None, key, note)  # type: ignore[arg-type]
 
     def _box_query(self, box_id: int, whole_sighting: bool) -> tuple[SearchQuery, int | None]:
         """The indexed person as a query (one box, or its whole sighting), and its sighting."""
