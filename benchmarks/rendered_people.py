@@ -2,7 +2,7 @@
 the re-id network on them does.
 
     python benchmarks/rendered_people.py speed                      # images/s, 1 and 2 processes
-    python benchmarks/rendered_people.py render --root data/people3d-1500
+    python benchmarks/rendered_people.py render --root data/people3d-3000
     python benchmarks/rendered_people.py train --root data/people3d-1500 --out runs/people3d-finetune
     python benchmarks/rendered_people.py evaluate --root data/people3d-1500 --model runs/people3d-finetune
 
@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ from personsearch.evaluation.reid_crops import market_scores
 from personsearch.models.reid import embed_crops
 
 DEFAULT = ROOT / "personsearch" / "assets" / "default"
-TRAIN_SPEC = RenderSpec(identities=1500, test_identities=100, images_per_identity=16, cameras=8, seed=0)
+TRAIN_SPEC = RenderSpec(identities=3000, test_identities=100, images_per_identity=16, cameras=8, seed=0)
+"""The rendered set the trainings use (``data/people3d-3000``; renderer version 2, with bags).
+``rendered_people.json``'s first runs used 1,500 people of version 1 (``data/people3d-1500``)."""
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -59,7 +62,8 @@ def speed(args: argparse.Namespace) -> None:
 
 def render(args: argparse.Namespace) -> None:
     began = time.perf_counter()
-    summary = render_dataset(args.root, TRAIN_SPEC, workers=args.workers, progress=lambda n: print(f"\r{n} images", end="", flush=True))
+    spec = replace(TRAIN_SPEC, identities=args.identities)
+    summary = render_dataset(args.root, spec, workers=args.workers, progress=lambda n: print(f"\r{n} images", end="", flush=True))
     print(f"\n{summary['images_rendered_now']} images in {time.perf_counter() - began:.0f} s")
 
 
@@ -71,7 +75,15 @@ def train(args: argparse.Namespace) -> None:
     start, model_config, _ = load_component(DEFAULT, "reid")
     config = ReIDTrainConfig(
         model=model_config,
-        data=ReIDDataConfig(dataset=str(args.root), ids_per_batch=16, mix=tuple(str(m) for m in args.mix), max_identities=args.identities),
+        data=ReIDDataConfig(
+            dataset=str(args.root),
+            ids_per_batch=16,
+            mix=tuple(str(m) for m in args.mix),
+            max_identities=args.identities,
+            colour_jitter=args.colour_jitter,
+            grayscale_prob=args.grayscale,
+            erase_prob=args.erase,
+        ),
         optim=OptimConfig(lr=args.lr, backbone_lr=args.lr / 10, warmup_steps=20, milestones=(0.8,)),
         epochs=args.epochs,
         batch_size=64,
@@ -164,7 +176,8 @@ def main() -> None:
     p = sub.add_parser("speed")
     p.add_argument("--identities", type=int, default=24)
     p = sub.add_parser("render")
-    p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
+    p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-3000")
+    p.add_argument("--identities", type=int, default=TRAIN_SPEC.identities, help="training people (100 more are held out for testing)")
     p.add_argument("--workers", type=int, default=2)
     p = sub.add_parser("train")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
@@ -172,6 +185,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--identities", type=int, default=600, help="train on the first N people of each set (0: all)")
+    p.add_argument("--colour-jitter", type=float, default=0.0, help="style randomisation strength (data.colour_jitter; 0: off)")
+    p.add_argument("--grayscale", type=float, default=0.0, help="probability of a grey crop (data.grayscale_prob)")
+    p.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (data.erase_prob)")
     p.add_argument(
         "--mix",
         type=Path,

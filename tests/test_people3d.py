@@ -71,6 +71,27 @@ def test_an_identity_keeps_its_body_and_clothes_across_poses_and_views(painter) 
     assert within < between
 
 
+def test_a_backpack_sits_on_the_back_and_stands_off_it(painter) -> None:
+    """Carried things change a person's outline: a backpack is a block of vertices behind the
+    torso (the body faces -y), thicker than any garment; a person without a bag has none."""
+    from personsearch.data.people3d import body, outfit
+
+    people = [outfit.make_identity(seed) for seed in range(1, 40)]
+    with_pack = next(p for p in people if p.bag == "backpack")
+    without = next(p for p in people if p.bag == "none")
+    region = body.topology().region
+    bag = outfit.MATERIALS.index("bag")
+    for person, expected in ((with_pack, True), (without, False)):
+        rest, _ = body.posed_vertices(person.phenotype[None], [body.walk_pose(person.gait, 0.0)])
+        materials = outfit.vertex_materials(person, rest[0], region)
+        on_bag = materials == bag
+        assert on_bag.any() == expected
+        if expected:
+            torso = rest[0][region == body.REGIONS.index("torso")]
+            assert rest[0][on_bag, 1].min() > np.median(torso[:, 1])  # behind the torso's middle
+            assert person.materials[bag].thickness > max(m.thickness for m in person.materials[:bag])
+
+
 def test_a_rendered_data_set_is_market_1501_and_resumes(painter, tmp_path: Path) -> None:
     from personsearch.data.people3d.dataset import RenderSpec, render_dataset
     from personsearch.data.reid_crops import GALLERY, QUERY, TRAIN, read_split, train_crop_set

@@ -182,6 +182,34 @@ def test_downscale_augmentation_blurs_detail_and_keeps_the_size() -> None:
     assert torch.equal(out, again)
 
 
+def test_style_randomisation_changes_colour_not_layout_and_is_off_by_default() -> None:
+    """Colour jitter turns a red shirt another colour and keeps where it is; grey crops have
+    equal channels; erasing hides one rectangle; all of it repeatable from the generator and off
+    in the CLSA recipe (the default)."""
+    crops = torch.zeros(16, 3, 64, 32, dtype=torch.uint8)
+    crops[:, 0, 10:40] = 200  # a red shirt on black
+    plain = CropAugment(flip=False, pad=0, downscale_prob=0.0)
+    assert torch.equal(plain(crops, torch.Generator().manual_seed(0)), crops.float())
+
+    styled = CropAugment(flip=False, pad=0, downscale_prob=0.0, colour_jitter=0.8)
+    out = styled(crops, torch.Generator().manual_seed(0))
+    assert torch.equal(out, styled(crops, torch.Generator().manual_seed(0)))
+    shirt = out[:, :, 10:40].mean(dim=(2, 3))  # (16, 3)
+    assert shirt.std(dim=0).max() > 20, "colours barely changed"
+    assert (out[:, :, 45:].amax(dim=(1, 2, 3)) < 40).all(), "the black below the shirt must stay dark"
+
+    grey = CropAugment(flip=False, pad=0, downscale_prob=0.0, grayscale_prob=1.0)(crops, torch.Generator().manual_seed(0))
+    assert torch.allclose(grey[:, 0], grey[:, 1], atol=1e-3) and torch.allclose(grey[:, 1], grey[:, 2], atol=1e-3)
+
+    erased = CropAugment(flip=False, pad=0, downscale_prob=0.0, erase_prob=1.0)(crops, torch.Generator().manual_seed(0))
+    changed = (erased != crops.float()).any(dim=1)  # (16, 64, 32)
+    for mask in changed:
+        rows, cols = torch.nonzero(mask.any(dim=1)).flatten(), torch.nonzero(mask.any(dim=0)).flatten()
+        assert len(rows) and len(cols), "every crop is erased somewhere"
+        box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+        assert 0.01 * 64 * 32 <= box <= 0.45 * 64 * 32
+
+
 def test_under_torchrun_each_rank_trains_on_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """``torchrun --nproc_per_node 2`` on a two-GPU machine: rank 1 trains on cuda:1, made the
     current device, not on GPU 0 beside rank 0, and the ranks meet over NCCL (gloo on CPUs)."""

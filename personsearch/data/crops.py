@@ -7,6 +7,7 @@ search index share one resampling rule. Training keeps every labelled crop in me
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,15 @@ class CropAugment:
     downscale_prob: float = 0.5
     min_scale: float = 0.125
     """Smallest down-scaling factor of the crop height (0.125 turns a 256-px crop into 32 px)."""
+    colour_jitter: float = 0.0
+    """Style randomisation for networks trained on made-up people: each crop's brightness,
+    contrast and saturation scale by up to 1 +- this, and its hue turns by up to half of it
+    (0 = off, the CLSA recipe)."""
+    grayscale_prob: float = 0.0
+    """Probability that a crop loses its colour, so that shape and texture must carry it."""
+    erase_prob: float = 0.0
+    """Probability of random erasing (Zhong et al. 2020): a rectangle of 2-40 % of the crop is
+    filled with noise, as an occluder would hide it."""
 
     def __call__(self, crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, height, width = crops.shape
@@ -135,4 +145,44 @@ class CropAugment:
                 small = (max(2, round(height * scale)), max(1, round(width * scale)))
                 low = torch.nn.functional.interpolate(out[i : i + 1], size=small, mode="bilinear", antialias=True)
                 out[i] = torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear")[0]
+        out = out.clamp(0, 255)
+        if self.colour_jitter > 0 or self.grayscale_prob > 0:
+            out = self._restyle(out, generator)
+        if self.erase_prob > 0:
+            self._erase(out, generator)
+        return out
+
+    def _restyle(self, crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Brightness, contrast, saturation and hue per crop, batched; the hue turns in YIQ
+        space (a rotation of the chroma plane), which is linear and needs no HSV round trip."""
+        n = len(crops)
+        spread = self.colour_jitter
+        factors = (1 + spread * (2 * torch.rand(n, 3, generator=generator) - 1)).view(n, 3, 1, 1, 1)
+        angles = math.pi * spread * (2 * torch.rand(n, generator=generator) - 1)  # up to +-spread/2 of a turn
+        grey_out = (torch.rand(n, generator=generator) < self.grayscale_prob).view(n, 1, 1, 1)
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        out = crops * factors[:, 0]
+        grey = (out * luma).sum(1, keepdim=True)
+        out = grey.mean((2, 3), keepdim=True) + factors[:, 1] * (out - grey.mean((2, 3), keepdim=True))
+        grey = (out * luma).sum(1, keepdim=True)
+        out = grey + factors[:, 2] * (out - grey)
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+        cos, sin = torch.cos(angles), torch.sin(angles)
+        turn = torch.zeros(n, 3, 3)
+        turn[:, 0, 0] = 1
+        turn[:, 1, 1], turn[:, 1, 2], turn[:, 2, 1], turn[:, 2, 2] = cos, -sin, sin, cos
+        mix = torch.linalg.inv(to_yiq) @ turn @ to_yiq  # (n, 3, 3)
+        out = torch.einsum("nij,njhw->nihw", mix, out)
+        out = torch.where(grey_out, (out * luma).sum(1, keepdim=True).expand_as(out), out)
         return out.clamp(0, 255)
+
+    def _erase(self, crops: torch.Tensor, generator: torch.Generator) -> None:
+        n, _, height, width = crops.shape
+        for i in torch.nonzero(torch.rand(n, generator=generator) < self.erase_prob).flatten().tolist():
+            area = height * width * (0.02 + 0.38 * float(torch.rand(1, generator=generator)))
+            aspect = math.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * float(torch.rand(1, generator=generator)))
+            h = min(height, max(1, round(math.sqrt(area * aspect))))
+            w = min(width, max(1, round(math.sqrt(area / aspect))))
+            y = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            x = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            crops[i, :, y : y + h, x : x + w] = 255.0 * torch.rand(3, h, w, generator=generator)

@@ -80,6 +80,13 @@ class ReIDDataConfig(DataConfig):
     """Probability of the random down- then up-scaling that simulates small people."""
     min_downscale: float = 0.125
     """Smallest down-scaling factor."""
+    colour_jitter: float = 0.0
+    """Style randomisation (``data.crops.CropAugment``): brightness, contrast and saturation
+    by up to 1 +- this, hue by up to half of it; 0 keeps the CLSA recipe."""
+    grayscale_prob: float = 0.0
+    """Probability of dropping a crop's colour."""
+    erase_prob: float = 0.0
+    """Probability of random erasing."""
     ids_per_batch: int = 0
     """Identity-balanced sampling: this many identities per batch (0 = plain shuffling)."""
     mix: tuple[str, ...] = ()

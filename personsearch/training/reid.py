@@ -113,7 +113,7 @@ def train_reid(
     if config.fast:
         model = model.to(memory_format=torch.channels_last)
     data = config.data
-    augment = CropAugment(data.flip, data.pad, data.downscale_prob, data.min_downscale)
+    augment = CropAugment(data.flip, data.pad, data.downscale_prob, data.min_downscale, data.colour_jitter, data.grayscale_prob, data.erase_prob)
 
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)

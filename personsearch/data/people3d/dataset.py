@@ -33,7 +33,7 @@ from personsearch.data.reid_crops import GALLERY, QUERY, TRAIN
 from personsearch.data.synthetic.backgrounds import background
 from personsearch.data.synthetic.cameras import make_cameras
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped when the same arguments would render different images."""
 FRAME = (512, 256)
 """Render size (H, W): about twice the crop's, then area-downsampled (anti-aliasing)."""

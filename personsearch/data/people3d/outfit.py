@@ -17,7 +17,7 @@ import numpy as np
 
 from personsearch.data.people3d.body import PHENOTYPES, REGIONS, Gait
 
-MATERIALS = ("skin", "hair", "top", "bottom", "shoes", "jacket")
+MATERIALS = ("skin", "hair", "top", "bottom", "shoes", "jacket", "bag")
 """Material slots the renderer shades; each vertex takes one."""
 PATTERNS = ("plain", "stripes", "vstripes", "checks", "print", "block")
 """How a garment's second colour is laid out (``render``'s fragment shader draws them)."""
@@ -74,6 +74,10 @@ class Identity:
     """"short", "long" or "none"."""
     waist: float
     """Where the top ends, as a fraction of the way from the hips (0) to the shoulders (1)."""
+    bag: str = "none"
+    """"none", "backpack" (a block on the back) or "shoulder" (a bag at one hip): carried
+    things are among the first cues people use to tell strangers apart, and they change a
+    person's outline, which painted clothes cannot."""
 
 
 def make_identity(seed: int) -> Identity:
@@ -112,16 +116,24 @@ def make_identity(seed: int) -> Identity:
         elbow=float(rng.uniform(4, 16)),
     )
     hair = str(rng.choice(["short", "long", "none"], p=[0.45, 0.5, 0.05] if female else [0.85, 0.08, 0.07]))
+    long_sleeves = bool(rng.random() < 0.55 or jacket)
+    trousers = bool(rng.random() < 0.75)
+    waist = float(rng.uniform(0.05, 0.25))
+    # drawn last, so every other trait of a seed is what it was before bags existed
+    bag = str(rng.choice(["none", "backpack", "shoulder"], p=[0.55, 0.3, 0.15]))
+    bag_colour = _jitter(rng, NEUTRALS[int(rng.integers(len(NEUTRALS)))], 8.0) if rng.random() < 0.6 else _garment_colour(rng)
+    bag_thickness = float(rng.uniform(0.07, 0.12) if bag == "backpack" else rng.uniform(0.05, 0.08))
     return Identity(
         seed=seed,
         phenotype=phenotype,
         gait=gait,
-        materials=materials,
-        long_sleeves=bool(rng.random() < 0.55 or jacket),
-        trousers=bool(rng.random() < 0.75),
+        materials=(*materials, Material(bag_colour, bag_colour * 0.6, 0, 0.0, bag_thickness)),
+        long_sleeves=long_sleeves,
+        trousers=trousers,
         jacket=jacket,
         hair=hair,
-        waist=float(rng.uniform(0.05, 0.25)),
+        waist=waist,
+        bag=bag,
     )
 
 
@@ -157,4 +169,11 @@ def vertex_materials(identity: Identity, rest: np.ndarray, region: np.ndarray) -
         out[head & ((rel > 0.78) | (back & (rel > 0.25)))] = slot["hair"]
         if identity.hair == "long":  # down the back of the neck to the shoulder blades
             out[(r["skin"] | r["torso"] | head) & back & (z > shoulders - 0.12) & (np.abs(x) < 0.11)] = slot["hair"]
+    torso_back = r["torso"] & (y > np.median(y[r["torso"]]) + 0.02)
+    if identity.bag == "backpack":  # a block between the shoulder blades and the waist
+        out[torso_back & (np.abs(x) < 0.13) & (z > waist_z + 0.04) & (z < shoulders - 0.06)] = slot["bag"]
+    elif identity.bag == "shoulder":  # a bag hanging at one hip, on the side the seed picks
+        side = 1.0 if identity.seed % 2 else -1.0
+        hip_z = float(np.percentile(z[r["hips"]], 60))
+        out[(r["hips"] | r["torso"]) & (side * x > 0.1) & (np.abs(z - hip_z) < 0.12)] = slot["bag"]
     return out

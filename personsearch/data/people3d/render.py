@@ -42,10 +42,10 @@ void main() {
 
 FRAGMENT_SHADER = """
 #version 330
-uniform vec3 base[6];
-uniform vec3 second[6];
-uniform int pattern[6];
-uniform float frequency[6];
+uniform vec3 base[N_MATERIALS];
+uniform vec3 second[N_MATERIALS];
+uniform int pattern[N_MATERIALS];
+uniform float frequency[N_MATERIALS];
 uniform vec3 light_dir;
 uniform vec3 light_colour;
 uniform vec3 ambient;
@@ -72,7 +72,7 @@ void main() {
     float sky = 0.55 + 0.45 * n.z;
     colour = vec4(albedo * (ambient * sky + light_colour * sun), 1.0);
 }
-"""
+""".replace("N_MATERIALS", str(len(MATERIALS)))
 
 
 def _look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
