@@ -1,3 +1,159 @@
 """docs/real-footage.md's figure tables."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from figure_tables import Rows, Source, cpu_label, num, pct, table
+
+DOC = "docs/real-footage.md"
+
+SIGHTINGS = Source("sightings.json", "python benchmarks/sightings.py --seed 1")
+ADAPTATION_SPEED = Source("adaptation_speed.json", "python benchmarks/adaptation_speed.py")
+CHECK = Source("real_footage_check.json", "python benchmarks/real_footage_check.py score")
+JUDGEMENTS = Source(
+    "real_footage_judgements.json",
+    "python benchmarks/real_footage_check.py sheets (the hits), then a judge's marks by eye",
+)
+DETECTOR_ADAPTATION = Source(
+    "detector_adaptation.json",
+    "python benchmarks/detector_adaptation.py --video vtest.avi --adapted benchmarks/work/adapt-detector-vtest --from-s 50 --fps 5",
+)
+OTHER_CAMERAS = Source(
+    "detector_other_cameras.json",
+    "python benchmarks/detector_other_cameras.py sheets --adapted benchmarks/work/adapt-detector-vtest --film sample.mp4"
+    " --opencv-data usr/share/doc/opencv-doc/examples/data; a judge's marks; python benchmarks/detector_other_cameras.py score",
+)
+
+NETWORKS = {"shipped": "shipped (synthetic people only)", "adapted": "shipped, adapted to this video"}
+MODES = {"sighting": "sightings", "frame": "per frame"}
+
+
+@table("real-footage-indexing", DOC, SIGHTINGS, ADAPTATION_SPEED)
+def indexing(sightings: dict[str, Any], speed: dict[str, Any]) -> Rows:
+    vtest, summary = sightings["vtest"], speed["indexing"]["summary"]
+    runs = [
+        ("`sightings.py`", sightings["machine"], vtest["frames"], vtest["people"], vtest["seconds"], vtest["tracking_seconds"], vtest["sightings"]),
+        (
+            "`adaptation_speed.py`",
+            speed["machine"],
+            summary["frames_processed"],
+            summary["people_added"],
+            summary["seconds"],
+            summary["tracking_seconds"],
+            None,
+        ),
+    ]
+    rows = [["vtest.avi, every 2nd frame, SSDLite boxes, shipped re-id", "frames", "people boxed", "seconds", "frames/s", "sightings", "tracking"]]
+    for script, machine, frames, people, seconds, tracking, sightings_ in runs:
+        rows.append(
+            [
+                f"{script} on {cpu_label(machine)}",
+                str(frames),
+                f"{people:,}",
+                num(seconds),
+                num(frames / seconds),
+                "" if sightings_ is None else str(sightings_),
+                f"{tracking:.2f} s ({100 * tracking / seconds:.1f} %)",
+            ]
+        )
+    return rows
+
+
+@table("real-footage-by-eye", DOC, CHECK)
+def by_eye(check: dict[str, Any]) -> Rows:
+    rows = [[f"re-id network ({check['queries']} queries, SSDLite boxes)", "mode", "top-1 precision", "top-10 precision", "could not tell"]]
+    for network, label in NETWORKS.items():
+        for mode, mode_label in MODES.items():
+            cell = check["precision"][f"{network}/{mode}"]
+            top10 = num(cell["top10"], 2)
+            if (network, mode) == ("adapted", "sighting"):
+                top10 = f"**{top10}**"
+            rows.append([label, mode_label, num(cell["top1"], 2), top10, num(cell["unsure"], 2)])
+    return rows
+
+
+@table("real-footage-by-query", DOC, JUDGEMENTS)
+def by_query(judged: dict[str, Any]) -> Rows:
+    columns = [(network, mode) for mode in MODES for network in NETWORKS]
+    rows = [["query (frame: who)", *(f"{network}, {MODES[mode]}" for network, mode in columns)]]
+    for query in judged["queries"]:
+        cells = []
+        for network, mode in columns:
+            marks = query["rows"][f"{network}/{mode}"]
+            unsure = marks.count("?")
+            cells.append(f"{marks.count('1')}" + (f" ({unsure} ?)" if unsure else ""))
+        rows.append([f"{query['frame']}: {query['person']}", *cells])
+    return rows
+
+
+@table("real-footage-detector-adaptation", DOC, DETECTOR_ADAPTATION)
+def detector_adaptation(results: dict[str, Any]) -> Rows:
+    held = results["held_out"]
+    rows = [
+        [
+            f"detector (threshold 0.5), {held['frames']} held-out frames",
+            "pseudo-labelled people found",
+            "extra boxes",
+            "boxes on unconfirmed detections",
+        ]
+    ]
+    for name, scores in results["detectors"].items():
+        found = f"{scores['found']:,} ({pct(scores['found'] / scores['truth'])} %{', by construction' if name == 'SSDLite' else ''})"
+        cells = [name, found, f"{scores['extra']:,}", f"{scores['ignored']:,}"]
+        if name == "adapted":
+            cells = [f"**{c}**" for c in cells[:3]] + cells[3:]
+        rows.append(cells)
+    return rows
+
+
+@table("real-footage-detector-by-eye", DOC, DETECTOR_ADAPTATION)
+def detector_by_eye(results: dict[str, Any]) -> Rows:
+    judged = results["by_eye"]
+    frames = ", ".join(str(f) for f in judged["frames"])
+    rows = [[f"detector, held-out frames {frames} by eye", f"people boxed (of {judged['people']})", "extra boxes"]]
+    for name, marks in judged["detectors"].items():
+        rows.append([name, str(marks["found"]), str(marks["extra"])])
+    return rows
+
+
+@table("real-footage-synthetic-check", DOC, DETECTOR_ADAPTATION)
+def synthetic_check(results: dict[str, Any]) -> Rows:
+    check = results["synthetic_check"]
+    adapted, shipped = check["adapted"], check["shipped"]
+    rows = [["detector, demo benchmark (seed 7, gallery 50)", "detection recall", "AP", "search mAP", "search top-1"]]
+    rows.append(
+        [
+            "adapted to vtest.avi",
+            pct(adapted["detection_recall"]),
+            pct(adapted["detection_ap"]),
+            pct(adapted["search"]["mAP"]),
+            pct(adapted["search"]["topk"]["1"]),
+        ]
+    )
+    rows.append(
+        [
+            "synthetic-only (shipped), as `personsearch demo` scored it (copied into the file)",
+            pct(shipped["detection_recall"]),
+            pct(shipped["detection_ap"]),
+            pct(shipped["search"]["mAP"]),
+            pct(shipped["search"]["top1"]),
+        ]
+    )
+    return rows
+
+
+@table("real-footage-other-cameras", DOC, OTHER_CAMERAS)
+def other_cameras(results: dict[str, Any]) -> Rows:
+    labels = {
+        "1906 film": "1906 film, {n} frames",
+        "photographs with people": "photographs with people, {n}",
+        "photographs without people": "photographs of an empty street, {n}",
+    }
+    detectors = {"shipped": "synthetic-only (shipped)", "adapted": "adapted to vtest.avi", "SSDLite": "SSDLite"}
+    rows = [["images", "people", *(f"{label}: found / extra" for label in detectors.values())]]
+    for group, by_detector in results["table"].items():
+        first = next(iter(by_detector.values()))
+        cells = [f"{by_detector[d]['found']} / {by_detector[d]['extra']}" for d in detectors]
+        rows.append([labels[group].format(n=first["images"]), str(first["people"]), *cells])
+    return rows
