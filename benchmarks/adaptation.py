@@ -74,7 +74,7 @@ def score(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, keys:
 def association_purity(index_dir: Path, round1: Path) -> dict[str, int]:
     """What cross-camera association makes of the round-1 network's features, against the ground
     truth: merged groups, and how many hold one person only."""
-    from personsearch.evaluation.metrics import box_iou
+    from personsearch.data.boxes import box_iou
     from personsearch.index import PersonIndex
     from personsearch.training.adapt import associate, crop_tracklets, find_tracklets
 

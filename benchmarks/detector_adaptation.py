@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from run_info import ROOT, commit, machine, write_results
 
-from personsearch.evaluation.metrics import box_iou
+from personsearch.data.boxes import box_iou
 from personsearch.index.sources import Sampling, discover, iter_frames, video_info
 from personsearch.interfaces.report import draw_box
 from personsearch.models.bundle import ModelBundle

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 from run_info import ROOT, commit, machine, write_results
 
+from personsearch.data.boxes import box_iou
 from personsearch.data.synthetic.walks import make_walks
-from personsearch.evaluation.metrics import box_iou
 from personsearch.index import PersonIndex
 from personsearch.interfaces.api import PersonSearch
 

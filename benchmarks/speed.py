@@ -328,7 +328,7 @@ def feature_agreement(ref: np.ndarray, other: np.ndarray) -> dict[str, float]:
 def detection_agreement(ref: list[np.ndarray], other: list[np.ndarray], min_iou: float = 0.9) -> dict[str, float]:
     """Reference detections that the variant reproduces (IoU >= ``min_iou``), their score and
     corner differences, and the detection counts."""
-    from personsearch.evaluation.metrics import box_iou
+    from personsearch.data.boxes import box_iou
 
     matched, total, score_diffs, shifts = 0, 0, [], []
     for r, o in zip(ref, other):

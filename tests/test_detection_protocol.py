@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from personsearch.data.boxes import box_iou
 from personsearch.data.records import UNLABELED, PersonSearchDataset, Scene
 from personsearch.evaluation.detection import evaluate_detection, mutual_argmax_matches
-from personsearch.evaluation.metrics import box_iou
 from personsearch.evaluation.results import DetectionResult
 
 ROOT = Path("/nonexistent")

@@ -29,3 +29,10 @@ def test_ruff(args: list[str]) -> None:
 def test_mypy() -> None:
     result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"mypy found type errors:\n{result.stdout}{result.stderr}"
+
+
+def test_layers() -> None:
+    """data < models < pipeline < index < training | evaluation < interfaces (pyproject.toml's
+    import-linter contract): nothing imports upward."""
+    result = subprocess.run([_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"an import breaks the layers:\n{result.stdout}{result.stderr}"

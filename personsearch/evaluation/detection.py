@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from personsearch.data.boxes import box_iou
 from personsearch.data.records import HEIGHT_BUCKETS, UNLABELED, PersonSearchDataset, box_heights, height_bucket
-from personsearch.evaluation.metrics import box_iou
 from personsearch.evaluation.results import BucketRecall, DetectionResult
 
 

@@ -40,8 +40,7 @@ EngineFactory = Callable[[], PersonEngine]
 def load_engine(model: str, device: str = "cpu", detector: str = "bundle", engine: str | None = None) -> PersonEngine:
     """A model bundle by name or path: what the CLI's actors load. The engine choice is made on
     the node the actor runs on (``engine=None``: the fastest that agrees with fp32 there)."""
-    from personsearch.interfaces.api import resolve_model
-    from personsearch.models.bundle import ModelBundle
+    from personsearch.models.bundle import ModelBundle, resolve_model
 
     return ModelBundle(resolve_model(model), device=device, engine=engine, detector=detector)
 

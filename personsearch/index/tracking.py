@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from personsearch.evaluation.metrics import box_iou
+from personsearch.data.boxes import box_iou
 from personsearch.index.store import IndexStore
 
 NOMINAL_FPS = 25.0

@@ -22,38 +22,9 @@ from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits
 from personsearch.index.distributed import RaySettings, load_engine
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
 from personsearch.interfaces.report import write_contact_sheet, write_html_report
-from personsearch.models.bundle import ModelBundle
-from personsearch.models.weights import cache_root
+from personsearch.models.bundle import DEFAULT_MODEL, SHIPPED_MODEL, ModelBundle, model_home, resolve_model
 
-
-def model_home() -> Path:
-    """Where named bundles live: ``$PERSONSEARCH_CACHE/models`` (default ``~/.cache/personsearch/models``)."""
-    return cache_root() / "models"
-
-
-DEFAULT_MODEL = "default"
-"""The name of the model shipped with the package (``personsearch/assets/default``)."""
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default"
-
-
-def resolve_model(model: str | Path | None = None) -> Path:
-    """A bundle directory given by path, or by the name it was saved under with ``save_as``;
-    ``default`` (or None) is the shipped model unless a model was saved under that name."""
-    model = DEFAULT_MODEL if model is None else model
-    path = Path(model)
-    if (path / "reid.json").is_file():
-        return path
-    named = model_home() / str(model)
-    if (named / "reid.json").is_file():
-        return named
-    if str(model) == DEFAULT_MODEL and (SHIPPED_MODEL / "reid.json").is_file():
-        return SHIPPED_MODEL
-    known = sorted(p.name for p in model_home().glob("*") if (p / "reid.json").is_file()) if model_home().is_dir() else []
-    raise FileNotFoundError(
-        f"no model bundle at {path} and no saved model named {model!r} in {model_home()} (saved: {known or 'none'}); "
-        "use the shipped model (--model default), or train one with `personsearch demo --train` or "
-        "`personsearch train-detector/train-reid --out DIR`"
-    )
+__all__ = ["DEFAULT_MODEL", "SHIPPED_MODEL", "PersonSearch", "SearchResult", "model_home", "resolve_model"]
 
 
 @dataclass

@@ -220,7 +220,7 @@ def features_agree(agreement: dict[str, float]) -> bool:
 def detection_agreement(reference: Sequence[np.ndarray], detections: Sequence[np.ndarray]) -> dict[str, float]:
     """Fraction of the fp32 boxes matched by a box at IoU >= 0.9, the box-count ratio, and the
     largest corner shift (pixels) among the matched boxes."""
-    from personsearch.evaluation.metrics import box_iou
+    from personsearch.data.boxes import box_iou
 
     matched, total, count, shift = 0, 0, 0, 0.0
     for ref, out in zip(reference, detections, strict=True):

@@ -36,9 +36,9 @@ import cv2
 import numpy as np
 import torch
 
+from personsearch.data.boxes import box_iou
 from personsearch.data.crops import CropSet, crop_boxes, normalize_crops
 from personsearch.data.images import ImageReadError
-from personsearch.evaluation.metrics import box_iou
 from personsearch.index.person_index import PersonIndex
 from personsearch.index.sources import video_info
 from personsearch.models.bundle import load_component

@@ -36,9 +36,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from personsearch.data import load_dataset
+from personsearch.data.boxes import box_iou
 from personsearch.data.images import encode_jpeg
 from personsearch.data.records import UNLABELED, Scene
-from personsearch.evaluation.metrics import box_iou
 from personsearch.index.sources import Sampling, discover, iter_frames, video_info
 from personsearch.models.bundle import load_component
 from personsearch.models.external_detectors import build_external_detector
