@@ -10,7 +10,7 @@ empty engine cache (a temporary ``PERSONSEARCH_CACHE``), and the model loaded wi
 crops, the 12 crowded check scenes and the int8 calibration scenes), the engine measurement
 itself (``ModelBundle`` with nothing cached: every candidate timed, agreement checked fastest
 first until one agrees, the int8 graphs quantised), and loading the model again with the choice
-cached (what every later command pays). The README's "about 30-60 s" comes from here.
+cached (what every later command pays). docs/performance.md's first-use table comes from here.
 Writes ``benchmarks/results/first_use-<cpu signature>.json`` and prints a table.
 """
 

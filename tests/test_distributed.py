@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray")
 from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, SimulatedKill, draw_scene, index_content, write_png, write_video  # noqa: E402
 
 from personsearch.index import PersonIndex  # noqa: E402
-from personsearch.index.distributed import RaySettings, Slice, load_engine, plan_units  # noqa: E402
+from personsearch.index.distributed import RaySettings, Slice, load_engine, machine_key, plan_units  # noqa: E402
 from personsearch.index.indexer import Planned  # noqa: E402
 from personsearch.index.sources import Sampling, Source  # noqa: E402
 
@@ -157,3 +157,29 @@ def test_the_shipped_model_on_the_tiny_preset_matches_single_process(tmp_path: P
         assert np.allclose(a[3], b[3], atol=1e-3) and abs(a[4] - b[4]) < 1e-4  # same boxes and scores
         # features within fp noise: the actors run one thread each, so their GEMMs round differently
         assert float(np.dot(a[5], b[5])) > 0.9999 and np.abs(np.subtract(a[5], b[5])).max() < 1e-3
+
+
+def test_actors_on_the_drivers_kind_of_machine_run_the_drivers_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local ``index --ray`` and a single-process ``index`` store the same boxes: an actor (one
+    thread, so another engine-cache key) takes the engines its driver runs when the CPU and
+    libraries are the same, chooses its own on another kind of node, and an engine asked for by
+    name wins everywhere."""
+    import personsearch.models.bundle as bundle_module
+    from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
+
+    built: list[str | None] = []
+    monkeypatch.setattr(bundle_module, "ModelBundle", lambda path, device, engine, detector: built.append(engine))
+    chosen = "reid=ort-int8,detector=ort-fp32"
+    load_engine(str(SHIPPED_MODEL), "cpu", "bundle", None, (machine_key(), chosen))
+    load_engine(str(SHIPPED_MODEL), "cpu", "bundle", None, ({**machine_key(), "cpu": "another CPU"}, chosen))
+    load_engine(str(SHIPPED_MODEL), "cpu", "bundle", "torch-fp32", (machine_key(), chosen))
+    assert built == [chosen, None, "torch-fp32"]
+
+    class Driver:  # what the API reads of its bundle
+        path, device, detector_name, engine_request = SHIPPED_MODEL, "cpu", "bundle", "auto"
+        engine_choice = type("Choice", (), {"reid": "ort-int8", "detector": "ort-fp32"})()
+
+    factory = PersonSearch(Driver()).actor_engine_factory()  # type: ignore[arg-type]
+    built.clear()
+    factory()
+    assert built == [chosen]

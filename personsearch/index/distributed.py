@@ -37,11 +37,31 @@ EngineFactory = Callable[[], PersonEngine]
 ``functools.partial`` of one, such as ``load_engine``)."""
 
 
-def load_engine(model: str, device: str = "cpu", detector: str = "bundle", engine: str | None = None) -> PersonEngine:
-    """A model bundle by name or path: what the CLI's actors load. The engine choice is made on
-    the node the actor runs on (``engine=None``: the fastest that agrees with fp32 there)."""
+SAME_MACHINE_KEYS = ("cpu", "flags", "torch_capability", "native_bf16", "torch", "onnxruntime", "openvino", "onednn_max_isa", "engines_revision")
+"""What must match for an actor to run the engines its driver chose: the CPU and the libraries.
+Not the thread count (an actor runs on one CPU) nor the malloc tuning (speed only): the same
+machine then builds the same index with or without Ray, to the box."""
+
+
+def machine_key() -> dict[str, object]:
+    """This machine's identity for the engine hand-off (``SAME_MACHINE_KEYS`` of ``cpu_signature``)."""
+    from personsearch.models.engine_choice import cpu_signature
+
+    signature = cpu_signature()
+    return {key: signature[key] for key in SAME_MACHINE_KEYS}
+
+
+def load_engine(
+    model: str, device: str = "cpu", detector: str = "bundle", engine: str | None = None, driver: tuple[dict[str, object], str] | None = None
+) -> PersonEngine:
+    """A model bundle by name or path: what the CLI's actors load. ``engine=None``: the engine
+    chosen on the node the actor runs on, except that on the driver's own kind of machine
+    (``driver``: its ``machine_key()`` and its choice as ``reid=..,detector=..``) the driver's
+    choice is taken, so the boxes are those a single process would store."""
     from personsearch.models.bundle import ModelBundle, resolve_model
 
+    if engine is None and driver is not None and driver[0] == machine_key():
+        engine = driver[1]
     return ModelBundle(resolve_model(model), device=device, engine=engine, detector=detector)
 
 

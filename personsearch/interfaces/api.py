@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
-from personsearch.index.distributed import RaySettings, load_engine
+from personsearch.index.distributed import RaySettings, load_engine, machine_key
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
 from personsearch.interfaces.report import write_contact_sheet, write_html_report
 from personsearch.models.bundle import DEFAULT_MODEL, SHIPPED_MODEL, ModelBundle, model_home, resolve_model
+from personsearch.pipeline import PersonEngine
 
 __all__ = ["DEFAULT_MODEL", "SHIPPED_MODEL", "PersonSearch", "SearchResult", "model_home", "resolve_model"]
 
@@ -102,8 +103,7 @@ class PersonSearch:
         factory = None
         if ray:
             settings = RaySettings(address=ray if isinstance(ray, str) else None, workers=workers)
-            asked = None if self.bundle.engine_request == "auto" else self.bundle.engine_request  # auto: chosen per node
-            factory = functools.partial(load_engine, str(self.bundle.path), str(self.bundle.device), self.bundle.detector_name, asked)
+            factory = self.actor_engine_factory()
         with PersonIndex.open(index, self.bundle, create=True) as person_index:
             return person_index.add_paths(
                 paths,
@@ -115,6 +115,15 @@ class PersonSearch:
                 ray=settings,
                 engine_factory=factory,
             )
+
+    def actor_engine_factory(self) -> functools.partial[PersonEngine]:
+        """What each Ray actor builds: this bundle, on the engine this process runs when the actor
+        is on this kind of machine (the same index as without Ray), else on its node's own choice;
+        an engine asked for by name is used everywhere."""
+        asked = None if self.bundle.engine_request == "auto" else self.bundle.engine_request
+        choice = self.bundle.engine_choice
+        driver = (machine_key(), f"reid={choice.reid},detector={choice.detector}") if str(self.bundle.device) == "cpu" else None
+        return functools.partial(load_engine, str(self.bundle.path), str(self.bundle.device), self.bundle.detector_name, asked, driver)
 
     def query(self, image: str | Path | np.ndarray, *, box: Sequence[float] | None = None, frame: int | None = None, crop: bool = False) -> SearchQuery:
         """The query person: a whole crop (``crop=True``), a box in a scene image, or a box in a
