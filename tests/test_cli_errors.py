@@ -169,3 +169,11 @@ def test_training_settings_from_the_command_line_are_checked_before_training(tmp
     result = runner.invoke(app, ["train-detector", "--out", str(out), "--set", "epochs"])
     _one_line_error(result, EXIT_CODES["bad input"], "KEY=VALUE")
     assert not out.exists()  # nothing written for a command that could not start
+
+
+@pytest.mark.parametrize("command", ["index", "adapt"])
+def test_the_default_video_frame_rate_is_in_the_help(command: str) -> None:
+    from personsearch.index.sources import DEFAULT_VIDEO_FPS
+
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and f"[default: ({DEFAULT_VIDEO_FPS:g})]" in result.output

@@ -277,7 +277,7 @@ def test_indexing_job_runs_beside_searches_and_refuses_a_second_writer(tmp_path:
     index = _index(tmp_path / "index", [footage / "cam-a"])
     engine = GatedEngine()
     with TestClient(create_app(SearchService(index, engine), allow_dirs=[footage])) as c:
-        job = c.post("/api/index-jobs", json={"paths": ["cam-b"], "camera": "lobby"})
+        job = c.post("/api/index-jobs", json={"paths": ["cam-b"], "camera": "lobby", "stride": 1})  # every frame (default: 5 a second)
         assert job.status_code == 202, job.text
         assert engine.waiting.wait(10)
         # indexing is stuck inside the model, and searching still answers at once
@@ -309,7 +309,7 @@ def test_cancelling_a_job_keeps_what_it_committed(tmp_path: Path, built: tuple[P
     footage, _ = built
     engine = GatedEngine()
     with TestClient(create_app(SearchService(tmp_path / "index", engine), allow_dirs=[footage])) as c:
-        job = c.post("/api/index-jobs", json={"paths": [str(footage)]}).json()
+        job = c.post("/api/index-jobs", json={"paths": [str(footage)], "stride": 1}).json()
         assert engine.waiting.wait(10)
         assert c.delete(f"/api/index-jobs/{job['id']}").json()["id"] == job["id"]
         engine.gate.set()
@@ -318,7 +318,9 @@ def test_cancelling_a_job_keeps_what_it_committed(tmp_path: Path, built: tuple[P
         summary = c.get("/api/summary").json()
         assert summary["people"] == done["people_added"] and summary["incomplete_sources"] >= 1
         assert c.get("/api/index-jobs").json()["jobs"][0]["state"] == "cancelled"
-        resumed = _wait_job(c, c.post("/api/index-jobs", json={"paths": [str(footage)]}).json()["id"])
+        resumed = _wait_job(c, c.post("/api/index-jobs", json={"paths": [str(footage)], "stride": 1}).json()["id"])
+        both = c.post("/api/index-jobs", json={"paths": [str(footage)], "stride": 2, "fps": 5})
+        assert both.status_code == 422 and "not both" in both.json()["detail"]
         assert resumed["state"] == "done" and c.get("/api/summary").json()["people"] == 11
     assert c.delete("/api/index-jobs/99").status_code == 404
 

@@ -9,7 +9,7 @@ import pytest
 from index_testkit import BLUE, RED, draw_scene, write_png, write_video
 
 from personsearch.data.images import ImageReadError
-from personsearch.index.sources import Sampling, discover, iter_frames, planned_frames, read_frame, video_info
+from personsearch.index.sources import DEFAULT_VIDEO_FPS, Sampling, discover, iter_frames, planned_frames, read_frame, sampling_for, video_info
 
 
 def test_discover_walks_folders_in_order_and_reports_what_it_skips(tmp_path: Path) -> None:
@@ -54,6 +54,15 @@ def test_video_sampling_by_stride_and_fps_gives_frame_numbers_and_times(tmp_path
     # The person (red over blue) is at x = 10 + 4 * 7 = 38 in frame 7: RGB order, not BGR.
     assert frames[7][45, 48].tolist()[0] > 200 and frames[7][70, 48].tolist()[2] > 200
     np.testing.assert_array_equal(read_frame(video, 7), frames[7])
+
+
+def test_videos_default_to_a_few_frames_a_second_and_stride_or_fps_is_one_choice() -> None:
+    """An hour of 25 fps footage is not 90,000 frames to index unless asked: ``index`` and
+    ``adapt`` take DEFAULT_VIDEO_FPS; --stride 1 asks for every frame; both at once is an error."""
+    assert sampling_for() == Sampling(fps=DEFAULT_VIDEO_FPS) and sampling_for().step(25.0) == 5
+    assert sampling_for(stride=1) == Sampling(stride=1) and sampling_for(fps=2.0).step(10.0) == 5
+    with pytest.raises(ValueError, match="not both"):
+        sampling_for(stride=2, fps=2.0)
 
 
 def test_images_yield_one_frame_and_bad_files_raise_before_yielding(tmp_path: Path) -> None:

@@ -63,6 +63,23 @@ class Sampling:
         return max(1, round(video_fps / self.fps))
 
 
+DEFAULT_VIDEO_FPS = 5.0
+"""Frames a second that ``index`` and ``adapt`` take from a video unless told otherwise: a walking
+person moves about 30 cm between two such frames, close enough for the tracker to follow and
+far enough that neighbouring frames are not near-copies; every frame of 25 fps footage would cost
+5x the time for little more."""
+
+
+def sampling_for(stride: int | None = None, fps: float | None = None) -> Sampling:
+    """The frames a user asked for: ``stride`` (every N-th frame) or ``fps``, not both; neither:
+    ``DEFAULT_VIDEO_FPS``."""
+    if stride is not None and fps is not None:
+        raise ValueError(f"give a frame stride ({stride}) or a frame rate ({fps}), not both")
+    if stride is not None:
+        return Sampling(stride=stride)
+    return Sampling(fps=DEFAULT_VIDEO_FPS if fps is None else fps)
+
+
 @dataclass
 class Frame:
     """One decoded frame of a source."""

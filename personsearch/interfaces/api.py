@@ -21,6 +21,7 @@ import numpy as np
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.distributed import RaySettings, load_engine, machine_key
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
+from personsearch.index.sources import sampling_for
 from personsearch.interfaces.report import write_contact_sheet, write_html_report
 from personsearch.models.bundle import DEFAULT_MODEL, SHIPPED_MODEL, ModelBundle, model_home, resolve_model
 from personsearch.pipeline import PersonEngine
@@ -86,7 +87,7 @@ class PersonSearch:
         paths: Iterable[str | Path],
         index: str | Path,
         *,
-        stride: int = 1,
+        stride: int | None = None,
         fps: float | None = None,
         camera: str | None = None,
         batch_size: int = 4,
@@ -99,6 +100,7 @@ class PersonSearch:
         ``ray``: run the models on a Ray cluster (``True``: a local one, or the one ``RAY_ADDRESS``
         names; a string: its address), ``workers`` model copies (default: one per CPU); this
         process commits (personsearch.index.distributed)."""
+        sampling = sampling_for(stride, fps)
         settings = None
         factory = None
         if ray:
@@ -107,8 +109,8 @@ class PersonSearch:
         with PersonIndex.open(index, self.bundle, create=True) as person_index:
             return person_index.add_paths(
                 paths,
-                stride=stride,
-                fps=fps,
+                stride=sampling.stride,
+                fps=sampling.fps,
                 camera=camera,
                 batch_size=batch_size,
                 progress=progress,

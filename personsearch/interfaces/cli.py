@@ -468,8 +468,8 @@ def index_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive) and video files.")],
     index: Annotated[Path, typer.Option(help="Index directory (created if absent).")],
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
-    stride: Annotated[int, typer.Option(help="Videos: index every N-th frame.")] = 1,
-    fps: Annotated[float | None, typer.Option(help="Videos: index about this many frames per second.")] = None,
+    stride: Annotated[int | None, typer.Option(min=1, help="Videos: index every N-th frame (1: every frame) instead of --fps.")] = None,
+    fps: Annotated[float | None, typer.Option(help="Videos: index about this many frames per second.", show_default="5")] = None,
     camera: Annotated[str | None, typer.Option(help="Camera label for these files (default: folder name).")] = None,
     approximate: Annotated[bool, typer.Option(help="Make approximate (IVF) search this index's default.")] = False,
     ray: Annotated[
@@ -518,8 +518,8 @@ def adapt_cmd(
     epochs: Annotated[int, typer.Option(min=1, help="Epochs per round.")] = 8,
     rounds: Annotated[int, typer.Option(min=1, help="1: per-camera tracklet discrimination; more: cross-camera association before each further round.")] = 2,
     min_boxes: Annotated[int, typer.Option(min=2, help="Shortest usable tracklet, in sampled frames.")] = 8,
-    stride: Annotated[int, typer.Option(help="Indexing PATHS: every N-th frame.")] = 1,
-    fps: Annotated[float | None, typer.Option(help="Indexing PATHS: about this many frames per second.")] = None,
+    stride: Annotated[int | None, typer.Option(min=1, help="Indexing PATHS: every N-th frame (1: every frame) instead of --fps.")] = None,
+    fps: Annotated[float | None, typer.Option(help="Indexing PATHS: about this many frames per second.", show_default="5")] = None,
     detector: Annotated[str, typer.Option(help="Detector the index is built with: bundle, hog or ssdlite.")] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
 ) -> None:

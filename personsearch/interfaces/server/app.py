@@ -95,8 +95,8 @@ class JobBody(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=100)
     camera: str | None = Field(None, min_length=1, max_length=200)
-    stride: int = Field(1, ge=1, le=100_000)
-    fps: float | None = Field(None, gt=0, le=1000)
+    stride: int | None = Field(None, ge=1, le=100_000, description="Videos: every N-th frame (1: every frame); not with fps.")
+    fps: float | None = Field(None, gt=0, le=1000, description="Videos: about this many frames a second (default 5, index.sources.DEFAULT_VIDEO_FPS).")
 
 
 class LoginBody(BaseModel):

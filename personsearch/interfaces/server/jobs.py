@@ -18,7 +18,7 @@ from typing import Any
 
 from personsearch.index import IndexBusyError, PersonIndex
 from personsearch.index.indexer import IndexProgress
-from personsearch.index.sources import is_within
+from personsearch.index.sources import Sampling, is_within, sampling_for
 from personsearch.interfaces.server.service import NoModelError
 from personsearch.pipeline import PersonEngine
 
@@ -98,13 +98,14 @@ class IndexingJobs:
     def running(self) -> Job | None:
         return next((job for job in self.jobs.values() if job.state == "running"), None)
 
-    def start(self, paths: list[str], *, camera: str | None = None, stride: int = 1, fps: float | None = None) -> Job:
+    def start(self, paths: list[str], *, camera: str | None = None, stride: int | None = None, fps: float | None = None) -> Job:
         """Check the paths, take the writer lock, and index in the background."""
         if self.engine is None:
             raise NoModelError("no model is loaded, so nothing can be indexed; restart the server with --model")
         if not paths:
             raise ValueError("give at least one file or folder to index")
         resolved = [self.resolve(p) for p in paths]
+        sampling = sampling_for(stride, fps)  # both given: an error now, not in the job
         with self._lock:
             running = self.running()  # once: the job may end between two looks
             if running is not None:
@@ -117,10 +118,10 @@ class IndexingJobs:
                 raise
             job = Job(next(self._ids), [str(p) for p in resolved], camera)
             self.jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, index, resolved, stride, fps), name=f"index-job-{job.id}", daemon=True).start()
+        threading.Thread(target=self._run, args=(job, index, resolved, sampling), name=f"index-job-{job.id}", daemon=True).start()
         return job
 
-    def _run(self, job: Job, index: PersonIndex, paths: list[Path], stride: int, fps: float | None) -> None:
+    def _run(self, job: Job, index: PersonIndex, paths: list[Path], sampling: Sampling) -> None:
         def on_progress(progress: IndexProgress) -> None:
             job.frames_done, job.frames_total = progress.frames_done, progress.frames_total
             job.people_added, job.current = progress.people_added, progress.current
@@ -130,8 +131,8 @@ class IndexingJobs:
         try:
             summary = index.add_paths(
                 paths,
-                stride=stride,
-                fps=fps,
+                stride=sampling.stride,
+                fps=sampling.fps,
                 camera=job.camera,
                 batch_size=self.batch_size,
                 progress=False,
