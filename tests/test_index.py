@@ -412,3 +412,62 @@ def test_a_frame_number_needs_a_video_path() -> None:
 
     with pytest.raises(ValueError, match="frame= picks a frame of a video file"):
         PersonSearch(ColourEngine()).query(draw_scene([(10, 10, RED, BLUE)]), frame=3)  # type: ignore[arg-type]
+
+
+class _CoarseColours(ColourEngine):
+    """Another re-id model on the same detector: squared colour histograms (as an adapted
+    network changes features, not boxes); ``kill_on_embed``: die at that embed call."""
+
+    def __init__(self, kill_on_embed: int | None = None) -> None:
+        super().__init__(model_id="colour-squared-v2")
+        self.kill_on_embed, self.embed_calls = kill_on_embed, 0
+
+    def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        self.embed_calls += 1
+        if self.kill_on_embed is not None and self.embed_calls >= self.kill_on_embed:
+            raise SimulatedKill(f"killed at embed call {self.embed_calls}")
+        squared = super().embed(image, boxes) ** 2
+        return squared / np.linalg.norm(squared, axis=1, keepdims=True)
+
+
+def test_reembedding_an_index_gives_what_indexing_with_the_new_model_gives(tmp_path: Path) -> None:
+    """After adapting, an index takes the new re-id features without a detection pass: the same
+    boxes, scores and thumbnails, the new model's features and sightings, exactly what indexing
+    from scratch with the new model stores; a kill part-way resumes; the old index is untouched
+    and each index refuses the other's model."""
+    from personsearch.index.reembed import reembed_index
+
+    footage = tmp_path / "footage"
+    for i in range(5):
+        write_png(footage / "cam1" / f"{i}.png", draw_scene([(10 + 9 * i, 20, RED, BLUE), (90, 50, GREEN, YELLOW)][: 1 + i % 2]))
+    write_video(footage / "cam2" / "walk.avi", frames=12)
+    with PersonIndex.open(tmp_path / "old", ColourEngine(), create=True) as index:
+        index.add_paths([footage], progress=False, batch_size=3)
+    before = index_content(tmp_path / "old")
+    with PersonIndex.open(tmp_path / "scratch", _CoarseColours(), create=True) as index:
+        index.add_paths([footage], progress=False, batch_size=3)
+    expected = index_content(tmp_path / "scratch")
+    assert [row[3] for row in expected] == [row[3] for row in before] and [row[5] for row in expected] != [row[5] for row in before]
+
+    killer = _CoarseColours(kill_on_embed=4)
+    target = PersonIndex.open(tmp_path / "new", killer, create=True)
+    target.store.acquire_writer()
+    with pytest.raises(SimulatedKill):
+        reembed_index(tmp_path / "old", target.store, killer, batch_size=2)
+    target.close()
+    partial = index_content(tmp_path / "new")
+    assert 0 < len(partial) < len(expected)
+
+    engine = _CoarseColours()
+    with PersonIndex.open(tmp_path / "new", engine) as index:
+        index.store.acquire_writer()
+        summary = reembed_index(tmp_path / "old", index.store, engine, batch_size=2)
+        index.store.release_writer()
+        assert engine.detect_calls == 0  # no detection pass
+        assert summary.sources_unchanged > 0 and summary.people_added == len(expected) - len(partial)
+    assert index_content(tmp_path / "new") == expected
+    assert index_content(tmp_path / "old") == before
+    with pytest.raises(ModelMismatchError):
+        PersonIndex.open(tmp_path / "new", ColourEngine())
+    with pytest.raises(ValueError, match="nothing to re-embed"):
+        reembed_index(tmp_path / "old", IndexStore.open(tmp_path / "old"), ColourEngine())

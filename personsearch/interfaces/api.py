@@ -21,6 +21,7 @@ import numpy as np
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.distributed import RaySettings, load_engine, machine_key
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
+from personsearch.index.reembed import reembed_index
 from personsearch.index.sources import sampling_for
 from personsearch.interfaces.report import write_contact_sheet, write_html_report
 from personsearch.models.bundle import DEFAULT_MODEL, SHIPPED_MODEL, ModelBundle, model_home, resolve_model
@@ -117,6 +118,17 @@ class PersonSearch:
                 ray=settings,
                 engine_factory=factory,
             )
+
+    def reembed(self, index: str | Path, out: str | Path) -> IndexSummary:
+        """The people of the index at ``index`` with this model's re-id features, in a new index
+        at ``out``: the stored boxes, detection scores and thumbnails, no detection pass (after
+        ``adapt``, whose bundle keeps the detector). Resumable: run it again after a kill."""
+        with PersonIndex.open(out, self.bundle, create=True) as person_index:
+            person_index.store.acquire_writer()
+            try:
+                return reembed_index(index, person_index.store, self.bundle)
+            finally:
+                person_index.store.release_writer()
 
     def actor_engine_factory(self) -> functools.partial[PersonEngine]:
         """What each Ray actor builds: this bundle, on the engine this process runs when the actor

@@ -508,6 +508,33 @@ def index_cmd(
         console.print(f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False)
 
 
+@command("reembed")
+def reembed_cmd(
+    index: Annotated[Path, typer.Option(help="Index whose people to describe again.")],
+    out: Annotated[Path, typer.Option(help="New index to write (or to resume).")],
+    model: Annotated[str, typer.Option(help="Model whose re-id features the new index holds, e.g. the bundle `adapt` wrote.")],
+    detector: Annotated[str, typer.Option(help="The detector --index was built with (bundle, hog or ssdlite): the new index is searched with it.")] = "bundle",
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    engine_name: EngineOption = None,
+) -> None:
+    """Give an index another model's re-id features without detecting anyone again: each stored
+    box is described by --model's re-id network and written, with its score and thumbnail, to
+    --out (resumable; videos tracked again). The boxes stay those of the index's detector."""
+    from personsearch.interfaces.api import PersonSearch
+
+    _configure_logging()
+    engine = PersonSearch.load(model, device=device, engine=engine_name, detector=detector)
+    _say_engines(engine.bundle)
+    data = engine.reembed(index, out).to_json()
+    console.print(
+        f"{data['sources_indexed']} files described again, {data['sources_unchanged']} already done, {data['sources_skipped']} skipped; "
+        f"{data['frames_processed']} images/frames, {data['people_added']} people in {data['seconds']:.1f} s; search it with --model {model}"
+        + (f" --detector {detector}" if detector != "bundle" else "")
+    )
+    for skipped in data["skipped"]:
+        console.print(f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False)
+
+
 @command("adapt")
 def adapt_cmd(
     index: Annotated[Path, typer.Option(help="Index whose videos (their sightings) to learn from.")],
@@ -536,8 +563,11 @@ def adapt_cmd(
     result = adapt(index, resolve_model(model), out, AdaptConfig(epochs=epochs, rounds=rounds, min_boxes=min_boxes, from_imagenet=from_imagenet))
     console.print(
         f"learned from {result['tracklets']} tracklets in {len(result['footage'])} video(s) ({', '.join(result['cameras'])}); "
-        f"classes per round {[r['classes'] for r in result['rounds']]}; {time_taken(result)}; wrote {out} (search with --model {out}"
-        + (f" --detector {detector})" if detector != "bundle" else ")")
+        f"classes per round {[r['classes'] for r in result['rounds']]}; {time_taken(result)}; wrote {out}"
+    )
+    with_detector = f" --detector {detector}" if detector != "bundle" else ""
+    console.print(
+        f"give the index the new features, no detection pass: personsearch reembed --index {index} --model {out} --out {index}-adapted{with_detector}"
     )
 
 

@@ -1,0 +1,137 @@
+"""An index's people with another model's re-id features, without detecting them again.
+
+After ``personsearch adapt`` the re-id network is new but the detector is the old one, so the
+boxes an index holds are still the right ones: only their features are stale. Re-embedding reads
+each stored box's frame once, describes the box with the new engine and commits it, with its
+detection score and thumbnail, into a new index that carries the new model's id (search never
+mixes features of two models: an index refuses any model but its own). Videos are tracked into
+sightings again from the new features as each one completes.
+
+It is an indexing run in all but the detector: the same batches, the same crash-safe commit
+(``indexer.commit``), resumable per source and frame (run it again after a kill and it goes on
+where the last commit stopped), the same summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from personsearch.index.indexer import IndexSummary, commit
+from personsearch.index.sources import Frame, Sampling, Skipped, Source, iter_frames
+from personsearch.index.store import BoxRow, IndexStore, SourceChangedError, SourceUpdate
+from personsearch.pipeline import PersonEngine, PersonSearchPipeline
+
+log = logging.getLogger(__name__)
+
+EVERY_FRAME = Sampling(stride=1)
+"""Frames are read in order and the stored ones kept, whatever sampling indexed them."""
+
+
+@dataclass
+class _StoredFrame:
+    frame: Frame
+    boxes: np.ndarray
+    """(n, 5) xyxy + detection score, as stored."""
+    thumbnails: list[bytes]
+    last: bool
+    """The source's last frame with people: committing it completes the source."""
+
+
+def _sources(store: IndexStore) -> Iterator[tuple[int, Source, int]]:
+    """Every complete source of ``store`` as ``(id, Source, next_frame)``, in id order."""
+    rows = store.conn.execute("SELECT id, path, kind, size, mtime_ns, camera, next_frame FROM sources WHERE complete = 1 ORDER BY id").fetchall()
+    for source_id, path, kind, size, mtime_ns, camera, next_frame in rows:
+        yield int(source_id), Source(Path(path), kind, int(size), int(mtime_ns), camera), int(next_frame)
+
+
+def _stored_frames(store: IndexStore, source_id: int, source: Source, start_frame: int) -> Iterator[_StoredFrame]:
+    """The frames of one source that hold stored people, from ``start_frame`` on."""
+    rows = store.conn.execute(
+        "SELECT b.id, b.frame, b.x1, b.y1, b.x2, b.y2, b.score, t.jpeg FROM boxes b JOIN thumbnails t ON t.box_id = b.id WHERE b.source_id = ? ORDER BY b.frame, b.id",
+        (source_id,),
+    ).fetchall()
+    by_frame: dict[int | None, list[tuple[float, ...]]] = {}
+    thumbs: dict[int | None, list[bytes]] = {}
+    for _, frame, x1, y1, x2, y2, score, jpeg in rows:
+        if frame is None or frame >= start_frame:
+            by_frame.setdefault(frame, []).append((x1, y1, x2, y2, score))
+            thumbs.setdefault(frame, []).append(bytes(jpeg))
+    if not by_frame:
+        return
+    last = max(by_frame, key=lambda f: -1 if f is None else f)
+    stop = None if source.kind == "image" else int(last) + 1  # type: ignore[arg-type]
+    for frame in iter_frames(source, start_frame=start_frame, sampling=EVERY_FRAME, stop_frame=stop):
+        if frame.frame in by_frame:
+            yield _StoredFrame(frame, np.array(by_frame[frame.frame], np.float32), thumbs[frame.frame], frame.frame == last)
+
+
+def reembed_index(source_dir: str | Path, target: IndexStore, engine: PersonEngine, *, batch_size: int = 8) -> IndexSummary:
+    """Copy the complete sources of the index at ``source_dir`` into ``target`` (an index of
+    ``engine``'s model, writer lock held) with ``engine``'s features of the stored boxes.
+    Sources already complete in ``target`` are skipped; a partly copied one goes on after its
+    last committed frame. A file that changed or went away since it was indexed is skipped and
+    reported (its boxes would no longer match its pixels)."""
+    started = time.perf_counter()
+    summary = IndexSummary()
+    pipeline = PersonSearchPipeline(engine)
+    old = IndexStore.open(source_dir, shared=True)
+    try:
+        if old.meta("model_id") == engine.model_id:
+            raise ValueError(f"{source_dir} already holds {engine.model_id}'s features: nothing to re-embed")
+        for source_id, source, next_frame in _sources(old):
+            summary.sources_seen += 1
+            state = target.source_state(source.path)
+            if state is not None and state.matches(source) and state.complete:
+                summary.sources_unchanged += 1
+                continue
+            try:
+                old.source_file(source_id)
+            except SourceChangedError as err:
+                summary.skipped.append(Skipped(str(source.path), str(err)))
+                log.warning("skipped %s", err)
+                continue
+            start = state.next_frame if state is not None and state.matches(source) else 0
+            summary.sources_indexed += 1
+            batch: list[_StoredFrame] = []
+            for item in _stored_frames(old, source_id, source, start):
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    _commit(target, pipeline, batch, next_frame, summary)
+                    batch = []
+            _commit(target, pipeline, batch, next_frame, summary, finish=source)
+    finally:
+        old.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _commit(
+    target: IndexStore, pipeline: PersonSearchPipeline, batch: list[_StoredFrame], next_frame: int, summary: IndexSummary, finish: Source | None = None
+) -> None:
+    """One batch of frames described and committed; ``finish``: also mark that source complete
+    (at the old index's ``next_frame``), even when the batch is empty."""
+    people = pipeline.find_people([item.frame.image for item in batch], detections=[item.boxes for item in batch])
+    rows = [
+        BoxRow(item.frame.source, item.frame.frame, item.frame.time, box, float(score), thumbnail)
+        for item, found in zip(batch, people, strict=True)
+        for box, score, thumbnail in zip(found.boxes, found.scores, item.thumbnails, strict=True)
+    ]
+    vectors = np.concatenate([np.zeros((0, pipeline.feature_dim), np.float32), *(found.features for found in people)])
+    updates: dict[Path, SourceUpdate] = {}
+    for item in batch:
+        done = item.last and finish is not None
+        frame_after = 1 if item.frame.frame is None else item.frame.frame + 1
+        updates[item.frame.source.path] = SourceUpdate(item.frame.source, next_frame if done else frame_after, done)
+    if finish is not None:
+        updates[finish.path] = SourceUpdate(finish, next_frame, True)
+    if not updates:
+        return
+    commit(target, rows, vectors, list(updates.values()), summary)
+    summary.frames_processed += len(batch)
+    summary.people_added += len(rows)
