@@ -177,3 +177,33 @@ def test_the_default_video_frame_rate_is_in_the_help(command: str) -> None:
 
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and f"[default: ({DEFAULT_VIDEO_FPS:g})]" in result.output
+
+
+def test_reembed_from_the_command_line(setup: dict[str, Path], tmp_path: Path) -> None:
+    """``personsearch reembed``: the index's boxes under another model's features, searchable
+    with that model; the same model again is refused in one line."""
+    import shutil
+
+    from personsearch.index import PersonIndex
+
+    other = tmp_path / "other"
+    shutil.copytree(setup["bundle"], other)
+    torch.manual_seed(1)
+    reid_cfg = ReIDConfig(num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16)
+    save_component(other, "reid", build_reid(reid_cfg), reid_cfg, {})  # an "adapted" re-id network, the same detector
+    out = tmp_path / "adapted-index"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERSONSEARCH_ENGINE", "torch-fp32")
+        result = runner.invoke(app, ["reembed", "--index", str(setup["index"]), "--model", str(other), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "search it with --model" in result.output
+        with PersonIndex.open(setup["index"]) as before, PersonIndex.open(out) as after:
+            assert after.count() == before.count() > 0 and after.model_id != before.model_id
+        search = runner.invoke(app, ["search", "--index", str(out), "--model", str(other), "--query", str(setup["scene"]), "--box", "10,20,30,60"])
+        assert search.exit_code == 0, search.output
+        _one_line_error(
+            runner.invoke(app, ["reembed", "--index", str(setup["index"]), "--model", str(setup["bundle"]), "--out", str(tmp_path / "same")]),
+            EXIT_CODES["bad input"],
+            "nothing to re-embed",
+        )
+        assert not (tmp_path / "same").exists()

@@ -123,6 +123,9 @@ class PersonSearch:
         """The people of the index at ``index`` with this model's re-id features, in a new index
         at ``out``: the stored boxes, detection scores and thumbnails, no detection pass (after
         ``adapt``, whose bundle keeps the detector). Resumable: run it again after a kill."""
+        with PersonIndex.open(index) as source:  # refused before anything is written at ``out``
+            if source.model_id == self.bundle.model_id:
+                raise ValueError(f"{index} already holds {self.bundle.model_id}'s features: nothing to re-embed")
         with PersonIndex.open(out, self.bundle, create=True) as person_index:
             person_index.store.acquire_writer()
             try:
