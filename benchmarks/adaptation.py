@@ -127,7 +127,7 @@ def main() -> None:
     learn = make_walks(args.work / "learn", seed=args.seed, cameras=args.cameras, people=args.people, frames=args.frames, fps=args.fps)
     held = make_walks(args.work / "held-out", seed=args.eval_seed, cameras=args.cameras, people=args.people, frames=args.frames, fps=args.fps)
     t = time.perf_counter()
-    PersonSearch.load().index(learn, args.work / "index", progress=False)
+    PersonSearch.load().index(learn, args.work / "index", stride=1, progress=False)  # every frame of the walks
     index_seconds = time.perf_counter() - t
     _, reid_config, _ = load_component(SHIPPED_MODEL, "reid")
     crops, owners, keys = appearance_crops(held, tuple(reid_config.input_size))
