@@ -122,3 +122,19 @@ def test_adapting_to_unlabelled_walks_beats_the_starting_network_on_other_people
     ModelBundle(tmp_path / "adapted", engine="torch-fp32")  # a usable bundle
     with pytest.raises(ValueError, match="usable tracklet"):
         adapt(tmp_path / "index", start, tmp_path / "never", AdaptConfig(min_boxes=1000), progress=False)
+
+
+def test_a_box_that_never_moves_is_not_a_training_identity(tmp_path: Path) -> None:
+    """A detector's steady false positive (here a "person" standing in one place for the whole
+    video) tracks perfectly; adapting must not learn it as a person. The walker beside it stays."""
+    from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, write_walkers
+
+    from personsearch.training.adapt import find_tracklets
+
+    video = write_walkers(tmp_path / "cam1" / "v.avi", [(RED, BLUE, 0, 19, 5, 10, 5, 1), (GREEN, YELLOW, 0, 19, 120, 70, 0, 0)], frames=20)
+    with PersonIndex.open(tmp_path / "index", ColourEngine(), create=True) as index:
+        index.add_paths([video], progress=False)
+        kept = find_tracklets(index, AdaptConfig(min_boxes=6))
+        everything = find_tracklets(index, AdaptConfig(min_boxes=6, min_motion=0.0))
+    assert len(everything) == 2 and len(kept) == 1
+    assert kept[0].boxes[0][0] < 60  # the walker, who starts on the left

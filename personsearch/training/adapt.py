@@ -6,7 +6,8 @@ for free; that is the idea of Li, Zhu and Gong, "Unsupervised Person Re-identifi
 Learning Tracklet Association" (ECCV 2018), from the CLSA authors' group. Here:
 
 1. **Tracklets**: sightings with at least ``min_boxes`` boxes and a mean detection score of at
-   least ``min_score``; frames where another detected person overlaps the box (IoU above
+   least ``min_score`` whose box moves (``min_motion``: a box that stays put is a detector's
+   steady false positive far more often than a person); frames where another detected person overlaps the box (IoU above
    ``max_overlap``: the crop shows two people) are left out. Up to ``crops_per_tracklet`` frames
    spread over each are cropped from the video itself (not the thumbnails) at the network's input size.
 2. **Per-camera tracklet discrimination** (round 1): every tracklet is its own class, trained
@@ -53,6 +54,11 @@ class AdaptConfig:
     min_boxes: int = 8
     min_score: float = 0.6
     max_overlap: float = 0.3
+    min_motion: float = 0.5
+    """A tracklet whose box centre stays within this many of its own box heights over its whole
+    span is dropped: on real footage a detector's steady false boxes (a cone, a tripod, a lamp
+    post) track perfectly and would each become an "identity". People who stand still the whole
+    time are dropped with them."""
     crops_per_tracklet: int = 16
     rounds: int = 2
     """1: per-camera tracklet discrimination only; each further round associates across cameras
@@ -83,6 +89,14 @@ class Tracklet:
     boxes: tuple[tuple[float, float, float, float], ...]
 
 
+def moves(boxes: np.ndarray, min_motion: float) -> bool:
+    """Whether the centres of ``boxes`` (n, 4 xyxy, one tracklet) span at least ``min_motion``
+    median box heights, across or along the image."""
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    height = float(np.median(boxes[:, 3] - boxes[:, 1]))
+    return bool(np.ptp(centres, axis=0).max() >= min_motion * height)
+
+
 def find_tracklets(index: PersonIndex, config: AdaptConfig) -> list[Tracklet]:
     """The index's usable tracklets (see the module docstring), in source then sighting order."""
     out = []
@@ -103,7 +117,7 @@ def find_tracklets(index: PersonIndex, config: AdaptConfig) -> list[Tracklet]:
             if len(members) < config.min_boxes or scores[members].mean() < config.min_score:
                 continue
             clean = members[~crowded[members]]
-            if len(clean) < config.min_boxes // 2:
+            if len(clean) < config.min_boxes // 2 or not moves(boxes[members], config.min_motion):
                 continue
             picks = clean[np.unique(np.linspace(0, len(clean) - 1, min(config.crops_per_tracklet, len(clean))).round().astype(int))]
             picks = picks[np.argsort(frames[picks], kind="stable")]
