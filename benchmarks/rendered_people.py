@@ -110,14 +110,20 @@ def evaluate(args: argparse.Namespace) -> None:
 
     size = (256, 128)
     query, gallery = read_split(args.root, QUERY, size), read_split(args.root, GALLERY, size)
-    models = {"shipped default": DEFAULT, **{str(m): Path(m) for m in args.model}}
+    models = {**({} if args.keep else {"shipped default": DEFAULT}), **{str(m): Path(m) for m in args.model}}
     synthetic = load_dataset(args.synthetic) if args.synthetic else None
     scores: dict[str, Any] = {}
+    if args.keep and args.out.is_file():  # the other networks' scores of an earlier run on the same sets, each with its commit
+        earlier = json.loads(args.out.read_text())
+        same_synthetic = Path((earlier.get("synthetic") or {}).get("root") or "-").resolve() == Path(args.synthetic or "-").resolve()
+        if Path(earlier["data"]["root"]).resolve() != Path(args.root).resolve() or not same_synthetic:
+            raise SystemExit(f"{args.out} scores other sets; --keep adds to a file of the same --root and --synthetic")
+        scores = {name: {"commit": earlier["commit"], **entry} for name, entry in earlier["scores"].items() if name not in models}
     for name, where in models.items():
         model, _, _ = load_component(where, "reid")
         began = time.perf_counter()
         q, g = embed_crops(model, query.crops), embed_crops(model, gallery.crops)
-        scores[name] = {"rendered_test": market_scores(q, query.pids, query.cams, g, gallery.pids, gallery.cams)}
+        scores[name] = {"commit": commit(), "rendered_test": market_scores(q, query.pids, query.cams, g, gallery.pids, gallery.cams)}
         scores[name]["rendered_test"]["seconds"] = round(time.perf_counter() - began, 1)
         print(name, "rendered:", {k: round(v, 1) for k, v in scores[name]["rendered_test"].items()}, flush=True)
         if synthetic is not None:  # the synthetic benchmark must hold: search with the shipped detector's boxes and with ground truth
@@ -143,16 +149,22 @@ def evaluate(args: argparse.Namespace) -> None:
         "synthetic": {"root": str(args.synthetic), "gallery_size": args.gallery_size} if args.synthetic else None,
         "scores": scores,
     }
-    path = write_results(RESULTS / "rendered_people.json", results)
+    if args.keep and args.out.is_file():
+        earlier = json.loads(args.out.read_text())
+        results.update({key: earlier[key] for key in ("training", "training_machine") if key in earlier})
+    path = write_results(args.out, results)
     print(f"wrote {path}")
 
 
 def training_record(args: argparse.Namespace) -> None:
     """Adds each ``--model``'s training recipe and time (from its bundle's metadata) to
     ``results/rendered_people.json``, beside its scores."""
-    path = RESULTS / "rendered_people.json"
+    path = args.results
     results = json.loads(path.read_text())
-    results["training"] = {str(m): json.loads((Path(m) / "reid.json").read_text())["metadata"] for m in args.model}  # config and summary
+    results["training"] = {  # config and summary, beside those recorded before
+        **results.get("training", {}),
+        **{str(m): json.loads((Path(m) / "reid.json").read_text())["metadata"] for m in args.model},
+    }
     results["training_machine"] = machine()  # the machine of this record: the runs' own is the bundles' (same session)
     write_results(path, results)
     print(f"wrote {path}")
@@ -200,8 +212,11 @@ def main() -> None:
     p.add_argument("--model", action="append", default=[], help="a model bundle folder with reid.json / reid.safetensors; repeatable")
     p.add_argument("--synthetic", type=Path, default=None, help="also score on this synthetic benchmark (e.g. `make-synthetic --preset small --seed 7`)")
     p.add_argument("--gallery-size", type=int, default=50)
+    p.add_argument("--out", type=Path, default=RESULTS / "rendered_people.json")
+    p.add_argument("--keep", action="store_true", help="keep the scores --out holds for networks not given here (each entry records its commit)")
     p = sub.add_parser("training-record")
     p.add_argument("--model", action="append", default=[])
+    p.add_argument("--results", type=Path, default=RESULTS / "rendered_people.json", help="the evaluate results file to add the recipes to")
     p = sub.add_parser("sheet")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
     p.add_argument("--people", type=int, default=6)

@@ -1,3 +1,88 @@
 """docs/rendered-people.md's figure tables."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from figure_tables import Rows, Source, num, table
+
+EVALUATE = "python benchmarks/rendered_people.py evaluate"
+FIRST = Source("rendered_people.json", EVALUATE)
+SECOND = Source("rendered_people_v2.json", EVALUATE + " --root data/people3d-3000 --out benchmarks/results/rendered_people_v2.json")
+BLIND = Source("blind_real.json", "python benchmarks/blind_real_check.py score")
+
+NAMES = {
+    "shipped default": "shipped default (drawn people only)",
+    "runs/people3d-finetune": "rendered v1",
+    "runs/people3d-mixed": "rendered v1 + synthetic",
+    "runs/people3d-mixed-style": "rendered v1 + synthetic, style randomised",
+    "runs/people3d-v2-mixed": "rendered v2 (1,000 people, bags) + synthetic",
+}
+"""The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
+
+
+def _name(model: str) -> str:
+    return NAMES.get(model, model)
+
+
+def _scores(results: dict[str, Any]) -> Rows:
+    with_synthetic = results.get("synthetic") is not None
+    header = ["re-id network", "rendered test mAP / top-1"]
+    if with_synthetic:
+        header += ["synthetic, detections: mAP / top-1", "synthetic, GT boxes: mAP / top-1"]
+    rows = [[*header, "scored at"]]
+    for model, scores in results["scores"].items():
+        test = scores["rendered_test"]
+        cells = [_name(model), f"{num(test['mAP'])} / {num(test['top1'])}"]
+        if with_synthetic:
+            search, gt_boxes = scores["synthetic"]["search"], scores["synthetic"]["search_gt_boxes"]
+            cells += [f"{num(100 * search['mAP'])} / {num(100 * search['topk']['1'])}", f"{num(100 * gt_boxes['mAP'])} / {num(100 * gt_boxes['topk']['1'])}"]
+        rows.append([*cells, str(scores.get("commit", results["commit"]))[:7]])
+    return rows
+
+
+@table("rendered-people-v1", "docs/rendered-people.md", FIRST)
+def first_set(results: dict[str, Any]) -> Rows:
+    return _scores(results)
+
+
+@table("rendered-people-v2", "docs/rendered-people.md", SECOND)
+def second_set(results: dict[str, Any]) -> Rows:
+    return _scores(results)
+
+
+@table("rendered-people-render", "docs/rendered-people.md", FIRST, SECOND)
+def render_rate(*results: dict[str, Any]) -> Rows:
+    rows = [["set", "renderer version", "people (+ held out)", "images rendered in the run", "seconds", "images/s", "processes"]]
+    for result in results:
+        data = result["data"]
+        render = data["render"]
+        spec = render["spec"]
+        rows.append(
+            [
+                f"`{data['root'].rsplit('/', 1)[-1]}`",
+                str(render["generator_version"]),
+                f"{spec['identities']:,} (+ {spec['test_identities']})",
+                f"{render['images_rendered_now']:,}",
+                num(render["seconds_now"], 0),
+                num(render["images_per_s_now"]),
+                str(render["workers"]),
+            ]
+        )
+    return rows
+
+
+@table("rendered-people-blind", "docs/rendered-people.md", BLIND)
+def blind(results: dict[str, Any]) -> Rows:
+    names = {
+        "imagenet": "ImageNet MobileNetV2, pooled features",
+        "shipped": "shipped default",
+        "rendered": NAMES["runs/people3d-finetune"],
+        "rendered+synthetic": NAMES["runs/people3d-mixed"],
+        "styled": NAMES["runs/people3d-mixed-style"],
+        "v2": NAMES["runs/people3d-v2-mixed"],
+    }
+    rows = [["re-id network", "queries", "top-1 precision", "top-10 precision"]]
+    for model, scores in results["scores"].items():
+        rows.append([names.get(model, NAMES.get(model, model)), str(scores["queries"]), num(scores["top1_precision"]), num(scores["top10_precision"])])
+    return rows
