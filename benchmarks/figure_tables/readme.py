@@ -103,3 +103,36 @@ def search_10m(results: dict[str, Any]) -> Rows:
             f"**{size['peak_rss_gb']:.1f} GB** (the whole run, building included)",
         ],
     ]
+
+
+DEMO = Source("demo-9adbcc2d45e9.json", "python benchmarks/demo_run.py")
+
+
+@table("readme-demo", "README.md", DEMO)
+def demo(results: dict[str, Any]) -> Rows:
+    rows = [
+        [
+            "engines (fresh process, empty cache)",
+            "detection recall / AP",
+            "search mAP / top-1",
+            "GT boxes mAP / top-1",
+            "showcase: right hits of 10",
+            "demo's own clock",
+            "whole command",
+        ]
+    ]
+    for run in results["runs"]:
+        setting = "the machine's own choice" if run["engine_setting"] == "auto" else f"`PERSONSEARCH_ENGINE={run['engine_setting']}`"
+        chosen = run["engines"].removeprefix("engines: ").split(";")[0] if run["engines"] else "?"
+        rows.append(
+            [
+                f"{setting}: {chosen}",
+                f"{num(100 * run['detection_recall'])} / {num(100 * run['detection_ap'])}",
+                f"{num(100 * run['search_mAP'])} / {num(100 * run['search_top1'], 2)}",
+                f"{num(100 * run['gt_boxes_mAP'])} / {num(100 * run['gt_boxes_top1'], 2)}",
+                f"{run['report_hits_correct']} of {run['report_hits']}",
+                f"{run['timings_s']['total']:.0f} s",
+                f"{run['wall_s']:.0f} s",
+            ]
+        )
+    return rows
