@@ -86,7 +86,7 @@ def test_json_form_has_exact_keys_and_round_trips(tmp_path: Path) -> None:
     document = json.loads(json.dumps(hits_to_json(hits, query=query)))
     assert list(document) == ["schema", "schema_version", "query", "hits"]
     assert (document["schema"], document["schema_version"]) == ("personsearch.search-results", 2)
-    assert document["query"] == {"source": str(tmp_path / "g" / "cam1" / "b.png"), "frame": None, "box": [10.0, 50.0, 30.0, 90.0]}
+    assert document["query"] == {"source": str(tmp_path / "g" / "cam1" / "b.png"), "frame": None, "box": [10.0, 50.0, 30.0, 90.0], "note": None}
     assert HIT_KEYS == ("rank", "score", "box", "detection_score", "source", "kind", "frame", "time", "camera", "box_id", "sighting")
     assert all(hit["sighting"] is None for hit in document["hits"])  # images: one-frame appearances
     assert all(list(hit) == list(HIT_KEYS) for hit in document["hits"])
