@@ -43,25 +43,14 @@ class _StoredFrame:
     """The source's last frame with people: committing it completes the source."""
 
 
-def _sources(store: IndexStore) -> Iterator[tuple[int, Source, int]]:
-    """Every complete source of ``store`` as ``(id, Source, next_frame)``, in id order."""
-    rows = store.conn.execute("SELECT id, path, kind, size, mtime_ns, camera, next_frame FROM sources WHERE complete = 1 ORDER BY id").fetchall()
-    for source_id, path, kind, size, mtime_ns, camera, next_frame in rows:
-        yield int(source_id), Source(Path(path), kind, int(size), int(mtime_ns), camera), int(next_frame)
-
-
 def _stored_frames(store: IndexStore, source_id: int, source: Source, start_frame: int) -> Iterator[_StoredFrame]:
     """The frames of one source that hold stored people, from ``start_frame`` on."""
-    rows = store.conn.execute(
-        "SELECT b.id, b.frame, b.x1, b.y1, b.x2, b.y2, b.score, t.jpeg FROM boxes b JOIN thumbnails t ON t.box_id = b.id WHERE b.source_id = ? ORDER BY b.frame, b.id",
-        (source_id,),
-    ).fetchall()
     by_frame: dict[int | None, list[tuple[float, ...]]] = {}
     thumbs: dict[int | None, list[bytes]] = {}
-    for _, frame, x1, y1, x2, y2, score, jpeg in rows:
-        if frame is None or frame >= start_frame:
-            by_frame.setdefault(frame, []).append((x1, y1, x2, y2, score))
-            thumbs.setdefault(frame, []).append(bytes(jpeg))
+    for number, box, jpeg in store.stored_people(source_id):
+        if number is None or number >= start_frame:
+            by_frame.setdefault(number, []).append(box)
+            thumbs.setdefault(number, []).append(jpeg)
     if not by_frame:
         return
     last = max(by_frame, key=lambda f: -1 if f is None else f)
@@ -84,7 +73,7 @@ def reembed_index(source_dir: str | Path, target: IndexStore, engine: PersonEngi
     try:
         if old.meta("model_id") == engine.model_id:
             raise ValueError(f"{source_dir} already holds {engine.model_id}'s features: nothing to re-embed")
-        for source_id, source, next_frame in _sources(old):
+        for source_id, source, next_frame in old.complete_sources():
             summary.sources_seen += 1
             state = target.source_state(source.path)
             if state is not None and state.matches(source) and state.complete:

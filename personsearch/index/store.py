@@ -523,6 +523,19 @@ class IndexStore:
         table = np.array([[r[0], r[1], np.nan if r[2] is None else r[2], *r[3:]] for r in rows], dtype=np.float64).reshape(-1, 7)
         return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2], table[:, 3:7]
 
+    def complete_sources(self) -> list[tuple[int, Source, int]]:
+        """``(id, Source, next_frame)`` of every source indexed to its end, by id."""
+        rows = self.conn.execute("SELECT id, path, kind, size, mtime_ns, camera, next_frame FROM sources WHERE complete = 1 ORDER BY id").fetchall()
+        return [(int(i), Source(Path(path), kind, int(size), int(mtime), camera), int(nxt)) for i, path, kind, size, mtime, camera, nxt in rows]
+
+    def stored_people(self, source_id: int) -> list[tuple[int | None, tuple[float, float, float, float, float], bytes]]:
+        """``(frame, (x1, y1, x2, y2, score), thumbnail JPEG)`` of every box of one source, by frame then id."""
+        rows = self.conn.execute(
+            "SELECT b.frame, b.x1, b.y1, b.x2, b.y2, b.score, t.jpeg FROM boxes b JOIN thumbnails t ON t.box_id = b.id WHERE b.source_id = ? ORDER BY b.frame, b.id",
+            (int(source_id),),
+        ).fetchall()
+        return [(frame, (x1, y1, x2, y2, score), bytes(jpeg)) for frame, x1, y1, x2, y2, score, jpeg in rows]
+
     def video_box_labels(self, source_id: int) -> tuple[np.ndarray, np.ndarray]:
         """``(detection scores, sighting ids (-1: none))`` of one video's boxes, in ``video_boxes`` order."""
         rows = self.conn.execute("SELECT score, sighting FROM boxes WHERE source_id = ? ORDER BY id", (int(source_id),)).fetchall()
