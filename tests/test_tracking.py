@@ -145,6 +145,27 @@ def test_a_video_indexes_into_one_sighting_per_appearance_and_search_returns_eac
         assert all(h.sighting is None or h.sighting.id != a.id for h in others) and round(others[1].score, 4) == 1.0
 
 
+def test_searching_never_writes_an_untracked_video_is_searched_frame_by_frame(tmp_path: Path) -> None:
+    _index(tmp_path)
+    conn = sqlite3.connect(str(tmp_path / "idx" / "index.sqlite"))  # a run killed before tracking
+    conn.execute("UPDATE boxes SET sighting = NULL")
+    conn.execute("DELETE FROM sightings")
+    conn.execute("UPDATE sources SET tracked = 0")
+    conn.commit()
+    conn.close()
+    before = {f.name: f.read_bytes() for f in (tmp_path / "idx").iterdir() if f.suffix != ".lock"}
+    with PersonIndex.open(tmp_path / "idx", ColourEngine(), read_only=True) as index:
+        hits = index.search(colour_feature(RED, BLUE), 50)
+        assert sum(h.score > 0.999 for h in hits) == 31 and all(h.sighting is None for h in hits if h.kind == "video")
+        with pytest.raises(PermissionError, match="open read-only"):
+            index.set_approximate(True)
+        with pytest.raises(PermissionError, match="open read-only"):
+            index.add_paths([tmp_path / "cams"], progress=False)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "idx").iterdir() if f.suffix != ".lock"} == before
+    with PersonIndex.open(tmp_path / "idx") as index:  # opened to write, it repairs the sightings
+        assert index.store.summary()["sightings"] == 3
+
+
 def test_sightings_survive_a_killed_run_and_an_index_from_the_previous_version_is_migrated(tmp_path: Path) -> None:
     _index(tmp_path / "whole")
     expected = index_content(tmp_path / "whole" / "idx")

@@ -129,8 +129,11 @@ def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> Neighbours:
 class VectorSearch:
     """The in-memory faiss structures of one open index."""
 
-    def __init__(self, store: IndexStore) -> None:
+    def __init__(self, store: IndexStore, *, persist: bool = True) -> None:
         self.store = store
+        self.persist = persist
+        """Whether built and extended approximate indexes are saved beside the vectors (not when
+        the index is open read-only: they then live in memory for this process)."""
         self._flat: faiss.IndexFlatIP | None = None
         self._ann: dict[str, faiss.IndexIVF] = {}
 
@@ -185,6 +188,8 @@ class VectorSearch:
         return index
 
     def _save(self, kind: str, index: faiss.IndexIVF) -> None:
+        if not self.persist:
+            return
         path = self.ann_path(kind)
         tmp = path.with_name(path.name + ".tmp")
         faiss.write_index(index, str(tmp))

@@ -51,21 +51,30 @@ def check_model(store: IndexStore, engine: PersonEngine) -> None:
 class PersonIndex:
     """An index directory opened for adding files and searching."""
 
-    def __init__(self, store: IndexStore, engine: PersonEngine | None) -> None:
+    def __init__(self, store: IndexStore, engine: PersonEngine | None, *, read_only: bool = False) -> None:
         self.store = store
         self.engine = engine
+        self.read_only = read_only
         self._rows = RowTable(store)
-        self._vectors = VectorSearch(store)
+        self._vectors = VectorSearch(store, persist=not read_only)
 
     @classmethod
-    def open(cls, directory: str | Path, engine: PersonEngine | None = None, create: bool = False, *, shared: bool = False) -> PersonIndex:
+    def open(
+        cls, directory: str | Path, engine: PersonEngine | None = None, create: bool = False, *, shared: bool = False, read_only: bool = False
+    ) -> PersonIndex:
         """Open an index; with ``create``, make an empty one for ``engine``'s model if there is none.
 
         Without an engine the index can search features but not add files. With one, its
         ``model_id`` must be the index's (``ModelMismatchError`` otherwise). ``shared``: the
         object may be used from several threads, one at a time (the caller holds a lock; a web
-        service does), instead of only from the thread that opened it.
+        service does), instead of only from the thread that opened it. ``read_only``: for
+        searching, which then never writes: videos an interrupted run left untracked are
+        searched frame by frame instead of being tracked now, and an approximate index that
+        is behind its vectors is brought up to date in memory only (``personsearch index``
+        repairs and saves both).
         """
+        if read_only and create:
+            raise ValueError("an index opened read-only cannot be created")
         if create and not IndexStore.exists(directory):
             if engine is None:
                 raise ValueError(f"creating an index at {directory} needs an engine: the index records its model_id and feature_dim")
@@ -75,14 +84,19 @@ class PersonIndex:
         try:
             if engine is not None:
                 check_model(store, engine)
-            try:
-                link_pending(store)  # videos an interrupted run (or an older version) left untracked
-            except sqlite3.OperationalError as err:  # a read-only copy: search it frame by frame
-                log.warning("%s: videos not tracked into sightings yet, and the index cannot be written here (%s)", store.directory, err)
+            if not read_only:
+                try:
+                    link_pending(store)  # videos an interrupted run (or an older version) left untracked
+                except sqlite3.OperationalError as err:  # a read-only copy: search it frame by frame
+                    log.warning("%s: videos not tracked into sightings yet, and the index cannot be written here (%s)", store.directory, err)
         except BaseException:
             store.close()
             raise
-        return cls(store, engine)
+        return cls(store, engine, read_only=read_only)
+
+    def _refuse_if_read_only(self, action: str) -> None:
+        if self.read_only:
+            raise PermissionError(f"{self.store.directory} is open read-only (for searching): {action} needs PersonIndex.open(..., read_only=False)")
 
     def close(self) -> None:
         self.store.close()
@@ -124,6 +138,7 @@ class PersonIndex:
         actor pool, each actor building its engine with ``engine_factory`` (distributed.py);
         this process stays the one writer.
         """
+        self._refuse_if_read_only("adding files")
         if self.engine is None:
             raise ValueError(f"adding files to {self.store.directory} needs an engine (the detector and re-id model); open the index with engine=...")
         sampling = Sampling(stride=stride, fps=fps)
@@ -180,6 +195,7 @@ class PersonIndex:
         see ann.approximate_kind; ``ivf`` or ``ivfpq`` fixes it), and build its index now when the
         index is large enough (``MIN_IVF_ROWS`` boxes; below that search stays exact)."""
         approximate_kind(kind, 0)  # validates
+        self._refuse_if_read_only("setting approximate search")
         self.store.set_meta("approximate", "1" if enabled else "0")
         self.store.set_meta("approximate_kind", kind)
         rows = self.store.committed_rows()
@@ -324,5 +340,5 @@ def search_index(
 ) -> list[Hit]:
     """One-off search of an index directory (opens and closes it; keep a ``PersonIndex`` open
     for repeated searches)."""
-    with PersonIndex.open(index_dir) as index:
+    with PersonIndex.open(index_dir, read_only=True) as index:
         return index.search(query_feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate)

@@ -60,6 +60,13 @@ def _stored_frames(store: IndexStore, source_id: int, source: Source, start_fram
             yield _StoredFrame(frame, np.array(by_frame[frame.frame], np.float32), thumbs[frame.frame], frame.frame == last)
 
 
+def refuse_same_model(source: IndexStore, model_id: str) -> None:
+    """Re-embedding into the model that made the features would copy the index: refused (callers
+    check before creating the new index, so nothing is left behind)."""
+    if source.model_id == model_id:
+        raise ValueError(f"{source.directory} already holds {model_id}'s features: nothing to re-embed")
+
+
 def reembed_index(source_dir: str | Path, target: IndexStore, engine: PersonEngine, *, batch_size: int = 8) -> IndexSummary:
     """Copy the complete sources of the index at ``source_dir`` into ``target`` (an index of
     ``engine``'s model, writer lock held) with ``engine``'s features of the stored boxes.
@@ -71,8 +78,7 @@ def reembed_index(source_dir: str | Path, target: IndexStore, engine: PersonEngi
     pipeline = PersonSearchPipeline(engine)
     old = IndexStore.open(source_dir, shared=True)
     try:
-        if old.meta("model_id") == engine.model_id:
-            raise ValueError(f"{source_dir} already holds {engine.model_id}'s features: nothing to re-embed")
+        refuse_same_model(old, engine.model_id)
         for source_id, source, next_frame in old.complete_sources():
             summary.sources_seen += 1
             state = target.source_state(source.path)

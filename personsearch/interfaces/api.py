@@ -21,7 +21,7 @@ import numpy as np
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.distributed import RaySettings, load_engine, machine_key
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
-from personsearch.index.reembed import reembed_index
+from personsearch.index.reembed import reembed_index, refuse_same_model
 from personsearch.index.sources import sampling_for
 from personsearch.interfaces.report import write_contact_sheet, write_html_report
 from personsearch.models.bundle import DEFAULT_MODEL, SHIPPED_MODEL, ModelBundle, model_home, resolve_model
@@ -123,9 +123,8 @@ class PersonSearch:
         """The people of the index at ``index`` with this model's re-id features, in a new index
         at ``out``: the stored boxes, detection scores and thumbnails, no detection pass (after
         ``adapt``, whose bundle keeps the detector). Resumable: run it again after a kill."""
-        with PersonIndex.open(index) as source:  # refused before anything is written at ``out``
-            if source.model_id == self.bundle.model_id:
-                raise ValueError(f"{index} already holds {self.bundle.model_id}'s features: nothing to re-embed")
+        with PersonIndex.open(index, read_only=True) as source:  # refused before anything is written at ``out``
+            refuse_same_model(source.store, self.bundle.model_id)
         with PersonIndex.open(out, self.bundle, create=True) as person_index:
             person_index.store.acquire_writer()
             try:
@@ -174,7 +173,7 @@ class PersonSearch:
         tracked through a video is one hit) unless ``per_frame``."""
         if not isinstance(query, SearchQuery):
             query = self.query(query, box=box, frame=frame, crop=crop)
-        with PersonIndex.open(index, self.bundle) as person_index:
+        with PersonIndex.open(index, self.bundle, read_only=True) as person_index:
             hits = person_index.search(
                 query.feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate, nprobe=nprobe, per_frame=per_frame
             )
@@ -184,7 +183,7 @@ class PersonSearch:
         """Search with a whole indexed sighting as the query (every frame of the tracked person,
         averaged: steadier than any single frame); the sighting itself is left out of the hits.
         ``filters``: ``source``, ``time_range``, ``camera``, ``approximate``, ``nprobe``."""
-        with PersonIndex.open(index, self.bundle) as person_index:
+        with PersonIndex.open(index, self.bundle, read_only=True) as person_index:
             info = person_index.sighting(sighting)
             best = person_index.store.get_box(info.best_box)
             query = SearchQuery(person_index.sighting_feature(sighting), person_index.thumbnail(info.best_box), best.source, best.frame, best.box)

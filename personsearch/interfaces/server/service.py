@@ -92,7 +92,7 @@ class SearchService:
                 raise NotIndexedError(
                     f"nothing indexed yet: no index at {self.index_dir}; run `personsearch index FOLDER --index {self.index_dir}` or start an indexing job"
                 )
-            self._index = PersonIndex.open(self.index_dir, shared=True)
+            self._index = PersonIndex.open(self.index_dir, shared=True, read_only=True)
         return self._index
 
     def close(self) -> None:
