@@ -74,7 +74,7 @@ def train(args: argparse.Namespace) -> None:
 
     start, model_config, _ = load_component(DEFAULT, "reid")
     config = ReIDTrainConfig(
-        model=model_config,
+        model=replace(model_config, triplet_weight=args.triplet),
         data=ReIDDataConfig(
             dataset=str(args.root),
             ids_per_batch=16,
@@ -200,6 +200,7 @@ def main() -> None:
     p.add_argument("--colour-jitter", type=float, default=0.0, help="style randomisation strength (data.colour_jitter; 0: off)")
     p.add_argument("--grayscale", type=float, default=0.0, help="probability of a grey crop (data.grayscale_prob)")
     p.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (data.erase_prob)")
+    p.add_argument("--triplet", type=float, default=0.0, help="weight of the batch-hard triplet term (model.triplet_weight; 0: off)")
     p.add_argument(
         "--mix",
         type=Path,

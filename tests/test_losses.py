@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from personsearch.models.losses import cross_level_alignment_loss, identity_losses, reid_loss
+from personsearch.models.losses import batch_hard_triplet_loss, cross_level_alignment_loss, identity_losses, reid_loss
 
 LN3 = math.log(3.0)
 
@@ -73,3 +73,35 @@ def test_reid_loss_refuses_mismatched_inputs() -> None:
         reid_loss({"logits": hand_case(1.0)}, torch.tensor([0, 1]), "pyramid")
     with pytest.raises(ValueError, match="needs at least two levels, got 1"):
         cross_level_alignment_loss([torch.zeros(2, 3)])
+
+
+def test_batch_hard_triplet_loss_by_hand() -> None:
+    """Four points on a line, two identities: a=0 and b=1 are person 0, c=3 and d=7 person 1.
+    Hardest positive / negative distances: a 1 / 3, b 1 / 2, c 4 / 2, d 4 / 6;
+    loss = mean(softplus(1-3), softplus(1-2), softplus(4-2), softplus(4-6))."""
+    features = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    targets = torch.tensor([0, 0, 1, 1])
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    expected = (softplus(-2) + softplus(-1) + softplus(2) + softplus(-2)) / 4
+    assert batch_hard_triplet_loss(features, targets).item() == pytest.approx(expected, rel=1e-5)
+    # a lone identity has no positive: its anchor is left out, not scored against itself
+    lone = batch_hard_triplet_loss(torch.tensor([[0.0], [1.0], [5.0]]), torch.tensor([0, 0, 1]))
+    assert lone.item() == pytest.approx((softplus(1 - 5) + softplus(1 - 4)) / 2, rel=1e-5)
+    # negatives narrowed: b may not be told apart from c, so b's nearest allowed negative is d (6)
+    allowed = torch.ones(4, 4, dtype=torch.bool)
+    allowed[1, 2] = False
+    narrowed = batch_hard_triplet_loss(features, targets, allowed)
+    assert narrowed.item() == pytest.approx((softplus(-2) + softplus(1 - 6) + softplus(2) + softplus(-2)) / 4, rel=1e-5)
+
+
+def test_reid_loss_adds_the_triplet_term_on_the_test_feature() -> None:
+    """Equal embeddings on every level make the test feature the normalised embedding (each level
+    normalised, concatenated, normalised again), so the term is the triplet loss of those."""
+    embedding = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    logits = [torch.zeros(3, 2)] * 3
+    targets = torch.tensor([0, 0, 1])
+    plain, _ = reid_loss({"logits": logits, "embeddings": [embedding] * 3}, targets, "clsa")
+    total, parts = reid_loss({"logits": logits, "embeddings": [embedding] * 3}, targets, "clsa", triplet_weight=2.0)
+    expected = batch_hard_triplet_loss(embedding, targets).item()
+    assert expected > 0.1 and parts["triplet"].item() == pytest.approx(expected, rel=1e-5)
+    assert total.item() == pytest.approx(plain.item() + 2.0 * expected, rel=1e-5)

@@ -5,6 +5,10 @@ semantic alignment (CLSA) term, in which the top level's class distribution teac
     L       = sum_l CE(z_l, y) + lambda * L_align        (``clsa``; ``multi`` drops L_align)
 
 The T^2 factor keeps the term's gradient scale independent of T (Hinton et al.'s distillation).
+An optional batch-hard soft-margin triplet term on the test feature (Hermans, Beyer and Leibe,
+"In Defense of the Triplet Loss", 2017) joins with ``triplet_weight``:
+
+    L_tri = mean_a log(1 + exp(max_p d(a, p) - min_n d(a, n)))
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import cast
 import torch
 from torch.nn import functional as F
 
-from personsearch.models.reid import VARIANTS
+from personsearch.models.reid import VARIANTS, test_feature
 
 
 def identity_losses(logits_per_level: Sequence[torch.Tensor], targets: torch.Tensor) -> list[torch.Tensor]:
@@ -39,15 +43,38 @@ def cross_level_alignment_loss(logits_per_level: Sequence[torch.Tensor], tempera
     return temperature**2 * kl
 
 
+def batch_hard_triplet_loss(features: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft-margin batch-hard triplet loss of features (B, D) with identity labels (B,): each
+    anchor's farthest same-identity sample against its nearest other-identity one, in Euclidean
+    distance. ``negatives`` (B, B, bool) narrows who may be a negative (default: every other
+    identity). Anchors without a positive or a negative in the batch are left out; 0 when none is left."""
+    features = features.float()
+    distance = torch.cdist(features, features).clamp_min(1e-12)
+    same = targets[:, None] == targets[None, :]
+    eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
+    positive = same & ~eye
+    negative = ~same if negatives is None else ~same & negatives
+    usable = positive.any(1) & negative.any(1)
+    if not usable.any():
+        return distance.sum() * 0.0  # keeps the graph: a batch of one identity still backpropagates
+    hardest_positive = distance.masked_fill(~positive, float("-inf")).amax(1)
+    hardest_negative = distance.masked_fill(~negative, float("inf")).amin(1)
+    return F.softplus(hardest_positive - hardest_negative)[usable].mean()
+
+
 def reid_loss(
     outputs: dict[str, list[torch.Tensor]],
     targets: torch.Tensor,
     variant: str,
     temperature: float = 3.0,
     weight: float = 1.0,
+    triplet_weight: float = 0.0,
+    negatives: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total training loss of a ``PyramidReID`` train-mode output, and its named parts for logging
-    (``ce_<i>`` per level from the lowest, ``ce``, and ``align`` for ``clsa``)."""
+    (``ce_<i>`` per level from the lowest, ``ce``, ``align`` for ``clsa``, ``triplet`` when
+    ``triplet_weight`` > 0, on the embeddings' test feature; ``negatives`` as in
+    ``batch_hard_triplet_loss``)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r}; expected one of {VARIANTS}")
     logits = outputs["logits"]
@@ -61,4 +88,8 @@ def reid_loss(
         align = cross_level_alignment_loss(logits, temperature)
         parts["align"] = align.detach()
         total = total + weight * align
+    if triplet_weight > 0:
+        triplet = batch_hard_triplet_loss(test_feature(outputs["embeddings"]), targets, negatives)
+        parts["triplet"] = triplet.detach()
+        total = total + triplet_weight * triplet
     return total, parts
