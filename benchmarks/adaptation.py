@@ -4,6 +4,7 @@ from kept apart from the footage scored on.
 
     python benchmarks/adaptation.py
     python benchmarks/adaptation.py --epochs 8 --rounds 2 --people 8
+    python benchmarks/adaptation.py --budget none --out benchmarks/results/adaptation_unbudgeted.json
 
 1. Learning footage: ``--cameras`` synthetic walking videos (``--seed``), indexed with the shipped
    model (its detector finds the people, the tracker links them into sightings); no label is read.
@@ -15,7 +16,9 @@ from kept apart from the footage scored on.
    Reported: top-1 and mAP.
 3. Models: the shipped (synthetic-trained) re-id before and after adaptation, and ImageNet
    features (the backbone's ImageNet weights, untrained re-id heads) before and after.
-4. Cost: adaptation seconds, and per hour of footage at the indexed frame rate.
+4. Cost: adaptation seconds, and per hour of footage at the indexed frame rate, under
+   ``--budget`` (default the product's: at most the footage's own duration; ``none`` trains
+   every epoch).
 5. Association: how many of the groups that cross-camera association would merge from each
    start's round-1 features hold one person only (ground truth); from ImageNet weights adapt
    runs round 1 only, because of what this measures.
@@ -41,7 +44,7 @@ from personsearch.evaluation.metrics import recall_corrected_ap
 from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
 from personsearch.models.bundle import load_component, save_component
 from personsearch.models.reid import build_reid
-from personsearch.training.adapt import AdaptConfig, adapt, crop_features, mean_features, tracklet_features
+from personsearch.training.adapt import AdaptConfig, adapt, crop_features, mean_features, parse_budget, tracklet_features
 
 
 @torch.no_grad()
@@ -120,6 +123,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--budget", default="1x", help="adapt's time budget (as `personsearch adapt --budget`; default: the product's, the footage's duration)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation.json")
     args = parser.parse_args()
 
@@ -153,7 +157,8 @@ def main() -> None:
         model, _, _ = load_component(bundle, "reid")
         results["models"][name] = {"before": score(model, crops, owners, keys)}
         t = time.perf_counter()
-        config = AdaptConfig(epochs=args.epochs, rounds=args.rounds, from_imagenet=from_imagenet)
+        budget_footage, budget_s = parse_budget(args.budget)
+        config = AdaptConfig(epochs=args.epochs, rounds=args.rounds, from_imagenet=from_imagenet, budget_footage=budget_footage, budget_s=budget_s)
         summary = adapt(args.work / "index", SHIPPED_MODEL, args.work / f"adapted-{name}", config, progress=False)
         seconds = time.perf_counter() - t
         adapted, _, _ = load_component(args.work / f"adapted-{name}", "reid")
@@ -163,6 +168,10 @@ def main() -> None:
             tracklets=summary["tracklets"],
             classes_per_round=[r["classes"] for r in summary["rounds"]],
             adapt_seconds=seconds,
+            budget=args.budget,
+            budget_s=summary["budget_s"],
+            stopped_by_budget=summary["stopped_by_budget"],
+            steps_per_round=[r["train"]["steps"] for r in summary["rounds"]],
             adapt_seconds_per_footage_hour=seconds / footage_hours,
         )
         print(f"== {name}: {json.dumps(results['models'][name])}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from personsearch.index import PersonIndex
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models.bundle import ModelBundle, load_component, save_component
 from personsearch.models.reid import ReIDConfig, build_reid
-from personsearch.training.adapt import AdaptConfig, adapt, associate, camera_rivals, tracklet_features
+from personsearch.training.adapt import AdaptConfig, adapt, associate, camera_rivals, parse_budget, tracklet_features
 from personsearch.training.config import OptimConfig
 
 WALKS = dict(people=8, frames=60, width=320, height=240, max_person=150)
@@ -84,10 +85,11 @@ def test_associate_links_mutual_nearest_neighbours_across_cameras_never_people_s
     assert rivals.tolist() == [[True, True, True], [True, True, False], [True, False, True]]  # b's tracklet 3 is never 1's negative
 
 
-def test_adapting_to_unlabelled_walks_beats_the_starting_network_on_other_people(tmp_path: Path) -> None:
+def tiny_start_and_index(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A bundle of the shipped detector and a small untrained re-id network, and an index of two
+    cameras' walking videos (60 frames at 10 fps each) built with it; returns (bundle, videos)."""
     learn = make_walks(tmp_path / "learn", seed=21, cameras=2, **WALKS)
-    held_out = make_walks(tmp_path / "held-out", seed=22, cameras=2, **WALKS)
-    start = tmp_path / "start"  # the shipped detector finds the people; a small untrained re-id network
+    start = tmp_path / "start"
     start.mkdir()
     for part in ("detector.json", "detector.safetensors"):
         shutil.copyfile(SHIPPED_MODEL / part, start / part)
@@ -98,11 +100,17 @@ def test_adapting_to_unlabelled_walks_beats_the_starting_network_on_other_people
     with PersonIndex.open(tmp_path / "index", engine, create=True) as index:
         index.add_paths(learn, progress=False)
         assert index.store.summary()["sightings"] >= 6
+    return start, learn
+
+
+def test_adapting_to_unlabelled_walks_beats_the_starting_network_on_other_people(tmp_path: Path) -> None:
+    start, learn = tiny_start_and_index(tmp_path)
+    held_out = make_walks(tmp_path / "held-out", seed=22, cameras=2, **WALKS)
     result = adapt(
         tmp_path / "index",
         start,
         tmp_path / "adapted",
-        AdaptConfig(epochs=15, rounds=1, min_boxes=6, optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5)),
+        AdaptConfig(epochs=15, rounds=1, min_boxes=6, optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5), budget_footage=0),
         progress=False,
     )
     assert result["tracklets"] >= 6 and result["footage"] == sorted(str(v.resolve()) for v in learn)
@@ -138,3 +146,31 @@ def test_a_box_that_never_moves_is_not_a_training_identity(tmp_path: Path) -> No
         everything = find_tracklets(index, AdaptConfig(min_boxes=6, min_motion=0.0))
     assert len(everything) == 2 and len(kept) == 1
     assert kept[0].boxes[0][0] < 60  # the walker, who starts on the left
+
+
+def test_adapting_keeps_to_its_time_budget(tmp_path: Path) -> None:
+    """A budget is kept to within 10 %, fixed costs (reading the tracklets, cropping) included:
+    the training is shortened to the steps that fit, its schedule scaled to that length. By
+    default the budget is the footage's own duration (12 s here: too little for the fixed costs
+    of a test on a busy machine, so the test gives 20 s)."""
+    start, _ = tiny_start_and_index(tmp_path)
+    budget_footage, budget_s = parse_budget("20s")
+    config = AdaptConfig(epochs=1000, rounds=2, min_boxes=6, optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5), budget_s=budget_s)
+    result = adapt(tmp_path / "index", start, tmp_path / "adapted", config, progress=False)
+    assert result["budget_s"] == 20.0 and result["stopped_by_budget"]
+    assert 0.7 * 20 <= result["seconds"]["total"] <= 1.1 * 20, result["seconds"]
+    first = result["rounds"][0]["train"]  # 1,000 epochs planned, the schedule fitted to what the time allows
+    assert 0 < first["steps"] <= first["budget_steps"] < first["planned_steps"], first
+    assert "budget 0.3 min (training shortened to fit it)" in (tmp_path / "adapted" / "MODEL_CARD.md").read_text()
+    assert result["footage_s"] == pytest.approx(12.0, abs=0.5) and AdaptConfig().budget(result["footage_s"]) == result["footage_s"]
+    ModelBundle(tmp_path / "adapted", engine="torch-fp32")  # a usable bundle
+
+
+def test_budgets_as_people_write_them() -> None:
+    assert parse_budget("2x") == (2.0, None) and parse_budget("45m") == (1.0, 2700.0) and parse_budget("1.5h") == (1.0, 5400.0)
+    assert parse_budget("900") == parse_budget("900s") == (1.0, 900.0) and parse_budget("None") == (0.0, None)
+    assert AdaptConfig(budget_footage=2.0).budget(600.0) == 1200.0 and AdaptConfig(budget_s=60.0).budget(600.0) == 60.0
+    assert AdaptConfig().budget(None) is None and AdaptConfig(budget_footage=0).budget(600.0) is None
+    for bad in ("", "x", "-3m", "soon", "0", "inf"):
+        with pytest.raises(ValueError, match="write a positive time"):
+            parse_budget(bad)

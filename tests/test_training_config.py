@@ -118,3 +118,20 @@ def test_shipped_configs_load() -> None:
     for path in files:
         cls = DetectorTrainConfig if path.name.startswith("detector") else ReIDTrainConfig
         load_config(cls, path)
+
+
+def test_every_job_takes_the_one_config_shape(tmp_path: Path) -> None:
+    """adapt, adapt-detector and distill-int8 read YAML and dotted --set like the trainers."""
+    from personsearch.training.adapt import AdaptConfig
+    from personsearch.training.adapt_detector import AdaptDetectorConfig
+    from personsearch.training.int8_distill import Int8DistillConfig
+
+    (tmp_path / "adapt.yaml").write_text("rounds: 1\noptim:\n  lr: 0.01\n")
+    adapt = load_config(AdaptConfig, tmp_path / "adapt.yaml", ["optim.backbone_lr=0.001", "budget_footage=2"], epochs=3, budget_s=None)
+    assert (adapt.rounds, adapt.epochs, adapt.optim.lr, adapt.optim.backbone_lr, adapt.budget_footage) == (1, 3, 0.01, 0.001, 2)
+    assert adapt.optim.warmup_steps == AdaptConfig().optim.warmup_steps  # the rest of the section kept
+    detector = load_config(AdaptDetectorConfig, None, ["labels.fps=2.5"], epochs=4)
+    assert (detector.labels.fps, detector.epochs, detector.labels.until_s) == (2.5, 4, AdaptDetectorConfig().labels.until_s)
+    assert load_config(Int8DistillConfig, None, ["steps=7"]).steps == 7
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['lr'\].*optim.lr"):
+        load_config(AdaptConfig, None, ["lr=0.1"])

@@ -542,25 +542,47 @@ def adapt_cmd(
     paths: Annotated[list[Path] | None, typer.Argument(help="Videos or folders to index into --index first (optional).")] = None,
     model: Annotated[str, typer.Option(help="Starting model bundle directory or saved name (default: the shipped model).")] = "default",
     from_imagenet: Annotated[bool, typer.Option(help="Start the re-id network from ImageNet weights instead of the model's.")] = False,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs per round.")] = 8,
-    rounds: Annotated[int, typer.Option(min=1, help="1: per-camera tracklet discrimination; more: cross-camera association before each further round.")] = 2,
-    min_boxes: Annotated[int, typer.Option(min=2, help="Shortest usable tracklet, in sampled frames.")] = 8,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs per round.", show_default="8")] = None,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, help="1: per-camera tracklet discrimination; more: cross-camera association before each further round.", show_default="2")
+    ] = None,
+    min_boxes: Annotated[int | None, typer.Option(min=2, help="Shortest usable tracklet, in sampled frames.", show_default="8")] = None,
     stride: Annotated[int | None, typer.Option(min=1, help="Indexing PATHS: every N-th frame (1: every frame) instead of --fps.")] = None,
     fps: Annotated[float | None, typer.Option(help="Indexing PATHS: about this many frames per second.", show_default="5")] = None,
     detector: Annotated[str, typer.Option(help="Detector the index is built with: bundle, hog or ssdlite.")] = "bundle",
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Time for adapting (indexing PATHS not included): 2x (twice the footage's duration), 45m, 1.5h, 900s, or none "
+            "(every epoch). Training is shortened to fit.",
+            show_default="1x",
+        ),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of AdaptConfig settings (flags and --set override it).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any AdaptConfig setting, dotted for sections (optim.lr=0.003).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Fine-tune the re-id network on the people tracked through unlabelled videos (no labels:
-    each tracklet is one person; tracklets are associated across cameras) and write a new bundle."""
+    each tracklet is one person; tracklets are associated across cameras) and write a new bundle.
+    By default it takes at most the footage's own duration."""
     from personsearch.interfaces.api import PersonSearch, resolve_model
-    from personsearch.training.adapt import AdaptConfig, adapt, time_taken
+    from personsearch.training.adapt import AdaptConfig, adapt, parse_budget, time_taken
+    from personsearch.training.config import load_config
 
     _configure_logging()
+    try:
+        budget_footage, budget_s = parse_budget(budget) if budget is not None else (None, None)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--budget") from None
+    flags = dict(epochs=epochs, rounds=rounds, min_boxes=min_boxes, from_imagenet=from_imagenet or None, budget_footage=budget_footage, budget_s=budget_s)
+    settings = load_config(AdaptConfig, config, set_ or [], **flags)
     if paths:
         engine = PersonSearch.load(model, device=device, detector=detector)
         summary = engine.index(paths, index, stride=stride, fps=fps)
         console.print(f"indexed {summary.frames_processed} frames, {summary.people_added} people")
-    result = adapt(index, resolve_model(model), out, AdaptConfig(epochs=epochs, rounds=rounds, min_boxes=min_boxes, from_imagenet=from_imagenet))
+    result = adapt(index, resolve_model(model), out, settings)
     console.print(
         f"learned from {result['tracklets']} tracklets in {len(result['footage'])} video(s) ({', '.join(result['cameras'])}); "
         f"classes per round {[r['classes'] for r in result['rounds']]}; {time_taken(result)}; wrote {out}"
@@ -576,17 +598,23 @@ def distill_int8_cmd(
     data: Annotated[Path, typer.Option(help="Dataset whose training split's people to fine-tune on (the model's own training data).")],
     out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
     model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
-    steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps of --batch-size crops.")] = 300,
-    batch_size: Annotated[int, typer.Option(min=2)] = 32,
+    steps: Annotated[int | None, typer.Option(min=1, help="Fine-tuning steps of --batch-size crops.", show_default="300")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=2, show_default="32")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of Int8DistillConfig settings (flags and --set override it).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any Int8DistillConfig setting, dotted for sections (optim.lr=0.003).")
+    ] = None,
 ) -> None:
     """Fine-tune the re-id network to bring the int8 engine's (ort-int8) features closer to its
     fp32 ones: quantisation-aware distillation against the model itself (docs/performance.md)."""
     from personsearch.interfaces.api import resolve_model
     from personsearch.models.engine_choice import features_agree
+    from personsearch.training.config import load_config
     from personsearch.training.int8_distill import Int8DistillConfig, distill_bundle
 
     _configure_logging()
-    report = distill_bundle(resolve_model(model), data, out, Int8DistillConfig(steps=steps, batch_size=batch_size), log=console.print)
+    settings = load_config(Int8DistillConfig, config, set_ or [], steps=steps, batch_size=batch_size)
+    report = distill_bundle(resolve_model(model), data, out, settings, log=console.print)
 
     def line(agreement: dict[str, float]) -> str:
         return f"cosine median {agreement['cos_median']:.3f}, min {agreement['cos_min']:.3f}, same neighbour {agreement['nn_same']:.2f}"
@@ -604,21 +632,27 @@ def adapt_detector_cmd(
     out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
     synthetic: Annotated[Path, typer.Option(help="Synthetic benchmark whose training scenes are mixed in one to one (personsearch make-synthetic).")],
     model: Annotated[str, typer.Option(help="Starting model bundle directory or saved name (default: the shipped model).")] = "default",
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the mixed set.")] = 2,
-    fps: Annotated[float, typer.Option(help="Frames sampled per second of video for pseudo-labels.")] = 5.0,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the mixed set.", show_default="2")] = None,
+    fps: Annotated[float | None, typer.Option(help="Frames sampled per second of video for pseudo-labels.", show_default="5")] = None,
     until: Annotated[float | None, typer.Option(help="Learn only from each video's first seconds (keep the rest for evaluation).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of AdaptDetectorConfig settings (flags and --set override it).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any AdaptDetectorConfig setting, dotted for sections (optim.lr=0.003).")
+    ] = None,
 ) -> None:
     """Fine-tune the detector on real footage without labels: boxes SSDLite and HOG agree on, kept
     where tracking confirms them (unconfirmed detections painted over), mixed with synthetic
     scenes (personsearch/training/adapt_detector.py). Needs the SSDLite weights
     (personsearch fetch-weights ssdlite_mobilenet_v2.pedestrian)."""
     from personsearch.interfaces.api import resolve_model
-    from personsearch.training.adapt_detector import AdaptDetectorConfig, PseudoLabelConfig, adapt_detector
+    from personsearch.training.adapt_detector import AdaptDetectorConfig, adapt_detector
+    from personsearch.training.config import load_config
 
     _configure_logging()
-    config = AdaptDetectorConfig(labels=PseudoLabelConfig(fps=fps, until_s=until), epochs=epochs)
+    labels = {k: v for k, v in {"fps": fps, "until_s": until}.items() if v is not None}
+    settings = load_config(AdaptDetectorConfig, config, set_ or [], epochs=epochs, labels=labels or None)
     try:
-        result = adapt_detector(videos, resolve_model(model), synthetic, out, config)
+        result = adapt_detector(videos, resolve_model(model), synthetic, out, settings)
     except (OSError, ValueError) as err:
         _fail(err)
     console.print(
@@ -631,7 +665,7 @@ def index_info_cmd(index: Annotated[Path, typer.Argument(help="Index directory."
     """Model, number of people, images and videos of an index."""
     from personsearch.index import PersonIndex
 
-    with PersonIndex.open(index) as person_index:
+    with PersonIndex.open(index, read_only=True) as person_index:
         console.print_json(data=person_index.stats())
 
 

@@ -47,6 +47,11 @@ from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainC
 from personsearch.training.reid import train_reid
 
 
+BUDGET_RESERVE = 0.03
+"""Share of a time budget kept back from training: the last step's overrun, loading each
+round's network and associating tracklets between rounds."""
+
+
 @dataclass(frozen=True)
 class AdaptConfig:
     """What counts as a usable tracklet, and how to train on them."""
@@ -75,6 +80,38 @@ class AdaptConfig:
     from_imagenet: bool = False
     """Start from ImageNet weights instead of the bundle's re-id network (same architecture)."""
     seed: int = 0
+    budget_footage: float = 1.0
+    """Time budget of the whole run (tracklets, crops, every round, writing the bundle), in
+    multiples of the footage's own duration: by default an hour of footage adapts in at most an
+    hour. Training is shortened to fit (``runner.Trainer.deadline``); 0: no budget, every epoch
+    runs. Footage of unknown duration (no video frame rate) has no budget unless ``budget_s``."""
+    budget_s: float | None = None
+    """A budget in seconds instead of ``budget_footage``."""
+
+    def budget(self, footage_s: float | None) -> float | None:
+        """The run's budget in seconds for footage of this duration (None: unlimited)."""
+        if self.budget_s is not None:
+            return self.budget_s
+        if self.budget_footage > 0 and footage_s:
+            return self.budget_footage * footage_s
+        return None
+
+
+def parse_budget(text: str) -> tuple[float, float | None]:
+    """``(budget_footage, budget_s)`` of a budget as people write it: ``2x`` (twice the
+    footage's duration), ``45m``, ``1.5h``, ``900s`` or ``900`` (seconds), ``none``."""
+    value = text.strip().lower()
+    if value == "none":
+        return 0.0, None
+    units = {"x": 0.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+    unit = value[-1:] if value[-1:] in units else "s"
+    try:
+        number = float(value[:-1] if value[-1:] in units else value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"budget {text!r}: write a positive time (900s, 45m, 1.5h), a multiple of the footage's duration (2x), or none")
+    return (number, None) if unit == "x" else (1.0, number * units[unit])
 
 
 @dataclass(frozen=True)
@@ -252,11 +289,15 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
     Returns a summary (tracklets, cameras, classes per round, training, and the seconds each
     step took, against the seconds of footage learned from)."""
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
-    began = time.perf_counter()
+    began = run_began = time.perf_counter()
     start, reid_config, reid_meta = load_component(bundle_dir, "reid")
     with PersonIndex.open(index_dir) as index:
         tracklets = find_tracklets(index, config)
     seconds: dict[str, Any] = {"tracklets": time.perf_counter() - began}
+    footage = sorted({t.path for t in tracklets})
+    footage_s = footage_seconds(footage)
+    budget = config.budget(footage_s)
+    finish_by = None if budget is None else time.monotonic() - seconds["tracklets"] + budget * (1 - BUDGET_RESERVE)
     if len(tracklets) < 2:
         raise ValueError(
             f"{index_dir}: {len(tracklets)} usable tracklet(s) (people tracked over at least {config.min_boxes} sampled frames); "
@@ -285,7 +326,8 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
     )
     state: dict[str, torch.Tensor] | None = None if config.from_imagenet else start.state_dict()
     labels = np.arange(len(tracklets), dtype=np.int64)
-    rounds = []
+    rounds: list[dict[str, Any]] = []
+    stopped_by_budget = False
     model: torch.nn.Module | None = None
     rounds_run = 1 if config.from_imagenet else config.rounds
     for round_index in range(rounds_run):
@@ -297,13 +339,15 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
         crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
         work = out_dir / "rounds" / f"round{round_index + 1}"
         began = time.perf_counter()
-        summary = train_reid(base, work, progress=progress, crop_set=crop_set, init=state, rivals=camera_rivals(labels, cameras))
+        # each round left gets an equal share of the time left
+        deadline = None if finish_by is None else time.monotonic() + (finish_by - time.monotonic()) / (rounds_run - round_index)
+        summary = train_reid(base, work, progress=progress, crop_set=crop_set, init=state, rivals=camera_rivals(labels, cameras), deadline=deadline)
         model, _, _ = load_component(work, "reid")
         state = model.state_dict()
         seconds["rounds"].append(time.perf_counter() - began)
         rounds.append({"classes": int(len(classes)), "crops": int(len(owners)), "train": summary})
-    footage = sorted({t.path for t in tracklets})
-    seconds["total"] = seconds["tracklets"] + seconds["crops"] + sum(seconds["rounds"])
+        stopped_by_budget |= bool(summary.get("stopped_by_budget"))
+    seconds["total"] = time.perf_counter() - run_began  # what is left (copying four files) takes milliseconds
     result = {
         "adapted_from": str(bundle_dir) if not config.from_imagenet else "ImageNet weights",
         "index": str(index_dir),
@@ -312,7 +356,9 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
         "tracklets": len(tracklets),
         "config": _json(asdict(config)),
         "rounds": rounds,
-        "footage_s": footage_seconds(footage),
+        "footage_s": footage_s,
+        "budget_s": budget,
+        "stopped_by_budget": stopped_by_budget,
         "seconds": seconds,
     }
     final = out_dir / "rounds" / f"round{rounds_run}"
@@ -330,9 +376,12 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
 
 
 def time_taken(result: dict[str, Any]) -> str:
-    """How long an ``adapt`` run took, against the footage it learned from (for people to read)."""
+    """How long an ``adapt`` run took, against the footage it learned from and its budget (for
+    people to read)."""
     footage = f" for {result['footage_s'] / 60:.1f} min of footage" if result.get("footage_s") else ""
-    return f"{result['seconds']['total'] / 60:.1f} min{footage}"
+    budget = f", budget {result['budget_s'] / 60:.1f} min" if result.get("budget_s") else ", no time budget"
+    cut = " (training shortened to fit it)" if result.get("stopped_by_budget") else ""
+    return f"{result['seconds']['total'] / 60:.1f} min{footage}{budget}{cut}"
 
 
 def footage_seconds(paths: Sequence[str]) -> float | None:

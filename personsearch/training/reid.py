@@ -79,6 +79,7 @@ def train_reid(
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
     init: dict[str, torch.Tensor] | None = None,
     rivals: torch.Tensor | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train per ``config``; writes checkpoints and metrics to ``out_dir/train-reid`` and the
     final network to ``out_dir/reid.*`` (a model-bundle component). Returns a summary.
@@ -87,7 +88,8 @@ def train_reid(
     for other identities, are left out), e.g. to fine-tune a trained network on new footage.
     ``rivals`` (classes x classes, bool): the classes each class's samples are told apart from;
     the others' logits are masked out of every level's softmax (per-camera discrimination of
-    tracklets: two cameras' tracklets are never negatives of each other, they may be one person)."""
+    tracklets: two cameras' tracklets are never negatives of each other, they may be one person).
+    ``deadline``: a ``time.monotonic()`` instant to finish by (``runner.Trainer.deadline``)."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -126,10 +128,14 @@ def train_reid(
     def step(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float], int]:
         images, labels = batch
         outputs = net(images)
+        negatives = None
         if rivals is not None:
-            hidden = ~rivals.to(labels.device)[labels]
-            outputs = {**outputs, "logits": [logit.masked_fill(hidden, -1e4) for logit in outputs["logits"]]}
-        loss, parts = reid_loss(outputs, labels, model_config.variant, model_config.temperature, model_config.align_weight)
+            told_apart = rivals.to(labels.device)[labels]
+            outputs = {**outputs, "logits": [logit.masked_fill(~told_apart, -1e4) for logit in outputs["logits"]]}
+            negatives = told_apart[:, labels]  # the triplet term's negatives: rivals only, as for the softmax
+        loss, parts = reid_loss(
+            outputs, labels, model_config.variant, model_config.temperature, model_config.align_weight, model_config.triplet_weight, negatives
+        )
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
     return train_component(
@@ -145,4 +151,5 @@ def train_reid(
         description=f"re-id {model_config.variant}",
         summary_extra={"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)},
         on_epoch_end=on_epoch_end,
+        deadline=deadline,
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -107,8 +108,15 @@ class Trainer:
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None
     """Called on rank 0 after each epoch's checkpoint with (epochs done, the bare model), e.g. to
     score a validation split for a learning curve; the next epoch puts the model back in train mode."""
+    deadline: float | None = None
+    """A ``time.monotonic()`` instant to finish by (a time budget): after a few steps the run
+    measures its pace and shortens itself to the steps that fit, its learning-rate schedule
+    scaled to that length, and it stops at the deadline whatever happens. The length chosen is
+    checkpointed, so a resumed run keeps its schedule."""
     _scaler: torch.amp.GradScaler = field(init=False, repr=False)
     """The loss scaler of fp16 training (inactive otherwise), checkpointed with the weights."""
+    _planned_steps: int | None = field(default=None, init=False, repr=False)
+    """The run's length as a time budget chose it (None: every step of every epoch)."""
 
     def fit(
         self,
@@ -126,17 +134,22 @@ class Trainer:
         total = sum(len(p) for p in plan)
         if self.epochs > 0 and total == 0:  # never save an untrained network as if it were trained
             raise ValueError(f"{self.description}: the training data gives no batch at all; is the training split empty, or smaller than one batch?")
+        if self.deadline is not None and world > 1:
+            raise ValueError(f"{self.description}: a time budget is for a single process (each rank would cut the run at a different step)")
         scaler = self._scaler = grad_scaler_for(self.device, self.fast)
         first_epoch, start, global_step = self._resume()
+        budget = _Budget(self.deadline, total, self._planned_steps, global_step)
         log = _MetricsLog(self.out_dir / "metrics.csv") if rank == 0 else None
         images_seen, started = 0, time.perf_counter()
         with _progress(self.progress and rank == 0, self.description) as bar:
-            task = bar.add_task(self.description, total=total, completed=global_step)
+            task = bar.add_task(self.description, total=budget.planned, completed=global_step)
             for epoch in range(first_epoch, self.epochs):
                 model.train()
                 for index in range(start, len(plan[epoch])):
+                    if budget.spent(global_step):
+                        break
                     batch = load_batch(list(plan[epoch][index])[rank::world])
-                    factor = learning_rate_factor(global_step, total, self.optim)
+                    factor = learning_rate_factor(global_step, budget.planned, self.optim)
                     for group in self.optimizer.param_groups:
                         group["lr"] = group["base_lr"] * factor
                     with autocast_for(self.device, self.fast):
@@ -148,6 +161,9 @@ class Trainer:
                     scaler.step(self.optimizer)
                     scaler.update()
                     global_step += 1
+                    if budget.fit(global_step):
+                        self._planned_steps = budget.planned
+                        bar.update(task, total=budget.planned)
                     images_seen += n_images * world
                     rate = images_seen / (time.perf_counter() - started)
                     if log is not None:
@@ -155,15 +171,23 @@ class Trainer:
                     bar.update(task, advance=1, description=f"{self.description} ep {epoch + 1}/{self.epochs} loss {loss.item():.3f}")
                     if rank == 0 and global_step % self.checkpoint_every == 0:
                         self._save(epoch, index + 1, global_step)
-                start = 0
-                if rank == 0:
-                    self._save(epoch + 1, 0, global_step)
-                    if self.on_epoch_end is not None:
-                        self.on_epoch_end(epoch + 1, self._bare_model())
+                else:  # the epoch ran to its end
+                    start = 0
+                    if rank == 0:
+                        self._save(epoch + 1, 0, global_step)
+                        if self.on_epoch_end is not None:
+                            self.on_epoch_end(epoch + 1, self._bare_model())
+                    continue
+                if rank == 0:  # the budget ran out inside the epoch: a resumed run goes on from here
+                    self._save(epoch, index, global_step)
+                break
         if world > 1:
             dist.barrier()  # every rank finished before rank 0's files are read
         elapsed = time.perf_counter() - started
-        return {"steps": global_step, "epochs": self.epochs, "seconds": elapsed, "images_per_s": images_seen / elapsed if elapsed else math.nan}
+        summary = {"steps": global_step, "epochs": self.epochs, "seconds": elapsed, "images_per_s": images_seen / elapsed if elapsed else math.nan}
+        if self.deadline is not None:
+            summary.update(planned_steps=total, budget_steps=budget.planned, stopped_by_budget=global_step < total)
+        return summary
 
     def _bare_model(self) -> torch.nn.Module:
         return cast(torch.nn.Module, self.model.module) if hasattr(self.model, "module") else self.model
@@ -178,6 +202,7 @@ class Trainer:
                 "global_step": global_step,
                 "config": self.config or {},
                 "loss_scale": self._scaler.state_dict(),  # fp16 training's loss scale; empty otherwise
+                "planned_steps": self._planned_steps,  # the length a time budget chose (None: every step)
             },
             self.out_dir / CHECKPOINT_NAME,
         )
@@ -193,10 +218,47 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("loss_scale") and self._scaler.is_enabled():  # go on with the scale reached, not the initial one (whose overflows skip steps)
             self._scaler.load_state_dict(state["loss_scale"])
+        self._planned_steps = state.get("planned_steps")
         epoch, step = int(state["epoch"]), int(state["step_in_epoch"])
         if epoch >= self.epochs:
             epoch, step = self.epochs, 0
         return epoch, step, int(state["global_step"])
+
+
+class _Budget:
+    """The steps a run takes under a deadline: every planned step without one; with one, as many
+    as the pace of its first steps says will fit (decided once, after ``PROBE`` steps)."""
+
+    PROBE = 4
+
+    def __init__(self, deadline: float | None, total: int, chosen: int | None, step: int) -> None:
+        self.deadline, self.total = deadline, total
+        self.planned = total if chosen is None else min(total, chosen)
+        self.decided = deadline is None or chosen is not None
+        self.first_step = step
+        self.times: list[float] = [time.monotonic()]
+
+    def fit(self, step: int) -> bool:
+        """Called after each step; True when it has just chosen the run's length."""
+        if self.deadline is None:
+            return False
+        self.times.append(time.monotonic())
+        if self.decided or step - self.first_step < self.PROBE:
+            return False
+        pace = float(np.median(np.diff(self.times[2:])))  # the first step warms up: left out
+        self.planned = min(self.total, step + max(0, int((self.deadline - self.times[-1]) / max(pace, 1e-6))))
+        self.decided = True
+        return True
+
+    def spent(self, step: int) -> bool:
+        """Whether the run stops before this step: its length reached, or the deadline too close
+        for one more step at the last step's pace."""
+        if step >= self.planned:
+            return True
+        if self.deadline is None:
+            return False
+        pace = self.times[-1] - self.times[-2] if len(self.times) > 1 else 0.0
+        return time.monotonic() + pace > self.deadline
 
 
 def _is_pretrained_part(param: str) -> bool:
@@ -219,9 +281,11 @@ def train_component(
     description: str = "train",
     summary_extra: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train one bundle component (``detector`` or ``reid``) with ``train_config``'s optimiser,
-    epochs and checkpointing in ``out_dir/train-NAME``, then save it as ``out_dir/NAME.*``."""
+    epochs and checkpointing in ``out_dir/train-NAME``, then save it as ``out_dir/NAME.*``.
+    ``deadline``: see ``Trainer.deadline``."""
     from personsearch.models.bundle import save_component
     from personsearch.training.config import to_dict
 
@@ -241,6 +305,7 @@ def train_component(
         progress=progress,
         description=description,
         on_epoch_end=on_epoch_end,
+        deadline=deadline,
     )
     summary = trainer.fit(epoch_batches, load_batch, step_fn)
     summary.update(summary_extra or {})
