@@ -33,7 +33,7 @@ import json
 import time
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from personsearch.evaluation.detection import evaluate_detection
 from personsearch.evaluation.pipeline import ground_truth_detections, query_features, run_gallery
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
-from personsearch.models.reid import ReIDConfig
+from personsearch.models.reid import PyramidReID, ReIDConfig
 from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, from_dict, to_dict
 from personsearch.training.reid import train_reid
 
@@ -185,7 +185,7 @@ def run_one(variant: str, seed: int, base: ReIDTrainConfig, work: Path, val: Val
     def on_epoch_end(epochs_done: int, model: torch.nn.Module) -> None:
         if epochs_done % curve_every and epochs_done != config.epochs:
             return
-        curve[str(epochs_done)] = val.curve_point(model, list(model.levels))
+        curve[str(epochs_done)] = val.curve_point(model, list(cast(PyramidReID, model).levels))
         curve_path.write_text(json.dumps(curve, indent=1))
 
     if not (vdir / "reid.safetensors").is_file():

@@ -199,12 +199,12 @@ def sheets(args: argparse.Namespace) -> None:
     print(f"wrote {len(queries)} sheets to {footage.sheets}; judge them into {footage.judgements} without opening {footage.key}")
 
 
-def _draw_sheet(path: Path, crops: torch.Tensor, query: int, rows: list[tuple[str, list[int]]]) -> None:
+def _draw_sheet(path: Path, crops: torch.Tensor, query: int | np.integer[Any], rows: list[tuple[str, list[int]]]) -> None:
     h, w = 128, 64
     sheet = Image.new("RGB", (40 + 11 * (w + 4) + 8, 8 + len(rows) * (h + 8)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
 
-    def tile(i: int) -> Image.Image:
+    def tile(i: int | np.integer[Any]) -> Image.Image:
         return Image.fromarray(crops[i].permute(1, 2, 0).numpy()).resize((w, h), Image.Resampling.BILINEAR)
 
     for r, (letter, hits) in enumerate(rows):

@@ -90,7 +90,7 @@ def main() -> None:
     det_dir = ROOT / ablation["detector"]["bundle"]  # the detector every variant shares
     results: dict[str, Any] = {"commit": commit(), "gallery_size": gallery_size, "budget": ablation["reid_budget"], "models": {}}
 
-    models = {v: {"settings": {"variant": v}} for v in ablation["variants"]}
+    models: dict[str, dict[str, Any]] = {v: {"settings": {"variant": v}} for v in ablation["variants"]}
     for text in args.trials:
         name, overrides = parse_trial(text)
         models[name] = {"settings": overrides}

@@ -65,6 +65,7 @@ def main() -> None:
         "SSDLite": build_external_detector("ssdlite").detect,
     }
     hog = build_external_detector("hog")
+    outputs: dict[str, list[np.ndarray]]
     frames, boxes, agreement, outputs = [], [], [], {name: [] for name in detectors}
     for frame in iter_frames(source, start_frame=start_frame, sampling=Sampling(fps=args.fps)):
         for name, detect in detectors.items():

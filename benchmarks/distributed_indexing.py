@@ -102,7 +102,7 @@ def main() -> None:
         run["ratio_to_single_process"] = run["images_per_s"] / runs[0]["images_per_s"]
         run["commit_share"] = run["commit_seconds"] / run["seconds"]
         run["commit_ms_per_image"] = 1000 * run["commit_seconds"] / max(1, run["frames_processed"])
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "distributed_indexing",
         "commit": commit(),
         "machine": machine(),

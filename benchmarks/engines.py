@@ -63,7 +63,7 @@ def peak_gflops(signature: dict[str, Any], threads: int) -> tuple[float, str]:
     return threads * mhz / 1000 * per_cycle, f"{threads} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle ({units})"
 
 
-def count_flops(run: Callable[[], Any]) -> float:
+def count_flops(run: Callable[..., Any]) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -71,7 +71,7 @@ def count_flops(run: Callable[[], Any]) -> float:
     return float(counter.get_total_flops())
 
 
-def best_time(run: Callable[[], Any], calls: int) -> float:
+def best_time(run: Callable[..., Any], calls: int) -> float:
     run()
     best = float("inf")
     for _ in range(calls):
@@ -81,7 +81,7 @@ def best_time(run: Callable[[], Any], calls: int) -> float:
     return best
 
 
-def time_engines(runs: dict[str, Callable[[], Any]], items: int, rounds: int, calls: int) -> dict[str, dict[str, float]]:
+def time_engines(runs: dict[str, Callable[..., Any]], items: int, rounds: int, calls: int) -> dict[str, dict[str, float]]:
     """Per engine: median items/s, and median over rounds of the ratio to torch-fp32 in the same round."""
     rates: dict[str, list[float]] = {name: [] for name in runs}
     ratios: dict[str, list[float]] = {name: [] for name in runs}

@@ -27,7 +27,7 @@ import argparse
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from personsearch.data.crops import crop_boxes
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
-from personsearch.models.detector import image_tensors
+from personsearch.models.detector import PersonDetector, image_tensors
 
 Crop = Callable[[np.ndarray, np.ndarray, tuple[int, int]], torch.Tensor]
 
@@ -69,7 +69,7 @@ def compare(old: Callable[[], Any], new: Callable[[], Any], frames: int, rounds:
     return {"torchvision_ms": 1000 / timing[engines.REFERENCE]["per_s"], "ours_ms": 1000 / timing["ours"]["per_s"], "x": timing["ours"]["x_fp32"]}
 
 
-def frame_rows(bundle: ModelBundle, old: torch.nn.Module, new: torch.nn.Module, frames: list[np.ndarray], rounds: int) -> dict[str, Any]:
+def frame_rows(bundle: ModelBundle, old: PersonDetector, new: PersonDetector, frames: list[np.ndarray], rounds: int) -> dict[str, Any]:
     """Every step over ``frames`` (ms per scene), and what the two transforms differ by."""
     size = tuple(bundle.reid_config.input_size)
     images = image_tensors(frames)
@@ -78,17 +78,17 @@ def frame_rows(bundle: ModelBundle, old: torch.nn.Module, new: torch.nn.Module, 
         boxes = [engines.as_detections(new([image]))[0][:, :4] for image in images]
     maps = [[torch.zeros(1, 1, *(side // 16 for side in ours.tensors.shape[-2:]))] for _, ours in batches]
 
-    def transform(detector: torch.nn.Module) -> Callable[[], Any]:
+    def transform(detector: PersonDetector) -> Callable[[], Any]:
         return lambda: [detector.transform([image]) for image in images]
 
-    def anchors(detector: torch.nn.Module, which: int) -> Callable[[], Any]:
+    def anchors(detector: PersonDetector, which: int) -> Callable[[], Any]:
         return lambda: [detector.rpn.anchor_generator(batch[which], fmap) for batch, fmap in zip(batches, maps, strict=True)]
 
     def crops(crop: Crop) -> Callable[[], Any]:
         return lambda: [crop(frame, found, size) for frame, found in zip(frames, boxes, strict=True) if len(found)]
 
     @torch.no_grad()
-    def index_step(detector: torch.nn.Module, crop: Crop) -> None:
+    def index_step(detector: PersonDetector, crop: Crop) -> None:
         for frame, image in zip(frames, images, strict=True):
             found = engines.as_detections(detector([image]))[0][:, :4]
             if len(found):
@@ -120,8 +120,8 @@ def main() -> None:
     parts = [bundle.engine_dir / part for part in engines.DETECTOR_PARTS]
     if engine == "ort-int8-head":
         parts[2] = engines.quantize_box_head_int8(model, parts, bundle.engine_dir, engine_choice.calibration_scenes)
-    new = engines.graph_detector(model, parts, engine)
-    old = engines.graph_detector(model, parts, engine)
+    new = cast(PersonDetector, engines.graph_detector(model, parts, engine))
+    old = cast(PersonDetector, engines.graph_detector(model, parts, engine))
     old.transform = copy.deepcopy(model.transform).eval()  # torchvision's transform and anchors; RoIAlign sparse in both
     old.rpn.anchor_generator = new.rpn.anchor_generator.generator
 

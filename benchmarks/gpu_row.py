@@ -74,7 +74,9 @@ def network_cases(
         cases = []
         for batch in (1, INDEX_BATCH):
             chunks = [tensors[k : k + batch] for k in range(0, len(tensors), batch)]
-            runs = {e: (lambda run=run, chunks=chunks: [engines.as_detections(run(chunk)) for chunk in chunks]) for e, run in detect.items()}
+            runs: dict[str, Callable[..., Any]] = {
+                e: (lambda run=run, chunks=chunks: [engines.as_detections(run(chunk)) for chunk in chunks]) for e, run in detect.items()
+            }
             cases.append(
                 {"case": f"{label} detector, {batch} scene(s) per call", "unit": "scenes", "engines": time_engines(runs, len(tensors), args.rounds, args.calls)}
             )
@@ -113,7 +115,7 @@ def main() -> None:
         "detections": engine_choice.detection_agreement(fp32.detect(check), mixed.detect(check)),
         "features": engine_choice.feature_agreement(fp32.embed_crops(crops[:64]), mixed.embed_crops(crops[:64])),
     }
-    cases = []
+    cases: list[dict[str, Any]] = []
     for batch in (1, INDEX_BATCH):
         runs = {engines.REFERENCE: indexing(fp32, scenes, batch), MIXED: indexing(mixed, scenes, batch)}
         cases.append(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def main() -> None:
         reference = [engines.as_detections(reference_run([scene]))[0] for scene in scenes]
 
     rows: dict[str, dict[str, Any]] = {}
-    runners = {engines.REFERENCE: lambda: reference_run(timed)}
+    runners: dict[str, Callable[..., Any]] = {engines.REFERENCE: lambda: reference_run(timed)}
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         parts = engines.export_detector(detector, tmp)
         calibration = engines.box_head_inputs(detector, parts, engine_choice.calibration_scenes())

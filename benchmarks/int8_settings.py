@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def main() -> None:
         return
 
     rows: dict[str, dict[str, Any]] = {}
-    runners = {engines.REFERENCE: lambda: network(batch)}
+    runners: dict[str, Callable[..., Any]] = {engines.REFERENCE: lambda: network(batch)}
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         fp32 = engines.export_reid(network, Path(tmp) / "reid-fp32.onnx")
         candidates = {"ort-fp32": fp32}

@@ -40,7 +40,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from run_info import ROOT, commit, machine, write_results
@@ -141,7 +141,7 @@ def gaussian_chunks(real: np.ndarray, count: int, seed: int, chunk: int = 65_536
 def write_database(path: Path, real: np.ndarray, rows: int, seed: int) -> np.memmap:
     """The ``rows``-row database file: the real features first, then filler; reused when a file
     with the same recipe exists (``path`` + ``.json``)."""
-    recipe = {"rows": rows, "real": int(min(len(real), rows)), "real_digest": float(real[:, :8].sum()), "seed": seed}
+    recipe: dict[str, Any] = {"rows": rows, "real": int(min(len(real), rows)), "real_digest": float(real[:, :8].sum()), "seed": seed}
     marker = path.with_suffix(".json")
     if not (path.is_file() and marker.is_file() and json.loads(marker.read_text()) == recipe):
         started = time.perf_counter()
@@ -173,7 +173,7 @@ def drop_resident(array: np.ndarray) -> None:
     """Unmap the pages of a memory-mapped array from this process (they stay in the page cache),
     so the resident size measured next counts only what searching touches again."""
     if isinstance(array, np.memmap) and getattr(array, "_mmap", None) is not None:
-        array._mmap.madvise(mmap.MADV_DONTNEED)
+        array._mmap.madvise(mmap.MADV_DONTNEED)  # type: ignore[attr-defined]  # np.memmap's mmap object is private: not in numpy's stubs
 
 
 def resident_gb() -> dict[str, float]:
@@ -344,7 +344,7 @@ def main() -> None:
     }
     nprobes = [int(n) for n in args.nprobe.split(",")]
     for size in sizes:
-        view = np.memmap(db.filename, dtype=np.float32, mode="r", shape=(size, db.shape[1]))
+        view = np.memmap(cast(str, db.filename), dtype=np.float32, mode="r", shape=(size, db.shape[1]))
         record = run_size(view, queries, nprobes, args.work, args.kinds.split(","), reranks)
         record["real_rows"] = int(min(len(real), size))
         results["sizes"].append(record)

@@ -51,6 +51,8 @@ def build_index(directory: Path, boxes: int, dim: int, model_id: str, seed: int 
     per_source = -(-boxes // SOURCES)
     done = 0
     for chunk in range(0, SOURCES, 50):
+        rows: list[BoxRow]
+        updates: list[SourceUpdate]
         rows, updates = [], []
         for source in sources[chunk : chunk + 50]:
             n = min(per_source, boxes - done - len(rows))

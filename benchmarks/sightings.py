@@ -103,7 +103,7 @@ def search_evidence(index: PersonIndex, labels: dict[str, dict[int, tuple]], que
             if info.best_box in labels[query_camera]:
                 queries[sighting] = (labels[query_camera][info.best_box][0], info.best_box)
     others = [cam for cam in labels if cam != query_camera]
-    targets = Counter()  # (pid) -> appearances in other cameras
+    targets: Counter[int] = Counter()  # (pid) -> appearances in other cameras
     for cam in others:
         for pid, _appearance in {(lab[0], lab[1]) for lab in labels[cam].values()}:
             targets[pid] += 1
@@ -195,6 +195,7 @@ def main() -> None:
             real = PersonSearch.load(detector=detector)
         except (FileNotFoundError, OSError, ValueError):
             detector, real = "bundle", engine
+        run: dict[str, Any] | None  # None for a missing vtest in the summary loop below
         run = index_videos(real, [vtest], args.work / "vtest-index", stride=args.vtest_stride)
         with PersonIndex.open(args.work / "vtest-index") as index:
             run["sightings"] = index.store.summary()["sightings"]

@@ -166,7 +166,7 @@ class Job:
 
     def _dump_detector(self, inputs: str, out: str) -> None:
         paths = json.loads(Path(inputs).read_text())
-        np.savez(out, **{f"d{i}": self._detect([_image_tensor(p)])[0] for i, p in enumerate(paths)})
+        np.savez(out, **{f"d{i}": self._detect([_image_tensor(p)])[0] for i, p in enumerate(paths)})  # type: ignore[arg-type]  # numpy's stub types **kwds like its allow_pickle flag
 
     # -- training steps
     def _build_reid_train(self) -> None:

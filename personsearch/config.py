@@ -51,7 +51,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", base: T
         raise ValueError(f"{where}: {err}") from err
 
 
-def _value(f: dataclasses.Field, base: Any) -> Any:
+def _value(f: dataclasses.Field[Any], base: Any) -> Any:
     """The field's value in ``base``, or its default."""
     if base is not None:
         return getattr(base, f.name)
@@ -72,4 +72,4 @@ def to_dict(config: Any) -> dict[str, Any]:
             return str(value)
         return value
 
-    return plain(dataclasses.asdict(config))
+    return cast("dict[str, Any]", plain(dataclasses.asdict(config)))

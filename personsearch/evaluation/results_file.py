@@ -28,7 +28,7 @@ Arrays must be plain numbers or unicode strings: the file is read with ``allow_p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -153,7 +153,7 @@ def _features(path: Path, feats: np.ndarray, key: str, normalise: bool) -> np.nd
     norms = np.linalg.norm(feats, axis=1, keepdims=True)
     if np.any(norms == 0):
         raise ResultsFileError(f"{path}: {key} has {int((norms == 0).sum())} all-zero rows, which cannot be normalised")
-    return (feats / norms).astype(np.float32)
+    return cast(np.ndarray, (feats / norms).astype(np.float32))
 
 
 def _group(order_index: np.ndarray, n_groups: int) -> list[np.ndarray]:

@@ -197,7 +197,7 @@ def index_paths_on_ray(
         return summary
     if not ray.is_initialized():
         ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    workers = settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // settings.num_cpus_per_worker))
+    workers = settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // settings.num_cpus_per_worker))  # type: ignore[no-untyped-call]  # ray leaves cluster_resources() unannotated
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False

@@ -244,12 +244,12 @@ _SOURCE_COLUMNS = "id, path, kind, camera, people, complete, next_frame"
 _BOX_SELECT = "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score FROM boxes b JOIN sources s ON s.id = b.source_id "
 
 
-def _source_info(row: tuple) -> SourceInfo:
+def _source_info(row: tuple[Any, ...]) -> SourceInfo:
     sid, path, kind, camera, people, complete, next_frame = row
     return SourceInfo(int(sid), path, Path(path).name, kind, camera, int(people), bool(complete), 1 if kind == "image" else int(next_frame))
 
 
-def _box_info(row: tuple) -> BoxInfo:
+def _box_info(row: tuple[Any, ...]) -> BoxInfo:
     box_id, sid, path, kind, camera, frame, time, x1, y1, x2, y2, score = row
     return BoxInfo(int(box_id), int(sid), path, kind, camera, frame, time, (float(x1), float(y1), float(x2), float(y2)), float(score))
 

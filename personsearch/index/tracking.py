@@ -272,7 +272,7 @@ def sightings_of(
 def aggregate_feature(features: np.ndarray) -> np.ndarray:
     """A sighting's feature: the normalised mean of its normalised per-frame features."""
     features = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
-    mean = features.mean(axis=0)
+    mean: np.ndarray = features.mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 

@@ -544,7 +544,8 @@ def adapt_cmd(
     from_imagenet: Annotated[bool, typer.Option(help="Start the re-id network from ImageNet weights instead of the model's.")] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs per round.", show_default="8")] = None,
     rounds: Annotated[
-        int | None, typer.Option(min=1, help="1: per-camera tracklet discrimination; more: cross-camera association before each further round.", show_default="2")
+        int | None,
+        typer.Option(min=1, help="1: per-camera tracklet discrimination; more: cross-camera association before each further round.", show_default="2"),
     ] = None,
     min_boxes: Annotated[int | None, typer.Option(min=2, help="Shortest usable tracklet, in sampled frames.", show_default="8")] = None,
     stride: Annotated[int | None, typer.Option(min=1, help="Indexing PATHS: every N-th frame (1: every frame) instead of --fps.")] = None,

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from personsearch.models.detector import PersonDetector
 
 
-class InferenceTransform(GeneralizedRCNNTransform):
+class InferenceTransform(GeneralizedRCNNTransform):  # type: ignore[misc]  # torchvision ships no type information: its classes are Any to mypy
     """torchvision's detection input transform (normalise, resize the shorter side to
     ``min_size`` within ``max_size``, pad to a multiple of ``size_divisible``) for inference, with
     the resize first: see the module docstring. Training, targets and ``fixed_size`` go to
@@ -53,7 +53,7 @@ class InferenceTransform(GeneralizedRCNNTransform):
 
     def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None) -> tuple[ImageList, Any]:
         if self.training or targets is not None or self.fixed_size is not None:
-            return super().forward(images, targets)
+            return cast("tuple[ImageList, Any]", super().forward(images, targets))
         resized = []
         for image in images:
             if image.dim() != 3:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -103,10 +104,10 @@ class C4Features(nn.Module):
         (self.out_channels,) = body.out_channels.values()
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        return self.body(x)
+        return cast("OrderedDict[str, torch.Tensor]", self.body(x))
 
 
-class RoICropPool(MultiScaleRoIAlign):
+class RoICropPool(MultiScaleRoIAlign):  # type: ignore[misc]  # torchvision ships no type information: its classes are Any to mypy
     """Crop-and-resize each region (RoIAlign to ``roi_size``), then optionally 2 x 2 max-pool.
 
     A MultiScaleRoIAlign (which FasterRCNN requires) over the one stride-16 feature map."""
@@ -116,7 +117,7 @@ class RoICropPool(MultiScaleRoIAlign):
         self.pool = nn.MaxPool2d(2) if max_pool else nn.Identity()
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        return self.pool(super().forward(x, boxes, image_shapes))
+        return cast(torch.Tensor, self.pool(super().forward(x, boxes, image_shapes)))
 
 
 class C4BoxHead(nn.Module):
@@ -139,7 +140,7 @@ class C4BoxHead(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.stages(crops), 1), 1)
 
 
-class RPNHeadF32(RPNHead):
+class RPNHeadF32(RPNHead):  # type: ignore[misc]  # torchvision ships no type information: its classes are Any to mypy
     """RPNHead whose outputs are fp32 even under autocast.
 
     torchvision's BoxCoder casts anchors to the deltas' dtype; in bf16 (8 mantissa bits) a box
@@ -151,7 +152,7 @@ class RPNHeadF32(RPNHead):
         return [t.float() for t in logits], [t.float() for t in deltas]
 
 
-class FastRCNNPredictorF32(FastRCNNPredictor):
+class FastRCNNPredictorF32(FastRCNNPredictor):  # type: ignore[misc]  # torchvision ships no type information: its classes are Any to mypy
     """FastRCNNPredictor with fp32 outputs, so decoded detection boxes stay fp32 (see RPNHeadF32)."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +160,7 @@ class FastRCNNPredictorF32(FastRCNNPredictor):
         return scores.float(), deltas.float()
 
 
-class PersonDetector(FasterRCNN):
+class PersonDetector(FasterRCNN):  # type: ignore[misc]  # torchvision ships no type information: its classes are Any to mypy
     """Faster R-CNN C4 for one class, person.
 
     Training mode: ``forward(images, targets)`` -> dict of the four losses. Eval mode:

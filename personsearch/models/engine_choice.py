@@ -119,7 +119,7 @@ def signature_for(device: str | torch.device = "cpu") -> dict[str, Any]:
     if device.type != "cpu":
         signature["device"] = device.type
     if device.type == "cuda":
-        signature.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+        signature.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())  # type: ignore[no-untyped-call]  # torch leaves cudnn.version() unannotated
     return signature
 
 

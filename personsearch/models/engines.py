@@ -43,6 +43,8 @@ from personsearch.models.box_logic import use_fast_box_logic
 from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
 
 if TYPE_CHECKING:
+    import onnxruntime
+
     from personsearch.models.detector import PersonDetector
     from personsearch.models.reid import PyramidReID
 
@@ -205,7 +207,7 @@ def quantize_int8(
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
     end = len(calibration) // batch_size * batch_size if method == "entropy" else len(calibration)
 
-    class Batches(CalibrationDataReader):
+    class Batches(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no type information: its classes are Any to mypy
         def __init__(self) -> None:
             self.batches = iter([{"input": np.ascontiguousarray(calibration[i : i + batch_size], dtype=np.float32)} for i in range(0, end, batch_size)])
 
@@ -263,7 +265,7 @@ def quantize_reid_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     )
 
 
-def ort_session(path: str | Path, threads: int | None = None, spin: bool = False):  # -> onnxruntime.InferenceSession
+def ort_session(path: str | Path, threads: int | None = None, spin: bool = False) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session using as many threads as PyTorch does. By default its idle
     threads sleep instead of spinning for the next call (``spin=True`` is ONNX Runtime's own
     default). That is what a network called between other work wants, and every engine's network
@@ -361,7 +363,7 @@ class _TrunkOutput(nn.Module):
         self.body, self.stage = body, stage
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)[self.stage]
+        return cast(torch.Tensor, self.body(x)[self.stage])
 
 
 class _TrunkFromGraph(nn.Module):
@@ -491,7 +493,7 @@ def torch_reid(model: nn.Module, name: str, device: torch.device) -> ReIDRun:
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast_for(device, bf16):
-            return model(batch).float().cpu()
+            return cast(torch.Tensor, model(batch).float().cpu())
 
     return run
 
@@ -506,7 +508,7 @@ def torch_detector(model: nn.Module, name: str, device: torch.device) -> DetectR
     @torch.no_grad()
     def run(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         with autocast_for(device, bf16):
-            return model([im.to(device) for im in images])
+            return cast("list[dict[str, torch.Tensor]]", model([im.to(device) for im in images]))
 
     return run
 
@@ -530,7 +532,7 @@ def graph_detect(model: nn.Module, parts: Sequence[str | Path], engine: str = "o
 
     @torch.no_grad()
     def run(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return runner([im.cpu() for im in images])
+        return cast("list[dict[str, torch.Tensor]]", runner([im.cpu() for im in images]))
 
     return run
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -48,7 +49,7 @@ def nms_detections(dets: np.ndarray, iou_threshold: float) -> np.ndarray:
     if len(dets) == 0:
         return dets
     keep = nms(torch.from_numpy(dets[:, :4].copy()), torch.from_numpy(dets[:, 4].copy()), iou_threshold).numpy()
-    return dets[keep]
+    return cast(np.ndarray, dets[keep])
 
 
 def _check_image(image: np.ndarray, detector: str) -> np.ndarray:
@@ -204,7 +205,7 @@ def cut_graph(graph: bytes, input_name: str, outputs: tuple[str, ...], source: s
     for node in full.node:
         if node.name in needed:
             cut.node.append(node)
-    return cut.SerializeToString()
+    return cast(bytes, cut.SerializeToString())
 
 
 def ssd_anchors(
@@ -326,7 +327,7 @@ class SSDLitePersonDetector:
 
 # --- choosing a detector by name ----------------------------------------------------------------
 
-EXTERNAL_DETECTORS = {"hog": HOGPersonDetector, "ssdlite": SSDLitePersonDetector}
+EXTERNAL_DETECTORS: dict[str, type[HOGPersonDetector] | type[SSDLitePersonDetector]] = {"hog": HOGPersonDetector, "ssdlite": SSDLitePersonDetector}
 """Detectors usable in place of a bundle's own, by the name ``--detector`` takes."""
 
 

@@ -89,7 +89,7 @@ class LevelHead(nn.Module):
 
     def embedding(self, feature_map: torch.Tensor) -> torch.Tensor:
         """The BatchNorm'd ``embed_dim`` embedding of a (B, C, h, w) feature map."""
-        return self.bn(self.embed(torch.flatten(F.adaptive_avg_pool2d(feature_map, 1), 1)))
+        return cast(torch.Tensor, self.bn(self.embed(torch.flatten(F.adaptive_avg_pool2d(feature_map, 1), 1))))
 
 
 class PyramidReID(nn.Module):

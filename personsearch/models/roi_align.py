@@ -19,6 +19,8 @@ Only the order of the additions differs from torchvision (results within ~1e-6 r
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
@@ -32,7 +34,7 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: in
     x2, y2 in image pixels). Returns (K, C, S, S) in channels_last memory. ``sampling_ratio`` <= 0
     (torchvision's adaptive grid, a different grid per RoI) is handed to torchvision."""
     if sampling_ratio <= 0 or features.dtype != torch.float32 or features.device.type != "cpu":
-        return roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned=False)
+        return cast(torch.Tensor, roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned=False))
     batch, channels, height, width = features.shape
     rois = rois.float()
     box = rois[:, 1:] * spatial_scale

@@ -46,7 +46,6 @@ from personsearch.models.bundle import load_component
 from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, to_dict
 from personsearch.training.reid import train_reid
 
-
 BUDGET_RESERVE = 0.03
 """Share of a time budget kept back from training: the last step's overrun, loading each
 round's network and associating tracklets between rounds."""
@@ -209,7 +208,7 @@ def mean_features(features: np.ndarray, owners: np.ndarray, count: int) -> np.nd
     """The normalised mean feature of each of ``count`` groups (``owners``: the group of each row)."""
     means = np.zeros((count, features.shape[1]), np.float32)
     np.add.at(means, owners, features)
-    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return cast(np.ndarray, means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12))
 
 
 def tracklet_features(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, count: int) -> np.ndarray:

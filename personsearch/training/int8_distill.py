@@ -258,7 +258,7 @@ def distill_for_int8(
                 pairs = ((quantised, target), (full, target), (quantised, full.detach()))
                 loss = torch.stack([1 - F.cosine_similarity(a, b).mean() for a, b in pairs]).sum()
                 optimiser.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
                 optimiser.step()
                 step += 1
                 if step % 25 == 0 or step == config.steps:

@@ -85,7 +85,7 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a training checkpoint (tensors and plain values only: ``weights_only=True``)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return cast("dict[str, Any]", torch.load(path, map_location="cpu", weights_only=True))
     except Exception as err:  # torch raises several types for truncated or foreign files
         raise ValueError(f"{path}: not a readable personsearch checkpoint ({err}); delete it to start afresh") from err
 
@@ -157,7 +157,7 @@ class Trainer:
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {index}; lower the learning rate")
                     self.optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
+                    scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
                     scaler.step(self.optimizer)
                     scaler.update()
                     global_step += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -150,7 +151,7 @@ def _tiles(camera: Camera, height: int, width: int, across: float, depth: float,
     tile_px = np.minimum(d / across, d * d / (depth * width))
     fade = np.clip(tile_px / 4.0 - 0.5, 0.0, 1.0)
     mean = ((a + b) / 2 if checker else b) * 0.85 + g * 0.15
-    return img * fade + mean * (1 - fade)
+    return cast(np.ndarray, img * fade + mean * (1 - fade))
 
 
 def _sky(height: int, width: int, top: RGB, bottom: RGB) -> np.ndarray:

@@ -139,7 +139,7 @@ def _arm(shoulder: _Point, elbow: _Point, wrist: _Point, p: Identity, c: _Palett
     return out
 
 
-def _leg(hip, knee, ankle, p: Identity, c: _Palette, b: float, shoe: Ellipse, factor: float = 1.0) -> list[Shape]:
+def _leg(hip: _Point, knee: _Point, ankle: _Point, p: Identity, c: _Palette, b: float, shoe: Ellipse, factor: float = 1.0) -> list[Shape]:
     """Leg in trousers, shorts or bare under a skirt, with its shoe."""
     skin, cloth = shade(c.skin, factor), shade(c.bottom, factor)
     thigh = cloth if p.bottom_type in ("trousers", "shorts") else skin

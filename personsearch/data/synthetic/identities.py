@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import numpy as np
 
@@ -118,11 +118,11 @@ class Identity:
     scarf: str
     belt: str
 
-    def coarse(self) -> tuple:
+    def coarse(self) -> tuple[str, str, str, str, float, int, str]:
         """The attributes a family shares."""
         return (self.top, self.sleeves, self.bottom, self.bottom_type, self.build, self.skin, self.hair_tone)
 
-    def details(self) -> tuple:
+    def details(self) -> tuple[tuple[str, str] | str, tuple[str, str, str] | str, str, tuple[str, str], tuple[str, str] | str, str, str, str]:
         """One entry per fine attribute group; colours of absent items are ignored."""
         return (
             (self.logo, self.logo_color) if self.logo != NONE else NONE,
@@ -163,7 +163,19 @@ def _contrasting(rng: np.random.Generator, against: RGB, min_distance: float = 9
     return _pick(rng, names)
 
 
-def sample_coarse(rng: np.random.Generator) -> dict:
+class CoarseLook(TypedDict):
+    """The coarse attributes of an ``Identity``: what a look-alike family shares."""
+
+    top: str
+    sleeves: str
+    bottom: str
+    bottom_type: str
+    build: float
+    skin: int
+    hair_tone: str
+
+
+def sample_coarse(rng: np.random.Generator) -> CoarseLook:
     """Coarse attributes of a new family."""
     return {
         "top": _pick(rng, list(TOP_COLORS)),
@@ -176,7 +188,7 @@ def sample_coarse(rng: np.random.Generator) -> dict:
     }
 
 
-def sample_identity(rng: np.random.Generator, family: int, coarse: dict | None = None) -> Identity:
+def sample_identity(rng: np.random.Generator, family: int, coarse: CoarseLook | None = None) -> Identity:
     """A new identity; with ``coarse`` given it joins that family's look."""
     coarse = sample_coarse(rng) if coarse is None else coarse
     scarves = list(ACCESSORY_COLORS)
@@ -212,7 +224,7 @@ def sample_population(
     ``min_detail_difference`` fine attribute groups, so some difference shows in every view.
     """
     people: list[Identity] = []
-    used_looks: set[tuple] = set()
+    used_looks: set[tuple[object, ...]] = set()
     family = first_family
     while len(people) < count:
         size = min(int(rng.integers(family_size[0], family_size[1] + 1)), count - len(people))

@@ -173,7 +173,7 @@ def sample_heights(rng: np.random.Generator, count: int, config: SyntheticConfig
     """Person heights in pixels (int), drawn from the config's distribution."""
     lo, hi = config.min_height, config.max_height
     loguniform = config.height_distribution == "loguniform"
-    values = np.exp(rng.uniform(math.log(lo), math.log(hi), count)) if loguniform else rng.uniform(lo, hi, count)
+    values: np.ndarray = np.exp(rng.uniform(math.log(lo), math.log(hi), count)) if loguniform else rng.uniform(lo, hi, count)
     return np.clip(np.round(values), lo, hi).astype(int)
 
 
