@@ -2,18 +2,24 @@
 
     python benchmarks/release_model.py                    # everything; resumable at every stage
     python benchmarks/release_model.py --stage release    # only re-evaluate and re-write the release
+    python benchmarks/release_model.py --stage release --reid runs/people3d-v2-mixed   # ship that re-id network
 
 Stages (each skipped when its output exists, training resumed from its last checkpoint):
 
 1. ``data``: the synthetic ``standard`` benchmark, seed 0, in ``data/synthetic-standard``;
 2. ``detector``: ``configs/detector_mobilenet_v2_release.yaml`` into ``runs/release``;
 3. ``reid``: ``configs/reid_mobilenet_v2_release.yaml`` into ``runs/release``;
+3b. ``rendered``: that re-id network fine-tuned on rendered 3D people (renderer version 2,
+   ``data/people3d-3000``, rendered here when missing; needs the ``people3d`` extra) mixed with
+   the synthetic training people, by ``rendered_people.RELEASE_RECIPE``, into
+   ``runs/release/rendered``, which ``release`` then ships (docs/rendered-people.md);
 4. ``int8`` (only when asked for: ``--stage int8``; not part of ``all`` while the distilled
    network's int8 is still refused by the engine chooser, docs/performance.md):
    quantisation-aware distillation of that re-id network against itself, so that the ``ort-int8``
    engine's features agree with its fp32 ones (``personsearch.training.int8_distill``, default
    schedule), into ``runs/release/int8``, which ``release`` then ships instead;
-5. ``release``: evaluate the pair (CUHK-SYSU protocol, gallery 100, detections and ground-truth
+5. ``release``: evaluate the pair (``--reid DIR`` / ``--detector DIR``: ship those components
+   instead of ``runs/release``'s) (CUHK-SYSU protocol, gallery 100, detections and ground-truth
    boxes, by person height) on the standard test split, and on a ``small`` benchmark of a seed
    never used in training; write both networks as fp16 safetensors into
    ``personsearch/assets/default`` with a model card (``MODEL_CARD.md``) and ``SHA256SUMS``, and
@@ -27,10 +33,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from rendered_people import TRAIN_SPEC, train_rendered
 from run_info import ROOT, commit, machine, write_results
 
 DATA = Path("data/synthetic-standard")
@@ -60,6 +69,16 @@ def stage_train(name: str, device: str) -> None:
     train(config, RUN)
 
 
+def stage_rendered() -> None:
+    from personsearch.data.people3d.dataset import render_dataset
+
+    if (RUN / "rendered" / "reid.safetensors").is_file():
+        return
+    rendered = Path("data/people3d-3000")
+    render_dataset(rendered, TRAIN_SPEC, workers=2)  # skips the people already there
+    train_rendered(rendered, RUN / "rendered", RUN, [DATA])
+
+
 def stage_int8() -> None:
     from personsearch.training.int8_distill import distill_bundle
 
@@ -80,19 +99,34 @@ def evaluate(bundle_dir: Path, data_dir: Path, gallery_size: int, engine: str = 
     return dict(result.to_dict(), seconds=round(time.perf_counter() - started, 1))
 
 
-def write_fp16(source: Path, target: Path) -> None:
-    """Copy a bundle with its floating-point weights stored as fp16 (loaded back as fp32)."""
+def shipped_sources(detector: Path | None, reid: Path | None) -> dict[str, Path]:
+    """Where each shipped component comes from: as given, else ``runs/release`` (its re-id
+    network after the rendered-people stage, else after int8 distillation, else as trained)."""
+    if reid is None:
+        reid = next((RUN / sub for sub in ("rendered", "int8") if (RUN / sub / "reid.safetensors").is_file()), RUN)
+    return {"detector": detector or RUN, "reid": reid}
+
+
+def write_fp16(sources: dict[str, Path], target: Path) -> None:
+    """Copy the components with their floating-point weights stored as fp16 (loaded back as fp32)."""
     import torch
     from safetensors.torch import load_file, save_file
 
     target.mkdir(parents=True, exist_ok=True)
+    staged = {name: Path(tempfile.mkdtemp()) for name in sources}  # the target may be a source: read all first
+    for name, origin in sources.items():
+        for suffix in (".json", ".safetensors"):
+            shutil.copyfile(origin / f"{name}{suffix}", staged[name] / f"{name}{suffix}")
     for name in ("detector", "reid"):
-        origin = source / "int8" if name == "reid" and (source / "int8" / "reid.safetensors").is_file() else source  # after int8 distillation
+        origin = staged[name]
         state = load_file(str(origin / f"{name}.safetensors"))
         half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         save_file(half, str(target / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(torch.float16)})
         description = json.loads((origin / f"{name}.json").read_text())
-        description["metadata"]["release"] = {"stored_as": "fp16", "recipe": f"configs/{name}_mobilenet_v2_release.yaml", "commit": commit()}
+        recipe = f"configs/{name}_mobilenet_v2_release.yaml"
+        if "people3d" in json.dumps(description["metadata"].get("train", {}).get("data", {})):
+            recipe += " then benchmarks/rendered_people.py RELEASE_RECIPE"
+        description["metadata"]["release"] = {"stored_as": "fp16", "recipe": recipe, "from": str(sources[name]), "commit": commit()}
         (target / f"{name}.json").write_text(json.dumps(description, indent=2))
 
 
@@ -168,13 +202,13 @@ detection recall {100 * held["detection"]["recall"]:.1f}, AP {100 * held["detect
 """
 
 
-def stage_release() -> dict[str, Any]:
+def stage_release(sources: dict[str, Path]) -> dict[str, Any]:
     from personsearch.data.synthetic import make_synthetic
 
     held_dir = Path("data") / f"synthetic-small-seed{HELD_OUT_SEED}"
     if not (held_dir / "synthetic.json").is_file() or not json.loads((held_dir / "synthetic.json").read_text()).get("complete"):
         make_synthetic(held_dir, preset="small", seed=HELD_OUT_SEED, overwrite=True)
-    write_fp16(RUN, ASSETS)  # score what ships: the fp16 weights
+    write_fp16(sources, ASSETS)  # score what ships: the fp16 weights
     results = {
         "benchmark": "release_model",
         "commit": commit(),
@@ -193,7 +227,9 @@ def stage_release() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=("all", "data", "detector", "reid", "int8", "release"), default="all")
+    parser.add_argument("--stage", choices=("all", "data", "detector", "reid", "rendered", "int8", "release"), default="all")
+    parser.add_argument("--reid", type=Path, default=None, help="release: ship this bundle folder's re-id network (default: runs/release's)")
+    parser.add_argument("--detector", type=Path, default=None, help="release: ship this bundle folder's detector (default: runs/release's)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     import os
@@ -204,10 +240,12 @@ def main() -> None:
     for name in ("detector", "reid"):
         if args.stage in ("all", name):
             stage_train(name, args.device)
+    if args.stage in ("all", "rendered"):
+        stage_rendered()
     if args.stage == "int8":
         stage_int8()
     if args.stage in ("all", "release"):
-        stage_release()
+        stage_release(shipped_sources(args.detector and args.detector.resolve(), args.reid and args.reid.resolve()))
 
 
 if __name__ == "__main__":

@@ -67,30 +67,51 @@ def render(args: argparse.Namespace) -> None:
     print(f"\n{summary['images_rendered_now']} images in {time.perf_counter() - began:.0f} s")
 
 
-def train(args: argparse.Namespace) -> None:
+RELEASE_RECIPE = {"identities": 1000, "epochs": 4, "lr": 0.02, "triplet": 0.0, "colour_jitter": 0.0, "grayscale": 0.0, "erase": 0.0}
+"""The fine-tuning the default model's re-id network had (``runs/people3d-v2-mixed``): 1,000
+rendered people of renderer version 2 with the synthetic ``standard`` training people."""
+
+
+def train_rendered(root: Path, out: Path, init: Path, mix: list[Path], **recipe: Any) -> dict[str, Any]:
+    """Fine-tune ``init``'s re-id network (a bundle folder) on the rendered people at ``root``
+    (and each ``mix`` set), into ``out``; ``recipe`` as ``RELEASE_RECIPE``. Resumable."""
     from personsearch.models.bundle import load_component
     from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
     from personsearch.training.reid import train_reid
 
-    start, model_config, _ = load_component(DEFAULT, "reid")
+    recipe = {**RELEASE_RECIPE, **recipe}
+    start, model_config, _ = load_component(init, "reid")
     config = ReIDTrainConfig(
-        model=replace(model_config, triplet_weight=args.triplet),
+        model=replace(model_config, triplet_weight=recipe["triplet"]),
         data=ReIDDataConfig(
-            dataset=str(args.root),
+            dataset=str(root),
             ids_per_batch=16,
-            mix=tuple(str(m) for m in args.mix),
-            max_identities=args.identities,
-            colour_jitter=args.colour_jitter,
-            grayscale_prob=args.grayscale,
-            erase_prob=args.erase,
+            mix=tuple(str(m) for m in mix),
+            max_identities=recipe["identities"],
+            colour_jitter=recipe["colour_jitter"],
+            grayscale_prob=recipe["grayscale"],
+            erase_prob=recipe["erase"],
         ),
-        optim=OptimConfig(lr=args.lr, backbone_lr=args.lr / 10, warmup_steps=20, milestones=(0.8,)),
-        epochs=args.epochs,
+        optim=OptimConfig(lr=recipe["lr"], backbone_lr=recipe["lr"] / 10, warmup_steps=20, milestones=(0.8,)),
+        epochs=recipe["epochs"],
         batch_size=64,
         seed=0,
         checkpoint_every=20,
     )
-    summary = train_reid(config, args.out, init=start.state_dict())
+    return train_reid(config, out, init=start.state_dict())
+
+
+def train(args: argparse.Namespace) -> None:
+    recipe = {
+        "identities": args.identities,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "triplet": args.triplet,
+        "colour_jitter": args.colour_jitter,
+        "grayscale": args.grayscale,
+        "erase": args.erase,
+    }
+    summary = train_rendered(args.root, args.out, args.init, args.mix, **recipe)
     print(json.dumps(summary, indent=1, default=str)[:2000])
 
 
@@ -194,6 +215,7 @@ def main() -> None:
     p = sub.add_parser("train")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "people3d-finetune")
+    p.add_argument("--init", type=Path, default=DEFAULT, help="the bundle whose re-id network to start from (default: the shipped model)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--identities", type=int, default=600, help="train on the first N people of each set (0: all)")
