@@ -69,7 +69,9 @@ def gallery_detections(bundle: ModelBundle | Path, dataset, cache: Path) -> list
     return dets
 
 
-def level_features(feats: np.ndarray, num_levels: int, weights: tuple[float, ...] | None = None) -> np.ndarray:
+def level_features(
+    feats: np.ndarray, num_levels: int, weights: tuple[float, ...] | None = None
+) -> np.ndarray:
     """Re-weight the levels of concatenated test features: each level's slice re-normalised,
     scaled by its weight, concatenated and normalised again. ``weights`` of all ones is the
     plain concatenation; a one-hot vector scores one level alone."""
@@ -87,7 +89,11 @@ def level_features(feats: np.ndarray, num_levels: int, weights: tuple[float, ...
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     """A ``SearchResult.to_dict()`` without its per-query lists (the file stays readable); of a
     dict holding several results (``PipelineResult.to_dict()``), each one's."""
-    return {k: summary(v) if isinstance(v, dict) else v for k, v in result.items() if k not in {"per_query", "excluded"}}
+    return {
+        k: summary(v) if isinstance(v, dict) else v
+        for k, v in result.items()
+        if k not in {"per_query", "excluded"}
+    }
 
 
 class Validation:
@@ -98,7 +104,9 @@ class Validation:
         self.dataset = load_dataset(data_dir)
         self.gallery_size = gallery_size
         self.gallery_crops = [crop_boxes(read_image(s.path), s.boxes, size) for s in self.dataset.gallery]
-        self.query_crops = torch.cat([crop_boxes(read_image(q.path), q.box[None], size) for q in self.dataset.queries])
+        self.query_crops = torch.cat(
+            [crop_boxes(read_image(q.path), q.box[None], size) for q in self.dataset.queries]
+        )
         self.gt = ground_truth_detections(self.dataset.gallery)
 
     @torch.no_grad()
@@ -106,13 +114,27 @@ class Validation:
         model.eval()
         counts = [len(c) for c in self.gallery_crops]
         crops = torch.cat([*self.gallery_crops, self.query_crops])
-        feats = np.concatenate([model(normalize_crops(crops[i : i + 256])).float().numpy() for i in range(0, len(crops), 256)])
+        feats = np.concatenate(
+            [model(normalize_crops(crops[i : i + 256])).float().numpy() for i in range(0, len(crops), 256)]
+        )
         gallery = np.split(feats[: sum(counts)], np.cumsum(counts)[:-1])
         return gallery, feats[sum(counts) :]
 
-    def score(self, gallery: list[np.ndarray], queries: np.ndarray, num_levels: int, weights: tuple[float, ...] | None = None) -> dict[str, float]:
+    def score(
+        self,
+        gallery: list[np.ndarray],
+        queries: np.ndarray,
+        num_levels: int,
+        weights: tuple[float, ...] | None = None,
+    ) -> dict[str, float]:
         g = [level_features(f, num_levels, weights) for f in gallery]
-        result = evaluate_search(self.dataset, self.gt, g, level_features(queries, num_levels, weights), gallery_size=self.gallery_size)
+        result = evaluate_search(
+            self.dataset,
+            self.gt,
+            g,
+            level_features(queries, num_levels, weights),
+            gallery_size=self.gallery_size,
+        )
         return {"mAP": result.mAP, "top1": result.topk[1]}
 
     def curve_point(self, model: torch.nn.Module, levels: list[str]) -> dict[str, dict[str, float]]:
@@ -120,10 +142,14 @@ class Validation:
         point = {"concat": self.score(gallery, queries, len(levels))}
         if len(levels) > 1:
             for i, level in enumerate(levels):
-                point[level] = self.score(gallery, queries, len(levels), tuple(float(j == i) for j in range(len(levels))))
+                point[level] = self.score(
+                    gallery, queries, len(levels), tuple(float(j == i) for j in range(len(levels)))
+                )
         return point
 
-    def best_weights(self, model: torch.nn.Module, num_levels: int) -> tuple[tuple[float, ...], dict[str, float]]:
+    def best_weights(
+        self, model: torch.nn.Module, num_levels: int
+    ) -> tuple[tuple[float, ...], dict[str, float]]:
         """The level weights (a grid, top level fixed at 1) with the best validation mAP."""
         gallery, queries = self.features(model)
         best: tuple[tuple[float, ...], dict[str, float]] | None = None
@@ -157,7 +183,9 @@ def sectioned(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def budget_config(budget: dict[str, Any], settings: dict[str, Any] | None = None, where: str = "reid_budget") -> ReIDTrainConfig:
+def budget_config(
+    budget: dict[str, Any], settings: dict[str, Any] | None = None, where: str = "reid_budget"
+) -> ReIDTrainConfig:
     """The training config of a results file's ``reid_budget`` (either shape), with ``settings``
     (a trial's changes, either shape) applied over it."""
     base = from_dict(ReIDTrainConfig, sectioned(budget), where)
@@ -175,7 +203,9 @@ def budget_of(config: ReIDTrainConfig) -> dict[str, Any]:
     return budget
 
 
-def run_one(variant: str, seed: int, base: ReIDTrainConfig, work: Path, val: Validation, curve_every: int) -> Path:
+def run_one(
+    variant: str, seed: int, base: ReIDTrainConfig, work: Path, val: Validation, curve_every: int
+) -> Path:
     """Train (or resume) one variant/seed, recording its validation curve; returns its folder."""
     vdir = work / f"reid-{variant}-s{seed}"
     curve_path = vdir / "curve.json"
@@ -194,7 +224,9 @@ def run_one(variant: str, seed: int, base: ReIDTrainConfig, work: Path, val: Val
     return vdir
 
 
-def evaluate_run(vdir: Path, detector: Path, dataset, shared_dets: list[np.ndarray], val: Validation, gallery_size: int) -> dict[str, Any]:
+def evaluate_run(
+    vdir: Path, detector: Path, dataset, shared_dets: list[np.ndarray], val: Validation, gallery_size: int
+) -> dict[str, Any]:
     """Test-split scores of one trained run: with detections and ground-truth boxes, each level
     alone, and with the level weights chosen on validation."""
     cached = vdir / "scores.json"
@@ -209,24 +241,42 @@ def evaluate_run(vdir: Path, detector: Path, dataset, shared_dets: list[np.ndarr
     queries = query_features(bundle, dataset.queries)
     gt = ground_truth_detections(dataset.gallery)
 
-    def search(d: list[np.ndarray], f: list[np.ndarray], weights: tuple[float, ...] | None = None) -> dict[str, Any]:
+    def search(
+        d: list[np.ndarray], f: list[np.ndarray], weights: tuple[float, ...] | None = None
+    ) -> dict[str, Any]:
         return summary(
-            evaluate_search(dataset, d, [level_features(x, n, weights) for x in f], level_features(queries, n, weights), gallery_size=gallery_size).to_dict()
+            evaluate_search(
+                dataset,
+                d,
+                [level_features(x, n, weights) for x in f],
+                level_features(queries, n, weights),
+                gallery_size=gallery_size,
+            ).to_dict()
         )
 
-    out: dict[str, Any] = {"search": search(dets, feats), "search_gt_boxes": search(gt, gt_feats), "detection": evaluate_detection(dataset, dets).to_dict()}
+    out: dict[str, Any] = {
+        "search": search(dets, feats),
+        "search_gt_boxes": search(gt, gt_feats),
+        "detection": evaluate_detection(dataset, dets).to_dict(),
+    }
     out["train"] = json.loads((vdir / "reid.json").read_text())["metadata"]["summary"]
     out["machine"] = machine()
     out["curve"] = json.loads((vdir / "curve.json").read_text()) if (vdir / "curve.json").is_file() else {}
     if n > 1:
-        out["levels_gt_boxes"] = {level: search(gt, gt_feats, tuple(float(j == i) for j in range(n))) for i, level in enumerate(levels)}
+        out["levels_gt_boxes"] = {
+            level: search(gt, gt_feats, tuple(float(j == i) for j in range(n)))
+            for i, level in enumerate(levels)
+        }
         weights, val_scores = val.best_weights(bundle.reid_network, n)
         out["val_weights"] = {
             "weights": dict(zip(levels, weights, strict=True)),
             "val": val_scores,
             "val_concat": val.score(*val.features(bundle.reid_network), n),
         }
-        out["weighted"] = {"search": search(dets, feats, weights), "search_gt_boxes": search(gt, gt_feats, weights)}
+        out["weighted"] = {
+            "search": search(dets, feats, weights),
+            "search_gt_boxes": search(gt, gt_feats, weights),
+        }
     cached.write_text(json.dumps(out, indent=1))
     return out
 
@@ -240,14 +290,27 @@ def earlier_runs(path: Path, results: dict[str, Any]) -> dict[str, dict[str, Any
     old = json.loads(path.read_text())
     keys = ("preset", "data_seed", "gallery_size", "validation")
     differ = [k for k in keys if old.get(k) != results[k]]
-    differ += ["detector"] if old.get("detector", {}).get("sha256_12") != results["detector"]["sha256_12"] else []
-    differ += ["reid_budget"] if budget_of(budget_config(old.get("reid_budget", {}))) != results["reid_budget"] else []
+    differ += (
+        ["detector"] if old.get("detector", {}).get("sha256_12") != results["detector"]["sha256_12"] else []
+    )
+    differ += (
+        ["reid_budget"]
+        if budget_of(budget_config(old.get("reid_budget", {}))) != results["reid_budget"]
+        else []
+    )
     if differ:
-        print(f"note: {path} was made with another {', '.join(differ)}: its runs are not reused (this run overwrites it)", flush=True)
+        print(
+            f"note: {path} was made with another {', '.join(differ)}: its runs are not reused "
+            "(this run overwrites it)",
+            flush=True,
+        )
         return {}
     detection = old["detector"].get("evaluation")
     return {
-        variant: {seed: {"machine": old.get("machine"), **run, "detection": detection} for seed, run in entry.get("per_seed", {}).items()}
+        variant: {
+            seed: {"machine": old.get("machine"), **run, "detection": detection}
+            for seed, run in entry.get("per_seed", {}).items()
+        }
         for variant, entry in old.get("variants", {}).items()
     }
 
@@ -257,7 +320,11 @@ def mean_std(values: list[Any]) -> tuple[Any, Any]:
     where a bucket is empty in any run)."""
     first = values[0]
     if isinstance(first, dict):
-        pairs = {k: mean_std([v[k] for v in values]) for k in first if all(isinstance(v, dict) and k in v for v in values)}
+        pairs = {
+            k: mean_std([v[k] for v in values])
+            for k in first
+            if all(isinstance(v, dict) and k in v for v in values)
+        }
         return {k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()}
     if isinstance(first, bool) or not all(isinstance(v, (int, float)) for v in values):
         return (first if all(v == first for v in values) else None), None
@@ -273,7 +340,10 @@ def plot(results: dict, out_png: Path, curves_png: Path) -> None:
 
     variants = list(results["variants"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, key, title in ((axes[0], "search_gt_boxes", "ground-truth boxes"), (axes[1], "search", "with detections")):
+    for ax, key, title in (
+        (axes[0], "search_gt_boxes", "ground-truth boxes"),
+        (axes[1], "search", "with detections"),
+    ):
         buckets = list(results["variants"][variants[0]][key]["by_query_height"])
         width = 0.8 / len(variants)
         for i, variant in enumerate(variants):
@@ -287,7 +357,10 @@ def plot(results: dict, out_png: Path, curves_png: Path) -> None:
         ax.set_xlabel("query person height")
     axes[0].set_ylabel("top-1 (%), mean ± sd over seeds")
     axes[0].legend()
-    fig.suptitle(f"synthetic 'standard' benchmark, gallery {results['gallery_size']}, {results['reid_budget']['epochs']} epochs")
+    fig.suptitle(
+        f"synthetic 'standard' benchmark, gallery {results['gallery_size']}, "
+        f"{results['reid_budget']['epochs']} epochs"
+    )
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
@@ -310,15 +383,25 @@ def plot(results: dict, out_png: Path, curves_png: Path) -> None:
         ax.set_ylabel(f"validation {metric} (%)")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"learning curves on the validation benchmark (small, seed {results['validation']['seed']}, GT boxes), one line per seed")
+    fig.suptitle(
+        f"learning curves on the validation benchmark (small, seed {results['validation']['seed']}, "
+        "GT boxes), one line per seed"
+    )
     fig.tight_layout()
     fig.savefig(curves_png, dpi=110)
     plt.close(fig)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic-standard", help="the standard benchmark, seed 0 (generated if absent)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT / "data" / "synthetic-standard",
+        help="the standard benchmark, seed 0 (generated if absent)",
+    )
     parser.add_argument("--val-seed", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "ablation")
@@ -327,7 +410,12 @@ def main() -> None:
     parser.add_argument("--curve-every", type=int, default=5, help="validation point every N epochs")
     parser.add_argument("--input", default="128x64", help="re-id input HxW")
     parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--detector", type=Path, default=ROOT / "personsearch" / "assets" / "default", help="bundle folder whose detector all variants share")
+    parser.add_argument(
+        "--detector",
+        type=Path,
+        default=ROOT / "personsearch" / "assets" / "default",
+        help="bundle folder whose detector all variants share",
+    )
     parser.add_argument("--gallery-size", type=int, default=100)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "ablation.png")
@@ -366,30 +454,52 @@ def main() -> None:
         "commit": commit(),
         "machine": machine(),
         "data": str(args.data.relative_to(ROOT)) if args.data.is_relative_to(ROOT) else str(args.data),
-        "dataset": {"train_scenes": len(dataset.train), "gallery_scenes": len(dataset.gallery), "queries": len(dataset.queries)},
-        "validation": {"preset": "small", "seed": args.val_seed, "gallery_size": 50, "queries": len(val.dataset.queries)},
-        "detector": {"bundle": str(args.detector.relative_to(ROOT)) if args.detector.is_relative_to(ROOT) else str(args.detector), "sha256_12": digest},
+        "dataset": {
+            "train_scenes": len(dataset.train),
+            "gallery_scenes": len(dataset.gallery),
+            "queries": len(dataset.queries),
+        },
+        "validation": {
+            "preset": "small",
+            "seed": args.val_seed,
+            "gallery_size": 50,
+            "queries": len(val.dataset.queries),
+        },
+        "detector": {
+            "bundle": str(args.detector.relative_to(ROOT))
+            if args.detector.is_relative_to(ROOT)
+            else str(args.detector),
+            "sha256_12": digest,
+        },
         "reid_budget": budget_of(base),
         "variants": {},
     }
     runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
     earlier = earlier_runs(args.out, results)
-    earlier_seconds = json.loads(args.out.read_text()).get("timings_s", {}).get("total", 0.0) if earlier else 0.0
+    earlier_seconds = (
+        json.loads(args.out.read_text()).get("timings_s", {}).get("total", 0.0) if earlier else 0.0
+    )
 
     def write() -> None:
-        """The file as it stands: written after every run, so an interrupted session keeps what it measured."""
+        """The file as it stands: written after every run, so an interrupted session keeps what it
+        measured."""
         results["detector"]["evaluation"] = runs[args.variants[0]][str(args.seeds[0])]["detection"]
         results["complete"] = all(len(per_seed) == len(args.seeds) for per_seed in runs.values())
         for variant, per_seed in runs.items():
             if not per_seed:
                 continue
             entry: dict[str, Any] = {"seeds": [int(s) for s in per_seed]}
-            keys = ["search", "search_gt_boxes"] + (["levels_gt_boxes", "weighted"] if variant != "single" else [])
+            keys = ["search", "search_gt_boxes"] + (
+                ["levels_gt_boxes", "weighted"] if variant != "single" else []
+            )
             for key in keys:
                 entry[key], entry[f"{key}_std"] = mean_std([r[key] for r in per_seed.values()])
-            entry["per_seed"] = {seed: {k: v for k, v in r.items() if k != "detection"} for seed, r in per_seed.items()}
+            entry["per_seed"] = {
+                seed: {k: v for k, v in r.items() if k != "detection"} for seed, r in per_seed.items()
+            }
             results["variants"][variant] = entry
-        # the wall time of every session that added runs: a re-run that only redraws adds seconds, not hours lost
+        # the wall time of every session that added runs: a re-run that only redraws adds seconds,
+        # not hours lost
         results["timings_s"] = {"total": round(earlier_seconds + time.perf_counter() - started, 1)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_results(args.out, results)
@@ -402,21 +512,31 @@ def main() -> None:
             if str(seed) in earlier.get(variant, {}) and not (vdir / "scores.json").is_file():
                 runs[variant][str(seed)] = earlier[variant][str(seed)]
                 print(
-                    f"== {variant} seed {seed}: kept from {args.out.name} (trained on {runs[variant][str(seed)]['machine'].get('cpu_capability')})", flush=True
+                    f"== {variant} seed {seed}: kept from {args.out.name} "
+                    f"(trained on {runs[variant][str(seed)]['machine'].get('cpu_capability')})",
+                    flush=True,
                 )
                 continue
             vdir = run_one(variant, seed, base, args.work, val, args.curve_every)
-            runs[variant][str(seed)] = evaluate_run(vdir, args.detector, dataset, shared_dets, val, args.gallery_size)
+            runs[variant][str(seed)] = evaluate_run(
+                vdir, args.detector, dataset, shared_dets, val, args.gallery_size
+            )
             s = runs[variant][str(seed)]
             print(
-                f"== {variant} seed {seed} ({time.perf_counter() - t:.0f} s): det mAP {100 * s['search']['mAP']:.2f} top-1 {100 * s['search']['topk']['1']:.2f}; GT mAP {100 * s['search_gt_boxes']['mAP']:.2f} top-1 {100 * s['search_gt_boxes']['topk']['1']:.2f}",
+                f"== {variant} seed {seed} ({time.perf_counter() - t:.0f} s): "
+                f"det mAP {100 * s['search']['mAP']:.2f} top-1 {100 * s['search']['topk']['1']:.2f}; "
+                f"GT mAP {100 * s['search_gt_boxes']['mAP']:.2f} top-1 "
+                f"{100 * s['search_gt_boxes']['topk']['1']:.2f}",
                 flush=True,
             )
             write()
     write()  # also when every run was kept from the results file: the plots and the table below
 
     print(f"\n{len(args.seeds)} seeds, mean ± sd (percent)")
-    print(f"{'variant':10s} {'mAP det':>13s} {'top-1 det':>13s} {'mAP GT':>13s} {'top-1 GT':>13s} {'top-1 GT q<60':>14s}")
+    print(
+        f"{'variant':10s} {'mAP det':>13s} {'top-1 det':>13s} {'mAP GT':>13s} {'top-1 GT':>13s} "
+        f"{'top-1 GT q<60':>14s}"
+    )
     for variant, r in results["variants"].items():
 
         def cell(key: str, path: tuple[str, ...], entry: dict = r) -> str:
@@ -426,12 +546,17 @@ def main() -> None:
             return f"{100 * (m or 0):6.2f} ± {100 * (s or 0):4.2f}"
 
         print(
-            f"{variant:10s} {cell('search', ('mAP',))} {cell('search', ('topk', '1'))} {cell('search_gt_boxes', ('mAP',))} {cell('search_gt_boxes', ('topk', '1'))} {cell('search_gt_boxes', ('by_query_height', '<60', 'topk', '1'))}"
+            f"{variant:10s} {cell('search', ('mAP',))} {cell('search', ('topk', '1'))} "
+            f"{cell('search_gt_boxes', ('mAP',))} {cell('search_gt_boxes', ('topk', '1'))} "
+            f"{cell('search_gt_boxes', ('by_query_height', '<60', 'topk', '1'))}"
         )
         if "weighted" in r:
             entry = {**r["weighted"], **{f"{k}_std": v for k, v in r["weighted_std"].items()}}
             print(
-                f"{variant + ' w':10s} {cell('search', ('mAP',), entry)} {cell('search', ('topk', '1'), entry)} {cell('search_gt_boxes', ('mAP',), entry)} {cell('search_gt_boxes', ('topk', '1'), entry)} {cell('search_gt_boxes', ('by_query_height', '<60', 'topk', '1'), entry)}"
+                f"{variant + ' w':10s} {cell('search', ('mAP',), entry)} "
+                f"{cell('search', ('topk', '1'), entry)} {cell('search_gt_boxes', ('mAP',), entry)} "
+                f"{cell('search_gt_boxes', ('topk', '1'), entry)} "
+                f"{cell('search_gt_boxes', ('by_query_height', '<60', 'topk', '1'), entry)}"
             )
     print(f"wrote {args.out}, {args.plot} and {args.curves}")
 

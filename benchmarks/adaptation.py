@@ -44,11 +44,20 @@ from personsearch.evaluation.metrics import recall_corrected_ap
 from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
 from personsearch.models.bundle import load_component, save_component
 from personsearch.models.reid import build_reid
-from personsearch.training.adapt import AdaptConfig, adapt, crop_features, mean_features, parse_budget, tracklet_features
+from personsearch.training.adapt import (
+    AdaptConfig,
+    adapt,
+    crop_features,
+    mean_features,
+    parse_budget,
+    tracklet_features,
+)
 
 
 @torch.no_grad()
-def score(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, keys: list[tuple[str, int]]) -> dict[str, float]:
+def score(
+    model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, keys: list[tuple[str, int]]
+) -> dict[str, float]:
     """Cross-camera retrieval from the first camera's appearances (see the module docstring)."""
     frame_feats = crop_features(model, crops)
     app_feats = mean_features(frame_feats, owners, len(keys))
@@ -56,7 +65,10 @@ def score(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, keys:
     pids = np.array([k[1] for k in keys])
     first = sorted(set(cams))[0]
     out: dict[str, float] = {}
-    for level, feats, who in (("appearance", app_feats, np.arange(len(keys))), ("frame", frame_feats, owners)):
+    for level, feats, who in (
+        ("appearance", app_feats, np.arange(len(keys))),
+        ("frame", frame_feats, owners),
+    ):
         q_idx = np.flatnonzero(cams[who] == first)
         g_idx = np.flatnonzero(cams[who] != first)
         top1, aps = [], []
@@ -88,12 +100,23 @@ def association_purity(index_dir: Path, round1: Path) -> dict[str, int]:
         truth = json.loads(Path(t.path).with_suffix(".json").read_text())
         middle = len(t.frames) // 2
         people = truth["frames"][t.frames[middle]]
-        overlaps = box_iou(np.asarray([t.boxes[middle]]), np.asarray([p["box"] for p in people]).reshape(-1, 4))[0] if people else np.zeros(0)
-        pids.append(people[int(np.argmax(overlaps))]["pid"] if len(overlaps) and overlaps.max() >= 0.5 else -1)
+        overlaps = (
+            box_iou(np.asarray([t.boxes[middle]]), np.asarray([p["box"] for p in people]).reshape(-1, 4))[0]
+            if people
+            else np.zeros(0)
+        )
+        pids.append(
+            people[int(np.argmax(overlaps))]["pid"] if len(overlaps) and overlaps.max() >= 0.5 else -1
+        )
     model, config, _ = load_component(round1, "reid")
     crops, owners = crop_tracklets(tracklets, tuple(config.input_size))
     spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
-    labels = associate(tracklet_features(model, crops, owners, len(tracklets)), [t.camera for t in tracklets], AdaptConfig().associate_min_cosine, spans)
+    labels = associate(
+        tracklet_features(model, crops, owners, len(tracklets)),
+        [t.camera for t in tracklets],
+        AdaptConfig().associate_min_cosine,
+        spans,
+    )
     groups: dict[int, set[int]] = {}
     for label, pid in zip(labels.tolist(), pids, strict=True):
         groups.setdefault(label, set()).add(pid)
@@ -108,12 +131,16 @@ def imagenet_bundle(start: Path, out: Path) -> Path:
     for part in ("detector.json", "detector.safetensors"):
         shutil.copyfile(start / part, out / part)
     torch.manual_seed(0)
-    save_component(out, "reid", build_reid(config), config, {"note": "ImageNet backbone, untrained re-id heads"})
+    save_component(
+        out, "reid", build_reid(config), config, {"note": "ImageNet backbone, untrained re-id heads"}
+    )
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "adaptation")
     parser.add_argument("--seed", type=int, default=10, help="learning footage")
     parser.add_argument("--eval-seed", type=int, default=11, help="scored footage (other people and cameras)")
@@ -123,15 +150,37 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--budget", default="1x", help="adapt's time budget (as `personsearch adapt --budget`; default: the product's, the footage's duration)")
+    parser.add_argument(
+        "--budget",
+        default="1x",
+        help=(
+            "adapt's time budget (as `personsearch adapt --budget`; default: the product's, "
+            "the footage's duration)"
+        ),
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation.json")
     args = parser.parse_args()
 
     shutil.rmtree(args.work, ignore_errors=True)
-    learn = make_walks(args.work / "learn", seed=args.seed, cameras=args.cameras, people=args.people, frames=args.frames, fps=args.fps)
-    held = make_walks(args.work / "held-out", seed=args.eval_seed, cameras=args.cameras, people=args.people, frames=args.frames, fps=args.fps)
+    learn = make_walks(
+        args.work / "learn",
+        seed=args.seed,
+        cameras=args.cameras,
+        people=args.people,
+        frames=args.frames,
+        fps=args.fps,
+    )
+    held = make_walks(
+        args.work / "held-out",
+        seed=args.eval_seed,
+        cameras=args.cameras,
+        people=args.people,
+        frames=args.frames,
+        fps=args.fps,
+    )
     t = time.perf_counter()
-    PersonSearch.load().index(learn, args.work / "index", stride=1, progress=False)  # every frame of the walks
+    # every frame of the walks
+    PersonSearch.load().index(learn, args.work / "index", stride=1, progress=False)
     index_seconds = time.perf_counter() - t
     _, reid_config, _ = load_component(SHIPPED_MODEL, "reid")
     crops, owners, keys = appearance_crops(held, tuple(reid_config.input_size))
@@ -152,17 +201,30 @@ def main() -> None:
         "models": {},
     }
     # (bundle scored before adapting, whether adapt starts from ImageNet weights)
-    starts = {"shipped": (SHIPPED_MODEL, False), "imagenet": (imagenet_bundle(SHIPPED_MODEL, args.work / "imagenet"), True)}
+    starts = {
+        "shipped": (SHIPPED_MODEL, False),
+        "imagenet": (imagenet_bundle(SHIPPED_MODEL, args.work / "imagenet"), True),
+    }
     for name, (bundle, from_imagenet) in starts.items():
         model, _, _ = load_component(bundle, "reid")
         results["models"][name] = {"before": score(model, crops, owners, keys)}
         t = time.perf_counter()
         budget_footage, budget_s = parse_budget(args.budget)
-        config = AdaptConfig(epochs=args.epochs, rounds=args.rounds, from_imagenet=from_imagenet, budget_footage=budget_footage, budget_s=budget_s)
-        summary = adapt(args.work / "index", SHIPPED_MODEL, args.work / f"adapted-{name}", config, progress=False)
+        config = AdaptConfig(
+            epochs=args.epochs,
+            rounds=args.rounds,
+            from_imagenet=from_imagenet,
+            budget_footage=budget_footage,
+            budget_s=budget_s,
+        )
+        summary = adapt(
+            args.work / "index", SHIPPED_MODEL, args.work / f"adapted-{name}", config, progress=False
+        )
         seconds = time.perf_counter() - t
         adapted, _, _ = load_component(args.work / f"adapted-{name}", "reid")
-        results["models"][name]["association_after_round1"] = association_purity(args.work / "index", args.work / f"adapted-{name}" / "rounds" / "round1")
+        results["models"][name]["association_after_round1"] = association_purity(
+            args.work / "index", args.work / f"adapted-{name}" / "rounds" / "round1"
+        )
         results["models"][name].update(
             after=score(adapted, crops, owners, keys),
             tracklets=summary["tracklets"],
@@ -179,17 +241,31 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, results)
     print(f"\nmachine: {results['machine']['cpu']}, {results['machine']['cpu_capability']}")
-    print(f"scored: {len(keys)} appearances of held-out people (seed {args.eval_seed}); queries from the first camera, gallery the others")
-    print(f"{'start':9s} {'':7s} {'appear. top-1':>13s} {'appear. mAP':>11s} {'frame top-1':>11s} {'frame mAP':>9s}")
+    print(
+        f"scored: {len(keys)} appearances of held-out people (seed {args.eval_seed}); "
+        "queries from the first camera, gallery the others"
+    )
+    print(
+        f"{'start':9s} {'':7s} {'appear. top-1':>13s} {'appear. mAP':>11s} "
+        f"{'frame top-1':>11s} {'frame mAP':>9s}"
+    )
     for name, r in results["models"].items():
         for when in ("before", "after"):
             s = r[when]
-            print(f"{name:9s} {when:7s} {s['appearance_top1']:13.3f} {s['appearance_mAP']:11.3f} {s['frame_top1']:11.3f} {s['frame_mAP']:9.3f}")
+            print(
+                f"{name:9s} {when:7s} {s['appearance_top1']:13.3f} {s['appearance_mAP']:11.3f} "
+                f"{s['frame_top1']:11.3f} {s['frame_mAP']:9.3f}"
+            )
         print(
-            f"{'':9s} adapting took {r['adapt_seconds']:.0f} s: {r['adapt_seconds_per_footage_hour'] / 3600:.1f} h per hour of footage; tracklets {r['tracklets']}, classes {r['classes_per_round']}"
+            f"{'':9s} adapting took {r['adapt_seconds']:.0f} s: "
+            f"{r['adapt_seconds_per_footage_hour'] / 3600:.1f} h per hour of footage; "
+            f"tracklets {r['tracklets']}, classes {r['classes_per_round']}"
         )
         a = r["association_after_round1"]
-        print(f"{'':9s} cross-camera association from its round-1 features: {a['one_person']} of {a['merged_groups']} merged groups are one person")
+        print(
+            f"{'':9s} cross-camera association from its round-1 features: "
+            f"{a['one_person']} of {a['merged_groups']} merged groups are one person"
+        )
     print(f"wrote {args.out}")
 
 

@@ -30,9 +30,15 @@ WORK = ROOT / "benchmarks" / "work" / "adaptation-speed"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--video", type=Path, default=None, help="default: vtest.avi where opencv-doc puts it")
-    parser.add_argument("--stride", type=int, default=2, help="index every n-th frame (vtest.avi is 10 frames/s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--video", type=Path, default=None, help="default: vtest.avi where opencv-doc puts it"
+    )
+    parser.add_argument(
+        "--stride", type=int, default=2, help="index every n-th frame (vtest.avi is 10 frames/s)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation_speed.json")
     args = parser.parse_args()
     video = args.video or next((Path(p) for p in VTEST_PLACES if Path(p).is_file()), None)
@@ -44,7 +50,9 @@ def main() -> None:
 
     shutil.rmtree(WORK, ignore_errors=True)
     began = time.perf_counter()
-    summary = PersonSearch.load(detector="ssdlite").index([video], WORK / "index", stride=args.stride, progress=False)
+    summary = PersonSearch.load(detector="ssdlite").index(
+        [video], WORK / "index", stride=args.stride, progress=False
+    )
     indexing_s = time.perf_counter() - began
     result = adapt(WORK / "index", SHIPPED_MODEL, WORK / "adapted", progress=False)
     seconds, footage_s = result["seconds"], result["footage_s"]
@@ -67,17 +75,31 @@ def main() -> None:
             "tracklets": result["tracklets"] * per_hour,
             "indexing_s": indexing_s * per_hour,
         },
-        "training_crops_per_s": crops * len(result["rounds"]) * result["config"]["epochs"] / sum(seconds["rounds"]),
+        "training_crops_per_s": crops
+        * len(result["rounds"])
+        * result["config"]["epochs"]
+        / sum(seconds["rounds"]),
     }
     write_results(args.out, report)
-    print(f"{video.name}: {footage_s:.1f} s of footage, every {args.stride}th frame indexed with SSDLite in {indexing_s:.0f} s")
+    print(
+        f"{video.name}: {footage_s:.1f} s of footage, every {args.stride}th frame indexed with SSDLite "
+        f"in {indexing_s:.0f} s"
+    )
     print(f"{'step':34s} {'seconds':>8s} {'per hour of footage':>20s}")
     steps = [("find tracklets", seconds["tracklets"]), (f"crop {crops} crops", seconds["crops"])]
-    steps += [(f"round {k + 1} ({c} classes)", s) for k, (c, s) in enumerate(zip(report["classes_per_round"], seconds["rounds"], strict=True))]
-    for name, s in [*steps, ("adaptation in all", seconds["total"]), ("indexing (for comparison)", indexing_s)]:
+    steps += [
+        (f"round {k + 1} ({c} classes)", s)
+        for k, (c, s) in enumerate(zip(report["classes_per_round"], seconds["rounds"], strict=True))
+    ]
+    for name, s in [
+        *steps,
+        ("adaptation in all", seconds["total"]),
+        ("indexing (for comparison)", indexing_s),
+    ]:
         print(f"{name:34s} {s:8.1f} {s * per_hour / 60:16.0f} min")
     print(
-        f"{result['tracklets']} tracklets ({result['tracklets'] * per_hour:.0f} per hour at this density); training {report['training_crops_per_s']:.0f} crops/s"
+        f"{result['tracklets']} tracklets ({result['tracklets'] * per_hour:.0f} per hour at this density); "
+        f"training {report['training_crops_per_s']:.0f} crops/s"
     )
     print(f"wrote {args.out}")
 

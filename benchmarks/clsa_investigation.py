@@ -25,7 +25,12 @@ from ablation import budget_config, gallery_detections
 from run_info import ROOT, commit, write_results
 
 from personsearch.data import load_dataset
-from personsearch.evaluation.pipeline import evaluate_engine, ground_truth_detections, query_features, run_gallery
+from personsearch.evaluation.pipeline import (
+    evaluate_engine,
+    ground_truth_detections,
+    query_features,
+    run_gallery,
+)
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
 from personsearch.training.reid import train_reid
@@ -58,7 +63,9 @@ def scores(result: dict[str, Any]) -> dict[str, float]:
 def per_level(bundle: ModelBundle, dataset, gallery_size: int) -> dict[str, dict[str, float]]:
     """GT-box search scored with each level's slice of the feature and with all of them."""
     gt = ground_truth_detections(dataset.gallery)
-    _, gallery, _ = run_gallery(bundle, dataset.gallery, detections=gt, progress=False, embed_ground_truth=False)
+    _, gallery, _ = run_gallery(
+        bundle, dataset.gallery, detections=gt, progress=False, embed_ground_truth=False
+    )
     queries = query_features(bundle, dataset.queries)
     levels = list(bundle.reid_config.used_levels)
     dim = bundle.reid_config.embed_dim
@@ -71,15 +78,24 @@ def per_level(bundle: ModelBundle, dataset, gallery_size: int) -> dict[str, dict
     if len(levels) > 1:
         for i, level in enumerate(levels):
             choices[level] = ([part(g, i) for g in gallery], part(queries, i))
-    return {name: scores(evaluate_search(dataset, gt, g, q, gallery_size=gallery_size).to_dict()) for name, (g, q) in choices.items()}
+    return {
+        name: scores(evaluate_search(dataset, gt, g, q, gallery_size=gallery_size).to_dict())
+        for name, (g, q) in choices.items()
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "ablation")
     parser.add_argument("--ablation", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
-    parser.add_argument("--trials", nargs="*", default=["clsa-lambda4:align_weight=4.0", "clsa-T1:temperature=1.0"])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "clsa_investigation.json")
+    parser.add_argument(
+        "--trials", nargs="*", default=["clsa-lambda4:align_weight=4.0", "clsa-T1:temperature=1.0"]
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "clsa_investigation.json"
+    )
     args = parser.parse_args()
     if not args.ablation.is_file():
         parser.error(f"{args.ablation} not found: run benchmarks/ablation.py first")
@@ -88,17 +104,27 @@ def main() -> None:
     dataset = load_dataset(data_dir)
     gallery_size = ablation["gallery_size"]
     det_dir = ROOT / ablation["detector"]["bundle"]  # the detector every variant shares
-    results: dict[str, Any] = {"commit": commit(), "gallery_size": gallery_size, "budget": ablation["reid_budget"], "models": {}}
+    results: dict[str, Any] = {
+        "commit": commit(),
+        "gallery_size": gallery_size,
+        "budget": ablation["reid_budget"],
+        "models": {},
+    }
 
     models: dict[str, dict[str, Any]] = {v: {"settings": {"variant": v}} for v in ablation["variants"]}
     for text in args.trials:
         name, overrides = parse_trial(text)
         models[name] = {"settings": overrides}
     for name, model in models.items():
-        vdir = args.work / (f"reid-{name}-s0" if name in ablation["variants"] else f"reid-{name}")  # the ablation's seed-0 runs
+        # the ablation's seed-0 runs
+        vdir = args.work / (f"reid-{name}-s0" if name in ablation["variants"] else f"reid-{name}")
         started = time.perf_counter()
         if not (vdir / "reid.safetensors").is_file():
-            config = budget_config(ablation["reid_budget"], {**model["settings"], "dataset": str(data_dir), "seed": 0}, where=name)
+            config = budget_config(
+                ablation["reid_budget"],
+                {**model["settings"], "dataset": str(data_dir), "seed": 0},
+                where=name,
+            )
             train_reid(config, vdir)
         for part_name in ("detector.json", "detector.safetensors"):
             (vdir / part_name).write_bytes((det_dir / part_name).read_bytes())
@@ -106,8 +132,12 @@ def main() -> None:
         if name in ablation["variants"]:
             with_detections = ablation["variants"][name]["per_seed"]["0"]["search"]
         else:
-            dets = gallery_detections(det_dir, dataset, args.work / f"gallery_detections-{ablation['detector']['sha256_12']}.npz")
-            with_detections = evaluate_engine(bundle, dataset, gallery_size=gallery_size, detections=dets, progress=False).search.to_dict()
+            dets = gallery_detections(
+                det_dir, dataset, args.work / f"gallery_detections-{ablation['detector']['sha256_12']}.npz"
+            )
+            with_detections = evaluate_engine(
+                bundle, dataset, gallery_size=gallery_size, detections=dets, progress=False
+            ).search.to_dict()
         model["search"] = {"with_detections": scores(with_detections)}
         model["levels_gt_boxes"] = per_level(bundle, dataset, gallery_size)
         model["seconds"] = round(time.perf_counter() - started, 1)
@@ -116,11 +146,17 @@ def main() -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, results)
-    head = f"{'model':16s} {'features':8s} {'mAP':>6s} {'top-1':>6s} {'mAP q<60':>9s} {'top-1 q<60':>10s} {'mAP t<60':>9s}   (ground-truth boxes)"
+    head = (
+        f"{'model':16s} {'features':8s} {'mAP':>6s} {'top-1':>6s} {'mAP q<60':>9s} {'top-1 q<60':>10s} "
+        f"{'mAP t<60':>9s}   (ground-truth boxes)"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for name, model in results["models"].items():
         for features, s in model["levels_gt_boxes"].items():
-            print(f"{name:16s} {features:8s} {s['mAP']:6.2f} {s['top1']:6.2f} {s['mAP_query<60']:9.2f} {s['top1_query<60']:10.2f} {s['mAP_target<60']:9.2f}")
+            print(
+                f"{name:16s} {features:8s} {s['mAP']:6.2f} {s['top1']:6.2f} {s['mAP_query<60']:9.2f} "
+                f"{s['top1_query<60']:10.2f} {s['mAP_target<60']:9.2f}"
+            )
     print("\nwith detections (shared detector):")
     for name, model in results["models"].items():
         s = model["search"]["with_detections"]

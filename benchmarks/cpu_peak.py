@@ -35,7 +35,9 @@ def onnx_matmul(size: int, path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((size, size), dtype=np.float32), "w")
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((size, size), dtype=np.float32), "w"
+    )
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
         "matmul",
@@ -48,7 +50,9 @@ def onnx_matmul(size: int, path: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
@@ -64,17 +68,27 @@ def main() -> None:
         for size in SIZES:
             flop = 2.0 * size**3
             a, b = torch.randn(size, size), torch.randn(size, size)
-            rates["torch"][str(size)] = flop / best_time(functools.partial(torch.matmul, a, b), args.calls) / 1e9
+            rates["torch"][str(size)] = (
+                flop / best_time(functools.partial(torch.matmul, a, b), args.calls) / 1e9
+            )
             session = ort_session(onnx_matmul(size, Path(tmp) / f"matmul-{size}.onnx"), threads=args.threads)
             x = a.numpy()
-            rates["onnxruntime"][str(size)] = flop / best_time(functools.partial(session.run, None, {"x": x}), args.calls) / 1e9
+            rates["onnxruntime"][str(size)] = (
+                flop / best_time(functools.partial(session.run, None, {"x": x}), args.calls) / 1e9
+            )
     best = max(r for by_size in rates.values() for r in by_size.values())
-    print(f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads; nominal fp32 peak {nominal:.0f} GFLOP/s ({note})")
+    print(
+        f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads; "
+        f"nominal fp32 peak {nominal:.0f} GFLOP/s ({note})"
+    )
     print(f"{'fp32 matrix product':<24}" + "".join(f"{size:>12}" for size in SIZES))
     for library, by_size in rates.items():
         print(f"{library + ' GFLOP/s':<24}" + "".join(f"{by_size[str(size)]:12.1f}" for size in SIZES))
     clock = best / (args.threads * per_cycle)
-    print(f"best {best:.1f} GFLOP/s = {best / nominal:.0%} of the nominal peak: the cores run at >= {clock:.2f} GHz")
+    print(
+        f"best {best:.1f} GFLOP/s = {best / nominal:.0%} of the nominal peak: "
+        f"the cores run at >= {clock:.2f} GHz"
+    )
     fields = {
         "threads": args.threads,
         "nominal_peak_gflops": nominal,

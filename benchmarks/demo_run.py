@@ -39,12 +39,22 @@ def run(engine: str) -> dict[str, Any]:
         if engine != "auto":
             env["PERSONSEARCH_ENGINE"] = engine
         began = time.perf_counter()
-        done = subprocess.run([cli, "demo", "--out", str(Path(tmp) / "out")], env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [cli, "demo", "--out", str(Path(tmp) / "out")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.perf_counter() - began
         if done.returncode != 0:
-            raise SystemExit(f"personsearch demo failed ({engine}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            raise SystemExit(
+                f"personsearch demo failed ({engine}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
         summary = json.loads((Path(tmp) / "out" / "demo.json").read_text())
-    engines_line = next((line.strip() for line in done.stdout.splitlines() if line.strip().startswith(ENGINE_LINE)), None)
+    engines_line = next(
+        (line.strip() for line in done.stdout.splitlines() if line.strip().startswith(ENGINE_LINE)), None
+    )
     keep = (
         "detection_recall",
         "detection_ap",
@@ -58,19 +68,34 @@ def run(engine: str) -> dict[str, Any]:
         "first_correct_rank",
         "timings_s",
     )
-    return {"engine_setting": engine, "engines": engines_line, "wall_s": round(wall, 1), **{k: summary[k] for k in keep}}
+    return {
+        "engine_setting": engine,
+        "engines": engines_line,
+        "wall_s": round(wall, 1),
+        **{k: summary[k] for k in keep},
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engines", default="auto,ort-fp32", help="PERSONSEARCH_ENGINE per run, comma-separated (auto: the machine's own choice)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--engines",
+        default="auto,ort-fp32",
+        help="PERSONSEARCH_ENGINE per run, comma-separated (auto: the machine's own choice)",
+    )
     args = parser.parse_args()
     runs = []
     for engine in args.engines.split(","):
         runs.append(run(engine))
         print(json.dumps(runs[-1]))
-    command = "python benchmarks/demo_run.py" + ("" if args.engines == "auto,ort-fp32" else f" --engines {args.engines}")
-    path, _ = write_per_cpu_results("demo", {"command": command, "date": time.strftime("%Y-%m-%d"), "runs": runs})
+    command = "python benchmarks/demo_run.py" + (
+        "" if args.engines == "auto,ort-fp32" else f" --engines {args.engines}"
+    )
+    path, _ = write_per_cpu_results(
+        "demo", {"command": command, "date": time.strftime("%Y-%m-%d"), "runs": runs}
+    )
     print(f"wrote {path}")
 
 

@@ -70,7 +70,9 @@ def train_variant(name: str, base: DetectorTrainConfig, work: Path) -> Path:
     return vdir
 
 
-def with_reid(vdir: Path, reid: Path, detector_changes: dict[str, Any] | None = None, target: Path | None = None) -> Path:
+def with_reid(
+    vdir: Path, reid: Path, detector_changes: dict[str, Any] | None = None, target: Path | None = None
+) -> Path:
     """A bundle folder: ``vdir``'s detector (its deployment settings changed by
     ``detector_changes``) and the shipped re-id network."""
     target = target or vdir
@@ -90,7 +92,13 @@ def score(bundle_dir: Path, dataset, gallery_size: int, det_thresh: float) -> di
     if cached.is_file():
         return json.loads(cached.read_text())
     started = time.perf_counter()
-    result = evaluate_engine(ModelBundle(bundle_dir, engine="torch-fp32"), dataset, gallery_size=gallery_size, det_thresh=det_thresh, progress=False)
+    result = evaluate_engine(
+        ModelBundle(bundle_dir, engine="torch-fp32"),
+        dataset,
+        gallery_size=gallery_size,
+        det_thresh=det_thresh,
+        progress=False,
+    )
     out = summary(result.to_dict())
     train_summary = json.loads((bundle_dir / "detector.json").read_text()).get("metadata", {}).get("summary")
     out.update(train=train_summary, machine=machine(), seconds=round(time.perf_counter() - started, 1))
@@ -106,10 +114,17 @@ def earlier_variants(path: Path, results: dict[str, Any]) -> tuple[dict[str, Any
     old = json.loads(path.read_text())
     differ = [k for k in ("recipe", "budget", "data", "gallery_size") if old.get(k) != results[k]]
     if differ:
-        print(f"note: {path} was made with another {', '.join(differ)}: its variants are not reused (this run overwrites it)", flush=True)
+        print(
+            f"note: {path} was made with another {', '.join(differ)}: its variants are not reused "
+            "(this run overwrites it)",
+            flush=True,
+        )
         return {}, 0.0
     machine_then = old.get("machine")
-    kept = {name: {"machine": machine_then, **r} if "machine" not in r else r for name, r in old.get("variants", {}).items()}
+    kept = {
+        name: {"machine": machine_then, **r} if "machine" not in r else r
+        for name, r in old.get("variants", {}).items()
+    }
     results["switches"] = {**old.get("switches", {}), **results["switches"]}
     return kept, float(old.get("timings_s", {}).get("total", 0.0))
 
@@ -125,20 +140,43 @@ def row(name: str, r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic-standard", help="the standard benchmark, seed 0 (generated if absent)")
-    parser.add_argument("--recipe", type=Path, default=ROOT / "configs" / "detector_mobilenet_v2_release.yaml")
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs, the same for every variant (the stored results: 1)")
-    parser.add_argument("--variants", nargs="+", default=list(SWITCHES), choices=list(SWITCHES))
-    parser.add_argument(
-        "--deployments", nargs="*", default=["fixed_top", "top100"], choices=["fixed_top", "top100"], help="deployment rules scored on the paper network"
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--reid", type=Path, default=ROOT / "personsearch" / "assets" / "default", help="bundle whose re-id network every detector is paired with"
+        "--data",
+        type=Path,
+        default=ROOT / "data" / "synthetic-standard",
+        help="the standard benchmark, seed 0 (generated if absent)",
+    )
+    parser.add_argument(
+        "--recipe", type=Path, default=ROOT / "configs" / "detector_mobilenet_v2_release.yaml"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="training epochs, the same for every variant (the stored results: 1)",
+    )
+    parser.add_argument("--variants", nargs="+", default=list(SWITCHES), choices=list(SWITCHES))
+    parser.add_argument(
+        "--deployments",
+        nargs="*",
+        default=["fixed_top", "top100"],
+        choices=["fixed_top", "top100"],
+        help="deployment rules scored on the paper network",
+    )
+    parser.add_argument(
+        "--reid",
+        type=Path,
+        default=ROOT / "personsearch" / "assets" / "default",
+        help="bundle whose re-id network every detector is paired with",
     )
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "detector_ablation")
     parser.add_argument("--gallery-size", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detector_ablation.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "detector_ablation.json"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -153,9 +191,17 @@ def main() -> None:
         "benchmark": "detector_ablation",
         "commit": commit(),
         "machine": machine(),
-        "recipe": str(args.recipe.relative_to(ROOT)) if args.recipe.is_relative_to(ROOT) else str(args.recipe),
+        "recipe": str(args.recipe.relative_to(ROOT))
+        if args.recipe.is_relative_to(ROOT)
+        else str(args.recipe),
         "budget": budget,
-        "data": {"preset": "standard", "seed": 0, "train_scenes": len(dataset.train), "gallery_scenes": len(dataset.gallery), "queries": len(dataset.queries)},
+        "data": {
+            "preset": "standard",
+            "seed": 0,
+            "train_scenes": len(dataset.train),
+            "gallery_scenes": len(dataset.gallery),
+            "queries": len(dataset.queries),
+        },
         "gallery_size": args.gallery_size,
         "switches": {name: SWITCHES[name] for name in args.variants},
         "variants": {},
@@ -177,7 +223,9 @@ def main() -> None:
             continue
         vdir = with_reid(train_variant(name, base, args.work), args.reid)
         results["variants"][name] = score(vdir, dataset, args.gallery_size, det_thresh=0.5)
-        print(f"== {name} ({time.perf_counter() - t:.0f} s)\n{row(name, results['variants'][name])}", flush=True)
+        print(
+            f"== {name} ({time.perf_counter() - t:.0f} s)\n{row(name, results['variants'][name])}", flush=True
+        )
         write()
         if name == "paper":
             deployments = {
@@ -186,10 +234,16 @@ def main() -> None:
             }
             for deployed in args.deployments:
                 bundle = with_reid(vdir, args.reid, deployments[deployed], target=args.work / deployed)
-                results["variants"][deployed] = dict(score(bundle, dataset, args.gallery_size, det_thresh=0.0), deployment=deployments[deployed])
+                results["variants"][deployed] = dict(
+                    score(bundle, dataset, args.gallery_size, det_thresh=0.0),
+                    deployment=deployments[deployed],
+                )
                 write()
 
-    print(f"\n{'variant':12s} {'recall':>7s} {'rec <60':>9s} {'AP':>7s} {'mAP':>7s} {'top-1':>7s} {'top-1 <60':>9s}")
+    print(
+        f"\n{'variant':12s} {'recall':>7s} {'rec <60':>9s} {'AP':>7s} {'mAP':>7s} "
+        f"{'top-1':>7s} {'top-1 <60':>9s}"
+    )
     for name, r in results["variants"].items():
         print(row(name, r))
     print(f"wrote {args.out}")

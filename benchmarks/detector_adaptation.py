@@ -41,19 +41,40 @@ def match(dets: np.ndarray, truth: np.ndarray, unsure: np.ndarray) -> dict[str, 
     ignored = np.zeros(len(dets), dtype=bool)
     if len(unsure) and (~hit).any():
         ignored[~hit] = box_iou(dets[~hit, :4], unsure[:, :4]).max(axis=1) >= 0.5
-    return {"truth": len(truth), "found": int(hit.sum()), "extra": int((~hit & ~ignored).sum()), "ignored": int(ignored.sum())}
+    return {
+        "truth": len(truth),
+        "found": int(hit.sum()),
+        "extra": int((~hit & ~ignored).sum()),
+        "ignored": int(ignored.sum()),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--video", type=Path, required=True)
-    parser.add_argument("--adapted", type=Path, required=True, help="bundle written by personsearch adapt-detector")
-    parser.add_argument("--start", type=Path, default=ROOT / "personsearch" / "assets" / "default", help="the bundle it was adapted from")
-    parser.add_argument("--from-s", type=float, required=True, help="where the held-out part begins (the adaptation's --until)")
+    parser.add_argument(
+        "--adapted", type=Path, required=True, help="bundle written by personsearch adapt-detector"
+    )
+    parser.add_argument(
+        "--start",
+        type=Path,
+        default=ROOT / "personsearch" / "assets" / "default",
+        help="the bundle it was adapted from",
+    )
+    parser.add_argument(
+        "--from-s",
+        type=float,
+        required=True,
+        help="where the held-out part begins (the adaptation's --until)",
+    )
     parser.add_argument("--fps", type=float, default=2.0, help="held-out frames scored per second")
     parser.add_argument("--sheet", type=Path, default=ROOT / "docs" / "real-footage-detector-adapt.jpg")
     parser.add_argument("--sheet-frames", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detector_adaptation.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "detector_adaptation.json"
+    )
     args = parser.parse_args()
 
     rules = PseudoLabelConfig(fps=args.fps)
@@ -78,7 +99,9 @@ def main() -> None:
     people = confirmed(link_tracks(boxes, rules.link_iou), agreement, rules.min_track, rules.min_agreement)
     totals: dict[str, dict[str, int]] = {}
     for name, dets in outputs.items():
-        per_frame = [match(d[d[:, 4] >= 0.5], b[p], b[~p]) for d, b, p in zip(dets, boxes, people, strict=True)]
+        per_frame = [
+            match(d[d[:, 4] >= 0.5], b[p], b[~p]) for d, b, p in zip(dets, boxes, people, strict=True)
+        ]
         totals[name] = {k: sum(m[k] for m in per_frame) for k in per_frame[0]}
 
     # the contact sheet: frames spread over the held-out part, one column per detector
@@ -97,28 +120,50 @@ def main() -> None:
                 if det[4] >= 0.5:
                     cell = draw_box(cell, det[:4], colours[name])
             cell = cv2.resize(cell, (cell.shape[1] // 2, cell.shape[0] // 2), interpolation=cv2.INTER_AREA)
-            cv2.putText(cell, f"{name} f{frame.frame}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                cell,
+                f"{name} f{frame.frame}",
+                (6, 18),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+            )
             cells.append(cell)
         rows.append(np.hstack(cells))
     args.sheet.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.sheet), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    cv2.imwrite(
+        str(args.sheet), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
 
     results: dict[str, Any] = {
         "benchmark": "detector_adaptation",
         "commit": commit(),
         "machine": machine(),
         "video": str(args.video),
-        "held_out": {"from_s": args.from_s, "start_frame": start_frame, "frames": len(frames), "fps": args.fps},
+        "held_out": {
+            "from_s": args.from_s,
+            "start_frame": start_frame,
+            "frames": len(frames),
+            "fps": args.fps,
+        },
         "adapted": str(args.adapted),
         "pseudo_truth_rules": asdict(rules),
         "detectors": totals,
         "sheet": {"path": str(args.sheet), "frames": [frames[i] for i in picks]},
     }
     write_results(args.out, results, default=str)
-    print(f"{len(frames)} held-out frames of {args.video} from {args.from_s:.0f} s; pseudo ground truth: {totals['SSDLite']['truth']} people")
+    print(
+        f"{len(frames)} held-out frames of {args.video} from {args.from_s:.0f} s; pseudo ground truth: "
+        f"{totals['SSDLite']['truth']} people"
+    )
     print(f"{'detector':26s} {'found':>7s} {'recall':>7s} {'extra boxes':>12s} {'on unsure':>10s}")
     for name, t in totals.items():
-        print(f"{name:26s} {t['found']:7d} {100 * t['found'] / max(t['truth'], 1):6.1f}% {t['extra']:12d} {t['ignored']:10d}")
+        print(
+            f"{name:26s} {t['found']:7d} {100 * t['found'] / max(t['truth'], 1):6.1f}% "
+            f"{t['extra']:12d} {t['ignored']:10d}"
+        )
     print(f"wrote {args.out} and {args.sheet}")
 
 

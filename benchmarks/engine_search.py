@@ -42,9 +42,14 @@ PARTS = ("detections", "gt_boxes")
 def verdicts(bundle_dir: Path, reid: list[str], detector: list[str]) -> dict[str, dict[str, Any]]:
     """The chooser's agreement and verdict for each engine, per network (its timing is not kept)."""
     bundle = ModelBundle(bundle_dir, engine="torch-fp32")
-    measured = engine_choice.measure_reid(bundle.reid_engine, reid, probe_crops(bundle.reid_config.input_size)[0])
+    measured = engine_choice.measure_reid(
+        bundle.reid_engine, reid, probe_crops(bundle.reid_config.input_size)[0]
+    )
     measured += engine_choice.measure_detector(bundle.detector_engine, detector, engine_choice.check_scenes())
-    return {f"{m.network} {m.engine}": {"accepted": m.accepted, "agreement": m.agreement, "note": m.note} for m in measured}
+    return {
+        f"{m.network} {m.engine}": {"accepted": m.accepted, "agreement": m.agreement, "note": m.note}
+        for m in measured
+    }
 
 
 def scores(result: PipelineResult) -> dict[str, Any]:
@@ -75,7 +80,9 @@ def against(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", type=Path, default=ROOT / "personsearch" / "assets" / "default")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic-standard")
     parser.add_argument("--reid-engines", default="torch-fp32,ort-fp32,torch-bf16,ov-bf16,ort-int8")
@@ -83,15 +90,26 @@ def main() -> None:
     parser.add_argument("--gallery-size", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    wanted = {"reid": [n for n in args.reid_engines.split(",") if n], "detector": [n for n in args.detector_engines.split(",") if n]}
-    unavailable = {(network, n): engines.unavailable(engines.engine_for(n, network)) for network, names in wanted.items() for n in names}
-    runnable = {network: [n for n in names if unavailable[network, n] is None] for network, names in wanted.items()}
+    wanted = {
+        "reid": [n for n in args.reid_engines.split(",") if n],
+        "detector": [n for n in args.detector_engines.split(",") if n],
+    }
+    unavailable = {
+        (network, n): engines.unavailable(engines.engine_for(n, network))
+        for network, names in wanted.items()
+        for n in names
+    }
+    runnable = {
+        network: [n for n in names if unavailable[network, n] is None] for network, names in wanted.items()
+    }
     dataset = load_dataset(args.data)
     chooser = verdicts(args.bundle, runnable["reid"], runnable["detector"])
 
     # The re-id rows share ONNX Runtime fp32 detections; the detector row of that same engine is the
     # same evaluation as the ONNX Runtime fp32 re-id row, so each evaluation runs once.
-    detections, _, _ = run_gallery(ModelBundle(args.bundle, engine="ort-fp32"), dataset.gallery, progress=False)
+    detections, _, _ = run_gallery(
+        ModelBundle(args.bundle, engine="ort-fp32"), dataset.gallery, progress=False
+    )
     evaluated: dict[str, dict[str, Any]] = {}
 
     def evaluate(reid: str, detector: str) -> dict[str, Any]:
@@ -99,7 +117,13 @@ def main() -> None:
         if engine not in evaluated:
             started = time.perf_counter()
             shared = detections if detector == "ort-fp32" else None
-            result = evaluate_engine(ModelBundle(args.bundle, engine=engine), dataset, gallery_size=args.gallery_size, detections=shared, progress=False)
+            result = evaluate_engine(
+                ModelBundle(args.bundle, engine=engine),
+                dataset,
+                gallery_size=args.gallery_size,
+                detections=shared,
+                progress=False,
+            )
             evaluated[engine] = {**scores(result), "seconds": round(time.perf_counter() - started, 1)}
         return evaluated[engine]
 
@@ -131,13 +155,18 @@ def main() -> None:
     )
     signature = results["signature"]
 
-    print(f"{signature['cpu']} ({signature['torch_capability']}), {args.data}, {len(dataset.queries)} queries, gallery {args.gallery_size}")
+    print(
+        f"{signature['cpu']} ({signature['torch_capability']}), {args.data}, "
+        f"{len(dataset.queries)} queries, gallery {args.gallery_size}"
+    )
     for network, table in rows.items():
         if not table:
             continue
         reference = runnable[network][0]
         print(
-            f"\n{network + ' engine':16s} {'chooser':9s} {'recall / AP':14s} {'mAP / top-1, detections':24s} {'ground-truth boxes':19s} mAP diff (se); top-1 lost / gained vs {reference}: det | gt"
+            f"\n{network + ' engine':16s} {'chooser':9s} {'recall / AP':14s} "
+            f"{'mAP / top-1, detections':24s} {'ground-truth boxes':19s} mAP diff (se); "
+            f"top-1 lost / gained vs {reference}: det | gt"
         )
         for name, row in table.items():
             verdict = "accepted" if (row["chooser"] or {}).get("accepted") else "refused"
@@ -146,7 +175,8 @@ def main() -> None:
             g = f"{100 * row['mAP']['gt_boxes']:.2f} / {100 * row['top1']['gt_boxes']:.2f}"
             v = row["vs_reference"]
             diffs = " | ".join(
-                f"{100 * v[p]['mAP_difference']:+.2f} ({100 * v[p]['mAP_difference_se']:.2f}); {v[p]['queries_top1_lost']} / {v[p]['queries_top1_gained']}"
+                f"{100 * v[p]['mAP_difference']:+.2f} ({100 * v[p]['mAP_difference_se']:.2f}); "
+                f"{v[p]['queries_top1_lost']} / {v[p]['queries_top1_gained']}"
                 for p in PARTS
             )
             print(f"{name:16s} {verdict:9s} {det:14s} {d:24s} {g:19s} {diffs}")

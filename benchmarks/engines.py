@@ -3,7 +3,8 @@ detection, and the whole detect -> crop -> embed pipeline, with achieved GFLOP/s
 fp32 peak and each engine's agreement with fp32.
 
     python benchmarks/engines.py --bundle demo-output/model
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/engines.py ...   # PyTorch as on an AVX2-only CPU
+    # PyTorch as on an AVX2-only CPU:
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/engines.py ...
 
 Cases: the pyramid re-id network (MobileNetV2 and ResNet-50, 256 x 128 crops, batch 32), the C4
 detector (MobileNetV2 and ResNet-50, 800 x 600 scenes) and, with ``--bundle``, the bundle's own
@@ -60,7 +61,10 @@ def peak_gflops(signature: dict[str, Any], threads: int) -> tuple[float, str]:
     """fp32 peak of the cores used: threads x the clock /proc/cpuinfo reports x ``flop_per_cycle``."""
     mhz = float(cpuinfo_field("cpu MHz") or 0.0)
     per_cycle, units = flop_per_cycle(signature)
-    return threads * mhz / 1000 * per_cycle, f"{threads} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle ({units})"
+    return (
+        threads * mhz / 1000 * per_cycle,
+        f"{threads} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle ({units})",
+    )
 
 
 def count_flops(run: Callable[..., Any]) -> float:
@@ -81,7 +85,9 @@ def best_time(run: Callable[..., Any], calls: int) -> float:
     return best
 
 
-def time_engines(runs: dict[str, Callable[..., Any]], items: int, rounds: int, calls: int) -> dict[str, dict[str, float]]:
+def time_engines(
+    runs: dict[str, Callable[..., Any]], items: int, rounds: int, calls: int
+) -> dict[str, dict[str, float]]:
     """Per engine: median items/s, and median over rounds of the ratio to torch-fp32 in the same round."""
     rates: dict[str, list[float]] = {name: [] for name in runs}
     ratios: dict[str, list[float]] = {name: [] for name in runs}
@@ -91,11 +97,20 @@ def time_engines(runs: dict[str, Callable[..., Any]], items: int, rounds: int, c
         for name, rate in this.items():
             rates[name].append(rate)
             ratios[name].append(rate / this[engines.REFERENCE])
-    return {name: {"per_s": statistics.median(rates[name]), "x_fp32": statistics.median(ratios[name])} for name in runs}
+    return {
+        name: {"per_s": statistics.median(rates[name]), "x_fp32": statistics.median(ratios[name])}
+        for name in runs
+    }
 
 
 def reid_case(
-    name: str, model: torch.nn.Module, crops: torch.Tensor, calibration: np.ndarray, trained: bool, args: argparse.Namespace, work: Path
+    name: str,
+    model: torch.nn.Module,
+    crops: torch.Tensor,
+    calibration: np.ndarray,
+    trained: bool,
+    args: argparse.Namespace,
+    work: Path,
 ) -> dict[str, Any]:
     batch = crops[:32]
     runners, agreement, notes = {}, {}, {}
@@ -118,12 +133,26 @@ def reid_case(
         "input": list(batch.shape[1:]),
         "trained": trained,
         "flops_per_item": flops,
-        "engines": {e: {**timing[e], "agreement": agreement[e], "accepted": engine_choice.features_agree(agreement[e])} for e in runners},
+        "engines": {
+            e: {
+                **timing[e],
+                "agreement": agreement[e],
+                "accepted": engine_choice.features_agree(agreement[e]),
+            }
+            for e in runners
+        },
         "unavailable": notes,
     }
 
 
-def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], trained: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def detector_case(
+    name: str,
+    model: torch.nn.Module,
+    scenes: list[np.ndarray],
+    trained: bool,
+    args: argparse.Namespace,
+    work: Path,
+) -> dict[str, Any]:
     """Timed on the first of ``scenes``; agreement on the chooser's crowded check scenes for a
     trained detector (about a hundred boxes), on ``scenes`` for random weights (speed only)."""
     tensors = image_tensors(scenes)
@@ -135,7 +164,9 @@ def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], t
         if why:
             notes[engine] = why
             continue
-        run = engines.detector_runner(model, engine, torch.device("cpu"), work / name, engine_choice.calibration_scenes)
+        run = engines.detector_runner(
+            model, engine, torch.device("cpu"), work / name, engine_choice.calibration_scenes
+        )
         dets = [engines.as_detections(run([scene]))[0] for scene in checked]
         reference = dets if reference is None else reference
         agreement[engine] = engine_choice.detection_agreement(reference, dets)
@@ -148,7 +179,14 @@ def detector_case(name: str, model: torch.nn.Module, scenes: list[np.ndarray], t
         "input": list(tensors[0].shape),
         "trained": trained,
         "flops_per_item": flops,
-        "engines": {e: {**timing[e], "agreement": agreement[e], "accepted": engine_choice.detections_agree(agreement[e])} for e in runners},
+        "engines": {
+            e: {
+                **timing[e],
+                "agreement": agreement[e],
+                "accepted": engine_choice.detections_agree(agreement[e]),
+            }
+            for e in runners
+        },
         "unavailable": notes,
     }
 
@@ -166,16 +204,28 @@ def pipeline_case(bundle_dir: Path, scenes: list[np.ndarray], args: argparse.Nam
             if len(dets):
                 bundle.embed(image, dets[:, :4])
 
-    timing = time_engines({engines.REFERENCE: lambda: index_all(fp32), "auto": lambda: index_all(auto)}, len(scenes), args.rounds, 1)
-    return {"case": "pipeline (detect + embed, scene images)", "unit": "scenes", "auto_choice": auto.engine_choice.summary(), "engines": timing}
+    timing = time_engines(
+        {engines.REFERENCE: lambda: index_all(fp32), "auto": lambda: index_all(auto)},
+        len(scenes),
+        args.rounds,
+        1,
+    )
+    return {
+        "case": "pipeline (detect + embed, scene images)",
+        "unit": "scenes",
+        "auto_choice": auto.engine_choice.summary(),
+        "engines": timing,
+    }
 
 
 def table(results: dict[str, Any]) -> str:
     peak = results["peak_gflops"]
     lines = [
-        f"machine: {results['signature']['cpu']} ({results['signature']['torch_capability']}, native bf16: {results['signature']['native_bf16']}), "
-        f"{results['threads']} threads, fp32 peak {peak:.0f} GFLOP/s ({results['peak_note']})",
-        f"{'case':42s} {'engine':14s} {'per s':>8s} {'x fp32':>7s} {'GFLOP/s':>8s} {'% peak':>7s}  agreement with fp32",
+        f"machine: {results['signature']['cpu']} ({results['signature']['torch_capability']}, "
+        f"native bf16: {results['signature']['native_bf16']}), {results['threads']} threads, "
+        f"fp32 peak {peak:.0f} GFLOP/s ({results['peak_note']})",
+        f"{'case':42s} {'engine':14s} {'per s':>8s} {'x fp32':>7s} {'GFLOP/s':>8s} "
+        f"{'% peak':>7s}  agreement with fp32",
     ]
     for case in results["cases"]:
         for engine, row in case["engines"].items():
@@ -186,8 +236,10 @@ def table(results: dict[str, Any]) -> str:
                 verdict = ("ok" if row["accepted"] else "REFUSED") if case.get("trained") else "speed only"
                 agree = f"{verdict}: {shown}"
             lines.append(
-                f"{case['case'][:42]:42s} {engine:14s} {row['per_s']:8.1f} {row['x_fp32']:7.2f} "
-                f"{(f'{gflops:8.1f}' if gflops else '       -')} {(f'{100 * gflops / peak:6.1f}%' if gflops else '      -')}  {agree or case.get('auto_choice', '')}"
+                f"{case['case'][:42]:42s} {engine:14s} {row['per_s']:8.1f} "
+                f"{row['x_fp32']:7.2f} {(f'{gflops:8.1f}' if gflops else '       -')} "
+                f"{(f'{100 * gflops / peak:6.1f}%' if gflops else '      -')}  "
+                f"{agree or case.get('auto_choice', '')}"
             )
         for engine, why in case.get("unavailable", {}).items():
             lines.append(f"{case['case'][:42]:42s} {engine:14s} unavailable: {why}")
@@ -195,14 +247,21 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--bundle", type=Path, default=ROOT / "demo-output" / "model", help="trained bundle for the accuracy rows and the pipeline (skipped when absent)"
+        "--bundle",
+        type=Path,
+        default=ROOT / "demo-output" / "model",
+        help="trained bundle for the accuracy rows and the pipeline (skipped when absent)",
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per engine per round (best kept)")
-    parser.add_argument("--only", default="", help="comma-separated case prefixes (reid, detector, bundle, pipeline)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated case prefixes (reid, detector, bundle, pipeline)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -237,7 +296,11 @@ def main() -> None:
                 print(cases[-1]["case"], "done", flush=True)
             if keep(f"detector-{arch}"):
                 model = build_detector(DetectorConfig(backbone=arch, pretrained=None)).eval()
-                cases.append(detector_case(f"detector-{arch} C4 800x600 random weights", model, scenes, False, args, work))
+                cases.append(
+                    detector_case(
+                        f"detector-{arch} C4 800x600 random weights", model, scenes, False, args, work
+                    )
+                )
                 print(cases[-1]["case"], "done", flush=True)
         if args.bundle and (args.bundle / "reid.json").is_file():
             bundle = ModelBundle(args.bundle, engine="torch-fp32")
@@ -255,10 +318,21 @@ def main() -> None:
                         work,
                     )
                 )
-                cases.append(detector_case(f"bundle detector {bundle.detector_config.backbone} 800x600", bundle.detector_network, scenes, True, args, work))
+                cases.append(
+                    detector_case(
+                        f"bundle detector {bundle.detector_config.backbone} 800x600",
+                        bundle.detector_network,
+                        scenes,
+                        True,
+                        args,
+                        work,
+                    )
+                )
                 print("bundle cases done", flush=True)
             if keep("pipeline"):
-                cases.append(pipeline_case(args.bundle, engine_choice.probe_set((256, 128), scenes=8)[0], args))
+                cases.append(
+                    pipeline_case(args.bundle, engine_choice.probe_set((256, 128), scenes=8)[0], args)
+                )
     out, results = write_per_cpu_results(
         "engines",
         {

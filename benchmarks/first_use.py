@@ -59,9 +59,15 @@ def child(bundle: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", default=str(SHIPPED_MODEL), help="model bundle directory (default: the shipped model)")
-    parser.add_argument("--runs", type=int, default=2, help="fresh processes, each with an empty engine cache")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--bundle", default=str(SHIPPED_MODEL), help="model bundle directory (default: the shipped model)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=2, help="fresh processes, each with an empty engine cache"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -73,26 +79,51 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="first-use-") as cache:
             env = dict(os.environ, PERSONSEARCH_CACHE=cache, GLIBC_TUNABLES=MALLOC_TUNING)
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, __file__, "--child", "--bundle", args.bundle], env=env, capture_output=True, text=True, cwd=ROOT)
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", "--bundle", args.bundle],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             wall = time.perf_counter() - start
         if done.returncode != 0:
             sys.exit(f"run {number + 1} failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         result["process_wall_s"] = wall
         runs.append(result)
-        print(f"run {number + 1}: " + ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items()) + f"; process {wall:.1f} s", flush=True)
+        print(
+            f"run {number + 1}: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items())
+            + f"; process {wall:.1f} s",
+            flush=True,
+        )
 
     medians = {phase: statistics.median(r["seconds"][phase] for r in runs) for phase in PHASES}
     wall = statistics.median(r["process_wall_s"] for r in runs)
-    print(f"\nfirst use of {args.bundle}, median of {len(runs)} fresh processes (empty engine cache, tuned malloc):")
+    print(
+        f"\nfirst use of {args.bundle}, median of {len(runs)} fresh processes "
+        "(empty engine cache, tuned malloc):"
+    )
     print(f"{'phase':<30} {'seconds':>8}")
     for phase, seconds in medians.items():
         print(f"{phase:<30} {seconds:8.1f}")
     print(f"{'whole process (imports too)':<30} {wall:8.1f}")
-    for k, run in enumerate(runs, 1):  # each run's own: a choice that differs between fresh processes is a timing tie
-        print(f"run {k} chose: detector {run['chosen']['detector']}, re-id {run['chosen']['reid']}; {run['timed']} engines timed, {run['checked']} checked")
-    fields = {"bundle": args.bundle, "child_glibc_tunables": MALLOC_TUNING, "runs": runs, "median_seconds": medians, "median_process_wall_s": wall}
-    path, _ = write_per_cpu_results("first_use", fields)  # named by this process's signature, beside engines.py's
+    # each run's own: a choice that differs between fresh processes is a timing tie
+    for k, run in enumerate(runs, 1):
+        print(
+            f"run {k} chose: detector {run['chosen']['detector']}, re-id {run['chosen']['reid']}; "
+            f"{run['timed']} engines timed, {run['checked']} checked"
+        )
+    fields = {
+        "bundle": args.bundle,
+        "child_glibc_tunables": MALLOC_TUNING,
+        "runs": runs,
+        "median_seconds": medians,
+        "median_process_wall_s": wall,
+    }
+    # named by this process's signature, beside engines.py's
+    path, _ = write_per_cpu_results("first_use", fields)
     print(f"wrote {path}")
 
 

@@ -17,8 +17,8 @@ Inputs: the engine chooser's 12 crowded check scenes (800 x 600, 8-12 people eac
 scenes scaled to 1920 x 1080 camera frames (which the detector scales back to 1000 x 562).
 Timing, step by step as ``engines.py`` times engines (``time_engines``): ``--rounds`` rounds; in
 each, both variants run over all the scenes (best of 2 calls), in an order reversed every other
-round; ms per scene are medians over rounds, the speed-up the median of per-round ratios. Writes ``benchmarks/results/glue-<cpu signature>.json`` and
-prints a table.
+round; ms per scene are medians over rounds, the speed-up the median of per-round ratios. Writes
+``benchmarks/results/glue-<cpu signature>.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -66,10 +66,16 @@ def compare(old: Callable[[], Any], new: Callable[[], Any], frames: int, rounds:
     as ``engines.time_engines`` times engines: ms per scene of each, and the median of per-round
     speed-ups."""
     timing = time_engines({engines.REFERENCE: old, "ours": new}, frames, rounds, calls=2)
-    return {"torchvision_ms": 1000 / timing[engines.REFERENCE]["per_s"], "ours_ms": 1000 / timing["ours"]["per_s"], "x": timing["ours"]["x_fp32"]}
+    return {
+        "torchvision_ms": 1000 / timing[engines.REFERENCE]["per_s"],
+        "ours_ms": 1000 / timing["ours"]["per_s"],
+        "x": timing["ours"]["x_fp32"],
+    }
 
 
-def frame_rows(bundle: ModelBundle, old: PersonDetector, new: PersonDetector, frames: list[np.ndarray], rounds: int) -> dict[str, Any]:
+def frame_rows(
+    bundle: ModelBundle, old: PersonDetector, new: PersonDetector, frames: list[np.ndarray], rounds: int
+) -> dict[str, Any]:
     """Every step over ``frames`` (ms per scene), and what the two transforms differ by."""
     size = tuple(bundle.reid_config.input_size)
     images = image_tensors(frames)
@@ -82,31 +88,49 @@ def frame_rows(bundle: ModelBundle, old: PersonDetector, new: PersonDetector, fr
         return lambda: [detector.transform([image]) for image in images]
 
     def anchors(detector: PersonDetector, which: int) -> Callable[[], Any]:
-        return lambda: [detector.rpn.anchor_generator(batch[which], fmap) for batch, fmap in zip(batches, maps, strict=True)]
+        return lambda: [
+            detector.rpn.anchor_generator(batch[which], fmap)
+            for batch, fmap in zip(batches, maps, strict=True)
+        ]
 
     def crops(crop: Crop) -> Callable[[], Any]:
-        return lambda: [crop(frame, found, size) for frame, found in zip(frames, boxes, strict=True) if len(found)]
+        return lambda: [
+            crop(frame, found, size) for frame, found in zip(frames, boxes, strict=True) if len(found)
+        ]
 
     @torch.no_grad()
     def index_step(detector: PersonDetector, crop: Crop) -> None:
         for frame, image in zip(frames, images, strict=True):
             found = engines.as_detections(detector([image]))[0][:, :4]
             if len(found):
-                bundle.embed_crops(crop(frame, found, size))  # the re-id engine auto picked, in the bundle's batches
+                # the re-id engine auto picked, in the bundle's batches
+                bundle.embed_crops(crop(frame, found, size))
 
     steps = {
         "transform": (transform(old), transform(new)),
         "anchors": (anchors(old, 0), anchors(new, 1)),
         "crops of the people found": (crops(torchvision_crops), crops(crop_boxes)),
-        "indexing step: detect, crop, embed": (lambda: index_step(old, torchvision_crops), lambda: index_step(new, crop_boxes)),
+        "indexing step: detect, crop, embed": (
+            lambda: index_step(old, torchvision_crops),
+            lambda: index_step(new, crop_boxes),
+        ),
     }
-    timing = {name: compare(old_run, new_run, len(frames), rounds) for name, (old_run, new_run) in steps.items()}
+    timing = {
+        name: compare(old_run, new_run, len(frames), rounds) for name, (old_run, new_run) in steps.items()
+    }
     difference = max(float((theirs.tensors - ours.tensors).abs().max()) for theirs, ours in batches)
-    return {"frames": len(frames), "people": int(sum(len(b) for b in boxes)), "transform_max_abs_diff": difference, "steps": timing}
+    return {
+        "frames": len(frames),
+        "people": int(sum(len(b) for b in boxes)),
+        "transform_max_abs_diff": difference,
+        "steps": timing,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", type=Path, default=SHIPPED_MODEL)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
@@ -116,28 +140,50 @@ def main() -> None:
     choice = bundle.engine_choice
     engine = choice.detector if choice.detector in engines.GRAPH_ENGINES else "ort-fp32"
     model, cpu = bundle.detector_network, torch.device("cpu")
-    engines.detector_runner(model, engine, cpu, bundle.engine_dir, engine_choice.calibration_scenes)  # exports (and quantises) once
+    # exports (and quantises) once
+    engines.detector_runner(model, engine, cpu, bundle.engine_dir, engine_choice.calibration_scenes)
     parts = [bundle.engine_dir / part for part in engines.DETECTOR_PARTS]
     if engine == "ort-int8-head":
-        parts[2] = engines.quantize_box_head_int8(model, parts, bundle.engine_dir, engine_choice.calibration_scenes)
+        parts[2] = engines.quantize_box_head_int8(
+            model, parts, bundle.engine_dir, engine_choice.calibration_scenes
+        )
     new = cast(PersonDetector, engines.graph_detector(model, parts, engine))
     old = cast(PersonDetector, engines.graph_detector(model, parts, engine))
-    old.transform = copy.deepcopy(model.transform).eval()  # torchvision's transform and anchors; RoIAlign sparse in both
+    old.transform = copy.deepcopy(
+        model.transform
+    ).eval()  # torchvision's transform and anchors; RoIAlign sparse in both
     old.rpn.anchor_generator = new.rpn.anchor_generator.generator
 
     scenes = engine_choice.check_scenes()
     sizes = {"800x600": scenes, "1920x1080": [as_frame(scene, 1080, 1920) for scene in scenes]}
     rows = {name: frame_rows(bundle, old, new, frames, args.rounds) for name, frames in sizes.items()}
     out, results = write_per_cpu_results(
-        "glue", {"bundle": str(args.bundle), "detector_engine": engine, "reid_engine": choice.reid, "rounds": args.rounds, "sizes": rows}, args.out
+        "glue",
+        {
+            "bundle": str(args.bundle),
+            "detector_engine": engine,
+            "reid_engine": choice.reid,
+            "rounds": args.rounds,
+            "sizes": rows,
+        },
+        args.out,
     )
     signature = results["signature"]
-    print(f"{signature['cpu']} ({signature['torch_capability']}), {torch.get_num_threads()} threads; detector {engine}, re-id {choice.reid}")
+    print(
+        f"{signature['cpu']} ({signature['torch_capability']}), {torch.get_num_threads()} threads; "
+        f"detector {engine}, re-id {choice.reid}"
+    )
     print(f"{'ms per scene':36s} {'frames':>10s} {'torchvision':>12s} {'ours':>8s} {'x':>6s}")
     for name, row in rows.items():
         for step, timing in row["steps"].items():
-            print(f"{step:36s} {name:>10s} {timing['torchvision_ms']:12.2f} {timing['ours_ms']:8.2f} {timing['x']:6.2f}")
-        print(f"{'  (people found; transform max diff)':36s} {name:>10s} {row['people']:12d} {row['transform_max_abs_diff']:8.1e}")
+            print(
+                f"{step:36s} {name:>10s} {timing['torchvision_ms']:12.2f} "
+                f"{timing['ours_ms']:8.2f} {timing['x']:6.2f}"
+            )
+        print(
+            f"{'  (people found; transform max diff)':36s} {name:>10s} {row['people']:12d} "
+            f"{row['transform_max_abs_diff']:8.1e}"
+        )
     print(f"wrote {out}")
 
 

@@ -42,7 +42,9 @@ GRIDS: dict[str, dict[str, Any]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", type=Path, default=ROOT / "personsearch" / "assets" / "default")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=3)
@@ -68,7 +70,9 @@ def main() -> None:
             heads[name] = engines.quantize_int8(parts[2], Path(tmp) / f"head-{i}.onnx", calibration, **grid)
         for name, head in heads.items():
             run = engines.graph_detect(detector, [parts[0], parts[1], head])
-            agreement = engine_choice.detection_agreement(reference, [engines.as_detections(run([scene]))[0] for scene in scenes])
+            agreement = engine_choice.detection_agreement(
+                reference, [engines.as_detections(run([scene]))[0] for scene in scenes]
+            )
             rows[name] = {"agreement": agreement, "accepted": engine_choice.detections_agree(agreement)}
             runners[name] = lambda r=run: r(timed)
         timing = time_engines(runners, len(timed), args.rounds, args.calls)
@@ -89,14 +93,24 @@ def main() -> None:
         args.out,
     )
     signature = results["signature"]
-    print(f"{signature['cpu']} ({signature['torch_capability']}, flags {' '.join(signature.get('flags', []))}), {args.threads} threads")
-    print(f"PyTorch fp32 eager: {timing[engines.REFERENCE]['per_s']:.2f} scenes/s; head calibrated on {len(calibration)} RoI crops")
-    print(f"{'box head':24s} {'x fp32':>7s} {'x ORT':>6s}  {'matched':>8s} {'count':>6s} {'shift px':>8s}  verdict")
+    print(
+        f"{signature['cpu']} ({signature['torch_capability']}, "
+        f"flags {' '.join(signature.get('flags', []))}), {args.threads} threads"
+    )
+    print(
+        f"PyTorch fp32 eager: {timing[engines.REFERENCE]['per_s']:.2f} scenes/s; "
+        f"head calibrated on {len(calibration)} RoI crops"
+    )
+    print(
+        f"{'box head':24s} {'x fp32':>7s} {'x ORT':>6s}  {'matched':>8s} {'count':>6s} "
+        f"{'shift px':>8s}  verdict"
+    )
     for name, row in rows.items():
         a = row["agreement"]
         print(
-            f"{name:24s} {row['x_fp32']:6.2f}x {row['x_ort_fp32']:5.2f}x  {100 * a['matched']:7.1f}% {a['count_ratio']:6.3f} {a['max_shift_px']:8.2f}"
-            f"  {'accepted' if row['accepted'] else 'refused'}"
+            f"{name:24s} {row['x_fp32']:6.2f}x {row['x_ort_fp32']:5.2f}x  "
+            f"{100 * a['matched']:7.1f}% {a['count_ratio']:6.3f} {a['max_shift_px']:8.2f}  "
+            f"{'accepted' if row['accepted'] else 'refused'}"
         )
     print(f"wrote {out}")
 

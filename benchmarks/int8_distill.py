@@ -33,12 +33,17 @@ from personsearch.models.bundle import ModelBundle, load_component, probe_crops
 from personsearch.training.int8_distill import features, int8_agreement
 
 
-def agreements(bundle: Path, crops: dict[str, torch.Tensor], calibration: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def agreements(
+    bundle: Path, crops: dict[str, torch.Tensor], calibration: Any
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The bundle's int8 against its own fp32 on each set of crops, and its fp32 features."""
     network, _, _ = load_component(bundle, "reid")
     int8 = int8_agreement(network, calibration, crops)
     reference = {name: features(network, x) for name, x in crops.items()}
-    return {"int8_vs_own_fp32": int8, "accepted": all(engine_choice.features_agree(a) for a in int8.values())}, reference
+    return {
+        "int8_vs_own_fp32": int8,
+        "accepted": all(engine_choice.features_agree(a) for a in int8.values()),
+    }, reference
 
 
 def summary(search: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +52,9 @@ def summary(search: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--teacher", type=Path, default=ROOT / "personsearch" / "assets" / "default")
     parser.add_argument("--student", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic-standard")
@@ -63,21 +70,31 @@ def main() -> None:
     teacher_rows, teacher_features = agreements(args.teacher, crops, calibration)
     student_rows, student_features = agreements(args.student, crops, calibration)
     student_rows["fp32_vs_teacher_fp32"] = {
-        name: engine_choice.feature_agreement(teacher_features[name].numpy(), student_features[name].numpy()) for name in crops
+        name: engine_choice.feature_agreement(teacher_features[name].numpy(), student_features[name].numpy())
+        for name in crops
     }
     rows = {"teacher": teacher_rows, "student": student_rows}
 
     dataset = load_dataset(args.data)
     started = time.perf_counter()
-    detections, _, _ = run_gallery(ModelBundle(args.teacher, engine="ort-fp32"), dataset.gallery, progress=False)
+    detections, _, _ = run_gallery(
+        ModelBundle(args.teacher, engine="ort-fp32"), dataset.gallery, progress=False
+    )
     detect_s = time.perf_counter() - started
     search: dict[str, Any] = {}
     for label, bundle in (("teacher", args.teacher), ("student", args.student)):
         for engine in ("ort-fp32", "ort-int8"):
             result = evaluate_engine(
-                ModelBundle(bundle, engine=f"reid={engine},detector=ort-fp32"), dataset, gallery_size=args.gallery_size, detections=detections, progress=False
+                ModelBundle(bundle, engine=f"reid={engine},detector=ort-fp32"),
+                dataset,
+                gallery_size=args.gallery_size,
+                detections=detections,
+                progress=False,
             )
-            search[f"{label} {engine}"] = {part: summary(r.to_dict()) for part, r in (("detections", result.search), ("gt_boxes", result.search_gt))}
+            search[f"{label} {engine}"] = {
+                part: summary(r.to_dict())
+                for part, r in (("detections", result.search), ("gt_boxes", result.search_gt))
+            }
             print(f"{label} {engine}: done", flush=True)
 
     results = {
@@ -86,8 +103,14 @@ def main() -> None:
         "machine": machine(),
         "teacher": str(args.teacher),
         "student": str(args.student),
-        "distillation": json.loads((args.student / "reid.json").read_text())["metadata"].get("int8_distillation"),
-        "rule": {"cos_median": engine_choice.COSINE_MEDIAN, "cos_min": engine_choice.COSINE_MIN, "nn_same": engine_choice.NEIGHBOUR_AGREEMENT},
+        "distillation": json.loads((args.student / "reid.json").read_text())["metadata"].get(
+            "int8_distillation"
+        ),
+        "rule": {
+            "cos_median": engine_choice.COSINE_MEDIAN,
+            "cos_min": engine_choice.COSINE_MIN,
+            "nn_same": engine_choice.NEIGHBOUR_AGREEMENT,
+        },
         "agreement": rows,
         "data": str(args.data),
         "gallery_size": args.gallery_size,
@@ -102,13 +125,21 @@ def main() -> None:
     print(f"{'cosine median / min / same NN':34s} {'check crops':22s} 512 other people")
     for label in ("teacher", "student"):
         a = rows[label]["int8_vs_own_fp32"]
-        print(f"{label + ' int8 vs its fp32':34s} {cells(a['check']):22s} {cells(a['held_out'])}   {'accepted' if rows[label]['accepted'] else 'refused'}")
+        print(
+            f"{label + ' int8 vs its fp32':34s} {cells(a['check']):22s} {cells(a['held_out'])}   "
+            f"{'accepted' if rows[label]['accepted'] else 'refused'}"
+        )
     a = rows["student"]["fp32_vs_teacher_fp32"]
     print(f"{'student fp32 vs teacher fp32':34s} {cells(a['check']):22s} {cells(a['held_out'])}")
-    print(f"\nsearch on {args.data} (gallery {args.gallery_size}): mAP / top-1, detections | ground-truth boxes")
+    print(
+        f"\nsearch on {args.data} (gallery {args.gallery_size}): mAP / top-1, detections | ground-truth boxes"
+    )
     for name, r in search.items():
         d, g = r["detections"], r["gt_boxes"]
-        print(f"{name:22s} {100 * d['mAP']:.1f} / {100 * d['topk']['1']:.1f} | {100 * g['mAP']:.1f} / {100 * g['topk']['1']:.1f}")
+        print(
+            f"{name:22s} {100 * d['mAP']:.1f} / {100 * d['topk']['1']:.1f} | "
+            f"{100 * g['mAP']:.1f} / {100 * g['topk']['1']:.1f}"
+        )
     print(f"wrote {args.out}")
 
 

@@ -43,7 +43,9 @@ IDENTITIES = 96
 SEED = engine_choice.PROBE_SEED + 2
 
 
-def identity_pairs(size: tuple[int, int], identities: int, seed: int) -> tuple[torch.Tensor, dict[float, torch.Tensor], np.ndarray]:
+def identity_pairs(
+    size: tuple[int, int], identities: int, seed: int
+) -> tuple[torch.Tensor, dict[float, torch.Tensor], np.ndarray]:
     """Network inputs of ``identities`` labelled people, each cut from the first two scenes that
     show them, the same boxes moved by each of ``SHIFTS``, and each crop's person (0, 0, 1, 1, ...)."""
     from personsearch.data.synthetic.plan import plan_benchmark, resolve_config
@@ -53,7 +55,9 @@ def identity_pairs(size: tuple[int, int], identities: int, seed: int) -> tuple[t
     directions = np.random.default_rng(seed)
     seen: dict[tuple[str, int], list[list[torch.Tensor]]] = {}
     for planned in plan.images:
-        wanted = [p for p in planned.scene.people if p.pid >= 0 and len(seen.get((planned.split, p.pid), [])) < 2]
+        wanted = [
+            p for p in planned.scene.people if p.pid >= 0 and len(seen.get((planned.split, p.pid), [])) < 2
+        ]
         if not wanted:
             continue
         image = render_scene(planned.scene)
@@ -65,7 +69,10 @@ def identity_pairs(size: tuple[int, int], identities: int, seed: int) -> tuple[t
         if sum(len(c) == 2 for c in seen.values()) >= identities:
             break
     pairs = [sightings for sightings in seen.values() if len(sightings) == 2][:identities]
-    stacked = [normalize_crops(torch.stack([sighting[k] for pair in pairs for sighting in pair])) for k in range(len(SHIFTS) + 1)]
+    stacked = [
+        normalize_crops(torch.stack([sighting[k] for pair in pairs for sighting in pair]))
+        for k in range(len(SHIFTS) + 1)
+    ]
     return stacked[0], dict(zip(SHIFTS, stacked[1:], strict=True)), np.repeat(np.arange(len(pairs)), 2)
 
 
@@ -83,7 +90,11 @@ def agreement(reference: np.ndarray, features: np.ndarray, labels: np.ndarray) -
     ref_nn, out_nn = similarity(reference).argmax(axis=1), similarity(features).argmax(axis=1)
     matched = labels[ref_nn] == labels
     kept = float((labels[out_nn][matched] == labels[matched]).mean())
-    return {**engine_choice.feature_agreement(reference, features), "matches": float(matched.sum()), "matches_kept": kept}
+    return {
+        **engine_choice.feature_agreement(reference, features),
+        "matches": float(matched.sum()),
+        "matches_kept": kept,
+    }
 
 
 def turned(reference: np.ndarray, cosine: float, rng: np.random.Generator) -> np.ndarray:
@@ -100,7 +111,9 @@ def rounded(agreement: dict[str, float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", type=Path, default=ROOT / "personsearch" / "assets" / "default")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -121,7 +134,9 @@ def main() -> None:
         isotropic[cosine] = {
             "nn_same_mean": round(float(np.mean([k["nn_same"] for k in kept])), 4),
             "matches_kept_mean": round(float(np.mean([k["matches_kept"] for k in kept])), 4),
-            "p_nn_same_at_least_98": round(float(np.mean([k["nn_same"] >= engine_choice.NEIGHBOUR_AGREEMENT for k in kept])), 2),
+            "p_nn_same_at_least_98": round(
+                float(np.mean([k["nn_same"] >= engine_choice.NEIGHBOUR_AGREEMENT for k in kept])), 2
+            ),
         }
 
     rows: dict[str, Any] = {}
@@ -132,7 +147,9 @@ def main() -> None:
 
         def factory(name: str) -> engines.ReIDRun:
             if name not in runners:
-                runners[name] = engines.reid_runner(network, name, torch.device("cpu"), Path(tmp), lambda: calibration)
+                runners[name] = engines.reid_runner(
+                    network, name, torch.device("cpu"), Path(tmp), lambda: calibration
+                )
             return runners[name]
 
         verdicts = {m.engine: m for m in engine_choice.measure_reid(factory, engines.AUTO_CANDIDATES, check)}
@@ -150,7 +167,12 @@ def main() -> None:
         "neighbour_rule",
         {
             "bundle": str(args.bundle),
-            "pairs": {"identities": IDENTITIES, "seed": SEED, "crops": len(reference), "fp32_matches": int(shifts[SHIFTS[0]]["matches"])},
+            "pairs": {
+                "identities": IDENTITIES,
+                "seed": SEED,
+                "crops": len(reference),
+                "fp32_matches": int(shifts[SHIFTS[0]]["matches"]),
+            },
             "nearest_neighbour_margin_median": round(margin, 4),
             "box_shifts": {str(px): a for px, a in shifts.items()},
             "isotropic_error": {str(c): v for c, v in isotropic.items()},
@@ -161,21 +183,37 @@ def main() -> None:
     signature = results["signature"]
 
     print(f"{signature['cpu']} ({signature['torch_capability']}), bundle {args.bundle}")
-    print(f"pairs: {len(reference)} crops of {IDENTITIES} people; fp32 matches {results['pairs']['fp32_matches']}")
+    print(
+        f"pairs: {len(reference)} crops of {IDENTITIES} people; "
+        f"fp32 matches {results['pairs']['fp32_matches']}"
+    )
     print(f"median margin between a crop's nearest and second-nearest other crop: {margin:.4f} (cosine)\n")
-    print(f"{'fp32, boxes moved':24s} {'cos median':>10s} {'cos min':>8s} {'same NN':>8s} {'matches kept':>13s}")
+    print(
+        f"{'fp32, boxes moved':24s} {'cos median':>10s} {'cos min':>8s} {'same NN':>8s} {'matches kept':>13s}"
+    )
     for px, a in shifts.items():
-        print(f"{f'{px} px':24s} {a['cos_median']:10.4f} {a['cos_min']:8.4f} {a['nn_same']:8.3f} {a['matches_kept']:13.3f}")
+        print(
+            f"{f'{px} px':24s} {a['cos_median']:10.4f} {a['cos_min']:8.4f} {a['nn_same']:8.3f} "
+            f"{a['matches_kept']:13.3f}"
+        )
     print(f"\n{'isotropic error, cosine':24s} {'same NN':>8s} {'matches kept':>13s} {'P(NN >= 98 %)':>14s}")
     for cosine, v in isotropic.items():
-        print(f"{cosine:<24} {v['nn_same_mean']:8.3f} {v['matches_kept_mean']:13.3f} {v['p_nn_same_at_least_98']:14.2f}")
-    print(f"\n{'engine':14s} {'on the pairs: cos median / min / same NN / matches kept':56s} {'chooser (64 probe crops): cos / min / NN':44s} verdict")
+        print(
+            f"{cosine:<24} {v['nn_same_mean']:8.3f} {v['matches_kept_mean']:13.3f} "
+            f"{v['p_nn_same_at_least_98']:14.2f}"
+        )
+    print(
+        f"\n{'engine':14s} {'on the pairs: cos median / min / same NN / matches kept':56s} "
+        f"{'chooser (64 probe crops): cos / min / NN':44s} verdict"
+    )
     for name, row in rows.items():
         if "pairs" not in row:
             print(f"{name:14s} unavailable: {row['unavailable']}")
             continue
         a, c = row["pairs"], row["chooser"]
-        on_pairs = f"{a['cos_median']:.4f} / {a['cos_min']:.4f} / {a['nn_same']:.3f} / {a['matches_kept']:.3f}"
+        on_pairs = (
+            f"{a['cos_median']:.4f} / {a['cos_min']:.4f} / {a['nn_same']:.3f} / {a['matches_kept']:.3f}"
+        )
         on_probe = f"{c['cos_median']:.4f} / {c['cos_min']:.4f} / {c['nn_same']:.3f}"
         print(f"{name:14s} {on_pairs:56s} {on_probe:44s} {'accepted' if row['accepted'] else 'refused'}")
     print(f"wrote {out}")

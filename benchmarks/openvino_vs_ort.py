@@ -41,12 +41,18 @@ from personsearch.models.detector import image_tensors
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", type=Path, default=ROOT / "personsearch" / "assets" / "default")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=5)
-    parser.add_argument("--precision", default="f32", help="OpenVINO's inference precision: f32, or bf16 (the ov-bf16 engine; native bf16 CPUs)")
+    parser.add_argument(
+        "--precision",
+        default="f32",
+        help="OpenVINO's inference precision: f32, or bf16 (the ov-bf16 engine; native bf16 CPUs)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     try:
@@ -60,7 +66,11 @@ def main() -> None:
     check = normalize_crops(crops[: engine_choice.TIMED_CROPS * 2])
     calibration = normalize_crops(crops[engine_choice.TIMED_CROPS * 2 :]).numpy()
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": args.precision}
+    config = {
+        "INFERENCE_NUM_THREADS": args.threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": args.precision,
+    }
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -68,7 +78,9 @@ def main() -> None:
         trunk, rpn, head = engines.export_detector(detector, work)
         reid = engines.export_reid(bundle.reid_network, work / "reid-fp32.onnx")
         reid_int8 = engines.quantize_reid_int8(reid, work / "reid-int8.onnx", calibration)
-        head_int8 = engines.quantize_box_head_int8(detector, [trunk, rpn, head], work, engine_choice.calibration_scenes)
+        head_int8 = engines.quantize_box_head_int8(
+            detector, [trunk, rpn, head], work, engine_choice.calibration_scenes
+        )
 
         # Every part's input exactly as the detector builds it for one probe scene, with the
         # test-time proposal count of RoIs.
@@ -78,7 +90,9 @@ def main() -> None:
             trunk_in = batched.tensors.numpy()
             features = detector.backbone(batched.tensors)
             proposals, _ = detector.rpn(batched, features)
-            crops = box_logic.SparseRoIPool(detector.roi_heads.box_roi_pool)(features, proposals, [tuple(batched.tensors.shape[-2:])])
+            crops = box_logic.SparseRoIPool(detector.roi_heads.box_roi_pool)(
+                features, proposals, [tuple(batched.tensors.shape[-2:])]
+            )
         feature_in = next(iter(features.values())).numpy()
         rois = len(proposals[0])
         head_in = crops.contiguous().numpy()
@@ -107,18 +121,26 @@ def main() -> None:
             name = "re-id int8, ORT QDQ vs OV NNCF"
             parts.append((name, reid_int8, [crops_in], len(crops_in)))
             samples = [calibration[i : i + 1] for i in range(len(calibration))]
-            own[name] = nncf.quantize(core.read_model(str(reid)), nncf.Dataset(samples), subset_size=len(samples))
+            own[name] = nncf.quantize(
+                core.read_model(str(reid)), nncf.Dataset(samples), subset_size=len(samples)
+            )
         rows = []
         for name, path, inputs, items in parts:
             session = engines.ort_session(path, args.threads, spin=True)
             compiled = core.compile_model(own.get(name, str(path)), "CPU", config)
             feeds = dict(zip([i.name for i in session.get_inputs()], inputs, strict=True))
-            runs = {"ort": lambda s=session, f=feeds: s.run(None, f), "openvino": lambda c=compiled, x=inputs: c(x)}
+            runs = {
+                "ort": lambda s=session, f=feeds: s.run(None, f),
+                "openvino": lambda c=compiled, x=inputs: c(x),
+            }
             out_ort, out_ov = runs["ort"]()[0], np.asarray(runs["openvino"]()[0])
             times: dict[str, list[float]] = {k: [] for k in runs}
             ratios = []
             for r in range(args.rounds):
-                this = {k: best_time(runs[k], args.calls) for k in (list(runs) if r % 2 == 0 else list(runs)[::-1])}
+                this = {
+                    k: best_time(runs[k], args.calls)
+                    for k in (list(runs) if r % 2 == 0 else list(runs)[::-1])
+                }
                 for k, v in this.items():
                     times[k].append(v)
                 ratios.append(this["ort"] / this["openvino"])
@@ -134,7 +156,9 @@ def main() -> None:
             if name.startswith("detector"):
                 row["share_of_detection_fp32_torch"] = row["ort_ms"] / (1000 * whole)
             if name.startswith("re-id int8"):
-                full_ort = engines.ort_session(path, args.threads, spin=True).run(None, {"input": check.numpy()})[0]
+                full_ort = engines.ort_session(path, args.threads, spin=True).run(
+                    None, {"input": check.numpy()}
+                )[0]
                 full_ov = np.asarray(compiled(check.numpy())[0])
                 row["agreement_ort"] = engine_choice.feature_agreement(reference, full_ort)
                 row["agreement_openvino"] = engine_choice.feature_agreement(reference, full_ov)
@@ -159,16 +183,28 @@ def main() -> None:
     )
     signature = results["signature"]
     print(
-        f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads, OpenVINO {ov.__version__} ({args.precision}); whole detection in PyTorch fp32: {1000 * whole:.0f} ms"
+        f"{signature['cpu']} ({signature['torch_capability']}), {args.threads} threads, "
+        f"OpenVINO {ov.__version__} ({args.precision}); "
+        f"whole detection in PyTorch fp32: {1000 * whole:.0f} ms"
     )
     print(f"{'part':42s} {'ORT ms':>8s} {'OV ms':>8s} {'OV speed':>9s}  notes")
     for row in rows:
         notes = f"max |diff| {row['max_abs_diff']:.1e}"
         if "share_of_detection_fp32_torch" in row:
-            notes += f"; ORT part = {100 * row['share_of_detection_fp32_torch']:.0f} % of a PyTorch fp32 detection"
+            notes += (
+                f"; ORT part = {100 * row['share_of_detection_fp32_torch']:.0f} % of a PyTorch fp32 detection"
+            )
         if "agreement_ort" in row:
-            notes += f"; vs fp32: ORT cos min {row['agreement_ort']['cos_min']:.3f} ({'ok' if row['accepted_ort'] else 'refused'}), OV cos min {row['agreement_openvino']['cos_min']:.3f} ({'ok' if row['accepted_openvino'] else 'refused'})"
-        print(f"{row['part']:42s} {row['ort_ms']:8.1f} {row['openvino_ms']:8.1f} {row['openvino_speed_vs_ort']:8.2f}x  {notes}")
+            notes += (
+                f"; vs fp32: ORT cos min {row['agreement_ort']['cos_min']:.3f} "
+                f"({'ok' if row['accepted_ort'] else 'refused'}), "
+                f"OV cos min {row['agreement_openvino']['cos_min']:.3f} "
+                f"({'ok' if row['accepted_openvino'] else 'refused'})"
+            )
+        print(
+            f"{row['part']:42s} {row['ort_ms']:8.1f} {row['openvino_ms']:8.1f} "
+            f"{row['openvino_speed_vs_ort']:8.2f}x  {notes}"
+        )
     print(f"wrote {out}")
 
 

@@ -52,7 +52,11 @@ def bundles(stride: int, vtest: Path) -> dict[str, Path]:
     from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
     from personsearch.training.adapt import adapt
 
-    out = {"imagenet": imagenet_bundle(SHIPPED_MODEL, WORK / "imagenet"), "shipped": SHIPPED_MODEL, "adapted": WORK / "adapted"}
+    out = {
+        "imagenet": imagenet_bundle(SHIPPED_MODEL, WORK / "imagenet"),
+        "shipped": SHIPPED_MODEL,
+        "adapted": WORK / "adapted",
+    }
     shipped_index = WORK / "index-shipped"
     if not (shipped_index / "index.sqlite").is_file():
         PersonSearch.load(detector="ssdlite").index([vtest], shipped_index, stride=stride, progress=False)
@@ -73,7 +77,9 @@ def sheets(args: argparse.Namespace) -> None:
     models = bundles(args.stride, vtest)
     for name, bundle in models.items():
         if not (WORK / f"index-{name}" / "index.sqlite").is_file():
-            PersonSearch.load(bundle, detector="ssdlite").index([vtest], WORK / f"index-{name}", stride=args.stride, progress=False)
+            PersonSearch.load(bundle, detector="ssdlite").index(
+                [vtest], WORK / f"index-{name}", stride=args.stride, progress=False
+            )
     indexes = {name: PersonIndex.open(WORK / f"index-{name}") for name in NETWORKS}
     try:
         reference = indexes["shipped"]
@@ -92,24 +98,51 @@ def sheets(args: argparse.Namespace) -> None:
             rows, entry = [], {"frame": query["frame"], "box": query["box"], "rows": {}}
             for name in NETWORKS:
                 index = indexes[name]
-                (own,) = [b for b in index.store.people_at_path(str(vtest.resolve()), query["frame"]) if np.allclose(b.box, query["box"], atol=0.01)]
+                (own,) = [
+                    b
+                    for b in index.store.people_at_path(str(vtest.resolve()), query["frame"])
+                    if np.allclose(b.box, query["box"], atol=0.01)
+                ]
                 own_sighting = index.sighting_of(own.box_id)
                 for mode in MODES:
                     hits = index.search(
-                        index.feature(own.box_id), 10, per_frame=mode == "frame", exclude_sightings=[own_sighting] if own_sighting is not None else ()
+                        index.feature(own.box_id),
+                        10,
+                        per_frame=mode == "frame",
+                        exclude_sightings=[own_sighting] if own_sighting is not None else (),
                     )
-                    entry["rows"][f"{name}/{mode}"] = [{"frame": h.frame, "box": [round(v, 1) for v in h.box], "score": round(h.score, 4)} for h in hits]
-                    cells = [index.thumbnail(own.box_id)] + [decode_image(h.thumbnail_jpeg, "thumbnail") for h in hits if h.thumbnail_jpeg]
+                    entry["rows"][f"{name}/{mode}"] = [
+                        {"frame": h.frame, "box": [round(v, 1) for v in h.box], "score": round(h.score, 4)}
+                        for h in hits
+                    ]
+                    cells = [index.thumbnail(own.box_id)] + [
+                        decode_image(h.thumbnail_jpeg, "thumbnail") for h in hits if h.thumbnail_jpeg
+                    ]
                     row = np.full((146, 11 * 68, 3), 255, np.uint8)
                     for k, cell in enumerate(cells):
-                        row[2:130, k * 68 : k * 68 + 64] = cv2.resize(cell, (64, 128), interpolation=cv2.INTER_CUBIC)
-                        cv2.putText(row, "q" if k == 0 else str(k), (k * 68 + 26, 142), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-                    cv2.putText(row, f"{name}/{mode}", (2, 142), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 0, 0), 1)
+                        row[2:130, k * 68 : k * 68 + 64] = cv2.resize(
+                            cell, (64, 128), interpolation=cv2.INTER_CUBIC
+                        )
+                        cv2.putText(
+                            row,
+                            "q" if k == 0 else str(k),
+                            (k * 68 + 26, 142),
+                            cv2.FONT_HERSHEY_SIMPLEX,
+                            0.4,
+                            (0, 0, 0),
+                            1,
+                        )
+                    cv2.putText(
+                        row, f"{name}/{mode}", (2, 142), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 0, 0), 1
+                    )
                     rows.append(row)
             listing["queries"].append(entry)
             cv2.imwrite(str(WORK / f"query{qi}.png"), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
         (WORK / "hits.json").write_text(json.dumps(listing, indent=1))
-        print(f"wrote {len(queries)} sheets to {WORK}/query*.png and {WORK / 'hits.json'}; judge them into {JUDGEMENTS}")
+        print(
+            f"wrote {len(queries)} sheets to {WORK}/query*.png and {WORK / 'hits.json'}; "
+            f"judge them into {JUDGEMENTS}"
+        )
     finally:
         for index in indexes.values():
             index.close()
@@ -128,13 +161,28 @@ def score(_: argparse.Namespace) -> None:
     print(f"{len(judged['queries'])} queries ({judged['how_chosen']}); judged by eye")
     print(f"{'network/mode':18s} {'top-1 precision':>15s} {'top-10 precision':>16s} {'could not tell':>14s}")
     for row, cell in table.items():
-        print(f"{row:18s} {np.mean(cell['top1']):15.2f} {np.mean(cell['top10']):16.2f} {np.mean(cell['unsure']):14.2f}")
-    summary = {row: {"top1": float(np.mean(c["top1"])), "top10": float(np.mean(c["top10"])), "unsure": float(np.mean(c["unsure"]))} for row, c in table.items()}
-    write_results(ROOT / "benchmarks" / "results" / "real_footage_check.json", {"queries": len(judged["queries"]), "precision": summary})
+        print(
+            f"{row:18s} {np.mean(cell['top1']):15.2f} {np.mean(cell['top10']):16.2f} "
+            f"{np.mean(cell['unsure']):14.2f}"
+        )
+    summary = {
+        row: {
+            "top1": float(np.mean(c["top1"])),
+            "top10": float(np.mean(c["top10"])),
+            "unsure": float(np.mean(c["unsure"])),
+        }
+        for row, c in table.items()
+    }
+    write_results(
+        ROOT / "benchmarks" / "results" / "real_footage_check.json",
+        {"queries": len(judged["queries"]), "precision": summary},
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("step", choices=["sheets", "score"])
     parser.add_argument("--vtest", type=Path, default=None)
     parser.add_argument("--stride", type=int, default=2)

@@ -2,7 +2,7 @@
 
     python benchmarks/release_model.py                    # everything; resumable at every stage
     python benchmarks/release_model.py --stage release    # only re-evaluate and re-write the release
-    python benchmarks/release_model.py --stage release --reid runs/people3d-v2-mixed   # ship that re-id network
+    python benchmarks/release_model.py --stage release --reid runs/people3d-v2-mixed  # ship that re-id
 
 Stages (each skipped when its output exists, training resumed from its last checkpoint):
 
@@ -52,7 +52,9 @@ HELD_OUT_SEED = 7
 def stage_data() -> None:
     from personsearch.data.synthetic import make_synthetic
 
-    if (DATA / "synthetic.json").is_file() and json.loads((DATA / "synthetic.json").read_text()).get("complete"):
+    if (DATA / "synthetic.json").is_file() and json.loads((DATA / "synthetic.json").read_text()).get(
+        "complete"
+    ):
         return
     make_synthetic(DATA, preset="standard", seed=0, overwrite=True)
 
@@ -64,8 +66,14 @@ def stage_train(name: str, device: str) -> None:
 
     if (RUN / f"{name}.safetensors").is_file():
         return
-    cls, train = (DetectorTrainConfig, train_detector) if name == "detector" else (ReIDTrainConfig, train_reid)
-    config = load_config(cls, ROOT / "configs" / f"{name}_mobilenet_v2_release.yaml", device=device if device != "auto" else None)
+    cls, train = (
+        (DetectorTrainConfig, train_detector) if name == "detector" else (ReIDTrainConfig, train_reid)
+    )
+    config = load_config(
+        cls,
+        ROOT / "configs" / f"{name}_mobilenet_v2_release.yaml",
+        device=device if device != "auto" else None,
+    )
     train(config, RUN)
 
 
@@ -94,7 +102,9 @@ def evaluate(bundle_dir: Path, data_dir: Path, gallery_size: int, engine: str = 
     from personsearch.models.bundle import ModelBundle
 
     started = time.perf_counter()
-    result = evaluate_engine(ModelBundle(bundle_dir, engine=engine), load_dataset(data_dir), gallery_size=gallery_size)
+    result = evaluate_engine(
+        ModelBundle(bundle_dir, engine=engine), load_dataset(data_dir), gallery_size=gallery_size
+    )
     print(result.format_table(), flush=True)
     return dict(result.to_dict(), seconds=round(time.perf_counter() - started, 1))
 
@@ -103,7 +113,9 @@ def shipped_sources(detector: Path | None, reid: Path | None) -> dict[str, Path]
     """Where each shipped component comes from: as given, else ``runs/release`` (its re-id
     network after the rendered-people stage, else after int8 distillation, else as trained)."""
     if reid is None:
-        reid = next((RUN / sub for sub in ("rendered", "int8") if (RUN / sub / "reid.safetensors").is_file()), RUN)
+        reid = next(
+            (RUN / sub for sub in ("rendered", "int8") if (RUN / sub / "reid.safetensors").is_file()), RUN
+        )
     return {"detector": detector or RUN, "reid": reid}
 
 
@@ -113,7 +125,9 @@ def write_fp16(sources: dict[str, Path], target: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     target.mkdir(parents=True, exist_ok=True)
-    staged = {name: Path(tempfile.mkdtemp()) for name in sources}  # the target may be a source: read all first
+    staged = {
+        name: Path(tempfile.mkdtemp()) for name in sources
+    }  # the target may be a source: read all first
     for name, origin in sources.items():
         for suffix in (".json", ".safetensors"):
             shutil.copyfile(origin / f"{name}{suffix}", staged[name] / f"{name}{suffix}")
@@ -121,12 +135,19 @@ def write_fp16(sources: dict[str, Path], target: Path) -> None:
         origin = staged[name]
         state = load_file(str(origin / f"{name}.safetensors"))
         half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        save_file(half, str(target / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(torch.float16)})
+        save_file(
+            half, str(target / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(torch.float16)}
+        )
         description = json.loads((origin / f"{name}.json").read_text())
         recipe = f"configs/{name}_mobilenet_v2_release.yaml"
         if "people3d" in json.dumps(description["metadata"].get("train", {}).get("data", {})):
             recipe += " then benchmarks/rendered_people.py RELEASE_RECIPE"
-        description["metadata"]["release"] = {"stored_as": "fp16", "recipe": recipe, "from": str(sources[name]), "commit": commit()}
+        description["metadata"]["release"] = {
+            "stored_as": "fp16",
+            "recipe": recipe,
+            "from": str(sources[name]),
+            "commit": commit(),
+        }
         (target / f"{name}.json").write_text(json.dumps(description, indent=2))
 
 
@@ -141,17 +162,23 @@ def int8_line() -> str:
         return ""
     before, after = report["int8_before"], report["int8_after"]
     return (
-        "\n  Then fine-tuned by quantisation-aware distillation against itself (`--stage int8`) to bring the int8\n"
-        f"  engine's features closer to its fp32 ones; int8 against fp32 on the engine chooser's check crops, cosine median / min / same neighbour "
+        "\n  Then fine-tuned by quantisation-aware distillation against itself (`--stage int8`) "
+        "to bring the int8\n"
+        "  engine's features closer to its fp32 ones; int8 against fp32 on the engine chooser's "
+        "check crops, cosine median / min / same neighbour "
         f"{before['cos_median']:.3f} / {before['cos_min']:.3f} / {before['nn_same']:.2f} before, "
-        f"{after['cos_median']:.3f} / {after['cos_min']:.3f} / {after['nn_same']:.2f} after ({report['config']['steps']} steps, {report['seconds'] / 60:.0f} min)"
+        f"{after['cos_median']:.3f} / {after['cos_min']:.3f} / {after['nn_same']:.2f} after "
+        f"({report['config']['steps']} steps, {report['seconds'] / 60:.0f} min)"
     )
 
 
 def model_card(results: dict[str, Any]) -> str:
     def search_line(block: dict[str, Any]) -> str:
         topk = block["topk"]
-        return f"mAP {100 * block['mAP']:.1f}, top-1 {100 * topk['1']:.1f}, top-5 {100 * topk['5']:.1f}, top-10 {100 * topk['10']:.1f}"
+        return (
+            f"mAP {100 * block['mAP']:.1f}, top-1 {100 * topk['1']:.1f}, top-5 {100 * topk['5']:.1f}, "
+            f"top-10 {100 * topk['10']:.1f}"
+        )
 
     std, held, int8 = results["standard"], results["held_out_small"], results.get("standard_int8_reid")
     det = std["detection"]
@@ -159,6 +186,12 @@ def model_card(results: dict[str, Any]) -> str:
         f"| {bucket} | {100 * r['recall']:.1f} ({r['count_tp']} of {r['count_gt']}) |"
         for bucket, r in det["recall_by_height"].items()
         if r["recall"] is not None
+    )
+    int8_search = (
+        "With the re-id network on the int8 engine (`--engine reid=ort-int8`): search with detections "
+        f"{search_line(int8['search'])}; ground-truth boxes {search_line(int8['search_gt_boxes'])}."
+        if int8
+        else ""
     )
     return f"""# The default personsearch model
 
@@ -182,7 +215,8 @@ It has never seen a real person: no real photograph or video was used. On real f
 off-the-shelf detector (`--detector ssdlite`) and expect re-id to tell people apart mainly by
 clothing colour (docs/real-footage.md).
 
-## Scores (CUHK-SYSU protocol, `python benchmarks/release_model.py --stage release`, on ONNX Runtime fp32, which agrees with PyTorch fp32 to 1e-5)
+## Scores (CUHK-SYSU protocol, `python benchmarks/release_model.py --stage release`, on ONNX Runtime fp32, \
+which agrees with PyTorch fp32 to 1e-5)
 
 Synthetic `standard` test split (seed 0: test identities disjoint from training), gallery 100, 350 queries:
 
@@ -194,10 +228,11 @@ Synthetic `standard` test split (seed 0: test identities disjoint from training)
 |---|---|
 {rows}
 
-{f"With the re-id network on the int8 engine (`--engine reid=ort-int8`): search with detections {search_line(int8['search'])}; ground-truth boxes {search_line(int8['search_gt_boxes'])}." if int8 else ""}
+{int8_search}
 
 Held-out synthetic `small` benchmark (seed {HELD_OUT_SEED}, never used in training), gallery 50:
-search with detections {search_line(held["search"])}; ground-truth boxes {search_line(held["search_gt_boxes"])};
+search with detections {search_line(held["search"])}; \
+ground-truth boxes {search_line(held["search_gt_boxes"])};
 detection recall {100 * held["detection"]["recall"]:.1f}, AP {100 * held["detection"]["ap"]:.1f}.
 """
 
@@ -206,7 +241,9 @@ def stage_release(sources: dict[str, Path]) -> dict[str, Any]:
     from personsearch.data.synthetic import make_synthetic
 
     held_dir = Path("data") / f"synthetic-small-seed{HELD_OUT_SEED}"
-    if not (held_dir / "synthetic.json").is_file() or not json.loads((held_dir / "synthetic.json").read_text()).get("complete"):
+    if not (held_dir / "synthetic.json").is_file() or not json.loads(
+        (held_dir / "synthetic.json").read_text()
+    ).get("complete"):
         make_synthetic(held_dir, preset="small", seed=HELD_OUT_SEED, overwrite=True)
     write_fp16(sources, ASSETS)  # score what ships: the fp16 weights
     results = {
@@ -218,7 +255,9 @@ def stage_release(sources: dict[str, Path]) -> dict[str, Any]:
         "standard_int8_reid": evaluate(ASSETS, DATA, 100, engine="reid=ort-int8,detector=ort-fp32"),
     }
     (ASSETS / "MODEL_CARD.md").write_text(model_card(results))
-    (ASSETS / "SHA256SUMS").write_text("".join(f"{sha256(p)}  {p.name}\n" for p in sorted(ASSETS.glob("*.safetensors"))))
+    (ASSETS / "SHA256SUMS").write_text(
+        "".join(f"{sha256(p)}  {p.name}\n" for p in sorted(ASSETS.glob("*.safetensors")))
+    )
     out = ROOT / "benchmarks" / "results" / "release_model.json"
     write_results(out, results)
     print(f"wrote {ASSETS} and {out}")
@@ -226,10 +265,24 @@ def stage_release(sources: dict[str, Path]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=("all", "data", "detector", "reid", "rendered", "int8", "release"), default="all")
-    parser.add_argument("--reid", type=Path, default=None, help="release: ship this bundle folder's re-id network (default: runs/release's)")
-    parser.add_argument("--detector", type=Path, default=None, help="release: ship this bundle folder's detector (default: runs/release's)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--stage", choices=("all", "data", "detector", "reid", "rendered", "int8", "release"), default="all"
+    )
+    parser.add_argument(
+        "--reid",
+        type=Path,
+        default=None,
+        help="release: ship this bundle folder's re-id network (default: runs/release's)",
+    )
+    parser.add_argument(
+        "--detector",
+        type=Path,
+        default=None,
+        help="release: ship this bundle folder's detector (default: runs/release's)",
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     import os
@@ -245,7 +298,9 @@ def main() -> None:
     if args.stage == "int8":
         stage_int8()
     if args.stage in ("all", "release"):
-        stage_release(shipped_sources(args.detector and args.detector.resolve(), args.reid and args.reid.resolve()))
+        stage_release(
+            shipped_sources(args.detector and args.detector.resolve(), args.reid and args.reid.resolve())
+        )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ TRAIN_SPEC = RenderSpec(identities=3000, test_identities=100, images_per_identit
 
 
 def speed(args: argparse.Namespace) -> None:
-    spec = RenderSpec(identities=args.identities, test_identities=0, images_per_identity=16, cameras=8, seed=1)
+    spec = RenderSpec(
+        identities=args.identities, test_identities=0, images_per_identity=16, cameras=8, seed=1
+    )
     runs: dict[str, Any] = {}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
@@ -63,11 +65,21 @@ def speed(args: argparse.Namespace) -> None:
 def render(args: argparse.Namespace) -> None:
     began = time.perf_counter()
     spec = replace(TRAIN_SPEC, identities=args.identities)
-    summary = render_dataset(args.root, spec, workers=args.workers, progress=lambda n: print(f"\r{n} images", end="", flush=True))
+    summary = render_dataset(
+        args.root, spec, workers=args.workers, progress=lambda n: print(f"\r{n} images", end="", flush=True)
+    )
     print(f"\n{summary['images_rendered_now']} images in {time.perf_counter() - began:.0f} s")
 
 
-RELEASE_RECIPE = {"identities": 1000, "epochs": 4, "lr": 0.02, "triplet": 0.0, "colour_jitter": 0.0, "grayscale": 0.0, "erase": 0.0}
+RELEASE_RECIPE = {
+    "identities": 1000,
+    "epochs": 4,
+    "lr": 0.02,
+    "triplet": 0.0,
+    "colour_jitter": 0.0,
+    "grayscale": 0.0,
+    "erase": 0.0,
+}
 """The fine-tuning the default model's re-id network had (``runs/people3d-v2-mixed``): 1,000
 rendered people of renderer version 2 with the synthetic ``standard`` training people."""
 
@@ -134,23 +146,41 @@ def evaluate(args: argparse.Namespace) -> None:
     models = {**({} if args.keep else {"shipped default": DEFAULT}), **{str(m): Path(m) for m in args.model}}
     synthetic = load_dataset(args.synthetic) if args.synthetic else None
     scores: dict[str, Any] = {}
-    if args.keep and args.out.is_file():  # the other networks' scores of an earlier run on the same sets, each with its commit
+    # the other networks' scores of an earlier run on the same sets, each with its commit
+    if args.keep and args.out.is_file():
         earlier = json.loads(args.out.read_text())
-        same_synthetic = Path((earlier.get("synthetic") or {}).get("root") or "-").resolve() == Path(args.synthetic or "-").resolve()
+        same_synthetic = (
+            Path((earlier.get("synthetic") or {}).get("root") or "-").resolve()
+            == Path(args.synthetic or "-").resolve()
+        )
         if Path(earlier["data"]["root"]).resolve() != Path(args.root).resolve() or not same_synthetic:
-            raise SystemExit(f"{args.out} scores other sets; --keep adds to a file of the same --root and --synthetic")
-        scores = {name: {"commit": earlier["commit"], **entry} for name, entry in earlier["scores"].items() if name not in models}
+            raise SystemExit(
+                f"{args.out} scores other sets; --keep adds to a file of the same --root and --synthetic"
+            )
+        scores = {
+            name: {"commit": earlier["commit"], **entry}
+            for name, entry in earlier["scores"].items()
+            if name not in models
+        }
     for name, where in models.items():
         model, _, _ = load_component(where, "reid")
         began = time.perf_counter()
         q, g = embed_crops(model, query.crops), embed_crops(model, gallery.crops)
-        scores[name] = {"commit": commit(), "rendered_test": market_scores(q, query.pids, query.cams, g, gallery.pids, gallery.cams)}
+        scores[name] = {
+            "commit": commit(),
+            "rendered_test": market_scores(q, query.pids, query.cams, g, gallery.pids, gallery.cams),
+        }
         scores[name]["rendered_test"]["seconds"] = round(time.perf_counter() - began, 1)
-        print(name, "rendered:", {k: round(v, 1) for k, v in scores[name]["rendered_test"].items()}, flush=True)
-        if synthetic is not None:  # the synthetic benchmark must hold: search with the shipped detector's boxes and with ground truth
+        print(
+            name, "rendered:", {k: round(v, 1) for k, v in scores[name]["rendered_test"].items()}, flush=True
+        )
+        # the synthetic benchmark must hold: search with the shipped detector's boxes and with ground truth
+        if synthetic is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 bundle = with_shipped_detector(where, Path(tmp))
-                result = evaluate_engine(ModelBundle(bundle, engine="torch-fp32"), synthetic, gallery_size=args.gallery_size)
+                result = evaluate_engine(
+                    ModelBundle(bundle, engine="torch-fp32"), synthetic, gallery_size=args.gallery_size
+                )
             scores[name]["synthetic"] = result.to_dict()
             print(result.format_table(), flush=True)
     results = {
@@ -165,9 +195,14 @@ def evaluate(args: argparse.Namespace) -> None:
             "queries": len(query.pids),
             "gallery": len(gallery.pids),
         },
-        "protocol": "rendered_test: Market-1501 (same person in the query's camera left out of its gallery), mAP and CMC in %; "
-        "synthetic: the CUHK-SYSU protocol on the synthetic benchmark given, gallery as given",
-        "synthetic": {"root": str(args.synthetic), "gallery_size": args.gallery_size} if args.synthetic else None,
+        "protocol": (
+            "rendered_test: Market-1501 (same person in the query's camera left out of its gallery), "
+            "mAP and CMC in %; synthetic: the CUHK-SYSU protocol on the synthetic benchmark given, "
+            "gallery as given"
+        ),
+        "synthetic": {"root": str(args.synthetic), "gallery_size": args.gallery_size}
+        if args.synthetic
+        else None,
         "scores": scores,
     }
     if args.keep and args.out.is_file():
@@ -186,7 +221,8 @@ def training_record(args: argparse.Namespace) -> None:
         **results.get("training", {}),
         **{str(m): json.loads((Path(m) / "reid.json").read_text())["metadata"] for m in args.model},
     }
-    results["training_machine"] = machine()  # the machine of this record: the runs' own is the bundles' (same session)
+    # the machine of this record: the runs' own is the bundles' (same session)
+    results["training_machine"] = machine()
     write_results(path, results)
     print(f"wrote {path}")
 
@@ -204,48 +240,103 @@ def sheet(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="stage", required=True)
     p = sub.add_parser("speed")
     p.add_argument("--identities", type=int, default=24)
     p = sub.add_parser("render")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-3000")
-    p.add_argument("--identities", type=int, default=TRAIN_SPEC.identities, help="training people (100 more are held out for testing)")
+    p.add_argument(
+        "--identities",
+        type=int,
+        default=TRAIN_SPEC.identities,
+        help="training people (100 more are held out for testing)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p = sub.add_parser("train")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "people3d-finetune")
-    p.add_argument("--init", type=Path, default=DEFAULT, help="the bundle whose re-id network to start from (default: the shipped model)")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=DEFAULT,
+        help="the bundle whose re-id network to start from (default: the shipped model)",
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.02)
-    p.add_argument("--identities", type=int, default=600, help="train on the first N people of each set (0: all)")
-    p.add_argument("--colour-jitter", type=float, default=0.0, help="style randomisation strength (data.colour_jitter; 0: off)")
-    p.add_argument("--grayscale", type=float, default=0.0, help="probability of a grey crop (data.grayscale_prob)")
+    p.add_argument(
+        "--identities", type=int, default=600, help="train on the first N people of each set (0: all)"
+    )
+    p.add_argument(
+        "--colour-jitter",
+        type=float,
+        default=0.0,
+        help="style randomisation strength (data.colour_jitter; 0: off)",
+    )
+    p.add_argument(
+        "--grayscale", type=float, default=0.0, help="probability of a grey crop (data.grayscale_prob)"
+    )
     p.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (data.erase_prob)")
-    p.add_argument("--triplet", type=float, default=0.0, help="weight of the batch-hard triplet term (model.triplet_weight; 0: off)")
+    p.add_argument(
+        "--triplet",
+        type=float,
+        default=0.0,
+        help="weight of the batch-hard triplet term (model.triplet_weight; 0: off)",
+    )
     p.add_argument(
         "--mix",
         type=Path,
         action="append",
         default=[],
-        help="another training set whose people join the rendered ones (e.g. data/synthetic-standard); repeatable",
+        help=(
+            "another training set whose people join the rendered ones "
+            "(e.g. data/synthetic-standard); repeatable"
+        ),
     )
     p = sub.add_parser("evaluate")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
-    p.add_argument("--model", action="append", default=[], help="a model bundle folder with reid.json / reid.safetensors; repeatable")
-    p.add_argument("--synthetic", type=Path, default=None, help="also score on this synthetic benchmark (e.g. `make-synthetic --preset small --seed 7`)")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="a model bundle folder with reid.json / reid.safetensors; repeatable",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=Path,
+        default=None,
+        help="also score on this synthetic benchmark (e.g. `make-synthetic --preset small --seed 7`)",
+    )
     p.add_argument("--gallery-size", type=int, default=50)
     p.add_argument("--out", type=Path, default=RESULTS / "rendered_people.json")
-    p.add_argument("--keep", action="store_true", help="keep the scores --out holds for networks not given here (each entry records its commit)")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the scores --out holds for networks not given here (each entry records its commit)",
+    )
     p = sub.add_parser("training-record")
     p.add_argument("--model", action="append", default=[])
-    p.add_argument("--results", type=Path, default=RESULTS / "rendered_people.json", help="the evaluate results file to add the recipes to")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS / "rendered_people.json",
+        help="the evaluate results file to add the recipes to",
+    )
     p = sub.add_parser("sheet")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
     p.add_argument("--people", type=int, default=6)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "rendered-people.jpg")
     args = parser.parse_args()
-    {"speed": speed, "render": render, "train": train, "evaluate": evaluate, "training-record": training_record, "sheet": sheet}[args.stage](args)
+    {
+        "speed": speed,
+        "render": render,
+        "train": train,
+        "evaluate": evaluate,
+        "training-record": training_record,
+        "sheet": sheet,
+    }[args.stage](args)
 
 
 if __name__ == "__main__":

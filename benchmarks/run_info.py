@@ -18,7 +18,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 def commit() -> str:
     """The repository's HEAD commit (``unknown`` outside a git checkout)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -86,7 +88,11 @@ def per_cpu_path(benchmark: str, signature: dict[str, Any] | None = None, suffix
 
 
 def write_per_cpu_results(
-    benchmark: str, fields: dict[str, Any], out: Path | None = None, signature: dict[str, Any] | None = None, suffix: str = ""
+    benchmark: str,
+    fields: dict[str, Any],
+    out: Path | None = None,
+    signature: dict[str, Any] | None = None,
+    suffix: str = "",
 ) -> tuple[Path, dict[str, Any]]:
     """Write the results of a benchmark whose figures hold for one CPU: its name, the commit, the
     machine and the CPU signature (``cpu_signature``, or ``signature`` when the benchmark already
@@ -96,6 +102,12 @@ def write_per_cpu_results(
     from personsearch.models.engine_choice import cpu_signature
 
     signature = signature or cpu_signature()
-    results = {"benchmark": benchmark, "commit": commit(), "machine": machine(signature), "signature": signature, **fields}
+    results = {
+        "benchmark": benchmark,
+        "commit": commit(),
+        "machine": machine(signature),
+        "signature": signature,
+        **fields,
+    }
     path = out or per_cpu_path(benchmark, signature, suffix)
     return write_results(path, results), results

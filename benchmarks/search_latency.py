@@ -82,7 +82,9 @@ def augmented_boxes(boxes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
 
 
-def real_features(bundle_dir: Path, data: Path, augment: int, work: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def real_features(
+    bundle_dir: Path, data: Path, augment: int, work: Path, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Features of every ground-truth crop (``augment`` views each) and the crop each came from;
     cached in ``work`` per bundle, data and view count."""
     cache = work / f"real-features-{bundle_dir.name}-{data.name}-x{augment}.npz"
@@ -121,7 +123,11 @@ def real_features(bundle_dir: Path, data: Path, augment: int, work: Path, seed: 
         crop_ids.append(np.tile(np.arange(next_crop, next_crop + len(scene.boxes)), augment))
         next_crop += len(scene.boxes)
     result = np.concatenate(features), np.concatenate(crop_ids).astype(np.int64)
-    print(f"real features: {len(result[0])} from {next_crop} crops x {augment} views in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"real features: {len(result[0])} from {next_crop} crops x {augment} views in "
+        f"{time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     work.mkdir(parents=True, exist_ok=True)
     np.savez(cache, features=result[0], crop=result[1])
     return result
@@ -134,14 +140,22 @@ def gaussian_chunks(real: np.ndarray, count: int, seed: int, chunk: int = 65_536
     factor = np.linalg.cholesky(cov).astype(np.float32)
     rng = np.random.default_rng(seed)
     for start in range(0, count, chunk):
-        block = rng.standard_normal((min(chunk, count - start), real.shape[1]), dtype=np.float32) @ factor.T + mean
+        block = (
+            rng.standard_normal((min(chunk, count - start), real.shape[1]), dtype=np.float32) @ factor.T
+            + mean
+        )
         yield block / np.linalg.norm(block, axis=1, keepdims=True)
 
 
 def write_database(path: Path, real: np.ndarray, rows: int, seed: int) -> np.memmap:
     """The ``rows``-row database file: the real features first, then filler; reused when a file
     with the same recipe exists (``path`` + ``.json``)."""
-    recipe: dict[str, Any] = {"rows": rows, "real": int(min(len(real), rows)), "real_digest": float(real[:, :8].sum()), "seed": seed}
+    recipe: dict[str, Any] = {
+        "rows": rows,
+        "real": int(min(len(real), rows)),
+        "real_digest": float(real[:, :8].sum()),
+        "seed": seed,
+    }
     marker = path.with_suffix(".json")
     if not (path.is_file() and marker.is_file() and json.loads(marker.read_text()) == recipe):
         started = time.perf_counter()
@@ -154,7 +168,9 @@ def write_database(path: Path, real: np.ndarray, rows: int, seed: int) -> np.mem
     return np.memmap(path, dtype=np.float32, mode="r", shape=(rows, real.shape[1]))
 
 
-def exact_truth(db: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1 << 18) -> tuple[list[np.ndarray], float]:
+def exact_truth(
+    db: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1 << 18
+) -> tuple[list[np.ndarray], float]:
     """Exact top-k of every query by one chunked pass over ``db``, and the seconds per query."""
     started = time.perf_counter()
     best_s = np.full((len(queries), 0), -np.inf, np.float32)
@@ -206,14 +222,20 @@ def recall_at_k(found: list[np.ndarray], truth: list[np.ndarray], k: int) -> flo
 
 def summary(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "mean_ms": float(ms.mean()),
+    }
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def run_size(db: np.ndarray, queries: np.ndarray, nprobes: list[int], work: Path, kinds: list[str], reranks: list[int]) -> dict[str, Any]:
+def run_size(
+    db: np.ndarray, queries: np.ndarray, nprobes: list[int], work: Path, kinds: list[str], reranks: list[int]
+) -> dict[str, Any]:
     from personsearch.index import ann
     from personsearch.index.ann import VectorSearch
 
@@ -236,7 +258,12 @@ def run_size(db: np.ndarray, queries: np.ndarray, nprobes: list[int], work: Path
             search.search(queries[0], K, rows)  # fills the flat index
             build = time.perf_counter() - started
             found, seconds = timed(lambda q: search.search(q, K, rows).ids, queries)
-            methods["exact (faiss IndexFlatIP)"] = {**summary(seconds), "recall_at_10": recall_at_k(found, truth, K), "exact": True, "build_s": build}
+            methods["exact (faiss IndexFlatIP)"] = {
+                **summary(seconds),
+                "recall_at_10": recall_at_k(found, truth, K),
+                "exact": True,
+                "build_s": build,
+            }
             print(f"  {rows:,}: exact {methods['exact (faiss IndexFlatIP)']['p50_ms']:.1f} ms", flush=True)
         search.forget()  # free its copy of the vectors before the next index
         for kind in kinds:
@@ -253,10 +280,15 @@ def run_size(db: np.ndarray, queries: np.ndarray, nprobes: list[int], work: Path
                     if nprobe > index.nlist:
                         continue
                     found, seconds = timed(
-                        lambda q, nprobe=nprobe, kind=kind: search.search(q, K, rows, approximate=True, nprobe=nprobe, kind=kind).ids, queries
+                        lambda q, nprobe=nprobe, kind=kind: (
+                            search.search(q, K, rows, approximate=True, nprobe=nprobe, kind=kind).ids
+                        ),
+                        queries,
                     )
                     label = f"{'IVF-PQ' if kind == 'ivfpq' else 'IVF'} nlist={index.nlist}" + (
-                        f" PQ{ann.pq_bytes(db.shape[1])} rerank={ann.rerank_count(K)}" if kind == "ivfpq" else ""
+                        f" PQ{ann.pq_bytes(db.shape[1])} rerank={ann.rerank_count(K)}"
+                        if kind == "ivfpq"
+                        else ""
                     )
                     name = f"{label} nprobe={nprobe}"
                     memory = resident_gb()
@@ -268,34 +300,65 @@ def run_size(db: np.ndarray, queries: np.ndarray, nprobes: list[int], work: Path
                         "nprobe": nprobe,
                         "resident_while_searching": memory,
                     }
-                    print(f"  {rows:,}: {name} {methods[name]['p50_ms']:.2f} ms recall {methods[name]['recall_at_10']:.3f} resident {memory}", flush=True)
+                    print(
+                        f"  {rows:,}: {name} {methods[name]['p50_ms']:.2f} ms recall "
+                        f"{methods[name]['recall_at_10']:.3f} resident {memory}",
+                        flush=True,
+                    )
             search.forget()
     return {"rows": rows, "methods": methods, "peak_rss_gb": peak_rss_gb()}
 
 
 def table(results: dict[str, Any]) -> str:
-    head = f"{'boxes':>9s}  {'method':52s} {'p50 ms':>8s} {'p95 ms':>8s} {'recall@10':>9s} {'build s':>8s} {'resident GB':>12s}"
+    head = (
+        f"{'boxes':>9s}  {'method':52s} {'p50 ms':>8s} {'p95 ms':>8s} {'recall@10':>9s} {'build s':>8s} "
+        f"{'resident GB':>12s}"
+    )
     lines = [head, "-" * len(head)]
     for size in results["sizes"]:
         for name, m in size["methods"].items():
             build = f"{m['build_s']:.1f}" if "build_s" in m else ""
             res = m.get("resident_while_searching")
             resident = f"{res['anon_gb'] + res['file_gb']:.2f}" if res else ""
-            lines.append(f"{size['rows']:>9d}  {name:52s} {m['p50_ms']:>8.2f} {m['p95_ms']:>8.2f} {m['recall_at_10']:>9.3f} {build:>8s} {resident:>12s}")
-    lines.append(f"{results['settings']['queries']} queries of real features, k={K}; recall against numpy brute force on the same vectors")
+            lines.append(
+                f"{size['rows']:>9d}  {name:52s} {m['p50_ms']:>8.2f} {m['p95_ms']:>8.2f} "
+                f"{m['recall_at_10']:>9.3f} {build:>8s} {resident:>12s}"
+            )
+    lines.append(
+        f"{results['settings']['queries']} queries of real features, k={K}; "
+        "recall against numpy brute force on the same vectors"
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--nprobe", default="8,16,32,64,128", help="IVF nprobe values to measure")
-    parser.add_argument("--augment", type=int, default=16, help="views per ground-truth crop for the real features")
+    parser.add_argument(
+        "--augment", type=int, default=16, help="views per ground-truth crop for the real features"
+    )
     parser.add_argument("--kinds", default="ivf,ivfpq", help="approximate index kinds to measure")
-    parser.add_argument("--rerank", default=None, help="IVF-PQ: candidates re-scored exactly, several comma-separated (default: ann.RERANK_MIN)")
-    parser.add_argument("--data", type=Path, default=Path("demo-output/data"), help="a synthetic benchmark (`personsearch demo` writes one)")
-    parser.add_argument("--bundle", type=Path, default=None, help="a trained bundle (its re-id network); default: the shipped model")
+    parser.add_argument(
+        "--rerank",
+        default=None,
+        help="IVF-PQ: candidates re-scored exactly, several comma-separated (default: ann.RERANK_MIN)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("demo-output/data"),
+        help="a synthetic benchmark (`personsearch demo` writes one)",
+    )
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="a trained bundle (its re-id network); default: the shipped model",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "search_latency")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -305,9 +368,14 @@ def main() -> None:
         from personsearch.interfaces.api import SHIPPED_MODEL
 
         args.bundle = SHIPPED_MODEL
-    for path, what in ((args.bundle / "reid.json", "a trained bundle (--bundle)"), (args.data, "a synthetic benchmark (--data)")):
+    for path, what in (
+        (args.bundle / "reid.json", "a trained bundle (--bundle)"),
+        (args.data, "a synthetic benchmark (--data)"),
+    ):
         if not path.exists():
-            parser.error(f"{path} not found: {what} is needed for real features; `personsearch demo` makes both")
+            parser.error(
+                f"{path} not found: {what} is needed for real features; `personsearch demo` makes both"
+            )
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     features, crop = real_features(args.bundle, args.data, args.augment, args.work, args.seed)

@@ -47,7 +47,10 @@ def build_index(directory: Path, boxes: int, dim: int, model_id: str, seed: int 
     store = IndexStore.create(directory, model_id, dim)
     store.acquire_writer()
     thumb = encode_jpeg(rng.integers(0, 255, (32, 16, 3), dtype=np.uint8))
-    sources = [Source(Path(f"/footage/cam-{i % CAMERAS}/clip-{i:04d}.mp4"), "video", 1, 1, f"cam-{i % CAMERAS}") for i in range(SOURCES)]
+    sources = [
+        Source(Path(f"/footage/cam-{i % CAMERAS}/clip-{i:04d}.mp4"), "video", 1, 1, f"cam-{i % CAMERAS}")
+        for i in range(SOURCES)
+    ]
     per_source = -(-boxes // SOURCES)
     done = 0
     for chunk in range(0, SOURCES, 50):
@@ -56,7 +59,10 @@ def build_index(directory: Path, boxes: int, dim: int, model_id: str, seed: int 
         rows, updates = [], []
         for source in sources[chunk : chunk + 50]:
             n = min(per_source, boxes - done - len(rows))
-            rows += [BoxRow(source, f, f / 25.0, np.array([10, 10, 40, 100], np.float32), 0.9, thumb) for f in range(n)]
+            rows += [
+                BoxRow(source, f, f / 25.0, np.array([10, 10, 40, 100], np.float32), 0.9, thumb)
+                for f in range(n)
+            ]
             updates.append(SourceUpdate(source, n, True))
         vectors = rng.standard_normal((len(rows), dim), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -134,7 +140,9 @@ def run_level(url: str, clients: int, seconds: float, boxes: int, pid: int) -> d
             peak[0] = max(peak[0], rss_mb(pid))
             time.sleep(0.2)
 
-    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)] + [threading.Thread(target=sample)]
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)] + [
+        threading.Thread(target=sample)
+    ]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -157,26 +165,36 @@ def run_level(url: str, clients: int, seconds: float, boxes: int, pid: int) -> d
 def table(result: dict[str, Any]) -> str:
     ref = result["reference_in_process"]
     lines = [
-        f"service load: {result['boxes']:,} boxes, {result['seconds']} s per level, server workers 2 / queue 16 ({result['machine']['cpu']}, {result['machine']['cores']} cores)",
+        f"service load: {result['boxes']:,} boxes, {result['seconds']} s per level, "
+        f"server workers 2 / queue 16 ({result['machine']['cpu']}, {result['machine']['cores']} cores)",
         f"reference (in-process PersonIndex.search): p50 {ref['p50_ms']:.1f} ms, p99 {ref['p99_ms']:.1f} ms",
-        "| clients | searches/s | p50 ms | p99 ms | p50 / in-process | 503 (queue full) | failed | server peak RSS MB |",
+        "| clients | searches/s | p50 ms | p99 ms | p50 / in-process | 503 (queue full) | failed | "
+        "server peak RSS MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     lines.extend(
-        f"| {level['clients']} | {level['per_second']:.1f} | {level['p50_ms']:.1f} | {level['p99_ms']:.1f} | "
-        f"{level['p50_ms'] / ref['p50_ms']:.1f}x | {level['busy_503']} | {level['failed']} | {level['server_peak_rss_mb']:.0f} |"
+        f"| {level['clients']} | {level['per_second']:.1f} | {level['p50_ms']:.1f} | "
+        f"{level['p99_ms']:.1f} | {level['p50_ms'] / ref['p50_ms']:.1f}x | {level['busy_503']} | "
+        f"{level['failed']} | {level['server_peak_rss_mb']:.0f} |"
         for level in result["levels"]
     )
-    lines.append(f"server RSS: {result['server_rss_mb_idle']:.0f} MB after start-up, {result['server_rss_mb_after']:.0f} MB after the run")
+    lines.append(
+        f"server RSS: {result['server_rss_mb_idle']:.0f} MB after start-up, "
+        f"{result['server_rss_mb_after']:.0f} MB after the run"
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--boxes", type=int, default=100_000)
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--work", type=Path, default=None, help="folder for the index (default: a temporary one)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="folder for the index (default: a temporary one)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -194,7 +212,16 @@ def main() -> None:
         port = free_port()
         env = dict(os.environ, PERSONSEARCH_ENGINE="torch-fp32")
         server = subprocess.Popen(
-            [sys.executable, "-m", "personsearch.interfaces.cli", "serve", "--index", str(index_dir), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "personsearch.interfaces.cli",
+                "serve",
+                "--index",
+                str(index_dir),
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

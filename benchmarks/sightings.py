@@ -53,14 +53,18 @@ def appearance_of(truth: dict[str, Any], pid: int, frame: int) -> int:
     return next(i for i, w in enumerate(walks) if w["first_frame"] <= frame <= w["last_frame"])
 
 
-def label_boxes(index: PersonIndex, video: Path, truth: dict[str, Any]) -> dict[int, tuple[int, int, int, int | None]]:
+def label_boxes(
+    index: PersonIndex, video: Path, truth: dict[str, Any]
+) -> dict[int, tuple[int, int, int, int | None]]:
     """box id -> (person, appearance, frame, sighting) for every stored box matched to a true box."""
     _, sources = index.store.list_sources(limit=10_000)
     source = next(s for s in sources if Path(s.path) == video.resolve())
     ids, frames, _, boxes = index.store.video_boxes(source.id)
     _, sightings = index.store.video_box_labels(source.id)
     out = {}
-    for box_id, frame, box, sighting in zip(ids.tolist(), frames.tolist(), boxes, sightings.tolist(), strict=True):
+    for box_id, frame, box, sighting in zip(
+        ids.tolist(), frames.tolist(), boxes, sightings.tolist(), strict=True
+    ):
         people = truth["frames"][frame]
         if not people:
             continue
@@ -72,7 +76,9 @@ def label_boxes(index: PersonIndex, video: Path, truth: dict[str, Any]) -> dict[
     return out
 
 
-def tracking_quality(labels: dict[int, tuple[int, int, int, int | None]], truth: dict[str, Any]) -> dict[str, Any]:
+def tracking_quality(
+    labels: dict[int, tuple[int, int, int, int | None]], truth: dict[str, Any]
+) -> dict[str, Any]:
     by_sighting: dict[int, Counter] = {}
     fragments: dict[tuple[int, int], Counter] = {}
     for pid, appearance, _, sighting in labels.values():
@@ -87,13 +93,18 @@ def tracking_quality(labels: dict[int, tuple[int, int, int, int | None]], truth:
         "appearances_detected": len(fragments),
         "sightings_with_a_person": len(by_sighting),
         "purity": majority / max(matched, 1),
-        "fragments_per_appearance": float(np.mean([len(s) for s in fragments.values()])) if fragments else None,
+        "fragments_per_appearance": float(np.mean([len(s) for s in fragments.values()]))
+        if fragments
+        else None,
         "appearances_in_one_sighting": sum(len(s) == 1 for s in fragments.values()) / max(len(fragments), 1),
-        "coverage": sum(s.most_common(1)[0][1] for s in fragments.values()) / max(sum(sum(s.values()) for s in fragments.values()), 1),
+        "coverage": sum(s.most_common(1)[0][1] for s in fragments.values())
+        / max(sum(sum(s.values()) for s in fragments.values()), 1),
     }
 
 
-def search_evidence(index: PersonIndex, labels: dict[str, dict[int, tuple]], query_camera: str, k: int = 10) -> dict[str, Any]:
+def search_evidence(
+    index: PersonIndex, labels: dict[str, dict[int, tuple]], query_camera: str, k: int = 10
+) -> dict[str, Any]:
     """Cross-camera search from every sighting of ``query_camera`` (see module docstring)."""
     all_labels = {box: lab for per_video in labels.values() for box, lab in per_video.items()}
     queries: dict[int, tuple[int, int]] = {}  # sighting -> (pid, its best box)
@@ -118,14 +129,27 @@ def search_evidence(index: PersonIndex, labels: dict[str, dict[int, tuple]], que
         for sighting, (pid, best_box) in queries.items():
             if targets[pid] == 0:
                 continue
-            feature = index.sighting_feature(sighting) if query_kind == "sighting" else index.feature(best_box)
+            feature = (
+                index.sighting_feature(sighting) if query_kind == "sighting" else index.feature(best_box)
+            )
             hits = index.search(feature, k, camera=others, per_frame=per_frame)
             found = [all_labels.get(h.box_id) for h in hits]
             top1.append(bool(found and found[0] is not None and found[0][0] == pid))
             cam_of = {h.box_id: h.camera for h in hits}
-            right = {(cam_of[h.box_id], f[1]) for h, f in zip(hits, found, strict=True) if f is not None and f[0] == pid}
+            right = {
+                (cam_of[h.box_id], f[1])
+                for h, f in zip(hits, found, strict=True)
+                if f is not None and f[0] == pid
+            }
             recall.append(len(right) / targets[pid])
-            distinct.append(len({(cam_of[h.box_id], f[0], f[1]) if f is not None else ("?", h.box_id) for h, f in zip(hits, found, strict=True)}))
+            distinct.append(
+                len(
+                    {
+                        (cam_of[h.box_id], f[0], f[1]) if f is not None else ("?", h.box_id)
+                        for h, f in zip(hits, found, strict=True)
+                    }
+                )
+            )
         out[name] = {
             "queries": len(top1),
             "top1": float(np.mean(top1)),
@@ -149,35 +173,66 @@ def strips(index: PersonIndex, out_png: Path, rows: int = 10, frames: int = 8) -
     for sighting, _count in sizes.most_common(rows):
         members = index.store.sighting_boxes(sighting)
         picks = [members[round(j)] for j in np.linspace(0, len(members) - 1, frames)]
-        lines.append(np.hstack([cv2.resize(decode_image(index.store.thumbnail(b), "thumbnail"), (48, 96)) for b in picks]))
+        lines.append(
+            np.hstack(
+                [cv2.resize(decode_image(index.store.thumbnail(b), "thumbnail"), (48, 96)) for b in picks]
+            )
+        )
     cv2.imwrite(str(out_png), cv2.cvtColor(np.vstack(lines), cv2.COLOR_RGB2BGR))
 
 
 def index_videos(engine: PersonSearch, videos: list[Path], index_dir: Path, **options: Any) -> dict[str, Any]:
     shutil.rmtree(index_dir, ignore_errors=True)
     summary = engine.index(videos, index_dir, progress=False, **options)
-    return {"seconds": summary.seconds, "tracking_seconds": summary.tracking_seconds, "frames": summary.frames_processed, "people": summary.people_added}
+    return {
+        "seconds": summary.seconds,
+        "tracking_seconds": summary.tracking_seconds,
+        "frames": summary.frames_processed,
+        "people": summary.people_added,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "sightings")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cameras", type=int, default=3)
     parser.add_argument("--people", type=int, default=6)
     parser.add_argument("--frames", type=int, default=120)
-    parser.add_argument("--vtest", type=Path, default=None, help="vtest.avi (default: Debian's opencv-doc copy, if installed)")
+    parser.add_argument(
+        "--vtest", type=Path, default=None, help="vtest.avi (default: Debian's opencv-doc copy, if installed)"
+    )
     parser.add_argument("--vtest-stride", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sightings.json")
-    parser.add_argument("--strips", type=Path, default=ROOT / "docs" / "real-footage-sightings.png", help="the longest vtest sightings, 8 frames each")
+    parser.add_argument(
+        "--strips",
+        type=Path,
+        default=ROOT / "docs" / "real-footage-sightings.png",
+        help="the longest vtest sightings, 8 frames each",
+    )
     args = parser.parse_args()
 
     engine = PersonSearch.load()
-    results: dict[str, Any] = {"commit": commit(), "machine": machine(), "model": engine.bundle.model_id, "engine": str(engine.bundle.engine_choice)}
+    results: dict[str, Any] = {
+        "commit": commit(),
+        "machine": machine(),
+        "model": engine.bundle.model_id,
+        "engine": str(engine.bundle.engine_choice),
+    }
     shutil.rmtree(args.work / "walks", ignore_errors=True)
-    videos = make_walks(args.work / "walks", seed=args.seed, cameras=args.cameras, people=args.people, frames=args.frames)
-    results["synthetic"] = {"seed": args.seed, "cameras": args.cameras, "people": args.people, "frames_per_video": args.frames}
-    results["synthetic"]["indexing"] = index_videos(engine, videos, args.work / "walks-index", stride=1)  # every frame, as the tracker was tuned
+    videos = make_walks(
+        args.work / "walks", seed=args.seed, cameras=args.cameras, people=args.people, frames=args.frames
+    )
+    results["synthetic"] = {
+        "seed": args.seed,
+        "cameras": args.cameras,
+        "people": args.people,
+        "frames_per_video": args.frames,
+    }
+    # every frame, as the tracker was tuned
+    results["synthetic"]["indexing"] = index_videos(engine, videos, args.work / "walks-index", stride=1)
     with PersonIndex.open(args.work / "walks-index") as index:
         labels = {}
         quality = {}
@@ -204,24 +259,35 @@ def main() -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, results)
-    print(f"\nmachine: {results['machine']['cpu']}, {results['machine']['cpu_capability']}; model {results['model']}")
+    print(
+        f"\nmachine: {results['machine']['cpu']}, {results['machine']['cpu_capability']}; "
+        f"model {results['model']}"
+    )
     print("\ntracking (synthetic walks, ground truth)")
-    print(f"{'camera':8s} {'appearances':>11s} {'sightings':>9s} {'purity':>7s} {'coverage':>8s} {'fragments':>9s} {'in one':>7s}")
+    print(
+        f"{'camera':8s} {'appearances':>11s} {'sightings':>9s} {'purity':>7s} {'coverage':>8s} "
+        f"{'fragments':>9s} {'in one':>7s}"
+    )
     for cam, q in results["synthetic"]["tracking"].items():
         print(
-            f"{cam:8s} {q['appearances']:11d} {q['sightings_with_a_person']:9d} {q['purity']:7.3f} {q['coverage']:8.3f} "
-            f"{q['fragments_per_appearance'] or 0:9.2f} {q['appearances_in_one_sighting']:7.2f}"
+            f"{cam:8s} {q['appearances']:11d} {q['sightings_with_a_person']:9d} "
+            f"{q['purity']:7.3f} {q['coverage']:8.3f} {q['fragments_per_appearance'] or 0:9.2f} "
+            f"{q['appearances_in_one_sighting']:7.2f}"
         )
     print("\ncross-camera search from every sighting of the first camera")
     for mode, s in results["synthetic"]["search"].items():
         print(
-            f"{mode:32s} queries {s['queries']:3d}  top-1 {s['top1']:.3f}  appearance recall@10 {s['appearance_recall@10']:.3f}  distinct appearances in top 10 {s['distinct_appearances@10']:.1f}"
+            f"{mode:32s} queries {s['queries']:3d}  top-1 {s['top1']:.3f}  "
+            f"appearance recall@10 {s['appearance_recall@10']:.3f}  "
+            f"distinct appearances in top 10 {s['distinct_appearances@10']:.1f}"
         )
     print("\ncost of tracking")
     for name, run in (("synthetic", results["synthetic"]["indexing"]), ("vtest", results.get("vtest"))):
         if run:
             print(
-                f"{name:10s} {run['frames']:5d} frames {run['people']:5d} boxes  indexing {run['seconds']:7.1f} s  tracking {run['tracking_seconds']:.3f} s ({100 * run['tracking_seconds'] / run['seconds']:.2f} %)"
+                f"{name:10s} {run['frames']:5d} frames {run['people']:5d} boxes  indexing "
+                f"{run['seconds']:7.1f} s  tracking {run['tracking_seconds']:.3f} s "
+                f"({100 * run['tracking_seconds'] / run['seconds']:.2f} %)"
             )
     print(f"wrote {args.out}")
 

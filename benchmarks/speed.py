@@ -66,7 +66,9 @@ def _reid_model(case: dict[str, Any]):
         model, config, _ = load_component(case["bundle"], "reid")
         return model, tuple(config.input_size)
     torch.manual_seed(0)  # the same random weights in both workers
-    config = ReIDConfig(num_classes=100, backbone=case["backbone"], pretrained=None, input_size=tuple(case["input_size"]))
+    config = ReIDConfig(
+        num_classes=100, backbone=case["backbone"], pretrained=None, input_size=tuple(case["input_size"])
+    )
     return build_reid(config), tuple(config.input_size)
 
 
@@ -79,7 +81,9 @@ def _detector_model(case: dict[str, Any]):
     if case.get("bundle"):
         return load_component(case["bundle"], "detector")[0]
     torch.manual_seed(0)
-    return build_detector(DetectorConfig(backbone=case["backbone"], pretrained=None, **case.get("config", {})))
+    return build_detector(
+        DetectorConfig(backbone=case["backbone"], pretrained=None, **case.get("config", {}))
+    )
 
 
 def _image_tensor(path: str):
@@ -147,7 +151,9 @@ class Job:
     def _build_detector(self) -> None:
         from personsearch.models.fast import prepare_for_inference
 
-        self.model = prepare_for_inference(_detector_model(self.case), "cpu", fast=self.fast, compiled=self.compiled)
+        self.model = prepare_for_inference(
+            _detector_model(self.case), "cpu", fast=self.fast, compiled=self.compiled
+        )
         self.image = _image_tensor(self.case["image"])
         self.step = self._detect_one
 
@@ -162,7 +168,10 @@ class Job:
 
         with torch.no_grad(), autocast_for("cpu", self.fast):
             outputs = self.model(images)
-        return [np.concatenate([o["boxes"].float().numpy(), o["scores"].float().numpy()[:, None]], axis=1) for o in outputs]
+        return [
+            np.concatenate([o["boxes"].float().numpy(), o["scores"].float().numpy()[:, None]], axis=1)
+            for o in outputs
+        ]
 
     def _dump_detector(self, inputs: str, out: str) -> None:
         paths = json.loads(Path(inputs).read_text())
@@ -194,7 +203,9 @@ class Job:
             model = model.to(memory_format=torch.channels_last)
         gen = torch.Generator().manual_seed(1)
         images = [torch.rand(3, 600, 800, generator=gen) for _ in range(self.case["batch"])]
-        boxes = torch.tensor([[100.0, 100.0, 160.0, 280.0], [400.0, 200.0, 450.0, 330.0], [600.0, 50.0, 700.0, 350.0]])
+        boxes = torch.tensor(
+            [[100.0, 100.0, 160.0, 280.0], [400.0, 200.0, 450.0, 330.0], [600.0, 50.0, 700.0, 350.0]]
+        )
         targets = [{"boxes": boxes.clone(), "labels": torch.ones(3, dtype=torch.int64)} for _ in images]
         self.fast = self.variant.startswith("fast")  # bf16 autocast where native (training/runner.py)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -232,7 +243,10 @@ class Job:
     def _index(self, folder: str) -> int:
         from personsearch.index import PersonIndex
 
-        with tempfile.TemporaryDirectory(prefix="speed-index-") as tmp, PersonIndex.open(Path(tmp) / "index", self.bundle, create=True) as index:
+        with (
+            tempfile.TemporaryDirectory(prefix="speed-index-") as tmp,
+            PersonIndex.open(Path(tmp) / "index", self.bundle, create=True) as index,
+        ):
             summary = index.add_paths([folder], batch_size=4, progress=False)
         self.people.append(summary.people_added)
         self.info["people_per_run"] = self.people
@@ -282,7 +296,14 @@ class Worker:
         if tuned_malloc:
             env["GLIBC_TUNABLES"] = MALLOC_TUNING
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            cwd=ROOT,
+        )
 
     def ask(self, **request: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -325,7 +346,9 @@ def feature_agreement(ref: np.ndarray, other: np.ndarray) -> dict[str, float]:
     }
 
 
-def detection_agreement(ref: list[np.ndarray], other: list[np.ndarray], min_iou: float = 0.9) -> dict[str, float]:
+def detection_agreement(
+    ref: list[np.ndarray], other: list[np.ndarray], min_iou: float = 0.9
+) -> dict[str, float]:
     """Reference detections that the variant reproduces (IoU >= ``min_iou``), their score and
     corner differences, and the detection counts."""
     from personsearch.data.boxes import box_iou
@@ -362,7 +385,18 @@ def ensure_data(data: Path | None, work: Path) -> Path:
         return data
     target = work / "synthetic-tiny"
     if not (target / "synthetic.json").is_file():
-        subprocess.run([sys.executable, "-m", "personsearch.interfaces.cli", "make-synthetic", str(target), "--preset", "tiny"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "personsearch.interfaces.cli",
+                "make-synthetic",
+                str(target),
+                "--preset",
+                "tiny",
+            ],
+            check=True,
+        )
     return target
 
 
@@ -378,7 +412,9 @@ def make_bundle(out: Path, detector_backbone: str, reid_backbone: str, reid_size
         return out
     torch.manual_seed(0)
     det_config = DetectorConfig(backbone=detector_backbone, pretrained=None)
-    save_component(out, "detector", build_detector(det_config), det_config, {"note": "random init, for speed only"})
+    save_component(
+        out, "detector", build_detector(det_config), det_config, {"note": "random init, for speed only"}
+    )
     reid_config = ReIDConfig(num_classes=100, backbone=reid_backbone, pretrained=None, input_size=reid_size)
     save_component(out, "reid", build_reid(reid_config), reid_config, {"note": "random init, for speed only"})
     return out
@@ -392,16 +428,61 @@ def build_cases(args: argparse.Namespace, data: Path, work: Path) -> dict[str, l
     image = str(scenes[0].path)
     trained = args.bundle if args.bundle is not None and (args.bundle / "reid.json").is_file() else None
     reid = [
-        {"name": "re-id ResNet-50 256x128", "task": "reid", "backbone": "resnet50", "input_size": [256, 128], "batch": 32, "iters": 2, "target": 4.0},
-        {"name": "re-id MobileNetV2 256x128", "task": "reid", "backbone": "mobilenet_v2", "input_size": [256, 128], "batch": 32, "iters": 3},
-        {"name": "re-id MobileNetV2 128x64", "task": "reid", "backbone": "mobilenet_v2", "input_size": [128, 64], "batch": 64, "iters": 4},
+        {
+            "name": "re-id ResNet-50 256x128",
+            "task": "reid",
+            "backbone": "resnet50",
+            "input_size": [256, 128],
+            "batch": 32,
+            "iters": 2,
+            "target": 4.0,
+        },
+        {
+            "name": "re-id MobileNetV2 256x128",
+            "task": "reid",
+            "backbone": "mobilenet_v2",
+            "input_size": [256, 128],
+            "batch": 32,
+            "iters": 3,
+        },
+        {
+            "name": "re-id MobileNetV2 128x64",
+            "task": "reid",
+            "backbone": "mobilenet_v2",
+            "input_size": [128, 64],
+            "batch": 64,
+            "iters": 4,
+        },
     ]
     detector = [
-        {"name": "detector ResNet-50 C4 800x600", "task": "detector", "backbone": "resnet50", "image": image, "iters": 1, "target": 2.0},
-        {"name": "detector MobileNetV2 C4 800x600", "task": "detector", "backbone": "mobilenet_v2", "image": image, "iters": 2, "target": 2.0},
+        {
+            "name": "detector ResNet-50 C4 800x600",
+            "task": "detector",
+            "backbone": "resnet50",
+            "image": image,
+            "iters": 1,
+            "target": 2.0,
+        },
+        {
+            "name": "detector MobileNetV2 C4 800x600",
+            "task": "detector",
+            "backbone": "mobilenet_v2",
+            "image": image,
+            "iters": 2,
+            "target": 2.0,
+        },
     ]
     if trained is not None:
-        reid.append({"name": f"re-id trained bundle ({trained.name})", "task": "reid", "bundle": str(trained), "batch": 64, "iters": 4, "trained": True})
+        reid.append(
+            {
+                "name": f"re-id trained bundle ({trained.name})",
+                "task": "reid",
+                "bundle": str(trained),
+                "batch": 64,
+                "iters": 4,
+                "trained": True,
+            }
+        )
         detector.append(
             {
                 "name": f"detector trained bundle ({trained.name}, head stride 2)",
@@ -413,14 +494,51 @@ def build_cases(args: argparse.Namespace, data: Path, work: Path) -> dict[str, l
             }
         )
     train = [
-        {"name": "train re-id MobileNetV2 128x64 b64", "task": "reid_train", "backbone": "mobilenet_v2", "input_size": [128, 64], "batch": 64, "iters": 1},
-        {"name": "train re-id MobileNetV2 256x128 b32", "task": "reid_train", "backbone": "mobilenet_v2", "input_size": [256, 128], "batch": 32, "iters": 1},
-        {"name": "train re-id ResNet-50 256x128 b32", "task": "reid_train", "backbone": "resnet50", "input_size": [256, 128], "batch": 32, "iters": 1},
-        {"name": "train detector MobileNetV2 C4 600px b2", "task": "detector_train", "backbone": "mobilenet_v2", "batch": 2, "iters": 1},
-        {"name": "train detector ResNet-50 C4 600px b2", "task": "detector_train", "backbone": "resnet50", "batch": 2, "iters": 1},
+        {
+            "name": "train re-id MobileNetV2 128x64 b64",
+            "task": "reid_train",
+            "backbone": "mobilenet_v2",
+            "input_size": [128, 64],
+            "batch": 64,
+            "iters": 1,
+        },
+        {
+            "name": "train re-id MobileNetV2 256x128 b32",
+            "task": "reid_train",
+            "backbone": "mobilenet_v2",
+            "input_size": [256, 128],
+            "batch": 32,
+            "iters": 1,
+        },
+        {
+            "name": "train re-id ResNet-50 256x128 b32",
+            "task": "reid_train",
+            "backbone": "resnet50",
+            "input_size": [256, 128],
+            "batch": 32,
+            "iters": 1,
+        },
+        {
+            "name": "train detector MobileNetV2 C4 600px b2",
+            "task": "detector_train",
+            "backbone": "mobilenet_v2",
+            "batch": 2,
+            "iters": 1,
+        },
+        {
+            "name": "train detector ResNet-50 C4 600px b2",
+            "task": "detector_train",
+            "backbone": "resnet50",
+            "batch": 2,
+            "iters": 1,
+        },
     ]
     for case in train:
-        case["variants"] = ["fp32", "fp32+channels_last", "fast", "fast+channels_last"] if case["task"] == "detector_train" else ["fast"]
+        case["variants"] = (
+            ["fp32", "fp32+channels_last", "fast", "fast+channels_last"]
+            if case["task"] == "detector_train"
+            else ["fast"]
+        )
     folder, warm = work / "scenes", work / "scenes-warmup"
     for target, chosen in ((folder, scenes[1 : 1 + args.index_images]), (warm, scenes[-2:])):
         target.mkdir(parents=True, exist_ok=True)
@@ -465,7 +583,11 @@ def reid_inputs(case: dict[str, Any], work: Path) -> Path:
     from personsearch.data.images import read_image
     from personsearch.models.bundle import load_component
 
-    size = tuple(case["input_size"]) if "input_size" in case else tuple(load_component(case["bundle"], "reid")[1].input_size)
+    size = (
+        tuple(case["input_size"])
+        if "input_size" in case
+        else tuple(load_component(case["bundle"], "reid")[1].input_size)
+    )
     out = work / f"crops-{size[0]}x{size[1]}.npy"
     if not out.is_file():
         crops = [crop_boxes(read_image(s.path), s.boxes, size) for s in case["check_scenes"]]
@@ -482,7 +604,9 @@ def run_case(case: dict[str, Any], ref: Worker, fast: Worker, rounds: int, work:
     workers = [(REFERENCE, ref)] + [(v, fast) for v in variants]
     for variant, w in workers:
         sent = {k: v for k, v in case.items() if not k.startswith("check_")}
-        reply = w.ask(op="build", key=f"{key}/{variant}", case=sent, variant="fp32" if variant == REFERENCE else variant)
+        reply = w.ask(
+            op="build", key=f"{key}/{variant}", case=sent, variant="fp32" if variant == REFERENCE else variant
+        )
         record["variants"][variant] = {"warmup_s": reply["warmup_s"], "rates": [], "seconds": []}
         print(f"   built {variant} (warm-up {reply['warmup_s']:.1f} s)", flush=True)
     for r in range(rounds):
@@ -493,7 +617,11 @@ def run_case(case: dict[str, Any], ref: Worker, fast: Worker, rounds: int, work:
             entry["seconds"].append(reply["seconds"])
             if reply["info"]:
                 entry["info"] = reply["info"]
-        print(f"   round {r + 1}: " + ", ".join(f"{v} {record['variants'][v]['rates'][-1]:.2f}/s" for v, _ in workers), flush=True)
+        print(
+            f"   round {r + 1}: "
+            + ", ".join(f"{v} {record['variants'][v]['rates'][-1]:.2f}/s" for v, _ in workers),
+            flush=True,
+        )
     base = record["variants"][REFERENCE]["rates"]
     for variant, entry in record["variants"].items():
         entry["median"] = median(entry["rates"])
@@ -532,7 +660,10 @@ def check_accuracy(case: dict[str, Any], workers: list[tuple[str, Worker]], work
 
 
 def table(results: dict[str, Any]) -> str:
-    head = f"{'case':48s} {'ref/s':>8s} {'fp32/s':>8s} {'fast/s':>8s} {'compile/s':>9s} {'fast x':>7s} {'compile x':>9s} {'target':>6s}  accuracy (cos min / NN agree, or matched / max shift px)"
+    head = (
+        f"{'case':48s} {'ref/s':>8s} {'fp32/s':>8s} {'fast/s':>8s} {'compile/s':>9s} {'fast x':>7s} "
+        f"{'compile x':>9s} {'target':>6s}  accuracy (cos min / NN agree, or matched / max shift px)"
+    )
     lines = [head, "-" * len(head)]
     for section in ("reid", "detector", "train", "index"):
         for record in results.get("sections", {}).get(section, []):
@@ -555,28 +686,50 @@ def table(results: dict[str, Any]) -> str:
                     acc += f" {variant}: {a['matched_iou_0.9']:.2f}/{a['corner_shift_px_max']:.1f}"
             target = f"{record['target']:.0f}x" if record.get("target") else ""
             lines.append(
-                f"{record['name'][:48]:48s} {rate(REFERENCE):>8s} {rate('fp32'):>8s} {rate('fast'):>8s} {rate(compiled):>9s} "
-                f"{speedup('fast'):>7s} {speedup(compiled):>9s} {target:>6s} {acc}"
+                f"{record['name'][:48]:48s} {rate(REFERENCE):>8s} {rate('fp32'):>8s} {rate('fast'):>8s} "
+                f"{rate(compiled):>9s} {speedup('fast'):>7s} {speedup(compiled):>9s} {target:>6s} {acc}"
             )
             others = [name for name in v if name not in (REFERENCE, "fp32", "fast", compiled)]
             lines.extend(f"{'  ' + other:48s} {rate(other):>8s}{speedup(other):>36s}x" for other in others)
-    lines.append("rates: images/s (re-id crops, detector images, training images, indexed scenes); x: median per-round speed-up over ref")
-    lines.append("train rows: 'compile' columns hold fast+channels_last for the detector (training is not compiled)")
+    lines.append(
+        "rates: images/s (re-id crops, detector images, training images, indexed scenes); x: "
+        "median per-round speed-up over ref"
+    )
+    lines.append(
+        "train rows: 'compile' columns hold fast+channels_last for the detector (training is not compiled)"
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="reid,detector,train,index", help="comma-separated sections: reid, detector, train, index")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds per case (inference)")
-    parser.add_argument("--train-rounds", type=int, default=3, help="rounds for the training and indexing cases")
-    parser.add_argument("--data", type=Path, default=Path("demo-output/data"), help="a synthetic benchmark (made if absent)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--bundle", type=Path, default=Path("demo-output/model"), help="a trained bundle for the accuracy checks (personsearch demo writes one)"
+        "--only",
+        default="reid,detector,train,index",
+        help="comma-separated sections: reid, detector, train, index",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating measurement rounds per case (inference)"
+    )
+    parser.add_argument(
+        "--train-rounds", type=int, default=3, help="rounds for the training and indexing cases"
+    )
+    parser.add_argument(
+        "--data", type=Path, default=Path("demo-output/data"), help="a synthetic benchmark (made if absent)"
+    )
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        default=Path("demo-output/model"),
+        help="a trained bundle for the accuracy checks (personsearch demo writes one)",
     )
     parser.add_argument("--index-images", type=int, default=4, help="scenes per indexing run")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "speed")
-    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/speed-<cpu signature>.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: benchmarks/results/speed-<cpu signature>.json"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -597,7 +750,10 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     measured_on = results.get("machine", {}).get("cpu_signature", this_cpu)
     if measured_on != this_cpu:
-        parser.error(f"{args.out} holds figures of another CPU (signature {measured_on}, this one is {this_cpu}); give a new --out")
+        parser.error(
+            f"{args.out} holds figures of another CPU (signature {measured_on}, this one is {this_cpu}); "
+            "give a new --out"
+        )
     results.setdefault("sections", {})
     results.update(
         commit=commit(),
@@ -608,7 +764,8 @@ def main() -> None:
             "data": str(data),
             "bundle": str(args.bundle),
             "reference": "fp32 eager, contiguous, no autocast, default glibc malloc",
-            "fast_worker_malloc": "GLIBC_TUNABLES=" + __import__("personsearch.interfaces.cli", fromlist=["MALLOC_TUNING"]).MALLOC_TUNING,
+            "fast_worker_malloc": "GLIBC_TUNABLES="
+            + __import__("personsearch.interfaces.cli", fromlist=["MALLOC_TUNING"]).MALLOC_TUNING,
         },
     )
     ref, fast = Worker("reference", tuned_malloc=False), Worker("fast", tuned_malloc=True)
@@ -616,7 +773,9 @@ def main() -> None:
     try:
         for section in sections:
             rounds = args.rounds if section in ("reid", "detector") else args.train_rounds
-            results["sections"][section] = [run_case(case, ref, fast, rounds, args.work) for case in cases[section]]
+            results["sections"][section] = [
+                run_case(case, ref, fast, rounds, args.work) for case in cases[section]
+            ]
             results["machine"]["load_average_end"] = list(os.getloadavg())
             args.out.parent.mkdir(parents=True, exist_ok=True)
             write_results(args.out, results)

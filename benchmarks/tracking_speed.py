@@ -23,7 +23,9 @@ from run_info import ROOT, commit, machine, write_results
 from personsearch.index.tracking import track
 
 
-def simulated_stream(minutes: float, fps: float, seed: int = 0, dim: int = 768) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+def simulated_stream(
+    minutes: float, fps: float, seed: int = 0, dim: int = 768
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Frames, times, boxes and features of a busy camera's detections, and the number of people."""
     rng = np.random.default_rng(seed)
     rows: list[tuple[int, float, tuple[float, ...], int]] = []
@@ -32,21 +34,42 @@ def simulated_stream(minutes: float, fps: float, seed: int = 0, dim: int = 768) 
     for frame in range(int(minutes * 60 * fps)):
         if rng.random() < 1 / (4 * fps):
             protos.append(rng.standard_normal(dim))
-            active.append([len(protos) - 1, rng.uniform(0, 1800), rng.uniform(100, 900), rng.uniform(-30, 30), frame + rng.uniform(20, 60) * fps])
+            active.append(
+                [
+                    len(protos) - 1,
+                    rng.uniform(0, 1800),
+                    rng.uniform(100, 900),
+                    rng.uniform(-30, 30),
+                    frame + rng.uniform(20, 60) * fps,
+                ]
+            )
         active = [a for a in active if a[4] > frame]
         for a in active:
             a[1] += a[3]
             rows.append((frame, frame / fps, (a[1], a[2], a[1] + 40, a[2] + 100), int(a[0])))
     features = np.stack([protos[r[3]] + 0.5 * rng.standard_normal(dim) for r in rows]).astype(np.float32)
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), features, len(protos)
+    return (
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows]),
+        features,
+        len(protos),
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60])
     parser.add_argument("--fps", type=float, default=2.0, help="sampled frames per second of the stream")
-    parser.add_argument("--index-fps", type=float, default=5.0, help="frames per second indexing processes (to compare against)")
+    parser.add_argument(
+        "--index-fps",
+        type=float,
+        default=5.0,
+        help="frames per second indexing processes (to compare against)",
+    )
     args = parser.parse_args()
     rows = []
     for minutes in args.minutes:
@@ -67,11 +90,24 @@ def main() -> None:
             }
         )
     out = ROOT / "benchmarks" / "results" / "tracking_speed.json"
-    write_results(out, {"commit": commit(), "machine": machine(), "fps": args.fps, "index_fps": args.index_fps, "runs": rows})
-    print(f"{'footage':>8s} {'detections':>10s} {'people':>6s} {'tracks':>6s} {'tracking s':>10s} {'indexing s':>10s} {'share':>7s}")
+    write_results(
+        out,
+        {
+            "commit": commit(),
+            "machine": machine(),
+            "fps": args.fps,
+            "index_fps": args.index_fps,
+            "runs": rows,
+        },
+    )
+    print(
+        f"{'footage':>8s} {'detections':>10s} {'people':>6s} {'tracks':>6s} {'tracking s':>10s} "
+        f"{'indexing s':>10s} {'share':>7s}"
+    )
     for r in rows:
         print(
-            f"{r['minutes']:6.0f} m {r['detections']:10d} {r['people']:6d} {r['tracks']:6d} {r['tracking_s']:10.1f} {r['indexing_s_at_index_fps']:10.0f} {100 * r['share']:6.2f} %"
+            f"{r['minutes']:6.0f} m {r['detections']:10d} {r['people']:6d} {r['tracks']:6d} "
+            f"{r['tracking_s']:10.1f} {r['indexing_s_at_index_fps']:10.0f} {100 * r['share']:6.2f} %"
         )
     print(f"wrote {out}")
 

@@ -23,7 +23,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", base: T
     unknown keys (typos, or settings of another section) with their names. Nested dataclass
     settings merge key by key; lists become tuples."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping of {cls.__name__} settings, found {type(data).__name__}")
+        raise ValueError(
+            f"{where}: expected a mapping of {cls.__name__} settings, found {type(data).__name__}"
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:

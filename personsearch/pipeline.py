@@ -61,7 +61,9 @@ NORM_TOLERANCE = 0.02
 """How far from 1 a feature's length may be (reduced-precision engines normalise to about 0.5 %)."""
 
 
-def choose_query_box(height: int, width: int, detections: np.ndarray, name: str = "query image") -> np.ndarray:
+def choose_query_box(
+    height: int, width: int, detections: np.ndarray, name: str = "query image"
+) -> np.ndarray:
     """The query person of an image searched without a box: the whole image if it is a crop of
     one person (person-shaped, and no one detected in it but a person who fills it), else the
     one person detected; none or several: an error that lists what was found, so the user can
@@ -129,13 +131,24 @@ class PersonSearchPipeline:
         boxes = clip_or_refuse(boxes, image.shape[1], image.shape[0])
         return self._checked_features(self.engine.embed(image, boxes), len(boxes))
 
-    def find_people(self, images: list[np.ndarray], detections: Sequence[np.ndarray] | None = None) -> list[People]:
+    def find_people(
+        self, images: list[np.ndarray], detections: Sequence[np.ndarray] | None = None
+    ) -> list[People]:
         """Every person in each image: detected (or the given ``detections``, e.g. ground truth
         or another detector's boxes), clipped, described."""
-        found = self.detect(images) if detections is None else [np.asarray(d, np.float32).reshape(-1, 5) for d in detections]
-        return [People(dets[:, :4].copy(), dets[:, 4].copy(), self.describe(image, dets[:, :4])) for image, dets in zip(images, found, strict=True)]
+        found = (
+            self.detect(images)
+            if detections is None
+            else [np.asarray(d, np.float32).reshape(-1, 5) for d in detections]
+        )
+        return [
+            People(dets[:, :4].copy(), dets[:, 4].copy(), self.describe(image, dets[:, :4]))
+            for image, dets in zip(images, found, strict=True)
+        ]
 
-    def query_person(self, image: np.ndarray, box: Sequence[float] | None = None, name: str = "query image") -> tuple[np.ndarray, np.ndarray]:
+    def query_person(
+        self, image: np.ndarray, box: Sequence[float] | None = None, name: str = "query image"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(box, feature) of the query person: ``box`` if given, else ``choose_query_box`` over
         the people detected in ``image``."""
         if box is not None:
@@ -155,13 +168,17 @@ class PersonSearchPipeline:
 
     def _checked_detections(self, detections: list[np.ndarray], num_images: int) -> list[np.ndarray]:
         if len(detections) != num_images:
-            raise ValueError(f"engine {self.model_id!r}: detect returned {len(detections)} results for {num_images} images")
+            raise ValueError(
+                f"engine {self.model_id!r}: detect returned {len(detections)} results for {num_images} images"
+            )
         checked = []
         for dets in detections:
             dets = np.asarray(dets, dtype=np.float32)
             dets = dets.reshape(0, 5) if dets.size == 0 else dets
             if dets.ndim != 2 or dets.shape[1] != 5:
-                raise ValueError(f"engine {self.model_id!r}: detect must return (n, 5) arrays, got shape {dets.shape}")
+                raise ValueError(
+                    f"engine {self.model_id!r}: detect must return (n, 5) arrays, got shape {dets.shape}"
+                )
             if not np.isfinite(dets).all():
                 raise ValueError(f"engine {self.model_id!r}: detect returned non-finite values")
             checked.append(dets)
@@ -173,11 +190,15 @@ class PersonSearchPipeline:
         features = np.asarray(features, dtype=np.float32)
         if features.shape != (num_boxes, self.feature_dim):
             raise ValueError(
-                f"engine {self.model_id!r}: embed returned shape {features.shape} for {num_boxes} boxes, expected ({num_boxes}, {self.feature_dim})"
+                f"engine {self.model_id!r}: embed returned shape {features.shape} for {num_boxes} boxes, "
+                f"expected ({num_boxes}, {self.feature_dim})"
             )
         if not np.isfinite(features).all():
             raise ValueError(f"engine {self.model_id!r}: embed returned non-finite values")
         norms = np.linalg.norm(features, axis=1, keepdims=True)
         if num_boxes and np.abs(norms - 1.0).max() > NORM_TOLERANCE:
-            raise ValueError(f"engine {self.model_id!r}: embed must return L2-normalised features (norms {norms.min():.4f}..{norms.max():.4f})")
+            raise ValueError(
+                f"engine {self.model_id!r}: embed must return L2-normalised features "
+                f"(norms {norms.min():.4f}..{norms.max():.4f})"
+            )
         return np.ascontiguousarray(features / np.maximum(norms, 1e-12))

@@ -49,8 +49,12 @@ class ColourEngine:
     def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         features = []
         for x1, y1, x2, y2 in np.asarray(boxes).reshape(-1, 4):
-            crop = image[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))].reshape(-1, 3).astype(np.int64)
-            hist = np.concatenate([np.bincount(crop[:, c] * BINS // 256, minlength=BINS) for c in range(3)]).astype(np.float32)
+            crop = (
+                image[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))].reshape(-1, 3).astype(np.int64)
+            )
+            hist = np.concatenate(
+                [np.bincount(crop[:, c] * BINS // 256, minlength=BINS) for c in range(3)]
+            ).astype(np.float32)
             features.append(hist / np.linalg.norm(hist))
         return np.array(features, dtype=np.float32).reshape(-1, self.feature_dim)
 
@@ -64,7 +68,10 @@ def colour_feature(top: tuple[int, int, int], bottom: tuple[int, int, int]) -> n
     return hist / np.linalg.norm(hist)
 
 
-def draw_scene(people: list[tuple[int, int, tuple[int, int, int], tuple[int, int, int]]], size: tuple[int, int] = (120, 160)) -> np.ndarray:
+def draw_scene(
+    people: list[tuple[int, int, tuple[int, int, int], tuple[int, int, int]]],
+    size: tuple[int, int] = (120, 160),
+) -> np.ndarray:
     """A black HxW scene with 20x40 two-colour people at (x, y) top-left corners."""
     image = np.zeros((*size, 3), dtype=np.uint8)
     for x, y, top, bottom in people:
@@ -79,7 +86,12 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     return path
 
 
-def write_video(path: Path, frames: int, fps: float = 10.0, colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (RED, BLUE)) -> Path:
+def write_video(
+    path: Path,
+    frames: int,
+    fps: float = 10.0,
+    colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (RED, BLUE),
+) -> Path:
     """An MJPG .avi with one two-colour person (default red over blue) moving 4 px right per frame."""
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
@@ -92,7 +104,10 @@ def write_video(path: Path, frames: int, fps: float = 10.0, colours: tuple[tuple
 
 
 def write_walkers(
-    path: Path, walkers: list[tuple[tuple[int, int, int], tuple[int, int, int], int, int, float, float, float, float]], frames: int, fps: float = 10.0
+    path: Path,
+    walkers: list[tuple[tuple[int, int, int], tuple[int, int, int], int, int, float, float, float, float]],
+    frames: int,
+    fps: float = 10.0,
 ) -> Path:
     """An MJPG .avi (160x120) of several two-colour people, each ``(top, bottom, first frame, last
     frame, x, y, dx, dy)``: visible from its first to its last frame, at (x + dx*t, y + dy*t) in
@@ -102,7 +117,9 @@ def write_walkers(
     assert writer.isOpened()
     for i in range(frames):
         people = [
-            (round(x + dx * (i - first)), round(y + dy * (i - first)), top, bottom) for top, bottom, first, last, x, y, dx, dy in walkers if first <= i <= last
+            (round(x + dx * (i - first)), round(y + dy * (i - first)), top, bottom)
+            for top, bottom, first, last, x, y, dx, dy in walkers
+            if first <= i <= last
         ]
         writer.write(cv2.cvtColor(draw_scene(people), cv2.COLOR_RGB2BGR))
     writer.release()
@@ -114,8 +131,9 @@ def index_content(directory: Path) -> list[tuple]:
     span [first frame, last frame, boxes] or Nones) per box."""
     conn = sqlite3.connect(str(directory / "index.sqlite"))
     rows = conn.execute(
-        "SELECT b.id, s.path, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score, g.first_frame, g.last_frame, g.boxes "
-        "FROM boxes b JOIN sources s ON s.id = b.source_id LEFT JOIN sightings g ON g.id = b.sighting"
+        "SELECT b.id, s.path, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score, g.first_frame, "
+        "g.last_frame, g.boxes FROM boxes b JOIN sources s ON s.id = b.source_id LEFT JOIN sightings g "
+        "ON g.id = b.sighting"
     ).fetchall()
     dim = int(conn.execute("SELECT value FROM meta WHERE key = 'feature_dim'").fetchone()[0])
     conn.close()

@@ -95,17 +95,27 @@ def write_cuhk_fixture(root: Path) -> None:
         ("Query", "Gallery"),
         (_query(*q1), _gallery(("s4.jpg", box(3, 4, 10, 20)), ("s6.jpg", EMPTY), ("s5.jpg", EMPTY))),
         # s3's box after the first empty idlocate is in the protocol gallery but labels nothing
-        (_query(*q2), _gallery(("s4.jpg", box(15, 4, 10, 20)), ("s6.jpg", EMPTY), ("s3.jpg", box(20, 2, 10, 30)))),
+        (
+            _query(*q2),
+            _gallery(("s4.jpg", box(15, 4, 10, 20)), ("s6.jpg", EMPTY), ("s3.jpg", box(20, 2, 10, 30))),
+        ),
     )
     g100 = struct(
         ("Query", "Gallery"),
-        (_query(*q1), _gallery(("s4.jpg", box(3, 4, 10, 20)), ("s5.jpg", EMPTY), ("s6.jpg", np.zeros((0, 0))))),
+        (
+            _query(*q1),
+            _gallery(("s4.jpg", box(3, 4, 10, 20)), ("s5.jpg", EMPTY), ("s6.jpg", np.zeros((0, 0)))),
+        ),
         (_query(*q2), _gallery(("s4.jpg", box(15, 4, 10, 20)), ("s3.jpg", EMPTY))),
     )
     save(root / "annotation/test/train_test/TestG50.mat", TestG50=g50)
     save(root / "annotation/test/train_test/TestG100.mat", TestG100=g100)
-    occlusion = struct(("Query", "Gallery"), (_query(*q2), _gallery(("s4.jpg", box(15, 4, 10, 20)), ("s6.jpg", EMPTY))))
-    resolution = struct(("Query", "Gallery"), (_query("s6.jpg", box(7, 7, 9, 9)), _gallery(("s3.jpg", EMPTY))))
+    occlusion = struct(
+        ("Query", "Gallery"), (_query(*q2), _gallery(("s4.jpg", box(15, 4, 10, 20)), ("s6.jpg", EMPTY)))
+    )
+    resolution = struct(
+        ("Query", "Gallery"), (_query("s6.jpg", box(7, 7, 9, 9)), _gallery(("s3.jpg", EMPTY)))
+    )
     save(root / "annotation/test/subset/Occlusion.mat", Occlusion1=occlusion)
     save(root / "annotation/test/subset/Resolution.mat", Test_Size=resolution)
     write_images(root / "Image/SSM", CUHK_IMAGES)
@@ -118,7 +128,10 @@ QUERY_LINES = ["3 -3.7 2.5 10.2 20.9 c1s2_000010", "3 10 0 5 8 c3s1_000020"]
 
 def write_prw_fixture(root: Path, newline: str = "\r\n") -> None:
     """Two train and three test frames using all three annotation variable names."""
-    save(root / "annotations/c1s1_000001.jpg.mat", box_new=np.array([[1, 10, 20, 30, 40], [-2, 5, 5, 10, 10]], float))
+    save(
+        root / "annotations/c1s1_000001.jpg.mat",
+        box_new=np.array([[1, 10, 20, 30, 40], [-2, 5, 5, 10, 10]], float),
+    )
     save(root / "annotations/c2s1_000002.jpg.mat", anno_file=np.array([[2, -5.5, 3.7, 20.9, 30.2]]))
     save(root / "annotations/c1s2_000010.jpg.mat", anno_previous=np.array([[3, 1, 2, 3, 4]], float))
     save(root / "annotations/c3s1_000020.jpg.mat", box_new=np.array([[3, 10.6, -2, -4, 8], [-2, 0, 0, 5, 5]]))

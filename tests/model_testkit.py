@@ -10,7 +10,8 @@ from personsearch.models.weights import CACHE_ENV, WEIGHTS_ENV, resolve_weights
 
 
 def isolate_weights(monkeypatch: pytest.MonkeyPatch, cache_root: Path) -> Path:
-    """Point the weights cache at an empty folder and forget ``$PERSONSEARCH_WEIGHTS``; returns the cache dir."""
+    """Point the weights cache at an empty folder and forget ``$PERSONSEARCH_WEIGHTS``;
+    returns the cache dir."""
     monkeypatch.setenv(CACHE_ENV, str(cache_root))
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     return cache_root / "weights"

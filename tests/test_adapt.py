@@ -18,7 +18,14 @@ from personsearch.index import PersonIndex
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models.bundle import ModelBundle, load_component, save_component
 from personsearch.models.reid import ReIDConfig, build_reid
-from personsearch.training.adapt import AdaptConfig, adapt, associate, camera_rivals, parse_budget, tracklet_features
+from personsearch.training.adapt import (
+    AdaptConfig,
+    adapt,
+    associate,
+    camera_rivals,
+    parse_budget,
+    tracklet_features,
+)
 from personsearch.training.config import OptimConfig
 
 WALKS = dict(people=8, frames=60, width=320, height=240, max_person=150)
@@ -81,7 +88,8 @@ def test_associate_links_mutual_nearest_neighbours_across_cameras_never_people_s
     labels = associate(features, cameras, 0.5, seen_together)
     assert labels[4] != labels[1]  # alike, but in the frame at the same time: two people
     rivals = camera_rivals(np.array([0, 1, 0, 2]), ["a", "a", "b", "b"])
-    assert rivals.tolist() == [[True, True, True], [True, True, False], [True, False, True]]  # b's tracklet 3 is never 1's negative
+    # b's tracklet 3 is never 1's negative
+    assert rivals.tolist() == [[True, True, True], [True, True, False], [True, False, True]]
 
 
 def tiny_start_and_index(tmp_path: Path) -> tuple[Path, list[Path]]:
@@ -93,7 +101,9 @@ def tiny_start_and_index(tmp_path: Path) -> tuple[Path, list[Path]]:
     for part in ("detector.json", "detector.safetensors"):
         shutil.copyfile(SHIPPED_MODEL / part, start / part)
     torch.manual_seed(0)
-    config = ReIDConfig(num_classes=8, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=32)
+    config = ReIDConfig(
+        num_classes=8, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=32
+    )
     save_component(start, "reid", build_reid(config), config, {})
     engine = WalkEngine(learn, load_component(start, "reid")[0], "ground-truth-boxes")
     with PersonIndex.open(tmp_path / "index", engine, create=True) as index:
@@ -109,7 +119,13 @@ def test_adapting_to_unlabelled_walks_beats_the_starting_network_on_other_people
         tmp_path / "index",
         start,
         tmp_path / "adapted",
-        AdaptConfig(epochs=15, rounds=1, min_boxes=6, optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5), budget_footage=0),
+        AdaptConfig(
+            epochs=15,
+            rounds=1,
+            min_boxes=6,
+            optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5),
+            budget_footage=0,
+        ),
         progress=False,
     )
     assert result["tracklets"] >= 6 and result["footage"] == sorted(str(v.resolve()) for v in learn)
@@ -138,7 +154,11 @@ def test_a_box_that_never_moves_is_not_a_training_identity(tmp_path: Path) -> No
 
     from personsearch.training.adapt import find_tracklets
 
-    video = write_walkers(tmp_path / "cam1" / "v.avi", [(RED, BLUE, 0, 19, 5, 10, 5, 1), (GREEN, YELLOW, 0, 19, 120, 70, 0, 0)], frames=20)
+    video = write_walkers(
+        tmp_path / "cam1" / "v.avi",
+        [(RED, BLUE, 0, 19, 5, 10, 5, 1), (GREEN, YELLOW, 0, 19, 120, 70, 0, 0)],
+        frames=20,
+    )
     with PersonIndex.open(tmp_path / "index", ColourEngine(), create=True) as index:
         index.add_paths([video], progress=False)
         kept = find_tracklets(index, AdaptConfig(min_boxes=6))
@@ -154,21 +174,40 @@ def test_adapting_keeps_to_its_time_budget(tmp_path: Path) -> None:
     of a test on a busy machine, so the test gives 20 s)."""
     start, _ = tiny_start_and_index(tmp_path)
     budget_footage, budget_s = parse_budget("20s")
-    config = AdaptConfig(epochs=1000, rounds=2, min_boxes=6, optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5), budget_s=budget_s)
+    config = AdaptConfig(
+        epochs=1000,
+        rounds=2,
+        min_boxes=6,
+        optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5),
+        budget_s=budget_s,
+    )
     result = adapt(tmp_path / "index", start, tmp_path / "adapted", config, progress=False)
     assert result["budget_s"] == 20.0 and result["stopped_by_budget"]
     assert 0.7 * 20 <= result["seconds"]["total"] <= 1.1 * 20, result["seconds"]
     first = result["rounds"][0]["train"]  # 1,000 epochs planned, the schedule fitted to what the time allows
     assert 0 < first["steps"] <= first["budget_steps"] < first["planned_steps"], first
-    assert "budget 0.3 min (training shortened to fit it)" in (tmp_path / "adapted" / "MODEL_CARD.md").read_text()
-    assert result["footage_s"] == pytest.approx(12.0, abs=0.5) and AdaptConfig().budget(result["footage_s"]) == result["footage_s"]
+    assert (
+        "budget 0.3 min (training shortened to fit it)"
+        in (tmp_path / "adapted" / "MODEL_CARD.md").read_text()
+    )
+    assert (
+        result["footage_s"] == pytest.approx(12.0, abs=0.5)
+        and AdaptConfig().budget(result["footage_s"]) == result["footage_s"]
+    )
     ModelBundle(tmp_path / "adapted", engine="torch-fp32")  # a usable bundle
 
 
 def test_budgets_as_people_write_them() -> None:
-    assert parse_budget("2x") == (2.0, None) and parse_budget("45m") == (1.0, 2700.0) and parse_budget("1.5h") == (1.0, 5400.0)
+    assert (
+        parse_budget("2x") == (2.0, None)
+        and parse_budget("45m") == (1.0, 2700.0)
+        and parse_budget("1.5h") == (1.0, 5400.0)
+    )
     assert parse_budget("900") == parse_budget("900s") == (1.0, 900.0) and parse_budget("None") == (0.0, None)
-    assert AdaptConfig(budget_footage=2.0).budget(600.0) == 1200.0 and AdaptConfig(budget_s=60.0).budget(600.0) == 60.0
+    assert (
+        AdaptConfig(budget_footage=2.0).budget(600.0) == 1200.0
+        and AdaptConfig(budget_s=60.0).budget(600.0) == 60.0
+    )
     assert AdaptConfig().budget(None) is None and AdaptConfig(budget_footage=0).budget(600.0) is None
     for bad in ("", "x", "-3m", "soon", "0", "inf"):
         with pytest.raises(ValueError, match="write a positive time"):

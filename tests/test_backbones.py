@@ -24,7 +24,13 @@ def test_resnet50_stages_have_the_paper_channels_and_strides() -> None:
     backbone = build_backbone("resnet50", None, out_stages=STAGES)
     assert backbone.channels == {"stem": 64, "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
     assert backbone.strides == {"stem": 4, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
-    assert _shapes(backbone) == {"stem": (64, 16, 16), "layer1": (256, 16, 16), "layer2": (512, 8, 8), "layer3": (1024, 4, 4), "layer4": (2048, 2, 2)}
+    assert _shapes(backbone) == {
+        "stem": (64, 16, 16),
+        "layer1": (256, 16, 16),
+        "layer2": (512, 8, 8),
+        "layer3": (1024, 4, 4),
+        "layer4": (2048, 2, 2),
+    }
 
 
 def test_mobilenet_v2_stage_ends_match_clsa_levels() -> None:
@@ -46,7 +52,11 @@ def test_mobilenet_v2_imagenet_weights_load_with_every_key_matched() -> None:
     state = load_state_dict_file(mobilenet_weights_or_skip())
     backbone = build_backbone("mobilenet_v2", True, out_stages=STAGES)
     ours = {k: v for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
-    theirs = {k: v for k, v in state.items() if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")}
+    theirs = {
+        k: v
+        for k, v in state.items()
+        if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")
+    }
     assert len(ours) == len(theirs) == 260
     torch.testing.assert_close(ours["stem.0.weight"], theirs["features.0.0.weight"])
     torch.testing.assert_close(ours["layer3.13.conv.3.running_var"], theirs["features.13.conv.3.running_var"])
@@ -56,11 +66,15 @@ def test_mobilenet_v2_imagenet_weights_load_with_every_key_matched() -> None:
 def test_a_weights_file_of_another_network_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "partial.pth"
     torch.save({"features.0.0.weight": torch.zeros(32, 3, 3, 3)}, path)
-    with pytest.raises(ValueError, match=r"partial\.pth: not torchvision mobilenet_v2 weights: \d+ missing keys"):
+    with pytest.raises(
+        ValueError, match=r"partial\.pth: not torchvision mobilenet_v2 weights: \d+ missing keys"
+    ):
         build_backbone("mobilenet_v2", path)
 
 
-def test_resnet50_without_its_file_explains_and_from_scratch_warns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_resnet50_without_its_file_explains_and_from_scratch_warns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     isolate_weights(monkeypatch, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"resnet50-0676ba61\.pth.*pretrained=False"):
         build_backbone("resnet50", True)
@@ -71,7 +85,9 @@ def test_resnet50_without_its_file_explains_and_from_scratch_warns(monkeypatch: 
     with caplog.at_level(logging.WARNING):
         build_backbone("mobilenet_v2_tiny", None)  # a caller about to load trained weights: no warning
     assert caplog.text == ""
-    with pytest.raises(ValueError, match="'mobilenet_v2_tiny' has no pretrained weights; pass pretrained=False"):
+    with pytest.raises(
+        ValueError, match="'mobilenet_v2_tiny' has no pretrained weights; pass pretrained=False"
+    ):
         build_backbone("mobilenet_v2_tiny", True)
 
 
@@ -86,7 +102,8 @@ def test_frozen_stages_keep_weights_and_statistics_in_training() -> None:
     backbone(torch.randn(4, 3, 32, 32) * 3 + 1)
     for key, value in backbone.stem.state_dict().items():
         assert torch.equal(value, before[key]), key
-    assert not torch.equal(backbone.layer1[0].conv[0][1].running_mean, running_before)  # trainable BN did update
+    # trainable BN did update
+    assert not torch.equal(backbone.layer1[0].conv[0][1].running_mean, running_before)
 
 
 def test_split_gives_the_c4_trunk_and_head() -> None:
@@ -103,7 +120,9 @@ def test_split_gives_the_c4_trunk_and_head() -> None:
 
 
 def test_bad_names_are_refused_with_the_choices() -> None:
-    with pytest.raises(ValueError, match="unknown backbone 'resnet51'; available: mobilenet_v2, mobilenet_v2_tiny, resnet50"):
+    with pytest.raises(
+        ValueError, match="unknown backbone 'resnet51'; available: mobilenet_v2, mobilenet_v2_tiny, resnet50"
+    ):
         build_backbone("resnet51")
     with pytest.raises(ValueError, match=r"stages \['layer5'\] requested.*has stages \['stem', 'layer1'"):
         build_backbone("mobilenet_v2_tiny", None, out_stages=("layer5",))

@@ -21,7 +21,11 @@ def _transform() -> GeneralizedRCNNTransform:
 
 
 def _image(height: int, width: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, 256, (3, height, width), generator=torch.Generator().manual_seed(seed)).float().div(255)
+    return (
+        torch.randint(0, 256, (3, height, width), generator=torch.Generator().manual_seed(seed))
+        .float()
+        .div(255)
+    )
 
 
 def test_transform_is_torchvisions_bit_for_bit_when_no_resize_is_needed() -> None:
@@ -74,17 +78,32 @@ def test_cached_anchors_are_torchvisions_and_computed_once_per_size() -> None:
     assert len(calls) == 2  # 608 x 800 once for both batch sizes, 576 x 1024 once
     assert cached.num_anchors_per_location() == generator.num_anchors_per_location()
     for size in (32, 48, 64):  # bounded: a stream of new sizes does not grow the cache
-        cached(ImageList(torch.zeros(1, 3, size, size), [(size, size)]), [torch.zeros(1, 8, size // 16, size // 16)])
+        cached(
+            ImageList(torch.zeros(1, 3, size, size), [(size, size)]),
+            [torch.zeros(1, 8, size // 16, size // 16)],
+        )
     assert len(cached._anchors) <= 2
 
 
 def test_detector_with_fast_box_logic_gives_torchvisions_detections() -> None:
     torch.manual_seed(0)
-    config = DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=160, max_size=224, score_thresh=0.0, detections_per_img=50)
+    config = DetectorConfig(
+        backbone="mobilenet_v2_tiny",
+        pretrained=False,
+        min_size=160,
+        max_size=224,
+        score_thresh=0.0,
+        detections_per_img=50,
+    )
     model = build_detector(config).eval()
     fast = use_fast_box_logic(copy.deepcopy(model))
-    assert isinstance(fast.transform, InferenceTransform) and isinstance(fast.roi_heads.box_roi_pool, SparseRoIPool)
-    assert use_fast_box_logic(fast) is fast and isinstance(fast.rpn.anchor_generator.generator, AnchorGenerator)  # idempotent
+    assert isinstance(fast.transform, InferenceTransform) and isinstance(
+        fast.roi_heads.box_roi_pool, SparseRoIPool
+    )
+    # idempotent
+    assert use_fast_box_logic(fast) is fast and isinstance(
+        fast.rpn.anchor_generator.generator, AnchorGenerator
+    )
     images = [_image(120, 160, 5), _image(300, 200, 6)]  # one upscaled (scale 4/3), one downscaled
     with torch.no_grad():
         expected, got = model(images), fast(images)

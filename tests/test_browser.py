@@ -33,12 +33,23 @@ from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.interfaces.server import SearchService, create_app
 from personsearch.models.bundle import ModelBundle
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 VIDEO_FPS = 2.0
 
 
 def chromium_path() -> str | None:
-    return os.environ.get("PERSONSEARCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return (
+        os.environ.get("PERSONSEARCH_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
 
 
 def _need_browser() -> str:
@@ -49,8 +60,13 @@ def _need_browser() -> str:
         path = None
     if path is None:
         if os.environ.get("PERSONSEARCH_REQUIRE_BROWSER") == "1":
-            pytest.fail("PERSONSEARCH_REQUIRE_BROWSER=1 but no Chromium (apt-get install chromium) or no playwright (pip install playwright)")
-        pytest.skip("no Chromium: apt-get install chromium (and pip install playwright) to run the browser tests")
+            pytest.fail(
+                "PERSONSEARCH_REQUIRE_BROWSER=1 but no Chromium (apt-get install chromium) or no playwright "
+                "(pip install playwright)"
+            )
+        pytest.skip(
+            "no Chromium: apt-get install chromium (and pip install playwright) to run the browser tests"
+        )
     return path
 
 
@@ -109,7 +125,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     (footage / "cam-a").mkdir(parents=True)
     (footage / "cam-b").mkdir()
     truth: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]] = {}
-    writer = cv2.VideoWriter(str(footage / "cam-b" / "entrance.avi"), cv2.VideoWriter_fourcc(*"MJPG"), VIDEO_FPS, (400, 300))
+    writer = cv2.VideoWriter(
+        str(footage / "cam-b" / "entrance.avi"), cv2.VideoWriter_fourcc(*"MJPG"), VIDEO_FPS, (400, 300)
+    )
     frame = 0
     for i, scene in enumerate(scenes):
         if i % 2 == 0:
@@ -154,13 +172,19 @@ def _screenshot(page, name: str, tmp_path: Path) -> None:
 
 
 def _cards(page) -> list[dict]:
-    return page.eval_on_selector_all("[data-testid=hit]", "cards => cards.map(c => ({box: +c.dataset.boxId, camera: c.dataset.camera}))")
+    return page.eval_on_selector_all(
+        "[data-testid=hit]", "cards => cards.map(c => ({box: +c.dataset.boxId, camera: c.dataset.camera}))"
+    )
 
 
 def _query_person(site: Site) -> tuple[int, str]:
     """The tallest labelled person in a cam-a photo whose identity appears at least twice more."""
     with PersonIndex.open(site.index) as index:
-        rows = [(b.box_id, b.source, *b.box) for src in index.store.list_sources(camera="cam-a")[1] for b in index.store.people_in_frame(src.id, None)]
+        rows = [
+            (b.box_id, b.source, *b.box)
+            for src in index.store.list_sources(camera="cam-a")[1]
+            for b in index.store.people_in_frame(src.id, None)
+        ]
     counts: dict[int, int] = {}
     for _, pids in site.truth.values():
         for pid in pids[pids >= 0]:
@@ -186,14 +210,20 @@ def test_click_a_person_then_filter_look_and_pivot(site: Site, page, tmp_path: P
     assert [c["box"] for c in cards] == [h["box_id"] for h in api["hits"]]
     first = api["hits"][0]
     wanted = site.identity(api["query"]["source"], None, api["query"]["box"])
-    assert wanted >= 0 and site.identity(first["source"], first["frame"], first["box"]) == wanted, "first hit is not the query person"
-    page.wait_for_function("() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert wanted >= 0 and site.identity(first["source"], first["frame"], first["box"]) == wanted, (
+        "first hit is not the query person"
+    )
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     _screenshot(page, "web-search.png", tmp_path)
 
     # camera filter: only cam-b (the video), placed on the timeline
     page.uncheck("#camera-filter input[value='cam-a']")
     page.click("#filters button[type=submit]")
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=hit]')].every(c => c.dataset.camera === 'cam-b')")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=hit]')].every(c => c.dataset.camera === 'cam-b')"
+    )
     assert {c["camera"] for c in _cards(page)} == {"cam-b"}
     assert page.locator("[data-testid=timeline-svg] circle").count() == len(_cards(page))
 
@@ -207,7 +237,9 @@ def test_click_a_person_then_filter_look_and_pivot(site: Site, page, tmp_path: P
     # pivot: search from a hit
     pivot_box = _cards(page)[0]["box"]
     page.click("[data-testid=pivot] >> nth=0")
-    page.wait_for_function(f"() => document.getElementById('query-text').textContent.includes('person {pivot_box} ')")
+    page.wait_for_function(
+        f"() => document.getElementById('query-text').textContent.includes('person {pivot_box} ')"
+    )
 
     # exports: the search JSON, and the HTML report
     with page.expect_download() as download:
@@ -219,7 +251,9 @@ def test_click_a_person_then_filter_look_and_pivot(site: Site, page, tmp_path: P
     assert "Person search results" in Path(download.value.path()).read_text()
 
 
-def test_a_person_walking_past_is_one_result_with_its_span_and_frames(site: Site, page, tmp_path: Path) -> None:
+def test_a_person_walking_past_is_one_result_with_its_span_and_frames(
+    site: Site, page, tmp_path: Path
+) -> None:
     with PersonIndex.open(site.index) as index:
         walk = next(s for s in index.store.list_sources(camera="cam-b")[1] if s.name == "walk.avi")
         ids, frames, _, _ = index.store.video_boxes(walk.id)
@@ -234,21 +268,27 @@ def test_a_person_walking_past_is_one_result_with_its_span_and_frames(site: Site
     page.wait_for_selector("[data-testid=hit]")
     result = page.evaluate("() => window.personsearchLastResult")
     sightings = [h["sighting"]["id"] for h in result["hits"] if h["sighting"] is not None]
-    assert len(sightings) == len(set(sightings)) and longest not in sightings  # one card per sighting, not the query's own
+    # one card per sighting, not the query's own
+    assert len(sightings) == len(set(sightings)) and longest not in sightings
     walks = [h for h in result["hits"] if h["sighting"] is not None and h["sighting"]["boxes"] > 1]
     assert walks and page.locator("[data-testid=span]").count() == len(walks)
     assert page.locator(".strip img").count() == sum(len(h["sighting"]["sample_boxes"]) for h in walks)
-    page.wait_for_function("() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     _screenshot(page, "web-sightings.png", tmp_path)
     # the whole walk as the query, then every frame as its own result
     page.click("[data-testid=search-sighting] >> nth=0")
-    page.wait_for_function("() => document.getElementById('query-text').textContent.includes('every frame of the sighting')")
+    page.wait_for_function(
+        "() => document.getElementById('query-text').textContent.includes('every frame of the sighting')"
+    )
     page.check("#per-frame")
     with page.expect_response("**/api/search") as response:
         page.click("#filters button[type=submit]")
     assert response.value.request.post_data_json["per_frame"] is True
     page.wait_for_function(
-        "() => window.personsearchLastResult.hits.some((h, i, all) => h.sighting && all.findIndex(o => o.sighting && o.sighting.id === h.sighting.id) !== i)"
+        "() => window.personsearchLastResult.hits.some((h, i, all) => h.sighting && "
+        "all.findIndex(o => o.sighting && o.sighting.id === h.sighting.id) !== i)"
     )
     per_frame = page.evaluate("() => window.personsearchLastResult")
     ids = [h["sighting"]["id"] for h in per_frame["hits"] if h["sighting"] is not None]
@@ -267,7 +307,9 @@ def test_browse_the_frames_of_a_video(site: Site, page, tmp_path: Path) -> None:
     page.wait_for_selector("#overlay rect")
     page.click("#next-frame")
     page.wait_for_function("() => document.getElementById('frame-select').value === '1'")
-    page.wait_for_function(f"() => document.querySelectorAll('#overlay rect').length === {indexed[1]['people']}")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#overlay rect').length === {indexed[1]['people']}"
+    )
 
 
 def test_upload_a_photo_and_draw_the_box(site: Site, page, tmp_path: Path) -> None:
@@ -295,13 +337,18 @@ def test_upload_a_photo_and_draw_the_box(site: Site, page, tmp_path: Path) -> No
     # the uploaded photo is indexed too: its own person comes first, nearly identical
     assert Path(first["source"]).name == name and first["score"] > 0.9
     assert _iou(np.asarray(first["box"], np.float32), target[None])[0] > 0.5
-    page.wait_for_function("() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#hits img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     _screenshot(page, "web-upload.png", tmp_path)
 
 
 def test_errors_show_in_the_page_not_as_traces(site: Site, page, tmp_path: Path) -> None:
     page.goto(site.url)
-    page.set_input_files("[data-testid=upload]", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"just text, not a picture"}])
+    page.set_input_files(
+        "[data-testid=upload]",
+        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"just text, not a picture"}],
+    )
     page.wait_for_selector("#banner.error")
     text = page.inner_text("#banner")
     assert "not a JPEG, PNG, WebP or BMP image" in text and "HTTP 415" in text and "Traceback" not in text
@@ -343,7 +390,11 @@ def test_the_first_screen_shows_no_broken_images(site: Site, page) -> None:
     they are hidden, not drawn as broken-image placeholders."""
     page.goto(site.url)
     page.wait_for_selector("#sources li")
-    broken = page.evaluate("() => [...document.images].filter(i => i.offsetParent !== null && !(i.complete && i.naturalWidth > 0)).map(i => i.id)")
+    broken = page.evaluate(
+        "() => [...document.images]"
+        ".filter(i => i.offsetParent !== null && !(i.complete && i.naturalWidth > 0))"
+        ".map(i => i.id)"
+    )
     assert broken == []
     page.click("#sources li >> nth=0")
     page.wait_for_function("() => document.getElementById('stage-img').naturalWidth > 0")

@@ -26,14 +26,27 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cli")
     bundle = root / "bundle"
     torch.manual_seed(0)
-    det_cfg = DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=128, max_size=160, score_thresh=0.0, detections_per_img=3)
+    det_cfg = DetectorConfig(
+        backbone="mobilenet_v2_tiny",
+        pretrained=False,
+        min_size=128,
+        max_size=160,
+        score_thresh=0.0,
+        detections_per_img=3,
+    )
     save_component(bundle, "detector", build_detector(det_cfg), det_cfg, {})
-    reid_cfg = ReIDConfig(num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16)
+    reid_cfg = ReIDConfig(
+        num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16
+    )
     save_component(bundle, "reid", build_reid(reid_cfg), reid_cfg, {})
-    scenes = [write_png(root / "scenes" / f"{k}.png", draw_scene([(10 + 20 * k, 20, RED, BLUE)])) for k in range(2)]
+    scenes = [
+        write_png(root / "scenes" / f"{k}.png", draw_scene([(10 + 20 * k, 20, RED, BLUE)])) for k in range(2)
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PERSONSEARCH_ENGINE", "torch-fp32")
-        result = runner.invoke(app, ["index", str(root / "scenes"), "--index", str(root / "index"), "--model", str(bundle)])
+        result = runner.invoke(
+            app, ["index", str(root / "scenes"), "--index", str(root / "index"), "--model", str(bundle)]
+        )
     assert result.exit_code == 0, result.output
     return {"root": root, "bundle": bundle, "scene": scenes[0], "index": root / "index"}
 
@@ -61,11 +74,23 @@ def _damaged_copy(setup: dict[str, Path], tmp_path: Path, how: str) -> Path:
 
 
 @pytest.mark.parametrize("how", ["sqlite", "vectors"])
-def test_every_index_command_reports_a_damaged_index_in_one_line(setup: dict[str, Path], tmp_path: Path, how: str) -> None:
+def test_every_index_command_reports_a_damaged_index_in_one_line(
+    setup: dict[str, Path], tmp_path: Path, how: str
+) -> None:
     index = _damaged_copy(setup, tmp_path, how)
     box = "10,20,30,80"
     commands = {
-        "search": ["search", "--index", str(index), "--query", str(setup["scene"]), "--box", box, "--model", str(setup["bundle"])],
+        "search": [
+            "search",
+            "--index",
+            str(index),
+            "--query",
+            str(setup["scene"]),
+            "--box",
+            box,
+            "--model",
+            str(setup["bundle"]),
+        ],
         "index-info": ["index-info", str(index)],
         "index": ["index", str(setup["scene"]), "--index", str(index), "--model", str(setup["bundle"])],
     }
@@ -76,35 +101,122 @@ def test_every_index_command_reports_a_damaged_index_in_one_line(setup: dict[str
 
 def test_missing_files_name_the_file(setup: dict[str, Path], tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.jpg"
-    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(missing), "--box", "1,2,30,60", "--model", str(setup["bundle"])])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(setup["index"]),
+            "--query",
+            str(missing),
+            "--box",
+            "1,2,30,60",
+            "--model",
+            str(setup["bundle"]),
+        ],
+    )
     _one_line_error(result, EXIT_CODES["missing file"], "nowhere.jpg")
-    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--model", str(tmp_path / "no-model")])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(setup["index"]),
+            "--query",
+            str(setup["scene"]),
+            "--model",
+            str(tmp_path / "no-model"),
+        ],
+    )
     _one_line_error(result, EXIT_CODES["missing file"], "no-model")
-    result = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "no-data"), "--model", str(setup["bundle"])])
-    assert result.exit_code in (EXIT_CODES["missing file"], EXIT_CODES["bad data"]) and "no-data" in result.output and "Traceback" not in result.output
+    result = runner.invoke(
+        app, ["evaluate", "--dataset", str(tmp_path / "no-data"), "--model", str(setup["bundle"])]
+    )
+    assert (
+        result.exit_code in (EXIT_CODES["missing file"], EXIT_CODES["bad data"])
+        and "no-data" in result.output
+        and "Traceback" not in result.output
+    )
 
 
-def test_a_gpu_this_machine_lacks_is_one_line(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gpu_this_machine_lacks_is_one_line(
+    setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for argv in (
-        ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "10,20,30,80", "--model", str(setup["bundle"]), "--device", "cuda"],
+        [
+            "search",
+            "--index",
+            str(setup["index"]),
+            "--query",
+            str(setup["scene"]),
+            "--box",
+            "10,20,30,80",
+            "--model",
+            str(setup["bundle"]),
+            "--device",
+            "cuda",
+        ],
         ["bench-engines", "--model", str(setup["bundle"]), "--device", "cuda"],
     ):
-        _one_line_error(runner.invoke(app, argv), EXIT_CODES["bad input"], "'cuda': PyTorch sees no CUDA GPU on this machine")
+        _one_line_error(
+            runner.invoke(app, argv),
+            EXIT_CODES["bad input"],
+            "'cuda': PyTorch sees no CUDA GPU on this machine",
+        )
     _one_line_error(
-        runner.invoke(app, ["bench-engines", "--model", str(setup["bundle"]), "--device", "gpu"]), EXIT_CODES["bad input"], "expected cpu, cuda or cuda:N"
+        runner.invoke(app, ["bench-engines", "--model", str(setup["bundle"]), "--device", "gpu"]),
+        EXIT_CODES["bad input"],
+        "expected cpu, cuda or cuda:N",
     )
 
 
 def test_wrong_formats_and_bad_input(setup: dict[str, Path], tmp_path: Path) -> None:
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"\x00" * 50)
-    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(junk), "--box", "1,2,30,60", "--model", str(setup["bundle"])])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(setup["index"]),
+            "--query",
+            str(junk),
+            "--box",
+            "1,2,30,60",
+            "--model",
+            str(setup["bundle"]),
+        ],
+    )
     _one_line_error(result, EXIT_CODES["bad data"], "junk.jpg")
-    result = runner.invoke(app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "1,2,3", "--model", str(setup["bundle"])])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(setup["index"]),
+            "--query",
+            str(setup["scene"]),
+            "--box",
+            "1,2,3",
+            "--model",
+            str(setup["bundle"]),
+        ],
+    )
     assert result.exit_code == 2 and "x1,y1,x2,y2" in result.output
     result = runner.invoke(
-        app, ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "500,500,600,700", "--model", str(setup["bundle"])]
+        app,
+        [
+            "search",
+            "--index",
+            str(setup["index"]),
+            "--query",
+            str(setup["scene"]),
+            "--box",
+            "500,500,600,700",
+            "--model",
+            str(setup["bundle"]),
+        ],
     )
     _one_line_error(result, EXIT_CODES["bad input"], "500")
     result = runner.invoke(
@@ -132,7 +244,9 @@ def test_wrong_formats_and_bad_input(setup: dict[str, Path], tmp_path: Path) -> 
     _one_line_error(result, EXIT_CODES["bad data"], "theirs.npz")
 
 
-def test_search_by_sighting_and_per_frame_from_the_command_line(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_search_by_sighting_and_per_frame_from_the_command_line(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
     import json
 
     from index_testkit import GREEN, YELLOW, write_walkers
@@ -140,24 +254,50 @@ def test_search_by_sighting_and_per_frame_from_the_command_line(setup: dict[str,
     from personsearch.index import PersonIndex
 
     footage = tmp_path / "footage"
-    write_walkers(footage / "hall" / "walk.avi", [(RED, BLUE, 0, 11, 10, 10, 6, 0), (GREEN, YELLOW, 0, 11, 120, 70, -6, 0)], frames=12)
+    write_walkers(
+        footage / "hall" / "walk.avi",
+        [(RED, BLUE, 0, 11, 10, 10, 6, 0), (GREEN, YELLOW, 0, 11, 120, 70, -6, 0)],
+        frames=12,
+    )
     index = tmp_path / "index"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PERSONSEARCH_ENGINE", "torch-fp32")
-        assert runner.invoke(app, ["index", str(footage), "--index", str(index), "--model", str(setup["bundle"])]).exit_code == 0
+        assert (
+            runner.invoke(
+                app, ["index", str(footage), "--index", str(index), "--model", str(setup["bundle"])]
+            ).exit_code
+            == 0
+        )
         with PersonIndex.open(index) as opened:
             summary = opened.store.summary()
-            assert summary["sightings"] >= 1 and summary["people"] > summary["sightings"]  # frames were linked
+            # frames were linked
+            assert summary["sightings"] >= 1 and summary["people"] > summary["sightings"]
             ids = opened.store.video_boxes(opened.store.list_sources()[1][0].id)[0]
             sighting = opened.sighting_of(int(ids[0]))
-        base = ["search", "--index", str(index), "--model", str(setup["bundle"]), "--json", "-", "--top-k", "50"]
+        base = [
+            "search",
+            "--index",
+            str(index),
+            "--model",
+            str(setup["bundle"]),
+            "--json",
+            "-",
+            "--top-k",
+            "50",
+        ]
         by_sighting = json.loads(runner.invoke(app, [*base, "--sighting", str(sighting)]).output)
         assert by_sighting["schema_version"] == 2 and by_sighting["hits"]
-        assert all(h["sighting"]["id"] != sighting for h in by_sighting["hits"])  # the query's own sighting is left out
-        assert len({h["sighting"]["id"] for h in by_sighting["hits"]}) == len(by_sighting["hits"])  # one hit per sighting
+        # the query's own sighting is left out
+        assert all(h["sighting"]["id"] != sighting for h in by_sighting["hits"])
+        # one hit per sighting
+        assert len({h["sighting"]["id"] for h in by_sighting["hits"]}) == len(by_sighting["hits"])
         per_frame = json.loads(runner.invoke(app, [*base, "--sighting", str(sighting), "--per-frame"]).output)
         assert len(per_frame["hits"]) > len(by_sighting["hits"])
-        _one_line_error(runner.invoke(app, [*base[:-4], "--sighting", "99999"]), EXIT_CODES["bad input"], "no sighting 99999")
+        _one_line_error(
+            runner.invoke(app, [*base[:-4], "--sighting", "99999"]),
+            EXIT_CODES["bad input"],
+            "no sighting 99999",
+        )
         result = runner.invoke(app, base[:-4])
         assert result.exit_code == 2 and "give exactly one query" in result.output
 
@@ -189,20 +329,49 @@ def test_reembed_from_the_command_line(setup: dict[str, Path], tmp_path: Path) -
     other = tmp_path / "other"
     shutil.copytree(setup["bundle"], other)
     torch.manual_seed(1)
-    reid_cfg = ReIDConfig(num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16)
-    save_component(other, "reid", build_reid(reid_cfg), reid_cfg, {})  # an "adapted" re-id network, the same detector
+    reid_cfg = ReIDConfig(
+        num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16
+    )
+    # an "adapted" re-id network, the same detector
+    save_component(other, "reid", build_reid(reid_cfg), reid_cfg, {})
     out = tmp_path / "adapted-index"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PERSONSEARCH_ENGINE", "torch-fp32")
-        result = runner.invoke(app, ["reembed", "--index", str(setup["index"]), "--model", str(other), "--out", str(out)])
+        result = runner.invoke(
+            app, ["reembed", "--index", str(setup["index"]), "--model", str(other), "--out", str(out)]
+        )
         assert result.exit_code == 0, result.output
         assert "search it with --model" in result.output
         with PersonIndex.open(setup["index"]) as before, PersonIndex.open(out) as after:
             assert after.count() == before.count() > 0 and after.model_id != before.model_id
-        search = runner.invoke(app, ["search", "--index", str(out), "--model", str(other), "--query", str(setup["scene"]), "--box", "10,20,30,60"])
+        search = runner.invoke(
+            app,
+            [
+                "search",
+                "--index",
+                str(out),
+                "--model",
+                str(other),
+                "--query",
+                str(setup["scene"]),
+                "--box",
+                "10,20,30,60",
+            ],
+        )
         assert search.exit_code == 0, search.output
         _one_line_error(
-            runner.invoke(app, ["reembed", "--index", str(setup["index"]), "--model", str(setup["bundle"]), "--out", str(tmp_path / "same")]),
+            runner.invoke(
+                app,
+                [
+                    "reembed",
+                    "--index",
+                    str(setup["index"]),
+                    "--model",
+                    str(setup["bundle"]),
+                    "--out",
+                    str(tmp_path / "same"),
+                ],
+            ),
             EXIT_CODES["bad input"],
             "nothing to re-embed",
         )

@@ -26,9 +26,16 @@ def _tiny_settings() -> DemoSettings:
         seed=1,
         train=True,
         detector=DetectorTrainConfig(
-            model=DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=300, max_size=400, score_thresh=0.05), epochs=1
+            model=DetectorConfig(
+                backbone="mobilenet_v2_tiny", pretrained=False, min_size=300, max_size=400, score_thresh=0.05
+            ),
+            epochs=1,
         ),
-        reid=ReIDTrainConfig(model=ReIDConfig(backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32)), epochs=2, batch_size=16),
+        reid=ReIDTrainConfig(
+            model=ReIDConfig(backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32)),
+            epochs=2,
+            batch_size=16,
+        ),
     )
 
 
@@ -50,7 +57,15 @@ def test_demo_runs_every_stage_and_resumes(trained_demo, monkeypatch: pytest.Mon
     monkeypatch.setenv("PERSONSEARCH_CACHE", str(root / "cache"))
     out = root / "demo"
     assert json.loads((out / "demo.json").read_text()) == summary
-    for name in ("data/synthetic.json", "model/detector.safetensors", "model/reid.safetensors", "index-trained", "results.json", "search.json", "report.png"):
+    for name in (
+        "data/synthetic.json",
+        "model/detector.safetensors",
+        "model/reid.safetensors",
+        "index-trained",
+        "results.json",
+        "search.json",
+        "report.png",
+    ):
         assert (out / name).exists(), name
     assert 0.0 <= summary["gt_boxes_mAP"] <= 1.0 and summary["indexed_people"] > 0
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -63,14 +78,21 @@ def test_demo_runs_every_stage_and_resumes(trained_demo, monkeypatch: pytest.Mon
     assert (model_home() / "demo" / "reid.safetensors").is_file()
     assert PersonSearch.load("demo").bundle.feature_dim == 3 * 256
 
-    weights = {name: (out / "model" / name).stat().st_mtime_ns for name in ("detector.safetensors", "reid.safetensors")}
+    weights = {
+        name: (out / "model" / name).stat().st_mtime_ns
+        for name in ("detector.safetensors", "reid.safetensors")
+    }
     again = run_demo(out, _tiny_settings(), console=Console(record=True), progress=False)
-    assert {name: (out / "model" / name).stat().st_mtime_ns for name in weights} == weights  # nothing retrained
+    assert {
+        name: (out / "model" / name).stat().st_mtime_ns for name in weights
+    } == weights  # nothing retrained
     assert again["indexed_people"] == 0  # the gallery is already indexed
     assert again["gt_boxes_mAP"] == summary["gt_boxes_mAP"] and again["search_mAP"] == summary["search_mAP"]
 
 
-def test_demo_with_a_given_model_trains_nothing(trained_demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_with_a_given_model_trains_nothing(
+    trained_demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without ``train`` the demo searches with the model it is given (the shipped one by
     default): data, index, scores and report only, and nothing is saved or trained."""
     root, _, _ = trained_demo
@@ -78,12 +100,16 @@ def test_demo_with_a_given_model_trains_nothing(trained_demo, tmp_path: Path, mo
     out = tmp_path / "demo"
     console = Console(record=True, width=400)
     model = root / "demo" / "model"
-    summary = run_demo(out, DemoSettings(preset="tiny", seed=1, model=str(model)), console=console, progress=False)
+    summary = run_demo(
+        out, DemoSettings(preset="tiny", seed=1, model=str(model)), console=console, progress=False
+    )
     assert not (out / "model").exists() and (out / "index").is_dir() and summary["model"] == str(model)
     assert "detector" not in summary["timings_s"] and summary["indexed_people"] > 0
     assert not (tmp_path / "cache" / "models").exists()  # nothing saved
     printed = console.export_text()
-    assert "1/3 synthetic benchmark" in printed and "engines: detector torch-fp32, re-id torch-fp32" in printed
+    assert (
+        "1/3 synthetic benchmark" in printed and "engines: detector torch-fp32, re-id torch-fp32" in printed
+    )
     assert json.loads((out / "search.json").read_text())["hits"] and summary["query_other_appearances"] >= 1
 
 
@@ -95,6 +121,11 @@ def test_the_showcase_searches_for_the_regular_with_their_clearest_picture():
     dataset = build_dataset(plan_benchmark(config, 4), Path("/unused"), "cuhk")
     query = showcase_query(dataset)
     assert query.pid == 1  # the regular: 7 appearances, everyone else at most 3
-    pictures = [(float(b[3] - b[1]), s.name) for s in dataset.gallery for b, p, h in zip(s.boxes, s.pids, s.hard, strict=True) if p == 1 and not h]
+    pictures = [
+        (float(b[3] - b[1]), s.name)
+        for s in dataset.gallery
+        for b, p, h in zip(s.boxes, s.pids, s.hard, strict=True)
+        if p == 1 and not h
+    ]
     assert (float(query.box[3] - query.box[1]), query.name) == max(pictures)
     assert sum(1 in s.pids for s in dataset.gallery if s.name != query.name) == 6

@@ -29,13 +29,18 @@ def scenes() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     images = [torch.rand(3, 120, 90, generator=generator), torch.rand(3, 100, 140, generator=generator)]
     targets = [
         {"boxes": torch.tensor([[10.0, 10.0, 40.0, 100.0]]), "labels": torch.tensor([1])},
-        {"boxes": torch.tensor([[5.0, 5.0, 30.0, 60.0], [50.0, 20.0, 80.0, 90.0]]), "labels": torch.tensor([1, 1])},
+        {
+            "boxes": torch.tensor([[5.0, 5.0, 30.0, 60.0], [50.0, 20.0, 80.0, 90.0]]),
+            "labels": torch.tensor([1, 1]),
+        },
     ]
     return images, targets
 
 
 def test_train_step_gives_four_losses_and_leaves_the_frozen_stem_unchanged() -> None:
-    detector = tiny(frozen_bn=False).train()  # trainable BN elsewhere: the stem must still keep its statistics
+    detector = tiny(
+        frozen_bn=False
+    ).train()  # trainable BN elsewhere: the stem must still keep its statistics
     stem = detector.backbone.body.stem
     stem_before = {k: v.clone() for k, v in stem.state_dict().items()}
     layer2_before = detector.backbone.body.layer2[0].conv[0][0].weight.clone()
@@ -61,21 +66,28 @@ def test_freeze_switches_choose_the_frozen_stages() -> None:
 def test_box_head_gets_the_14x14_crop_max_pooled_to_7x7() -> None:
     detector = tiny().eval()
     seen: dict[str, tuple[int, ...]] = {}
-    detector.roi_heads.box_roi_pool.pool.register_forward_pre_hook(lambda m, args: seen.update(crop=tuple(args[0].shape[1:])))
-    detector.roi_heads.box_head.register_forward_pre_hook(lambda m, args: seen.update(head=tuple(args[0].shape[1:])))
+    detector.roi_heads.box_roi_pool.pool.register_forward_pre_hook(
+        lambda m, args: seen.update(crop=tuple(args[0].shape[1:]))
+    )
+    detector.roi_heads.box_head.register_forward_pre_hook(
+        lambda m, args: seen.update(head=tuple(args[0].shape[1:]))
+    )
     with torch.no_grad():
         detector(scenes()[0])
     assert seen == {"crop": (24, 14, 14), "head": (24, 7, 7)}  # 24: the tiny backbone's stride-16 channels
 
     plain = tiny(roi_max_pool=False, roi_size=7).eval()
-    plain.roi_heads.box_head.register_forward_pre_hook(lambda m, args: seen.update(head=tuple(args[0].shape[1:])))
+    plain.roi_heads.box_head.register_forward_pre_hook(
+        lambda m, args: seen.update(head=tuple(args[0].shape[1:]))
+    )
     with torch.no_grad():
         plain(scenes()[0])
     assert seen["head"] == (24, 7, 7)
 
 
 def test_rpn_keeps_tiny_proposals_when_min_proposal_size_is_zero() -> None:
-    proposals = torch.tensor([[[10.0, 10.0, 10.0005, 50.0], [60.0, 10.0, 90.0, 90.0]]])  # 0.0005 px wide, and a person
+    # 0.0005 px wide, and a person
+    proposals = torch.tensor([[[10.0, 10.0, 10.0005, 50.0], [60.0, 10.0, 90.0, 90.0]]])
     objectness = torch.tensor([[5.0, 4.0]])
 
     def kept(min_proposal_size: float) -> int:
@@ -102,7 +114,11 @@ def test_eval_keeps_every_detection_above_the_score_threshold() -> None:
         torch.testing.assert_close(out["scores"], torch.full_like(out["scores"], math.e / (1 + math.e)))
         assert out["labels"].eq(1).all()
         height, width = image.shape[1:]
-        assert out["boxes"][:, [0, 1]].min() >= 0 and out["boxes"][:, 2].max() <= width and out["boxes"][:, 3].max() <= height
+        assert (
+            out["boxes"][:, [0, 1]].min() >= 0
+            and out["boxes"][:, 2].max() <= width
+            and out["boxes"][:, 3].max() <= height
+        )
     detector.roi_heads.score_thresh = 0.75
     with torch.no_grad():
         assert all(len(o["boxes"]) == 0 for o in detector(images))

@@ -14,7 +14,18 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, SimulatedKill, draw_scene, index_content, write_png, write_video  # noqa: E402
+from index_testkit import (  # noqa: E402
+    BLUE,
+    GREEN,
+    RED,
+    YELLOW,
+    ColourEngine,
+    SimulatedKill,
+    draw_scene,
+    index_content,
+    write_png,
+    write_video,
+)
 
 from personsearch.index import PersonIndex  # noqa: E402
 from personsearch.index.distributed import RaySettings, Slice, load_engine, machine_key, plan_units  # noqa: E402
@@ -71,14 +82,25 @@ def _single(directory: Path, footage: Path) -> Path:
 
 def _on_ray(directory: Path, footage: Path, factory=colour_engine, **settings) -> object:
     with PersonIndex.open(directory, ColourEngine(), create=True) as index:
-        return index.add_paths([footage], progress=False, batch_size=4, ray=RaySettings(workers=2, frames_per_unit=5, **settings), engine_factory=factory)
+        return index.add_paths(
+            [footage],
+            progress=False,
+            batch_size=4,
+            ray=RaySettings(workers=2, frames_per_unit=5, **settings),
+            engine_factory=factory,
+        )
 
 
 def test_units_follow_the_plan_and_batches(tmp_path: Path) -> None:
     footage = _footage(tmp_path / "footage")
     images = [Source(p, "image", 1, 1, "c") for p in sorted((footage / "cam1").glob("*.png"))]
     video = Source((footage / "cam3" / "walk.avi").resolve(), "video", 1, 1, "cam3")
-    units = plan_units([Planned(s, 0) for s in images] + [Planned(video, 7)], Sampling(stride=2), batch_size=4, frames_per_unit=5)
+    units = plan_units(
+        [Planned(s, 0) for s in images] + [Planned(video, 7)],
+        Sampling(stride=2),
+        batch_size=4,
+        frames_per_unit=5,
+    )
     assert [[s.source for s in u] for u in units[:2]] == [[0, 1, 2, 3], [4]]
     # the video resumes at frame 7 (first sampled: 8), 5 sampled frames = 10 frame numbers a slice
     assert units[2:] == [[Slice(5, 7, 17, False)], [Slice(5, 17, None, True)]]
@@ -89,7 +111,11 @@ def test_two_actors_build_the_single_process_index(tmp_path: Path, local_ray: No
     expected = index_content(_single(tmp_path / "single", footage))
     summary = _on_ray(tmp_path / "ray", footage)
     assert index_content(tmp_path / "ray") == expected
-    assert summary.sources_indexed == 10 and summary.frames_processed == 9 + 23 and summary.people_added == len(expected)
+    assert (
+        summary.sources_indexed == 10
+        and summary.frames_processed == 9 + 23
+        and summary.people_added == len(expected)
+    )
     with PersonIndex.open(tmp_path / "ray") as index:
         assert sum(source.complete for source in index.store.list_sources()[1]) == 10
     again = _on_ray(tmp_path / "ray", footage)  # incremental: nothing left to do
@@ -159,7 +185,9 @@ def test_the_shipped_model_on_the_tiny_preset_matches_single_process(tmp_path: P
         assert float(np.dot(a[5], b[5])) > 0.9999 and np.abs(np.subtract(a[5], b[5])).max() < 1e-3
 
 
-def test_actors_on_the_drivers_kind_of_machine_run_the_drivers_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_actors_on_the_drivers_kind_of_machine_run_the_drivers_engines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A local ``index --ray`` and a single-process ``index`` store the same boxes: an actor (one
     thread, so another engine-cache key) takes the engines its driver runs when the CPU and
     libraries are the same, chooses its own on another kind of node, and an engine asked for by
@@ -168,7 +196,9 @@ def test_actors_on_the_drivers_kind_of_machine_run_the_drivers_engines(monkeypat
     from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
 
     built: list[str | None] = []
-    monkeypatch.setattr(bundle_module, "ModelBundle", lambda path, device, engine, detector: built.append(engine))
+    monkeypatch.setattr(
+        bundle_module, "ModelBundle", lambda path, device, engine, detector: built.append(engine)
+    )
     chosen = "reid=ort-int8,detector=ort-fp32"
     load_engine(str(SHIPPED_MODEL), "cpu", "bundle", None, (machine_key(), chosen))
     load_engine(str(SHIPPED_MODEL), "cpu", "bundle", None, ({**machine_key(), "cpu": "another CPU"}, chosen))

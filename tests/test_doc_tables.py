@@ -15,7 +15,12 @@ SCRIPT = ROOT / "benchmarks" / "doc_tables.py"
 
 
 def _check(root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), "--check", "--root", str(root)], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def _copy_docs(tmp_path: Path) -> Path:
@@ -27,7 +32,9 @@ def _copy_docs(tmp_path: Path) -> Path:
 
 def test_every_table_matches_its_results_files() -> None:
     result = _check(ROOT)
-    assert result.returncode == 0, f"tables differ from their results files; run `python benchmarks/doc_tables.py`:\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"tables differ from their results files; run `python benchmarks/doc_tables.py`:\n{result.stderr}"
+    )
 
 
 def test_a_hand_edited_figure_fails_the_check(tmp_path: Path) -> None:
@@ -44,7 +51,9 @@ def test_a_hand_edited_figure_fails_the_check(tmp_path: Path) -> None:
     assert "readme-distributed" in result.stderr and "differs" in result.stderr
 
     # writing the tables puts the figure back
-    subprocess.run([sys.executable, str(SCRIPT), "--root", str(root)], capture_output=True, text=True, check=True)
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--root", str(root)], capture_output=True, text=True, check=True
+    )
     assert readme.read_text() == text
     assert _check(root).returncode == 0
 

@@ -32,14 +32,46 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     result = runner.invoke(app, ["make-synthetic", str(data), "--preset", "tiny", "--seed", "3"])
     assert result.exit_code == 0, result.output
     det_cfg = root / "det.yaml"
-    det_cfg.write_text("model:\n  backbone: mobilenet_v2_tiny\n  min_size: 600\n  score_thresh: 0.05\nepochs: 1\nbatch_size: 2\n")
+    det_cfg.write_text(
+        "model:\n  backbone: mobilenet_v2_tiny\n  min_size: 600\n  score_thresh: 0.05\n"
+        "epochs: 1\nbatch_size: 2\n"
+    )
     # nested settings from the command line (--set) win over the file
     sets = ["--set", "model.min_size=300", "--set", "model.max_size=400"]
-    result = runner.invoke(app, ["train-detector", "--out", str(model), "--config", str(det_cfg), "--dataset", str(data), "--pretrained", "none", *sets])
+    result = runner.invoke(
+        app,
+        [
+            "train-detector",
+            "--out",
+            str(model),
+            "--config",
+            str(det_cfg),
+            "--dataset",
+            str(data),
+            "--pretrained",
+            "none",
+            *sets,
+        ],
+    )
     assert result.exit_code == 0, result.output
     reid_cfg = root / "reid.yaml"
-    reid_cfg.write_text("model:\n  backbone: mobilenet_v2_tiny\n  input_size: [64, 32]\nepochs: 2\nbatch_size: 16\n")
-    result = runner.invoke(app, ["train-reid", "--out", str(model), "--config", str(reid_cfg), "--dataset", str(data), "--pretrained", "none"])
+    reid_cfg.write_text(
+        "model:\n  backbone: mobilenet_v2_tiny\n  input_size: [64, 32]\nepochs: 2\nbatch_size: 16\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "train-reid",
+            "--out",
+            str(model),
+            "--config",
+            str(reid_cfg),
+            "--dataset",
+            str(data),
+            "--pretrained",
+            "none",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return data, model
 
@@ -69,20 +101,37 @@ def test_bundle_round_trip_gives_identical_outputs(trained: tuple[Path, Path]) -
     torch.testing.assert_close(features.norm(dim=1), torch.ones(3))
 
 
-def test_a_bundle_with_settings_this_version_does_not_know_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_bundle_with_settings_this_version_does_not_know_is_refused(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
     _, model = trained
     copy = tmp_path / "bundle"
     shutil.copytree(model, copy)
     description = json.loads((copy / "reid.json").read_text())
     description["config"]["pyramid_levelz"] = 4  # a typo, or a setting of a newer version
     (copy / "reid.json").write_text(json.dumps(description))
-    with pytest.raises(ValueError, match=r"reid\.json: unknown setting\(s\) \['pyramid_levelz'\].*another version"):
+    with pytest.raises(
+        ValueError, match=r"reid\.json: unknown setting\(s\) \['pyramid_levelz'\].*another version"
+    ):
         load_component(copy, "reid")
 
 
 def test_evaluate_reports_every_protocol_part(trained: tuple[Path, Path]) -> None:
     data, model = trained
-    result = runner.invoke(app, ["evaluate", "--model", str(model), "--dataset", str(data), "--gallery-size", "50", "--json", str(data.parent / "eval.json")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(model),
+            "--dataset",
+            str(data),
+            "--gallery-size",
+            "50",
+            "--json",
+            str(data.parent / "eval.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((data.parent / "eval.json").read_text())
     assert set(report) == {"search", "search_gt_boxes", "detection", "timings_s"}
@@ -96,7 +145,9 @@ def test_oracle_round_trip_on_the_synthetic_benchmark_scores_perfectly(trained: 
     -> protocol: mAP = top-1 = 1 (every unlabelled person gets a dimension of its own)."""
     data, _ = trained
     dataset = load_dataset(data)
-    pids = sorted({int(p) for s in dataset.gallery for p in s.pids if p >= 0} | {q.pid for q in dataset.queries})
+    pids = sorted(
+        {int(p) for s in dataset.gallery for p in s.pids if p >= 0} | {q.pid for q in dataset.queries}
+    )
     unlabelled = sum(int((s.pids < 0).sum()) for s in dataset.gallery)
     dim = len(pids) + unlabelled
     next_free = iter(range(len(pids), dim))
@@ -107,7 +158,10 @@ def test_oracle_round_trip_on_the_synthetic_benchmark_scores_perfectly(trained: 
         return v
 
     dets = ground_truth_detections(dataset.gallery)
-    feats = [np.stack([one_hot(int(p)) for p in s.pids]) if len(s.pids) else np.zeros((0, dim), np.float32) for s in dataset.gallery]
+    feats = [
+        np.stack([one_hot(int(p)) for p in s.pids]) if len(s.pids) else np.zeros((0, dim), np.float32)
+        for s in dataset.gallery
+    ]
     queries = np.stack([one_hot(q.pid) for q in dataset.queries])
     result = evaluate_search(dataset, dets, feats, queries, gallery_size=50)
     assert result.mAP == pytest.approx(1.0)
@@ -160,7 +214,10 @@ def test_cli_search_prints_hits_and_writes_reports(trained: tuple[Path, Path], t
     data, model = trained
     dataset = load_dataset(data)
     index = tmp_path / "index"
-    result = runner.invoke(app, ["index", *[str(s.path) for s in dataset.gallery[:4]], "--index", str(index), "--model", str(model)])
+    result = runner.invoke(
+        app,
+        ["index", *[str(s.path) for s in dataset.gallery[:4]], "--index", str(index), "--model", str(model)],
+    )
     assert result.exit_code == 0, result.output
     scene = dataset.gallery[1]
     box = ",".join(f"{v:.0f}" for v in scene.boxes[0])
@@ -187,5 +244,18 @@ def test_cli_search_prints_hits_and_writes_reports(trained: tuple[Path, Path], t
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "hits.json").read_text())["schema_version"] == 2
     assert (tmp_path / "hits.html").is_file()
-    result = runner.invoke(app, ["search", "--index", str(index), "--query", str(scene.path), "--box", "1,2,3", "--model", str(model)])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(index),
+            "--query",
+            str(scene.path),
+            "--box",
+            "1,2,3",
+            "--model",
+            str(model),
+        ],
+    )
     assert result.exit_code != 0 and "x1,y1,x2,y2" in result.output

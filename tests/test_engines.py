@@ -37,13 +37,22 @@ def _randomise_batchnorm(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 def tiny_reid(seed: int = 0) -> tuple[torch.nn.Module, ReIDConfig]:
     torch.manual_seed(seed)
-    config = ReIDConfig(num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16)
+    config = ReIDConfig(
+        num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16
+    )
     return _randomise_batchnorm(build_reid(config), seed), config
 
 
 def tiny_detector(seed: int = 0) -> tuple[torch.nn.Module, DetectorConfig]:
     torch.manual_seed(seed)
-    config = DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=160, max_size=224, score_thresh=0.0, detections_per_img=50)
+    config = DetectorConfig(
+        backbone="mobilenet_v2_tiny",
+        pretrained=False,
+        min_size=160,
+        max_size=224,
+        score_thresh=0.0,
+        detections_per_img=50,
+    )
     return build_detector(config).eval(), config
 
 
@@ -89,11 +98,19 @@ def test_graph_detector_roi_pool_and_box_head_match_pytorch(tmp_path: Path) -> N
     model, _ = tiny_detector()
     runner = engines.graph_detector(model, engines.export_detector(model, tmp_path))
     pool, head = model.roi_heads.box_roi_pool, model.roi_heads.box_head
-    features = {pool.featmap_names[0]: torch.rand(1, model.backbone.out_channels, 10, 14, generator=torch.Generator().manual_seed(1))}
-    boxes = [torch.tensor([[4.0, 8.0, 60.0, 150.0], [100.0, 20.0, 130.0, 90.0], [-30.0, -20.0, 400.0, 300.0]])]
+    features = {
+        pool.featmap_names[0]: torch.rand(
+            1, model.backbone.out_channels, 10, 14, generator=torch.Generator().manual_seed(1)
+        )
+    }
+    boxes = [
+        torch.tensor([[4.0, 8.0, 60.0, 150.0], [100.0, 20.0, 130.0, 90.0], [-30.0, -20.0, 400.0, 300.0]])
+    ]
     with torch.no_grad():
         crops = pool(features, boxes, [(160, 224)])
-        torch.testing.assert_close(runner.roi_heads.box_roi_pool(features, boxes, [(160, 224)]), crops, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            runner.roi_heads.box_roi_pool(features, boxes, [(160, 224)]), crops, atol=1e-5, rtol=1e-5
+        )
         torch.testing.assert_close(runner.roi_heads.box_head(crops), head(crops), atol=1e-4, rtol=1e-4)
         # no proposal at all: PyTorch's head (a graph cannot take an empty batch)
         empty = runner.roi_heads.box_roi_pool(features, [torch.zeros(0, 4)], [(160, 224)])
@@ -114,15 +131,26 @@ def test_openvino_runs_the_exported_networks_like_pytorch(tmp_path: Path) -> Non
     detector, _ = tiny_detector()
     head = engines.export_detector(detector, tmp_path)[2]
     pool = detector.roi_heads.box_roi_pool
-    crop_batch = pool.pool(torch.rand(5, detector.backbone.out_channels, *pool.output_size, generator=torch.Generator().manual_seed(4)))
+    crop_batch = pool.pool(
+        torch.rand(
+            5, detector.backbone.out_channels, *pool.output_size, generator=torch.Generator().manual_seed(4)
+        )
+    )
     with torch.no_grad():
-        torch.testing.assert_close(engines.OvModule(head, "f32")(crop_batch), detector.roi_heads.box_head(crop_batch), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            engines.OvModule(head, "f32")(crop_batch),
+            detector.roi_heads.box_head(crop_batch),
+            atol=1e-4,
+            rtol=1e-4,
+        )
     if engines.unavailable("ov-bf16") is None:
         bf16 = engines.graph_reid(path, "ov-bf16")(crops)
         assert torch.nn.functional.cosine_similarity(bf16, expected).min() > 0.99
 
 
-def test_export_command_writes_onnx_or_openvino_files_that_give_pytorch_features(bundle_dir: Path, tmp_path: Path) -> None:
+def test_export_command_writes_onnx_or_openvino_files_that_give_pytorch_features(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from personsearch.interfaces.cli import app
@@ -130,27 +158,44 @@ def test_export_command_writes_onnx_or_openvino_files_that_give_pytorch_features
     runner = CliRunner()
     result = runner.invoke(app, ["export", str(tmp_path / "onnx"), "--model", str(bundle_dir), "--no-int8"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(["reid.onnx", *engines.DETECTOR_PARTS])
-    result = runner.invoke(app, ["export", str(tmp_path / "ir"), "--model", str(bundle_dir), "--format", "tflite"])
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(
+        ["reid.onnx", *engines.DETECTOR_PARTS]
+    )
+    result = runner.invoke(
+        app, ["export", str(tmp_path / "ir"), "--model", str(bundle_dir), "--format", "tflite"]
+    )
     assert result.exit_code != 0 and "use onnx or openvino" in result.output
     pytest.importorskip("openvino")  # the ONNX half above ran either way
-    result = runner.invoke(app, ["export", str(tmp_path / "ir"), "--model", str(bundle_dir), "--format", "openvino", "--no-int8"])
+    result = runner.invoke(
+        app, ["export", str(tmp_path / "ir"), "--model", str(bundle_dir), "--format", "openvino", "--no-int8"]
+    )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "ir").glob("*.xml")) == sorted(["reid.xml", *(Path(n).with_suffix(".xml").name for n in engines.DETECTOR_PARTS)])
+    assert sorted(p.name for p in (tmp_path / "ir").glob("*.xml")) == sorted(
+        ["reid.xml", *(Path(n).with_suffix(".xml").name for n in engines.DETECTOR_PARTS)]
+    )
     assert not list((tmp_path / "ir").glob("*.onnx"))
     model, config = tiny_reid()
     crops = torch.randn(3, 3, *config.input_size, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
-        torch.testing.assert_close(engines.OvModule(tmp_path / "ir" / "reid.xml", "f32")(crops), model(crops), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            engines.OvModule(tmp_path / "ir" / "reid.xml", "f32")(crops), model(crops), atol=1e-4, rtol=1e-4
+        )
 
 
-def test_without_openvino_its_engine_says_how_to_get_it(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_openvino_its_engine_says_how_to_get_it(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)
     monkeypatch.setattr(engines, "native_bf16", lambda device: True)  # the reason must be the missing package
     assert "pip install openvino" in engines.unavailable("ov-bf16")
-    choice = ModelBundle(bundle_dir, engine="torch-fp32").measure_engines(("torch-fp32", "ov-bf16"), save=False)
+    choice = ModelBundle(bundle_dir, engine="torch-fp32").measure_engines(
+        ("torch-fp32", "ov-bf16"), save=False
+    )
     refused = {(m.network, m.engine): m.note for m in choice.measurements if not m.accepted}
-    assert "not installed" in refused[("reid", "ov-bf16")] and (choice.reid, choice.detector) == ("torch-fp32", "torch-fp32")
+    assert "not installed" in refused[("reid", "ov-bf16")] and (choice.reid, choice.detector) == (
+        "torch-fp32",
+        "torch-fp32",
+    )
 
 
 def test_int8_quantisation_writes_a_quantised_network_that_runs(tmp_path: Path) -> None:
@@ -166,14 +211,20 @@ def test_int8_quantisation_writes_a_quantised_network_that_runs(tmp_path: Path) 
     assert features.shape == (4, model.feature_dim) and torch.isfinite(features).all()
     # mixed precision: a named convolution stays fp32 (its weight is not dequantised), the rest int8
     first = next(node.name for node in onnx.load(str(fp32)).graph.node if node.op_type == "Conv")
-    mixed = onnx.load(str(engines.quantize_int8(fp32, tmp_path / "mixed.onnx", calibration, keep_fp32=[first])))
+    mixed = onnx.load(
+        str(engines.quantize_int8(fp32, tmp_path / "mixed.onnx", calibration, keep_fp32=[first]))
+    )
     made_by = {out: node.op_type for node in mixed.graph.node for out in node.output}
     convs = {node.name: node for node in mixed.graph.node if node.op_type == "Conv"}
     assert made_by.get(convs[first].input[1]) != "DequantizeLinear"
-    assert any(made_by.get(node.input[1]) == "DequantizeLinear" for name, node in convs.items() if name != first)
+    assert any(
+        made_by.get(node.input[1]) == "DequantizeLinear" for name, node in convs.items() if name != first
+    )
 
 
-def test_reid_int8_engine_quantises_the_backbone_on_a_7_bit_grid_and_keeps_the_heads_fp32(tmp_path: Path) -> None:
+def test_reid_int8_engine_quantises_the_backbone_on_a_7_bit_grid_and_keeps_the_heads_fp32(
+    tmp_path: Path,
+) -> None:
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
@@ -187,10 +238,14 @@ def test_reid_int8_engine_quantises_the_backbone_on_a_7_bit_grid_and_keeps_the_h
     assert convs and all(made_by[node.input[1]].op_type == "DequantizeLinear" for node in convs)
     for node in convs:
         weights = constants[made_by[node.input[1]].input[0]]
-        assert weights.dtype == np.int8 and np.abs(weights.astype(int)).max() <= 64  # 7-bit: no u8 x s8 saturation on AVX2
+        # 7-bit: no u8 x s8 saturation on AVX2
+        assert weights.dtype == np.int8 and np.abs(weights.astype(int)).max() <= 64
     gemms = [node for node in graph.node if node.op_type == "Gemm"]
-    assert gemms and all(node.input[1] in constants and constants[node.input[1]].dtype == np.float32 for node in gemms)
-    assert all(made_by[node.input[0]].op_type != "DequantizeLinear" for node in gemms)  # nor are their inputs rounded
+    assert gemms and all(
+        node.input[1] in constants and constants[node.input[1]].dtype == np.float32 for node in gemms
+    )
+    # nor are their inputs rounded
+    assert all(made_by[node.input[0]].op_type != "DequantizeLinear" for node in gemms)
 
 
 def test_int8_box_head_engine_quantises_only_the_box_head_with_s8_weights(tmp_path: Path) -> None:
@@ -214,7 +269,9 @@ def test_int8_box_head_engine_quantises_only_the_box_head_with_s8_weights(tmp_pa
     assert convs and all(made_by[node.input[1]].op_type == "DequantizeLinear" for node in convs)
     weights = [constants[made_by[node.input[1]].input[0]] for node in convs]
     # s8 on the full grid: 8-bit values, not the 7-bit grid of the re-id engine
-    assert {w.dtype for w in weights} == {np.dtype(np.int8)} and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) == 127
+    assert {w.dtype for w in weights} == {np.dtype(np.int8)} and max(
+        int(np.abs(w.astype(np.int16)).max()) for w in weights
+    ) == 127
     for part in engines.DETECTOR_PARTS[:2]:  # the trunk and the RPN head stay fp32
         assert "QuantizeLinear" not in {node.op_type for node in onnx.load(str(tmp_path / part)).graph.node}
 
@@ -248,7 +305,9 @@ class Projection(torch.nn.Module):
 def test_chooser_refuses_an_engine_whose_features_disagree_with_fp32() -> None:
     model = Projection()
     batch = torch.randn(16, 3, 16, 8, generator=torch.Generator().manual_seed(1))
-    results = engine_choice.measure_reid(_reid_factory(model, {"torch-fp32-cl"}), ["torch-fp32-cl", "ort-fp32"], batch)
+    results = engine_choice.measure_reid(
+        _reid_factory(model, {"torch-fp32-cl"}), ["torch-fp32-cl", "ort-fp32"], batch
+    )
     by_name = {m.engine: m for m in results}
     assert by_name["torch-fp32"].accepted and by_name["ort-fp32"].accepted
     assert not by_name["torch-fp32-cl"].accepted and by_name["torch-fp32-cl"].agreement["cos_median"] < 0.99
@@ -262,7 +321,8 @@ def test_a_first_use_checks_engines_fastest_first_only_until_one_agrees() -> Non
     model = Projection()
     batch = torch.randn(64, 3, 16, 8, generator=torch.Generator().manual_seed(1))
     run = engines.torch_reid(model, "torch-fp32", torch.device("cpu"))
-    delay = {"torch-fp32": 0.04, "torch-fp32-cl": 0.0, "ort-int8": 0.005, "ort-fp32": 0.02}  # seconds per call: the speed order
+    # seconds per call: the speed order
+    delay = {"torch-fp32": 0.04, "torch-fp32-cl": 0.0, "ort-int8": 0.005, "ort-fp32": 0.02}
     checked: list[str] = []
 
     def factory(name: str) -> engines.ReIDRun:
@@ -286,7 +346,11 @@ def test_a_first_use_checks_engines_fastest_first_only_until_one_agrees() -> Non
     assert "not checked: slower than ort-int8" in table and "not checked: not checked" not in table
     checked.clear()
     full = {m.engine: m for m in engine_choice.measure_reid(factory, candidates, batch)}
-    assert sorted(checked) == sorted(["torch-fp32", *candidates]) and full["ort-fp32"].accepted and full["ort-fp32"].checked
+    assert (
+        sorted(checked) == sorted(["torch-fp32", *candidates])
+        and full["ort-fp32"].accepted
+        and full["ort-fp32"].checked
+    )
 
 
 def test_a_reduced_precision_engine_must_be_clearly_faster_than_fp32_to_be_chosen() -> None:
@@ -309,16 +373,43 @@ def test_a_reduced_precision_engine_must_be_clearly_faster_than_fp32_to_be_chose
 
     close = {
         m.engine: m
-        for m in engine_choice.measure_reid(factory_for({"torch-fp32": 0.06, "ort-fp32": 0.03, "ort-int8": 0.0285}), ["ort-fp32", "ort-int8"], batch, lazy=True)
+        for m in engine_choice.measure_reid(
+            factory_for({"torch-fp32": 0.06, "ort-fp32": 0.03, "ort-int8": 0.0285}),
+            ["ort-fp32", "ort-int8"],
+            batch,
+            lazy=True,
+        )
     }
     assert close["ort-int8"].per_s > close["ort-fp32"].per_s  # faster, but by less than the gain asked
     assert engine_choice.pick(list(close.values()), "reid") == "ort-fp32"
-    assert not close["ort-int8"].checked and close["ort-int8"].note == "reduced precision, not 10% faster than ort-fp32, which agrees with fp32"
-    clear = engine_choice.measure_reid(factory_for({"torch-fp32": 0.06, "ort-fp32": 0.03, "ort-int8": 0.024}), ["ort-fp32", "ort-int8"], batch, lazy=True)
+    assert (
+        not close["ort-int8"].checked
+        and close["ort-int8"].note
+        == "reduced precision, not 10% faster than ort-fp32, which agrees with fp32"
+    )
+    clear = engine_choice.measure_reid(
+        factory_for({"torch-fp32": 0.06, "ort-fp32": 0.03, "ort-int8": 0.024}),
+        ["ort-fp32", "ort-int8"],
+        batch,
+        lazy=True,
+    )
     assert engine_choice.pick(clear, "reid") == "ort-int8"
-    made_up = [engine_choice.Measurement("torch-fp32", "detector", 1.0, True), engine_choice.Measurement("torch-fp32-cl", "detector", 2.0, True)]
-    assert engine_choice.pick([*made_up, engine_choice.Measurement("ov-bf16-head", "detector", 2.1, True)], "detector") == "torch-fp32-cl"
-    assert engine_choice.pick([*made_up, engine_choice.Measurement("ov-bf16-head", "detector", 2.3, True)], "detector") == "ov-bf16-head"
+    made_up = [
+        engine_choice.Measurement("torch-fp32", "detector", 1.0, True),
+        engine_choice.Measurement("torch-fp32-cl", "detector", 2.0, True),
+    ]
+    assert (
+        engine_choice.pick(
+            [*made_up, engine_choice.Measurement("ov-bf16-head", "detector", 2.1, True)], "detector"
+        )
+        == "torch-fp32-cl"
+    )
+    assert (
+        engine_choice.pick(
+            [*made_up, engine_choice.Measurement("ov-bf16-head", "detector", 2.3, True)], "detector"
+        )
+        == "ov-bf16-head"
+    )
 
 
 def test_chooser_refuses_a_detector_engine_that_moves_boxes() -> None:
@@ -346,12 +437,16 @@ def test_agreement_measures_on_hand_made_cases() -> None:
     moved = boxes.copy()
     moved[1, :4] += [0, 0, 0, 1]  # IoU 40/41 = 0.976: still a match
     agreement = engine_choice.detection_agreement([boxes], [moved])
-    assert agreement["matched"] == 1.0 and agreement["count_ratio"] == 1.0 and agreement["max_shift_px"] == 1.0
+    assert (
+        agreement["matched"] == 1.0 and agreement["count_ratio"] == 1.0 and agreement["max_shift_px"] == 1.0
+    )
     lost = engine_choice.detection_agreement([boxes], [boxes[:1]])
     assert lost["matched"] == 0.5 and lost["count_ratio"] == 0.5 and not engine_choice.detections_agree(lost)
 
 
-def test_auto_choice_is_measured_once_cached_and_follows_the_model(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_choice_is_measured_once_cached_and_follows_the_model(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="personsearch.models.bundle")
     calls: list[str] = []
     real = ModelBundle.measure_engines
@@ -363,14 +458,18 @@ def test_auto_choice_is_measured_once_cached_and_follows_the_model(bundle_dir: P
     monkeypatch.setattr(ModelBundle, "measure_engines", counted)
     first = ModelBundle(bundle_dir, engine="auto")
     assert len(calls) == 1 and not first.engine_choice.from_cache
-    assert "first use of this model on this machine: timing its inference engines" in caplog.text  # the pause is explained
+    # the pause is explained
+    assert "first use of this model on this machine: timing its inference engines" in caplog.text
     caplog.clear()
     networks = {(m.network, m.engine) for m in first.engine_choice.measurements}
     assert ("reid", "torch-fp32") in networks and ("detector", "torch-fp32") in networks
     assert "engines: detector" in first.engine_choice.summary()
     again = ModelBundle(bundle_dir, engine="auto")
     assert len(calls) == 1 and again.engine_choice.from_cache and "first use" not in caplog.text
-    assert (again.engine_choice.reid, again.engine_choice.detector) == (first.engine_choice.reid, first.engine_choice.detector)
+    assert (again.engine_choice.reid, again.engine_choice.detector) == (
+        first.engine_choice.reid,
+        first.engine_choice.detector,
+    )
     # New weights: a new model digest, so the old measurement does not apply.
     reid, reid_cfg = tiny_reid(seed=1)
     save_component(bundle_dir, "reid", reid, reid_cfg, {})
@@ -383,7 +482,9 @@ def test_auto_choice_is_measured_once_cached_and_follows_the_model(bundle_dir: P
     assert (changed.embed(image, boxes) * fp32.embed(image, boxes)).sum(axis=1).min() > 0.97
 
 
-def test_info_says_which_cached_choices_hold_on_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_info_says_which_cached_choices_hold_on_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Choices measured under another engines revision or malloc tuning sit in the same cache
     and print alike; info names what differs, so a user knows which one runs here."""
     from typer.testing import CliRunner
@@ -392,22 +493,36 @@ def test_info_says_which_cached_choices_hold_on_this_machine(tmp_path: Path, mon
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     here = engine_choice.cpu_signature()
-    engine_choice.save_choice("model-a", engine_choice.EngineChoice("ort-fp32", "ort-int8-head", signature=here))
-    engine_choice.save_choice("model-b", engine_choice.EngineChoice("torch-fp32", "torch-fp32", signature={**here, "engines_revision": 1, "threads": 64}))
+    engine_choice.save_choice(
+        "model-a", engine_choice.EngineChoice("ort-fp32", "ort-int8-head", signature=here)
+    )
+    engine_choice.save_choice(
+        "model-b",
+        engine_choice.EngineChoice(
+            "torch-fp32", "torch-fp32", signature={**here, "engines_revision": 1, "threads": 64}
+        ),
+    )
     result = CliRunner().invoke(app, ["info"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "model model-a: detector ort-int8-head, re-id ort-fp32 (this machine)" in result.output
-    assert "model model-b: detector torch-fp32, re-id torch-fp32 (measured with another engines_revision, threads)" in result.output
+    assert (
+        "model model-b: detector torch-fp32, re-id torch-fp32 "
+        "(measured with another engines_revision, threads)" in result.output
+    )
 
 
-def test_cpu_signature_change_means_a_new_measurement(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_signature_change_means_a_new_measurement(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ModelBundle(bundle_dir, engine="auto")
     assert ModelBundle(bundle_dir, engine="auto").engine_choice.from_cache
     monkeypatch.setattr(engine_choice, "cpu_signature", lambda: {"cpu": "another", "threads": 64})
     assert engine_choice.load_cached_choice(ModelBundle(bundle_dir, engine="torch-fp32").weights_id) is None
 
 
-def test_a_gpu_measures_its_own_choice_under_its_own_signature(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gpu_measures_its_own_choice_under_its_own_signature(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On a GPU, ``auto`` measures too (the PyTorch engines: mixed precision is kept only where it
     agrees with fp32, as on a CPU), and the choice is cached for that GPU, apart from the CPU's."""
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA Test GPU")
@@ -415,7 +530,10 @@ def test_a_gpu_measures_its_own_choice_under_its_own_signature(bundle_dir: Path,
     gpu, cpu = engine_choice.signature_for("cuda"), engine_choice.signature_for("cpu")
     assert gpu["gpu"] == "NVIDIA Test GPU" and "gpu" not in cpu
     assert engine_choice.choice_path("m", gpu) != engine_choice.choice_path("m", cpu)
-    assert "GPU NVIDIA Test GPU" in engine_choice.EngineChoice("torch-fp32", "torch-fp32", signature=gpu).summary()
+    assert (
+        "GPU NVIDIA Test GPU"
+        in engine_choice.EngineChoice("torch-fp32", "torch-fp32", signature=gpu).summary()
+    )
 
     bundle = ModelBundle(bundle_dir, engine="torch-fp32")
     assert engine_choice.load_cached_choice(bundle.weights_id, "cpu") is None
@@ -423,13 +541,16 @@ def test_a_gpu_measures_its_own_choice_under_its_own_signature(bundle_dir: Path,
 
     def measure(self: ModelBundle, lazy: bool = False, **_: object) -> engine_choice.EngineChoice:
         measured.append(lazy)  # a GPU's runners cannot be built here: the choice itself is stood in for
-        choice = engine_choice.EngineChoice("torch-fp32-cl", "torch-fp32", [engine_choice.Measurement("torch-fp32", "reid", 1.0)], gpu)
+        choice = engine_choice.EngineChoice(
+            "torch-fp32-cl", "torch-fp32", [engine_choice.Measurement("torch-fp32", "reid", 1.0)], gpu
+        )
         engine_choice.save_choice(self.weights_id, choice)
         return choice
 
     monkeypatch.setattr(ModelBundle, "measure_engines", measure)
     bundle.device = torch.device("cuda")
-    assert (bundle._choose("auto").reid, measured) == ("torch-fp32-cl", [True])  # measured, not forced to mixed precision
+    # measured, not forced to mixed precision
+    assert (bundle._choose("auto").reid, measured) == ("torch-fp32-cl", [True])
     assert bundle._choose("auto").from_cache and measured == [True]
     assert engine_choice.load_cached_choice(bundle.weights_id, "cuda") is not None
     assert engine_choice.load_cached_choice(bundle.weights_id, "cpu") is None  # the CPU measures its own
@@ -443,7 +564,9 @@ def test_a_gpu_measures_its_own_choice_under_its_own_signature(bundle_dir: Path,
         ("cuda", "'cuda': PyTorch sees no CUDA GPU on this machine; use cpu"),
     ],
 )
-def test_a_device_this_machine_lacks_is_a_clear_error(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, device: str, message: str) -> None:
+def test_a_device_this_machine_lacks_is_a_clear_error(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, device: str, message: str
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match=re.escape(message)):
         ModelBundle(bundle_dir, device=device)
@@ -461,10 +584,14 @@ def test_forced_engines_and_bad_names(bundle_dir: Path) -> None:
         ModelBundle(bundle_dir, engine="fastest")
     bundle = ModelBundle(bundle_dir, engine="reid=ort-fp32,detector=ort-fp32")
     assert (bundle.engine_choice.reid, bundle.engine_choice.detector) == ("ort-fp32", "ort-fp32")
-    assert sorted(p.name for p in bundle.engine_dir.glob("*.onnx")) == sorted([*engines.DETECTOR_PARTS, "reid-fp32.onnx"])
+    assert sorted(p.name for p in bundle.engine_dir.glob("*.onnx")) == sorted(
+        [*engines.DETECTOR_PARTS, "reid-fp32.onnx"]
+    )
 
 
-def test_without_onnxruntime_the_torch_engines_still_run(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_onnxruntime_the_torch_engines_still_run(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails, as when it is not installed
     assert "not installed" in engines.unavailable("ort-fp32")
     bundle = ModelBundle(bundle_dir, engine="torch-fp32")
@@ -485,5 +612,10 @@ def test_avx2_machines_get_no_bf16_autocast() -> None:
         "assert 'no native bf16' in engines.unavailable('ov-bf16')\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env={"ATEN_CPU_CAPABILITY": "avx2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"ATEN_CPU_CAPABILITY": "avx2", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -57,7 +57,10 @@ def vtest_frame_or_skip(frame: int) -> np.ndarray:
             capture.release()
             if ok:
                 return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    _skip_unless_required("vtest.avi not found: get it as docs/real-footage.md says and set PERSONSEARCH_VTEST=/path/to/vtest.avi")
+    _skip_unless_required(
+        "vtest.avi not found: get it as docs/real-footage.md says and set "
+        "PERSONSEARCH_VTEST=/path/to/vtest.avi"
+    )
 
 
 # --- box geometry -------------------------------------------------------------------------------
@@ -127,7 +130,8 @@ def test_cut_graph_keeps_only_what_the_outputs_need_from_a_float_input() -> None
     )
     graph_def, _ = tf_graph_messages()
     cut = graph_def.FromString(cut_graph(graph, "input", ("out",)))
-    assert [n.name for n in cut.node] == ["input", "w", "conv", "w/read", "out"]  # original order, new input first
+    # original order, new input first
+    assert [n.name for n in cut.node] == ["input", "w", "conv", "w/read", "out"]
     assert cut.node[0].op == "Placeholder" and cut.node[0].attr["dtype"].type == TF_DT_FLOAT
     assert list(cut.node[2].input) == ["input", "w/read:0"]
     assert cut.node[1].attr["value"].SerializeToString() == tensor  # the weights, untouched
@@ -146,16 +150,20 @@ def test_ssd_anchors_match_the_tf_object_detection_layout() -> None:
     assert anchors.shape == (19 * 19 * 3 + (100 + 25 + 9 + 4 + 1) * 6, 4) == (1917, 4)
     c = 0.5 / 19
     np.testing.assert_allclose(anchors[0], [c, c, 0.1, 0.1], rtol=1e-6)  # lowest layer: (0.1, 1:1) first
-    np.testing.assert_allclose(anchors[1], [c, c, 0.2 / np.sqrt(2), 0.2 * np.sqrt(2)], rtol=1e-6)  # (0.2, 2:1) is wide
-    np.testing.assert_allclose(anchors[3, :2], [c, 1.5 / 19], rtol=1e-6)  # next anchor cell is one column right
-    np.testing.assert_allclose(anchors[-1], [0.5, 0.5, np.sqrt(0.95), np.sqrt(0.95)], rtol=1e-6)  # interpolated 1:1
+    # (0.2, 2:1) is wide
+    np.testing.assert_allclose(anchors[1], [c, c, 0.2 / np.sqrt(2), 0.2 * np.sqrt(2)], rtol=1e-6)
+    # next anchor cell is one column right
+    np.testing.assert_allclose(anchors[3, :2], [c, 1.5 / 19], rtol=1e-6)
+    # interpolated 1:1
+    np.testing.assert_allclose(anchors[-1], [0.5, 0.5, np.sqrt(0.95), np.sqrt(0.95)], rtol=1e-6)
     np.testing.assert_allclose(anchors[-6], [0.5, 0.5, 0.95, 0.95], rtol=1e-6)
 
 
 def test_decode_ssd_boxes_inverts_the_faster_rcnn_box_coder() -> None:
     anchors = np.array([[0.5, 0.25, 0.2, 0.1]], dtype=np.float32)  # yc, xc, h, w
     np.testing.assert_allclose(decode_ssd_boxes(np.zeros((1, 4)), anchors), [[0.2, 0.4, 0.3, 0.6]], rtol=1e-6)
-    moved = decode_ssd_boxes(np.array([[10 * 0.5, 0, 5 * np.log(2), 0]]), anchors)  # down by half a height, twice as tall
+    # down by half a height, twice as tall
+    moved = decode_ssd_boxes(np.array([[10 * 0.5, 0, 5 * np.log(2), 0]]), anchors)
     np.testing.assert_allclose(moved, [[0.2, 0.4, 0.3, 0.8]], rtol=1e-6)
 
 
@@ -175,7 +183,9 @@ def _ssdlite_or_skip() -> SSDLitePersonDetector:
     try:
         path = resolve_weights(SSDLITE_WEIGHTS.name, download=False)
     except OSError as err:
-        _skip_unless_required(f"SSDLite graph not cached (get it with resolve_weights({SSDLITE_WEIGHTS.name!r})): {err}")
+        _skip_unless_required(
+            f"SSDLite graph not cached (get it with resolve_weights({SSDLITE_WEIGHTS.name!r})): {err}"
+        )
     return SSDLitePersonDetector(weights=path)
 
 
@@ -204,21 +214,31 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle")
     det_cfg = DetectorConfig(backbone="mobilenet_v2_tiny", pretrained=False, min_size=128, max_size=160)
     save_component(out, "detector", build_detector(det_cfg), det_cfg, {})
-    reid_cfg = ReIDConfig(num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16)
+    reid_cfg = ReIDConfig(
+        num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16
+    )
     save_component(out, "reid", build_reid(reid_cfg), reid_cfg, {})
     return out
 
 
-def test_bundle_detector_option_swaps_detection_and_marks_the_model_id(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bundle_detector_option_swaps_detection_and_marks_the_model_id(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     own = ModelBundle(tiny_bundle, engine="torch-fp32")
     hog = ModelBundle(tiny_bundle, engine="torch-fp32", detector="hog")
     assert hog.model_id == own.model_id + ":hog" and ":" not in own.model_id
     image = np.zeros((96, 64, 3), dtype=np.uint8)
     calls: list[int] = []
-    monkeypatch.setattr(HOGPersonDetector, "detect", lambda self, images: calls.append(len(images)) or [np.zeros((0, 5), np.float32)])
+    monkeypatch.setattr(
+        HOGPersonDetector,
+        "detect",
+        lambda self, images: calls.append(len(images)) or [np.zeros((0, 5), np.float32)],
+    )
     assert hog.detect([image])[0].shape == (0, 5) and calls == [1]
     features = hog.embed(image, np.array([[0, 0, 32, 64]], dtype=np.float32))
-    np.testing.assert_allclose(features, own.embed(image, np.array([[0, 0, 32, 64]], dtype=np.float32)), atol=1e-6)
+    np.testing.assert_allclose(
+        features, own.embed(image, np.array([[0, 0, 32, 64]], dtype=np.float32)), atol=1e-6
+    )
     with pytest.raises(ValueError, match="unknown detector 'nope'"):
         ModelBundle(tiny_bundle, detector="nope")
 
@@ -236,7 +256,10 @@ def test_an_index_built_with_one_detector_names_it_when_another_is_used(tmp_path
     store = IndexStore.create(tmp_path / "index", "abc123:hog", 4)
     try:
         check_model(store, Engine("abc123:hog"))
-        with pytest.raises(ModelMismatchError, match="built with the detector 'hog', but 'bundle' is in use: pass --detector hog"):
+        with pytest.raises(
+            ModelMismatchError,
+            match="built with the detector 'hog', but 'bundle' is in use: pass --detector hog",
+        ):
             check_model(store, Engine("abc123"))
         with pytest.raises(ModelMismatchError, match="Features of different models"):
             check_model(store, Engine("fff999:hog"))

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from personsearch.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, ImageReadError, decode_image, encode_jpeg, read_image
+from personsearch.data.images import (
+    DEFAULT_MAX_PIXELS,
+    MAX_PIXELS_ENV,
+    ImageReadError,
+    decode_image,
+    encode_jpeg,
+    read_image,
+)
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
@@ -20,7 +27,12 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -56,7 +68,10 @@ def test_missing_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
 def test_oversized_image_is_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bomb = _png_header_only(tmp_path / "bomb.png", 9000, 8000)  # 72 Mpx claimed by a ~100-byte file
     assert bomb.stat().st_size < 200
-    with pytest.raises(ImageReadError, match=r"bomb\.png: image is 9000x8000 = 72,000,000 pixels, over the limit of 64,000,000"):
+    with pytest.raises(
+        ImageReadError,
+        match=r"bomb\.png: image is 9000x8000 = 72,000,000 pixels, over the limit of 64,000,000",
+    ):
         read_image(bomb)
     Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "small.png")
     with pytest.raises(ImageReadError, match="over the limit of 5,000"):

@@ -10,7 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, SimulatedKill, colour_feature, draw_scene, index_content, write_png, write_video
+from index_testkit import (
+    BLUE,
+    GREEN,
+    RED,
+    YELLOW,
+    ColourEngine,
+    SimulatedKill,
+    colour_feature,
+    draw_scene,
+    index_content,
+    write_png,
+    write_video,
+)
 
 from personsearch.index import (
     IndexBusyError,
@@ -50,26 +62,47 @@ def _build(directory: Path, paths: list[Path], engine: ColourEngine | None = Non
 def test_search_ranks_by_cosine_with_hand_computed_scores(tmp_path: Path) -> None:
     files = _gallery(tmp_path / "g")
     summary = _build(tmp_path / "idx", [tmp_path / "g"], batch_size=2)
-    assert (summary.sources_seen, summary.sources_indexed, summary.people_added, summary.sources_skipped) == (3, 3, 5, 0)
+    assert (summary.sources_seen, summary.sources_indexed, summary.people_added, summary.sources_skipped) == (
+        3,
+        3,
+        5,
+        0,
+    )
     query = colour_feature(RED, BLUE)
     with PersonIndex.open(tmp_path / "idx") as index:
         assert index.count() == 5
         hits = index.search(query, top_k=5)
-        # Per-channel 4-bin histograms of half/half people. red/blue: R=(.5,0,0,.5) G=(1,0,0,0) B=(.5,0,0,.5), |f|^2 = 2.
+        # Per-channel 4-bin histograms of half/half people.
+        # red/blue: R=(.5,0,0,.5) G=(1,0,0,0) B=(.5,0,0,.5), |f|^2 = 2.
         # red/green and green/blue agree with it on two channels: dot 1.5 / (sqrt 2 * sqrt 2) = 0.75.
         # green/yellow: R=(.5,0,0,.5) G=(0,0,0,1) B=(1,0,0,0), |f|^2 = 2.5: dot 1 / sqrt(5) = 0.44721.
         assert [round(h.score, 5) for h in hits] == [1.0, 1.0, 0.75, 0.75, 0.44721]
-        assert [(Path(h.source).name, h.box) for h in hits[:2]] == [("a.png", (10.0, 10.0, 30.0, 50.0)), ("c.png", (30.0, 60.0, 50.0, 100.0))]
+        assert [(Path(h.source).name, h.box) for h in hits[:2]] == [
+            ("a.png", (10.0, 10.0, 30.0, 50.0)),
+            ("c.png", (30.0, 60.0, 50.0, 100.0)),
+        ]
         assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
-        assert (hits[0].kind, hits[0].frame, hits[0].time, hits[0].camera, hits[0].detection_score) == ("image", None, None, "cam1", pytest.approx(0.9))
+        assert (hits[0].kind, hits[0].frame, hits[0].time, hits[0].camera, hits[0].detection_score) == (
+            "image",
+            None,
+            None,
+            "cam1",
+            pytest.approx(0.9),
+        )
         assert hits[0].thumbnail().shape == (40, 20, 3)  # thumbnails keep small people at full size
         assert np.abs(hits[0].thumbnail()[5, 5].astype(int) - RED).max() < 20
         np.testing.assert_allclose(index.feature(hits[0].box_id), query, atol=1e-6)
         # filters: substring, glob, camera; top_k
         assert {Path(h.source).name for h in index.search(query, 10, source="cam2")} == {"c.png"}
-        assert {Path(h.source).name for h in index.search(query, 10, source="*/cam1/[ab].png")} == {"a.png", "b.png"}
+        assert {Path(h.source).name for h in index.search(query, 10, source="*/cam1/[ab].png")} == {
+            "a.png",
+            "b.png",
+        }
         assert [round(h.score, 5) for h in index.search(query, 10, camera="cam1")] == [1.0, 0.75, 0.44721]
-        assert len(index.search(query, 10, camera=["cam1", "cam2"])) == 5 and index.search(query, 10, camera="cam9") == []
+        assert (
+            len(index.search(query, 10, camera=["cam1", "cam2"])) == 5
+            and index.search(query, 10, camera="cam9") == []
+        )
         assert len(index.search(query, 2)) == 2
         assert index.search(query, 10, time_range=(0, 100)) == []  # images have no time
     one_off = search_index(tmp_path / "idx", query, 3)
@@ -86,22 +119,48 @@ def test_json_form_has_exact_keys_and_round_trips(tmp_path: Path) -> None:
     document = json.loads(json.dumps(hits_to_json(hits, query=query)))
     assert list(document) == ["schema", "schema_version", "query", "hits"]
     assert (document["schema"], document["schema_version"]) == ("personsearch.search-results", 2)
-    assert document["query"] == {"source": str(tmp_path / "g" / "cam1" / "b.png"), "frame": None, "box": [10.0, 50.0, 30.0, 90.0], "note": None}
-    assert HIT_KEYS == ("rank", "score", "box", "detection_score", "source", "kind", "frame", "time", "camera", "box_id", "sighting")
+    assert document["query"] == {
+        "source": str(tmp_path / "g" / "cam1" / "b.png"),
+        "frame": None,
+        "box": [10.0, 50.0, 30.0, 90.0],
+        "note": None,
+    }
+    assert HIT_KEYS == (
+        "rank",
+        "score",
+        "box",
+        "detection_score",
+        "source",
+        "kind",
+        "frame",
+        "time",
+        "camera",
+        "box_id",
+        "sighting",
+    )
     assert all(hit["sighting"] is None for hit in document["hits"])  # images: one-frame appearances
     assert all(list(hit) == list(HIT_KEYS) for hit in document["hits"])
     assert document["hits"][0]["score"] == 1.0 and document["hits"][0]["box"] == [10.0, 50.0, 30.0, 90.0]
     back = hits_from_json(document)
-    assert [(h.rank, h.source, h.box, h.frame, h.camera, h.box_id) for h in back] == [(h.rank, h.source, h.box, h.frame, h.camera, h.box_id) for h in hits]
+    assert [(h.rank, h.source, h.box, h.frame, h.camera, h.box_id) for h in back] == [
+        (h.rank, h.source, h.box, h.frame, h.camera, h.box_id) for h in hits
+    ]
     with_thumbs = hits_to_json(hits, include_thumbnails=True)
     assert list(with_thumbs["hits"][0]) == [*HIT_KEYS, "thumbnail_jpeg_base64"]
     assert hits_from_json(with_thumbs)[0].thumbnail_jpeg == hits[0].thumbnail_jpeg
     with pytest.raises(ValueError, match="schema_version 3; this version of personsearch reads 1 to 2"):
         hits_from_json({**document, "schema_version": 3})
-    version_1 = {**document, "schema_version": 1, "hits": [{k: v for k, v in hit.items() if k != "sighting"} for hit in document["hits"]]}
-    assert [h.box_id for h in hits_from_json(version_1)] == [h.box_id for h in hits]  # older documents still read
+    version_1 = {
+        **document,
+        "schema_version": 1,
+        "hits": [{k: v for k, v in hit.items() if k != "sighting"} for hit in document["hits"]],
+    }
+    # older documents still read
+    assert [h.box_id for h in hits_from_json(version_1)] == [h.box_id for h in hits]
     with pytest.raises(ValueError, match=r"hit 0 lacks keys \['camera'\]"):
-        hits_from_json({**document, "hits": [{k: v for k, v in document["hits"][0].items() if k != "camera"}]})
+        hits_from_json(
+            {**document, "hits": [{k: v for k, v in document["hits"][0].items() if k != "camera"}]}
+        )
 
 
 def test_incremental_runs_skip_unchanged_add_new_and_replace_modified(tmp_path: Path) -> None:
@@ -109,13 +168,27 @@ def test_incremental_runs_skip_unchanged_add_new_and_replace_modified(tmp_path: 
     _build(tmp_path / "idx", [tmp_path / "g"])
     engine = ColourEngine()
     with PersonIndex.open(tmp_path / "idx", engine) as index:
-        assert round(index.search(colour_feature(YELLOW, YELLOW), 1)[0].score, 5) == round(np.sqrt(2.5 / 3), 5)  # green/yellow: dot 2.5 / (sqrt 3 * sqrt 2.5)
+        # green/yellow: dot 2.5 / (sqrt 3 * sqrt 2.5)
+        assert round(index.search(colour_feature(YELLOW, YELLOW), 1)[0].score, 5) == round(
+            np.sqrt(2.5 / 3), 5
+        )
         again = index.add_paths([tmp_path / "g"], progress=False)
-        assert (again.sources_unchanged, again.sources_indexed, again.people_added, engine.images_detected) == (3, 0, 0, 0)
+        assert (
+            again.sources_unchanged,
+            again.sources_indexed,
+            again.people_added,
+            engine.images_detected,
+        ) == (3, 0, 0, 0)
         write_png(tmp_path / "g" / "cam2" / "d.png", draw_scene([(5, 5, YELLOW, YELLOW)]))
         added = index.add_paths([tmp_path / "g"], progress=False)
-        assert (added.sources_unchanged, added.sources_indexed, added.people_added, engine.images_detected) == (3, 1, 1, 1)
-        assert Path(index.search(colour_feature(YELLOW, YELLOW), 1)[0].source).name == "d.png"  # an open index sees new rows
+        assert (
+            added.sources_unchanged,
+            added.sources_indexed,
+            added.people_added,
+            engine.images_detected,
+        ) == (3, 1, 1, 1)
+        # an open index sees new rows
+        assert Path(index.search(colour_feature(YELLOW, YELLOW), 1)[0].source).name == "d.png"
         # b.png changes: its red/green person is replaced by a yellow/blue one
         write_png(files["b"], draw_scene([(70, 30, YELLOW, BLUE), (120, 70, GREEN, GREEN)]))
         changed = index.add_paths([tmp_path / "g"], progress=False)
@@ -125,7 +198,10 @@ def test_incremental_runs_skip_unchanged_add_new_and_replace_modified(tmp_path: 
         assert sorted(h.box for h in b_hits) == [(70.0, 30.0, 90.0, 70.0), (120.0, 70.0, 140.0, 110.0)]
         top = index.search(colour_feature(YELLOW, BLUE), 1)[0]
         assert (Path(top.source).name, round(top.score, 5)) == ("b.png", 1.0)
-        assert all(h.box != (10.0, 50.0, 30.0, 90.0) or Path(h.source).name != "b.png" for h in index.search(colour_feature(RED, GREEN), 20))
+        assert all(
+            h.box != (10.0, 50.0, 30.0, 90.0) or Path(h.source).name != "b.png"
+            for h in index.search(colour_feature(RED, GREEN), 20)
+        )
         # d.png is overwritten with garbage: skipped, and its old person no longer found
         (tmp_path / "g" / "cam2" / "d.png").write_bytes(b"garbage")
         broken = index.add_paths([tmp_path / "g"], progress=False)
@@ -176,11 +252,19 @@ def test_video_frames_are_indexed_with_stride_times_and_time_filter(tmp_path: Pa
     engine = ColourEngine()
     with PersonIndex.open(tmp_path / "idx", engine) as index:
         hits = index.search(colour_feature(RED, BLUE), 10, per_frame=True)
-        assert sorted((h.frame, h.time, h.kind, h.camera) for h in hits) == [(f, f / 10, "video", "door") for f in (0, 3, 6, 9)]
+        assert sorted((h.frame, h.time, h.kind, h.camera) for h in hits) == [
+            (f, f / 10, "video", "door") for f in (0, 3, 6, 9)
+        ]
         frame6 = next(h for h in hits if h.frame == 6)
         assert frame6.box[0] == pytest.approx(10 + 4 * 6, abs=2) and frame6.score > 0.95
-        assert sorted(h.frame for h in index.search(colour_feature(RED, BLUE), 10, time_range=(0.25, 0.6), per_frame=True)) == [3, 6]
-        assert sorted(h.frame for h in index.search(colour_feature(RED, BLUE), 10, time_range=(None, 0.0), per_frame=True)) == [0]
+        assert sorted(
+            h.frame
+            for h in index.search(colour_feature(RED, BLUE), 10, time_range=(0.25, 0.6), per_frame=True)
+        ) == [3, 6]
+        assert sorted(
+            h.frame
+            for h in index.search(colour_feature(RED, BLUE), 10, time_range=(None, 0.0), per_frame=True)
+        ) == [0]
         # by default one hit per appearance: the person's walk through the clip is one sighting
         (walk,) = index.search(colour_feature(RED, BLUE), 10)
         assert walk.sighting is not None and all(h.sighting == walk.sighting for h in hits)
@@ -209,7 +293,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path) -> Non
     partial = index_content(tmp_path / "resumed")
     assert {e[-1] for e in expected if e[0].endswith("walk.avi")} == {(0, 8, 9)}  # the walk is one sighting
     assert 0 < len(partial) < len(expected) and {p[:-1] for p in partial} <= {e[:-1] for e in expected}
-    assert {p[-1] for p in partial if p[0].endswith("walk.avi")} == {(None, None, None)}  # tracked only once complete
+    # tracked only once complete
+    assert {p[-1] for p in partial if p[0].endswith("walk.avi")} == {(None, None, None)}
     engine = ColourEngine()
     summary = _build(tmp_path / "resumed", [tmp_path / "g"], engine, batch_size=2)
     # 3 batches committed (a+b, c+frame 0, frames 1-2): the images are done, the video resumes at frame 3
@@ -259,7 +344,10 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
     first = IndexStore.open(tmp_path / "idx")
     first.acquire_writer()
     try:
-        with PersonIndex.open(tmp_path / "idx", ColourEngine()) as second, pytest.raises(IndexBusyError, match="another process is indexing into"):
+        with (
+            PersonIndex.open(tmp_path / "idx", ColourEngine()) as second,
+            pytest.raises(IndexBusyError, match="another process is indexing into"),
+        ):
             second.add_paths([tmp_path], progress=False)
     finally:
         first.close()
@@ -268,7 +356,13 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
 def test_query_helpers_need_one_person_or_a_box(tmp_path: Path) -> None:
     files = _gallery(tmp_path / "g")
     engine = ColourEngine()
-    with pytest.raises(ValueError, match=r"2 people detected, choose one with a query box x1,y1,x2,y2: 10,10,30,50 \(score 0\.90\); 60,10,80,50"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"2 people detected, choose one with a query box x1,y1,x2,y2: "
+            r"10,10,30,50 \(score 0\.90\); 60,10,80,50"
+        ),
+    ):
         query_from_scene(engine, files["a"])
     chosen = query_from_scene(engine, files["a"], box=(60, 10, 80, 50))
     np.testing.assert_allclose(chosen.feature, colour_feature(GREEN, YELLOW), atol=1e-6)
@@ -289,7 +383,12 @@ def test_a_person_shaped_query_image_without_a_box_is_taken_whole(tmp_path: Path
     # a tight crop: the detector sees one blob that fills it
     tight = write_png(tmp_path / "tight.png", draw_scene([(0, 0, RED, BLUE)], size=(40, 20)))
     query = query_from_scene(engine, tight)
-    assert query.box == (0.0, 0.0, 20.0, 40.0) and query.note and "taken whole" in query.note and "tight.png" in query.note
+    assert (
+        query.box == (0.0, 0.0, 20.0, 40.0)
+        and query.note
+        and "taken whole" in query.note
+        and "tight.png" in query.note
+    )
     np.testing.assert_allclose(query.feature, query_from_crop(engine, tight).feature, atol=1e-6)
     assert hits_to_json([], query=query)["query"]["note"] == query.note
     # a dark crop in which the detector finds no one: still the person the user cut out
@@ -312,12 +411,17 @@ def _store_with_vectors(directory: Path, vectors: np.ndarray, cameras: list[str]
     store = IndexStore.create(directory, "random-model", vectors.shape[1])
     store.acquire_writer()
     sources = [Source(Path(f"/data/{cam}/img.png"), "image", 1, 1, cam) for cam in cameras]
-    rows = [BoxRow(sources[i % len(sources)], None, None, np.array([0, 0, 1, 1]), 1.0, b"") for i in range(len(vectors))]
+    rows = [
+        BoxRow(sources[i % len(sources)], None, None, np.array([0, 0, 1, 1]), 1.0, b"")
+        for i in range(len(vectors))
+    ]
     store.commit_batch(rows, vectors, [SourceUpdate(s, 1, True) for s in sources])
     store.close()
 
 
-def test_approximate_ivf_search_and_selector_filters_agree_with_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_approximate_ivf_search_and_selector_filters_agree_with_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(ann.MIN_IVF_ROWS, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -331,9 +435,13 @@ def test_approximate_ivf_search_and_selector_filters_agree_with_exact(tmp_path: 
             assert [h.box_id for h in exact] == brute.tolist()
             south = index.search(q, 5, camera="south")
             odd = np.flatnonzero(np.arange(len(vectors)) % 2 == 1)
-            assert [h.box_id for h in south] == odd[np.argsort(-(vectors[odd] @ q), kind="stable")[:5]].tolist()
+            assert [h.box_id for h in south] == odd[
+                np.argsort(-(vectors[odd] @ q), kind="stable")[:5]
+            ].tolist()
         index.set_approximate(True)
-        assert (tmp_path / "idx" / "ivf.faiss").is_file() and index.store.meta("ivf_rows") == str(len(vectors))
+        assert (tmp_path / "idx" / "ivf.faiss").is_file() and index.store.meta("ivf_rows") == str(
+            len(vectors)
+        )
         for q in queries:
             nlist = ann.default_nlist(len(vectors))
             full_probe = index.search(q, 5, nprobe=nlist)  # probing every list is exact
@@ -356,7 +464,9 @@ def _timed_store(directory: Path, vectors: np.ndarray) -> list[tuple[str, float]
     return [(cameras[i % 3], i / 10) for i in range(len(vectors))]
 
 
-def test_compact_pq_search_reranks_exactly_and_keeps_every_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compact_pq_search_reranks_exactly_and_keeps_every_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(2 * ann.MIN_IVF_ROWS, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -368,7 +478,8 @@ def test_compact_pq_search_reranks_exactly_and_keeps_every_filter(tmp_path: Path
         for q_row in (5, 777, 6001):
             q = vectors[q_row]
             top = index.search(q, 10)
-            assert top[0].box_id == q_row and top[0].score == pytest.approx(1.0, abs=1e-5)  # re-ranked with exact features
+            # re-ranked with exact features
+            assert top[0].box_id == q_row and top[0].score == pytest.approx(1.0, abs=1e-5)
             exact_scores = vectors[[h.box_id for h in top]] @ q
             assert [h.score for h in top] == pytest.approx(exact_scores.tolist(), abs=1e-5)
             for use_selector in (False, True):
@@ -376,7 +487,10 @@ def test_compact_pq_search_reranks_exactly_and_keeps_every_filter(tmp_path: Path
                 for filters, keep in (
                     ({"camera": "south"}, lambda cam, t: cam == "south"),
                     ({"time_range": (100.0, 130.0)}, lambda cam, t: 100.0 <= t <= 130.0),
-                    ({"time_range": (400.0, 400.25), "camera": ["north", "east"]}, lambda cam, t: 400.0 <= t <= 400.25 and cam != "south"),
+                    (
+                        {"time_range": (400.0, 400.25), "camera": ["north", "east"]},
+                        lambda cam, t: 400.0 <= t <= 400.25 and cam != "south",
+                    ),
                     ({"source": "*/east/*"}, lambda cam, t: cam == "east"),
                 ):
                     hits = index.search(q, 10, **filters)
@@ -387,11 +501,19 @@ def test_compact_pq_search_reranks_exactly_and_keeps_every_filter(tmp_path: Path
         few = index.search(vectors[0], 10, time_range=(0.0, 0.25), nprobe=1)
         assert sorted(h.box_id for h in few) == [0, 1, 2]
     with PersonIndex.open(tmp_path / "idx") as reopened:
-        assert reopened.stats()["approximate_kind"] == "ivfpq" and reopened.search(vectors[777], 1)[0].box_id == 777
+        assert (
+            reopened.stats()["approximate_kind"] == "ivfpq"
+            and reopened.search(vectors[777], 1)[0].box_id == 777
+        )
 
 
-def test_auto_kind_and_indexes_too_big_for_an_exact_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ann.approximate_kind("auto", ann.COMPACT_MIN_ROWS - 1) == "ivf" and ann.approximate_kind(None, ann.COMPACT_MIN_ROWS) == "ivfpq"
+def test_auto_kind_and_indexes_too_big_for_an_exact_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (
+        ann.approximate_kind("auto", ann.COMPACT_MIN_ROWS - 1) == "ivf"
+        and ann.approximate_kind(None, ann.COMPACT_MIN_ROWS) == "ivfpq"
+    )
     with pytest.raises(ValueError, match="choose auto, ivf, ivfpq"):
         ann.approximate_kind("hnsw", 10)
     rng = np.random.default_rng(2)
@@ -403,7 +525,9 @@ def test_auto_kind_and_indexes_too_big_for_an_exact_copy(tmp_path: Path, monkeyp
         assert index.approximate_default()  # too big for an exact copy: approximate unless asked
         exact = index.search(vectors[9], 5, approximate=False, camera="north")  # streamed from the file
         north = np.arange(0, len(vectors), 3)
-        assert [h.box_id for h in exact] == north[np.argsort(-(vectors[north] @ vectors[9]), kind="stable")[:5]].tolist()
+        assert [h.box_id for h in exact] == north[
+            np.argsort(-(vectors[north] @ vectors[9]), kind="stable")[:5]
+        ].tolist()
         assert index._vectors._flat is None  # no in-memory copy was made
 
 
@@ -439,7 +563,10 @@ def test_reembedding_an_index_gives_what_indexing_with_the_new_model_gives(tmp_p
 
     footage = tmp_path / "footage"
     for i in range(5):
-        write_png(footage / "cam1" / f"{i}.png", draw_scene([(10 + 9 * i, 20, RED, BLUE), (90, 50, GREEN, YELLOW)][: 1 + i % 2]))
+        write_png(
+            footage / "cam1" / f"{i}.png",
+            draw_scene([(10 + 9 * i, 20, RED, BLUE), (90, 50, GREEN, YELLOW)][: 1 + i % 2]),
+        )
     write_video(footage / "cam2" / "walk.avi", frames=12)
     with PersonIndex.open(tmp_path / "old", ColourEngine(), create=True) as index:
         index.add_paths([footage], progress=False, batch_size=3)
@@ -447,7 +574,9 @@ def test_reembedding_an_index_gives_what_indexing_with_the_new_model_gives(tmp_p
     with PersonIndex.open(tmp_path / "scratch", _CoarseColours(), create=True) as index:
         index.add_paths([footage], progress=False, batch_size=3)
     expected = index_content(tmp_path / "scratch")
-    assert [row[3] for row in expected] == [row[3] for row in before] and [row[5] for row in expected] != [row[5] for row in before]
+    assert [row[3] for row in expected] == [row[3] for row in before] and [row[5] for row in expected] != [
+        row[5] for row in before
+    ]
 
     killer = _CoarseColours(kill_on_embed=4)
     target = PersonIndex.open(tmp_path / "new", killer, create=True)

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from personsearch.models import engines
-from personsearch.training.int8_distill import Int8DistillConfig, Int8Simulation, distill_for_int8, features, int8_graph, module_name
+from personsearch.training.int8_distill import (
+    Int8DistillConfig,
+    Int8Simulation,
+    distill_for_int8,
+    features,
+    int8_graph,
+    module_name,
+)
 from tests.test_engines import tiny_reid
 
 pytest.importorskip("onnxruntime")
@@ -32,7 +39,10 @@ def _centred(model: torch.nn.Module, crops: torch.Tensor) -> torch.nn.Module:
     from personsearch.data.crops import normalize_crops
 
     outputs: dict[str, torch.Tensor] = {}
-    hooks = [head.embed.register_forward_hook(lambda m, a, out, name=name: outputs.__setitem__(name, out)) for name, head in model.heads.items()]
+    hooks = [
+        head.embed.register_forward_hook(lambda m, a, out, name=name: outputs.__setitem__(name, out))
+        for name, head in model.heads.items()
+    ]
     with torch.no_grad():
         model(normalize_crops(crops))
         for name, head in model.heads.items():
@@ -80,7 +90,8 @@ def test_simulation_reproduces_onnx_runtime_int8_and_detaches_cleanly(tmp_path: 
 def test_simulation_refuses_a_graph_of_another_network(tmp_path: Path) -> None:
     model, config = tiny_reid()
     other, _ = tiny_reid(seed=1)
-    other.backbone.layer4 = torch.nn.Sequential(*list(other.backbone.layer4.children()))  # renames the last stage's modules
+    # renames the last stage's modules
+    other.backbone.layer4 = torch.nn.Sequential(*list(other.backbone.layer4.children()))
     calibration = torch.randn(8, 3, *config.input_size).numpy()
     graph = int8_graph(other, calibration, tmp_path)
     plain = features(model, torch.from_numpy(calibration))
@@ -109,9 +120,19 @@ def test_distillation_brings_int8_closer_to_fp32() -> None:
         return float((1 - torch.nn.functional.cosine_similarity(features(model, check), int8)).mean())
 
     before = int8_gap(teacher)
-    student = distill_for_int8(teacher, train, calibration, Int8DistillConfig(steps=60, batch_size=16, lr=1e-4, refresh_every=30), log=lambda _: None)
+    student = distill_for_int8(
+        teacher,
+        train,
+        calibration,
+        Int8DistillConfig(steps=60, batch_size=16, lr=1e-4, refresh_every=30),
+        log=lambda _: None,
+    )
     assert before > 0.1
     assert int8_gap(student) < before / 3
     assert all(
-        torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), _centred(tiny_reid()[0], _crops(128, config.input_size, 5)).state_dict().values())
+        torch.equal(a, b)
+        for a, b in zip(
+            teacher.state_dict().values(),
+            _centred(tiny_reid()[0], _crops(128, config.input_size, 5)).state_dict().values(),
+        )
     )  # teacher untouched

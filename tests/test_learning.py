@@ -34,7 +34,9 @@ SIZE = (128, 64)
 def _gt_box_map(dataset, embed) -> float:
     features = [embed(read_image(scene.path), scene.boxes) for scene in dataset.gallery]
     queries = np.concatenate([embed(read_image(q.path), q.box[None]) for q in dataset.queries])
-    return evaluate_search(dataset, ground_truth_detections(dataset.gallery), features, queries, gallery_size=50).mAP
+    return evaluate_search(
+        dataset, ground_truth_detections(dataset.gallery), features, queries, gallery_size=50
+    ).mAP
 
 
 def _network_features(model: torch.nn.Module):

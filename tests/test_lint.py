@@ -24,7 +24,10 @@ def _tool(name: str) -> str:
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]], ids=["lint", "format"])
 def test_ruff(args: list[str]) -> None:
     result = subprocess.run([_tool("ruff"), *args], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"ruff {' '.join(args)} found problems (fix with `ruff check --fix . && ruff format .`):\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, (
+        f"ruff {' '.join(args)} found problems (fix with `ruff check --fix . && ruff format .`):\n"
+        f"{result.stdout}{result.stderr}"
+    )
 
 
 def test_mypy() -> None:
@@ -35,7 +38,9 @@ def test_mypy() -> None:
 def test_mypy_benchmarks() -> None:
     """The benchmarks are scripts that import each other by sys.path, so mypy checks them from
     their own directory, with its config (benchmarks/mypy.ini: not strict)."""
-    result = subprocess.run([_tool("mypy")], cwd=ROOT / "benchmarks", capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [_tool("mypy")], cwd=ROOT / "benchmarks", capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, f"mypy found type errors in benchmarks/:\n{result.stdout}{result.stderr}"
 
 

@@ -83,8 +83,16 @@ def test_cuhk_queries_and_protocol_galleries(cuhk_root: Path) -> None:
     q1, q2 = ds.queries
     # every entry is kept in file order, including those after the first empty idlocate
     assert _gallery_view(q1.galleries[50]) == [("s4.jpg", [3, 4, 13, 24]), ("s6.jpg", None), ("s5.jpg", None)]
-    assert _gallery_view(q2.galleries[50]) == [("s4.jpg", [15, 4, 25, 24]), ("s6.jpg", None), ("s3.jpg", [20, 2, 30, 32])]
-    assert _gallery_view(q1.galleries[100]) == [("s4.jpg", [3, 4, 13, 24]), ("s5.jpg", None), ("s6.jpg", None)]
+    assert _gallery_view(q2.galleries[50]) == [
+        ("s4.jpg", [15, 4, 25, 24]),
+        ("s6.jpg", None),
+        ("s3.jpg", [20, 2, 30, 32]),
+    ]
+    assert _gallery_view(q1.galleries[100]) == [
+        ("s4.jpg", [3, 4, 13, 24]),
+        ("s5.jpg", None),
+        ("s6.jpg", None),
+    ]
     assert _gallery_view(q2.galleries[100]) == [("s4.jpg", [15, 4, 25, 24]), ("s3.jpg", None)]
 
 
@@ -99,7 +107,8 @@ def test_cuhk_subsets(cuhk_root: Path) -> None:
     ds = load_cuhk_sysu(cuhk_root)
     assert sorted(ds.subsets) == ["Occlusion", "Resolution"]
     (occ,) = ds.subsets["Occlusion"]
-    assert (occ.name, occ.box.tolist(), occ.pid) == ("s5.jpg", [2, 2, 12, 12], 2)  # pid of the same TestG50 query
+    # pid of the same TestG50 query
+    assert (occ.name, occ.box.tolist(), occ.pid) == ("s5.jpg", [2, 2, 12, 12], 2)
     assert _gallery_view(occ.galleries[100]) == [("s4.jpg", [15, 4, 25, 24]), ("s6.jpg", None)]
     (res,) = ds.subsets["Resolution"]
     assert (res.name, res.pid) == ("s6.jpg", UNLABELED)  # not a TestG50 query
@@ -109,7 +118,10 @@ def test_cuhk_subsets(cuhk_root: Path) -> None:
 def test_cuhk_subsets_optional_and_validated(cuhk_copy: Path) -> None:
     (cuhk_copy / "annotation/test/subset/Resolution.mat").unlink()
     assert list(load_cuhk_sysu(cuhk_copy).subsets) == ["Occlusion"]
-    save(cuhk_copy / "annotation/test/subset/Occlusion.mat", Occlusion1=cell(_query("s5.jpg", box(2, 2, 10, 10))))
+    save(
+        cuhk_copy / "annotation/test/subset/Occlusion.mat",
+        Occlusion1=cell(_query("s5.jpg", box(2, 2, 10, 10))),
+    )
     pattern = "Occlusion.mat: expected Occlusion1 to be a struct array with field 'Query'"
     with pytest.raises(DatasetFormatError, match=pattern):
         load_cuhk_sysu(cuhk_copy)
@@ -128,7 +140,10 @@ def test_cuhk_train_must_be_cell_of_structs(cuhk_copy: Path) -> None:
 
 
 def test_cuhk_testg_must_be_struct_array(cuhk_copy: Path) -> None:
-    save(cuhk_copy / "annotation/test/train_test/TestG50.mat", TestG50=cell(_query("s3.jpg", box(1, 2, 10, 30))))
+    save(
+        cuhk_copy / "annotation/test/train_test/TestG50.mat",
+        TestG50=cell(_query("s3.jpg", box(1, 2, 10, 30))),
+    )
     pattern = "TestG50.mat: expected TestG50 to be a struct array with field 'Query', found a 1x1 cell"
     with pytest.raises(DatasetFormatError, match=pattern):
         load_cuhk_sysu(cuhk_copy)
@@ -141,12 +156,16 @@ def test_cuhk_query_order_must_agree(cuhk_copy: Path) -> None:
         (_query("s3.jpg", box(1, 2, 10, 30)), _gallery(("s4.jpg", box(3, 4, 10, 20)))),
     )
     save(cuhk_copy / "annotation/test/train_test/TestG100.mat", TestG100=swapped)
-    with pytest.raises(DatasetFormatError, match=r"TestG100\(1\).Query to be the same query as TestG50\(1\): s3.jpg"):
+    with pytest.raises(
+        DatasetFormatError, match=r"TestG100\(1\).Query to be the same query as TestG50\(1\): s3.jpg"
+    ):
         load_cuhk_sysu(cuhk_copy)
 
 
 def test_cuhk_bad_idlocate_named_precisely(cuhk_copy: Path) -> None:
-    bad = struct(("Query", "Gallery"), (_query("s3.jpg", box(1, 2, 10, 30)), _gallery(("s4.jpg", box(3, 4, 10)))))
+    bad = struct(
+        ("Query", "Gallery"), (_query("s3.jpg", box(1, 2, 10, 30)), _gallery(("s4.jpg", box(3, 4, 10))))
+    )
     save(cuhk_copy / "annotation/test/train_test/TestG50.mat", TestG50=bad)
     with pytest.raises(DatasetFormatError, match=r"TestG50\(1\).Gallery\(1\).idlocate .*found a 1x3"):
         load_cuhk_sysu(cuhk_copy)
@@ -173,13 +192,17 @@ def test_cuhk_missing_file(cuhk_copy: Path) -> None:
 
 def test_cuhk_corrupt_mat(cuhk_copy: Path) -> None:
     (cuhk_copy / "annotation/Images.mat").write_bytes(b"not a matlab file\x00\x01" * 20)
-    with pytest.raises(DatasetFormatError, match="Images.mat: expected a MATLAB .mat file, found unreadable data"):
+    with pytest.raises(
+        DatasetFormatError, match="Images.mat: expected a MATLAB .mat file, found unreadable data"
+    ):
         load_cuhk_sysu(cuhk_copy)
 
 
 def test_cuhk_missing_variable(cuhk_copy: Path) -> None:
     save(cuhk_copy / "annotation/pool.mat", gallery=cell("s5.jpg"))
-    with pytest.raises(DatasetFormatError, match=r"pool.mat: expected variable 'pool', found variables \['gallery'\]"):
+    with pytest.raises(
+        DatasetFormatError, match=r"pool.mat: expected variable 'pool', found variables \['gallery'\]"
+    ):
         load_cuhk_sysu(cuhk_copy)
 
 
@@ -198,7 +221,10 @@ def test_cuhk_train_image_unknown(cuhk_copy: Path) -> None:
     scene = struct(("imname", "idlocate", "ishard"), ("s9.jpg", box(0, 0, 1, 1), 0.0))
     identity = struct(("idname", "nAppear", "scene"), ("p", 1.0, scene))
     save(cuhk_copy / "annotation/test/train_test/Train.mat", Train=cell(identity))
-    pattern = r"Train.mat: expected Train\{1\}.scene\(1\).imname to be an image listed in .*Images.mat, found 's9.jpg'"
+    pattern = (
+        r"Train.mat: expected Train\{1\}.scene\(1\).imname to be an image listed in "
+        r".*Images.mat, found 's9.jpg'"
+    )
     with pytest.raises(DatasetFormatError, match=pattern):
         load_cuhk_sysu(cuhk_copy)
 
@@ -215,7 +241,8 @@ def test_prw_loader(tmp_path: Path, newline: str) -> None:
     assert [s.name for s in ds.gallery] == ["c1s2_000010.jpg", "c3s1_000020.jpg", "c6s4_000030.jpg"]
     got = {s.name: (s.boxes.tolist(), s.pids.tolist(), s.cam) for s in ds.train + ds.gallery}
     assert got == {
-        "c1s1_000001.jpg": ([[10, 20, 40, 60], [5, 5, 15, 15]], [1, UNLABELED], 1),  # box_new; -2 -> UNLABELED
+        # box_new; -2 -> UNLABELED
+        "c1s1_000001.jpg": ([[10, 20, 40, 60], [5, 5, 15, 15]], [1, UNLABELED], 1),
         # anno_file: x = -5.5 clipped to 0 before x2 = x + w: [0, 3.7, 20.9, 33.9] truncated
         "c2s1_000002.jpg": ([[0, 3, 20, 33]], [2], 2),
         "c1s2_000010.jpg": ([[1, 2, 4, 6]], [3], 1),  # anno_previous

@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from personsearch.models.losses import batch_hard_triplet_loss, cross_level_alignment_loss, identity_losses, reid_loss
+from personsearch.models.losses import (
+    batch_hard_triplet_loss,
+    cross_level_alignment_loss,
+    identity_losses,
+    reid_loss,
+)
 
 LN3 = math.log(3.0)
 
@@ -31,8 +36,13 @@ def hand_case(temperature: float) -> list[torch.Tensor]:
 def test_alignment_loss_matches_the_hand_computation() -> None:
     kl_sum = 0.25 * math.log(0.5) + 0.75 * math.log(1.5) + 0.5 * LN3
     assert kl_sum == pytest.approx(0.680118, abs=1e-6)
-    assert cross_level_alignment_loss(hand_case(1.0), temperature=1.0).item() == pytest.approx(kl_sum / 2, rel=1e-5)
-    assert cross_level_alignment_loss(hand_case(3.0), temperature=3.0).item() == pytest.approx(9 * kl_sum / 2, rel=1e-5)  # 3.060530
+    assert cross_level_alignment_loss(hand_case(1.0), temperature=1.0).item() == pytest.approx(
+        kl_sum / 2, rel=1e-5
+    )
+    # 3.060530
+    assert cross_level_alignment_loss(hand_case(3.0), temperature=3.0).item() == pytest.approx(
+        9 * kl_sum / 2, rel=1e-5
+    )
 
 
 def test_alignment_loss_is_zero_when_levels_agree() -> None:
@@ -50,7 +60,8 @@ def test_teacher_gets_no_gradient_from_alignment() -> None:
 def test_identity_losses_are_cross_entropy_per_level() -> None:
     logits = [torch.tensor([[0.0, LN3]]), torch.tensor([[LN3, 0.0]])]
     losses = identity_losses(logits, torch.tensor([1]))
-    assert [v.item() for v in losses] == pytest.approx([-math.log(0.75), -math.log(0.25)], rel=1e-6)  # 0.287682, 1.386294
+    # 0.287682, 1.386294
+    assert [v.item() for v in losses] == pytest.approx([-math.log(0.75), -math.log(0.25)], rel=1e-6)
 
 
 def test_reid_loss_per_variant() -> None:
@@ -61,13 +72,19 @@ def test_reid_loss_per_variant() -> None:
     total, parts = reid_loss({"logits": logits}, targets, "multi")
     assert total.item() == pytest.approx(ce.item()) and set(parts) == {"ce_0", "ce_1", "ce_2", "ce"}
     total, parts = reid_loss({"logits": logits}, targets, "clsa", temperature=3.0, weight=0.5)
-    assert total.item() == pytest.approx(ce.item() + 0.5 * align.item()) and parts["align"].item() == pytest.approx(align.item())
+    assert total.item() == pytest.approx(ce.item() + 0.5 * align.item()) and parts[
+        "align"
+    ].item() == pytest.approx(align.item())
     total, parts = reid_loss({"logits": logits[-1:]}, targets, "single")
-    assert set(parts) == {"ce_0", "ce"} and total.item() == pytest.approx(identity_losses(logits[-1:], targets)[0].item())
+    assert set(parts) == {"ce_0", "ce"} and total.item() == pytest.approx(
+        identity_losses(logits[-1:], targets)[0].item()
+    )
 
 
 def test_reid_loss_refuses_mismatched_inputs() -> None:
-    with pytest.raises(ValueError, match="variant 'single' expects the top level's logits only, got 3 levels"):
+    with pytest.raises(
+        ValueError, match="variant 'single' expects the top level's logits only, got 3 levels"
+    ):
         reid_loss({"logits": hand_case(1.0)}, torch.tensor([0, 1]), "single")
     with pytest.raises(ValueError, match=r"variant='pyramid'; expected one of \('single', 'multi', 'clsa'\)"):
         reid_loss({"logits": hand_case(1.0)}, torch.tensor([0, 1]), "pyramid")
@@ -91,7 +108,9 @@ def test_batch_hard_triplet_loss_by_hand() -> None:
     allowed = torch.ones(4, 4, dtype=torch.bool)
     allowed[1, 2] = False
     narrowed = batch_hard_triplet_loss(features, targets, allowed)
-    assert narrowed.item() == pytest.approx((softplus(-2) + softplus(1 - 6) + softplus(2) + softplus(-2)) / 4, rel=1e-5)
+    assert narrowed.item() == pytest.approx(
+        (softplus(-2) + softplus(1 - 6) + softplus(2) + softplus(-2)) / 4, rel=1e-5
+    )
 
 
 def test_reid_loss_adds_the_triplet_term_on_the_test_feature() -> None:
@@ -101,7 +120,9 @@ def test_reid_loss_adds_the_triplet_term_on_the_test_feature() -> None:
     logits = [torch.zeros(3, 2)] * 3
     targets = torch.tensor([0, 0, 1])
     plain, _ = reid_loss({"logits": logits, "embeddings": [embedding] * 3}, targets, "clsa")
-    total, parts = reid_loss({"logits": logits, "embeddings": [embedding] * 3}, targets, "clsa", triplet_weight=2.0)
+    total, parts = reid_loss(
+        {"logits": logits, "embeddings": [embedding] * 3}, targets, "clsa", triplet_weight=2.0
+    )
     expected = batch_hard_triplet_loss(embedding, targets).item()
     assert expected > 0.1 and parts["triplet"].item() == pytest.approx(expected, rel=1e-5)
     assert total.item() == pytest.approx(plain.item() + 2.0 * expected, rel=1e-5)

@@ -45,7 +45,8 @@ def test_localises_uses_the_target_size_threshold():
     boxes = np.array([[0, 0, 15, 19.6], [0, 0, 15, 18.8], [0, 0, 15, 16]], np.float32)  # IoU 0.49, 0.47, 0.4
     assert localises(boxes, small).tolist() == [True, False, False]
     large = np.array([0, 0, 100, 200], np.float32)  # threshold 0.5
-    assert localises(np.array([[0, 0, 100, 98], [0, 0, 100, 100]]), large).tolist() == [False, True]  # IoU 0.49, 0.5
+    # IoU 0.49, 0.5
+    assert localises(np.array([[0, 0, 100, 98], [0, 0, 100, 100]]), large).tolist() == [False, True]
     assert localises(np.zeros((0, 4)), large).shape == (0,)
 
 
@@ -97,7 +98,9 @@ def test_market_protocol_leaves_out_same_camera_matches_and_scores_by_hand() -> 
     gallery = np.eye(4, dtype=np.float32)
     g_pids, g_cams = np.array([1, 1, 2, 3]), np.array([1, 2, 2, 2])
     query = np.array([[0.9, 0.3, 0.0, 0.4], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]], np.float32)
-    scores = market_scores(query, np.array([1, 2, 3]), np.array([1, 1, 2]), gallery, g_pids, g_cams, ranks=(1, 2))
+    scores = market_scores(
+        query, np.array([1, 2, 3]), np.array([1, 1, 2]), gallery, g_pids, g_cams, ranks=(1, 2)
+    )
     assert scores["queries"] == 2 and scores["queries_without_match"] == 1
     assert scores["mAP"] == pytest.approx(100 * (0.5 + 1.0) / 2)
     assert scores["top1"] == pytest.approx(50.0) and scores["top2"] == pytest.approx(100.0)

@@ -56,18 +56,32 @@ def test_an_identity_keeps_its_body_and_clothes_across_poses_and_views(painter) 
     from personsearch.data.people3d import body, outfit
 
     a, b = outfit.make_identity(11), outfit.make_identity(11)
-    assert np.array_equal(a.phenotype, b.phenotype) and all(np.array_equal(x.base, y.base) for x, y in zip(a.materials, b.materials))
-    rest, _ = body.posed_vertices(np.repeat(a.phenotype[None], 2, 0), [body.walk_pose(a.gait, 0.1), body.walk_pose(a.gait, 0.6)])
+    assert np.array_equal(a.phenotype, b.phenotype) and all(
+        np.array_equal(x.base, y.base) for x, y in zip(a.materials, b.materials)
+    )
+    rest, _ = body.posed_vertices(
+        np.repeat(a.phenotype[None], 2, 0), [body.walk_pose(a.gait, 0.1), body.walk_pose(a.gait, 0.6)]
+    )
     region = body.topology().region
-    assert np.array_equal(outfit.vertex_materials(a, rest[0], region), outfit.vertex_materials(a, rest[1], region))
+    assert np.array_equal(
+        outfit.vertex_materials(a, rest[0], region), outfit.vertex_materials(a, rest[1], region)
+    )
     assert np.allclose(rest[0], rest[1])  # the pose moves the vertices, not the rest shape
 
     def torso_colour(images: list[tuple[int, np.ndarray]]) -> np.ndarray:
         return np.stack([image[90:130, 52:76].reshape(-1, 3).mean(0) for _, image in images])
 
     ones = [torso_colour(painter.identity_images(pid, 4)) for pid in (3, 4, 5, 6)]
-    within = np.mean([np.linalg.norm(c[:, None] - c[None], axis=-1)[np.triu_indices(4, 1)].mean() for c in ones])
-    between = np.mean([np.linalg.norm(ones[i][:, None] - ones[j][None], axis=-1).mean() for i in range(4) for j in range(i + 1, 4)])
+    within = np.mean(
+        [np.linalg.norm(c[:, None] - c[None], axis=-1)[np.triu_indices(4, 1)].mean() for c in ones]
+    )
+    between = np.mean(
+        [
+            np.linalg.norm(ones[i][:, None] - ones[j][None], axis=-1).mean()
+            for i in range(4)
+            for j in range(i + 1, 4)
+        ]
+    )
     assert within < between
 
 
@@ -100,7 +114,9 @@ def test_a_rendered_data_set_is_market_1501_and_resumes(painter, tmp_path: Path)
     summary = render_dataset(tmp_path, spec)
     assert summary["complete"] and summary["images_rendered_now"] == 20
     train = sorted(p.name for p in (tmp_path / TRAIN).iterdir())
-    assert len(train) == 12 and train[0].startswith("0001_c") and all(name.endswith("_00.jpg") for name in train)
+    assert (
+        len(train) == 12 and train[0].startswith("0001_c") and all(name.endswith("_00.jpg") for name in train)
+    )
     query, gallery = read_split(tmp_path, QUERY, (64, 32)), read_split(tmp_path, GALLERY, (64, 32))
     assert set(query.pids) == set(gallery.pids) == {4, 5}
     assert len(query.pids) + len(gallery.pids) == 8
@@ -112,7 +128,9 @@ def test_a_rendered_data_set_is_market_1501_and_resumes(painter, tmp_path: Path)
     crops = train_crop_set(tmp_path, (64, 32))
     assert crops.num_classes == 3 and crops.crops.shape == (12, 3, 64, 32)
     with pytest.raises(ValueError, match="other settings"):
-        render_dataset(tmp_path, RenderSpec(identities=4, test_identities=2, images_per_identity=4, cameras=4, seed=0))
+        render_dataset(
+            tmp_path, RenderSpec(identities=4, test_identities=2, images_per_identity=4, cameras=4, seed=0)
+        )
 
 
 def test_a_network_trained_on_rendered_people_tells_them_apart(painter, tmp_path: Path) -> None:
@@ -127,7 +145,10 @@ def test_a_network_trained_on_rendered_people_tells_them_apart(painter, tmp_path
     from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
     from personsearch.training.reid import train_reid
 
-    render_dataset(tmp_path / "people", RenderSpec(identities=6, test_identities=0, images_per_identity=8, cameras=4, seed=3))
+    render_dataset(
+        tmp_path / "people",
+        RenderSpec(identities=6, test_identities=0, images_per_identity=8, cameras=4, seed=3),
+    )
     config = ReIDTrainConfig(
         model=ReIDConfig(backbone="mobilenet_v2_tiny", pretrained=False, variant="clsa", input_size=(64, 32)),
         data=ReIDDataConfig(dataset=str(tmp_path / "people"), downscale_prob=0.0),
@@ -157,7 +178,21 @@ def test_render_people_from_the_command_line(painter, tmp_path: Path) -> None:
 
     out = tmp_path / "people"
     result = CliRunner().invoke(
-        app, ["render-people", str(out), "--identities", "2", "--test-identities", "0", "--images", "2", "--cameras", "2", "--workers", "1"]
+        app,
+        [
+            "render-people",
+            str(out),
+            "--identities",
+            "2",
+            "--test-identities",
+            "0",
+            "--images",
+            "2",
+            "--cameras",
+            "2",
+            "--workers",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and len(list((out / "bounding_box_train").glob("*.jpg"))) == 4

@@ -31,7 +31,8 @@ def test_every_registered_model_runs_and_round_trips_through_a_bundle(name: str,
         with torch.no_grad():
             features = model(crops)
         assert features.shape == (2, model.config.embed_dim * len(model.levels))
-        assert torch.allclose(features.norm(dim=1), torch.ones(2), atol=1e-4)  # L2-normalised, what the index stores
+        # L2-normalised, what the index stores
+        assert torch.allclose(features.norm(dim=1), torch.ones(2), atol=1e-4)
         component, inputs = "reid", crops
     else:
         assert isinstance(model, PersonDetector)
@@ -48,7 +49,9 @@ def test_every_registered_model_runs_and_round_trips_through_a_bundle(name: str,
     if component == "reid":
         assert torch.equal(out, features)
     else:
-        assert torch.equal(out[0]["boxes"], features["boxes"]) and torch.equal(out[0]["scores"], features["scores"])
+        assert torch.equal(out[0]["boxes"], features["boxes"]) and torch.equal(
+            out[0]["scores"], features["scores"]
+        )
 
 
 def test_the_models_command_lists_every_registered_name() -> None:

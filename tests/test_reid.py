@@ -47,12 +47,17 @@ def test_eval_feature_is_normalised_concatenation_of_normalised_levels(variant: 
         per_level = [F.normalize(model.heads[lvl].embedding(maps[lvl]), dim=1) for lvl in model.levels]
     assert feature.shape == (BATCH, 64 * levels) == (BATCH, model.feature_dim)
     torch.testing.assert_close(feature.norm(dim=1), torch.ones(BATCH))
-    torch.testing.assert_close(feature, torch.cat(per_level, dim=1) / math.sqrt(levels))  # each level weighs 1/sqrt(L)
+    # each level weighs 1/sqrt(L)
+    torch.testing.assert_close(feature, torch.cat(per_level, dim=1) / math.sqrt(levels))
 
 
 def test_pyramid_levels_use_the_clsa_stage_channels() -> None:
     model = create_model("reid_mobilenet_v2", num_classes=3, pretrained=None)
-    assert {lvl: h.embed.in_features for lvl, h in model.heads.items()} == {"layer2": 32, "layer3": 96, "layer4": 1280}
+    assert {lvl: h.embed.in_features for lvl, h in model.heads.items()} == {
+        "layer2": 32,
+        "layer3": 96,
+        "layer4": 1280,
+    }
     assert all(h.embed.out_features == 256 for h in model.heads.values())
     assert model.config.input_size == (256, 128)
 
@@ -87,7 +92,9 @@ def test_bf16_channels_last_features_match_fp32() -> None:
     with torch.no_grad():
         reference = model(x)
         fast = prepare_for_inference(model, "cpu", fast=True)
-        assert not fast.training and fast.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert not fast.training and fast.backbone.stem[0].weight.is_contiguous(
+            memory_format=torch.channels_last
+        )
         with autocast_for("cpu", True):
             low = fast(x.contiguous(memory_format=torch.channels_last))
     # bf16 only where the CPU computes it natively; elsewhere the fast path is fp32 channels_last
@@ -105,7 +112,9 @@ def test_autocast_for_switches_precision() -> None:
 
 
 def test_registry_lists_builds_and_suggests() -> None:
-    assert {"reid_resnet50", "reid_mobilenet_v2", "detector_resnet50_c4", "detector_mobilenet_v2_c4"} <= set(list_models())
+    assert {"reid_resnet50", "reid_mobilenet_v2", "detector_resnet50_c4", "detector_mobilenet_v2_c4"} <= set(
+        list_models()
+    )
     assert list_models("reid_*") == ["reid_mobilenet_v2", "reid_mobilenet_v2_tiny", "reid_resnet50"]
     assert tiny("single", embed_dim=32).eval()(crops()).shape == (BATCH, 32)
     with pytest.raises(ValueError, match=r"unknown model 'reid_resnet5' \(did you mean reid_resnet50"):

@@ -16,13 +16,22 @@ from PIL import Image
 from personsearch.data.records import Scene
 from personsearch.index import PersonIndex, hits_from_json, hits_to_json, query_from_scene
 from personsearch.interfaces.demo import ground_truth_verdicts
-from personsearch.interfaces.report import BOX_COLOUR, MATCH_COLOUR, MISS_COLOUR, QUERY_COLOUR, write_contact_sheet, write_html_report
+from personsearch.interfaces.report import (
+    BOX_COLOUR,
+    MATCH_COLOUR,
+    MISS_COLOUR,
+    QUERY_COLOUR,
+    write_contact_sheet,
+    write_html_report,
+)
 
 WEIRD_NAME = "<b>Tom & 'Jerry'\".png"
 
 
 def _search(tmp_path: Path, per_frame: bool = False):
-    weird = write_png(tmp_path / "g" / "cam<1>" / WEIRD_NAME, draw_scene([(10, 10, RED, BLUE), (60, 10, GREEN, YELLOW)]))
+    weird = write_png(
+        tmp_path / "g" / "cam<1>" / WEIRD_NAME, draw_scene([(10, 10, RED, BLUE), (60, 10, GREEN, YELLOW)])
+    )
     plain = write_png(tmp_path / "g" / "cam2" / "plain.png", draw_scene([(100, 60, RED, GREEN)]))
     write_video(tmp_path / "g" / "cam3" / "walk.avi", frames=3, colours=(YELLOW, BLUE))
     engine = ColourEngine()
@@ -35,7 +44,10 @@ def _search(tmp_path: Path, per_frame: bool = False):
 
 def _data_images(page: str) -> list[np.ndarray]:
     uris = re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)
-    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(uri, validate=True))).convert("RGB")) for uri in uris]
+    return [
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(uri, validate=True))).convert("RGB"))
+        for uri in uris
+    ]
 
 
 def test_html_report_is_self_contained_escaped_and_draws_the_box(tmp_path: Path) -> None:
@@ -47,7 +59,10 @@ def test_html_report_is_self_contained_escaped_and_draws_the_box(tmp_path: Path)
     assert html.escape(str(weird)) in page and WEIRD_NAME not in page and "<b>Tom" not in page
     assert "idx &lt;main&gt;" in page and "camera: cam&lt;1&gt;" in page
     assert page.count('class="hit"') == 4  # 3 people in images, and the video's one person as one sighting
-    assert "seen frames 0-2 (0.00-0.20 s), in 3 sampled frames" in page and page.count('alt="sighting frame"') == 3
+    assert (
+        "seen frames 0-2 (0.00-0.20 s), in 3 sampled frames" in page
+        and page.count('alt="sighting frame"') == 3
+    )
     assert "scene unavailable:" in page and html.escape(str(plain)) in page
     images = _data_images(page)
     assert len(images) == 1 + 4 + 3 + 3  # query, 4 thumbnails, the walk's 3 frames, 3 readable scenes
@@ -79,11 +94,27 @@ def test_ground_truth_verdicts_mark_right_and_wrong_hits(tmp_path: Path) -> None
     query, hits, weird, plain = _search(tmp_path)
     hits = hits[:3]
     verdicts = [True, False, None][: len(hits)]
-    page = write_html_report(tmp_path / "r.html", query.crop, hits, verdicts=verdicts).read_text(encoding="utf-8")
-    assert page.count('class="hit match"') == 1 and page.count('class="hit miss"') == 1 and page.count('class="hit"') == 1
+    page = write_html_report(tmp_path / "r.html", query.crop, hits, verdicts=verdicts).read_text(
+        encoding="utf-8"
+    )
+    assert (
+        page.count('class="hit match"') == 1
+        and page.count('class="hit miss"') == 1
+        and page.count('class="hit"') == 1
+    )
     assert "same person (ground truth)" in page and "another person (ground truth)" in page
-    sheet = np.asarray(Image.open(write_contact_sheet(tmp_path / "r.png", query.crop, hits, columns=4, cell_size=(60, 120))).convert("RGB"))
-    marked = np.asarray(Image.open(write_contact_sheet(tmp_path / "m.png", query.crop, hits, columns=4, cell_size=(60, 120), verdicts=verdicts)).convert("RGB"))
+    sheet = np.asarray(
+        Image.open(
+            write_contact_sheet(tmp_path / "r.png", query.crop, hits, columns=4, cell_size=(60, 120))
+        ).convert("RGB")
+    )
+    marked = np.asarray(
+        Image.open(
+            write_contact_sheet(
+                tmp_path / "m.png", query.crop, hits, columns=4, cell_size=(60, 120), verdicts=verdicts
+            )
+        ).convert("RGB")
+    )
     pad = 6
     frame_pixel = [marked[pad + 1, pad + (60 + pad) * cell + 30].tolist() for cell in (1, 2, 3)]
     assert frame_pixel[:2] == [list(MATCH_COLOUR), list(MISS_COLOUR)]
@@ -94,10 +125,12 @@ def test_ground_truth_verdicts_mark_right_and_wrong_hits(tmp_path: Path) -> None
 
 def test_verdicts_follow_the_protocol_iou_rule(tmp_path: Path) -> None:
     query, hits, weird, plain = _search(tmp_path)
-    hit = hits[0]  # the weird-named image's person at (10, 10, 30, 50): 20 x 40, IoU threshold min(0.5, 800 / 1500) = 0.5
+    # the weird-named image's person at (10, 10, 30, 50): 20 x 40, IoU threshold min(0.5, 800 / 1500) = 0.5
+    hit = hits[0]
     x1, y1, x2, y2 = hit.box
     scenes = [
-        Scene("w.png", weird, boxes=[[x1, y1, x2, y2 + 10], [60, 10, 80, 50]], pids=[7, 8]),  # IoU 0.8 with person 7
+        # IoU 0.8 with person 7
+        Scene("w.png", weird, boxes=[[x1, y1, x2, y2 + 10], [60, 10, 80, 50]], pids=[7, 8]),
         Scene("p.png", plain, boxes=[[100, 60, 120, 100]], pids=[8]),
     ]
     assert hit.source == str(weird)

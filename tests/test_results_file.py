@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from personsearch.data.records import GalleryItem, PersonSearchDataset, Query, Scene
-from personsearch.evaluation.results_file import load_results, save_results, score_results_file, score_results_file_detection
+from personsearch.evaluation.results_file import (
+    load_results,
+    save_results,
+    score_results_file,
+    score_results_file_detection,
+)
 from personsearch.evaluation.search import evaluate_search
 
 ROOT = Path("/nonexistent")
@@ -49,7 +54,9 @@ def test_round_trip_scores_like_direct_evaluation(setup, tmp_path):
     np.testing.assert_array_equal(got_query, query_feats)
     np.testing.assert_array_equal(got_context[0][1], context[0][1])
     for cbgm in (False, True):
-        direct = evaluate_search(ds, dets, feats, query_feats, gallery_size=3, cbgm=cbgm, query_context=context)
+        direct = evaluate_search(
+            ds, dets, feats, query_feats, gallery_size=3, cbgm=cbgm, query_context=context
+        )
         scored = score_results_file(ds, path, gallery_size=3, cbgm=cbgm)
         assert scored.ap.tolist() == direct.ap.tolist()
         assert scored.settings["results_file"] == str(path)
@@ -179,9 +186,26 @@ def test_score_command_reports_detection_and_search(tmp_path):
     ds = make_synthetic(tmp_path / "data", preset="tiny", seed=3)
     rng = np.random.default_rng(0)
     dets = [np.c_[s.boxes, np.ones(len(s.boxes))].astype(np.float32) for s in ds.gallery]
-    save_results(tmp_path / "r.npz", ds, dets, [unit_rows(rng, len(d), 8) for d in dets], unit_rows(rng, len(ds.queries), 8))
+    save_results(
+        tmp_path / "r.npz",
+        ds,
+        dets,
+        [unit_rows(rng, len(d), 8) for d in dets],
+        unit_rows(rng, len(ds.queries), 8),
+    )
     result = CliRunner().invoke(
-        app, ["score", "--dataset", str(tmp_path / "data"), "--results", str(tmp_path / "r.npz"), "--gallery-size", "50", "--json", str(tmp_path / "s.json")]
+        app,
+        [
+            "score",
+            "--dataset",
+            str(tmp_path / "data"),
+            "--results",
+            str(tmp_path / "r.npz"),
+            "--gallery-size",
+            "50",
+            "--json",
+            str(tmp_path / "s.json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     scored = json.loads((tmp_path / "s.json").read_text())

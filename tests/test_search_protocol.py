@@ -284,9 +284,15 @@ def test_cuhk_oracle():
     ]
     queries = []
     for qname, pid in [("s0.jpg", 1), ("s0.jpg", 2), ("s3.jpg", 3)]:
-        items = [GalleryItem(s.name, s.boxes[s.pids == pid][0] if pid in s.pids else None) for s in scenes if s.name != qname]
+        items = [
+            GalleryItem(s.name, s.boxes[s.pids == pid][0] if pid in s.pids else None)
+            for s in scenes
+            if s.name != qname
+        ]
         qscene = next(s for s in scenes if s.name == qname)
-        queries.append(Query(qname, ROOT / qname, qscene.boxes[qscene.pids == pid][0], pid, galleries={3: items}))
+        queries.append(
+            Query(qname, ROOT / qname, qscene.boxes[qscene.pids == pid][0], pid, galleries={3: items})
+        )
     ds = PersonSearchDataset("oracle", ROOT, "cuhk", [], scenes, queries)
     res = evaluate_search(ds, *one_hot_inputs(ds), gallery_size=3)
     assert res.mAP == 1.0 and res.topk == {1: 1.0, 5: 1.0, 10: 1.0} and res.n_queries == 3

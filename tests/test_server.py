@@ -69,7 +69,9 @@ def _box_of(client: TestClient, source_name: str, colours: tuple) -> int:
     (source,) = [s for s in sources if s["name"] == source_name]
     people = client.get(f"/api/sources/{source['id']}/people").json()["people"]
     for person in people:
-        thumb = np.array(Image.open(io.BytesIO(client.get(f"/api/boxes/{person['box_id']}/thumbnail").content)))
+        thumb = np.array(
+            Image.open(io.BytesIO(client.get(f"/api/boxes/{person['box_id']}/thumbnail").content))
+        )
         if np.abs(thumb[2, thumb.shape[1] // 2].astype(int) - colours).max() < 40:
             return person["box_id"]
     raise AssertionError(f"no person with top colour {colours} in {source_name}")
@@ -104,8 +106,16 @@ def test_sources_frames_people_and_pixels(client: TestClient, built: tuple[Path,
     box = client.get(f"/api/boxes/{people[0]['box_id']}").json()
     assert box["source_id"] == video["id"] and box["frame"] == 3 and box["camera"] == "cam-b"
     thumb = client.get(f"/api/boxes/{people[0]['box_id']}/thumbnail")
-    assert thumb.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(thumb.content)).size == (20, 40)
-    for missing in ("/api/sources/999", "/api/boxes/999", "/api/boxes/999/thumbnail", "/api/sources/999/image"):
+    assert thumb.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(thumb.content)).size == (
+        20,
+        40,
+    )
+    for missing in (
+        "/api/sources/999",
+        "/api/boxes/999",
+        "/api/boxes/999/thumbnail",
+        "/api/sources/999/image",
+    ):
         response = client.get(missing)
         assert response.status_code == 404 and "no " in response.json()["detail"], missing
 
@@ -121,8 +131,14 @@ def test_search_by_indexed_person_is_the_cli_json_without_the_query_itself(clien
     # the walk is one sighting (one hit), or six hits frame by frame
     assert [round(h.score, 4) for h in hits[:3]] == [1.0] * 3 and hits[3].score < 0.99
     walk = next(h for h in hits if h.kind == "video")
-    assert walk.sighting is not None and (walk.sighting.first_frame, walk.sighting.last_frame, walk.sighting.boxes) == (0, 5, 6)
-    per_frame = hits_from_json(client.post("/api/search", json={"box_id": query, "top_k": 20, "per_frame": True}).json())
+    assert walk.sighting is not None and (
+        walk.sighting.first_frame,
+        walk.sighting.last_frame,
+        walk.sighting.boxes,
+    ) == (0, 5, 6)
+    per_frame = hits_from_json(
+        client.post("/api/search", json={"box_id": query, "top_k": 20, "per_frame": True}).json()
+    )
     assert [round(h.score, 4) for h in per_frame[:8]] == [1.0] * 8 and per_frame[8].score < 0.99
     assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
     with_self = client.post("/api/search", json={"box_id": query, "include_query": True, "top_k": 3}).json()
@@ -131,12 +147,23 @@ def test_search_by_indexed_person_is_the_cli_json_without_the_query_itself(clien
 
 def test_search_filters_by_camera_time_and_source(client: TestClient) -> None:
     query = _box_of(client, "one.png", RED)
-    cam_b = client.post("/api/search", json={"box_id": query, "camera": ["cam-b"], "top_k": 50}).json()["hits"]
+    cam_b = client.post("/api/search", json={"box_id": query, "camera": ["cam-b"], "top_k": 50}).json()[
+        "hits"
+    ]
     assert cam_b and {h["camera"] for h in cam_b} == {"cam-b"}
-    timed = client.post("/api/search", json={"box_id": query, "time_from": 0.15, "time_to": 0.35, "top_k": 50, "per_frame": True}).json()["hits"]
+    timed = client.post(
+        "/api/search",
+        json={"box_id": query, "time_from": 0.15, "time_to": 0.35, "top_k": 50, "per_frame": True},
+    ).json()["hits"]
     assert sorted(h["frame"] for h in timed) == [2, 3]
-    (walk,) = client.post("/api/search", json={"box_id": query, "time_from": 0.15, "time_to": 0.35}).json()["hits"]
-    assert walk["frame"] in (2, 3) and (walk["sighting"]["first_frame"], walk["sighting"]["last_frame"]) == (0, 5)  # the span is the whole walk
+    (walk,) = client.post("/api/search", json={"box_id": query, "time_from": 0.15, "time_to": 0.35}).json()[
+        "hits"
+    ]
+    # the span is the whole walk
+    assert walk["frame"] in (2, 3) and (walk["sighting"]["first_frame"], walk["sighting"]["last_frame"]) == (
+        0,
+        5,
+    )
     two = client.post("/api/search", json={"box_id": query, "source": "two.png"}).json()["hits"]
     assert [h["source"].endswith("two.png") for h in two] == [True]
     bad = client.post("/api/search", json={"box_id": query, "time_from": 2, "time_to": 1})
@@ -154,22 +181,40 @@ def test_search_report_is_the_html_report(client: TestClient) -> None:
 
 
 def test_upload_detects_people_and_searches_by_pick_or_box(client: TestClient) -> None:
-    single = client.post("/api/uploads", files={"file": ("q.png", _png(draw_scene([(40, 40, GREEN, YELLOW)])), "image/png")}).json()
+    single = client.post(
+        "/api/uploads", files={"file": ("q.png", _png(draw_scene([(40, 40, GREEN, YELLOW)])), "image/png")}
+    ).json()
     assert len(single["people"]) == 1 and (single["width"], single["height"]) == (160, 120)
     hits = client.post("/api/search", json={"upload": single["upload"]}).json()["hits"]
-    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4) and {hits[0]["source"].rsplit("/", 1)[1], hits[1]["source"].rsplit("/", 1)[1]} == {
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4) and {
+        hits[0]["source"].rsplit("/", 1)[1],
+        hits[1]["source"].rsplit("/", 1)[1],
+    } == {
         "one.png",
         "three.png",
     }
-    pair = client.post("/api/uploads", files={"file": ("p.png", _png(draw_scene([(10, 10, RED, BLUE), (60, 60, GREEN, YELLOW)])), "image/png")}).json()
+    pair = client.post(
+        "/api/uploads",
+        files={
+            "file": ("p.png", _png(draw_scene([(10, 10, RED, BLUE), (60, 60, GREEN, YELLOW)])), "image/png")
+        },
+    ).json()
     ambiguous = client.post("/api/search", json={"upload": pair["upload"]})
     assert ambiguous.status_code == 422 and "2 people detected" in ambiguous.json()["detail"]
-    drawn = client.post("/api/search", json={"upload": pair["upload"], "box": [10, 10, 30, 50], "top_k": 1}).json()
-    assert drawn["query"] == {"source": None, "frame": None, "box": [10.0, 10.0, 30.0, 50.0], "note": None} and drawn["hits"][0]["score"] == pytest.approx(
-        1.0, abs=1e-4
-    )
+    drawn = client.post(
+        "/api/search", json={"upload": pair["upload"], "box": [10, 10, 30, 50], "top_k": 1}
+    ).json()
+    assert drawn["query"] == {
+        "source": None,
+        "frame": None,
+        "box": [10.0, 10.0, 30.0, 50.0],
+        "note": None,
+    } and drawn["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
     # a photo that is already a crop of one person is searched whole, and the answer says so
-    crop = client.post("/api/uploads", files={"file": ("c.png", _png(draw_scene([(0, 0, GREEN, YELLOW)], size=(40, 20))), "image/png")}).json()
+    crop = client.post(
+        "/api/uploads",
+        files={"file": ("c.png", _png(draw_scene([(0, 0, GREEN, YELLOW)], size=(40, 20))), "image/png")},
+    ).json()
     whole = client.post("/api/search", json={"upload": crop["upload"], "top_k": 1}).json()
     assert whole["query"]["box"] == [0.0, 0.0, 20.0, 40.0] and "taken whole" in whole["query"]["note"]
     assert whole["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
@@ -186,12 +231,19 @@ def _png_bomb(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_hostile_uploads_are_refused_before_decoding(built: tuple[Path, Path]) -> None:
     _, index = built
-    app = create_app(SearchService(index, ColourEngine(), max_upload_pixels=1_000_000), max_upload_bytes=50_000)
+    app = create_app(
+        SearchService(index, ColourEngine(), max_upload_pixels=1_000_000), max_upload_bytes=50_000
+    )
     with TestClient(app) as c:
 
         def post(data: bytes, name: str = "x.png", kind: str = "image/png"):
@@ -208,11 +260,23 @@ def test_hostile_uploads_are_refused_before_decoding(built: tuple[Path, Path]) -
         assert truncated.status_code == 422 and "not a readable image" in truncated.json()["detail"]
         big = post(os.urandom(80_000))
         assert big.status_code == 413 and "limit of 50,000 bytes" in big.json()["detail"]
-        head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n'
+        head = (
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n"
+        )
         chunks = iter([head + b"x" * 30_000, b"x" * 30_000, b"x" * 30_000, b"\r\n--b--\r\n"])
-        chunked = c.post("/api/uploads", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"})
+        chunked = c.post(
+            "/api/uploads", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"}
+        )
         assert chunked.status_code == 413  # no Content-Length: counted as it streams
-        assert c.post("/api/search", content=b"{" + b" " * 2_000_000 + b"}", headers={"content-type": "application/json"}).status_code == 413
+        assert (
+            c.post(
+                "/api/search",
+                content=b"{" + b" " * 2_000_000 + b"}",
+                headers={"content-type": "application/json"},
+            ).status_code
+            == 413
+        )
 
 
 def test_requests_reach_files_only_by_id(client: TestClient) -> None:
@@ -272,12 +336,15 @@ def _wait_job(c: TestClient, job_id: int) -> dict:
     raise AssertionError(f"job {job_id} still running")
 
 
-def test_indexing_job_runs_beside_searches_and_refuses_a_second_writer(tmp_path: Path, built: tuple[Path, Path]) -> None:
+def test_indexing_job_runs_beside_searches_and_refuses_a_second_writer(
+    tmp_path: Path, built: tuple[Path, Path]
+) -> None:
     footage, _ = built
     index = _index(tmp_path / "index", [footage / "cam-a"])
     engine = GatedEngine()
     with TestClient(create_app(SearchService(index, engine), allow_dirs=[footage])) as c:
-        job = c.post("/api/index-jobs", json={"paths": ["cam-b"], "camera": "lobby", "stride": 1})  # every frame (default: 5 a second)
+        # every frame (default: 5 a second)
+        job = c.post("/api/index-jobs", json={"paths": ["cam-b"], "camera": "lobby", "stride": 1})
         assert job.status_code == 202, job.text
         assert engine.waiting.wait(10)
         # indexing is stuck inside the model, and searching still answers at once
@@ -291,10 +358,13 @@ def test_indexing_job_runs_beside_searches_and_refuses_a_second_writer(tmp_path:
         done = _wait_job(c, job.json()["id"])
         assert done["state"] == "done" and done["people_added"] == 2 + 6 and done["frames_done"] == 7
         assert {cam["camera"] for cam in c.get("/api/summary").json()["cameras"]} == {"cam-a", "lobby"}
-        lobby = c.post("/api/search", json={"box_id": query, "camera": ["lobby"], "top_k": 50, "per_frame": True}).json()["hits"]
+        lobby = c.post(
+            "/api/search", json={"box_id": query, "camera": ["lobby"], "top_k": 50, "per_frame": True}
+        ).json()["hits"]
         assert len(lobby) == 8 and {h["camera"] for h in lobby} == {"lobby"}
         walks = c.post("/api/search", json={"box_id": query, "camera": ["lobby"], "top_k": 50}).json()["hits"]
-        assert len(walks) == 3 and c.get("/api/summary").json()["sightings"] == 1  # the video, tracked once the job finished it
+        # the video, tracked once the job finished it
+        assert len(walks) == 3 and c.get("/api/summary").json()["sightings"] == 1
         # another process holding the writer lock: refused the same way
         other = IndexStore.open(index)
         other.acquire_writer()
@@ -318,7 +388,9 @@ def test_cancelling_a_job_keeps_what_it_committed(tmp_path: Path, built: tuple[P
         summary = c.get("/api/summary").json()
         assert summary["people"] == done["people_added"] and summary["incomplete_sources"] >= 1
         assert c.get("/api/index-jobs").json()["jobs"][0]["state"] == "cancelled"
-        resumed = _wait_job(c, c.post("/api/index-jobs", json={"paths": [str(footage)], "stride": 1}).json()["id"])
+        resumed = _wait_job(
+            c, c.post("/api/index-jobs", json={"paths": [str(footage)], "stride": 1}).json()["id"]
+        )
         both = c.post("/api/index-jobs", json={"paths": [str(footage)], "stride": 2, "fps": 5})
         assert both.status_code == 422 and "not both" in both.json()["detail"]
         assert resumed["state"] == "done" and c.get("/api/summary").json()["people"] == 11
@@ -338,7 +410,8 @@ def test_indexing_only_under_allowed_folders(tmp_path: Path, built: tuple[Path, 
             response = c.post("/api/index-jobs", json={"paths": [path]})
             assert response.status_code == 403 and "outside the folders" in response.json()["detail"], path
         assert c.post("/api/index-jobs", json={"paths": ["nope"]}).status_code == 404
-        assert c.post("/api/index-jobs", json={"paths": ["~0"]}).status_code == 404  # no home-directory expansion (schemathesis found a 500)
+        # no home-directory expansion (schemathesis found a 500)
+        assert c.post("/api/index-jobs", json={"paths": ["~0"]}).status_code == 404
         (allowed / "loop").symlink_to(allowed / "loop")
         looped = c.post("/api/index-jobs", json={"paths": ["loop"]})
         assert looped.status_code in (403, 404, 422) and "Traceback" not in looped.text
@@ -352,7 +425,9 @@ def test_indexing_only_under_allowed_folders(tmp_path: Path, built: tuple[Path, 
 
 
 # ---------------------------------------------------------------------------- states and safety
-def test_nothing_indexed_yet_and_model_mismatch_are_explained(tmp_path: Path, built: tuple[Path, Path]) -> None:
+def test_nothing_indexed_yet_and_model_mismatch_are_explained(
+    tmp_path: Path, built: tuple[Path, Path]
+) -> None:
     with TestClient(create_app(SearchService(tmp_path / "empty", ColourEngine()))) as c:
         summary = c.get("/api/summary").json()
         assert summary["indexed"] is False and "nothing indexed yet" in summary["message"]
@@ -362,7 +437,10 @@ def test_nothing_indexed_yet_and_model_mismatch_are_explained(tmp_path: Path, bu
     with TestClient(create_app(SearchService(index, ColourEngine("another-model")))) as c:
         problem = c.get("/api/summary").json()["model"]["problem"]
         assert "another-model" in problem and "colour-histogram-v1" in problem
-        upload = c.post("/api/uploads", files={"file": ("q.png", _png(draw_scene([(40, 40, GREEN, YELLOW)])), "image/png")})
+        upload = c.post(
+            "/api/uploads",
+            files={"file": ("q.png", _png(draw_scene([(40, 40, GREEN, YELLOW)])), "image/png")},
+        )
         assert upload.status_code == 409 and "cannot be compared" in upload.json()["detail"]
         assert c.post("/api/search", json={"box_id": 0}).status_code == 200  # stored features need no model
 
@@ -377,10 +455,18 @@ def test_token_is_required_on_every_api_request(built: tuple[Path, Path]) -> Non
         assert c.get("/api/summary", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/api/summary", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         page = c.get("/")
-        assert page.status_code == 200 and "personsearch" in page.text and page.headers["content-security-policy"].startswith("default-src 'self'")
+        assert (
+            page.status_code == 200
+            and "personsearch" in page.text
+            and page.headers["content-security-policy"].startswith("default-src 'self'")
+        )
         assert c.post("/api/login", json={"token": "nope"}).status_code == 401
         login = c.post("/api/login", json={"token": "s3cret"})
-        assert login.status_code == 200 and "httponly" in login.headers["set-cookie"].lower() and "samesite=strict" in login.headers["set-cookie"].lower()
+        assert (
+            login.status_code == 200
+            and "httponly" in login.headers["set-cookie"].lower()
+            and "samesite=strict" in login.headers["set-cookie"].lower()
+        )
         assert c.get("/api/summary").status_code == 200  # the cookie now
 
 
@@ -391,11 +477,19 @@ def test_a_full_queue_answers_503_instead_of_waiting(built: tuple[Path, Path]) -
     scene = _png(draw_scene([(40, 40, GREEN, YELLOW)]))
     with TestClient(app) as c:
         first: dict = {}
-        worker = threading.Thread(target=lambda: first.update(r=c.post("/api/uploads", files={"file": ("q.png", scene, "image/png")})))
+        worker = threading.Thread(
+            target=lambda: first.update(
+                r=c.post("/api/uploads", files={"file": ("q.png", scene, "image/png")})
+            )
+        )
         worker.start()
         assert engine.waiting.wait(10)
         refused = c.post("/api/uploads", files={"file": ("q.png", scene, "image/png")})
-        assert refused.status_code == 503 and refused.headers["retry-after"] == "1" and "busy" in refused.json()["detail"]
+        assert (
+            refused.status_code == 503
+            and refused.headers["retry-after"] == "1"
+            and "busy" in refused.json()["detail"]
+        )
         assert c.get("/api/summary").status_code == 200  # browsing is not queued behind the models
         engine.gate.set()
         worker.join(10)
@@ -404,7 +498,9 @@ def test_a_full_queue_answers_503_instead_of_waiting(built: tuple[Path, Path]) -
 
 
 def test_serve_refuses_to_listen_beyond_localhost_without_a_token(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli_app, ["serve", "--index", str(tmp_path), "--host", "0.0.0.0"], env={"PERSONSEARCH_TOKEN": ""})
+    result = CliRunner().invoke(
+        cli_app, ["serve", "--index", str(tmp_path), "--host", "0.0.0.0"], env={"PERSONSEARCH_TOKEN": ""}
+    )
     assert result.exit_code == 2 and "--token" in result.output
 
 
@@ -413,7 +509,9 @@ def test_no_request_the_schema_allows_makes_a_server_error(built: tuple[Path, Pa
     """schemathesis generates requests from /openapi.json for every operation (ids that do not
     exist, odd filters, random uploads, paths to index): none may answer 5xx."""
     root, index = built
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(SearchService(index, ColourEngine()), allow_dirs=[root / "cam-a"]))
+    schema = schemathesis.openapi.from_asgi(
+        "/openapi.json", create_app(SearchService(index, ColourEngine()), allow_dirs=[root / "cam-a"])
+    )
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 14
     for operation in operations:
@@ -435,6 +533,10 @@ def test_api_docs_are_served_from_this_server_not_a_cdn(built: tuple[Path, Path]
         assert docs.status_code == 200 and "swagger-ui" in docs.text
         assert "http" not in docs.text.replace('<html lang="en">', "")  # no outside address
         assert "<script>" not in docs.text and "script-src 'self'" in docs.headers["content-security-policy"]
-        for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css", "/static/docs.js"):
+        for asset in (
+            "/static/swagger/swagger-ui-bundle.js",
+            "/static/swagger/swagger-ui.css",
+            "/static/docs.js",
+        ):
             assert c.get(asset).status_code == 200, asset
         assert "/openapi.json" in c.get("/static/docs.js").text and c.get("/openapi.json").status_code == 200

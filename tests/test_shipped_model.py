@@ -19,7 +19,9 @@ from personsearch.models.bundle import ModelBundle
 
 def test_shipped_model_finds_new_people_above_its_floors(tmp_path: Path) -> None:
     dataset = make_synthetic(tmp_path / "fresh", preset="tiny", seed=11, num_test_ids=30)
-    result = evaluate_engine(ModelBundle(SHIPPED_MODEL, engine="torch-fp32"), dataset, gallery_size=50, progress=False)
+    result = evaluate_engine(
+        ModelBundle(SHIPPED_MODEL, engine="torch-fp32"), dataset, gallery_size=50, progress=False
+    )
     assert len(dataset.queries) == 30
     assert result.detection.recall >= 0.92 and result.detection.ap >= 0.90, result.detection.format_table()
     assert result.search.mAP >= 0.45 and result.search.topk[1] >= 0.40, result.search.format_table()

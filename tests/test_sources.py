@@ -9,7 +9,16 @@ import pytest
 from index_testkit import BLUE, RED, draw_scene, write_png, write_video
 
 from personsearch.data.images import ImageReadError
-from personsearch.index.sources import DEFAULT_VIDEO_FPS, Sampling, discover, iter_frames, planned_frames, read_frame, sampling_for, video_info
+from personsearch.index.sources import (
+    DEFAULT_VIDEO_FPS,
+    Sampling,
+    discover,
+    iter_frames,
+    planned_frames,
+    read_frame,
+    sampling_for,
+    video_info,
+)
 
 
 def test_discover_walks_folders_in_order_and_reports_what_it_skips(tmp_path: Path) -> None:
@@ -19,7 +28,9 @@ def test_discover_walks_folders_in_order_and_reports_what_it_skips(tmp_path: Pat
     write_video(tmp_path / "site" / "camA" / "clip.avi", frames=2)
     (tmp_path / "site" / "camA" / "notes.txt").write_text("not an image")
     (tmp_path / "extra.txt").write_text("x")
-    sources, skipped = discover([tmp_path / "site", tmp_path / "site" / "camB" / "2.png", tmp_path / "extra.txt", tmp_path / "gone"])
+    sources, skipped = discover(
+        [tmp_path / "site", tmp_path / "site" / "camB" / "2.png", tmp_path / "extra.txt", tmp_path / "gone"]
+    )
     assert [(s.path.relative_to(tmp_path).as_posix(), s.kind, s.camera) for s in sources] == [
         ("site/camA/1.PNG", "image", "camA"),
         ("site/camA/clip.avi", "video", "camA"),

@@ -37,7 +37,12 @@ def test_counts_and_heights() -> None:
         "queries": 0,
     }
     # 50 and 59.5 < 60; 60 and 119 in [60, 120); 240 in [240, inf)
-    assert train["heights"] == {"buckets": {"<60": 2, "60-120": 2, "120-240": 0, ">=240": 1}, "min": 50.0, "median": 60.0, "max": 240.0}
+    assert train["heights"] == {
+        "buckets": {"<60": 2, "60-120": 2, "120-240": 0, ">=240": 1},
+        "min": 50.0,
+        "median": 60.0,
+        "max": 240.0,
+    }
     assert (gallery["images"], gallery["boxes"], gallery["identities"]) == (2, 1, 1)
     assert {k: query[k] for k in ("images", "boxes", "labelled_boxes", "identities", "queries")} == {
         "images": 1,
@@ -56,12 +61,24 @@ def test_empty_split_and_table() -> None:
     ds = _dataset()
     ds.gallery = [_scene("g2", [], [])]
     stats = dataset_statistics(ds)
-    assert stats["splits"]["gallery"]["heights"] == {"buckets": {"<60": 0, "60-120": 0, "120-240": 0, ">=240": 0}, "min": None, "median": None, "max": None}
+    assert stats["splits"]["gallery"]["heights"] == {
+        "buckets": {"<60": 0, "60-120": 0, "120-240": 0, ">=240": 0},
+        "min": None,
+        "median": None,
+        "max": None,
+    }
     lines = format_statistics(stats).splitlines()
     assert lines[0] == "toy (cuhk protocol) at /data/toy"
     header = next(line for line in lines if line.startswith("split") and "images" in line)
     assert header.split() == ["split", "images", "boxes", "labelled", "boxes", "identities", "queries"]
-    assert next(line for line in lines if line.startswith("train ")).split() == ["train", "2", "5", "4", "3", "0"]
+    assert next(line for line in lines if line.startswith("train ")).split() == [
+        "train",
+        "2",
+        "5",
+        "4",
+        "3",
+        "0",
+    ]
     heights = lines[lines.index("person height in pixels (boxes per bucket)") + 1 :]
     assert heights[0].split() == ["split", "<60", "60-120", "120-240", ">=240", "min", "median", "max"]
     assert heights[1].split() == ["train", "2", "2", "0", "1", "50", "60", "240"]
@@ -73,6 +90,16 @@ def test_statistics_of_loaded_fixture(tmp_path: Path) -> None:
     write_cuhk_fixture(tmp_path)
     stats = dataset_statistics(load_cuhk_sysu(tmp_path))
     assert stats["gallery_sizes"] == [50, 100]
-    assert [stats["splits"]["train"][k] for k in ("images", "boxes", "labelled_boxes", "identities")] == [2, 4, 3, 2]
-    assert [stats["splits"]["gallery"][k] for k in ("images", "boxes", "labelled_boxes", "identities")] == [4, 6, 4, 2]
+    assert [stats["splits"]["train"][k] for k in ("images", "boxes", "labelled_boxes", "identities")] == [
+        2,
+        4,
+        3,
+        2,
+    ]
+    assert [stats["splits"]["gallery"][k] for k in ("images", "boxes", "labelled_boxes", "identities")] == [
+        4,
+        6,
+        4,
+        2,
+    ]
     assert "protocol gallery sizes: 50, 100" in format_statistics(stats)

@@ -14,7 +14,13 @@ import pytest
 from PIL import Image
 
 from personsearch.data import load_dataset
-from personsearch.data.records import HEIGHT_BUCKETS, UNLABELED, PersonSearchDataset, box_heights, height_bucket
+from personsearch.data.records import (
+    HEIGHT_BUCKETS,
+    UNLABELED,
+    PersonSearchDataset,
+    box_heights,
+    height_bucket,
+)
 from personsearch.data.stats import dataset_statistics
 from personsearch.data.synthetic import (
     GENERATOR_VERSION,
@@ -34,7 +40,14 @@ from personsearch.data.synthetic.scenes import render_scene
 
 TINY = PRESETS["tiny"]
 # a benchmark small enough to generate twice in a test
-MINI = {"num_train_ids": 2, "num_test_ids": 2, "image_width": 160, "image_height": 120, "min_height": 10, "max_height": 100}
+MINI = {
+    "num_train_ids": 2,
+    "num_test_ids": 2,
+    "image_width": 160,
+    "image_height": 120,
+    "min_height": 10,
+    "max_height": 100,
+}
 
 
 def assert_same_dataset(a: PersonSearchDataset, b: PersonSearchDataset) -> None:
@@ -131,7 +144,12 @@ def test_cuhk_layout_loads_back_identically(cuhk):
     loaded = load_dataset(root)
     assert_same_dataset(cuhk, loaded)
     info = json.loads((root / "synthetic.json").read_text())
-    assert (info["preset"], info["seed"], info["layout"], info["version"]) == ("tiny", 0, "cuhk", GENERATOR_VERSION)
+    assert (info["preset"], info["seed"], info["layout"], info["version"]) == (
+        "tiny",
+        0,
+        "cuhk",
+        GENERATOR_VERSION,
+    )
     assert info["complete"] is True
     assert info["counts"] == json.loads(json.dumps(dataset_statistics(loaded)["splits"]))
 
@@ -147,7 +165,9 @@ def test_prw_layout_loads_back_identically(prw):
     for s in prw.gallery:
         for pid in s.pids[s.pids != UNLABELED]:
             cams_of.setdefault(int(pid), set()).add(s.cam)
-    assert sorted((q.pid, q.cam) for q in prw.queries) == sorted((p, c) for p, cams in cams_of.items() for c in cams)
+    assert sorted((q.pid, q.cam) for q in prw.queries) == sorted(
+        (p, c) for p, cams in cams_of.items() for c in cams
+    )
     for q in prw.queries:
         assert not q.galleries
         assert any(q.pid in s.pids for s in prw.gallery if s.name != q.name)
@@ -216,7 +236,9 @@ def test_lookalikes_share_the_coarse_look_and_differ_only_in_details():
     for view in ("front", "back"):
         # visible differences: small but non-zero within a family, larger between families
         same = [_differing_share(a, b, view) for a, b in pairs]
-        cross = [_differing_share(pairs[i][0], pairs[(i + 1) % len(pairs)][0], view) for i in range(len(pairs))]
+        cross = [
+            _differing_share(pairs[i][0], pairs[(i + 1) % len(pairs)][0], view) for i in range(len(pairs))
+        ]
         assert min(same) > 0.005 and max(same) < min(cross), (view, same, cross)
 
 
@@ -225,12 +247,22 @@ def test_heights_follow_the_configured_distribution():
     assert heights.min() >= 20 and heights.max() <= 400
     # log-uniform on [20, 400]: P(h < 60) = ln(3) / ln(20) = 0.3667
     assert abs((heights < 59.5).mean() - math.log(3) / math.log(20)) < 0.015
-    uniform = sample_heights(np.random.default_rng(0), 20000, resolve_config("standard", height_distribution="uniform"))
+    uniform = sample_heights(
+        np.random.default_rng(0), 20000, resolve_config("standard", height_distribution="uniform")
+    )
     assert abs((uniform < 59.5).mean() - 39.5 / 380) < 0.015
 
 
 def test_queries_span_every_height_bucket():
-    config = resolve_config("tiny", num_test_ids=40, appearances=(3, 4), image_width=800, image_height=600, min_height=20, max_height=400)
+    config = resolve_config(
+        "tiny",
+        num_test_ids=40,
+        appearances=(3, 4),
+        image_width=800,
+        image_height=600,
+        min_height=20,
+        max_height=400,
+    )
     queries = build_dataset(plan_benchmark(config, 0), Path("/unused"), "cuhk").queries
     counts = Counter(height_bucket(float(box_heights(q.box)[0])) for q in queries)
     # log-uniform 20..400 px puts 37%, 23%, 23% and 17% of people in the four buckets
@@ -269,9 +301,13 @@ def test_overwrite_replaces_an_earlier_synthetic_benchmark(tmp_path):
 
 def test_regulars_appear_often_and_leave_the_train_images_alone():
     plain = resolve_config("tiny", num_test_ids=8, appearances=(2, 3))
-    with_regular = resolve_config("tiny", num_test_ids=8, appearances=(2, 3), regulars=1, regular_appearances=7)
+    with_regular = resolve_config(
+        "tiny", num_test_ids=8, appearances=(2, 3), regulars=1, regular_appearances=7
+    )
     a, b = plan_benchmark(plain, 4), plan_benchmark(with_regular, 4)
-    assert repr([i for i in a.images if i.split == "train"]) == repr([i for i in b.images if i.split == "train"])
+    assert repr([i for i in a.images if i.split == "train"]) == repr(
+        [i for i in b.images if i.split == "train"]
+    )
     seen = Counter(p.pid for i in b.images if i.split == "test" for p in i.scene.people if p.pid != UNLABELED)
     assert seen[0] == 7 and max(n for pid, n in seen.items() if pid != 0) <= 3
     dataset = build_dataset(b, Path("/unused"), "cuhk")

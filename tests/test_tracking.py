@@ -7,7 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, colour_feature, draw_scene, index_content, write_png, write_walkers
+from index_testkit import (
+    BLUE,
+    GREEN,
+    RED,
+    YELLOW,
+    ColourEngine,
+    colour_feature,
+    draw_scene,
+    index_content,
+    write_png,
+    write_walkers,
+)
 
 from personsearch.index import PersonIndex
 from personsearch.index.store import SCHEMA_VERSION
@@ -19,7 +30,13 @@ def _unit(v: list[float]) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _walk(start: tuple[float, float], velocity: tuple[float, float], frames: range, fps: float = 10.0, size: tuple[float, float] = (20, 40)):
+def _walk(
+    start: tuple[float, float],
+    velocity: tuple[float, float],
+    frames: range,
+    fps: float = 10.0,
+    size: tuple[float, float] = (20, 40),
+):
     """Boxes of one person walking at ``velocity`` px/frame, in ``frames``."""
     x, y = start
     return [
@@ -84,7 +101,9 @@ def test_different_people_in_the_same_place_are_not_linked_and_sparse_sampling_s
     # one person leaves at frame 9, another in other clothes stands on the same spot from frame 10
     a = _walk((50, 40), (0, 0), range(0, 10))
     b = _walk((50, 40), (0, 0), range(10, 20))
-    frames, times, boxes, feats, truth = _detections({0: a, 1: b}, {0: _unit([1, 0, 0]), 1: _unit([0, 1, 0.2])})
+    frames, times, boxes, feats, truth = _detections(
+        {0: a, 1: b}, {0: _unit([1, 0, 0]), 1: _unit([0, 1, 0.2])}
+    )
     assert _same_partition(track(frames, times, boxes, feats), truth)
     # one frame every 2 s of a person walking 0.4 body heights per second: still one track
     sparse = _walk((0, 40), (0.8, 0), range(0, 200, 20))  # 10 fps, 16 px (0.4 heights) per second
@@ -106,7 +125,11 @@ def test_tracks_are_a_function_of_the_detections_not_their_order() -> None:
     sightings = sightings_of(ids, frames, times, boxes, feats)
     assert sorted(len(s.box_ids) for s in sightings) == [20] * 4
     first = next(s for s in sightings if s.first_frame == 0)
-    assert (first.last_frame, first.start_time, first.end_time) == (19, 0.0, 1.9) and first.best_box in first.box_ids
+    assert (first.last_frame, first.start_time, first.end_time) == (
+        19,
+        0.0,
+        1.9,
+    ) and first.best_box in first.box_ids
 
 
 # ------------------------------------------------------------------ through the index
@@ -125,24 +148,39 @@ def _index(tmp_path: Path, **options) -> Path:
     return video
 
 
-def test_a_video_indexes_into_one_sighting_per_appearance_and_search_returns_each_once(tmp_path: Path) -> None:
+def test_a_video_indexes_into_one_sighting_per_appearance_and_search_returns_each_once(
+    tmp_path: Path,
+) -> None:
     _index(tmp_path, batch_size=4)
     with PersonIndex.open(tmp_path / "idx", ColourEngine()) as index:
         assert index.store.summary()["sightings"] == 3
         hits = index.search(colour_feature(RED, BLUE), 10)
         # the still image, and A and C: 3 hits at score 1 where there are 31 boxes of red-over-blue people
         assert [round(h.score, 4) for h in hits[:3]] == [1.0] * 3 and hits[3].score < 0.99
-        spans = sorted((h.sighting.first_frame, h.sighting.last_frame, h.sighting.boxes) for h in hits[:3] if h.sighting is not None)
+        spans = sorted(
+            (h.sighting.first_frame, h.sighting.last_frame, h.sighting.boxes)
+            for h in hits[:3]
+            if h.sighting is not None
+        )
         assert spans == [(0, 19, 20), (50, 59, 10)]
         assert {h.kind for h in hits[:3]} == {"image", "video"}
-        assert sum(1 for h in index.search(colour_feature(RED, BLUE), 50, per_frame=True) if h.score > 0.999) == 31
+        assert (
+            sum(1 for h in index.search(colour_feature(RED, BLUE), 50, per_frame=True) if h.score > 0.999)
+            == 31
+        )
         (green,) = [h for h in index.search(colour_feature(GREEN, YELLOW), 3) if h.score > 0.999]
-        assert green.sighting is not None and (green.sighting.first_frame, green.sighting.last_frame) == (0, 19)
+        assert green.sighting is not None and (green.sighting.first_frame, green.sighting.last_frame) == (
+            0,
+            19,
+        )
         # a whole sighting as the query: A's walk finds C and the still image, not itself
         a = next(h.sighting for h in hits if h.sighting is not None and h.sighting.first_frame == 0)
         np.testing.assert_allclose(index.sighting_feature(a.id), colour_feature(RED, BLUE), atol=1e-5)
         others = index.search(index.sighting_feature(a.id), 3, exclude_sightings=[a.id])
-        assert all(h.sighting is None or h.sighting.id != a.id for h in others) and round(others[1].score, 4) == 1.0
+        assert (
+            all(h.sighting is None or h.sighting.id != a.id for h in others)
+            and round(others[1].score, 4) == 1.0
+        )
 
 
 def test_searching_never_writes_an_untracked_video_is_searched_frame_by_frame(tmp_path: Path) -> None:
@@ -156,7 +194,9 @@ def test_searching_never_writes_an_untracked_video_is_searched_frame_by_frame(tm
     before = {f.name: f.read_bytes() for f in (tmp_path / "idx").iterdir() if f.suffix != ".lock"}
     with PersonIndex.open(tmp_path / "idx", ColourEngine(), read_only=True) as index:
         hits = index.search(colour_feature(RED, BLUE), 50)
-        assert sum(h.score > 0.999 for h in hits) == 31 and all(h.sighting is None for h in hits if h.kind == "video")
+        assert sum(h.score > 0.999 for h in hits) == 31 and all(
+            h.sighting is None for h in hits if h.kind == "video"
+        )
         with pytest.raises(PermissionError, match="open read-only"):
             index.set_approximate(True)
         with pytest.raises(PermissionError, match="open read-only"):
@@ -166,11 +206,14 @@ def test_searching_never_writes_an_untracked_video_is_searched_frame_by_frame(tm
         assert index.store.summary()["sightings"] == 3
 
 
-def test_sightings_survive_a_killed_run_and_an_index_from_the_previous_version_is_migrated(tmp_path: Path) -> None:
+def test_sightings_survive_a_killed_run_and_an_index_from_the_previous_version_is_migrated(
+    tmp_path: Path,
+) -> None:
     _index(tmp_path / "whole")
     expected = index_content(tmp_path / "whole" / "idx")
     spans = [e[-1] for e in expected if e[-1] != (None, None, None)]
-    assert (spans.count((0, 19, 20)), spans.count((50, 59, 10)), len(spans)) == (40, 10, 50)  # A and B, then C
+    # A and B, then C
+    assert (spans.count((0, 19, 20)), spans.count((50, 59, 10)), len(spans)) == (40, 10, 50)
     # a crash after the video's last commit but before its sightings: the next open repairs it
     conn = sqlite3.connect(str(tmp_path / "whole" / "idx" / "index.sqlite"))
     conn.execute("UPDATE boxes SET sighting = NULL")

@@ -57,7 +57,9 @@ def tiny_config(variant: str = "clsa", ids_per_batch: int = 0, **overrides) -> R
     return ReIDTrainConfig(**base)
 
 
-def killed_at_step_5_then_resumed(config: ReIDTrainConfig, out: Path, crops: CropSet, monkeypatch: pytest.MonkeyPatch) -> dict:
+def killed_at_step_5_then_resumed(
+    config: ReIDTrainConfig, out: Path, crops: CropSet, monkeypatch: pytest.MonkeyPatch
+) -> dict:
     """Train into ``out`` until a kill at step 5 (a KeyboardInterrupt, as Ctrl-C gives), which
     leaves a checkpoint and no bundle, then run again to the end; the resumed run's summary."""
     real_loss, calls = reid_training.reid_loss, {"n": 0}
@@ -77,7 +79,9 @@ def killed_at_step_5_then_resumed(config: ReIDTrainConfig, out: Path, crops: Cro
     return reid_training.train_reid(config, out, progress=False, crop_set=crops)
 
 
-def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     crops = tiny_crop_set()
     config = tiny_config()
     reid_training.train_reid(config, tmp_path / "straight", progress=False, crop_set=crops)
@@ -95,13 +99,17 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_killed_fp16_run_resumes_with_the_loss_scale_it_had_reached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_fp16_run_resumes_with_the_loss_scale_it_had_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """fp16 training (GPUs without bf16) scales its loss, growing the scale while gradients stay
     finite. A resumed run goes on with the scale the killed one had reached, as an uninterrupted
     run does, instead of the initial one, whose overflows would skip optimizer steps."""
     scalers: list[torch.amp.GradScaler] = []
 
-    def active_scaler(device: object, enabled: bool = True) -> torch.amp.GradScaler:  # as fast training on a GPU without bf16; doubles every step
+    def active_scaler(
+        device: object, enabled: bool = True
+    ) -> torch.amp.GradScaler:  # as fast training on a GPU without bf16; doubles every step
         scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**4, growth_interval=1))
         return scalers[-1]
 
@@ -118,7 +126,9 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
     crops = tiny_crop_set()
     reid_training.train_reid(tiny_config(epochs=1), tmp_path, progress=False, crop_set=crops)
     with pytest.raises(ValueError, match="different configuration"):
-        reid_training.train_reid(tiny_config(epochs=1, variant="multi"), tmp_path, progress=False, crop_set=crops)
+        reid_training.train_reid(
+            tiny_config(epochs=1, variant="multi"), tmp_path, progress=False, crop_set=crops
+        )
 
 
 def test_learning_rate_warms_up_then_steps_down() -> None:
@@ -198,10 +208,16 @@ def test_style_randomisation_changes_colour_not_layout_and_is_off_by_default() -
     assert shirt.std(dim=0).max() > 20, "colours barely changed"
     assert (out[:, :, 45:].amax(dim=(1, 2, 3)) < 40).all(), "the black below the shirt must stay dark"
 
-    grey = CropAugment(flip=False, pad=0, downscale_prob=0.0, grayscale_prob=1.0)(crops, torch.Generator().manual_seed(0))
-    assert torch.allclose(grey[:, 0], grey[:, 1], atol=1e-3) and torch.allclose(grey[:, 1], grey[:, 2], atol=1e-3)
+    grey = CropAugment(flip=False, pad=0, downscale_prob=0.0, grayscale_prob=1.0)(
+        crops, torch.Generator().manual_seed(0)
+    )
+    assert torch.allclose(grey[:, 0], grey[:, 1], atol=1e-3) and torch.allclose(
+        grey[:, 1], grey[:, 2], atol=1e-3
+    )
 
-    erased = CropAugment(flip=False, pad=0, downscale_prob=0.0, erase_prob=1.0)(crops, torch.Generator().manual_seed(0))
+    erased = CropAugment(flip=False, pad=0, downscale_prob=0.0, erase_prob=1.0)(
+        crops, torch.Generator().manual_seed(0)
+    )
     changed = (erased != crops.float()).any(dim=1)  # (16, 64, 32)
     for mask in changed:
         rows, cols = torch.nonzero(mask.any(dim=1)).flatten(), torch.nonzero(mask.any(dim=0)).flatten()
@@ -236,7 +252,11 @@ def test_under_torchrun_each_rank_trains_on_its_own_gpu(monkeypatch: pytest.Monk
     monkeypatch.setattr(runner.dist, "is_initialized", lambda: False)
     monkeypatch.setattr(runner.dist, "init_process_group", backends.append)
     monkeypatch.setattr(runner.dist, "get_rank", lambda: 1)
-    assert runner.distributed_context(torch.device("cuda", 1)) == runner.distributed_context(torch.device("cpu")) == (1, 2)
+    assert (
+        runner.distributed_context(torch.device("cuda", 1))
+        == runner.distributed_context(torch.device("cpu"))
+        == (1, 2)
+    )
     assert backends == ["nccl", "gloo"]
 
 
@@ -251,7 +271,8 @@ def test_torchrun_trains_with_two_processes_and_one_writer(tmp_path: Path) -> No
     make_synthetic(tmp_path / "data", preset="tiny", seed=1)
     config = tmp_path / "reid.yaml"
     config.write_text(
-        "model:\n  backbone: mobilenet_v2_tiny\n  pretrained: false\n  input_size: [32, 16]\nepochs: 1\nbatch_size: 8\nfast: false\ndevice: cpu\n"
+        "model:\n  backbone: mobilenet_v2_tiny\n  pretrained: false\n  input_size: [32, 16]\nepochs: 1\n"
+        "batch_size: 8\nfast: false\ndevice: cpu\n"
     )
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun is installed with torch"
@@ -280,7 +301,9 @@ def test_torchrun_trains_with_two_processes_and_one_writer(tmp_path: Path) -> No
     assert (tmp_path / "out" / "train-reid" / "last.pt").is_file()
 
 
-@pytest.mark.parametrize(("fast", "pays", "channels_last"), [(True, True, True), (True, False, False), (False, True, False)])
+@pytest.mark.parametrize(
+    ("fast", "pays", "channels_last"), [(True, True, True), (True, False, False), (False, True, False)]
+)
 def test_detector_trains_channels_last_only_where_it_pays_and_saves_the_weights_it_trained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: bool, pays: bool, channels_last: bool
 ) -> None:

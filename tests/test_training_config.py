@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from personsearch.training.config import DetectorTrainConfig, ReIDTrainConfig, load_config, parse_overrides, save_config
+from personsearch.training.config import (
+    DetectorTrainConfig,
+    ReIDTrainConfig,
+    load_config,
+    parse_overrides,
+    save_config,
+)
 
 
 def test_yaml_round_trip_keeps_nested_and_tuple_settings(tmp_path: Path) -> None:
@@ -24,7 +30,10 @@ def test_both_networks_share_one_config_shape() -> None:
     shapes = [{f.name for f in dataclasses.fields(cls)} for cls in (DetectorTrainConfig, ReIDTrainConfig)]
     assert shapes[0] == shapes[1]
     assert {"model", "data", "optim"} <= shapes[0]
-    assert dataclasses.fields(ReIDTrainConfig().data) and ReIDTrainConfig().data.dataset == DetectorTrainConfig().data.dataset == ""
+    assert (
+        dataclasses.fields(ReIDTrainConfig().data)
+        and ReIDTrainConfig().data.dataset == DetectorTrainConfig().data.dataset == ""
+    )
 
 
 def test_a_flat_setting_is_pointed_to_its_section(tmp_path: Path) -> None:
@@ -33,7 +42,10 @@ def test_a_flat_setting_is_pointed_to_its_section(tmp_path: Path) -> None:
     path.write_text("dataset: data/x\nbackbone: resnet50\nvariant: multi\nepochs: 3\n")
     with pytest.raises(
         ValueError,
-        match=r"unknown setting\(s\) \['backbone', 'dataset', 'variant'\] \(settings of a section: backbone -> model.backbone, dataset -> data.dataset, variant -> model.variant\)",
+        match=(
+            r"unknown setting\(s\) \['backbone', 'dataset', 'variant'\] \(settings of a section: "
+            r"backbone -> model.backbone, dataset -> data.dataset, variant -> model.variant\)"
+        ),
     ):
         load_config(ReIDTrainConfig, path)
 
@@ -53,7 +65,9 @@ def test_overrides_win_over_the_file_and_none_is_ignored(tmp_path: Path) -> None
 
 
 def test_set_pairs_reach_nested_settings_and_win_over_file_and_flags(tmp_path: Path) -> None:
-    assert parse_overrides(["optim.lr=0.02", "model.anchor_sizes=[16, 32]", "model.backbone=resnet50", "flip=false"]) == {
+    assert parse_overrides(
+        ["optim.lr=0.02", "model.anchor_sizes=[16, 32]", "model.backbone=resnet50", "flip=false"]
+    ) == {
         "optim": {"lr": 0.02},
         "model": {"anchor_sizes": [16, 32], "backbone": "resnet50"},
         "flip": False,
@@ -61,7 +75,12 @@ def test_set_pairs_reach_nested_settings_and_win_over_file_and_flags(tmp_path: P
     assert load_config(ReIDTrainConfig, None, ["data.flip=false", "model.align_weight=4"]).data.flip is False
     path = tmp_path / "det.yaml"
     path.write_text("epochs: 4\nmodel:\n  min_size: 600\n")
-    config = load_config(DetectorTrainConfig, path, ["epochs=7", "model.anchor_sizes=[16,32,64]", "optim.milestones=[0.5]"], epochs=9)
+    config = load_config(
+        DetectorTrainConfig,
+        path,
+        ["epochs=7", "model.anchor_sizes=[16,32,64]", "optim.milestones=[0.5]"],
+        epochs=9,
+    )
     assert config.epochs == 7 and config.model.min_size == 600
     assert config.model.anchor_sizes == (16, 32, 64) and config.optim.milestones == (0.5,)
     assert config.optim.lr == DetectorTrainConfig().optim.lr
@@ -127,11 +146,27 @@ def test_every_job_takes_the_one_config_shape(tmp_path: Path) -> None:
     from personsearch.training.int8_distill import Int8DistillConfig
 
     (tmp_path / "adapt.yaml").write_text("rounds: 1\noptim:\n  lr: 0.01\n")
-    adapt = load_config(AdaptConfig, tmp_path / "adapt.yaml", ["optim.backbone_lr=0.001", "budget_footage=2"], epochs=3, budget_s=None)
-    assert (adapt.rounds, adapt.epochs, adapt.optim.lr, adapt.optim.backbone_lr, adapt.budget_footage) == (1, 3, 0.01, 0.001, 2)
+    adapt = load_config(
+        AdaptConfig,
+        tmp_path / "adapt.yaml",
+        ["optim.backbone_lr=0.001", "budget_footage=2"],
+        epochs=3,
+        budget_s=None,
+    )
+    assert (adapt.rounds, adapt.epochs, adapt.optim.lr, adapt.optim.backbone_lr, adapt.budget_footage) == (
+        1,
+        3,
+        0.01,
+        0.001,
+        2,
+    )
     assert adapt.optim.warmup_steps == AdaptConfig().optim.warmup_steps  # the rest of the section kept
     detector = load_config(AdaptDetectorConfig, None, ["labels.fps=2.5"], epochs=4)
-    assert (detector.labels.fps, detector.epochs, detector.labels.until_s) == (2.5, 4, AdaptDetectorConfig().labels.until_s)
+    assert (detector.labels.fps, detector.epochs, detector.labels.until_s) == (
+        2.5,
+        4,
+        AdaptDetectorConfig().labels.until_s,
+    )
     assert load_config(Int8DistillConfig, None, ["steps=7"]).steps == 7
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['lr'\].*optim.lr"):
         load_config(AdaptConfig, None, ["lr=0.1"])

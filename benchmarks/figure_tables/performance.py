@@ -193,7 +193,10 @@ def engines_rows(results: dict[str, Any]) -> Rows:
         f"pipeline, scene images/s (`auto`: detector `{detector}`, re-id `{picked.get('re-id', '')}`)",
         rate(pipeline["torch-fp32"]["per_s"]),
     ]
-    pipeline_row += [f"**{ratio(pipeline['auto']['x_fp32'])}**" if detector in engines else "" for engines in columns.values()]
+    pipeline_row += [
+        f"**{ratio(pipeline['auto']['x_fp32'])}**" if detector in engines else ""
+        for engines in columns.values()
+    ]
     rows.append(pipeline_row)
     return rows
 
@@ -229,16 +232,28 @@ def engines_zen3(results: dict[str, Any]) -> Rows:
     cpu_peak_source(ZEN3),
     cpu_peak_source(ZEN4),
 )
-def targets(zen3: dict[str, Any], zen4: dict[str, Any], xeon: dict[str, Any], peak3: dict[str, Any], peak4: dict[str, Any]) -> Rows:
+def targets(
+    zen3: dict[str, Any],
+    zen4: dict[str, Any],
+    xeon: dict[str, Any],
+    peak3: dict[str, Any],
+    peak4: dict[str, Any],
+) -> Rows:
     runs = [(zen3, peak3), (zen4, peak4), (xeon, None)]
     rows = [["target", *(f"{short_cpu(r['machine'])}, {revision(r)}" for r, _ in runs)]]
     row_fns = [
         ("never slower than fp32 (the reference is always a candidate)", never_slower),
-        ("re-id MobileNetV2 pyramid 256x128 (AVX2: >= 2.5x in fp32; native bf16: keep >= 4x)", reid_mobilenet),
+        (
+            "re-id MobileNetV2 pyramid 256x128 (AVX2: >= 2.5x in fp32; native bf16: keep >= 4x)",
+            reid_mobilenet,
+        ),
         ("re-id ResNet-50 pyramid 256x128, random weights (same targets)", reid_resnet),
         ("re-id int8 under the accuracy rule (AVX2: >= 5x; native bf16: >= 6x)", reid_int8),
         ("detector, shipped MobileNetV2 C4 (>= 2x)", detector_shipped),
-        ("detector ResNet-50 C4 without opt-in compilation, random weights (native bf16: >= 2x)", detector_resnet),
+        (
+            "detector ResNet-50 C4 without opt-in compilation, random weights (native bf16: >= 2x)",
+            detector_resnet,
+        ),
         ("whole pipeline, scene images/s (AVX2: >= 2.5x)", pipeline_target),
         ("fp32 engines at >= 70 % of the fp32 peak (AVX2)", fp32_peak),
     ]
@@ -278,15 +293,22 @@ def reid_resnet(results: dict[str, Any], peak: dict[str, Any] | None) -> str:
     engines = case["engines"]
     if native_bf16(results):
         best = fastest(case, tuple(e for e in engines if e != "ort-int8"))
-        text = f"{verdict(engines[best]['x_fp32'] >= 4.0)}: **{ratio(engines[best]['x_fp32'])}** {ENGINE_LABELS[best]}"
+        text = (
+            f"{verdict(engines[best]['x_fp32'] >= 4.0)}: **{ratio(engines[best]['x_fp32'])}** "
+            f"{ENGINE_LABELS[best]}"
+        )
         return text + f", ORT fp32 {ratio(engines['ort-fp32']['x_fp32'])}"
     best = fastest(case, FP32_ENGINES)
-    text = f"{verdict(engines[best]['x_fp32'] >= 2.5)}: {ratio(engines[best]['x_fp32'])} {ENGINE_LABELS[best]}"
+    text = (
+        f"{verdict(engines[best]['x_fp32'] >= 2.5)}: {ratio(engines[best]['x_fp32'])} {ENGINE_LABELS[best]}"
+    )
     if peak is not None:
         ort, torch = gflops(case, "ort-fp32"), gflops(case, "torch-fp32")
         text += (
-            f", which runs it at {ort:.0f} GFLOP/s, {100 * ort / peak['best_gflops']:.0f} % of the best fp32 matrix product"
-            f" on these cores ({peak['best_gflops']:.0f}): 2.5x PyTorch's {torch:.0f} would be {2.5 * torch:.0f}"
+            f", which runs it at {ort:.0f} GFLOP/s, "
+            f"{100 * ort / peak['best_gflops']:.0f} % of the best fp32 matrix product "
+            f"on these cores ({peak['best_gflops']:.0f}): "
+            f"2.5x PyTorch's {torch:.0f} would be {2.5 * torch:.0f}"
         )
     if "ort-int8" in engines:
         text += f"; ORT int8 {ratio(engines['ort-int8']['x_fp32'])} (speed only)"
@@ -303,7 +325,10 @@ def reid_int8(results: dict[str, Any], _peak: dict[str, Any] | None) -> str:
 def detector_shipped(results: dict[str, Any], _peak: dict[str, Any] | None) -> str:
     engines, engine = cases(results)[SHIPPED_DETECTOR]["engines"], chosen(results)["detector"]
     x = engines[engine]["x_fp32"]
-    return f"{verdict(x >= 2.0)}: **{ratio(x)}** {ENGINE_LABELS[engine]} (ORT fp32 {ratio(engines['ort-fp32']['x_fp32'])})"
+    return (
+        f"{verdict(x >= 2.0)}: **{ratio(x)}** {ENGINE_LABELS[engine]} "
+        f"(ORT fp32 {ratio(engines['ort-fp32']['x_fp32'])})"
+    )
 
 
 def detector_resnet(results: dict[str, Any], _peak: dict[str, Any] | None) -> str:
@@ -317,7 +342,10 @@ def detector_resnet(results: dict[str, Any], _peak: dict[str, Any] | None) -> st
 def pipeline_target(results: dict[str, Any], _peak: dict[str, Any] | None) -> str:
     engines = cases(results)[PIPELINE]["engines"]
     x = engines["auto"]["x_fp32"]
-    text = f"**{ratio(x)}** ({rate(engines['auto']['per_s'])} scenes/s against {rate(engines['torch-fp32']['per_s'])})"
+    text = (
+        f"**{ratio(x)}** ({rate(engines['auto']['per_s'])} scenes/s against "
+        f"{rate(engines['torch-fp32']['per_s'])})"
+    )
     return text if native_bf16(results) else f"{verdict(x >= 2.5)}: {text}"
 
 
@@ -330,10 +358,14 @@ def fp32_peak(results: dict[str, Any], peak: dict[str, Any] | None) -> str:
         "shipped detector": by_case[SHIPPED_DETECTOR],
     }
     shares = {name: peak_share(results, case, "ort-fp32") for name, case in parts.items()}
-    text = f"ORT fp32, of the nominal {results['peak_gflops']:.0f} GFLOP/s: " + ", ".join(f"{name} {pct(share)}" for name, share in shares.items())
+    text = f"ORT fp32, of the nominal {results['peak_gflops']:.0f} GFLOP/s: " + ", ".join(
+        f"{name} {pct(share)}" for name, share in shares.items()
+    )
     if peak is not None:
         best = peak["best_gflops"]
-        text += f"; of the {best:.0f} its cores reach in a matrix product: " + ", ".join(pct(gflops(case, "ort-fp32") / best) for case in parts.values())
+        text += f"; of the {best:.0f} its cores reach in a matrix product: " + ", ".join(
+            pct(gflops(case, "ort-fp32") / best) for case in parts.values()
+        )
     return text if native_bf16(results) else f"{verdict(min(shares.values()) >= 0.7)} (nominal peak): {text}"
 
 
@@ -356,19 +388,31 @@ GLUE_COMMAND = "python benchmarks/glue.py"
 )
 def detector_profile(*runs: dict[str, Any]) -> Rows:
     first = runs[0]["parts"]
-    rows = [["part", "GFLOP", *(f"{short_cpu(r['machine'])}, {revision(r)}: PyTorch / ONNX Runtime (% of peak)" for r in runs)]]
+    rows = [
+        [
+            "part",
+            "GFLOP",
+            *(f"{short_cpu(r['machine'])}, {revision(r)}: PyTorch / ONNX Runtime (% of peak)" for r in runs),
+        ]
+    ]
     for part in first:
         cells = []
         for r in runs:
             p = r["parts"][part]
-            cells.append(f"{ms(p['torch_ms'])} / {ms(p['ort_ms'])} ms ({pct(p['ort_gflops'] / r['peak_gflops'])})")
+            cells.append(
+                f"{ms(p['torch_ms'])} / {ms(p['ort_ms'])} ms ({pct(p['ort_gflops'] / r['peak_gflops'])})"
+            )
         rows.append([part, num(first[part]["gflop"], 2), *cells])
     rois = runs[0]["roi_align_and_max_pool"]["rois"]
     rows.append(
         [
             f"RoIAlign 14 x 14 + 2 x 2 max-pool, {rois} RoIs: torchvision / ours",
             "",
-            *(f"{ms(r['roi_align_and_max_pool']['torchvision_ms'])} / {ms(r['roi_align_and_max_pool']['sparse_ms'])} ms" for r in runs),
+            *(
+                f"{ms(r['roi_align_and_max_pool']['torchvision_ms'])} / "
+                f"{ms(r['roi_align_and_max_pool']['sparse_ms'])} ms"
+                for r in runs
+            ),
         ]
     )
     return rows
@@ -389,7 +433,11 @@ def glue(*runs: dict[str, Any]) -> Rows:
     rows = [
         [
             "step, scene size",
-            *(f"{short_cpu(r['machine'])}, {revision(r)} (`{r['detector_engine']}`, `{r['reid_engine']}`): torchvision / ours ms, x" for r in runs),
+            *(
+                f"{short_cpu(r['machine'])}, {revision(r)} (`{r['detector_engine']}`, "
+                f"`{r['reid_engine']}`): torchvision / ours ms, x"
+                for r in runs
+            ),
         ]
     ]
     sizes = list(runs[0]["sizes"])
@@ -400,7 +448,9 @@ def glue(*runs: dict[str, Any]) -> Rows:
                 s = r["sizes"][size]["steps"][step]
                 x = f"**{s['x']:.2f}**" if step.startswith("indexing") else f"{s['x']:.1f}"
                 cells.append(f"{ms(s['torchvision_ms'])} / {ms(s['ours_ms'])}, {x}")
-            rows.append([f"{'input transform' if step == 'transform' else step}, {size.replace('x', ' x ')}", *cells])
+            rows.append(
+                [f"{'input transform' if step == 'transform' else step}, {size.replace('x', ' x ')}", *cells]
+            )
     return rows
 
 
@@ -417,7 +467,14 @@ def glue(*runs: dict[str, Any]) -> Rows:
 )
 def first_use(*runs: dict[str, Any]) -> Rows:
     rows = [
-        ["CPU (median of fresh processes)", "probe material", "engine measurement", "whole process", "later loads, choice cached", "chosen (detector, re-id)"]
+        [
+            "CPU (median of fresh processes)",
+            "probe material",
+            "engine measurement",
+            "whole process",
+            "later loads, choice cached",
+            "chosen (detector, re-id)",
+        ]
     ]
     for r in runs:
         median = r["median_seconds"]
@@ -475,7 +532,8 @@ BF16_VARIANTS = {
     DOC,
     Source(
         f"speed-train-{'08b017f199cd'}.json",
-        "python benchmarks/speed.py --only train --data /tmp/fresh/demo-output/data --out benchmarks/results/speed-train-08b017f199cd.json",
+        "python benchmarks/speed.py --only train --data /tmp/fresh/demo-output/data --out "
+        "benchmarks/results/speed-train-08b017f199cd.json",
     ),
 )
 def training_xeon(results: dict[str, Any]) -> Rows:
@@ -485,18 +543,30 @@ def training_xeon(results: dict[str, Any]) -> Rows:
 @table(
     "performance-training-zen3",
     DOC,
-    Source(f"speed-train-{ZEN3}.json", f"python benchmarks/speed.py --only train --out benchmarks/results/speed-train-{ZEN3}.json"),
+    Source(
+        f"speed-train-{ZEN3}.json",
+        f"python benchmarks/speed.py --only train --out benchmarks/results/speed-train-{ZEN3}.json",
+    ),
 )
 def training_zen3(results: dict[str, Any]) -> Rows:
     return training_rows(
-        results, {"fp32": "fp32", "fp32+channels_last": "fp32, channels_last", "fast": "fast (fp32 here)", "fast+channels_last": "fast, channels_last"}
+        results,
+        {
+            "fp32": "fp32",
+            "fp32+channels_last": "fp32, channels_last",
+            "fast": "fast (fp32 here)",
+            "fast+channels_last": "fast, channels_last",
+        },
     )
 
 
 @table(
     "performance-training-zen4",
     DOC,
-    Source(f"speed-train-{ZEN4}.json", f"python benchmarks/speed.py --only train --out benchmarks/results/speed-train-{ZEN4}.json"),
+    Source(
+        f"speed-train-{ZEN4}.json",
+        f"python benchmarks/speed.py --only train --out benchmarks/results/speed-train-{ZEN4}.json",
+    ),
 )
 def training_zen4(results: dict[str, Any]) -> Rows:
     return training_rows(results, BF16_VARIANTS)
@@ -508,7 +578,10 @@ def training_zen4(results: dict[str, Any]) -> Rows:
 @table(
     "performance-search-latency",
     DOC,
-    Source("search_latency.json", "python benchmarks/search_latency.py --data data/synthetic-small-seed7 --nprobe 16,32,64,128,256"),
+    Source(
+        "search_latency.json",
+        "python benchmarks/search_latency.py --data data/synthetic-small-seed7 --nprobe 16,32,64,128,256",
+    ),
 )
 def search_latency(results: dict[str, Any]) -> Rows:
     nprobe = 64
@@ -524,8 +597,14 @@ def search_latency(results: dict[str, Any]) -> Rows:
     for size in results["sizes"]:
         methods = size["methods"]
         flat = next(m for name, m in methods.items() if name.startswith("exact"))
-        ivf_name = next(name for name in methods if name.startswith("IVF nlist=") and name.endswith(f"nprobe={nprobe}"))
-        ivfpq = next(m for name, m in methods.items() if name.startswith("IVF-PQ") and name.endswith(f"nprobe={nprobe}"))
+        ivf_name = next(
+            name for name in methods if name.startswith("IVF nlist=") and name.endswith(f"nprobe={nprobe}")
+        )
+        ivfpq = next(
+            m
+            for name, m in methods.items()
+            if name.startswith("IVF-PQ") and name.endswith(f"nprobe={nprobe}")
+        )
         lists = int(re.search(r"nlist=(\d+)", ivf_name).group(1))  # type: ignore[union-attr]
         ivf = methods[ivf_name]
         rows.append(

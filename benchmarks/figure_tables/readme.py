@@ -11,29 +11,63 @@ ADAPTATION = Source("adaptation.json", "python benchmarks/adaptation.py")
 DISTRIBUTED = Source("distributed_indexing.json", "python benchmarks/distributed_indexing.py")
 SEARCH_10M = Source(
     "search_latency_10m.json",
-    "python benchmarks/search_latency.py --sizes 10000000 --kinds ivfpq --rerank 100,200,400 --nprobe 64,128,256,512"
-    " --data data/synthetic-small-seed7 (its search_latency.json, renamed)",
+    "python benchmarks/search_latency.py --sizes 10000000 --kinds ivfpq --rerank 100,200,400 --nprobe "
+    "64,128,256,512 --data data/synthetic-small-seed7 (its search_latency.json, renamed)",
 )
 
 
 @table("readme-sightings", "README.md", SIGHTINGS)
 def sightings(results: dict[str, Any]) -> Rows:
     synthetic = results["synthetic"]
-    frames, sightings_ = synthetic["search"]["frame query, per-frame hits"], synthetic["search"]["frame query, sighting hits"]
+    frames, sightings_ = (
+        synthetic["search"]["frame query, per-frame hits"],
+        synthetic["search"]["frame query, sighting hits"],
+    )
     tracking = synthetic["tracking"].values()
     purity = [c["purity"] for c in tracking]
     fragments = [c["fragments_per_appearance"] for c in tracking]
     whole = [c["appearances_in_one_sighting"] for c in tracking]
-    videos = f"{synthetic['cameras']} cameras x {synthetic['people']} people, {synthetic['frames_per_video']} frames each"
+    videos = (
+        f"{synthetic['cameras']} cameras x {synthetic['people']} people, "
+        f"{synthetic['frames_per_video']} frames each"
+    )
     return [
         [videos, "per-frame hits", "sighting hits"],
-        [f"cross-camera top-1 ({frames['queries']} queries, one frame each)", num(frames["top1"], 3), num(sightings_["top1"], 3)],
-        ["share of the person's appearances found in the top 10", num(frames["appearance_recall@10"], 3), num(sightings_["appearance_recall@10"], 3)],
-        ["distinct appearances among the top 10", num(frames["distinct_appearances@10"]), num(sightings_["distinct_appearances@10"])],
-        ["tracking purity (boxes whose sighting's majority person is theirs), per camera", "", f"{min(purity):.2f}-{max(purity):.2f}"],
-        ["sightings per appearance (fragmentation), per camera", "", f"{min(fragments):.1f}-{max(fragments):.1f}"],
-        ["appearances tracked as one sighting, per camera", "", f"{100 * min(whole):.0f}-{100 * max(whole):.0f} %"],
-        ["tracking's share of indexing time: these videos / vtest.avi (SSDLite boxes)", "", f"{_share(synthetic['indexing'])} / {_share(results['vtest'])}"],
+        [
+            f"cross-camera top-1 ({frames['queries']} queries, one frame each)",
+            num(frames["top1"], 3),
+            num(sightings_["top1"], 3),
+        ],
+        [
+            "share of the person's appearances found in the top 10",
+            num(frames["appearance_recall@10"], 3),
+            num(sightings_["appearance_recall@10"], 3),
+        ],
+        [
+            "distinct appearances among the top 10",
+            num(frames["distinct_appearances@10"]),
+            num(sightings_["distinct_appearances@10"]),
+        ],
+        [
+            "tracking purity (boxes whose sighting's majority person is theirs), per camera",
+            "",
+            f"{min(purity):.2f}-{max(purity):.2f}",
+        ],
+        [
+            "sightings per appearance (fragmentation), per camera",
+            "",
+            f"{min(fragments):.1f}-{max(fragments):.1f}",
+        ],
+        [
+            "appearances tracked as one sighting, per camera",
+            "",
+            f"{100 * min(whole):.0f}-{100 * max(whole):.0f} %",
+        ],
+        [
+            "tracking's share of indexing time: these videos / vtest.avi (SSDLite boxes)",
+            "",
+            f"{_share(synthetic['indexing'])} / {_share(results['vtest'])}",
+        ],
     ]
 
 
@@ -43,7 +77,17 @@ def _share(run: dict[str, Any]) -> str:
 
 @table("readme-adaptation", "README.md", ADAPTATION)
 def adaptation(results: dict[str, Any]) -> Rows:
-    rows = [["start", "appearance mAP before", "after adapting", "frame mAP before", "after", "tracklets", "seconds"]]
+    rows = [
+        [
+            "start",
+            "appearance mAP before",
+            "after adapting",
+            "frame mAP before",
+            "after",
+            "tracklets",
+            "seconds",
+        ]
+    ]
     labels = {
         "imagenet": "ImageNet weights (untrained re-id heads; 1 round: no association)",
         "shipped": "the shipped synthetic-trained network",
@@ -73,8 +117,18 @@ def distributed(results: dict[str, Any]) -> Rows:
     single = runs["single process"]
     ray = [runs["Ray, 1 actor"], runs["Ray, 2 actors"]]
     return [
-        [f"indexing {results['images']} scenes, shipped model", "images/s", "vs one process", "driver commit share"],
-        ["one process (2 threads)", num(single["images_per_s"], 2), "1.00x", f"{100 * single['commit_share']:.1f} %"],
+        [
+            f"indexing {results['images']} scenes, shipped model",
+            "images/s",
+            "vs one process",
+            "driver commit share",
+        ],
+        [
+            "one process (2 threads)",
+            num(single["images_per_s"], 2),
+            "1.00x",
+            f"{100 * single['commit_share']:.1f} %",
+        ],
         [
             "Ray, 1 actor / 2 actors",
             " / ".join(num(r["images_per_s"], 2) for r in ray),
@@ -92,7 +146,8 @@ def search_10m(results: dict[str, Any]) -> Rows:
     real = size.get("real_rows")
     return [
         [
-            f"{size['rows'] / 1e6:.0f}M boxes (768-d; {real:,} real, the rest Gaussian filler), IVF-PQ 96 B/box, re-rank 200",
+            f"{size['rows'] / 1e6:.0f}M boxes (768-d; {real:,} real, the rest Gaussian filler), "
+            "IVF-PQ 96 B/box, re-rank 200",
             "p50",
             "p95",
             "recall@10",
@@ -104,7 +159,8 @@ def search_10m(results: dict[str, Any]) -> Rows:
             f"{method['p50_ms']:.0f} ms",
             f"{method['p95_ms']:.0f} ms",
             num(method["recall_at_10"], 3),
-            f"{resident['anon_gb'] + resident['file_gb']:.1f} GB ({resident['anon_gb']:.1f} anonymous + {resident['file_gb']:.1f} evictable file pages)",
+            f"{resident['anon_gb'] + resident['file_gb']:.1f} GB "
+            f"({resident['anon_gb']:.1f} anonymous + {resident['file_gb']:.1f} evictable file pages)",
             f"**{size['peak_rss_gb']:.1f} GB** (the whole run, building included)",
         ],
     ]
@@ -127,7 +183,11 @@ def demo(results: dict[str, Any]) -> Rows:
         ]
     ]
     for run in results["runs"]:
-        setting = "the machine's own choice" if run["engine_setting"] == "auto" else f"`PERSONSEARCH_ENGINE={run['engine_setting']}`"
+        setting = (
+            "the machine's own choice"
+            if run["engine_setting"] == "auto"
+            else f"`PERSONSEARCH_ENGINE={run['engine_setting']}`"
+        )
         chosen = run["engines"].removeprefix("engines: ").split(";")[0] if run["engines"] else "?"
         rows.append(
             [

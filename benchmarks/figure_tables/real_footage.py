@@ -17,12 +17,14 @@ JUDGEMENTS = Source(
 )
 DETECTOR_ADAPTATION = Source(
     "detector_adaptation.json",
-    "python benchmarks/detector_adaptation.py --video vtest.avi --adapted benchmarks/work/adapt-detector-vtest --from-s 50 --fps 5",
+    "python benchmarks/detector_adaptation.py --video vtest.avi --adapted "
+    "benchmarks/work/adapt-detector-vtest --from-s 50 --fps 5",
 )
 OTHER_CAMERAS = Source(
     "detector_other_cameras.json",
-    "python benchmarks/detector_other_cameras.py sheets --adapted benchmarks/work/adapt-detector-vtest --film sample.mp4"
-    " --opencv-data usr/share/doc/opencv-doc/examples/data; a judge's marks; python benchmarks/detector_other_cameras.py score",
+    "python benchmarks/detector_other_cameras.py sheets --adapted benchmarks/work/adapt-detector-vtest "
+    "--film sample.mp4 --opencv-data usr/share/doc/opencv-doc/examples/data; a judge's marks; "
+    "python benchmarks/detector_other_cameras.py score",
 )
 
 NETWORKS = {"shipped": "shipped (synthetic people only)", "adapted": "shipped, adapted to this video"}
@@ -33,7 +35,15 @@ MODES = {"sighting": "sightings", "frame": "per frame"}
 def indexing(sightings: dict[str, Any], speed: dict[str, Any]) -> Rows:
     vtest, summary = sightings["vtest"], speed["indexing"]["summary"]
     runs = [
-        ("`sightings.py`", sightings["machine"], vtest["frames"], vtest["people"], vtest["seconds"], vtest["tracking_seconds"], vtest["sightings"]),
+        (
+            "`sightings.py`",
+            sightings["machine"],
+            vtest["frames"],
+            vtest["people"],
+            vtest["seconds"],
+            vtest["tracking_seconds"],
+            vtest["sightings"],
+        ),
         (
             "`adaptation_speed.py`",
             speed["machine"],
@@ -44,7 +54,17 @@ def indexing(sightings: dict[str, Any], speed: dict[str, Any]) -> Rows:
             None,
         ),
     ]
-    rows = [["vtest.avi, every 2nd frame, SSDLite boxes, shipped re-id", "frames", "people boxed", "seconds", "frames/s", "sightings", "tracking"]]
+    rows = [
+        [
+            "vtest.avi, every 2nd frame, SSDLite boxes, shipped re-id",
+            "frames",
+            "people boxed",
+            "seconds",
+            "frames/s",
+            "sightings",
+            "tracking",
+        ]
+    ]
     for script, machine, frames, people, seconds, tracking, sightings_ in runs:
         rows.append(
             [
@@ -62,7 +82,15 @@ def indexing(sightings: dict[str, Any], speed: dict[str, Any]) -> Rows:
 
 @table("real-footage-by-eye", DOC, CHECK)
 def by_eye(check: dict[str, Any]) -> Rows:
-    rows = [[f"re-id network ({check['queries']} queries, SSDLite boxes)", "mode", "top-1 precision", "top-10 precision", "could not tell"]]
+    rows = [
+        [
+            f"re-id network ({check['queries']} queries, SSDLite boxes)",
+            "mode",
+            "top-1 precision",
+            "top-10 precision",
+            "could not tell",
+        ]
+    ]
     for network, label in NETWORKS.items():
         for mode, mode_label in MODES.items():
             cell = check["precision"][f"{network}/{mode}"]
@@ -99,7 +127,10 @@ def detector_adaptation(results: dict[str, Any]) -> Rows:
         ]
     ]
     for name, scores in results["detectors"].items():
-        found = f"{scores['found']:,} ({pct(scores['found'] / scores['truth'])} %{', by construction' if name == 'SSDLite' else ''})"
+        found = (
+            f"{scores['found']:,} "
+            f"({pct(scores['found'] / scores['truth'])} %{', by construction' if name == 'SSDLite' else ''})"
+        )
         cells = [name, found, f"{scores['extra']:,}", f"{scores['ignored']:,}"]
         if name == "adapted":
             cells = [f"**{c}**" for c in cells[:3]] + cells[3:]
@@ -111,7 +142,9 @@ def detector_adaptation(results: dict[str, Any]) -> Rows:
 def detector_by_eye(results: dict[str, Any]) -> Rows:
     judged = results["by_eye"]
     frames = ", ".join(str(f) for f in judged["frames"])
-    rows = [[f"detector, held-out frames {frames} by eye", f"people boxed (of {judged['people']})", "extra boxes"]]
+    rows = [
+        [f"detector, held-out frames {frames} by eye", f"people boxed (of {judged['people']})", "extra boxes"]
+    ]
     for name, marks in judged["detectors"].items():
         rows.append([name, str(marks["found"]), str(marks["extra"])])
     return rows
@@ -121,7 +154,15 @@ def detector_by_eye(results: dict[str, Any]) -> Rows:
 def synthetic_check(results: dict[str, Any]) -> Rows:
     check = results["synthetic_check"]
     adapted, shipped = check["adapted"], check["shipped"]
-    rows = [["detector, demo benchmark (seed 7, gallery 50)", "detection recall", "AP", "search mAP", "search top-1"]]
+    rows = [
+        [
+            "detector, demo benchmark (seed 7, gallery 50)",
+            "detection recall",
+            "AP",
+            "search mAP",
+            "search top-1",
+        ]
+    ]
     rows.append(
         [
             "adapted to vtest.avi",
@@ -150,7 +191,11 @@ def other_cameras(results: dict[str, Any]) -> Rows:
         "photographs with people": "photographs with people, {n}",
         "photographs without people": "photographs of an empty street, {n}",
     }
-    detectors = {"shipped": "synthetic-only (shipped)", "adapted": "adapted to vtest.avi", "SSDLite": "SSDLite"}
+    detectors = {
+        "shipped": "synthetic-only (shipped)",
+        "adapted": "adapted to vtest.avi",
+        "SSDLite": "SSDLite",
+    }
     rows = [["images", "people", *(f"{label}: found / extra" for label in detectors.values())]]
     for group, by_detector in results["table"].items():
         first = next(iter(by_detector.values()))

@@ -8,7 +8,10 @@ from figure_tables import Rows, Source, num, table
 
 EVALUATE = "python benchmarks/rendered_people.py evaluate"
 FIRST = Source("rendered_people.json", EVALUATE)
-SECOND = Source("rendered_people_v2.json", EVALUATE + " --root data/people3d-3000 --out benchmarks/results/rendered_people_v2.json")
+SECOND = Source(
+    "rendered_people_v2.json",
+    EVALUATE + " --root data/people3d-3000 --out benchmarks/results/rendered_people_v2.json",
+)
 BLIND = Source("blind_real.json", "python benchmarks/blind_real_check.py score")
 
 NAMES = {
@@ -36,7 +39,10 @@ def _scores(results: dict[str, Any]) -> Rows:
         cells = [_name(model), f"{num(test['mAP'])} / {num(test['top1'])}"]
         if with_synthetic:
             search, gt_boxes = scores["synthetic"]["search"], scores["synthetic"]["search_gt_boxes"]
-            cells += [f"{num(100 * search['mAP'])} / {num(100 * search['topk']['1'])}", f"{num(100 * gt_boxes['mAP'])} / {num(100 * gt_boxes['topk']['1'])}"]
+            cells += [
+                f"{num(100 * search['mAP'])} / {num(100 * search['topk']['1'])}",
+                f"{num(100 * gt_boxes['mAP'])} / {num(100 * gt_boxes['topk']['1'])}",
+            ]
         rows.append([*cells, str(scores.get("commit", results["commit"]))[:7]])
     return rows
 
@@ -53,7 +59,17 @@ def second_set(results: dict[str, Any]) -> Rows:
 
 @table("rendered-people-render", "docs/rendered-people.md", FIRST, SECOND)
 def render_rate(*results: dict[str, Any]) -> Rows:
-    rows = [["set", "renderer version", "people (+ held out)", "images rendered in the run", "seconds", "images/s", "processes"]]
+    rows = [
+        [
+            "set",
+            "renderer version",
+            "people (+ held out)",
+            "images rendered in the run",
+            "seconds",
+            "images/s",
+            "processes",
+        ]
+    ]
     for result in results:
         data = result["data"]
         render = data["render"]
@@ -84,5 +100,12 @@ def blind(results: dict[str, Any]) -> Rows:
     }
     rows = [["re-id network", "queries", "top-1 precision", "top-10 precision"]]
     for model, scores in results["scores"].items():
-        rows.append([names.get(model, NAMES.get(model, model)), str(scores["queries"]), num(scores["top1_precision"]), num(scores["top10_precision"])])
+        rows.append(
+            [
+                names.get(model, NAMES.get(model, model)),
+                str(scores["queries"]),
+                num(scores["top1_precision"]),
+                num(scores["top10_precision"]),
+            ]
+        )
     return rows

@@ -13,9 +13,11 @@ ABLATION = Source("ablation.json", "python benchmarks/ablation.py --epochs 40 --
 DETECTOR_ABLATION = Source("detector_ablation.json", "python benchmarks/detector_ablation.py --epochs 1")
 CLSA_INVESTIGATION = Source(
     "clsa_investigation.json",
-    "git checkout 7157767 && python benchmarks/clsa_investigation.py --trials 'clsa-lambda4:align_weight=4.0' 'clsa-T1:temperature=1.0'"
-    " 'clsa-noaug:downscale_prob=0.0' 'clsa-40ep:epochs=40' 'multi-40ep:variant=\"multi\",epochs=40' 'single-40ep:variant=\"single\",epochs=40'"
-    " (that commit's script reads its 20-epoch ablation.json; today's reads the three-seed one)",
+    "git checkout 7157767 && python benchmarks/clsa_investigation.py --trials "
+    "'clsa-lambda4:align_weight=4.0' 'clsa-T1:temperature=1.0' 'clsa-noaug:downscale_prob=0.0' "
+    "'clsa-40ep:epochs=40' 'multi-40ep:variant=\"multi\",epochs=40' "
+    "'single-40ep:variant=\"single\",epochs=40' (that commit's script reads its 20-epoch ablation.json; "
+    "today's reads the three-seed one)",
 )
 
 SMALL = "<60"
@@ -32,7 +34,15 @@ def _gallery(search: dict[str, Any]) -> str:
 
 @table("results-release", DOC, RELEASE)
 def release(results: dict[str, Any]) -> Rows:
-    rows = [["benchmark", "detection recall / AP", "recall < 60 px", "search mAP / top-1 (detections)", "mAP / top-1 (GT boxes)"]]
+    rows = [
+        [
+            "benchmark",
+            "detection recall / AP",
+            "recall < 60 px",
+            "search mAP / top-1 (detections)",
+            "mAP / top-1 (GT boxes)",
+        ]
+    ]
     labels = {
         "standard": "standard, test split, {gallery}, {queries} queries",
         "held_out_small": "small, seed 7 (never trained on), {gallery}, {queries} queries",
@@ -89,7 +99,17 @@ def _mean_sd(mean: dict[str, Any], std: dict[str, Any], bold: bool = False) -> C
 
 @table("results-ablation", DOC, ABLATION)
 def ablation(results: dict[str, Any]) -> Rows:
-    header = ["variant", "mAP (det)", "top-1 (det)", "mAP (GT)", "top-1 (GT)", "query < 60 px", "60-120", "120-240", ">= 240"]
+    header = [
+        "variant",
+        "mAP (det)",
+        "top-1 (det)",
+        "mAP (GT)",
+        "top-1 (GT)",
+        "query < 60 px",
+        "60-120",
+        "120-240",
+        ">= 240",
+    ]
     rows = [[*header, "mAP, targets < 60 px", "trained on, minutes"]]
     variants = results["variants"]
     for name, variant in variants.items():
@@ -98,7 +118,9 @@ def ablation(results: dict[str, Any]) -> Rows:
             rows.append([f"{name}, seed {seed}", *_ablation_cells(_per_run(run)), trained])
     for name, variant in variants.items():
         std = {boxes: variant[f"{boxes}_std"] for boxes in ("search", "search_gt_boxes")}
-        rows.append([f"**{name}**, mean ± sd", *_ablation_cells(_mean_sd(variant, std, bold=name == "clsa")), ""])
+        rows.append(
+            [f"**{name}**, mean ± sd", *_ablation_cells(_mean_sd(variant, std, bold=name == "clsa")), ""]
+        )
     for name, variant in variants.items():
         if "weighted" in variant:
             cells = _ablation_cells(_mean_sd(variant["weighted"], variant["weighted_std"]))
@@ -109,7 +131,9 @@ def ablation(results: dict[str, Any]) -> Rows:
 # --- the paper's detector changes ------------------------------------------------------------
 
 DETECTOR_ROWS = {
-    "paper": "`paper`: every change on (RoIAlign 14 + max-pool, frozen stem, all-size proposals, score > 0.5)",
+    "paper": (
+        "`paper`: every change on (RoIAlign 14 + max-pool, frozen stem, all-size proposals, score > 0.5)"
+    ),
     "roialign7": "`roialign7`: RoIAlign straight to 7 x 7, no max-pool",
     "train_stem": "`train_stem`: the stem fine-tuned with the rest instead of frozen",
     "min_size16": "`min_size16`: proposals under 16 px dropped",
@@ -120,7 +144,16 @@ DETECTOR_ROWS = {
 
 @table("results-detector-ablation", DOC, DETECTOR_ABLATION)
 def detector_ablation(results: dict[str, Any]) -> Rows:
-    header = ["detector", "recall", "recall < 60 px", "AP", "search mAP / top-1", "top-1, queries < 60 px", "mAP, targets < 60 px", "mAP / top-1, GT boxes"]
+    header = [
+        "detector",
+        "recall",
+        "recall < 60 px",
+        "AP",
+        "search mAP / top-1",
+        "top-1, queries < 60 px",
+        "mAP, targets < 60 px",
+        "mAP / top-1, GT boxes",
+    ]
     rows = [header]
     for key, label in DETECTOR_ROWS.items():
         variant = results["variants"][key]
@@ -128,7 +161,9 @@ def detector_ablation(results: dict[str, Any]) -> Rows:
         deployment = variant.get("deployment", {})
         rows.append(
             [
-                label.format(per_image=deployment.get("detections_per_img"), thresh=deployment.get("score_thresh")),
+                label.format(
+                    per_image=deployment.get("detections_per_img"), thresh=deployment.get("score_thresh")
+                ),
                 pct(det["recall"]),
                 pct(det["recall_by_height"][SMALL]["recall"]),
                 pct(det["ap"]),
@@ -158,7 +193,12 @@ CLSA_ROWS = (
 ``concat only`` leaves its levels out; ``None`` gives the concatenation and each level alone."""
 
 CLSA_SCORES = ("mAP", "top1", "mAP_query<60", "top1_query<60", "mAP_target<60")
-BEST = {("multi", "layer4", "mAP"), ("multi", "layer4", "top1"), ("clsa-40ep", "layer3", "mAP"), ("clsa-40ep", "layer3", "top1")}
+BEST = {
+    ("multi", "layer4", "mAP"),
+    ("multi", "layer4", "top1"),
+    ("clsa-40ep", "layer3", "mAP"),
+    ("clsa-40ep", "layer3", "top1"),
+}
 """Figures the text discusses (a level alone beating the concatenation), in bold."""
 
 
@@ -171,12 +211,23 @@ def clsa_investigation(results: dict[str, Any]) -> Rows:
         levels = model["levels_gt_boxes"]
         det = model["search"]["with_detections"]
         detections = f"{num(det['mAP'], 2)} / {num(det['top1'], 2)} / {num(det['top1_query<60'], 2)}"
-        rows.append([label, kind if kind == "layer4" else "concat", *(num(levels["concat"][s], 2) for s in CLSA_SCORES), detections])
+        rows.append(
+            [
+                label,
+                kind if kind == "layer4" else "concat",
+                *(num(levels["concat"][s], 2) for s in CLSA_SCORES),
+                detections,
+            ]
+        )
         if kind is None:
             names = [name for name in levels if name != "concat"]
             cells = []
             for score in CLSA_SCORES:
                 figures = (num(levels[name][score], 2) for name in names)
-                cells.append(" / ".join(f"**{f}**" if (key, name, score) in BEST else f for name, f in zip(names, figures)))
+                cells.append(
+                    " / ".join(
+                        f"**{f}**" if (key, name, score) in BEST else f for name, f in zip(names, figures)
+                    )
+                )
             rows.append([label.split(" (")[0], " / ".join(names) + " alone", *cells, ""])
     return rows

@@ -11,10 +11,13 @@ DOC = "docs/scaling.md"
 DISTRIBUTED = Source("distributed_indexing.json", "python benchmarks/distributed_indexing.py")
 SEARCH_10M = Source(
     "search_latency_10m.json",
-    "python benchmarks/search_latency.py --sizes 10000000 --kinds ivfpq --rerank 100,200,400 --nprobe 64,128,256,512"
-    " --data data/synthetic-small-seed7 (its search_latency.json, renamed)",
+    "python benchmarks/search_latency.py --sizes 10000000 --kinds ivfpq --rerank 100,200,400 --nprobe "
+    "64,128,256,512 --data data/synthetic-small-seed7 (its search_latency.json, renamed)",
 )
-SEARCH_1M = Source("search_latency.json", "python benchmarks/search_latency.py --nprobe 16,32,64,128,256 --data data/synthetic-small-seed7")
+SEARCH_1M = Source(
+    "search_latency.json",
+    "python benchmarks/search_latency.py --nprobe 16,32,64,128,256 --data data/synthetic-small-seed7",
+)
 
 NODE_CORES = 16
 """Cores per node in the projection (the cluster commands in the document start 16 CPUs a node)."""
@@ -31,7 +34,17 @@ def _default_nprobe(nlist: int) -> int:
 @table("scaling-distributed", DOC, DISTRIBUTED)
 def distributed(results: dict[str, Any]) -> Rows:
     rows = [
-        ["run", "scene images/s", "vs single process", "images timed", "boxes added", "seconds", "driver commit s (share)", "commit ms/image", "index equal"]
+        [
+            "run",
+            "scene images/s",
+            "vs single process",
+            "images timed",
+            "boxes added",
+            "seconds",
+            "driver commit s (share)",
+            "commit ms/image",
+            "index equal",
+        ]
     ]
     for run in results["runs"]:
         equal = run.get("equal_to_single_process")
@@ -40,7 +53,9 @@ def distributed(results: dict[str, Any]) -> Rows:
             same = "reference"
         else:
             label = f"{run['mode']} (1 CPU each)"
-            same = ("yes" if equal["same_boxes"] else "**no**") + f" (min feature cosine {equal['min_feature_cosine']:.7f})"
+            same = (
+                "yes" if equal["same_boxes"] else "**no**"
+            ) + f" (min feature cosine {equal['min_feature_cosine']:.7f})"
         rows.append(
             [
                 label,
@@ -67,7 +82,8 @@ def projection(results: dict[str, Any]) -> Rows:
     ceiling = 1000 / commit_ms
     rows = [
         [
-            f"nodes x cores (projected, not measured: {per_core:.2f} images/s per actor core, {commit_ms:.2f} ms of driver commit per image)",
+            f"nodes x cores (projected, not measured: {per_core:.2f} images/s per actor core, "
+            f"{commit_ms:.2f} ms of driver commit per image)",
             "images/s the actors could deliver",
             "driver commit load at that rate",
             "bottleneck",
@@ -78,7 +94,14 @@ def projection(results: dict[str, Any]) -> Rows:
         load = rate / ceiling
         bottleneck = "compute" if load < 1 else f"the committer (at most {ceiling:,.0f} images/s)"
         rows.append([f"{nodes} x {NODE_CORES}", f"{rate:,.0f}", f"{pct(load, 0)} %", bottleneck])
-    rows.append([f"one committer's ceiling: {ceiling / (NODE_CORES * per_core):.0f} x {NODE_CORES}", f"{ceiling:,.0f}", "100 %", ""])
+    rows.append(
+        [
+            f"one committer's ceiling: {ceiling / (NODE_CORES * per_core):.0f} x {NODE_CORES}",
+            f"{ceiling:,.0f}",
+            "100 %",
+            "",
+        ]
+    )
     return rows
 
 
@@ -103,15 +126,16 @@ def search_10m(results: dict[str, Any]) -> Rows:
     filler = size["rows"] - size["real_rows"]
     rows = [
         [
-            f"{size['rows'] / 1e6:.0f}M boxes (768-d: {size['real_rows']:,} real features, {filler:,} Gaussian filler), "
-            f"vector search only (no SQLite rows, filters or thumbnails)",
+            f"{size['rows'] / 1e6:.0f}M boxes (768-d: {size['real_rows']:,} real features, "
+            f"{filler:,} Gaussian filler), vector search only (no SQLite rows, filters or thumbnails)",
             "p50 ms",
             "p95 ms",
             "recall@10",
             "resident while searching, anon + file GB",
         ],
         [
-            f"exact reference: numpy, one pass over the file for all {results['settings']['queries']} queries (time per query)",
+            f"exact reference: numpy, one pass over the file for all {results['settings']['queries']} "
+            "queries (time per query)",
             num(exact["p50_ms"], 0),
             "",
             num(exact["recall_at_10"], 3),
@@ -121,14 +145,23 @@ def search_10m(results: dict[str, Any]) -> Rows:
     for (_, rerank, nprobe), m in pq:
         label = f"IVF-PQ ({nlist:,} lists, PQ96), re-rank {rerank}, nprobe {nprobe}"
         resident = m["resident_while_searching"]
-        cells = [num(m["p50_ms"], 1), num(m["p95_ms"], 1), num(m["recall_at_10"], 3), f"{resident['anon_gb']:.2f} + {resident['file_gb']:.2f}"]
+        cells = [
+            num(m["p50_ms"], 1),
+            num(m["p95_ms"], 1),
+            num(m["recall_at_10"], 3),
+            f"{resident['anon_gb']:.2f} + {resident['file_gb']:.2f}",
+        ]
         if rerank == DEFAULT_RERANK and nprobe == nearest:
-            label += f" (nearest the defaults: re-rank {DEFAULT_RERANK}, nprobe {_default_nprobe(nlist)} = lists / 12)"
+            label += (
+                f" (nearest the defaults: re-rank {DEFAULT_RERANK}, "
+                f"nprobe {_default_nprobe(nlist)} = lists / 12)"
+            )
             label, cells = f"**{label}**", [f"**{c}**" for c in cells]
         rows.append([label, *cells])
     rows.append(
         [
-            "peak resident of the whole run (`ru_maxrss`: writing the vector file, the exact reference pass and the index build in the same process)",
+            "peak resident of the whole run (`ru_maxrss`: writing the vector file, "
+            "the exact reference pass and the index build in the same process)",
             "",
             "",
             "",
@@ -144,10 +177,15 @@ def search_1m(results: dict[str, Any]) -> Rows:
     methods = size["methods"]
 
     def joined(prefix: str) -> tuple[str, list[dict[str, Any]]]:
-        found = sorted(((m["nprobe"], name, m) for name, m in methods.items() if name.startswith(prefix)), key=lambda t: t[0])
+        found = sorted(
+            ((m["nprobe"], name, m) for name, m in methods.items() if name.startswith(prefix)),
+            key=lambda t: t[0],
+        )
         nlist = re.search(r"nlist=(\d+)", found[0][1])
         assert nlist is not None
-        return f"{int(nlist.group(1)):,} lists, nprobe " + " / ".join(str(n) for n, _, _ in found), [m for _, _, m in found]
+        return f"{int(nlist.group(1)):,} lists, nprobe " + " / ".join(str(n) for n, _, _ in found), [
+            m for _, _, m in found
+        ]
 
     def row(label: str, ms: list[dict[str, Any]]) -> list[str]:
         return [
@@ -163,8 +201,19 @@ def search_1m(results: dict[str, Any]) -> Rows:
     rerank = re.search(r"rerank=(\d+)", next(name for name in methods if name.startswith("IVF-PQ ")))
     assert rerank is not None
     return [
-        [f"{size['rows'] / 1e6:.0f}M boxes (768-d: {size['real_rows']:,} real features, the rest Gaussian filler)", "p50 ms", "p95 ms", "recall@10"],
-        ["exact, faiss flat (in-memory copy, 3 GB)", num(flat["p50_ms"], 0), num(flat["p95_ms"], 0), num(flat["recall_at_10"], 3)],
+        [
+            f"{size['rows'] / 1e6:.0f}M boxes (768-d: {size['real_rows']:,} real features, "
+            "the rest Gaussian filler)",
+            "p50 ms",
+            "p95 ms",
+            "recall@10",
+        ],
+        [
+            "exact, faiss flat (in-memory copy, 3 GB)",
+            num(flat["p50_ms"], 0),
+            num(flat["p95_ms"], 0),
+            num(flat["recall_at_10"], 3),
+        ],
         row(f"IVF-Flat, {ivf_label}", ivf),
         row(f"IVF-PQ, PQ96, re-rank {rerank.group(1)}, {pq_label}", pq),
     ]

@@ -24,7 +24,17 @@ def load(results: dict[str, Any]) -> Rows:
             "failed",
             "server peak RSS MB",
         ],
-        ["in-process reference (`PersonIndex.search`, no HTTP)", "", "", num(reference["p50_ms"]), num(reference["p99_ms"]), "1.0x", "", "", ""],
+        [
+            "in-process reference (`PersonIndex.search`, no HTTP)",
+            "",
+            "",
+            num(reference["p50_ms"]),
+            num(reference["p99_ms"]),
+            "1.0x",
+            "",
+            "",
+            "",
+        ],
     ]
     rows += [
         [

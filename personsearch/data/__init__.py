@@ -37,7 +37,9 @@ def detect_layout(root: str | Path) -> str:
     raise DatasetFormatError(root, expected, found, fix)
 
 
-def load_dataset(root: str | Path, kind: str | None = None, *, gallery_sizes: Sequence[int] | None = None) -> PersonSearchDataset:
+def load_dataset(
+    root: str | Path, kind: str | None = None, *, gallery_sizes: Sequence[int] | None = None
+) -> PersonSearchDataset:
     """Load a CUHK-SYSU or PRW dataset; ``kind`` (``cuhk`` / ``prw``) overrides the layout detection.
 
     ``gallery_sizes`` is passed to ``load_cuhk_sysu`` (which ``TestG{G}.mat`` files to read).

@@ -28,7 +28,9 @@ def clip_or_refuse(boxes: np.ndarray, width: int, height: int, what: str = "box"
     clipped, keep = clip_boxes(boxes, width, height)
     if not keep.all():
         bad = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[np.flatnonzero(~keep)[0]].tolist()
-        raise ValueError(f"{what} {bad} has no area inside the {width}x{height} image; boxes are [x1, y1, x2, y2] pixels")
+        raise ValueError(
+            f"{what} {bad} has no area inside the {width}x{height} image; boxes are [x1, y1, x2, y2] pixels"
+        )
     return clipped
 
 

@@ -57,9 +57,13 @@ def crop_boxes(image: np.ndarray | torch.Tensor, boxes: np.ndarray, size: tuple[
         top, left = int(rows[k].min()), int(cols[k].min())
         bottom, right = int(rows[k].max()) + 1, int(cols[k].max()) + 1
         window = image[top:bottom, left:right].float().reshape(bottom - top, -1)  # rows of (x, channel)
-        across = F.embedding_bag(rows[k] - top, window, per_sample_weights=row_weights[k], mode="sum")  # (out_h, w * c)
-        across = across.view(out_h, right - left, channels).transpose(0, 1).reshape(right - left, out_h * channels)
-        resampled = F.embedding_bag(cols[k] - left, across, per_sample_weights=col_weights[k], mode="sum")  # (out_w, out_h * c)
+        # (out_h, w * c)
+        across = F.embedding_bag(rows[k] - top, window, per_sample_weights=row_weights[k], mode="sum")
+        across = (
+            across.view(out_h, right - left, channels).transpose(0, 1).reshape(right - left, out_h * channels)
+        )
+        # (out_w, out_h * c)
+        resampled = F.embedding_bag(cols[k] - left, across, per_sample_weights=col_weights[k], mode="sum")
         crops[k] = resampled.view(out_w, out_h, channels).permute(2, 1, 0).round().clamp(0, 255)
     return crops
 
@@ -104,7 +108,9 @@ def build_crop_set(scenes: list[Scene], size: tuple[int, int]) -> CropSet:
         raise ValueError("the training split has no labelled person: nothing to train the re-id network on")
     all_pids = np.concatenate(pids)
     classes, labels = np.unique(all_pids, return_inverse=True)
-    return CropSet(torch.cat(crops), torch.from_numpy(labels.astype(np.int64)), classes, np.concatenate(heights))
+    return CropSet(
+        torch.cat(crops), torch.from_numpy(labels.astype(np.int64)), classes, np.concatenate(heights)
+    )
 
 
 @dataclass
@@ -143,7 +149,9 @@ class CropAugment:
             scales = self.min_scale + (1 - self.min_scale) * torch.rand(len(chosen), generator=generator)
             for i, scale in zip(chosen.tolist(), scales.tolist()):
                 small = (max(2, round(height * scale)), max(1, round(width * scale)))
-                low = torch.nn.functional.interpolate(out[i : i + 1], size=small, mode="bilinear", antialias=True)
+                low = torch.nn.functional.interpolate(
+                    out[i : i + 1], size=small, mode="bilinear", antialias=True
+                )
                 out[i] = torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear")[0]
         out = out.clamp(0, 255)
         if self.colour_jitter > 0 or self.grayscale_prob > 0:
@@ -180,7 +188,9 @@ class CropAugment:
         n, _, height, width = crops.shape
         for i in torch.nonzero(torch.rand(n, generator=generator) < self.erase_prob).flatten().tolist():
             area = height * width * (0.02 + 0.38 * float(torch.rand(1, generator=generator)))
-            aspect = math.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * float(torch.rand(1, generator=generator)))
+            aspect = math.exp(
+                math.log(0.3) + (math.log(3.3) - math.log(0.3)) * float(torch.rand(1, generator=generator))
+            )
             h = min(height, max(1, round(math.sqrt(area * aspect))))
             w = min(width, max(1, round(math.sqrt(area / aspect))))
             y = int(torch.randint(0, height - h + 1, (1,), generator=generator))

@@ -97,7 +97,9 @@ def _load_images(root: Path) -> dict[str, _Image]:
         rows, hard = [], []
         for j, box in enumerate(reader.structs(entry[2], f"Img({k}).box", 1), start=1):
             rows.append(reader.numbers(box[0], f"Img({k}).box({j}).idlocate", 4))
-            flag: np.ndarray | list[float] = reader.numbers(box[1], f"Img({k}).box({j}).ishard", allow_empty=True) if len(box) > 1 else []  # type: ignore[arg-type]
+            flag: np.ndarray | list[float] = (
+                reader.numbers(box[1], f"Img({k}).box({j}).ishard", allow_empty=True) if len(box) > 1 else []  # type: ignore[arg-type]
+            )
             hard.append(bool(np.any(flag)))
         xywh = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
         valid = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
@@ -107,7 +109,9 @@ def _load_images(root: Path) -> dict[str, _Image]:
 
 def _load_pool(root: Path) -> list[str]:
     reader, value = _read(root, POOL_MAT, "pool")
-    return [reader.string(cell, f"pool{{{k}}}") for k, cell in enumerate(reader.cells(value, "pool"), start=1)]
+    return [
+        reader.string(cell, f"pool{{{k}}}") for k, cell in enumerate(reader.cells(value, "pool"), start=1)
+    ]
 
 
 def _read_protocol(reader: MatReader, value: np.ndarray, label: str) -> list[_ProtocolEntry]:
@@ -120,7 +124,12 @@ def _read_protocol(reader: MatReader, value: np.ndarray, label: str) -> list[_Pr
         gallery = []
         for j, item in enumerate(reader.structs(gallery_value, f"{label}({i}).Gallery", 2), start=1):
             where = f"{label}({i}).Gallery({j})"
-            box = reader.numbers(item[1], f"{where}.idlocate (4 numbers, or empty 1x0 if the target is absent)", 4, allow_empty=True)
+            box = reader.numbers(
+                item[1],
+                f"{where}.idlocate (4 numbers, or empty 1x0 if the target is absent)",
+                4,
+                allow_empty=True,
+            )
             # interned: TestG4000 alone repeats the 6,978 pool names 11.6 million times
             name = sys.intern(reader.string(item[0], f"{where}.imname"))
             gallery.append((name, box.astype(np.int32) if box.size else None))
@@ -134,7 +143,9 @@ def _read_protocol(reader: MatReader, value: np.ndarray, label: str) -> list[_Pr
     return entries
 
 
-def _check_query_order(reader: MatReader, entries: list[_ProtocolEntry], label: str, reference: list[_ProtocolEntry]) -> None:
+def _check_query_order(
+    reader: MatReader, entries: list[_ProtocolEntry], label: str, reference: list[_ProtocolEntry]
+) -> None:
     """The queries match ``reference`` (TestG50) index by index, as evaluation relies on."""
     if len(entries) != len(reference):
         raise reader.error(label, f"{len(reference)} queries, as in TestG50.mat", f"{len(entries)}")
@@ -158,7 +169,9 @@ def _check_in_pool(reader: MatReader, entries: list[_ProtocolEntry], label: str,
                 raise reader.error(f"{label}({i}).Gallery({j}).imname", expected, repr(name))
 
 
-def _label(images: dict[str, _Image], names: Iterable[str], boxes: Iterable[tuple[str, np.ndarray, int]]) -> dict[str, np.ndarray]:
+def _label(
+    images: dict[str, _Image], names: Iterable[str], boxes: Iterable[tuple[str, np.ndarray, int]]
+) -> dict[str, np.ndarray]:
     """pids for ``names``: each ``(image, xywh, pid)`` labels the first equal box of that image."""
     pids = {name: np.full(len(images[name].xywh), UNLABELED, dtype=np.int64) for name in names}
     for name, xywh, pid in boxes:
@@ -179,7 +192,9 @@ def _train_boxes(root: Path, images: dict[str, _Image]) -> list[tuple[str, np.nd
         for j, scene in enumerate(reader.structs(identity[2], f"Train{{{i}}}.scene", 2), start=1):
             name = reader.string(scene[0], f"Train{{{i}}}.scene({j}).imname")
             if name not in images:
-                raise reader.error(f"Train{{{i}}}.scene({j}).imname", "an image listed in annotation/Images.mat", repr(name))
+                raise reader.error(
+                    f"Train{{{i}}}.scene({j}).imname", "an image listed in annotation/Images.mat", repr(name)
+                )
             xywh = reader.numbers(scene[1], f"Train{{{i}}}.scene({j}).idlocate", 4).astype(np.int32)
             boxes.append((name, xywh, i))
     return boxes
@@ -201,11 +216,18 @@ def _gallery_items(entry: _ProtocolEntry) -> list[GalleryItem]:
     return [GalleryItem(name, None if xywh is None else _xyxy(xywh)[0]) for name, xywh in entry.gallery]
 
 
-def _scenes(root: Path, names: Sequence[str], images: dict[str, _Image], pids: dict[str, np.ndarray]) -> list[Scene]:
-    return [Scene(name, root / IMAGE_DIR / name, _xyxy(images[name].xywh), pids[name], 0, images[name].hard) for name in names]
+def _scenes(
+    root: Path, names: Sequence[str], images: dict[str, _Image], pids: dict[str, np.ndarray]
+) -> list[Scene]:
+    return [
+        Scene(name, root / IMAGE_DIR / name, _xyxy(images[name].xywh), pids[name], 0, images[name].hard)
+        for name in names
+    ]
 
 
-def _load_protocol(root: Path, size: int, pool: set[str], reference: list[_ProtocolEntry] | None) -> list[_ProtocolEntry]:
+def _load_protocol(
+    root: Path, size: int, pool: set[str], reference: list[_ProtocolEntry] | None
+) -> list[_ProtocolEntry]:
     """``TestG{size}.mat``, checked against the pool and the TestG50 query order (``reference``)."""
     label = f"TestG{size}"
     reader, value = _read(root, protocol_path(size), label)
@@ -252,7 +274,9 @@ def load_cuhk_sysu(root: str | Path, *, gallery_sizes: Sequence[int] | None = No
     sizes = GALLERY_SIZES if gallery_sizes is None else tuple(sorted(set(gallery_sizes) | {50}))
     unknown = sorted(set(sizes) - set(GALLERY_SIZES))
     if unknown:
-        raise ValueError(f"gallery sizes {unknown} do not exist in CUHK-SYSU; choose from {list(GALLERY_SIZES)}")
+        raise ValueError(
+            f"gallery sizes {unknown} do not exist in CUHK-SYSU; choose from {list(GALLERY_SIZES)}"
+        )
 
     images = _load_images(root)
     pool = _load_pool(root)
@@ -277,7 +301,14 @@ def load_cuhk_sysu(root: str | Path, *, gallery_sizes: Sequence[int] | None = No
             protocols[size] = _load_protocol(root, size, pool_names, reference)
 
     queries = [
-        Query(entry.name, root / IMAGE_DIR / entry.name, _xyxy(entry.xywh)[0], pid, 0, {size: _gallery_items(protocols[size][pid - 1]) for size in protocols})
+        Query(
+            entry.name,
+            root / IMAGE_DIR / entry.name,
+            _xyxy(entry.xywh)[0],
+            pid,
+            0,
+            {size: _gallery_items(protocols[size][pid - 1]) for size in protocols},
+        )
         for pid, entry in enumerate(reference, start=1)
     ]
     return PersonSearchDataset(

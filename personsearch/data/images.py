@@ -86,7 +86,8 @@ def _decode(source: str | Path | io.BytesIO, name: str | Path, max_pixels: int |
     except (OSError, ValueError, SyntaxError) as err:
         # Pillow reports unknown formats, truncated data and bad headers with these types.
         raise ImageReadError(
-            f"{name}: not a readable image ({type(err).__name__}: {err}); expected a JPEG, PNG, BMP, TIFF or WebP file: re-export or remove it"
+            f"{name}: not a readable image ({type(err).__name__}: {err}); expected a JPEG, PNG, BMP, "
+            "TIFF or WebP file: re-export or remove it"
         ) from None
     return np.array(rgb, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
 

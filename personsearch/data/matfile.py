@@ -48,9 +48,16 @@ def read_mat_variable(path: str | Path, names: str | Sequence[str], *, fix: str)
     try:
         content = scipy.io.loadmat(str(path), appendmat=False, variable_names=wanted)
     except NotImplementedError as err:  # scipy's answer to MATLAB v7.3 (HDF5) files
-        raise DatasetFormatError(path, "a MATLAB v4-v7.2 file", f"an unsupported format ({err})", f"re-save it with save(..., '-v7'); {fix}") from None
+        raise DatasetFormatError(
+            path,
+            "a MATLAB v4-v7.2 file",
+            f"an unsupported format ({err})",
+            f"re-save it with save(..., '-v7'); {fix}",
+        ) from None
     except Exception as err:  # loadmat reports corrupt data with many exception types
-        raise DatasetFormatError(path, "a MATLAB .mat file", f"unreadable data ({type(err).__name__}: {err})", fix) from None
+        raise DatasetFormatError(
+            path, "a MATLAB .mat file", f"unreadable data ({type(err).__name__}: {err})", fix
+        ) from None
     for name in wanted:
         if name in content:
             return name, content[name]
@@ -64,12 +71,16 @@ def check_files_exist(folder: Path, names: Sequence[str], listed_in: str, fix: s
     One directory listing instead of one ``stat`` per file keeps this fast for ~20k images.
     """
     if not folder.is_dir():
-        raise DatasetFormatError(folder, f"a directory with the {len(names)} files listed in {listed_in}", "no such directory", fix)
+        raise DatasetFormatError(
+            folder, f"a directory with the {len(names)} files listed in {listed_in}", "no such directory", fix
+        )
     present = {entry.name for entry in os.scandir(folder) if entry.is_file()}
     missing = [name for name in names if name not in present]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise DatasetFormatError(folder, f"the {len(names)} files listed in {listed_in}", f"{len(missing)} missing ({shown})", fix)
+        raise DatasetFormatError(
+            folder, f"the {len(names)} files listed in {listed_in}", f"{len(missing)} missing ({shown})", fix
+        )
 
 
 class MatReader:
@@ -129,7 +140,9 @@ class MatReader:
             return str(array.ravel()[0]) if array.size else ""
         raise self.error(where, "a char row (a name)", describe(array))
 
-    def numbers(self, value: object, where: str, size: int | None = None, *, allow_empty: bool = False) -> np.ndarray:
+    def numbers(
+        self, value: object, where: str, size: int | None = None, *, allow_empty: bool = False
+    ) -> np.ndarray:
         """A numeric array flattened to 1-D (float64), optionally of exactly ``size`` values."""
         array = np.asarray(value)
         if array.dtype.kind not in "biuf":

@@ -37,12 +37,14 @@ _CAMERA = re.compile(r"c(\d)")
 
 def _fix(root: Path, relative: Path) -> str:
     return (
-        f"re-download/unpack PRW-v16.04.20 so that {root / relative} is the official file (or rewrite the annotations with personsearch.data.writers.write_prw)"
+        f"re-download/unpack PRW-v16.04.20 so that {root / relative} is the official file "
+        "(or rewrite the annotations with personsearch.data.writers.write_prw)"
     )
 
 
 def annotation_path(name: str) -> Path:
-    """Relative path of a frame's annotation file (``annotations/<name>.mat``, e.g. ``c1s1_000151.jpg.mat``)."""
+    """Relative path of a frame's annotation file (``annotations/<name>.mat``, e.g.
+    ``c1s1_000151.jpg.mat``)."""
     return ANNOTATION_DIR / f"{name}.mat"
 
 
@@ -77,7 +79,9 @@ def _scene(root: Path, name: str) -> Scene:
     boxes[:, 2:] += boxes[:, :2]
     pids = rows[:, 0].astype(np.int64)
     pids[pids == PRW_UNLABELED] = UNLABELED
-    return Scene(name, root / FRAME_DIR / name, boxes.astype(np.int32), pids, camera_of(name, root / relative))
+    return Scene(
+        name, root / FRAME_DIR / name, boxes.astype(np.int32), pids, camera_of(name, root / relative)
+    )
 
 
 def _parse_query(root: Path, number: int, line: str) -> Query:
@@ -120,8 +124,18 @@ def load_prw(root: str | Path) -> PersonSearchDataset:
     test_names = _frame_list(root, TEST_MAT, "img_index_test")
     queries = _load_queries(root)
     frames = train_names + test_names
-    check_files_exist(root / FRAME_DIR, frames + [q.name for q in queries], "frame_train.mat, frame_test.mat and query_info.txt", _fix(root, FRAME_DIR))
-    check_files_exist(root / ANNOTATION_DIR, [annotation_path(n).name for n in frames], "frame_train.mat and frame_test.mat", _fix(root, ANNOTATION_DIR))
+    check_files_exist(
+        root / FRAME_DIR,
+        frames + [q.name for q in queries],
+        "frame_train.mat, frame_test.mat and query_info.txt",
+        _fix(root, FRAME_DIR),
+    )
+    check_files_exist(
+        root / ANNOTATION_DIR,
+        [annotation_path(n).name for n in frames],
+        "frame_train.mat and frame_test.mat",
+        _fix(root, ANNOTATION_DIR),
+    )
     return PersonSearchDataset(
         name="PRW",
         root=root,

@@ -43,7 +43,9 @@ def read_split(root: str | Path, split: str, size: tuple[int, int]) -> CropFolde
     """The crops of ``root/split`` resized to ``size`` (H, W), junk and distractors left out."""
     folder = Path(root).expanduser() / split
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder; a Market-1501-layout root holds {TRAIN}/, {QUERY}/ and {GALLERY}/")
+        raise FileNotFoundError(
+            f"{folder}: no such folder; a Market-1501-layout root holds {TRAIN}/, {QUERY}/ and {GALLERY}/"
+        )
     paths, pids, cams = [], [], []
     for path in sorted(folder.iterdir()):
         match = NAME.match(path.name)
@@ -61,9 +63,13 @@ def read_split(root: str | Path, split: str, size: tuple[int, int]) -> CropFolde
     crops = torch.empty((len(paths), 3, height, width), dtype=torch.uint8)
     for k, path in enumerate(paths):
         image = read_image(path)
-        crops[k] = torch.from_numpy(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if image.shape[0] > height else cv2.INTER_LINEAR)).permute(
-            2, 0, 1
-        )
+        crops[k] = torch.from_numpy(
+            cv2.resize(
+                image,
+                (width, height),
+                interpolation=cv2.INTER_AREA if image.shape[0] > height else cv2.INTER_LINEAR,
+            )
+        ).permute(2, 0, 1)
     return CropFolder(crops, np.asarray(pids), np.asarray(cams), paths)
 
 
@@ -71,4 +77,6 @@ def train_crop_set(root: str | Path, size: tuple[int, int]) -> CropSet:
     """The training split as a ``CropSet`` (contiguous class labels)."""
     split = read_split(root, TRAIN, size)
     classes, labels = np.unique(split.pids, return_inverse=True)
-    return CropSet(split.crops, torch.from_numpy(labels.astype(np.int64)), classes, np.full(len(labels), float(size[0])))
+    return CropSet(
+        split.crops, torch.from_numpy(labels.astype(np.int64)), classes, np.full(len(labels), float(size[0]))
+    )

@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 
 
-def axis_taps(start: torch.Tensor, length: torch.Tensor, bins: int, grid: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def axis_taps(
+    start: torch.Tensor, length: torch.Tensor, bins: int, grid: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Along one axis of ``size`` cells (feature cells or pixels), for each of R boxes starting at
     ``start`` (in cells; torchvision's ``aligned=True`` subtracts half a cell) and ``length`` long,
     split into ``bins`` output bins of ``grid`` sampling points each: the ``2 * grid`` cell

@@ -31,7 +31,11 @@ def _heights(heights: np.ndarray) -> dict[str, object]:
         buckets[height_bucket(height)] += 1
     summary: dict[str, float | None] = {"min": None, "median": None, "max": None}
     if heights.size:
-        summary = {"min": float(heights.min()), "median": float(np.median(heights)), "max": float(heights.max())}
+        summary = {
+            "min": float(heights.min()),
+            "median": float(np.median(heights)),
+            "max": float(heights.max()),
+        }
     return {"buckets": buckets, **summary}
 
 
@@ -64,7 +68,11 @@ def dataset_statistics(ds: PersonSearchDataset) -> dict[str, object]:
 
     Query splits count the distinct query images as ``images`` and the query boxes as ``boxes``.
     """
-    splits = {"train": _scene_split(ds.train), "gallery": _scene_split(ds.gallery), "query": _query_split(ds.queries)}
+    splits = {
+        "train": _scene_split(ds.train),
+        "gallery": _scene_split(ds.gallery),
+        "query": _query_split(ds.queries),
+    }
     for name, queries in ds.subsets.items():
         splits[f"query ({name})"] = _query_split(queries)
     return {
@@ -110,7 +118,11 @@ def format_statistics(stats: dict[str, object]) -> str:
     lines += _table(
         ("split", *bucket_names, "min", "median", "max"),
         [
-            (name, *(_number(split["heights"]["buckets"][b]) for b in bucket_names), *(_number(split["heights"][key]) for key in ("min", "median", "max")))
+            (
+                name,
+                *(_number(split["heights"]["buckets"][b]) for b in bucket_names),
+                *(_number(split["heights"][key]) for key in ("min", "median", "max")),
+            )
             for name, split in splits.items()
         ],
     )

@@ -42,12 +42,16 @@ def _xywh(boxes: np.ndarray, what: str, *, non_negative: bool = False) -> np.nda
     """Integral xyxy rows -> float64 ``[x, y, w, h]`` rows, refusing what would not read back."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if not np.all(np.isfinite(boxes)) or not np.array_equal(boxes, np.round(boxes)):
-        raise ValueError(f"{what}: boxes must be integral pixel coordinates, got {boxes.tolist()}; round them first")
+        raise ValueError(
+            f"{what}: boxes must be integral pixel coordinates, got {boxes.tolist()}; round them first"
+        )
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
     if np.any(xywh[:, 2:] <= 0):
         raise ValueError(f"{what}: every box needs x2 > x1 and y2 > y1, got {boxes.tolist()}")
     if non_negative and np.any(boxes < 0):
-        raise ValueError(f"{what}: PRW loaders clip at 0, so boxes must be non-negative, got {boxes.tolist()}")
+        raise ValueError(
+            f"{what}: PRW loaders clip at 0, so boxes must be non-negative, got {boxes.tolist()}"
+        )
     return xywh
 
 
@@ -77,7 +81,9 @@ def _unique_names(scenes: Iterable[Scene]) -> None:
     seen: set[str] = set()
     for scene in scenes:
         if scene.name in seen:
-            raise ValueError(f"image {scene.name} appears twice across train and gallery; names must be unique")
+            raise ValueError(
+                f"image {scene.name} appears twice across train and gallery; names must be unique"
+            )
         seen.add(scene.name)
 
 
@@ -89,7 +95,9 @@ def _images_mat(scenes: Sequence[Scene]) -> np.ndarray:
     for scene in scenes:
         xywh = _xywh(scene.boxes, f"scene {scene.name}")
         if len({tuple(b) for b in xywh.tolist()}) != len(xywh):
-            raise ValueError(f"scene {scene.name}: two identical boxes; CUHK-SYSU identifies a person by its box")
+            raise ValueError(
+                f"scene {scene.name}: two identical boxes; CUHK-SYSU identifies a person by its box"
+            )
         hard = np.zeros(len(xywh), bool) if scene.hard is None else scene.hard
         boxes = _struct([(b[None, :], float(h)) for b, h in zip(xywh, hard)], _BOX_FIELDS)
         rows.append((scene.name, float(len(xywh)), boxes))
@@ -106,7 +114,10 @@ def _train_mat(scenes: Sequence[Scene]) -> np.ndarray:
             if pid != UNLABELED:
                 appearances.setdefault(pid, []).append((scene.name, box[None, :], float(flag)))
     cells = [
-        _struct([(f"p{pid}", float(len(appearances[pid])), _struct(appearances[pid], _SCENE_FIELDS))], ("idname", "nAppear", "scene"))
+        _struct(
+            [(f"p{pid}", float(len(appearances[pid])), _struct(appearances[pid], _SCENE_FIELDS))],
+            ("idname", "nAppear", "scene"),
+        )
         for pid in sorted(appearances)
     ]
     return _cell(cells)
@@ -121,13 +132,28 @@ def _protocol(queries: Sequence[Query], size: int, pool: set[str], label: str) -
             raise ValueError(f"{label}: query {i} ({query.name}) has no galleries[{size}]")
         outside = [item.name for item in items if item.name not in pool]
         if outside:
-            raise ValueError(f"{label}: query {i} gallery names images outside dataset.gallery: {outside[:5]}")
-        ordered = [item for item in items if item.box is not None] + [item for item in items if item.box is None]
+            raise ValueError(
+                f"{label}: query {i} gallery names images outside dataset.gallery: {outside[:5]}"
+            )
+        ordered = [item for item in items if item.box is not None] + [
+            item for item in items if item.box is None
+        ]
         gallery = _struct(
-            [(item.name, np.zeros((1, 0)) if item.box is None else _xywh(item.box, f"{label} query {i} gallery item"), 0.0) for item in ordered],
+            [
+                (
+                    item.name,
+                    np.zeros((1, 0))
+                    if item.box is None
+                    else _xywh(item.box, f"{label} query {i} gallery item"),
+                    0.0,
+                )
+                for item in ordered
+            ],
             _SCENE_FIELDS,
         )
-        query_struct = _struct([(query.name, _xywh(query.box, f"{label} query {i}"), 0.0, f"p{i}")], (*_SCENE_FIELDS, "idname"))
+        query_struct = _struct(
+            [(query.name, _xywh(query.box, f"{label} query {i}"), 0.0, f"p{i}")], (*_SCENE_FIELDS, "idname")
+        )
         rows.append((query_struct, gallery))
     return _struct(rows, ("Query", "Gallery"))
 
@@ -141,15 +167,23 @@ def write_cuhk_sysu(dataset: PersonSearchDataset, root: str | Path) -> None:
     root = Path(root)
     _unique_names([*dataset.train, *dataset.gallery])
     pool = {scene.name for scene in dataset.gallery}
-    missing = [q.name for q in [*dataset.queries, *(q for qs in dataset.subsets.values() for q in qs)] if q.name not in pool]
+    missing = [
+        q.name
+        for q in [*dataset.queries, *(q for qs in dataset.subsets.values() for q in qs)]
+        if q.name not in pool
+    ]
     if missing:
         raise ValueError(f"query images {missing[:5]} are not test scenes; add them to dataset.gallery")
     sizes = dataset.gallery_sizes if dataset.queries else [50]
     if 50 not in sizes:
-        raise ValueError(f"every query needs galleries[50] (TestG50 defines the test pids); common sizes: {sizes}")
+        raise ValueError(
+            f"every query needs galleries[50] (TestG50 defines the test pids); common sizes: {sizes}"
+        )
     unknown = sorted(set(sizes) - set(cuhk_sysu.GALLERY_SIZES))
     if unknown:
-        raise ValueError(f"gallery sizes {unknown} have no CUHK-SYSU file; use {list(cuhk_sysu.GALLERY_SIZES)}")
+        raise ValueError(
+            f"gallery sizes {unknown} have no CUHK-SYSU file; use {list(cuhk_sysu.GALLERY_SIZES)}"
+        )
     unknown_subsets = sorted(set(dataset.subsets) - set(cuhk_sysu.SUBSETS))
     if unknown_subsets:
         raise ValueError(f"subsets {unknown_subsets} have no CUHK-SYSU file; use {list(cuhk_sysu.SUBSETS)}")
@@ -173,7 +207,9 @@ def _prw_frame(name: str, cam: int) -> str:
     """The frame name without ``.jpg``, checked against the official pattern and the camera."""
     match = _PRW_FRAME.match(name)
     if match is None:
-        raise ValueError(f"PRW frame {name!r} must be named c{{cam}}s{{seq}}_{{frame:06d}}.jpg, e.g. c1s3_016471.jpg")
+        raise ValueError(
+            f"PRW frame {name!r} must be named c{{cam}}s{{seq}}_{{frame:06d}}.jpg, e.g. c1s3_016471.jpg"
+        )
     if int(match.group(1)) != cam:
         raise ValueError(f"PRW frame {name!r} is camera {match.group(1)} by name but has cam={cam}")
     return name[: -len(".jpg")]
@@ -208,7 +244,10 @@ def write_prw(dataset: PersonSearchDataset, root: str | Path) -> None:
     """
     root = Path(root)
     _unique_names([*dataset.train, *dataset.gallery])
-    for relative, variable, scenes in ((prw.TRAIN_MAT, "img_index_train", dataset.train), (prw.TEST_MAT, "img_index_test", dataset.gallery)):
+    for relative, variable, scenes in (
+        (prw.TRAIN_MAT, "img_index_train", dataset.train),
+        (prw.TEST_MAT, "img_index_test", dataset.gallery),
+    ):
         frames = [_prw_frame(scene.name, scene.cam) for scene in scenes]
         for scene in scenes:
             _save(root / prw.annotation_path(scene.name), {"box_new": _prw_annotation(scene)})

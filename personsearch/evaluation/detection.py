@@ -13,7 +13,13 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from personsearch.data.boxes import box_iou
-from personsearch.data.records import HEIGHT_BUCKETS, UNLABELED, PersonSearchDataset, box_heights, height_bucket
+from personsearch.data.records import (
+    HEIGHT_BUCKETS,
+    UNLABELED,
+    PersonSearchDataset,
+    box_heights,
+    height_bucket,
+)
 from personsearch.evaluation.results import BucketRecall, DetectionResult
 
 
@@ -81,7 +87,9 @@ def evaluate_detection(
     heights = np.concatenate(gt_heights) if gt_heights else np.zeros(0)
     found = np.concatenate(gt_found) if gt_found else np.zeros(0, bool)
     if len(heights) == 0:
-        raise ValueError(f"{dataset.name}: the gallery has no {'labelled ' if labeled_only else ''}ground-truth boxes")
+        raise ValueError(
+            f"{dataset.name}: the gallery has no {'labelled ' if labeled_only else ''}ground-truth boxes"
+        )
     labels = np.concatenate(y_true)
     scores = np.concatenate(y_score)
     recall = float(found.sum()) / len(heights)
@@ -95,7 +103,10 @@ def evaluate_detection(
         count_gt=len(heights),
         count_tp=int(found.sum()),
         n_images=n_images,
-        recall_by_height={b: BucketRecall(int((buckets == b).sum()), int(found[buckets == b].sum())) for b, _, _ in HEIGHT_BUCKETS},
+        recall_by_height={
+            b: BucketRecall(int((buckets == b).sum()), int(found[buckets == b].sum()))
+            for b, _, _ in HEIGHT_BUCKETS
+        },
         settings={
             "dataset": dataset.name,
             "det_thresh": det_thresh,

@@ -121,14 +121,34 @@ def evaluate_engine(
         if detections is None:
             raise ValueError("features of the gallery detections were given without the detections")
         dets, feats = detections, features
-        _, gt_feats, _ = run_gallery(engine, dataset.gallery, detections=ground_truth_detections(dataset.gallery), progress=progress, embed_ground_truth=False)
+        _, gt_feats, _ = run_gallery(
+            engine,
+            dataset.gallery,
+            detections=ground_truth_detections(dataset.gallery),
+            progress=progress,
+            embed_ground_truth=False,
+        )
     timings["gallery"] = time.perf_counter() - started
     started = time.perf_counter()
     qfeats = query_features(engine, dataset.queries)
     timings["queries"] = time.perf_counter() - started
     search_gt = evaluate_search(
-        dataset, ground_truth_detections(dataset.gallery), gt_feats, qfeats, gallery_size=gallery_size, cross_camera=cross_camera, det_thresh=det_thresh
+        dataset,
+        ground_truth_detections(dataset.gallery),
+        gt_feats,
+        qfeats,
+        gallery_size=gallery_size,
+        cross_camera=cross_camera,
+        det_thresh=det_thresh,
     )
-    search = evaluate_search(dataset, dets, feats, qfeats, gallery_size=gallery_size, cross_camera=cross_camera, det_thresh=det_thresh)
+    search = evaluate_search(
+        dataset,
+        dets,
+        feats,
+        qfeats,
+        gallery_size=gallery_size,
+        cross_camera=cross_camera,
+        det_thresh=det_thresh,
+    )
     detection = evaluate_detection(dataset, dets, det_thresh=det_thresh)
     return PipelineResult(search, search_gt, detection, timings)

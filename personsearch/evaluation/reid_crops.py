@@ -38,6 +38,10 @@ def market_scores(
     scored = len(aps)
     if scored == 0:
         raise ValueError("no query has a match in the gallery from another camera: nothing to score")
-    out = {"mAP": 100 * float(np.mean(aps)), "queries": float(scored), "queries_without_match": float(skipped)}
+    out = {
+        "mAP": 100 * float(np.mean(aps)),
+        "queries": float(scored),
+        "queries_without_match": float(skipped),
+    }
     out.update({f"top{k}": 100 * float(cmc[k - 1]) / scored for k in ranks})
     return out

@@ -38,7 +38,11 @@ class BucketScore:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_queries": self.n_queries, "mAP": self.mAP, "topk": {str(k): v for k, v in self.topk.items()}}
+        return {
+            "n_queries": self.n_queries,
+            "mAP": self.mAP,
+            "topk": {str(k): v for k, v in self.topk.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BucketScore:
@@ -56,10 +60,15 @@ class ExcludedQuery:
     reason: str
 
 
-def query_height_buckets(heights: np.ndarray, ap: np.ndarray, hits: dict[int, np.ndarray]) -> dict[str, BucketScore]:
+def query_height_buckets(
+    heights: np.ndarray, ap: np.ndarray, hits: dict[int, np.ndarray]
+) -> dict[str, BucketScore]:
     """Per-query scores grouped by the query box height (records.HEIGHT_BUCKETS)."""
     names = np.array([height_bucket(float(h)) for h in heights], dtype=object)
-    return {name: BucketScore.over(ap[names == name], {k: v[names == name] for k, v in hits.items()}) for name, _, _ in HEIGHT_BUCKETS}
+    return {
+        name: BucketScore.over(ap[names == name], {k: v[names == name] for k, v in hits.items()})
+        for name, _, _ in HEIGHT_BUCKETS
+    }
 
 
 def _pct(value: float | None) -> str:
@@ -68,7 +77,10 @@ def _pct(value: float | None) -> str:
 
 def _format_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *rows]]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in [header, *rows]
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -160,7 +172,10 @@ class SearchResult:
         labelled = [("all", overall)]
         labelled += [(f"query height {b}", s) for b, s in self.by_query_height.items()]
         labelled += [(f"target height {b}", s) for b, s in self.by_target_height.items()]
-        rows = [[label, str(s.n_queries), _pct(s.mAP), *(_pct(s.topk.get(k)) for k in ks)] for label, s in labelled]
+        rows = [
+            [label, str(s.n_queries), _pct(s.mAP), *(_pct(s.topk.get(k)) for k in ks)]
+            for label, s in labelled
+        ]
         return header, rows
 
     def format_table(self) -> str:
@@ -170,7 +185,9 @@ class SearchResult:
             reasons: dict[str, int] = {}
             for e in self.excluded:
                 reasons[e.reason] = reasons.get(e.reason, 0) + 1
-            text += f"\nExcluded {len(self.excluded)} queries from the mean: " + "; ".join(f"{reason} ({n})" for reason, n in reasons.items())
+            text += f"\nExcluded {len(self.excluded)} queries from the mean: " + "; ".join(
+                f"{reason} ({n})" for reason, n in reasons.items()
+            )
         return text
 
 
@@ -210,7 +227,10 @@ class DetectionResult:
             "count_gt": self.count_gt,
             "count_tp": self.count_tp,
             "n_images": self.n_images,
-            "recall_by_height": {b: {"count_gt": r.count_gt, "count_tp": r.count_tp, "recall": r.recall} for b, r in self.recall_by_height.items()},
+            "recall_by_height": {
+                b: {"count_gt": r.count_gt, "count_tp": r.count_tp, "recall": r.recall}
+                for b, r in self.recall_by_height.items()
+            },
             "settings": dict(self.settings),
         }
 
@@ -223,7 +243,10 @@ class DetectionResult:
             count_gt=int(data["count_gt"]),
             count_tp=int(data["count_tp"]),
             n_images=int(data["n_images"]),
-            recall_by_height={b: BucketRecall(int(r["count_gt"]), int(r["count_tp"])) for b, r in data["recall_by_height"].items()},
+            recall_by_height={
+                b: BucketRecall(int(r["count_gt"]), int(r["count_tp"]))
+                for b, r in data["recall_by_height"].items()
+            },
             settings=dict(data["settings"]),
         )
 
@@ -231,7 +254,9 @@ class DetectionResult:
         """Header and rows: overall recall and AP, then recall per GT-height bucket."""
         header = ["", "GT boxes", "recall", "AP"]
         rows = [["all", str(self.count_gt), _pct(self.recall), _pct(self.ap)]]
-        rows += [[f"height {b}", str(r.count_gt), _pct(r.recall), ""] for b, r in self.recall_by_height.items()]
+        rows += [
+            [f"height {b}", str(r.count_gt), _pct(r.recall), ""] for b, r in self.recall_by_height.items()
+        ]
         return header, rows
 
     def format_table(self) -> str:

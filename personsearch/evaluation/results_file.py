@@ -38,8 +38,20 @@ from personsearch.evaluation.metrics import check_l2_normalised
 from personsearch.evaluation.results import DetectionResult, SearchResult
 from personsearch.evaluation.search import QueryContext, evaluate_search
 
-REQUIRED_KEYS = ("gallery_images", "det_boxes", "det_scores", "det_image_index", "det_features", "query_features")
-CONTEXT_KEYS = ("query_context_boxes", "query_context_scores", "query_context_index", "query_context_features")
+REQUIRED_KEYS = (
+    "gallery_images",
+    "det_boxes",
+    "det_scores",
+    "det_image_index",
+    "det_features",
+    "query_features",
+)
+CONTEXT_KEYS = (
+    "query_context_boxes",
+    "query_context_scores",
+    "query_context_index",
+    "query_context_features",
+)
 
 
 class ResultsFileError(ValueError):
@@ -63,10 +75,15 @@ def save_results(
         )
     query_feats = np.asarray(query_feats, dtype=np.float32)
     if query_feats.ndim != 2 or len(query_feats) != len(dataset.queries):
-        raise ValueError(f"query_feats: expected ({len(dataset.queries)}, D), one row per dataset query, got {query_feats.shape}")
+        raise ValueError(
+            f"query_feats: expected ({len(dataset.queries)}, D), one row per dataset query, "
+            f"got {query_feats.shape}"
+        )
     dim = query_feats.shape[1]
     dets = [as_detection_array(d, f"gallery_dets[{i}]") for i, d in enumerate(gallery_dets)]
-    feats = [_rows(f, len(d), dim, f"gallery_feats[{i}]") for i, (d, f) in enumerate(zip(dets, gallery_feats))]
+    feats = [
+        _rows(f, len(d), dim, f"gallery_feats[{i}]") for i, (d, f) in enumerate(zip(dets, gallery_feats))
+    ]
     arrays: dict[str, np.ndarray] = {
         "gallery_images": np.array([s.name for s in dataset.gallery], dtype=str),
         "det_boxes": np.concatenate([d[:, :4] for d in dets]).astype(np.float32),
@@ -79,9 +96,14 @@ def save_results(
         cdets = [as_detection_array(d, f"query_context[{i}]") for i, (d, _) in enumerate(query_context)]
         arrays["query_context_boxes"] = np.concatenate([d[:, :4] for d in cdets]).astype(np.float32)
         arrays["query_context_scores"] = np.concatenate([d[:, 4] for d in cdets]).astype(np.float32)
-        arrays["query_context_index"] = np.repeat(np.arange(len(cdets), dtype=np.int64), [len(d) for d in cdets])
+        arrays["query_context_index"] = np.repeat(
+            np.arange(len(cdets), dtype=np.int64), [len(d) for d in cdets]
+        )
         arrays["query_context_features"] = np.concatenate(
-            [_rows(f, len(d), dim, f"query_context[{i}]") for i, (d, (_, f)) in enumerate(zip(cdets, query_context))]
+            [
+                _rows(f, len(d), dim, f"query_context[{i}]")
+                for i, (d, (_, f)) in enumerate(zip(cdets, query_context))
+            ]
         )
     with open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like its allow_pickle flag
@@ -103,9 +125,13 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
-        raise ResultsFileError(f"{path}: not a readable .npz archive ({err}); write it with numpy.savez") from err
+        raise ResultsFileError(
+            f"{path}: not a readable .npz archive ({err}); write it with numpy.savez"
+        ) from err
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ResultsFileError(f"{path}: holds a single array, expected an .npz archive with keys {list(REQUIRED_KEYS)}")
+        raise ResultsFileError(
+            f"{path}: holds a single array, expected an .npz archive with keys {list(REQUIRED_KEYS)}"
+        )
     with archive:
         missing = [k for k in REQUIRED_KEYS if k not in archive.files]
         if missing:
@@ -119,17 +145,26 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
                 arrays[key] = archive[key]
             except ValueError as err:
                 raise ResultsFileError(
-                    f"{path}: key {key!r} is stored as Python objects, which are never unpickled; save it as a numeric or unicode string array"
+                    f"{path}: key {key!r} is stored as Python objects, which are never unpickled; "
+                    "save it as a numeric or unicode string array"
                 ) from err
     return arrays
 
 
-def _numeric(path: Path, arrays: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...], dtype: Any) -> np.ndarray:
+def _numeric(
+    path: Path, arrays: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...], dtype: Any
+) -> np.ndarray:
     """``arrays[key]`` checked against ``shape`` (None = any length) and cast to ``dtype``."""
     value = arrays[key]
-    if value.dtype.kind not in "biuf" or value.ndim != len(shape) or any(want is not None and got != want for got, want in zip(value.shape, shape)):
+    if (
+        value.dtype.kind not in "biuf"
+        or value.ndim != len(shape)
+        or any(want is not None and got != want for got, want in zip(value.shape, shape))
+    ):
         expected = str(tuple("any" if s is None else s for s in shape)).replace("'", "")
-        raise ResultsFileError(f"{path}: {key} must be a numeric array of shape {expected}, found {value.dtype} {value.shape}")
+        raise ResultsFileError(
+            f"{path}: {key} must be a numeric array of shape {expected}, found {value.dtype} {value.shape}"
+        )
     if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
         raise ResultsFileError(f"{path}: {key} holds NaN or infinite values")
     if np.dtype(dtype).kind in "iu" and value.dtype.kind == "f":
@@ -152,7 +187,9 @@ def _features(path: Path, feats: np.ndarray, key: str, normalise: bool) -> np.nd
         return feats
     norms = np.linalg.norm(feats, axis=1, keepdims=True)
     if np.any(norms == 0):
-        raise ResultsFileError(f"{path}: {key} has {int((norms == 0).sum())} all-zero rows, which cannot be normalised")
+        raise ResultsFileError(
+            f"{path}: {key} has {int((norms == 0).sum())} all-zero rows, which cannot be normalised"
+        )
     return cast(np.ndarray, (feats / norms).astype(np.float32))
 
 
@@ -175,7 +212,10 @@ def load_results(
     arrays = _read_archive(path)
     stored_names = arrays["gallery_images"]
     if stored_names.dtype.kind not in "US" or stored_names.ndim != 1:
-        raise ResultsFileError(f"{path}: gallery_images must be a 1-D string array, found {stored_names.dtype} {stored_names.shape}")
+        raise ResultsFileError(
+            f"{path}: gallery_images must be a 1-D string array, found {stored_names.dtype} "
+            f"{stored_names.shape}"
+        )
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in stored_names.tolist()]
     if len(set(names)) != len(names):
         raise ResultsFileError(f"{path}: gallery_images lists some images more than once")
@@ -183,7 +223,8 @@ def load_results(
     unknown = [n for n in names if n not in index]
     if unknown:
         raise ResultsFileError(
-            f"{path}: {len(unknown)} gallery_images are not in {dataset.name}'s gallery, e.g. {unknown[:5]}; is this the results file of another dataset?"
+            f"{path}: {len(unknown)} gallery_images are not in {dataset.name}'s gallery, e.g. "
+            f"{unknown[:5]}; is this the results file of another dataset?"
         )
     absent = sorted(set(index) - set(names))
     if absent:
@@ -216,7 +257,9 @@ def load_results(
     return gallery_dets, gallery_feats, query, _load_context(path, arrays, len(query), dim, normalise)
 
 
-def _load_context(path: Path, arrays: dict[str, np.ndarray], n_queries: int, dim: int, normalise: bool) -> QueryContext | None:
+def _load_context(
+    path: Path, arrays: dict[str, np.ndarray], n_queries: int, dim: int, normalise: bool
+) -> QueryContext | None:
     present = [k for k in CONTEXT_KEYS if k in arrays]
     if not present:
         return None
@@ -232,7 +275,9 @@ def _load_context(path: Path, arrays: dict[str, np.ndarray], n_queries: int, dim
     rows = _group(owner, n_queries)
     lacking = [q for q, r in enumerate(rows) if len(r) == 0]
     if lacking:
-        raise ResultsFileError(f"{path}: queries {lacking[:5]} have no query_context rows; each needs at least its own box")
+        raise ResultsFileError(
+            f"{path}: queries {lacking[:5]} have no query_context rows; each needs at least its own box"
+        )
     dets = np.concatenate([boxes, scores[:, None]], axis=1)
     return [(dets[r], feats[r]) for r in rows]
 
@@ -250,7 +295,9 @@ def score_results_file(
     """Score a results file with ``dataset``'s search protocol (see ``evaluate_search``)."""
     gallery_dets, gallery_feats, query_feats, context = load_results(path, dataset, normalise=normalise)
     if cbgm and context is None:
-        raise ResultsFileError(f"{path}: cbgm needs the query context keys {list(CONTEXT_KEYS)}, which the file lacks")
+        raise ResultsFileError(
+            f"{path}: cbgm needs the query context keys {list(CONTEXT_KEYS)}, which the file lacks"
+        )
     result = evaluate_search(
         dataset,
         gallery_dets,
@@ -266,7 +313,9 @@ def score_results_file(
     return result
 
 
-def score_results_file_detection(dataset: PersonSearchDataset, path: str | Path, *, det_thresh: float = 0.5) -> DetectionResult:
+def score_results_file_detection(
+    dataset: PersonSearchDataset, path: str | Path, *, det_thresh: float = 0.5
+) -> DetectionResult:
     """The detection protocol (recall and AP at IoU 0.5, by person height) on a results file's
     gallery detections: what ``personsearch score`` reports beside the search scores."""
     gallery_dets, _, _, _ = load_results(path, dataset)

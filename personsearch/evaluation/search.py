@@ -1,5 +1,6 @@
 """The CUHK-SYSU and PRW person-search protocols, with optional CBGM re-scoring
-(docs/specs/benchmarks.md sections 3.1-3.3 and 4), and their breakdown by person scale (docs/specs/clsa.md section 3).
+(docs/specs/benchmarks.md sections 3.1-3.3 and 4), and their breakdown by person scale
+(docs/specs/clsa.md section 3).
 
 The rules are those of SeqNet's ``eval_func.py`` (the numbers papers report), minus its bugs
 (docs/specs/benchmarks.md section 5): the full-set CUHK gallery scores every image once, fewer than ten
@@ -18,7 +19,13 @@ from scipy.optimize import linear_sum_assignment
 from personsearch.data.records import HEIGHT_BUCKETS, PersonSearchDataset, Query, height_bucket
 from personsearch.evaluation.detection import as_detection_array
 from personsearch.evaluation.metrics import check_l2_normalised, localises, recall_corrected_ap, topk_hits
-from personsearch.evaluation.results import TOPK, BucketScore, ExcludedQuery, SearchResult, query_height_buckets
+from personsearch.evaluation.results import (
+    TOPK,
+    BucketScore,
+    ExcludedQuery,
+    SearchResult,
+    query_height_buckets,
+)
 
 QueryContext = Sequence[tuple[np.ndarray, np.ndarray]]
 """Per query: (m, 5) detections in the query image and their (m, D) features, row 0 being the
@@ -93,7 +100,9 @@ def _kept_detections(
         feat = np.asarray(feat, dtype=np.float32)
         if len(det) == 0:
             if feat.size:
-                raise ValueError(f"gallery_feats[{i}] ({scene.name}) has {feat.shape} features but no detections")
+                raise ValueError(
+                    f"gallery_feats[{i}] ({scene.name}) has {feat.shape} features but no detections"
+                )
             counts.append(0)
             continue
         if feat.shape != (len(det), dim):
@@ -115,12 +124,16 @@ def _kept_detections(
     return kept
 
 
-def _cuhk_galleries(dataset: PersonSearchDataset, queries: Sequence[Query], gallery_size: int) -> list[_QueryGallery]:
+def _cuhk_galleries(
+    dataset: PersonSearchDataset, queries: Sequence[Query], gallery_size: int
+) -> list[_QueryGallery]:
     """Per-query protocol galleries; ``gallery_size=-1`` adds every other test image as negatives."""
     full = gallery_size == -1
     available = sorted(set.intersection(*(set(q.galleries) for q in queries)))
     if full and not available:
-        raise ValueError(f"gallery_size=-1 needs the queries' protocol galleries, but {dataset.name} has none")
+        raise ValueError(
+            f"gallery_size=-1 needs the queries' protocol galleries, but {dataset.name} has none"
+        )
     if not full and gallery_size not in available:
         raise ValueError(
             f"gallery_size={gallery_size} is not a protocol gallery of these {dataset.name} queries; "
@@ -157,7 +170,9 @@ def _cuhk_galleries(dataset: PersonSearchDataset, queries: Sequence[Query], gall
     return out
 
 
-def _prw_galleries(dataset: PersonSearchDataset, queries: Sequence[Query], cross_camera: bool) -> list[_QueryGallery]:
+def _prw_galleries(
+    dataset: PersonSearchDataset, queries: Sequence[Query], cross_camera: bool
+) -> list[_QueryGallery]:
     """Gallery = every test frame but the query's own (``cross_camera``: other cameras only)."""
     names = np.array([s.name for s in dataset.gallery], dtype=object)
     cams = np.array([s.cam for s in dataset.gallery])
@@ -182,20 +197,28 @@ def _prw_galleries(dataset: PersonSearchDataset, queries: Sequence[Query], cross
     return out
 
 
-def _check_context(query: Query, dets: np.ndarray, feats: np.ndarray, dim: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_context(
+    query: Query, dets: np.ndarray, feats: np.ndarray, dim: int, i: int
+) -> tuple[np.ndarray, np.ndarray]:
     dets = np.asarray(dets, dtype=np.float64)
     feats = np.asarray(feats, dtype=np.float32)
     if dets.ndim != 2 or dets.shape[1] != 5 or len(dets) == 0 or feats.shape != (len(dets), dim):
         raise ValueError(
-            f"query_context[{i}] ({query.name}): expected (m, 5) detections and (m, {dim}) features with m >= 1, got {dets.shape} and {feats.shape}"
+            f"query_context[{i}] ({query.name}): expected (m, 5) detections and (m, {dim}) features with m "
+            f">= 1, got {dets.shape} and {feats.shape}"
         )
     if np.abs(dets[0, :4] - query.box).max() > 0.5:
-        raise ValueError(f"query_context[{i}] ({query.name}): row 0 must be the query box itself {query.box.tolist()}, got {dets[0, :4].tolist()}")
+        raise ValueError(
+            f"query_context[{i}] ({query.name}): row 0 must be the query box itself {query.box.tolist()}, "
+            f"got {dets[0, :4].tolist()}"
+        )
     check_l2_normalised(feats, f"query_context[{i}] features", _NORMALISE_FIX)
     return dets, feats
 
 
-def _cbgm(score: np.ndarray, cand: np.ndarray, kept: _Detections, context_feats: np.ndarray, k1: int, k2: int) -> None:
+def _cbgm(
+    score: np.ndarray, cand: np.ndarray, kept: _Detections, context_feats: np.ndarray, k1: int, k2: int
+) -> None:
     """Context bipartite graph matching (section 3.3), in place on ``score``: in the images of the
     k1 best candidates, match the first k2 query-image people to the image's detections
     (maximum total similarity); the detection matched to the query gets the largest matched edge."""
@@ -208,7 +231,14 @@ def _cbgm(score: np.ndarray, cand: np.ndarray, kept: _Detections, context_feats:
             score[lo + cols[rows == 0][0]] = weights[rows, cols].max()
 
 
-def _score_query(qfeat: np.ndarray, gallery: _QueryGallery, kept: _Detections, context_feats: np.ndarray | None, k1: int, k2: int) -> _Scored:
+def _score_query(
+    qfeat: np.ndarray,
+    gallery: _QueryGallery,
+    kept: _Detections,
+    context_feats: np.ndarray | None,
+    k1: int,
+    k2: int,
+) -> _Scored:
     """Pool and label the query's candidates (sections 3.1-3.2): in each target image, the
     most similar detection reaching the target's IoU threshold is the single true positive."""
     sims = (kept.feats @ qfeat).astype(np.float64)
@@ -247,7 +277,10 @@ def _target_bucket_scores(scored: _Scored) -> dict[str, tuple[float, dict[int, i
         elsewhere = (scored.target >= 0) & ~in_bucket[np.maximum(scored.target, 0)]
         keep = ~elsewhere
         label, score = scored.label[keep], scored.score[keep]
-        out[str(name)] = (recall_corrected_ap(label, score, int(in_bucket.sum())), topk_hits(label, score, TOPK))
+        out[str(name)] = (
+            recall_corrected_ap(label, score, int(in_bucket.sum())),
+            topk_hits(label, score, TOPK),
+        )
     return out
 
 
@@ -298,7 +331,9 @@ def evaluate_search(
         raise ValueError(f"{dataset.name}: no queries to evaluate")
     query_feats = np.asarray(query_feats, dtype=np.float32)
     if query_feats.ndim != 2 or len(query_feats) != len(queries):
-        raise ValueError(f"query_feats: expected shape ({len(queries)}, D), one row per query, got {query_feats.shape}")
+        raise ValueError(
+            f"query_feats: expected shape ({len(queries)}, D), one row per query, got {query_feats.shape}"
+        )
     kept = _kept_detections(dataset, gallery_dets, gallery_feats, det_thresh, query_feats.shape[1])
     check_l2_normalised(query_feats, "query features", _NORMALISE_FIX)
 
@@ -308,9 +343,13 @@ def evaluate_search(
     if cbgm:
         if query_context is None or len(query_context) != len(queries):
             found = "none" if query_context is None else f"{len(query_context)} entries"
-            raise ValueError(f"cbgm=True needs query_context with one entry per query ({len(queries)}), got {found}")
+            raise ValueError(
+                f"cbgm=True needs query_context with one entry per query ({len(queries)}), got {found}"
+            )
         dim = query_feats.shape[1]
-        context = [_check_context(q, d, f, dim, i)[1] for i, (q, (d, f)) in enumerate(zip(queries, query_context))]
+        context = [
+            _check_context(q, d, f, dim, i)[1] for i, (q, (d, f)) in enumerate(zip(queries, query_context))
+        ]
 
     if dataset.protocol == "cuhk":
         if cross_camera:
@@ -368,7 +407,12 @@ def evaluate_search(
         count_tp=np.asarray(count_tp, dtype=np.int64),
         query_height=height_arr,
         by_query_height=query_height_buckets(height_arr, ap_arr, hit_arrs),
-        by_target_height={b: BucketScore.over(np.asarray(bucket_aps[b]), {k: np.asarray(v) for k, v in bucket_hits[b].items()}) for b, _, _ in HEIGHT_BUCKETS},
+        by_target_height={
+            b: BucketScore.over(
+                np.asarray(bucket_aps[b]), {k: np.asarray(v) for k, v in bucket_hits[b].items()}
+            )
+            for b, _, _ in HEIGHT_BUCKETS
+        },
         excluded=excluded,
         settings=settings,
     )

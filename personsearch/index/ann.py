@@ -160,9 +160,15 @@ class VectorSearch:
         for start in range(0, rows, 1 << 20):
             stop = min(rows, start + (1 << 20))
             ids = np.arange(start, stop) if mask is None else start + np.flatnonzero(mask[start:stop])
-            scores = np.asarray(vectors[start:stop] @ query, np.float32) if mask is None else np.asarray(vectors[ids] @ query, np.float32)
+            scores = (
+                np.asarray(vectors[start:stop] @ query, np.float32)
+                if mask is None
+                else np.asarray(vectors[ids] @ query, np.float32)
+            )
             chunk = _top_k(scores, ids, k)
-            best = _top_k(np.concatenate([best.scores, chunk.scores]), np.concatenate([best.ids, chunk.ids]), k)
+            best = _top_k(
+                np.concatenate([best.scores, chunk.scores]), np.concatenate([best.ids, chunk.ids]), k
+            )
         return best
 
     # ----------------------------------------------------------------- approximate
@@ -182,7 +188,12 @@ class VectorSearch:
             log.warning("%s: unreadable (%s); rebuilding it", path, err)
             return None
         expected = faiss.IndexIVFPQ if kind == "ivfpq" else faiss.IndexIVFFlat
-        if not isinstance(index, expected) or index.d != self.store.feature_dim or index.ntotal != int(recorded) or index.ntotal > rows:
+        if (
+            not isinstance(index, expected)
+            or index.d != self.store.feature_dim
+            or index.ntotal != int(recorded)
+            or index.ntotal > rows
+        ):
             log.warning("%s does not match this index's vectors; rebuilding it", path)
             return None
         return index
@@ -202,7 +213,10 @@ class VectorSearch:
         """Train an approximate index of ``kind`` on (a sample of) the first ``rows`` vectors,
         fill it and save it."""
         if rows < MIN_IVF_ROWS and nlist is None:
-            raise ValueError(f"an approximate index needs at least {MIN_IVF_ROWS} boxes (this index has {rows}); exact search is fast at this size")
+            raise ValueError(
+                f"an approximate index needs at least {MIN_IVF_ROWS} boxes (this index has {rows}); "
+                "exact search is fast at this size"
+            )
         dim = self.store.feature_dim
         nlist = nlist or default_nlist(rows)
         vectors = self.store.vectors(rows)
@@ -255,7 +269,10 @@ class VectorSearch:
         product; approximate ones of ``kind`` (``approximate_kind``) when ``approximate``."""
         query = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
         if query.shape[1] != self.store.feature_dim:
-            raise ValueError(f"query feature has {query.shape[1]} dimensions, the index holds {self.store.feature_dim}-d features")
+            raise ValueError(
+                f"query feature has {query.shape[1]} dimensions, the index holds "
+                f"{self.store.feature_dim}-d features"
+            )
         if mask is not None and len(mask) != rows:
             raise ValueError(f"mask has {len(mask)} entries for {rows} rows")
         empty = Neighbours(np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -276,7 +293,9 @@ class VectorSearch:
         if not (approximate and rows >= MIN_IVF_ROWS):
             if not self.fits_in_memory(rows):
                 return self._streamed_exact(query[0], k, rows, mask)
-            return self._faiss_search(self._flat_index(rows), query, k, faiss.SearchParameters(), bitmap, rows)
+            return self._faiss_search(
+                self._flat_index(rows), query, k, faiss.SearchParameters(), bitmap, rows
+            )
         kind = approximate_kind(kind, rows)
         index = self.update(kind, rows)
         candidates = rerank_count(k) if kind == "ivfpq" else k
@@ -293,7 +312,14 @@ class VectorSearch:
         return found
 
     @staticmethod
-    def _faiss_search(index: faiss.Index, query: np.ndarray, k: int, params: faiss.SearchParameters, bitmap: np.ndarray | None, rows: int) -> Neighbours:
+    def _faiss_search(
+        index: faiss.Index,
+        query: np.ndarray,
+        k: int,
+        params: faiss.SearchParameters,
+        bitmap: np.ndarray | None,
+        rows: int,
+    ) -> Neighbours:
         if bitmap is not None:
             params.sel = faiss.IDSelectorBitmap(rows, faiss.swig_ptr(bitmap))
         scores, ids = index.search(query, k, params=params)

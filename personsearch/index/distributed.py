@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 
 from personsearch.data.images import ImageReadError
-from personsearch.index.indexer import IndexProgress, IndexSummary, Planned, ProgressCallback, begin_run, commit, describe_frames
+from personsearch.index.indexer import (
+    IndexProgress,
+    IndexSummary,
+    Planned,
+    ProgressCallback,
+    begin_run,
+    commit,
+    describe_frames,
+)
 from personsearch.index.sources import Frame, Sampling, Skipped, Source, iter_frames, video_info
 from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
 from personsearch.pipeline import PersonEngine, PersonSearchPipeline
@@ -37,7 +45,17 @@ EngineFactory = Callable[[], PersonEngine]
 ``functools.partial`` of one, such as ``load_engine``)."""
 
 
-SAME_MACHINE_KEYS = ("cpu", "flags", "torch_capability", "native_bf16", "torch", "onnxruntime", "openvino", "onednn_max_isa", "engines_revision")
+SAME_MACHINE_KEYS = (
+    "cpu",
+    "flags",
+    "torch_capability",
+    "native_bf16",
+    "torch",
+    "onnxruntime",
+    "openvino",
+    "onednn_max_isa",
+    "engines_revision",
+)
 """What must match for an actor to run the engines its driver chose: the CPU and the libraries.
 Not the thread count (an actor runs on one CPU) nor the malloc tuning (speed only): the same
 machine then builds the same index with or without Ray, to the box."""
@@ -52,7 +70,11 @@ def machine_key() -> dict[str, object]:
 
 
 def load_engine(
-    model: str, device: str = "cpu", detector: str = "bundle", engine: str | None = None, driver: tuple[dict[str, object], str] | None = None
+    model: str,
+    device: str = "cpu",
+    detector: str = "bundle",
+    engine: str | None = None,
+    driver: tuple[dict[str, object], str] | None = None,
 ) -> PersonEngine:
     """A model bundle by name or path: what the CLI's actors load. ``engine=None``: the engine
     chosen on the node the actor runs on, except that on the driver's own kind of machine
@@ -76,7 +98,13 @@ class Slice:
     last: bool
 
 
-def plan_units(plan: list[Planned], sampling: Sampling, batch_size: int, frames_per_unit: int, max_pixels: int | None = None) -> list[list[Slice]]:
+def plan_units(
+    plan: list[Planned],
+    sampling: Sampling,
+    batch_size: int,
+    frames_per_unit: int,
+    max_pixels: int | None = None,
+) -> list[list[Slice]]:
     """Cut the plan into units of work, in plan order (see the module docstring)."""
     units: list[list[Slice]] = []
     images: list[Slice] = []
@@ -118,9 +146,17 @@ def _decode_unit(text: str) -> list[Slice]:
 class FrameWorker:
     """A Ray Data actor: decodes its unit's frames, finds and describes the people in them."""
 
-    def __init__(self, engine_factory: EngineFactory, sources: list[dict[str, Any]], sampling: tuple[int, float | None], max_pixels: int | None) -> None:
+    def __init__(
+        self,
+        engine_factory: EngineFactory,
+        sources: list[dict[str, Any]],
+        sampling: tuple[int, float | None],
+        max_pixels: int | None,
+    ) -> None:
         self.pipeline = PersonSearchPipeline(engine_factory())
-        self.sources = [Source(Path(s["path"]), s["kind"], s["size"], s["mtime_ns"], s["camera"]) for s in sources]
+        self.sources = [
+            Source(Path(s["path"]), s["kind"], s["size"], s["mtime_ns"], s["camera"]) for s in sources
+        ]
         self.position = {source: i for i, source in enumerate(self.sources)}
         """Plan position of each source: how the driver names a row's source."""
         self.sampling = Sampling(stride=sampling[0], fps=sampling[1])
@@ -131,9 +167,23 @@ class FrameWorker:
         progress = []
         for piece in unit:
             source = self.sources[piece.source]
-            state: dict[str, Any] = {"source": piece.source, "last": piece.last, "error": None, "next_frame": None}
+            state: dict[str, Any] = {
+                "source": piece.source,
+                "last": piece.last,
+                "error": None,
+                "next_frame": None,
+            }
             try:
-                got = list(iter_frames(source, start_frame=piece.start, sampling=self.sampling, max_pixels=self.max_pixels, stop_frame=piece.stop, seek=True))
+                got = list(
+                    iter_frames(
+                        source,
+                        start_frame=piece.start,
+                        sampling=self.sampling,
+                        max_pixels=self.max_pixels,
+                        stop_frame=piece.stop,
+                        seek=True,
+                    )
+                )
             except ImageReadError as err:
                 state["error"] = str(err)
                 got = []
@@ -144,14 +194,23 @@ class FrameWorker:
         return frames, progress
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {k: [] for k in ("unit", "progress", "frames", "rows", "vectors", "thumbnails")}
+        out: dict[str, list[Any]] = {
+            k: [] for k in ("unit", "progress", "frames", "rows", "vectors", "thumbnails")
+        }
         for unit_id, spec in zip(batch["unit"], batch["spec"]):
             frames, progress = self._frames(_decode_unit(str(spec)))
             rows, vectors = describe_frames(self.pipeline, frames)
             out["unit"].append(int(unit_id))
             out["progress"].append(json.dumps(progress))
             out["frames"].append(len(frames))
-            out["rows"].append(json.dumps([[self.position[r.source], r.frame, r.time, [float(v) for v in r.box], r.score] for r in rows]))
+            out["rows"].append(
+                json.dumps(
+                    [
+                        [self.position[r.source], r.frame, r.time, [float(v) for v in r.box], r.score]
+                        for r in rows
+                    ]
+                )
+            )
             out["vectors"].append(np.ascontiguousarray(vectors, np.float32).tobytes())
             out["thumbnails"].append([r.thumbnail for r in rows])
         return out
@@ -187,7 +246,9 @@ def index_paths_on_ray(
     try:
         import ray
     except ImportError:
-        raise ImportError("indexing on Ray needs Ray: pip install 'personsearch[ray]' (or drop --ray)") from None
+        raise ImportError(
+            "indexing on Ray needs Ray: pip install 'personsearch[ray]' (or drop --ray)"
+        ) from None
 
     started = time.perf_counter()
     summary, plan = begin_run(store, paths, camera, within)
@@ -196,18 +257,37 @@ def index_paths_on_ray(
         summary.seconds = time.perf_counter() - started
         return summary
     if not ray.is_initialized():
-        ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    workers = settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // settings.num_cpus_per_worker))  # type: ignore[no-untyped-call]  # ray leaves cluster_resources() unannotated
+        ray.init(
+            address=settings.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    workers = settings.workers or max(
+        1,
+        int(ray.cluster_resources().get("CPU", 1) // settings.num_cpus_per_worker),  # type: ignore[no-untyped-call]  # ray leaves cluster_resources() unannotated
+    )
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     planned = [p.source for p in plan]
-    dataset = ray.data.from_items([{"unit": i, "spec": _encode_unit(u)} for i, u in enumerate(units)], override_num_blocks=len(units))
+    dataset = ray.data.from_items(
+        [{"unit": i, "spec": _encode_unit(u)} for i, u in enumerate(units)], override_num_blocks=len(units)
+    )
     results = dataset.map_batches(
         FrameWorker,
         fn_constructor_kwargs={
             "engine_factory": engine_factory,
-            "sources": [{"path": str(s.path), "kind": s.kind, "size": s.size, "mtime_ns": s.mtime_ns, "camera": s.camera} for s in planned],
+            "sources": [
+                {
+                    "path": str(s.path),
+                    "kind": s.kind,
+                    "size": s.size,
+                    "mtime_ns": s.mtime_ns,
+                    "camera": s.camera,
+                }
+                for s in planned
+            ],
             "sampling": (sampling.stride, sampling.fps),
             "max_pixels": max_pixels,
         },
@@ -215,7 +295,9 @@ def index_paths_on_ray(
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=settings.num_cpus_per_worker,
     )
-    commit = _Committer(store, engine.feature_dim, planned, [p.start_frame for p in plan], summary, on_progress)
+    commit = _Committer(
+        store, engine.feature_dim, planned, [p.start_frame for p in plan], summary, on_progress
+    )
     for row in results.iter_rows():
         commit(row)
     summary.seconds = time.perf_counter() - started
@@ -226,16 +308,31 @@ class _Committer:
     """Turns each unit's result into one atomic commit, in plan order."""
 
     def __init__(
-        self, store: IndexStore, dim: int, sources: list[Source], start_frames: list[int], summary: IndexSummary, on_progress: ProgressCallback | None
+        self,
+        store: IndexStore,
+        dim: int,
+        sources: list[Source],
+        start_frames: list[int],
+        summary: IndexSummary,
+        on_progress: ProgressCallback | None,
     ) -> None:
-        self.store, self.dim, self.sources, self.summary, self.on_progress = store, dim, sources, summary, on_progress
+        self.store, self.dim, self.sources, self.summary, self.on_progress = (
+            store,
+            dim,
+            sources,
+            summary,
+            on_progress,
+        )
         self.next_frame = list(start_frames)
         self.expected = 0
         self.frames = 0
 
     def __call__(self, row: dict[str, Any]) -> None:
         if int(row["unit"]) != self.expected:
-            raise RuntimeError(f"distributed indexing: unit {row['unit']} arrived before unit {self.expected}; results must come in plan order")
+            raise RuntimeError(
+                f"distributed indexing: unit {row['unit']} arrived before unit {self.expected}; "
+                "results must come in plan order"
+            )
         self.expected += 1
         boxes = json.loads(row["rows"])
         vectors = np.frombuffer(row["vectors"], dtype=np.float32).reshape(-1, self.dim)
@@ -264,4 +361,11 @@ class _Committer:
         self.summary.frames_processed += int(row["frames"])
         self.summary.people_added += len(rows)
         if self.on_progress is not None:
-            self.on_progress(IndexProgress(self.frames, None, self.summary.people_added, updates[-1].source.path.name if updates else ""))
+            self.on_progress(
+                IndexProgress(
+                    self.frames,
+                    None,
+                    self.summary.people_added,
+                    updates[-1].source.path.name if updates else "",
+                )
+            )

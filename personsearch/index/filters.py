@@ -96,13 +96,17 @@ class RowTable:
                 source_of = np.full(rows - self.rows, -1, dtype=np.int64)
                 time_of = np.full(rows - self.rows, np.nan, dtype=np.float64)
                 if data:
-                    table = np.array([(i, s, np.nan if t is None else t) for i, s, t in data], dtype=np.float64)
+                    table = np.array(
+                        [(i, s, np.nan if t is None else t) for i, s, t in data], dtype=np.float64
+                    )
                     offsets = table[:, 0].astype(np.int64) - self.rows
                     source_of[offsets] = table[:, 1].astype(np.int64)
                     time_of[offsets] = table[:, 2]
                 self.source_of = np.concatenate([self.source_of, source_of])
                 self.time_of = np.concatenate([self.time_of, time_of])
-                self.sighting_of = np.concatenate([self.sighting_of, np.full(rows - self.rows, -1, dtype=np.int64)])
+                self.sighting_of = np.concatenate(
+                    [self.sighting_of, np.full(rows - self.rows, -1, dtype=np.int64)]
+                )
                 for sid, path, camera in self.store.sources_after(max(self.sources, default=0)):
                     self.sources[sid] = (path, camera)
                 self._source_masks.clear()

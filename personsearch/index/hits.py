@@ -22,7 +22,19 @@ JSON_SCHEMA = "personsearch.search-results"
 JSON_SCHEMA_VERSION = 2
 """1: hits are boxes. 2: + ``sighting`` per hit, and by default one hit per sighting (version-1
 documents are still read)."""
-HIT_KEYS = ("rank", "score", "box", "detection_score", "source", "kind", "frame", "time", "camera", "box_id", "sighting")
+HIT_KEYS = (
+    "rank",
+    "score",
+    "box",
+    "detection_score",
+    "source",
+    "kind",
+    "frame",
+    "time",
+    "camera",
+    "box_id",
+    "sighting",
+)
 """Keys of every hit object, in order; ``thumbnail_jpeg_base64`` is added only on request."""
 
 
@@ -78,7 +90,8 @@ class Hit:
         """The thumbnail as HxWx3 uint8 RGB."""
         if self.thumbnail_jpeg is None:
             raise ValueError(
-                f"hit {self.rank} (box {self.box_id}) carries no thumbnail; search the index again or read the scene with personsearch.index.sources.read_frame"
+                f"hit {self.rank} (box {self.box_id}) carries no thumbnail; search the index again or read "
+                "the scene with personsearch.index.sources.read_frame"
             )
         return decode_image(self.thumbnail_jpeg, f"thumbnail of box {self.box_id}")
 
@@ -107,7 +120,9 @@ def hit_to_json(hit: Hit, *, include_thumbnail: bool = False) -> dict[str, Any]:
     return data
 
 
-def hits_to_json(hits: Sequence[Hit], *, query: SearchQuery | None = None, include_thumbnails: bool = False) -> dict[str, Any]:
+def hits_to_json(
+    hits: Sequence[Hit], *, query: SearchQuery | None = None, include_thumbnails: bool = False
+) -> dict[str, Any]:
     """The versioned JSON document for a result list (see docs/search-json.md)."""
     query_json = None
     if query is not None:
@@ -128,10 +143,16 @@ def hits_to_json(hits: Sequence[Hit], *, query: SearchQuery | None = None, inclu
 def hits_from_json(document: Mapping[str, Any]) -> list[Hit]:
     """Read back the hits of a ``hits_to_json`` document, checking its schema and version."""
     if document.get("schema") != JSON_SCHEMA:
-        raise ValueError(f"not a personsearch search-results document: 'schema' is {document.get('schema')!r}, expected {JSON_SCHEMA!r}")
+        raise ValueError(
+            f"not a personsearch search-results document: 'schema' is {document.get('schema')!r}, "
+            f"expected {JSON_SCHEMA!r}"
+        )
     version = document.get("schema_version")
     if version not in (1, JSON_SCHEMA_VERSION):
-        raise ValueError(f"search results schema_version {version!r}; this version of personsearch reads 1 to {JSON_SCHEMA_VERSION}")
+        raise ValueError(
+            f"search results schema_version {version!r}; this version of personsearch reads 1 to "
+            f"{JSON_SCHEMA_VERSION}"
+        )
     keys = HIT_KEYS if version == JSON_SCHEMA_VERSION else HIT_KEYS[:-1]
     hits = []
     for i, item in enumerate(document.get("hits", [])):

@@ -19,7 +19,14 @@ from typing import Any
 import cv2
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from personsearch.data.boxes import crop_box
 from personsearch.data.images import ImageReadError, encode_jpeg
@@ -144,7 +151,13 @@ def describe_frames(pipeline: PersonSearchPipeline, frames: list[Frame]) -> tupl
     return rows, np.concatenate(vectors)
 
 
-def commit(store: IndexStore, rows: list[BoxRow], vectors: np.ndarray, updates: list[SourceUpdate], summary: IndexSummary) -> None:
+def commit(
+    store: IndexStore,
+    rows: list[BoxRow],
+    vectors: np.ndarray,
+    updates: list[SourceUpdate],
+    summary: IndexSummary,
+) -> None:
     """One batch committed atomically (``IndexStore.commit_batch``), the time it took added to
     ``summary``; the videos it finishes are tracked into sightings at once, so they are searchable
     as sightings while the run goes on. Every indexing run, one process or Ray, commits here."""
@@ -161,7 +174,13 @@ class _Batcher:
     """Accumulates work and commits it as one batch: detections, features, thumbnails, progress."""
 
     def __init__(
-        self, store: IndexStore, engine: PersonEngine, summary: IndexSummary, progress: Progress, task: Any, on_progress: ProgressCallback | None
+        self,
+        store: IndexStore,
+        engine: PersonEngine,
+        summary: IndexSummary,
+        progress: Progress,
+        task: Any,
+        on_progress: ProgressCallback | None,
     ) -> None:
         self.store, self.pipeline, self.summary = store, PersonSearchPipeline(engine), summary
         self.progress, self.task, self.on_progress = progress, task, on_progress
@@ -190,7 +209,14 @@ class _Batcher:
         if self.on_progress is not None:
             bar = self.progress.tasks[self.task]
             current = work[-1].frame.source.path.name if work else finished[-1].path.name
-            self.on_progress(IndexProgress(int(bar.completed), None if bar.total is None else int(bar.total), self.summary.people_added, current))
+            self.on_progress(
+                IndexProgress(
+                    int(bar.completed),
+                    None if bar.total is None else int(bar.total),
+                    self.summary.people_added,
+                    current,
+                )
+            )
 
 
 def _events(plan: list[Planned], sampling: Sampling, max_pixels: int | None) -> Iterator[_Work | _SourceEnd]:
@@ -198,7 +224,9 @@ def _events(plan: list[Planned], sampling: Sampling, max_pixels: int | None) -> 
     for item in plan:
         previous: Frame | None = None
         try:
-            for frame in iter_frames(item.source, start_frame=item.start_frame, sampling=sampling, max_pixels=max_pixels):
+            for frame in iter_frames(
+                item.source, start_frame=item.start_frame, sampling=sampling, max_pixels=max_pixels
+            ):
                 if previous is not None:
                     yield _Work(previous, last=False)
                 previous = frame
@@ -241,7 +269,9 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def begin_run(store: IndexStore, paths: Iterable[str | Path], camera: str | None, within: Sequence[Path] | None) -> tuple[IndexSummary, list[Planned]]:
+def begin_run(
+    store: IndexStore, paths: Iterable[str | Path], camera: str | None, within: Sequence[Path] | None
+) -> tuple[IndexSummary, list[Planned]]:
     """The start of every indexing run, one process or many: find the files, become the one
     writer, plan what is left (``plan_sources``)."""
     summary = IndexSummary()
@@ -276,7 +306,10 @@ def index_paths(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     started = time.perf_counter()
     summary, plan = begin_run(store, paths, camera, within)
-    total = sum(planned_frames(p.source, start_frame=p.start_frame, sampling=sampling, max_pixels=max_pixels) for p in plan)
+    total = sum(
+        planned_frames(p.source, start_frame=p.start_frame, sampling=sampling, max_pixels=max_pixels)
+        for p in plan
+    )
     with _progress(progress) as bar:
         task = bar.add_task("indexing", total=total or None)
         batcher = _Batcher(store, engine, summary, bar, task, on_progress)

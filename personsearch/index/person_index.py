@@ -41,10 +41,10 @@ def check_model(store: IndexStore, engine: PersonEngine) -> None:
                 f"(or build a new index for this detector with `personsearch index PATH... --index NEW_DIR`)."
             )
         raise ModelMismatchError(
-            f"the index at {store.directory} was built with model {store.model_id!r} ({store.feature_dim}-d features), "
-            f"but the model in use is {engine.model_id!r} ({engine.feature_dim}-d). Features of different models "
-            f"cannot be compared: search with the model that built this index, or build a new index for this model "
-            f"with `personsearch index PATH... --index NEW_DIR`."
+            f"the index at {store.directory} was built with model {store.model_id!r} ({store.feature_dim}-d "
+            f"features), but the model in use is {engine.model_id!r} ({engine.feature_dim}-d). "
+            "Features of different models cannot be compared: search with the model that built this index, "
+            "or build a new index for this model with `personsearch index PATH... --index NEW_DIR`."
         )
 
 
@@ -60,7 +60,13 @@ class PersonIndex:
 
     @classmethod
     def open(
-        cls, directory: str | Path, engine: PersonEngine | None = None, create: bool = False, *, shared: bool = False, read_only: bool = False
+        cls,
+        directory: str | Path,
+        engine: PersonEngine | None = None,
+        create: bool = False,
+        *,
+        shared: bool = False,
+        read_only: bool = False,
     ) -> PersonIndex:
         """Open an index; with ``create``, make an empty one for ``engine``'s model if there is none.
 
@@ -77,7 +83,10 @@ class PersonIndex:
             raise ValueError("an index opened read-only cannot be created")
         if create and not IndexStore.exists(directory):
             if engine is None:
-                raise ValueError(f"creating an index at {directory} needs an engine: the index records its model_id and feature_dim")
+                raise ValueError(
+                    f"creating an index at {directory} needs an engine: the index records its "
+                    "model_id and feature_dim"
+                )
             store = IndexStore.create(directory, engine.model_id, engine.feature_dim, shared=shared)
         else:
             store = IndexStore.open(directory, shared=shared)
@@ -88,7 +97,12 @@ class PersonIndex:
                 try:
                     link_pending(store)  # videos an interrupted run (or an older version) left untracked
                 except sqlite3.OperationalError as err:  # a read-only copy: search it frame by frame
-                    log.warning("%s: videos not tracked into sightings yet, and the index cannot be written here (%s)", store.directory, err)
+                    log.warning(
+                        "%s: videos not tracked into sightings yet, and the index cannot "
+                        "be written here (%s)",
+                        store.directory,
+                        err,
+                    )
         except BaseException:
             store.close()
             raise
@@ -96,7 +110,10 @@ class PersonIndex:
 
     def _refuse_if_read_only(self, action: str) -> None:
         if self.read_only:
-            raise PermissionError(f"{self.store.directory} is open read-only (for searching): {action} needs PersonIndex.open(..., read_only=False)")
+            raise PermissionError(
+                f"{self.store.directory} is open read-only (for searching): "
+                f"{action} needs PersonIndex.open(..., read_only=False)"
+            )
 
     def close(self) -> None:
         self.store.close()
@@ -140,12 +157,18 @@ class PersonIndex:
         """
         self._refuse_if_read_only("adding files")
         if self.engine is None:
-            raise ValueError(f"adding files to {self.store.directory} needs an engine (the detector and re-id model); open the index with engine=...")
+            raise ValueError(
+                f"adding files to {self.store.directory} needs an engine (the detector and re-id model); "
+                "open the index with engine=..."
+            )
         sampling = Sampling(stride=stride, fps=fps)
         try:
             if ray is not None:
                 if engine_factory is None:
-                    raise ValueError("indexing on Ray needs engine_factory: how each actor builds its engine (e.g. functools.partial(load_engine, MODEL))")
+                    raise ValueError(
+                        "indexing on Ray needs engine_factory: how each actor builds its engine "
+                        "(e.g. functools.partial(load_engine, MODEL))"
+                    )
                 summary = index_paths_on_ray(
                     self.store,
                     self.engine,
@@ -184,7 +207,9 @@ class PersonIndex:
     def approximate_default(self) -> bool:
         """Whether searches are approximate unless told otherwise: set by ``set_approximate``,
         and always for an index too large to keep an exact in-memory copy (ann.EXACT_MEMORY_BYTES)."""
-        return self.store.meta("approximate") == "1" or not self._vectors.fits_in_memory(self.store.committed_rows())
+        return self.store.meta("approximate") == "1" or not self._vectors.fits_in_memory(
+            self.store.committed_rows()
+        )
 
     def approximate_kind(self) -> str:
         """``ivf`` or ``ivfpq`` (compact codes, exact re-ranking), as set or by the index's size."""
@@ -230,7 +255,8 @@ class PersonIndex:
         feature = np.asarray(feature, dtype=np.float32).reshape(-1)
         if feature.shape[0] != self.feature_dim:
             raise ValueError(
-                f"query feature has {feature.shape[0]} dimensions; the index at {self.store.directory} holds {self.feature_dim}-d features of model {self.model_id!r}"
+                f"query feature has {feature.shape[0]} dimensions; the index at {self.store.directory} "
+                f"holds {self.feature_dim}-d features of model {self.model_id!r}"
             )
         norm = float(np.linalg.norm(feature))
         if not np.isfinite(norm) or norm == 0:
@@ -245,7 +271,9 @@ class PersonIndex:
         kind = self.approximate_kind()
         fetch = top_k
         while True:
-            found = self._vectors.search(feature / norm, fetch, rows, mask, approximate=approximate, nprobe=nprobe, kind=kind)
+            found = self._vectors.search(
+                feature / norm, fetch, rows, mask, approximate=approximate, nprobe=nprobe, kind=kind
+            )
             ids, scores = found.ids, found.scores
             if per_frame:
                 break
@@ -263,7 +291,9 @@ class PersonIndex:
         records = self.store.boxes_with_thumbnails(ids.tolist())
         linked = np.unique(self._rows.sighting_of[ids])
         sightings = self.store.sightings(linked[linked >= 0].tolist())
-        samples = self.store.boxes_with_thumbnails(sorted({b for g in sightings.values() for b in g.sample_boxes}))
+        samples = self.store.boxes_with_thumbnails(
+            sorted({b for g in sightings.values() for b in g.sample_boxes})
+        )
         hits: list[Hit] = []
         for box_id, score in zip(ids.tolist(), scores.tolist()):
             record = records.get(box_id)
@@ -271,9 +301,27 @@ class PersonIndex:
                 continue
             box, jpeg = record
             sighting = sightings.get(int(self._rows.sighting_of[box_id]))
-            strip = () if sighting is None else tuple(samples[b][1] for b in sighting.sample_boxes if b in samples)
+            strip = (
+                ()
+                if sighting is None
+                else tuple(samples[b][1] for b in sighting.sample_boxes if b in samples)
+            )
             hits.append(
-                Hit(len(hits) + 1, float(score), box.box, box.score, box.source, box.kind, box.frame, box.time, box.camera, box_id, jpeg, sighting, strip)
+                Hit(
+                    len(hits) + 1,
+                    float(score),
+                    box.box,
+                    box.score,
+                    box.source,
+                    box.kind,
+                    box.frame,
+                    box.time,
+                    box.camera,
+                    box_id,
+                    jpeg,
+                    sighting,
+                    strip,
+                )
             )
         return hits
 
@@ -310,7 +358,9 @@ class PersonIndex:
         boxes = self.store.people_at_path(str(Path(path).resolve()), frame)
         ids = np.array([b.box_id for b in boxes], dtype=np.int64)
         dets = np.array([[*b.box, b.score] for b in boxes], dtype=np.float32).reshape(-1, 5)
-        return dets, np.array(self.store.vectors()[ids]) if len(ids) else np.zeros((0, self.feature_dim), np.float32)
+        return dets, np.array(self.store.vectors()[ids]) if len(ids) else np.zeros(
+            (0, self.feature_dim), np.float32
+        )
 
     def stats(self) -> dict[str, Any]:
         """Model, sizes and settings, for ``personsearch index-info``."""
@@ -341,4 +391,6 @@ def search_index(
     """One-off search of an index directory (opens and closes it; keep a ``PersonIndex`` open
     for repeated searches)."""
     with PersonIndex.open(index_dir, read_only=True) as index:
-        return index.search(query_feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate)
+        return index.search(
+            query_feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate
+        )

@@ -43,7 +43,9 @@ class _StoredFrame:
     """The source's last frame with people: committing it completes the source."""
 
 
-def _stored_frames(store: IndexStore, source_id: int, source: Source, start_frame: int) -> Iterator[_StoredFrame]:
+def _stored_frames(
+    store: IndexStore, source_id: int, source: Source, start_frame: int
+) -> Iterator[_StoredFrame]:
     """The frames of one source that hold stored people, from ``start_frame`` on."""
     by_frame: dict[int | None, list[tuple[float, ...]]] = {}
     thumbs: dict[int | None, list[bytes]] = {}
@@ -57,7 +59,9 @@ def _stored_frames(store: IndexStore, source_id: int, source: Source, start_fram
     stop = None if source.kind == "image" else int(last) + 1  # type: ignore[arg-type]
     for frame in iter_frames(source, start_frame=start_frame, sampling=EVERY_FRAME, stop_frame=stop):
         if frame.frame in by_frame:
-            yield _StoredFrame(frame, np.array(by_frame[frame.frame], np.float32), thumbs[frame.frame], frame.frame == last)
+            yield _StoredFrame(
+                frame, np.array(by_frame[frame.frame], np.float32), thumbs[frame.frame], frame.frame == last
+            )
 
 
 def refuse_same_model(source: IndexStore, model_id: str) -> None:
@@ -67,7 +71,9 @@ def refuse_same_model(source: IndexStore, model_id: str) -> None:
         raise ValueError(f"{source.directory} already holds {model_id}'s features: nothing to re-embed")
 
 
-def reembed_index(source_dir: str | Path, target: IndexStore, engine: PersonEngine, *, batch_size: int = 8) -> IndexSummary:
+def reembed_index(
+    source_dir: str | Path, target: IndexStore, engine: PersonEngine, *, batch_size: int = 8
+) -> IndexSummary:
     """Copy the complete sources of the index at ``source_dir`` into ``target`` (an index of
     ``engine``'s model, writer lock held) with ``engine``'s features of the stored boxes.
     Sources already complete in ``target`` are skipped; a partly copied one goes on after its
@@ -107,22 +113,33 @@ def reembed_index(source_dir: str | Path, target: IndexStore, engine: PersonEngi
 
 
 def _commit(
-    target: IndexStore, pipeline: PersonSearchPipeline, batch: list[_StoredFrame], next_frame: int, summary: IndexSummary, finish: Source | None = None
+    target: IndexStore,
+    pipeline: PersonSearchPipeline,
+    batch: list[_StoredFrame],
+    next_frame: int,
+    summary: IndexSummary,
+    finish: Source | None = None,
 ) -> None:
     """One batch of frames described and committed; ``finish``: also mark that source complete
     (at the old index's ``next_frame``), even when the batch is empty."""
-    people = pipeline.find_people([item.frame.image for item in batch], detections=[item.boxes for item in batch])
+    people = pipeline.find_people(
+        [item.frame.image for item in batch], detections=[item.boxes for item in batch]
+    )
     rows = [
         BoxRow(item.frame.source, item.frame.frame, item.frame.time, box, float(score), thumbnail)
         for item, found in zip(batch, people, strict=True)
         for box, score, thumbnail in zip(found.boxes, found.scores, item.thumbnails, strict=True)
     ]
-    vectors = np.concatenate([np.zeros((0, pipeline.feature_dim), np.float32), *(found.features for found in people)])
+    vectors = np.concatenate(
+        [np.zeros((0, pipeline.feature_dim), np.float32), *(found.features for found in people)]
+    )
     updates: dict[Path, SourceUpdate] = {}
     for item in batch:
         done = item.last and finish is not None
         frame_after = 1 if item.frame.frame is None else item.frame.frame + 1
-        updates[item.frame.source.path] = SourceUpdate(item.frame.source, next_frame if done else frame_after, done)
+        updates[item.frame.source.path] = SourceUpdate(
+            item.frame.source, next_frame if done else frame_after, done
+        )
     if finish is not None:
         updates[finish.path] = SourceUpdate(finish, next_frame, True)
     if not updates:

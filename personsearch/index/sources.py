@@ -18,7 +18,9 @@ import numpy as np
 from personsearch.data.images import ImageReadError, check_image_size, read_image
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".mts"})
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".mts"}
+)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,9 @@ def source_kind(path: Path) -> str | None:
 
 def _make_source(path: Path, kind: str, camera: str | None) -> Source:
     stat = path.stat()
-    return Source(path=path, kind=kind, size=stat.st_size, mtime_ns=stat.st_mtime_ns, camera=camera or path.parent.name)
+    return Source(
+        path=path, kind=kind, size=stat.st_size, mtime_ns=stat.st_mtime_ns, camera=camera or path.parent.name
+    )
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -123,7 +127,9 @@ def is_within(path: Path, roots: Sequence[Path]) -> bool:
     return any(resolved == root or resolved.is_relative_to(root) for root in (r.resolve() for r in roots))
 
 
-def discover(paths: Iterable[str | Path], camera: str | None = None, *, within: Sequence[Path] | None = None) -> tuple[list[Source], list[Skipped]]:
+def discover(
+    paths: Iterable[str | Path], camera: str | None = None, *, within: Sequence[Path] | None = None
+) -> tuple[list[Source], list[Skipped]]:
     """Expand files and folders (recursively) into image and video sources, in a stable order.
 
     Folders contribute only files with a known image or video extension; a file named
@@ -138,13 +144,17 @@ def discover(paths: Iterable[str | Path], camera: str | None = None, *, within: 
     def add(path: Path, explicit: bool) -> None:
         resolved = path.resolve()
         if within is not None and not is_within(resolved, within):
-            skipped.append(Skipped(str(path), "resolves outside the folders this server may index (--allow-dir)"))
+            skipped.append(
+                Skipped(str(path), "resolves outside the folders this server may index (--allow-dir)")
+            )
             return
         kind = source_kind(resolved)
         if kind is None:
             if explicit:
                 known = ", ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
-                skipped.append(Skipped(str(path), f"unsupported file extension {path.suffix!r}; expected one of {known}"))
+                skipped.append(
+                    Skipped(str(path), f"unsupported file extension {path.suffix!r}; expected one of {known}")
+                )
             return
         if resolved in seen:
             return
@@ -179,7 +189,10 @@ def _open_video(path: Path, max_pixels: int | None) -> tuple[cv2.VideoCapture, V
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
-        raise ImageReadError(f"{path}: OpenCV cannot open this video (corrupt, or a codec FFmpeg lacks); re-encode it, e.g. to H.264 .mp4")
+        raise ImageReadError(
+            f"{path}: OpenCV cannot open this video (corrupt, or a codec FFmpeg lacks); "
+            "re-encode it, e.g. to H.264 .mp4"
+        )
     info = VideoInfo(
         fps=float(capture.get(cv2.CAP_PROP_FPS) or 0.0),
         frame_count=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)),
@@ -188,7 +201,10 @@ def _open_video(path: Path, max_pixels: int | None) -> tuple[cv2.VideoCapture, V
     )
     try:
         if not (info.fps > 0 and np.isfinite(info.fps)):
-            raise ImageReadError(f"{path}: the video reports no frame rate ({info.fps}), so frame times are unknown; re-encode it with a fixed frame rate")
+            raise ImageReadError(
+                f"{path}: the video reports no frame rate ({info.fps}), so frame times are unknown; "
+                "re-encode it with a fixed frame rate"
+            )
         check_image_size(info.width, info.height, path, max_pixels)
     except ImageReadError:
         capture.release()
@@ -253,12 +269,16 @@ def iter_frames(
                 break
             number += 1
         if not decoded_any and start_frame == 0:
-            raise ImageReadError(f"{source.path}: the video opened but no frame could be decoded; the file is corrupt or empty")
+            raise ImageReadError(
+                f"{source.path}: the video opened but no frame could be decoded; the file is corrupt or empty"
+            )
     finally:
         capture.release()
 
 
-def planned_frames(source: Source, *, start_frame: int, sampling: Sampling, max_pixels: int | None = None) -> int:
+def planned_frames(
+    source: Source, *, start_frame: int, sampling: Sampling, max_pixels: int | None = None
+) -> int:
     """About how many frames ``iter_frames`` will yield (progress bars); 0 if unknown."""
     if source.kind == "image":
         return 1
@@ -292,5 +312,7 @@ def read_frame(path: str | Path, frame: int | None = None, *, max_pixels: int | 
     finally:
         capture.release()
     if not ok:
-        raise ImageReadError(f"{path}: cannot decode frame {frame} (the video reports {info.frame_count} frames)")
+        raise ImageReadError(
+            f"{path}: cannot decode frame {frame} (the video reports {info.frame_count} frames)"
+        )
     return _to_rgb(bgr)

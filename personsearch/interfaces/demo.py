@@ -48,7 +48,11 @@ class DemoSettings:
     model: str = DEFAULT_MODEL
     """The model searched with when ``train`` is off: a bundle directory or a saved name."""
     detector: DetectorTrainConfig = field(
-        default_factory=lambda: DetectorTrainConfig(epochs=1, batch_size=2, optim=OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4, warmup_steps=50))
+        default_factory=lambda: DetectorTrainConfig(
+            epochs=1,
+            batch_size=2,
+            optim=OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4, warmup_steps=50),
+        )
     )
     reid: ReIDTrainConfig = field(
         default_factory=lambda: ReIDTrainConfig(
@@ -71,7 +75,9 @@ def ground_truth_verdicts(hits: Sequence[Hit], scenes: Sequence[Scene], pid: int
         if scene is None:
             verdicts.append(None)
             continue
-        verdicts.append(any(localises(np.asarray(hit.box), target)[0] for target in scene.boxes[scene.pids == pid]))
+        verdicts.append(
+            any(localises(np.asarray(hit.box), target)[0] for target in scene.boxes[scene.pids == pid])
+        )
     return verdicts
 
 
@@ -90,7 +96,12 @@ def showcase_query(dataset: PersonSearchDataset) -> Query:
     pictures = [
         (float(box[3] - box[1]), scene, box)
         for scene in dataset.gallery
-        for box, pid, hard in zip(scene.boxes, scene.pids, scene.hard if scene.hard is not None else np.zeros(len(scene.pids), bool), strict=True)
+        for box, pid, hard in zip(
+            scene.boxes,
+            scene.pids,
+            scene.hard if scene.hard is not None else np.zeros(len(scene.pids), bool),
+            strict=True,
+        )
         if pid == person.pid and not hard
     ]
     if not pictures:
@@ -104,7 +115,13 @@ def _stage(console: Console, title: str) -> float:
     return time.perf_counter()
 
 
-def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: Console | None = None, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: str | Path,
+    settings: DemoSettings | None = None,
+    *,
+    console: Console | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary also written to ``out/demo.json``."""
     settings = settings or DemoSettings()
     console = console or Console()
@@ -116,19 +133,32 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     stages = 5 if settings.train else 3
     t = _stage(console, f"1/{stages} synthetic benchmark ({settings.preset}, seed {settings.seed})")
     marker = data_dir / "synthetic.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("preset") == settings.preset and json.loads(marker.read_text()).get("seed") == settings.seed:
+    if (
+        marker.is_file()
+        and json.loads(marker.read_text()).get("preset") == settings.preset
+        and json.loads(marker.read_text()).get("seed") == settings.seed
+    ):
         console.print(f"reusing {data_dir}")
     else:
-        make_synthetic(data_dir, preset=settings.preset, seed=settings.seed, overwrite=True, workers=default_workers())
+        make_synthetic(
+            data_dir, preset=settings.preset, seed=settings.seed, overwrite=True, workers=default_workers()
+        )
     dataset = load_dataset(data_dir)
-    console.print(f"{len(dataset.train)} training scenes, {len(dataset.gallery)} gallery scenes, {len(dataset.queries)} queries")
+    console.print(
+        f"{len(dataset.train)} training scenes, {len(dataset.gallery)} gallery scenes, "
+        f"{len(dataset.queries)} queries"
+    )
     timings["data"] = time.perf_counter() - t
 
     if settings.train:
         t = _stage(console, f"2/{stages} detector: Faster R-CNN C4, MobileNetV2 ImageNet init")
         if not (model_dir / "detector.safetensors").is_file():
             train_detector(
-                replace(settings.detector, data=replace(settings.detector.data, dataset=str(data_dir)), seed=settings.seed),
+                replace(
+                    settings.detector,
+                    data=replace(settings.detector.data, dataset=str(data_dir)),
+                    seed=settings.seed,
+                ),
                 model_dir,
                 progress=progress,
                 scenes=dataset.train,
@@ -137,7 +167,13 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
 
         t = _stage(console, f"3/{stages} re-id: feature pyramid + cross-level semantic alignment (clsa)")
         if not (model_dir / "reid.safetensors").is_file():
-            train_reid(replace(settings.reid, data=replace(settings.reid.data, dataset=str(data_dir)), seed=settings.seed), model_dir, progress=progress)
+            train_reid(
+                replace(
+                    settings.reid, data=replace(settings.reid.data, dataset=str(data_dir)), seed=settings.seed
+                ),
+                model_dir,
+                progress=progress,
+            )
         timings["reid"] = time.perf_counter() - t
     else:
         model_dir = resolve_model(settings.model)
@@ -151,16 +187,27 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     summary = engine.index([scene.path for scene in dataset.gallery], index_dir, progress=progress)
     timings["index"] = time.perf_counter() - t
 
-    t = _stage(console, f"{stages}/{stages} run the benchmark's queries against the index (CUHK-SYSU protocol, gallery {settings.gallery_size})")
+    t = _stage(
+        console,
+        f"{stages}/{stages} run the benchmark's queries against the index "
+        f"(CUHK-SYSU protocol, gallery {settings.gallery_size})",
+    )
     with PersonIndex.open(index_dir, bundle) as person_index:
         indexed = [person_index.people_in(scene.path) for scene in dataset.gallery]
     result = evaluate_engine(
-        bundle, dataset, gallery_size=settings.gallery_size, detections=[d for d, _ in indexed], features=[f for _, f in indexed], progress=progress
+        bundle,
+        dataset,
+        gallery_size=settings.gallery_size,
+        detections=[d for d, _ in indexed],
+        features=[f for _, f in indexed],
+        progress=progress,
     )
     console.print(result.format_table(), highlight=False)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2))
     query = showcase_query(dataset)
-    appearances = sum(query.pid in scene.pids for scene in dataset.gallery if scene.path.resolve() != query.path.resolve())
+    appearances = sum(
+        query.pid in scene.pids for scene in dataset.gallery if scene.path.resolve() != query.path.resolve()
+    )
     found = engine.search(index_dir, query.path, box=tuple(float(v) for v in query.box), top_k=101)
     # The gallery holds the query's own image, where the query person is the trivial first hit:
     # the report shows the other appearances, as the benchmark protocol does.
@@ -169,7 +216,9 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     first_right = next((rank for rank, ok in enumerate(judged, start=1) if ok), None)
     found.hits = [replace(h, rank=rank) for rank, h in enumerate(others[:10], start=1)]
     verdicts = judged[:10]
-    report = found.write_html(out / "report.html", title=f"Demo query: {query.name}, person {query.pid}", verdicts=verdicts)
+    report = found.write_html(
+        out / "report.html", title=f"Demo query: {query.name}, person {query.pid}", verdicts=verdicts
+    )
     sheet = found.write_contact_sheet(out / "report.png", verdicts=verdicts)
     found.write_json(out / "search.json")
     saved = engine.save_as("demo") if settings.train else None
@@ -197,13 +246,19 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, console: 
     }
     (out / "demo.json").write_text(json.dumps(summary_dict, indent=2))
     console.rule("[bold]done")
-    saved_line = f"model saved as 'demo' ({saved}): personsearch search --model demo --index {index_dir} ...\n" if saved else ""
+    saved_line = (
+        f"model saved as 'demo' ({saved}): personsearch search --model demo --index {index_dir} ...\n"
+        if saved
+        else ""
+    )
     console.print(
-        f"HTML report: {report} ({summary_dict['report_hits_correct']} of its {len(verdicts)} hits are the query person, who appears in "
-        f"{appearances} other gallery images; {'first right hit at rank ' + str(first_right) if first_right else 'none in the top 100'})\n"
+        f"HTML report: {report} ({summary_dict['report_hits_correct']} of its {len(verdicts)} "
+        f"hits are the query person, who appears in {appearances} other gallery images; "
+        f"{'first right hit at rank ' + str(first_right) if first_right else 'none in the top 100'})\n"
         f"contact sheet: {sheet}\nresults: {out / 'results.json'}\n{saved_line}"
         f"search it yourself: personsearch search --index {index_dir} --query QUERY.jpg --box x1,y1,x2,y2\n"
-        f"or in the browser: personsearch serve --index {index_dir}  (then open http://127.0.0.1:8000/ and click a person)\n"
+        f"or in the browser: personsearch serve --index {index_dir}  "
+        "(then open http://127.0.0.1:8000/ and click a person)\n"
         f"total {timings['total']:.0f} s"
     )
     return summary_dict

@@ -1,9 +1,10 @@
 """Visual search reports: a self-contained HTML page and a one-image contact sheet.
 
 The HTML page shows the query crop, then for every hit its thumbnail, score, source, frame/time
-and camera (for a person tracked through a video: the sighting's span and a strip of its frames), and the whole scene (re-read from the image or video file) with the box drawn.
-Every image is inlined as a base64 data URI, so the page can be mailed or archived as one file;
-every piece of text is HTML-escaped (file names can contain ``<``, ``&`` or quotes).
+and camera (for a person tracked through a video: the sighting's span and a strip of its frames), and the
+whole scene (re-read from the image or video file) with the box drawn. Every image is inlined as a base64 data
+URI, so the page can be mailed or archived as one file; every piece of text is HTML-escaped (file names can
+contain ``<``, ``&`` or quotes).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ class _Scenes:
         return None if isinstance(scene, str) else crop_box(scene, hit.box)
 
 
-def draw_box(image: np.ndarray, box: Sequence[float], colour: tuple[int, int, int] = BOX_COLOUR) -> np.ndarray:
+def draw_box(
+    image: np.ndarray, box: Sequence[float], colour: tuple[int, int, int] = BOX_COLOUR
+) -> np.ndarray:
     """A copy of ``image`` with an xyxy box outlined (line width scaled to the image)."""
     out = image.copy()
     thickness = max(2, round(max(image.shape[:2]) / 300))
@@ -98,7 +101,10 @@ def _span(hit: Hit) -> str:
     if s is None:
         return ""
     times = "" if s.start_time is None or s.end_time is None else f" ({s.start_time:.2f}-{s.end_time:.2f} s)"
-    return f"seen frames {s.first_frame}-{s.last_frame}{times}, in {s.boxes} sampled frame{'s' if s.boxes != 1 else ''}"
+    return (
+        f"seen frames {s.first_frame}-{s.last_frame}{times}, in {s.boxes} sampled "
+        f"frame{'s' if s.boxes != 1 else ''}"
+    )
 
 
 _STYLE = """
@@ -117,12 +123,18 @@ table.notes td { padding: 0 1em 0 0; }
 .verdict { font-weight: bold; }
 """ + "".join(
     f".{selector} {{ border: 3px solid rgb{colour}; }}\n"
-    for selector, colour in (("query img", QUERY_COLOUR), ("hit.match", MATCH_COLOUR), ("hit.miss", MISS_COLOUR))
+    for selector, colour in (
+        ("query img", QUERY_COLOUR),
+        ("hit.match", MATCH_COLOUR),
+        ("hit.miss", MISS_COLOUR),
+    )
 )
 """The page's CSS; frame colours are the contact sheet's."""
 
 
-def write_html_report(out_html: str | Path, query_crop: np.ndarray, hits: Sequence[Hit], **options: object) -> Path:
+def write_html_report(
+    out_html: str | Path, query_crop: np.ndarray, hits: Sequence[Hit], **options: object
+) -> Path:
     """Write ``html_report(query_crop, hits, **options)`` to ``out_html``; returns the path."""
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
@@ -155,13 +167,22 @@ def html_report(
         f"<h1>{esc(title)}</h1>",
     ]
     if notes:
-        rows = "".join(f'<tr><td>{esc(str(k))}</td><td class="path">{esc(str(v))}</td></tr>' for k, v in notes.items())
+        rows = "".join(
+            f'<tr><td>{esc(str(k))}</td><td class="path">{esc(str(v))}</td></tr>' for k, v in notes.items()
+        )
         parts.append(f'<table class="notes">{rows}</table>')
-    parts.append(f'<div class="query"><h2>Query</h2><img alt="query person" src="{_data_uri(encode_jpeg(np.ascontiguousarray(query_crop)))}"></div>')
+    parts.append(
+        '<div class="query"><h2>Query</h2><img alt="query person" '
+        f'src="{_data_uri(encode_jpeg(np.ascontiguousarray(query_crop)))}"></div>'
+    )
     parts.append(f"<h2>{len(hits)} best matches</h2>")
     for hit, verdict in zip(hits, marks):
         person = scenes.person(hit)
-        thumb = '<span class="missing">no thumbnail</span>' if person is None else f'<img alt="person {hit.rank}" src="{_data_uri(encode_jpeg(person))}">'
+        thumb = (
+            '<span class="missing">no thumbnail</span>'
+            if person is None
+            else f'<img alt="person {hit.rank}" src="{_data_uri(encode_jpeg(person))}">'
+        )
         scene = scenes.get(hit)
         if isinstance(scene, str):
             scene_html = f'<span class="missing">scene unavailable: {esc(scene)}</span>'
@@ -181,7 +202,11 @@ def html_report(
             f"<div>{esc(_when(hit))}</div>"
             + (f"<div>{esc(_span(hit))}</div>" if hit.sighting is not None else "")
             + (
-                '<div class="walk">' + "".join(f'<img alt="sighting frame" src="{_data_uri(jpeg)}">' for jpeg in hit.sighting_thumbnails) + "</div>"
+                '<div class="walk">'
+                + "".join(
+                    f'<img alt="sighting frame" src="{_data_uri(jpeg)}">' for jpeg in hit.sighting_thumbnails
+                )
+                + "</div>"
                 if hit.sighting_thumbnails
                 else ""
             )
@@ -220,7 +245,16 @@ def _shorten(text: str, width: int) -> str:
 
 def _label(cell: np.ndarray, lines: Sequence[str], top: int) -> None:
     for i, line in enumerate(lines):
-        cv2.putText(cell, _shorten(line, cell.shape[1] - 4), (2, top + 13 + 14 * i), _FONT, _FONT_SCALE, (20, 20, 20), 1, cv2.LINE_AA)
+        cv2.putText(
+            cell,
+            _shorten(line, cell.shape[1] - 4),
+            (2, top + 13 + 14 * i),
+            _FONT,
+            _FONT_SCALE,
+            (20, 20, 20),
+            1,
+            cv2.LINE_AA,
+        )
 
 
 def write_contact_sheet(
@@ -242,9 +276,15 @@ def write_contact_sheet(
     cell_w, cell_h = cell_size
     label_h, pad = 46, 6
     scenes = _Scenes()
-    cells: list[tuple[np.ndarray | None, list[str], tuple[int, int, int] | None]] = [(query_crop, ["query"], QUERY_COLOUR)]
+    cells: list[tuple[np.ndarray | None, list[str], tuple[int, int, int] | None]] = [
+        (query_crop, ["query"], QUERY_COLOUR)
+    ]
     for hit, verdict in zip(hits, marks):
-        when = "image" if hit.frame is None else f"f{hit.frame}" + ("" if hit.time is None else f" {hit.time:.1f}s")
+        when = (
+            "image"
+            if hit.frame is None
+            else f"f{hit.frame}" + ("" if hit.time is None else f" {hit.time:.1f}s")
+        )
         if hit.sighting is not None and hit.sighting.boxes > 1:
             when += f" +{hit.sighting.boxes - 1}f"
         mark = {True: " +", False: " x", None: ""}[verdict]
@@ -252,7 +292,11 @@ def write_contact_sheet(
         colour = {True: MATCH_COLOUR, False: MISS_COLOUR, None: None}[verdict]
         cells.append((scenes.person(hit), lines, colour))
     rows = -(-len(cells) // columns)
-    sheet = np.full((rows * (cell_h + label_h + pad) + pad, min(columns, len(cells)) * (cell_w + pad) + pad, 3), 255, np.uint8)
+    sheet = np.full(
+        (rows * (cell_h + label_h + pad) + pad, min(columns, len(cells)) * (cell_w + pad) + pad, 3),
+        255,
+        np.uint8,
+    )
     for i, (picture, lines, frame_colour) in enumerate(cells):
         x0 = pad + (i % columns) * (cell_w + pad)
         y0 = pad + (i // columns) * (cell_h + label_h + pad)

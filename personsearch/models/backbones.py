@@ -56,9 +56,20 @@ class BackboneArch:
 def _resnet_stages(net: nn.Module) -> list[nn.Module]:
     # nn.Module.__getattr__ is typed Tensor | Module; these children are all modules
     stem = nn.Sequential(
-        OrderedDict(conv1=cast(nn.Module, net.conv1), bn1=cast(nn.Module, net.bn1), relu=cast(nn.Module, net.relu), maxpool=cast(nn.Module, net.maxpool))
+        OrderedDict(
+            conv1=cast(nn.Module, net.conv1),
+            bn1=cast(nn.Module, net.bn1),
+            relu=cast(nn.Module, net.relu),
+            maxpool=cast(nn.Module, net.maxpool),
+        )
     )
-    return [stem, cast(nn.Module, net.layer1), cast(nn.Module, net.layer2), cast(nn.Module, net.layer3), cast(nn.Module, net.layer4)]
+    return [
+        stem,
+        cast(nn.Module, net.layer1),
+        cast(nn.Module, net.layer2),
+        cast(nn.Module, net.layer3),
+        cast(nn.Module, net.layer4),
+    ]
 
 
 def _mobilenet_stages(net: nn.Module) -> list[nn.Module]:
@@ -67,9 +78,21 @@ def _mobilenet_stages(net: nn.Module) -> list[nn.Module]:
 
 
 ARCHS: dict[str, BackboneArch] = {
-    "resnet50": BackboneArch(lambda norm: resnet50(norm_layer=norm), _resnet_stages, (4, 4, 8, 16, 32), "resnet50.imagenet"),
-    "mobilenet_v2": BackboneArch(lambda norm: mobilenet_v2(norm_layer=norm), _mobilenet_stages, (2, 4, 8, 16, 32), "mobilenet_v2.imagenet"),
-    "mobilenet_v2_tiny": BackboneArch(lambda norm: mobilenet_v2(width_mult=0.25, norm_layer=norm), _mobilenet_stages, (2, 4, 8, 16, 32), None),
+    "resnet50": BackboneArch(
+        lambda norm: resnet50(norm_layer=norm), _resnet_stages, (4, 4, 8, 16, 32), "resnet50.imagenet"
+    ),
+    "mobilenet_v2": BackboneArch(
+        lambda norm: mobilenet_v2(norm_layer=norm),
+        _mobilenet_stages,
+        (2, 4, 8, 16, 32),
+        "mobilenet_v2.imagenet",
+    ),
+    "mobilenet_v2_tiny": BackboneArch(
+        lambda norm: mobilenet_v2(width_mult=0.25, norm_layer=norm),
+        _mobilenet_stages,
+        (2, 4, 8, 16, 32),
+        None,
+    ),
 }
 """``mobilenet_v2_tiny`` (width 0.25, no pretrained weights) exists for fast tests."""
 
@@ -98,7 +121,9 @@ class FeatureBackbone(nn.Module):
             self.add_module(name, module)
         unknown = sorted((set(out_stages) | set(frozen_stages)) - set(names))
         if unknown or not out_stages:
-            raise ValueError(f"stages {unknown} requested, out_stages {list(out_stages)}; this backbone has stages {names}")
+            raise ValueError(
+                f"stages {unknown} requested, out_stages {list(out_stages)}; this backbone has stages {names}"
+            )
         self.stage_names = names
         self.out_stages = tuple(out_stages)
         self.strides = {name: stride for name, _, stride in stages}
@@ -136,7 +161,11 @@ class FeatureBackbone(nn.Module):
         head_frozen = sorted(set(self.frozen_stages) & set(self.stage_names[cut:]))
         if head_frozen:
             raise ValueError(f"stages {head_frozen} are frozen but would be in the head after {at!r}")
-        trunk = FeatureBackbone([(n, getattr(self, n), self.strides[n]) for n in self.stage_names[:cut]], (at,), self.frozen_stages)
+        trunk = FeatureBackbone(
+            [(n, getattr(self, n), self.strides[n]) for n in self.stage_names[:cut]],
+            (at,),
+            self.frozen_stages,
+        )
         head = nn.Sequential(OrderedDict((n, getattr(self, n)) for n in self.stage_names[cut:]))
         return trunk, head
 
@@ -147,7 +176,8 @@ def load_pretrained(net: nn.Module, path: Path, arch: str) -> None:
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"{path}: not torchvision {arch} weights: {len(missing)} missing keys {missing[:4]}, {len(unexpected)} unexpected keys {unexpected[:4]}"
+            f"{path}: not torchvision {arch} weights: {len(missing)} missing keys {missing[:4]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:4]}"
         )
 
 
@@ -170,7 +200,9 @@ def build_backbone(
     net = arch.make(FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
     if pretrained is True:
         if arch.weights is None:
-            raise ValueError(f"backbone {name!r} has no pretrained weights; pass pretrained=False (or a weights file)")
+            raise ValueError(
+                f"backbone {name!r} has no pretrained weights; pass pretrained=False (or a weights file)"
+            )
         load_pretrained(net, resolve_weights(arch.weights), name)
     elif isinstance(pretrained, (str, Path)):
         load_pretrained(net, Path(pretrained).expanduser(), name)
@@ -180,5 +212,7 @@ def build_backbone(
             "expect far lower accuracy than with ImageNet weights (see `personsearch fetch-weights`)",
             name,
         )
-    stages = [(stage, module, stride) for stage, module, stride in zip(STAGES, arch.stages(net), arch.strides)]
+    stages = [
+        (stage, module, stride) for stage, module, stride in zip(STAGES, arch.stages(net), arch.strides)
+    ]
     return FeatureBackbone(stages, out_stages, frozen_stages)

@@ -48,18 +48,33 @@ class InferenceTransform(GeneralizedRCNNTransform):  # type: ignore[misc]  # tor
     torchvision's own code."""
 
     def __init__(self, transform: GeneralizedRCNNTransform) -> None:
-        super().__init__(transform.min_size, transform.max_size, transform.image_mean, transform.image_std, transform.size_divisible, transform.fixed_size)
-        self.train(transform.training)  # in training mode torchvision's postprocess keeps boxes at the input size
+        super().__init__(
+            transform.min_size,
+            transform.max_size,
+            transform.image_mean,
+            transform.image_std,
+            transform.size_divisible,
+            transform.fixed_size,
+        )
+        # in training mode torchvision's postprocess keeps boxes at the input size
+        self.train(transform.training)
 
-    def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None) -> tuple[ImageList, Any]:
+    def forward(
+        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
+    ) -> tuple[ImageList, Any]:
         if self.training or targets is not None or self.fixed_size is not None:
             return cast("tuple[ImageList, Any]", super().forward(images, targets))
         resized = []
         for image in images:
             if image.dim() != 3:
-                raise ValueError(f"images is expected to be a list of 3d tensors of shape [C, H, W], got {image.shape}")
+                raise ValueError(
+                    f"images is expected to be a list of 3d tensors of shape [C, H, W], got {image.shape}"
+                )
             if not image.is_floating_point():
-                raise TypeError(f"Expected input images to be of floating type (in range [0, 1]), but found type {image.dtype} instead")
+                raise TypeError(
+                    "Expected input images to be of floating type (in range [0, 1]), "
+                    f"but found type {image.dtype} instead"
+                )
             resized.append(self._resized(image))
         sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in resized]
         stride = self.size_divisible
@@ -85,7 +100,9 @@ class InferenceTransform(GeneralizedRCNNTransform):  # type: ignore[misc]  # tor
         scale = min(self.min_size[-1] / min(height, width), self.max_size / max(height, width))
         if scale == 1.0:
             return image
-        return nn.functional.interpolate(image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)[0]
+        return nn.functional.interpolate(
+            image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+        )[0]
 
 
 class CachedAnchors(nn.Module):
@@ -104,13 +121,20 @@ class CachedAnchors(nn.Module):
 
     def forward(self, image_list: ImageList, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
         first = feature_maps[0]
-        key = (tuple(image_list.tensors.shape[-2:]), tuple(tuple(f.shape[-2:]) for f in feature_maps), first.dtype, first.device)
+        key = (
+            tuple(image_list.tensors.shape[-2:]),
+            tuple(tuple(f.shape[-2:]) for f in feature_maps),
+            first.dtype,
+            first.device,
+        )
         anchors = self._anchors.get(key)
         if anchors is None:
             if len(self._anchors) >= self.max_sizes:
                 self._anchors.clear()
             # The anchors depend on the sizes only, and are the same for every image of a batch.
-            anchors = self.generator(ImageList(image_list.tensors[:1], image_list.image_sizes[:1]), feature_maps)[0]
+            anchors = self.generator(
+                ImageList(image_list.tensors[:1], image_list.image_sizes[:1]), feature_maps
+            )[0]
             self._anchors[key] = anchors
         return [anchors] * len(image_list.image_sizes)
 
@@ -125,17 +149,27 @@ class SparseRoIPool(nn.Module):
         self.roi_pool = pool
         self.train(pool.training)
 
-    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    def forward(
+        self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
         pool = self.roi_pool
         (name,) = cast("list[str]", pool.featmap_names)
         features = x[name]
         if pool.scales is None or pool.map_levels is None:  # inferred once and kept, as torchvision does
-            pool.scales, pool.map_levels = _setup_scales([features], image_shapes, pool.canonical_scale, pool.canonical_level)
+            pool.scales, pool.map_levels = _setup_scales(
+                [features], image_shapes, pool.canonical_scale, pool.canonical_level
+            )
         scales = cast("list[float]", pool.scales)
         size = cast("tuple[int, int]", pool.output_size)
         if size[0] != size[1]:
             return cast(torch.Tensor, pool(x, boxes, image_shapes))
-        crops = sparse_roi_align(features.float(), convert_boxes_to_roi_format(boxes), size[0], scales[0], int(cast(int, pool.sampling_ratio)))
+        crops = sparse_roi_align(
+            features.float(),
+            convert_boxes_to_roi_format(boxes),
+            size[0],
+            scales[0],
+            int(cast(int, pool.sampling_ratio)),
+        )
         return cast(torch.Tensor, getattr(pool, "pool", nn.Identity())(crops))
 
 

@@ -62,11 +62,15 @@ def resolve_model(model: str | Path | None = None) -> Path:
         return named
     if str(model) == DEFAULT_MODEL and (SHIPPED_MODEL / "reid.json").is_file():
         return SHIPPED_MODEL
-    known = sorted(p.name for p in model_home().glob("*") if (p / "reid.json").is_file()) if model_home().is_dir() else []
+    known = (
+        sorted(p.name for p in model_home().glob("*") if (p / "reid.json").is_file())
+        if model_home().is_dir()
+        else []
+    )
     raise FileNotFoundError(
-        f"no model bundle at {path} and no saved model named {model!r} in {model_home()} (saved: {known or 'none'}); "
-        "use the shipped model (--model default), or train one with `personsearch demo --train` or "
-        "`personsearch train-detector/train-reid --out DIR`"
+        f"no model bundle at {path} and no saved model named {model!r} in {model_home()} "
+        f"(saved: {known or 'none'}); use the shipped model (--model default), or train one with "
+        "`personsearch demo --train` or `personsearch train-detector/train-reid --out DIR`"
     )
 
 
@@ -82,14 +86,21 @@ def _config_from_json(cls: type, data: Any, where: Path) -> Any:
     version does not know is an error naming it, never silently dropped. The backbone starts
     from random weights, silently: the bundle's own weights replace them."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: 'config' must be an object of {cls.__name__} settings, got {type(data).__name__}")
+        raise ValueError(
+            f"{where}: 'config' must be an object of {cls.__name__} settings, got {type(data).__name__}"
+        )
     try:
         return from_dict(cls, {**data, "pretrained": None}, str(where))
     except ValueError as err:
-        raise ValueError(f"{err}. The bundle was written by another version of personsearch, or edited: use that version, or retrain.") from err
+        raise ValueError(
+            f"{err}. The bundle was written by another version of personsearch, or edited: "
+            "use that version, or retrain."
+        ) from err
 
 
-def save_component(out_dir: str | Path, name: str, model: torch.nn.Module, config: Any, metadata: dict[str, Any]) -> None:
+def save_component(
+    out_dir: str | Path, name: str, model: torch.nn.Module, config: Any, metadata: dict[str, Any]
+) -> None:
     """Write one network of a bundle: ``name.safetensors`` and ``name.json``."""
     if name not in COMPONENTS:
         raise ValueError(f"unknown bundle component {name!r}; expected one of {sorted(COMPONENTS)}")
@@ -98,7 +109,12 @@ def save_component(out_dir: str | Path, name: str, model: torch.nn.Module, confi
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out_dir / f"{name}.safetensors"))
     config_dict = json.loads(json.dumps(dataclasses.asdict(config), default=str))
-    description = {"format_version": FORMAT_VERSION, "component": name, "config": config_dict, "metadata": metadata}
+    description = {
+        "format_version": FORMAT_VERSION,
+        "component": name,
+        "config": config_dict,
+        "metadata": metadata,
+    }
     (out_dir / f"{name}.json").write_text(json.dumps(description, indent=2, default=str))
 
 
@@ -109,15 +125,18 @@ def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, 
     for path in (meta_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found: a model bundle needs {name}.json and {name}.safetensors "
-                f"(written by `personsearch train-{'detector' if name == 'detector' else 'reid'} --out {bundle_dir}`)"
+                f"{path} not found: a model bundle needs {name}.json and {name}.safetensors (written by "
+                f"`personsearch train-{'detector' if name == 'detector' else 'reid'} --out {bundle_dir}`)"
             )
     try:
         description = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{meta_path}: not valid JSON ({err})") from err
     if description.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{meta_path}: bundle format {description.get('format_version')}, this version reads {FORMAT_VERSION}")
+        raise ValueError(
+            f"{meta_path}: bundle format {description.get('format_version')}, "
+            f"this version reads {FORMAT_VERSION}"
+        )
     cls, build = COMPONENTS[name]
     config = _config_from_json(cls, description.get("config"), meta_path)
     model = build(config)
@@ -127,7 +146,10 @@ def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, 
         raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from err
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights_path} does not match its config in {meta_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{weights_path} does not match its config in {meta_path}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
     return model.eval(), config, description.get("metadata", {})
 
 
@@ -161,7 +183,9 @@ def parse_engine(engine: str) -> tuple[str, str] | None:
     parts = dict(item.split("=", 1) for item in engine.split(",") if "=" in item)
     unknown = sorted(set(parts) - {"reid", "detector"})
     if unknown:
-        raise ValueError(f"engine {engine!r}: unknown part(s) {unknown}; write e.g. reid=ort-int8,detector=ort-fp32")
+        raise ValueError(
+            f"engine {engine!r}: unknown part(s) {unknown}; write e.g. reid=ort-int8,detector=ort-fp32"
+        )
     return parts.get("reid", engines.REFERENCE), parts.get("detector", engines.REFERENCE)
 
 
@@ -177,7 +201,14 @@ class ModelBundle:
     never mixes detectors.
     """
 
-    def __init__(self, bundle_dir: str | Path, device: str = "cpu", engine: str | None = None, batch_size: int = 32, detector: str = "bundle") -> None:
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        device: str = "cpu",
+        engine: str | None = None,
+        batch_size: int = 32,
+        detector: str = "bundle",
+    ) -> None:
         engine = engine or os.environ.get(ENGINE_ENV, "auto")
         self.engine_request = engine
         """What was asked: ``auto`` or an engine spec (``parse_engine``); a copy elsewhere asks the same."""
@@ -186,7 +217,9 @@ class ModelBundle:
         self.device = checked_device(device)
         self.batch_size = batch_size
         self.external_detector = None if detector == "bundle" else build_external_detector(detector)
-        self.detector_network, self.detector_config, self.detector_metadata = load_component(self.path, "detector")
+        self.detector_network, self.detector_config, self.detector_metadata = load_component(
+            self.path, "detector"
+        )
         self.reid_network, self.reid_config, self.reid_metadata = load_component(self.path, "reid")
         self.weights_id = _digest(self.path / "detector.safetensors", self.path / "reid.safetensors")
         self.model_id = self.weights_id + (f":{detector}" if self.external_detector is not None else "")
@@ -204,11 +237,15 @@ class ModelBundle:
 
     def reid_engine(self, name: str) -> engines.ReIDRun:
         """A runner of the re-id network on engine ``name``."""
-        return engines.reid_runner(self.reid_network, name, self.device, self.engine_dir, self.calibration_inputs)
+        return engines.reid_runner(
+            self.reid_network, name, self.device, self.engine_dir, self.calibration_inputs
+        )
 
     def detector_engine(self, name: str) -> engines.DetectRun:
         """A runner of the bundle's detector on engine ``name``."""
-        return engines.detector_runner(self.detector_network, name, self.device, self.engine_dir, engine_choice.calibration_scenes)
+        return engines.detector_runner(
+            self.detector_network, name, self.device, self.engine_dir, engine_choice.calibration_scenes
+        )
 
     def calibration_inputs(self) -> np.ndarray:
         """int8 calibration inputs: probe crops other than those the agreement check uses."""
@@ -217,23 +254,35 @@ class ModelBundle:
     def _choose(self, engine: str) -> engine_choice.EngineChoice:
         forced = parse_engine(engine)
         if forced is not None:
-            return engine_choice.EngineChoice(reid=forced[0], detector=forced[1], signature=engine_choice.signature_for(self.device))
+            return engine_choice.EngineChoice(
+                reid=forced[0], detector=forced[1], signature=engine_choice.signature_for(self.device)
+            )
         cached = engine_choice.load_cached_choice(self.weights_id, self.device)
         if cached is not None:
             return cached
-        log.info("first use of this model on this machine: timing its inference engines once (about 30-60 s; cached in %s)", self.engine_dir)
+        log.info(
+            "first use of this model on this machine: timing its inference engines once "
+            "(about 30-60 s; cached in %s)",
+            self.engine_dir,
+        )
         return self.measure_engines(lazy=True)
 
-    def measure_engines(self, candidates: tuple[str, ...] = engines.AUTO_CANDIDATES, save: bool = True, lazy: bool = False) -> engine_choice.EngineChoice:
+    def measure_engines(
+        self, candidates: tuple[str, ...] = engines.AUTO_CANDIDATES, save: bool = True, lazy: bool = False
+    ) -> engine_choice.EngineChoice:
         """Time every candidate on the probe set, keep the fastest that agrees with fp32 for each
         network, and (``save``) cache the choice for this machine. ``lazy`` (a first use) checks
         agreement only until the fastest agreeing engine is found; otherwise every engine is
         checked, for the full table of ``personsearch bench-engines``."""
         _, crops = engine_choice.probe_set(tuple(self.reid_config.input_size))
         device = str(self.device)
-        measurements = engine_choice.measure_reid(self.reid_engine, candidates, normalize_crops(crops[:CHECK_CROPS]), device, lazy)
+        measurements = engine_choice.measure_reid(
+            self.reid_engine, candidates, normalize_crops(crops[:CHECK_CROPS]), device, lazy
+        )
         if self.external_detector is None:
-            measurements += engine_choice.measure_detector(self.detector_engine, candidates, engine_choice.check_scenes(), device, lazy)
+            measurements += engine_choice.measure_detector(
+                self.detector_engine, candidates, engine_choice.check_scenes(), device, lazy
+            )
         choice = engine_choice.EngineChoice(
             reid=engine_choice.pick(measurements, "reid"),
             detector=engine_choice.pick(measurements, "detector"),
@@ -254,7 +303,9 @@ class ModelBundle:
     @torch.no_grad()
     def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """L2-normalised re-id features (n, D) of the xyxy ``boxes`` in one image."""
-        crops = crop_boxes(image, np.asarray(boxes, dtype=np.float32)[:, :4], tuple(self.reid_config.input_size))
+        crops = crop_boxes(
+            image, np.asarray(boxes, dtype=np.float32)[:, :4], tuple(self.reid_config.input_size)
+        )
         return self.embed_crops(crops)
 
     @torch.no_grad()

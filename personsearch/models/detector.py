@@ -36,7 +36,9 @@ NUM_CLASSES = 2
 
 def image_tensors(images: list[np.ndarray]) -> list[torch.Tensor]:
     """HxWx3 uint8 RGB images as the detector takes them: CxHxW float32 in [0, 1]."""
-    return [torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255) for image in images]
+    return [
+        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255) for image in images
+    ]
 
 
 @dataclass
@@ -81,16 +83,24 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         if self.backbone not in ARCHS:
-            raise ValueError(f"DetectorConfig.backbone={self.backbone!r}; available: {', '.join(sorted(ARCHS))}")
+            raise ValueError(
+                f"DetectorConfig.backbone={self.backbone!r}; available: {', '.join(sorted(ARCHS))}"
+            )
         if self.roi_size < 1 or (self.roi_max_pool and self.roi_size % 2):
-            raise ValueError(f"DetectorConfig.roi_size={self.roi_size}: must be a positive even number when roi_max_pool is on")
+            raise ValueError(
+                f"DetectorConfig.roi_size={self.roi_size}: must be a positive even number "
+                "when roi_max_pool is on"
+            )
         for name in ("score_thresh", "nms_thresh", "rpn_nms_thresh"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"DetectorConfig.{name}={getattr(self, name)}: must lie in [0, 1]")
         if self.head_stride not in (1, 2):
             raise ValueError(f"DetectorConfig.head_stride={self.head_stride}: expected 1 or 2")
         if self.min_proposal_size < 0:
-            raise ValueError(f"DetectorConfig.min_proposal_size={self.min_proposal_size}: must be >= 0 (0 keeps every proposal)")
+            raise ValueError(
+                f"DetectorConfig.min_proposal_size={self.min_proposal_size}: "
+                "must be >= 0 (0 keeps every proposal)"
+            )
         if not self.anchor_sizes or not self.anchor_ratios:
             raise ValueError("DetectorConfig.anchor_sizes and anchor_ratios must not be empty")
 
@@ -116,7 +126,9 @@ class RoICropPool(MultiScaleRoIAlign):  # type: ignore[misc]  # torchvision ship
         super().__init__([featmap], output_size=roi_size, sampling_ratio=2)
         self.pool = nn.MaxPool2d(2) if max_pool else nn.Identity()
 
-    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    def forward(
+        self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
         return cast(torch.Tensor, self.pool(super().forward(x, boxes, image_shapes)))
 
 
@@ -169,12 +181,18 @@ class PersonDetector(FasterRCNN):  # type: ignore[misc]  # torchvision ships no 
     """
 
     def __init__(self, config: DetectorConfig) -> None:
-        frozen = [stage for stage, on in (("stem", config.freeze_stem), ("layer1", config.freeze_layer1)) if on]
-        backbone = build_backbone(config.backbone, config.pretrained, frozen_stages=frozen, frozen_bn=config.frozen_bn)
+        frozen = [
+            stage for stage, on in (("stem", config.freeze_stem), ("layer1", config.freeze_layer1)) if on
+        ]
+        backbone = build_backbone(
+            config.backbone, config.pretrained, frozen_stages=frozen, frozen_bn=config.frozen_bn
+        )
         trunk, later = backbone.split(FEATURE_STAGE)
         features = C4Features(trunk)
         head = C4BoxHead(later, backbone.channels[backbone.stage_names[-1]], config.head_stride)
-        anchors = AnchorGenerator(sizes=(tuple(config.anchor_sizes),), aspect_ratios=(tuple(config.anchor_ratios),))
+        anchors = AnchorGenerator(
+            sizes=(tuple(config.anchor_sizes),), aspect_ratios=(tuple(config.anchor_ratios),)
+        )
         super().__init__(
             features,
             num_classes=None,

@@ -13,9 +13,9 @@ crops; a candidate is kept only if its outputs agree with the plain fp32 referen
 
 The fastest kept candidate wins (fp32 itself is always a candidate, so the choice is never
 slower than fp32 beyond timing noise), except that a reduced-precision engine must beat the
-fp32 engines that agree by ``REDUCED_PRECISION_GAIN``. Every candidate is timed first; then outputs are checked
-fastest first, and a first use stops at the first that agrees (``lazy``: the slower ones could
-not win; ``personsearch bench-engines`` checks them all). The choice and every measurement are cached as JSON in
+fp32 engines that agree by ``REDUCED_PRECISION_GAIN``. Every candidate is timed first; then outputs are
+checked fastest first, and a first use stops at the first that agrees (``lazy``: the slower ones could not
+win; ``personsearch bench-engines`` checks them all). The choice and every measurement are cached as JSON in
 ``$PERSONSEARCH_CACHE/engines/``; exported ONNX files sit beside it, keyed by the model digest.
 """
 
@@ -75,7 +75,20 @@ def cpu_signature() -> dict[str, Any]:
     and glibc's malloc tuning (the CLI sets
     it; on an AVX2 CPU it makes PyTorch 1.6-2.7x faster and ONNX Runtime no faster, so a choice
     measured with it does not hold without it: docs/performance.md)."""
-    flags = sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile"})
+    flags = sorted(
+        cpu_flags()
+        & {
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512_bf16",
+            "avx512_vnni",
+            "avx_vnni",
+            "amx_bf16",
+            "amx_int8",
+            "amx_tile",
+        }
+    )
     model = platform.processor()
     if model in ("", "x86_64"):
         model = cpuinfo_field("model name") or model
@@ -119,7 +132,11 @@ def signature_for(device: str | torch.device = "cpu") -> dict[str, Any]:
     if device.type != "cpu":
         signature["device"] = device.type
     if device.type == "cuda":
-        signature.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())  # type: ignore[no-untyped-call]  # torch leaves cudnn.version() unannotated
+        signature.update(
+            gpu=torch.cuda.get_device_name(device),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]  # torch leaves cudnn.version() unannotated
+        )
     return signature
 
 
@@ -167,10 +184,17 @@ class EngineChoice:
         for network, chosen in (("detector", self.detector), ("re-id", self.reid)):
             ratio = self.speedup("reid" if network == "re-id" else "detector")
             parts.append(f"{network} {chosen}" + (f" ({ratio:.1f}x fp32)" if ratio else ""))
-        where = f"{self.signature.get('cpu', '?')}, {self.signature.get('torch_capability', '?')}, {'native' if self.signature.get('native_bf16') else 'no native'} bf16"
+        where = (
+            f"{self.signature.get('cpu', '?')}, {self.signature.get('torch_capability', '?')}, "
+            f"{'native' if self.signature.get('native_bf16') else 'no native'} bf16"
+        )
         if self.signature.get("gpu"):
             where = f"GPU {self.signature['gpu']} (CUDA {self.signature.get('cuda')})"
-        how = "as asked (--engine or $PERSONSEARCH_ENGINE)" if not self.measurements else ("cached measurement" if self.from_cache else "measured")
+        how = (
+            "as asked (--engine or $PERSONSEARCH_ENGINE)"
+            if not self.measurements
+            else ("cached measurement" if self.from_cache else "measured")
+        )
         return f"engines: {', '.join(parts)}; {how} on {where}"
 
     def to_json(self) -> dict[str, Any]:
@@ -189,8 +213,12 @@ class EngineChoice:
             chosen = m.engine == (self.reid if m.network == "reid" else self.detector)
             ratio = f"{m.per_s / base:.2f}" if m.per_s and (base := ref.get(m.network)) else "-"
             agree = ", ".join(f"{k} {v:.4f}" for k, v in m.agreement.items())
-            status = "CHOSEN" if chosen else ("ok" if m.accepted else "refused" if m.checked else "not checked")
-            lines.append(f"{m.network:9s} {m.engine:14s} {m.per_s or 0:9.1f} {ratio:>7s}  {status}: {agree or m.note}")
+            status = (
+                "CHOSEN" if chosen else ("ok" if m.accepted else "refused" if m.checked else "not checked")
+            )
+            lines.append(
+                f"{m.network:9s} {m.engine:14s} {m.per_s or 0:9.1f} {ratio:>7s}  {status}: {agree or m.note}"
+            )
         return "\n".join(lines)
 
 
@@ -214,10 +242,16 @@ def feature_agreement(reference: np.ndarray, features: np.ndarray) -> dict[str, 
 
 
 def features_agree(agreement: dict[str, float]) -> bool:
-    return agreement["cos_median"] >= COSINE_MEDIAN and agreement["cos_min"] >= COSINE_MIN and agreement["nn_same"] >= NEIGHBOUR_AGREEMENT
+    return (
+        agreement["cos_median"] >= COSINE_MEDIAN
+        and agreement["cos_min"] >= COSINE_MIN
+        and agreement["nn_same"] >= NEIGHBOUR_AGREEMENT
+    )
 
 
-def detection_agreement(reference: Sequence[np.ndarray], detections: Sequence[np.ndarray]) -> dict[str, float]:
+def detection_agreement(
+    reference: Sequence[np.ndarray], detections: Sequence[np.ndarray]
+) -> dict[str, float]:
     """Fraction of the fp32 boxes matched by a box at IoU >= 0.9, the box-count ratio, and the
     largest corner shift (pixels) among the matched boxes."""
     from personsearch.data.boxes import box_iou
@@ -233,7 +267,12 @@ def detection_agreement(reference: Sequence[np.ndarray], detections: Sequence[np
             if hit.any():
                 shift = max(shift, float(np.abs(ref[hit, :4] - out[best[hit], :4]).max()))
     count_ratio = count / total if total else (1.0 if count == 0 else float(count + 1))
-    return {"matched": matched / total if total else 1.0, "count_ratio": count_ratio, "max_shift_px": shift, "boxes": float(total)}
+    return {
+        "matched": matched / total if total else 1.0,
+        "count_ratio": count_ratio,
+        "max_shift_px": shift,
+        "boxes": float(total),
+    }
 
 
 def detections_agree(agreement: dict[str, float]) -> bool:
@@ -241,7 +280,9 @@ def detections_agree(agreement: dict[str, float]) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def probe_set(input_size: tuple[int, int], scenes: int = 2, crops: int = 128) -> tuple[list[np.ndarray], torch.Tensor]:
+def probe_set(
+    input_size: tuple[int, int], scenes: int = 2, crops: int = 128
+) -> tuple[list[np.ndarray], torch.Tensor]:
     """The fixed probe set: synthetic scenes (800 x 600, people 20-400 px) and person crops cut
     from more of them at the re-id input size. Deterministic, needs no dataset on disk."""
     from personsearch.data.crops import crop_boxes
@@ -272,7 +313,9 @@ def crowded_scenes(seed: int, count: int) -> list[np.ndarray]:
     from personsearch.data.synthetic.plan import plan_benchmark, resolve_config
     from personsearch.data.synthetic.scenes import render_scene
 
-    config = resolve_config("small", num_train_ids=24, num_test_ids=8, people_per_image=(4, 6), distractors_per_image=(4, 6))
+    config = resolve_config(
+        "small", num_train_ids=24, num_test_ids=8, people_per_image=(4, 6), distractors_per_image=(4, 6)
+    )
     return [render_scene(planned.scene) for planned in plan_benchmark(config, seed).images[:count]]
 
 
@@ -338,7 +381,8 @@ def _measure(
     timed = [name for name in names if results[name].per_s]
     reference: Any = None
     best: str | None = None  # the candidate of most merit checked and agreeing so far
-    for name in timed[:1] + sorted(timed[1:], key=lambda n: -merit(results[n])):  # the reference first: every check needs its outputs
+    # the reference first: every check needs its outputs
+    for name in timed[:1] + sorted(timed[1:], key=lambda n: -merit(results[n])):
         measurement = results[name]
         rate = cast(float, measurement.per_s)
         if lazy and best is not None and merit(measurement) < merit(results[best]):
@@ -346,7 +390,10 @@ def _measure(
             if rate < cast(float, results[best].per_s):
                 measurement.note = f"slower than {best}, which agrees with fp32"
             else:
-                measurement.note = f"reduced precision, not {REDUCED_PRECISION_GAIN - 1:.0%} faster than {best}, which agrees with fp32"
+                measurement.note = (
+                    f"reduced precision, not {REDUCED_PRECISION_GAIN - 1:.0%} faster than {best}, "
+                    "which agrees with fp32"
+                )
             continue
         try:
             outputs = outputs_of(build(name))
@@ -373,7 +420,13 @@ def for_network(candidates: Sequence[str], network: str) -> list[str]:
     return [c for c in candidates if engines.engine_for(c, network) == c]
 
 
-def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.Tensor, device: str = "cpu", lazy: bool = False) -> list[Measurement]:
+def measure_reid(
+    factory: ReIDFactory,
+    candidates: Sequence[str],
+    batch: torch.Tensor,
+    device: str = "cpu",
+    lazy: bool = False,
+) -> list[Measurement]:
     """Time each candidate on ``TIMED_CROPS`` of ``batch`` (normalised crops) and check its features
     on all of them against fp32 (``lazy``: only until one agrees, fastest first: ``_measure``)."""
     timed = batch[:TIMED_CROPS]
@@ -384,11 +437,25 @@ def measure_reid(factory: ReIDFactory, candidates: Sequence[str], batch: torch.T
     def outputs_of(run: engines.ReIDRun) -> np.ndarray:
         return run(batch).float().numpy()
 
-    return _measure("reid", for_network(candidates, "reid"), device, factory, rate_of, outputs_of, feature_agreement, features_agree, lazy)
+    return _measure(
+        "reid",
+        for_network(candidates, "reid"),
+        device,
+        factory,
+        rate_of,
+        outputs_of,
+        feature_agreement,
+        features_agree,
+        lazy,
+    )
 
 
 def measure_detector(
-    factory: DetectorFactory, candidates: Sequence[str], images: list[np.ndarray], device: str = "cpu", lazy: bool = False
+    factory: DetectorFactory,
+    candidates: Sequence[str],
+    images: list[np.ndarray],
+    device: str = "cpu",
+    lazy: bool = False,
 ) -> list[Measurement]:
     """Time each candidate on the first ``TIMED_SCENES`` of ``images`` and check its boxes against
     fp32 on all of them, one scene per call (``lazy``: only until one agrees, fastest first);
@@ -402,7 +469,17 @@ def measure_detector(
     def outputs_of(run: engines.DetectRun) -> list[np.ndarray]:
         return [engines.as_detections(run([scene]))[0] for scene in tensors]
 
-    return _measure("detector", for_network(candidates, "detector"), device, factory, rate_of, outputs_of, detection_agreement, detections_agree, lazy)
+    return _measure(
+        "detector",
+        for_network(candidates, "detector"),
+        device,
+        factory,
+        rate_of,
+        outputs_of,
+        detection_agreement,
+        detections_agree,
+        lazy,
+    )
 
 
 def pick(measurements: Sequence[Measurement], network: str) -> str:
@@ -414,7 +491,9 @@ def pick(measurements: Sequence[Measurement], network: str) -> str:
 
 
 def choice_path(model_id: str, signature: dict[str, Any]) -> Path:
-    return cache_root() / "engines" / model_id.replace(":", "-") / f"choice-{signature_digest(signature)}.json"
+    return (
+        cache_root() / "engines" / model_id.replace(":", "-") / f"choice-{signature_digest(signature)}.json"
+    )
 
 
 def load_cached_choice(model_id: str, device: str | torch.device = "cpu") -> EngineChoice | None:

@@ -51,13 +51,22 @@ if TYPE_CHECKING:
 ENGINES: dict[str, str] = {
     "torch-fp32": "PyTorch fp32 eager, contiguous tensors (the reference)",
     "torch-fp32-cl": "PyTorch fp32, channels_last",
-    "torch-bf16": "PyTorch bf16 autocast + channels_last (native bf16 CPUs: AVX-512 BF16 / AMX; CUDA, in fp16 on GPUs without bf16)",
+    "torch-bf16": (
+        "PyTorch bf16 autocast + channels_last (native bf16 CPUs: AVX-512 BF16 / AMX; CUDA, "
+        "in fp16 on GPUs without bf16)"
+    ),
     "torch-compile": "torch.compile (inductor, frozen weights) on the fp32 or bf16 path (opt-in, needs g++)",
     "ort-fp32": "ONNX Runtime fp32",
     "ort-int8": "ONNX Runtime int8, static QDQ quantisation (re-id; the detector runs ort-fp32)",
     "ov-bf16": "OpenVINO bf16 (native bf16 CPUs; pip install openvino)",
-    "ov-bf16-head": "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on OpenVINO bf16 (detector only; the re-id network runs ort-fp32)",
-    "ort-int8-head": "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on ONNX Runtime int8 (detector only; the re-id network runs ort-fp32)",
+    "ov-bf16-head": (
+        "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on OpenVINO bf16 "
+        "(detector only; the re-id network runs ort-fp32)"
+    ),
+    "ort-int8-head": (
+        "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on ONNX Runtime int8 "
+        "(detector only; the re-id network runs ort-fp32)"
+    ),
 }
 """Every engine name, with what it runs."""
 REVISION = 8
@@ -71,7 +80,16 @@ where the CPU lacks VNNI, and a reduced-precision engine must be clearly faster 
 to be chosen, ``engine_choice.REDUCED_PRECISION_GAIN``),
 so choices cached by an older version are measured again."""
 REFERENCE = "torch-fp32"
-AUTO_CANDIDATES = ("torch-fp32", "torch-fp32-cl", "torch-bf16", "ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
+AUTO_CANDIDATES = (
+    "torch-fp32",
+    "torch-fp32-cl",
+    "torch-bf16",
+    "ort-fp32",
+    "ort-int8",
+    "ov-bf16",
+    "ov-bf16-head",
+    "ort-int8-head",
+)
 """Engines ``--engine auto`` measures. ``torch-compile`` is left out: its one-off compile per input
 shape (tens of seconds) would dominate the measurement and every short run after it."""
 REDUCED_PRECISION = ("torch-bf16", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
@@ -79,7 +97,11 @@ REDUCED_PRECISION = ("torch-bf16", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-i
 the chooser's rule, not to rounding."""
 GRAPH_ENGINES = ("ort-fp32", "ort-int8", "ov-bf16", "ov-bf16-head", "ort-int8-head")
 """Engines that run exported ONNX files."""
-ONE_NETWORK = {"ort-int8": ("reid", "ort-fp32"), "ov-bf16-head": ("detector", "ort-fp32"), "ort-int8-head": ("detector", "ort-fp32")}
+ONE_NETWORK = {
+    "ort-int8": ("reid", "ort-fp32"),
+    "ov-bf16-head": ("detector", "ort-fp32"),
+    "ort-int8-head": ("detector", "ort-fp32"),
+}
 """Engines for one network only: the network, and the engine the other network runs on when the
 name is asked for both."""
 
@@ -91,7 +113,10 @@ def engine_for(name: str, network: str) -> str:
     return name if only == network else other
 
 
-DETECTOR_PART_ENGINES = {"ov-bf16-head": ("ort-fp32", "ort-fp32", "ov-bf16"), "ort-int8-head": ("ort-fp32", "ort-fp32", "ort-int8")}
+DETECTOR_PART_ENGINES = {
+    "ov-bf16-head": ("ort-fp32", "ort-fp32", "ov-bf16"),
+    "ort-int8-head": ("ort-fp32", "ort-fp32", "ort-int8"),
+}
 """The runtime of each detector part (trunk, RPN head, box head) where it is not the engine's own.
 The box head alone in bf16 or int8 keeps the detections (its per-RoI features are averaged before
 the fp32 predictor) and holds most of the detector's FLOPs (17 of 21 GFLOP for 300 RoIs); a bf16
@@ -104,7 +129,10 @@ def unavailable(name: str, device: str | torch.device = "cpu") -> str | None:
         return f"unknown engine {name!r}; known: {', '.join(ENGINES)}"
     device = torch.device(device)
     if name in ("torch-bf16", "ov-bf16", "ov-bf16-head") and device.type == "cpu" and not native_bf16(device):
-        return "this CPU has no native bf16 (AVX-512 BF16 or AMX): it would be emulated, many times slower than fp32"
+        return (
+            "this CPU has no native bf16 (AVX-512 BF16 or AMX): it would be emulated, "
+            "many times slower than fp32"
+        )
     if name.startswith("ov-"):
         if device.type != "cpu":
             return "OpenVINO engines run on the CPU here"
@@ -201,7 +229,13 @@ def quantize_int8(
     CPUs without VNNI, ``method="entropy"`` another calibration (its histograms need equal
     batches: a last, smaller batch is left out), and ``keep_fp32`` names nodes of the exported
     graph left unquantised (mixed precision), all measured by ``benchmarks/int8_settings.py``."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
@@ -209,7 +243,12 @@ def quantize_int8(
 
     class Batches(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no type information: its classes are Any to mypy
         def __init__(self) -> None:
-            self.batches = iter([{"input": np.ascontiguousarray(calibration[i : i + batch_size], dtype=np.float32)} for i in range(0, end, batch_size)])
+            self.batches = iter(
+                [
+                    {"input": np.ascontiguousarray(calibration[i : i + batch_size], dtype=np.float32)}
+                    for i in range(0, end, batch_size)
+                ]
+            )
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
@@ -254,18 +293,27 @@ def reid_int8_excluded(fp32_path: str | Path) -> list[str]:
     normalisations). They are well under 1 % of the FLOPs but sit directly on the features."""
     import onnx
 
-    return [node.name for node in onnx.load(str(fp32_path)).graph.node if not node.name.startswith("/backbone/")]
+    return [
+        node.name for node in onnx.load(str(fp32_path)).graph.node if not node.name.startswith("/backbone/")
+    ]
 
 
 def quantize_reid_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
     """The re-id network as the ``ort-int8`` engine runs it: its backbone in int8
     (``REID_INT8_*``), activation ranges from ``calibration``, the heads in fp32."""
     return quantize_int8(
-        fp32_path, out_path, calibration, weights=REID_INT8_WEIGHTS, reduce_range=REID_INT8_REDUCE_RANGE, keep_fp32=reid_int8_excluded(fp32_path)
+        fp32_path,
+        out_path,
+        calibration,
+        weights=REID_INT8_WEIGHTS,
+        reduce_range=REID_INT8_REDUCE_RANGE,
+        keep_fp32=reid_int8_excluded(fp32_path),
     )
 
 
-def ort_session(path: str | Path, threads: int | None = None, spin: bool = False) -> onnxruntime.InferenceSession:
+def ort_session(
+    path: str | Path, threads: int | None = None, spin: bool = False
+) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session using as many threads as PyTorch does. By default its idle
     threads sleep instead of spinning for the next call (``spin=True`` is ONNX Runtime's own
     default). That is what a network called between other work wants, and every engine's network
@@ -298,7 +346,10 @@ class GraphModule(nn.Module):
         """Every output of the network for ``tensors`` (its inputs, in order), as float32 tensors."""
         if len(tensors[0]) == 0:
             raise ValueError(f"{type(self).__name__} called with an empty batch")
-        feeds = {name: x.detach().float().contiguous().cpu().numpy() for name, x in zip(self.inputs, tensors, strict=True)}
+        feeds = {
+            name: x.detach().float().contiguous().cpu().numpy()
+            for name, x in zip(self.inputs, tensors, strict=True)
+        }
         return [torch.from_numpy(np.asarray(out, dtype=np.float32)) for out in self.infer(feeds)]
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -328,7 +379,11 @@ class OvModule(GraphModule):
         import openvino as ov
 
         self.path = Path(path)
-        config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        config = {
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+        }
         self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.inputs = [port.get_any_name() for port in self.compiled.inputs]
@@ -437,14 +492,25 @@ def export_detector(model: nn.Module, out_dir: str | Path) -> tuple[Path, ...]:
     detector = cast("PersonDetector", copy.deepcopy(model).float().eval())
     body = detector.backbone.body
     stage = body.out_stages[-1]
-    trunk = export_onnx(_TrunkOutput(body, stage), torch.zeros(1, 3, 320, 256), out_dir / DETECTOR_PARTS[0], {0: "batch", 2: "height", 3: "width"})
+    trunk = export_onnx(
+        _TrunkOutput(body, stage),
+        torch.zeros(1, 3, 320, 256),
+        out_dir / DETECTOR_PARTS[0],
+        {0: "batch", 2: "height", 3: "width"},
+    )
     feature = torch.zeros(1, detector.backbone.out_channels, 20, 16)
     map_axes = {0: "batch", 2: "height", 3: "width"}
     rpn = export_onnx(
-        _RpnHeadOutputs(detector.rpn.head), feature, out_dir / DETECTOR_PARTS[1], {"input": map_axes, "output": map_axes, "output1": map_axes}, outputs=2
+        _RpnHeadOutputs(detector.rpn.head),
+        feature,
+        out_dir / DETECTOR_PARTS[1],
+        {"input": map_axes, "output": map_axes, "output1": map_axes},
+        outputs=2,
     )
     pool = detector.roi_heads.box_roi_pool
-    crop = cast(nn.Module, pool.pool)(torch.zeros(2, detector.backbone.out_channels, *cast("tuple[int, int]", pool.output_size)))
+    crop = cast(nn.Module, pool.pool)(
+        torch.zeros(2, detector.backbone.out_channels, *cast("tuple[int, int]", pool.output_size))
+    )
     head = export_onnx(detector.roi_heads.box_head, crop, out_dir / DETECTOR_PARTS[2], {0: "rois"})
     return trunk, rpn, head
 
@@ -515,7 +581,12 @@ def torch_detector(model: nn.Module, name: str, device: torch.device) -> DetectR
 
 def as_detections(outputs: list[dict[str, torch.Tensor]]) -> list[np.ndarray]:
     """torchvision detection dicts -> float32 (n, 5) ``[x1, y1, x2, y2, score]`` arrays."""
-    return [np.concatenate([o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1).astype(np.float32) for o in outputs]
+    return [
+        np.concatenate(
+            [o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy()[:, None]], axis=1
+        ).astype(np.float32)
+        for o in outputs
+    ]
 
 
 def graph_reid(path: str | Path, engine: str = "ort-fp32") -> ReIDRun:
@@ -537,7 +608,9 @@ def graph_detect(model: nn.Module, parts: Sequence[str | Path], engine: str = "o
     return run
 
 
-def reid_runner(model: nn.Module, name: str, device: torch.device, workdir: Path, calibration: Callable[[], np.ndarray]) -> ReIDRun:
+def reid_runner(
+    model: nn.Module, name: str, device: torch.device, workdir: Path, calibration: Callable[[], np.ndarray]
+) -> ReIDRun:
     """The re-id network on engine ``name`` (a detector-only engine runs it on ``ort-fp32``). ONNX
     files are exported into (and reused from) ``workdir``, which must be specific to these
     weights; ``calibration`` gives the int8 calibration inputs when a quantised network has to be
@@ -559,7 +632,12 @@ def reid_runner(model: nn.Module, name: str, device: torch.device, workdir: Path
     return torch_reid(copy.deepcopy(model), name, device)
 
 
-def box_head_inputs(model: nn.Module, parts: Sequence[str | Path], scenes: Sequence[np.ndarray], max_bytes: int = HEAD_CALIBRATION_BYTES) -> np.ndarray:
+def box_head_inputs(
+    model: nn.Module,
+    parts: Sequence[str | Path],
+    scenes: Sequence[np.ndarray],
+    max_bytes: int = HEAD_CALIBRATION_BYTES,
+) -> np.ndarray:
     """What the detector's box head takes (pooled RoI crops, proposals included) when the fp32
     detector (``parts`` on ONNX Runtime) runs on ``scenes`` (HxWx3 uint8): all of them, or an
     evenly spaced sample of ``max_bytes``, so that a wide head's calibration stays within memory."""
@@ -567,19 +645,26 @@ def box_head_inputs(model: nn.Module, parts: Sequence[str | Path], scenes: Seque
 
     runner = cast("PersonDetector", graph_detector(model, parts))
     crops: list[torch.Tensor] = []
-    runner.roi_heads.box_head.register_forward_pre_hook(lambda _module, args: crops.append(args[0].detach().clone()))
+    runner.roi_heads.box_head.register_forward_pre_hook(
+        lambda _module, args: crops.append(args[0].detach().clone())
+    )
     with torch.no_grad():
         for image in image_tensors(list(scenes)):
             runner([image])
     if not crops:
-        raise ValueError("the detector made no proposals on the calibration scenes: nothing to calibrate the int8 box head on")
+        raise ValueError(
+            "the detector made no proposals on the calibration scenes: nothing to calibrate "
+            "the int8 box head on"
+        )
     inputs = torch.cat(crops)
     most = max(1, max_bytes // (inputs[0].numel() * 4))
     keep = np.linspace(0, len(inputs) - 1, min(most, len(inputs))).round().astype(int)
     return inputs[keep].numpy()
 
 
-def quantize_box_head_int8(model: nn.Module, parts: Sequence[Path], workdir: Path, scenes: Callable[[], Sequence[np.ndarray]]) -> Path:
+def quantize_box_head_int8(
+    model: nn.Module, parts: Sequence[Path], workdir: Path, scenes: Callable[[], Sequence[np.ndarray]]
+) -> Path:
     """The detector's box head as ``ort-int8-head`` runs it, made once in ``workdir``: static QDQ
     int8, s8 per-channel weights on the full 8-bit grid, u8 activations with ranges from its
     inputs on ``scenes``. The same grid on every CPU: on an AVX2-only Zen 3, whose u8 x s8 kernel
@@ -595,7 +680,11 @@ def quantize_box_head_int8(model: nn.Module, parts: Sequence[Path], workdir: Pat
 
 
 def detector_runner(
-    model: nn.Module, name: str, device: torch.device, workdir: Path, calibration: Callable[[], Sequence[np.ndarray]] | None = None
+    model: nn.Module,
+    name: str,
+    device: torch.device,
+    workdir: Path,
+    calibration: Callable[[], Sequence[np.ndarray]] | None = None,
 ) -> DetectRun:
     """The detector on engine ``name`` (``ort-int8`` runs it on ``ort-fp32``: only the re-id
     network is quantised); ONNX parts are exported into ``workdir``. ``calibration`` gives the
@@ -611,7 +700,9 @@ def detector_runner(
             export_detector(model, workdir)
         if name == "ort-int8-head":
             if calibration is None:
-                raise ValueError("engine 'ort-int8-head' needs calibration scenes to quantise the detector's box head")
+                raise ValueError(
+                    "engine 'ort-int8-head' needs calibration scenes to quantise the detector's box head"
+                )
             parts[2] = quantize_box_head_int8(model, parts, workdir, calibration)
         return graph_detect(model, parts, name)
     return torch_detector(copy.deepcopy(model), name, device)

@@ -48,18 +48,24 @@ def nms_detections(dets: np.ndarray, iou_threshold: float) -> np.ndarray:
     dets = np.asarray(dets, dtype=np.float32).reshape(-1, 5)
     if len(dets) == 0:
         return dets
-    keep = nms(torch.from_numpy(dets[:, :4].copy()), torch.from_numpy(dets[:, 4].copy()), iou_threshold).numpy()
+    keep = nms(
+        torch.from_numpy(dets[:, :4].copy()), torch.from_numpy(dets[:, 4].copy()), iou_threshold
+    ).numpy()
     return cast(np.ndarray, dets[keep])
 
 
 def _check_image(image: np.ndarray, detector: str) -> np.ndarray:
     image = np.ascontiguousarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"{detector} detector takes HxWx3 uint8 RGB images, got shape {image.shape} dtype {image.dtype}")
+        raise ValueError(
+            f"{detector} detector takes HxWx3 uint8 RGB images, got shape {image.shape} dtype {image.dtype}"
+        )
     return image
 
 
-def _finish(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, score_thresh: float, nms_thresh: float) -> np.ndarray:
+def _finish(
+    boxes: np.ndarray, scores: np.ndarray, width: int, height: int, score_thresh: float, nms_thresh: float
+) -> np.ndarray:
     """Clip to the image, drop low scores, suppress duplicates: the rows ``detect`` returns."""
     boxes = np.clip(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), 0, [width, height, width, height])
     dets = np.concatenate([boxes, np.asarray(scores, dtype=np.float32).reshape(-1, 1)], axis=1)
@@ -86,13 +92,22 @@ class HOGPersonDetector:
     logistic, so they lie in (0, 1) like the other detectors' scores.
     """
 
-    def __init__(self, min_height: float = 48.0, score_thresh: float = 0.6, nms_thresh: float = 0.4, scale_step: float = 1.05) -> None:
+    def __init__(
+        self,
+        min_height: float = 48.0,
+        score_thresh: float = 0.6,
+        nms_thresh: float = 0.4,
+        scale_step: float = 1.05,
+    ) -> None:
         if not min_height > 0:
             raise ValueError(f"HOG min_height must be > 0 pixels, got {min_height}")
         if not 0.0 <= score_thresh < 1.0:
             raise ValueError(f"HOG score_thresh must be in [0, 1), got {score_thresh}")
         if not hasattr(cv2, "HOGDescriptor"):
-            raise ValueError(f"OpenCV {cv2.__version__} has no HOGDescriptor (removed in 5.0): the hog detector needs opencv-python-headless<5")
+            raise ValueError(
+                f"OpenCV {cv2.__version__} has no HOGDescriptor (removed in 5.0): "
+                "the hog detector needs opencv-python-headless<5"
+            )
         self.min_height = float(min_height)
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
@@ -113,8 +128,14 @@ class HOGPersonDetector:
     def _detect_one(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
         factor = self.upscale_factor(height, width)
-        scanned = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR) if factor > 1 else image
-        rects, margins = self._hog.detectMultiScale(scanned, winStride=(8, 8), padding=(16, 16), scale=self.scale_step)
+        scanned = (
+            cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+            if factor > 1
+            else image
+        )
+        rects, margins = self._hog.detectMultiScale(
+            scanned, winStride=(8, 8), padding=(16, 16), scale=self.scale_step
+        )
         if len(rects) == 0:
             return np.zeros((0, 5), dtype=np.float32)
         xywh = np.asarray(rects, dtype=np.float32).reshape(-1, 4)
@@ -131,7 +152,11 @@ SSDLITE_WEIGHTS = WEIGHTS["ssdlite_mobilenet_v2.pedestrian"]
 SSD_INPUT_SIZE = 300
 SSD_FEATURE_INPUT = "FeatureExtractor/MobilenetV2/MobilenetV2/input"
 """Where the graph's preprocessing ends: the cut replaces everything before it with a float input."""
-SSD_HEADS = tuple(f"BoxPredictor_{i}/{part}/BiasAdd" for i in range(6) for part in ("BoxEncodingPredictor", "ClassPredictor"))
+SSD_HEADS = tuple(
+    f"BoxPredictor_{i}/{part}/BiasAdd"
+    for i in range(6)
+    for part in ("BoxEncodingPredictor", "ClassPredictor")
+)
 """The raw box-code and class-logit maps of the 6 SSD layers: where the graph is cut at the end."""
 SSD_BOX_SCALES = (10.0, 10.0, 5.0, 5.0)
 """The TF object-detection API's Faster R-CNN box coder scale factors (y, x, h, w)."""
@@ -148,7 +173,9 @@ def tf_graph_messages() -> tuple[type[Message], type[Message]]:
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     field = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name="personsearch/tf_graph_subset.proto", package="personsearch_tf", syntax="proto2")
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="personsearch/tf_graph_subset.proto", package="personsearch_tf", syntax="proto2"
+    )
     attr = proto.message_type.add(name="AttrValue")
     attr.field.add(name="type", number=6, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL)
     node = proto.message_type.add(name="NodeDef")
@@ -158,10 +185,28 @@ def tf_graph_messages() -> tuple[type[Message], type[Message]]:
     entry = node.nested_type.add(name="AttrEntry")
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
-    entry.field.add(name="value", number=2, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL, type_name=".personsearch_tf.AttrValue")
-    node.field.add(name="attr", number=5, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED, type_name=".personsearch_tf.NodeDef.AttrEntry")
+    entry.field.add(
+        name="value",
+        number=2,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_OPTIONAL,
+        type_name=".personsearch_tf.AttrValue",
+    )
+    node.field.add(
+        name="attr",
+        number=5,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
+        type_name=".personsearch_tf.NodeDef.AttrEntry",
+    )
     graph = proto.message_type.add(name="GraphDef")
-    graph.field.add(name="node", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED, type_name=".personsearch_tf.NodeDef")
+    graph.field.add(
+        name="node",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
+        type_name=".personsearch_tf.NodeDef",
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return (
@@ -188,7 +233,9 @@ def cut_graph(graph: bytes, input_name: str, outputs: tuple[str, ...], source: s
     nodes = {node.name: node for node in full.node}
     missing = [name for name in (input_name, *outputs) if name not in nodes]
     if missing:
-        raise ValueError(f"{source}: not the expected TensorFlow SSD graph ({len(nodes)} nodes; missing {missing[:3]})")
+        raise ValueError(
+            f"{source}: not the expected TensorFlow SSD graph ({len(nodes)} nodes; missing {missing[:3]})"
+        )
     needed: set[str] = set()
     stack = list(outputs)
     while stack:
@@ -224,10 +271,17 @@ def ssd_anchors(
         if layer == 0:
             pairs = [(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)]
         else:
-            pairs = [(scales[layer], ratio) for ratio in aspect_ratios] + [(float(np.sqrt(scales[layer] * scales[layer + 1])), 1.0)]
+            pairs = [(scales[layer], ratio) for ratio in aspect_ratios] + [
+                (float(np.sqrt(scales[layer] * scales[layer + 1])), 1.0)
+            ]
         scale = np.array([p[0] for p in pairs])
         root = np.sqrt([p[1] for p in pairs])
-        y, x, a = np.meshgrid((np.arange(rows) + 0.5) / rows, (np.arange(cols) + 0.5) / cols, np.arange(len(pairs)), indexing="ij")
+        y, x, a = np.meshgrid(
+            (np.arange(rows) + 0.5) / rows,
+            (np.arange(cols) + 0.5) / cols,
+            np.arange(len(pairs)),
+            indexing="ij",
+        )
         out.append(np.stack([y, x, (scale / root)[a], (scale * root)[a]], axis=-1).reshape(-1, 4))
     return np.concatenate(out).astype(np.float32)
 
@@ -246,7 +300,9 @@ TILE_EDGE_TOLERANCE = 2.0
 """A box within this many pixels of a tile edge inside the frame is taken as cut by that edge."""
 
 
-def cut_by_window(boxes: np.ndarray, window: tuple[int, int, int, int], width: int, height: int) -> np.ndarray:
+def cut_by_window(
+    boxes: np.ndarray, window: tuple[int, int, int, int], width: int, height: int
+) -> np.ndarray:
     """Which boxes found in ``window`` reach one of its edges that lies inside the ``width`` x
     ``height`` frame: people cut in half by a tile border, whole in another view."""
     x1, y1, x2, y2 = window
@@ -268,7 +324,13 @@ class SSDLitePersonDetector:
     views are merged by NMS (5 forward passes per frame instead of 1).
     """
 
-    def __init__(self, weights: str | Path | None = None, score_thresh: float = 0.4, nms_thresh: float = 0.45, grid: int = 2) -> None:
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        score_thresh: float = 0.4,
+        nms_thresh: float = 0.45,
+        grid: int = 2,
+    ) -> None:
         if not 0.0 <= score_thresh < 1.0:
             raise ValueError(f"SSDLite score_thresh must be in [0, 1), got {score_thresh}")
         if grid < 1:
@@ -292,7 +354,10 @@ class SSDLitePersonDetector:
             for row in range(self.grid):
                 for col in range(self.grid):
                     x1, y1 = max(0.0, col * tile_w - pad_w), max(0.0, row * tile_h - pad_h)
-                    x2, y2 = min(float(width), (col + 1) * tile_w + pad_w), min(float(height), (row + 1) * tile_h + pad_h)
+                    x2, y2 = (
+                        min(float(width), (col + 1) * tile_w + pad_w),
+                        min(float(height), (row + 1) * tile_h + pad_h),
+                    )
                     windows.append((round(x1), round(y1), round(x2), round(y2)))
         return windows
 
@@ -304,7 +369,9 @@ class SSDLitePersonDetector:
         height, width = image.shape[:2]
         windows = self.views(height, width)
         crops = [image[y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
-        blob = cv2.dnn.blobFromImages(crops, 1.0 / 127.5, (SSD_INPUT_SIZE, SSD_INPUT_SIZE), (127.5, 127.5, 127.5), swapRB=False)
+        blob = cv2.dnn.blobFromImages(
+            crops, 1.0 / 127.5, (SSD_INPUT_SIZE, SSD_INPUT_SIZE), (127.5, 127.5, 127.5), swapRB=False
+        )
         self._net.setInput(blob)
         maps = dict(zip(self._outputs, self._net.forward(self._outputs)))
         classes = [maps[name] for name in sorted(maps) if "/ClassPredictor/" in name]
@@ -315,24 +382,35 @@ class SSDLitePersonDetector:
             logits = np.concatenate([m[view].transpose(1, 2, 0).reshape(-1, 2) for m in classes])
             rel = np.concatenate([m[view].transpose(1, 2, 0).reshape(-1, 4) for m in codes])
             if len(rel) != len(anchors):
-                raise ValueError(f"SSDLite graph gives {len(rel)} box codes for {len(anchors)} anchors: not the expected model")
-            found = decode_ssd_boxes(rel, anchors) * np.asarray([x2 - x1, y2 - y1, x2 - x1, y2 - y1], dtype=np.float32) + np.asarray(
-                [x1, y1, x1, y1], dtype=np.float32
-            )
+                raise ValueError(
+                    f"SSDLite graph gives {len(rel)} box codes for {len(anchors)} anchors: "
+                    "not the expected model"
+                )
+            found = decode_ssd_boxes(rel, anchors) * np.asarray(
+                [x2 - x1, y2 - y1, x2 - x1, y2 - y1], dtype=np.float32
+            ) + np.asarray([x1, y1, x1, y1], dtype=np.float32)
             whole = ~cut_by_window(found, windows[view], width, height)
             boxes.append(found[whole])
             scores.append(1.0 / (1.0 + np.exp(-logits[whole, 1])))
-        return _finish(np.concatenate(boxes), np.concatenate(scores), width, height, self.score_thresh, self.nms_thresh)
+        return _finish(
+            np.concatenate(boxes), np.concatenate(scores), width, height, self.score_thresh, self.nms_thresh
+        )
 
 
 # --- choosing a detector by name ----------------------------------------------------------------
 
-EXTERNAL_DETECTORS: dict[str, type[HOGPersonDetector] | type[SSDLitePersonDetector]] = {"hog": HOGPersonDetector, "ssdlite": SSDLitePersonDetector}
+EXTERNAL_DETECTORS: dict[str, type[HOGPersonDetector] | type[SSDLitePersonDetector]] = {
+    "hog": HOGPersonDetector,
+    "ssdlite": SSDLitePersonDetector,
+}
 """Detectors usable in place of a bundle's own, by the name ``--detector`` takes."""
 
 
 def build_external_detector(name: str) -> HOGPersonDetector | SSDLitePersonDetector:
     """The off-the-shelf detector called ``name`` (see ``EXTERNAL_DETECTORS``), with its defaults."""
     if name not in EXTERNAL_DETECTORS:
-        raise ValueError(f"unknown detector {name!r}; expected 'bundle' (the model's own) or one of {sorted(EXTERNAL_DETECTORS)}")
+        raise ValueError(
+            f"unknown detector {name!r}; expected 'bundle' (the model's own) or one of "
+            f"{sorted(EXTERNAL_DETECTORS)}"
+        )
     return EXTERNAL_DETECTORS[name]()

@@ -69,7 +69,9 @@ def compile_for_inference(model: nn.Module) -> nn.Module:
     return model
 
 
-def prepare_for_inference(model: nn.Module, device: str | torch.device, fast: bool = True, compiled: bool | None = None) -> nn.Module:
+def prepare_for_inference(
+    model: nn.Module, device: str | torch.device, fast: bool = True, compiled: bool | None = None
+) -> nn.Module:
     """Move ``model`` to ``device`` in eval mode; with ``fast`` also to channels_last, and compiled
     when ``compiled`` (default: ``$PERSONSEARCH_COMPILE``). Returns the model."""
     model = model.to(torch.device(device)).eval()
@@ -93,7 +95,10 @@ def checked_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(name)!r}: PyTorch sees no CUDA GPU on this machine; use cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {str(name)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        raise ValueError(
+            f"device {str(name)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
     return device
 
 
@@ -109,7 +114,9 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     if device.type != "cpu":
         return False
     capability = torch.backends.cpu.get_cpu_capability()
-    return capability.startswith("AVX512") and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return capability.startswith("AVX512") and (
+        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    )
 
 
 def cpuinfo_field(name: str) -> str:
@@ -145,7 +152,11 @@ def autocast_for(device: str | torch.device, enabled: bool = True) -> Iterator[N
     """Mixed precision on ``device`` (CPU: bf16; CUDA: bf16 or fp16) when ``enabled`` and the
     hardware computes it natively (``native_bf16``; CUDA fp16 always), else a no-op."""
     device = torch.device(device)
-    if not enabled or device.type not in ("cpu", "cuda") or (device.type == "cpu" and not native_bf16(device)):
+    if (
+        not enabled
+        or device.type not in ("cpu", "cuda")
+        or (device.type == "cpu" and not native_bf16(device))
+    ):
         yield
         return
     with torch.autocast(device.type, dtype=autocast_dtype(device)):

@@ -27,7 +27,9 @@ def identity_losses(logits_per_level: Sequence[torch.Tensor], targets: torch.Ten
     return [F.cross_entropy(z.float(), targets) for z in logits_per_level]
 
 
-def cross_level_alignment_loss(logits_per_level: Sequence[torch.Tensor], temperature: float = 3.0) -> torch.Tensor:
+def cross_level_alignment_loss(
+    logits_per_level: Sequence[torch.Tensor], temperature: float = 3.0
+) -> torch.Tensor:
     """``T^2 * sum_{l < top} KL(p_top || p_l)`` with ``p = softmax(z / T)``, batch-mean KL.
 
     The top level (last) is the teacher and receives no gradient from this term.
@@ -39,11 +41,19 @@ def cross_level_alignment_loss(logits_per_level: Sequence[torch.Tensor], tempera
     *lower, top = (z.float() for z in logits_per_level)
     teacher = F.log_softmax(top.detach() / temperature, dim=1)
     # sum() starts from 0, so mypy sees Tensor | int; ``lower`` is never empty here
-    kl = cast(torch.Tensor, sum(F.kl_div(F.log_softmax(z / temperature, dim=1), teacher, reduction="batchmean", log_target=True) for z in lower))
+    kl = cast(
+        torch.Tensor,
+        sum(
+            F.kl_div(F.log_softmax(z / temperature, dim=1), teacher, reduction="batchmean", log_target=True)
+            for z in lower
+        ),
+    )
     return temperature**2 * kl
 
 
-def batch_hard_triplet_loss(features: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+def batch_hard_triplet_loss(
+    features: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor | None = None
+) -> torch.Tensor:
     """Soft-margin batch-hard triplet loss of features (B, D) with identity labels (B,): each
     anchor's farthest same-identity sample against its nearest other-identity one, in Euclidean
     distance. ``negatives`` (B, B, bool) narrows who may be a negative (default: every other

@@ -52,20 +52,35 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 TINY = dict(pretrained=False)
 """Tiny variants are randomly initialised: for tests and smoke runs, not for accuracy."""
-TINY_DETECTOR = dict(TINY, min_size=128, max_size=256, rpn_pre_nms_top_n=(600, 300), rpn_post_nms_top_n=(100, 50), box_batch_size_per_image=32)
+TINY_DETECTOR = dict(
+    TINY,
+    min_size=128,
+    max_size=256,
+    rpn_pre_nms_top_n=(600, 300),
+    rpn_post_nms_top_n=(100, 50),
+    box_batch_size_per_image=32,
+)
 
 
-def _reid(backbone: str, num_classes: int, overrides: dict[str, Any], defaults: dict[str, Any] | None = None) -> PyramidReID:
-    return build_reid(ReIDConfig(num_classes=num_classes, backbone=backbone, **{**(defaults or {}), **overrides}))
+def _reid(
+    backbone: str, num_classes: int, overrides: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> PyramidReID:
+    return build_reid(
+        ReIDConfig(num_classes=num_classes, backbone=backbone, **{**(defaults or {}), **overrides})
+    )
 
 
-def _detector(backbone: str, overrides: dict[str, Any], defaults: dict[str, Any] | None = None) -> PersonDetector:
+def _detector(
+    backbone: str, overrides: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> PersonDetector:
     return build_detector(DetectorConfig(backbone=backbone, **{**(defaults or {}), **overrides}))
 
 
 @register_model
 def reid_resnet50(num_classes: int, **overrides: Any) -> PyramidReID:
-    """The paper's re-id network: ResNet-50 pyramid layer2/3/4 (needs resnet50-0676ba61.pth or pretrained=False)."""
+    """
+    The paper's re-id network: ResNet-50 pyramid layer2/3/4 (needs resnet50-0676ba61.pth or pretrained=False).
+    """
     return _reid("resnet50", num_classes, overrides)
 
 

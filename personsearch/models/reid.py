@@ -53,10 +53,14 @@ class ReIDConfig:
 
     def __post_init__(self) -> None:
         if self.num_classes < 0:
-            raise ValueError(f"ReIDConfig.num_classes={self.num_classes}: must be the number of training identities (0: set by the training data)")
+            raise ValueError(
+                f"ReIDConfig.num_classes={self.num_classes}: must be the number of training identities "
+                "(0: set by the training data)"
+            )
         if self.temperature <= 0 or self.align_weight < 0 or self.triplet_weight < 0:
             raise ValueError(
-                f"ReIDConfig: temperature={self.temperature} must be > 0, align_weight={self.align_weight} and triplet_weight={self.triplet_weight} >= 0"
+                f"ReIDConfig: temperature={self.temperature} must be > 0, align_weight={self.align_weight} "
+                f"and triplet_weight={self.triplet_weight} >= 0"
             )
         if self.backbone not in ARCHS:
             raise ValueError(f"ReIDConfig.backbone={self.backbone!r}; available: {', '.join(sorted(ARCHS))}")
@@ -64,10 +68,18 @@ class ReIDConfig:
             raise ValueError(f"ReIDConfig.variant={self.variant!r}; expected one of {VARIANTS}")
         self.levels = tuple(self.levels)
         allowed = STAGES[1:]
-        if not self.levels or not set(self.levels) <= set(allowed) or list(self.levels) != sorted(set(self.levels), key=allowed.index):
-            raise ValueError(f"ReIDConfig.levels={self.levels}: expected distinct stages of {allowed}, lowest first")
+        if (
+            not self.levels
+            or not set(self.levels) <= set(allowed)
+            or list(self.levels) != sorted(set(self.levels), key=allowed.index)
+        ):
+            raise ValueError(
+                f"ReIDConfig.levels={self.levels}: expected distinct stages of {allowed}, lowest first"
+            )
         if self.variant == "clsa" and len(self.levels) < 2:
-            raise ValueError("ReIDConfig: variant 'clsa' aligns lower levels to the top one and needs at least two levels")
+            raise ValueError(
+                "ReIDConfig: variant 'clsa' aligns lower levels to the top one and needs at least two levels"
+            )
         self.input_size = cast("tuple[int, int]", tuple(self.input_size))
 
     @property
@@ -89,7 +101,9 @@ class LevelHead(nn.Module):
 
     def embedding(self, feature_map: torch.Tensor) -> torch.Tensor:
         """The BatchNorm'd ``embed_dim`` embedding of a (B, C, h, w) feature map."""
-        return cast(torch.Tensor, self.bn(self.embed(torch.flatten(F.adaptive_avg_pool2d(feature_map, 1), 1))))
+        return cast(
+            torch.Tensor, self.bn(self.embed(torch.flatten(F.adaptive_avg_pool2d(feature_map, 1), 1)))
+        )
 
 
 class PyramidReID(nn.Module):
@@ -102,7 +116,9 @@ class PyramidReID(nn.Module):
         self.levels = config.used_levels
         self.backbone = build_backbone(config.backbone, config.pretrained, out_stages=self.levels)
         channels = self.backbone.out_channels
-        self.heads = nn.ModuleDict({lvl: LevelHead(channels[lvl], config.embed_dim, config.num_classes) for lvl in self.levels})
+        self.heads = nn.ModuleDict(
+            {lvl: LevelHead(channels[lvl], config.embed_dim, config.num_classes) for lvl in self.levels}
+        )
 
     @property
     def feature_dim(self) -> int:
@@ -113,7 +129,9 @@ class PyramidReID(nn.Module):
         features = self.backbone(x)
         embeddings = [cast(LevelHead, self.heads[lvl]).embedding(features[lvl]) for lvl in self.levels]
         if self.training:
-            logits = [cast(LevelHead, self.heads[lvl]).classifier(e) for lvl, e in zip(self.levels, embeddings)]
+            logits = [
+                cast(LevelHead, self.heads[lvl]).classifier(e) for lvl, e in zip(self.levels, embeddings)
+            ]
             return {"embeddings": embeddings, "logits": logits}
         return test_feature(embeddings)
 
@@ -127,14 +145,23 @@ def test_feature(embeddings: Sequence[torch.Tensor]) -> torch.Tensor:
 def build_reid(config: ReIDConfig) -> PyramidReID:
     """The re-id network ``config`` describes (pretrained backbone per ``config.pretrained``)."""
     if config.num_classes < 1:
-        raise ValueError(f"ReIDConfig.num_classes={config.num_classes}: a network needs at least one training identity")
+        raise ValueError(
+            f"ReIDConfig.num_classes={config.num_classes}: a network needs at least one training identity"
+        )
     return PyramidReID(config)
 
 
-def embed_crops(network: Callable[[torch.Tensor], torch.Tensor], crops: torch.Tensor, batch: int = 64) -> np.ndarray:
+def embed_crops(
+    network: Callable[[torch.Tensor], torch.Tensor], crops: torch.Tensor, batch: int = 64
+) -> np.ndarray:
     """L2-normalised features of uint8 crops (n, 3, H, W) at ``network``'s input size, in batches,
     without gradients: any callable from normalised crops to features (a re-id network in eval
     mode, or pooled backbone features for a baseline)."""
     with torch.no_grad():
-        out = [torch.nn.functional.normalize(network(normalize_crops(crops[s : s + batch])).float(), dim=1).numpy() for s in range(0, len(crops), batch)]
+        out = [
+            torch.nn.functional.normalize(
+                network(normalize_crops(crops[s : s + batch])).float(), dim=1
+            ).numpy()
+            for s in range(0, len(crops), batch)
+        ]
     return np.concatenate(out)

@@ -28,13 +28,17 @@ from torchvision.ops import roi_align
 from personsearch.data.sampling import axis_taps
 
 
-def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float, sampling_ratio: int) -> torch.Tensor:
+def sparse_roi_align(
+    features: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float, sampling_ratio: int
+) -> torch.Tensor:
     """torchvision's ``roi_align(features, rois, output_size, spatial_scale, sampling_ratio,
     aligned=False)`` for float32 ``features`` (N, C, H, W) and ``rois`` (K, 5: batch index, x1, y1,
     x2, y2 in image pixels). Returns (K, C, S, S) in channels_last memory. ``sampling_ratio`` <= 0
     (torchvision's adaptive grid, a different grid per RoI) is handed to torchvision."""
     if sampling_ratio <= 0 or features.dtype != torch.float32 or features.device.type != "cpu":
-        return cast(torch.Tensor, roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned=False))
+        return cast(
+            torch.Tensor, roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned=False)
+        )
     batch, channels, height, width = features.shape
     rois = rois.float()
     box = rois[:, 1:] * spatial_scale
@@ -50,7 +54,9 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: in
     index = torch.int32 if batch * height * width < 2**31 else torch.int64
     rows = ((rows + rois[:, 0].long()[:, None, None] * height) * width).to(index)
     cells = (rows[:, :, None, :, None] + cols.to(index)[:, None, :, None, :]).reshape(-1, taps)
-    weights = ((row_weights / sampling_ratio**2)[:, :, None, :, None] * col_weights[:, None, :, None, :]).reshape(-1, taps)
+    weights = (
+        (row_weights / sampling_ratio**2)[:, :, None, :, None] * col_weights[:, None, :, None, :]
+    ).reshape(-1, taps)
     table = features.permute(0, 2, 3, 1).contiguous().view(batch * height * width, channels)
     bins = F.embedding_bag(cells, table, per_sample_weights=weights, mode="sum")
     return bins.view(len(rois), output_size, output_size, channels).permute(0, 3, 1, 2)

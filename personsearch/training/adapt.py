@@ -7,8 +7,8 @@ Learning Tracklet Association" (ECCV 2018), from the CLSA authors' group. Here:
 
 1. **Tracklets**: sightings with at least ``min_boxes`` boxes and a mean detection score of at
    least ``min_score`` whose box moves (``min_motion``: a box that stays put is a detector's
-   steady false positive far more often than a person); frames where another detected person overlaps the box (IoU above
-   ``max_overlap``: the crop shows two people) are left out. Up to ``crops_per_tracklet`` frames
+   steady false positive far more often than a person); frames where another detected person overlaps the box
+   (IoU above ``max_overlap``: the crop shows two people) are left out. Up to ``crops_per_tracklet`` frames
    spread over each are cropped from the video itself (not the thumbnails) at the network's input size.
 2. **Per-camera tracklet discrimination** (round 1): every tracklet is its own class, trained
    with the CLSA losses (per-level identity cross-entropy and the cross-level alignment), from the
@@ -75,7 +75,9 @@ class AdaptConfig:
     epochs: int = 8
     """Epochs per round."""
     batch_size: int = 64
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.003, backbone_lr=0.0003, warmup_steps=20))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=0.003, backbone_lr=0.0003, warmup_steps=20)
+    )
     from_imagenet: bool = False
     """Start from ImageNet weights instead of the bundle's re-id network (same architecture)."""
     seed: int = 0
@@ -109,7 +111,10 @@ def parse_budget(text: str) -> tuple[float, float | None]:
     except ValueError:
         number = -1.0
     if not number > 0 or number == float("inf"):
-        raise ValueError(f"budget {text!r}: write a positive time (900s, 45m, 1.5h), a multiple of the footage's duration (2x), or none")
+        raise ValueError(
+            f"budget {text!r}: write a positive time (900s, 45m, 1.5h), a multiple of the footage's "
+            "duration (2x), or none"
+        )
     return (number, None) if unit == "x" else (1.0, number * units[unit])
 
 
@@ -155,7 +160,13 @@ def find_tracklets(index: PersonIndex, config: AdaptConfig) -> list[Tracklet]:
             clean = members[~crowded[members]]
             if len(clean) < config.min_boxes // 2 or not moves(boxes[members], config.min_motion):
                 continue
-            picks = clean[np.unique(np.linspace(0, len(clean) - 1, min(config.crops_per_tracklet, len(clean))).round().astype(int))]
+            picks = clean[
+                np.unique(
+                    np.linspace(0, len(clean) - 1, min(config.crops_per_tracklet, len(clean)))
+                    .round()
+                    .astype(int)
+                )
+            ]
             picks = picks[np.argsort(frames[picks], kind="stable")]
             out.append(
                 Tracklet(
@@ -186,9 +197,14 @@ def crop_tracklets(tracklets: Sequence[Tracklet], size: tuple[int, int]) -> tupl
             for number in range(last + 1):
                 ok, bgr = capture.read()
                 if not ok:
-                    raise OSError(f"{path}: could not read frame {number} (the file changed since it was indexed?); re-index it with `personsearch index`")
+                    raise OSError(
+                        f"{path}: could not read frame {number} (the file changed since it was indexed?); "
+                        "re-index it with `personsearch index`"
+                    )
                 for t, box in frames.get(number, []):
-                    crops.append(crop_boxes(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.asarray([box], np.float32), size))
+                    crops.append(
+                        crop_boxes(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.asarray([box], np.float32), size)
+                    )
                     owners.append(t)
         finally:
             capture.release()
@@ -201,7 +217,9 @@ def crop_tracklets(tracklets: Sequence[Tracklet], size: tuple[int, int]) -> tupl
 def crop_features(model: torch.nn.Module, crops: torch.Tensor, batch_size: int = 128) -> np.ndarray:
     """The network's test feature of every crop (uint8 (n, 3, H, W)), in eval mode."""
     model.eval()
-    return torch.cat([model(normalize_crops(crops[i : i + batch_size])).float() for i in range(0, len(crops), batch_size)]).numpy()
+    return torch.cat(
+        [model(normalize_crops(crops[i : i + batch_size])).float() for i in range(0, len(crops), batch_size)]
+    ).numpy()
 
 
 def mean_features(features: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
@@ -211,7 +229,9 @@ def mean_features(features: np.ndarray, owners: np.ndarray, count: int) -> np.nd
     return cast(np.ndarray, means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12))
 
 
-def tracklet_features(model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, count: int) -> np.ndarray:
+def tracklet_features(
+    model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, count: int
+) -> np.ndarray:
     """The normalised mean test feature of each tracklet's crops."""
     return mean_features(crop_features(model, crops), owners, count)
 
@@ -228,7 +248,11 @@ def camera_rivals(labels: np.ndarray, cameras: Sequence[str]) -> torch.Tensor:
 
 
 def associate(
-    features: np.ndarray, cameras: Sequence[str], min_cosine: float, spans: Sequence[tuple[str, int, int]] | None = None, same_camera_cosine: float = 0.85
+    features: np.ndarray,
+    cameras: Sequence[str],
+    min_cosine: float,
+    spans: Sequence[tuple[str, int, int]] | None = None,
+    same_camera_cosine: float = 0.85,
 ) -> np.ndarray:
     """Class of every tracklet after association: tracklets of different cameras that are each
     other's nearest neighbour in the other's camera, with cosine >= ``min_cosine``, share a class
@@ -276,13 +300,21 @@ def associate(
             continue
         for a in inside.tolist():
             b = int(outside[int(np.argmax(sim[a, outside]))])
-            if inside[int(np.argmax(sim[b, inside]))] == a and sim[a, b] >= min_cosine:  # a is b's best match in a's camera too
+            # a is b's best match in a's camera too
+            if inside[int(np.argmax(sim[b, inside]))] == a and sim[a, b] >= min_cosine:
                 merge(int(a), int(b))
     roots = np.array([root(k) for k in range(n)])
     return np.unique(roots, return_inverse=True)[1].astype(np.int64)
 
 
-def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, config: AdaptConfig = AdaptConfig(), *, progress: bool = True) -> dict[str, Any]:
+def adapt(
+    index_dir: str | Path,
+    bundle_dir: str | Path,
+    out_dir: str | Path,
+    config: AdaptConfig = AdaptConfig(),
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fine-tune ``bundle_dir``'s re-id network on the tracklets of the index at ``index_dir``
     and write a bundle (its detector, the adapted re-id network, a model card) to ``out_dir``.
     Returns a summary (tracklets, cameras, classes per round, training, and the seconds each
@@ -296,11 +328,14 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
     footage = sorted({t.path for t in tracklets})
     footage_s = footage_seconds(footage)
     budget = config.budget(footage_s)
-    finish_by = None if budget is None else time.monotonic() - seconds["tracklets"] + budget * (1 - BUDGET_RESERVE)
+    finish_by = (
+        None if budget is None else time.monotonic() - seconds["tracklets"] + budget * (1 - BUDGET_RESERVE)
+    )
     if len(tracklets) < 2:
         raise ValueError(
-            f"{index_dir}: {len(tracklets)} usable tracklet(s) (people tracked over at least {config.min_boxes} sampled frames); "
-            "index more footage, sample it more densely (--stride 1 or a higher --fps), or lower min_boxes"
+            f"{index_dir}: {len(tracklets)} usable tracklet(s) "
+            f"(people tracked over at least {config.min_boxes} sampled frames); index more footage, "
+            "sample it more densely (--stride 1 or a higher --fps), or lower min_boxes"
         )
     size = cast("tuple[int, int]", tuple(reid_config.input_size))
     began = time.perf_counter()
@@ -333,14 +368,31 @@ def adapt(index_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path, co
         if round_index > 0:
             assert model is not None
             spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
-            labels = associate(tracklet_features(model, crops, owners, len(tracklets)), cameras, config.associate_min_cosine, spans)
+            labels = associate(
+                tracklet_features(model, crops, owners, len(tracklets)),
+                cameras,
+                config.associate_min_cosine,
+                spans,
+            )
         classes, per_crop = np.unique(labels[owners], return_inverse=True)
         crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
         work = out_dir / "rounds" / f"round{round_index + 1}"
         began = time.perf_counter()
         # each round left gets an equal share of the time left
-        deadline = None if finish_by is None else time.monotonic() + (finish_by - time.monotonic()) / (rounds_run - round_index)
-        summary = train_reid(base, work, progress=progress, crop_set=crop_set, init=state, rivals=camera_rivals(labels, cameras), deadline=deadline)
+        deadline = (
+            None
+            if finish_by is None
+            else time.monotonic() + (finish_by - time.monotonic()) / (rounds_run - round_index)
+        )
+        summary = train_reid(
+            base,
+            work,
+            progress=progress,
+            crop_set=crop_set,
+            init=state,
+            rivals=camera_rivals(labels, cameras),
+            deadline=deadline,
+        )
         model, _, _ = load_component(work, "reid")
         state = model.state_dict()
         seconds["rounds"].append(time.perf_counter() - began)
@@ -405,15 +457,20 @@ def _model_card(result: dict[str, Any], start_meta: dict[str, Any]) -> str:
     lines = [
         "# Re-id adapted to unlabelled footage",
         "",
-        f"Started from: {result['adapted_from']}. Learned from {result['tracklets']} tracklets (people tracked through the videos",
-        f"of the index {result['index']}), cameras {', '.join(result['cameras'])}, without any identity label:",
+        f"Started from: {result['adapted_from']}. Learned from {result['tracklets']} tracklets "
+        "(people tracked through the videos",
+        f"of the index {result['index']}), cameras {', '.join(result['cameras'])}, "
+        "without any identity label:",
         "",
         *[f"- {path}" for path in result["footage"]],
         "",
         "Training: per-camera tracklet discrimination, then cross-camera tracklet association, with the CLSA",
-        "losses (personsearch/training/adapt.py). Classes per round: " + ", ".join(str(r["classes"]) for r in result["rounds"]) + ".",
+        "losses (personsearch/training/adapt.py). Classes per round: "
+        + ", ".join(str(r["classes"]) for r in result["rounds"])
+        + ".",
         "The detector is the starting bundle's, unchanged.",
-        f"Adapting took {time_taken(result)} ({result['rounds'][0]['crops']} crops, {len(result['rounds'])} round(s)).",
+        f"Adapting took {time_taken(result)} ({result['rounds'][0]['crops']} crops, "
+        f"{len(result['rounds'])} round(s)).",
         "",
         "It has seen only this footage's people: expect it to work best on these cameras.",
     ]

@@ -69,7 +69,9 @@ class AdaptDetectorConfig:
     labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
     epochs: int = 2
     """Passes over the mixed set (pseudo-labelled frames + as many synthetic scenes)."""
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.002, backbone_lr=0.002, weight_decay=1e-4, warmup_steps=20))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=0.002, backbone_lr=0.002, weight_decay=1e-4, warmup_steps=20)
+    )
     batch_size: int = 2
     seed: int = 0
 
@@ -109,14 +111,18 @@ def link_tracks(frames: Sequence[np.ndarray], min_iou: float) -> list[np.ndarray
     return track_of
 
 
-def confirmed(tracks: Sequence[np.ndarray], agreement: Sequence[np.ndarray], min_track: int, min_agreement: float) -> list[np.ndarray]:
+def confirmed(
+    tracks: Sequence[np.ndarray], agreement: Sequence[np.ndarray], min_track: int, min_agreement: float
+) -> list[np.ndarray]:
     """Per frame, which boxes belong to a track of at least ``min_track`` boxes of which at least
     ``min_agreement`` (a fraction) are agreed on."""
     ids = np.concatenate([np.zeros(0, np.int64), *tracks])
     if not len(ids):
         return [np.zeros(len(t), dtype=bool) for t in tracks]
     length = np.bincount(ids)
-    agreed_count = np.bincount(ids, weights=np.concatenate([np.zeros(0), *agreement]).astype(float), minlength=len(length))
+    agreed_count = np.bincount(
+        ids, weights=np.concatenate([np.zeros(0), *agreement]).astype(float), minlength=len(length)
+    )
     good = (length >= min_track) & (agreed_count >= min_agreement * length)
     return [good[t] for t in tracks]
 
@@ -133,17 +139,23 @@ def mask_boxes(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def _scene(path: Path, boxes: np.ndarray) -> Scene:
     """A pseudo-labelled frame as a training scene: its boxes, identities unlabelled."""
-    return Scene(path.name, path.resolve(), boxes.astype(np.float32), np.full(len(boxes), UNLABELED, dtype=np.int64))
+    return Scene(
+        path.name, path.resolve(), boxes.astype(np.float32), np.full(len(boxes), UNLABELED, dtype=np.int64)
+    )
 
 
-def pseudo_label_video(path: str | Path, out_dir: str | Path, config: PseudoLabelConfig = PseudoLabelConfig()) -> tuple[list[Scene], dict[str, Any]]:
+def pseudo_label_video(
+    path: str | Path, out_dir: str | Path, config: PseudoLabelConfig = PseudoLabelConfig()
+) -> tuple[list[Scene], dict[str, Any]]:
     """Pseudo-label one video: the frames with a confirmed person, unconfirmed detections painted
     over, as JPEG files in ``out_dir`` and as ``Scene`` records (identities unlabelled), with
     counts of what was kept."""
     path, out_dir = Path(path), Path(out_dir)
     sources, skipped = discover([path])
     if not sources or sources[0].kind != "video":
-        raise ValueError(f"{path}: not a readable video ({skipped[0].reason if skipped else 'not a video file'})")
+        raise ValueError(
+            f"{path}: not a readable video ({skipped[0].reason if skipped else 'not a video file'})"
+        )
     ssd_detector, hog_detector = build_external_detector("ssdlite"), build_external_detector("hog")
     stop = None if config.until_s is None else max(1, round(config.until_s * video_info(path).fps))
     boxes, agreement, frame_numbers = [], [], []
@@ -157,7 +169,8 @@ def pseudo_label_video(path: str | Path, out_dir: str | Path, config: PseudoLabe
     keep = {n: (b[p], b[~p]) for n, b, p in zip(frame_numbers, boxes, people, strict=True) if p.any()}
     out_dir.mkdir(parents=True, exist_ok=True)
     scenes: list[Scene] = []
-    for frame in iter_frames(sources[0], sampling=Sampling(fps=config.fps), stop_frame=stop):  # again: frames are not held in memory
+    # again: frames are not held in memory
+    for frame in iter_frames(sources[0], sampling=Sampling(fps=config.fps), stop_frame=stop):
         if frame.frame not in keep:
             continue
         labels, unsure = keep[frame.frame]
@@ -198,22 +211,38 @@ def adapt_detector(
         cached = frames_dir / "labels.json"
         if cached.is_file() and json.loads(cached.read_text()).get("config") == asdict(config.labels):
             saved = json.loads(cached.read_text())
-            scenes = [_scene(frames_dir / s["name"], np.asarray(s["boxes"], np.float32).reshape(-1, 4)) for s in saved["scenes"]]
+            scenes = [
+                _scene(frames_dir / s["name"], np.asarray(s["boxes"], np.float32).reshape(-1, 4))
+                for s in saved["scenes"]
+            ]
             stats = saved["stats"]
         else:
             scenes, stats = pseudo_label_video(video, frames_dir, config.labels)
             frames_dir.mkdir(parents=True, exist_ok=True)
-            record = {"config": asdict(config.labels), "stats": stats, "scenes": [{"name": s.name, "boxes": s.boxes.tolist()} for s in scenes]}
+            record = {
+                "config": asdict(config.labels),
+                "stats": stats,
+                "scenes": [{"name": s.name, "boxes": s.boxes.tolist()} for s in scenes],
+            }
             cached.write_text(json.dumps(record))
         real += scenes
         labelling.append(stats)
         if progress:
-            print(f"{video}: {stats['frames_kept']} of {stats['frames']} sampled frames kept, {stats['boxes_kept']} pseudo-labelled people", flush=True)
+            print(
+                f"{video}: {stats['frames_kept']} of {stats['frames']} sampled frames kept, "
+                f"{stats['boxes_kept']} pseudo-labelled people",
+                flush=True,
+            )
     if not real:
-        raise ValueError(f"no frame of {', '.join(map(str, videos))} has a pseudo-label both detectors agree on and tracking confirms: nothing to learn from")
+        raise ValueError(
+            f"no frame of {', '.join(map(str, videos))} has a pseudo-label both detectors agree on and "
+            "tracking confirms: nothing to learn from"
+        )
     synthetic = [s for s in load_dataset(synthetic_dir).train if len(s.boxes)]
     rng = np.random.default_rng(config.seed)
-    mixed = real + [synthetic[i] for i in rng.choice(len(synthetic), size=min(len(real), len(synthetic)), replace=False)]
+    mixed = real + [
+        synthetic[i] for i in rng.choice(len(synthetic), size=min(len(real), len(synthetic)), replace=False)
+    ]
     train = DetectorTrainConfig(
         model=detector_config,
         data=DataConfig(dataset=str(synthetic_dir)),
@@ -250,17 +279,25 @@ def _model_card(result: dict[str, Any]) -> str:
     lines = [
         "# Detector adapted to unlabelled footage (pseudo-labels)",
         "",
-        f"Started from: {result['adapted_from']}. Fine-tuned on {result['real_frames']} frames of real footage, pseudo-labelled",
-        "where SSDLite and HOG agree and tracking confirms the box, mixed one to one with synthetic training scenes",
+        f"Started from: {result['adapted_from']}. Fine-tuned on {result['real_frames']} frames of real "
+        "footage, pseudo-labelled",
+        "where SSDLite and HOG agree and tracking confirms the box, mixed one to one with "
+        "synthetic training scenes",
         f"({result['synthetic']}); no human label. Footage:",
         "",
-        *[f"- {s['video']}: {s['frames_kept']} of {s['frames']} sampled frames, {s['boxes_kept']} people" for s in result["pseudo_labels"]],
+        *[
+            f"- {s['video']}: {s['frames_kept']} of {s['frames']} sampled frames, {s['boxes_kept']} people"
+            for s in result["pseudo_labels"]
+        ],
         "",
-        "The re-id network is the starting bundle's, unchanged. Recipe: personsearch/training/adapt_detector.py.",
+        "The re-id network is the starting bundle's, unchanged. Recipe: "
+        "personsearch/training/adapt_detector.py.",
         "People the two off-the-shelf detectors both miss (small, occluded, unusual poses) are not in the",
         "pseudo-labels: the synthetic scenes are what keeps the network finding them.",
         "",
-        "Use it on the cameras it learned from. Adapted to one camera (vtest.avi), it found fewer people on other",
-        "cameras than the detector it started from (docs/real-footage.md, benchmarks/detector_other_cameras.py).",
+        "Use it on the cameras it learned from. Adapted to one camera (vtest.avi), "
+        "it found fewer people on other",
+        "cameras than the detector it started from (docs/real-footage.md, "
+        "benchmarks/detector_other_cameras.py).",
     ]
     return "\n".join(lines) + "\n"

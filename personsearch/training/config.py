@@ -120,11 +120,17 @@ class ReIDTrainConfig:
 class DetectorTrainConfig:
     """Everything ``personsearch train-detector`` needs, in the same shape as ``ReIDTrainConfig``."""
 
-    model: DetectorConfig = field(default_factory=lambda: DetectorConfig(rpn_pre_nms_top_n=(2000, 1000), rpn_post_nms_top_n=(512, 300), head_stride=2))
+    model: DetectorConfig = field(
+        default_factory=lambda: DetectorConfig(
+            rpn_pre_nms_top_n=(2000, 1000), rpn_post_nms_top_n=(512, 300), head_stride=2
+        )
+    )
     """Every detector switch (models/detector.py). The training default keeps fewer RPN
     proposals and runs the box head at the backbone's stride: 3x cheaper on a CPU."""
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=0.01, backbone_lr=0.01, weight_decay=1e-4)
+    )
     epochs: int = 6
     batch_size: int = 2
     seed: int = 0
@@ -145,7 +151,9 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with a dotted KEY, e.g. --set optim.lr=0.02")
+            raise ValueError(
+                f"--set {pair!r}: expected KEY=VALUE with a dotted KEY, e.g. --set optim.lr=0.02"
+            )
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as err:
@@ -160,7 +168,9 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def load_config(cls: type[T], path: str | Path | None = None, sets: Sequence[str] = (), **overrides: Any) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, sets: Sequence[str] = (), **overrides: Any
+) -> T:
     """Read a YAML config file (optional), apply non-None ``overrides`` (the named flags), then
     the ``--set`` pairs ``sets``: every setting, nested ones included, is reachable from the
     command line, and an unknown one is an error naming it."""

@@ -62,7 +62,8 @@ def train_detector(
     scenes = [s for s in scenes if len(s.boxes)]
     if not scenes:
         raise ValueError("the training split has no annotated person: nothing to train the detector on")
-    model = build_detector(config.model if init is None else replace(config.model, pretrained=None))  # None: weights follow
+    # None: weights follow
+    model = build_detector(config.model if init is None else replace(config.model, pretrained=None))
     if init is not None:
         model.load_state_dict(init)
     if config.fast and channels_last_pays(device):
@@ -76,14 +77,18 @@ def train_detector(
         items = list(zip(order, flips.tolist()))
         return [items[i : i + config.batch_size] for i in range(0, len(items), config.batch_size)]
 
-    def load_batch(items: Sequence[tuple[int, bool]]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    def load_batch(
+        items: Sequence[tuple[int, bool]],
+    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
         images, targets = [], []
         for i, flip in items:
             image = read_image(scenes[i].path)
             if flip:
                 image = np.ascontiguousarray(image[:, ::-1])
             images.append(torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(device))
-            targets.append({k: v.to(device) for k, v in scene_target(scenes[i], flip, image.shape[1]).items()})
+            targets.append(
+                {k: v.to(device) for k, v in scene_target(scenes[i], flip, image.shape[1]).items()}
+            )
         return images, targets
 
     def step(net: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float], int]:

@@ -79,7 +79,11 @@ def quantised_convolutions(int8_path: str | Path) -> list[str]:
 
     graph = onnx.load(str(int8_path)).graph
     made_by = {out: node.op_type for node in graph.node for out in node.output}
-    return [node.name.rpartition("/")[0] for node in graph.node if node.op_type == "Conv" and made_by.get(node.input[1]) == "DequantizeLinear"]
+    return [
+        node.name.rpartition("/")[0]
+        for node in graph.node
+        if node.op_type == "Conv" and made_by.get(node.input[1]) == "DequantizeLinear"
+    ]
 
 
 def module_name(scope: str) -> str:
@@ -89,7 +93,9 @@ def module_name(scope: str) -> str:
     parts: list[str] = []
     previous = ""
     for segment in scope.strip("/").split("/"):
-        parts.append(segment[len(previous) + 1 :] if previous and segment.startswith(previous + ".") else segment)
+        parts.append(
+            segment[len(previous) + 1 :] if previous and segment.startswith(previous + ".") else segment
+        )
         previous = segment
     return ".".join(parts)
 
@@ -110,7 +116,9 @@ class _FoldedWeightQuant(nn.Module):
     """Fake-quantises a convolution's weight as ONNX Runtime quantises the exported one: batch
     norm folded in, symmetric per output channel over ``[qmin, qmax]``; returns it unfolded."""
 
-    def __init__(self, batch_norm: nn.BatchNorm2d | None, qmin: int, qmax: int, enabled: Callable[[], bool]) -> None:
+    def __init__(
+        self, batch_norm: nn.BatchNorm2d | None, qmin: int, qmax: int, enabled: Callable[[], bool]
+    ) -> None:
         super().__init__()
         self.batch_norm, self.qmin, self.qmax, self.enabled = batch_norm, qmin, qmax, enabled
 
@@ -137,7 +145,12 @@ class Int8Simulation:
         from onnx import TensorProto
         from onnxruntime.quantization.quant_utils import get_qmin_qmax_for_qType
 
-        qmin, qmax = (int(v) for v in get_qmin_qmax_for_qType(TensorProto.INT8, reduce_range=engines.REID_INT8_REDUCE_RANGE, symmetric=True))
+        qmin, qmax = (
+            int(v)
+            for v in get_qmin_qmax_for_qType(
+                TensorProto.INT8, reduce_range=engines.REID_INT8_REDUCE_RANGE, symmetric=True
+            )
+        )
         self.model, self.enabled = model, True
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
         self._convs: list[nn.Conv2d] = []
@@ -153,8 +166,12 @@ class Int8Simulation:
         for scope in quantised_convolutions(int8_path):
             conv = modules.get(module_name(scope))
             if not isinstance(conv, nn.Conv2d):
-                raise ValueError(f"{int8_path}: quantised convolution {scope!r} is not a Conv2d of the network")
-            parametrize.register_parametrization(conv, "weight", _FoldedWeightQuant(following.get(module_name(scope)), qmin, qmax, self.is_on))
+                raise ValueError(
+                    f"{int8_path}: quantised convolution {scope!r} is not a Conv2d of the network"
+                )
+            parametrize.register_parametrization(
+                conv, "weight", _FoldedWeightQuant(following.get(module_name(scope)), qmin, qmax, self.is_on)
+            )
             self._convs.append(conv)
         for tensor, (scale, zero) in activation_quantisation(int8_path).items():
             if tensor == "input":
@@ -164,7 +181,9 @@ class Int8Simulation:
             kind, name = op.removesuffix("_output_0"), module_name(scope)
             module = following.get(name) if kind == "Conv" and name in following else modules.get(name)
             if kind not in ("Conv", "Clip", "Relu", "Add") or module is None:
-                raise ValueError(f"{int8_path}: cannot place the quantised tensor {tensor!r} on a module of the network")
+                raise ValueError(
+                    f"{int8_path}: cannot place the quantised tensor {tensor!r} on a module of the network"
+                )
             self._hooks.append(module.register_forward_hook(self._quantise_output(scale, zero)))
 
     def is_on(self) -> bool:
@@ -172,13 +191,19 @@ class Int8Simulation:
 
     def _quantise_input(self, scale: float, zero: int) -> Callable[..., Any]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            return (torch.fake_quantize_per_tensor_affine(args[0], scale, zero, 0, 255), *args[1:]) if self.enabled else None
+            return (
+                (torch.fake_quantize_per_tensor_affine(args[0], scale, zero, 0, 255), *args[1:])
+                if self.enabled
+                else None
+            )
 
         return hook
 
     def _quantise_output(self, scale: float, zero: int) -> Callable[..., Any]:
         def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
-            return torch.fake_quantize_per_tensor_affine(output, scale, zero, 0, 255) if self.enabled else None
+            return (
+                torch.fake_quantize_per_tensor_affine(output, scale, zero, 0, 255) if self.enabled else None
+            )
 
         return hook
 
@@ -214,12 +239,17 @@ def simulated(model: nn.Module, calibration: np.ndarray) -> Iterator[Int8Simulat
         simulation.detach()
 
 
-def int8_agreement(model: nn.Module, calibration: np.ndarray, crops: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+def int8_agreement(
+    model: nn.Module, calibration: np.ndarray, crops: dict[str, torch.Tensor]
+) -> dict[str, dict[str, float]]:
     """For each set of crops: ONNX Runtime int8 (the engine's graph) against the model's own
     PyTorch fp32 features, by the engine chooser's measures."""
     with tempfile.TemporaryDirectory() as tmp:
         run = engines.graph_reid(int8_graph(model, calibration, Path(tmp)))
-        return {name: engine_choice.feature_agreement(features(model, x).numpy(), run(x).numpy()) for name, x in crops.items()}
+        return {
+            name: engine_choice.feature_agreement(features(model, x).numpy(), run(x).numpy())
+            for name, x in crops.items()
+        }
 
 
 def distill_for_int8(
@@ -248,7 +278,12 @@ def distill_for_int8(
     while step < config.steps:
         with simulated(student, calibration) as simulation:
             for _ in range(min(config.refresh_every, config.steps - step)):
-                batch = normalize_crops(augment(crops[torch.randint(0, len(crops), (config.batch_size,), generator=generator)], generator))
+                batch = normalize_crops(
+                    augment(
+                        crops[torch.randint(0, len(crops), (config.batch_size,), generator=generator)],
+                        generator,
+                    )
+                )
                 with torch.no_grad():
                     target = teacher(batch)
                 simulation.enabled = True
@@ -262,12 +297,19 @@ def distill_for_int8(
                 optimiser.step()
                 step += 1
                 if step % 25 == 0 or step == config.steps:
-                    log(f"int8 distillation step {step}/{config.steps}: loss {loss.item():.5f}, {time.perf_counter() - started:.0f} s")
+                    log(
+                        f"int8 distillation step {step}/{config.steps}: loss {loss.item():.5f}, "
+                        f"{time.perf_counter() - started:.0f} s"
+                    )
     return student.eval()
 
 
 def distill_bundle(
-    bundle_dir: str | Path, data_dir: str | Path, out_dir: str | Path, config: Int8DistillConfig = Int8DistillConfig(), log: Callable[[str], None] = print
+    bundle_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: Int8DistillConfig = Int8DistillConfig(),
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """``distill_for_int8`` on a bundle's re-id network with the training split of ``data_dir``:
     writes a bundle to ``out_dir`` (the detector copied, the distilled re-id network) and returns
@@ -282,15 +324,30 @@ def distill_bundle(
     check, calibration_crops = probe_crops(reid_config.input_size)
     calibration = calibration_crops.numpy()
     crops = build_crop_set(dataset.train, tuple(reid_config.input_size)).crops
-    log(f"int8 distillation of {bundle_dir}: {len(crops)} training crops of {data_dir}, {config.steps} steps of {config.batch_size}")
+    log(
+        f"int8 distillation of {bundle_dir}: {len(crops)} training crops of {data_dir}, "
+        f"{config.steps} steps of {config.batch_size}"
+    )
     before = int8_agreement(teacher, calibration, {"check": check})["check"]
     started = time.perf_counter()
     student = distill_for_int8(teacher, crops, calibration, config, log)
     seconds = time.perf_counter() - started
     after = int8_agreement(student, calibration, {"check": check})["check"]
     kept = engine_choice.feature_agreement(features(teacher, check).numpy(), features(student, check).numpy())
-    report = {"int8_before": before, "int8_after": after, "fp32_vs_teacher": kept, "seconds": round(seconds, 1), "config": dataclasses.asdict(config)}
-    save_component(out_dir, "reid", student, reid_config, dict(metadata, int8_distillation=dict(report, teacher=str(bundle_dir), data=str(data_dir))))
+    report = {
+        "int8_before": before,
+        "int8_after": after,
+        "fp32_vs_teacher": kept,
+        "seconds": round(seconds, 1),
+        "config": dataclasses.asdict(config),
+    }
+    save_component(
+        out_dir,
+        "reid",
+        student,
+        reid_config,
+        dict(metadata, int8_distillation=dict(report, teacher=str(bundle_dir), data=str(data_dir))),
+    )
     for part in ("detector.json", "detector.safetensors"):
         if (Path(bundle_dir) / part).is_file():
             shutil.copyfile(Path(bundle_dir) / part, Path(out_dir) / part)

@@ -33,7 +33,10 @@ def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> lis
     ids_per_batch = config.data.ids_per_batch
     if ids_per_batch <= 0:
         order = rng.permutation(n)
-        return [order[i : i + config.batch_size].tolist() for i in range(0, n - config.batch_size + 1, config.batch_size)] or [order.tolist()]
+        return [
+            order[i : i + config.batch_size].tolist()
+            for i in range(0, n - config.batch_size + 1, config.batch_size)
+        ] or [order.tolist()]
     per_id = max(1, config.batch_size // ids_per_batch)
     by_id = [np.flatnonzero(labels.numpy() == c) for c in range(int(labels.max()) + 1)]
     ids = rng.permutation(len(by_id))
@@ -54,10 +57,19 @@ def training_crops(data: ReIDDataConfig, size: tuple[int, int]) -> CropSet:
     scenes' ground-truth boxes are cropped; at most ``data.max_identities`` people of each."""
     parts = []
     for root in (data.dataset, *data.mix):
-        part = train_crop_set(root, size) if is_crop_folder(root) else build_crop_set(load_dataset(root).train, size)
+        part = (
+            train_crop_set(root, size)
+            if is_crop_folder(root)
+            else build_crop_set(load_dataset(root).train, size)
+        )
         if data.max_identities and part.num_classes > data.max_identities:
             keep = part.labels < data.max_identities
-            part = CropSet(part.crops[keep], part.labels[keep], part.pids[: data.max_identities], part.heights[keep.numpy()])
+            part = CropSet(
+                part.crops[keep],
+                part.labels[keep],
+                part.pids[: data.max_identities],
+                part.heights[keep.numpy()],
+            )
         parts.append((root, part))
     if len(parts) == 1:
         return parts[0][1]
@@ -107,15 +119,26 @@ def train_reid(
         finally:
             backbones_log.setLevel(level)
     if init is not None:
-        missing, unexpected = model.load_state_dict({k: v for k, v in init.items() if ".classifier." not in k}, strict=False)
+        missing, unexpected = model.load_state_dict(
+            {k: v for k, v in init.items() if ".classifier." not in k}, strict=False
+        )
         if unexpected or any(".classifier." not in k for k in missing):
             raise ValueError(
-                f"initial re-id weights do not fit a {model_config.backbone} network with levels {model_config.used_levels}: missing {missing}, unexpected {unexpected}"
+                f"initial re-id weights do not fit a {model_config.backbone} network with levels "
+                f"{model_config.used_levels}: missing {missing}, unexpected {unexpected}"
             )
     if config.fast:
         model = model.to(memory_format=torch.channels_last)
     data = config.data
-    augment = CropAugment(data.flip, data.pad, data.downscale_prob, data.min_downscale, data.colour_jitter, data.grayscale_prob, data.erase_prob)
+    augment = CropAugment(
+        data.flip,
+        data.pad,
+        data.downscale_prob,
+        data.min_downscale,
+        data.colour_jitter,
+        data.grayscale_prob,
+        data.erase_prob,
+    )
 
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
@@ -125,16 +148,27 @@ def train_reid(
             images = images.contiguous(memory_format=torch.channels_last)
         return images.to(device), crop_set.labels[index].to(device)
 
-    def step(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float], int]:
+    def step(
+        net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float], int]:
         images, labels = batch
         outputs = net(images)
         negatives = None
         if rivals is not None:
             told_apart = rivals.to(labels.device)[labels]
-            outputs = {**outputs, "logits": [logit.masked_fill(~told_apart, -1e4) for logit in outputs["logits"]]}
+            outputs = {
+                **outputs,
+                "logits": [logit.masked_fill(~told_apart, -1e4) for logit in outputs["logits"]],
+            }
             negatives = told_apart[:, labels]  # the triplet term's negatives: rivals only, as for the softmax
         loss, parts = reid_loss(
-            outputs, labels, model_config.variant, model_config.temperature, model_config.align_weight, model_config.triplet_weight, negatives
+            outputs,
+            labels,
+            model_config.variant,
+            model_config.temperature,
+            model_config.align_weight,
+            model_config.triplet_weight,
+            negatives,
         )
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 

@@ -19,7 +19,14 @@ from typing import Any, cast
 import numpy as np
 import torch
 import torch.distributed as dist
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from personsearch.models.fast import autocast_for, checked_device, grad_scaler_for
 from personsearch.training.config import OptimConfig
@@ -39,7 +46,8 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = checked_device(name)
     if device.type == "cuda" and device.index is None:
-        device = checked_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")  # more ranks than GPUs: a clear error
+        # more ranks than GPUs: a clear error
+        device = checked_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
         torch.cuda.set_device(device)
     return device
 
@@ -61,7 +69,9 @@ def learning_rate_factor(step: int, total_steps: int, optim: OptimConfig) -> flo
     return 0.1**passed
 
 
-def sgd_for(model: torch.nn.Module, optim: OptimConfig, is_backbone: Callable[[str], bool]) -> torch.optim.SGD:
+def sgd_for(
+    model: torch.nn.Module, optim: OptimConfig, is_backbone: Callable[[str], bool]
+) -> torch.optim.SGD:
     """SGD with the backbone's parameters at ``backbone_lr`` and new layers at ``lr``."""
     backbone: list[torch.nn.Parameter] = []
     new: list[torch.nn.Parameter] = []
@@ -72,7 +82,9 @@ def sgd_for(model: torch.nn.Module, optim: OptimConfig, is_backbone: Callable[[s
         {"params": backbone, "lr": optim.backbone_lr, "base_lr": optim.backbone_lr},
         {"params": new, "lr": optim.lr, "base_lr": optim.lr},
     ]
-    return torch.optim.SGD([g for g in groups if g["params"]], momentum=optim.momentum, weight_decay=optim.weight_decay)
+    return torch.optim.SGD(
+        [g for g in groups if g["params"]], momentum=optim.momentum, weight_decay=optim.weight_decay
+    )
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
@@ -87,7 +99,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return cast("dict[str, Any]", torch.load(path, map_location="cpu", weights_only=True))
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path}: not a readable personsearch checkpoint ({err}); delete it to start afresh") from err
+        raise ValueError(
+            f"{path}: not a readable personsearch checkpoint ({err}); delete it to start afresh"
+        ) from err
 
 
 @dataclass
@@ -129,13 +143,21 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         model = self.model.to(self.device)
         if world > 1:
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         plan = [epoch_batches(e) for e in range(self.epochs)]
         total = sum(len(p) for p in plan)
         if self.epochs > 0 and total == 0:  # never save an untrained network as if it were trained
-            raise ValueError(f"{self.description}: the training data gives no batch at all; is the training split empty, or smaller than one batch?")
+            raise ValueError(
+                f"{self.description}: the training data gives no batch at all; is the training split empty, "
+                "or smaller than one batch?"
+            )
         if self.deadline is not None and world > 1:
-            raise ValueError(f"{self.description}: a time budget is for a single process (each rank would cut the run at a different step)")
+            raise ValueError(
+                f"{self.description}: a time budget is for a single process "
+                "(each rank would cut the run at a different step)"
+            )
         scaler = self._scaler = grad_scaler_for(self.device, self.fast)
         first_epoch, start, global_step = self._resume()
         budget = _Budget(self.deadline, total, self._planned_steps, global_step)
@@ -155,7 +177,9 @@ class Trainer:
                     with autocast_for(self.device, self.fast):
                         loss, parts, n_images = step_fn(model, batch)
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {index}; lower the learning rate")
+                        raise FloatingPointError(
+                            f"loss is {loss.item()} at epoch {epoch} step {index}; lower the learning rate"
+                        )
                     self.optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
                     scaler.step(self.optimizer)
@@ -167,8 +191,19 @@ class Trainer:
                     images_seen += n_images * world
                     rate = images_seen / (time.perf_counter() - started)
                     if log is not None:
-                        log.write(step=global_step, epoch=epoch, lr=self.optimizer.param_groups[-1]["lr"], loss=loss.item(), images_per_s=rate, **parts)
-                    bar.update(task, advance=1, description=f"{self.description} ep {epoch + 1}/{self.epochs} loss {loss.item():.3f}")
+                        log.write(
+                            step=global_step,
+                            epoch=epoch,
+                            lr=self.optimizer.param_groups[-1]["lr"],
+                            loss=loss.item(),
+                            images_per_s=rate,
+                            **parts,
+                        )
+                    bar.update(
+                        task,
+                        advance=1,
+                        description=f"{self.description} ep {epoch + 1}/{self.epochs} loss {loss.item():.3f}",
+                    )
                     if rank == 0 and global_step % self.checkpoint_every == 0:
                         self._save(epoch, index + 1, global_step)
                 else:  # the epoch ran to its end
@@ -184,9 +219,16 @@ class Trainer:
         if world > 1:
             dist.barrier()  # every rank finished before rank 0's files are read
         elapsed = time.perf_counter() - started
-        summary = {"steps": global_step, "epochs": self.epochs, "seconds": elapsed, "images_per_s": images_seen / elapsed if elapsed else math.nan}
+        summary = {
+            "steps": global_step,
+            "epochs": self.epochs,
+            "seconds": elapsed,
+            "images_per_s": images_seen / elapsed if elapsed else math.nan,
+        }
         if self.deadline is not None:
-            summary.update(planned_steps=total, budget_steps=budget.planned, stopped_by_budget=global_step < total)
+            summary.update(
+                planned_steps=total, budget_steps=budget.planned, stopped_by_budget=global_step < total
+            )
         return summary
 
     def _bare_model(self) -> torch.nn.Module:
@@ -213,10 +255,14 @@ class Trainer:
             return 0, 0, 0
         state = load_checkpoint(path)
         if self.config is not None and state.get("config") and state["config"] != self.config:
-            raise ValueError(f"{path} was written by a different configuration; use another output directory or delete it to start afresh")
+            raise ValueError(
+                f"{path} was written by a different configuration; use another output directory or "
+                "delete it to start afresh"
+            )
         self._bare_model().load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("loss_scale") and self._scaler.is_enabled():  # go on with the scale reached, not the initial one (whose overflows skip steps)
+        # go on with the scale reached, not the initial one (whose overflows skip steps)
+        if state.get("loss_scale") and self._scaler.is_enabled():
             self._scaler.load_state_dict(state["loss_scale"])
         self._planned_steps = state.get("planned_steps")
         epoch, step = int(state["epoch"]), int(state["step_in_epoch"])
@@ -331,7 +377,9 @@ class _MetricsLog:
             with self.path.open("w", newline="") as f:
                 csv.writer(f).writerow(self.fields)
         with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
 
 
 def _progress(enabled: bool, description: str) -> Progress:

@@ -117,7 +117,9 @@ def walk_pose(gait: Gait, phase: float) -> dict[str, np.ndarray]:
     pose: dict[str, np.ndarray] = {}
     for side, sign in (("L", 1.0), ("R", -1.0)):
         hip = -gait.stride * swing * sign  # negative about x: the thigh swings forward (-y)
-        knee = gait.stride * 1.6 * max(0.0, math.sin(2 * math.pi * phase + (0.0 if sign > 0 else math.pi) - 0.6))
+        knee = (
+            gait.stride * 1.6 * max(0.0, math.sin(2 * math.pi * phase + (0.0 if sign > 0 else math.pi) - 0.6))
+        )
         pose[f"upperleg01.{side}"] = _rotation("x", hip)
         pose[f"lowerleg01.{side}"] = _rotation("x", knee)
         arm = gait.arm_swing * swing * sign  # the arm swings against its leg
@@ -126,7 +128,9 @@ def walk_pose(gait: Gait, phase: float) -> dict[str, np.ndarray]:
     return pose
 
 
-def posed_vertices(phenotypes: np.ndarray, poses: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def posed_vertices(
+    phenotypes: np.ndarray, poses: list[dict[str, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Rest and posed vertices, (B, V, 3) float32 each, for B bodies (``phenotypes`` (B, 6) in
     ``PHENOTYPES`` order) in B poses; batched, since one call of 32 costs about as much as
     three of one."""
@@ -138,7 +142,10 @@ def posed_vertices(phenotypes: np.ndarray, poses: list[dict[str, np.ndarray]]) -
         for bone, matrix in pose.items():
             params[b, labels.index(bone)] = torch.from_numpy(matrix).float()
     with torch.no_grad():
-        out = model(pose_parameters=params, phenotype_kwargs=torch.as_tensor(phenotypes, dtype=torch.float32).reshape(batch, len(PHENOTYPES)))
+        out = model(
+            pose_parameters=params,
+            phenotype_kwargs=torch.as_tensor(phenotypes, dtype=torch.float32).reshape(batch, len(PHENOTYPES)),
+        )
     return out["rest_vertices"].expand(batch, -1, -1).numpy(), out["vertices"].numpy()
 
 

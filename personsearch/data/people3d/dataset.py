@@ -80,8 +80,13 @@ def make_virtual_cameras(count: int, seed: int) -> list[VirtualCamera]:
 
 
 def _backgrounds(seed: int, cameras: int) -> list[list[np.ndarray]]:
-    scene_cameras = make_cameras(np.random.default_rng([seed, 0xB6]), cameras, BACKGROUND[1], BACKGROUND[0], 200)
-    return [[background(c, v, BACKGROUND[1], BACKGROUND[0]) for v in range(BACKGROUNDS_PER_CAMERA)] for c in scene_cameras]
+    scene_cameras = make_cameras(
+        np.random.default_rng([seed, 0xB6]), cameras, BACKGROUND[1], BACKGROUND[0], 200
+    )
+    return [
+        [background(c, v, BACKGROUND[1], BACKGROUND[0]) for v in range(BACKGROUNDS_PER_CAMERA)]
+        for c in scene_cameras
+    ]
 
 
 class PersonPainter:
@@ -101,24 +106,44 @@ class PersonPainter:
         """``count`` (camera, HxWx3 uint8 RGB) images of person ``pid``, in 2-4 of the cameras."""
         identity = outfit.make_identity(self.seed * 1_000_003 + pid)
         rng = np.random.default_rng([self.seed, pid, 0x1D])
-        seen = rng.choice(len(self.cameras), size=min(len(self.cameras), int(rng.integers(2, 5))), replace=False)
+        seen = rng.choice(
+            len(self.cameras), size=min(len(self.cameras), int(rng.integers(2, 5))), replace=False
+        )
         cams = [int(seen[k % len(seen)]) for k in range(count)]
         rngs = [np.random.default_rng([self.seed, pid, k]) for k in range(count)]
         phases = [float(r.random()) for r in rngs]
         standing = [r.random() < 0.15 for r in rngs]
         poses = [
-            body.walk_pose(body.Gait(0.0, 0.0, identity.gait.arm_out, identity.gait.elbow) if still else identity.gait, phase)
+            body.walk_pose(
+                body.Gait(0.0, 0.0, identity.gait.arm_out, identity.gait.elbow) if still else identity.gait,
+                phase,
+            )
             for phase, still in zip(phases, standing)
         ]
         rest, posed = body.posed_vertices(np.repeat(identity.phenotype[None], count, 0), poses)
         materials = outfit.vertex_materials(identity, rest[0], self.topology.region)
-        return [(self.cameras[cams[k]].cam, self._image(identity, rest[0], posed[k], materials, cams[k], rngs[k])) for k in range(count)]
+        return [
+            (self.cameras[cams[k]].cam, self._image(identity, rest[0], posed[k], materials, cams[k], rngs[k]))
+            for k in range(count)
+        ]
 
-    def _image(self, identity: outfit.Identity, rest: np.ndarray, posed: np.ndarray, materials: np.ndarray, cam: int, rng: np.random.Generator) -> np.ndarray:
+    def _image(
+        self,
+        identity: outfit.Identity,
+        rest: np.ndarray,
+        posed: np.ndarray,
+        materials: np.ndarray,
+        cam: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
         camera = self.cameras[cam]
         azimuth = math.radians(camera.light_azimuth + rng.normal(0, 15))
         altitude = math.radians(camera.light_altitude)
-        light = (math.cos(altitude) * math.sin(azimuth), -math.cos(altitude) * math.cos(azimuth), math.sin(altitude))
+        light = (
+            math.cos(altitude) * math.sin(azimuth),
+            -math.cos(altitude) * math.cos(azimuth),
+            math.sin(altitude),
+        )
         rgba = self.renderer.draw(
             identity,
             posed,
@@ -143,18 +168,33 @@ class PersonPainter:
         pad = FRAME[0]
         framed = cv2.copyMakeBorder(rgba, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0, 0))
         y0, x0 = round(cy - height / 2) + pad, round(cx - width / 2) + pad
-        person = cv2.resize(framed[y0 : y0 + round(height), x0 : x0 + round(width)].astype(np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA)
+        person = cv2.resize(
+            framed[y0 : y0 + round(height), x0 : x0 + round(width)].astype(np.float32),
+            (out_w, out_h),
+            interpolation=cv2.INTER_AREA,
+        )
         alpha = person[..., 3:4] / 255.0
 
         scene = self.backgrounds[cam][int(rng.integers(BACKGROUNDS_PER_CAMERA))]
         patch_h = int(rng.uniform(0.35, 0.95) * scene.shape[0])
         patch_w = max(2, patch_h * out_w // out_h)
-        py, px = int(rng.integers(0, scene.shape[0] - patch_h + 1)), int(rng.integers(0, scene.shape[1] - patch_w + 1))
-        back = cv2.resize(np.ascontiguousarray(scene[py : py + patch_h, px : px + patch_w]), (out_w, out_h), interpolation=cv2.INTER_AREA)
-        image: np.ndarray = person[..., :3] + back * (1 - alpha)  # the render is premultiplied by its coverage
+        py, px = (
+            int(rng.integers(0, scene.shape[0] - patch_h + 1)),
+            int(rng.integers(0, scene.shape[1] - patch_w + 1)),
+        )
+        back = cv2.resize(
+            np.ascontiguousarray(scene[py : py + patch_h, px : px + patch_w]),
+            (out_w, out_h),
+            interpolation=cv2.INTER_AREA,
+        )
+        # the render is premultiplied by its coverage
+        image: np.ndarray = person[..., :3] + back * (1 - alpha)
         if rng.random() < 0.12:  # something in front: the bottom or one side of the person hidden
             other = self.backgrounds[int(rng.integers(len(self.backgrounds)))][0]
-            oy, ox = int(rng.integers(0, other.shape[0] - out_h)), int(rng.integers(0, other.shape[1] - out_w))
+            oy, ox = (
+                int(rng.integers(0, other.shape[0] - out_h)),
+                int(rng.integers(0, other.shape[1] - out_w)),
+            )
             cover = other[oy : oy + out_h, ox : ox + out_w]
             if rng.random() < 0.6:
                 rows = int(out_h * rng.uniform(0.2, 0.45))
@@ -225,7 +265,9 @@ def _write(path: Path, image: np.ndarray, quality: int) -> None:
     os.replace(tmp, path)  # a killed run leaves whole images or none
 
 
-def render_dataset(root: str | Path, spec: RenderSpec, *, workers: int = 1, progress: Any = None) -> dict[str, Any]:
+def render_dataset(
+    root: str | Path, spec: RenderSpec, *, workers: int = 1, progress: Any = None
+) -> dict[str, Any]:
     """Render ``spec`` into ``root`` (Market-1501 layout); people whose images are all there
     already are skipped, so a killed run goes on where it stopped. Returns the summary written
     to ``people3d.json``."""
@@ -233,15 +275,28 @@ def render_dataset(root: str | Path, spec: RenderSpec, *, workers: int = 1, prog
     meta = root / "people3d.json"
     if meta.is_file():
         made = json.loads(meta.read_text())
-        if made.get("spec") != json.loads(json.dumps(asdict(spec))) or made.get("generator_version") != GENERATOR_VERSION:
-            raise ValueError(f"{root} holds rendered people of other settings ({meta}); render into a new folder")
+        if (
+            made.get("spec") != json.loads(json.dumps(asdict(spec)))
+            or made.get("generator_version") != GENERATOR_VERSION
+        ):
+            raise ValueError(
+                f"{root} holds rendered people of other settings ({meta}); render into a new folder"
+            )
     counts: dict[int, int] = {}  # images already there, per person
     for folder in (TRAIN, QUERY, GALLERY):
         (root / folder).mkdir(parents=True, exist_ok=True)
         for path in (root / folder).glob("*.jpg"):
             counts[int(path.name[:4])] = counts.get(int(path.name[:4]), 0) + 1
-    todo = [pid for pid in range(1, spec.identities + spec.test_identities + 1) if counts.get(pid, 0) < spec.images_per_identity]
-    summary: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "spec": asdict(spec), "complete": False}
+    todo = [
+        pid
+        for pid in range(1, spec.identities + spec.test_identities + 1)
+        if counts.get(pid, 0) < spec.images_per_identity
+    ]
+    summary: dict[str, Any] = {
+        "generator_version": GENERATOR_VERSION,
+        "spec": asdict(spec),
+        "complete": False,
+    }
     meta.write_text(json.dumps(summary, indent=1))
     start = time.perf_counter()
     chunks = [todo[i : i + 8] for i in range(0, len(todo), 8)]

@@ -23,8 +23,26 @@ PATTERNS = ("plain", "stripes", "vstripes", "checks", "print", "block")
 """How a garment's second colour is laid out (``render``'s fragment shader draws them)."""
 
 SKIN = ((247, 218, 196), (234, 192, 160), (214, 168, 130), (180, 132, 96), (140, 96, 66), (96, 64, 46))
-HAIR = ((20, 16, 14), (44, 30, 22), (78, 52, 34), (120, 84, 50), (186, 150, 96), (150, 146, 140), (120, 50, 28))
-NEUTRALS = ((24, 24, 26), (48, 48, 52), (90, 90, 94), (150, 150, 150), (226, 226, 222), (34, 40, 70), (196, 178, 140), (92, 66, 46), (70, 78, 56))
+HAIR = (
+    (20, 16, 14),
+    (44, 30, 22),
+    (78, 52, 34),
+    (120, 84, 50),
+    (186, 150, 96),
+    (150, 146, 140),
+    (120, 50, 28),
+)
+NEUTRALS = (
+    (24, 24, 26),
+    (48, 48, 52),
+    (90, 90, 94),
+    (150, 150, 150),
+    (226, 226, 222),
+    (34, 40, 70),
+    (196, 178, 140),
+    (92, 66, 46),
+    (70, 78, 56),
+)
 DENIM = ((46, 64, 104), (64, 90, 130), (30, 40, 66), (96, 120, 156))
 SHOES = ((20, 20, 22), (235, 235, 232), (90, 60, 40), (60, 60, 64), (150, 120, 90))
 
@@ -98,16 +116,32 @@ def make_identity(seed: int) -> Identity:
     skin = _jitter(rng, SKIN[int(rng.integers(len(SKIN)))], 6.0)
     hair_colour = _jitter(rng, HAIR[int(rng.integers(len(HAIR)))], 6.0)
     top, top_second = _garment_colour(rng), _garment_colour(rng)
-    bottom = _jitter(rng, DENIM[int(rng.integers(len(DENIM)))], 6.0) if rng.random() < 0.35 else _garment_colour(rng)
+    bottom = (
+        _jitter(rng, DENIM[int(rng.integers(len(DENIM)))], 6.0)
+        if rng.random() < 0.35
+        else _garment_colour(rng)
+    )
     jacket = rng.random() < 0.3
     top_pattern = int(rng.choice(len(PATTERNS), p=[0.5, 0.12, 0.05, 0.1, 0.13, 0.1]))
     materials = (
         Material(skin, skin * 0.8, 0, 0.0, 0.0),
         Material(hair_colour, hair_colour * 0.7, 0, 0.0, float(rng.uniform(0.008, 0.025))),
         Material(top, top_second, top_pattern, float(rng.uniform(8, 30)), float(rng.uniform(0.006, 0.014))),
-        Material(bottom, bottom * 0.75, int(rng.choice([0, 3], p=[0.9, 0.1])), float(rng.uniform(10, 25)), float(rng.uniform(0.005, 0.012))),
+        Material(
+            bottom,
+            bottom * 0.75,
+            int(rng.choice([0, 3], p=[0.9, 0.1])),
+            float(rng.uniform(10, 25)),
+            float(rng.uniform(0.005, 0.012)),
+        ),
         Material(_jitter(rng, SHOES[int(rng.integers(len(SHOES)))], 8.0), skin, 0, 0.0, 0.012),
-        Material(_garment_colour(rng), top, int(rng.choice([0, 1], p=[0.85, 0.15])), float(rng.uniform(6, 14)), float(rng.uniform(0.016, 0.026))),
+        Material(
+            _garment_colour(rng),
+            top,
+            int(rng.choice([0, 1], p=[0.85, 0.15])),
+            float(rng.uniform(6, 14)),
+            float(rng.uniform(0.016, 0.026)),
+        ),
     )
     gait = Gait(
         stride=float(rng.uniform(16, 28)),
@@ -121,7 +155,11 @@ def make_identity(seed: int) -> Identity:
     waist = float(rng.uniform(0.05, 0.25))
     # drawn last, so every other trait of a seed is what it was before bags existed
     bag = str(rng.choice(["none", "backpack", "shoulder"], p=[0.55, 0.3, 0.15]))
-    bag_colour = _jitter(rng, NEUTRALS[int(rng.integers(len(NEUTRALS)))], 8.0) if rng.random() < 0.6 else _garment_colour(rng)
+    bag_colour = (
+        _jitter(rng, NEUTRALS[int(rng.integers(len(NEUTRALS)))], 8.0)
+        if rng.random() < 0.6
+        else _garment_colour(rng)
+    )
     bag_thickness = float(rng.uniform(0.07, 0.12) if bag == "backpack" else rng.uniform(0.05, 0.08))
     return Identity(
         seed=seed,
@@ -168,7 +206,9 @@ def vertex_materials(identity: Identity, rest: np.ndarray, region: np.ndarray) -
         back = y > centre_y + 0.01
         out[head & ((rel > 0.78) | (back & (rel > 0.25)))] = slot["hair"]
         if identity.hair == "long":  # down the back of the neck to the shoulder blades
-            out[(r["skin"] | r["torso"] | head) & back & (z > shoulders - 0.12) & (np.abs(x) < 0.11)] = slot["hair"]
+            out[(r["skin"] | r["torso"] | head) & back & (z > shoulders - 0.12) & (np.abs(x) < 0.11)] = slot[
+                "hair"
+            ]
     torso_back = r["torso"] & (y > np.median(y[r["torso"]]) + 0.02)
     if identity.bag == "backpack":  # a block between the shoulder blades and the waist
         out[torso_back & (np.abs(x) < 0.13) & (z > waist_z + 0.04) & (z < shoulders - 0.06)] = slot["bag"]

@@ -63,7 +63,8 @@ void main() {
     if (pattern[m] == 1) p = step(0.5, fract(v_rest.z * f));
     else if (pattern[m] == 2) p = step(0.5, fract(v_rest.x * f));
     else if (pattern[m] == 3) p = mod(floor(v_rest.z * f) + floor((v_rest.x + v_rest.y) * f), 2.0);
-    else if (pattern[m] == 4) p = float(abs(v_rest.x) < 0.075 && abs(v_rest.z - chest_z) < 0.06 && v_rest.y < chest_y);
+    else if (pattern[m] == 4)
+        p = float(abs(v_rest.x) < 0.075 && abs(v_rest.z - chest_z) < 0.06 && v_rest.y < chest_y);
     else if (pattern[m] == 5) p = float(v_rest.z > chest_z + 0.05);
     vec3 albedo = mix(base[m], second[m], p);
     albedo *= 0.94 + 0.12 * hash(floor(v_rest * 300.0));
@@ -113,7 +114,8 @@ class Renderer:
             self.ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]  # the stubs lag the API
         except Exception as err:  # moderngl/glcontext raise bare Exceptions
             raise RuntimeError(
-                f"no offscreen OpenGL context ({err}): rendering people needs Mesa's EGL driver, e.g. `apt-get install libegl-mesa0 libegl1 libgl1-mesa-dri`"
+                f"no offscreen OpenGL context ({err}): rendering people needs Mesa's EGL driver, e.g. "
+                "`apt-get install libegl-mesa0 libegl1 libgl1-mesa-dri`"
             ) from err
         self.size = size
         self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
@@ -133,7 +135,11 @@ class Renderer:
             return
         self.vbo = self.ctx.buffer(reserve=count * 10 * 4)
         self.ibo = self.ctx.buffer(triangles.astype(np.int32).tobytes())
-        self.vao = self.ctx.vertex_array(self.program, [(self.vbo, "3f 3f 3f 1f", "in_pos", "in_normal", "in_rest", "in_material")], index_buffer=self.ibo)
+        self.vao = self.ctx.vertex_array(
+            self.program,
+            [(self.vbo, "3f 3f 3f 1f", "in_pos", "in_normal", "in_rest", "in_material")],
+            index_buffer=self.ibo,
+        )
 
     def draw(
         self,
@@ -155,7 +161,9 @@ class Renderer:
         dressed = vertices + normals * thickness[materials][:, None]  # garments and hair stand off the skin
         self._buffers(len(vertices), triangles)
         assert self.vbo is not None and self.vao is not None
-        data = np.concatenate([dressed, normals, rest, materials[:, None].astype(np.float32)], axis=1).astype(np.float32)
+        data = np.concatenate([dressed, normals, rest, materials[:, None].astype(np.float32)], axis=1).astype(
+            np.float32
+        )
         self.vbo.write(data.tobytes())
 
         c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
@@ -165,12 +173,17 @@ class Renderer:
         centre = np.array([0.0, 0.0, (low + high) / 2])
         distance = 8.0
         e = math.radians(elevation)
-        eye = centre + distance * np.array([0.0, -math.cos(e), math.sin(e)])  # the camera looks along +y at yaw 0: the person's front
+        # the camera looks along +y at yaw 0: the person's front
+        eye = centre + distance * np.array([0.0, -math.cos(e), math.sin(e)])
         height, width = self.size
         fov = 2 * math.atan(stature / 0.85 / 2 / distance)
         model = np.eye(4)
         model[:3, :3] = turn
-        mvp = _perspective(fov, width / height, 1.0, 20.0) @ _look_at(eye, centre, np.array([0.0, 0.0, 1.0])) @ model
+        mvp = (
+            _perspective(fov, width / height, 1.0, 20.0)
+            @ _look_at(eye, centre, np.array([0.0, 0.0, 1.0]))
+            @ model
+        )
 
         self._uniform("mvp", mvp.T.astype(np.float32))
         self._uniform("turn", turn.T.astype(np.float32))

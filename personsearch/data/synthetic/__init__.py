@@ -15,7 +15,14 @@ videos of the same people, ``contact_sheet`` a picture of the look-alike familie
 
 from personsearch.data.synthetic.contact_sheet import make_contact_sheet
 from personsearch.data.synthetic.generate import LAYOUTS, build_dataset, make_synthetic
-from personsearch.data.synthetic.plan import GENERATOR_VERSION, PRESETS, BenchmarkPlan, SyntheticConfig, plan_benchmark, resolve_config
+from personsearch.data.synthetic.plan import (
+    GENERATOR_VERSION,
+    PRESETS,
+    BenchmarkPlan,
+    SyntheticConfig,
+    plan_benchmark,
+    resolve_config,
+)
 
 __all__ = [
     "GENERATOR_VERSION",

@@ -44,7 +44,12 @@ class SceneObject:
     def box(self) -> tuple[float, float, float, float]:
         """Pixel bounding box (x1, y1, x2, y2); it may extend past the image."""
         x0, y0, x1, y1 = extent(self.shapes())
-        return (self.center + x0 * self.scale, self.base + y0 * self.scale, self.center + x1 * self.scale, self.base + y1 * self.scale)
+        return (
+            self.center + x0 * self.scale,
+            self.base + y0 * self.scale,
+            self.center + x1 * self.scale,
+            self.base + y1 * self.scale,
+        )
 
 
 _WOOD = ((120, 80, 46), (90, 90, 96), (60, 96, 60), (150, 110, 70))
@@ -73,20 +78,41 @@ def _object_shapes(kind: str, variant: int) -> list[Shape]:
             rect(0.4, -0.215, 0.43, -0.14, metal),
         ]
     if kind == "planter":
-        leaves = [Ellipse(x, -0.3, 0.14, 0.11, shade(green, f)) for x, f in ((-0.2, 0.9), (0.0, 1.0), (0.2, 0.9))]
-        return leaves + [rect(-0.32, -0.26, 0.32, 0.0, wood), rect(-0.33, -0.27, 0.33, -0.235, shade(wood, 0.8))]
+        leaves = [
+            Ellipse(x, -0.3, 0.14, 0.11, shade(green, f)) for x, f in ((-0.2, 0.9), (0.0, 1.0), (0.2, 0.9))
+        ]
+        return leaves + [
+            rect(-0.32, -0.26, 0.32, 0.0, wood),
+            rect(-0.33, -0.27, 0.33, -0.235, shade(wood, 0.8)),
+        ]
     if kind == "bin":
-        return [rect(-0.11, -0.34, 0.11, 0.0, paint), rect(-0.125, -0.37, 0.125, -0.33, shade(paint, 0.7)), rect(-0.06, -0.27, 0.06, -0.25, shade(paint, 0.6))]
+        return [
+            rect(-0.11, -0.34, 0.11, 0.0, paint),
+            rect(-0.125, -0.37, 0.125, -0.33, shade(paint, 0.7)),
+            rect(-0.06, -0.27, 0.06, -0.25, shade(paint, 0.6)),
+        ]
     if kind == "pole":
-        return [rect(-0.02, -2.2, 0.02, 0.0, metal), rect(-0.045, -0.12, 0.045, 0.0, metal), Ellipse(0.0, -2.22, 0.09, 0.05, (240, 236, 200))]
+        return [
+            rect(-0.02, -2.2, 0.02, 0.0, metal),
+            rect(-0.045, -0.12, 0.045, 0.0, metal),
+            Ellipse(0.0, -2.22, 0.09, 0.05, (240, 236, 200)),
+        ]
     if kind == "pillar":
-        return [rect(-0.16, -4.0, 0.16, 0.0, (190, 186, 176)), rect(0.06, -4.0, 0.16, 0.0, (160, 156, 148)), rect(-0.18, -0.08, 0.18, 0.0, (120, 118, 112))]
+        return [
+            rect(-0.16, -4.0, 0.16, 0.0, (190, 186, 176)),
+            rect(0.06, -4.0, 0.16, 0.0, (160, 156, 148)),
+            rect(-0.18, -0.08, 0.18, 0.0, (120, 118, 112)),
+        ]
     if kind == "tree":
         return [rect(-0.05, -1.3, 0.05, 0.0, (92, 64, 40))] + [
-            Ellipse(x, y, r, r * 0.9, shade(green, f)) for x, y, r, f in ((-0.25, -1.55, 0.38, 0.85), (0.25, -1.6, 0.36, 0.95), (0.0, -1.95, 0.42, 1.05))
+            Ellipse(x, y, r, r * 0.9, shade(green, f))
+            for x, y, r, f in ((-0.25, -1.55, 0.38, 0.85), (0.25, -1.6, 0.36, 0.95), (0.0, -1.95, 0.42, 1.05))
         ]
     if kind == "bush":
-        return [Ellipse(x, y, r, r * 0.8, shade(green, f)) for x, y, r, f in ((-0.25, -0.2, 0.22, 0.85), (0.22, -0.2, 0.24, 0.95), (0.0, -0.32, 0.26, 1.1))]
+        return [
+            Ellipse(x, y, r, r * 0.8, shade(green, f))
+            for x, y, r, f in ((-0.25, -0.2, 0.22, 0.85), (0.22, -0.2, 0.24, 0.95), (0.0, -0.32, 0.26, 1.1))
+        ]
     if kind == "sign":
         return [
             rect(-0.22, -0.45, -0.19, 0.0, metal),
@@ -96,12 +122,26 @@ def _object_shapes(kind: str, variant: int) -> list[Shape]:
             rect(-0.22, -0.6, 0.1, -0.54, (245, 245, 240)),
         ]
     if kind == "railing":
-        posts: list[Shape] = [rect(x - 0.015, -0.58, x + 0.015, 0.0, metal) for x in np.linspace(-0.8, 0.8, 7)]
+        posts: list[Shape] = [
+            rect(x - 0.015, -0.58, x + 0.015, 0.0, metal) for x in np.linspace(-0.8, 0.8, 7)
+        ]
         return posts + [rect(-0.82, -0.6, 0.82, -0.55, metal), rect(-0.82, -0.32, 0.82, -0.29, metal)]
     if kind == "car":
         glass = (120, 150, 170)
         return [
-            Polygon(((-1.2, -0.12), (-1.18, -0.42), (-0.62, -0.46), (-0.4, -0.74), (0.42, -0.74), (0.7, -0.46), (1.18, -0.4), (1.2, -0.12)), paint),
+            Polygon(
+                (
+                    (-1.2, -0.12),
+                    (-1.18, -0.42),
+                    (-0.62, -0.46),
+                    (-0.4, -0.74),
+                    (0.42, -0.74),
+                    (0.7, -0.46),
+                    (1.18, -0.4),
+                    (1.2, -0.12),
+                ),
+                paint,
+            ),
             Polygon(((-0.52, -0.47), (-0.36, -0.68), (-0.04, -0.68), (-0.04, -0.47)), glass),
             Polygon(((0.02, -0.47), (0.02, -0.68), (0.38, -0.68), (0.6, -0.47)), glass),
             rect(-1.2, -0.2, 1.2, -0.12, shade(paint, 0.6)),
@@ -120,11 +160,15 @@ def _object_shapes(kind: str, variant: int) -> list[Shape]:
 def _value_noise(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
     """Smooth noise in about [-1, 1] with features ``cell`` pixels wide."""
     small = rng.uniform(-1.0, 1.0, (height // cell + 2, width // cell + 2)).astype(np.float32)
-    big = Image.fromarray(small).resize(((width // cell + 2) * cell, (height // cell + 2) * cell), Image.Resampling.BICUBIC)
+    big = Image.fromarray(small).resize(
+        ((width // cell + 2) * cell, (height // cell + 2) * cell), Image.Resampling.BICUBIC
+    )
     return np.asarray(big)[:height, :width]
 
 
-def _ground_coords(camera: Camera, height: int, width: int, supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def _ground_coords(
+    camera: Camera, height: int, width: int, supersample: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Ground-plane coordinates (across, depth) of every (sub)pixel centre.
 
     Across = (x - vanish_x) / d and depth = 1 / d, with d the rows below the horizon: the
@@ -136,7 +180,16 @@ def _ground_coords(camera: Camera, height: int, width: int, supersample: int = 1
     return (xs[None, :] - camera.vanish_x) / d, np.broadcast_to(1.0 / d, (len(ys), len(xs)))
 
 
-def _tiles(camera: Camera, height: int, width: int, across: float, depth: float, colours: tuple[RGB, RGB], grout: RGB, checker: bool) -> np.ndarray:
+def _tiles(
+    camera: Camera,
+    height: int,
+    width: int,
+    across: float,
+    depth: float,
+    colours: tuple[RGB, RGB],
+    grout: RGB,
+    checker: bool,
+) -> np.ndarray:
     """A perspective tiled floor, drawn at 2x and averaged down; tiles under ~4 px fade to their mean."""
     ss = 2
     u, v = _ground_coords(camera, height, width, ss)
@@ -156,11 +209,19 @@ def _tiles(camera: Camera, height: int, width: int, across: float, depth: float,
 
 def _sky(height: int, width: int, top: RGB, bottom: RGB) -> np.ndarray:
     t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    return np.broadcast_to(np.asarray(top, np.float32) * (1 - t) + np.asarray(bottom, np.float32) * t, (height, width, 3)).copy()
+    return np.broadcast_to(
+        np.asarray(top, np.float32) * (1 - t) + np.asarray(bottom, np.float32) * t, (height, width, 3)
+    ).copy()
 
 
 def _buildings(
-    draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, horizon: float, top_range: tuple[float, float], facades: tuple[RGB, ...], shops: bool
+    draw: ImageDraw.ImageDraw,
+    rng: np.random.Generator,
+    width: int,
+    horizon: float,
+    top_range: tuple[float, float],
+    facades: tuple[RGB, ...],
+    shops: bool,
 ) -> None:
     """A row of facades standing on the horizon, with windows (and shop fronts and awnings)."""
     x = -float(rng.uniform(0, 60))
@@ -182,13 +243,18 @@ def _buildings(
             awning = _PAINT[int(rng.integers(len(_PAINT)))]
             draw.rectangle([x + 6, base - 40, x + w - 6, base], fill=(60, 70, 80))
             for k, sx in enumerate(np.arange(x + 2, x + w - 2, 14)):
-                draw.polygon([(sx, base - 58), (sx + 14, base - 58), (sx + 16, base - 44), (sx + 2, base - 44)], fill=awning if k % 2 == 0 else (236, 236, 230))
+                draw.polygon(
+                    [(sx, base - 58), (sx + 14, base - 58), (sx + 16, base - 44), (sx + 2, base - 44)],
+                    fill=awning if k % 2 == 0 else (236, 236, 230),
+                )
         else:
             draw.rectangle([x + w * 0.4, base - 22, x + w * 0.4 + 14, base], fill=shade(facade, 0.5))
         x += w + float(rng.uniform(0, 12))
 
 
-def _trees(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, horizon: float, count: int) -> None:
+def _trees(
+    draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, horizon: float, count: int
+) -> None:
     for _ in range(count):
         cx, r = float(rng.uniform(-20, width + 20)), float(rng.uniform(18, 60))
         cy = horizon - r * float(rng.uniform(0.4, 1.6))
@@ -209,11 +275,15 @@ def background(camera: Camera, variant: int, width: int, height: int) -> np.ndar
     if style == "street":
         facades = ((168, 150, 130), (190, 186, 178), (140, 120, 110), (210, 200, 170))
         _buildings(draw, rng, width, hz, (120, 320), facades, False)
-        floor = _tiles(camera, height, width, 4.0, 5.0, ((150, 150, 150), (162, 160, 156)), (120, 120, 120), False)
+        floor = _tiles(
+            camera, height, width, 4.0, 5.0, ((150, 150, 150), (162, 160, 156)), (120, 120, 120), False
+        )
     elif style == "plaza":
         _trees(draw, rng, width, hz, 10)
         _buildings(draw, rng, width, hz, (40, 110), ((220, 214, 200), (180, 190, 200)), False)
-        floor = _tiles(camera, height, width, 2.5, 3.0, ((196, 190, 176), (150, 136, 120)), (130, 124, 116), True)
+        floor = _tiles(
+            camera, height, width, 2.5, 3.0, ((196, 190, 176), (150, 136, 120)), (130, 124, 116), True
+        )
     elif style == "park":
         _trees(draw, rng, width, hz, 40)
         grass = np.asarray(shade((88, 140, 62), rng.uniform(0.8, 1.1)), np.float32)
@@ -232,18 +302,24 @@ def background(camera: Camera, variant: int, width: int, height: int) -> np.ndar
             x, w = rng.uniform(0, width - 60), rng.uniform(30, 60)
             colour = _PAINT[int(rng.integers(len(_PAINT)))]
             draw.rectangle([x, hz - w * 1.6, x + w, hz - w * 0.3], fill=colour)
-        floor = _tiles(camera, height, width, 3.0, 4.0, ((210, 210, 206), (176, 178, 184)), (150, 150, 150), True)
+        floor = _tiles(
+            camera, height, width, 3.0, 4.0, ((210, 210, 206), (176, 178, 184)), (150, 150, 150), True
+        )
     elif style == "campus":
         brick, mortar = shade((160, 80, 60), rng.uniform(0.85, 1.1)), (200, 190, 180)
         top = max(0.0, hz - rng.uniform(120, 260))
         draw.rectangle([0, top, width, hz + 4], fill=mortar)
         for k, y in enumerate(np.arange(top, hz + 4, 12)):
             for x in np.arange(-(k % 2) * 14, width, 28).tolist():
-                draw.rectangle([x + 1, y + 1, x + 26, y + 10], fill=shade(brick, 0.9 + 0.2 * ((x * 7 + y) % 3) / 3))
+                draw.rectangle(
+                    [x + 1, y + 1, x + 26, y + 10], fill=shade(brick, 0.9 + 0.2 * ((x * 7 + y) % 3) / 3)
+                )
         floor = _tiles(camera, height, width, 6.0, 8.0, ((170, 110, 90), (150, 96, 80)), (110, 100, 96), True)
     elif style == "market":
         _buildings(draw, rng, width, hz, (90, 220), ((230, 220, 200), (200, 170, 150), (170, 190, 170)), True)
-        concrete = np.asarray((168, 166, 160), np.float32) * (1 + 0.06 * _value_noise(rng, height, width, 4)[..., None])
+        concrete = np.asarray((168, 166, 160), np.float32) * (
+            1 + 0.06 * _value_noise(rng, height, width, 4)[..., None]
+        )
         lines = _tiles(camera, height, width, 1.0, 1.5, ((0, 0, 0), (0, 0, 0)), (255, 255, 255), False)
         floor = np.where(lines[..., :1] > 128, concrete * 0.82, concrete)
     else:

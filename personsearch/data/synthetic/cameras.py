@@ -55,7 +55,9 @@ class Camera:
         return self.scale * max(base_row - self.horizon, 1.0)
 
 
-def make_cameras(rng: np.random.Generator, count: int, width: int, height: int, max_person: int) -> list[Camera]:
+def make_cameras(
+    rng: np.random.Generator, count: int, width: int, height: int, max_person: int
+) -> list[Camera]:
     """``count`` cameras, cycling through the styles, each fitting a ``max_person`` px tall person."""
     cameras = []
     for i in range(count):

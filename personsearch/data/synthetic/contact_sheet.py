@@ -23,7 +23,9 @@ _BACKGROUND = (206, 206, 200)
 _VIEWS = ("front", "back")
 
 
-def _cell(identity: Identity, view: str, height: int, display_height: int, cell_width: int, blur: float) -> Image.Image:
+def _cell(
+    identity: Identity, view: str, height: int, display_height: int, cell_width: int, blur: float
+) -> Image.Image:
     """The identity drawn ``height`` px tall on a plain ground, blurred like a camera, scaled up to
     ``display_height``."""
     fig = figure(identity, Pose(view, 0.35, -0.25, "none"))
@@ -36,7 +38,10 @@ def _cell(identity: Identity, view: str, height: int, display_height: int, cell_
     scale = display_height / small.height
     big = small.resize((max(round(small.width * scale), 1), display_height), Image.Resampling.BILINEAR)
     cell = Image.new("RGB", (cell_width, display_height), _BACKGROUND)
-    cell.paste(big.crop((0, 0, min(big.width, cell_width), display_height)), (max((cell_width - big.width) // 2, 0), 0))
+    cell.paste(
+        big.crop((0, 0, min(big.width, cell_width), display_height)),
+        (max((cell_width - big.width) // 2, 0), 0),
+    )
     return cell
 
 
@@ -58,7 +63,9 @@ def make_contact_sheet(
     typical camera of the benchmark; 0 for the bare drawing). Returns ``out_png``.
     """
     if not heights or min(heights) < 4 or max(heights) > 2048:
-        raise ValueError(f"contact sheet heights {list(heights)}: expected person heights between 4 and 2048 px")
+        raise ValueError(
+            f"contact sheet heights {list(heights)}: expected person heights between 4 and 2048 px"
+        )
     if not 16 <= display_height <= 2048:
         raise ValueError(f"display_height={display_height}: expected 16..2048 px")
     train, _ = population(resolve_config(preset, **overrides), seed)
@@ -73,7 +80,12 @@ def make_contact_sheet(
     columns = [(view, h) for view in _VIEWS for h in heights]
     rows = [(f, identity) for f, pair in enumerate(pairs) for identity in pair]
     sheet = Image.new(
-        "RGB", (label_w + len(columns) * (cell_w + gap), header_h + len(rows) * (display_height + gap) + (len(pairs) - 1) * gap * 2), (255, 255, 255)
+        "RGB",
+        (
+            label_w + len(columns) * (cell_w + gap),
+            header_h + len(rows) * (display_height + gap) + (len(pairs) - 1) * gap * 2,
+        ),
+        (255, 255, 255),
     )
     draw = ImageDraw.Draw(sheet)
     for c, (view, h) in enumerate(columns):
@@ -95,7 +107,9 @@ def make_contact_sheet(
         ]
         draw.multiline_text((4, y + 4), "\n".join(details), fill=(0, 0, 0), spacing=3)
         for c, (view, h) in enumerate(columns):
-            sheet.paste(_cell(identity, view, h, display_height, cell_w, blur), (label_w + c * (cell_w + gap), y))
+            sheet.paste(
+                _cell(identity, view, h, display_height, cell_w, blur), (label_w + c * (cell_w + gap), y)
+            )
         y += display_height + gap
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,9 @@ def rect(x0: float, y0: float, x1: float, y1: float, color: RGB) -> Polygon:
     return Polygon(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), color)
 
 
-def capsule(p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float, color: RGB) -> list[Shape]:
+def capsule(
+    p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float, color: RGB
+) -> list[Shape]:
     """A tapered limb segment from ``p0`` (radius ``r0``) to ``p1`` (radius ``r1``) with round ends."""
     dx, dy = p1[0] - p0[0], p1[1] - p0[1]
     length = math.hypot(dx, dy) or 1e-9
@@ -92,7 +94,15 @@ def transform(shapes: Sequence[Shape], scale_x: float, scale_y: float, dx: float
         if isinstance(s, Polygon):
             out.append(Polygon(tuple((x * scale_x + dx, y * scale_y + dy) for x, y in s.points), s.color))
         else:
-            out.append(Ellipse(s.cx * scale_x + dx, s.cy * scale_y + dy, s.rx * abs(scale_x), s.ry * abs(scale_y), s.color))
+            out.append(
+                Ellipse(
+                    s.cx * scale_x + dx,
+                    s.cy * scale_y + dy,
+                    s.rx * abs(scale_x),
+                    s.ry * abs(scale_y),
+                    s.color,
+                )
+            )
     return out
 
 
@@ -104,7 +114,9 @@ class Sprite:
     alpha: np.ndarray
 
 
-def rasterize(shapes: Sequence[Shape], x0: float, y0: float, scale: float, width: int, height: int, supersample: int) -> Sprite:
+def rasterize(
+    shapes: Sequence[Shape], x0: float, y0: float, scale: float, width: int, height: int, supersample: int
+) -> Sprite:
     """Draw ``shapes`` into a ``width`` x ``height`` sprite, anti-aliased.
 
     Shape point (x, y) lands at pixel ``((x - x0) * scale, (y - y0) * scale)``. Later shapes cover
@@ -122,7 +134,12 @@ def rasterize(shapes: Sequence[Shape], x0: float, y0: float, scale: float, width
             draw_c.polygon(pts, fill=s.color)
             draw_a.polygon(pts, fill=255)
         else:
-            box = [(s.cx - s.rx - x0) * k, (s.cy - s.ry - y0) * k, (s.cx + s.rx - x0) * k, (s.cy + s.ry - y0) * k]
+            box = [
+                (s.cx - s.rx - x0) * k,
+                (s.cy - s.ry - y0) * k,
+                (s.cx + s.rx - x0) * k,
+                (s.cy + s.ry - y0) * k,
+            ]
             if box[2] - box[0] < 0.5 or box[3] - box[1] < 0.5:
                 continue  # below a canvas pixel: contributes nothing after averaging
             draw_c.ellipse(box, fill=s.color)
@@ -132,7 +149,9 @@ def rasterize(shapes: Sequence[Shape], x0: float, y0: float, scale: float, width
     return Sprite(np.asarray(colour, dtype=np.float32), np.asarray(cover, dtype=np.float32) / 255.0)
 
 
-def _overlap(canvas: np.ndarray, sprite: Sprite, left: int, top: int) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+def _overlap(
+    canvas: np.ndarray, sprite: Sprite, left: int, top: int
+) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
     """Canvas and sprite slices of the part of a sprite at (left, top) that lies on the canvas."""
     h, w = sprite.alpha.shape
     ch, cw = canvas.shape[:2]
@@ -143,7 +162,9 @@ def _overlap(canvas: np.ndarray, sprite: Sprite, left: int, top: int) -> tuple[t
     return (slice(y0, y1), slice(x0, x1)), (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
 
 
-def composite(canvas: np.ndarray, sprite: Sprite, left: int, top: int, gain: np.ndarray | None = None) -> None:
+def composite(
+    canvas: np.ndarray, sprite: Sprite, left: int, top: int, gain: np.ndarray | None = None
+) -> None:
     """Blend ``sprite`` over the float32 HxWx3 ``canvas`` in place with its top-left at (left, top).
 
     Parts outside the canvas are dropped. ``gain`` (broadcastable to the sprite's HxWx3, e.g. a

@@ -54,7 +54,9 @@ class Figure:
 
     def render(self, height: int) -> Sprite:
         """The figure drawn exactly ``height`` x ``box_width(height)`` pixels, anti-aliased."""
-        return rasterize(self.shapes, self.xmin, 0.0, height, self.box_width(height), height, supersample_for(height))
+        return rasterize(
+            self.shapes, self.xmin, 0.0, height, self.box_width(height), height, supersample_for(height)
+        )
 
 
 def supersample_for(height: int) -> int:
@@ -99,9 +101,14 @@ class _Palette:
 
 
 def _palette(p: Identity) -> _Palette:
-    shoes = {"black": (26, 26, 28), "white": (236, 236, 236), "brown": (110, 66, 32), "red": (200, 30, 36), "blue": (36, 70, 200), "yellow": (240, 210, 30)}[
-        p.shoes
-    ]
+    shoes = {
+        "black": (26, 26, 28),
+        "white": (236, 236, 236),
+        "brown": (110, 66, 32),
+        "red": (200, 30, 36),
+        "blue": (36, 70, 200),
+        "yellow": (240, 210, 30),
+    }[p.shoes]
     return _Palette(
         skin=SKIN_TONES[p.skin],
         top=TOP_COLORS[p.top],
@@ -114,7 +121,9 @@ def _palette(p: Identity) -> _Palette:
     )
 
 
-def _limb(joints: tuple[tuple[float, float], ...], radii: tuple[float, ...], colours: tuple[RGB, ...]) -> list[Shape]:
+def _limb(
+    joints: tuple[tuple[float, float], ...], radii: tuple[float, ...], colours: tuple[RGB, ...]
+) -> list[Shape]:
     """A chain of capsules, drawn from the far end so each segment's joint covers the next."""
     out: list[Shape] = []
     for i in reversed(range(len(joints) - 1)):
@@ -122,7 +131,9 @@ def _limb(joints: tuple[tuple[float, float], ...], radii: tuple[float, ...], col
     return out
 
 
-def _arm(shoulder: _Point, elbow: _Point, wrist: _Point, p: Identity, c: _Palette, b: float, factor: float = 1.0) -> list[Shape]:
+def _arm(
+    shoulder: _Point, elbow: _Point, wrist: _Point, p: Identity, c: _Palette, b: float, factor: float = 1.0
+) -> list[Shape]:
     """Arm with sleeve and hand; ``factor`` darkens the far arm of a side view."""
     skin, top = shade(c.skin, factor), shade(c.top, factor)
     r = (0.027 * b**0.5, 0.022 * b**0.5, 0.019)
@@ -131,7 +142,10 @@ def _arm(shoulder: _Point, elbow: _Point, wrist: _Point, p: Identity, c: _Palett
         cuff = (elbow[0] + 0.85 * (wrist[0] - elbow[0]), elbow[1] + 0.85 * (wrist[1] - elbow[1]))
         out += _limb((shoulder, elbow, cuff), (r[0] * 1.12, r[1] * 1.12, r[2] * 1.15), (top, top))
     else:
-        sleeve_end = (shoulder[0] + 0.55 * (elbow[0] - shoulder[0]), shoulder[1] + 0.55 * (elbow[1] - shoulder[1]))
+        sleeve_end = (
+            shoulder[0] + 0.55 * (elbow[0] - shoulder[0]),
+            shoulder[1] + 0.55 * (elbow[1] - shoulder[1]),
+        )
         out += capsule(shoulder, sleeve_end, r[0] * 1.18, r[0] * 1.1, top)
     dx, dy = wrist[0] - elbow[0], wrist[1] - elbow[1]
     n = math.hypot(dx, dy) or 1.0
@@ -139,7 +153,16 @@ def _arm(shoulder: _Point, elbow: _Point, wrist: _Point, p: Identity, c: _Palett
     return out
 
 
-def _leg(hip: _Point, knee: _Point, ankle: _Point, p: Identity, c: _Palette, b: float, shoe: Ellipse, factor: float = 1.0) -> list[Shape]:
+def _leg(
+    hip: _Point,
+    knee: _Point,
+    ankle: _Point,
+    p: Identity,
+    c: _Palette,
+    b: float,
+    shoe: Ellipse,
+    factor: float = 1.0,
+) -> list[Shape]:
     """Leg in trousers, shorts or bare under a skirt, with its shoe."""
     skin, cloth = shade(c.skin, factor), shade(c.bottom, factor)
     thigh = cloth if p.bottom_type in ("trousers", "shorts") else skin
@@ -147,7 +170,13 @@ def _leg(hip: _Point, knee: _Point, ankle: _Point, p: Identity, c: _Palette, b: 
     width = 1.15 if p.bottom_type == "shorts" else 1.0
     out = _limb((hip, knee, ankle), (0.037 * b**0.5, 0.028 * b**0.5, 0.021), (thigh, shin))
     if p.bottom_type == "shorts":
-        out += capsule(hip, (hip[0] + 0.75 * (knee[0] - hip[0]), hip[1] + 0.75 * (knee[1] - hip[1])), 0.037 * b**0.5 * width, 0.031 * b**0.5 * width, cloth)
+        out += capsule(
+            hip,
+            (hip[0] + 0.75 * (knee[0] - hip[0]), hip[1] + 0.75 * (knee[1] - hip[1])),
+            0.037 * b**0.5 * width,
+            0.031 * b**0.5 * width,
+            cloth,
+        )
     return out + [replace(shoe, color=shade(c.shoes, factor))]
 
 
@@ -168,7 +197,10 @@ def _logo(shape: str, cx: float, cy: float, r: float, colour: RGB, ground: RGB) 
         return [rect(cx - r, cy - t, cx + r, cy + t, colour), rect(cx - t, cy - r, cx + t, cy + r, colour)]
     if shape == "bars":
         t = r * 0.3
-        return [rect(cx - r, cy - r + k * 2.5 * t, cx + r, cy - r + k * 2.5 * t + t * 1.2, colour) for k in range(3)]
+        return [
+            rect(cx - r, cy - r + k * 2.5 * t, cx + r, cy - r + k * 2.5 * t + t * 1.2, colour)
+            for k in range(3)
+        ]
     if shape == "star":
         pts = []
         for k in range(10):
@@ -219,14 +251,32 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
         else:
             swing = pose.arm_swing if person_side == "left" else -pose.arm_swing
             shorten = 0.04 * max(swing, 0.0) + 0.015 * max(-swing, 0.0)
-            arms[person_side] = (shoulder, (side * (sw + 0.006), 0.325), (side * (sw + 0.012), 0.45 - shorten))
+            arms[person_side] = (
+                shoulder,
+                (side * (sw + 0.006), 0.325),
+                (side * (sw + 0.012), 0.45 - shorten),
+            )
     if back and pose.raised_arm in arms:
         out += _arm(*arms[pose.raised_arm], p, c, b)
 
     if p.hair == "long" and not back:  # falls behind the neck and shoulders
         out.append(Ellipse(0.0, 0.12, rx * 1.25, 0.09, c.hair))
     out.append(rect(-0.022, 0.115, 0.022, 0.17, c.skin))  # neck
-    out.append(Polygon(((-sw, 0.195), (-sw + 0.028, 0.163), (sw - 0.028, 0.163), (sw, 0.195), (ww, 0.42), (hw, 0.5), (-hw, 0.5), (-ww, 0.42)), c.top))
+    out.append(
+        Polygon(
+            (
+                (-sw, 0.195),
+                (-sw + 0.028, 0.163),
+                (sw - 0.028, 0.163),
+                (sw, 0.195),
+                (ww, 0.42),
+                (hw, 0.5),
+                (-hw, 0.5),
+                (-ww, 0.42),
+            ),
+            c.top,
+        )
+    )
     if p.belt != NONE:
         out.append(rect(-hw * 1.02, 0.471, hw * 1.02, 0.485, ACCESSORY_COLORS[p.belt]))
         if not back:
@@ -246,10 +296,30 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
             ]
         else:
             for side in (-1.0, 1.0):
-                out.append(Polygon(((side * 0.062 * b, 0.165), (side * 0.08 * b, 0.165), (side * 0.072 * b, 0.33), (side * 0.056 * b, 0.33)), c.bag))
+                out.append(
+                    Polygon(
+                        (
+                            (side * 0.062 * b, 0.165),
+                            (side * 0.08 * b, 0.165),
+                            (side * 0.072 * b, 0.33),
+                            (side * 0.056 * b, 0.33),
+                        ),
+                        c.bag,
+                    )
+                )
     elif p.bag == "shoulder":
         strap = shade(c.bag, 0.7)
-        out.append(Polygon(((-bag_x * 0.075 * b, 0.163), (-bag_x * 0.06 * b, 0.163), (bag_x * (hw + 0.02), 0.43), (bag_x * (hw + 0.005), 0.43)), strap))
+        out.append(
+            Polygon(
+                (
+                    (-bag_x * 0.075 * b, 0.163),
+                    (-bag_x * 0.06 * b, 0.163),
+                    (bag_x * (hw + 0.02), 0.43),
+                    (bag_x * (hw + 0.005), 0.43),
+                ),
+                strap,
+            )
+        )
 
     for person_side in ("left", "right"):
         if not (back and pose.raised_arm == person_side):
@@ -265,7 +335,15 @@ def _front_back(p: Identity, pose: Pose, back: bool) -> list[Shape]:
         out += [
             Ellipse(wx, wy + 0.03, 0.018, 0.018, shade(c.bag, 0.7)),
             Ellipse(wx, wy + 0.03, 0.011, 0.011, c.top),
-            Polygon(((wx - 0.03, wy + 0.045), (wx + 0.03, wy + 0.045), (wx + 0.034, wy + 0.1), (wx - 0.034, wy + 0.1)), c.bag),
+            Polygon(
+                (
+                    (wx - 0.03, wy + 0.045),
+                    (wx + 0.03, wy + 0.045),
+                    (wx + 0.034, wy + 0.1),
+                    (wx - 0.034, wy + 0.1),
+                ),
+                c.bag,
+            ),
         ]
 
     if p.scarf != NONE:
@@ -296,7 +374,10 @@ def _head_front_back(p: Identity, c: _Palette, back: bool, cy: float, rx: float,
         out.append(Ellipse(rx * 0.98, cy + 0.012, 0.01, 0.014, c.skin))
         out.append(Ellipse(0.0, cy - 0.004, rx * 1.04, ry * 1.0, hair))
         if p.hair == "ponytail":
-            out += [Ellipse(0.0, cy + 0.065, 0.02, 0.05, c.hair), rect(-0.012, cy + 0.02, 0.012, cy + 0.03, _DARK)]
+            out += [
+                Ellipse(0.0, cy + 0.065, 0.02, 0.05, c.hair),
+                rect(-0.012, cy + 0.02, 0.012, cy + 0.03, _DARK),
+            ]
     else:
         out.append(Ellipse(0.0, cy - 0.006, rx * 1.05, ry * (0.9 if buzz else 1.0), hair))
         out.append(Ellipse(0.0, cy + 0.01, rx * 0.93, ry * 0.88, c.skin))
@@ -310,7 +391,10 @@ def _head_front_back(p: Identity, c: _Palette, back: bool, cy: float, rx: float,
         if not back:
             out.append(Ellipse(0.0, cy - 0.006, rx * 1.18, 0.01, shade(c.hat, 0.8)))
     elif p.hat == "beanie":
-        out += [Ellipse(0.0, cy - 0.035, rx * 1.08, ry * 0.62, c.hat), rect(-rx * 1.08, cy - 0.02, rx * 1.08, cy - 0.002, shade(c.hat, 0.78))]
+        out += [
+            Ellipse(0.0, cy - 0.035, rx * 1.08, ry * 0.62, c.hat),
+            rect(-rx * 1.08, cy - 0.02, rx * 1.08, cy - 0.002, shade(c.hat, 0.78)),
+        ]
     return out
 
 
@@ -344,7 +428,13 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
         wx, wy = (near_arm if near_bag else far_arm)[2]
         hand_bag = [
             Polygon(
-                ((wx - 0.026, wy + 0.035), (wx + 0.026, wy + 0.035), (wx + 0.03, wy + 0.095), (wx - 0.03, wy + 0.095)), c.bag if near_bag else shade(c.bag, far)
+                (
+                    (wx - 0.026, wy + 0.035),
+                    (wx + 0.026, wy + 0.035),
+                    (wx + 0.03, wy + 0.095),
+                    (wx - 0.03, wy + 0.095),
+                ),
+                c.bag if near_bag else shade(c.bag, far),
             )
         ]
 
@@ -356,7 +446,9 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
     out += leg(-0.34 * s, far)
     out += leg(0.34 * s, 1.0)
     if p.bottom_type == "skirt":
-        out.append(Polygon(((-0.05 * b, 0.46), (0.048 * b, 0.46), (0.078 * b, 0.69), (-0.082 * b, 0.69)), c.bottom))
+        out.append(
+            Polygon(((-0.05 * b, 0.46), (0.048 * b, 0.46), (0.078 * b, 0.69), (-0.082 * b, 0.69)), c.bottom)
+        )
     out.append(rect(-0.015, 0.115, 0.022, 0.17, c.skin))  # neck
     out.append(
         Polygon(
@@ -387,7 +479,10 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
             Polygon(((-0.01, 0.165), (0.008, 0.165), (0.03 * b, 0.33), (0.014 * b, 0.33)), shade(c.bag, 0.8)),
         ]
     if p.bag == "shoulder" and near_bag:
-        out += [Polygon(((-0.04, 0.165), (-0.025, 0.165), (0.02, 0.42), (0.005, 0.42)), shade(c.bag, 0.7)), rect(-0.022, 0.42, 0.052, 0.49, c.bag)]
+        out += [
+            Polygon(((-0.04, 0.165), (-0.025, 0.165), (0.02, 0.42), (0.005, 0.42)), shade(c.bag, 0.7)),
+            rect(-0.022, 0.42, 0.052, 0.49, c.bag),
+        ]
     out += _arm(*near_arm, p, c, b)
     if near_bag:
         out += hand_bag
@@ -396,7 +491,10 @@ def _side(p: Identity, pose: Pose) -> list[Shape]:
         out.append(rect(wx - 0.008, wy - 0.03, wx + 0.016, wy + 0.004, _DARK))
     if p.scarf != NONE:
         scarf = ACCESSORY_COLORS[p.scarf]
-        out += [Polygon(((-0.022, 0.145), (0.026, 0.145), (0.03, 0.172), (-0.026, 0.172)), scarf), rect(0.018, 0.165, 0.036, 0.26, scarf)]
+        out += [
+            Polygon(((-0.022, 0.145), (0.026, 0.145), (0.03, 0.172), (-0.026, 0.172)), scarf),
+            rect(0.018, 0.165, 0.036, 0.26, scarf),
+        ]
     out += _head_side(p, c)
     return out
 
@@ -425,8 +523,19 @@ def _head_side(p: Identity, c: _Palette) -> list[Shape]:
     if p.hat == "cap":
         out += [
             Ellipse(cx - 0.004, cy - 0.035, rx * 1.06, ry * 0.56, c.hat),
-            Polygon(((cx + rx * 0.5, cy - 0.024), (cx + rx + 0.046, cy - 0.014), (cx + rx + 0.04, cy - 0.003), (cx + rx * 0.5, cy - 0.006)), shade(c.hat, 0.8)),
+            Polygon(
+                (
+                    (cx + rx * 0.5, cy - 0.024),
+                    (cx + rx + 0.046, cy - 0.014),
+                    (cx + rx + 0.04, cy - 0.003),
+                    (cx + rx * 0.5, cy - 0.006),
+                ),
+                shade(c.hat, 0.8),
+            ),
         ]
     elif p.hat == "beanie":
-        out += [Ellipse(cx - 0.004, cy - 0.035, rx * 1.08, ry * 0.62, c.hat), rect(cx - rx * 1.08, cy - 0.02, cx + rx * 1.0, cy - 0.002, shade(c.hat, 0.78))]
+        out += [
+            Ellipse(cx - 0.004, cy - 0.035, rx * 1.08, ry * 0.62, c.hat),
+            rect(cx - rx * 1.08, cy - 0.02, cx + rx * 1.0, cy - 0.002, shade(c.hat, 0.78)),
+        ]
     return out

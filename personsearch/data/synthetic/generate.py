@@ -30,7 +30,14 @@ from personsearch.data.prw import FRAME_DIR
 from personsearch.data.records import UNLABELED, GalleryItem, PersonSearchDataset, Query, Scene
 from personsearch.data.stats import dataset_statistics
 from personsearch.data.synthetic.contact_sheet import make_contact_sheet
-from personsearch.data.synthetic.plan import GENERATOR_VERSION, BenchmarkPlan, SyntheticConfig, plan_benchmark, random_streams, resolve_config
+from personsearch.data.synthetic.plan import (
+    GENERATOR_VERSION,
+    BenchmarkPlan,
+    SyntheticConfig,
+    plan_benchmark,
+    random_streams,
+    resolve_config,
+)
 from personsearch.data.synthetic.scenes import ScenePlan, render_scene
 
 log = logging.getLogger(__name__)
@@ -87,7 +94,9 @@ def _pick_query(options: list[_Appearance], target: float) -> _Appearance:
     return min(clear, key=lambda a: (abs(math.log(a.height / target)), a.image, a.person))
 
 
-def _distractor_order(rng: np.random.Generator, lookalike: list[int], others: list[int], fraction: float, count: int) -> list[int]:
+def _distractor_order(
+    rng: np.random.Generator, lookalike: list[int], others: list[int], fraction: float, count: int
+) -> list[int]:
     """``count`` distractor images, each drawn from the look-alike images with probability ``fraction``."""
     look, rest = list(rng.permutation(lookalike)), list(rng.permutation(others))
     order: list[int] = []
@@ -154,20 +163,37 @@ def build_dataset(plan: BenchmarkPlan, root: Path, layout: str) -> PersonSearchD
             need = config.gallery_sizes[-1] - len(target_items)
             # always enough: plan_benchmark pads the test split to at least G + 1 images
             order = _distractor_order(rng, lookalike, others, config.lookalike_fraction, need)
-            galleries = {g: target_items + [GalleryItem(names[i], None) for i in order[: g - len(target_items)]] for g in config.gallery_sizes}
+            galleries = {
+                g: target_items + [GalleryItem(names[i], None) for i in order[: g - len(target_items)]]
+                for g in config.gallery_sizes
+            }
             q_scene = scenes[query.image]
-            queries.append(Query(q_scene.name, q_scene.path, q_scene.boxes[query.person].copy(), m + 1, 0, galleries))
+            queries.append(
+                Query(q_scene.name, q_scene.path, q_scene.boxes[query.person].copy(), m + 1, 0, galleries)
+            )
     else:
-        pairs = [(m, cam) for m in range(len(plan.test_ids)) for cam in sorted({a.cam for a in appearances[m]})]
+        pairs = [
+            (m, cam) for m in range(len(plan.test_ids)) for cam in sorted({a.cam for a in appearances[m]})
+        ]
         targets = _height_targets(rng, len(pairs), config)
         for (m, cam), target in zip(pairs, targets, strict=True):
             query = _pick_query([a for a in appearances[m] if a.cam == cam], float(target))
             q_scene = scenes[query.image]
-            queries.append(Query(q_scene.name, q_scene.path, q_scene.boxes[query.person].copy(), m + 1 + test_offset, cam))
+            queries.append(
+                Query(
+                    q_scene.name, q_scene.path, q_scene.boxes[query.person].copy(), m + 1 + test_offset, cam
+                )
+            )
 
-    train = sorted((s for s, im in zip(scenes, plan.images, strict=True) if im.split == "train"), key=lambda s: s.name)
-    gallery = sorted((s for s, im in zip(scenes, plan.images, strict=True) if im.split == "test"), key=lambda s: s.name)
-    return PersonSearchDataset("synthetic", root, "cuhk" if layout == "cuhk" else "prw", train, gallery, queries)
+    train = sorted(
+        (s for s, im in zip(scenes, plan.images, strict=True) if im.split == "train"), key=lambda s: s.name
+    )
+    gallery = sorted(
+        (s for s, im in zip(scenes, plan.images, strict=True) if im.split == "test"), key=lambda s: s.name
+    )
+    return PersonSearchDataset(
+        "synthetic", root, "cuhk" if layout == "cuhk" else "prw", train, gallery, queries
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,7 +271,10 @@ def make_synthetic(
     plan = plan_benchmark(config, seed)
     dataset = build_dataset(plan, root, layout)
     image_dir = root / (IMAGE_DIR if layout == "cuhk" else FRAME_DIR)
-    jobs = [(image.scene, image_dir / name, config.jpeg_quality) for image, name in zip(plan.images, image_names(plan, layout), strict=True)]
+    jobs = [
+        (image.scene, image_dir / name, config.jpeg_quality)
+        for image, name in zip(plan.images, image_names(plan, layout), strict=True)
+    ]
     jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
     log.info("planned %d images in %.1fs; drawing them", len(jobs), time.perf_counter() - start)
     if workers > 1:

@@ -44,7 +44,13 @@ BOTTOM_COLORS: dict[str, RGB] = {
     "olive": (86, 96, 50),
     "navy": (30, 36, 72),
 }
-SKIN_TONES: tuple[RGB, ...] = ((250, 218, 190), (232, 188, 150), (198, 148, 108), (150, 102, 70), (98, 66, 46))
+SKIN_TONES: tuple[RGB, ...] = (
+    (250, 218, 190),
+    (232, 188, 150),
+    (198, 148, 108),
+    (150, 102, 70),
+    (98, 66, 46),
+)
 HAIR_TONES: dict[str, dict[str, RGB]] = {
     "dark": {"black": (24, 20, 20), "dark brown": (60, 40, 28), "brown": (98, 62, 36)},
     "light": {"blond": (214, 184, 110), "ash": (168, 142, 100), "grey": (172, 172, 172)},
@@ -122,7 +128,18 @@ class Identity:
         """The attributes a family shares."""
         return (self.top, self.sleeves, self.bottom, self.bottom_type, self.build, self.skin, self.hair_tone)
 
-    def details(self) -> tuple[tuple[str, str] | str, tuple[str, str, str] | str, str, tuple[str, str], tuple[str, str] | str, str, str, str]:
+    def details(
+        self,
+    ) -> tuple[
+        tuple[str, str] | str,
+        tuple[str, str, str] | str,
+        str,
+        tuple[str, str],
+        tuple[str, str] | str,
+        str,
+        str,
+        str,
+    ]:
         """One entry per fine attribute group; colours of absent items are ignored."""
         return (
             (self.logo, self.logo_color) if self.logo != NONE else NONE,
@@ -241,7 +258,9 @@ def sample_population(
                 if all(detail_difference(candidate, m) >= min_detail_difference for m in members):
                     break
             else:
-                raise RuntimeError(f"could not make {size} look-alikes that differ in {min_detail_difference} details")
+                raise RuntimeError(
+                    f"could not make {size} look-alikes that differ in {min_detail_difference} details"
+                )
             members.append(candidate)
         people.extend(members)
         family += 1

@@ -71,22 +71,37 @@ class SyntheticConfig:
                 raise bad(field, "a positive integer")
         if self.num_cameras > 6:
             raise bad("num_cameras", "at most 6 (PRW frame names carry one camera digit, c1..c6)")
-        minimum = {"appearances": 2, "people_per_image": 1, "distractors_per_image": 0, "family_size": 1, "clutter_per_image": 0}
+        minimum = {
+            "appearances": 2,
+            "people_per_image": 1,
+            "distractors_per_image": 0,
+            "family_size": 1,
+            "clutter_per_image": 0,
+        }
         for field, low in minimum.items():
             value = getattr(self, field)
-            if len(value) != 2 or not all(isinstance(v, int) for v in value) or not low <= value[0] <= value[1]:
+            if (
+                len(value) != 2
+                or not all(isinstance(v, int) for v in value)
+                or not low <= value[0] <= value[1]
+            ):
                 raise bad(field, f"an inclusive range (low, high) of integers with {low} <= low <= high")
         if not isinstance(self.regulars, int) or not 0 <= self.regulars <= self.num_test_ids:
             raise bad("regulars", f"an integer from 0 to num_test_ids ({self.num_test_ids})")
         if not isinstance(self.regular_appearances, int) or self.regular_appearances < self.appearances[1]:
-            raise bad("regular_appearances", f"an integer of at least the most appearances of anyone else ({self.appearances[1]})")
+            raise bad(
+                "regular_appearances",
+                f"an integer of at least the most appearances of anyone else ({self.appearances[1]})",
+            )
         for field in ("image_width", "image_height"):
             if not 64 <= getattr(self, field) <= MAX_IMAGE_SIDE:
                 raise bad(field, f"an image side between 64 and {MAX_IMAGE_SIDE} pixels")
         if not 8 <= self.min_height < self.max_height:
             raise bad("min_height", f"8 <= min_height < max_height ({self.max_height})")
         if self.max_height > self.image_height * 0.9:
-            raise bad("max_height", f"at most 90% of image_height ({self.image_height}) so the tallest people fit")
+            raise bad(
+                "max_height", f"at most 90% of image_height ({self.image_height}) so the tallest people fit"
+            )
         if self.height_distribution not in ("loguniform", "uniform"):
             raise bad("height_distribution", "'loguniform' or 'uniform'")
         sizes = self.gallery_sizes
@@ -173,11 +188,15 @@ def sample_heights(rng: np.random.Generator, count: int, config: SyntheticConfig
     """Person heights in pixels (int), drawn from the config's distribution."""
     lo, hi = config.min_height, config.max_height
     loguniform = config.height_distribution == "loguniform"
-    values: np.ndarray = np.exp(rng.uniform(math.log(lo), math.log(hi), count)) if loguniform else rng.uniform(lo, hi, count)
+    values: np.ndarray = (
+        np.exp(rng.uniform(math.log(lo), math.log(hi), count)) if loguniform else rng.uniform(lo, hi, count)
+    )
     return np.clip(np.round(values), lo, hi).astype(int)
 
 
-def _assign_images(rng: np.random.Generator, num_ids: int, config: SyntheticConfig, regulars: int = 0) -> list[tuple[int, list[int]]]:
+def _assign_images(
+    rng: np.random.Generator, num_ids: int, config: SyntheticConfig, regulars: int = 0
+) -> list[tuple[int, list[int]]]:
     """Pack every identity's appearances into images: ``(camera index, identity indices)`` per image.
 
     An identity appears at most once per image and, while it can, in a camera it has not used
@@ -221,7 +240,9 @@ def plan_benchmark(config: SyntheticConfig, seed: int) -> BenchmarkPlan:
     """
     streams = random_streams(seed)
     train_ids, test_ids = population(config, seed)
-    cameras = make_cameras(streams["cameras"], config.num_cameras, config.image_width, config.image_height, config.max_height)
+    cameras = make_cameras(
+        streams["cameras"], config.num_cameras, config.image_width, config.image_height, config.max_height
+    )
     rng = streams["layout"]
     images: list[PlannedImage] = []
     for split, ids in (("train", train_ids), ("test", test_ids)):
@@ -243,7 +264,14 @@ def plan_benchmark(config: SyntheticConfig, seed: int) -> BenchmarkPlan:
             ]
             clutter = int(rng.integers(config.clutter_per_image[0], config.clutter_per_image[1] + 1))
             scene = plan_scene(
-                rng, cameras[cam], requests, config.image_width, config.image_height, config.backgrounds_per_camera, config.occlusion_prob, clutter
+                rng,
+                cameras[cam],
+                requests,
+                config.image_width,
+                config.image_height,
+                config.backgrounds_per_camera,
+                config.occlusion_prob,
+                clutter,
             )
             images.append(PlannedImage(split, scene))
     return BenchmarkPlan(config, seed, tuple(cameras), tuple(train_ids), tuple(test_ids), tuple(images))

@@ -99,7 +99,9 @@ def plan_scene(
     for req in sorted(people, key=lambda r: (r.pid < 0, -r.height)):
         w = figure(req.identity, req.pose).box_width(req.height)
         if w > width or req.height > height:
-            raise ValueError(f"a person {req.height} px tall and {w} px wide does not fit a {width}x{height} image")
+            raise ValueError(
+                f"a person {req.height} px tall and {w} px wide does not fit a {width}x{height} image"
+            )
         foot = int(round(min(max(camera.foot_row(req.height, req.stature), req.height), height)))
         top = foot - req.height
         best, best_cost = 0, np.inf
@@ -132,27 +134,55 @@ def plan_scene(
             kind = kinds[int(rng.integers(len(kinds)))]
             tall = kind in ("pole", "pillar", "tree")
             offset = rng.uniform(0.2, 0.5) * rng.choice((-1, 1)) if tall else rng.uniform(-0.5, 0.5)
-            obj = SceneObject(kind, int(rng.integers(12)), p.left + p.width * (0.5 + float(offset)), base, camera.units_to_pixels(base))
+            obj = SceneObject(
+                kind,
+                int(rng.integers(12)),
+                p.left + p.width * (0.5 + float(offset)),
+                base,
+                camera.units_to_pixels(base),
+            )
             if _occlusion(p.box, obj.box()) >= 0.1 and not hides_too_much(obj, 0.5):
                 objects.append(obj)
                 break
     floor = height - camera.horizon
     for _ in range(clutter):
         base = float(rng.uniform(camera.horizon + 0.05 * floor, camera.horizon + 0.75 * floor))
-        obj = SceneObject(kinds[int(rng.integers(len(kinds)))], int(rng.integers(12)), float(rng.uniform(0, width)), base, camera.units_to_pixels(base))
+        obj = SceneObject(
+            kinds[int(rng.integers(len(kinds)))],
+            int(rng.integers(12)),
+            float(rng.uniform(0, width)),
+            base,
+            camera.units_to_pixels(base),
+        )
         if not hides_too_much(obj, 0.2):
             objects.append(obj)
 
     visible = _visibility(placed, objects, width, height)
-    people_out = tuple(PersonPlacement(p.identity, p.pose, p.pid, p.left, p.top, p.width, p.height, v) for p, v in zip(placed, visible, strict=True))
-    return ScenePlan(camera, int(rng.integers(variants)), people_out, tuple(objects), float(rng.uniform(0.88, 1.12)), int(rng.integers(2**31)), width, height)
+    people_out = tuple(
+        PersonPlacement(p.identity, p.pose, p.pid, p.left, p.top, p.width, p.height, v)
+        for p, v in zip(placed, visible, strict=True)
+    )
+    return ScenePlan(
+        camera,
+        int(rng.integers(variants)),
+        people_out,
+        tuple(objects),
+        float(rng.uniform(0.88, 1.12)),
+        int(rng.integers(2**31)),
+        width,
+        height,
+    )
 
 
-def _visibility(people: list[PersonPlacement], objects: list[SceneObject], width: int, height: int) -> list[float]:
+def _visibility(
+    people: list[PersonPlacement], objects: list[SceneObject], width: int, height: int
+) -> list[float]:
     """Visible fraction of each person's box, painting boxes far to near on a 4-pixel grid."""
     cell = 4
     owner = np.full((height // cell + 1, width // cell + 1), -1, dtype=np.int32)
-    items: list[tuple[float, int, int, tuple[float, float, float, float]]] = [(p.foot, 0, i, p.box) for i, p in enumerate(people)]
+    items: list[tuple[float, int, int, tuple[float, float, float, float]]] = [
+        (p.foot, 0, i, p.box) for i, p in enumerate(people)
+    ]
     items += [(o.base, 1, -2, o.box()) for o in objects]
     for _, _, idx, (x1, y1, x2, y2) in sorted(items, key=lambda t: (t[0], t[1])):
         r0, r1 = max(int(y1 // cell), 0), max(int(np.ceil(y2 / cell)), 0)
@@ -195,7 +225,13 @@ def render_scene(plan: ScenePlan) -> np.ndarray:
         if kind == 0:
             p = plan.people[i]
             fig = figure(p.identity, p.pose)
-            _shadow(canvas, p.left - fig.xmin * p.height, p.foot, 0.15 * p.identity.build * p.height, 0.025 * p.height)
+            _shadow(
+                canvas,
+                p.left - fig.xmin * p.height,
+                p.foot,
+                0.15 * p.identity.build * p.height,
+                0.025 * p.height,
+            )
             sprite = fig.render(p.height)
             composite(canvas, sprite, p.left, p.top, _lighting(p.height, p.width, cam.light))
         else:
@@ -203,7 +239,13 @@ def render_scene(plan: ScenePlan) -> np.ndarray:
             x0, y0, x1, y1 = extent(o.shapes())
             w, h = max(int(np.ceil((x1 - x0) * o.scale)), 1), max(int(np.ceil((y1 - y0) * o.scale)), 1)
             sprite = rasterize(o.shapes(), x0, y0, o.scale, w, h, supersample_for(h))
-            composite(canvas, sprite, int(round(o.center + x0 * o.scale)), int(round(o.base + y0 * o.scale)), _lighting(h, w, cam.light))
+            composite(
+                canvas,
+                sprite,
+                int(round(o.center + x0 * o.scale)),
+                int(round(o.base + y0 * o.scale)),
+                _lighting(h, w, cam.light),
+            )
     canvas *= np.asarray(cam.gain, np.float32) * plan.exposure
     img = Image.fromarray(canvas.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(cam.blur))
     rng = np.random.default_rng(plan.seed)

@@ -44,10 +44,21 @@ class Walk:
 
     def at(self, frame: int) -> tuple[float, float]:
         t = (frame - self.first_frame) / max(self.last_frame - self.first_frame, 1)
-        return (self.start[0] + t * (self.end[0] - self.start[0]), self.start[1] + t * (self.end[1] - self.start[1]))
+        return (
+            self.start[0] + t * (self.end[0] - self.start[0]),
+            self.start[1] + t * (self.end[1] - self.start[1]),
+        )
 
 
-def plan_walks(rng: np.random.Generator, camera: Camera, people: int, frames: int, width: int, height: int, returns: int = 1) -> list[Walk]:
+def plan_walks(
+    rng: np.random.Generator,
+    camera: Camera,
+    people: int,
+    frames: int,
+    width: int,
+    height: int,
+    returns: int = 1,
+) -> list[Walk]:
     """Each person crosses once, entering at a random time from either side along its own
     ground-plane line; the first ``returns`` people come back for a second crossing after a pause."""
     walks: list[Walk] = []
@@ -67,11 +78,22 @@ def plan_walks(rng: np.random.Generator, camera: Camera, people: int, frames: in
         else:
             first = int(rng.integers(0, max(1, frames // 2 - duration // 2)))
         xs = (width * 1.02, width * -0.02) if leftwards else (width * -0.02, width * 1.02)
-        walks.append(Walk(person, first, min(first + duration, frames - 1), (xs[0], float(rows[0])), (xs[1], float(rows[1])), stature))
+        walks.append(
+            Walk(
+                person,
+                first,
+                min(first + duration, frames - 1),
+                (xs[0], float(rows[0])),
+                (xs[1], float(rows[1])),
+                stature,
+            )
+        )
     return walks
 
 
-def _placement(identity: Identity, walk: Walk, camera: Camera, frame: int, pid: int) -> PersonPlacement | None:
+def _placement(
+    identity: Identity, walk: Walk, camera: Camera, frame: int, pid: int
+) -> PersonPlacement | None:
     x, foot = walk.at(frame)
     height_px = int(round((foot - camera.horizon) * camera.scale * walk.stature))
     if height_px < 8:
@@ -80,13 +102,25 @@ def _placement(identity: Identity, walk: Walk, camera: Camera, frame: int, pid: 
     # the gait phase advances with the distance walked, in body heights
     walked = abs(x - walk.start[0]) / max(height_px, 1)
     stride = math.sin(math.pi * walked / STRIDE_LENGTH)
-    pose = Pose(view="left" if moving_left else "right", stride=stride, arm_swing=-0.8 * stride, raised_arm="none")
+    pose = Pose(
+        view="left" if moving_left else "right", stride=stride, arm_swing=-0.8 * stride, raised_arm="none"
+    )
     width = figure(identity, pose).box_width(height_px)
-    return PersonPlacement(identity, pose, pid, int(round(x - width / 2)), int(round(foot)) - height_px, width, height_px, 1.0)
+    return PersonPlacement(
+        identity, pose, pid, int(round(x - width / 2)), int(round(foot)) - height_px, width, height_px, 1.0
+    )
 
 
 def render_walks(
-    path: Path, identities: list[Identity], walks: list[Walk], camera: Camera, frames: int, fps: float, width: int, height: int, seed: int
+    path: Path,
+    identities: list[Identity],
+    walks: list[Walk],
+    camera: Camera,
+    frames: int,
+    fps: float,
+    width: int,
+    height: int,
+    seed: int,
 ) -> dict[str, Any]:
     """Draw the video (MJPG .avi) and return its ground truth (per frame: pid and box of every
     person whose box is at least half inside the image)."""
@@ -96,7 +130,12 @@ def render_walks(
     truth: list[list[dict[str, Any]]] = []
     try:
         for frame in range(frames):
-            people = [p for w in walks if w.first_frame <= frame <= w.last_frame if (p := _placement(identities[w.pid], w, camera, frame, w.pid)) is not None]
+            people = [
+                p
+                for w in walks
+                if w.first_frame <= frame <= w.last_frame
+                if (p := _placement(identities[w.pid], w, camera, frame, w.pid)) is not None
+            ]
             people.sort(key=lambda p: p.foot)  # nearer people drawn last
             plan = ScenePlan(camera, 0, tuple(people), (), 1.0, seed * 100_003 + frame, width, height)
             writer.write(cv2.cvtColor(render_scene(plan), cv2.COLOR_RGB2BGR))
@@ -105,11 +144,19 @@ def render_walks(
                 x1, y1, x2, y2 = p.box
                 inside = max(0, min(x2, width) - max(x1, 0)) / max(x2 - x1, 1)
                 if inside >= 0.5:
-                    visible.append({"pid": p.pid, "box": [max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)]})
+                    visible.append(
+                        {"pid": p.pid, "box": [max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)]}
+                    )
             truth.append(visible)
     finally:
         writer.release()
-    return {"fps": fps, "width": width, "height": height, "frames": truth, "walks": [w.__dict__ for w in walks]}
+    return {
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "frames": truth,
+        "walks": [w.__dict__ for w in walks],
+    }
 
 
 def make_walks(
@@ -127,7 +174,8 @@ def make_walks(
     """One video per camera (``root/cam<k>/walk.avi`` and ``walk.json``) of the same ``people``,
     identities drawn like the benchmark's test identities for ``seed``; returns the video paths."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A1C]))
-    identities = sample_population(rng, people, (1, 1))  # distinct people (no look-alike families: tracking, not fine detail, is measured)
+    # distinct people (no look-alike families: tracking, not fine detail, is measured)
+    identities = sample_population(rng, people, (1, 1))
     videos = []
     for cam in make_cameras(rng, cameras, width, height, max_person):
         walks = plan_walks(rng, cam, people, frames, width, height)
@@ -160,7 +208,12 @@ def appearance_crops(
             frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         capture.release()
         for w in truth["walks"]:
-            shown = [(f, p["box"]) for f in range(w["first_frame"], w["last_frame"] + 1) for p in truth["frames"][f] if p["pid"] == w["pid"]]
+            shown = [
+                (f, p["box"])
+                for f in range(w["first_frame"], w["last_frame"] + 1)
+                for p in truth["frames"][f]
+                if p["pid"] == w["pid"]
+            ]
             shown = [(f, b) for f, b in shown if b[3] - b[1] >= min_height]
             if len(shown) < 4:
                 continue

@@ -26,7 +26,13 @@ from personsearch.index import IndexBusyError, ModelMismatchError, PersonIndexEr
 from personsearch.index.store import SourceChangedError
 from personsearch.interfaces.server.jobs import IndexingJobs, NotAllowedError
 from personsearch.interfaces.server.limits import BodyLimit, Busy, WorkPool
-from personsearch.interfaces.server.service import MAX_TOP_K, NoModelError, NotIndexedError, SearchRequest, SearchService
+from personsearch.interfaces.server.service import (
+    MAX_TOP_K,
+    NoModelError,
+    NotIndexedError,
+    SearchRequest,
+    SearchService,
+)
 from personsearch.interfaces.server.uploads import UploadError
 
 Id = Annotated[int, PathParam(ge=0, le=2**62)]
@@ -63,15 +69,22 @@ class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     box_id: int | None = Field(None, ge=0, le=2**62)
     upload: str | None = Field(None, max_length=64)
-    box: list[float] | None = Field(None, min_length=4, max_length=4, description="x1, y1, x2, y2 pixels in the upload")
+    box: list[float] | None = Field(
+        None, min_length=4, max_length=4, description="x1, y1, x2, y2 pixels in the upload"
+    )
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)
     camera: list[str] | None = Field(None, max_length=1000, description="any of these cameras")
     source: str | None = Field(None, max_length=1000, description="substring of the source path, or a glob")
     time_from: float | None = Field(None, ge=-1e9, le=1e9, description="video seconds")
     time_to: float | None = Field(None, ge=-1e9, le=1e9)
     include_query: bool = False
-    per_frame: bool = Field(False, description="one hit per matching box instead of one per sighting (a person tracked through a video)")
-    whole_sighting: bool = Field(False, description="with box_id: query with every frame of that person's sighting, not the one box")
+    per_frame: bool = Field(
+        False,
+        description="one hit per matching box instead of one per sighting (a person tracked through a video)",
+    )
+    whole_sighting: bool = Field(
+        False, description="with box_id: query with every frame of that person's sighting, not the one box"
+    )
 
     def request(self) -> SearchRequest:
         return SearchRequest(
@@ -95,8 +108,15 @@ class JobBody(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=100)
     camera: str | None = Field(None, min_length=1, max_length=200)
-    stride: int | None = Field(None, ge=1, le=100_000, description="Videos: every N-th frame (1: every frame); not with fps.")
-    fps: float | None = Field(None, gt=0, le=1000, description="Videos: about this many frames a second (default 5, index.sources.DEFAULT_VIDEO_FPS).")
+    stride: int | None = Field(
+        None, ge=1, le=100_000, description="Videos: every N-th frame (1: every frame); not with fps."
+    )
+    fps: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="Videos: about this many frames a second (default 5, index.sources.DEFAULT_VIDEO_FPS).",
+    )
 
 
 class LoginBody(BaseModel):
@@ -136,7 +156,14 @@ def create_app(
         service.close()
 
     # /docs is our own page over a local Swagger UI (FastAPI's loads it from a CDN: blank offline)
-    app = FastAPI(title="personsearch", version="1", summary="Find a person in indexed images and videos.", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="personsearch",
+        version="1",
+        summary="Find a person in indexed images and videos.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.service, app.state.jobs, app.state.pool = service, jobs, pool
 
     async def project_error(request: Request, err: Exception) -> JSONResponse:
@@ -151,10 +178,17 @@ def create_app(
         path = request.url.path
         if token is not None and path not in PUBLIC_PATHS and not path.startswith("/static/"):
             given = request.headers.get("authorization", "")
-            offered = given[7:] if given.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE, "")
+            offered = (
+                given[7:] if given.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE, "")
+            )
             if not secrets.compare_digest(offered.encode(), token.encode()):
                 return JSONResponse(
-                    {"detail": "this server needs its access token: send 'Authorization: Bearer TOKEN', or log in on the page"},
+                    {
+                        "detail": (
+                            "this server needs its access token: send 'Authorization: Bearer TOKEN', "
+                            "or log in on the page"
+                        )
+                    },
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
@@ -162,9 +196,12 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        styles = "'self' 'unsafe-inline'" if path == "/docs" else "'self'"  # Swagger UI styles elements inline
+        # Swagger UI styles elements inline
+        styles = "'self' 'unsafe-inline'" if path == "/docs" else "'self'"
         response.headers.setdefault(
-            "Content-Security-Policy", f"default-src 'self'; img-src 'self' blob: data:; style-src {styles}; script-src 'self'; frame-ancestors 'none'"
+            "Content-Security-Policy",
+            f"default-src 'self'; img-src 'self' blob: data:; style-src {styles}; script-src 'self'; "
+            "frame-ancestors 'none'",
         )
         return response
 
@@ -179,10 +216,13 @@ def create_app(
     def docs() -> FileResponse:
         return FileResponse(STATIC / "docs.html", media_type="text/html")
 
-    app.mount("/static/swagger", StaticFiles(directory=str(SWAGGER_UI)), name="swagger")  # before /static, which would take its paths
+    # before /static, which would take its paths
+    app.mount("/static/swagger", StaticFiles(directory=str(SWAGGER_UI)), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.post("/api/login", summary="Exchange the access token for a same-site cookie (the page's images need one)")
+    @app.post(
+        "/api/login", summary="Exchange the access token for a same-site cookie (the page's images need one)"
+    )
     def login(body: LoginBody) -> JSONResponse:
         if token is None:
             return JSONResponse({"detail": "this server needs no token"})
@@ -193,7 +233,9 @@ def create_app(
         return response
 
     # ------------------------------------------------------------------ browsing
-    @app.get("/api/summary", summary="Index summary: counts, cameras, time span, model status, indexing state")
+    @app.get(
+        "/api/summary", summary="Index summary: counts, cameras, time span, model status, indexing state"
+    )
     def summary() -> dict[str, Any]:
         running = jobs.running()
         return {
@@ -214,11 +256,20 @@ def create_app(
     def source(source_id: Id) -> dict[str, Any]:
         return service.source(source_id)
 
-    @app.get("/api/sources/{source_id}/frames", summary="The image, or the video frames in which people were indexed")
-    def frames(source_id: Id, offset: Annotated[int, Query(ge=0, le=10**9)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    @app.get(
+        "/api/sources/{source_id}/frames",
+        summary="The image, or the video frames in which people were indexed",
+    )
+    def frames(
+        source_id: Id,
+        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
         return service.frames(source_id, offset=offset, limit=limit)
 
-    @app.get("/api/sources/{source_id}/people", summary="The people indexed in the image or in one video frame")
+    @app.get(
+        "/api/sources/{source_id}/people", summary="The people indexed in the image or in one video frame"
+    )
     def people(source_id: Id, frame: Annotated[int | None, Query(ge=0, le=2**40)] = None) -> dict[str, Any]:
         return service.people(source_id, frame)
 
@@ -227,7 +278,9 @@ def create_app(
         summary="The image or video frame (JPEG), read from the indexed file",
         responses={200: {"content": {"image/jpeg": {}}}},
     )
-    async def frame_image(source_id: Id, frame: Annotated[int | None, Query(ge=0, le=2**40)] = None) -> Response:
+    async def frame_image(
+        source_id: Id, frame: Annotated[int | None, Query(ge=0, le=2**40)] = None
+    ) -> Response:
         jpeg = await pool.run(service.frame_jpeg, source_id, frame)
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
 
@@ -235,42 +288,69 @@ def create_app(
     def box(box_id: Id) -> dict[str, Any]:
         return service.box(box_id).to_json()
 
-    @app.get("/api/boxes/{box_id}/thumbnail", summary="The stored thumbnail of an indexed person (JPEG)", responses={200: {"content": {"image/jpeg": {}}}})
+    @app.get(
+        "/api/boxes/{box_id}/thumbnail",
+        summary="The stored thumbnail of an indexed person (JPEG)",
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
     def thumbnail(box_id: Id) -> Response:
         # box ids are never reused, so a thumbnail never changes
-        return Response(service.thumbnail_jpeg(box_id), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400, immutable"})
+        return Response(
+            service.thumbnail_jpeg(box_id),
+            media_type="image/jpeg",
+            headers={"Cache-Control": "private, max-age=86400, immutable"},
+        )
 
     # ------------------------------------------------------------------ searching
     @app.post("/api/uploads", summary="Upload a query photo; answers the people detected in it")
-    async def upload(file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP or BMP photo")]) -> dict[str, Any]:
+    async def upload(
+        file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP or BMP photo")],
+    ) -> dict[str, Any]:
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise UploadError(f"the upload is over the limit of {max_upload_bytes:,} bytes", 413)
         return await pool.run(service.add_upload, data, "uploaded image")
 
-    @app.post("/api/search", summary="Search: the same JSON as `personsearch search --json` (docs/search-json.md)")
+    @app.post(
+        "/api/search", summary="Search: the same JSON as `personsearch search --json` (docs/search-json.md)"
+    )
     async def search(body: SearchBody) -> dict[str, Any]:
         return await pool.run(service.search_json, body.request())
 
-    @app.post("/api/search/report", summary="The same search as an HTML report (as `personsearch search --html`)", response_class=HTMLResponse)
+    @app.post(
+        "/api/search/report",
+        summary="The same search as an HTML report (as `personsearch search --html`)",
+        response_class=HTMLResponse,
+    )
     async def search_report(body: SearchBody) -> HTMLResponse:
         page = await pool.run(service.search_html, body.request())
-        return HTMLResponse(page, headers={"Content-Disposition": 'attachment; filename="personsearch-report.html"'})
+        return HTMLResponse(
+            page, headers={"Content-Disposition": 'attachment; filename="personsearch-report.html"'}
+        )
 
     # ------------------------------------------------------------------ indexing
-    @app.post("/api/index-jobs", status_code=202, summary="Index files and folders under the allowed folders, in the background")
+    @app.post(
+        "/api/index-jobs",
+        status_code=202,
+        summary="Index files and folders under the allowed folders, in the background",
+    )
     def start_job(body: JobBody) -> dict[str, Any]:
         return jobs.start(body.paths, camera=body.camera, stride=body.stride, fps=body.fps).to_json()
 
     @app.get("/api/index-jobs", summary="Indexing jobs of this server run")
     def list_jobs() -> dict[str, Any]:
-        return {"allowed": [str(d) for d in jobs.allow_dirs], "jobs": [job.to_json() for job in jobs.jobs.values()]}
+        return {
+            "allowed": [str(d) for d in jobs.allow_dirs],
+            "jobs": [job.to_json() for job in jobs.jobs.values()],
+        }
 
     @app.get("/api/index-jobs/{job_id}", summary="One indexing job and its progress")
     def get_job(job_id: Id) -> dict[str, Any]:
         return jobs.get(job_id).to_json()
 
-    @app.delete("/api/index-jobs/{job_id}", summary="Stop a job after the batch in flight (what was committed stays)")
+    @app.delete(
+        "/api/index-jobs/{job_id}", summary="Stop a job after the batch in flight (what was committed stays)"
+    )
     def cancel_job(job_id: Id) -> dict[str, Any]:
         return jobs.cancel(job_id).to_json()
 

@@ -68,7 +68,9 @@ class Job:
 class IndexingJobs:
     """Starts and tracks indexing jobs into one index directory."""
 
-    def __init__(self, index_dir: Path, engine: PersonEngine | None, allow_dirs: list[Path], *, batch_size: int = 4) -> None:
+    def __init__(
+        self, index_dir: Path, engine: PersonEngine | None, allow_dirs: list[Path], *, batch_size: int = 4
+    ) -> None:
         self.index_dir, self.engine, self.batch_size = index_dir, engine, batch_size
         self.allow_dirs = [d.resolve() for d in allow_dirs]
         self.jobs: dict[int, Job] = {}
@@ -79,7 +81,10 @@ class IndexingJobs:
         """A requested path, absolute or relative to the first allowed folder, that must lie
         (after following links) inside an allowed folder."""
         if not self.allow_dirs:
-            raise NotAllowedError("indexing from the web is off: restart the server with --allow-dir FOLDER (repeatable) to allow it under FOLDER")
+            raise NotAllowedError(
+                "indexing from the web is off: restart the server with --allow-dir FOLDER (repeatable) to "
+                "allow it under FOLDER"
+            )
         if "\x00" in given:
             raise NotAllowedError("path contains a NUL byte")
         path = Path(given)  # no ~ expansion: a request names no user's home
@@ -90,18 +95,31 @@ class IndexingJobs:
         except (OSError, RuntimeError) as err:  # a symlink loop, an unreadable component
             raise ValueError(f"{given}: cannot resolve this path ({err})") from None
         if not inside:
-            raise NotAllowedError(f"{given}: outside the folders this server may index ({', '.join(map(str, self.allow_dirs))})")
+            raise NotAllowedError(
+                f"{given}: outside the folders this server may index ({', '.join(map(str, self.allow_dirs))})"
+            )
         if not resolved.exists():
-            raise FileNotFoundError(f"{given}: no such file or folder under {', '.join(map(str, self.allow_dirs))}")
+            raise FileNotFoundError(
+                f"{given}: no such file or folder under {', '.join(map(str, self.allow_dirs))}"
+            )
         return resolved
 
     def running(self) -> Job | None:
         return next((job for job in self.jobs.values() if job.state == "running"), None)
 
-    def start(self, paths: list[str], *, camera: str | None = None, stride: int | None = None, fps: float | None = None) -> Job:
+    def start(
+        self,
+        paths: list[str],
+        *,
+        camera: str | None = None,
+        stride: int | None = None,
+        fps: float | None = None,
+    ) -> Job:
         """Check the paths, take the writer lock, and index in the background."""
         if self.engine is None:
-            raise NoModelError("no model is loaded, so nothing can be indexed; restart the server with --model")
+            raise NoModelError(
+                "no model is loaded, so nothing can be indexed; restart the server with --model"
+            )
         if not paths:
             raise ValueError("give at least one file or folder to index")
         resolved = [self.resolve(p) for p in paths]
@@ -109,7 +127,10 @@ class IndexingJobs:
         with self._lock:
             running = self.running()  # once: the job may end between two looks
             if running is not None:
-                raise IndexBusyError(f"indexing job {running.id} is still running on {self.index_dir}; wait for it or cancel it")
+                raise IndexBusyError(
+                    f"indexing job {running.id} is still running on {self.index_dir}; "
+                    "wait for it or cancel it"
+                )
             index = PersonIndex.open(self.index_dir, self.engine, create=True, shared=True)
             try:
                 index.store.acquire_writer()
@@ -118,7 +139,9 @@ class IndexingJobs:
                 raise
             job = Job(next(self._ids), [str(p) for p in resolved], camera)
             self.jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, index, resolved, sampling), name=f"index-job-{job.id}", daemon=True).start()
+        threading.Thread(
+            target=self._run, args=(job, index, resolved, sampling), name=f"index-job-{job.id}", daemon=True
+        ).start()
         return job
 
     def _run(self, job: Job, index: PersonIndex, paths: list[Path], sampling: Sampling) -> None:

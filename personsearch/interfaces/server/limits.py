@@ -24,8 +24,19 @@ T = TypeVar("T")
 class BodyLimit:
     """ASGI middleware: at most ``upload_bytes`` for ``upload_paths``, ``other_bytes`` elsewhere."""
 
-    def __init__(self, app: ASGIApp, upload_bytes: int, other_bytes: int = 1 << 20, upload_paths: tuple[str, ...] = ("/api/uploads",)) -> None:
-        self.app, self.upload_bytes, self.other_bytes, self.upload_paths = app, upload_bytes, other_bytes, upload_paths
+    def __init__(
+        self,
+        app: ASGIApp,
+        upload_bytes: int,
+        other_bytes: int = 1 << 20,
+        upload_paths: tuple[str, ...] = ("/api/uploads",),
+    ) -> None:
+        self.app, self.upload_bytes, self.other_bytes, self.upload_paths = (
+            app,
+            upload_bytes,
+            other_bytes,
+            upload_paths,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,10 +81,19 @@ class BodyLimit:
 
 async def _refuse(send: Send, limit: int) -> None:
     body = json.dumps(
-        {"detail": f"request body over the limit of {limit:,} bytes; send a smaller image (the server's --max-upload-mb sets the limit)"}
+        {
+            "detail": (
+                f"request body over the limit of {limit:,} bytes; send a smaller image "
+                "(the server's --max-upload-mb sets the limit)"
+            )
+        }
     ).encode()
     await send(
-        {"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
     )
     await send({"type": "http.response.body", "body": body})
 
@@ -95,7 +115,10 @@ class WorkPool:
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(*args)`` on a worker; ``Busy`` at once when no slot is free."""
         if not self._slots.acquire(blocking=False):
-            raise Busy(f"the server is busy ({self.workers} searches running, {self.queue} waiting); retry in a moment")
+            raise Busy(
+                f"the server is busy ({self.workers} searches running, {self.queue} waiting); "
+                "retry in a moment"
+            )
         try:
             future = self._executor.submit(function, *args)
         except BaseException:

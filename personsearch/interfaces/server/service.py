@@ -64,7 +64,10 @@ class SearchRequest:
 
     def __post_init__(self) -> None:
         if (self.box_id is None) == (self.upload is None):
-            raise ValueError("give exactly one query: box_id (a person in the index) or upload (an uploaded image, with an optional box)")
+            raise ValueError(
+                "give exactly one query: box_id (a person in the index) or upload "
+                "(an uploaded image, with an optional box)"
+            )
         if not 1 <= self.top_k <= MAX_TOP_K:
             raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, got {self.top_k}")
 
@@ -76,7 +79,14 @@ class SearchRequest:
 class SearchService:
     """The index at ``index_dir`` and (optionally) the model used for uploads and indexing."""
 
-    def __init__(self, index_dir: str | Path, engine: PersonEngine | None, *, max_upload_pixels: int = 40_000_000, uploads: UploadStore | None = None) -> None:
+    def __init__(
+        self,
+        index_dir: str | Path,
+        engine: PersonEngine | None,
+        *,
+        max_upload_pixels: int = 40_000_000,
+        uploads: UploadStore | None = None,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.engine = engine
         self.max_upload_pixels = max_upload_pixels
@@ -90,7 +100,8 @@ class SearchService:
         if self._index is None:
             if not IndexStore.exists(self.index_dir):
                 raise NotIndexedError(
-                    f"nothing indexed yet: no index at {self.index_dir}; run `personsearch index FOLDER --index {self.index_dir}` or start an indexing job"
+                    f"nothing indexed yet: no index at {self.index_dir}; "
+                    f"run `personsearch index FOLDER --index {self.index_dir}` or start an indexing job"
                 )
             self._index = PersonIndex.open(self.index_dir, shared=True, read_only=True)
         return self._index
@@ -103,7 +114,11 @@ class SearchService:
 
     def model_status(self) -> dict[str, Any]:
         """The loaded model and whether it can add to / query this index."""
-        status: dict[str, Any] = {"model_id": None if self.engine is None else self.engine.model_id, "usable": False, "problem": None}
+        status: dict[str, Any] = {
+            "model_id": None if self.engine is None else self.engine.model_id,
+            "usable": False,
+            "problem": None,
+        }
         if self.engine is None:
             status["problem"] = "no model loaded: uploads and indexing are off (restart with --model)"
             return status
@@ -119,7 +134,9 @@ class SearchService:
 
     def _model(self) -> PersonEngine:
         if self.engine is None:
-            raise NoModelError("no model is loaded, so uploads cannot be searched; restart the server with --model")
+            raise NoModelError(
+                "no model is loaded, so uploads cannot be searched; restart the server with --model"
+            )
         problem = self.model_status()["problem"]
         if problem:
             raise ModelMismatchError(problem)
@@ -146,7 +163,11 @@ class SearchService:
     def frames(self, source_id: int, *, offset: int, limit: int) -> dict[str, Any]:
         with self._lock:
             total, page = self._reader().store.list_frames(source_id, offset=offset, limit=limit)
-        return {"total": total, "offset": offset, "frames": [{"frame": f.frame, "time": f.time, "people": f.people} for f in page]}
+        return {
+            "total": total,
+            "offset": offset,
+            "frames": [{"frame": f.frame, "time": f.time, "people": f.people} for f in page],
+        }
 
     def people(self, source_id: int, frame: int | None) -> dict[str, Any]:
         with self._lock:
@@ -183,7 +204,10 @@ class SearchService:
             "upload": upload.id,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
-            "people": [{"box": [round(float(v), 2) for v in det[:4]], "score": round(float(det[4]), 6)} for det in people],
+            "people": [
+                {"box": [round(float(v), 2) for v in det[:4]], "score": round(float(det[4]), 6)}
+                for det in people
+            ],
         }
 
     def _upload_query(self, upload: Upload, box: Sequence[float] | None) -> SearchQuery:
@@ -191,9 +215,14 @@ class SearchService:
         note = None
         if box is None:
             height, width = upload.image.shape[:2]
-            box = tuple(float(v) for v in choose_query_box(height, width, upload.people, "the uploaded image"))
+            box = tuple(
+                float(v) for v in choose_query_box(height, width, upload.people, "the uploaded image")
+            )
             if PersonSearchPipeline.is_whole_image(box, upload.image):
-                note = f"the uploaded image ({width}x{height}) is person-shaped and shows no other person: taken whole as the person"
+                note = (
+                    f"the uploaded image ({width}x{height}) is person-shaped and shows no other person: "
+                    "taken whole as the person"
+                )
         key = tuple(round(float(v), 2) for v in box)
         feature = upload.features.get(key)
         if feature is None:
@@ -201,7 +230,8 @@ class SearchService:
             if len(upload.features) >= MAX_QUERY_BOXES:
                 upload.features.clear()
             upload.features[key] = feature
-        return SearchQuery(feature, crop_box(upload.image, np.asarray(key, np.float32)), None, None, key, note)  # type: ignore[arg-type]
+        crop = crop_box(upload.image, np.asarray(key, np.float32))
+        return SearchQuery(feature, crop, None, None, key, note)  # type: ignore[arg-type]
 
     def _box_query(self, box_id: int, whole_sighting: bool) -> tuple[SearchQuery, int | None]:
         """The indexed person as a query (one box, or its whole sighting), and its sighting."""
@@ -209,7 +239,11 @@ class SearchService:
             index = self._reader()
             info = index.store.get_box(box_id)
             sighting = index.sighting_of(box_id)
-            feature = index.sighting_feature(sighting) if whole_sighting and sighting is not None else index.feature(box_id)
+            feature = (
+                index.sighting_feature(sighting)
+                if whole_sighting and sighting is not None
+                else index.feature(box_id)
+            )
             crop = index.thumbnail(box_id)
         return SearchQuery(feature, crop, info.source, info.frame, info.box), sighting
 

@@ -41,7 +41,11 @@ def sniff(data: bytes) -> str:
     for magic, kind in MAGIC.items():
         if data.startswith(magic):
             return kind
-    raise UploadError("the upload is not a JPEG, PNG, WebP or BMP image (judged by its content); upload a photo in one of those formats", 415)
+    raise UploadError(
+        "the upload is not a JPEG, PNG, WebP or BMP image (judged by its content); "
+        "upload a photo in one of those formats",
+        415,
+    )
 
 
 def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
@@ -78,7 +82,9 @@ class UploadStore:
         upload = Upload(secrets.token_urlsafe(12), image, people)
         with self._lock:
             self._items[upload.id] = upload
-            while len(self._items) > self.max_items or (len(self._items) > 1 and self._bytes() > self.max_bytes):
+            while len(self._items) > self.max_items or (
+                len(self._items) > 1 and self._bytes() > self.max_bytes
+            ):
                 self._items.popitem(last=False)
         return upload
 
@@ -89,6 +95,9 @@ class UploadStore:
         with self._lock:
             upload = self._items.get(upload_id)
             if upload is None:
-                raise KeyError(f"no upload {upload_id!r}: uploads are kept for the {self.max_items} most recent only; upload the image again")
+                raise KeyError(
+                    f"no upload {upload_id!r}: uploads are kept for the {self.max_items} most recent only; "
+                    "upload the image again"
+                )
             self._items.move_to_end(upload_id)
             return upload
