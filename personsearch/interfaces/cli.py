@@ -241,6 +241,21 @@ def score_cmd(
     _write_json({**result.to_dict(), "detection": detection.to_dict()}, json_out)
 
 
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(help="YAML file of the command's settings (see configs/); flags and --set override it."),
+]
+SetPairs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).",
+    ),
+]
+"""The two options every training command and job shares: one config shape, read by
+``training.config.load_config``."""
+
+
 def _overrides(**values: object) -> dict[str, object]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -248,7 +263,7 @@ def _overrides(**values: object) -> dict[str, object]:
 @command("train-reid")
 def train_reid_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (reid.* is written there).")],
-    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
+    config: ConfigFile = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
     variant: Annotated[
         str | None,
@@ -265,13 +280,7 @@ def train_reid_cmd(
     fast: Annotated[
         bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).",
-        ),
-    ] = None,
+    set_: SetPairs = None,
 ) -> None:
     """Train the feature-pyramid re-id network; resumes from OUT/train-reid/last.pt."""
     from personsearch.training.config import ReIDTrainConfig
@@ -300,7 +309,7 @@ def train_reid_cmd(
 @command("train-detector")
 def train_detector_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (detector.* is written there).")],
-    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
+    config: ConfigFile = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
     backbone: Annotated[
         str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")
@@ -313,13 +322,7 @@ def train_detector_cmd(
     fast: Annotated[
         bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="KEY=VALUE, repeatable: any setting of the config, dotted for sections (optim.lr=0.02).",
-        ),
-    ] = None,
+    set_: SetPairs = None,
 ) -> None:
     """Train the Faster R-CNN person detector; resumes from OUT/train-detector/last.pt."""
     from personsearch.training.config import DetectorTrainConfig
@@ -789,16 +792,8 @@ def adapt_cmd(
             show_default="1x",
         ),
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="YAML file of AdaptConfig settings (flags and --set override it).")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="KEY=VALUE, repeatable: any AdaptConfig setting, dotted for sections (optim.lr=0.003).",
-        ),
-    ] = None,
+    config: ConfigFile = None,
+    set_: SetPairs = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Fine-tune the re-id network on the people tracked through unlabelled videos (no labels:
@@ -855,19 +850,8 @@ def distill_int8_cmd(
         int | None, typer.Option(min=1, help="Fine-tuning steps of --batch-size crops.", show_default="300")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(min=2, show_default="32")] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help="YAML file of Int8DistillConfig settings (flags and --set override it)."),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help=(
-                "KEY=VALUE, repeatable: any Int8DistillConfig setting, dotted for sections (optim.lr=0.003)."
-            ),
-        ),
-    ] = None,
+    config: ConfigFile = None,
+    set_: SetPairs = None,
 ) -> None:
     """Fine-tune the re-id network to bring the int8 engine's (ort-int8) features closer to its
     fp32 ones: quantisation-aware distillation against the model itself (docs/performance.md)."""
@@ -923,20 +907,8 @@ def adapt_detector_cmd(
         float | None,
         typer.Option(help="Learn only from each video's first seconds (keep the rest for evaluation)."),
     ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help="YAML file of AdaptDetectorConfig settings (flags and --set override it)."),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help=(
-                "KEY=VALUE, repeatable: any AdaptDetectorConfig setting, "
-                "dotted for sections (optim.lr=0.003)."
-            ),
-        ),
-    ] = None,
+    config: ConfigFile = None,
+    set_: SetPairs = None,
 ) -> None:
     """Fine-tune the detector on real footage without labels: boxes SSDLite and HOG agree on, kept
     where tracking confirms them (unconfirmed detections painted over), mixed with synthetic
