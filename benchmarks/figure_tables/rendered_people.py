@@ -21,11 +21,11 @@ BLIND = Source("blind_real.json", "python benchmarks/blind_real_check.py score")
 BLIND_FILM = Source("blind_real_film.json", "python benchmarks/blind_real_check.py score --footage film")
 
 NAMES = {
-    "shipped default": "shipped default (drawn people only)",
+    "shipped default": "drawn people only (the default until rendered people)",
     "runs/people3d-finetune": "rendered v1",
     "runs/people3d-mixed": "rendered v1 + synthetic",
     "runs/people3d-mixed-style": "rendered v1 + synthetic, style randomised",
-    "runs/people3d-v2-mixed": "rendered v2 (1,000 people, bags) + synthetic",
+    "runs/people3d-v2-mixed": "rendered v2 (1,000 people, bags) + synthetic: the default now",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
