@@ -162,22 +162,9 @@ def main() -> None:
     args = parser.parse_args()
 
     shutil.rmtree(args.work, ignore_errors=True)
-    learn = make_walks(
-        args.work / "learn",
-        seed=args.seed,
-        cameras=args.cameras,
-        people=args.people,
-        frames=args.frames,
-        fps=args.fps,
-    )
-    held = make_walks(
-        args.work / "held-out",
-        seed=args.eval_seed,
-        cameras=args.cameras,
-        people=args.people,
-        frames=args.frames,
-        fps=args.fps,
-    )
+    walks = dict(cameras=args.cameras, people=args.people, frames=args.frames, fps=args.fps)
+    learn = make_walks(args.work / "learn", seed=args.seed, **walks)
+    held = make_walks(args.work / "held-out", seed=args.eval_seed, **walks)
     t = time.perf_counter()
     # every frame of the walks
     PersonSearch.load().index(learn, args.work / "index", stride=1, progress=False)

