@@ -111,7 +111,10 @@ class Renderer:
         except ImportError as err:
             raise ImportError(f"rendering people needs moderngl: {INSTALL_HINT}") from err
         try:
-            self.ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]  # the stubs lag the API
+            # typed loosely: moderngl's stubs lag its API (no backend=), and without the extra
+            # installed there are no stubs at all, so an ignore would be unused there
+            create_context: Any = moderngl.create_standalone_context
+            self.ctx = create_context(backend="egl")
         except Exception as err:  # moderngl/glcontext raise bare Exceptions
             raise RuntimeError(
                 f"no offscreen OpenGL context ({err}): rendering people needs Mesa's EGL driver, e.g. "
