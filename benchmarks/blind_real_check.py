@@ -143,6 +143,22 @@ def bundle_features(path: Path) -> Any:
     return model
 
 
+def network_record(bundle: Path) -> dict[str, Any]:
+    """What a re-id bundle records of how it was made: an adapted one's footage, tracklets, time
+    and budget; a trained one's training summary."""
+    meta = json.loads((bundle / "reid.json").read_text()).get("metadata", {})
+    adaptation = meta.get("adaptation")
+    if adaptation:
+        keys = ("footage", "footage_s", "tracklets", "budget_s", "stopped_by_budget")
+        return {
+            "adaptation": {k: adaptation.get(k) for k in keys},
+            "seconds": adaptation["seconds"]["total"],
+            "classes_per_round": [r["classes"] for r in adaptation["rounds"]],
+            "steps_per_round": [r["train"]["steps"] for r in adaptation["rounds"]],
+        }
+    return {"training": meta.get("summary", {})}
+
+
 def sheets(args: argparse.Namespace) -> None:
     from personsearch.models.external_detectors import build_external_detector
 
@@ -163,9 +179,11 @@ def sheets(args: argparse.Namespace) -> None:
     all_boxes, frame_of, all_crops = np.concatenate(boxes), np.asarray(owners), torch.cat(crops)
     height, width = next(iter(video.values())).shape[:2]
     networks: dict[str, Any] = {"imagenet": imagenet_features(), "shipped": bundle_features(SHIPPED)}
+    made: dict[str, Any] = {}  # how each given network was made, as its bundle records it
     for given in args.model:
         name, _, where = given.partition("=")
         networks[name] = bundle_features(Path(where))
+        made[name] = {"bundle": where, **network_record(Path(where))}
     features = {name: embed_crops(net, all_crops) for name, net in networks.items()}
 
     queries = []
@@ -204,6 +222,7 @@ def sheets(args: argparse.Namespace) -> None:
             hits_of[name][string.ascii_uppercase[k]] = hits
             rows.append((string.ascii_uppercase[k], hits))
         _draw_sheet(footage.sheets / f"{name}.jpg", all_crops, q, rows)
+    (footage.sheets / "networks.json").write_text(json.dumps(made, indent=1))  # names only: no letters
     footage.key.write_text(
         json.dumps({"note": "the judge does not open this file before judging", "key": key}, indent=1)
     )
@@ -281,6 +300,7 @@ def learning_part(args: argparse.Namespace) -> None:
 
 def score(args: argparse.Namespace) -> None:
     footage = replace(FOOTAGE[args.footage], held_out=args.held_out)
+    networks = footage.sheets / "networks.json"
     key = json.loads(footage.key.read_text())["key"]
     judged = json.loads(footage.judgements.read_text())
     marks = judged["judgements"]
@@ -320,6 +340,7 @@ def score(args: argparse.Namespace) -> None:
             "judge": judged.get("judge", ""),
             "protocol": __doc__,
             "scores": table,
+            "networks": json.loads(networks.read_text()) if networks.is_file() else None,
         },
     )
 

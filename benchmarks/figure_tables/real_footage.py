@@ -27,6 +27,17 @@ OTHER_CAMERAS = Source(
     "python benchmarks/detector_other_cameras.py score",
 )
 
+HELD_OUT_VTEST = Source("blind_real_held_out.json", "python benchmarks/blind_real_check.py score --held-out")
+HELD_OUT_FILM = Source(
+    "blind_real_film_held_out.json", "python benchmarks/blind_real_check.py score --footage film --held-out"
+)
+HELD_OUT_NAMES = {
+    "imagenet": "ImageNet MobileNetV2, pooled features",
+    "shipped": "the shipped network (drawn and rendered people)",
+    "adapted": "shipped, adapted to the first part (default budget: its duration)",
+    "adapted, no budget": "shipped, adapted to the first part, every epoch (--budget none)",
+}
+
 NETWORKS = {"shipped": "shipped (synthetic people only)", "adapted": "shipped, adapted to this video"}
 MODES = {"sighting": "sightings", "frame": "per frame"}
 
@@ -201,4 +212,20 @@ def other_cameras(results: dict[str, Any]) -> Rows:
         first = next(iter(by_detector.values()))
         cells = [f"{by_detector[d]['found']} / {by_detector[d]['extra']}" for d in detectors]
         rows.append([labels[group].format(n=first["images"]), str(first["people"]), *cells])
+    return rows
+
+
+@table("real-footage-held-out", DOC, HELD_OUT_VTEST, HELD_OUT_FILM)
+def held_out(vtest: dict[str, Any], film: dict[str, Any]) -> Rows:
+    rows = [["re-id network", "vtest.avi: top-1 / top-10 precision", "1906 film: top-1 / top-10 precision"]]
+    for model in HELD_OUT_NAMES:
+        cells = []
+        for result in (vtest, film):
+            scores = result["scores"].get(model)
+            if scores is None:
+                cells.append("-")
+                continue
+            top1, top10 = num(scores["top1_precision"]), num(scores["top10_precision"])
+            cells.append(f"{top1} / {top10} ({scores['queries']} queries)")
+        rows.append([HELD_OUT_NAMES[model], *cells])
     return rows
