@@ -79,6 +79,13 @@ class Footage:
         stem = "blind_real" if self.name == "vtest" else f"blind_real_{self.name}"
         return stem + ("_held_out" if self.held_out else "")
 
+    def video(self, given: Path | None) -> Path:
+        """``given``, else the first of ``places`` that exists; exits saying where to get it."""
+        found = given or next((Path(p) for p in self.places if Path(p).is_file()), None)
+        if found is None or not found.is_file():
+            sys.exit(f"the {self.name} video was not found: {self.where}, or pass --video PATH")
+        return found
+
     @property
     def first_frame(self) -> int:
         return self.held_out_from if self.held_out else 0
@@ -163,9 +170,7 @@ def sheets(args: argparse.Namespace) -> None:
     from personsearch.models.external_detectors import build_external_detector
 
     footage = replace(FOOTAGE[args.footage], held_out=args.held_out)
-    vtest = args.video or next((Path(p) for p in footage.places if Path(p).is_file()), None)
-    if vtest is None or not vtest.is_file():
-        sys.exit(f"the {footage.name} video was not found: {footage.where}, or pass --video PATH")
+    vtest = footage.video(args.video)
     gap = args.gap or footage.gap
     video = {k: frame for k, frame in frames(vtest, 2).items() if k >= footage.first_frame}
     detector = build_external_detector("ssdlite")
@@ -279,9 +284,7 @@ def learning_part(args: argparse.Namespace) -> None:
     """Write the footage's frames before its held-out part as a video of the same rate: what a
     network adapted for ``--held-out`` learns from (``personsearch adapt OUT --index ...``)."""
     footage = FOOTAGE[args.footage]
-    source = args.video or next((Path(p) for p in footage.places if Path(p).is_file()), None)
-    if source is None or not source.is_file():
-        sys.exit(f"the {footage.name} video was not found: {footage.where}, or pass --video PATH")
+    source = footage.video(args.video)
     if args.out is None:
         sys.exit("learning-part needs --out VIDEO (e.g. runs/vtest-learning.avi)")
     capture = cv2.VideoCapture(str(source))

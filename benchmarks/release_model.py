@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -124,21 +122,20 @@ def write_fp16(sources: dict[str, Path], target: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
+    # everything read before anything is written: the target may be a source (the shipped detector)
+    loaded = {
+        name: (
+            load_file(str(where / f"{name}.safetensors")),
+            json.loads((where / f"{name}.json").read_text()),
+        )
+        for name, where in sources.items()
+    }
     target.mkdir(parents=True, exist_ok=True)
-    staged = {
-        name: Path(tempfile.mkdtemp()) for name in sources
-    }  # the target may be a source: read all first
-    for name, origin in sources.items():
-        for suffix in (".json", ".safetensors"):
-            shutil.copyfile(origin / f"{name}{suffix}", staged[name] / f"{name}{suffix}")
-    for name in ("detector", "reid"):
-        origin = staged[name]
-        state = load_file(str(origin / f"{name}.safetensors"))
+    for name, (state, description) in loaded.items():
         half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         save_file(
             half, str(target / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(torch.float16)}
         )
-        description = json.loads((origin / f"{name}.json").read_text())
         recipe = f"configs/{name}_mobilenet_v2_release.yaml"
         if "people3d" in json.dumps(description["metadata"].get("train", {}).get("data", {})):
             recipe += " then benchmarks/rendered_people.py RELEASE_RECIPE"

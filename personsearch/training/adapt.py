@@ -98,16 +98,18 @@ class AdaptConfig:
         return None
 
 
+SECONDS_PER_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
 def parse_budget(text: str) -> tuple[float, float | None]:
     """``(budget_footage, budget_s)`` of a budget as people write it: ``2x`` (twice the
     footage's duration), ``45m``, ``1.5h``, ``900s`` or ``900`` (seconds), ``none``."""
     value = text.strip().lower()
     if value == "none":
         return 0.0, None
-    units = {"x": 0.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-    unit = value[-1:] if value[-1:] in units else "s"
+    unit = value[-1:] if value[-1:] in ("x", *SECONDS_PER_UNIT) else ""
     try:
-        number = float(value[:-1] if value[-1:] in units else value)
+        number = float(value[: len(value) - len(unit)])
     except ValueError:
         number = -1.0
     if not number > 0 or number == float("inf"):
@@ -115,7 +117,7 @@ def parse_budget(text: str) -> tuple[float, float | None]:
             f"budget {text!r}: write a positive time (900s, 45m, 1.5h), a multiple of the footage's "
             "duration (2x), or none"
         )
-    return (number, None) if unit == "x" else (1.0, number * units[unit])
+    return (number, None) if unit == "x" else (1.0, number * SECONDS_PER_UNIT.get(unit, 1.0))
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,7 @@ def adapt(
     step took, against the seconds of footage learned from)."""
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
     began = run_began = time.perf_counter()
+    started = time.monotonic()  # the budget's clock
     start, reid_config, reid_meta = load_component(bundle_dir, "reid")
     with PersonIndex.open(index_dir) as index:
         tracklets = find_tracklets(index, config)
@@ -328,9 +331,7 @@ def adapt(
     footage = sorted({t.path for t in tracklets})
     footage_s = footage_seconds(footage)
     budget = config.budget(footage_s)
-    finish_by = (
-        None if budget is None else time.monotonic() - seconds["tracklets"] + budget * (1 - BUDGET_RESERVE)
-    )
+    finish_by = None if budget is None else started + budget * (1 - BUDGET_RESERVE)
     if len(tracklets) < 2:
         raise ValueError(
             f"{index_dir}: {len(tracklets)} usable tracklet(s) "
@@ -361,7 +362,6 @@ def adapt(
     state: dict[str, torch.Tensor] | None = None if config.from_imagenet else start.state_dict()
     labels = np.arange(len(tracklets), dtype=np.int64)
     rounds: list[dict[str, Any]] = []
-    stopped_by_budget = False
     model: torch.nn.Module | None = None
     rounds_run = 1 if config.from_imagenet else config.rounds
     for round_index in range(rounds_run):
@@ -397,7 +397,6 @@ def adapt(
         state = model.state_dict()
         seconds["rounds"].append(time.perf_counter() - began)
         rounds.append({"classes": int(len(classes)), "crops": int(len(owners)), "train": summary})
-        stopped_by_budget |= bool(summary.get("stopped_by_budget"))
     seconds["total"] = time.perf_counter() - run_began  # what is left (copying four files) takes milliseconds
     result = {
         "adapted_from": str(bundle_dir) if not config.from_imagenet else "ImageNet weights",
@@ -409,7 +408,7 @@ def adapt(
         "rounds": rounds,
         "footage_s": footage_s,
         "budget_s": budget,
-        "stopped_by_budget": stopped_by_budget,
+        "stopped_by_budget": any(r["train"].get("stopped_by_budget") for r in rounds),
         "seconds": seconds,
     }
     final = out_dir / "rounds" / f"round{rounds_run}"

@@ -289,11 +289,15 @@ class _Budget:
         if self.deadline is None:
             return False
         self.times.append(time.monotonic())
-        if self.decided or step - self.first_step < self.PROBE:
+        if self.decided:
+            del self.times[:-2]
+            return False
+        if step - self.first_step < self.PROBE:
             return False
         pace = float(np.median(np.diff(self.times[2:])))  # the first step warms up: left out
         self.planned = min(self.total, step + max(0, int((self.deadline - self.times[-1]) / max(pace, 1e-6))))
         self.decided = True
+        del self.times[:-2]  # from here on only the last step's pace is read
         return True
 
     def spent(self, step: int) -> bool:
