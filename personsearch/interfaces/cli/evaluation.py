@@ -1,0 +1,94 @@
+"""Scores on a benchmark's test split with the standard protocols: another system's results
+(``score``) or a model run here (``evaluate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from personsearch.interfaces.cli import (
+    EngineOption,
+    _configure_logging,
+    _say_engines,
+    _write_json,
+    command,
+    console,
+)
+
+
+@command("score")
+def score_cmd(
+    dataset: Annotated[Path, typer.Option(help="Dataset root.")],
+    results: Annotated[Path, typer.Option(help="Results .npz (format: docs/results-format.md).")],
+    protocol: Annotated[str | None, typer.Option(help="cuhk | prw; default: the dataset's own.")] = None,
+    gallery_size: Annotated[
+        int, typer.Option(help="CUHK-SYSU gallery size (50..4000, -1 = whole test set).")
+    ] = 100,
+    det_thresh: Annotated[float, typer.Option(help="Detections below this score are ignored.")] = 0.5,
+    cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
+    cbgm: Annotated[bool, typer.Option(help="Context bipartite graph matching re-scoring.")] = False,
+    normalise: Annotated[
+        bool, typer.Option(help="L2-normalise features that are not (the protocol assumes unit length).")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
+) -> None:
+    """Score another system's detections (recall / AP) and search (mAP / top-k) with the standard
+    protocols."""
+    from personsearch.data import load_dataset
+    from personsearch.evaluation.results_file import score_results_file, score_results_file_detection
+
+    data = load_dataset(dataset)
+    if protocol is not None and protocol != data.protocol:
+        raise ValueError(f"{dataset} is a {data.protocol} dataset, but --protocol {protocol} was given")
+    result = score_results_file(
+        data,
+        results,
+        gallery_size=gallery_size,
+        det_thresh=det_thresh,
+        cross_camera=cross_camera,
+        cbgm=cbgm,
+        normalise=normalise,
+    )
+    detection = score_results_file_detection(data, results, det_thresh=det_thresh)
+    console.print(detection.format_table(), highlight=False)
+    console.print(result.format_table(), highlight=False)
+    _write_json({**result.to_dict(), "detection": detection.to_dict()}, json_out)
+
+
+@command("evaluate")
+def evaluate_cmd(
+    dataset: Annotated[Path, typer.Option(help="Dataset root.")],
+    model: Annotated[
+        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
+    ] = "default",
+    gallery_size: Annotated[int, typer.Option(help="CUHK-SYSU gallery size.")] = 100,
+    cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    engine: EngineOption = None,
+    fp32: Annotated[
+        bool,
+        typer.Option(
+            "--fp32",
+            help=(
+                "Plain PyTorch fp32 (same as --engine torch-fp32): the reference to check "
+                "other engines against."
+            ),
+        ),
+    ] = False,
+) -> None:
+    """Run detector -> re-id -> protocol on a benchmark's test split, with and without detections."""
+    from personsearch.data import load_dataset
+    from personsearch.evaluation.pipeline import evaluate_engine
+    from personsearch.interfaces.api import resolve_model
+    from personsearch.models.bundle import ModelBundle
+
+    _configure_logging()
+    engine_ = ModelBundle(resolve_model(model), device=device, engine="torch-fp32" if fp32 else engine)
+    _say_engines(engine_)
+    data = load_dataset(dataset)
+    result = evaluate_engine(engine_, data, gallery_size=gallery_size, cross_camera=cross_camera)
+    console.print(result.format_table(), highlight=False)
+    _write_json(result.to_dict(), json_out)
