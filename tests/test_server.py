@@ -490,6 +490,9 @@ def test_a_full_queue_answers_503_instead_of_waiting(built: tuple[Path, Path]) -
             and refused.headers["retry-after"] == "1"
             and "busy" in refused.json()["detail"]
         )
+        # refused before it is parsed (cheap under overload): even a malformed search gets the 503
+        shed = c.post("/api/search", content=b"{not json", headers={"content-type": "application/json"})
+        assert shed.status_code == 503 and shed.headers["content-security-policy"].startswith("default-src")
         assert c.get("/api/summary").status_code == 200  # browsing is not queued behind the models
         engine.gate.set()
         worker.join(10)

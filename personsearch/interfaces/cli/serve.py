@@ -57,8 +57,15 @@ def serve_cmd(
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Threads running searches and uploads.")] = 2,
     queue: Annotated[
-        int, typer.Option(min=0, help="Requests waiting for a worker before the server answers 503.")
-    ] = 16,
+        int,
+        typer.Option(
+            min=0,
+            help=(
+                "Requests waiting for a worker before the server answers 503 (short: answered "
+                "searches stay fast under overload)."
+            ),
+        ),
+    ] = 2,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload, MB.")] = 20.0,
     max_upload_megapixels: Annotated[
         float,

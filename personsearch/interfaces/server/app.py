@@ -9,6 +9,7 @@ path from a request. OpenAPI: ``/openapi.json``.
 from __future__ import annotations
 
 import importlib.resources
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from personsearch.data.images import ImageReadError
 from personsearch.index import IndexBusyError, ModelMismatchError, PersonIndexError
 from personsearch.index.store import SourceChangedError
+from personsearch.interfaces.server.access import TOKEN_COOKIE, AccessGuard
 from personsearch.interfaces.server.jobs import IndexingJobs, NotAllowedError
-from personsearch.interfaces.server.limits import BodyLimit, Busy, WorkPool
+from personsearch.interfaces.server.limits import BodyLimit, Busy, ShedLoad, WorkPool
 from personsearch.interfaces.server.service import (
     MAX_TOP_K,
     NoModelError,
@@ -37,13 +39,18 @@ from personsearch.interfaces.server.uploads import UploadError
 
 Id = Annotated[int, PathParam(ge=0, le=2**62)]
 STATIC = Path(__file__).resolve().parent / "static"
-TOKEN_COOKIE = "personsearch_token"
 SWAGGER_UI = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 """Swagger UI 5's files as the fastapi-offline package ships them (version 4, of
 swagger-ui-bundle, cannot read FastAPI's OpenAPI 3.1)."""
 
-PUBLIC_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
-"""Reachable without the token: the page itself (it holds no data) and the login it calls."""
+POOLED = re.compile(r"POST /api/(search|search/report|uploads)|GET /api/sources/\d+/image")
+"""The routes whose work runs on the ``WorkPool`` (models, search, decoding frames)."""
+
+
+def pooled(method: str, path: str) -> bool:
+    """Whether ``method path`` runs on the work pool (and so is refused while it is full)."""
+    return POOLED.fullmatch(f"{method} {path}") is not None
+
 
 ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (Busy, 503),
@@ -141,7 +148,7 @@ def create_app(
     allow_dirs: list[Path] | None = None,
     token: str | None = None,
     workers: int = 2,
-    queue: int = 16,
+    queue: int = 2,
     max_upload_bytes: int = 20 * 2**20,
 ) -> FastAPI:
     """The app for ``service``; ``token``: required on every API request (bearer header, or the
@@ -173,39 +180,10 @@ def create_app(
     for kind, _ in ERROR_STATUS:
         app.add_exception_handler(kind, project_error)  # type: ignore[arg-type]
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        if token is not None and path not in PUBLIC_PATHS and not path.startswith("/static/"):
-            given = request.headers.get("authorization", "")
-            offered = (
-                given[7:] if given.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE, "")
-            )
-            if not secrets.compare_digest(offered.encode(), token.encode()):
-                return JSONResponse(
-                    {
-                        "detail": (
-                            "this server needs its access token: send 'Authorization: Bearer TOKEN', "
-                            "or log in on the page"
-                        )
-                    },
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-        response: Response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        # Swagger UI styles elements inline
-        styles = "'self' 'unsafe-inline'" if path == "/docs" else "'self'"
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            f"default-src 'self'; img-src 'self' blob: data:; style-src {styles}; script-src 'self'; "
-            "frame-ancestors 'none'",
-        )
-        return response
-
+    # outermost last: the token and headers first, then shedding, then the body limit
     app.add_middleware(BodyLimit, upload_bytes=max_upload_bytes)
+    app.add_middleware(ShedLoad, pool=pool, pooled=pooled)
+    app.add_middleware(AccessGuard, token=token)
 
     # ------------------------------------------------------------------ page
     @app.get("/", include_in_schema=False)

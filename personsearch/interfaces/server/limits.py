@@ -4,7 +4,8 @@
 when there is one and by counting otherwise (chunked uploads), before the body reaches the
 multipart parser (which would spool it to disk). ``WorkPool`` runs model and search work on a few
 threads with a bounded queue: when full, the request gets 503 and ``Retry-After`` instead of
-piling up in memory.
+piling up in memory; ``ShedLoad`` refuses such work before it is even parsed while the pool is
+full, so that the excess costs little of what the answered searches need.
 """
 
 from __future__ import annotations
@@ -103,30 +104,76 @@ class Busy(Exception):
 
 
 class WorkPool:
-    """``workers`` threads for heavy work; at most ``workers + queue`` jobs admitted at once."""
+    """``workers`` threads for heavy work; at most ``workers + queue`` jobs admitted at once.
 
-    def __init__(self, workers: int = 2, queue: int = 16) -> None:
+    A short queue keeps the workers fed (the next job is waiting when one ends) without letting
+    the answered requests' latency grow with the load: past it, a request is refused at once."""
+
+    def __init__(self, workers: int = 2, queue: int = 2) -> None:
         if workers < 1 or queue < 0:
             raise ValueError(f"workers must be >= 1 and queue >= 0, got {workers} and {queue}")
         self.workers, self.queue = workers, queue
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="personsearch-work")
         self._slots = threading.BoundedSemaphore(workers + queue)
+        self._admitted = 0  # changed under the lock, read without it by ``full`` (a stale read moves
+        self._count_lock = threading.Lock()  # one refusal, which ``run`` still makes or not)
+
+    @property
+    def busy_message(self) -> str:
+        return (
+            f"the server is busy ({self.workers} searches running, {self.queue} waiting); retry in a moment"
+        )
+
+    def full(self) -> bool:
+        """Whether a job submitted now would be refused."""
+        return self._admitted >= self.workers + self.queue
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(*args)`` on a worker; ``Busy`` at once when no slot is free."""
         if not self._slots.acquire(blocking=False):
-            raise Busy(
-                f"the server is busy ({self.workers} searches running, {self.queue} waiting); "
-                "retry in a moment"
-            )
+            raise Busy(self.busy_message)
+        with self._count_lock:
+            self._admitted += 1
         try:
             future = self._executor.submit(function, *args)
         except BaseException:
-            self._slots.release()
+            self._release()
             raise
         # the slot is freed when the work ends, not when a client gives up waiting for it
-        future.add_done_callback(lambda _: self._slots.release())
+        future.add_done_callback(lambda _: self._release())
         return await asyncio.wrap_future(future)
+
+    def _release(self) -> None:
+        with self._count_lock:
+            self._admitted -= 1
+        self._slots.release()
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ShedLoad:
+    """ASGI middleware: a request for ``pool`` work while the pool is full is refused (503,
+    ``Retry-After``) before routing, body parsing or validation, so that refusing the excess
+    costs the server little next to the searches it keeps answering."""
+
+    def __init__(self, app: ASGIApp, pool: WorkPool, pooled: Callable[[str, str], bool]) -> None:
+        self.app, self.pool, self.pooled = app, pool, pooled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.pool.full() and self.pooled(scope["method"], scope["path"]):
+            body = json.dumps({"detail": self.pool.busy_message}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", b"1"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

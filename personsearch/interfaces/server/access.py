@@ -1,0 +1,91 @@
+"""Who may call the server and what every answer carries: the access token and the security headers.
+
+Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: that one wraps every request and
+response in extra tasks and streams, which under load costs the event loop more than the
+search it fronts.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TOKEN_COOKIE = "personsearch_token"
+
+PUBLIC_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
+"""Reachable without the token: the page itself (it holds no data) and the login it calls."""
+
+NEEDS_TOKEN = json.dumps(
+    {
+        "detail": (
+            "this server needs its access token: send 'Authorization: Bearer TOKEN', or log in on the page"
+        )
+    }
+).encode()
+
+
+def security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """What every answer carries: no sniffing, no referrer, no framing, only this server's scripts."""
+    styles = "'self' 'unsafe-inline'" if path == "/docs" else "'self'"  # Swagger UI styles inline
+    policy = (
+        f"default-src 'self'; img-src 'self' blob: data:; style-src {styles}; script-src 'self'; "
+        "frame-ancestors 'none'"
+    )
+    return [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", policy.encode()),
+    ]
+
+
+def _offered_token(headers: dict[bytes, bytes]) -> str:
+    given = headers.get(b"authorization", b"").decode("latin-1")
+    if given.lower().startswith("bearer "):
+        return given[7:]
+    return cookie_parser(headers.get(b"cookie", b"").decode("latin-1")).get(TOKEN_COOKIE, "")
+
+
+class AccessGuard:
+    """ASGI middleware: 401 without ``token`` (when one is set) outside ``PUBLIC_PATHS`` and the
+    static files; the security headers on every answer, the 401 included."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        extra = security_headers(path)
+        if self.token is not None and path not in PUBLIC_PATHS and not path.startswith("/static/"):
+            offered = _offered_token(dict(scope.get("headers") or []))
+            if not secrets.compare_digest(offered.encode(), self.token.encode()):
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(NEEDS_TOKEN)).encode()),
+                            (b"www-authenticate", b"Bearer"),
+                            *extra,
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": NEEDS_TOKEN})
+                return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                headers = list(message.get("headers", []))
+                headers += [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
