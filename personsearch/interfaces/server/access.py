@@ -7,24 +7,19 @@ search it fronts.
 
 from __future__ import annotations
 
-import json
 import secrets
 
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from personsearch.interfaces.server.limits import send_detail
 
 TOKEN_COOKIE = "personsearch_token"
 
 PUBLIC_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
 """Reachable without the token: the page itself (it holds no data) and the login it calls."""
 
-NEEDS_TOKEN = json.dumps(
-    {
-        "detail": (
-            "this server needs its access token: send 'Authorization: Bearer TOKEN', or log in on the page"
-        )
-    }
-).encode()
+NEEDS_TOKEN = "this server needs its access token: send 'Authorization: Bearer TOKEN', or log in on the page"
 
 
 def security_headers(path: str) -> list[tuple[bytes, bytes]]:
@@ -65,19 +60,7 @@ class AccessGuard:
         if self.token is not None and path not in PUBLIC_PATHS and not path.startswith("/static/"):
             offered = _offered_token(dict(scope.get("headers") or []))
             if not secrets.compare_digest(offered.encode(), self.token.encode()):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(NEEDS_TOKEN)).encode()),
-                            (b"www-authenticate", b"Bearer"),
-                            *extra,
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": NEEDS_TOKEN})
+                await send_detail(send, 401, NEEDS_TOKEN, [(b"www-authenticate", b"Bearer"), *extra])
                 return
 
         async def with_headers(message: Message) -> None:

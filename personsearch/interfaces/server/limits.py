@@ -80,23 +80,33 @@ class BodyLimit:
             await _refuse(send, limit)
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "detail": (
-                f"request body over the limit of {limit:,} bytes; send a smaller image "
-                "(the server's --max-upload-mb sets the limit)"
-            )
-        }
-    ).encode()
+async def send_detail(
+    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer ``{"detail": ...}`` with ``status`` straight from ASGI middleware (the app's own
+    error bodies have the same shape)."""
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send: Send, limit: int) -> None:
+    await send_detail(
+        send,
+        413,
+        f"request body over the limit of {limit:,} bytes; send a smaller image "
+        "(the server's --max-upload-mb sets the limit)",
+    )
 
 
 class Busy(Exception):
@@ -162,18 +172,6 @@ class ShedLoad:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.pool.full() and self.pooled(scope["method"], scope["path"]):
-            body = json.dumps({"detail": self.pool.busy_message}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"retry-after", b"1"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_detail(send, 503, self.pool.busy_message, [(b"retry-after", b"1")])
             return
         await self.app(scope, receive, send)
