@@ -584,9 +584,31 @@ def test_forced_engines_and_bad_names(bundle_dir: Path) -> None:
         ModelBundle(bundle_dir, engine="fastest")
     bundle = ModelBundle(bundle_dir, engine="reid=ort-fp32,detector=ort-fp32")
     assert (bundle.engine_choice.reid, bundle.engine_choice.detector) == ("ort-fp32", "ort-fp32")
+    # loading exports what a query of a crop or box needs; the detector, at its first scene
+    assert sorted(p.name for p in bundle.engine_dir.glob("*.onnx")) == ["reid-fp32.onnx"]
+    bundle.detect([np.zeros((64, 48, 3), np.uint8)])
     assert sorted(p.name for p in bundle.engine_dir.glob("*.onnx")) == sorted(
         [*engines.DETECTOR_PARTS, "reid-fp32.onnx"]
     )
+
+
+def test_a_query_with_a_box_builds_no_pytorch_network_once_exported(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a model and describing a given box runs the cached ONNX re-id file: neither
+    network is built in PyTorch (the detector waits for a scene to detect)."""
+    first = ModelBundle(bundle_dir, engine="ort-fp32")  # exports reid-fp32.onnx
+    image, box = np.full((80, 40, 3), 128, np.uint8), np.array([[0, 0, 40, 80]], np.float32)
+    expected = first.embed(image, box)
+
+    def refused(bundle_dir: Path, name: str) -> None:
+        raise AssertionError(f"built the {name} network")
+
+    monkeypatch.setattr("personsearch.models.bundle.load_component", refused)
+    again = ModelBundle(bundle_dir, engine="ort-fp32")
+    np.testing.assert_allclose(again.embed(image, box), expected, atol=1e-6)
+    with pytest.raises(AssertionError, match="built the detector network"):
+        again.detect([image])
 
 
 def test_without_onnxruntime_the_torch_engines_still_run(

@@ -15,8 +15,10 @@ import hashlib
 import json
 import logging
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -118,9 +120,9 @@ def save_component(
     (out_dir / f"{name}.json").write_text(json.dumps(description, indent=2, default=str))
 
 
-def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """Rebuild one network of a bundle from its config and weights (eval mode, CPU)."""
-    bundle_dir = Path(bundle_dir)
+def require_component(bundle_dir: Path, name: str) -> tuple[Path, Path]:
+    """The two files of one network of a bundle (``name.json``, ``name.safetensors``), refused
+    with how to make them when one is missing."""
     meta_path, weights_path = bundle_dir / f"{name}.json", bundle_dir / f"{name}.safetensors"
     for path in (meta_path, weights_path):
         if not path.is_file():
@@ -128,6 +130,12 @@ def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, 
                 f"{path} not found: a model bundle needs {name}.json and {name}.safetensors (written by "
                 f"`personsearch train-{'detector' if name == 'detector' else 'reid'} --out {bundle_dir}`)"
             )
+    return meta_path, weights_path
+
+
+def read_component(bundle_dir: str | Path, name: str) -> tuple[Any, dict[str, Any]]:
+    """The config and metadata of one network of a bundle, checked, without building it."""
+    meta_path, _ = require_component(Path(bundle_dir), name)
     try:
         description = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
@@ -137,9 +145,16 @@ def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, 
             f"{meta_path}: bundle format {description.get('format_version')}, "
             f"this version reads {FORMAT_VERSION}"
         )
-    cls, build = COMPONENTS[name]
-    config = _config_from_json(cls, description.get("config"), meta_path)
-    model = build(config)
+    cls, _ = COMPONENTS[name]
+    return _config_from_json(cls, description.get("config"), meta_path), description.get("metadata", {})
+
+
+def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """Rebuild one network of a bundle from its config and weights (eval mode, CPU)."""
+    bundle_dir = Path(bundle_dir)
+    config, metadata = read_component(bundle_dir, name)
+    meta_path, weights_path = bundle_dir / f"{name}.json", bundle_dir / f"{name}.safetensors"
+    model = COMPONENTS[name][1](config)
     try:
         state = load_file(str(weights_path))
     except Exception as err:  # safetensors raises its own error types for corrupt headers
@@ -150,7 +165,7 @@ def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, 
             f"{weights_path} does not match its config in {meta_path}: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
-    return model.eval(), config, description.get("metadata", {})
+    return model.eval(), config, metadata
 
 
 def probe_crops(input_size: tuple[int, int] | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,6 +214,12 @@ class ModelBundle:
     ``personsearch.models.external_detectors``) can replace it, e.g. on real footage when the
     bundle was trained on synthetic people. Its name is appended to ``model_id`` so an index
     never mixes detectors.
+
+    Loading builds only what a query of a person crop or box needs: the re-id config and the
+    re-id runner. The detector (its config, network and runner) is built when a scene is first
+    detected, and the PyTorch re-id network when its runner needs it (to export it once, or to run
+    it in PyTorch): a search whose re-id runs from the cached ONNX file builds neither. The
+    engines are measured only on a model's first use on a machine (``measure_engines``, cached).
     """
 
     def __init__(
@@ -216,19 +237,59 @@ class ModelBundle:
         self.path = Path(bundle_dir)
         self.device = checked_device(device)
         self.batch_size = batch_size
+        self._built: dict[str, Any] = {}
+        self._build_lock = threading.RLock()
         self.external_detector = None if detector == "bundle" else build_external_detector(detector)
-        self.detector_network, self.detector_config, self.detector_metadata = load_component(
-            self.path, "detector"
-        )
-        self.reid_network, self.reid_config, self.reid_metadata = load_component(self.path, "reid")
+        require_component(self.path, "detector")
+        self.reid_config, self.reid_metadata = read_component(self.path, "reid")
         self.weights_id = _digest(self.path / "detector.safetensors", self.path / "reid.safetensors")
         self.model_id = self.weights_id + (f":{detector}" if self.external_detector is not None else "")
         self.engine_choice = self._choose(engine)
         self._reid = self.reid_engine(self.engine_choice.reid)
-        self._detect = self.detector_engine(self.engine_choice.detector)
+        if self.external_detector is None:
+            engines.runnable(self.engine_choice.detector, "detector", self.device)  # refused now, not later
         with torch.no_grad():
             probe = torch.zeros(1, 3, *self.reid_config.input_size)
             self.feature_dim = int(self._reid(probe).shape[1])
+
+    def _once(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()`` on the first call for ``key``, its result after: under a lock, so that
+        threads sharing the bundle (the server's) build a network and its runner once."""
+        with self._build_lock:
+            if key not in self._built:
+                self._built[key] = build()
+            return self._built[key]
+
+    def _component(self, name: str) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+        return cast(
+            "tuple[torch.nn.Module, Any, dict[str, Any]]",
+            self._once(name, lambda: load_component(self.path, name)),
+        )
+
+    @property
+    def detector_network(self) -> torch.nn.Module:
+        """The bundle's detector in PyTorch (eval mode, CPU), built on first use."""
+        return self._component("detector")[0]
+
+    @property
+    def detector_config(self) -> Any:
+        return self._component("detector")[1]
+
+    @property
+    def detector_metadata(self) -> dict[str, Any]:
+        return self._component("detector")[2]
+
+    @property
+    def reid_network(self) -> torch.nn.Module:
+        """The re-id network in PyTorch (eval mode, CPU), built on first use."""
+        return self._component("reid")[0]
+
+    @property
+    def _detect(self) -> engines.DetectRun:
+        return cast(
+            "engines.DetectRun",
+            self._once("detect", lambda: self.detector_engine(self.engine_choice.detector)),
+        )
 
     @property
     def engine_dir(self) -> Path:
@@ -238,13 +299,17 @@ class ModelBundle:
     def reid_engine(self, name: str) -> engines.ReIDRun:
         """A runner of the re-id network on engine ``name``."""
         return engines.reid_runner(
-            self.reid_network, name, self.device, self.engine_dir, self.calibration_inputs
+            lambda: self.reid_network, name, self.device, self.engine_dir, self.calibration_inputs
         )
 
     def detector_engine(self, name: str) -> engines.DetectRun:
         """A runner of the bundle's detector on engine ``name``."""
         return engines.detector_runner(
-            self.detector_network, name, self.device, self.engine_dir, engine_choice.calibration_scenes
+            lambda: self.detector_network,
+            name,
+            self.device,
+            self.engine_dir,
+            engine_choice.calibration_scenes,
         )
 
     def calibration_inputs(self) -> np.ndarray:

@@ -155,6 +155,27 @@ def unavailable(name: str, device: str | torch.device = "cpu") -> str | None:
     return None
 
 
+def runnable(name: str, network: str, device: str | torch.device = "cpu") -> str:
+    """The engine that runs ``network`` when ``name`` is asked for (``engine_for``), refused with
+    the reason when it cannot run here. A model checks this when it loads, before it builds the
+    network, so an engine that cannot run fails at once, not at the network's first use."""
+    name = engine_for(name, network)
+    why = unavailable(name, device)
+    if why:
+        network_name = "the re-id network" if network == "reid" else "the detector"
+        raise ValueError(f"engine {name!r} cannot run {network_name} here: {why}")
+    return name
+
+
+Network = nn.Module | Callable[[], nn.Module]
+"""A network, or what builds it: a runner builds it only when it needs it (to export it, or to run
+it in PyTorch), so a model whose exported files are cached never builds its PyTorch network."""
+
+
+def _built(network: Network) -> nn.Module:
+    return network if isinstance(network, nn.Module) else network()
+
+
 @contextlib.contextmanager
 def _quiet_export() -> Iterator[None]:
     """The TorchScript-based ONNX exporter is chatty (deprecation and tracer warnings)."""
@@ -609,27 +630,25 @@ def graph_detect(model: nn.Module, parts: Sequence[str | Path], engine: str = "o
 
 
 def reid_runner(
-    model: nn.Module, name: str, device: torch.device, workdir: Path, calibration: Callable[[], np.ndarray]
+    model: Network, name: str, device: torch.device, workdir: Path, calibration: Callable[[], np.ndarray]
 ) -> ReIDRun:
     """The re-id network on engine ``name`` (a detector-only engine runs it on ``ort-fp32``). ONNX
     files are exported into (and reused from) ``workdir``, which must be specific to these
     weights; ``calibration`` gives the int8 calibration inputs when a quantised network has to be
-    made. ``model`` is not modified."""
-    name = engine_for(name, "reid")
-    why = unavailable(name, device)
-    if why:
-        raise ValueError(f"engine {name!r} cannot run the re-id network here: {why}")
+    made. ``model`` (or what builds it, called only to export or to run it in PyTorch) is not
+    modified."""
+    name = runnable(name, "reid", device)
     if name in GRAPH_ENGINES:
         fp32 = workdir / "reid-fp32.onnx"
         if not fp32.is_file():
-            export_reid(model, fp32)
+            export_reid(_built(model), fp32)
         if name != "ort-int8":
             return graph_reid(fp32, name)
         int8 = workdir / "reid-int8.onnx"
         if not int8.is_file():
             quantize_reid_int8(fp32, int8, calibration())
         return graph_reid(int8)
-    return torch_reid(copy.deepcopy(model), name, device)
+    return torch_reid(copy.deepcopy(_built(model)), name, device)
 
 
 def box_head_inputs(
@@ -680,7 +699,7 @@ def quantize_box_head_int8(
 
 
 def detector_runner(
-    model: nn.Module,
+    model: Network,
     name: str,
     device: torch.device,
     workdir: Path,
@@ -689,11 +708,9 @@ def detector_runner(
     """The detector on engine ``name`` (``ort-int8`` runs it on ``ort-fp32``: only the re-id
     network is quantised); ONNX parts are exported into ``workdir``. ``calibration`` gives the
     scenes that calibrate the int8 box head of ``ort-int8-head`` when it has to be made. ``model``
-    is not modified."""
-    name = engine_for(name, "detector")
-    why = unavailable(name, device)
-    if why:
-        raise ValueError(f"engine {name!r} cannot run the detector here: {why}")
+    (or what builds it) is not modified."""
+    name = runnable(name, "detector", device)
+    model = _built(model)
     if name in GRAPH_ENGINES:
         parts = [workdir / part for part in DETECTOR_PARTS]
         if not all(part.is_file() for part in parts):
