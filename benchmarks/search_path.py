@@ -3,6 +3,10 @@ gives for a search ("One query, end to end").
 
     python benchmarks/search_path.py search --index IDX --query scene.jpg --box 10,10,60,150 --top-k 3
     python benchmarks/search_path.py search --index IDX --query person.png --crop --json -
+    python benchmarks/search_path.py --record box search ...   # also into results/search_path.json
+
+``--record LABEL`` (first) keeps the count under LABEL in ``benchmarks/results/search_path.json``,
+beside the other labels' (docs/architecture.md's table reads it).
 
 The arguments are the ``personsearch`` command's own. The command runs in this process under a
 profiler (set ``PERSONSEARCH_NO_MALLOC_TUNING=1``: the CLI would otherwise re-run itself with
@@ -21,6 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from run_info import ROOT as REPOSITORY
+from run_info import commit, machine, write_results
+
 import personsearch
 
 ROOT = str(Path(personsearch.__file__).parent)
@@ -38,8 +45,31 @@ def under_import(frame: FrameType) -> bool:
     return False
 
 
+RESULTS = REPOSITORY / "benchmarks" / "results" / "search_path.json"
+
+
+def record(label: str, arguments: list[str], imported: int, ran: list[str]) -> None:
+    """Keep this run under ``label`` in ``RESULTS``, the other labels' runs as they were."""
+    import json
+
+    runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
+    runs[label] = {
+        "command": "python benchmarks/search_path.py " + " ".join(arguments),
+        "imported": imported,
+        "ran": ran,
+    }
+    write_results(
+        RESULTS, {"benchmark": "search_path", "commit": commit(), "machine": machine(), "runs": runs}
+    )
+
+
 def main() -> None:
     ran: dict[str, str] = {}
+    label = None
+    if sys.argv[1:2] == ["--record"]:
+        label = sys.argv[2]
+        del sys.argv[1:3]
+    arguments = sys.argv[1:]
 
     def profile(frame: FrameType, event: str, arg: Any) -> None:
         code = frame.f_code
@@ -72,6 +102,8 @@ def main() -> None:
         print(f"{len(imported)} imported; {len(ran)} ran:", file=sys.stderr)
         for path, function in sorted(ran.items()):
             print(f"   {os.path.relpath(path, ROOT)} {function}", file=sys.stderr)
+        if label is not None:
+            record(label, arguments, len(imported), sorted(os.path.relpath(p, ROOT) for p in ran))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ def _microarchitecture(vendor: str, family: int, model: int) -> str:
 
 
 from figure_tables import (  # noqa: E402,F401  (each module registers its document's tables)
+    architecture,
     performance,
     performance_log,
     readme,
