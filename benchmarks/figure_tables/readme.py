@@ -214,3 +214,29 @@ def demo(results: dict[str, Any]) -> Rows:
             ]
         )
     return rows
+
+
+TRACKING = Source("tracking_speed.json", "python benchmarks/tracking_speed.py --video vtest.avi")
+
+
+@table("readme-tracking-speed", "README.md", TRACKING)
+def tracking_speed(results: dict[str, Any]) -> Rows:
+    header = [
+        "footage (2 frames/s)",
+        "detections",
+        "sightings",
+        "tracking s",
+        "indexing s",
+        "tracking's share",
+    ]
+    return [header] + [
+        [
+            f"{run['minutes']:.0f} min",
+            f"{run['detections']:,}",
+            f"{run['tracks']:,}",
+            num(run["tracking_s"]),
+            num(run["indexing_s_at_index_fps"], 0),
+            f"{100 * run['share']:.2f} %",
+        ]
+        for run in results["runs"]
+    ]
