@@ -11,12 +11,26 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
 from personsearch.index.store import IndexStore
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class SearchFilters(TypedDict, total=False):
+    """The keywords every search takes after its query (``PersonIndex.search``, ``PersonSearch.search``
+    and ``search_sighting``): which boxes it may return (as ``Filters``) and how exactly to rank."""
+
+    source: str | None
+    time_range: tuple[float | None, float | None] | None
+    camera: str | Sequence[str] | None
+    approximate: bool | None
+    """Approximate (IVF) or exact search; ``None``: the index's setting."""
+    nprobe: int | None
+    """Approximate search: IVF lists to visit."""
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.distributed import RaySettings, load_engine, machine_key
+from personsearch.index.filters import SearchFilters
 from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
 from personsearch.index.reembed import reembed_index, refuse_same_model
 from personsearch.index.sources import sampling_for
@@ -200,37 +201,30 @@ class PersonSearch:
         frame: int | None = None,
         crop: bool = False,
         top_k: int = 10,
-        source: str | None = None,
-        time_range: tuple[float | None, float | None] | None = None,
-        camera: str | Sequence[str] | None = None,
-        approximate: bool | None = None,
-        nprobe: int | None = None,
         per_frame: bool = False,
+        **filters: Unpack[SearchFilters],
     ) -> SearchResult:
-        """The ``top_k`` indexed people most like the query, with optional filters; ``nprobe``
-        sets how many IVF lists an approximate search visits. Hits are sightings (a person
+        """The ``top_k`` indexed people most like the query, with optional ``filters`` (source,
+        time_range, camera; approximate, nprobe: ``SearchFilters``). Hits are sightings (a person
         tracked through a video is one hit) unless ``per_frame``."""
         if not isinstance(query, SearchQuery):
             query = self.query(query, box=box, frame=frame, crop=crop)
         with PersonIndex.open(index, self.bundle, read_only=True) as person_index:
-            hits = person_index.search(
-                query.feature,
-                top_k,
-                source=source,
-                time_range=time_range,
-                camera=camera,
-                approximate=approximate,
-                nprobe=nprobe,
-                per_frame=per_frame,
-            )
+            hits = person_index.search(query.feature, top_k, per_frame=per_frame, **filters)
         return SearchResult(query, hits, Path(index), self.bundle.model_id)
 
     def search_sighting(
-        self, index: str | Path, sighting: int, *, top_k: int = 10, per_frame: bool = False, **filters: Any
+        self,
+        index: str | Path,
+        sighting: int,
+        *,
+        top_k: int = 10,
+        per_frame: bool = False,
+        **filters: Unpack[SearchFilters],
     ) -> SearchResult:
         """Search with a whole indexed sighting as the query (every frame of the tracked person,
         averaged: steadier than any single frame); the sighting itself is left out of the hits.
-        ``filters``: ``source``, ``time_range``, ``camera``, ``approximate``, ``nprobe``."""
+        ``filters`` as ``search``'s."""
         with PersonIndex.open(index, self.bundle, read_only=True) as person_index:
             info = person_index.sighting(sighting)
             best = person_index.store.get_box(info.best_box)
