@@ -66,3 +66,22 @@ def test_the_models_command_lists_every_registered_name() -> None:
     assert result.exit_code == 0, result.output
     for name in [*list_models(), *ARCHS, *VARIANTS, *EXTERNAL_DETECTORS]:
         assert name in result.output, name
+
+
+def test_every_name_a_user_can_give_is_one_the_code_builds() -> None:
+    """``personsearch.names`` (what the help and ``personsearch models`` list) and the code that
+    builds each name agree: no listed name the code refuses, no buildable name left unlisted."""
+    from personsearch import names
+    from personsearch.models import engines
+    from personsearch.models.external_detectors import EXTERNAL_DETECTORS
+    from personsearch.models.reid import ReIDConfig
+
+    assert set(EXTERNAL_DETECTORS) == set(names.DETECTORS) - {"bundle"}
+    assert all(callable(getattr(kind, "detect", None)) for kind in EXTERNAL_DETECTORS.values())
+    for variant in names.VARIANTS:
+        ReIDConfig(num_classes=2, variant=variant)  # accepted
+    with pytest.raises(ValueError):
+        ReIDConfig(num_classes=2, variant="no-such-variant")
+    for name in names.ENGINES:
+        assert not (engines.unavailable(name) or "").startswith("unknown engine"), name
+    assert (engines.unavailable("no-such-engine") or "").startswith("unknown engine")

@@ -41,6 +41,7 @@ from torch import nn
 
 from personsearch.models.box_logic import use_fast_box_logic
 from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
+from personsearch.names import ENGINES
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -48,27 +49,6 @@ if TYPE_CHECKING:
     from personsearch.models.detector import PersonDetector
     from personsearch.models.reid import PyramidReID
 
-ENGINES: dict[str, str] = {
-    "torch-fp32": "PyTorch fp32 eager, contiguous tensors (the reference)",
-    "torch-fp32-cl": "PyTorch fp32, channels_last",
-    "torch-bf16": (
-        "PyTorch bf16 autocast + channels_last (native bf16 CPUs: AVX-512 BF16 / AMX; CUDA, "
-        "in fp16 on GPUs without bf16)"
-    ),
-    "torch-compile": "torch.compile (inductor, frozen weights) on the fp32 or bf16 path (opt-in, needs g++)",
-    "ort-fp32": "ONNX Runtime fp32",
-    "ort-int8": "ONNX Runtime int8, static QDQ quantisation (re-id; the detector runs ort-fp32)",
-    "ov-bf16": "OpenVINO bf16 (native bf16 CPUs; pip install openvino)",
-    "ov-bf16-head": (
-        "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on OpenVINO bf16 "
-        "(detector only; the re-id network runs ort-fp32)"
-    ),
-    "ort-int8-head": (
-        "the detector's trunk and RPN head on ONNX Runtime fp32, its C4 box head on ONNX Runtime int8 "
-        "(detector only; the re-id network runs ort-fp32)"
-    ),
-}
-"""Every engine name, with what it runs."""
 REVISION = 8
 """Bumped when what an engine runs changes (2: the detector's RPN head and RoIAlign joined ONNX
 Runtime, its sessions do not spin; 3: nor do the re-id network's; 4: re-id int8 has 7-bit weights

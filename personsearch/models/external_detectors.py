@@ -403,7 +403,7 @@ EXTERNAL_DETECTORS: dict[str, type[HOGPersonDetector] | type[SSDLitePersonDetect
     "hog": HOGPersonDetector,
     "ssdlite": SSDLitePersonDetector,
 }
-"""Detectors usable in place of a bundle's own, by the name ``--detector`` takes."""
+"""Detectors usable in place of a bundle's own, by the name ``--detector`` takes (``names.DETECTORS``)."""
 
 
 def build_external_detector(name: str) -> HOGPersonDetector | SSDLitePersonDetector:

@@ -20,10 +20,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from personsearch import names
 from personsearch.data.crops import normalize_crops
 from personsearch.models.backbones import ARCHS, STAGES, Pretrained, build_backbone
 
-VARIANTS = ("single", "multi", "clsa")
+VARIANTS = tuple(names.VARIANTS)
 
 
 @dataclass

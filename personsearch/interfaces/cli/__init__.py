@@ -29,6 +29,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from personsearch import names
+
 app = typer.Typer(
     name="personsearch",
     help="Find a given person in scene images and videos (detection + multi-scale re-id).",
@@ -115,12 +117,20 @@ EngineOption = Annotated[
         "--engine",
         help=(
             "Inference engine: auto (default: the fastest that agrees with fp32 on this machine, "
-            "measured once and cached), torch-fp32, torch-fp32-cl, torch-bf16, torch-compile, ort-fp32, "
-            "ort-int8 (re-id), ov-bf16, ov-bf16-head and ort-int8-head (detector), "
-            "or reid=NAME,detector=NAME. Default from $PERSONSEARCH_ENGINE."
+            f"measured once and cached), {names.one_of(names.ENGINES)} (`personsearch models` says "
+            "which network each runs), or reid=NAME,detector=NAME. Default from $PERSONSEARCH_ENGINE."
         ),
     ),
 ]
+DETECTOR_NAMES = (
+    f"{names.one_of(names.DETECTORS)} (bundle: the model's own; the others off-the-shelf, for real footage)"
+)
+DetectorOption = Annotated[str, typer.Option(help=f"Person detector: {DETECTOR_NAMES}.")]
+"""``--detector`` of the commands that build an index."""
+IndexDetectorOption = Annotated[
+    str, typer.Option(help=f"The detector the index was built with: {DETECTOR_NAMES}.")
+]
+"""``--detector`` of the commands that read an index (it must be the one it was built with)."""
 
 
 def _say_engines(bundle: Any) -> None:

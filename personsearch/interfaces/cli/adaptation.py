@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from personsearch.interfaces.cli import ConfigFile, SetPairs, _configure_logging, _fail, command, console
+from personsearch.interfaces.cli import (
+    ConfigFile,
+    DetectorOption,
+    SetPairs,
+    _configure_logging,
+    _fail,
+    command,
+    console,
+)
 
 
 @command("adapt")
@@ -48,9 +56,7 @@ def adapt_cmd(
         float | None,
         typer.Option(help="Indexing PATHS: about this many frames per second.", show_default="5"),
     ] = None,
-    detector: Annotated[
-        str, typer.Option(help="Detector the index is built with: bundle, hog or ssdlite.")
-    ] = "bundle",
+    detector: DetectorOption = "bundle",
     budget: Annotated[
         str | None,
         typer.Option(

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from personsearch.interfaces.cli import EngineOption, _configure_logging, _say_engines, command, console
+from personsearch.interfaces.cli import (
+    DetectorOption,
+    EngineOption,
+    IndexDetectorOption,
+    _configure_logging,
+    _say_engines,
+    command,
+    console,
+)
 
 
 @command("index")
@@ -60,14 +68,7 @@ def index_cmd(
         ),
     ] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per detector batch.")] = 4,
-    detector: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "Person detector: bundle (the model's own), hog or ssdlite (off-the-shelf, for real footage)."
-            )
-        ),
-    ] = "bundle",
+    detector: DetectorOption = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
 ) -> None:
@@ -111,15 +112,7 @@ def reembed_cmd(
         str,
         typer.Option(help="Model whose re-id features the new index holds, e.g. the bundle `adapt` wrote."),
     ],
-    detector: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "The detector --index was built with (bundle, hog or ssdlite): "
-                "the new index is searched with it."
-            )
-        ),
-    ] = "bundle",
+    detector: IndexDetectorOption = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
 ) -> None:

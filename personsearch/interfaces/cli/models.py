@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from personsearch import names
 from personsearch.interfaces.cli import _fail, _write_json, command, console
 
 
@@ -39,7 +40,7 @@ def info_cmd() -> None:
 
     signature = cpu_signature()
     console.print(json_.dumps(signature, indent=2), highlight=False)
-    for name, what in engines.ENGINES.items():
+    for name, what in names.ENGINES.items():
         why = engines.unavailable(name)
         console.print(
             f"  {name:14s} {'available' if why is None else 'unavailable: ' + why}  ({what})", highlight=False
@@ -65,11 +66,8 @@ def info_cmd() -> None:
 def models_cmd() -> None:
     """Everything that can be named on the command line, read from the registries: model builders,
     backbones and their pyramid stages, re-id variants, off-the-shelf detectors, inference engines."""
-    from personsearch.models import engines
     from personsearch.models.backbones import ARCHS, STAGES
-    from personsearch.models.external_detectors import EXTERNAL_DETECTORS
     from personsearch.models.registry import describe_model, list_models
-    from personsearch.models.reid import VARIANTS
 
     console.print("model builders (personsearch.models.create_model):", highlight=False)
     for name in list_models():
@@ -79,12 +77,14 @@ def models_cmd() -> None:
         arch = ARCHS[name]
         stages = " ".join(f"{stage}/{stride}" for stage, stride in zip(STAGES, arch.strides, strict=True))
         console.print(f"  {name:32s} {stages}; {arch.weights or 'none (random init)'}", highlight=False)
-    console.print(f"re-id variants (--variant): {', '.join(VARIANTS)}", highlight=False)
-    console.print(
-        f"detectors (--detector): bundle (the model's own), {', '.join(sorted(EXTERNAL_DETECTORS))}",
-        highlight=False,
-    )
-    console.print("engines (--engine): auto, " + ", ".join(engines.ENGINES), highlight=False)
+    for title, table in (
+        ("re-id variants (--variant)", names.VARIANTS),
+        ("detectors (--detector)", names.DETECTORS),
+        ("engines (--engine; auto: the fastest that agrees with fp32 here)", names.ENGINES),
+    ):
+        console.print(f"{title}:", highlight=False)
+        for name, what in table.items():
+            console.print(f"  {name:32s} {what}", highlight=False)
 
 
 @command("bench-engines")

@@ -10,7 +10,13 @@ from typing import Annotated, Any
 
 import typer
 
-from personsearch.interfaces.cli import EngineOption, _configure_logging, command, console
+from personsearch.interfaces.cli import (
+    EngineOption,
+    IndexDetectorOption,
+    _configure_logging,
+    command,
+    console,
+)
 
 
 def _parse_box(box: str | None) -> tuple[float, ...] | None:
@@ -91,15 +97,7 @@ def search_cmd(
     ] = None,
     html: Annotated[Path | None, typer.Option(help="Write an HTML report.")] = None,
     sheet: Annotated[Path | None, typer.Option(help="Write a contact-sheet PNG.")] = None,
-    detector: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "Detector the index was built with: bundle (the model's own), "
-                "hog or ssdlite (off-the-shelf, for real footage)."
-            )
-        ),
-    ] = "bundle",
+    detector: IndexDetectorOption = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
 ) -> None:

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from personsearch.interfaces.cli import EngineOption, _configure_logging, _say_engines, command, err_console
+from personsearch.interfaces.cli import (
+    EngineOption,
+    IndexDetectorOption,
+    _configure_logging,
+    _say_engines,
+    command,
+    err_console,
+)
 
 
 def _is_loopback(host: str) -> bool:
@@ -71,9 +78,7 @@ def serve_cmd(
         float,
         typer.Option(min=0.01, help="Largest decoded upload, megapixels (decompression bombs are refused)."),
     ] = 40.0,
-    detector: Annotated[
-        str, typer.Option(help="Detector the index was built with: bundle, hog or ssdlite.")
-    ] = "bundle",
+    detector: IndexDetectorOption = "bundle",
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     engine_name: EngineOption = None,
 ) -> None:

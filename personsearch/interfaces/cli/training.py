@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from personsearch import names
 from personsearch.interfaces.cli import ConfigFile, SetPairs, _configure_logging, command, console
 
 
@@ -23,7 +24,9 @@ def train_reid_cmd(
     dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
     variant: Annotated[
         str | None,
-        typer.Option(help="Re-id variant: single, multi or clsa (`personsearch models` lists them)."),
+        typer.Option(
+            help=f"Re-id variant: {names.one_of(names.VARIANTS)} (`personsearch models` says what each is)."
+        ),
     ] = None,
     backbone: Annotated[
         str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")
