@@ -26,6 +26,9 @@ NAMES = {
     "runs/people3d-mixed": "rendered v1 + synthetic",
     "runs/people3d-mixed-style": "rendered v1 + synthetic, style randomised",
     "runs/people3d-v2-mixed": "rendered v2 (1,000 people, bags) + synthetic: the default now",
+    "runs/people3d-3000-triplet": (
+        "rendered v2 (3,000 people) + synthetic, batch-hard triplet, 3 epochs (not shipped)"
+    ),
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 

@@ -125,8 +125,10 @@ class WorkPool:
         self.workers, self.queue = workers, queue
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="personsearch-work")
         self._slots = threading.BoundedSemaphore(workers + queue)
-        self._admitted = 0  # changed under the lock, read without it by ``full`` (a stale read moves
-        self._count_lock = threading.Lock()  # one refusal, which ``run`` still makes or not)
+        # jobs admitted: changed under the lock, read without it by ``full`` (a stale read only
+        # moves one refusal from the middleware to ``run``, which makes it all the same)
+        self._admitted = 0
+        self._count_lock = threading.Lock()
 
     @property
     def busy_message(self) -> str:
