@@ -42,7 +42,7 @@ from run_info import ROOT, commit, machine, write_results
 from personsearch.data.synthetic.walks import appearance_crops, make_walks
 from personsearch.evaluation.metrics import recall_corrected_ap
 from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
-from personsearch.models.bundle import load_component, save_component
+from personsearch.models.bundle import load_component, read_component, save_component
 from personsearch.models.reid import build_reid
 from personsearch.training.adapt import (
     AdaptConfig,
@@ -126,7 +126,7 @@ def association_purity(index_dir: Path, round1: Path) -> dict[str, int]:
 
 def imagenet_bundle(start: Path, out: Path) -> Path:
     """The shipped bundle with its re-id network replaced by ImageNet weights and fresh heads."""
-    _, config, _ = load_component(start, "reid")
+    config, _ = read_component(start, "reid")
     out.mkdir(parents=True, exist_ok=True)
     for part in ("detector.json", "detector.safetensors"):
         shutil.copyfile(start / part, out / part)
@@ -169,7 +169,7 @@ def main() -> None:
     # every frame of the walks
     PersonSearch.load().index(learn, args.work / "index", stride=1, progress=False)
     index_seconds = time.perf_counter() - t
-    _, reid_config, _ = load_component(SHIPPED_MODEL, "reid")
+    reid_config, _ = read_component(SHIPPED_MODEL, "reid")
     crops, owners, keys = appearance_crops(held, tuple(reid_config.input_size))
     footage_hours = args.cameras * args.frames / args.fps / 3600
 

@@ -37,9 +37,9 @@ PHASES = ("probe material", "engine measurement", "load with the choice cached")
 def child(bundle: str) -> dict[str, Any]:
     """One first use, in this (fresh) process: seconds per phase and what was chosen."""
     from personsearch.models import engine_choice
-    from personsearch.models.bundle import ModelBundle, load_component
+    from personsearch.models.bundle import ModelBundle, read_component
 
-    _, reid_config, _ = load_component(bundle, "reid")
+    reid_config, _ = read_component(bundle, "reid")
     start = time.perf_counter()
     engine_choice.probe_set(tuple(reid_config.input_size))
     engine_choice.check_scenes()

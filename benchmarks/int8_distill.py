@@ -29,7 +29,7 @@ from personsearch.data import load_dataset
 from personsearch.data.crops import normalize_crops
 from personsearch.evaluation.pipeline import evaluate_engine, run_gallery
 from personsearch.models import engine_choice
-from personsearch.models.bundle import ModelBundle, load_component, probe_crops
+from personsearch.models.bundle import ModelBundle, load_component, probe_crops, read_component
 from personsearch.training.int8_distill import features, int8_agreement
 
 
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8_distill.json")
     args = parser.parse_args()
 
-    _, config, _ = load_component(args.teacher, "reid")
+    config, _ = read_component(args.teacher, "reid")
     check, calibration_crops = probe_crops(config.input_size)
     crops = {"check": check, "held_out": normalize_crops(people_crops(7, 512, tuple(config.input_size)))}
     calibration = calibration_crops.numpy()

@@ -149,12 +149,11 @@ def read_component(bundle_dir: str | Path, name: str) -> tuple[Any, dict[str, An
     return _config_from_json(cls, description.get("config"), meta_path), description.get("metadata", {})
 
 
-def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """Rebuild one network of a bundle from its config and weights (eval mode, CPU)."""
-    bundle_dir = Path(bundle_dir)
-    config, metadata = read_component(bundle_dir, name)
-    meta_path, weights_path = bundle_dir / f"{name}.json", bundle_dir / f"{name}.safetensors"
-    model = COMPONENTS[name][1](config)
+def build_component(bundle_dir: str | Path, name: str, config: Any) -> torch.nn.Module:
+    """One network of a bundle built from its ``config`` (as ``read_component`` gives it) and its
+    weights (eval mode, CPU)."""
+    meta_path, weights_path = require_component(Path(bundle_dir), name)
+    model: torch.nn.Module = COMPONENTS[name][1](config)
     try:
         state = load_file(str(weights_path))
     except Exception as err:  # safetensors raises its own error types for corrupt headers
@@ -165,7 +164,13 @@ def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, 
             f"{weights_path} does not match its config in {meta_path}: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
-    return model.eval(), config, metadata
+    return model.eval()
+
+
+def load_component(bundle_dir: str | Path, name: str) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """Rebuild one network of a bundle from its config and weights (eval mode, CPU)."""
+    config, metadata = read_component(bundle_dir, name)
+    return build_component(bundle_dir, name, config), config, metadata
 
 
 def probe_crops(input_size: tuple[int, int] | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,7 +287,9 @@ class ModelBundle:
     @property
     def reid_network(self) -> torch.nn.Module:
         """The re-id network in PyTorch (eval mode, CPU), built on first use."""
-        return self._component("reid")[0]
+        return cast(
+            torch.nn.Module, self._once("reid", lambda: build_component(self.path, "reid", self.reid_config))
+        )
 
     @property
     def _detect(self) -> engines.DetectRun:
