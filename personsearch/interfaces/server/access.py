@@ -22,19 +22,26 @@ PUBLIC_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
 NEEDS_TOKEN = "this server needs its access token: send 'Authorization: Bearer TOKEN', or log in on the page"
 
 
-def security_headers(path: str) -> list[tuple[bytes, bytes]]:
-    """What every answer carries: no sniffing, no referrer, no framing, only this server's scripts."""
-    styles = "'self' 'unsafe-inline'" if path == "/docs" else "'self'"  # Swagger UI styles inline
+def _headers(styles: str) -> tuple[tuple[bytes, bytes], ...]:
     policy = (
         f"default-src 'self'; img-src 'self' blob: data:; style-src {styles}; script-src 'self'; "
         "frame-ancestors 'none'"
     )
-    return [
+    return (
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"no-referrer"),
         (b"x-frame-options", b"DENY"),
         (b"content-security-policy", policy.encode()),
-    ]
+    )
+
+
+HEADERS, DOCS_HEADERS = _headers("'self'"), _headers("'self' 'unsafe-inline'")  # Swagger UI styles inline
+
+
+def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """What every answer carries: no sniffing, no referrer, no framing, only this server's scripts
+    (made once, not per request)."""
+    return DOCS_HEADERS if path == "/docs" else HEADERS
 
 
 def _offered_token(headers: dict[bytes, bytes]) -> str:
