@@ -79,6 +79,7 @@ RELEASE_RECIPE = {
     "colour_jitter": 0.0,
     "grayscale": 0.0,
     "erase": 0.0,
+    "mix_share": 0.0,
 }
 """The fine-tuning the default model's re-id network had (``runs/people3d-v2-mixed``): 1,000
 rendered people of renderer version 2 with the synthetic ``standard`` training people."""
@@ -99,6 +100,7 @@ def train_rendered(root: Path, out: Path, init: Path, mix: list[Path], **recipe:
             dataset=str(root),
             ids_per_batch=16,
             mix=tuple(str(m) for m in mix),
+            mix_share=recipe["mix_share"],
             max_identities=recipe["identities"],
             colour_jitter=recipe["colour_jitter"],
             grayscale_prob=recipe["grayscale"],
@@ -122,6 +124,7 @@ def train(args: argparse.Namespace) -> None:
         "colour_jitter": args.colour_jitter,
         "grayscale": args.grayscale,
         "erase": args.erase,
+        "mix_share": args.mix_share,
     }
     summary = train_rendered(args.root, args.out, args.init, args.mix, **recipe)
     print(json.dumps(summary, indent=1, default=str)[:2000])
@@ -295,6 +298,12 @@ def main() -> None:
             "another training set whose people join the rendered ones "
             "(e.g. data/synthetic-standard); repeatable"
         ),
+    )
+    p.add_argument(
+        "--mix-share",
+        type=float,
+        default=0.0,
+        help="share of each batch's people taken from the --mix sets (data.mix_share; 0: in proportion)",
     )
     p = sub.add_parser("evaluate")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")

@@ -42,10 +42,12 @@ def tiny_crop_set(n_ids: int = 4, per_id: int = 6) -> CropSet:
     )
 
 
-def tiny_config(variant: str = "clsa", ids_per_batch: int = 0, **overrides) -> ReIDTrainConfig:
+def tiny_config(
+    variant: str = "clsa", ids_per_batch: int = 0, mix_share: float = 0.0, **overrides
+) -> ReIDTrainConfig:
     base = dict(
         model=ReIDConfig(backbone="mobilenet_v2_tiny", pretrained=None, input_size=(32, 16), variant=variant),
-        data=ReIDDataConfig(ids_per_batch=ids_per_batch),
+        data=ReIDDataConfig(ids_per_batch=ids_per_batch, mix_share=mix_share),
         epochs=2,
         batch_size=8,
         fast=False,
@@ -329,3 +331,21 @@ def test_detector_trains_channels_last_only_where_it_pays_and_saves_the_weights_
     expected = net.state_dict()
     for key, value in saved.state_dict().items():  # whatever the layout it trained in
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_mix_share_puts_that_many_mixed_identities_in_every_batch() -> None:
+    """10 main identities and 4 mixed ones, 4 a batch, half of them mixed: every batch holds 2
+    of each, an epoch passes once over the main identities, the few mixed ones come round again."""
+    crops = tiny_crop_set(n_ids=14, per_id=4)
+    config = tiny_config(batch_size=8, ids_per_batch=4, mix_share=0.5)
+    batches = reid_training.epoch_plan(crops.labels, 0, config, mixed_from=10)
+    assert len(batches) == 5
+    seen_main = []
+    for batch in batches:
+        ids = crops.labels[batch].unique()
+        assert len(ids) == 4 and int((ids >= 10).sum()) == 2
+        seen_main += [int(i) for i in ids if i < 10]
+    assert sorted(seen_main) == list(range(10))
+    assert reid_training.epoch_plan(crops.labels, 0, config, mixed_from=10) == batches
+    plain = reid_training.epoch_plan(crops.labels, 0, tiny_config(batch_size=8, ids_per_batch=4), mixed_from=10)
+    assert len(plain) == 3  # without a share, the 14 identities in proportion

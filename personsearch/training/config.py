@@ -95,6 +95,10 @@ class ReIDDataConfig(DataConfig):
     max_identities: int = 0
     """Use only the first N identities of each set (0: all): on a CPU's budget, more passes
     over fewer people learn faster."""
+    mix_share: float = 0.0
+    """With ``mix`` and ``ids_per_batch``: the share of each batch's identities taken from the
+    ``mix`` sets (0: as many as their identities' share of all); e.g. to keep a large rendered
+    set from drowning the people of a benchmark that must hold."""
 
 
 @dataclass

@@ -20,13 +20,18 @@ from personsearch.training.config import ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.runner import resolve_device, train_component
 
 
-def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> list[list[int]]:
+def epoch_plan(
+    labels: torch.Tensor, epoch: int, config: ReIDTrainConfig, mixed_from: int | None = None
+) -> list[list[int]]:
     """The batches of one epoch, a pure function of (seed, epoch) so resuming is exact.
 
     With ``ids_per_batch`` > 0 batches are identity-balanced: that many identities, each with
     ``batch_size // ids_per_batch`` crops (sampled with replacement when an identity has fewer).
     As plain shuffling gives one short batch when there are fewer crops than a batch, balanced
     sampling gives one batch of every identity when there are fewer than ``ids_per_batch``.
+    ``mixed_from``: classes from this one on came from ``data.mix`` sets; with ``data.mix_share``
+    that share of each batch's identities is theirs, cycled through as often as it takes, and an
+    epoch is one pass over the main set's identities.
     """
     rng = np.random.default_rng([config.seed, epoch])
     n = len(labels)
@@ -39,12 +44,26 @@ def epoch_plan(labels: torch.Tensor, epoch: int, config: ReIDTrainConfig) -> lis
         ] or [order.tolist()]
     per_id = max(1, config.batch_size // ids_per_batch)
     by_id = [np.flatnonzero(labels.numpy() == c) for c in range(int(labels.max()) + 1)]
-    ids = rng.permutation(len(by_id))
-    ids_per_batch = min(ids_per_batch, len(ids))
+    share = config.data.mix_share
+    if share > 0 and mixed_from is not None and 0 < mixed_from < len(by_id):
+        mixed_per_batch = min(max(1, round(share * ids_per_batch)), ids_per_batch - 1)
+        main = rng.permutation(mixed_from)
+        own = ids_per_batch - mixed_per_batch
+        n_batches = len(main) // own
+        rounds = -(-n_batches * mixed_per_batch // (len(by_id) - mixed_from))
+        mixed = np.concatenate([mixed_from + rng.permutation(len(by_id) - mixed_from) for _ in range(rounds)])
+        batch_ids = [
+            np.concatenate([main[b * own : (b + 1) * own], mixed[b * mixed_per_batch : (b + 1) * mixed_per_batch]])
+            for b in range(n_batches)
+        ]
+    else:
+        ids = rng.permutation(len(by_id))
+        ids_per_batch = min(ids_per_batch, len(ids))
+        batch_ids = [ids[start : start + ids_per_batch] for start in range(0, len(ids) - ids_per_batch + 1, ids_per_batch)]
     batches = []
-    for start in range(0, len(ids) - ids_per_batch + 1, ids_per_batch):
+    for chosen in batch_ids:
         batch: list[int] = []
-        for c in ids[start : start + ids_per_batch]:
+        for c in chosen:
             members = by_id[c]
             batch += rng.choice(members, per_id, replace=len(members) < per_id).tolist()
         batches.append(batch)
@@ -130,6 +149,8 @@ def train_reid(
     if config.fast:
         model = model.to(memory_format=torch.channels_last)
     data = config.data
+    # training_crops names a mixed set's classes "root:pid", the main set's first
+    mixed_from = sum(str(pid).startswith(f"{data.dataset}:") for pid in crop_set.pids) if data.mix else None
     augment = CropAugment(
         data.flip,
         data.pad,
@@ -178,7 +199,7 @@ def train_reid(
         model_config,
         config,
         out_dir,
-        epoch_batches=lambda e: epoch_plan(crop_set.labels, e, config),
+        epoch_batches=lambda e: epoch_plan(crop_set.labels, e, config, mixed_from),
         load_batch=load_batch,
         step_fn=step,
         progress=progress,
