@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from personsearch.models.bundle import load_component, save_component
+from personsearch.models.bundle import SHIPPED_MODEL, load_component, save_component
 from personsearch.models.detector import PersonDetector
-from personsearch.models.registry import create_model, list_models
+from personsearch.models.registry import _MODELS, SHIPPED_MODELS, create_model, list_models, list_pretrained
 from personsearch.models.reid import PyramidReID
 
 torch.set_num_threads(1)
@@ -54,6 +54,55 @@ def test_every_registered_model_runs_and_round_trips_through_a_bundle(name: str,
         )
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_is_built_on_the_backbone_it_is_registered_with(name: str) -> None:
+    assert _build(name).config.backbone == _MODELS[name].backbone
+
+
+@pytest.mark.parametrize("name", list_pretrained())
+def test_every_pretrained_tag_builds_with_its_weights(name: str) -> None:
+    from personsearch.models.backbones import ARCHS
+    from personsearch.models.weights import resolve_weights
+
+    model, tag = name.split(".")
+    if tag == "shipped":
+        network = create_model(name)
+        shipped, config, _ = load_component(SHIPPED_MODEL, _MODELS[model].component)
+        assert network.config == config and config.backbone == _MODELS[model].backbone
+        assert not network.training
+        for key, value in shipped.state_dict().items():
+            assert torch.equal(network.state_dict()[key], value), key
+        with pytest.raises(ValueError, match="takes no overrides"):
+            create_model(name, num_classes=3)
+        return
+    assert tag == "imagenet"
+    weights = ARCHS[_MODELS[model].backbone].weights
+    assert weights is not None
+    try:
+        path = resolve_weights(weights)
+    except FileNotFoundError as err:  # resnet50's file is on no package: the error says how to get it
+        with pytest.raises(FileNotFoundError, match="To get them"):
+            create_model(name, **({"num_classes": 3} if model.startswith("reid_") else {}))
+        pytest.skip(f"{weights} not on this machine: {err}"[:200])
+    network = create_model(name, **({"num_classes": 3} if model.startswith("reid_") else {}))
+    imagenet = torch.load(path, weights_only=True)
+    stem = next(iter(network.backbone.state_dict().items()))
+    assert any(torch.equal(stem[1], value) for value in imagenet.values()), "backbone is not ImageNet's"
+
+
+def test_a_shipped_network_is_the_registered_model_it_says() -> None:
+    for component, model in SHIPPED_MODELS.items():
+        _, config, _ = load_component(SHIPPED_MODEL, component)
+        assert config.backbone == _MODELS[model].backbone and _MODELS[model].component == component
+
+
+def test_unknown_tags_are_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown pretrained tag 'reid_mobilenet_v2.shiped' \(did you mean"):
+        create_model("reid_mobilenet_v2.shiped")
+    with pytest.raises(ValueError, match="unknown pretrained tag 'reid_mobilenet_v2_tiny.imagenet'"):
+        create_model("reid_mobilenet_v2_tiny.imagenet", num_classes=3)
+
+
 def test_the_models_command_lists_every_registered_name() -> None:
     from typer.testing import CliRunner
 
@@ -64,7 +113,7 @@ def test_the_models_command_lists_every_registered_name() -> None:
 
     result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name in [*list_models(), *ARCHS, *VARIANTS, *EXTERNAL_DETECTORS]:
+    for name in [*list_models(), *list_pretrained(), *ARCHS, *VARIANTS, *EXTERNAL_DETECTORS]:
         assert name in result.output, name
 
 

@@ -347,5 +347,7 @@ def test_a_mix_share_puts_that_many_mixed_identities_in_every_batch() -> None:
         seen_main += [int(i) for i in ids if i < 10]
     assert sorted(seen_main) == list(range(10))
     assert reid_training.epoch_plan(crops.labels, 0, config, mixed_from=10) == batches
-    plain = reid_training.epoch_plan(crops.labels, 0, tiny_config(batch_size=8, ids_per_batch=4), mixed_from=10)
+    plain = reid_training.epoch_plan(
+        crops.labels, 0, tiny_config(batch_size=8, ids_per_batch=4), mixed_from=10
+    )
     assert len(plain) == 3  # without a share, the 14 identities in proportion

@@ -53,13 +53,18 @@ def epoch_plan(
         rounds = -(-n_batches * mixed_per_batch // (len(by_id) - mixed_from))
         mixed = np.concatenate([mixed_from + rng.permutation(len(by_id) - mixed_from) for _ in range(rounds)])
         batch_ids = [
-            np.concatenate([main[b * own : (b + 1) * own], mixed[b * mixed_per_batch : (b + 1) * mixed_per_batch]])
+            np.concatenate(
+                [main[b * own : (b + 1) * own], mixed[b * mixed_per_batch : (b + 1) * mixed_per_batch]]
+            )
             for b in range(n_batches)
         ]
     else:
         ids = rng.permutation(len(by_id))
         ids_per_batch = min(ids_per_batch, len(ids))
-        batch_ids = [ids[start : start + ids_per_batch] for start in range(0, len(ids) - ids_per_batch + 1, ids_per_batch)]
+        batch_ids = [
+            ids[start : start + ids_per_batch]
+            for start in range(0, len(ids) - ids_per_batch + 1, ids_per_batch)
+        ]
     batches = []
     for chosen in batch_ids:
         batch: list[int] = []

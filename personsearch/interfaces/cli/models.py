@@ -65,18 +65,22 @@ def info_cmd() -> None:
 @command("models")
 def models_cmd() -> None:
     """Everything that can be named on the command line, read from the registries: model builders,
-    backbones and their pyramid stages, re-id variants, off-the-shelf detectors, inference engines."""
+    their pretrained weights, backbones and their pyramid stages, re-id variants, off-the-shelf
+    detectors, inference engines."""
     from personsearch.models.backbones import ARCHS, STAGES
-    from personsearch.models.registry import describe_model, list_models
+    from personsearch.models.registry import describe_model, list_models, pretrained_tags
 
     console.print("model builders (personsearch.models.create_model):", highlight=False)
     for name in list_models():
-        console.print(f"  {name:32s} {describe_model(name)}", highlight=False)
+        console.print(f"  {name:36s} {describe_model(name)}", highlight=False)
+    console.print("pretrained weights (create_model('MODEL.TAG')):", highlight=False)
+    for name, what in sorted(pretrained_tags().items()):
+        console.print(f"  {name:36s} {what}", highlight=False)
     console.print("backbones (--backbone): stage/stride, ImageNet weights", highlight=False)
     for name in sorted(ARCHS):
         arch = ARCHS[name]
         stages = " ".join(f"{stage}/{stride}" for stage, stride in zip(STAGES, arch.strides, strict=True))
-        console.print(f"  {name:32s} {stages}; {arch.weights or 'none (random init)'}", highlight=False)
+        console.print(f"  {name:36s} {stages}; {arch.weights or 'none (random init)'}", highlight=False)
     for title, table in (
         ("re-id variants (--variant)", names.VARIANTS),
         ("detectors (--detector)", names.DETECTORS),
@@ -84,7 +88,7 @@ def models_cmd() -> None:
     ):
         console.print(f"{title}:", highlight=False)
         for name, what in table.items():
-            console.print(f"  {name:32s} {what}", highlight=False)
+            console.print(f"  {name:36s} {what}", highlight=False)
 
 
 @command("bench-engines")
