@@ -122,6 +122,10 @@ EngineOption = Annotated[
         ),
     ),
 ]
+ModelOption = Annotated[
+    str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
+]
+"""``--model`` of the commands that run a trained model (default ``"default"``)."""
 DETECTOR_NAMES = (
     f"{names.one_of(names.DETECTORS)} (bundle: the model's own; the others off-the-shelf, for real footage)"
 )

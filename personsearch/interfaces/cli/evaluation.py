@@ -10,6 +10,7 @@ import typer
 
 from personsearch.interfaces.cli import (
     EngineOption,
+    ModelOption,
     _configure_logging,
     _say_engines,
     _write_json,
@@ -60,9 +61,7 @@ def score_cmd(
 @command("evaluate")
 def evaluate_cmd(
     dataset: Annotated[Path, typer.Option(help="Dataset root.")],
-    model: Annotated[
-        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
-    ] = "default",
+    model: ModelOption = "default",
     gallery_size: Annotated[int, typer.Option(help="CUHK-SYSU gallery size.")] = 100,
     cross_camera: Annotated[bool, typer.Option(help="PRW: only other cameras form the gallery.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,

@@ -12,6 +12,7 @@ from personsearch.interfaces.cli import (
     DetectorOption,
     EngineOption,
     IndexDetectorOption,
+    ModelOption,
     _configure_logging,
     _say_engines,
     command,
@@ -23,9 +24,7 @@ from personsearch.interfaces.cli import (
 def index_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive) and video files.")],
     index: Annotated[Path, typer.Option(help="Index directory (created if absent).")],
-    model: Annotated[
-        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
-    ] = "default",
+    model: ModelOption = "default",
     stride: Annotated[
         int | None,
         typer.Option(min=1, help="Videos: index every N-th frame (1: every frame) instead of --fps."),

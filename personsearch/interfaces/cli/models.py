@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from personsearch import names
-from personsearch.interfaces.cli import _fail, _write_json, command, console
+from personsearch.interfaces.cli import ModelOption, _fail, _write_json, command, console
 
 
 @command("fetch-weights")
@@ -93,9 +93,7 @@ def models_cmd() -> None:
 
 @command("bench-engines")
 def bench_engines_cmd(
-    model: Annotated[
-        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
-    ] = "default",
+    model: ModelOption = "default",
     engines_: Annotated[
         list[str] | None,
         typer.Option("--engines", help="Candidates (repeatable); default: every auto candidate."),
@@ -121,9 +119,7 @@ def bench_engines_cmd(
 @command("export")
 def export_cmd(
     out: Annotated[Path, typer.Argument(help="Output directory.")],
-    model: Annotated[
-        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
-    ] = "default",
+    model: ModelOption = "default",
     format: Annotated[
         str,
         typer.Option(

@@ -13,6 +13,7 @@ import typer
 from personsearch.interfaces.cli import (
     EngineOption,
     IndexDetectorOption,
+    ModelOption,
     _configure_logging,
     command,
     console,
@@ -68,9 +69,7 @@ def search_cmd(
             )
         ),
     ] = False,
-    model: Annotated[
-        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
-    ] = "default",
+    model: ModelOption = "default",
     top_k: Annotated[int, typer.Option(help="Number of results.")] = 10,
     source: Annotated[
         str | None, typer.Option(help="Only sources whose path contains this text (or matches this glob).")

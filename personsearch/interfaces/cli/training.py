@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from personsearch import names
-from personsearch.interfaces.cli import ConfigFile, SetPairs, _configure_logging, command, console
+from personsearch.interfaces.cli import (
+    ConfigFile,
+    ModelOption,
+    SetPairs,
+    _configure_logging,
+    command,
+    console,
+)
 
 
 def _overrides(**values: object) -> dict[str, object]:
@@ -143,9 +150,7 @@ def distill_int8_cmd(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Bundle directory to write (then: --model OUT).")],
-    model: Annotated[
-        str, typer.Option(help="Model bundle directory or saved name (default: the shipped model).")
-    ] = "default",
+    model: ModelOption = "default",
     steps: Annotated[
         int | None, typer.Option(min=1, help="Fine-tuning steps of --batch-size crops.", show_default="300")
     ] = None,
