@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,66 @@ def test_budgets_as_people_write_them() -> None:
     for bad in ("", "x", "-3m", "soon", "0", "inf"):
         with pytest.raises(ValueError, match="write a positive time"):
             parse_budget(bad)
+
+
+def _until_done(client: object, job_id: int, stop_when: object = None) -> tuple[dict, list[dict]]:
+    """Poll an adapting job until it ends (or ``stop_when(job)``); returns it and what was seen."""
+    seen = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/adapt-jobs/{job_id}").json()  # type: ignore[attr-defined]
+        seen.append(job)
+        if job["state"] != "running" or (stop_when is not None and stop_when(job)):  # type: ignore[operator]
+            return job, seen
+        time.sleep(0.2)
+    raise AssertionError(f"adapting job {job_id} still running after 300 s: {seen[-1]}")
+
+
+def test_adapting_from_the_web_page_is_a_job_with_progress_saved_under_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's "Learn this camera": a background job over the index's own footage, with its
+    stage and progress, that can be cancelled and started again (it resumes), and saves the
+    adapted model under a plain name in the model home; names that are paths, a bad budget and a
+    second run at once are refused; a server started without --allow-adapt refuses all of it."""
+    from fastapi.testclient import TestClient
+
+    from personsearch.interfaces.server import SearchService, create_app
+
+    monkeypatch.setenv("PERSONSEARCH_CACHE", str(tmp_path / "cache"))
+    start, _ = tiny_start_and_index(tmp_path)
+    index = tmp_path / "index"
+    with TestClient(create_app(SearchService(index, None))) as off:
+        assert not off.get("/api/summary").json()["can_adapt"]
+        refused = off.post("/api/adapt-jobs", json={"name": "cam"})
+        assert refused.status_code == 403 and "--allow-adapt" in refused.json()["detail"]
+    with TestClient(create_app(SearchService(index, None), adapt_from=start)) as client:
+        assert client.get("/api/summary").json()["can_adapt"]
+        for name in ("../evil", ".hidden", "a/b", "a\\b"):
+            answer = client.post("/api/adapt-jobs", json={"name": name})
+            assert answer.status_code == 422 and "plain name" in answer.json()["detail"], name
+        answer = client.post("/api/adapt-jobs", json={"name": "cam", "budget": "soon"})
+        assert answer.status_code == 422 and "budget 'soon'" in answer.json()["detail"]
+
+        first = client.post("/api/adapt-jobs", json={"name": "cam", "budget": "60s", "min_boxes": 6})
+        assert first.status_code == 202
+        busy = client.post("/api/adapt-jobs", json={"name": "other", "min_boxes": 6})
+        assert busy.status_code == 409 and "still running" in busy.json()["detail"]
+        job, _ = _until_done(client, first.json()["id"], lambda job: job["fraction"] > 0.05)
+        assert job["state"] == "running" and "round 1/2: training (step" in job["stage"], job
+        client.delete(f"/api/adapt-jobs/{job['id']}")
+        job, _ = _until_done(client, job["id"])
+        saved = tmp_path / "cache" / "models" / "cam"
+        assert job["state"] == "cancelled" and not (saved / "reid.json").exists()
+
+        again = client.post("/api/adapt-jobs", json={"name": "cam", "budget": "20s", "min_boxes": 6})
+        job, seen = _until_done(client, again.json()["id"])
+        assert job["state"] == "done", job
+        fractions = [j["fraction"] for j in seen]
+        assert fractions == sorted(fractions) and job["fraction"] == 1.0
+        assert any("round 2/2" in j["stage"] for j in seen)
+        assert job["summary"]["model"] == "cam" and "--model cam" in job["summary"]["reembed"]
+        assert (saved / "reid.json").is_file() and "walk.avi" in (saved / "MODEL_CARD.md").read_text()
+        ModelBundle(saved, engine="torch-fp32")  # a usable bundle, found by name
+        taken = client.post("/api/adapt-jobs", json={"name": "cam", "min_boxes": 6})
+        assert taken.status_code == 409 and "exists already" in taken.json()["detail"]

@@ -399,3 +399,30 @@ def test_the_first_screen_shows_no_broken_images(site: Site, page) -> None:
     page.click("#sources li >> nth=0")
     page.wait_for_function("() => document.getElementById('stage-img').naturalWidth > 0")
     assert page.locator("#stage-img").is_visible()
+
+
+def test_learn_this_camera_from_the_page(
+    site: Site, page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started with --allow-adapt shows "Learn this camera": a name and a budget, then
+    the job's stage and progress, then where the adapted model was saved and how to give the
+    index its features. Without --allow-adapt the section is not there."""
+    page.goto(site.url)
+    page.wait_for_selector("#sources li")
+    assert not page.locator("#adapting").is_visible()
+    monkeypatch.setenv("PERSONSEARCH_CACHE", str(tmp_path / "cache"))
+    app = create_app(SearchService(site.index, site.bundle), adapt_from=SHIPPED_MODEL)
+    with serving(app) as url:
+        page.goto(url)
+        page.wait_for_selector("#adapting", state="visible")
+        page.fill("#adapt-name", "lobby")
+        page.fill("#adapt-budget", "20s")
+        page.click("#adapt-form button")
+        page.wait_for_function(
+            "() => document.getElementById('adapt-status').textContent.startsWith('saved as lobby')",
+            timeout=180_000,
+        )
+        _screenshot(page, "adapt.png", tmp_path)
+        status = page.inner_text("#adapt-status")
+    assert "tracklets" in status and "personsearch reembed" in status and "--model lobby" in status
+    assert (tmp_path / "cache" / "models" / "lobby" / "reid.json").is_file()

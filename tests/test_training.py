@@ -165,7 +165,7 @@ def test_fewer_identities_than_a_balanced_batch_still_train() -> None:
 
 
 def test_training_without_a_single_batch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reid_training, "epoch_plan", lambda labels, epoch, config: [])
+    monkeypatch.setattr(reid_training, "epoch_plan", lambda labels, epoch, config, mixed_from: [])
     with pytest.raises(ValueError, match="gives no batch at all"):
         reid_training.train_reid(tiny_config(epochs=1), tmp_path, progress=False, crop_set=tiny_crop_set())
     assert not (tmp_path / "reid.safetensors").exists()

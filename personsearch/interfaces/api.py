@@ -25,7 +25,14 @@ from personsearch.index.query import query_from_crop, query_from_scene, query_fr
 from personsearch.index.reembed import reembed_index, refuse_same_model
 from personsearch.index.sources import sampling_for
 from personsearch.interfaces.report import write_contact_sheet, write_html_report
-from personsearch.models.bundle import DEFAULT_MODEL, SHIPPED_MODEL, ModelBundle, model_home, resolve_model
+from personsearch.models.bundle import (
+    DEFAULT_MODEL,
+    SHIPPED_MODEL,
+    ModelBundle,
+    model_home,
+    resolve_model,
+    saved_model_dir,
+)
 from personsearch.pipeline import PersonEngine
 
 __all__ = ["DEFAULT_MODEL", "SHIPPED_MODEL", "PersonSearch", "SearchResult", "model_home", "resolve_model"]
@@ -92,9 +99,7 @@ class PersonSearch:
 
     def save_as(self, name: str) -> Path:
         """Copy the bundle to the model home so ``PersonSearch.load(name)`` finds it."""
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"model name {name!r}: use a plain name such as 'demo'")
-        target = model_home() / name
+        target = saved_model_dir(name)
         target.mkdir(parents=True, exist_ok=True)
         for part in ("detector.json", "detector.safetensors", "reid.json", "reid.safetensors"):
             shutil.copy2(self.bundle.path / part, target / part)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,16 @@ COMPONENTS: dict[str, tuple[type, Any]] = {
 def model_home() -> Path:
     """Where named bundles live: ``$PERSONSEARCH_CACHE/models`` (default ``~/.cache/personsearch/models``)."""
     return cache_root() / "models"
+
+
+def saved_model_dir(name: str) -> Path:
+    """Where the model saved under ``name`` lives (``model_home() / name``); a name that is not a
+    plain file name (a path, a dot file) is refused."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise ValueError(
+            f"model name {name!r}: use a plain name such as 'demo' (letters, digits, '_', '-', '.')"
+        )
+    return model_home() / name
 
 
 DEFAULT_MODEL = "default"

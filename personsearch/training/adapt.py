@@ -28,8 +28,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -316,12 +317,22 @@ def adapt(
     config: AdaptConfig = AdaptConfig(),
     *,
     progress: bool = True,
+    on_progress: Callable[[AdaptProgress], None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``bundle_dir``'s re-id network on the tracklets of the index at ``index_dir``
     and write a bundle (its detector, the adapted re-id network, a model card) to ``out_dir``.
     Returns a summary (tracklets, cameras, classes per round, training, and the seconds each
-    step took, against the seconds of footage learned from)."""
+    step took, against the seconds of footage learned from). ``on_progress`` hears each stage
+    and each training step (a job's progress); an exception it raises stops the run, and a
+    later run with the same ``out_dir`` resumes from the last checkpoint."""
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
+    rounds_run = 1 if config.from_imagenet else config.rounds
+
+    def tell(stage: str, round_index: int = 0, step: int = 0, steps: int = 0) -> None:
+        if on_progress is not None:
+            on_progress(AdaptProgress(stage, round_index, rounds_run, step, steps))
+
+    tell("reading tracklets")
     began = run_began = time.perf_counter()
     started = time.monotonic()  # the budget's clock
     start, reid_config, reid_meta = load_component(bundle_dir, "reid")
@@ -340,6 +351,7 @@ def adapt(
         )
     size = cast("tuple[int, int]", tuple(reid_config.input_size))
     began = time.perf_counter()
+    tell(f"cropping {len(tracklets)} tracklets")
     crops, owners = crop_tracklets(tracklets, size)
     seconds["crops"] = time.perf_counter() - began
     seconds["rounds"] = []
@@ -363,9 +375,9 @@ def adapt(
     labels = np.arange(len(tracklets), dtype=np.int64)
     rounds: list[dict[str, Any]] = []
     model: torch.nn.Module | None = None
-    rounds_run = 1 if config.from_imagenet else config.rounds
     for round_index in range(rounds_run):
         if round_index > 0:
+            tell("associating tracklets across cameras", round_index + 1)
             assert model is not None
             spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
             labels = associate(
@@ -392,6 +404,7 @@ def adapt(
             init=state,
             rivals=camera_rivals(labels, cameras),
             deadline=deadline,
+            on_step=partial(tell, "training", round_index + 1),
         )
         model, _, _ = load_component(work, "reid")
         state = model.state_dict()
@@ -423,6 +436,27 @@ def adapt(
     (out_dir / "reid.json").write_text(json.dumps(meta, indent=2))
     (out_dir / "MODEL_CARD.md").write_text(_model_card(result, reid_meta))
     return result
+
+
+@dataclass(frozen=True)
+class AdaptProgress:
+    """Where an ``adapt`` run is: its stage and, while training, the round and step."""
+
+    stage: str
+    round: int = 0
+    """1-based; 0 before training."""
+    rounds: int = 0
+    step: int = 0
+    steps: int = 0
+    """Steps planned this round (shortened when a budget runs short)."""
+
+    @property
+    def fraction(self) -> float:
+        """About how much of the run is done, 0 to 1 (training is nearly all of it)."""
+        if not self.round or not self.rounds:
+            return 0.0
+        within = self.step / self.steps if self.steps else 0.0
+        return min(1.0, (self.round - 1 + within) / self.rounds)
 
 
 def time_taken(result: dict[str, Any]) -> str:

@@ -116,6 +116,7 @@ def train_reid(
     init: dict[str, torch.Tensor] | None = None,
     rivals: torch.Tensor | None = None,
     deadline: float | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train per ``config``; writes checkpoints and metrics to ``out_dir/train-reid`` and the
     final network to ``out_dir/reid.*`` (a model-bundle component). Returns a summary.
@@ -125,7 +126,8 @@ def train_reid(
     ``rivals`` (classes x classes, bool): the classes each class's samples are told apart from;
     the others' logits are masked out of every level's softmax (per-camera discrimination of
     tracklets: two cameras' tracklets are never negatives of each other, they may be one person).
-    ``deadline``: a ``time.monotonic()`` instant to finish by (``runner.Trainer.deadline``)."""
+    ``deadline``: a ``time.monotonic()`` instant to finish by; ``on_step(steps done, planned)``
+    after each step (``runner.Trainer``)."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -211,5 +213,6 @@ def train_reid(
         description=f"re-id {model_config.variant}",
         summary_extra={"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)},
         on_epoch_end=on_epoch_end,
+        on_step=on_step,
         deadline=deadline,
     )

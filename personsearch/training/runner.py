@@ -122,6 +122,9 @@ class Trainer:
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None
     """Called on rank 0 after each epoch's checkpoint with (epochs done, the bare model), e.g. to
     score a validation split for a learning curve; the next epoch puts the model back in train mode."""
+    on_step: Callable[[int, int], None] | None = None
+    """Called on rank 0 after each step with (steps done, steps planned), e.g. a job's progress;
+    an exception it raises stops the run (the last checkpoint stays, so the run can resume)."""
     deadline: float | None = None
     """A ``time.monotonic()`` instant to finish by (a time budget): after a few steps the run
     measures its pace and shortens itself to the steps that fit, its learning-rate schedule
@@ -206,6 +209,8 @@ class Trainer:
                     )
                     if rank == 0 and global_step % self.checkpoint_every == 0:
                         self._save(epoch, index + 1, global_step)
+                    if rank == 0 and self.on_step is not None:
+                        self.on_step(global_step, budget.planned)
                 else:  # the epoch ran to its end
                     start = 0
                     if rank == 0:
@@ -331,11 +336,12 @@ def train_component(
     description: str = "train",
     summary_extra: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train one bundle component (``detector`` or ``reid``) with ``train_config``'s optimiser,
     epochs and checkpointing in ``out_dir/train-NAME``, then save it as ``out_dir/NAME.*``.
-    ``deadline``: see ``Trainer.deadline``."""
+    ``on_step``, ``deadline``: see ``Trainer``."""
     from personsearch.models.bundle import save_component
     from personsearch.training.config import to_dict
 
@@ -355,6 +361,7 @@ def train_component(
         progress=progress,
         description=description,
         on_epoch_end=on_epoch_end,
+        on_step=on_step,
         deadline=deadline,
     )
     summary = trainer.fit(epoch_batches, load_batch, step_fn)

@@ -62,6 +62,16 @@ def serve_cmd(
             )
         ),
     ] = None,
+    allow_adapt: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Let the page adapt the model to the index's footage (`personsearch adapt` as a job, "
+                "saved under a name in the model home); off by default: it takes the CPU for as long "
+                "as the footage lasts."
+            )
+        ),
+    ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Threads running searches and uploads.")] = 2,
     queue: Annotated[
         int,
@@ -108,6 +118,7 @@ def serve_cmd(
         workers=workers,
         queue=queue,
         max_upload_bytes=int(max_upload_mb * 2**20),
+        adapt_from=engine.path if allow_adapt else None,
     )
     shown = f"[{host}]" if ":" in host else host
     err_console.print(

@@ -26,7 +26,7 @@ from personsearch.data.images import ImageReadError
 from personsearch.index import IndexBusyError, ModelMismatchError, PersonIndexError
 from personsearch.index.store import SourceChangedError
 from personsearch.interfaces.server.access import TOKEN_COOKIE, AccessGuard
-from personsearch.interfaces.server.jobs import IndexingJobs, NotAllowedError
+from personsearch.interfaces.server.jobs import AdaptJobs, IndexingJobs, NotAllowedError
 from personsearch.interfaces.server.limits import BodyLimit, Busy, ShedLoad, WorkPool
 from personsearch.interfaces.server.service import (
     MAX_TOP_K,
@@ -59,6 +59,7 @@ ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (SourceChangedError, 410),
     (NotAllowedError, 403),
     (IndexBusyError, 409),
+    (FileExistsError, 409),
     (ModelMismatchError, 409),
     (PersonIndexError, 500),
     (ImageReadError, 422),
@@ -126,6 +127,24 @@ class JobBody(BaseModel):
     )
 
 
+class AdaptBody(BaseModel):
+    """Adapt the loaded model's re-id network to this index's footage (``personsearch adapt``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(
+        min_length=1, max_length=100, description="Save the adapted model under this name (--model NAME)."
+    )
+    budget: str = Field(
+        "1x",
+        min_length=1,
+        max_length=20,
+        description="Time to spend: 2x (twice the footage's duration), 45m, 1.5h, 900s or none.",
+    )
+    min_boxes: int | None = Field(
+        None, ge=2, le=10_000, description="Shortest usable tracklet, in sampled frames (default 8)."
+    )
+
+
 class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(max_length=1000)
@@ -150,11 +169,14 @@ def create_app(
     workers: int = 2,
     queue: int = 2,
     max_upload_bytes: int = 20 * 2**20,
+    adapt_from: Path | None = None,
 ) -> FastAPI:
     """The app for ``service``; ``token``: required on every API request (bearer header, or the
-    cookie the page gets from ``/api/login``); ``allow_dirs``: where indexing jobs may read."""
+    cookie the page gets from ``/api/login``); ``allow_dirs``: where indexing jobs may read;
+    ``adapt_from``: the bundle that adapting jobs start from (None: no adapting)."""
     pool = WorkPool(workers, queue)
     jobs = IndexingJobs(service.index_dir, service.engine, list(allow_dirs or []))
+    adapting = AdaptJobs(service.index_dir, adapt_from)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -172,6 +194,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.service, app.state.jobs, app.state.pool = service, jobs, pool
+    app.state.adapting = adapting
 
     async def project_error(request: Request, err: Exception) -> JSONResponse:
         headers = {"Retry-After": "1"} if isinstance(err, Busy) else None
@@ -220,6 +243,7 @@ def create_app(
             **service.summary(),
             "indexing": None if running is None else running.to_json(),
             "can_index": bool(jobs.allow_dirs) and service.engine is not None,
+            "can_adapt": adapt_from is not None,
         }
 
     @app.get("/api/sources", summary="Indexed images and videos, a page at a time")
@@ -331,5 +355,29 @@ def create_app(
     )
     def cancel_job(job_id: Id) -> dict[str, Any]:
         return jobs.cancel(job_id).to_json()
+
+    # ------------------------------------------------------------------ adapting
+    @app.post(
+        "/api/adapt-jobs",
+        status_code=202,
+        summary="Adapt the model's re-id network to this index's footage, in the background (no labels)",
+    )
+    def start_adapt(body: AdaptBody) -> dict[str, Any]:
+        return adapting.start(body.name, budget=body.budget, min_boxes=body.min_boxes).to_json()
+
+    @app.get("/api/adapt-jobs", summary="Adapting jobs of this server run")
+    def list_adapt_jobs() -> dict[str, Any]:
+        return {"jobs": [job.to_json() for job in adapting.jobs.values()]}
+
+    @app.get("/api/adapt-jobs/{job_id}", summary="One adapting job and its progress")
+    def get_adapt_job(job_id: Id) -> dict[str, Any]:
+        return adapting.get(job_id).to_json()
+
+    @app.delete(
+        "/api/adapt-jobs/{job_id}",
+        summary="Stop adapting at the next training step (starting again with the same name resumes)",
+    )
+    def cancel_adapt_job(job_id: Id) -> dict[str, Any]:
+        return adapting.cancel(job_id).to_json()
 
     return app

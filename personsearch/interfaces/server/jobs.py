@@ -1,4 +1,5 @@
-"""Indexing jobs started from the service: one writer at a time, only under allowed folders.
+"""Jobs started from the service: indexing (one writer at a time, only under allowed folders) and
+adapting the model to the index's footage (``AdaptJobs``).
 
 A job indexes in a background thread with its own connection to the index; searches go on
 meanwhile and see each batch as it commits (the index's reader/writer contract, store.py). The
@@ -12,15 +13,19 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from personsearch.index import IndexBusyError, PersonIndex
 from personsearch.index.indexer import IndexProgress
 from personsearch.index.sources import Sampling, is_within, sampling_for
+from personsearch.index.store import IndexStore
 from personsearch.interfaces.server.service import NoModelError
 from personsearch.pipeline import PersonEngine
+
+if TYPE_CHECKING:  # the training code (PyTorch, OpenCV) loads when a job starts
+    from personsearch.training.adapt import AdaptConfig
 
 
 class NotAllowedError(PermissionError):
@@ -31,17 +36,13 @@ class _Cancelled(Exception):
     pass
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Job:
+    """What every background job reports: its state, error or summary, and when it ran."""
+
     id: int
-    paths: list[str]
-    camera: str | None
     state: str = "running"
     """``running``, ``done``, ``failed`` or ``cancelled``."""
-    frames_done: int = 0
-    frames_total: int | None = None
-    people_added: int = 0
-    current: str = ""
     error: str | None = None
     summary: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
@@ -49,33 +50,58 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "paths": self.paths,
-            "camera": self.camera,
-            "state": self.state,
-            "frames_done": self.frames_done,
-            "frames_total": self.frames_total,
-            "people_added": self.people_added,
-            "current": self.current,
-            "error": self.error,
-            "summary": self.summary,
-            "started": self.started,
-            "ended": self.ended,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cancel"}
 
 
-class IndexingJobs:
+@dataclass(kw_only=True)
+class IndexingJob(Job):
+    paths: list[str]
+    camera: str | None
+    frames_done: int = 0
+    frames_total: int | None = None
+    people_added: int = 0
+    current: str = ""
+
+
+J = TypeVar("J", bound=Job)
+
+
+class _Jobs(Generic[J]):
+    """The jobs of one kind this server run started: at most one runs at a time."""
+
+    kind = "background"
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, J] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def running(self) -> J | None:
+        return next((job for job in self.jobs.values() if job.state == "running"), None)
+
+    def cancel(self, job_id: int) -> J:
+        job = self.get(job_id)
+        job.cancel.set()
+        return job
+
+    def get(self, job_id: int) -> J:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no {self.kind} job {job_id}")
+        return job
+
+
+class IndexingJobs(_Jobs[IndexingJob]):
     """Starts and tracks indexing jobs into one index directory."""
+
+    kind = "indexing"
 
     def __init__(
         self, index_dir: Path, engine: PersonEngine | None, allow_dirs: list[Path], *, batch_size: int = 4
     ) -> None:
+        super().__init__()
         self.index_dir, self.engine, self.batch_size = index_dir, engine, batch_size
         self.allow_dirs = [d.resolve() for d in allow_dirs]
-        self.jobs: dict[int, Job] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
 
     def resolve(self, given: str) -> Path:
         """A requested path, absolute or relative to the first allowed folder, that must lie
@@ -104,9 +130,6 @@ class IndexingJobs:
             )
         return resolved
 
-    def running(self) -> Job | None:
-        return next((job for job in self.jobs.values() if job.state == "running"), None)
-
     def start(
         self,
         paths: list[str],
@@ -114,7 +137,7 @@ class IndexingJobs:
         camera: str | None = None,
         stride: int | None = None,
         fps: float | None = None,
-    ) -> Job:
+    ) -> IndexingJob:
         """Check the paths, take the writer lock, and index in the background."""
         if self.engine is None:
             raise NoModelError(
@@ -137,14 +160,14 @@ class IndexingJobs:
             except BaseException:
                 index.close()
                 raise
-            job = Job(next(self._ids), [str(p) for p in resolved], camera)
+            job = IndexingJob(id=next(self._ids), paths=[str(p) for p in resolved], camera=camera)
             self.jobs[job.id] = job
         threading.Thread(
             target=self._run, args=(job, index, resolved, sampling), name=f"index-job-{job.id}", daemon=True
         ).start()
         return job
 
-    def _run(self, job: Job, index: PersonIndex, paths: list[Path], sampling: Sampling) -> None:
+    def _run(self, job: IndexingJob, index: PersonIndex, paths: list[Path], sampling: Sampling) -> None:
         def on_progress(progress: IndexProgress) -> None:
             job.frames_done, job.frames_total = progress.frames_done, progress.frames_total
             job.people_added, job.current = progress.people_added, progress.current
@@ -171,13 +194,88 @@ class IndexingJobs:
             index.close()
             job.ended = time.time()
 
-    def cancel(self, job_id: int) -> Job:
-        job = self.get(job_id)
-        job.cancel.set()
+
+@dataclass(kw_only=True)
+class AdaptJob(Job):
+    """Adapting the loaded model's re-id network to the index's footage, saved as ``name``."""
+
+    name: str
+    budget: str
+    stage: str = "starting"
+    fraction: float = 0.0
+
+
+class AdaptJobs(_Jobs[AdaptJob]):
+    """``personsearch adapt`` from the service: one run at a time, in a background thread, over
+    the index's own footage (nothing a request names is read), into the model home under a new
+    name. Cancelling stops it at the next training step; starting again with the same name
+    resumes from its last checkpoint."""
+
+    kind = "adapting"
+
+    def __init__(self, index_dir: Path, model_dir: Path | None) -> None:
+        super().__init__()
+        self.index_dir, self.model_dir = index_dir, model_dir
+
+    def start(self, name: str, *, budget: str = "1x", min_boxes: int | None = None) -> AdaptJob:
+        """Check the name and budget, then adapt in the background."""
+        from personsearch.models.bundle import saved_model_dir
+        from personsearch.training.adapt import AdaptConfig, parse_budget
+
+        if self.model_dir is None:
+            raise NotAllowedError(
+                "adapting from the web is off: restart the server with --allow-adapt to allow it"
+            )
+        if not IndexStore.exists(self.index_dir):
+            raise FileNotFoundError(f"nothing indexed yet at {self.index_dir}: index some footage first")
+        out = saved_model_dir(name)
+        if (out / "reid.json").exists():
+            raise FileExistsError(f"a model named {name!r} exists already ({out}); choose another name")
+        budget_footage, budget_s = parse_budget(budget)
+        config = AdaptConfig(budget_footage=budget_footage, budget_s=budget_s)
+        if min_boxes is not None:
+            config = replace(config, min_boxes=min_boxes)
+        with self._lock:
+            running = self.running()
+            if running is not None:
+                raise IndexBusyError(f"adapting job {running.id} is still running; wait for it or cancel it")
+            job = AdaptJob(id=next(self._ids), name=name, budget=budget)
+            self.jobs[job.id] = job
+        threading.Thread(
+            target=self._run, args=(job, out, config), name=f"adapt-job-{job.id}", daemon=True
+        ).start()
         return job
 
-    def get(self, job_id: int) -> Job:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise KeyError(f"no indexing job {job_id}")
-        return job
+    def _run(self, job: AdaptJob, out: Path, config: AdaptConfig) -> None:
+        from personsearch.training.adapt import AdaptProgress, adapt, time_taken
+
+        def on_progress(progress: AdaptProgress) -> None:
+            where = f"round {progress.round}/{progress.rounds}: " if progress.round else ""
+            steps = f" (step {progress.step}/{progress.steps})" if progress.steps else ""
+            job.stage, job.fraction = f"{where}{progress.stage}{steps}", progress.fraction
+            if job.cancel.is_set():
+                raise _Cancelled
+
+        assert self.model_dir is not None
+        try:
+            result = adapt(
+                self.index_dir, self.model_dir, out, config, progress=False, on_progress=on_progress
+            )
+            job.summary = {
+                "model": job.name,
+                "tracklets": result["tracklets"],
+                "cameras": result["cameras"],
+                "footage": result["footage"],
+                "time": time_taken(result),
+                "reembed": (
+                    f"personsearch reembed --index {self.index_dir} --model {job.name} "
+                    f"--out {self.index_dir}-{job.name}"
+                ),
+            }
+            job.state, job.stage, job.fraction = "done", "done", 1.0
+        except _Cancelled:
+            job.state = "cancelled"
+        except Exception as err:  # reported to the client; checkpoints stay for a resumed run
+            job.state, job.error = "failed", str(err) or type(err).__name__
+        finally:
+            job.ended = time.time()

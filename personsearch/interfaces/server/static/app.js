@@ -66,6 +66,7 @@ async function loadSummary() {
     if (model.problem) say(model.problem, true);
   }
   $("indexing").hidden = !s.can_index;
+  $("adapting").hidden = !s.can_adapt;
   const select = $("browse-camera");
   const chosen = select.value;
   select.replaceChildren(el("option", { value: "" }, "all cameras"));
@@ -392,6 +393,30 @@ async function watchJob(jobId) {
   }
 }
 
+// ------------------------------------------------------------------ adapting jobs
+let watchingAdapt = null;
+async function watchAdapt(jobId) {
+  if (watchingAdapt === jobId) return;
+  watchingAdapt = jobId;
+  const bar = $("adapt-progress");
+  bar.hidden = false;
+  for (;;) {
+    const job = await getJson(`/api/adapt-jobs/${jobId}`);
+    bar.value = job.fraction;
+    $("adapt-status").textContent = `${job.name}: ${job.state}${job.state === "running" ? ` · ${job.stage}` : ""}`;
+    if (job.state !== "running") {
+      bar.hidden = true;
+      watchingAdapt = null;
+      if (job.error) say(`adapting failed: ${job.error}`, true);
+      if (job.summary) {
+        $("adapt-status").textContent = `saved as ${job.summary.model}: learned from ${job.summary.tracklets} tracklets in ${job.summary.time}. Give the index its features: ${job.summary.reembed}`;
+      }
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 // ------------------------------------------------------------------ wiring
 function wire() {
   $("login").addEventListener("submit", async (event) => {
@@ -422,6 +447,13 @@ function wire() {
       download("personsearch-report.html", await response.blob());
     } catch (err) { fail(err); }
   });
+  $("adapt-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const job = await (await postJson("/api/adapt-jobs", { name: $("adapt-name").value, budget: $("adapt-budget").value })).json();
+      watchAdapt(job.id);
+    } catch (err) { fail(err); }
+  });
   $("index-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
@@ -437,6 +469,10 @@ async function start() {
   if (s.can_index) {
     const jobs = await getJson("/api/index-jobs");
     $("allowed").textContent = `allowed: ${jobs.allowed.join(", ")}`;
+  }
+  if (s.can_adapt) {
+    const running = (await getJson("/api/adapt-jobs")).jobs.find((job) => job.state === "running");
+    if (running) watchAdapt(running.id);
   }
 }
 
