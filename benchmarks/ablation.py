@@ -1,5 +1,6 @@
-"""Does multi-scale matching help? Train the re-id variants ``single``, ``multi`` and ``clsa`` with
-the same budget over several seeds, score each with one shared detector (search with detections)
+"""Does multi-scale matching help? Train the re-id variants ``single``, ``multi`` and ``clsa``, and
+the paper's two baselines ``image_pyramid`` and ``multi_branch`` (``models.reid``), with the same
+budget over several seeds, score each with one shared detector (search with detections)
 and with ground-truth boxes, overall, by person height and level by level, and follow each
 run's learning curve on a validation benchmark that the test split never sees.
 
@@ -12,13 +13,22 @@ run's learning curve on a validation benchmark that the test split never sees.
   used to choose per-level weights of the test feature (the follow-up below found that the
   weak lowest level, given a third of the vote by plain concatenation, drags the ranking down).
   The weights are chosen on validation only, then applied once to the test split.
-* Shared detector: the shipped default model's (``--detector``), so the three variants differ in
-  re-id only.
+* Shared detector: the shipped default model's (``--detector``), so the variants differ in re-id
+  only.
+* The two baselines fuse their scales' or branches' embeddings by mean or by concatenation: both
+  are scored, and the one with the better validation mAP is the variant's result (``fusions``
+  holds both).
+* Cost of each variant (``variants.<v>.cost``): parameters and GFLOPs per crop of the network
+  at ``--input``, training seconds (mean over seeds, on the machines each run records), and, with
+  ``--time``, milliseconds per crop on this CPU in ONNX Runtime fp32 (the engine the product
+  chooses for re-id on every CPU measured so far) and PyTorch fp32, batches of 32, best of 5:
+  run it on a quiet machine (``cost_timing`` records which).
 
-Writes ``benchmarks/results/ablation.json`` (``variants.{single,multi,clsa}.{search,search_gt_boxes}``
-hold the mean over seeds, ``..._std`` the standard deviation, ``per_seed`` each run) and the plots
-``docs/ablation.png`` and ``docs/ablation_curves.png``. Every run is cached in ``--work``, and
-training resumes from its last checkpoint, so an interrupted run continues where it stopped.
+Writes ``benchmarks/results/ablation.json`` (``variants.<variant>.{search,search_gt_boxes}``
+hold the mean over seeds, ``..._std`` the standard deviation, ``per_seed`` each run, ``cost`` the
+cost) and the plots ``docs/ablation.png``, ``docs/ablation_curves.png`` and
+``docs/ablation_cost.png``. Every run is cached in ``--work``, and training resumes from its
+last checkpoint, so an interrupted run continues where it stopped.
 Runs already in ``--out`` from an earlier session (whose ``--work`` folder is gone) are kept, not
 retrained, when the budget, data, validation set and detector are the same: seeds can be added
 one session at a time. Each run records the machine it trained on.
@@ -31,6 +41,7 @@ import hashlib
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, cast
@@ -47,11 +58,13 @@ from personsearch.evaluation.detection import evaluate_detection
 from personsearch.evaluation.pipeline import ground_truth_detections, query_features, run_gallery
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
-from personsearch.models.reid import PyramidReID, ReIDConfig
+from personsearch.models.reid import FUSIONS, PyramidReID, ReIDConfig, build_reid
 from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, from_dict, to_dict
 from personsearch.training.reid import train_reid
 
-VARIANTS = ("single", "multi", "clsa")
+VARIANTS = ("single", "multi", "clsa", "image_pyramid", "multi_branch")
+FUSED = ("image_pyramid", "multi_branch")
+"""The baselines whose test feature fuses several embeddings (``ReIDConfig.fuse``)."""
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -224,61 +237,145 @@ def run_one(
     return vdir
 
 
+def fused_copy(vdir: Path, fuse: str) -> Path:
+    """A bundle of ``vdir``'s weights whose test feature fuses by ``fuse`` (a test-time choice)."""
+    out = vdir / f"fuse-{fuse}"
+    out.mkdir(exist_ok=True)
+    for part in ("detector.json", "detector.safetensors", "reid.safetensors"):
+        (out / part).write_bytes((vdir / part).read_bytes())
+    description = json.loads((vdir / "reid.json").read_text())
+    description["config"]["fuse"] = fuse
+    (out / "reid.json").write_text(json.dumps(description, indent=1))
+    return out
+
+
 def evaluate_run(
     vdir: Path, detector: Path, dataset, shared_dets: list[np.ndarray], val: Validation, gallery_size: int
 ) -> dict[str, Any]:
     """Test-split scores of one trained run: with detections and ground-truth boxes, each level
-    alone, and with the level weights chosen on validation."""
+    alone, and with the level weights chosen on validation; for the fused baselines, each fusion,
+    the one chosen on validation giving the run's result."""
     cached = vdir / "scores.json"
     if cached.is_file():
-        return json.loads(cached.read_text())
+        return cast("dict[str, Any]", json.loads(cached.read_text()))
     for part in ("detector.json", "detector.safetensors"):
         (vdir / part).write_bytes((detector / part).read_bytes())
     bundle = ModelBundle(vdir, engine="torch-fp32")
-    levels = list(bundle.reid_config.used_levels)
-    n = len(levels)
+    if bundle.reid_config.variant in FUSED:
+        fusions = {}
+        for fuse in FUSIONS:
+            fused = ModelBundle(fused_copy(vdir, fuse), engine="torch-fp32")
+            dets, search = searcher(fused, dataset, shared_dets, gallery_size)
+            fusions[fuse] = {
+                **scores(dataset, dets, search),
+                "val": val.score(*val.features(fused.reid_network), 1),
+            }
+        chosen = max(FUSIONS, key=lambda fuse: fusions[fuse]["val"]["mAP"])
+        out = {k: v for k, v in fusions[chosen].items() if k != "val"}
+        out["fusions"] = {
+            fuse: {k: v for k, v in f.items() if k != "detection"} for fuse, f in fusions.items()
+        }
+        out["fuse_chosen"] = chosen
+    else:
+        dets, search = searcher(bundle, dataset, shared_dets, gallery_size)
+        out = scores(dataset, dets, search)
+        if len(bundle.reid_config.used_levels) > 1:
+            out.update(weighted_levels(bundle, search, val))
+    out["train"] = json.loads((vdir / "reid.json").read_text())["metadata"]["summary"]
+    out["machine"] = machine()
+    out["curve"] = json.loads((vdir / "curve.json").read_text()) if (vdir / "curve.json").is_file() else {}
+    cached.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def searcher(
+    bundle: ModelBundle, dataset, shared_dets: list[np.ndarray], gallery_size: int
+) -> tuple[list[np.ndarray], Callable[..., dict[str, Any]]]:
+    """The bundle's gallery and query features, and a function scoring them (levels re-weighted)."""
+    n = len(bundle.reid_config.used_levels)
     dets, feats, gt_feats = run_gallery(bundle, dataset.gallery, detections=shared_dets, progress=False)
     queries = query_features(bundle, dataset.queries)
     gt = ground_truth_detections(dataset.gallery)
 
-    def search(
-        d: list[np.ndarray], f: list[np.ndarray], weights: tuple[float, ...] | None = None
-    ) -> dict[str, Any]:
+    def search(gt_boxes: bool, weights: tuple[float, ...] | None = None) -> dict[str, Any]:
         return summary(
             evaluate_search(
                 dataset,
-                d,
-                [level_features(x, n, weights) for x in f],
+                gt if gt_boxes else dets,
+                [level_features(x, n, weights) for x in (gt_feats if gt_boxes else feats)],
                 level_features(queries, n, weights),
                 gallery_size=gallery_size,
             ).to_dict()
         )
 
-    out: dict[str, Any] = {
-        "search": search(dets, feats),
-        "search_gt_boxes": search(gt, gt_feats),
+    return dets, search
+
+
+def scores(dataset, dets: list[np.ndarray], search: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Search with the shared detections and with ground-truth boxes, and the detection scores."""
+    return {
+        "search": search(False),
+        "search_gt_boxes": search(True),
         "detection": evaluate_detection(dataset, dets).to_dict(),
     }
-    out["train"] = json.loads((vdir / "reid.json").read_text())["metadata"]["summary"]
-    out["machine"] = machine()
-    out["curve"] = json.loads((vdir / "curve.json").read_text()) if (vdir / "curve.json").is_file() else {}
-    if n > 1:
-        out["levels_gt_boxes"] = {
-            level: search(gt, gt_feats, tuple(float(j == i) for j in range(n)))
-            for i, level in enumerate(levels)
-        }
-        weights, val_scores = val.best_weights(bundle.reid_network, n)
-        out["val_weights"] = {
+
+
+def weighted_levels(
+    bundle: ModelBundle, search: Callable[..., dict[str, Any]], val: Validation
+) -> dict[str, Any]:
+    """Each level alone (ground-truth boxes), and the level weights chosen on validation."""
+    levels = list(bundle.reid_config.used_levels)
+    n = len(levels)
+    weights, val_scores = val.best_weights(bundle.reid_network, n)
+    return {
+        "levels_gt_boxes": {
+            level: search(True, tuple(float(j == i) for j in range(n))) for i, level in enumerate(levels)
+        },
+        "val_weights": {
             "weights": dict(zip(levels, weights, strict=True)),
             "val": val_scores,
             "val_concat": val.score(*val.features(bundle.reid_network), n),
-        }
-        out["weighted"] = {
-            "search": search(dets, feats, weights),
-            "search_gt_boxes": search(gt, gt_feats, weights),
-        }
-    cached.write_text(json.dumps(out, indent=1))
+        },
+        "weighted": {"search": search(False, weights), "search_gt_boxes": search(True, weights)},
+    }
+
+
+def architecture_cost(config: ReIDConfig) -> dict[str, float]:
+    """Parameters (identity classifiers left out: training only) and GFLOPs per crop of the
+    network ``config`` describes, in eval mode at its input size (PyTorch's FLOP counter: 2 per
+    multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    network = build_reid(replace(config, num_classes=1, pretrained=None)).eval()
+    params = sum(p.numel() for name, p in network.named_parameters() if ".classifier." not in name)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        network(torch.zeros(1, 3, *config.input_size))
+    return {"parameters_m": params / 1e6, "gflops_per_crop": counter.get_total_flops() / 1e9}
+
+
+def timed_cost(config: ReIDConfig, work: Path, batch: int = 32, rounds: int = 5) -> dict[str, float]:
+    """Milliseconds per crop of the architecture (random weights: the time does not depend on
+    them) in ONNX Runtime fp32 and PyTorch fp32, batches of ``batch``, best of ``rounds``."""
+    from personsearch.models.engines import export_reid, graph_reid
+
+    network = build_reid(replace(config, num_classes=1, pretrained=None)).eval()
+    x = torch.randn(batch, 3, *config.input_size, generator=torch.Generator().manual_seed(0))
+    path = export_reid(network, work / f"cost-{config.variant}.onnx")
+    engines = {"ort-fp32": graph_reid(path, "ort-fp32"), "torch-fp32": network}
+    out = {}
+    for name, run in engines.items():
+        with torch.no_grad():
+            run(x)  # warm-up
+            best = min(_seconds(run, x) for _ in range(rounds))
+        out[f"ms_per_crop_{name}"] = 1000 * best / batch
     return out
+
+
+def _seconds(run: Any, x: torch.Tensor) -> float:
+    began = time.perf_counter()
+    run(x)
+    return time.perf_counter() - began
 
 
 def earlier_runs(path: Path, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -330,6 +427,39 @@ def mean_std(values: list[Any]) -> tuple[Any, Any]:
         return (first if all(v == first for v in values) else None), None
     arr = np.asarray(values, dtype=np.float64)
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def plot_cost(results: dict, out_png: Path) -> None:
+    """Top-1 (GT boxes and with detections) against GFLOPs per crop: each variant a point, its
+    bar the spread over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key, title in (
+        (axes[0], "search_gt_boxes", "ground-truth boxes"),
+        (axes[1], "search", "with detections"),
+    ):
+        for i, (variant, entry) in enumerate(results["variants"].items()):
+            if "cost" not in entry:
+                continue
+            x = entry["cost"]["gflops_per_crop"]
+            y, sd = 100 * entry[key]["topk"]["1"], 100 * (entry[f"{key}_std"]["topk"]["1"] or 0)
+            ax.errorbar([x], [y], yerr=[sd], fmt="o", capsize=4, color=f"C{i}", label=variant)
+            ax.annotate(
+                f"{variant} ({len(entry['seeds'])})", (x, y), textcoords="offset points", xytext=(6, 4)
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("GFLOPs per crop (log)")
+        ax.set_title(f"top-1, {title}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("top-1 (%), mean ± sd over seeds (n seeds)")
+    fig.suptitle("accuracy against cost per crop, synthetic 'standard' benchmark")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
 
 
 def plot(results: dict, out_png: Path, curves_png: Path) -> None:
@@ -417,9 +547,15 @@ def main() -> None:
         help="bundle folder whose detector all variants share",
     )
     parser.add_argument("--gallery-size", type=int, default=100)
+    parser.add_argument(
+        "--time",
+        action="store_true",
+        help="first time every variant's network per crop (run on a quiet machine)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "ablation.png")
     parser.add_argument("--curves", type=Path, default=ROOT / "docs" / "ablation_curves.png")
+    parser.add_argument("--cost-plot", type=Path, default=ROOT / "docs" / "ablation_cost.png")
     args = parser.parse_args()
     try:  # the plots are written after every run: fail now, not after the first hour of training
         import matplotlib  # noqa: F401
@@ -476,6 +612,17 @@ def main() -> None:
     }
     runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
     earlier = earlier_runs(args.out, results)
+    configs = {v: replace(base.model, variant=v) for v in VARIANTS}
+    costs = {v: architecture_cost(configs[v]) for v in VARIANTS}
+    if args.out.is_file() and "cost_timing" in json.loads(args.out.read_text()):
+        results["cost_timing"] = json.loads(args.out.read_text())["cost_timing"]
+    if args.time:  # before any training: a quiet machine
+        results["cost_timing"] = {
+            "machine": machine(),
+            "batch": 32,
+            "variants": {v: timed_cost(configs[v], args.work) for v in VARIANTS},
+        }
+        print(json.dumps(results["cost_timing"]["variants"], indent=1), flush=True)
     earlier_seconds = (
         json.loads(args.out.read_text()).get("timings_s", {}).get("total", 0.0) if earlier else 0.0
     )
@@ -489,11 +636,20 @@ def main() -> None:
             if not per_seed:
                 continue
             entry: dict[str, Any] = {"seeds": [int(s) for s in per_seed]}
-            keys = ["search", "search_gt_boxes"] + (
-                ["levels_gt_boxes", "weighted"] if variant != "single" else []
-            )
+            keys = [
+                k
+                for k in ("search", "search_gt_boxes", "levels_gt_boxes", "weighted")
+                if all(k in r for r in per_seed.values())
+            ]
             for key in keys:
                 entry[key], entry[f"{key}_std"] = mean_std([r[key] for r in per_seed.values()])
+            train_seconds = [r["train"]["seconds"] for r in per_seed.values()]
+            entry["cost"] = {
+                **costs[variant],
+                **results.get("cost_timing", {}).get("variants", {}).get(variant, {}),
+                "train_seconds": float(np.mean(train_seconds)),
+                "train_seconds_by_seed": dict(zip(per_seed, train_seconds, strict=True)),
+            }
             entry["per_seed"] = {
                 seed: {k: v for k, v in r.items() if k != "detection"} for seed, r in per_seed.items()
             }
@@ -504,6 +660,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_results(args.out, results)
         plot(results, args.plot, args.curves)
+        plot_cost(results, args.cost_plot)
 
     for seed in args.seeds:  # seed-major: an interrupted run leaves every variant equally sampled
         for variant in args.variants:

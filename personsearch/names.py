@@ -41,6 +41,14 @@ VARIANTS: dict[str, str] = {
     "single": "one embedding from the last pyramid level (the baseline)",
     "multi": "an embedding per pyramid level, concatenated, each level trained on its own",
     "clsa": "multi, plus the paper's cross-level semantic alignment (CLSA) loss",
+    "image_pyramid": (
+        "single, applied to each crop at several input scales (model.scales), features fused "
+        "(model.fuse); trained with multi-scale crops: the image-pyramid baseline"
+    ),
+    "multi_branch": (
+        "one copy of the upper layers per person-height band (model.bands), each trained on its "
+        "band's crops, features fused (model.fuse): the multi-branch baseline"
+    ),
 }
 """The re-id network's variants (Lan et al., ECCV 2018)."""
 

@@ -119,3 +119,78 @@ def test_registry_lists_builds_and_suggests() -> None:
     assert tiny("single", embed_dim=32).eval()(crops()).shape == (BATCH, 32)
     with pytest.raises(ValueError, match=r"unknown model 'reid_resnet5' \(did you mean reid_resnet50"):
         create_model("reid_resnet5", num_classes=3)
+
+
+# ---------------------------------------------------------------- the paper's two baselines (#35)
+@pytest.mark.parametrize("fuse", ["mean", "concat"])
+def test_image_pyramid_runs_single_at_every_scale_and_fuses(fuse: str) -> None:
+    """The test feature is the single-level network's embedding of the crop at each scale
+    (0.5x, 1x, 1.5x), fused; in training each batch is seen at one scale."""
+    model = tiny("image_pyramid", fuse=fuse).eval()
+    x = crops()
+    head = model.heads["layer4"]
+    with torch.no_grad():
+        feature = model(x)
+        per_scale = []
+        for scale in (0.5, 1.0, 1.5):
+            size = (round(64 * scale), round(32 * scale))
+            resized = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+            per_scale.append(F.normalize(head.embedding(model.backbone(resized)["layer4"]), dim=1))
+    expected = F.normalize(
+        torch.stack(per_scale).mean(0) if fuse == "mean" else torch.cat(per_scale, dim=1), dim=1
+    )
+    assert feature.shape == (BATCH, model.feature_dim) == (BATCH, 64 if fuse == "mean" else 192)
+    torch.testing.assert_close(feature, expected, atol=1e-5, rtol=1e-4)
+    out = model.train()(x)
+    assert len(out["logits"]) == 1 and out["logits"][0].shape == (BATCH, CLASSES)
+
+
+def test_multi_branch_routes_each_crop_to_its_height_band_in_training() -> None:
+    """Three copies of the upper stages and heads; a crop's identity loss reaches only the
+    branch of its height band (< 60, 60-120, >= 120 px), so a branch whose band is not in the
+    batch gets no gradient; at test time every branch runs and the features are fused."""
+    from personsearch.models.losses import reid_loss
+
+    model = tiny("multi_branch").train()
+    assert len(model.branches) == len(model.heads) == 3
+    assert model.branches[0] is not model.branches[1]
+    heights = torch.tensor([20.0, 59.0, 200.0, 400.0])  # small, small, large, large: no medium
+    out = model(crops(), heights)
+    assert [r.tolist() for r in out["routes"]] == [
+        [True, True, False, False],
+        [False, False, False, False],
+        [False, False, True, True],
+    ]
+    loss, parts = reid_loss(out, torch.tensor([0, 1, 2, 3]), "multi_branch")
+    loss.backward()
+    assert float(parts["ce_1"]) == 0.0
+    grads = [head.classifier.weight.grad for head in model.heads.values()]
+    assert grads[0].abs().sum() > 0 and grads[2].abs().sum() > 0 and grads[1].abs().sum() == 0
+    with pytest.raises(ValueError, match="heights"):
+        model(crops())
+    model.eval()
+    with torch.no_grad():
+        feature = model(crops())
+    assert feature.shape == (BATCH, model.feature_dim) == (BATCH, 64)
+    torch.testing.assert_close(feature.norm(dim=1), torch.ones(BATCH))
+
+
+@pytest.mark.parametrize("variant", ["image_pyramid", "multi_branch"])
+def test_the_baselines_train_and_round_trip_through_a_bundle(variant: str, tmp_path) -> None:
+    """A few steps of ``train_reid`` (which hands the crops' heights to the network), then the
+    saved bundle gives the same features."""
+    from test_training import tiny_config, tiny_crop_set
+
+    from personsearch.models.bundle import load_component
+    from personsearch.training.reid import train_reid
+
+    config = tiny_config(variant, epochs=1, batch_size=4)
+    crop_set = tiny_crop_set(n_ids=4, per_id=4)
+    crop_set.heights[:] = [30.0, 90.0, 150.0, 300.0] * 4
+    summary = train_reid(config, tmp_path, progress=False, crop_set=crop_set)
+    assert summary["steps"] == 4
+    network, saved, _ = load_component(tmp_path, "reid")
+    assert saved.variant == variant
+    x = torch.randn(2, 3, 32, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert network(x).shape == (2, network.feature_dim)

@@ -22,9 +22,20 @@ from torch.nn import functional as F
 from personsearch.models.reid import VARIANTS, test_feature
 
 
-def identity_losses(logits_per_level: Sequence[torch.Tensor], targets: torch.Tensor) -> list[torch.Tensor]:
-    """Softmax cross-entropy of each level's logits (B, K) against identity labels (B,)."""
-    return [F.cross_entropy(z.float(), targets) for z in logits_per_level]
+def identity_losses(
+    logits_per_level: Sequence[torch.Tensor],
+    targets: torch.Tensor,
+    routes: Sequence[torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
+    """Softmax cross-entropy of each level's logits (B, K) against identity labels (B,); with
+    ``routes`` (a bool mask (B,) per level: ``multi_branch``'s branches), each level's over its
+    own crops only (zero, with a gradient of zero, when the batch has none)."""
+    if routes is None:
+        return [F.cross_entropy(z.float(), targets) for z in logits_per_level]
+    return [
+        F.cross_entropy(z[mask].float(), targets[mask]) if bool(mask.any()) else z.sum() * 0.0
+        for z, mask in zip(logits_per_level, routes, strict=True)
+    ]
 
 
 def cross_level_alignment_loss(
@@ -88,9 +99,14 @@ def reid_loss(
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r}; expected one of {VARIANTS}")
     logits = outputs["logits"]
-    if variant == "single" and len(logits) != 1:
-        raise ValueError(f"variant 'single' expects the top level's logits only, got {len(logits)} levels")
-    ce = identity_losses(logits, targets)
+    if variant in ("single", "image_pyramid") and len(logits) != 1:
+        raise ValueError(f"variant {variant!r} expects the top level's logits only, got {len(logits)} levels")
+    routes = outputs.get("routes")
+    if variant == "multi_branch" and routes is None:
+        raise ValueError(
+            "variant 'multi_branch' needs each branch's crops ('routes' of the network's output)"
+        )
+    ce = identity_losses(logits, targets, routes)
     parts = {f"ce_{i}": loss.detach() for i, loss in enumerate(ce)}
     total = cast(torch.Tensor, sum(ce))  # a Tensor: there is at least one level
     parts["ce"] = total.detach()

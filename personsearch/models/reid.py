@@ -7,10 +7,22 @@ classifier. Variants: ``single`` uses the top level only (the usual re-id baseli
 
 The test feature concatenates the L2-normalised per-level embeddings and L2-normalises the result,
 so each level weighs the same in the cosine similarity.
+
+Two baselines the paper compares multi-scale matching with (its section 4), built from the same
+parts so that only the way scale is handled differs:
+
+- ``image_pyramid``: ``single`` run on each crop at several input scales (``scales``), the
+  scales' embeddings fused (``fuse``); trained on one scale per batch, drawn at random, so that it
+  has seen every scale it is tested at.
+- ``multi_branch``: the backbone up to ``branch_from`` shared, then one copy of the upper stages
+  and head per band of person height (``bands``: small, medium, large), each branch's identity
+  loss over its band's crops only (the training crops' heights route them); at test time every
+  branch runs and the features are fused (``fuse``), since the product's crops carry no height.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -25,6 +37,7 @@ from personsearch.data.crops import normalize_crops
 from personsearch.models.backbones import ARCHS, STAGES, Pretrained, build_backbone
 
 VARIANTS = tuple(names.VARIANTS)
+FUSIONS = ("mean", "concat")
 
 
 @dataclass
@@ -46,6 +59,18 @@ class ReIDConfig:
     """Softening T of the cross-level alignment loss (``clsa``; the training loss only)."""
     align_weight: float = 1.0
     """lambda, the alignment loss's weight against the per-level cross-entropy (``clsa``)."""
+    scales: tuple[float, ...] = (0.5, 1.0, 1.5)
+    """``image_pyramid``: input scales, relative to ``input_size``: at test time every one, in
+    training one per batch at random."""
+    fuse: str = "mean"
+    """``image_pyramid`` / ``multi_branch``: the test feature from the scales' or branches'
+    embeddings: ``mean`` (of the L2-normalised embeddings: ``embed_dim`` long) or ``concat``
+    (normalised, concatenated, normalised again, as the levels of ``multi``)."""
+    bands: tuple[float, ...] = (60.0, 120.0)
+    """``multi_branch``: person heights (pixels, the box in its scene) between the branches:
+    small < 60 <= medium < 120 <= large (the ablation's height buckets, its top two merged)."""
+    branch_from: str = "layer4"
+    """``multi_branch``: the first stage each branch has a copy of."""
     triplet_weight: float = 0.0
     """Weight of a batch-hard soft-margin triplet term on the test feature (the training loss
     only; 0 keeps the paper's recipe). With thousands of identities each class is seen about once
@@ -77,6 +102,17 @@ class ReIDConfig:
             raise ValueError(
                 f"ReIDConfig.levels={self.levels}: expected distinct stages of {allowed}, lowest first"
             )
+        if self.fuse not in FUSIONS:
+            raise ValueError(f"ReIDConfig.fuse={self.fuse!r}; expected one of {FUSIONS}")
+        self.scales, self.bands = tuple(self.scales), tuple(self.bands)
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"ReIDConfig.scales={self.scales}: positive factors of input_size, at least one")
+        if list(self.bands) != sorted(set(self.bands)) or any(b <= 0 for b in self.bands):
+            raise ValueError(f"ReIDConfig.bands={self.bands}: increasing positive heights")
+        if self.variant == "multi_branch" and self.branch_from not in STAGES[2:]:
+            raise ValueError(
+                f"ReIDConfig.branch_from={self.branch_from!r}: a stage after the first two of {STAGES}"
+            )
         if self.variant == "clsa" and len(self.levels) < 2:
             raise ValueError(
                 "ReIDConfig: variant 'clsa' aligns lower levels to the top one and needs at least two levels"
@@ -85,8 +121,17 @@ class ReIDConfig:
 
     @property
     def used_levels(self) -> tuple[str, ...]:
-        """The levels with a head: the top one for ``single``, all for ``multi`` / ``clsa``."""
-        return self.levels[-1:] if self.variant == "single" else self.levels
+        """The levels with a head: all for ``multi`` / ``clsa``, the top one otherwise."""
+        return self.levels if self.variant in ("multi", "clsa") else self.levels[-1:]
+
+    @property
+    def streams(self) -> int:
+        """How many embeddings the test feature is made of: levels, scales or branches."""
+        if self.variant == "image_pyramid":
+            return len(self.scales)
+        if self.variant == "multi_branch":
+            return len(self.bands) + 1
+        return len(self.used_levels)
 
 
 class LevelHead(nn.Module):
@@ -108,33 +153,80 @@ class LevelHead(nn.Module):
 
 
 class PyramidReID(nn.Module):
-    """Train mode: ``forward(x)`` -> ``{"embeddings": [...], "logits": [...]}`` per used level, top
-    level last. Eval mode: ``forward(x)`` -> (B, D) L2-normalised test features."""
+    """Train mode: ``forward(x, heights)`` -> ``{"embeddings": [...], "logits": [...]}`` per used
+    level (top level last), scale or branch, and for ``multi_branch`` ``"routes"``: each branch's
+    crops (bool masks by ``heights``). Eval mode: ``forward(x)`` -> (B, D) L2-normalised test
+    features."""
 
     def __init__(self, config: ReIDConfig) -> None:
         super().__init__()
         self.config = config
         self.levels = config.used_levels
-        self.backbone = build_backbone(config.backbone, config.pretrained, out_stages=self.levels)
-        channels = self.backbone.out_channels
+        if config.variant == "multi_branch":
+            trunk_end = STAGES[STAGES.index(config.branch_from) - 1]
+            full = build_backbone(config.backbone, config.pretrained, out_stages=(config.levels[-1],))
+            self.backbone, upper = full.split(trunk_end)
+            # a copy of the upper stages per band, each starting from the same (ImageNet) weights
+            self.branches = nn.ModuleList([upper, *(copy.deepcopy(upper) for _ in config.bands)])
+            channels = {self.levels[-1]: full.channels[self.levels[-1]]}
+            names_ = [f"branch{i}" for i in range(len(self.branches))]
+        else:
+            self.backbone = build_backbone(config.backbone, config.pretrained, out_stages=self.levels)
+            channels = self.backbone.out_channels
+            names_ = list(self.levels)
+        top = channels[self.levels[-1]]
         self.heads = nn.ModuleDict(
-            {lvl: LevelHead(channels[lvl], config.embed_dim, config.num_classes) for lvl in self.levels}
+            {
+                name: LevelHead(channels.get(name, top), config.embed_dim, config.num_classes)
+                for name in names_
+            }
         )
 
     @property
     def feature_dim(self) -> int:
         """Length of the test feature."""
-        return self.config.embed_dim * len(self.levels)
+        fused = self.config.variant in ("image_pyramid", "multi_branch") and self.config.fuse == "mean"
+        return self.config.embed_dim * (1 if fused else self.config.streams)
 
-    def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]] | torch.Tensor:
-        features = self.backbone(x)
-        embeddings = [cast(LevelHead, self.heads[lvl]).embedding(features[lvl]) for lvl in self.levels]
+    def forward(
+        self, x: torch.Tensor, heights: torch.Tensor | None = None
+    ) -> dict[str, list[torch.Tensor]] | torch.Tensor:
+        variant = self.config.variant
+        if variant == "multi_branch":
+            shared = self.backbone(x)[self.backbone.out_stages[-1]]
+            heads = [cast(LevelHead, head) for head in self.heads.values()]
+            embeddings = [head.embedding(branch(shared)) for head, branch in zip(heads, self.branches)]
+        elif variant == "image_pyramid":
+            head = cast(LevelHead, self.heads[self.levels[-1]])
+            scales = self.config.scales
+            if self.training:  # one scale per batch: every scale seen, at one scale's cost
+                scales = (scales[int(torch.randint(len(scales), ()))],)
+            heads = [head] * len(scales)
+            embeddings = [head.embedding(self.backbone(_rescaled(x, s))[self.levels[-1]]) for s in scales]
+        else:
+            features = self.backbone(x)
+            heads = [cast(LevelHead, self.heads[lvl]) for lvl in self.levels]
+            embeddings = [head.embedding(features[lvl]) for head, lvl in zip(heads, self.levels)]
         if self.training:
-            logits = [
-                cast(LevelHead, self.heads[lvl]).classifier(e) for lvl, e in zip(self.levels, embeddings)
-            ]
-            return {"embeddings": embeddings, "logits": logits}
+            out = {"embeddings": embeddings, "logits": [h.classifier(e) for h, e in zip(heads, embeddings)]}
+            if variant == "multi_branch":
+                if heights is None:
+                    raise ValueError("a multi_branch network trains on crops with their heights (routing)")
+                band = torch.bucketize(
+                    heights, torch.tensor(self.config.bands, device=heights.device), right=True
+                )
+                out["routes"] = [band == i for i in range(len(embeddings))]
+            return out
+        if variant in ("image_pyramid", "multi_branch") and self.config.fuse == "mean":
+            return F.normalize(torch.stack([F.normalize(e, dim=1) for e in embeddings]).mean(0), dim=1)
         return test_feature(embeddings)
+
+
+def _rescaled(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` resized by ``scale`` (antialiased when shrinking, as a smaller crop would be cut)."""
+    if scale == 1.0:
+        return x
+    return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1)
 
 
 def test_feature(embeddings: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -168,19 +168,21 @@ def train_reid(
         data.erase_prob,
     )
 
-    def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    heights = torch.as_tensor(crop_set.heights, dtype=torch.float32)
+
+    def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
         generator = torch.Generator().manual_seed(hash((config.seed, *indices[:4])) & 0x7FFFFFFF)
         images = normalize_crops(augment(crop_set.crops[index], generator))
         if config.fast:
             images = images.contiguous(memory_format=torch.channels_last)
-        return images.to(device), crop_set.labels[index].to(device)
+        return images.to(device), crop_set.labels[index].to(device), heights[index].to(device)
 
     def step(
-        net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+        net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float], int]:
-        images, labels = batch
-        outputs = net(images)
+        images, labels, crop_heights = batch
+        outputs = net(images, crop_heights)  # the heights route multi_branch's crops; others ignore them
         negatives = None
         if rivals is not None:
             told_apart = rivals.to(labels.device)[labels]
