@@ -78,3 +78,26 @@ def test_markers_without_code_and_tables_without_markers_fail(tmp_path: Path) ->
     readme.write_text(stripped)
     result = _check(root)
     assert result.returncode == 1 and "readme-10m" in result.stderr and "no markers" in result.stderr
+
+
+def test_every_figure_of_the_performance_log_is_in_a_results_file_it_names() -> None:
+    """docs/performance-log.md's prose and hand-written tables (not generated): each figure is
+    found in a results file its entry names, in the version at the commit the entry names where
+    the file has changed since, or is derived from such figures (benchmarks/performance_log_audit.py)."""
+    import pytest
+
+    shallow = subprocess.run(
+        ["git", "rev-parse", "--is-shallow-repository"], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    if shallow.returncode != 0 or shallow.stdout.strip() != "false":
+        pytest.skip(
+            "the audit reads the results files' git history; this checkout has none, or a shallow one"
+        )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "performance_log_audit.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
