@@ -281,6 +281,39 @@ def test_video_frames_are_indexed_with_stride_times_and_time_filter(tmp_path: Pa
         assert (denser.sources_unchanged, denser.people_added) == (1, 0)
 
 
+def test_the_row_table_reads_a_large_index_in_chunks_to_the_same_arrays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The filters' per-row arrays (source, time, sighting) are read from SQLite a chunk at a
+    time, so a ten-million-box index never holds them as Python lists: chunks of 2 rows give the
+    arrays one read gives."""
+    from personsearch.index import filters
+    from personsearch.index.filters import RowTable
+
+    write_video(tmp_path / "cams" / "door" / "clip.avi", frames=10, fps=10.0)
+    write_png(
+        tmp_path / "cams" / "hall" / "a.png", draw_scene([(10, 20, RED, BLUE), (60, 30, GREEN, YELLOW)])
+    )
+    _build(tmp_path / "idx", [tmp_path / "cams"], stride=2, batch_size=3)
+    with PersonIndex.open(tmp_path / "idx", ColourEngine()) as index:
+        whole = RowTable(index.store)
+        whole.refresh()
+        monkeypatch.setattr(filters, "ROWS_PER_READ", 2)
+        chunked = RowTable(index.store)
+        chunked.refresh()
+        monkeypatch.setattr(
+            index.store, "sighting_rows", lambda after, chunk=2, f=index.store.sighting_rows: f(after, 2)
+        )
+        by_two = RowTable(index.store)
+        by_two.refresh()
+    assert whole.rows >= 7 and (whole.sighting_of >= 0).sum() >= 5 and np.isnan(whole.time_of).sum() == 2
+    for table in (chunked, by_two):
+        np.testing.assert_array_equal(table.source_of, whole.source_of)
+        np.testing.assert_array_equal(table.time_of, whole.time_of)
+        np.testing.assert_array_equal(table.sighting_of, whole.sighting_of)
+        assert table.last_sighting == whole.last_sighting and table.sources == whole.sources
+
+
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     _gallery(tmp_path / "g")
     write_video(tmp_path / "g" / "cam3" / "walk.avi", frames=9)

@@ -18,6 +18,9 @@ import numpy as np
 from personsearch.index.store import IndexStore
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+ROWS_PER_READ = 1 << 18
+"""Box rows read from SQLite at a time into the row table's arrays (bounds the transient Python
+objects of a large index's first read to tens of megabytes)."""
 
 
 class SearchFilters(TypedDict, total=False):
@@ -106,16 +109,18 @@ class RowTable:
                 self.last_sighting = 0
                 self.sources = {}
             if rows > self.rows:
-                data = self.store.box_rows(self.rows, rows)
                 source_of = np.full(rows - self.rows, -1, dtype=np.int64)
                 time_of = np.full(rows - self.rows, np.nan, dtype=np.float64)
-                if data:
-                    table = np.array(
-                        [(i, s, np.nan if t is None else t) for i, s, t in data], dtype=np.float64
-                    )
-                    offsets = table[:, 0].astype(np.int64) - self.rows
-                    source_of[offsets] = table[:, 1].astype(np.int64)
-                    time_of[offsets] = table[:, 2]
+                # in chunks: at ten million boxes one list of row tuples would take gigabytes
+                for start in range(self.rows, rows, ROWS_PER_READ):
+                    data = self.store.box_rows(start, min(start + ROWS_PER_READ, rows))
+                    if data:
+                        table = np.array(
+                            [(i, s, np.nan if t is None else t) for i, s, t in data], dtype=np.float64
+                        )
+                        offsets = table[:, 0].astype(np.int64) - self.rows
+                        source_of[offsets] = table[:, 1].astype(np.int64)
+                        time_of[offsets] = table[:, 2]
                 self.source_of = np.concatenate([self.source_of, source_of])
                 self.time_of = np.concatenate([self.time_of, time_of])
                 self.sighting_of = np.concatenate(
@@ -125,11 +130,12 @@ class RowTable:
                     self.sources[sid] = (path, camera)
                 self._source_masks.clear()
                 self.rows = rows
-            linked = self.store.sighting_rows(self.last_sighting)  # sightings written since the last refresh
-            if linked:
+            newest = self.last_sighting  # the sightings written since the last refresh:
+            for linked in self.store.sighting_rows(self.last_sighting):
                 pairs = np.array(linked, dtype=np.int64)
                 self.sighting_of[pairs[:, 0]] = pairs[:, 1]
-                self.last_sighting = int(pairs[:, 1].max())
+                newest = max(newest, int(pairs[:, 1].max()))
+            self.last_sighting = newest
         return self.rows
 
     def live_count(self) -> int:

@@ -670,11 +670,12 @@ class IndexStore:
             raise
         return True
 
-    def sighting_rows(self, after: int) -> list[tuple[int, int]]:
-        """``(box id, sighting id)`` of the boxes in sightings with ids above ``after``."""
-        return self.conn.execute(
-            "SELECT id, sighting FROM boxes WHERE sighting > ?", (int(after),)
-        ).fetchall()
+    def sighting_rows(self, after: int, chunk: int = 1 << 18) -> Iterator[list[tuple[int, int]]]:
+        """``(box id, sighting id)`` of the boxes in sightings with ids above ``after``, ``chunk``
+        rows at a time."""
+        cursor = self.conn.execute("SELECT id, sighting FROM boxes WHERE sighting > ?", (int(after),))
+        while rows := cursor.fetchmany(chunk):
+            yield rows
 
     def sightings(self, ids: Sequence[int]) -> dict[int, SightingInfo]:
         """The sightings among ``ids`` that exist, with a few of their boxes spread over the span."""
