@@ -29,6 +29,9 @@ NAMES = {
     "runs/people3d-3000-triplet": (
         "rendered v2 (3,000 people) + synthetic, batch-hard triplet, 3 epochs (not shipped)"
     ),
+    "runs/people3d-3000-share": (
+        "the 3,000-person network + 1 epoch with the synthetic people 6 of 16 a batch (not shipped)"
+    ),
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
@@ -104,16 +107,11 @@ def render_rate(*results: dict[str, Any]) -> Rows:
 
 BLIND_NAMES = {
     "imagenet": "ImageNet MobileNetV2, pooled features",
-    "shipped": "drawn people only (the default until rendered people)",
-    "rendered": NAMES["runs/people3d-finetune"],
-    "rendered+synthetic": NAMES["runs/people3d-mixed"],
-    "styled": NAMES["runs/people3d-mixed-style"],
-    "v2": NAMES["runs/people3d-v2-mixed"],
-    "v1 rendered+synthetic": NAMES["runs/people3d-mixed"],
-    "v2 rendered+synthetic": NAMES["runs/people3d-v2-mixed"],
+    "shipped": f"the default at the check: {NAMES['runs/people3d-v2-mixed'].split(':')[0]}",
 }
-"""The blind checks' network names (``sheets --model NAME=...``) in the docs; ``shipped`` was the
-default at the time of both checks."""
+"""The blind checks' fixed network names in the docs (``shipped`` is the default of the results
+file's commit: rendered v2 since f3d221d; earlier rounds are in the files' git history); the
+others are named by the bundle ``sheets --model NAME=BUNDLE`` gave, as ``train`` wrote it."""
 
 
 def _blind_rows(results: dict[str, Any]) -> Rows:
@@ -122,7 +120,8 @@ def _blind_rows(results: dict[str, Any]) -> Rows:
     for model, scores in by_precision:
         rows.append(
             [
-                BLIND_NAMES.get(model, NAMES.get(model, model)),
+                BLIND_NAMES.get(model)
+                or NAMES.get(results.get("networks", {}).get(model, {}).get("bundle", ""), model),
                 str(scores["queries"]),
                 num(scores["top1_precision"]),
                 num(scores["top10_precision"]),
