@@ -19,10 +19,8 @@ run's learning curve on a validation benchmark that the test split never sees.
   are scored, and the one with the better validation mAP is the variant's result (``fusions``
   holds both).
 * Cost of each variant (``variants.<v>.cost``): parameters and GFLOPs per crop of the network
-  at ``--input``, training seconds (mean over seeds, on the machines each run records), and, with
-  ``--time``, milliseconds per crop on this CPU in ONNX Runtime fp32 (the engine the product
-  chooses for re-id on every CPU measured so far) and PyTorch fp32, batches of 32, best of 5:
-  run it on a quiet machine (``cost_timing`` records which).
+  at ``--input``, and training seconds (mean over seeds, on the machines each run records);
+  milliseconds per crop are per CPU, from ``benchmarks/reid_cost.py``.
 
 Writes ``benchmarks/results/ablation.json`` (``variants.<variant>.{search,search_gt_boxes}``
 hold the mean over seeds, ``..._std`` the standard deviation, ``per_seed`` each run, ``cost`` the
@@ -354,30 +352,6 @@ def architecture_cost(config: ReIDConfig) -> dict[str, float]:
     return {"parameters_m": params / 1e6, "gflops_per_crop": counter.get_total_flops() / 1e9}
 
 
-def timed_cost(config: ReIDConfig, work: Path, batch: int = 32, rounds: int = 5) -> dict[str, float]:
-    """Milliseconds per crop of the architecture (random weights: the time does not depend on
-    them) in ONNX Runtime fp32 and PyTorch fp32, batches of ``batch``, best of ``rounds``."""
-    from personsearch.models.engines import export_reid, graph_reid
-
-    network = build_reid(replace(config, num_classes=1, pretrained=None)).eval()
-    x = torch.randn(batch, 3, *config.input_size, generator=torch.Generator().manual_seed(0))
-    path = export_reid(network, work / f"cost-{config.variant}.onnx")
-    engines = {"ort-fp32": graph_reid(path, "ort-fp32"), "torch-fp32": network}
-    out = {}
-    for name, run in engines.items():
-        with torch.no_grad():
-            run(x)  # warm-up
-            best = min(_seconds(run, x) for _ in range(rounds))
-        out[f"ms_per_crop_{name}"] = 1000 * best / batch
-    return out
-
-
-def _seconds(run: Any, x: torch.Tensor) -> float:
-    began = time.perf_counter()
-    run(x)
-    return time.perf_counter() - began
-
-
 def earlier_runs(path: Path, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``variant -> seed -> run`` of an earlier results file made with the same budget, data,
     validation set and detector (each run given the detector's evaluation and, when it predates
@@ -547,11 +521,6 @@ def main() -> None:
         help="bundle folder whose detector all variants share",
     )
     parser.add_argument("--gallery-size", type=int, default=100)
-    parser.add_argument(
-        "--time",
-        action="store_true",
-        help="first time every variant's network per crop (run on a quiet machine)",
-    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "ablation.png")
     parser.add_argument("--curves", type=Path, default=ROOT / "docs" / "ablation_curves.png")
@@ -612,17 +581,7 @@ def main() -> None:
     }
     runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
     earlier = earlier_runs(args.out, results)
-    configs = {v: replace(base.model, variant=v) for v in VARIANTS}
-    costs = {v: architecture_cost(configs[v]) for v in VARIANTS}
-    if args.out.is_file() and "cost_timing" in json.loads(args.out.read_text()):
-        results["cost_timing"] = json.loads(args.out.read_text())["cost_timing"]
-    if args.time:  # before any training: a quiet machine
-        results["cost_timing"] = {
-            "machine": machine(),
-            "batch": 32,
-            "variants": {v: timed_cost(configs[v], args.work) for v in VARIANTS},
-        }
-        print(json.dumps(results["cost_timing"]["variants"], indent=1), flush=True)
+    costs = {v: architecture_cost(replace(base.model, variant=v)) for v in VARIANTS}
     earlier_seconds = (
         json.loads(args.out.read_text()).get("timings_s", {}).get("total", 0.0) if earlier else 0.0
     )
@@ -646,7 +605,6 @@ def main() -> None:
             train_seconds = [r["train"]["seconds"] for r in per_seed.values()]
             entry["cost"] = {
                 **costs[variant],
-                **results.get("cost_timing", {}).get("variants", {}).get(variant, {}),
                 "train_seconds": float(np.mean(train_seconds)),
                 "train_seconds_by_seed": dict(zip(per_seed, train_seconds, strict=True)),
             }
