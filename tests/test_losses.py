@@ -86,8 +86,10 @@ def test_reid_loss_refuses_mismatched_inputs() -> None:
         ValueError, match="variant 'single' expects the top level's logits only, got 3 levels"
     ):
         reid_loss({"logits": hand_case(1.0)}, torch.tensor([0, 1]), "single")
-    with pytest.raises(ValueError, match=r"variant='pyramid'; expected one of \('single', 'multi', 'clsa'\)"):
+    with pytest.raises(ValueError, match=r"variant='pyramid'; expected one of \('single', 'multi', 'clsa', "):
         reid_loss({"logits": hand_case(1.0)}, torch.tensor([0, 1]), "pyramid")
+    with pytest.raises(ValueError, match="'multi_branch' needs each branch's crops"):
+        reid_loss({"logits": hand_case(1.0)}, torch.tensor([0, 1]), "multi_branch")
     with pytest.raises(ValueError, match="needs at least two levels, got 1"):
         cross_level_alignment_loss([torch.zeros(2, 3)])
 
