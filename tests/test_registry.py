@@ -134,3 +134,28 @@ def test_every_name_a_user_can_give_is_one_the_code_builds() -> None:
     for name in names.ENGINES:
         assert not (engines.unavailable(name) or "").startswith("unknown engine"), name
     assert (engines.unavailable("no-such-engine") or "").startswith("unknown engine")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_training_builds_the_registered_model_a_config_names(name: str) -> None:
+    """``train-reid`` / ``train-detector`` build through the registry: a config gives the network
+    its registered builder gives, weights and all (same seed)."""
+    from personsearch.models.registry import registered_network
+
+    model = _build(name)
+    torch.manual_seed(0)
+    again = registered_network(model.config)
+    assert type(again) is type(model) and again.config == model.config
+    assert again.state_dict().keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_a_config_on_an_unregistered_backbone_is_refused() -> None:
+    from personsearch.models.registry import registered_network
+    from personsearch.models.reid import ReIDConfig
+
+    config = ReIDConfig(num_classes=3, backbone="mobilenet_v2_tiny", pretrained=False)
+    object.__setattr__(config, "backbone", "vgg16")  # past ReIDConfig's own check, as a stale file would be
+    with pytest.raises(ValueError, match="no registered reid model on backbone 'vgg16'; registered: reid_"):
+        registered_network(config)

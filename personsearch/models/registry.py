@@ -15,6 +15,7 @@ Tags: ``imagenet`` for every model whose backbone has ImageNet weights (``backbo
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 from collections.abc import Callable
@@ -115,6 +116,22 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         raise ValueError(f"{name} is built as it was trained; it takes no overrides (got {sorted(kwargs)})")
     network, _, _ = load_component(SHIPPED_MODEL, _MODELS[model].component)
     return network
+
+
+def registered_network(config: ReIDConfig | DetectorConfig) -> nn.Module:
+    """The network a training config describes, built by the registered model of its kind and
+    backbone with every field of ``config``: training builds what the registry lists, nothing else."""
+    component = "reid" if isinstance(config, ReIDConfig) else "detector"
+    matches = [
+        n for n, e in sorted(_MODELS.items()) if (e.component, e.backbone) == (component, config.backbone)
+    ]
+    if not matches:
+        raise ValueError(
+            f"no registered {component} model on backbone {config.backbone!r}; "
+            f"registered: {', '.join(list_models(f'{component}_*'))}"
+        )
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "backbone"}
+    return _MODELS[matches[0]].build(**fields)
 
 
 TINY = dict(pretrained=False)

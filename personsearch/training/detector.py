@@ -17,8 +17,8 @@ import torch
 from personsearch.data import load_dataset
 from personsearch.data.images import read_image
 from personsearch.data.records import Scene
-from personsearch.models.detector import build_detector
 from personsearch.models.fast import native_bf16
+from personsearch.models.registry import registered_network
 from personsearch.training.config import DetectorTrainConfig
 from personsearch.training.runner import resolve_device, train_component
 
@@ -63,7 +63,7 @@ def train_detector(
     if not scenes:
         raise ValueError("the training split has no annotated person: nothing to train the detector on")
     # None: weights follow
-    model = build_detector(config.model if init is None else replace(config.model, pretrained=None))
+    model = registered_network(config.model if init is None else replace(config.model, pretrained=None))
     if init is not None:
         model.load_state_dict(init)
     if config.fast and channels_last_pays(device):

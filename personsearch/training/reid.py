@@ -15,7 +15,7 @@ from personsearch.data import load_dataset
 from personsearch.data.crops import CropAugment, CropSet, build_crop_set, normalize_crops
 from personsearch.data.reid_crops import is_crop_folder, train_crop_set
 from personsearch.models.losses import reid_loss
-from personsearch.models.reid import build_reid
+from personsearch.models.registry import registered_network
 from personsearch.training.config import ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.runner import resolve_device, train_component
 
@@ -135,13 +135,13 @@ def train_reid(
         crop_set = training_crops(config.data, config.model.input_size)
     model_config = replace(config.model, num_classes=crop_set.num_classes)
     if init is None:
-        model = build_reid(model_config)
+        model = registered_network(model_config)
     else:  # the random start the backbone warns about is overwritten at once
         backbones_log = logging.getLogger("personsearch.models.backbones")
         level = backbones_log.level
         backbones_log.setLevel(logging.ERROR)
         try:
-            model = build_reid(model_config)
+            model = registered_network(model_config)
         finally:
             backbones_log.setLevel(level)
     if init is not None:
