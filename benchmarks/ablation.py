@@ -582,6 +582,13 @@ def main() -> None:
     runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
     earlier = earlier_runs(args.out, results)
     costs = {v: architecture_cost(replace(base.model, variant=v)) for v in VARIANTS}
+    for variant in args.variants:  # what earlier sessions measured is in every write of the file
+        for seed in map(str, args.seeds):
+            scores = args.work / f"reid-{variant}-s{seed}" / "scores.json"
+            if scores.is_file():
+                runs[variant][seed] = json.loads(scores.read_text())
+            elif seed in earlier.get(variant, {}):
+                runs[variant][seed] = earlier[variant][seed]
     earlier_seconds = (
         json.loads(args.out.read_text()).get("timings_s", {}).get("total", 0.0) if earlier else 0.0
     )
@@ -589,7 +596,7 @@ def main() -> None:
     def write() -> None:
         """The file as it stands: written after every run, so an interrupted session keeps what it
         measured."""
-        results["detector"]["evaluation"] = runs[args.variants[0]][str(args.seeds[0])]["detection"]
+        results["detector"]["evaluation"] = next(r["detection"] for v in runs.values() for r in v.values())
         results["complete"] = all(len(per_seed) == len(args.seeds) for per_seed in runs.values())
         for variant, per_seed in runs.items():
             if not per_seed:
@@ -620,14 +627,14 @@ def main() -> None:
         plot(results, args.plot, args.curves)
         plot_cost(results, args.cost_plot)
 
+    if any(runs.values()):
+        write()  # at once: this session's file holds what earlier ones measured
     for seed in args.seeds:  # seed-major: an interrupted run leaves every variant equally sampled
         for variant in args.variants:
             t = time.perf_counter()
-            vdir = args.work / f"reid-{variant}-s{seed}"
-            if str(seed) in earlier.get(variant, {}) and not (vdir / "scores.json").is_file():
-                runs[variant][str(seed)] = earlier[variant][str(seed)]
+            if str(seed) in runs[variant]:
                 print(
-                    f"== {variant} seed {seed}: kept from {args.out.name} "
+                    f"== {variant} seed {seed}: kept from {args.out.name} or {args.work} "
                     f"(trained on {runs[variant][str(seed)]['machine'].get('cpu_capability')})",
                     flush=True,
                 )
