@@ -11,6 +11,7 @@ Parameters and GFLOPs per crop (machine-independent) are in ``ablation.json``'s 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -67,7 +68,7 @@ def main() -> None:
     path, _ = write_per_cpu_results(
         "reid_cost",
         {
-            "command": "python benchmarks/reid_cost.py",
+            "command": " ".join(["python", "benchmarks/reid_cost.py", *sys.argv[1:]]),
             "input": args.input,
             "backbone": args.backbone,
             "batch": args.batch,
