@@ -351,3 +351,18 @@ def test_a_mix_share_puts_that_many_mixed_identities_in_every_batch() -> None:
         crops.labels, 0, tiny_config(batch_size=8, ids_per_batch=4), mixed_from=10
     )
     assert len(plain) == 3  # without a share, the 14 identities in proportion
+
+
+def test_the_mixed_sets_classes_begin_after_the_main_sets() -> None:
+    """training_crops names classes ``root:pid``, the main set's first; a set named like the main
+    one with more letters is still a mixed set."""
+    crops = tiny_crop_set(n_ids=4, per_id=1)
+    crops = CropSet(
+        crops.crops,
+        crops.labels,
+        np.array(["d/a:1", "d/a:2", "d/a2:1", "d/b:7"], dtype=object),
+        crops.heights,
+    )
+    data = ReIDDataConfig(dataset="d/a", mix=("d/a2", "d/b"))
+    assert reid_training.mix_classes_from(crops, data) == 2
+    assert reid_training.mix_classes_from(crops, ReIDDataConfig(dataset="d/a")) is None

@@ -106,6 +106,14 @@ def training_crops(data: ReIDDataConfig, size: tuple[int, int]) -> CropSet:
     )
 
 
+def mix_classes_from(crop_set: CropSet, data: ReIDDataConfig) -> int | None:
+    """Where the ``data.mix`` sets' classes begin in a set ``training_crops`` made (it names each
+    class ``root:pid``, the main set's first); None without mix sets."""
+    if not data.mix:
+        return None
+    return sum(str(pid).startswith(f"{data.dataset}:") for pid in crop_set.pids)
+
+
 def train_reid(
     config: ReIDTrainConfig,
     out_dir: str | Path,
@@ -156,8 +164,6 @@ def train_reid(
     if config.fast:
         model = model.to(memory_format=torch.channels_last)
     data = config.data
-    # training_crops names a mixed set's classes "root:pid", the main set's first
-    mixed_from = sum(str(pid).startswith(f"{data.dataset}:") for pid in crop_set.pids) if data.mix else None
     augment = CropAugment(
         data.flip,
         data.pad,
@@ -169,6 +175,7 @@ def train_reid(
     )
 
     heights = torch.as_tensor(crop_set.heights, dtype=torch.float32)
+    mixed_from = mix_classes_from(crop_set, data)
 
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
