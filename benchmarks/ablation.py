@@ -15,9 +15,11 @@ run's learning curve on a validation benchmark that the test split never sees.
   The weights are chosen on validation only, then applied once to the test split.
 * Shared detector: the shipped default model's (``--detector``), so the variants differ in re-id
   only.
-* The two baselines fuse their scales' or branches' embeddings by mean or by concatenation: both
-  are scored, and the one with the better validation mAP is the variant's result (``fusions``
-  holds both).
+* The two baselines fuse their scales' or branches' embeddings by mean or by concatenation;
+  ``multi_branch`` may also route each box to its height band's branch (the box's slice of the
+  concatenated features, ``models.reid.route_weights``: the product's crops carry no height, the
+  benchmark's boxes do). Every fusion is scored, and the one with the better validation mAP is
+  the variant's result (``fusions`` holds all).
 * Cost of each variant (``variants.<v>.cost``): parameters and GFLOPs per crop of the network
   at ``--input``, and training seconds (mean over seeds, on the machines each run records);
   milliseconds per crop are per CPU, from ``benchmarks/reid_cost.py``.
@@ -29,7 +31,8 @@ cost) and the plots ``docs/ablation.png``, ``docs/ablation_curves.png`` and
 last checkpoint, so an interrupted run continues where it stopped.
 Runs already in ``--out`` from an earlier session (whose ``--work`` folder is gone) are kept, not
 retrained, when the budget, data, validation set and detector are the same: seeds can be added
-one session at a time. Each run records the machine it trained on.
+one session at a time, unless the variant's design has changed since (``DESIGNS``). Each run
+records the machine it trained on.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, cast
@@ -56,7 +59,7 @@ from personsearch.evaluation.detection import evaluate_detection
 from personsearch.evaluation.pipeline import ground_truth_detections, query_features, run_gallery
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
-from personsearch.models.reid import FUSIONS, PyramidReID, ReIDConfig, build_reid
+from personsearch.models.reid import FUSIONS, PyramidReID, ReIDConfig, build_reid, route_weights
 from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, from_dict, to_dict
 from personsearch.training.reid import train_reid
 
@@ -64,6 +67,10 @@ VARIANTS = ("single", "multi", "clsa", "image_pyramid", "multi_branch")
 FUSED = ("image_pyramid", "multi_branch")
 """The baselines whose test feature fuses several embeddings (``ReIDConfig.fuse``)."""
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+DESIGNS = {"multi_branch": 2}
+"""Each variant's design revision (1 where absent), recorded with every run: a run of an older
+design is not reused. multi_branch 2: one identity classifier shared by the branches, and routing
+by box height among the test-time fusions (1 had a classifier per branch and fused only)."""
 
 
 def gallery_detections(bundle: ModelBundle | Path, dataset, cache: Path) -> list[np.ndarray]:
@@ -80,19 +87,30 @@ def gallery_detections(bundle: ModelBundle | Path, dataset, cache: Path) -> list
     return dets
 
 
-def level_features(
-    feats: np.ndarray, num_levels: int, weights: tuple[float, ...] | None = None
-) -> np.ndarray:
+Weights = tuple[float, ...] | np.ndarray
+"""Level (stream) weights: one per level for every feature, or an (N, levels) array, a row per
+feature (``route_weights``: each box to its height band's branch)."""
+
+
+def routed(boxes: np.ndarray, bands: Sequence[float] | None, weights: Weights | None) -> Weights | None:
+    """Each box to its height band's branch when ``bands`` are given, else ``weights``."""
+    return weights if bands is None else route_weights(boxes[:, 3] - boxes[:, 1], bands)
+
+
+def level_features(feats: np.ndarray, num_levels: int, weights: Weights | None = None) -> np.ndarray:
     """Re-weight the levels of concatenated test features: each level's slice re-normalised,
     scaled by its weight, concatenated and normalised again. ``weights`` of all ones is the
     plain concatenation; a one-hot vector scores one level alone."""
     if weights is None or num_levels == 1:
         return feats
     dim = feats.shape[1] // num_levels
+    w_rows = np.broadcast_to(np.asarray(weights, np.float32), (len(feats), num_levels))
     parts = []
-    for i, w in enumerate(weights):
+    for i in range(num_levels):
         part = feats[:, i * dim : (i + 1) * dim]
-        parts.append(w * part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12))
+        parts.append(
+            w_rows[:, i : i + 1] * part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+        )
     out = np.concatenate(parts, axis=1)
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
@@ -137,13 +155,19 @@ class Validation:
         queries: np.ndarray,
         num_levels: int,
         weights: tuple[float, ...] | None = None,
+        bands: Sequence[float] | None = None,
     ) -> dict[str, float]:
-        g = [level_features(f, num_levels, weights) for f in gallery]
+        """mAP and top-1 of the features, levels re-weighted by ``weights`` or, given ``bands``,
+        each box routed to its height band's branch."""
+        g = [
+            level_features(f, num_levels, routed(boxes, bands, weights)) for f, boxes in zip(gallery, self.gt)
+        ]
+        query_boxes = np.stack([q.box for q in self.dataset.queries])
         result = evaluate_search(
             self.dataset,
             self.gt,
             g,
-            level_features(queries, num_levels, weights),
+            level_features(queries, num_levels, routed(query_boxes, bands, weights)),
             gallery_size=self.gallery_size,
         )
         return {"mAP": result.mAP, "top1": result.topk[1]}
@@ -259,16 +283,20 @@ def evaluate_run(
     for part in ("detector.json", "detector.safetensors"):
         (vdir / part).write_bytes((detector / part).read_bytes())
     bundle = ModelBundle(vdir, engine="torch-fp32")
-    if bundle.reid_config.variant in FUSED:
+    config = bundle.reid_config
+    if config.variant in FUSED:
         fusions = {}
         for fuse in FUSIONS:
             fused = ModelBundle(fused_copy(vdir, fuse), engine="torch-fp32")
             dets, search = searcher(fused, dataset, shared_dets, gallery_size)
-            fusions[fuse] = {
-                **scores(dataset, dets, search),
-                "val": val.score(*val.features(fused.reid_network), 1),
-            }
-        chosen = max(FUSIONS, key=lambda fuse: fusions[fuse]["val"]["mAP"])
+            val_features = val.features(fused.reid_network)
+            fusions[fuse] = {**scores(dataset, dets, search), "val": val.score(*val_features, 1)}
+            if config.variant == "multi_branch" and fuse == "concat":  # routed: a slice of concat
+                fusions["route"] = {
+                    **scores(dataset, dets, search, config.bands),
+                    "val": val.score(*val_features, config.streams, bands=config.bands),
+                }
+        chosen = max(fusions, key=lambda fuse: fusions[fuse]["val"]["mAP"])
         out = {k: v for k, v in fusions[chosen].items() if k != "val"}
         out["fusions"] = {
             fuse: {k: v for k, v in f.items() if k != "detection"} for fuse, f in fusions.items()
@@ -279,6 +307,7 @@ def evaluate_run(
         out = scores(dataset, dets, search)
         if len(bundle.reid_config.used_levels) > 1:
             out.update(weighted_levels(bundle, search, val))
+    out["design"] = DESIGNS.get(config.variant, 1)
     out["train"] = json.loads((vdir / "reid.json").read_text())["metadata"]["summary"]
     out["machine"] = machine()
     out["curve"] = json.loads((vdir / "curve.json").read_text()) if (vdir / "curve.json").is_file() else {}
@@ -295,13 +324,22 @@ def searcher(
     queries = query_features(bundle, dataset.queries)
     gt = ground_truth_detections(dataset.gallery)
 
-    def search(gt_boxes: bool, weights: tuple[float, ...] | None = None) -> dict[str, Any]:
+    query_boxes = np.stack([q.box for q in dataset.queries])
+
+    def search(
+        gt_boxes: bool, weights: tuple[float, ...] | None = None, bands: Sequence[float] | None = None
+    ) -> dict[str, Any]:
+        boxes = gt if gt_boxes else dets
+        streams = n if bands is None else len(bands) + 1  # routing: the branches of concat features
         return summary(
             evaluate_search(
                 dataset,
-                gt if gt_boxes else dets,
-                [level_features(x, n, weights) for x in (gt_feats if gt_boxes else feats)],
-                level_features(queries, n, weights),
+                boxes,
+                [
+                    level_features(x, streams, routed(b, bands, weights))
+                    for x, b in zip(gt_feats if gt_boxes else feats, boxes)
+                ],
+                level_features(queries, streams, routed(query_boxes, bands, weights)),
                 gallery_size=gallery_size,
             ).to_dict()
         )
@@ -309,11 +347,17 @@ def searcher(
     return dets, search
 
 
-def scores(dataset, dets: list[np.ndarray], search: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Search with the shared detections and with ground-truth boxes, and the detection scores."""
+def scores(
+    dataset,
+    dets: list[np.ndarray],
+    search: Callable[..., dict[str, Any]],
+    bands: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """Search with the shared detections and with ground-truth boxes (each box routed to its
+    height band's branch, given ``bands``), and the detection scores."""
     return {
-        "search": search(False),
-        "search_gt_boxes": search(True),
+        "search": search(False, bands=bands),
+        "search_gt_boxes": search(True, bands=bands),
         "detection": evaluate_detection(dataset, dets).to_dict(),
     }
 
@@ -377,13 +421,18 @@ def earlier_runs(path: Path, results: dict[str, Any]) -> dict[str, dict[str, Any
         )
         return {}
     detection = old["detector"].get("evaluation")
-    return {
+    out = {
         variant: {
             seed: {"machine": old.get("machine"), **run, "detection": detection}
             for seed, run in entry.get("per_seed", {}).items()
+            if run.get("design", 1) == DESIGNS.get(variant, 1)
         }
         for variant, entry in old.get("variants", {}).items()
     }
+    for variant, entry in old.get("variants", {}).items():
+        if stale := sorted(set(entry.get("per_seed", {})) - set(out[variant])):
+            print(f"note: {variant} seeds {stale} were an older design of it: not reused", flush=True)
+    return out
 
 
 def mean_std(values: list[Any]) -> tuple[Any, Any]:
@@ -533,8 +582,10 @@ def main() -> None:
 
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    if not (args.data / "synthetic.json").is_file():
-        make_synthetic(args.data, preset="standard", seed=0)
+    if not (args.data / "synthetic.json").is_file() or not json.loads(
+        (args.data / "synthetic.json").read_text()
+    ).get("complete", True):  # absent, or an interrupted generation
+        make_synthetic(args.data, preset="standard", seed=0, overwrite=True)
     dataset = load_dataset(args.data)
     val_dir = args.work / f"val-small-seed{args.val_seed}"
     if not (val_dir / "synthetic.json").is_file():
@@ -579,11 +630,12 @@ def main() -> None:
         "reid_budget": budget_of(base),
         "variants": {},
     }
-    runs: dict[str, dict[str, Any]] = {v: {} for v in args.variants}
     earlier = earlier_runs(args.out, results)
+    # what earlier sessions measured, of every variant and seed, is in every write of the file
+    runs: dict[str, dict[str, Any]] = {v: {} for v in VARIANTS if v in args.variants or earlier.get(v)}
     costs = {v: architecture_cost(replace(base.model, variant=v)) for v in VARIANTS}
-    for variant in args.variants:  # what earlier sessions measured is in every write of the file
-        for seed in map(str, args.seeds):
+    for variant in runs:
+        for seed in sorted({*map(str, args.seeds), *earlier.get(variant, {})}, key=int):
             scores = args.work / f"reid-{variant}-s{seed}" / "scores.json"
             if scores.is_file():
                 runs[variant][seed] = json.loads(scores.read_text())
@@ -597,7 +649,8 @@ def main() -> None:
         """The file as it stands: written after every run, so an interrupted session keeps what it
         measured."""
         results["detector"]["evaluation"] = next(r["detection"] for v in runs.values() for r in v.values())
-        results["complete"] = all(len(per_seed) == len(args.seeds) for per_seed in runs.values())
+        results["seeds"] = sorted({*args.seeds, *(int(s) for v in runs.values() for s in v)})
+        results["complete"] = all(set(map(str, args.seeds)) <= set(runs.get(v, {})) for v in VARIANTS)
         for variant, per_seed in runs.items():
             if not per_seed:
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from model_testkit import mobilenet_weights_or_skip
@@ -146,9 +147,10 @@ def test_image_pyramid_runs_single_at_every_scale_and_fuses(fuse: str) -> None:
 
 
 def test_multi_branch_routes_each_crop_to_its_height_band_in_training() -> None:
-    """Three copies of the upper stages and heads; a crop's identity loss reaches only the
-    branch of its height band (< 60, 60-120, >= 120 px), so a branch whose band is not in the
-    batch gets no gradient; at test time every branch runs and the features are fused."""
+    """Three copies of the upper stages and heads and one identity classifier for all; a crop's
+    identity loss reaches only the branch of its height band (< 60, 60-120, >= 120 px), so a
+    branch whose band is not in the batch gets no gradient; at test time every branch runs and
+    the features are fused."""
     from personsearch.models.losses import reid_loss
 
     model = tiny("multi_branch").train()
@@ -164,8 +166,11 @@ def test_multi_branch_routes_each_crop_to_its_height_band_in_training() -> None:
     loss, parts = reid_loss(out, torch.tensor([0, 1, 2, 3]), "multi_branch")
     loss.backward()
     assert float(parts["ce_1"]) == 0.0
-    grads = [head.classifier.weight.grad for head in model.heads.values()]
-    assert grads[0].abs().sum() > 0 and grads[2].abs().sum() > 0 and grads[1].abs().sum() == 0
+    assert all(head.classifier is None for head in model.heads.values())
+    assert model.shared["classifier"].weight.grad.abs().sum() > 0
+    grads = [head.embed.weight.grad for head in model.heads.values()]
+    assert grads[0].abs().sum() > 0 and grads[2].abs().sum() > 0
+    assert grads[1] is None or grads[1].abs().sum() == 0
     with pytest.raises(ValueError, match="heights"):
         model(crops())
     model.eval()
@@ -173,6 +178,19 @@ def test_multi_branch_routes_each_crop_to_its_height_band_in_training() -> None:
         feature = model(crops())
     assert feature.shape == (BATCH, model.feature_dim) == (BATCH, 64)
     torch.testing.assert_close(feature.norm(dim=1), torch.ones(BATCH))
+
+
+def test_routing_weights_send_each_box_to_its_training_band() -> None:
+    """The test-time routing of a multi_branch network's features uses the bands exactly as
+    training's routes do (a height on a boundary goes to the upper band)."""
+    from personsearch.models.reid import route_weights
+
+    model = tiny("multi_branch").train()
+    heights = np.array([20.0, 59.9, 60.0, 119.0, 120.0, 400.0], np.float32)
+    routes = model(torch.randn(len(heights), 3, 32, 16), torch.from_numpy(heights))["routes"]
+    weights = route_weights(heights, model.config.bands)
+    assert weights.shape == (6, 3) and (weights.sum(1) == 1).all()
+    np.testing.assert_array_equal(weights.T.astype(bool), torch.stack(routes).numpy())
 
 
 @pytest.mark.parametrize("variant", ["image_pyramid", "multi_branch"])

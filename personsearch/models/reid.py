@@ -15,9 +15,13 @@ parts so that only the way scale is handled differs:
   scales' embeddings fused (``fuse``); trained on one scale per batch, drawn at random, so that it
   has seen every scale it is tested at.
 - ``multi_branch``: the backbone up to ``branch_from`` shared, then one copy of the upper stages
-  and head per band of person height (``bands``: small, medium, large), each branch's identity
-  loss over its band's crops only (the training crops' heights route them); at test time every
-  branch runs and the features are fused (``fuse``), since the product's crops carry no height.
+  and embedding head per band of person height (``bands``: small, medium, large), each branch's
+  identity loss over its band's crops only (the training crops' heights route them). The branches
+  share one identity classifier, so that they embed into one space: a small query's branch and a
+  large gallery person's branch must agree on who is who. At test time every branch runs and the
+  features are fused (``fuse``), since the product's crops carry no height; a caller that knows
+  each box's height can route instead, keeping the slice of the ``concat`` feature that the box's
+  band's branch gave (``route_weights``; the ablation compares all three).
 """
 
 from __future__ import annotations
@@ -134,16 +138,24 @@ class ReIDConfig:
         return len(self.used_levels)
 
 
+def identity_classifier(embed_dim: int, num_classes: int) -> nn.Linear:
+    """The linear identity classifier over an embedding, with small logits at the start (a stable
+    first epoch)."""
+    classifier = nn.Linear(embed_dim, num_classes)
+    nn.init.normal_(classifier.weight, std=0.001)
+    nn.init.zeros_(classifier.bias)
+    return classifier
+
+
 class LevelHead(nn.Module):
     """GAP -> linear embedding -> BatchNorm1d -> identity classifier, for one pyramid level."""
 
-    def __init__(self, in_channels: int, embed_dim: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int, embed_dim: int, num_classes: int | None) -> None:
         super().__init__()
         self.embed = nn.Linear(in_channels, embed_dim)
         self.bn = nn.BatchNorm1d(embed_dim)
-        self.classifier = nn.Linear(embed_dim, num_classes)
-        nn.init.normal_(self.classifier.weight, std=0.001)  # small logits at start: a stable first epoch
-        nn.init.zeros_(self.classifier.bias)
+        # None: the network classifies this head's embeddings itself (multi_branch's shared one)
+        self.classifier = None if num_classes is None else identity_classifier(embed_dim, num_classes)
 
     def embedding(self, feature_map: torch.Tensor) -> torch.Tensor:
         """The BatchNorm'd ``embed_dim`` embedding of a (B, C, h, w) feature map."""
@@ -170,6 +182,10 @@ class PyramidReID(nn.Module):
             self.branches = nn.ModuleList([upper, *(copy.deepcopy(upper) for _ in config.bands)])
             channels = {self.levels[-1]: full.channels[self.levels[-1]]}
             names_ = [f"branch{i}" for i in range(len(self.branches))]
+            # one classifier for every branch: the branches embed into one identity space
+            self.shared = nn.ModuleDict(
+                {"classifier": identity_classifier(config.embed_dim, config.num_classes)}
+            )
         else:
             self.backbone = build_backbone(config.backbone, config.pretrained, out_stages=self.levels)
             channels = self.backbone.out_channels
@@ -177,7 +193,11 @@ class PyramidReID(nn.Module):
         top = channels[self.levels[-1]]
         self.heads = nn.ModuleDict(
             {
-                name: LevelHead(channels.get(name, top), config.embed_dim, config.num_classes)
+                name: LevelHead(
+                    channels.get(name, top),
+                    config.embed_dim,
+                    None if config.variant == "multi_branch" else config.num_classes,
+                )
                 for name in names_
             }
         )
@@ -208,7 +228,12 @@ class PyramidReID(nn.Module):
             heads = [cast(LevelHead, self.heads[lvl]) for lvl in self.levels]
             embeddings = [head.embedding(features[lvl]) for head, lvl in zip(heads, self.levels)]
         if self.training:
-            out = {"embeddings": embeddings, "logits": [h.classifier(e) for h, e in zip(heads, embeddings)]}
+            classifiers = (
+                [self.shared["classifier"]] * len(heads)
+                if variant == "multi_branch"
+                else [cast(nn.Linear, h.classifier) for h in heads]
+            )
+            out = {"embeddings": embeddings, "logits": [c(e) for c, e in zip(classifiers, embeddings)]}
             if variant == "multi_branch":
                 if heights is None:
                     raise ValueError("a multi_branch network trains on crops with their heights (routing)")
@@ -233,6 +258,14 @@ def test_feature(embeddings: Sequence[torch.Tensor]) -> torch.Tensor:
     """The feature a search compares: every level's embedding L2-normalised, concatenated and
     normalised again, so each level counts equally whatever its scale."""
     return F.normalize(torch.cat([F.normalize(e, dim=1) for e in embeddings], dim=1), dim=1)
+
+
+def route_weights(heights: np.ndarray, bands: Sequence[float]) -> np.ndarray:
+    """(N, len(bands) + 1) one-hot stream weights sending each box, by its height in pixels, to
+    its band's branch, the way training routed it: a ``multi_branch`` network's ``concat``
+    features re-weighted by these are its routed features."""
+    band = np.searchsorted(np.asarray(bands, np.float64), np.asarray(heights, np.float64), side="right")
+    return np.eye(len(bands) + 1, dtype=np.float32)[band]
 
 
 def build_reid(config: ReIDConfig) -> PyramidReID:
