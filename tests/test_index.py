@@ -633,3 +633,43 @@ def test_reembedding_an_index_gives_what_indexing_with_the_new_model_gives(tmp_p
         PersonIndex.open(tmp_path / "new", ColourEngine())
     with pytest.raises(ValueError, match="nothing to re-embed"):
         reembed_index(tmp_path / "old", IndexStore.open(tmp_path / "old"), ColourEngine())
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_grouped_search_gives_the_best_row_of_each_of_the_best_groups(
+    tmp_path: Path, approximate: bool
+) -> None:
+    """A tracked person is tens of near-identical rows: searching by group (sighting) returns one
+    row per group, the group's best, for the k best groups, the same groups exact search ranks
+    first (all of them when exact; IVF-PQ, whose exact re-scoring sees only each group's best
+    few candidates, at least 9 of 10)."""
+    from personsearch.index.ann import VectorSearch
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(200), 41)  # 8,200 rows: 200 people x 41 frames
+    centres = rng.normal(size=(200, 32))
+    vectors = (centres[groups] + 0.15 * rng.normal(size=(len(groups), 32))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    _timed_store(tmp_path / "idx", vectors)
+    store = IndexStore.open(tmp_path / "idx")
+    try:
+        search = VectorSearch(store, persist=False)
+        if approximate:
+            search.build("ivfpq", len(vectors))
+        for q_row in (7, 4000, 8100):
+            query = vectors[q_row] + 0.3 * rng.normal(size=32).astype(np.float32)
+            query /= np.linalg.norm(query)
+            found = search.search(
+                query, 10, len(vectors), approximate=approximate, kind="ivfpq", groups=groups
+            )
+            scores = vectors @ query
+            best_of_group = np.array([scores[groups == g].max() for g in range(200)])
+            truth = np.argsort(-best_of_group)[:10]
+            assert len(set(groups[found.ids].tolist())) == len(found.ids) == 10
+            overlap = len(set(groups[found.ids].tolist()) & set(truth.tolist()))
+            assert overlap == 10 if not approximate else overlap >= 9, (q_row, overlap)
+            if not approximate:  # each group's best row, best first
+                assert groups[found.ids].tolist() == truth.tolist()
+                np.testing.assert_allclose(found.scores, best_of_group[truth], rtol=1e-5)
+    finally:
+        store.close()

@@ -96,6 +96,7 @@ class RowTable:
         self.sources: dict[int, tuple[str, str]] = {}
         """Source id -> (path, camera)."""
         self._source_masks: dict[Filters, np.ndarray] = {}
+        self._groups: np.ndarray | None = None
 
     def refresh(self) -> int:
         """Catch up with committed rows (reloading all after deletions); returns the row count."""
@@ -135,8 +136,18 @@ class RowTable:
                 pairs = np.array(linked, dtype=np.int64)
                 self.sighting_of[pairs[:, 0]] = pairs[:, 1]
                 newest = max(newest, int(pairs[:, 1].max()))
+            if newest != self.last_sighting or self._groups is None or len(self._groups) != self.rows:
+                self._groups = None
             self.last_sighting = newest
         return self.rows
+
+    def group_of(self) -> np.ndarray:
+        """A search group per row: its sighting id, or for a box in no sighting ``-1 - row`` (a
+        group of its own)."""
+        if self._groups is None:
+            rows = np.arange(self.rows, dtype=np.int64)
+            self._groups = np.where(self.sighting_of >= 0, self.sighting_of, -1 - rows)
+        return self._groups
 
     def live_count(self) -> int:
         return int(np.count_nonzero(self.source_of >= 0))

@@ -268,24 +268,18 @@ class PersonIndex:
         if len(exclude_sightings):
             keep = ~np.isin(self._rows.sighting_of[:rows], np.asarray(exclude_sightings, dtype=np.int64))
             mask = keep if mask is None else mask & keep
-        kind = self.approximate_kind()
-        fetch = top_k
-        while True:
-            found = self._vectors.search(
-                feature / norm, fetch, rows, mask, approximate=approximate, nprobe=nprobe, kind=kind
-            )
-            ids, scores = found.ids, found.scores
-            if per_frame:
-                break
-            # one hit per sighting: the first (best) box of each; boxes in no sighting stand alone
-            sighting = self._rows.sighting_of[ids]
-            _, first = np.unique(np.where(sighting >= 0, sighting, -1 - ids), return_index=True)
-            first.sort()
-            if len(first) >= top_k or len(ids) < fetch:
-                ids, scores = ids[first[:top_k]], scores[first[:top_k]]
-                break
-            fetch *= 4  # the best boxes were mostly frames of the same few sightings: look further
-        return self._hits(ids, scores)
+        found = self._vectors.search(
+            feature / norm,
+            top_k,
+            rows,
+            mask,
+            approximate=approximate,
+            nprobe=nprobe,
+            kind=self.approximate_kind(),
+            # one hit per sighting (its best box); boxes in no sighting stand alone
+            groups=None if per_frame else self._rows.group_of(),
+        )
+        return self._hits(found.ids, found.scores)
 
     def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
         records = self.store.boxes_with_thumbnails(ids.tolist())
