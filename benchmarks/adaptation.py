@@ -41,13 +41,16 @@ from run_info import ROOT, commit, machine, write_results
 
 from personsearch.data.synthetic.walks import appearance_crops, make_walks
 from personsearch.evaluation.metrics import recall_corrected_ap
+from personsearch.index import PersonIndex
 from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
 from personsearch.models.bundle import load_component, read_component, save_component
 from personsearch.models.reid import build_reid
 from personsearch.training.adapt import (
+    LEARNERS,
     AdaptConfig,
     adapt,
     crop_features,
+    find_tracklets,
     mean_features,
     parse_budget,
     tracklet_features,
@@ -86,28 +89,30 @@ def score(
     return out
 
 
+def pseudo_label_purity(labels: list[int], pids: list[int]) -> dict[str, int]:
+    """How right a round's pseudo-identities were, against the ground truth: classes, classes
+    holding one person only, and tracklets in such classes."""
+    groups: dict[int, set[int]] = {}
+    for label, pid in zip(labels, pids, strict=True):
+        groups.setdefault(label, set()).add(pid)
+    pure = {label for label, g in groups.items() if len(g) == 1 and -1 not in g}
+    return {
+        "classes": len(groups),
+        "one_person_classes": len(pure),
+        "tracklets_in_one_person_classes": sum(label in pure for label in labels),
+        "people": len({p for p in pids if p >= 0}),
+    }
+
+
 def association_purity(index_dir: Path, round1: Path) -> dict[str, int]:
     """What cross-camera association makes of the round-1 network's features, against the ground
     truth: merged groups, and how many hold one person only."""
-    from personsearch.data.boxes import box_iou
     from personsearch.index import PersonIndex
     from personsearch.training.adapt import associate, crop_tracklets, find_tracklets
 
     with PersonIndex.open(index_dir) as index:
         tracklets = find_tracklets(index, AdaptConfig())
-    pids = []
-    for t in tracklets:
-        truth = json.loads(Path(t.path).with_suffix(".json").read_text())
-        middle = len(t.frames) // 2
-        people = truth["frames"][t.frames[middle]]
-        overlaps = (
-            box_iou(np.asarray([t.boxes[middle]]), np.asarray([p["box"] for p in people]).reshape(-1, 4))[0]
-            if people
-            else np.zeros(0)
-        )
-        pids.append(
-            people[int(np.argmax(overlaps))]["pid"] if len(overlaps) and overlaps.max() >= 0.5 else -1
-        )
+    pids = tracklet_pids(tracklets)
     model, config, _ = load_component(round1, "reid")
     crops, owners = crop_tracklets(tracklets, tuple(config.input_size))
     spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
@@ -122,6 +127,26 @@ def association_purity(index_dir: Path, round1: Path) -> dict[str, int]:
         groups.setdefault(label, set()).add(pid)
     merged = [g for label, g in groups.items() if (labels == label).sum() > 1]
     return {"merged_groups": len(merged), "one_person": sum(len(g) == 1 and -1 not in g for g in merged)}
+
+
+def tracklet_pids(tracklets: list[Any]) -> list[int]:
+    """The ground-truth person of each tracklet (its middle box's best match; -1: none)."""
+    from personsearch.data.boxes import box_iou
+
+    pids = []
+    for t in tracklets:
+        truth = json.loads(Path(t.path).with_suffix(".json").read_text())
+        middle = len(t.frames) // 2
+        people = truth["frames"][t.frames[middle]]
+        overlaps = (
+            box_iou(np.asarray([t.boxes[middle]]), np.asarray([p["box"] for p in people]).reshape(-1, 4))[0]
+            if people
+            else np.zeros(0)
+        )
+        pids.append(
+            people[int(np.argmax(overlaps))]["pid"] if len(overlaps) and overlaps.max() >= 0.5 else -1
+        )
+    return pids
 
 
 def imagenet_bundle(start: Path, out: Path) -> Path:
@@ -158,6 +183,12 @@ def main() -> None:
             "the footage's duration)"
         ),
     )
+    parser.add_argument(
+        "--learner",
+        default="association",
+        choices=LEARNERS,
+        help="how tracklets become identities (AdaptConfig.learner)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation.json")
     args = parser.parse_args()
 
@@ -185,6 +216,7 @@ def main() -> None:
             "indexing_seconds": index_seconds,
         },
         "scored_footage": {"seed": args.eval_seed, "appearances": len(keys), "crops": len(owners)},
+        "learner": args.learner,
         "models": {},
     }
     # (bundle scored before adapting, whether adapt starts from ImageNet weights)
@@ -201,6 +233,7 @@ def main() -> None:
             epochs=args.epochs,
             rounds=args.rounds,
             from_imagenet=from_imagenet,
+            learner=args.learner,
             budget_footage=budget_footage,
             budget_s=budget_s,
         )
@@ -212,6 +245,11 @@ def main() -> None:
         results["models"][name]["association_after_round1"] = association_purity(
             args.work / "index", args.work / f"adapted-{name}" / "rounds" / "round1"
         )
+        with PersonIndex.open(args.work / "index") as index:
+            pids = tracklet_pids(find_tracklets(index, config))
+        results["models"][name]["pseudo_labels"] = [
+            pseudo_label_purity(r["labels"], pids) for r in summary["rounds"]
+        ]
         results["models"][name].update(
             after=score(adapted, crops, owners, keys),
             tracklets=summary["tracklets"],

@@ -12,6 +12,11 @@ ADAPTATION_UNBUDGETED = Source(
     "adaptation_unbudgeted.json",
     "python benchmarks/adaptation.py --budget none --out benchmarks/results/adaptation_unbudgeted.json",
 )
+ADAPTATION_CLUSTER_CONTRAST = Source(
+    "adaptation_cluster_contrast.json",
+    "python benchmarks/adaptation.py --budget none --learner cluster_contrast --work "
+    "benchmarks/work/adaptation-cc --out benchmarks/results/adaptation_cluster_contrast.json",
+)
 DISTRIBUTED = Source("distributed_indexing.json", "python benchmarks/distributed_indexing.py")
 SEARCH_10M = Source(
     "search_latency_10m.json",
@@ -79,11 +84,12 @@ def _share(run: dict[str, Any]) -> str:
     return f"{100 * run['tracking_seconds'] / run['seconds']:.2f} %"
 
 
-@table("readme-adaptation", "README.md", ADAPTATION, ADAPTATION_UNBUDGETED)
+@table("readme-adaptation", "README.md", ADAPTATION, ADAPTATION_UNBUDGETED, ADAPTATION_CLUSTER_CONTRAST)
 def adaptation(*results: dict[str, Any]) -> Rows:
     rows = [
         [
             "start",
+            "learner",
             "time budget",
             "appearance mAP before",
             "after adapting",
@@ -94,15 +100,13 @@ def adaptation(*results: dict[str, Any]) -> Rows:
             "seconds",
         ]
     ]
-    labels = {
-        "imagenet": "ImageNet weights (untrained re-id heads; 1 round: no association)",
-        "shipped": "the shipped network",
-    }
+    labels = {"imagenet": "ImageNet weights (untrained re-id heads)", "shipped": "the shipped network"}
     for result in results:
+        learner = result.get("learner", "association")
         for key in ("imagenet", "shipped"):
             model = result["models"][key]
             rounds = len(model["classes_per_round"])
-            label = labels[key] if key == "imagenet" else f"{labels[key]} ({rounds} rounds)"
+            label = f"{labels[key]}, {rounds} round{'s' if rounds > 1 else ''}"
             budget = model.get("budget", "none")
             budget_text = "none (every epoch)"
             if budget != "none":
@@ -111,6 +115,7 @@ def adaptation(*results: dict[str, Any]) -> Rows:
             rows.append(
                 [
                     label,
+                    learner.replace("_", " "),
                     budget_text,
                     num(before["appearance_mAP"], 3),
                     num(after["appearance_mAP"], 3),

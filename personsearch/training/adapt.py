@@ -44,9 +44,14 @@ from personsearch.data.images import ImageReadError
 from personsearch.index.person_index import PersonIndex
 from personsearch.index.sources import video_info
 from personsearch.models.bundle import load_component
+from personsearch.models.registry import registered_network
+from personsearch.models.reid import ReIDConfig
+from personsearch.training.cluster_contrast import ProxyMemory, cluster_tracklets
 from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, to_dict
 from personsearch.training.reid import train_reid
 
+LEARNERS = ("association", "cluster_contrast")
+"""``AdaptConfig.learner``'s choices."""
 BUDGET_RESERVE = 0.03
 """Share of a time budget kept back from training: the last step's overrun, loading each
 round's network and associating tracklets between rounds."""
@@ -73,6 +78,14 @@ class AdaptConfig:
     ImageNet start's round-1 features it merged 10 groups, none of one person (another run: 1 of 1)."""
     associate_min_cosine: float = 0.5
     """Cross-camera mutual nearest neighbours merge from this cosine up."""
+    learner: str = "association"
+    """How tracklets become identities: ``association`` (round 1 per-camera tracklet
+    discrimination, then cross-camera mutual nearest neighbours, steps 2-3 above) or
+    ``cluster_contrast`` (every round, from any start: tracklets clustered by DBSCAN on
+    k-reciprocal Jaccard distances, cannot-links split, and a memory of class and per-camera
+    proxies added to the losses; training/cluster_contrast.py)."""
+    cluster_eps: float = 0.6
+    """``cluster_contrast``: DBSCAN's neighbourhood radius on the Jaccard distance."""
     epochs: int = 8
     """Epochs per round."""
     batch_size: int = 64
@@ -89,6 +102,10 @@ class AdaptConfig:
     runs. Footage of unknown duration (no video frame rate) has no budget unless ``budget_s``."""
     budget_s: float | None = None
     """A budget in seconds instead of ``budget_footage``."""
+
+    def __post_init__(self) -> None:
+        if self.learner not in LEARNERS:
+            raise ValueError(f"AdaptConfig.learner={self.learner!r}; expected one of {', '.join(LEARNERS)}")
 
     def budget(self, footage_s: float | None) -> float | None:
         """The run's budget in seconds for footage of this duration (None: unlimited)."""
@@ -250,6 +267,30 @@ def camera_rivals(labels: np.ndarray, cameras: Sequence[str]) -> torch.Tensor:
     return torch.from_numpy((seen.T.astype(np.int64) @ seen.astype(np.int64)) > 0)
 
 
+def starting_network(start: torch.nn.Module, network: ReIDConfig, config: AdaptConfig) -> torch.nn.Module:
+    """The network whose features the first round clusters: the bundle's, or with
+    ``from_imagenet`` one on the backbone's ImageNet weights (its heads untrained)."""
+    if not config.from_imagenet:
+        return start
+    torch.manual_seed(config.seed)
+    return registered_network(replace(network, num_classes=1, pretrained=True))
+
+
+def seen_together(spans: Sequence[tuple[str, int, int]]) -> np.ndarray:
+    """(N, N) bool: which tracklets (video, first frame, last frame) were seen at the same time in
+    one video: two people for sure (a cannot-link)."""
+    video = np.unique([v for v, _, _ in spans], return_inverse=True)[1]
+    first = np.array([f for _, f, _ in spans])
+    last = np.array([f for _, _, f in spans])
+    together = (
+        (video[:, None] == video[None, :])
+        & (first[:, None] <= last[None, :])
+        & (first[None, :] <= last[:, None])
+    )
+    np.fill_diagonal(together, False)
+    return cast(np.ndarray, together)
+
+
 def associate(
     features: np.ndarray,
     cameras: Sequence[str],
@@ -270,14 +311,9 @@ def associate(
     sim = features @ features.T
     parent = list(range(n))
     members = {k: [k] for k in range(n)}
-    together = np.zeros((n, n), dtype=bool)  # seen at the same time in one video: two people for sure
-    if spans is not None:
-        for a in range(n):
-            for b in range(n):
-                (va, fa, la), (vb, fb, lb) = spans[a], spans[b]
-                together[a, b] = a != b and va == vb and not (la < fb or lb < fa)
-        if together.any():  # merging needs more likeness than two people seen together show
-            min_cosine = max(min_cosine, float(np.quantile(sim[together], 0.95)))
+    together = seen_together(spans) if spans is not None else np.zeros((n, n), dtype=bool)
+    if together.any():  # merging needs more likeness than two people seen together show
+        min_cosine = max(min_cosine, float(np.quantile(sim[together], 0.95)))
 
     def root(k: int) -> int:
         while parent[k] != k:
@@ -326,7 +362,9 @@ def adapt(
     and each training step (a job's progress); an exception it raises stops the run, and a
     later run with the same ``out_dir`` resumes from the last checkpoint."""
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
-    rounds_run = 1 if config.from_imagenet else config.rounds
+    clustering = config.learner == "cluster_contrast"
+    # association from ImageNet features merges strangers (AdaptConfig.rounds): one round only
+    rounds_run = 1 if config.from_imagenet and not clustering else config.rounds
 
     def tell(stage: str, round_index: int = 0, step: int = 0, steps: int = 0) -> None:
         if on_progress is not None:
@@ -375,11 +413,23 @@ def adapt(
     labels = np.arange(len(tracklets), dtype=np.int64)
     rounds: list[dict[str, Any]] = []
     model: torch.nn.Module | None = None
+    spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
     for round_index in range(rounds_run):
-        if round_index > 0:
+        extra_loss = None
+        if clustering:
+            tell("clustering tracklets", round_index + 1)
+            current = model if model is not None else starting_network(start, network, config)
+            crop_feats = crop_features(current, crops)
+            labels = cluster_tracklets(
+                mean_features(crop_feats, owners, len(tracklets)), seen_together(spans), config.cluster_eps
+            )
+            memory = ProxyMemory(
+                crop_feats, np.unique(labels[owners], return_inverse=True)[1], [cameras[o] for o in owners]
+            )
+            extra_loss = memory.loss
+        elif round_index > 0:
             tell("associating tracklets across cameras", round_index + 1)
             assert model is not None
-            spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
             labels = associate(
                 tracklet_features(model, crops, owners, len(tracklets)),
                 cameras,
@@ -405,11 +455,19 @@ def adapt(
             rivals=camera_rivals(labels, cameras),
             deadline=deadline,
             on_step=partial(tell, "training", round_index + 1),
+            extra_loss=extra_loss,
         )
         model, _, _ = load_component(work, "reid")
         state = model.state_dict()
         seconds["rounds"].append(time.perf_counter() - began)
-        rounds.append({"classes": int(len(classes)), "crops": int(len(owners)), "train": summary})
+        rounds.append(
+            {
+                "classes": int(len(classes)),
+                "crops": int(len(owners)),
+                "labels": labels.tolist(),  # each tracklet's pseudo-identity (find_tracklets' order)
+                "train": summary,
+            }
+        )
     seconds["total"] = time.perf_counter() - run_began  # what is left (copying four files) takes milliseconds
     result = {
         "adapted_from": str(bundle_dir) if not config.from_imagenet else "ImageNet weights",

@@ -16,6 +16,7 @@ from personsearch.data.crops import CropAugment, CropSet, build_crop_set, normal
 from personsearch.data.reid_crops import is_crop_folder, train_crop_set
 from personsearch.models.losses import reid_loss
 from personsearch.models.registry import registered_network
+from personsearch.models.reid import test_feature
 from personsearch.training.config import ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.runner import resolve_device, train_component
 
@@ -125,6 +126,7 @@ def train_reid(
     rivals: torch.Tensor | None = None,
     deadline: float | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
     """Train per ``config``; writes checkpoints and metrics to ``out_dir/train-reid`` and the
     final network to ``out_dir/reid.*`` (a model-bundle component). Returns a summary.
@@ -135,7 +137,8 @@ def train_reid(
     the others' logits are masked out of every level's softmax (per-camera discrimination of
     tracklets: two cameras' tracklets are never negatives of each other, they may be one person).
     ``deadline``: a ``time.monotonic()`` instant to finish by; ``on_step(steps done, planned)``
-    after each step (``runner.Trainer``)."""
+    after each step (``runner.Trainer``). ``extra_loss(test features, labels, crop indices)``:
+    more loss terms, added to the re-id losses (a memory of proxies, training/cluster_contrast.py)."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -177,18 +180,18 @@ def train_reid(
     heights = torch.as_tensor(crop_set.heights, dtype=torch.float32)
     mixed_from = mix_classes_from(crop_set, data)
 
-    def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
         generator = torch.Generator().manual_seed(hash((config.seed, *indices[:4])) & 0x7FFFFFFF)
         images = normalize_crops(augment(crop_set.crops[index], generator))
         if config.fast:
             images = images.contiguous(memory_format=torch.channels_last)
-        return images.to(device), crop_set.labels[index].to(device), heights[index].to(device)
+        return images.to(device), crop_set.labels[index].to(device), heights[index].to(device), index
 
     def step(
-        net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+        net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float], int]:
-        images, labels, crop_heights = batch
+        images, labels, crop_heights, index = batch
         outputs = net(images, crop_heights)  # the heights route multi_branch's crops; others ignore them
         negatives = None
         if rivals is not None:
@@ -207,6 +210,9 @@ def train_reid(
             model_config.triplet_weight,
             negatives,
         )
+        if extra_loss is not None:
+            for name, term in extra_loss(test_feature(outputs["embeddings"]), labels, index).items():
+                loss, parts[name] = loss + term, term.detach()
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
     return train_component(

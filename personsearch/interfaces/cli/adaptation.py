@@ -48,6 +48,17 @@ def adapt_cmd(
     min_boxes: Annotated[
         int | None, typer.Option(min=2, help="Shortest usable tracklet, in sampled frames.", show_default="8")
     ] = None,
+    learner: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "association: tracklets are identities, associated across cameras between rounds; "
+                "cluster_contrast: tracklets clustered into identities every round, trained with a "
+                "memory of class and per-camera proxies (better from --from-imagenet)."
+            ),
+            show_default="association",
+        ),
+    ] = None,
     stride: Annotated[
         int | None,
         typer.Option(min=1, help="Indexing PATHS: every N-th frame (1: every frame) instead of --fps."),
@@ -88,6 +99,7 @@ def adapt_cmd(
         rounds=rounds,
         min_boxes=min_boxes,
         from_imagenet=from_imagenet or None,
+        learner=learner,
         budget_footage=budget_footage,
         budget_s=budget_s,
     )
