@@ -62,6 +62,9 @@ class ArrayStore:
     def vectors(self, rows: int | None = None) -> np.ndarray:
         return self._vectors[: len(self._vectors) if rows is None else rows]
 
+    def vector_rows(self, ids: np.ndarray, rows: int) -> np.ndarray:
+        return np.asarray(self._vectors[np.asarray(ids)])
+
     def meta(self, key: str) -> str | None:
         return self._meta.get(key)
 

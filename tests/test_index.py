@@ -673,3 +673,20 @@ def test_grouped_search_gives_the_best_row_of_each_of_the_best_groups(
                 np.testing.assert_allclose(found.scores, best_of_group[truth], rtol=1e-5)
     finally:
         store.close()
+
+
+def test_vector_rows_reads_exactly_the_rows_asked_without_a_map(tmp_path: Path) -> None:
+    """Re-scoring reads its candidates' rows with pread: the same values as the memory map, any
+    order, and an id past the committed rows is refused."""
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    _timed_store(tmp_path / "idx", vectors)
+    store = IndexStore.open(tmp_path / "idx")
+    try:
+        ids = np.array([49, 0, 17, 17, 3])
+        np.testing.assert_array_equal(store.vector_rows(ids, 50), vectors[ids])
+        assert store.vector_rows(np.zeros(0, np.int64), 50).shape == (0, 8)
+        with pytest.raises(IndexError, match="outside 0..49"):
+            store.vector_rows(np.array([50]), 50)
+    finally:
+        store.close()

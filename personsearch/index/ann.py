@@ -12,7 +12,7 @@ too small:
 - ``ivf``: ``IndexIVFFlat`` (``ivf.faiss``), a full copy of the vectors in memory;
 - ``ivfpq``: ``IndexIVFPQ`` (``ivfpq.faiss``), ``pq_bytes(D)`` bytes of product-quantised code
   per box in memory (96 for 768-d: 32x smaller), whose best ``rerank_count(k)`` candidates are
-  re-scored with the exact features read from the memory-mapped file. The default from
+  re-scored with the exact features read from the vectors file (``IndexStore.vector_rows``). The default from
   ``COMPACT_MIN_ROWS`` boxes: 10M boxes fit in about 1 GB of codes.
 
 Candidates (filters, deleted boxes) are given as a boolean row mask. A mask that selects few rows
@@ -24,7 +24,6 @@ probed lists hold fewer than k candidates is repeated over all lists.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,22 +77,6 @@ def pq_bytes(dim: int) -> int:
 
 def rerank_count(k: int) -> int:
     return max(RERANK_MIN, RERANK_FACTOR * k)
-
-
-def prefetch_rows(vectors: np.ndarray, ids: np.ndarray) -> None:
-    """Ask the kernel to read the pages of rows ``ids`` of a memory-mapped ``vectors`` now, all at
-    once (``MADV_WILLNEED``): re-ranking then waits for one round of parallel reads instead of
-    one disk read after another (measured at 10M boxes, whose 31 GB file exceeds the page cache:
-    benchmarks/search_latency.py)."""
-    mapped = getattr(vectors, "_mmap", None)
-    if not isinstance(vectors, np.memmap) or mapped is None or not hasattr(mapped, "madvise"):
-        return
-    row_bytes = vectors.shape[1] * vectors.itemsize
-    base = int(getattr(vectors, "offset", 0))
-    for i in np.asarray(ids, dtype=np.int64).tolist():
-        start = base + i * row_bytes
-        aligned = start - start % mmap.PAGESIZE
-        mapped.madvise(mmap.MADV_WILLNEED, aligned, start + row_bytes - aligned)
 
 
 def _ivf_params(nprobe: int) -> faiss.SearchParametersIVF:
@@ -333,7 +316,7 @@ class VectorSearch:
                 return empty
             if selected <= EXACT_SUBSET_ROWS:
                 ids = np.flatnonzero(mask)
-                scores = np.asarray(self.store.vectors(rows)[ids] @ query[0], dtype=np.float32)
+                scores = np.asarray(self.store.vector_rows(ids, rows) @ query[0], dtype=np.float32)
                 return _top_k(scores, ids, k)
         k = min(k, rows)  # faiss pads with -1 beyond the rows it has
         bitmap = None if mask is None else np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
@@ -355,9 +338,7 @@ class VectorSearch:
             if groups is not None:  # near-duplicates of one group need no exact re-scoring
                 found = _per_group(found, groups, RERANK_PER_GROUP)
             ids = np.sort(found.ids)  # file order
-            vectors = self.store.vectors(rows)
-            prefetch_rows(vectors, ids)
-            found = _top_k(np.asarray(vectors[ids] @ query[0], np.float32), ids, k)
+            found = _top_k(np.asarray(self.store.vector_rows(ids, rows) @ query[0], np.float32), ids, k)
         return found
 
     @staticmethod
