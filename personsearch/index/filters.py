@@ -97,13 +97,14 @@ class RowTable:
         """Source id -> (path, camera)."""
         self._source_masks: dict[Filters, np.ndarray] = {}
         self._groups: np.ndarray | None = None
+        self._live: int | None = None
 
     def refresh(self) -> int:
         """Catch up with committed rows (reloading all after deletions); returns the row count."""
         with self.store.snapshot():  # the counts and the rows from one state of the index
             rows, generation = self.store.committed_rows(), self.store.generation()
             if generation != self.generation:
-                self.rows, self.generation = 0, generation
+                self.rows, self.generation, self._live = 0, generation, None
                 self.source_of = np.zeros(0, dtype=np.int64)
                 self.time_of = np.zeros(0, dtype=np.float64)
                 self.sighting_of = np.zeros(0, dtype=np.int64)
@@ -130,6 +131,7 @@ class RowTable:
                 for sid, path, camera in self.store.sources_after(max(self.sources, default=0)):
                     self.sources[sid] = (path, camera)
                 self._source_masks.clear()
+                self._live = None
                 self.rows = rows
             newest = self.last_sighting  # the sightings written since the last refresh:
             for linked in self.store.sighting_rows(self.last_sighting):
@@ -150,7 +152,9 @@ class RowTable:
         return self._groups
 
     def live_count(self) -> int:
-        return int(np.count_nonzero(self.source_of >= 0))
+        if self._live is None:  # counted once per change: at 10M rows a count takes milliseconds
+            self._live = int(np.count_nonzero(self.source_of >= 0))
+        return self._live
 
     def _source_mask(self, filters: Filters) -> np.ndarray:
         """Boolean per source id + 1 (index 0 stands for deleted rows, always False)."""
