@@ -690,3 +690,23 @@ def test_vector_rows_reads_exactly_the_rows_asked_without_a_map(tmp_path: Path) 
             store.vector_rows(np.array([50]), 50)
     finally:
         store.close()
+
+
+def test_a_kept_filter_mask_follows_rows_added_later(tmp_path: Path) -> None:
+    """Filter masks are kept between searches, and rebuilt once rows are added: a box committed
+    after a filtered search is found by the same filter (given as a list, then as a string)."""
+    rng = np.random.default_rng(6)
+    vectors = rng.normal(size=(30, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    _timed_store(tmp_path / "idx", vectors)
+    with PersonIndex.open(tmp_path / "idx") as index:
+        before = index.search(vectors[0], 50, camera=["north"], time_range=[0.0, 100.0], per_frame=True)
+        assert {h.camera for h in before} == {"north"} and len(before) == 10
+        store = index.store
+        store.acquire_writer()
+        north = Source(Path("/data/north/clip.mp4"), "video", 1, 1, "north")
+        new = vectors[:1] * -1
+        store.commit_batch([BoxRow(north, 99, 9.9, np.array([0, 0, 1, 1]), 1.0, b"")], new, [])
+        store.release_writer()
+        after = index.search(new[0], 50, camera="north", time_range=(0.0, 100.0), per_frame=True)
+        assert len(after) == 11 and after[0].box_id == 30

@@ -79,6 +79,10 @@ class Filters:
         return self.source in path
 
 
+MASKS_KEPT = 4
+"""Row masks of the most recent filters kept by ``RowTable.mask``."""
+
+
 class RowTable:
     """In-memory per-row metadata of an index (source id, time, sighting), refreshed as rows are committed."""
 
@@ -98,6 +102,7 @@ class RowTable:
         self._source_masks: dict[Filters, np.ndarray] = {}
         self._groups: np.ndarray | None = None
         self._live: int | None = None
+        self._masks: dict[tuple[object, ...], np.ndarray | None] = {}
 
     def refresh(self) -> int:
         """Catch up with committed rows (reloading all after deletions); returns the row count."""
@@ -105,6 +110,7 @@ class RowTable:
             rows, generation = self.store.committed_rows(), self.store.generation()
             if generation != self.generation:
                 self.rows, self.generation, self._live = 0, generation, None
+                self._masks.clear()
                 self.source_of = np.zeros(0, dtype=np.int64)
                 self.time_of = np.zeros(0, dtype=np.float64)
                 self.sighting_of = np.zeros(0, dtype=np.int64)
@@ -131,6 +137,7 @@ class RowTable:
                 for sid, path, camera in self.store.sources_after(max(self.sources, default=0)):
                     self.sources[sid] = (path, camera)
                 self._source_masks.clear()
+                self._masks.clear()
                 self._live = None
                 self.rows = rows
             newest = self.last_sighting  # the sightings written since the last refresh:
@@ -168,7 +175,20 @@ class RowTable:
         return mask
 
     def mask(self, filters: Filters) -> np.ndarray | None:
-        """Rows a search may return, or ``None`` when that is every row."""
+        """Rows a search may return, or ``None`` when that is every row. The last few filters'
+        masks are kept until the rows change: at 10M rows building one takes tens of
+        milliseconds, and a user searches one filter many times (paging, other queries)."""
+        if filters.is_empty() and self.live_count() == self.rows:
+            return None
+        time_range = None if filters.time_range is None else tuple(filters.time_range)
+        key = (filters.source, time_range, filters.cameras)  # hashable whatever the caller passed
+        if key not in self._masks:
+            if len(self._masks) >= MASKS_KEPT:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key] = self._build_mask(filters)
+        return self._masks[key]
+
+    def _build_mask(self, filters: Filters) -> np.ndarray | None:
         if filters.filters_sources():
             selected = self._source_mask(filters)[self.source_of + 1]
         elif self.live_count() == self.rows:
