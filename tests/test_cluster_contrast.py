@@ -132,3 +132,20 @@ def test_an_unknown_learner_is_refused_with_the_choices() -> None:
 
     with pytest.raises(ValueError, match="association, cluster_contrast"):
         AdaptConfig(learner="kmeans")
+
+
+def test_a_few_tracklets_are_not_swallowed_by_one_neighbourhood() -> None:
+    """Thirty tracklets of ten people: with the literature's k1 = 20 (for tens of thousands of
+    crops) every neighbourhood spans most people and the people merge; the default k1 scales
+    with the tracklet count and keeps them apart."""
+    features = people(10, 3, 0.2, seed=4)
+    together = np.zeros((30, 30), bool)
+    truth = np.repeat(np.arange(10), 3)
+
+    def pure(labels: np.ndarray) -> int:
+        return sum(len(set(truth[labels == c].tolist())) == 1 for c in np.unique(labels))
+
+    default = cluster_tracklets(features, together)
+    wide = cluster_tracklets(features, together, k1=20, k2=6)
+    assert pure(default) == len(np.unique(default)) == 10  # the ten people, each alone
+    assert len(np.unique(wide)) == 1  # everyone one "person"
