@@ -12,8 +12,8 @@ too small:
 - ``ivf``: ``IndexIVFFlat`` (``ivf.faiss``), a full copy of the vectors in memory;
 - ``ivfpq``: ``IndexIVFPQ`` (``ivfpq.faiss``), ``pq_bytes(D)`` bytes of product-quantised code
   per box in memory (96 for 768-d: 32x smaller), whose best ``rerank_count(k)`` candidates are
-  re-scored with the exact features read from the vectors file (``IndexStore.vector_rows``). The default from
-  ``COMPACT_MIN_ROWS`` boxes: 10M boxes fit in about 1 GB of codes.
+  re-scored with the exact features read from the vectors file (``IndexStore.vector_rows``).
+  The default from ``COMPACT_MIN_ROWS`` boxes: 10M boxes fit in about 1 GB of codes.
 
 Candidates (filters, deleted boxes) are given as a boolean row mask. A mask that selects few rows
 is searched exactly with one matrix product over just those rows; otherwise faiss searches with
