@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,22 +114,19 @@ def tiny_start_and_index(tmp_path: Path) -> tuple[Path, list[Path]]:
     return start, learn
 
 
+def adapt_tiny(tmp_path: Path, start: Path, **config: object) -> dict:
+    """``adapt`` of ``tiny_start_and_index``'s index into ``tmp_path/adapted``: every epoch, at the
+    high learning rate a tiny network needs, tracklets from 6 boxes."""
+    settings = AdaptConfig(
+        min_boxes=6, optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5), budget_footage=0
+    )
+    return adapt(tmp_path / "index", start, tmp_path / "adapted", replace(settings, **config), progress=False)
+
+
 def test_adapting_to_unlabelled_walks_beats_the_starting_network_on_other_people(tmp_path: Path) -> None:
     start, learn = tiny_start_and_index(tmp_path)
     held_out = make_walks(tmp_path / "held-out", seed=22, cameras=2, **WALKS)
-    result = adapt(
-        tmp_path / "index",
-        start,
-        tmp_path / "adapted",
-        AdaptConfig(
-            epochs=15,
-            rounds=1,
-            min_boxes=6,
-            optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5),
-            budget_footage=0,
-        ),
-        progress=False,
-    )
+    result = adapt_tiny(tmp_path, start, epochs=15, rounds=1)
     assert result["tracklets"] >= 6 and result["footage"] == sorted(str(v.resolve()) for v in learn)
     before = cross_camera_map(load_component(start, "reid")[0], held_out)
     after = cross_camera_map(load_component(tmp_path / "adapted", "reid")[0], held_out)

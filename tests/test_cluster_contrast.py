@@ -83,27 +83,13 @@ def test_adapting_with_cluster_contrast_clusters_every_round_and_trains_the_memo
     Whether it learns better is measured by benchmarks/adaptation.py (from ImageNet weights;
     clustering a random network's features, as this tiny start would, is noise: the held-out
     score moved between 0.33 and 0.49 from 0.42 with the thread count)."""
-    from test_adapt import tiny_start_and_index
+    from test_adapt import adapt_tiny, tiny_start_and_index
 
     from personsearch.models.bundle import ModelBundle
-    from personsearch.training.adapt import AdaptConfig, adapt
-    from personsearch.training.config import OptimConfig
+    from personsearch.training.adapt import AdaptConfig
 
     start, _ = tiny_start_and_index(tmp_path)
-    result = adapt(
-        tmp_path / "index",
-        start,
-        tmp_path / "adapted",
-        AdaptConfig(
-            learner="cluster_contrast",
-            epochs=8,
-            rounds=2,
-            min_boxes=6,
-            optim=OptimConfig(lr=0.05, backbone_lr=0.05, warmup_steps=5),
-            budget_footage=0,
-        ),
-        progress=False,
-    )
+    result = adapt_tiny(tmp_path, start, learner="cluster_contrast", epochs=8, rounds=2)
     assert len(result["rounds"]) == 2 and all(r["classes"] <= result["tracklets"] for r in result["rounds"])
     for round_dir in ("round1", "round2"):  # the memory's terms were trained on, every round
         header = (
