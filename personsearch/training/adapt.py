@@ -414,19 +414,16 @@ def adapt(
     rounds: list[dict[str, Any]] = []
     model: torch.nn.Module | None = None
     spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
+    together = seen_together(spans)
     for round_index in range(rounds_run):
-        extra_loss = None
+        crop_feats = None
         if clustering:
             tell("clustering tracklets", round_index + 1)
             current = model if model is not None else starting_network(start, network, config)
             crop_feats = crop_features(current, crops)
             labels = cluster_tracklets(
-                mean_features(crop_feats, owners, len(tracklets)), seen_together(spans), config.cluster_eps
+                mean_features(crop_feats, owners, len(tracklets)), together, config.cluster_eps
             )
-            memory = ProxyMemory(
-                crop_feats, np.unique(labels[owners], return_inverse=True)[1], [cameras[o] for o in owners]
-            )
-            extra_loss = memory.loss
         elif round_index > 0:
             tell("associating tracklets across cameras", round_index + 1)
             assert model is not None
@@ -438,6 +435,12 @@ def adapt(
             )
         classes, per_crop = np.unique(labels[owners], return_inverse=True)
         crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
+        # cluster contrast: a memory of this round's classes and their per-camera proxies
+        extra_loss = (
+            None
+            if crop_feats is None
+            else ProxyMemory(crop_feats, per_crop, [cameras[o] for o in owners]).loss
+        )
         work = out_dir / "rounds" / f"round{round_index + 1}"
         began = time.perf_counter()
         # each round left gets an equal share of the time left
