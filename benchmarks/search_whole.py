@@ -5,7 +5,7 @@ row table, IVF-PQ, exact re-ranking from the memory-mapped file, one hit per sig
 rows, thumbnails and sighting strips from SQLite), with its latency, recall@10 against exact
 search over the same rows and filters, and that process's peak resident memory.
 
-    python benchmarks/search_whole.py --rows 10000000      # builds in --work (about 60 GB), then searches
+    python benchmarks/search_whole.py --rows 10000000      # builds (~50 GB), searches, removes
     python benchmarks/search_whole.py --rows 200000 --work /tmp/w --out /tmp/r.json   # a quick look
 
 What is in the index (written to the results file as ``content``):
@@ -32,7 +32,8 @@ the vectors file (in the build process), then a new process opens the index read
 searches: ``--queries`` queries per setting after a warm-up, timed one at a time, p50/p95/p99;
 recall@10 from ``per_frame=True`` searches (the box-level ranking exact search also gives); peak
 resident memory from the kernel (``VmHWM``), which counts the memory-mapped vector pages the
-search touched. Writes ``benchmarks/results/search_whole.json``.
+search touched. Writes ``benchmarks/results/search_whole.json``, then removes the index (``--keep``
+keeps it): at 10M rows it fills most of a disk, and one left behind once left CI no room to install.
 """
 
 from __future__ import annotations
@@ -455,6 +456,9 @@ def main() -> None:
         action="store_true",
         help="build the index and the exact neighbours, then stop (time the search on a quiet machine)",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the index in --work after searching (removed by default)"
+    )
     parser.add_argument("--search-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.search_only:  # the fresh search process: its result on stdout's last line
@@ -509,6 +513,11 @@ def main() -> None:
     }
     write_results(args.out, results)
     print(json.dumps(results, indent=1))
+    if not args.keep:
+        index = args.work / f"index-{args.rows}"
+        shutil.rmtree(index)
+        size = sum(results["build"]["disk_bytes"].values()) / 2**30
+        print(f"removed {index} ({size:.1f} GB); --keep keeps it")
 
 
 if __name__ == "__main__":
