@@ -106,6 +106,50 @@ def test_a_backpack_sits_on_the_back_and_stands_off_it(painter) -> None:
             assert person.materials[bag].thickness > max(m.thickness for m in person.materials[:bag])
 
 
+def test_skirts_coats_and_long_hair_hang_free_of_the_body(painter) -> None:
+    """Loose pieces change the outline: in every phase of the walk a skirt's or coat's hem goes
+    round both legs at its height (no leg vertex outside it), no ring of it is narrower than the
+    one above, and long hair is a curtain behind the head's middle; a person in trousers with
+    short hair wears no loose piece."""
+    from personsearch.data.people3d import body, drape, outfit
+
+    people = [outfit.make_identity(seed) for seed in range(1, 80)]
+    skirted = next(p for p in people if p.skirt == "skirt")
+    coated = next(p for p in people if p.coat)
+    long_hair = next(p for p in people if p.hair_length > 0.2)
+    plain = next(p for p in people if p.skirt == "none" and not p.coat and p.hair_length == 0)
+    region = body.topology().region
+    legs = np.isin(region, [body.REGIONS.index("thigh"), body.REGIONS.index("shin")])
+    for person in (skirted, coated):
+        phases = [0.0, 0.25, 0.5, 0.75]
+        rest, posed = body.posed_vertices(
+            np.repeat(person.phenotype[None], 4, 0), [body.walk_pose(person.gait, t) for t in phases]
+        )
+        piece = next(p for p in drape.pieces(person, rest[0], region) if p.tube)
+        assert piece.material == outfit.MATERIALS.index("jacket" if person.coat else "bottom")
+        for k in range(len(phases)):
+            vertices, _, _, _, triangles = drape.mesh((piece,), rest[0], posed[k], len(posed[k]))
+            assert triangles.min() == len(posed[k]) and triangles.max() == len(posed[k]) + len(vertices) - 1
+            rings = vertices.reshape(drape.RINGS, drape.SEGMENTS, 3)
+            half_widths = np.ptp(rings[..., 0], axis=1) / 2
+            assert np.all(np.diff(half_widths) >= -1e-5)  # never narrower going down
+            hem = rings[-1]
+            centre, radii = (hem.max(0) + hem.min(0)) / 2, np.ptp(hem, axis=0) / 2
+            band = legs & (np.abs(posed[k][:, 2] - hem[:, 2].mean()) < 0.02)
+            inside = ((posed[k][band, :2] - centre[:2]) / radii[:2]) ** 2
+            assert band.sum() > 10 and np.all(inside.sum(1) < 1.0)
+    rest, posed = body.posed_vertices(long_hair.phenotype[None], [body.walk_pose(long_hair.gait, 0.3)])
+    hair = next(p for p in drape.pieces(long_hair, rest[0], region) if not p.tube)
+    vertices, normals, _, slots, _ = drape.mesh((hair,), rest[0], posed[0], len(posed[0]))
+    head = posed[0][region == body.REGIONS.index("head")]
+    assert set(slots) == {outfit.MATERIALS.index("hair")}
+    assert np.median(vertices[:, 1]) > np.median(head[:, 1])  # behind: the body faces -y
+    assert np.ptp(vertices[:, 2]) > long_hair.hair_length * 0.8  # it falls as long as the identity says
+    assert np.all(normals[:, 1] > -1e-6)  # facing out of the back
+    rest, _ = body.posed_vertices(plain.phenotype[None], [body.walk_pose(plain.gait, 0.0)])
+    assert drape.pieces(plain, rest[0], region) == ()
+
+
 def test_a_rendered_data_set_is_market_1501_and_resumes(painter, tmp_path: Path) -> None:
     from personsearch.data.people3d.dataset import RenderSpec, render_dataset
     from personsearch.data.reid_crops import GALLERY, QUERY, TRAIN, read_split, train_crop_set

@@ -28,12 +28,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from personsearch.data.people3d import body, outfit
+from personsearch.data.people3d import body, drape, outfit
 from personsearch.data.reid_crops import GALLERY, QUERY, TRAIN
 from personsearch.data.synthetic.backgrounds import background
 from personsearch.data.synthetic.cameras import make_cameras
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped when the same arguments would render different images."""
 FRAME = (512, 256)
 """Render size (H, W): about twice the crop's, then area-downsampled (anti-aliasing)."""
@@ -122,8 +122,12 @@ class PersonPainter:
         ]
         rest, posed = body.posed_vertices(np.repeat(identity.phenotype[None], count, 0), poses)
         materials = outfit.vertex_materials(identity, rest[0], self.topology.region)
+        worn = drape.pieces(identity, rest[0], self.topology.region)
         return [
-            (self.cameras[cams[k]].cam, self._image(identity, rest[0], posed[k], materials, cams[k], rngs[k]))
+            (
+                self.cameras[cams[k]].cam,
+                self._image(identity, rest[0], posed[k], materials, worn, cams[k], rngs[k]),
+            )
             for k in range(count)
         ]
 
@@ -133,10 +137,14 @@ class PersonPainter:
         rest: np.ndarray,
         posed: np.ndarray,
         materials: np.ndarray,
+        worn: tuple[drape.Piece, ...],
         cam: int,
         rng: np.random.Generator,
     ) -> np.ndarray:
         camera = self.cameras[cam]
+        triangles = self.topology.triangles
+        loose = drape.mesh(worn, rest, posed, len(posed))
+        normals = np.concatenate([body.vertex_normals(posed, triangles), loose[1]])
         azimuth = math.radians(camera.light_azimuth + rng.normal(0, 15))
         altitude = math.radians(camera.light_altitude)
         light = (
@@ -146,11 +154,11 @@ class PersonPainter:
         )
         rgba = self.renderer.draw(
             identity,
-            posed,
-            body.vertex_normals(posed, self.topology.triangles),
-            rest,
-            materials,
-            self.topology.triangles,
+            np.concatenate([posed, loose[0]]),
+            normals,
+            np.concatenate([rest, loose[2]]),
+            np.concatenate([materials, loose[3]]),
+            np.concatenate([triangles, loose[4]]),
             yaw=float(rng.uniform(0, 360)),
             elevation=float(rng.uniform(*camera.elevation)),
             light=light,

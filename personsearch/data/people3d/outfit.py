@@ -5,7 +5,8 @@ keeps its body and clothes in every pose, view and camera. Clothes are materials
 (``body.REGIONS``) with a thickness: a garment's vertices stand off the skin along their normals,
 so sleeves, hems and hair show as contours rather than as paint on a mannequin. Colours follow
 what people wear (mostly dark and neutral, some vivid), not a uniform hue wheel: a network that
-learns real people must not be able to tell them apart by colour alone.
+learns real people must not be able to tell them apart by colour alone. Skirts, long coats and
+long hair hang free of the body as geometry of their own (``drape``).
 """
 
 from __future__ import annotations
@@ -96,6 +97,17 @@ class Identity:
     """"none", "backpack" (a block on the back) or "shoulder" (a bag at one hip): carried
     things are among the first cues people use to tell strangers apart, and they change a
     person's outline, which painted clothes cannot."""
+    skirt: str = "none"
+    """"none", "skirt" (in the bottom's colours) or "dress" (in the top's): loose geometry
+    (``drape``), from the waist to ``hem``; the legs below it are bare."""
+    coat: bool = False
+    """A jacket that goes on below the waist as loose geometry, to ``hem``."""
+    hem: float = 0.5
+    """Where a skirt or coat ends, as a fraction of the way from the waist (0) to the ankles (1)."""
+    flare: float = 0.5
+    """How far a skirt or coat widens towards its hem, 0 to 1."""
+    hair_length: float = 0.0
+    """Metres that long hair falls below the ears, as loose geometry; 0 for short hair."""
 
 
 def make_identity(seed: int) -> Identity:
@@ -161,6 +173,12 @@ def make_identity(seed: int) -> Identity:
         else _garment_colour(rng)
     )
     bag_thickness = float(rng.uniform(0.07, 0.12) if bag == "backpack" else rng.uniform(0.05, 0.08))
+    # loose geometry (generator version 3), drawn after everything above for the same reason
+    skirt = str(rng.choice(["none", "skirt", "dress"], p=[0.6, 0.28, 0.12] if female else [1.0, 0.0, 0.0]))
+    coat = bool(jacket and rng.random() < 0.45)
+    hem = float(rng.uniform(0.35, 0.55) if coat else rng.uniform(0.3, 0.75))
+    flare = float(rng.uniform(0.0, 1.0))
+    hair_length = float(rng.uniform(0.08, 0.35)) if hair == "long" else 0.0
     return Identity(
         seed=seed,
         phenotype=phenotype,
@@ -172,6 +190,11 @@ def make_identity(seed: int) -> Identity:
         hair=hair,
         waist=waist,
         bag=bag,
+        skirt=skirt,
+        coat=coat,
+        hem=hem,
+        flare=flare,
+        hair_length=hair_length,
     )
 
 
@@ -192,8 +215,9 @@ def vertex_materials(identity: Identity, rest: np.ndarray, region: np.ndarray) -
         out[r["forearm"]] = upper
     if identity.jacket:  # open at the front: the shirt shows in a strip down the chest
         out[r["torso"] & (z >= waist_z) & (np.abs(x) < 0.05) & (y < np.median(y[r["torso"]]))] = slot["top"]
-    out[(r["torso"] & (z < waist_z)) | r["hips"] | r["thigh"]] = slot["bottom"]
-    if identity.trousers:
+    below_waist = (r["torso"] & (z < waist_z)) | r["hips"] | r["thigh"]
+    out[below_waist] = slot["top" if identity.skirt == "dress" else "bottom"]
+    if identity.trousers and identity.skirt == "none":
         out[r["shin"]] = slot["bottom"]
     out[r["foot"]] = slot["shoes"]
 

@@ -126,6 +126,7 @@ class Renderer:
         self.fbo = self.ctx.simple_framebuffer((width, height), components=4)
         self.vbo: moderngl.Buffer | None = None
         self.vao: moderngl.VertexArray | None = None
+        self.triangles = np.zeros((0, 3), np.int32)
 
     def _uniform(self, name: str, values: Any) -> None:
         """Set a shader uniform from numbers (float32, or int32 for an integer array)."""
@@ -134,8 +135,15 @@ class Renderer:
         cast("moderngl.Uniform", self.program[name]).write(data.tobytes())
 
     def _buffers(self, count: int, triangles: np.ndarray) -> None:
-        if self.vbo is not None and self.vbo.size == count * 10 * 4:
+        """Vertex and index buffers for this mesh: kept while the triangles stay the same (one
+        identity's images share them; loose garments change them from person to person)."""
+        if (
+            self.vbo is not None
+            and self.vbo.size == count * 10 * 4
+            and np.array_equal(self.triangles, triangles)
+        ):
             return
+        self.triangles = triangles.copy()
         self.vbo = self.ctx.buffer(reserve=count * 10 * 4)
         self.ibo = self.ctx.buffer(triangles.astype(np.int32).tobytes())
         self.vao = self.ctx.vertex_array(
