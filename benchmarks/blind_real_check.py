@@ -17,6 +17,12 @@ second; adjacent frames would be trivial matches), the 10 best frames. Every net
 includes ``imagenet`` (ImageNet MobileNetV2 features, global average pooled: the baseline a
 re-id network has to beat) and ``shipped`` (the default model).
 
+By sighting (``--by-sighting``, into ``results/blind_real[_film]_sightings*``), as the product
+searches: the boxes are linked into sightings by the product's tracker on box motion alone (the
+same sightings for every network), and the hits are the 10 best sightings other than the query's
+own (each shown by its best-matching box, at least ``--gap`` frames from the query): a person
+who walks on for a while fills frame-hits with easy near-copies of the query, not sighting-hits.
+
 Learning a camera, judged on what it did not learn from (``--held-out``): ``learning-part``
 writes the footage's first part (vtest: frames 0-399, film: 0-899) as a video, ``personsearch
 adapt`` learns from it with the defaults (time budget included), and the sheets then take queries
@@ -73,11 +79,13 @@ class Footage:
     adapted to the footage (``personsearch adapt`` on ``learning-part``'s video of the frames
     before it) is judged on frames it did not learn from."""
     held_out: bool = False
+    by_sighting: bool = False
+    """Hits are sightings (``--by-sighting``), not frames."""
 
     @property
     def stem(self) -> str:
         stem = "blind_real" if self.name == "vtest" else f"blind_real_{self.name}"
-        return stem + ("_held_out" if self.held_out else "")
+        return stem + ("_held_out" if self.held_out else "") + ("_sightings" if self.by_sighting else "")
 
     def video(self, given: Path | None) -> Path:
         """``given``, else the first of ``places`` that exists; exits saying where to get it."""
@@ -166,10 +174,33 @@ def network_record(bundle: Path) -> dict[str, Any]:
     return {"training": meta.get("summary", {})}
 
 
+def sightings(frame_of: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Each box's sighting: the product's tracker on box motion alone (every box given the same
+    feature), so every network ranks the same sightings."""
+    from personsearch.index.tracking import track
+
+    same = np.ones((len(boxes), 1))
+    return track(frame_of, np.full(len(boxes), np.nan), boxes, same)
+
+
+def best_hits(
+    sim: np.ndarray, frame_of: np.ndarray, sighting_of: np.ndarray | None, count: int = 10
+) -> list[int]:
+    """The ``count`` best boxes, one per frame, or one per sighting where ``sighting_of`` is
+    given; ``sim`` is -inf where a box may not be a hit."""
+    group = frame_of if sighting_of is None else sighting_of
+    best: dict[int, int] = {}
+    for i in np.argsort(-sim, kind="stable"):
+        if not np.isfinite(sim[i]) or len(best) == count:
+            break
+        best.setdefault(int(group[i]), int(i))
+    return list(best.values())
+
+
 def sheets(args: argparse.Namespace) -> None:
     from personsearch.models.external_detectors import build_external_detector
 
-    footage = replace(FOOTAGE[args.footage], held_out=args.held_out)
+    footage = replace(FOOTAGE[args.footage], held_out=args.held_out, by_sighting=args.by_sighting)
     vtest = footage.video(args.video)
     gap = args.gap or footage.gap
     video = {k: frame for k, frame in frames(vtest, 2).items() if k >= footage.first_frame}
@@ -182,6 +213,7 @@ def sheets(args: argparse.Namespace) -> None:
         owners += [k] * len(dets)
         crops.append(crop_boxes(frame, dets[:, :4], SIZE))
     all_boxes, frame_of, all_crops = np.concatenate(boxes), np.asarray(owners), torch.cat(crops)
+    sighting_of = sightings(frame_of, all_boxes) if footage.by_sighting else None
     height, width = next(iter(video.values())).shape[:2]
     networks: dict[str, Any] = {"imagenet": imagenet_features(), "shipped": bundle_features(SHIPPED)}
     made: dict[str, Any] = {}  # how each given network was made, as its bundle records it
@@ -211,6 +243,8 @@ def sheets(args: argparse.Namespace) -> None:
     for number, q in enumerate(queries, 1):
         name = f"q{number:02d}"
         far = np.abs(frame_of - frame_of[q]) >= gap
+        if sighting_of is not None:  # never the query's own sighting
+            far &= sighting_of != sighting_of[q]
         order = list(rng.permutation(list(networks)))
         key[name] = {string.ascii_uppercase[k]: str(net) for k, net in enumerate(order)}
         hits_of[name] = {}
@@ -218,12 +252,7 @@ def sheets(args: argparse.Namespace) -> None:
         for k, net in enumerate(order):
             sim = features[net] @ features[net][q]
             sim[~far] = -np.inf
-            best: dict[int, int] = {}
-            for i in np.argsort(-sim, kind="stable"):
-                if not np.isfinite(sim[i]) or len(best) == 10:
-                    break
-                best.setdefault(int(frame_of[i]), int(i))
-            hits = list(best.values())
+            hits = best_hits(sim, frame_of, sighting_of)
             hits_of[name][string.ascii_uppercase[k]] = hits
             rows.append((string.ascii_uppercase[k], hits))
         _draw_sheet(footage.sheets / f"{name}.jpg", all_crops, q, rows)
@@ -237,6 +266,7 @@ def sheets(args: argparse.Namespace) -> None:
                 "commit": commit(),
                 "video": str(vtest),
                 "gap": gap,
+                "sightings": None if sighting_of is None else int(sighting_of.max() + 1),
                 "queries": {
                     f"q{n:02d}": {"frame": int(frame_of[q]), "box": all_boxes[q].round(1).tolist()}
                     for n, q in enumerate(queries, 1)
@@ -302,7 +332,7 @@ def learning_part(args: argparse.Namespace) -> None:
 
 
 def score(args: argparse.Namespace) -> None:
-    footage = replace(FOOTAGE[args.footage], held_out=args.held_out)
+    footage = replace(FOOTAGE[args.footage], held_out=args.held_out, by_sighting=args.by_sighting)
     networks = footage.sheets / "networks.json"
     key = json.loads(footage.key.read_text())["key"]
     judged = json.loads(footage.judgements.read_text())
@@ -337,7 +367,8 @@ def score(args: argparse.Namespace) -> None:
             "commit": commit(),
             "command": "python benchmarks/blind_real_check.py score"
             + ("" if footage.name == "vtest" else f" --footage {footage.name}")
-            + (" --held-out" if footage.held_out else ""),
+            + (" --held-out" if footage.held_out else "")
+            + (" --by-sighting" if footage.by_sighting else ""),
             "footage": footage.name,
             "machine": machine(),
             "judge": judged.get("judge", ""),
@@ -375,6 +406,11 @@ def main() -> None:
         "--held-out",
         action="store_true",
         help="queries and hits only from the footage's second part (networks adapted to its first part)",
+    )
+    parser.add_argument(
+        "--by-sighting",
+        action="store_true",
+        help="hits are the 10 best sightings (one box each, never the query's own), not frames",
     )
     parser.add_argument("--out", type=Path, default=None, help="learning-part: the video to write")
     args = parser.parse_args()
