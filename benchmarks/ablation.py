@@ -56,7 +56,12 @@ from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.data.images import read_image
 from personsearch.data.synthetic import make_synthetic
 from personsearch.evaluation.detection import evaluate_detection
-from personsearch.evaluation.pipeline import ground_truth_detections, query_features, run_gallery
+from personsearch.evaluation.pipeline import (
+    gallery_detections,
+    ground_truth_detections,
+    query_features,
+    run_gallery,
+)
 from personsearch.evaluation.search import evaluate_search
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.reid import FUSIONS, PyramidReID, ReIDConfig, build_reid, route_weights
@@ -71,20 +76,6 @@ DESIGNS = {"multi_branch": 2}
 """Each variant's design revision (1 where absent), recorded with every run: a run of an older
 design is not reused. multi_branch 2: one identity classifier shared by the branches, and routing
 by box height among the test-time fusions (1 had a classifier per branch and fused only)."""
-
-
-def gallery_detections(bundle: ModelBundle | Path, dataset, cache: Path) -> list[np.ndarray]:
-    """The shared detector's boxes on every gallery scene, cached as one .npz (no pickle);
-    ``bundle`` may be a folder, loaded only when the cache is missing."""
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as data:
-            return [data[f"d{i}"] for i in range(len(dataset.gallery))]
-    from personsearch.pipeline import PersonSearchPipeline
-
-    pipeline = PersonSearchPipeline(bundle if isinstance(bundle, ModelBundle) else ModelBundle(bundle))
-    dets = [pipeline.detect([read_image(scene.path)])[0] for scene in dataset.gallery]
-    np.savez(cache, **{f"d{i}": d for i, d in enumerate(dets)})
-    return dets
 
 
 Weights = tuple[float, ...] | np.ndarray
@@ -594,7 +585,9 @@ def main() -> None:
     val = Validation(val_dir, (height, width), gallery_size=50)
 
     digest = hashlib.sha256((args.detector / "detector.safetensors").read_bytes()).hexdigest()[:12]
-    shared_dets = gallery_detections(args.detector, dataset, args.work / f"gallery_detections-{digest}.npz")
+    shared_dets = gallery_detections(
+        lambda: ModelBundle(args.detector), dataset.gallery, args.work / f"gallery_detections-{digest}.npz"
+    )
     base = ReIDTrainConfig(
         model=ReIDConfig(backbone=args.backbone, input_size=(height, width)),
         data=ReIDDataConfig(dataset=str(args.data)),

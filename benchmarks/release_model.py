@@ -177,11 +177,13 @@ def rendered_lines() -> str:
     if "people3d" not in str(data.get("dataset", "")):
         return ""
     mix = ", ".join(f"`{m}`" for m in data.get("mix", []))
+    made = Path(data["dataset"]) / "people3d.json"  # how the set was rendered, when it is here
+    version = json.loads(made.read_text())["generator_version"] if made.is_file() else "?"
     people = data.get("max_identities") or "all"
     minutes = summary.get("seconds", 0) / 60
     return (
         "\n- Then the re-id network: fine-tuned on rendered 3D people "
-        f"(`{data['dataset']}`, renderer version 2:\n"
+        f"(`{data['dataset']}`, renderer version {version}:\n"
         f"  `python benchmarks/rendered_people.py render`; the first {people} people of each set)\n"
         f"  mixed with the synthetic training people ({mix}), {train.get('epochs')} epochs of\n"
         f"  identity-balanced batches, {summary.get('steps')} steps, {minutes:.0f} min on a 2-core CPU\n"

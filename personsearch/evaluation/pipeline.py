@@ -8,7 +8,9 @@ check): the same protocol with every annotated box as a detection of score 1.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +66,27 @@ def query_features(engine: PersonEngine, queries: list[Query]) -> np.ndarray:
     pipeline = PersonSearchPipeline(engine)
     feats = [pipeline.describe(read_image(query.path), query.box[None]) for query in queries]
     return np.concatenate(feats) if feats else np.zeros((0, engine.feature_dim), np.float32)
+
+
+def gallery_detections(
+    make_engine: Callable[[], PersonEngine], scenes: list[Scene], cache: Path
+) -> list[np.ndarray]:
+    """One detector's boxes on every gallery scene, kept in ``cache`` (an .npz, read without
+    pickle): several re-id networks scored behind the same detector share them
+    (``evaluate_engine(detections=...)``), so it runs once. The engine is made only when the
+    cache is missing; the caller names the cache after what decides the boxes (detector weights,
+    engine, data)."""
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            if len(data.files) == len(scenes):
+                return [data[f"d{i}"] for i in range(len(scenes))]
+    pipeline = PersonSearchPipeline(make_engine())
+    dets = [pipeline.detect([read_image(scene.path)])[0] for scene in scenes]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, **{f"d{i}": d for i, d in enumerate(dets)})
+    tmp.replace(cache)  # a killed run leaves no half-written cache
+    return dets
 
 
 @dataclass
