@@ -84,7 +84,8 @@ def gallery_detections(
     dets = [pipeline.detect([read_image(scene.path)])[0] for scene in scenes]
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, **{f"d{i}": d for i, d in enumerate(dets)})
+    arrays: dict[str, Any] = {f"d{i}": d for i, d in enumerate(dets)}
+    np.savez(tmp, **arrays)
     tmp.replace(cache)  # a killed run leaves no half-written cache
     return dets
 
