@@ -77,19 +77,12 @@ def _scores(results: dict[str, Any], default: str = NAMES["shipped default"]) ->
     return rows
 
 
-@table("rendered-people-v1", "docs/rendered-people.md", FIRST)
-def first_set(results: dict[str, Any]) -> Rows:
-    return _scores(results)
-
-
-@table("rendered-people-v2", "docs/rendered-people.md", SECOND)
-def second_set(results: dict[str, Any]) -> Rows:
-    return _scores(results)
-
-
-@table("rendered-people-standard", "docs/rendered-people.md", STANDARD)
-def standard_set(results: dict[str, Any]) -> Rows:
-    return _scores(results)
+for _name_of_table, _source in (
+    ("rendered-people-v1", FIRST),
+    ("rendered-people-v2", SECOND),
+    ("rendered-people-standard", STANDARD),
+):  # files written while "shipped default" was the drawn-only network
+    table(_name_of_table, "docs/rendered-people.md", _source)(_scores)
 
 
 @table("rendered-people-v3", "docs/rendered-people.md", THIRD)
@@ -153,21 +146,10 @@ def _blind_rows(results: dict[str, Any]) -> Rows:
     return rows
 
 
-@table("rendered-people-blind", "docs/rendered-people.md", BLIND)
-def blind(results: dict[str, Any]) -> Rows:
-    return _blind_rows(results)
-
-
-@table("rendered-people-blind-film", "docs/rendered-people.md", BLIND_FILM)
-def blind_film(results: dict[str, Any]) -> Rows:
-    return _blind_rows(results)
-
-
-@table("rendered-people-blind-sightings", "docs/rendered-people.md", BLIND_SIGHTINGS)
-def blind_sightings(results: dict[str, Any]) -> Rows:
-    return _blind_rows(results)
-
-
-@table("rendered-people-blind-film-sightings", "docs/rendered-people.md", BLIND_FILM_SIGHTINGS)
-def blind_film_sightings(results: dict[str, Any]) -> Rows:
-    return _blind_rows(results)
+for _name_of_table, _source in (
+    ("rendered-people-blind", BLIND),
+    ("rendered-people-blind-film", BLIND_FILM),
+    ("rendered-people-blind-sightings", BLIND_SIGHTINGS),
+    ("rendered-people-blind-film-sightings", BLIND_FILM_SIGHTINGS),
+):  # one table per footage and hit kind, all drawn alike
+    table(_name_of_table, "docs/rendered-people.md", _source)(_blind_rows)
