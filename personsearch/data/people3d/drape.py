@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from personsearch.data.people3d.body import REGIONS
-from personsearch.data.people3d.outfit import MATERIALS, Identity
+from personsearch.data.people3d.outfit import MATERIALS, Identity, waist_and_shoulders
 
 SEGMENTS = 28
 """Points around a skirt's ring, or across a curtain of hair."""
@@ -61,9 +61,7 @@ def pieces(identity: Identity, rest: np.ndarray, region: np.ndarray) -> tuple[Pi
     vertex's ``body.REGIONS`` index)."""
     r = {name: region == k for k, name in enumerate(REGIONS)}
     z = rest[:, 2]
-    hips_top = float(np.percentile(z[r["hips"]], 90))
-    shoulders = float(np.percentile(z[r["torso"]], 97))
-    waist = hips_top + identity.waist * (shoulders - hips_top) * 0.5
+    waist, _ = waist_and_shoulders(identity, rest, region)
     ankle = float(np.percentile(z[r["shin"]], 3))
     lower_body = r["torso"] | r["hips"] | r["thigh"] | r["shin"]
     out = []

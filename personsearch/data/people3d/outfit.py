@@ -198,6 +198,14 @@ def make_identity(seed: int) -> Identity:
     )
 
 
+def waist_and_shoulders(identity: Identity, rest: np.ndarray, region: np.ndarray) -> tuple[float, float]:
+    """Heights in the rest pose where ``identity``'s top ends and where the shoulders are."""
+    z = rest[:, 2]
+    hips_top = float(np.percentile(z[region == REGIONS.index("hips")], 90))
+    shoulders = float(np.percentile(z[region == REGIONS.index("torso")], 97))
+    return hips_top + identity.waist * (shoulders - hips_top) * 0.5, shoulders
+
+
 def vertex_materials(identity: Identity, rest: np.ndarray, region: np.ndarray) -> np.ndarray:
     """The ``MATERIALS`` slot of each vertex of ``identity``'s body in its rest pose."""
     slot = {name: k for k, name in enumerate(MATERIALS)}
@@ -205,9 +213,7 @@ def vertex_materials(identity: Identity, rest: np.ndarray, region: np.ndarray) -
     x, y, z = rest[:, 0], rest[:, 1], rest[:, 2]
     out = np.full(len(rest), slot["skin"], np.int32)
 
-    torso_z = z[r["torso"]]
-    hips_top, shoulders = float(np.percentile(z[r["hips"]], 90)), float(np.percentile(torso_z, 97))
-    waist_z = hips_top + identity.waist * (shoulders - hips_top) * 0.5
+    waist_z, shoulders = waist_and_shoulders(identity, rest, region)
     upper = slot["jacket"] if identity.jacket else slot["top"]
     out[r["torso"] & (z >= waist_z)] = upper
     out[r["upper_arm"]] = upper
