@@ -19,6 +19,18 @@ from personsearch.interfaces.cli import (
     console,
 )
 
+# The options both trainers take (each overrides the config file's field of the same name).
+DatasetOption = Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")]
+BackboneOption = Annotated[
+    str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")
+]
+PretrainedOption = Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")]
+EpochsOption = Annotated[int | None, typer.Option()]
+BatchSizeOption = Annotated[int | None, typer.Option()]
+SeedOption = Annotated[int | None, typer.Option()]
+DeviceOption = Annotated[str | None, typer.Option(help="auto | cpu | cuda")]
+FastOption = Annotated[bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")]
+
 
 def _overrides(**values: object) -> dict[str, object]:
     return {k: v for k, v in values.items() if v is not None}
@@ -28,24 +40,20 @@ def _overrides(**values: object) -> dict[str, object]:
 def train_reid_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (reid.* is written there).")],
     config: ConfigFile = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
+    dataset: DatasetOption = None,
     variant: Annotated[
         str | None,
         typer.Option(
             help=f"Re-id variant: {names.one_of(names.VARIANTS)} (`personsearch models` says what each is)."
         ),
     ] = None,
-    backbone: Annotated[
-        str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")
-    ] = None,
-    pretrained: Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
-    fast: Annotated[
-        bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")
-    ] = None,
+    backbone: BackboneOption = None,
+    pretrained: PretrainedOption = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+    fast: FastOption = None,
     set_: SetPairs = None,
 ) -> None:
     """Train the feature-pyramid re-id network; resumes from OUT/train-reid/last.pt."""
@@ -53,65 +61,31 @@ def train_reid_cmd(
     from personsearch.training.reid import train_reid
 
     network = _overrides(variant=variant, backbone=backbone, pretrained=_parse_pretrained(pretrained))
-    _train(
-        "re-id",
-        ReIDTrainConfig,
-        train_reid,
-        out,
-        config,
-        dict(
-            model=network or None,
-            data=_overrides(dataset=dataset) or None,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            fast=fast,
-        ),
-        set_ or [],
-    )
+    flags = dict(dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast)
+    _train("re-id", ReIDTrainConfig, train_reid, out, config, set_, network, flags)
 
 
 @command("train-detector")
 def train_detector_cmd(
     out: Annotated[Path, typer.Option(help="Model bundle directory (detector.* is written there).")],
     config: ConfigFile = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset root (overrides the config).")] = None,
-    backbone: Annotated[
-        str | None, typer.Option(help="A registered backbone (`personsearch models` lists them).")
-    ] = None,
-    pretrained: Annotated[str | None, typer.Option(help="'true', 'false' or a weights file path.")] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
-    fast: Annotated[
-        bool | None, typer.Option(help="bf16 autocast + channels_last (CPU), AMP (CUDA).")
-    ] = None,
+    dataset: DatasetOption = None,
+    backbone: BackboneOption = None,
+    pretrained: PretrainedOption = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+    fast: FastOption = None,
     set_: SetPairs = None,
 ) -> None:
     """Train the Faster R-CNN person detector; resumes from OUT/train-detector/last.pt."""
     from personsearch.training.config import DetectorTrainConfig
     from personsearch.training.detector import train_detector
 
-    network = _overrides(backbone=backbone, pretrained=_parse_pretrained(pretrained)) or None
-    _train(
-        "detector",
-        DetectorTrainConfig,
-        train_detector,
-        out,
-        config,
-        dict(
-            model=network,
-            data=_overrides(dataset=dataset) or None,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            fast=fast,
-        ),
-        set_ or [],
-    )
+    network = _overrides(backbone=backbone, pretrained=_parse_pretrained(pretrained))
+    flags = dict(dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, fast=fast)
+    _train("detector", DetectorTrainConfig, train_detector, out, config, set_, network, flags)
 
 
 def _train(
@@ -120,13 +94,16 @@ def _train(
     train: Any,
     out: Path,
     config: Path | None,
-    overrides: dict[str, Any],
-    sets: list[str],
+    sets: list[str] | None,
+    network: dict[str, object],
+    flags: dict[str, Any],
 ) -> None:
     """Shared body of the train commands: config file + flags + ``--set`` pairs -> training -> summary."""
     from personsearch.training.config import load_config
 
-    summary = train(load_config(config_cls, config, sets, **_overrides(**overrides)), out)
+    dataset = flags.pop("dataset", None)
+    flags = _overrides(model=network or None, data=_overrides(dataset=dataset) or None, **flags)
+    summary = train(load_config(config_cls, config, sets or [], **flags), out)
     console.print(f"{what} trained: {summary}; bundle component in {out}")
 
 
