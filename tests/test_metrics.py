@@ -104,3 +104,26 @@ def test_market_protocol_leaves_out_same_camera_matches_and_scores_by_hand() -> 
     assert scores["queries"] == 2 and scores["queries_without_match"] == 1
     assert scores["mAP"] == pytest.approx(100 * (0.5 + 1.0) / 2)
     assert scores["top1"] == pytest.approx(50.0) and scores["top2"] == pytest.approx(100.0)
+
+
+def test_crops_at_street_heights_fill_every_height_bucket_and_lose_detail_when_small() -> None:
+    """The rendered ablation's test shows each crop at a street camera's height: as many crops in
+    each of the benchmark's height buckets, the same heights for every network (a fixed seed), and
+    a crop shown small carries less detail (stripes average out) at the same output size."""
+    from personsearch.data.records import HEIGHT_BUCKETS, height_bucket
+    from personsearch.evaluation.reid_crops import STREET_HEIGHTS, at_heights, street_heights
+
+    heights = street_heights(400, seed=1)
+    assert np.array_equal(heights, street_heights(400, seed=1))
+    assert heights.min() >= STREET_HEIGHTS[0] and heights.max() <= STREET_HEIGHTS[1]
+    counts = {name: 0 for name, _, _ in HEIGHT_BUCKETS}
+    for h in heights:
+        counts[height_bucket(float(h))] += 1
+    assert set(counts.values()) == {100}
+
+    board = (np.indices((256, 128))[0] // 8 % 2 * 255).astype(np.uint8)  # stripes 8 pixels wide
+    crops = torch.from_numpy(np.repeat(board[None, None], 3, axis=1)).repeat(2, 1, 1, 1)
+    shown = at_heights(crops, np.array([256.0, 30.0]), (128, 64)).float()
+    assert shown.shape == (2, 3, 128, 64)
+    contrast = shown.std(dim=(1, 2, 3))
+    assert contrast[1] < 0.5 * contrast[0]

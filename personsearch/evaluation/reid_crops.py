@@ -1,12 +1,21 @@
 """Re-id on crops, Market-1501's protocol: each query is ranked against the gallery without the
 query person's own images from the query's camera (those are the easy, same-view matches), and
-scored by average precision and the CMC curve (open-reid / torchreid's ``eval_market1501``)."""
+scored by average precision and the CMC curve (open-reid / torchreid's ``eval_market1501``).
+
+Re-id crop sets show people large; a street camera sees most of them small. ``street_heights``
+and ``at_heights`` show a set's crops at the heights of the synthetic benchmark's bands, the way
+a small person's box is cut from a scene, so a network's skill at each scale can be scored on
+crops too."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
+import torch
+
+from personsearch.data.records import HEIGHT_BUCKETS
 
 
 def market_scores(
@@ -44,4 +53,34 @@ def market_scores(
         "queries_without_match": float(skipped),
     }
     out.update({f"top{k}": 100 * float(cmc[k - 1]) / scored for k in ranks})
+    return out
+
+
+STREET_HEIGHTS = (24.0, 256.0)
+"""The heights (pixels) ``street_heights`` draws from: the smallest person worth a query, and the
+rendered crops' own height."""
+
+
+def street_heights(count: int, seed: int = 0) -> np.ndarray:
+    """A height for each of ``count`` crops, as many in each of ``HEIGHT_BUCKETS`` (within
+    ``STREET_HEIGHTS``, log-uniform in a bucket; the order shuffled by ``seed``)."""
+    rng = np.random.default_rng(seed)
+    bands = np.resize(np.arange(len(HEIGHT_BUCKETS)), count)
+    rng.shuffle(bands)
+    floor, ceiling = STREET_HEIGHTS
+    low, high = np.log([(max(lo, floor), min(hi, ceiling)) for _, lo, hi in HEIGHT_BUCKETS]).T
+    heights: np.ndarray = np.exp(rng.uniform(low[bands], high[bands])).astype(np.float32)
+    return heights
+
+
+def at_heights(crops: torch.Tensor, heights: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Each uint8 crop (n, 3, H, W) shown ``heights`` pixels tall (area-downsampled, keeping its
+    aspect), then resized to ``size`` (H, W) as a box of that height is cut from a scene."""
+    out = torch.empty((len(crops), 3, *size), dtype=torch.uint8)
+    for k, (crop, height) in enumerate(zip(crops.permute(0, 2, 3, 1).numpy(), heights, strict=True)):
+        h = max(2, round(float(height)))
+        w = max(1, round(h * crop.shape[1] / crop.shape[0]))
+        small = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA) if h < crop.shape[0] else crop
+        grow = cv2.INTER_LINEAR if h < size[0] else cv2.INTER_AREA
+        out[k] = torch.from_numpy(cv2.resize(small, (size[1], size[0]), interpolation=grow)).permute(2, 0, 1)
     return out
