@@ -278,7 +278,10 @@ class Trainer:
 
 class _Budget:
     """The steps a run takes under a deadline: every planned step without one; with one, as many
-    as the pace of its first steps says will fit (decided once, after ``PROBE`` steps)."""
+    as the recent pace says will fit. The length is chosen after ``PROBE`` steps and chosen again
+    each time the steps since then double, until half the run is done (before the learning rate's
+    milestones): a pace measured while the machine was busy for a moment would otherwise end the
+    run far inside its budget, or run it into the deadline."""
 
     PROBE = 4
 
@@ -287,23 +290,30 @@ class _Budget:
         self.planned = total if chosen is None else min(total, chosen)
         self.decided = deadline is None or chosen is not None
         self.first_step = step
+        self.next_look = step + self.PROBE
         self.times: list[float] = [time.monotonic()]
 
     def fit(self, step: int) -> bool:
-        """Called after each step; True when it has just chosen the run's length."""
+        """Called after each step; True when it has just (re)chosen the run's length."""
         if self.deadline is None:
             return False
         self.times.append(time.monotonic())
         if self.decided:
             del self.times[:-2]
             return False
-        if step - self.first_step < self.PROBE:
+        if step < self.next_look:
             return False
-        pace = float(np.median(np.diff(self.times[2:])))  # the first step warms up: left out
-        self.planned = min(self.total, step + max(0, int((self.deadline - self.times[-1]) / max(pace, 1e-6))))
-        self.decided = True
-        del self.times[:-2]  # from here on only the last step's pace is read
-        return True
+        done = step - self.first_step
+        # the pace of the steps since the last look (the first step warms up: left out)
+        recent = self.times[2:] if done == self.PROBE else self.times[-(done // 2 + 1) :]
+        pace = float(np.median(np.diff(recent)))
+        planned = min(self.total, step + max(0, int((self.deadline - self.times[-1]) / max(pace, 1e-6))))
+        self.next_look = self.first_step + 2 * done
+        self.decided = self.next_look - self.first_step >= (planned - self.first_step) / 2
+        if self.decided:
+            del self.times[:-2]  # from here on only the last step's pace is read
+        changed, self.planned = planned != self.planned, planned
+        return changed or done == self.PROBE
 
     def spent(self, step: int) -> bool:
         """Whether the run stops before this step: its length reached, or the deadline too close
