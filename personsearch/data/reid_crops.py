@@ -63,14 +63,15 @@ def read_split(root: str | Path, split: str, size: tuple[int, int]) -> CropFolde
     crops = torch.empty((len(paths), 3, height, width), dtype=torch.uint8)
     for k, path in enumerate(paths):
         image = read_image(path)
-        crops[k] = torch.from_numpy(
-            cv2.resize(
-                image,
-                (width, height),
-                interpolation=cv2.INTER_AREA if image.shape[0] > height else cv2.INTER_LINEAR,
-            )
-        ).permute(2, 0, 1)
+        crops[k] = torch.from_numpy(resize_crop(image, size)).permute(2, 0, 1)
     return CropFolder(crops, np.asarray(pids), np.asarray(cams), paths)
+
+
+def resize_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An HWC crop at ``size`` (H, W): area-averaged when it shrinks, bilinear when it grows."""
+    height, width = size
+    shrink = image.shape[0] > height
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def train_crop_set(root: str | Path, size: tuple[int, int]) -> CropSet:

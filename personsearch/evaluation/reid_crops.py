@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from personsearch.data.records import HEIGHT_BUCKETS
+from personsearch.data.reid_crops import resize_crop
 
 
 def market_scores(
@@ -81,6 +82,5 @@ def at_heights(crops: torch.Tensor, heights: np.ndarray, size: tuple[int, int]) 
         h = max(2, round(float(height)))
         w = max(1, round(h * crop.shape[1] / crop.shape[0]))
         small = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA) if h < crop.shape[0] else crop
-        grow = cv2.INTER_LINEAR if h < size[0] else cv2.INTER_AREA
-        out[k] = torch.from_numpy(cv2.resize(small, (size[1], size[0]), interpolation=grow)).permute(2, 0, 1)
+        out[k] = torch.from_numpy(resize_crop(small, size)).permute(2, 0, 1)
     return out
