@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import Progress
 
 from personsearch.data.images import read_image
 from personsearch.data.records import PersonSearchDataset, Query, Scene
@@ -22,6 +21,7 @@ from personsearch.evaluation.detection import evaluate_detection
 from personsearch.evaluation.results import DetectionResult, SearchResult
 from personsearch.evaluation.search import evaluate_search
 from personsearch.pipeline import PersonEngine, PersonSearchPipeline
+from personsearch.progress import job_progress
 
 
 def ground_truth_detections(scenes: list[Scene]) -> list[np.ndarray]:
@@ -46,7 +46,7 @@ def run_gallery(
     dets: list[np.ndarray] = []
     feats: list[np.ndarray] = []
     gt_feats: list[np.ndarray] = []
-    with Progress(disable=not progress, transient=True) as bar:
+    with job_progress(progress, unit="scenes") as bar:
         task = bar.add_task("gallery", total=len(scenes))
         for start in range(0, len(scenes), batch_size):
             chunk = scenes[start : start + batch_size]

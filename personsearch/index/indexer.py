@@ -18,15 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from personsearch.data.boxes import crop_box
 from personsearch.data.images import ImageReadError, encode_jpeg
@@ -34,6 +26,7 @@ from personsearch.index.sources import Frame, Sampling, Skipped, Source, discove
 from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
 from personsearch.index.tracking import link_pending
 from personsearch.pipeline import PersonEngine, PersonSearchPipeline
+from personsearch.progress import job_progress
 
 log = logging.getLogger(__name__)
 
@@ -254,21 +247,6 @@ def plan_sources(store: IndexStore, sources: list[Source], summary: IndexSummary
     return plan
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
-
-
 def begin_run(
     store: IndexStore, paths: Iterable[str | Path], camera: str | None, within: Sequence[Path] | None
 ) -> tuple[IndexSummary, list[Planned]]:
@@ -310,7 +288,7 @@ def index_paths(
         planned_frames(p.source, start_frame=p.start_frame, sampling=sampling, max_pixels=max_pixels)
         for p in plan
     )
-    with _progress(progress) as bar:
+    with job_progress(progress, unit="frames") as bar:
         task = bar.add_task("indexing", total=total or None)
         batcher = _Batcher(store, engine, summary, bar, task, on_progress)
         for event in _events(plan, sampling, max_pixels):

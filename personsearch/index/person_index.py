@@ -7,9 +7,10 @@ search an index while one process adds to it: searches see every committed batch
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,40 +162,26 @@ class PersonIndex:
                 f"adding files to {self.store.directory} needs an engine (the detector and re-id model); "
                 "open the index with engine=..."
             )
-        sampling = Sampling(stride=stride, fps=fps)
+        run: Callable[..., IndexSummary] = functools.partial(index_paths, progress=progress)
+        if ray is not None:
+            if engine_factory is None:
+                raise ValueError(
+                    "indexing on Ray needs engine_factory: how each actor builds its engine "
+                    "(e.g. functools.partial(load_engine, MODEL))"
+                )
+            run = functools.partial(index_paths_on_ray, engine_factory=engine_factory, settings=ray)
         try:
-            if ray is not None:
-                if engine_factory is None:
-                    raise ValueError(
-                        "indexing on Ray needs engine_factory: how each actor builds its engine "
-                        "(e.g. functools.partial(load_engine, MODEL))"
-                    )
-                summary = index_paths_on_ray(
-                    self.store,
-                    self.engine,
-                    engine_factory,
-                    paths,
-                    sampling=sampling,
-                    camera=camera,
-                    batch_size=batch_size,
-                    max_pixels=max_pixels,
-                    within=within,
-                    settings=ray,
-                    on_progress=on_progress,
-                )
-            else:
-                summary = index_paths(
-                    self.store,
-                    self.engine,
-                    paths,
-                    sampling=sampling,
-                    camera=camera,
-                    batch_size=batch_size,
-                    progress=progress,
-                    max_pixels=max_pixels,
-                    within=within,
-                    on_progress=on_progress,
-                )
+            summary = run(
+                self.store,
+                self.engine,
+                paths=paths,
+                sampling=Sampling(stride=stride, fps=fps),
+                camera=camera,
+                batch_size=batch_size,
+                max_pixels=max_pixels,
+                within=within,
+                on_progress=on_progress,
+            )
             if self.approximate_default():
                 rows = self.store.committed_rows()
                 if rows >= MIN_IVF_ROWS:

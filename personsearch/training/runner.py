@@ -19,16 +19,9 @@ from typing import Any, cast
 import numpy as np
 import torch
 import torch.distributed as dist
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from personsearch.models.fast import autocast_for, checked_device, grad_scaler_for
+from personsearch.progress import job_progress
 from personsearch.training.config import OptimConfig
 
 CHECKPOINT_NAME = "last.pt"
@@ -166,7 +159,7 @@ class Trainer:
         budget = _Budget(self.deadline, total, self._planned_steps, global_step)
         log = _MetricsLog(self.out_dir / "metrics.csv") if rank == 0 else None
         images_seen, started = 0, time.perf_counter()
-        with _progress(self.progress and rank == 0, self.description) as bar:
+        with job_progress(self.progress and rank == 0, unit="steps") as bar:
             task = bar.add_task(self.description, total=budget.planned, completed=global_step)
             for epoch in range(first_epoch, self.epochs):
                 model.train()
@@ -401,16 +394,3 @@ class _MetricsLog:
             csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(
                 {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
             )
-
-
-def _progress(enabled: bool, description: str) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
