@@ -12,6 +12,9 @@ RELEASE = Source("release_model.json", "python benchmarks/release_model.py")
 ABLATION = Source("ablation.json", "python benchmarks/ablation.py --epochs 40 --seeds 0 1 2")
 REID_COST = Source("reid_cost-9adbcc2d45e9.json", "python benchmarks/reid_cost.py --rounds 10")
 """The Zen 3 (AVX2 only) of the ablation's AVX2 seeds."""
+ABLATION_RENDERED = Source(
+    "ablation_rendered.json", "python benchmarks/ablation_rendered.py --root data/people3d-v3 --seeds 0 1 2"
+)
 DETECTOR_ABLATION = Source("detector_ablation.json", "python benchmarks/detector_ablation.py --epochs 1")
 CLSA_INVESTIGATION = Source(
     "clsa_investigation.json",
@@ -170,6 +173,56 @@ def ablation_cost(results: dict[str, Any], timing: dict[str, Any]) -> Rows:
                 " / ".join(chosen),
             ]
         )
+    return rows
+
+
+@table("results-ablation-rendered", DOC, ABLATION_RENDERED)
+def ablation_rendered(results: dict[str, Any]) -> Rows:
+    """The five variants on held-out rendered people shown at street heights (the file's figures
+    are already percentages)."""
+    rows = [
+        [
+            "variant",
+            "mAP",
+            "top-1",
+            "query < 60 px",
+            "60-120",
+            "120-240",
+            ">= 240",
+            "top-1, full size",
+            "fusion",
+            "trained, minutes",
+        ]
+    ]
+
+    def cells(
+        street: dict[str, Any], full: dict[str, Any], sd: tuple[dict[str, Any], dict[str, Any]] | None
+    ) -> list[str]:
+        def cell(tree: dict[str, Any], sd_tree: dict[str, Any] | None, *path: str) -> str:
+            text = num(_get(tree, *path), 1)
+            return text if sd_tree is None else f"{text} ± {num(_get(sd_tree, *path), 1)}"
+
+        s_sd, f_sd = sd if sd else (None, None)
+        out = [cell(street, s_sd, "mAP"), cell(street, s_sd, "top1")]
+        out += [cell(street, s_sd, "by_query_height", h, "top1") for h in HEIGHTS]
+        return [*out, cell(full, f_sd, "top1")]
+
+    variants = results["variants"]
+    for name, variant in variants.items():
+        for seed, run in variant["per_seed"].items():
+            minutes = num(run["train"]["seconds"] / 60, 0)
+            rows.append(
+                [
+                    f"{name}, seed {seed}",
+                    *cells(run["street_heights"], run["full_size"], None),
+                    run["fuse_used"],
+                    minutes,
+                ]
+            )
+    for name, variant in variants.items():
+        mean, std = variant["mean"], variant["std"]
+        row = cells(mean["street_heights"], mean["full_size"], (std["street_heights"], std["full_size"]))
+        rows.append([f"**{name}**, mean ± sd", *row, "", ""])
     return rows
 
 
