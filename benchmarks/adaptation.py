@@ -5,12 +5,17 @@ from kept apart from the footage scored on.
     python benchmarks/adaptation.py
     python benchmarks/adaptation.py --epochs 8 --rounds 2 --people 8
     python benchmarks/adaptation.py --budget none --out benchmarks/results/adaptation_unbudgeted.json
+    python benchmarks/adaptation.py --scored later --people 24 --look-alikes 2 3 --max-person 120 \
+        --queries every-camera --out benchmarks/results/adaptation_later.json
 
 1. Learning footage: ``--cameras`` synthetic walking videos (``--seed``), indexed with the shipped
    model (its detector finds the people, the tracker links them into sightings); no label is read.
-2. Scored footage: videos of another seed (other people, other cameras). Every appearance (one
-   person crossing one camera) is cut from its ground-truth boxes; queries are the appearances of
-   the first camera, the gallery those of the others (cross-camera, as in video re-id):
+2. Scored footage: videos of another seed (other people, other cameras), or with ``--scored
+   later`` the same cameras' next ``--frames`` (the people learned from, later: what a user who
+   adapted to their cameras then searches). Every appearance (one person crossing one camera) is
+   cut from its ground-truth boxes; queries are the appearances of the first camera, the gallery
+   those of the others (cross-camera, as in video re-id); ``--queries every-camera``: every
+   appearance is a query against the other cameras' appearances:
    * appearance level: the mean feature of the appearance's frames (what sighting search uses);
    * frame level: one frame as the query against every frame of the gallery.
    Reported: top-1 and mAP.
@@ -39,7 +44,7 @@ import numpy as np
 import torch
 from run_info import ROOT, commit, machine, write_results
 
-from personsearch.data.synthetic.walks import appearance_crops, make_walks
+from personsearch.data.synthetic.walks import appearance_crops, make_walks, split_walks
 from personsearch.evaluation.metrics import recall_corrected_ap
 from personsearch.index import PersonIndex
 from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
@@ -59,9 +64,14 @@ from personsearch.training.adapt import (
 
 @torch.no_grad()
 def score(
-    model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, keys: list[tuple[str, int]]
+    model: torch.nn.Module,
+    crops: torch.Tensor,
+    owners: np.ndarray,
+    keys: list[tuple[str, int]],
+    every_camera: bool = False,
 ) -> dict[str, float]:
-    """Cross-camera retrieval from the first camera's appearances (see the module docstring)."""
+    """Cross-camera retrieval from the first camera's appearances, or with ``every_camera`` from
+    every appearance against the other cameras' (see the module docstring)."""
     frame_feats = crop_features(model, crops)
     app_feats = mean_features(frame_feats, owners, len(keys))
     cams = np.array([k[0] for k in keys])
@@ -72,10 +82,10 @@ def score(
         ("appearance", app_feats, np.arange(len(keys))),
         ("frame", frame_feats, owners),
     ):
-        q_idx = np.flatnonzero(cams[who] == first)
-        g_idx = np.flatnonzero(cams[who] != first)
+        q_idx = np.arange(len(who)) if every_camera else np.flatnonzero(cams[who] == first)
         top1, aps = [], []
         for q in q_idx:
+            g_idx = np.flatnonzero(cams[who] != cams[who[q]])
             right = pids[who[g_idx]] == pids[who[q]]
             if not right.any():
                 continue
@@ -169,6 +179,30 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "adaptation")
     parser.add_argument("--seed", type=int, default=10, help="learning footage")
     parser.add_argument("--eval-seed", type=int, default=11, help="scored footage (other people and cameras)")
+    parser.add_argument(
+        "--scored",
+        choices=("other-footage", "later"),
+        default="other-footage",
+        help=(
+            "other-footage: videos of --eval-seed (other people, other cameras); later: the same "
+            "cameras and people, the --frames after the learned ones (the 'learn this camera' use)"
+        ),
+    )
+    parser.add_argument(
+        "--look-alikes",
+        type=int,
+        nargs=2,
+        default=(1, 1),
+        metavar=("MIN", "MAX"),
+        help="sizes of look-alike families (people who differ in fine detail only); 1 1: none",
+    )
+    parser.add_argument(
+        "--queries",
+        choices=("first-camera", "every-camera"),
+        default="first-camera",
+        help="query appearances: the first camera's, or every camera's (each against the others)",
+    )
+    parser.add_argument("--max-person", type=int, default=200, help="tallest person near a camera, px")
     parser.add_argument("--cameras", type=int, default=3)
     parser.add_argument("--people", type=int, default=8)
     parser.add_argument("--frames", type=int, default=120)
@@ -193,15 +227,26 @@ def main() -> None:
     args = parser.parse_args()
 
     shutil.rmtree(args.work, ignore_errors=True)
-    walks = dict(cameras=args.cameras, people=args.people, frames=args.frames, fps=args.fps)
-    learn = make_walks(args.work / "learn", seed=args.seed, **walks)
-    held = make_walks(args.work / "held-out", seed=args.eval_seed, **walks)
+    walks: dict[str, Any] = dict(
+        cameras=args.cameras,
+        people=args.people,
+        fps=args.fps,
+        max_person=args.max_person,
+        look_alikes=tuple(args.look_alikes),
+    )
+    if args.scored == "later":
+        whole = make_walks(args.work / "whole", seed=args.seed, frames=2 * args.frames, **walks)
+        learn, held = split_walks(whole, args.frames, args.work / "learn", args.work / "held-out")
+    else:
+        learn = make_walks(args.work / "learn", seed=args.seed, frames=args.frames, **walks)
+        held = make_walks(args.work / "held-out", seed=args.eval_seed, frames=args.frames, **walks)
     t = time.perf_counter()
     # every frame of the walks
     PersonSearch.load().index(learn, args.work / "index", stride=1, progress=False)
     index_seconds = time.perf_counter() - t
     reid_config, _ = read_component(SHIPPED_MODEL, "reid")
     crops, owners, keys = appearance_crops(held, tuple(reid_config.input_size))
+    every_camera = args.queries == "every-camera"
     footage_hours = args.cameras * args.frames / args.fps / 3600
 
     results: dict[str, Any] = {
@@ -213,9 +258,21 @@ def main() -> None:
             "people": args.people,
             "frames": args.frames,
             "fps": args.fps,
+            "max_person": args.max_person,
+            "look_alikes": list(args.look_alikes),
             "indexing_seconds": index_seconds,
         },
-        "scored_footage": {"seed": args.eval_seed, "appearances": len(keys), "crops": len(owners)},
+        "scored_footage": {
+            "kind": args.scored,
+            **(
+                {"frames": [args.frames, 2 * args.frames]}
+                if args.scored == "later"
+                else {"seed": args.eval_seed}
+            ),
+            "appearances": len(keys),
+            "crops": len(owners),
+            "queries": args.queries,
+        },
         "learner": args.learner,
         "models": {},
     }
@@ -226,7 +283,7 @@ def main() -> None:
     }
     for name, (bundle, from_imagenet) in starts.items():
         model, _, _ = load_component(bundle, "reid")
-        results["models"][name] = {"before": score(model, crops, owners, keys)}
+        results["models"][name] = {"before": score(model, crops, owners, keys, every_camera)}
         t = time.perf_counter()
         budget_footage, budget_s = parse_budget(args.budget)
         config = AdaptConfig(
@@ -251,7 +308,7 @@ def main() -> None:
             pseudo_label_purity(r["labels"], pids) for r in summary["rounds"]
         ]
         results["models"][name].update(
-            after=score(adapted, crops, owners, keys),
+            after=score(adapted, crops, owners, keys, every_camera),
             tracklets=summary["tracklets"],
             classes_per_round=[r["classes"] for r in summary["rounds"]],
             adapt_seconds=seconds,
@@ -266,9 +323,14 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, results)
     print(f"\nmachine: {results['machine']['cpu']}, {results['machine']['cpu_capability']}")
+    scored = (
+        f"frames {args.frames}-{2 * args.frames - 1} of the same cameras"
+        if args.scored == "later"
+        else f"held-out people (seed {args.eval_seed})"
+    )
     print(
-        f"scored: {len(keys)} appearances of held-out people (seed {args.eval_seed}); "
-        "queries from the first camera, gallery the others"
+        f"scored: {len(keys)} appearances of {scored}; "
+        f"queries from {args.queries.replace('-', ' ')}, gallery the other cameras"
     )
     print(
         f"{'start':9s} {'':7s} {'appear. top-1':>13s} {'appear. mAP':>11s} "

@@ -170,12 +170,16 @@ def make_walks(
     width: int = 480,
     height: int = 320,
     max_person: int = 200,
+    look_alikes: tuple[int, int] = (1, 1),
 ) -> list[Path]:
     """One video per camera (``root/cam<k>/walk.avi`` and ``walk.json``) of the same ``people``,
-    identities drawn like the benchmark's test identities for ``seed``; returns the video paths."""
+    identities drawn like the benchmark's test identities for ``seed``; returns the video paths.
+
+    ``look_alikes``: the sizes of look-alike families (people of one coarse look who differ in
+    fine detail only); distinct people by default, since tracking, not fine detail, is what most
+    uses of these videos measure."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A1C]))
-    # distinct people (no look-alike families: tracking, not fine detail, is measured)
-    identities = sample_population(rng, people, (1, 1))
+    identities = sample_population(rng, people, look_alikes)
     videos = []
     for cam in make_cameras(rng, cameras, width, height, max_person):
         walks = plan_walks(rng, cam, people, frames, width, height)
@@ -185,6 +189,62 @@ def make_walks(
         out.with_suffix(".json").write_text(json.dumps(truth))
         videos.append(out)
     return videos
+
+
+def split_walks(
+    videos: list[Path], at: int, earlier_root: str | Path, later_root: str | Path
+) -> tuple[list[Path], list[Path]]:
+    """Cut each ``make_walks`` video and its ground truth at frame ``at``: frames before it go to
+    ``earlier_root/<camera>/walk.avi``, the rest to ``later_root``, with the walks clipped to each
+    part (a walk crossing the cut becomes one appearance in each). Lets footage be learned from
+    and scored on the same cameras and people, the scored part later than the learned one."""
+    earlier: list[Path] = []
+    later: list[Path] = []
+    for video in videos:
+        video = Path(video)
+        truth = json.loads(video.with_suffix(".json").read_text())
+        if not 0 < at < len(truth["frames"]):
+            raise ValueError(f"{video}: cannot cut {len(truth['frames'])} frames at frame {at}")
+        parts = []
+        for root, first, stop in ((earlier_root, 0, at), (later_root, at, len(truth["frames"]))):
+            walks = [
+                {
+                    **w,
+                    "first_frame": max(w["first_frame"], first) - first,
+                    "last_frame": min(w["last_frame"], stop - 1) - first,
+                }
+                for w in truth["walks"]
+                if w["first_frame"] < stop and w["last_frame"] >= first
+            ]
+            out = Path(root) / video.parent.name / video.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.with_suffix(".json").write_text(
+                json.dumps({**truth, "frames": truth["frames"][first:stop], "walks": walks})
+            )
+            writer = cv2.VideoWriter(
+                str(out), cv2.VideoWriter.fourcc(*"MJPG"), truth["fps"], (truth["width"], truth["height"])
+            )
+            if not writer.isOpened():
+                raise OSError(f"cannot write a video at {out}")
+            parts.append((writer, out))
+        capture = cv2.VideoCapture(str(video))
+        try:
+            frame = 0
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                parts[0 if frame < at else 1][0].write(bgr)
+                frame += 1
+        finally:
+            capture.release()
+            for writer, _ in parts:
+                writer.release()
+        if frame != len(truth["frames"]):
+            raise ValueError(f"{video}: {frame} frames, its ground truth has {len(truth['frames'])}")
+        earlier.append(parts[0][1])
+        later.append(parts[1][1])
+    return earlier, later
 
 
 def appearance_crops(
