@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from personsearch.data.crops import crop_boxes, normalize_crops
-from personsearch.data.synthetic.walks import appearance_crops, make_walks
+from personsearch.data.synthetic.walks import appearance_crops, make_walks, split_walks
 from personsearch.evaluation.metrics import recall_corrected_ap
 from personsearch.index import PersonIndex
 from personsearch.interfaces.api import SHIPPED_MODEL
@@ -92,6 +92,44 @@ def test_associate_links_mutual_nearest_neighbours_across_cameras_never_people_s
     rivals = camera_rivals(np.array([0, 1, 0, 2]), ["a", "a", "b", "b"])
     # b's tracklet 3 is never 1's negative
     assert rivals.tolist() == [[True, True, True], [True, True, False], [True, False, True]]
+
+
+def _frames(video: Path) -> list[np.ndarray]:
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1].astype(np.int16))
+    capture.release()
+    return frames
+
+
+def test_footage_cut_in_two_keeps_every_frame_and_each_walk_on_its_side(tmp_path: Path) -> None:
+    """The adaptation benchmark learns on the earlier part of a camera's footage and scores on the
+    later part: nothing may be lost, shifted or shared at the cut."""
+    (whole,) = make_walks(tmp_path / "whole", seed=3, cameras=1, people=4, frames=30, width=160, height=120)
+    (earlier,), (later,) = split_walks([whole], 12, tmp_path / "a", tmp_path / "b")
+    truth, first, second = (json.loads(v.with_suffix(".json").read_text()) for v in (whole, earlier, later))
+    assert first["frames"] == truth["frames"][:12] and second["frames"] == truth["frames"][12:]
+    seen = {(w["pid"], f) for w in truth["walks"] for f in range(w["first_frame"], w["last_frame"] + 1)}
+    parts = {
+        (w["pid"], f + shift)
+        for part, shift in ((first, 0), (second, 12))
+        for w in part["walks"]
+        for f in range(w["first_frame"], w["last_frame"] + 1)
+    }
+    assert parts == seen
+    for part in (first, second):
+        assert all(0 <= w["first_frame"] <= w["last_frame"] < len(part["frames"]) for w in part["walks"])
+    pictures, cut = _frames(whole), _frames(earlier) + _frames(later)
+    assert len(cut) == len(pictures) == 30
+    # the same picture at the same place (re-encoded: close, and far closer than its neighbour)
+    for k in (0, 11, 12, 29):
+        own = np.abs(cut[k] - pictures[k]).mean()
+        assert own < 3.0 and own < np.abs(cut[k] - pictures[(k + 6) % 30]).mean()
+    with pytest.raises(ValueError, match="walk.avi: cannot cut 30 frames at frame 30"):
+        split_walks([whole], 30, tmp_path / "c", tmp_path / "d")
 
 
 def tiny_start_and_index(tmp_path: Path) -> tuple[Path, list[Path]]:
