@@ -60,6 +60,7 @@ from personsearch.training.adapt import (
     parse_budget,
     tracklet_features,
 )
+from personsearch.training.config import load_config
 
 
 @torch.no_grad()
@@ -72,7 +73,7 @@ def score(
 ) -> dict[str, float]:
     """Cross-camera retrieval from the first camera's appearances, or with ``every_camera`` from
     every appearance against the other cameras' (see the module docstring)."""
-    frame_feats = crop_features(model, crops)
+    frame_feats = crop_features(model, crops, fast=False)
     app_feats = mean_features(frame_feats, owners, len(keys))
     cams = np.array([k[0] for k in keys])
     pids = np.array([k[1] for k in keys])
@@ -223,6 +224,13 @@ def main() -> None:
         choices=LEARNERS,
         help="how tracklets become identities (AdaptConfig.learner)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other AdaptConfig setting, as `personsearch adapt --set` (e.g. camera_weight=0)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation.json")
     args = parser.parse_args()
 
@@ -274,6 +282,7 @@ def main() -> None:
             "queries": args.queries,
         },
         "learner": args.learner,
+        "settings": args.set,
         "models": {},
     }
     # (bundle scored before adapting, whether adapt starts from ImageNet weights)
@@ -286,7 +295,10 @@ def main() -> None:
         results["models"][name] = {"before": score(model, crops, owners, keys, every_camera)}
         t = time.perf_counter()
         budget_footage, budget_s = parse_budget(args.budget)
-        config = AdaptConfig(
+        config = load_config(
+            AdaptConfig,
+            None,
+            args.set,
             epochs=args.epochs,
             rounds=args.rounds,
             from_imagenet=from_imagenet,

@@ -25,6 +25,8 @@ from personsearch.training.adapt import (
     adapt,
     associate,
     camera_rivals,
+    crop_features,
+    feature_rows,
     parse_budget,
     tracklet_features,
 )
@@ -130,6 +132,22 @@ def test_footage_cut_in_two_keeps_every_frame_and_each_walk_on_its_side(tmp_path
         assert own < 3.0 and own < np.abs(cut[k] - pictures[(k + 6) % 30]).mean()
     with pytest.raises(ValueError, match="walk.avi: cannot cut 30 frames at frame 30"):
         split_walks([whole], 30, tmp_path / "c", tmp_path / "d")
+
+
+def test_between_rounds_a_tracklet_is_seen_through_a_few_crops_in_the_fast_layout() -> None:
+    owners = np.array([0, 1, 0, 0, 2, 0, 0, 1])
+    # the first, middle and last of tracklet 0's five crops; all of the shorter ones
+    assert feature_rows(owners, 3).tolist() == [0, 1, 3, 4, 6, 7]
+    assert feature_rows(owners, 16).tolist() == list(range(8))
+    torch.manual_seed(0)
+    config = ReIDConfig(num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32))
+    model = build_reid(config)
+    crops = torch.randint(0, 256, (6, 3, 64, 32), dtype=torch.uint8)
+    exact, fast = crop_features(model, crops, fast=False), crop_features(model, crops)
+    cosine = (exact * fast).sum(1) / np.linalg.norm(exact, axis=1) / np.linalg.norm(fast, axis=1)
+    assert cosine.min() > 0.99
+    # the network is left as it was found, for training to go on
+    assert all(p.is_contiguous() for p in model.parameters())
 
 
 def tiny_start_and_index(tmp_path: Path) -> tuple[Path, list[Path]]:

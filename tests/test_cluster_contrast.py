@@ -75,6 +75,22 @@ def test_the_memory_pulls_features_to_their_proxy_within_their_camera_and_moves_
     f = torch.from_numpy(features[[0, 2]]).requires_grad_()
     sum(memory.loss(f, torch.tensor([0, 1]), crops).values()).backward()
     assert f.grad is not None and f.grad.abs().sum() > 0
+    # the two terms' weights (the memory ablation's settings) scale each term alone
+    weighted = ProxyMemory(
+        features,
+        np.array([0, 0, 1, 1]),
+        ["a", "b", "a", "b"],
+        momentum=0.5,
+        memory_weight=2.0,
+        camera_weight=0.0,
+    ).loss(torch.from_numpy(features[[2, 0]]), torch.tensor([0, 1]), crops)
+    torch.testing.assert_close(weighted["memory"], 2 * wrong["memory"])
+    assert weighted["memory_camera"] == 0
+    # proxies from the features of some crops only (a few per tracklet): every crop keeps its
+    # class and camera proxy
+    some = ProxyMemory(features[[0, 3]], np.array([0, 0, 1, 1]), ["a", "b", "a", "b"], rows=np.array([0, 3]))
+    torch.testing.assert_close(some.classes, torch.from_numpy(features[[0, 3]]))
+    assert some.proxies.shape == (4, 3) and some.proxy_of_crop.tolist() == [0, 1, 2, 3]
 
 
 def test_adapting_with_cluster_contrast_clusters_every_round_and_trains_the_memory(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from personsearch.data.images import ImageReadError
 from personsearch.index.person_index import PersonIndex
 from personsearch.index.sources import video_info
 from personsearch.models.bundle import load_component
+from personsearch.models.fast import autocast_for
 from personsearch.models.registry import registered_network
 from personsearch.models.reid import ReIDConfig
 from personsearch.training.cluster_contrast import ProxyMemory, cluster_tracklets
@@ -70,6 +71,12 @@ class AdaptConfig:
     post) track perfectly and would each become an "identity". People who stand still the whole
     time are dropped with them."""
     crops_per_tracklet: int = 16
+    feature_crops_per_tracklet: int = 16
+    """Crops of each tracklet, spread over it, whose mean feature stands for it when tracklets are
+    clustered or associated between rounds (default: all of them). That pass runs over every
+    tracklet each round, on time the budget would rather train with; fewer crops make it cheaper
+    (no default below all is chosen yet: on the harder adaptation benchmark 4 and 8 changed the
+    pseudo-labels' purity both ways)."""
     rounds: int = 2
     """1: per-camera tracklet discrimination only; each further round associates across cameras
     first. Association needs features that already tell people apart, so from ImageNet weights
@@ -86,6 +93,11 @@ class AdaptConfig:
     proxies added to the losses; training/cluster_contrast.py)."""
     cluster_eps: float = 0.6
     """``cluster_contrast``: DBSCAN's neighbourhood radius on the Jaccard distance."""
+    memory_weight: float = 1.0
+    """``cluster_contrast``: weight of the ClusterNCE loss against the memory's class proxies."""
+    camera_weight: float = 0.5
+    """``cluster_contrast``: weight of the intra-camera NCE against the per-camera proxies (0 and
+    ``memory_weight`` 0: the pseudo-labels train the CLSA losses alone)."""
     epochs: int = 8
     """Epochs per round."""
     batch_size: int = 64
@@ -234,12 +246,39 @@ def crop_tracklets(tracklets: Sequence[Tracklet], size: tuple[int, int]) -> tupl
 
 
 @torch.no_grad()
-def crop_features(model: torch.nn.Module, crops: torch.Tensor, batch_size: int = 128) -> np.ndarray:
-    """The network's test feature of every crop (uint8 (n, 3, H, W)), in eval mode."""
+def crop_features(
+    model: torch.nn.Module, crops: torch.Tensor, batch_size: int = 128, fast: bool = True
+) -> np.ndarray:
+    """The network's test feature of every crop (uint8 (n, 3, H, W)), in eval mode. ``fast``:
+    channels_last under the CPU's native mixed precision (``models.fast``; plain fp32 where it has
+    none), which clustering and association can spare the last digits to; ``fast=False`` for
+    scores."""
     model.eval()
-    return torch.cat(
-        [model(normalize_crops(crops[i : i + batch_size])).float() for i in range(0, len(crops), batch_size)]
-    ).numpy()
+    device = next(model.parameters()).device
+    layout = torch.channels_last if fast else torch.contiguous_format
+    model.to(memory_format=layout)
+    try:
+        with autocast_for(device, fast):
+            return torch.cat(
+                [
+                    model(normalize_crops(crops[i : i + batch_size]).contiguous(memory_format=layout)).float()
+                    for i in range(0, len(crops), batch_size)
+                ]
+            ).numpy()
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def feature_rows(owners: np.ndarray, per_tracklet: int) -> np.ndarray:
+    """Up to ``per_tracklet`` crops of each tracklet (``owners``: the tracklet of each crop),
+    spread over it, in crop order."""
+    rows = [
+        members[
+            np.unique(np.linspace(0, len(members) - 1, min(per_tracklet, len(members))).round().astype(int))
+        ]
+        for members in (np.flatnonzero(owners == t) for t in np.unique(owners))
+    ]
+    return np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.int64)
 
 
 def mean_features(features: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
@@ -415,20 +454,21 @@ def adapt(
     model: torch.nn.Module | None = None
     spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
     together = seen_together(spans)
+    shown = feature_rows(owners, config.feature_crops_per_tracklet)
     for round_index in range(rounds_run):
         crop_feats = None
         if clustering:
             tell("clustering tracklets", round_index + 1)
             current = model if model is not None else starting_network(start, network, config)
-            crop_feats = crop_features(current, crops)
+            crop_feats = crop_features(current, crops[shown])
             labels = cluster_tracklets(
-                mean_features(crop_feats, owners, len(tracklets)), together, config.cluster_eps
+                mean_features(crop_feats, owners[shown], len(tracklets)), together, config.cluster_eps
             )
         elif round_index > 0:
             tell("associating tracklets across cameras", round_index + 1)
             assert model is not None
             labels = associate(
-                tracklet_features(model, crops, owners, len(tracklets)),
+                tracklet_features(model, crops[shown], owners[shown], len(tracklets)),
                 cameras,
                 config.associate_min_cosine,
                 spans,
@@ -436,11 +476,16 @@ def adapt(
         classes, per_crop = np.unique(labels[owners], return_inverse=True)
         crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
         # cluster contrast: a memory of this round's classes and their per-camera proxies
-        extra_loss = (
-            None
-            if crop_feats is None
-            else ProxyMemory(crop_feats, per_crop, [cameras[o] for o in owners]).loss
-        )
+        extra_loss = None
+        if crop_feats is not None and (config.memory_weight > 0 or config.camera_weight > 0):
+            extra_loss = ProxyMemory(
+                crop_feats,
+                per_crop,
+                [cameras[o] for o in owners],
+                memory_weight=config.memory_weight,
+                camera_weight=config.camera_weight,
+                rows=shown,
+            ).loss
         work = out_dir / "rounds" / f"round{round_index + 1}"
         began = time.perf_counter()
         # each round left gets an equal share of the time left

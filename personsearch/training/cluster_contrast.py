@@ -136,22 +136,29 @@ class ProxyMemory:
         cameras: Sequence[str],
         temperature: float = 0.05,
         momentum: float = 0.2,
+        memory_weight: float = 1.0,
         camera_weight: float = 0.5,
+        rows: np.ndarray | None = None,
     ) -> None:
-        """From the crops' ``features``, their class ``labels`` (0..C-1) and ``cameras``."""
-        self.temperature, self.momentum, self.camera_weight = temperature, momentum, camera_weight
+        """From the crops' class ``labels`` (0..C-1) and ``cameras``, and the ``features`` of the
+        crops ``rows`` (default: of every crop; each class and camera needs one at least)."""
+        self.temperature, self.momentum = temperature, momentum
+        self.memory_weight, self.camera_weight = memory_weight, camera_weight
         feats = torch.as_tensor(features, dtype=torch.float32)
         labels_t = torch.as_tensor(labels, dtype=torch.int64)
         cams, cam_index = np.unique(np.asarray(cameras), return_inverse=True)
         self.crop_camera = torch.as_tensor(cam_index, dtype=torch.int64)
+        shown = torch.arange(len(labels_t)) if rows is None else torch.as_tensor(rows, dtype=torch.int64)
         classes = int(labels_t.max()) + 1
-        self.classes = F.normalize(torch.zeros(classes, feats.shape[1]).index_add_(0, labels_t, feats), dim=1)
+        self.classes = F.normalize(
+            torch.zeros(classes, feats.shape[1]).index_add_(0, labels_t[shown], feats), dim=1
+        )
         key = labels_t * len(cams) + self.crop_camera
         keys, proxy_of_crop = torch.unique(key, return_inverse=True)
         self.proxy_of_crop = proxy_of_crop
         self.proxy_camera = keys % len(cams)
         self.proxies = F.normalize(
-            torch.zeros(len(keys), feats.shape[1]).index_add_(0, proxy_of_crop, feats), dim=1
+            torch.zeros(len(keys), feats.shape[1]).index_add_(0, proxy_of_crop[shown], feats), dim=1
         )
 
     def loss(
@@ -169,7 +176,7 @@ class ProxyMemory:
         other_camera = self.proxy_camera.to(f.device)[None, :] != camera[:, None]
         intra = F.cross_entropy(logits.masked_fill(other_camera, -1e4), own_proxy)
         self._update(f.detach().cpu(), labels.cpu(), own_proxy.cpu())
-        return {"memory": nce, "memory_camera": self.camera_weight * intra}
+        return {"memory": self.memory_weight * nce, "memory_camera": self.camera_weight * intra}
 
     @torch.no_grad()
     def _update(self, f: torch.Tensor, labels: torch.Tensor, own_proxy: torch.Tensor) -> None:
