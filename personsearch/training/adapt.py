@@ -75,8 +75,8 @@ class AdaptConfig:
     """Crops of each tracklet, spread over it, whose mean feature stands for it when tracklets are
     clustered or associated between rounds (default: all of them). That pass runs over every
     tracklet each round, on time the budget would rather train with; fewer crops make it cheaper
-    (no default below all is chosen yet: on the harder adaptation benchmark 4 and 8 changed the
-    pseudo-labels' purity both ways)."""
+    and the pseudo-labels noisier (how much was not measured well enough to choose a smaller
+    default)."""
     rounds: int = 2
     """1: per-camera tracklet discrimination only; each further round associates across cameras
     first. Association needs features that already tell people apart, so from ImageNet weights
