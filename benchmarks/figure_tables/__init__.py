@@ -70,9 +70,8 @@ def cpu_label(machine: dict[str, Any] | None) -> str:
     cores = machine.get("cores")
     family, model = machine.get("cpu_family"), machine.get("cpu_model")
     flags = machine.get("cpu_flags")
-    vendor = machine.get("cpu_vendor")
     if family is not None and model is not None:
-        arch = _microarchitecture(str(vendor), int(family), int(model))
+        arch = microarchitecture(machine)
         what = f"{arch}, family {family} model {model}" if arch else f"family {family} model {model}"
     elif flags is not None and "AMD" in name and "avx512_bf16" in flags and "avx_vnni" not in flags:
         what = "Zen 4 by its flags (AVX-512 BF16 without AVX-VNNI)"
@@ -80,6 +79,15 @@ def cpu_label(machine: dict[str, Any] | None) -> str:
         level = machine.get("cpu_capability")
         what = f"{level}, family and model not recorded" if level else "family and model not recorded"
     return f"{name} ({what}), {cores} cores" if cores else f"{name} ({what})"
+
+
+def microarchitecture(machine: dict[str, Any]) -> str:
+    """The microarchitecture a results file's vendor, family and model name ("Zen 4"); "" when
+    they are not recorded or not known here."""
+    family, model = machine.get("cpu_family"), machine.get("cpu_model")
+    if family is None or model is None:
+        return ""
+    return _microarchitecture(str(machine.get("cpu_vendor")), int(family), int(model))
 
 
 def _microarchitecture(vendor: str, family: int, model: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from figure_tables import Rows, Source, cpu_label, num, pct, table
+from figure_tables import Rows, Source, cpu_label, microarchitecture, num, pct, table
 
 DOC = "docs/results.md"
 RELEASE = Source("release_model.json", "python benchmarks/release_model.py")
@@ -84,11 +84,6 @@ def _ablation_cells(cell: Callable[..., str]) -> list[str]:
     return cells
 
 
-def _microarchitecture_of(machine: dict[str, Any]) -> str:
-    """ "Zen 3" out of ``cpu_label``'s "AMD EPYC (Zen 3, family 25 model 1), 2 cores"."""
-    return cpu_label(machine).split("(")[-1].split(",")[0]
-
-
 def _get(tree: dict[str, Any], *path: str) -> float:
     for key in path:
         tree = tree[key]
@@ -147,7 +142,7 @@ def ablation(results: dict[str, Any]) -> Rows:
 def ablation_cost(results: dict[str, Any], *timings: dict[str, Any]) -> Rows:
     """Each variant's accuracy beside its cost per crop (the paper's baselines included), the
     milliseconds on each CPU timed, in the order of the header."""
-    cpus = " / ".join(_microarchitecture_of(t["machine"]) for t in timings)
+    cpus = " / ".join(microarchitecture(t["machine"]) or cpu_label(t["machine"]) for t in timings)
     rows = [
         [
             "variant",
