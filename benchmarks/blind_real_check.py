@@ -22,6 +22,11 @@ searches: the boxes are linked into sightings by the product's tracker on box mo
 same sightings for every network), and the hits are the 10 best sightings other than the query's
 own (each shown by its best-matching box, at least ``--gap`` frames from the query): a person
 who walks on for a while fills frame-hits with easy near-copies of the query, not sighting-hits.
+By sighting, ``score`` also counts each network's **other visits**: right hits whose sighting
+ends at least ``--gap`` frames before the query's sighting begins, or begins that long after it
+ends (the person left the view, or was lost to it that long, and came back), out of the distinct
+other-visit sightings that any network found (a pooled count: no labels give the true one).
+Rule fixed before the first round that records it (``--round ibn``) was judged.
 
 Learning a camera, judged on what it did not learn from (``--held-out``): ``learning-part``
 writes the footage's first part (vtest: frames 0-399, film: 0-899) as a video, ``personsearch
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import string
 import sys
 from dataclasses import dataclass, replace
@@ -81,11 +87,19 @@ class Footage:
     held_out: bool = False
     by_sighting: bool = False
     """Hits are sightings (``--by-sighting``), not frames."""
+    round: str = ""
+    """A named round (``--round``) keeps its own sheets, key, judgements and results beside the
+    unnamed one's, so a round of new networks does not replace the last one's figures."""
 
     @property
     def stem(self) -> str:
         stem = "blind_real" if self.name == "vtest" else f"blind_real_{self.name}"
-        return stem + ("_held_out" if self.held_out else "") + ("_sightings" if self.by_sighting else "")
+        return (
+            stem
+            + (f"_{self.round}" if self.round else "")
+            + ("_held_out" if self.held_out else "")
+            + ("_sightings" if self.by_sighting else "")
+        )
 
     def video(self, given: Path | None) -> Path:
         """``given``, else the first of ``places`` that exists; exits saying where to get it."""
@@ -200,7 +214,9 @@ def best_hits(
 def sheets(args: argparse.Namespace) -> None:
     from personsearch.models.external_detectors import build_external_detector
 
-    footage = replace(FOOTAGE[args.footage], held_out=args.held_out, by_sighting=args.by_sighting)
+    footage = replace(
+        FOOTAGE[args.footage], held_out=args.held_out, by_sighting=args.by_sighting, round=args.round
+    )
     vtest = footage.video(args.video)
     gap = args.gap or footage.gap
     video = {k: frame for k, frame in frames(vtest, 2).items() if k >= footage.first_frame}
@@ -236,6 +252,18 @@ def sheets(args: argparse.Namespace) -> None:
         ]
         if inside:
             queries.append(max(inside, key=lambda i: all_boxes[i, 3] - all_boxes[i, 1]))
+    spans = {}  # each sighting's first and last frame, for the other-visit count
+    if sighting_of is not None:
+        for sighting in np.unique(sighting_of):
+            seen = frame_of[sighting_of == sighting]
+            spans[int(sighting)] = [int(seen.min()), int(seen.max())]
+
+    def _box_record(i: int | np.integer[Any]) -> dict[str, Any]:
+        record: dict[str, Any] = {"frame": int(frame_of[i]), "box": all_boxes[i].round(1).tolist()}
+        if sighting_of is not None:
+            record |= {"sighting": int(sighting_of[i]), "sighting_frames": spans[int(sighting_of[i])]}
+        return record
+
     footage.sheets.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     key: dict[str, dict[str, str]] = {}
@@ -267,17 +295,9 @@ def sheets(args: argparse.Namespace) -> None:
                 "video": str(vtest),
                 "gap": gap,
                 "sightings": None if sighting_of is None else int(sighting_of.max() + 1),
-                "queries": {
-                    f"q{n:02d}": {"frame": int(frame_of[q]), "box": all_boxes[q].round(1).tolist()}
-                    for n, q in enumerate(queries, 1)
-                },
+                "queries": {f"q{n:02d}": _box_record(q) for n, q in enumerate(queries, 1)},
                 "hits": {
-                    name: {
-                        letter: [
-                            {"frame": int(frame_of[i]), "box": all_boxes[i].round(1).tolist()} for i in hits
-                        ]
-                        for letter, hits in rows.items()
-                    }
+                    name: {letter: [_box_record(i) for i in hits] for letter, hits in rows.items()}
                     for name, rows in hits_of.items()
                 },
             },
@@ -331,8 +351,34 @@ def learning_part(args: argparse.Namespace) -> None:
     print(f"wrote frames 0-{footage.held_out_from - 1} of {source} to {args.out}")
 
 
+def other_visits(
+    hits: dict[str, Any], key: dict[str, dict[str, str]], marks: dict[str, dict[str, str]]
+) -> dict[str, dict[str, int]]:
+    """The query person's other visits in each network's top 10 (by sighting): right hits whose
+    sighting ends at least ``gap`` frames before the query's sighting begins or begins at least
+    ``gap`` frames after it ends: the person left the camera's view (or was lost to it that long)
+    and came back, the search the product is for. The denominator is pooled, as TREC pools
+    judgements: the distinct other-visit sightings any network found, since no labels give the
+    true count."""
+    gap = int(hits["gap"])
+    found: dict[str, set[tuple[str, int]]] = {}
+    for sheet, letters in marks.items():
+        first, last = hits["queries"][sheet]["sighting_frames"]
+        for letter, text in letters.items():
+            net = key[sheet][letter]
+            for mark, hit in zip(text, hits["hits"][sheet][letter]):
+                begins, ends = hit["sighting_frames"]
+                if mark == "1" and (ends <= first - gap or begins >= last + gap):
+                    found.setdefault(net, set()).add((sheet, int(hit["sighting"])))
+                found.setdefault(net, set())
+    pooled = set().union(*found.values()) if found else set()
+    return {net: {"other_visits": len(v), "other_visits_pooled": len(pooled)} for net, v in found.items()}
+
+
 def score(args: argparse.Namespace) -> None:
-    footage = replace(FOOTAGE[args.footage], held_out=args.held_out, by_sighting=args.by_sighting)
+    footage = replace(
+        FOOTAGE[args.footage], held_out=args.held_out, by_sighting=args.by_sighting, round=args.round
+    )
     networks = footage.sheets / "networks.json"
     key = json.loads(footage.key.read_text())["key"]
     judged = json.loads(footage.judgements.read_text())
@@ -355,10 +401,19 @@ def score(args: argparse.Namespace) -> None:
         }
         for net, v in per.items()
     }
+    hits_file = footage.sheets / "hits.json"
+    if footage.by_sighting and hits_file.is_file():
+        for net, visits in other_visits(json.loads(hits_file.read_text()), key, marks).items():
+            table[net] |= visits
     for net, row in table.items():
         print(
             f"{net:24s} queries {row['queries']}  top-1 {row['top1_precision']:.1f}  top-10 precision "
             f"{row['top10_precision']:.1f}"
+            + (
+                f"  other visits {row['other_visits']} of {row['other_visits_pooled']}"
+                if "other_visits" in row
+                else ""
+            )
         )
     write_results(
         footage.results,
@@ -367,6 +422,7 @@ def score(args: argparse.Namespace) -> None:
             "commit": commit(),
             "command": "python benchmarks/blind_real_check.py score"
             + ("" if footage.name == "vtest" else f" --footage {footage.name}")
+            + (f" --round {footage.round}" if footage.round else "")
             + (" --held-out" if footage.held_out else "")
             + (" --by-sighting" if footage.by_sighting else ""),
             "footage": footage.name,
@@ -377,6 +433,12 @@ def score(args: argparse.Namespace) -> None:
             "networks": json.loads(networks.read_text()) if networks.is_file() else None,
         },
     )
+
+
+def _round_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: lower-case letters, digits and hyphens, e.g. ibn")
+    return text
 
 
 def main() -> None:
@@ -402,6 +464,12 @@ def main() -> None:
         help="frames between a query and its hits, at least (default: the footage's)",
     )
     parser.add_argument("--seed", type=int, default=0, help="shuffles the rows of each sheet")
+    parser.add_argument(
+        "--round",
+        default="",
+        type=_round_name,
+        help="name a round of networks: its files get _NAME in their names (default: the unnamed round)",
+    )
     parser.add_argument(
         "--held-out",
         action="store_true",

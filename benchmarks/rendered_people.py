@@ -82,6 +82,7 @@ RELEASE_RECIPE = {
     "grayscale": 0.0,
     "erase": 0.0,
     "mix_share": 0.0,
+    "instance_norm": (),
 }
 """The fine-tuning the default model's re-id network had (``runs/people3d-v2-mixed``): 1,000
 rendered people of renderer version 2 with the synthetic ``standard`` training people."""
@@ -90,14 +91,22 @@ rendered people of renderer version 2 with the synthetic ``standard`` training p
 def train_rendered(root: Path, out: Path, init: Path, mix: list[Path], **recipe: Any) -> dict[str, Any]:
     """Fine-tune ``init``'s re-id network (a bundle folder) on the rendered people at ``root``
     (and each ``mix`` set), into ``out``; ``recipe`` as ``RELEASE_RECIPE``. Resumable."""
+    from personsearch.models.backbones import add_instance_norm
     from personsearch.models.bundle import load_component
     from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
     from personsearch.training.reid import train_reid
 
     recipe = {**RELEASE_RECIPE, **recipe}
     start, model_config, _ = load_component(init, "reid")
+    # IBN-a added to a network trained without it takes over its BatchNorm weights
+    added = tuple(s for s in recipe["instance_norm"] if s not in model_config.instance_norm)
+    add_instance_norm(start.backbone, added)
     config = ReIDTrainConfig(
-        model=replace(model_config, triplet_weight=recipe["triplet"]),
+        model=replace(
+            model_config,
+            triplet_weight=recipe["triplet"],
+            instance_norm=model_config.instance_norm + added,
+        ),
         data=ReIDDataConfig(
             dataset=str(root),
             ids_per_batch=16,
@@ -127,6 +136,7 @@ def train(args: argparse.Namespace) -> None:
         "grayscale": args.grayscale,
         "erase": args.erase,
         "mix_share": args.mix_share,
+        "instance_norm": tuple(args.instance_norm),
     }
     summary = train_rendered(args.root, args.out, args.init, args.mix, **recipe)
     print(json.dumps(summary, indent=1, default=str)[:2000])
@@ -312,6 +322,14 @@ def main() -> None:
             "another training set whose people join the rendered ones "
             "(e.g. data/synthetic-standard); repeatable"
         ),
+    )
+    p.add_argument(
+        "--instance-norm",
+        nargs="*",
+        default=[],
+        metavar="STAGE",
+        help="backbone stages given IBN-a instance-batch normalisation (model.instance_norm), "
+        "e.g. layer1 layer2 layer3; the start network's BatchNorm weights carry over",
     )
     p.add_argument(
         "--mix-share",

@@ -9,7 +9,7 @@ import pytest
 import torch
 from model_testkit import isolate_weights, mobilenet_weights_or_skip
 
-from personsearch.models.backbones import STAGES, build_backbone
+from personsearch.models.backbones import STAGES, InstanceBatchNorm, add_instance_norm, build_backbone
 from personsearch.models.weights import load_state_dict_file
 
 torch.set_num_threads(1)
@@ -126,3 +126,39 @@ def test_bad_names_are_refused_with_the_choices() -> None:
         build_backbone("resnet51")
     with pytest.raises(ValueError, match=r"stages \['layer5'\] requested.*has stages \['stem', 'layer1'"):
         build_backbone("mobilenet_v2_tiny", None, out_stages=("layer5",))
+
+
+def test_instance_batch_norm_takes_over_batchnorm_and_ignores_each_images_colour_and_contrast() -> None:
+    generator = torch.Generator().manual_seed(0)
+    bn = torch.nn.BatchNorm2d(6)
+    with torch.no_grad():
+        for tensor in (bn.weight, bn.bias, bn.running_mean):
+            tensor.copy_(torch.randn(6, generator=generator))
+        bn.running_var.copy_(torch.rand(6, generator=generator) + 0.5)
+    ibn = InstanceBatchNorm.replacing(bn.eval()).eval()
+    x = torch.randn(2, 6, 8, 4, generator=generator)
+    with torch.no_grad():
+        out = ibn(x)
+        # the batch half is the replaced layer on its channels
+        torch.testing.assert_close(out[:, 3:], bn(x)[:, 3:])
+        # the instance half: one image brighter and with more contrast gives the same output
+        restyled = x.clone()
+        restyled[0, :3] = restyled[0, :3] * 2.5 + 4.0
+        torch.testing.assert_close(ibn(restyled)[:, :3], out[:, :3], atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(bn(restyled)[0, :3], bn(x)[0, :3], atol=0.1)
+
+
+def test_instance_norm_added_to_a_trained_backbone_loads_into_one_built_with_it() -> None:
+    """The fine-tuning path: IBN-a added to a network trained without it must give the state a
+    network built with ``instance_norm`` (as a saved model is) loads strictly and runs alike."""
+    torch.manual_seed(0)
+    stages = ("layer1", "layer2", "layer3")
+    trained = build_backbone("mobilenet_v2_tiny", None, out_stages=("layer3",))
+    assert add_instance_norm(trained, stages) == 13  # every block of MobileNetV2's features[1:14]
+    rebuilt = build_backbone("mobilenet_v2_tiny", None, out_stages=("layer3",), instance_norm=stages)
+    rebuilt.load_state_dict(trained.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x)["layer3"], trained.eval()(x)["layer3"])
+    with pytest.raises(ValueError, match="stem"):
+        add_instance_norm(trained, ("stem",))

@@ -35,10 +35,15 @@ def _randomise_batchnorm(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model.eval()
 
 
-def tiny_reid(seed: int = 0) -> tuple[torch.nn.Module, ReIDConfig]:
+def tiny_reid(seed: int = 0, instance_norm: tuple[str, ...] = ()) -> tuple[torch.nn.Module, ReIDConfig]:
     torch.manual_seed(seed)
     config = ReIDConfig(
-        num_classes=4, backbone="mobilenet_v2_tiny", pretrained=False, input_size=(64, 32), embed_dim=16
+        num_classes=4,
+        backbone="mobilenet_v2_tiny",
+        pretrained=False,
+        input_size=(64, 32),
+        embed_dim=16,
+        instance_norm=instance_norm,
     )
     return _randomise_batchnorm(build_reid(config), seed), config
 
@@ -67,8 +72,9 @@ def bundle_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return out
 
 
-def test_onnx_reid_export_gives_pytorch_features(tmp_path: Path) -> None:
-    model, config = tiny_reid()
+@pytest.mark.parametrize("instance_norm", [(), ("layer1", "layer2", "layer3")], ids=["bn", "ibn"])
+def test_onnx_reid_export_gives_pytorch_features(tmp_path: Path, instance_norm: tuple[str, ...]) -> None:
+    model, config = tiny_reid(instance_norm=instance_norm)
     path = engines.export_reid(model, tmp_path / "reid.onnx")
     crops = torch.randn(5, 3, *config.input_size, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -12,6 +12,12 @@ what they use instead of indexing layers:
 
 ``layer3`` is where the C4 detector runs its RPN and RoI crop; ``layer2..layer4`` are the
 re-id pyramid levels (docs/specs/clsa.md: 512/1024/2048 and 32/96/1280 channels).
+
+``instance_norm`` stages get IBN-Net-a's instance-batch normalisation (Pan et al., ECCV 2018):
+the first normalisation of each of their blocks normalises half its channels per image. Instance
+statistics remove an image's colour and contrast style, which is what differs most between
+training people that were drawn or rendered and real ones; the other half keeps batch statistics
+and the content they carry. IBN-Net-a puts it in every stage but the last.
 """
 
 from __future__ import annotations
@@ -170,6 +176,57 @@ class FeatureBackbone(nn.Module):
         return trunk, head
 
 
+class InstanceBatchNorm(nn.Module):
+    """IBN-Net's IBN layer: the first half of the channels (``instance_channels``)
+    instance-normalised (affine), the rest batch-normalised."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.instance_channels = channels // 2
+        self.IN = nn.InstanceNorm2d(self.instance_channels, affine=True)
+        self.BN = nn.BatchNorm2d(channels - self.instance_channels)
+
+    @classmethod
+    def replacing(cls, bn: nn.BatchNorm2d) -> InstanceBatchNorm:
+        """An IBN layer taking over ``bn``'s affine weights (both halves) and its running
+        statistics (the batch half): a pretrained network keeps its scale and shift per channel."""
+        ibn = cls(bn.num_features)
+        h = ibn.instance_channels
+        with torch.no_grad():
+            cast(torch.Tensor, ibn.IN.weight).copy_(bn.weight[:h])
+            cast(torch.Tensor, ibn.IN.bias).copy_(bn.bias[:h])
+            ibn.BN.weight.copy_(bn.weight[h:])
+            ibn.BN.bias.copy_(bn.bias[h:])
+            cast(torch.Tensor, ibn.BN.running_mean).copy_(cast(torch.Tensor, bn.running_mean)[h:])
+            cast(torch.Tensor, ibn.BN.running_var).copy_(cast(torch.Tensor, bn.running_var)[h:])
+        return ibn.to(bn.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.split(x, [self.instance_channels, x.shape[1] - self.instance_channels], dim=1)
+        return torch.cat([self.IN(a), self.BN(b)], dim=1)
+
+
+def add_instance_norm(backbone: FeatureBackbone, stages: Sequence[str]) -> int:
+    """Replace, in place, the first BatchNorm2d of each block of the named stages (Sequentials of
+    residual blocks) with an ``InstanceBatchNorm`` that takes over its weights: IBN-a on a built,
+    possibly trained, backbone. Returns how many layers were replaced."""
+    unknown = sorted(set(stages) - set(backbone.stage_names[1:]))
+    if unknown:
+        raise ValueError(f"instance_norm stages {unknown}: expected stages of {backbone.stage_names[1:]}")
+    replaced = 0
+    for stage in stages:
+        for block in cast(nn.Module, getattr(backbone, stage)).children():
+            first = next((n for n, m in block.named_modules() if type(m) is nn.BatchNorm2d), None)
+            if first is None:
+                continue
+            parent_name, _, attr = first.rpartition(".")
+            parent = block.get_submodule(parent_name) if parent_name else block
+            bn = cast(nn.BatchNorm2d, block.get_submodule(first))
+            setattr(parent, attr, InstanceBatchNorm.replacing(bn))
+            replaced += 1
+    return replaced
+
+
 def load_pretrained(net: nn.Module, path: Path, arch: str) -> None:
     """Load an ImageNet state dict into the full torchvision network, every key matched."""
     state = load_state_dict_file(path)
@@ -188,8 +245,10 @@ def build_backbone(
     out_stages: Sequence[str] = ("layer4",),
     frozen_stages: Sequence[str] = (),
     frozen_bn: bool = False,
+    instance_norm: Sequence[str] = (),
 ) -> FeatureBackbone:
-    """A ``FeatureBackbone`` of architecture ``name`` (see ``ARCHS``).
+    """A ``FeatureBackbone`` of architecture ``name`` (see ``ARCHS``), with IBN-a in the
+    ``instance_norm`` stages (after the pretrained weights are loaded, which they take over).
 
     ``frozen_bn`` uses torchvision's FrozenBatchNorm2d (detection practice: batches of 1-2
     images are too small for batch statistics); otherwise BatchNorm trains (re-id practice).
@@ -215,4 +274,8 @@ def build_backbone(
     stages = [
         (stage, module, stride) for stage, module, stride in zip(STAGES, arch.stages(net), arch.strides)
     ]
-    return FeatureBackbone(stages, out_stages, frozen_stages)
+    if instance_norm and frozen_bn:
+        raise ValueError(f"instance_norm={list(instance_norm)} needs trainable BatchNorm, not frozen_bn")
+    backbone = FeatureBackbone(stages, out_stages, frozen_stages)
+    add_instance_norm(backbone, instance_norm)
+    return backbone

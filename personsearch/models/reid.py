@@ -75,6 +75,10 @@ class ReIDConfig:
     small < 60 <= medium < 120 <= large (the ablation's height buckets, its top two merged)."""
     branch_from: str = "layer4"
     """``multi_branch``: the first stage each branch has a copy of."""
+    instance_norm: tuple[str, ...] = ()
+    """Backbone stages with IBN-Net-a's instance-batch normalisation (``backbones``), for
+    networks trained on drawn or rendered people that must hold up on real ones; () is the
+    paper's network, ("layer1", "layer2", "layer3") IBN-Net-a's choice."""
     triplet_weight: float = 0.0
     """Weight of a batch-hard soft-margin triplet term on the test feature (the training loss
     only; 0 keeps the paper's recipe). With thousands of identities each class is seen about once
@@ -96,7 +100,11 @@ class ReIDConfig:
             raise ValueError(f"ReIDConfig.backbone={self.backbone!r}; available: {', '.join(sorted(ARCHS))}")
         if self.variant not in VARIANTS:
             raise ValueError(f"ReIDConfig.variant={self.variant!r}; expected one of {VARIANTS}")
-        self.levels = tuple(self.levels)
+        self.levels, self.instance_norm = tuple(self.levels), tuple(self.instance_norm)
+        if not set(self.instance_norm) <= set(STAGES[1:]):
+            raise ValueError(
+                f"ReIDConfig.instance_norm={self.instance_norm}: expected stages of {STAGES[1:]}"
+            )
         allowed = STAGES[1:]
         if (
             not self.levels
@@ -176,7 +184,12 @@ class PyramidReID(nn.Module):
         self.levels = config.used_levels
         if config.variant == "multi_branch":
             trunk_end = STAGES[STAGES.index(config.branch_from) - 1]
-            full = build_backbone(config.backbone, config.pretrained, out_stages=(config.levels[-1],))
+            full = build_backbone(
+                config.backbone,
+                config.pretrained,
+                out_stages=(config.levels[-1],),
+                instance_norm=config.instance_norm,
+            )
             self.backbone, upper = full.split(trunk_end)
             # a copy of the upper stages per band, each starting from the same (ImageNet) weights
             self.branches = nn.ModuleList([upper, *(copy.deepcopy(upper) for _ in config.bands)])
@@ -187,7 +200,9 @@ class PyramidReID(nn.Module):
                 {"classifier": identity_classifier(config.embed_dim, config.num_classes)}
             )
         else:
-            self.backbone = build_backbone(config.backbone, config.pretrained, out_stages=self.levels)
+            self.backbone = build_backbone(
+                config.backbone, config.pretrained, out_stages=self.levels, instance_norm=config.instance_norm
+            )
             channels = self.backbone.out_channels
             names_ = list(self.levels)
         top = channels[self.levels[-1]]
