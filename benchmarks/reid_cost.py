@@ -4,6 +4,8 @@
 of 32, best of 5 after a warm-up. Weights do not change the time, so no training is needed.
 
     python benchmarks/reid_cost.py            # on a quiet machine: results/reid_cost-<cpu>.json
+    python benchmarks/reid_cost.py --input 256x128 --variant clsa --instance-norm layer1 layer2 layer3 \
+        --out benchmarks/results/reid_cost_ibn-<cpu>.json   # the shipped network with and without IBN-a
 
 Parameters and GFLOPs per crop (machine-independent) are in ``ablation.json``'s ``cost``.
 """
@@ -33,6 +35,7 @@ def timed(config: ReIDConfig, work: Path, batch: int, rounds: int) -> dict[str, 
     x = torch.randn(batch, 3, *config.input_size, generator=torch.Generator().manual_seed(0))
     engines: dict[str, Any] = {"torch-fp32": network}
     out: dict[str, Any] = {}
+    work.mkdir(parents=True, exist_ok=True)
     try:
         engines["ort-fp32"] = graph_reid(export_reid(network, work / f"{config.variant}.onnx"), "ort-fp32")
     except Exception as err:  # torch.onnx raises its own error types for unsupported operators
@@ -57,12 +60,28 @@ def main() -> None:
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--variant", action="append", choices=VARIANTS, help="only these (default: all)")
+    parser.add_argument(
+        "--instance-norm",
+        nargs="*",
+        default=[],
+        metavar="STAGE",
+        help="also time each variant with IBN-a in these stages (model.instance_norm), as VARIANT+ibn",
+    )
     parser.add_argument("--out", type=Path, help="the results file (default: results/reid_cost-<cpu>.json)")
     args = parser.parse_args()
     height, width = (int(v) for v in args.input.split("x"))
     base = ReIDConfig(backbone=args.backbone, input_size=(height, width))
+    configs = {v: replace(base, variant=v) for v in args.variant or VARIANTS}
+    if args.instance_norm:
+        configs |= {
+            f"{v}+ibn": replace(c, instance_norm=tuple(args.instance_norm)) for v, c in configs.items()
+        }
     with tempfile.TemporaryDirectory() as work:
-        variants = {v: timed(replace(base, variant=v), Path(work), args.batch, args.rounds) for v in VARIANTS}
+        variants = {
+            name: timed(config, Path(work) / name, args.batch, args.rounds)
+            for name, config in configs.items()
+        }
     for variant, figures in variants.items():
         print(f"{variant:14s} " + "  ".join(f"{k} {v}" for k, v in figures.items()), flush=True)
     path, _ = write_per_cpu_results(
@@ -73,6 +92,7 @@ def main() -> None:
             "backbone": args.backbone,
             "batch": args.batch,
             "rounds": args.rounds,
+            "instance_norm": args.instance_norm,
             "variants": variants,
         },
         out=args.out,
