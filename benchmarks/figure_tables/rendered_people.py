@@ -153,3 +153,85 @@ for _name_of_table, _source in (
     ("rendered-people-blind-film-sightings", BLIND_FILM_SIGHTINGS),
 ):  # one table per footage and hit kind, all drawn alike
     table(_name_of_table, "docs/rendered-people.md", _source)(_blind_rows)
+
+
+IBN = Source(
+    "rendered_people_ibn.json",
+    EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
+    " --out benchmarks/results/rendered_people_ibn.json",
+)
+NAMES |= {
+    "runs/people3d-v3-mixed-plain": "rendered v3 + synthetic, trained again (the control)",
+    "runs/people3d-v3-mixed-ibn": "rendered v3 + synthetic, IBN-a in layer1-3",
+}
+
+
+@table("rendered-people-ibn", "docs/rendered-people.md", IBN)
+def ibn_set(results: dict[str, Any]) -> Rows:
+    return third_set(results)
+
+
+def _round_sources(round_: str) -> dict[str, Source]:
+    score = "python benchmarks/blind_real_check.py score"
+    return {
+        "vtest": Source(f"blind_real_{round_}.json", f"{score} --round {round_}"),
+        "vtest-sightings": Source(
+            f"blind_real_{round_}_sightings.json", f"{score} --round {round_} --by-sighting"
+        ),
+        "film": Source(f"blind_real_film_{round_}.json", f"{score} --footage film --round {round_}"),
+    }
+
+
+def _precisions(result: dict[str, Any], model: str) -> str:
+    row = result["scores"][model]
+    return f"{num(row['top1_precision'])} / {num(row['top10_precision'])}"
+
+
+def _blind_round_rows(*results: dict[str, Any]) -> Rows:
+    """One row per network: top-1 / top-10 precision per footage and hit kind, and by sighting the
+    other visits it found of those any network found (``blind_real_check.other_visits``)."""
+    header = ["re-id network", "vtest.avi by frame: top-1 / top-10", "vtest.avi by sighting: top-1 / top-10"]
+    header += ["other visits in the top 10", "1906 film by frame: top-1 / top-10"]
+    by_frame, by_sighting, film = results
+    rows = [header]
+    for model, scores in sorted(by_sighting["scores"].items(), key=lambda item: -item[1]["top10_precision"]):
+        name = BLIND_NAMES.get(model) or NAMES.get(
+            by_sighting["networks"].get(model, {}).get("bundle", ""), model
+        )
+
+        rows.append(
+            [
+                name,
+                _precisions(by_frame, model),
+                _precisions(by_sighting, model),
+                f"{scores['other_visits']} of {scores['other_visits_pooled']}",
+                _precisions(film, model),
+            ]
+        )
+    return rows
+
+
+table("rendered-people-blind-ibn", "docs/rendered-people.md", *_round_sources("ibn").values())(
+    _blind_round_rows
+)
+
+
+@table(
+    "rendered-people-ibn-cost",
+    "docs/rendered-people.md",
+    Source("reid_cost_ibn-5a282d6e6508.json", "python benchmarks/reid_cost.py --input 256x128"),
+)
+def ibn_cost(results: dict[str, Any]) -> Rows:
+    rows = [
+        ["re-id network (256x128 crops, batches of 32)", "ONNX Runtime fp32, ms per crop", "PyTorch fp32"]
+    ]
+    names = {"clsa": "the default's (clsa)", "clsa+ibn": "the same with IBN-a in layer1-3"}
+    for variant, figures in results["variants"].items():
+        rows.append(
+            [
+                names.get(variant, variant),
+                num(figures["ms_per_crop_ort-fp32"], 2),
+                num(figures["ms_per_crop_torch-fp32"], 2),
+            ]
+        )
+    return rows
