@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_info import RESULTS, ROOT, commit, machine, write_per_cpu_results, write_results
 
-from personsearch.data.people3d.dataset import RenderSpec, render_dataset
+from personsearch.data.people3d.dataset import GENERATOR_VERSION, RenderSpec, render_dataset
 from personsearch.data.reid_crops import GALLERY, QUERY, read_split
 from personsearch.evaluation.reid_crops import market_scores
 from personsearch.models.reid import embed_crops
@@ -59,7 +59,13 @@ def speed(args: argparse.Namespace) -> None:
             "note": "process start, Anny load and GL context included",
         }
         print(workers, runs[f"{workers} process{'es' if workers > 1 else ''}"])
-    fields = {"spec": spec.__dict__, "size": list(spec.size), "runs": runs}
+    fields = {
+        "command": "python benchmarks/rendered_people.py " + " ".join(sys.argv[1:]),
+        "generator_version": GENERATOR_VERSION,
+        "spec": spec.__dict__,
+        "size": list(spec.size),
+        "runs": runs,
+    }
     path, _ = write_per_cpu_results("rendered_people_speed", fields)
     print(f"wrote {path}")
 
