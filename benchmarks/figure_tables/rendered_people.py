@@ -235,3 +235,23 @@ def ibn_cost(results: dict[str, Any]) -> Rows:
             ]
         )
     return rows
+
+
+@table(
+    "rendered-people-speed",
+    "docs/rendered-people.md",
+    Source("rendered_people_speed-5a282d6e6508.json", "python benchmarks/rendered_people.py speed"),
+)
+def render_speed(results: dict[str, Any]) -> Rows:
+    rows = [["renderer version", "processes", "images", "seconds", "images/s"]]
+    for label, run in results["runs"].items():
+        rows.append(
+            [
+                str(results["generator_version"]),
+                label.split()[0],
+                f"{run['images']:,}",
+                num(run["wall_s"]),
+                num(run["images_per_s"]),
+            ]
+        )
+    return rows
