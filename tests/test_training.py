@@ -95,6 +95,9 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
     assert summary["steps"] == 2 * (24 // 8)
+    # its time is both parts', not the resumed part's alone
+    assert summary["resumed_at_step"] == 4
+    assert summary["seconds"] > summary["seconds_since_resume"] > 0
     rows = (tmp_path / "killed" / "train-reid" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch,lr,loss")
     # steps 1-4 before the kill; the run resumed from the step-4 checkpoint and logged 5-6

@@ -127,6 +127,10 @@ class Trainer:
     """The loss scaler of fp16 training (inactive otherwise), checkpointed with the weights."""
     _planned_steps: int | None = field(default=None, init=False, repr=False)
     """The run's length as a time budget chose it (None: every step of every epoch)."""
+    _seconds_before: float = field(default=0.0, init=False, repr=False)
+    """Training seconds of the runs before a resume (checkpointed), so a run stopped and resumed
+    reports the time its training took, not its last part's."""
+    _started: float = field(default=0.0, init=False, repr=False)
 
     def fit(
         self,
@@ -158,7 +162,9 @@ class Trainer:
         first_epoch, start, global_step = self._resume()
         budget = _Budget(self.deadline, total, self._planned_steps, global_step)
         log = _MetricsLog(self.out_dir / "metrics.csv") if rank == 0 else None
+        resumed_at = global_step
         images_seen, started = 0, time.perf_counter()
+        self._started = started
         with job_progress(self.progress and rank == 0, unit="steps") as bar:
             task = bar.add_task(self.description, total=budget.planned, completed=global_step)
             for epoch in range(first_epoch, self.epochs):
@@ -220,9 +226,11 @@ class Trainer:
         summary = {
             "steps": global_step,
             "epochs": self.epochs,
-            "seconds": elapsed,
-            "images_per_s": images_seen / elapsed if elapsed else math.nan,
+            "seconds": self._seconds_before + elapsed,
+            "images_per_s": images_seen / elapsed if elapsed else math.nan,  # this run's pace
         }
+        if resumed_at:
+            summary.update(resumed_at_step=resumed_at, seconds_since_resume=elapsed)
         if self.deadline is not None:
             summary.update(
                 planned_steps=total, budget_steps=budget.planned, stopped_by_budget=global_step < total
@@ -243,6 +251,7 @@ class Trainer:
                 "config": self.config or {},
                 "loss_scale": self._scaler.state_dict(),  # fp16 training's loss scale; empty otherwise
                 "planned_steps": self._planned_steps,  # the length a time budget chose (None: every step)
+                "seconds": self._seconds_before + time.perf_counter() - self._started,
             },
             self.out_dir / CHECKPOINT_NAME,
         )
@@ -263,6 +272,7 @@ class Trainer:
         if state.get("loss_scale") and self._scaler.is_enabled():
             self._scaler.load_state_dict(state["loss_scale"])
         self._planned_steps = state.get("planned_steps")
+        self._seconds_before = float(state.get("seconds", 0.0))
         epoch, step = int(state["epoch"]), int(state["step_in_epoch"])
         if epoch >= self.epochs:
             epoch, step = self.epochs, 0
