@@ -15,9 +15,9 @@ re-id pyramid levels (docs/specs/clsa.md: 512/1024/2048 and 32/96/1280 channels)
 
 ``instance_norm`` stages get IBN-Net-a's instance-batch normalisation (Pan et al., ECCV 2018):
 the first normalisation of each of their blocks normalises half its channels per image. Instance
-statistics remove an image's colour and contrast style, which is what differs most between
-training people that were drawn or rendered and real ones; the other half keeps batch statistics
-and the content they carry. IBN-Net-a puts it in every stage but the last.
+statistics remove an image's colour and contrast style, one of the ways drawn or rendered
+training people differ from real ones; the other half keeps batch statistics and the content
+they carry. IBN-Net-a puts it in every stage but the last.
 """
 
 from __future__ import annotations
