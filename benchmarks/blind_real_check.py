@@ -365,12 +365,11 @@ def other_visits(
     for sheet, letters in marks.items():
         first, last = hits["queries"][sheet]["sighting_frames"]
         for letter, text in letters.items():
-            net = key[sheet][letter]
+            visits = found.setdefault(key[sheet][letter], set())
             for mark, hit in zip(text, hits["hits"][sheet][letter]):
                 begins, ends = hit["sighting_frames"]
                 if mark == "1" and (ends <= first - gap or begins >= last + gap):
-                    found.setdefault(net, set()).add((sheet, int(hit["sighting"])))
-                found.setdefault(net, set())
+                    visits.add((sheet, int(hit["sighting"])))
     pooled = set().union(*found.values()) if found else set()
     return {net: {"other_visits": len(v), "other_visits_pooled": len(pooled)} for net, v in found.items()}
 
