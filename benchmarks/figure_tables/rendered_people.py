@@ -46,6 +46,8 @@ NAMES = {
     ),
     "runs/people3d-v3-mixed": "rendered v3 (1,000 people, skirts, coats, long hair) + synthetic",
     "runs/people3d-v3-mixed-erase": "rendered v3 + synthetic, random erasing",
+    "runs/people3d-v3-mixed-plain": "rendered v3 + synthetic, trained again (the control)",
+    "runs/people3d-v3-mixed-ibn": "rendered v3 + synthetic, IBN-a in layer1-3",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
@@ -130,14 +132,19 @@ file's commit: rendered v2 since f3d221d; earlier rounds are in the files' git h
 others are named by the bundle ``sheets --model NAME=BUNDLE`` gave, as ``train`` wrote it."""
 
 
+def _blind_name(results: dict[str, Any], model: str) -> str:
+    """A blind check's network as the docs name it: fixed names, else by the bundle it was given."""
+    bundle = (results.get("networks") or {}).get(model, {}).get("bundle", "")
+    return BLIND_NAMES.get(model) or NAMES.get(bundle, model)
+
+
 def _blind_rows(results: dict[str, Any]) -> Rows:
     rows = [["re-id network", "queries", "top-1 precision", "top-10 precision"]]
     by_precision = sorted(results["scores"].items(), key=lambda item: -item[1]["top10_precision"])
     for model, scores in by_precision:
         rows.append(
             [
-                BLIND_NAMES.get(model)
-                or NAMES.get(results.get("networks", {}).get(model, {}).get("bundle", ""), model),
+                _blind_name(results, model),
                 str(scores["queries"]),
                 num(scores["top1_precision"]),
                 num(scores["top10_precision"]),
@@ -160,26 +167,19 @@ IBN = Source(
     EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
     " --out benchmarks/results/rendered_people_ibn.json",
 )
-NAMES |= {
-    "runs/people3d-v3-mixed-plain": "rendered v3 + synthetic, trained again (the control)",
-    "runs/people3d-v3-mixed-ibn": "rendered v3 + synthetic, IBN-a in layer1-3",
-}
 
 
-@table("rendered-people-ibn", "docs/rendered-people.md", IBN)
-def ibn_set(results: dict[str, Any]) -> Rows:
-    return third_set(results)
+table("rendered-people-ibn", "docs/rendered-people.md", IBN)(third_set)  # drawn alike
 
 
-def _round_sources(round_: str) -> dict[str, Source]:
+def _round_sources(round_: str) -> tuple[Source, Source, Source]:
+    """A named round's results files: vtest.avi by frame, by sighting, the film by frame."""
     score = "python benchmarks/blind_real_check.py score"
-    return {
-        "vtest": Source(f"blind_real_{round_}.json", f"{score} --round {round_}"),
-        "vtest-sightings": Source(
-            f"blind_real_{round_}_sightings.json", f"{score} --round {round_} --by-sighting"
-        ),
-        "film": Source(f"blind_real_film_{round_}.json", f"{score} --footage film --round {round_}"),
-    }
+    return (
+        Source(f"blind_real_{round_}.json", f"{score} --round {round_}"),
+        Source(f"blind_real_{round_}_sightings.json", f"{score} --round {round_} --by-sighting"),
+        Source(f"blind_real_film_{round_}.json", f"{score} --footage film --round {round_}"),
+    )
 
 
 def _precisions(result: dict[str, Any], model: str) -> str:
@@ -195,13 +195,9 @@ def _blind_round_rows(*results: dict[str, Any]) -> Rows:
     by_frame, by_sighting, film = results
     rows = [header]
     for model, scores in sorted(by_sighting["scores"].items(), key=lambda item: -item[1]["top10_precision"]):
-        name = BLIND_NAMES.get(model) or NAMES.get(
-            by_sighting["networks"].get(model, {}).get("bundle", ""), model
-        )
-
         rows.append(
             [
-                name,
+                _blind_name(by_sighting, model),
                 _precisions(by_frame, model),
                 _precisions(by_sighting, model),
                 f"{scores['other_visits']} of {scores['other_visits_pooled']}",
@@ -211,9 +207,7 @@ def _blind_round_rows(*results: dict[str, Any]) -> Rows:
     return rows
 
 
-table("rendered-people-blind-ibn", "docs/rendered-people.md", *_round_sources("ibn").values())(
-    _blind_round_rows
-)
+table("rendered-people-blind-ibn", "docs/rendered-people.md", *_round_sources("ibn"))(_blind_round_rows)
 
 
 @table(
