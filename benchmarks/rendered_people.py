@@ -94,19 +94,34 @@ RELEASE_RECIPE = {
 rendered people of renderer version 2 with the synthetic ``standard`` training people."""
 
 
-def train_rendered(root: Path, out: Path, init: Path, mix: list[Path], **recipe: Any) -> dict[str, Any]:
+def train_rendered(
+    root: Path,
+    out: Path,
+    init: Path | str,
+    mix: list[Path],
+    *,
+    device: str = "auto",
+    budget_s: float | None = None,
+    **recipe: Any,
+) -> dict[str, Any]:
     """Fine-tune ``init``'s re-id network (a bundle folder) on the rendered people at ``root``
-    (and each ``mix`` set), into ``out``; ``recipe`` as ``RELEASE_RECIPE``. Resumable."""
+    (and each ``mix`` set), into ``out``; ``recipe`` as ``RELEASE_RECIPE``. Resumable.
+    ``init="imagenet"``: the shipped network's shape from ImageNet backbone weights instead, so
+    nothing drawn is in it (a long run's start; ``$PERSONSEARCH_WEIGHTS`` may name the weights'
+    folder). ``budget_s``: a time budget the run fits its schedule to (``runner.Trainer``)."""
     from personsearch.models.backbones import add_instance_norm
     from personsearch.models.bundle import load_component
     from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
-    from personsearch.training.reid import train_reid
+    from personsearch.training.reid import train_reid, training_crops
 
     recipe = {**RELEASE_RECIPE, **recipe}
-    start, model_config, _ = load_component(init, "reid")
+    from_imagenet = str(init) == "imagenet"
+    start, model_config, _ = load_component(DEFAULT if from_imagenet else init, "reid")
     # IBN-a added to a network trained without it takes over its BatchNorm weights
     added = tuple(s for s in recipe["instance_norm"] if s not in model_config.instance_norm)
     add_instance_norm(start.backbone, added)
+    if from_imagenet:
+        model_config = replace(model_config, pretrained=True)
     config = ReIDTrainConfig(
         model=replace(
             model_config,
@@ -128,8 +143,17 @@ def train_rendered(root: Path, out: Path, init: Path, mix: list[Path], **recipe:
         batch_size=64,
         seed=0,
         checkpoint_every=20,
+        device=device,
     )
-    return train_reid(config, out, init=start.state_dict())
+    crops = training_crops(config.data, config.model.input_size)  # before the budget's clock starts
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    return train_reid(
+        config,
+        out,
+        init=None if from_imagenet else start.state_dict(),
+        crop_set=crops,
+        deadline=deadline,
+    )
 
 
 def train(args: argparse.Namespace) -> None:
@@ -144,7 +168,10 @@ def train(args: argparse.Namespace) -> None:
         "mix_share": args.mix_share,
         "instance_norm": tuple(args.instance_norm),
     }
-    summary = train_rendered(args.root, args.out, args.init, args.mix, **recipe)
+    init = args.init if args.init == "imagenet" else Path(args.init)
+    summary = train_rendered(
+        args.root, args.out, init, args.mix, device=args.device, budget_s=args.budget_s, **recipe
+    )
     print(json.dumps(summary, indent=1, default=str)[:2000])
 
 
@@ -294,9 +321,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "people3d-finetune")
     p.add_argument(
         "--init",
-        type=Path,
-        default=DEFAULT,
-        help="the bundle whose re-id network to start from (default: the shipped model)",
+        default=str(DEFAULT),
+        help="the bundle whose re-id network to start from (default: the shipped model), or "
+        "`imagenet`: the same network from ImageNet backbone weights",
+    )
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (a GPU where there is one)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="a time budget in seconds: the run fits its length and schedule to it (a resumed run "
+        "keeps the length chosen)",
     )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.02)
