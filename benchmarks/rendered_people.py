@@ -282,8 +282,9 @@ def training_record(args: argparse.Namespace) -> None:
         **results.get("training", {}),
         **{str(m): json.loads((Path(m) / "reid.json").read_text())["metadata"] for m in args.model},
     }
-    # the machine of this record: the runs' own is the bundles' (same session)
-    results["training_machine"] = machine()
+    # the machine of this record: the runs' own is the bundles' (same session), unless they
+    # trained elsewhere (a lent GPU), which --trained-on says
+    results["training_machine"] = args.trained_on or machine()
     write_results(path, results)
     print(f"wrote {path}")
 
@@ -401,6 +402,11 @@ def main() -> None:
     )
     p = sub.add_parser("training-record")
     p.add_argument("--model", action="append", default=[])
+    p.add_argument(
+        "--trained-on",
+        default=None,
+        help="where the runs trained, when not on this machine (e.g. a lent GPU): recorded instead",
+    )
     p.add_argument(
         "--results",
         type=Path,

@@ -48,6 +48,8 @@ NAMES = {
     "runs/people3d-v3-mixed-erase": "rendered v3 + synthetic, random erasing",
     "runs/people3d-v3-mixed-plain": "rendered v3 + synthetic, trained again (the control)",
     "runs/people3d-v3-mixed-ibn": "rendered v3 + synthetic, IBN-a in layer1-3",
+    "runs/gpu-imagenet-long": "from ImageNet: rendered v3 + synthetic, 5,148 steps on a GPU",
+    "runs/gpu-imagenet-long-ibn": "from ImageNet, IBN-a in layer1-3: the same, 5,113 steps on a GPU",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
@@ -208,6 +210,14 @@ def _blind_round_rows(*results: dict[str, Any]) -> Rows:
 
 
 table("rendered-people-blind-ibn", "docs/rendered-people.md", *_round_sources("ibn"))(_blind_round_rows)
+
+GPU = Source(
+    "rendered_people_gpu.json",
+    EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
+    " --out benchmarks/results/rendered_people_gpu.json",
+)
+table("rendered-people-gpu", "docs/rendered-people.md", GPU)(third_set)  # drawn alike
+table("rendered-people-blind-gpu", "docs/rendered-people.md", *_round_sources("gpu"))(_blind_round_rows)
 
 
 @table(
