@@ -16,13 +16,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def commit() -> str:
-    """The repository's HEAD commit (``unknown`` outside a git checkout)."""
+    """The repository's HEAD commit; outside a git checkout (the copy of the tree a lent GPU
+    machine runs, which has no ``.git``) ``$PERSONSEARCH_COMMIT`` as the caller passed it, else
+    ``unknown``."""
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("PERSONSEARCH_COMMIT", "unknown")
 
 
 def machine(signature: dict[str, Any] | None = None) -> dict[str, Any]:
