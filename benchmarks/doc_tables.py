@@ -45,10 +45,10 @@ def provenance(source: Source, results: dict[str, Any]) -> str:
     commit = str(results.get("commit", "unknown"))[:7]
     command = results.get("command") or source.command
     date = f", {results['date']}" if results.get("date") else ""
-    return (
-        f"`benchmarks/results/{source.file}`: `{command}`, commit {commit}, "
-        f"{cpu_label(results.get('machine'))}{date}"
-    )
+    where = cpu_label(results.get("machine"))
+    if results.get("cuda"):  # a GPU's run: the GPU and its software decide the figures
+        where = f"{results['device']} (PyTorch {results.get('torch')}, CUDA {results.get('cuda')})"
+    return f"`benchmarks/results/{source.file}`: `{command}`, commit {commit}, {where}{date}"
 
 
 def render(table_: Table, results_dir: Path = RESULTS) -> str:

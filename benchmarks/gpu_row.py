@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from engines import time_engines
-from run_info import RESULTS, ROOT, commit, write_results
+from run_info import RESULTS, ROOT, commit, machine, write_results
 
 from personsearch.data.crops import normalize_crops
 from personsearch.models import engine_choice, engines
@@ -197,6 +198,8 @@ def main() -> None:
         results = {
             "benchmark": "gpu_row",
             "commit": commit(),
+            "command": "python benchmarks/gpu_row.py " + " ".join(sys.argv[1:]),
+            "machine": machine(),  # the host's CPU feeds the GPU: the scenes are drawn and cropped there
             "device": name,
             "torch": torch.__version__,
             "cuda": torch.version.cuda,

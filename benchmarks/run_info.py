@@ -16,15 +16,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def commit() -> str:
-    """The repository's HEAD commit; outside a git checkout (the copy of the tree a lent GPU
-    machine runs, which has no ``.git``) ``$PERSONSEARCH_COMMIT`` as the caller passed it, else
-    ``unknown``."""
+    """The repository's HEAD commit (``unknown`` outside a git checkout). ``$PERSONSEARCH_COMMIT``,
+    when set, wins: a lent GPU machine runs a copy of the working tree whose ``.git`` can be the
+    session's first commit, not the one whose files it holds, so the caller names it."""
+    if os.environ.get("PERSONSEARCH_COMMIT"):
+        return os.environ["PERSONSEARCH_COMMIT"]
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("PERSONSEARCH_COMMIT", "unknown")
+        return "unknown"
 
 
 def machine(signature: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -620,3 +620,38 @@ def search_latency(results: dict[str, Any]) -> Rows:
 
 def boxes(rows: int) -> str:
     return f"{rows // 1_000_000}M" if rows >= 1_000_000 else f"{rows // 1000}k"
+
+
+GPU_ROW = Source("gpu_row-nvidia-h200.json", "PYTHONPATH=. python3 benchmarks/gpu_row.py")
+
+
+@table("performance-gpu-row", DOC, GPU_ROW)
+def gpu_row(results: dict[str, Any]) -> Rows:
+    """fp32 against the GPU's mixed precision, per case: scenes or crops a second."""
+    mixed = f"{results['mixed_precision'].removeprefix('torch.')} autocast"
+    rows = [["case", "fp32 per s", f"{mixed} per s", "x fp32"]]
+    for case in results["cases"]:
+        fp32, mix = case["engines"]["torch-fp32"], case["engines"]["torch-bf16"]
+        unit = case["unit"]
+        rows.append(
+            [
+                case["case"],
+                f"{num(fp32['per_s'])} {unit}",
+                f"{num(mix['per_s'])} {unit}",
+                num(mix["x_fp32"], 2),
+            ]
+        )
+    return rows
+
+
+@table("performance-gpu-choice", DOC, GPU_ROW)
+def gpu_choice(results: dict[str, Any]) -> Rows:
+    """What ``--engine auto`` measured and picked on the GPU (the CPU engines are not candidates)."""
+    rows = [["network", "engine", "per s", "verdict"]]
+    choice = results["auto_choice"]
+    for m in choice["measurements"]:
+        if m["per_s"] is None:
+            continue
+        verdict = "CHOSEN" if choice[m["network"]] == m["engine"] else ("agrees" if m["accepted"] else "")
+        rows.append([m["network"], m["engine"], num(m["per_s"]), verdict or m["note"]])
+    return rows
