@@ -7,8 +7,13 @@
 #   here:   python benchmarks/carry_crops.py pack data/people3d-v3 .gpu --parts 3 --quality 85
 #           cp ~/.cache/personsearch/weights/mobilenet_v2-b0353104.pth .gpu/weights/
 #   there:  bash benchmarks/rendered_people_gpu.sh receive .gpu/part1     (carry .gpu/part1)
-#           bash benchmarks/rendered_people_gpu.sh receive .gpu/part2     (carry .gpu/part2 .gpu/weights)
+#           bash benchmarks/rendered_people_gpu.sh receive .gpu/part2     (carry .gpu/part2)
+#           bash benchmarks/rendered_people_gpu.sh receive                (carry .gpu/weights)
 #           bash benchmarks/rendered_people_gpu.sh train .gpu/part3 SECONDS   (carry .gpu/part3)
+#
+# Each call also carries the tracked tree (about 29 MB), so a part (about 22 MB) and the weights
+# (14 MB) do not fit one call together. Make the calls one after another: the machine goes back
+# after 30 s idle, and everything received goes with it. `train .. 470` took 540 s there in all.
 #
 # `receive` moves a part out of the working tree (a later call's copy would replace it) and, the
 # first time, starts drawing the synthetic `standard` benchmark in the background (the same
