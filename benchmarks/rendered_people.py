@@ -116,12 +116,14 @@ def train_rendered(
 
     recipe = {**RELEASE_RECIPE, **recipe}
     from_imagenet = str(init) == "imagenet"
-    start, model_config, _ = load_component(DEFAULT if from_imagenet else init, "reid")
-    # IBN-a added to a network trained without it takes over its BatchNorm weights
+    network, model_config, _ = load_component(DEFAULT if from_imagenet else init, "reid")
     added = tuple(s for s in recipe["instance_norm"] if s not in model_config.instance_norm)
-    add_instance_norm(start.backbone, added)
-    if from_imagenet:
+    start: dict[str, Any] | None = None
+    if from_imagenet:  # only the shipped network's shape: train_reid builds it on ImageNet weights
         model_config = replace(model_config, pretrained=True)
+    else:  # IBN-a added to a network trained without it takes over its BatchNorm weights
+        add_instance_norm(network.backbone, added)
+        start = network.state_dict()
     config = ReIDTrainConfig(
         model=replace(
             model_config,
@@ -150,7 +152,7 @@ def train_rendered(
     return train_reid(
         config,
         out,
-        init=None if from_imagenet else start.state_dict(),
+        init=start,
         crop_set=crops,
         deadline=deadline,
     )
