@@ -50,6 +50,7 @@ NAMES = {
     "runs/people3d-v3-mixed-ibn": "rendered v3 + synthetic, IBN-a in layer1-3",
     "runs/gpu-imagenet-long": "from ImageNet: rendered v3 + synthetic, 5,148 steps on a GPU",
     "runs/gpu-imagenet-long-ibn": "from ImageNet, IBN-a in layer1-3: the same, 5,113 steps on a GPU",
+    "runs/gpu-long-style": "the GPU plain network + 400 steps here, colour jitter 0.4, grey 30 %",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
@@ -218,6 +219,23 @@ GPU = Source(
 )
 table("rendered-people-gpu", "docs/rendered-people.md", GPU)(third_set)  # drawn alike
 table("rendered-people-blind-gpu", "docs/rendered-people.md", *_round_sources("gpu"))(_blind_round_rows)
+
+
+@table("rendered-people-blind-style", "docs/rendered-people.md", *_round_sources("style")[1:])
+def blind_style(by_sighting: dict[str, Any], film: dict[str, Any]) -> Rows:
+    """Round ``style``: vtest.avi by sighting (with other visits) and the film by frame only."""
+    rows = [["re-id network", "vtest.avi by sighting: top-1 / top-10", "other visits in the top 10"]]
+    rows[0].append("1906 film by frame: top-1 / top-10")
+    for model, row in sorted(by_sighting["scores"].items(), key=lambda item: -item[1]["top10_precision"]):
+        rows.append(
+            [
+                _blind_name(by_sighting, model),
+                _precisions(by_sighting, model),
+                f"{row['other_visits']} of {row['other_visits_pooled']}",
+                _precisions(film, model),
+            ]
+        )
+    return rows
 
 
 @table(
