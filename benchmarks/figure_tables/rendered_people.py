@@ -192,16 +192,17 @@ def _precisions(result: dict[str, Any], model: str) -> str:
 
 def _blind_round_rows(*results: dict[str, Any]) -> Rows:
     """One row per network: top-1 / top-10 precision per footage and hit kind, and by sighting the
-    other visits it found of those any network found (``blind_real_check.other_visits``)."""
-    header = ["re-id network", "vtest.avi by frame: top-1 / top-10", "vtest.avi by sighting: top-1 / top-10"]
-    header += ["other visits in the top 10", "1906 film by frame: top-1 / top-10"]
-    by_frame, by_sighting, film = results
-    rows = [header]
+    other visits it found of those any network found (``blind_real_check.other_visits``). The
+    results: vtest.avi by frame (left out by a round that did not judge it), by sighting, the film."""
+    *by_frame, by_sighting, film = results
+    header = ["re-id network"] + ["vtest.avi by frame: top-1 / top-10"] * len(by_frame)
+    header += ["vtest.avi by sighting: top-1 / top-10", "other visits in the top 10"]
+    rows = [[*header, "1906 film by frame: top-1 / top-10"]]
     for model, scores in sorted(by_sighting["scores"].items(), key=lambda item: -item[1]["top10_precision"]):
         rows.append(
             [
                 _blind_name(by_sighting, model),
-                _precisions(by_frame, model),
+                *(_precisions(frame, model) for frame in by_frame),
                 _precisions(by_sighting, model),
                 f"{scores['other_visits']} of {scores['other_visits_pooled']}",
                 _precisions(film, model),
@@ -221,21 +222,8 @@ table("rendered-people-gpu", "docs/rendered-people.md", GPU)(third_set)  # drawn
 table("rendered-people-blind-gpu", "docs/rendered-people.md", *_round_sources("gpu"))(_blind_round_rows)
 
 
-@table("rendered-people-blind-style", "docs/rendered-people.md", *_round_sources("style")[1:])
-def blind_style(by_sighting: dict[str, Any], film: dict[str, Any]) -> Rows:
-    """Round ``style``: vtest.avi by sighting (with other visits) and the film by frame only."""
-    rows = [["re-id network", "vtest.avi by sighting: top-1 / top-10", "other visits in the top 10"]]
-    rows[0].append("1906 film by frame: top-1 / top-10")
-    for model, row in sorted(by_sighting["scores"].items(), key=lambda item: -item[1]["top10_precision"]):
-        rows.append(
-            [
-                _blind_name(by_sighting, model),
-                _precisions(by_sighting, model),
-                f"{row['other_visits']} of {row['other_visits_pooled']}",
-                _precisions(film, model),
-            ]
-        )
-    return rows
+_STYLE = _round_sources("style")[1:]  # round style judged vtest.avi by sighting and the film only
+table("rendered-people-blind-style", "docs/rendered-people.md", *_STYLE)(_blind_round_rows)
 
 
 @table(
