@@ -110,18 +110,20 @@ def train_rendered(
     nothing drawn is in it (a long run's start; ``$PERSONSEARCH_WEIGHTS`` may name the weights'
     folder). ``budget_s``: a time budget the run fits its schedule to (``runner.Trainer``)."""
     from personsearch.models.backbones import add_instance_norm
-    from personsearch.models.bundle import load_component
+    from personsearch.models.bundle import load_component, read_component
     from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
     from personsearch.training.reid import train_reid, training_crops
 
     recipe = {**RELEASE_RECIPE, **recipe}
-    from_imagenet = str(init) == "imagenet"
-    network, model_config, _ = load_component(DEFAULT if from_imagenet else init, "reid")
+    network = None
+    if str(init) == "imagenet":  # only the shipped network's shape: train_reid builds it on ImageNet
+        model_config, _ = read_component(DEFAULT, "reid")
+        model_config = replace(model_config, pretrained=True)
+    else:
+        network, model_config, _ = load_component(init, "reid")
     added = tuple(s for s in recipe["instance_norm"] if s not in model_config.instance_norm)
     start: dict[str, Any] | None = None
-    if from_imagenet:  # only the shipped network's shape: train_reid builds it on ImageNet weights
-        model_config = replace(model_config, pretrained=True)
-    else:  # IBN-a added to a network trained without it takes over its BatchNorm weights
+    if network is not None:  # IBN-a added to a network trained without it takes over its BatchNorm weights
         add_instance_norm(network.backbone, added)
         start = network.state_dict()
     config = ReIDTrainConfig(
