@@ -72,7 +72,12 @@ def speed(args: argparse.Namespace) -> None:
 
 def render(args: argparse.Namespace) -> None:
     began = time.perf_counter()
-    spec = replace(TRAIN_SPEC, identities=args.identities)
+    spec = replace(
+        TRAIN_SPEC,
+        identities=args.identities,
+        photos=str(args.photos) if args.photos else "",
+        crowd=args.crowd,
+    )
     summary = render_dataset(
         args.root, spec, workers=args.workers, progress=lambda n: print(f"\r{n} images", end="", flush=True)
     )
@@ -321,6 +326,8 @@ def main() -> None:
         help="training people (100 more are held out for testing)",
     )
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--photos", type=Path, help="a folder of photographs (prints, weave, backgrounds)")
+    p.add_argument("--crowd", type=float, default=0.0, help="share of images with a passer-by")
     p = sub.add_parser("train")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-1500")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "people3d-finetune")

@@ -12,6 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -240,3 +241,97 @@ def test_render_people_from_the_command_line(painter, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and len(list((out / "bounding_box_train").glob("*.jpg"))) == 4
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    """Three small pictures (noise, a gradient, stripes) in a folder tree, and a file that is not
+    one."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    (folder / "sub").mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), rng.integers(0, 255, (300, 500, 3), dtype=np.uint8))
+    cv2.imwrite(
+        str(folder / "b.png"), np.tile(np.linspace(0, 255, 400, dtype=np.uint8)[None, :, None], (200, 1, 3))
+    )
+    stripes = np.zeros((240, 240, 3), np.uint8)
+    stripes[::20] = (40, 200, 90)
+    cv2.imwrite(str(folder / "sub" / "c.png"), stripes)
+    (folder / "notes.txt").write_text("not a picture")
+    return folder
+
+
+def test_a_photo_bank_cuts_the_same_crops_for_the_same_seed(photo_folder: Path) -> None:
+    from personsearch.data.people3d.photos import PhotoBank
+
+    bank = PhotoBank.load(photo_folder)
+    assert bank.names == ("a.jpg", "b.png", "sub/c.png")
+    crops = [bank.crop(np.random.default_rng(5), (64, 32)) for _ in range(2)]
+    assert crops[0].shape == (64, 32, 3) and crops[0].dtype == np.uint8
+    assert np.array_equal(crops[0], crops[1])
+    assert PhotoBank.load(photo_folder).digest == bank.digest
+    seen = {bank.crop(np.random.default_rng(seed), (64, 32)).tobytes() for seed in range(8)}
+    assert len(seen) == 8
+
+
+def test_a_photo_bank_names_a_missing_or_empty_folder(tmp_path: Path) -> None:
+    from personsearch.data.people3d.photos import PhotoBank
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        PhotoBank.load(tmp_path / "nowhere")
+    (tmp_path / "notes.txt").write_text("no pictures here")
+    with pytest.raises(ValueError, match=r"holds no photographs"):
+        PhotoBank.load(tmp_path)
+
+
+def test_an_identity_wears_the_same_photographs_in_every_image(photo_folder: Path) -> None:
+    """Prints and weave are part of the identity: drawn from its seed and the bank alone; skin and
+    hair stay drawn; a weave is light and shade around the garment's own colour (grey centred on
+    128), a print the photograph's colours."""
+    from personsearch.data.people3d import outfit
+    from personsearch.data.people3d.photos import PhotoBank
+
+    bank = PhotoBank.load(photo_folder)
+    people = [outfit.photo_fabrics(outfit.make_identity(seed), bank) for seed in range(30)]
+    again = outfit.photo_fabrics(outfit.make_identity(3), bank)
+    assert np.array_equal(people[3].pixels, again.pixels) and np.array_equal(people[3].mode, again.mode)
+    modes = np.stack([p.mode for p in people])
+    for slot in ("skin", "hair"):
+        assert (modes[:, outfit.MATERIALS.index(slot)] == 0).all()
+    assert {0, 1, 2} <= set(modes[:, outfit.MATERIALS.index("top")].tolist())
+    weave = outfit.FABRICS.index("weave")
+    woven = [p.pixels[k] for p in people for k in np.flatnonzero(p.mode == weave)]
+    assert woven and all(abs(float(w.mean()) - 128) < 12 and (w[..., 0] == w[..., 2]).all() for w in woven)
+
+
+def test_photographs_and_passers_by_render_deterministically(photo_folder: Path, tmp_path: Path) -> None:
+    """A set with photographs and a crowd is as reproducible as one without: the same spec writes
+    the same bytes, and it records which photographs it used; every image differs from the same
+    spec's without them."""
+    try:
+        import anny  # noqa: F401
+        import moderngl  # noqa: F401
+    except ImportError:
+        _need("the people3d extra is not installed (pip install 'personsearch[people3d]')")
+    from personsearch.data.people3d.dataset import RenderSpec, render_dataset
+    from personsearch.data.people3d.photos import PhotoBank
+    from personsearch.data.reid_crops import TRAIN
+
+    def digests(root: Path) -> dict[str, str]:
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / TRAIN).glob("*.jpg"))
+        }
+
+    plain = RenderSpec(identities=2, test_identities=0, images_per_identity=3, cameras=3, seed=4)
+    dressed = RenderSpec(**{**plain.__dict__, "photos": str(photo_folder), "crowd": 1.0})
+    try:
+        summary = render_dataset(tmp_path / "a", dressed)
+    except RuntimeError as err:
+        _need(str(err))
+    render_dataset(tmp_path / "b", dressed)
+    render_dataset(tmp_path / "plain", plain)
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+    assert summary["photos"]["sha256"] == PhotoBank.load(photo_folder).digest
+    assert summary["photos"]["files"] == ["a.jpg", "b.png", "sub/c.png"]
+    with_photos, without = digests(tmp_path / "a"), digests(tmp_path / "plain")
+    assert with_photos.keys() == without.keys() and not set(with_photos.values()) & set(without.values())

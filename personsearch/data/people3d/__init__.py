@@ -9,6 +9,7 @@ renders people in 3D, offline on a CPU, deterministically for a seed:
   inside its PyPI wheel), shaped by six phenotype controls and posed by a procedural walk;
 - ``outfit``: what one identity wears (skin, hair, top, bottom, shoes, bag), as materials per body
   region with thickness, so garments and hair stand off the skin;
+- ``photos``: photographs cut into prints and weave for clothes and into backgrounds;
 - ``render``: an OpenGL rasteriser (moderngl on Mesa's llvmpipe through EGL: no display, no GPU);
 - ``dataset``: identities x cameras x poses written in the Market-1501 layout that re-id
   training, and every re-id researcher, reads.

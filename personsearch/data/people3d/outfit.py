@@ -14,14 +14,30 @@ from __future__ import annotations
 import colorsys
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from personsearch.data.people3d.body import PHENOTYPES, REGIONS, Gait
+from personsearch.data.people3d.photos import PhotoBank
 
 MATERIALS = ("skin", "hair", "top", "bottom", "shoes", "jacket", "bag")
 """Material slots the renderer shades; each vertex takes one."""
 PATTERNS = ("plain", "stripes", "vstripes", "checks", "print", "block")
 """How a garment's second colour is laid out (``render``'s fragment shader draws them)."""
+FABRICS = ("drawn", "print", "weave")
+"""What a photograph does to a material: nothing, its colours as a print, or its light and shade
+as the texture of the cloth (``Fabrics``)."""
+FABRIC_ODDS = {
+    "top": (0.3, 0.22, 0.48),
+    "bottom": (0.4, 0.06, 0.54),
+    "shoes": (0.7, 0.0, 0.3),
+    "jacket": (0.35, 0.1, 0.55),
+    "bag": (0.4, 0.2, 0.4),
+}
+"""Per material, the odds of each of ``FABRICS``: prints mostly on tops and bags, as people wear
+them; skin and hair stay drawn."""
+FABRIC_SIZE = 128
+"""Pixels on a side of one material's photograph crop."""
 
 SKIN = ((247, 218, 196), (234, 192, 160), (214, 168, 130), (180, 132, 96), (140, 96, 66), (96, 64, 46))
 HAIR = (
@@ -247,3 +263,39 @@ def vertex_materials(identity: Identity, rest: np.ndarray, region: np.ndarray) -
         hip_z = float(np.percentile(z[r["hips"]], 60))
         out[(r["hips"] | r["torso"]) & (side * x > 0.1) & (np.abs(z - hip_z) < 0.12)] = slot["bag"]
     return out
+
+
+@dataclass(frozen=True)
+class Fabrics:
+    """Photographs on one identity's clothes, fixed per identity like its colours."""
+
+    mode: np.ndarray
+    """(len(MATERIALS),) index into ``FABRICS``."""
+    scale: np.ndarray
+    """(len(MATERIALS),) repeats of the crop per metre of the body."""
+    pixels: np.ndarray
+    """(len(MATERIALS), FABRIC_SIZE, FABRIC_SIZE, 3) uint8: a print's colours, or a weave's light
+    and shade as grey centred on 128 (the shader doubles it and multiplies the colour)."""
+
+
+def photo_fabrics(identity: Identity, bank: PhotoBank) -> Fabrics:
+    """Which of ``identity``'s materials wear a photograph, and which crop: a function of its seed
+    and the bank alone."""
+    rng = np.random.default_rng([identity.seed, 0xFAB])
+    mode = np.zeros(len(MATERIALS), np.int32)
+    scale = np.ones(len(MATERIALS), np.float32)
+    pixels = np.full((len(MATERIALS), FABRIC_SIZE, FABRIC_SIZE, 3), 128, np.uint8)
+    for slot, odds in FABRIC_ODDS.items():
+        k = MATERIALS.index(slot)
+        mode[k] = int(rng.choice(len(FABRICS), p=odds))
+        crop = bank.crop(rng, (FABRIC_SIZE, FABRIC_SIZE), scale=(0.08, 0.5))
+        if FABRICS[mode[k]] == "print":
+            scale[k] = rng.uniform(1.2, 4.0)  # a crop spans 25-80 cm
+            pixels[k] = crop
+        elif FABRICS[mode[k]] == "weave":
+            scale[k] = rng.uniform(3.0, 14.0)
+            grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            contrast = rng.uniform(0.08, 0.3)
+            shade = 1 + contrast * np.clip((grey - grey.mean()) / (grey.std() + 1e-3), -2.5, 2.5)
+            pixels[k] = np.clip(127.5 * shade + 0.5, 0, 255).astype(np.uint8)[..., None]
+    return Fabrics(mode, scale, pixels)

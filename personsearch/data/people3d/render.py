@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from personsearch.data.people3d.body import INSTALL_HINT
-from personsearch.data.people3d.outfit import MATERIALS, Identity
+from personsearch.data.people3d.outfit import MATERIALS, Fabrics, Identity
 
 if TYPE_CHECKING:
     import moderngl
@@ -46,6 +46,9 @@ uniform vec3 base[N_MATERIALS];
 uniform vec3 second[N_MATERIALS];
 uniform int pattern[N_MATERIALS];
 uniform float frequency[N_MATERIALS];
+uniform int fabric[N_MATERIALS];
+uniform float fabric_scale[N_MATERIALS];
+uniform sampler2DArray photos;
 uniform vec3 light_dir;
 uniform vec3 light_colour;
 uniform vec3 ambient;
@@ -67,6 +70,12 @@ void main() {
         p = float(abs(v_rest.x) < 0.075 && abs(v_rest.z - chest_z) < 0.06 && v_rest.y < chest_y);
     else if (pattern[m] == 5) p = float(v_rest.z > chest_z + 0.05);
     vec3 albedo = mix(base[m], second[m], p);
+    if (fabric[m] != 0) {  // a photograph's crop, wrapped around the body by rest-pose position
+        vec2 uv = vec2(v_rest.x - v_rest.y, -v_rest.z) * fabric_scale[m];
+        vec3 photo = texture(photos, vec3(uv, float(m))).rgb;
+        if (fabric[m] == 1) albedo = mix(albedo, photo, 0.85);  // a print
+        else albedo *= 2.0 * photo.r;  // a weave: the photograph's light and shade, centred on 0.5
+    }
     albedo *= 0.94 + 0.12 * hash(floor(v_rest * 300.0));
     vec3 n = normalize(v_normal);
     float sun = max(dot(n, light_dir), 0.0);
@@ -127,6 +136,9 @@ class Renderer:
         self.vbo: moderngl.Buffer | None = None
         self.vao: moderngl.VertexArray | None = None
         self.triangles = np.zeros((0, 3), np.int32)
+        self.photos: moderngl.TextureArray | None = None
+        self.photos_of: int | None = None
+        """The identity seed whose fabrics ``photos`` holds."""
 
     def _uniform(self, name: str, values: Any) -> None:
         """Set a shader uniform from numbers (float32, or int32 for an integer array)."""
@@ -152,6 +164,25 @@ class Renderer:
             index_buffer=self.ibo,
         )
 
+    def _fabrics(self, seed: int, fabrics: Fabrics | None) -> None:
+        """Upload ``fabrics``' photographs (once per identity) and set which materials use them."""
+        slots = len(MATERIALS)
+        if fabrics is None:
+            self._uniform("fabric", np.zeros(slots, np.int32))
+            self._uniform("fabric_scale", np.ones(slots, np.float32))
+            return
+        if self.photos_of != seed or self.photos is None:
+            layers, size = fabrics.pixels.shape[0], fabrics.pixels.shape[1]
+            if self.photos is None or self.photos.size != (size, size, layers):
+                self.photos = self.ctx.texture_array((size, size, layers), 3)
+                self.photos.repeat_x = self.photos.repeat_y = True
+            self.photos.write(np.ascontiguousarray(fabrics.pixels).tobytes())
+            self.photos.build_mipmaps()
+            self.photos.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
+            self.photos_of = seed
+        self._uniform("fabric", fabrics.mode.astype(np.int32))
+        self._uniform("fabric_scale", fabrics.scale.astype(np.float32))
+
     def draw(
         self,
         identity: Identity,
@@ -166,8 +197,10 @@ class Renderer:
         light: tuple[float, float, float],
         light_colour: tuple[float, float, float],
         ambient: tuple[float, float, float],
+        fabrics: Fabrics | None = None,
     ) -> np.ndarray:
-        """One RGBA uint8 image (H, W, 4); alpha 0 where no body is."""
+        """One RGBA uint8 image (H, W, 4); alpha 0 where no body is. ``fabrics``: photographs on
+        the materials that take one (none without)."""
         thickness = np.array([m.thickness for m in identity.materials], np.float32)
         dressed = vertices + normals * thickness[materials][:, None]  # garments and hair stand off the skin
         self._buffers(len(vertices), triangles)
@@ -202,6 +235,7 @@ class Renderer:
         self._uniform("second", np.stack([m.second for m in identity.materials]).astype(np.float32))
         self._uniform("pattern", np.array([m.pattern for m in identity.materials], np.int32))
         self._uniform("frequency", np.array([m.frequency for m in identity.materials], np.float32))
+        self._fabrics(identity.seed, fabrics)
         direction = np.asarray(light, np.float64)
         self._uniform("light_dir", tuple(direction / np.linalg.norm(direction)))
         self._uniform("light_colour", light_colour)
@@ -214,6 +248,8 @@ class Renderer:
         self.fbo.use()
         self.fbo.clear(0.0, 0.0, 0.0, 0.0)
         self.ctx.enable(self.ctx.DEPTH_TEST)
+        if self.photos is not None:
+            self.photos.use(0)
         self.vao.render()
         image = np.frombuffer(self.fbo.read(components=4), np.uint8).reshape(height, width, 4)
         return image[::-1].copy()  # GL's rows run bottom-up

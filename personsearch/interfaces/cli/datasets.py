@@ -54,6 +54,13 @@ def render_people_cmd(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Rendering processes; default: this machine's CPUs, at most 8.")
     ] = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option(help="A folder of photographs for prints and weave on clothes and for backgrounds."),
+    ] = None,
+    crowd: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of images with someone else passing by the person.")
+    ] = 0.0,
 ) -> None:
     """Render 3D people (Anny bodies, dressed, walking, lit, over scenes) as a re-id training set;
     resumes a killed run. Needs the people3d extra: pip install 'personsearch[people3d]'."""
@@ -66,6 +73,8 @@ def render_people_cmd(
         images_per_identity=images,
         cameras=cameras,
         seed=seed,
+        photos=str(photos) if photos else "",
+        crowd=crowd,
     )
     summary = render_dataset(out, spec, workers=workers or default_workers())
     console.print(
