@@ -51,6 +51,7 @@ NAMES = {
     "runs/gpu-imagenet-long": "from ImageNet: rendered v3 + synthetic, 5,148 steps on a GPU",
     "runs/gpu-imagenet-long-ibn": "from ImageNet, IBN-a in layer1-3: the same, 5,113 steps on a GPU",
     "runs/gpu-long-style": "the GPU plain network + 400 steps here, colour jitter 0.4, grey 30 %",
+    "runs/people3d-v3p-mixed": "rendered v3 with photographs and passers-by + synthetic",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
@@ -224,6 +225,15 @@ table("rendered-people-blind-gpu", "docs/rendered-people.md", *_round_sources("g
 
 _STYLE = _round_sources("style")[1:]  # round style judged vtest.avi by sighting and the film only
 table("rendered-people-blind-style", "docs/rendered-people.md", *_STYLE)(_blind_round_rows)
+
+PHOTOS = Source(
+    "rendered_people_photos.json",
+    EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
+    " --out benchmarks/results/rendered_people_photos.json",
+)
+table("rendered-people-photos", "docs/rendered-people.md", PHOTOS)(third_set)  # drawn alike
+_PHOTOS_ROUND = _round_sources("photos")[1:]  # vtest.avi by sighting and the film, as round style
+table("rendered-people-blind-photos", "docs/rendered-people.md", *_PHOTOS_ROUND)(_blind_round_rows)
 
 
 @table(
