@@ -44,7 +44,13 @@ TRAIN_SPEC = RenderSpec(identities=3000, test_identities=100, images_per_identit
 
 def speed(args: argparse.Namespace) -> None:
     spec = RenderSpec(
-        identities=args.identities, test_identities=0, images_per_identity=16, cameras=8, seed=1
+        identities=args.identities,
+        test_identities=0,
+        images_per_identity=16,
+        cameras=8,
+        seed=1,
+        photos=str(args.photos) if args.photos else "",
+        crowd=args.crowd,
     )
     runs: dict[str, Any] = {}
     for workers in (1, 2):
@@ -66,7 +72,7 @@ def speed(args: argparse.Namespace) -> None:
         "size": list(spec.size),
         "runs": runs,
     }
-    path, _ = write_per_cpu_results("rendered_people_speed", fields)
+    path, _ = write_per_cpu_results("rendered_people_speed", fields, suffix="-photos" if args.photos else "")
     print(f"wrote {path}")
 
 
@@ -317,6 +323,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="stage", required=True)
     p = sub.add_parser("speed")
     p.add_argument("--identities", type=int, default=24)
+    p.add_argument("--photos", type=Path, help="render with this folder's photographs (a -photos file)")
+    p.add_argument("--crowd", type=float, default=0.0, help="share of images with a passer-by")
     p = sub.add_parser("render")
     p.add_argument("--root", type=Path, default=ROOT / "data" / "people3d-3000")
     p.add_argument(
