@@ -275,3 +275,23 @@ def render_speed(results: dict[str, Any]) -> Rows:
             ]
         )
     return rows
+
+
+@table(
+    "rendered-people-speed-photos",
+    "docs/rendered-people.md",
+    Source("rendered_people_speed-9adbcc2d45e9.json", "python benchmarks/rendered_people.py speed"),
+    Source(
+        "rendered_people_speed-9adbcc2d45e9-photos.json",
+        "python benchmarks/rendered_people.py speed --photos data/photos --crowd 0.2",
+    ),
+)
+def render_speed_photos(*results: dict[str, Any]) -> Rows:
+    """The rate without and with photographs and passers-by, on one CPU."""
+    rows = [["photographs, passers-by", "processes", "images", "seconds", "images/s"]]
+    for result in results:
+        spec = result["spec"]
+        options = f"yes, {num(100 * spec['crowd'], 0)} %" if spec.get("photos") else "no"
+        for row in render_speed(result)[1:]:
+            rows.append([options, *row[1:]])
+    return rows
