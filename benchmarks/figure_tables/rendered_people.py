@@ -292,6 +292,5 @@ def render_speed_photos(*results: dict[str, Any]) -> Rows:
     for result in results:
         spec = result["spec"]
         options = f"yes, {num(100 * spec['crowd'], 0)} %" if spec.get("photos") else "no"
-        for row in render_speed(result)[1:]:
-            rows.append([options, *row[1:]])
+        rows.extend([options, *row[1:]] for row in render_speed(result)[1:])
     return rows
