@@ -3,8 +3,9 @@
 Identities are seen by several virtual cameras. A camera fixes what a real one fixes: its
 height above the people (elevation), its light (direction, colour, ambient), its colour cast,
 optics blur and noise, and its backgrounds (the synthetic benchmark's procedural scenes,
-``synthetic.backgrounds``). Each image draws a walking direction, a point of the gait cycle, a
-detector-like box jitter and, sometimes, an occluder. Every image is a pure function of
+``synthetic.backgrounds``, and crops of photographs when the set has them). Each image draws a
+walking direction, a point of the gait cycle, a detector-like box jitter and, sometimes, an
+occluder or (``RenderSpec.crowd``) a passer-by. Every image is a pure function of
 (seed, person, image number), so any split of the work across processes writes the same bytes.
 
 Layout (Market-1501's, so re-id tools and ``data.reid_crops`` read it)::

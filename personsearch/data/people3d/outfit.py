@@ -6,7 +6,9 @@ keeps its body and clothes in every pose, view and camera. Clothes are materials
 so sleeves, hems and hair show as contours rather than as paint on a mannequin. Colours follow
 what people wear (mostly dark and neutral, some vivid), not a uniform hue wheel: a network that
 learns real people must not be able to tell them apart by colour alone. Skirts, long coats and
-long hair hang free of the body as geometry of their own (``drape``).
+long hair hang free of the body as geometry of their own (``drape``). Given photographs
+(``photos.PhotoBank``), ``photo_fabrics`` adds prints and weave cut from them, drawn from the same
+seed.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ One ``Renderer`` per process: it owns the GL context, the shader and the triangl
 for every Anny body), and draws one posed, dressed body per call as an RGBA image with a
 transparent background. Shading is Lambert under a directional light plus a sky term, with the
 garment patterns and a fine fabric grain drawn in the fragment shader from each vertex's rest-pose
-position, so a pattern sticks to the cloth as the body moves.
+position, so a pattern sticks to the cloth as the body moves; photographs on the clothes
+(``outfit.Fabrics``) come from a texture array sampled by the same position.
 """
 
 from __future__ import annotations
