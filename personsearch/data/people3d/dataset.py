@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from personsearch.data.people3d import body, drape, outfit
-from personsearch.data.people3d.photos import PhotoBank
+from personsearch.data.people3d.photos import PhotoBank, photo_digest
 from personsearch.data.reid_crops import GALLERY, QUERY, TRAIN
 from personsearch.data.synthetic.backgrounds import background
 from personsearch.data.synthetic.cameras import make_cameras
@@ -387,8 +387,8 @@ def render_dataset(
         "backgrounds": "procedural (personsearch.data.synthetic.backgrounds)",
     }
     if spec.photos:
-        bank = PhotoBank.load(spec.photos)  # a bad folder fails here, before any worker starts
-        summary["photos"] = {"files": list(bank.names), "sha256": bank.digest}
+        names, digest = photo_digest(spec.photos)  # a bad folder fails here, before any worker
+        summary["photos"] = {"files": names, "sha256": digest}
         licences["photos"] = f"the photographs' own (see {spec.photos}); listed under photos.files"
     meta.write_text(json.dumps(summary, indent=1))
     start = time.perf_counter()

@@ -25,6 +25,25 @@ LONG_SIDE = 1024
 bank of a hundred wallpapers stays a few hundred MB per process."""
 
 
+def photo_digest(folder: str | Path) -> tuple[list[str], str]:
+    """The photographs under ``folder`` (recursively; names relative to it, in name order) and a
+    sha256 over every file's name and bytes, without decoding them: what a rendered set records.
+    A missing folder, or one without photographs, is an error naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"photo folder {folder} does not exist: give a folder of .jpg, .png or .webp photographs"
+        )
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not paths:
+        raise ValueError(f"{folder} holds no photographs (.jpg, .jpeg, .png, .webp), searched recursively")
+    names = [p.relative_to(folder).as_posix() for p in paths]
+    digest = hashlib.sha256()
+    for name, path in zip(names, paths):
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    return names, digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class PhotoBank:
     """The photographs of one folder, in name order, each RGB uint8 at most ``LONG_SIDE`` long."""
@@ -32,31 +51,19 @@ class PhotoBank:
     names: tuple[str, ...]
     images: tuple[np.ndarray, ...]
     digest: str
-    """sha256 over every file's name and bytes: what a rendered set records to say what it used."""
+    """``photo_digest``'s sha256 of the folder."""
 
     @classmethod
     def load(cls, folder: str | Path) -> PhotoBank:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"photo folder {folder} does not exist: give a folder of .jpg, .png or .webp photographs"
-            )
-        paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
-        if not paths:
-            raise ValueError(
-                f"{folder} holds no photographs (.jpg, .jpeg, .png, .webp), searched recursively"
-            )
-        digest = hashlib.sha256()
+        names, digest = photo_digest(folder)
         images = []
-        for path in paths:
-            name = path.relative_to(folder).as_posix()
-            digest.update(name.encode() + b"\0" + path.read_bytes())
-            image = read_image(path)
+        for name in names:
+            image = read_image(Path(folder) / name)
             scale = LONG_SIDE / max(image.shape[:2])
             if scale < 1:
                 image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             images.append(np.ascontiguousarray(image))
-        return cls(tuple(p.relative_to(folder).as_posix() for p in paths), tuple(images), digest.hexdigest())
+        return cls(tuple(names), tuple(images), digest)
 
     def crop(
         self, rng: np.random.Generator, size: tuple[int, int], scale: tuple[float, float] = (0.2, 0.7)

@@ -177,9 +177,9 @@ class Renderer:
             if self.photos is None or self.photos.size != (size, size, layers):
                 self.photos = self.ctx.texture_array((size, size, layers), 3)
                 self.photos.repeat_x = self.photos.repeat_y = True
+                self.photos.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
             self.photos.write(np.ascontiguousarray(fabrics.pixels).tobytes())
             self.photos.build_mipmaps()
-            self.photos.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
             self.photos_of = seed
         self._uniform("fabric", fabrics.mode.astype(np.int32))
         self._uniform("fabric_scale", fabrics.scale.astype(np.float32))
