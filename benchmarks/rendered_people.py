@@ -100,6 +100,7 @@ RELEASE_RECIPE = {
     "erase": 0.0,
     "mix_share": 0.0,
     "instance_norm": (),
+    "guide": 0.0,
 }
 """The fine-tuning the default model's re-id network had (``runs/people3d-v2-mixed``): 1,000
 rendered people of renderer version 2 with the synthetic ``standard`` training people."""
@@ -122,7 +123,7 @@ def train_rendered(
     folder). ``budget_s``: a time budget the run fits its schedule to (``runner.Trainer``)."""
     from personsearch.models.backbones import add_instance_norm
     from personsearch.models.bundle import load_component, read_component
-    from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig
+    from personsearch.training.config import GuideConfig, OptimConfig, ReIDDataConfig, ReIDTrainConfig
     from personsearch.training.reid import train_reid, training_crops
 
     recipe = {**RELEASE_RECIPE, **recipe}
@@ -154,6 +155,7 @@ def train_rendered(
             erase_prob=recipe["erase"],
         ),
         optim=OptimConfig(lr=recipe["lr"], backbone_lr=recipe["lr"] / 10, warmup_steps=20, milestones=(0.8,)),
+        guide=GuideConfig(weight=recipe["guide"]),
         epochs=recipe["epochs"],
         batch_size=64,
         seed=0,
@@ -182,6 +184,7 @@ def train(args: argparse.Namespace) -> None:
         "erase": args.erase,
         "mix_share": args.mix_share,
         "instance_norm": tuple(args.instance_norm),
+        "guide": args.guide,
     }
     init = args.init if args.init == "imagenet" else Path(args.init)
     summary = train_rendered(
@@ -391,6 +394,12 @@ def main() -> None:
         metavar="STAGE",
         help="backbone stages given IBN-a instance-batch normalisation (model.instance_norm), "
         "e.g. layer1 layer2 layer3; the start network's BatchNorm weights carry over",
+    )
+    p.add_argument(
+        "--guide",
+        type=float,
+        default=0.0,
+        help="weight of the frozen ImageNet network's guide term (guide.weight, training/guide.py; 0: off)",
     )
     p.add_argument(
         "--mix-share",

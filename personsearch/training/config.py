@@ -33,6 +33,7 @@ T = TypeVar("T", bound="DataclassInstance")
 __all__ = [
     "DataConfig",
     "DetectorTrainConfig",
+    "GuideConfig",
     "OptimConfig",
     "ReIDDataConfig",
     "ReIDTrainConfig",
@@ -102,6 +103,18 @@ class ReIDDataConfig(DataConfig):
 
 
 @dataclass
+class GuideConfig:
+    """A frozen ImageNet network guiding the re-id network's relations (training/guide.py)."""
+
+    weight: float = 0.0
+    """The guide term's weight beside the re-id losses; 0 = no guide (the paper's training)."""
+    temperature: float = 0.1
+    """Softmax temperature over cosine similarities, the same for teacher and student."""
+    teacher: str = "mobilenet_v2"
+    """The teacher: this backbone architecture with its ImageNet weights (models/weights.py)."""
+
+
+@dataclass
 class ReIDTrainConfig:
     """Everything ``personsearch train-reid`` needs, in the shape every training config has:
     ``model`` (the network, as stored in the bundle), ``data``, ``optim``, and the run."""
@@ -110,6 +123,7 @@ class ReIDTrainConfig:
     """Every re-id switch (models/reid.py); ``num_classes`` comes from the training data."""
     data: ReIDDataConfig = field(default_factory=ReIDDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
     epochs: int = 10
     batch_size: int = 64
     seed: int = 0

@@ -14,10 +14,12 @@ import torch
 from personsearch.data import load_dataset
 from personsearch.data.crops import CropAugment, CropSet, build_crop_set, normalize_crops
 from personsearch.data.reid_crops import is_crop_folder, train_crop_set
+from personsearch.models.backbones import build_backbone
 from personsearch.models.losses import reid_loss
 from personsearch.models.registry import registered_network
 from personsearch.models.reid import test_feature
 from personsearch.training.config import ReIDDataConfig, ReIDTrainConfig
+from personsearch.training.guide import imagenet_guide, teacher_features
 from personsearch.training.runner import resolve_device, train_component
 
 
@@ -138,7 +140,8 @@ def train_reid(
     tracklets: two cameras' tracklets are never negatives of each other, they may be one person).
     ``deadline``: a ``time.monotonic()`` instant to finish by; ``on_step(steps done, planned)``
     after each step (``runner.Trainer``). ``extra_loss(test features, labels, crop indices)``:
-    more loss terms, added to the re-id losses (a memory of proxies, training/cluster_contrast.py)."""
+    more loss terms, added to the re-id losses (a memory of proxies, training/cluster_contrast.py);
+    ``config.guide`` adds the ImageNet guide's (training/guide.py)."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -179,6 +182,11 @@ def train_reid(
 
     heights = torch.as_tensor(crop_set.heights, dtype=torch.float32)
     mixed_from = mix_classes_from(crop_set, data)
+    extra_losses = [extra_loss] if extra_loss is not None else []
+    if config.guide.weight > 0:
+        teacher = build_backbone(config.guide.teacher, pretrained=True)
+        features = teacher_features(crop_set.crops, teacher)
+        extra_losses.append(imagenet_guide(features, config.guide.weight, config.guide.temperature))
 
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
@@ -210,9 +218,11 @@ def train_reid(
             model_config.triplet_weight,
             negatives,
         )
-        if extra_loss is not None:
-            for name, term in extra_loss(test_feature(outputs["embeddings"]), labels, index).items():
-                loss, parts[name] = loss + term, term.detach()
+        if extra_losses:
+            features = test_feature(outputs["embeddings"])
+            for extra in extra_losses:
+                for name, term in extra(features, labels, index).items():
+                    loss, parts[name] = loss + term, term.detach()
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
     return train_component(
