@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from model_testkit import mobilenet_weights_or_skip
-from test_rendered_training import _rendered_folder
+from model_testkit import mobilenet_weights_or_skip, rendered_folder
 
 from personsearch.training.guide import imagenet_guide, relation_loss, teacher_features
 
@@ -80,7 +79,7 @@ def test_training_with_the_guide_keeps_relations_closer_to_imagenet(monkeypatch,
     from personsearch.models.backbones import build_backbone
     from personsearch.models.bundle import load_component
 
-    _rendered_folder(tmp_path / "rendered", people=16, shots=4)
+    rendered_folder(tmp_path / "rendered", people=16, shots=4)
     gaps = {}
     for weight in (0.0, 20.0):
         run = tmp_path / f"guide-{weight}"

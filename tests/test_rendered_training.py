@@ -7,26 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from model_testkit import mobilenet_weights_or_skip
-from PIL import Image
+from model_testkit import mobilenet_weights_or_skip, rendered_folder
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_CONV = "features.0.0.weight"  # in torchvision's file; the backbone calls it stem.0
-
-
-def _rendered_folder(root: Path, people: int = 16, shots: int = 4) -> None:
-    rng = np.random.default_rng(0)
-    (root / "bounding_box_train").mkdir(parents=True)
-    for person in range(1, people + 1):
-        colour = rng.integers(0, 256, size=3)
-        for shot in range(shots):
-            image = np.clip(colour + rng.normal(0, 20, size=(128, 64, 3)), 0, 255).astype(np.uint8)
-            name = f"{person:04d}_c{shot + 1}s1_{shot:06d}_00.jpg"
-            Image.fromarray(image).save(root / "bounding_box_train" / name)
 
 
 def _first_conv(state: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -38,7 +25,7 @@ def test_imagenet_init_starts_from_imagenet_weights(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from rendered_people import DEFAULT, train_rendered
 
-    _rendered_folder(tmp_path / "rendered")
+    rendered_folder(tmp_path / "rendered")
     summary = train_rendered(
         tmp_path / "rendered", tmp_path / "run", "imagenet", [], device="cpu", identities=0, epochs=1
     )
@@ -62,6 +49,6 @@ def test_init_names_a_bundle_or_imagenet(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from rendered_people import train_rendered
 
-    _rendered_folder(tmp_path / "rendered", people=2, shots=1)
+    rendered_folder(tmp_path / "rendered", people=2, shots=1)
     with pytest.raises((FileNotFoundError, ValueError)):
         train_rendered(tmp_path / "rendered", tmp_path / "run", tmp_path / "no-such-bundle", [], device="cpu")
