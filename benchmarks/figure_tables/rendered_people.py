@@ -52,6 +52,8 @@ NAMES = {
     "runs/gpu-imagenet-long-ibn": "from ImageNet, IBN-a in layer1-3: the same, 5,113 steps on a GPU",
     "runs/gpu-long-style": "the GPU plain network + 400 steps here, colour jitter 0.4, grey 30 %",
     "runs/people3d-v3p-mixed": "rendered v3 with photographs and passers-by + synthetic",
+    "runs/people3d-v3c-mixed": "rendered v3 with passers-by + synthetic",
+    "runs/people3d-v3-mixed-guide": "rendered v3 + synthetic, ImageNet guide (weight 3)",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
@@ -166,11 +168,17 @@ for _name_of_table, _source in (
     table(_name_of_table, "docs/rendered-people.md", _source)(_blind_rows)
 
 
-IBN = Source(
-    "rendered_people_ibn.json",
-    EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
-    " --out benchmarks/results/rendered_people_ibn.json",
-)
+def _scored_on_v3(name: str) -> Source:
+    """``rendered_people_NAME.json``: networks scored on the version 3 test people and the
+    synthetic ``standard`` benchmark, as every experiment since IBN-a was."""
+    return Source(
+        f"rendered_people_{name}.json",
+        EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
+        f" --out benchmarks/results/rendered_people_{name}.json",
+    )
+
+
+IBN = _scored_on_v3("ibn")
 
 
 table("rendered-people-ibn", "docs/rendered-people.md", IBN)(third_set)  # drawn alike
@@ -214,11 +222,7 @@ def _blind_round_rows(*results: dict[str, Any]) -> Rows:
 
 table("rendered-people-blind-ibn", "docs/rendered-people.md", *_round_sources("ibn"))(_blind_round_rows)
 
-GPU = Source(
-    "rendered_people_gpu.json",
-    EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
-    " --out benchmarks/results/rendered_people_gpu.json",
-)
+GPU = _scored_on_v3("gpu")
 table("rendered-people-gpu", "docs/rendered-people.md", GPU)(third_set)  # drawn alike
 table("rendered-people-blind-gpu", "docs/rendered-people.md", *_round_sources("gpu"))(_blind_round_rows)
 
@@ -226,14 +230,15 @@ table("rendered-people-blind-gpu", "docs/rendered-people.md", *_round_sources("g
 _STYLE = _round_sources("style")[1:]  # round style judged vtest.avi by sighting and the film only
 table("rendered-people-blind-style", "docs/rendered-people.md", *_STYLE)(_blind_round_rows)
 
-PHOTOS = Source(
-    "rendered_people_photos.json",
-    EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
-    " --out benchmarks/results/rendered_people_photos.json",
-)
+PHOTOS = _scored_on_v3("photos")
 table("rendered-people-photos", "docs/rendered-people.md", PHOTOS)(third_set)  # drawn alike
 _PHOTOS_ROUND = _round_sources("photos")[1:]  # vtest.avi by sighting and the film, as round style
 table("rendered-people-blind-photos", "docs/rendered-people.md", *_PHOTOS_ROUND)(_blind_round_rows)
+
+GUIDE = _scored_on_v3("guide")
+table("rendered-people-guide", "docs/rendered-people.md", GUIDE)(third_set)  # drawn alike
+_GUIDE_ROUND = _round_sources("guide")[1:]  # vtest.avi by sighting and the film, as round photos
+table("rendered-people-blind-guide", "docs/rendered-people.md", *_GUIDE_ROUND)(_blind_round_rows)
 
 
 @table(
