@@ -89,8 +89,9 @@ def test_training_with_the_guide_keeps_relations_closer_to_imagenet(monkeypatch,
         with (run / "train-reid" / "metrics.csv").open() as f:
             rows = list(csv.DictReader(f))
         assert ("guide" in rows[-1]) == (weight > 0)
-        recorded = json.loads((run / "reid.json").read_text())["metadata"]["train"]["guide"]
-        assert recorded["weight"] == weight
+        metadata = json.loads((run / "reid.json").read_text())["metadata"]
+        assert metadata["train"]["guide"]["weight"] == weight
+        assert ("guide_teacher_seconds" in metadata["summary"]) == (weight > 0)
 
         network, config, _ = load_component(run, "reid")
         crops = train_crop_set(tmp_path / "rendered", config.input_size)

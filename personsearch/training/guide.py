@@ -23,17 +23,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from personsearch.data.crops import normalize_crops
+from personsearch.models.fast import prepare_for_inference
 
 
-def teacher_features(crops: torch.Tensor, teacher: nn.Module, batch_size: int = 128) -> torch.Tensor:
+def teacher_features(crops: torch.Tensor, teacher: nn.Module, batch_size: int = 16) -> torch.Tensor:
     """(n, D) float32: ``teacher``'s last stage, average-pooled, centred on the crops' mean and
     L2-normalised. Centring matters: pooled post-ReLU features point one way, so any two crops'
-    cosine is high and a softmax over them is nearly flat."""
-    teacher.eval()
+    cosine is high and a softmax over them is nearly flat. The teacher runs channels_last in small
+    batches, the fast CPU path (``models.fast``)."""
+    teacher = prepare_for_inference(teacher, "cpu", compiled=False)
     parts = []
     with torch.inference_mode():
         for start in range(0, len(crops), batch_size):
-            stages = teacher(normalize_crops(crops[start : start + batch_size]))
+            batch = normalize_crops(crops[start : start + batch_size])
+            stages = teacher(batch.contiguous(memory_format=torch.channels_last))
             parts.append(next(reversed(stages.values())).mean((2, 3)).float())
     features = torch.cat(parts)
     return F.normalize(features - features.mean(0, keepdim=True), dim=1)

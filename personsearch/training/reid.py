@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -183,9 +184,11 @@ def train_reid(
     heights = torch.as_tensor(crop_set.heights, dtype=torch.float32)
     mixed_from = mix_classes_from(crop_set, data)
     extra_losses = [extra_loss] if extra_loss is not None else []
+    summary_extra: dict[str, Any] = {"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)}
     if config.guide.weight > 0:
-        teacher = build_backbone(config.guide.teacher, pretrained=True)
-        features = teacher_features(crop_set.crops, teacher)
+        began = time.perf_counter()
+        features = teacher_features(crop_set.crops, build_backbone(config.guide.teacher, pretrained=True))
+        summary_extra["guide_teacher_seconds"] = round(time.perf_counter() - began, 1)
         extra_losses.append(imagenet_guide(features, config.guide.weight, config.guide.temperature))
 
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -236,7 +239,7 @@ def train_reid(
         step_fn=step,
         progress=progress,
         description=f"re-id {model_config.variant}",
-        summary_extra={"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)},
+        summary_extra=summary_extra,
         on_epoch_end=on_epoch_end,
         on_step=on_step,
         deadline=deadline,
