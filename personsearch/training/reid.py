@@ -187,9 +187,9 @@ def train_reid(
     summary_extra: dict[str, Any] = {"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)}
     if config.guide.weight > 0:
         began = time.perf_counter()
-        features = teacher_features(crop_set.crops, build_backbone(config.guide.teacher, pretrained=True))
+        teacher = teacher_features(crop_set.crops, build_backbone(config.guide.teacher, pretrained=True))
         summary_extra["guide_teacher_seconds"] = round(time.perf_counter() - began, 1)
-        extra_losses.append(imagenet_guide(features, config.guide.weight, config.guide.temperature))
+        extra_losses.append(imagenet_guide(teacher, config.guide.weight, config.guide.temperature))
 
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
@@ -222,9 +222,9 @@ def train_reid(
             negatives,
         )
         if extra_losses:
-            features = test_feature(outputs["embeddings"])
+            searched = test_feature(outputs["embeddings"])  # the feature a search compares
             for extra in extra_losses:
-                for name, term in extra(features, labels, index).items():
+                for name, term in extra(searched, labels, index).items():
                     loss, parts[name] = loss + term, term.detach()
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
