@@ -43,7 +43,7 @@ def test_only_other_people_count():
 
 def test_teacher_features_are_centred_and_unit_length():
     class Offset(torch.nn.Module):
-        """A stand-in backbone: the crops' mean colour plus a constant every crop shares."""
+        """A stand-in backbone: the crops subsampled, plus a constant every crop shares."""
 
         def __init__(self, offset: float) -> None:
             super().__init__()
