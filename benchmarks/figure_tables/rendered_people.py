@@ -54,6 +54,7 @@ NAMES = {
     "runs/people3d-v3p-mixed": "rendered v3 with photographs and passers-by + synthetic",
     "runs/people3d-v3c-mixed": "rendered v3 with passers-by + synthetic",
     "runs/people3d-v3-mixed-guide": "rendered v3 + synthetic, ImageNet guide (weight 3)",
+    "runs/people3d-v3-mixed-guide05": "rendered v3 + synthetic, ImageNet guide (weight 0.5)",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
@@ -237,6 +238,7 @@ table("rendered-people-blind-photos", "docs/rendered-people.md", *_PHOTOS_ROUND)
 
 GUIDE = _scored_on_v3("guide")
 table("rendered-people-guide", "docs/rendered-people.md", GUIDE)(third_set)  # drawn alike
+table("rendered-people-guide-weak", "docs/rendered-people.md", _scored_on_v3("guide_weak"))(third_set)
 _GUIDE_ROUND = _round_sources("guide")[1:]  # vtest.avi by sighting and the film, as round photos
 table("rendered-people-blind-guide", "docs/rendered-people.md", *_GUIDE_ROUND)(_blind_round_rows)
 
