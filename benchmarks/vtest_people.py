@@ -210,24 +210,23 @@ def scores_of(
     person's sightings within ``GAP`` frames of the query's are taken out of its gallery."""
     if not other_visits:
         return market_scores(features[query], pid[query], sighting[query], features, pid, sighting)
-    results = []
+    each, unmatched = [], 0
     for q in query:
         begin, end = spans[sighting[q]]
         near = (pid == pid[q]) & (spans[sighting, 1] > begin - GAP) & (spans[sighting, 0] < end + GAP)
-        keep = ~near | (sighting == sighting[q])
-        results.append(
-            market_scores(
-                features[[q]], pid[[q]], sighting[[q]], features[keep], pid[keep], sighting[keep]
+        keep = ~near | (sighting == sighting[q])  # the own sighting: market_scores leaves it out
+        try:
+            each.append(
+                market_scores(
+                    features[[q]], pid[[q]], sighting[[q]], features[keep], pid[keep], sighting[keep]
+                )
             )
-        )
-    answered = [r for r in results if r["queries"] > 0]
-    total = sum(r["queries"] for r in answered)
-    return {
-        key: (sum(r[key] * r["queries"] for r in answered) / total if key not in ("queries",) else total)
-        if key != "queries_without_match"
-        else float(sum(1 for r in results if r["queries"] == 0))
-        for key in results[0]
-    }
+        except ValueError:  # the person was not seen again that far away in time
+            unmatched += 1
+    if not each:
+        raise ValueError("no labelled person is seen again after a gap")
+    out = {key: float(np.mean([e[key] for e in each])) for key in each[0]}
+    return out | {"queries": float(len(each)), "queries_without_match": float(unmatched)}
 
 
 def score(args: argparse.Namespace) -> None:
@@ -240,7 +239,9 @@ def score(args: argparse.Namespace) -> None:
     index = {name: s for s, name in enumerate(names)}
     people = {p: k for k, p in enumerate(sorted(set(person_of.values())))}
     crops, pid, sighting, query = [], [], [], []
-    spans = np.asarray([[found["sightings"][n]["frames"][0], found["sightings"][n]["frames"][-1]] for n in names])
+    spans = np.asarray(
+        [[found["sightings"][n]["frames"][0], found["sightings"][n]["frames"][-1]] for n in names]
+    )
     for name in names:
         record = found["sightings"][name]
         middle = len(record["frames"]) // 2
@@ -282,7 +283,9 @@ def score(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sightings", help="detect and track, then draw the sheets to label")
     p.add_argument("--video", type=Path, help="vtest.avi (default: where docs/real-footage.md puts it)")
