@@ -31,7 +31,12 @@ that have at least one right hit. Every run scores ``imagenet`` (ImageNet Mobile
 features, the baseline) and ``shipped`` (the default model) beside the ``--model`` networks, all
 on the same boxes, into ``results/vtest_people.json``.
 
-Never train on these frames: vtest.avi is the project's by-eye footage, not training data.
+Learning a camera, scored on what it did not learn from (``score --held-out``): only the sightings
+that begin at or after frame ``FOOTAGE["vtest"].held_out_from`` (400) are queries and gallery, for
+networks adapted to frames 0-399 (``blind_real_check.py learning-part``, then ``personsearch
+adapt``), into ``results/vtest_people_held_out.json``.
+
+Never train the shipped model on these frames: vtest.avi is the project's by-eye footage, not training data.
 """
 
 from __future__ import annotations
@@ -235,9 +240,10 @@ def score(args: argparse.Namespace) -> None:
     person_of = labelled(found, labels)
     video = Path(found["video"]) if Path(found["video"]).is_file() else FOOTAGE["vtest"].video(args.video)
     decoded = frames(video, STRIDE)
-    names = [n for n in found["sightings"] if n in person_of]
+    first = FOOTAGE["vtest"].held_out_from if args.held_out else 0
+    names = [n for n in found["sightings"] if n in person_of and found["sightings"][n]["frames"][0] >= first]
     index = {name: s for s, name in enumerate(names)}
-    people = {p: k for k, p in enumerate(sorted(set(person_of.values())))}
+    people = {p: k for k, p in enumerate(sorted({person_of[n] for n in names}))}
     crops, pid, sighting, query = [], [], [], []
     spans = np.asarray(
         [[found["sightings"][n]["frames"][0], found["sightings"][n]["frames"][-1]] for n in names]
@@ -265,8 +271,9 @@ def score(args: argparse.Namespace) -> None:
             "other visits": scores_of(features, *arrays, other_visits=True),
         }
         print(name, {k: {m: round(v, 1) for m, v in s.items()} for k, s in table[name].items()}, flush=True)
+    out = OUT.with_name(OUT.stem + "_held_out.json") if args.held_out else OUT
     write_results(
-        OUT,
+        out,
         {
             "benchmark": "vtest_people",
             "commit": commit(),
@@ -274,12 +281,13 @@ def score(args: argparse.Namespace) -> None:
             "machine": machine(),
             "protocol": __doc__,
             "labels": {"judge": labels["judge"], "people": len(people), "sightings": len(names)},
+            "from_frame": first,
             "boxes": len(pid),
             "networks": {name: str(where) for name, _, where in (m.partition("=") for m in args.model)},
             "scores": table,
         },
     )
-    print(f"wrote {OUT}")
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -294,6 +302,9 @@ def main() -> None:
     p = sub.add_parser("score", help="score networks on the labelled sightings")
     p.add_argument("--video", type=Path)
     p.add_argument("--model", action="append", default=[], help="NAME=BUNDLE (repeatable)")
+    p.add_argument(
+        "--held-out", action="store_true", help="only the sightings from frame 400 (networks adapted to 0-399)"
+    )
     p.set_defaults(run=score)
     args = parser.parse_args()
     args.run(args)
