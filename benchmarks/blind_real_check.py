@@ -435,7 +435,9 @@ def score(args: argparse.Namespace) -> None:
 
 
 def _round_name(text: str) -> str:
-    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", text):
+    """A round's name as it goes into file names; "" (the default, which argparse also passes
+    through this check) is the unnamed round."""
+    if text and not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", text):
         raise argparse.ArgumentTypeError(f"{text!r}: lower-case letters, digits and hyphens, e.g. ibn")
     return text
 
