@@ -303,7 +303,9 @@ def main() -> None:
     p.add_argument("--video", type=Path)
     p.add_argument("--model", action="append", default=[], help="NAME=BUNDLE (repeatable)")
     p.add_argument(
-        "--held-out", action="store_true", help="only the sightings from frame 400 (networks adapted to 0-399)"
+        "--held-out",
+        action="store_true",
+        help="only the sightings from frame 400 (networks adapted to 0-399)",
     )
     p.set_defaults(run=score)
     args = parser.parse_args()

@@ -242,3 +242,59 @@ def held_out(*results: dict[str, Any]) -> Rows:
         if any(cell != "-" for cell in cells):  # else: a network of an earlier round only
             rows.append([HELD_OUT_NAMES[model], *cells])
     return rows
+
+
+PEOPLE_SCORE = "python benchmarks/vtest_people.py score"
+PEOPLE = Source(
+    "vtest_people.json",
+    PEOPLE_SCORE + " --model control=runs/people3d-v3-mixed-plain --model passers-by=runs/people3d-v3c-mixed"
+    " --model photos=runs/people3d-v3p-mixed --model guide3=runs/people3d-v3-mixed-guide"
+    " --model guide0.5=runs/people3d-v3-mixed-guide05",
+)
+PEOPLE_HELD_OUT = Source(
+    "vtest_people_held_out.json",
+    PEOPLE_SCORE + " --held-out --model adapted=runs/adapt15/default --model 'adapted, cluster contrast'="
+    "runs/adapt15/cc --model 'adapted, 10x budget'=runs/adapt15/default-10x"
+    " --model 'adapted, cluster contrast, 10x budget'=runs/adapt15/cc-10x",
+)
+PEOPLE_NAMES = {
+    **HELD_OUT_NAMES,
+    "adapted, 10x budget": "shipped, adapted to the first part, 10x its duration (--budget 10x)",
+    "adapted, cluster contrast, 10x budget": "shipped, adapted by cluster contrast, --budget 10x",
+}
+
+
+def _people_rows(results: dict[str, Any]) -> Rows:
+    from figure_tables.rendered_people import NAMES
+
+    rows = [["re-id network", "every other sighting: mAP / top-1", "other visits: mAP / top-1"]]
+    for name, scores in results["scores"].items():
+        where = results["networks"].get(name, "")
+        label = PEOPLE_NAMES.get(name) or NAMES.get(where) or name
+        every, visits = scores["all"], scores["other visits"]
+        rows.append(
+            [
+                label,
+                f"{num(every['mAP'])} / {num(every['top1'])}",
+                f"{num(visits['mAP'])} / {num(visits['top1'])}",
+            ]
+        )
+    first = results["scores"]["shipped"]
+    rows.append(
+        [
+            "queries (labelled sightings scored)",
+            f"{int(first['all']['queries'])} of {results['labels']['sightings']}",
+            f"{int(first['other visits']['queries'])}",
+        ]
+    )
+    return rows
+
+
+@table("real-footage-people", DOC, PEOPLE)
+def people(results: dict[str, Any]) -> Rows:
+    return _people_rows(results)
+
+
+@table("real-footage-people-held-out", DOC, PEOPLE_HELD_OUT)
+def people_held_out(results: dict[str, Any]) -> Rows:
+    return _people_rows(results)
