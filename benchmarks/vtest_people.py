@@ -52,7 +52,15 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from blind_real_check import FOOTAGE, SHIPPED, SIZE, bundle_features, frames, imagenet_features
+from blind_real_check import (
+    FOOTAGE,
+    SHIPPED,
+    SIZE,
+    bundle_features,
+    frames,
+    imagenet_features,
+    network_record,
+)
 from run_info import RESULTS, commit, machine, write_results
 
 from personsearch.data.crops import crop_boxes
@@ -284,6 +292,10 @@ def score(args: argparse.Namespace) -> None:
             "from_frame": first,
             "boxes": len(pid),
             "networks": {name: str(where) for name, _, where in (m.partition("=") for m in args.model)},
+            # how each was made, as its bundle records it (an adapted one: footage, time, budget)
+            "made": {
+                name: network_record(Path(where)) for name, _, where in (m.partition("=") for m in args.model)
+            },
             "scores": table,
         },
     )

@@ -48,7 +48,7 @@ from personsearch.models.fast import autocast_for
 from personsearch.models.registry import registered_network
 from personsearch.models.reid import ReIDConfig
 from personsearch.training.cluster_contrast import ProxyMemory, cluster_tracklets
-from personsearch.training.config import OptimConfig, ReIDDataConfig, ReIDTrainConfig, to_dict
+from personsearch.training.config import GuideConfig, OptimConfig, ReIDDataConfig, ReIDTrainConfig, to_dict
 from personsearch.training.reid import train_reid
 
 LEARNERS = ("association", "cluster_contrast")
@@ -106,6 +106,10 @@ class AdaptConfig:
     )
     from_imagenet: bool = False
     """Start from ImageNet weights instead of the bundle's re-id network (same architecture)."""
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    """The ImageNet guide (training/guide.py; ``weight`` 0: off): on a camera's own crops, real
+    photographs where ImageNet's view of who resembles whom is at home, it holds the network to
+    that view while the pseudo-labels pull it towards this camera's people."""
     seed: int = 0
     budget_footage: float = 1.0
     """Time budget of the whole run (tracklets, crops, every round, writing the bundle), in
@@ -446,6 +450,7 @@ def adapt(
         epochs=config.epochs,
         batch_size=config.batch_size,
         optim=config.optim,
+        guide=config.guide,
         seed=config.seed,
     )
     state: dict[str, torch.Tensor] | None = None if config.from_imagenet else start.state_dict()
