@@ -211,6 +211,36 @@ def labelled(found: dict[str, Any], labels: dict[str, Any]) -> dict[str, str]:
     return person_of
 
 
+def per_query(
+    features: np.ndarray,
+    query: np.ndarray,
+    pid: np.ndarray,
+    sighting: np.ndarray,
+    spans: np.ndarray,
+    other_visits: bool,
+) -> dict[int, dict[str, float]]:
+    """Each query's Market-1501 scores (AP, top-k as 0/100) with every sighting as its own camera,
+    for the queries with a right hit; ``other_visits``: the query person's sightings within
+    ``GAP`` frames of the query's are taken out of its gallery."""
+    each = {}
+    for q in query:
+        keep = np.ones(len(pid), dtype=bool)
+        if other_visits:
+            begin, end = spans[sighting[q]]
+            near = (pid == pid[q]) & (spans[sighting, 1] > begin - GAP) & (spans[sighting, 0] < end + GAP)
+            keep = ~near | (sighting == sighting[q])  # the own sighting: market_scores leaves it out
+        try:
+            scores = market_scores(
+                features[[q]], pid[[q]], sighting[[q]], features[keep], pid[keep], sighting[keep]
+            )
+        except ValueError:  # the person is not seen again (that far away in time)
+            continue
+        each[int(q)] = {k: v for k, v in scores.items() if k not in ("queries", "queries_without_match")}
+    if not each:
+        raise ValueError("no labelled person is seen again")
+    return each
+
+
 def scores_of(
     features: np.ndarray,
     query: np.ndarray,
@@ -219,27 +249,24 @@ def scores_of(
     spans: np.ndarray,
     other_visits: bool,
 ) -> dict[str, float]:
-    """Market-1501 scores with each sighting as its own camera; ``other_visits``: the query
-    person's sightings within ``GAP`` frames of the query's are taken out of its gallery."""
-    if not other_visits:
-        return market_scores(features[query], pid[query], sighting[query], features, pid, sighting)
-    each, unmatched = [], 0
-    for q in query:
-        begin, end = spans[sighting[q]]
-        near = (pid == pid[q]) & (spans[sighting, 1] > begin - GAP) & (spans[sighting, 0] < end + GAP)
-        keep = ~near | (sighting == sighting[q])  # the own sighting: market_scores leaves it out
-        try:
-            each.append(
-                market_scores(
-                    features[[q]], pid[[q]], sighting[[q]], features[keep], pid[keep], sighting[keep]
-                )
-            )
-        except ValueError:  # the person was not seen again that far away in time
-            unmatched += 1
-    if not each:
-        raise ValueError("no labelled person is seen again after a gap")
-    out = {key: float(np.mean([e[key] for e in each])) for key in each[0]}
-    return out | {"queries": float(len(each)), "queries_without_match": float(unmatched)}
+    """``per_query``'s scores averaged over the queries, and how many had no right hit."""
+    return summary(per_query(features, query, pid, sighting, spans, other_visits), len(query))
+
+
+def summary(each: dict[int, dict[str, float]], asked: int) -> dict[str, float]:
+    """Per-query scores averaged, with the count of queries scored and of those without a right hit."""
+    out = {key: float(np.mean([e[key] for e in each.values()])) for key in next(iter(each.values()))}
+    return out | {"queries": float(len(each)), "queries_without_match": float(asked - len(each))}
+
+
+def paired_interval(ap: np.ndarray, baseline: np.ndarray, draws: int = 10_000, seed: int = 0) -> list[float]:
+    """95 % bootstrap interval (queries resampled, the same draws for both) of the mean AP
+    difference ``ap - baseline``, in points: whether a gain is more than the luck of which people
+    were queried."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(ap), size=(draws, len(ap)))
+    means = (ap - baseline)[picks].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
 def score(args: argparse.Namespace) -> None:
@@ -252,7 +279,10 @@ def score(args: argparse.Namespace) -> None:
     names = [n for n in found["sightings"] if n in person_of and found["sightings"][n]["frames"][0] >= first]
     index = {name: s for s, name in enumerate(names)}
     people = {p: k for k, p in enumerate(sorted({person_of[n] for n in names}))}
-    crops, pid, sighting, query = [], [], [], []
+    crops: list[torch.Tensor] = []
+    pid: list[int] = []
+    sighting: list[int] = []
+    query: list[int] = []
     spans = np.asarray(
         [[found["sightings"][n]["frames"][0], found["sightings"][n]["frames"][-1]] for n in names]
     )
@@ -272,13 +302,20 @@ def score(args: argparse.Namespace) -> None:
         networks[name] = bundle_features(Path(where))
     arrays = (np.asarray(query), np.asarray(pid), np.asarray(sighting), spans)
     table: dict[str, Any] = {}
+    aps: dict[str, dict[str, np.ndarray]] = {}
     for name, network in networks.items():
         features = embed_crops(network, all_crops)
-        table[name] = {
-            "all": scores_of(features, *arrays, other_visits=False),
-            "other visits": scores_of(features, *arrays, other_visits=True),
-        }
+        table[name], aps[name] = {}, {}
+        for mode in ("all", "other visits"):
+            each = per_query(features, *arrays, other_visits=mode == "other visits")
+            table[name][mode] = summary(each, len(query))
+            aps[name][mode] = np.asarray([e["mAP"] for e in each.values()])
         print(name, {k: {m: round(v, 1) for m, v in s.items()} for k, s in table[name].items()}, flush=True)
+    for name in networks:  # every network scores the same queries in the same order: paired
+        for mode in ("all", "other visits"):
+            if name != "shipped":
+                gain = paired_interval(aps[name][mode], aps["shipped"][mode])
+                table[name][mode]["mAP_gain_over_shipped_95"] = gain
     out = OUT.with_name(OUT.stem + "_held_out.json") if args.held_out else OUT
     write_results(
         out,

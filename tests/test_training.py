@@ -146,6 +146,16 @@ def test_learning_rate_warms_up_then_steps_down() -> None:
     assert learning_rate_factor(75, 100, optim) == pytest.approx(0.01)
 
 
+def test_a_run_shortened_by_its_budget_warms_up_for_the_same_share_of_it() -> None:
+    optim = OptimConfig(warmup_steps=20, milestones=(0.8,))
+    # 96 steps planned, 12 fit the budget: 20 steps of warm-up would outlast the run
+    assert learning_rate_factor(1, 12, optim, full_steps=96) == pytest.approx(0.55)  # 2 steps of warm-up
+    assert learning_rate_factor(3, 12, optim, full_steps=96) == 1.0
+    assert learning_rate_factor(10, 12, optim, full_steps=96) == pytest.approx(0.1)
+    # the full run keeps its warm-up
+    assert learning_rate_factor(10, 96, optim, full_steps=96) == pytest.approx(0.55)
+
+
 def test_identity_balanced_batches_hold_k_crops_of_p_identities() -> None:
     crops = tiny_crop_set(n_ids=4, per_id=6)
     config = tiny_config(batch_size=8, ids_per_batch=2)

@@ -54,10 +54,18 @@ def distributed_context(device: torch.device | None = None) -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def learning_rate_factor(step: int, total_steps: int, optim: OptimConfig) -> float:
-    """Linear warm-up from 0.1x, then divide by 10 at each milestone fraction of the run."""
-    if step < optim.warmup_steps:
-        return 0.1 + 0.9 * step / max(1, optim.warmup_steps)
+def learning_rate_factor(
+    step: int, total_steps: int, optim: OptimConfig, full_steps: int | None = None
+) -> float:
+    """Linear warm-up from 0.1x, then divide by 10 at each milestone fraction of the run. A run
+    that a time budget shortened to ``total_steps`` of the ``full_steps`` planned warms up for the
+    same share of its length: a warm-up of fixed length would take all of a short run (a camera's
+    adapting under its default budget), whose learning rate would never reach the rate asked for."""
+    warmup = optim.warmup_steps
+    if full_steps is not None and total_steps < full_steps:
+        warmup = round(warmup * total_steps / full_steps)
+    if step < warmup:
+        return 0.1 + 0.9 * step / max(1, warmup)
     passed = sum(step >= m * total_steps for m in optim.milestones)
     return 0.1**passed
 
@@ -173,7 +181,7 @@ class Trainer:
                     if budget.spent(global_step):
                         break
                     batch = load_batch(list(plan[epoch][index])[rank::world])
-                    factor = learning_rate_factor(global_step, budget.planned, self.optim)
+                    factor = learning_rate_factor(global_step, budget.planned, self.optim, total)
                     for group in self.optimizer.param_groups:
                         group["lr"] = group["base_lr"] * factor
                     with autocast_for(self.device, self.fast):
