@@ -73,3 +73,10 @@ def test_labels_naming_a_sighting_twice_or_an_unknown_one_are_refused(vtest_peop
         vtest_people.labelled(found, {"people": {"P01": ["S001"], "P02": ["S001"]}})
     with pytest.raises(SystemExit, match="S003"):
         vtest_people.labelled(found, {"people": {"P01": ["S003"]}})
+
+
+def test_the_gain_interval_is_paired_by_query(vtest_people: Any) -> None:
+    baseline = np.asarray([10.0, 90.0, 50.0, 30.0])
+    assert vtest_people.paired_interval(baseline + 5.0, baseline) == pytest.approx([5.0, 5.0])
+    low, high = vtest_people.paired_interval(baseline + np.asarray([10.0, -10.0, 10.0, -10.0]), baseline)
+    assert low < 0.0 < high  # as many queries lost as won: no gain to claim
