@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -322,7 +323,7 @@ def score(args: argparse.Namespace) -> None:
         {
             "benchmark": "vtest_people",
             "commit": commit(),
-            "command": "python benchmarks/vtest_people.py " + " ".join(sys.argv[1:]),
+            "command": "python benchmarks/vtest_people.py " + shlex.join(sys.argv[1:]),
             "machine": machine(),
             "protocol": __doc__,
             "labels": {"judge": labels["judge"], "people": len(people), "sightings": len(names)},
