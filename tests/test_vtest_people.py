@@ -55,8 +55,10 @@ def test_other_visits_leave_the_query_persons_near_sightings_out_of_its_gallery(
     spans = np.asarray([[0, 10], [12, 20], [20 + gap + 5, 90 + gap], [0, 50]])
     features = np.asarray([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
     pid, sighting, query = np.asarray([0, 0, 0, 1]), np.arange(4), np.asarray([0])
-    every = vtest_people.scores_of(features, query, pid, sighting, spans, other_visits=False)
-    visits = vtest_people.scores_of(features, query, pid, sighting, spans, other_visits=True)
+    every, visits = (
+        vtest_people.summary(vtest_people.per_query(features, query, pid, sighting, spans, other_visits=v), 1)
+        for v in (False, True)
+    )
     assert every["top1"] == 100.0  # the broken track is a right hit
     assert visits["top1"] == 0.0  # without it, person 1 outranks the later visit
     assert visits["mAP"] == pytest.approx(50.0)
