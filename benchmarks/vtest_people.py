@@ -29,8 +29,8 @@ person left the view, or was lost to it, and came back; nearer sightings of the 
 left out of the gallery, so a broken track is not an easy hit). mAP and CMC in %, over the queries
 that have at least one right hit, each network's mAP gain over the shipped network with a 95 %
 bootstrap interval paired by query (``paired_interval``). Every run scores ``imagenet`` (ImageNet
-MobileNetV2 pooled features, the baseline) and ``shipped`` (the default model) beside the ``--model`` networks, all
-on the same boxes, into ``results/vtest_people.json``.
+MobileNetV2 pooled features, the baseline) and ``shipped`` (the default model) beside the
+``--model`` networks, all on the same boxes, into ``results/vtest_people.json``.
 
 Learning a camera, scored on what it did not learn from (``score --held-out``): only the sightings
 that begin at or after frame ``FOOTAGE["vtest"].held_out_from`` (400) are queries and gallery, for
