@@ -27,6 +27,7 @@ from personsearch.training.adapt import (
     camera_rivals,
     crop_features,
     feature_rows,
+    later_round_fits,
     parse_budget,
     tracklet_features,
 )
@@ -250,6 +251,16 @@ def test_adapting_keeps_to_its_time_budget(tmp_path: Path) -> None:
         and AdaptConfig().budget(result["footage_s"]) == result["footage_s"]
     )
     ModelBundle(tmp_path / "adapted", engine="torch-fp32")  # a usable bundle
+
+
+def test_a_later_round_runs_only_if_the_budget_pays_for_its_feature_pass_and_a_few_steps() -> None:
+    last = {"seconds": 10.0, "steps": 5}  # 2 s a step
+    # no pass yet: 640 crops are 10 batches, each costed a third of a step; then 4 steps
+    assert not later_round_fits(14.0, last, None, crops=640, batch_size=64)
+    assert later_round_fits(15.0, last, None, crops=640, batch_size=64)
+    # a pass already measured is costed as it took
+    assert later_round_fits(9.0, last, 1.0, crops=640, batch_size=64)
+    assert not later_round_fits(9.0, last, 2.0, crops=640, batch_size=64)
 
 
 def test_budgets_as_people_write_them() -> None:

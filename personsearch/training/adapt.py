@@ -389,6 +389,24 @@ def associate(
     return np.unique(roots, return_inverse=True)[1].astype(np.int64)
 
 
+LATER_ROUND_STEPS = 4
+"""Training steps a further round must have time for, after its feature pass, to be run at all."""
+
+
+def later_round_fits(
+    time_left: float, last_train: dict[str, Any], pass_s: float | None, crops: int, batch_size: int
+) -> bool:
+    """Whether a further round can pay, in the budget's time left, for its feature pass (every
+    shown tracklet crop through the network, for association or clustering) and
+    ``LATER_ROUND_STEPS`` steps at the last round's pace. The pass is costed as the last one took,
+    or before any pass as a forward without a backward: a third of a training step per batch. A
+    round that cannot pay is skipped; run anyway, its pass alone took a slow CPU past the budget
+    (benchmarks/results/adaptation_later*.json, AVX2 without bf16)."""
+    step_s = float(last_train["seconds"]) / max(1, int(last_train["steps"]))
+    cost = pass_s if pass_s is not None else crops / batch_size * step_s / 3
+    return time_left >= cost + LATER_ROUND_STEPS * step_s
+
+
 def adapt(
     index_dir: str | Path,
     bundle_dir: str | Path,
@@ -460,12 +478,23 @@ def adapt(
     spans = [(t.path, t.frames[0], t.frames[-1]) for t in tracklets]
     together = seen_together(spans)
     shown = feature_rows(owners, config.feature_crops_per_tracklet)
+    pass_s: float | None = None  # the last feature pass's seconds: the next costs about as much
     for round_index in range(rounds_run):
+        if (
+            round_index > 0
+            and finish_by is not None
+            and not later_round_fits(
+                finish_by - time.monotonic(), rounds[-1]["train"], pass_s, len(shown), config.batch_size
+            )
+        ):
+            break
         crop_feats = None
+        pass_began = time.perf_counter()
         if clustering:
             tell("clustering tracklets", round_index + 1)
             current = model if model is not None else starting_network(start, network, config)
             crop_feats = crop_features(current, crops[shown])
+            pass_s = time.perf_counter() - pass_began
             labels = cluster_tracklets(
                 mean_features(crop_feats, owners[shown], len(tracklets)), together, config.cluster_eps
             )
@@ -478,6 +507,7 @@ def adapt(
                 config.associate_min_cosine,
                 spans,
             )
+            pass_s = time.perf_counter() - pass_began
         classes, per_crop = np.unique(labels[owners], return_inverse=True)
         crop_set = CropSet(crops, torch.from_numpy(per_crop.astype(np.int64)), classes, np.zeros(len(owners)))
         # cluster contrast: a memory of this round's classes and their per-camera proxies
@@ -532,10 +562,12 @@ def adapt(
         "rounds": rounds,
         "footage_s": footage_s,
         "budget_s": budget,
-        "stopped_by_budget": any(r["train"].get("stopped_by_budget") for r in rounds),
+        "stopped_by_budget": any(r["train"].get("stopped_by_budget") for r in rounds)
+        or len(rounds) < rounds_run,
+        "rounds_skipped_by_budget": rounds_run - len(rounds),
         "seconds": seconds,
     }
-    final = out_dir / "rounds" / f"round{rounds_run}"
+    final = out_dir / "rounds" / f"round{len(rounds)}"
     out_dir.mkdir(parents=True, exist_ok=True)
     for part in ("detector.json", "detector.safetensors"):
         shutil.copyfile(bundle_dir / part, out_dir / part)
