@@ -158,6 +158,25 @@ def frames(path: Path, stride: int) -> dict[int, np.ndarray]:
     return out
 
 
+MIN_SCORE = 0.5
+"""SSDLite's score from which a box is a person, for every check on this footage."""
+
+
+def ssdlite_people(video: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The people of each decoded frame as the off-the-shelf SSDLite boxes them (score >=
+    ``MIN_SCORE``): every box (n, 4), in frame order, and the frame of each."""
+    from personsearch.models.external_detectors import build_external_detector
+
+    detector = build_external_detector("ssdlite")
+    boxes, owners = [], []
+    for k, frame in video.items():
+        dets = detector.detect([frame])[0]
+        dets = dets[dets[:, 4] >= MIN_SCORE]
+        boxes.append(dets[:, :4])
+        owners += [k] * len(dets)
+    return np.concatenate(boxes), np.asarray(owners)
+
+
 def imagenet_features() -> Any:
     from personsearch.models.backbones import build_backbone
 
@@ -212,23 +231,14 @@ def best_hits(
 
 
 def sheets(args: argparse.Namespace) -> None:
-    from personsearch.models.external_detectors import build_external_detector
-
     footage = replace(
         FOOTAGE[args.footage], held_out=args.held_out, by_sighting=args.by_sighting, round=args.round
     )
     vtest = footage.video(args.video)
     gap = args.gap or footage.gap
     video = {k: frame for k, frame in frames(vtest, 2).items() if k >= footage.first_frame}
-    detector = build_external_detector("ssdlite")
-    boxes, owners, crops = [], [], []
-    for k, frame in video.items():
-        dets = detector.detect([frame])[0]
-        dets = dets[dets[:, 4] >= 0.5]
-        boxes.append(dets[:, :4])
-        owners += [k] * len(dets)
-        crops.append(crop_boxes(frame, dets[:, :4], SIZE))
-    all_boxes, frame_of, all_crops = np.concatenate(boxes), np.asarray(owners), torch.cat(crops)
+    all_boxes, frame_of = ssdlite_people(video)
+    all_crops = torch.cat([crop_boxes(frame, all_boxes[frame_of == k], SIZE) for k, frame in video.items()])
     sighting_of = sightings(frame_of, all_boxes) if footage.by_sighting else None
     height, width = next(iter(video.values())).shape[:2]
     networks: dict[str, Any] = {"imagenet": imagenet_features(), "shipped": bundle_features(SHIPPED)}

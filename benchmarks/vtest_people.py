@@ -56,15 +56,18 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blind_real_check import (
     FOOTAGE,
+    MIN_SCORE,
     SHIPPED,
     SIZE,
     bundle_features,
     frames,
     imagenet_features,
     network_record,
+    ssdlite_people,
 )
 from run_info import RESULTS, commit, machine, write_results
 
+from personsearch.data.boxes import box_iou
 from personsearch.data.crops import crop_boxes
 from personsearch.evaluation.reid_crops import market_scores
 from personsearch.models.reid import embed_crops
@@ -74,7 +77,6 @@ SIGHTINGS = WORK / "sightings.json"
 LABELS = RESULTS / "vtest_people_labels.json"
 OUT = RESULTS / "vtest_people.json"
 STRIDE = 2
-MIN_SCORE = 0.5
 MIN_BOXES = 6
 """A sighting of fewer boxes (about a second at every 2nd frame) is mostly a detector's flicker or
 a track cut short by a crossing, and would mostly be scored against its own near-copies."""
@@ -86,18 +88,10 @@ PER_ROW = 6
 ROWS_PER_SHEET = 14
 
 
-def detect_sightings(video: Path) -> dict[str, Any]:
-    """Every ``STRIDE``-th frame's SSDLite boxes, linked into sightings by motion alone."""
-    from personsearch.models.external_detectors import build_external_detector
-
-    detector = build_external_detector("ssdlite")
-    owners, boxes = [], []
-    for k, frame in frames(video, STRIDE).items():
-        dets = detector.detect([frame])[0]
-        dets = dets[dets[:, 4] >= MIN_SCORE]
-        boxes.append(dets[:, :4])
-        owners += [k] * len(dets)
-    all_boxes, frame_of = np.concatenate(boxes), np.asarray(owners)
+def detect_sightings(video: Path, decoded: dict[int, np.ndarray]) -> dict[str, Any]:
+    """``video``'s SSDLite boxes (``decoded``: its every ``STRIDE``-th frame), linked into strict
+    sightings (``strict_sightings``)."""
+    all_boxes, frame_of = ssdlite_people(decoded)
     kept = [m for m in strict_sightings(frame_of, all_boxes) if len(m) >= MIN_BOXES]
     kept.sort(key=lambda m: (int(frame_of[m[0]]), float(all_boxes[m[0], 0])))
     return {
@@ -124,8 +118,6 @@ def detect_sightings(video: Path) -> dict[str, Any]:
 def strict_sightings(frame_of: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
     """Tracks of box indices in frame order, linked frame to frame (``STRIDE`` apart) only where
     the overlap is clear and one-to-one (see the module docstring)."""
-    from torchvision.ops import box_iou
-
     tracks: list[list[int]] = []
     live: list[list[int]] = []
     previous = None
@@ -134,9 +126,7 @@ def strict_sightings(frame_of: np.ndarray, boxes: np.ndarray) -> list[np.ndarray
         taken: set[int] = set()
         carried = []
         if live and previous == f - STRIDE and len(here):
-            iou = box_iou(
-                torch.from_numpy(boxes[[t[-1] for t in live]]).float(), torch.from_numpy(boxes[here]).float()
-            ).numpy()
+            iou = box_iou(boxes[[t[-1] for t in live]], boxes[here])
             for t, track in enumerate(live):
                 j = int(iou[t].argmax())
                 rivals = np.delete(iou[t], j).max(initial=0.0), np.delete(iou[:, j], t).max(initial=0.0)
@@ -153,10 +143,9 @@ def strict_sightings(frame_of: np.ndarray, boxes: np.ndarray) -> list[np.ndarray
     return [np.asarray(t) for t in tracks + live]
 
 
-def draw_sheets(video: Path, found: dict[str, Any]) -> list[Path]:
+def draw_sheets(decoded: dict[int, np.ndarray], found: dict[str, Any]) -> list[Path]:
     """Each sighting as a row of up to ``PER_ROW`` crops spread over its span, its name and frames
-    beside it, ``ROWS_PER_SHEET`` rows to a sheet."""
-    decoded = frames(video, STRIDE)
+    beside it, ``ROWS_PER_SHEET`` rows to a sheet (``decoded``: the video's frames by number)."""
     h, w = 128, 64
     names = list(found["sightings"])
     paths = []
@@ -189,13 +178,14 @@ def draw_sheets(video: Path, found: dict[str, Any]) -> list[Path]:
 
 def sightings_cmd(args: argparse.Namespace) -> None:
     video = FOOTAGE["vtest"].video(args.video)
+    decoded = frames(video, STRIDE)
     WORK.mkdir(parents=True, exist_ok=True)
     if SIGHTINGS.is_file() and not args.again:
         found = json.loads(SIGHTINGS.read_text())  # the labels refer to these: never silently redone
     else:
-        found = detect_sightings(video)
+        found = detect_sightings(video, decoded)
         SIGHTINGS.write_text(json.dumps(found, indent=1))
-    paths = draw_sheets(video, found)
+    paths = draw_sheets(decoded, found)
     print(f"{len(found['sightings'])} sightings on {len(paths)} sheets in {WORK}; label them in {LABELS}")
 
 
@@ -286,10 +276,9 @@ def score(args: argparse.Namespace) -> None:
             pid.append(people[person_of[name]])
             sighting.append(index[name])
     all_crops = torch.cat(crops)
+    given = {name: Path(where) for name, _, where in (m.partition("=") for m in args.model)}
     networks: dict[str, Any] = {"imagenet": imagenet_features(), "shipped": bundle_features(SHIPPED)}
-    for given in args.model:
-        name, _, where = given.partition("=")
-        networks[name] = bundle_features(Path(where))
+    networks |= {name: bundle_features(where) for name, where in given.items()}
     arrays = (np.asarray(query), np.asarray(pid), np.asarray(sighting), spans)
     table: dict[str, Any] = {}
     aps: dict[str, dict[str, np.ndarray]] = {}
@@ -301,11 +290,11 @@ def score(args: argparse.Namespace) -> None:
             table[name][mode] = summary(each, len(query))
             aps[name][mode] = np.asarray([e["mAP"] for e in each.values()])
         print(name, {k: {m: round(v, 1) for m, v in s.items()} for k, s in table[name].items()}, flush=True)
-    for name in networks:  # every network scores the same queries in the same order: paired
+    for name in set(networks) - {"shipped"}:  # every network scores the same queries in order: paired
         for mode in ("all", "other visits"):
-            if name != "shipped":
-                gain = paired_interval(aps[name][mode], aps["shipped"][mode])
-                table[name][mode]["mAP_gain_over_shipped_95"] = gain
+            table[name][mode]["mAP_gain_over_shipped_95"] = paired_interval(
+                aps[name][mode], aps["shipped"][mode]
+            )
     out = OUT.with_name(OUT.stem + "_held_out.json") if args.held_out else OUT
     write_results(
         out,
@@ -318,11 +307,9 @@ def score(args: argparse.Namespace) -> None:
             "labels": {"judge": labels["judge"], "people": len(people), "sightings": len(names)},
             "from_frame": first,
             "boxes": len(pid),
-            "networks": {name: str(where) for name, _, where in (m.partition("=") for m in args.model)},
+            "networks": {name: str(where) for name, where in given.items()},
             # how each was made, as its bundle records it (an adapted one: footage, time, budget)
-            "made": {
-                name: network_record(Path(where)) for name, _, where in (m.partition("=") for m in args.model)
-            },
+            "made": {name: network_record(where) for name, where in given.items()},
             "scores": table,
         },
     )
