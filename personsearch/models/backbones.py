@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -112,7 +113,9 @@ class FeatureBackbone(nn.Module):
     """Named stages run in order; ``forward`` returns the ``out_stages`` outputs as an OrderedDict.
 
     Stages listed in ``frozen_stages`` get ``requires_grad=False`` and stay in eval mode when the
-    model trains, so neither their weights nor their BatchNorm statistics ever change.
+    model trains, so neither their weights nor their BatchNorm statistics ever change. Inside
+    ``fed_above(stage)``, ``forward`` takes that stage's output instead of an image: a trainer
+    that froze the stages up to it runs them once per crop instead of once per step.
     """
 
     def __init__(
@@ -134,10 +137,39 @@ class FeatureBackbone(nn.Module):
         self.out_stages = tuple(out_stages)
         self.strides = {name: stride for name, _, stride in stages}
         self.channels = {name: _out_channels(module) for name, module, _ in stages}
-        self.frozen_stages = tuple(frozen_stages)
-        for name in self.frozen_stages:
-            getattr(self, name).requires_grad_(False)
+        self.frozen_stages: tuple[str, ...] = ()
+        self.freeze(frozen_stages)
         self._last = max(names.index(s) for s in self.out_stages)
+        self._entry = 0  # the first stage forward runs (fed_above)
+
+    def freeze(self, stages: Sequence[str]) -> None:
+        """Freeze ``stages`` too (see the class docstring)."""
+        unknown = sorted(set(stages) - set(self.stage_names))
+        if unknown:
+            raise ValueError(f"cannot freeze stages {unknown}; this backbone has stages {self.stage_names}")
+        for name in stages:
+            getattr(self, name).requires_grad_(False).eval()
+        self.frozen_stages = tuple(dict.fromkeys((*self.frozen_stages, *stages)))
+
+    def run_through(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        """The output of ``stage`` for images ``x`` (every stage from the first up to it)."""
+        for name in self.stage_names[: self.stage_names.index(stage) + 1]:
+            x = getattr(self, name)(x)
+        return x
+
+    @contextmanager
+    def fed_above(self, stage: str | None) -> Iterator[None]:
+        """Within it ``forward`` takes ``stage``'s output and runs only the stages above it
+        (None: images again, as outside). A returned stage may not lie at or below ``stage``."""
+        entry = 0 if stage is None else self.stage_names.index(stage) + 1
+        skipped = [s for s in self.out_stages if self.stage_names.index(s) < entry]
+        if skipped:
+            raise ValueError(f"stages {skipped} are returned, so the input cannot come from above {stage!r}")
+        before, self._entry = self._entry, entry
+        try:
+            yield
+        finally:
+            self._entry = before
 
     @property
     def out_channels(self) -> dict[str, int]:
@@ -146,7 +178,7 @@ class FeatureBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
-        for name in self.stage_names[: self._last + 1]:
+        for name in self.stage_names[self._entry : self._last + 1]:
             x = getattr(self, name)(x)
             if name in self.out_stages:
                 out[name] = x

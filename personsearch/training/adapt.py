@@ -48,8 +48,16 @@ from personsearch.models.fast import autocast_for
 from personsearch.models.registry import registered_network
 from personsearch.models.reid import ReIDConfig
 from personsearch.training.cluster_contrast import ProxyMemory, cluster_tracklets
-from personsearch.training.config import GuideConfig, OptimConfig, ReIDDataConfig, ReIDTrainConfig, to_dict
-from personsearch.training.reid import train_reid
+from personsearch.training.config import (
+    GuideConfig,
+    OptimConfig,
+    ReIDDataConfig,
+    ReIDTrainConfig,
+    TrunkConfig,
+    to_dict,
+)
+from personsearch.training.reid import crop_augment, train_reid
+from personsearch.training.trunk import TrunkCache
 
 LEARNERS = ("association", "cluster_contrast")
 """``AdaptConfig.learner``'s choices."""
@@ -110,6 +118,9 @@ class AdaptConfig:
     """The ImageNet guide (training/guide.py; ``weight`` 0: off): on a camera's own crops, real
     photographs where ImageNet's view of who resembles whom is at home, it holds the network to
     that view while the pseudo-labels pull it towards this camera's people."""
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    """The lowest backbone stages kept as the start network has them, their outputs for a few
+    augmented views of each crop computed once for every round (training/trunk.py)."""
     seed: int = 0
     budget_footage: float = 1.0
     """Time budget of the whole run (tracklets, crops, every round, writing the bundle), in
@@ -292,6 +303,14 @@ def mean_features(features: np.ndarray, owners: np.ndarray, count: int) -> np.nd
     return cast(np.ndarray, means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12))
 
 
+def probe_pass_seconds(model: torch.nn.Module, crops: torch.Tensor, batch_size: int) -> float:
+    """About how long ``crop_features`` takes over ``crops``, from one batch of them (timed, so
+    it holds on any CPU; the first batch also pays the layout change, so it errs long)."""
+    began = time.perf_counter()
+    crop_features(model, crops[:batch_size], batch_size)
+    return (time.perf_counter() - began) * len(crops) / max(1, min(batch_size, len(crops)))
+
+
 def tracklet_features(
     model: torch.nn.Module, crops: torch.Tensor, owners: np.ndarray, count: int
 ) -> np.ndarray:
@@ -398,8 +417,9 @@ def later_round_fits(
 ) -> bool:
     """Whether a further round can pay, in the budget's time left, for its feature pass (every
     shown tracklet crop through the network, for association or clustering) and
-    ``LATER_ROUND_STEPS`` steps at the last round's pace. The pass is costed as the last one took,
-    or before any pass as a forward without a backward: a third of a training step per batch. A
+    ``LATER_ROUND_STEPS`` steps at the last round's pace. The pass is costed as the last one (or
+    ``probe_pass_seconds``) took, or without either as a forward without a backward: a third of a
+    training step per batch. A
     round that cannot pay is skipped; run anyway, its pass alone took a slow CPU past the budget
     (benchmarks/results/adaptation_later*.json, AVX2 without bf16)."""
     step_s = float(last_train["seconds"]) / max(1, int(last_train["steps"]))
@@ -469,7 +489,12 @@ def adapt(
         batch_size=config.batch_size,
         optim=config.optim,
         guide=config.guide,
+        trunk=config.trunk,
         seed=config.seed,
+    )
+    # the frozen stages never change, so their outputs serve every round
+    trunk = (
+        TrunkCache(crops, crop_augment(base.data), config.trunk, config.seed) if config.trunk.frozen else None
     )
     state: dict[str, torch.Tensor] | None = None if config.from_imagenet else start.state_dict()
     labels = np.arange(len(tracklets), dtype=np.int64)
@@ -479,6 +504,9 @@ def adapt(
     together = seen_together(spans)
     shown = feature_rows(owners, config.feature_crops_per_tracklet)
     pass_s: float | None = None  # the last feature pass's seconds: the next costs about as much
+    if finish_by is not None and rounds_run > 1 and not clustering:
+        # association's first pass comes after round 1: its cost is timed now, so round 1 leaves it time
+        pass_s = probe_pass_seconds(start, crops[shown], config.batch_size)
     for round_index in range(rounds_run):
         if (
             round_index > 0
@@ -523,11 +551,12 @@ def adapt(
             ).loss
         work = out_dir / "rounds" / f"round{round_index + 1}"
         began = time.perf_counter()
-        # each round left gets an equal share of the time left
+        # each round left gets an equal share of the time left once the later rounds' passes are paid
+        left = rounds_run - round_index
         deadline = (
             None
             if finish_by is None
-            else time.monotonic() + (finish_by - time.monotonic()) / (rounds_run - round_index)
+            else time.monotonic() + (finish_by - time.monotonic() - (left - 1) * (pass_s or 0.0)) / left
         )
         summary = train_reid(
             base,
@@ -539,6 +568,7 @@ def adapt(
             deadline=deadline,
             on_step=partial(tell, "training", round_index + 1),
             extra_loss=extra_loss,
+            trunk_cache=trunk,
         )
         model, _, _ = load_component(work, "reid")
         state = model.state_dict()

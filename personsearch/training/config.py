@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 from personsearch.config import from_dict, to_dict
+from personsearch.models.backbones import STAGES
 from personsearch.models.detector import DetectorConfig
 from personsearch.models.reid import ReIDConfig
 
@@ -115,6 +116,32 @@ class GuideConfig:
 
 
 @dataclass
+class TrunkConfig:
+    """The backbone's lowest stages kept as the starting network has them, and their outputs
+    cached (training/trunk.py): a fine-tune that passes each crop many times (a camera's few
+    hundred tracklet crops) stops paying the costliest, full-resolution stages at every step."""
+
+    frozen: tuple[str, ...] = ()
+    """Backbone stages from ``stem`` up (e.g. ``stem,layer1``), below the lowest pyramid level;
+    () = every stage trains (the paper's training)."""
+    views: int = 4
+    """Augmented views of each crop whose frozen-stage outputs are kept; each batch draws one per
+    crop, so the augmentation keeps its distribution with this many samples of it per crop."""
+    cache_mb: int = 2048
+    """Memory for kept views; beyond it, views are computed for their batch and dropped."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.frozen, str):  # --set trunk.frozen=stem,layer1
+            self.frozen = tuple(s.strip() for s in self.frozen.split(",") if s.strip())
+        self.frozen = tuple(self.frozen)
+        if self.frozen != STAGES[: len(self.frozen)] or self.views < 1 or self.cache_mb < 0:
+            raise ValueError(
+                f"TrunkConfig: frozen={self.frozen} must be the lowest stages in order (stem, layer1, ...), "
+                f"views={self.views} >= 1, cache_mb={self.cache_mb} >= 0"
+            )
+
+
+@dataclass
 class ReIDTrainConfig:
     """Everything ``personsearch train-reid`` needs, in the shape every training config has:
     ``model`` (the network, as stored in the bundle), ``data``, ``optim``, and the run."""
@@ -124,6 +151,7 @@ class ReIDTrainConfig:
     data: ReIDDataConfig = field(default_factory=ReIDDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     guide: GuideConfig = field(default_factory=GuideConfig)
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
     epochs: int = 10
     batch_size: int = 64
     seed: int = 0

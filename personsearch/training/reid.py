@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -15,13 +16,14 @@ import torch
 from personsearch.data import load_dataset
 from personsearch.data.crops import CropAugment, CropSet, build_crop_set, normalize_crops
 from personsearch.data.reid_crops import is_crop_folder, train_crop_set
-from personsearch.models.backbones import build_backbone
+from personsearch.models.backbones import FeatureBackbone, build_backbone
 from personsearch.models.losses import reid_loss
 from personsearch.models.registry import registered_network
 from personsearch.models.reid import test_feature
 from personsearch.training.config import ReIDDataConfig, ReIDTrainConfig
 from personsearch.training.guide import imagenet_guide, teacher_features
 from personsearch.training.runner import resolve_device, train_component
+from personsearch.training.trunk import TrunkCache
 
 
 def epoch_plan(
@@ -118,6 +120,19 @@ def mix_classes_from(crop_set: CropSet, data: ReIDDataConfig) -> int | None:
     return sum(str(pid).startswith(f"{data.dataset}:") for pid in crop_set.pids)
 
 
+def crop_augment(data: ReIDDataConfig) -> CropAugment:
+    """The training augmentation ``data`` asks for."""
+    return CropAugment(
+        data.flip,
+        data.pad,
+        data.downscale_prob,
+        data.min_downscale,
+        data.colour_jitter,
+        data.grayscale_prob,
+        data.erase_prob,
+    )
+
+
 def train_reid(
     config: ReIDTrainConfig,
     out_dir: str | Path,
@@ -130,6 +145,7 @@ def train_reid(
     deadline: float | None = None,
     on_step: Callable[[int, int], None] | None = None,
     extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = None,
+    trunk_cache: TrunkCache | None = None,
 ) -> dict[str, Any]:
     """Train per ``config``; writes checkpoints and metrics to ``out_dir/train-reid`` and the
     final network to ``out_dir/reid.*`` (a model-bundle component). Returns a summary.
@@ -142,7 +158,10 @@ def train_reid(
     ``deadline``: a ``time.monotonic()`` instant to finish by; ``on_step(steps done, planned)``
     after each step (``runner.Trainer``). ``extra_loss(test features, labels, crop indices)``:
     more loss terms, added to the re-id losses (a memory of proxies, training/cluster_contrast.py);
-    ``config.guide`` adds the ImageNet guide's (training/guide.py)."""
+    ``config.guide`` adds the ImageNet guide's (training/guide.py). With ``config.trunk.frozen``
+    the lowest stages stay as ``init`` has them and steps draw their outputs from a
+    ``training/trunk.TrunkCache``: ``trunk_cache``, one made for ``crop_set`` by an earlier run
+    over the same crops with the same frozen weights (``adapt``'s rounds), or a new one."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -171,20 +190,21 @@ def train_reid(
     if config.fast:
         model = model.to(memory_format=torch.channels_last)
     data = config.data
-    augment = CropAugment(
-        data.flip,
-        data.pad,
-        data.downscale_prob,
-        data.min_downscale,
-        data.colour_jitter,
-        data.grayscale_prob,
-        data.erase_prob,
-    )
+    augment = crop_augment(data)
 
     heights = torch.as_tensor(crop_set.heights, dtype=torch.float32)
     mixed_from = mix_classes_from(crop_set, data)
     extra_losses = [extra_loss] if extra_loss is not None else []
     summary_extra: dict[str, Any] = {"num_classes": crop_set.num_classes, "num_crops": len(crop_set.labels)}
+    trunk = None
+    if config.trunk.frozen:
+        if model_config.variant == "image_pyramid":
+            raise ValueError(
+                "trunk.frozen: an image_pyramid network rescales its input, so no stage output can be kept"
+            )
+        backbone = cast(FeatureBackbone, model.backbone)
+        backbone.freeze(config.trunk.frozen)
+        trunk = trunk_cache or TrunkCache(crop_set.crops, augment, config.trunk, config.seed)
     if config.guide.weight > 0:
         began = time.perf_counter()
         teacher = teacher_features(crop_set.crops, build_backbone(config.guide.teacher, pretrained=True))
@@ -194,7 +214,10 @@ def train_reid(
     def load_batch(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
         generator = torch.Generator().manual_seed(hash((config.seed, *indices[:4])) & 0x7FFFFFFF)
-        images = normalize_crops(augment(crop_set.crops[index], generator))
+        if trunk is not None:  # the frozen stages' outputs: the network is fed above them
+            images = trunk.batch(backbone, index, generator, config.fast)
+        else:
+            images = normalize_crops(augment(crop_set.crops[index], generator))
         if config.fast:
             images = images.contiguous(memory_format=torch.channels_last)
         return images.to(device), crop_set.labels[index].to(device), heights[index].to(device), index
@@ -228,19 +251,29 @@ def train_reid(
                     loss, parts[name] = loss + term, term.detach()
         return loss, {k: v.item() if torch.is_tensor(v) else float(v) for k, v in parts.items()}, len(labels)
 
-    return train_component(
-        "reid",
-        model,
-        model_config,
-        config,
-        out_dir,
-        epoch_batches=lambda e: epoch_plan(crop_set.labels, e, config, mixed_from),
-        load_batch=load_batch,
-        step_fn=step,
-        progress=progress,
-        description=f"re-id {model_config.variant}",
-        summary_extra=summary_extra,
-        on_epoch_end=on_epoch_end,
-        on_step=on_step,
-        deadline=deadline,
-    )
+    def epoch_end_on_images(epochs_done: int, net: torch.nn.Module) -> None:
+        """``on_epoch_end`` sees the network as a user does: fed images, not kept stage outputs."""
+        assert on_epoch_end is not None
+        with cast(FeatureBackbone, net.backbone).fed_above(None):
+            on_epoch_end(epochs_done, net)
+
+    with backbone.fed_above(trunk.top) if trunk is not None else nullcontext():
+        summary = train_component(
+            "reid",
+            model,
+            model_config,
+            config,
+            out_dir,
+            epoch_batches=lambda e: epoch_plan(crop_set.labels, e, config, mixed_from),
+            load_batch=load_batch,
+            step_fn=step,
+            progress=progress,
+            description=f"re-id {model_config.variant}",
+            summary_extra=summary_extra,
+            on_epoch_end=on_epoch_end if trunk is None or on_epoch_end is None else epoch_end_on_images,
+            on_step=on_step,
+            deadline=deadline,
+        )
+    if trunk is not None:
+        summary.update(trunk_views_computed=trunk.computed, trunk_views_kept=trunk.kept)
+    return summary
