@@ -304,8 +304,9 @@ def mean_features(features: np.ndarray, owners: np.ndarray, count: int) -> np.nd
 
 
 def probe_pass_seconds(model: torch.nn.Module, crops: torch.Tensor, batch_size: int) -> float:
-    """About how long ``crop_features`` takes over ``crops``, from one batch of them (timed, so
-    it holds on any CPU; the first batch also pays the layout change, so it errs long)."""
+    """About how long ``crop_features`` takes over ``crops``, from one batch of them, timed (so
+    that it holds on any CPU) after a first that pays the network's change of layout."""
+    crop_features(model, crops[:batch_size], batch_size)  # the first batch pays the layout change
     began = time.perf_counter()
     crop_features(model, crops[:batch_size], batch_size)
     return (time.perf_counter() - began) * len(crops) / max(1, min(batch_size, len(crops)))
@@ -412,6 +413,17 @@ LATER_ROUND_STEPS = 4
 """Training steps a further round must have time for, after its feature pass, to be run at all."""
 
 
+def rounds_affordable(time_left: float, pass_s: float, rounds: int) -> int:
+    """How many of ``rounds`` to plan when each round after the first costs a feature pass of
+    ``pass_s`` first: a later round is planned only while each round's training keeps at least
+    as much time as a pass takes. Otherwise the first round's training gets it: a few more steps
+    of it were worth more than a second round on a CPU where passes are slow
+    (benchmarks/results/adaptation_later.json)."""
+    while rounds > 1 and (time_left - (rounds - 1) * pass_s) / rounds < pass_s:
+        rounds -= 1
+    return rounds
+
+
 def later_round_fits(
     time_left: float, last_train: dict[str, Any], pass_s: float | None, crops: int, batch_size: int
 ) -> bool:
@@ -504,9 +516,12 @@ def adapt(
     together = seen_together(spans)
     shown = feature_rows(owners, config.feature_crops_per_tracklet)
     pass_s: float | None = None  # the last feature pass's seconds: the next costs about as much
+    not_planned = 0  # rounds the budget could not pay for, seen before the first
     if finish_by is not None and rounds_run > 1 and not clustering:
         # association's first pass comes after round 1: its cost is timed now, so round 1 leaves it time
         pass_s = probe_pass_seconds(start, crops[shown], config.batch_size)
+        affordable = rounds_affordable(finish_by - time.monotonic(), pass_s, rounds_run)
+        not_planned, rounds_run = rounds_run - affordable, affordable
     for round_index in range(rounds_run):
         if (
             round_index > 0
@@ -593,8 +608,8 @@ def adapt(
         "footage_s": footage_s,
         "budget_s": budget,
         "stopped_by_budget": any(r["train"].get("stopped_by_budget") for r in rounds)
-        or len(rounds) < rounds_run,
-        "rounds_skipped_by_budget": rounds_run - len(rounds),
+        or len(rounds) < rounds_run + not_planned,
+        "rounds_skipped_by_budget": rounds_run + not_planned - len(rounds),
         "seconds": seconds,
     }
     final = out_dir / "rounds" / f"round{len(rounds)}"
