@@ -29,6 +29,7 @@ from personsearch.training.adapt import (
     feature_rows,
     later_round_fits,
     parse_budget,
+    rounds_affordable,
     tracklet_features,
 )
 from personsearch.training.config import OptimConfig
@@ -261,6 +262,15 @@ def test_a_later_round_runs_only_if_the_budget_pays_for_its_feature_pass_and_a_f
     # a pass already measured is costed as it took
     assert later_round_fits(9.0, last, 1.0, crops=640, batch_size=64)
     assert not later_round_fits(9.0, last, 2.0, crops=640, batch_size=64)
+
+
+def test_a_later_round_is_planned_only_while_each_round_trains_at_least_as_long_as_a_pass() -> None:
+    # 36 s, a pass of 5 s: two rounds train 15.5 s each
+    assert rounds_affordable(36.0, 5.0, 2) == 2
+    # a pass of 13 s leaves two rounds 11.5 s each, less than a pass: the first round gets it all
+    assert rounds_affordable(36.0, 13.0, 2) == 1
+    assert rounds_affordable(36.0, 13.0, 1) == 1 and rounds_affordable(100.0, 10.0, 3) == 3
+    assert rounds_affordable(45.0, 10.0, 3) == 2  # three would train 8.3 s each, two 17.5 s
 
 
 def test_budgets_as_people_write_them() -> None:

@@ -27,9 +27,10 @@ def test_yaml_round_trip_keeps_nested_and_tuple_settings(tmp_path: Path) -> None
 
 def test_both_networks_share_one_config_shape() -> None:
     """model / data / optim sections and the same run settings, for the detector and the re-id;
-    the re-id alone has a ``guide`` (a frozen ImageNet network's term, training/guide.py)."""
+    the re-id alone has a ``guide`` (a frozen ImageNet network's term, training/guide.py) and a
+    ``trunk`` (frozen lowest stages whose outputs are kept, training/trunk.py)."""
     shapes = [{f.name for f in dataclasses.fields(cls)} for cls in (DetectorTrainConfig, ReIDTrainConfig)]
-    assert shapes[1] - shapes[0] == {"guide"} and shapes[0] <= shapes[1]
+    assert shapes[1] - shapes[0] == {"guide", "trunk"} and shapes[0] <= shapes[1]
     assert {"model", "data", "optim"} <= shapes[0]
     assert (
         dataclasses.fields(ReIDTrainConfig().data)
