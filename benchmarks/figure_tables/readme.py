@@ -28,6 +28,10 @@ ADAPTATION_LATER = (
         f"{_LATER} --learner cluster_contrast "
         "--out benchmarks/results/adaptation_later_cluster_contrast.json",
     ),
+    Source(
+        "adaptation_later_trunk.json",
+        f"{_LATER} --set trunk.frozen=stem,layer1 --out benchmarks/results/adaptation_later_trunk.json",
+    ),
 )
 _MEMORY = f"{_LATER} --learner cluster_contrast --budget none --epochs 2"
 ADAPTATION_MEMORY = (

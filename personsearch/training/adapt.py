@@ -520,9 +520,9 @@ def adapt(
     if finish_by is not None and rounds_run > 1 and not clustering:
         # association's first pass comes after round 1: its cost is timed now, so round 1 leaves it time
         pass_s = probe_pass_seconds(start, crops[shown], config.batch_size)
-        affordable = rounds_affordable(finish_by - time.monotonic(), pass_s, rounds_run)
-        not_planned, rounds_run = rounds_run - affordable, affordable
     for round_index in range(rounds_run):
+        if round_index >= rounds_run:  # fewer planned once the first pass was timed
+            break
         if (
             round_index > 0
             and finish_by is not None
@@ -566,6 +566,10 @@ def adapt(
             ).loss
         work = out_dir / "rounds" / f"round{round_index + 1}"
         began = time.perf_counter()
+        if round_index == 0 and finish_by is not None and pass_s is not None:
+            # the first pass is known now (timed, or clustering's own): plan only the rounds it allows
+            affordable = rounds_affordable(finish_by - time.monotonic(), pass_s, rounds_run)
+            not_planned, rounds_run = rounds_run - affordable, affordable
         # each round left gets an equal share of the time left once the later rounds' passes are paid
         left = rounds_run - round_index
         deadline = (
