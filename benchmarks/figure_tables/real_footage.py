@@ -249,7 +249,7 @@ PEOPLE = Source(
     "vtest_people.json",
     PEOPLE_SCORE + " --model control=runs/people3d-v3-mixed-plain --model passers-by=runs/people3d-v3c-mixed"
     " --model photos=runs/people3d-v3p-mixed --model guide3=runs/people3d-v3-mixed-guide"
-    " --model guide0.5=runs/people3d-v3-mixed-guide05",
+    " --model guide0.5=runs/people3d-v3-mixed-guide05 --model v3-3000=runs/people3d-v3-3000-mixed",
 )
 PEOPLE_HELD_OUT = Source(
     "vtest_people_held_out.json",
@@ -257,7 +257,9 @@ PEOPLE_HELD_OUT = Source(
     "runs/adapt15/cc --model 'adapted, warm-up scaled'=runs/adapt15/default-warm --model 'adapted, cluster"
     " contrast, warm-up scaled'=runs/adapt15/cc-warm --model 'adapted, 10x budget'=runs/adapt15/default-10x"
     " --model 'adapted, cluster contrast, 10x budget'=runs/adapt15/cc-10x --model 'adapted, guide 1, 10x"
-    " budget'=runs/adapt15/guide1-10x --model 'adapted, guide 3, 10x budget'=runs/adapt15/guide3-10x",
+    " budget'=runs/adapt15/guide1-10x --model 'adapted, guide 3, 10x budget'=runs/adapt15/guide3-10x"
+    " --model 'adapted, rounds costed'=runs/adapt16/default"
+    " --model 'adapted, frozen trunk'=runs/adapt16/trunk",
 )
 PEOPLE_NAMES = {
     "imagenet": HELD_OUT_NAMES["imagenet"],
@@ -270,6 +272,8 @@ PEOPLE_NAMES = {
     "adapted, cluster contrast, 10x budget": "the same by cluster contrast",
     "adapted, guide 1, 10x budget": "shipped, adapted, --budget 10x, ImageNet guide weight 1",
     "adapted, guide 3, 10x budget": "the same, guide weight 3",
+    "adapted, rounds costed": "shipped, adapted, default budget, rounds costed with their passes (now)",
+    "adapted, frozen trunk": "the same, stem and layer1 frozen and cached (trunk.frozen)",
 }
 
 

@@ -55,6 +55,7 @@ NAMES = {
     "runs/people3d-v3c-mixed": "rendered v3 with passers-by + synthetic",
     "runs/people3d-v3-mixed-guide": "rendered v3 + synthetic, ImageNet guide (weight 3)",
     "runs/people3d-v3-mixed-guide05": "rendered v3 + synthetic, ImageNet guide (weight 0.5)",
+    "runs/people3d-v3-3000-mixed": "rendered v3, 3,000 people + synthetic (3 of 8 a batch), 2 epochs",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
