@@ -240,6 +240,13 @@ table("rendered-people-blind-photos", "docs/rendered-people.md", *_PHOTOS_ROUND)
 GUIDE = _scored_on_v3("guide")
 table("rendered-people-guide", "docs/rendered-people.md", GUIDE)(third_set)  # drawn alike
 table("rendered-people-guide-weak", "docs/rendered-people.md", _scored_on_v3("guide_weak"))(third_set)
+MORE_PEOPLE = Source(
+    "rendered_people_3000.json",
+    EVALUATE + " --root data/people3d-v3-3000 --synthetic data/synthetic-standard --gallery-size 100"
+    " --model runs/people3d-v3-mixed-plain --model runs/people3d-v3-3000-mixed"
+    " --out benchmarks/results/rendered_people_3000.json",
+)
+table("rendered-people-3000", "docs/rendered-people.md", MORE_PEOPLE)(third_set)  # its own test people
 _GUIDE_ROUND = _round_sources("guide")[1:]  # vtest.avi by sighting and the film, as round photos
 table("rendered-people-blind-guide", "docs/rendered-people.md", *_GUIDE_ROUND)(_blind_round_rows)
 
