@@ -431,9 +431,8 @@ def later_round_fits(
     shown tracklet crop through the network, for association or clustering) and
     ``LATER_ROUND_STEPS`` steps at the last round's pace. The pass is costed as the last one (or
     ``probe_pass_seconds``) took, or without either as a forward without a backward: a third of a
-    training step per batch. A
-    round that cannot pay is skipped; run anyway, its pass alone took a slow CPU past the budget
-    (benchmarks/results/adaptation_later*.json, AVX2 without bf16)."""
+    training step per batch. A round that cannot pay is skipped; run anyway, its pass alone took
+    a slow CPU past the budget (benchmarks/results/adaptation_later*.json, AVX2 without bf16)."""
     step_s = float(last_train["seconds"]) / max(1, int(last_train["steps"]))
     cost = pass_s if pass_s is not None else crops / batch_size * step_s / 3
     return time_left >= cost + LATER_ROUND_STEPS * step_s

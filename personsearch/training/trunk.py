@@ -1,13 +1,14 @@
 """The frozen stages' outputs of augmented crops, computed once and drawn from at every step.
 
 Fine-tuning on a camera's own tracklets passes a few hundred crops through the network many
-times (``adapt``: 8 epochs a round, two rounds). MobileNetV2's stem and first stage run at a
-quarter of the input resolution and take over half of a forward pass on a CPU, yet they hold
+times (``adapt``: 8 epochs a round, two rounds). MobileNetV2's stem and first stage run at half
+and a quarter of the input resolution, where a step's activations are largest, yet they hold
 generic edges and colours that a camera's few crops have little to teach. Frozen
-(``TrunkConfig.frozen``), their output for a given augmented crop never changes, so it is kept:
-each crop gets ``views`` augmented versions, drawn by the usual ``CropAugment`` from a seed of
-(run seed, crop, view), each run through the frozen stages the first time a batch draws it. A
-batch draws one view per crop at random; the stages above train as before.
+(``TrunkConfig.frozen``), they need no backward pass, and their output for a given augmented
+crop never changes, so it is kept: each crop gets ``views`` augmented versions, drawn by the
+usual ``CropAugment`` from a seed of (run seed, crop, view), each run through the frozen stages
+the first time a batch draws it. A batch draws one view per crop at random; the stages above
+train as before.
 """
 
 from __future__ import annotations
