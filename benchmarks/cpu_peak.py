@@ -25,7 +25,7 @@ import torch
 from engines import best_time, flop_per_cycle, peak_gflops
 from run_info import write_per_cpu_results
 
-from personsearch.models.engine_choice import cpu_signature
+from personsearch.models.engines import cpu_signature
 
 SIZES = (1024, 2048, 4096)
 

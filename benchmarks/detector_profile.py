@@ -88,7 +88,7 @@ def main() -> None:
         "RPN head": (engines._RpnHeadOutputs(detector.rpn.head), (feature,)),
         f"C4 box head, {len(crops)} RoIs": (detector.roi_heads.box_head, (crops,)),
     }
-    signature = engine_choice.cpu_signature()
+    signature = engines.cpu_signature()
     peak, peak_note = peak_gflops(signature, torch.get_num_threads())
     parts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():

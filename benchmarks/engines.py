@@ -34,8 +34,8 @@ from run_info import ROOT, write_per_cpu_results
 
 from personsearch.models import engine_choice, engines
 from personsearch.models.detector import image_tensors
-from personsearch.models.engine_choice import cpu_signature
-from personsearch.models.fast import cpuinfo_field
+from personsearch.models.engines import cpu_signature
+from personsearch.models.machine import cpuinfo_field
 
 ENGINES = engines.AUTO_CANDIDATES
 """Every engine ``auto`` measures, the reference first."""

@@ -42,8 +42,8 @@ from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle
 from personsearch.models.detector import DetectorConfig, build_detector, image_tensors
 from personsearch.models.fast import autocast_dtype
+from personsearch.models.machine import CACHE_ENV
 from personsearch.models.reid import ReIDConfig, build_reid
-from personsearch.models.weights import CACHE_ENV
 
 SHIPPED = ROOT / "personsearch" / "assets" / "default"
 MIXED = "torch-bf16"

@@ -42,16 +42,13 @@ TRAIN_SPEC = RenderSpec(identities=3000, test_identities=100, images_per_identit
 ``rendered_people.json``'s first runs used 1,500 people of version 1 (``data/people3d-1500``)."""
 
 
+def dressed(spec: RenderSpec, args: argparse.Namespace) -> RenderSpec:
+    """``spec`` with the command line's photographs (``--photos``, none: drawn patterns) and crowd."""
+    return replace(spec, photos=str(args.photos) if args.photos else "", crowd=args.crowd)
+
+
 def speed(args: argparse.Namespace) -> None:
-    spec = RenderSpec(
-        identities=args.identities,
-        test_identities=0,
-        images_per_identity=16,
-        cameras=8,
-        seed=1,
-        photos=str(args.photos) if args.photos else "",
-        crowd=args.crowd,
-    )
+    spec = dressed(replace(TRAIN_SPEC, identities=args.identities, test_identities=0, seed=1), args)
     runs: dict[str, Any] = {}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
@@ -78,12 +75,7 @@ def speed(args: argparse.Namespace) -> None:
 
 def render(args: argparse.Namespace) -> None:
     began = time.perf_counter()
-    spec = replace(
-        TRAIN_SPEC,
-        identities=args.identities,
-        photos=str(args.photos) if args.photos else "",
-        crowd=args.crowd,
-    )
+    spec = dressed(replace(TRAIN_SPEC, identities=args.identities), args)
     summary = render_dataset(
         args.root, spec, workers=args.workers, progress=lambda n: print(f"\r{n} images", end="", flush=True)
     )

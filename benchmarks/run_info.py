@@ -37,8 +37,8 @@ def machine(signature: dict[str, Any] | None = None) -> dict[str, Any]:
     import faiss
     import torch
 
-    from personsearch.models.engine_choice import cpu_signature, signature_digest
-    from personsearch.models.fast import cpuinfo_field
+    from personsearch.models.engines import cpu_signature, signature_digest
+    from personsearch.models.machine import cpuinfo_field
 
     signature = signature or cpu_signature()
     try:
@@ -86,7 +86,7 @@ def write_results(path: Path, results: dict[str, Any], default: Callable[[Any], 
 def per_cpu_path(benchmark: str, signature: dict[str, Any] | None = None, suffix: str = "") -> Path:
     """``benchmarks/results/<benchmark>-<signature digest><suffix>.json``: where a benchmark whose
     figures hold for one CPU (its ``cpu_signature``, or ``signature``) keeps them."""
-    from personsearch.models.engine_choice import cpu_signature, signature_digest
+    from personsearch.models.engines import cpu_signature, signature_digest
 
     return RESULTS / f"{benchmark}-{signature_digest(signature or cpu_signature())}{suffix}.json"
 
@@ -103,7 +103,7 @@ def write_per_cpu_results(
     took it), then ``fields``; to ``out``, or by default to
     ``benchmarks/results/<benchmark>-<signature digest><suffix>.json``, one file per CPU, library
     versions and engines revision. Returns the path and the results as written."""
-    from personsearch.models.engine_choice import cpu_signature
+    from personsearch.models.engines import cpu_signature
 
     signature = signature or cpu_signature()
     results = {

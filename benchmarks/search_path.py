@@ -8,6 +8,11 @@ gives for a search ("One query, end to end").
 ``--record LABEL`` (first) keeps the count under LABEL in ``benchmarks/results/search_path.json``,
 beside the other labels' (docs/architecture.md's table reads it).
 
+    python benchmarks/search_path.py --cut-person demo-output/data person.png
+
+writes the crop query of the table's runs: the tallest query person of the demo's benchmark, cut
+from its scene by the ground-truth box.
+
 The arguments are the ``personsearch`` command's own. The command runs in this process under a
 profiler (set ``PERSONSEARCH_NO_MALLOC_TUNING=1``: the CLI would otherwise re-run itself with
 glibc's malloc tuned, out of the profiler's sight), then stderr gets the number of package modules
@@ -63,7 +68,23 @@ def record(label: str, arguments: list[str], imported: int, ran: list[str]) -> N
     )
 
 
+def cut_person(dataset: str, out: str) -> None:
+    """Write the tallest query person of the benchmark at ``dataset``, cut by its box, to ``out``."""
+    import cv2
+
+    from personsearch.data import load_dataset
+    from personsearch.data.boxes import crop_box
+    from personsearch.data.images import read_image
+
+    query = max(load_dataset(dataset).queries, key=lambda q: q.box[3] - q.box[1])
+    cv2.imwrite(out, cv2.cvtColor(crop_box(read_image(query.path), query.box), cv2.COLOR_RGB2BGR))
+    print(f"wrote {out}: {query.name} in {query.path.name}, box {query.box.tolist()}", file=sys.stderr)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--cut-person"]:
+        cut_person(sys.argv[2], sys.argv[3])
+        return
     ran: dict[str, str] = {}
     label = None
     if sys.argv[1:2] == ["--record"]:

@@ -742,7 +742,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     data = ensure_data(args.data, args.work)
     cases = build_cases(args, data, args.work)
-    from personsearch.models.engine_choice import cpu_signature, signature_digest
+    from personsearch.models.engines import cpu_signature, signature_digest
 
     signature = cpu_signature()
     this_cpu = signature_digest(signature)

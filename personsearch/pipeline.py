@@ -8,7 +8,7 @@ features says how alike two people are, whatever their scale. A query is a box t
 (or the one person the detector finds); the gallery's people are ranked by their cosine to it.
 
 Every caller goes through ``PersonSearchPipeline``: the index (``index/indexer.py``, gallery
-side), queries (``index/query.py``), the benchmark evaluation (``evaluation/pipeline.py``) and
+side), queries (``interfaces/api.py``), the benchmark evaluation (``evaluation/pipeline.py``) and
 the benchmarks. Any ``PersonEngine`` fills it: the trained bundle (``models/bundle.py``, on the
 inference engine chosen for the machine), a baseline, or a test double.
 

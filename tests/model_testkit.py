@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from personsearch.models.weights import CACHE_ENV, WEIGHTS_ENV, resolve_weights
+from personsearch.models.machine import CACHE_ENV
+from personsearch.models.weights import WEIGHTS_ENV, resolve_weights
 
 
 def isolate_weights(monkeypatch: pytest.MonkeyPatch, cache_root: Path) -> Path:

@@ -17,8 +17,8 @@ import torch
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle, parse_engine, save_component
 from personsearch.models.detector import DetectorConfig, build_detector
+from personsearch.models.machine import CACHE_ENV, cache_root
 from personsearch.models.reid import ReIDConfig, build_reid
-from personsearch.models.weights import CACHE_ENV
 
 torch.set_num_threads(1)
 
@@ -348,7 +348,7 @@ def test_a_first_use_checks_engines_fastest_first_only_until_one_agrees() -> Non
     assert lazy["ort-int8"].accepted and engine_choice.pick(list(lazy.values()), "reid") == "ort-int8"
     assert not lazy["ort-fp32"].checked and not lazy["ort-fp32"].accepted and lazy["ort-fp32"].per_s
     assert lazy["ort-fp32"].note == "slower than ort-int8, which agrees with fp32"
-    table = engine_choice.EngineChoice("ort-int8", "torch-fp32", list(lazy.values())).table()
+    table = engines.EngineChoice("ort-int8", "torch-fp32", list(lazy.values())).table()
     assert "not checked: slower than ort-int8" in table and "not checked: not checked" not in table
     checked.clear()
     full = {m.engine: m for m in engine_choice.measure_reid(factory, candidates, batch)}
@@ -401,19 +401,15 @@ def test_a_reduced_precision_engine_must_be_clearly_faster_than_fp32_to_be_chose
     )
     assert engine_choice.pick(clear, "reid") == "ort-int8"
     made_up = [
-        engine_choice.Measurement("torch-fp32", "detector", 1.0, True),
-        engine_choice.Measurement("torch-fp32-cl", "detector", 2.0, True),
+        engines.Measurement("torch-fp32", "detector", 1.0, True),
+        engines.Measurement("torch-fp32-cl", "detector", 2.0, True),
     ]
     assert (
-        engine_choice.pick(
-            [*made_up, engine_choice.Measurement("ov-bf16-head", "detector", 2.1, True)], "detector"
-        )
+        engine_choice.pick([*made_up, engines.Measurement("ov-bf16-head", "detector", 2.1, True)], "detector")
         == "torch-fp32-cl"
     )
     assert (
-        engine_choice.pick(
-            [*made_up, engine_choice.Measurement("ov-bf16-head", "detector", 2.3, True)], "detector"
-        )
+        engine_choice.pick([*made_up, engines.Measurement("ov-bf16-head", "detector", 2.3, True)], "detector")
         == "ov-bf16-head"
     )
 
@@ -498,13 +494,11 @@ def test_info_says_which_cached_choices_hold_on_this_machine(
     from personsearch.interfaces.cli import app
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    here = engine_choice.cpu_signature()
-    engine_choice.save_choice(
-        "model-a", engine_choice.EngineChoice("ort-fp32", "ort-int8-head", signature=here)
-    )
-    engine_choice.save_choice(
-        "model-b",
-        engine_choice.EngineChoice(
+    here, folder = engines.cpu_signature(), cache_root() / "engines"
+    engines.save_choice(folder / "model-a", engines.EngineChoice("ort-fp32", "ort-int8-head", signature=here))
+    engines.save_choice(
+        folder / "model-b",
+        engines.EngineChoice(
             "torch-fp32", "torch-fp32", signature={**here, "engines_revision": 1, "threads": 64}
         ),
     )
@@ -523,8 +517,8 @@ def test_cpu_signature_change_means_a_new_measurement(
 ) -> None:
     ModelBundle(bundle_dir, engine="auto")
     assert ModelBundle(bundle_dir, engine="auto").engine_choice.from_cache
-    monkeypatch.setattr(engine_choice, "cpu_signature", lambda: {"cpu": "another", "threads": 64})
-    assert engine_choice.load_cached_choice(ModelBundle(bundle_dir, engine="torch-fp32").weights_id) is None
+    monkeypatch.setattr(engines, "cpu_signature", lambda: {"cpu": "another", "threads": 64})
+    assert engines.load_cached_choice(ModelBundle(bundle_dir, engine="torch-fp32").engine_dir) is None
 
 
 def test_a_gpu_measures_its_own_choice_under_its_own_signature(
@@ -534,24 +528,21 @@ def test_a_gpu_measures_its_own_choice_under_its_own_signature(
     agrees with fp32, as on a CPU), and the choice is cached for that GPU, apart from the CPU's."""
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA Test GPU")
     monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
-    gpu, cpu = engine_choice.signature_for("cuda"), engine_choice.signature_for("cpu")
+    gpu, cpu = engines.signature_for("cuda"), engines.signature_for("cpu")
     assert gpu["gpu"] == "NVIDIA Test GPU" and "gpu" not in cpu
-    assert engine_choice.choice_path("m", gpu) != engine_choice.choice_path("m", cpu)
-    assert (
-        "GPU NVIDIA Test GPU"
-        in engine_choice.EngineChoice("torch-fp32", "torch-fp32", signature=gpu).summary()
-    )
+    assert engines.choice_file(Path("m"), gpu) != engines.choice_file(Path("m"), cpu)
+    assert "GPU NVIDIA Test GPU" in engines.EngineChoice("torch-fp32", "torch-fp32", signature=gpu).summary()
 
     bundle = ModelBundle(bundle_dir, engine="torch-fp32")
-    assert engine_choice.load_cached_choice(bundle.weights_id, "cpu") is None
+    assert engines.load_cached_choice(bundle.engine_dir, "cpu") is None
     measured: list[bool] = []
 
-    def measure(self: ModelBundle, lazy: bool = False, **_: object) -> engine_choice.EngineChoice:
+    def measure(self: ModelBundle, lazy: bool = False, **_: object) -> engines.EngineChoice:
         measured.append(lazy)  # a GPU's runners cannot be built here: the choice itself is stood in for
-        choice = engine_choice.EngineChoice(
-            "torch-fp32-cl", "torch-fp32", [engine_choice.Measurement("torch-fp32", "reid", 1.0)], gpu
+        choice = engines.EngineChoice(
+            "torch-fp32-cl", "torch-fp32", [engines.Measurement("torch-fp32", "reid", 1.0)], gpu
         )
-        engine_choice.save_choice(self.weights_id, choice)
+        engines.save_choice(self.engine_dir, choice)
         return choice
 
     monkeypatch.setattr(ModelBundle, "measure_engines", measure)
@@ -559,8 +550,8 @@ def test_a_gpu_measures_its_own_choice_under_its_own_signature(
     # measured, not forced to mixed precision
     assert (bundle._choose("auto").reid, measured) == ("torch-fp32-cl", [True])
     assert bundle._choose("auto").from_cache and measured == [True]
-    assert engine_choice.load_cached_choice(bundle.weights_id, "cuda") is not None
-    assert engine_choice.load_cached_choice(bundle.weights_id, "cpu") is None  # the CPU measures its own
+    assert engines.load_cached_choice(bundle.engine_dir, "cuda") is not None
+    assert engines.load_cached_choice(bundle.engine_dir, "cpu") is None  # the CPU measures its own
 
 
 @pytest.mark.parametrize(

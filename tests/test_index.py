@@ -32,14 +32,12 @@ from personsearch.index import (
     ann,
     hits_from_json,
     hits_to_json,
-    query_from_crop,
-    query_from_scene,
-    query_from_video,
     search_index,
 )
 from personsearch.index.hits import HIT_KEYS
 from personsearch.index.sources import Source
 from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
+from personsearch.interfaces.api import query_from_crop, query_from_scene, query_from_video
 
 TESTS = Path(__file__).parent
 

@@ -11,7 +11,8 @@ import torch
 from model_testkit import mobilenet_weights_or_skip
 from torch.nn import functional as F
 
-from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
+from personsearch.models.fast import autocast_for, prepare_for_inference
+from personsearch.models.machine import native_bf16
 from personsearch.models.registry import create_model, list_models
 from personsearch.models.reid import PyramidReID, ReIDConfig, build_reid
 

@@ -14,7 +14,8 @@ from index_testkit import BLUE, GREEN, RED, YELLOW, ColourEngine, draw_scene, wr
 from PIL import Image
 
 from personsearch.data.records import Scene
-from personsearch.index import PersonIndex, hits_from_json, hits_to_json, query_from_scene
+from personsearch.index import PersonIndex, hits_from_json, hits_to_json
+from personsearch.interfaces.api import query_from_scene
 from personsearch.interfaces.demo import ground_truth_verdicts
 from personsearch.interfaces.report import (
     BOX_COLOUR,

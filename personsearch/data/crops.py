@@ -1,8 +1,13 @@
 """Person crops for the re-id network: extraction from scenes, training augmentation, batching.
 
 Crops are cut with RoIAlign straight to the re-id input size, so training, evaluation and the
-search index share one resampling rule. Training keeps every labelled crop in memory as uint8
-(a scene is decoded once per run, not once per epoch), which is what makes CPU training fast.
+search index share one resampling rule. torchvision's bilinear weights factor into a row weight
+and a column weight (its edge rules too: a sampling point out of range in either axis contributes
+nothing, and clamping applies per axis), so resampling a box is two one-axis weighted sums
+(``axis_taps``); the detector's RoIAlign on its feature map (``models.roi_align``) uses the same.
+
+Training keeps every labelled crop in memory as uint8 (a scene is decoded once per run, not once
+per epoch), which is what makes CPU training fast.
 """
 
 from __future__ import annotations
@@ -17,12 +22,38 @@ import torch.nn.functional as F
 from personsearch.data.boxes import clip_or_refuse
 from personsearch.data.images import read_image
 from personsearch.data.records import UNLABELED, Scene
-from personsearch.data.sampling import axis_taps
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SAMPLING = 2
 """Bilinear samples per output pixel and axis (torchvision ``roi_align``'s ``sampling_ratio``)."""
+
+
+def axis_taps(
+    start: torch.Tensor, length: torch.Tensor, bins: int, grid: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Along one axis of ``size`` cells (feature cells or pixels), for each of R boxes starting at
+    ``start`` (in cells; torchvision's ``aligned=True`` subtracts half a cell) and ``length`` long,
+    split into ``bins`` output bins of ``grid`` sampling points each: the ``2 * grid`` cell
+    indices a bin's points touch and their bilinear weights, both (R, bins, 2 * grid). The weights
+    are not divided by ``grid``. By torchvision's rules, computed in float32 in its order, so the
+    sampling points are the same floats."""
+    rois = start.shape[0]
+    bin_size = (length / bins)[:, None, None]
+    index = torch.arange(bins, dtype=start.dtype)[None, :, None]
+    sample = torch.arange(grid, dtype=start.dtype)[None, None, :]
+    pos = start[:, None, None] + index * bin_size + (sample + 0.5) * bin_size / grid  # (R, bins, grid)
+    valid = ((pos >= -1.0) & (pos <= size)).to(start.dtype)
+    pos = pos.clamp(min=0)
+    low = pos.long()
+    top = low >= size - 1
+    low = torch.where(top, torch.full_like(low, size - 1), low)
+    high = torch.where(top, low, low + 1)
+    pos = torch.where(top, low.to(pos.dtype), pos)
+    frac = pos - low.to(pos.dtype)
+    cells = torch.cat([low, high], dim=2).reshape(rois, bins, 2 * grid)
+    weights = torch.cat([(1 - frac) * valid, frac * valid], dim=2).reshape(rois, bins, 2 * grid)
+    return cells, weights
 
 
 def crop_boxes(image: np.ndarray | torch.Tensor, boxes: np.ndarray, size: tuple[int, int]) -> torch.Tensor:

@@ -8,7 +8,6 @@
 from personsearch.index.hits import Hit, SearchQuery, hits_from_json, hits_to_json
 from personsearch.index.indexer import IndexSummary
 from personsearch.index.person_index import PersonIndex, search_index
-from personsearch.index.query import query_from_crop, query_from_scene, query_from_video
 from personsearch.index.sources import Skipped
 from personsearch.index.store import IndexBusyError, IndexCorruptError, ModelMismatchError, PersonIndexError
 from personsearch.pipeline import PersonEngine
@@ -26,8 +25,5 @@ __all__ = [
     "Skipped",
     "hits_from_json",
     "hits_to_json",
-    "query_from_crop",
-    "query_from_scene",
-    "query_from_video",
     "search_index",
 ]

@@ -63,7 +63,7 @@ machine then builds the same index with or without Ray, to the box."""
 
 def machine_key() -> dict[str, object]:
     """This machine's identity for the engine hand-off (``SAME_MACHINE_KEYS`` of ``cpu_signature``)."""
-    from personsearch.models.engine_choice import cpu_signature
+    from personsearch.models.engines import cpu_signature
 
     signature = cpu_signature()
     return {key: signature[key] for key in SAME_MACHINE_KEYS}

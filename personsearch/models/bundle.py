@@ -30,9 +30,8 @@ from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.models import engine_choice, engines
 from personsearch.models.detector import DetectorConfig, build_detector, image_tensors
 from personsearch.models.external_detectors import build_external_detector
-from personsearch.models.fast import checked_device
+from personsearch.models.machine import cache_root, checked_device
 from personsearch.models.reid import ReIDConfig, build_reid
-from personsearch.models.weights import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -334,13 +333,13 @@ class ModelBundle:
         """int8 calibration inputs: probe crops other than those the agreement check uses."""
         return probe_crops(self.reid_config.input_size)[1].numpy()
 
-    def _choose(self, engine: str) -> engine_choice.EngineChoice:
+    def _choose(self, engine: str) -> engines.EngineChoice:
         forced = parse_engine(engine)
         if forced is not None:
-            return engine_choice.EngineChoice(
-                reid=forced[0], detector=forced[1], signature=engine_choice.signature_for(self.device)
+            return engines.EngineChoice(
+                reid=forced[0], detector=forced[1], signature=engines.signature_for(self.device)
             )
-        cached = engine_choice.load_cached_choice(self.weights_id, self.device)
+        cached = engines.load_cached_choice(self.engine_dir, self.device)
         if cached is not None:
             return cached
         log.info(
@@ -352,7 +351,7 @@ class ModelBundle:
 
     def measure_engines(
         self, candidates: tuple[str, ...] = engines.AUTO_CANDIDATES, save: bool = True, lazy: bool = False
-    ) -> engine_choice.EngineChoice:
+    ) -> engines.EngineChoice:
         """Time every candidate on the probe set, keep the fastest that agrees with fp32 for each
         network, and (``save``) cache the choice for this machine. ``lazy`` (a first use) checks
         agreement only until the fastest agreeing engine is found; otherwise every engine is
@@ -366,14 +365,14 @@ class ModelBundle:
             measurements += engine_choice.measure_detector(
                 self.detector_engine, candidates, engine_choice.check_scenes(), device, lazy
             )
-        choice = engine_choice.EngineChoice(
+        choice = engines.EngineChoice(
             reid=engine_choice.pick(measurements, "reid"),
             detector=engine_choice.pick(measurements, "detector"),
             measurements=measurements,
-            signature=engine_choice.signature_for(self.device),
+            signature=engines.signature_for(self.device),
         )
         if save:
-            engine_choice.save_choice(self.weights_id, choice)
+            engines.save_choice(self.engine_dir, choice)
         return choice
 
     @torch.no_grad()

@@ -21,16 +21,9 @@ win; ``personsearch bench-engines`` checks them all). The choice and every measu
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
-import json
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -38,8 +31,6 @@ import torch
 
 from personsearch.models import engines
 from personsearch.models.detector import image_tensors
-from personsearch.models.fast import cpu_flags, cpuinfo_field, native_bf16
-from personsearch.models.weights import cache_root
 
 COSINE_MEDIAN = 0.99
 COSINE_MIN = 0.97
@@ -67,159 +58,6 @@ CALIBRATION_SCENES = 6
 1,664 RoI crops with the shipped detector."""
 PROBE_SEED = 20261130
 """Seed of the synthetic probe scenes (never a training seed of the shipped models)."""
-
-
-def cpu_signature() -> dict[str, Any]:
-    """What decides which engine is fastest: the CPU model and its vector extensions, PyTorch's
-    kernel level, the threads used, the library versions, what the engines run (their revision),
-    and glibc's malloc tuning (the CLI sets
-    it; on an AVX2 CPU it makes PyTorch 1.6-2.7x faster and ONNX Runtime no faster, so a choice
-    measured with it does not hold without it: docs/performance.md)."""
-    flags = sorted(
-        cpu_flags()
-        & {
-            "avx2",
-            "fma",
-            "avx512f",
-            "avx512_bf16",
-            "avx512_vnni",
-            "avx_vnni",
-            "amx_bf16",
-            "amx_int8",
-            "amx_tile",
-        }
-    )
-    model = platform.processor()
-    if model in ("", "x86_64"):
-        model = cpuinfo_field("model name") or model
-    try:
-        import onnxruntime
-
-        ort_version = onnxruntime.__version__
-    except ImportError:
-        ort_version = None
-    try:
-        import openvino
-
-        ov_version = openvino.__version__
-    except ImportError:
-        ov_version = None
-    return {
-        "cpu": model,
-        "flags": flags,
-        "torch_capability": torch.backends.cpu.get_cpu_capability(),
-        "native_bf16": native_bf16("cpu"),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "onnxruntime": ort_version,
-        "openvino": ov_version,
-        "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
-        "engines_revision": engines.REVISION,
-    }
-
-
-DEVICE_KEYS = ("device", "gpu", "cuda", "cudnn")
-"""What ``signature_for`` adds to ``cpu_signature()`` for a device other than the CPU."""
-
-
-def signature_for(device: str | torch.device = "cpu") -> dict[str, Any]:
-    """What decides which engine is fastest on ``device``: ``cpu_signature()``, plus the GPU and
-    its CUDA libraries when ``device`` is one, so a choice measured on a GPU is kept for that GPU
-    only and never stands in for the CPU's (or another GPU's)."""
-    signature = cpu_signature()
-    device = torch.device(device)
-    if device.type != "cpu":
-        signature["device"] = device.type
-    if device.type == "cuda":
-        signature.update(
-            gpu=torch.cuda.get_device_name(device),
-            cuda=torch.version.cuda,
-            cudnn=torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]  # torch leaves cudnn.version() unannotated
-        )
-    return signature
-
-
-def signature_digest(signature: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:12]
-
-
-@dataclass
-class Measurement:
-    """One candidate engine on one network."""
-
-    engine: str
-    network: str
-    per_s: float | None = None
-    """Probe crops (re-id) or probe scenes (detector) per second; None when it could not run."""
-    accepted: bool = False
-    agreement: dict[str, float] = field(default_factory=dict)
-    note: str = ""
-    checked: bool = True
-    """False when the outputs were not compared with fp32 (``measure_*(lazy=True)``, what a first
-    use measures): it could not be chosen, being slower than an engine that agrees, or of reduced
-    precision and not ``REDUCED_PRECISION_GAIN`` faster than an fp32 one that agrees."""
-
-
-@dataclass
-class EngineChoice:
-    """The engine each network runs on, and why."""
-
-    reid: str
-    detector: str
-    measurements: list[Measurement] = field(default_factory=list)
-    signature: dict[str, Any] = field(default_factory=dict)
-    from_cache: bool = False
-
-    def speedup(self, network: str) -> float | None:
-        rates = {m.engine: m.per_s for m in self.measurements if m.network == network and m.per_s}
-        chosen = self.reid if network == "reid" else self.detector
-        if chosen in rates and engines.REFERENCE in rates:
-            return rates[chosen] / rates[engines.REFERENCE]
-        return None
-
-    def summary(self) -> str:
-        """One line: which engine runs each network and how much faster than fp32 it measured."""
-        parts = []
-        for network, chosen in (("detector", self.detector), ("re-id", self.reid)):
-            ratio = self.speedup("reid" if network == "re-id" else "detector")
-            parts.append(f"{network} {chosen}" + (f" ({ratio:.1f}x fp32)" if ratio else ""))
-        where = (
-            f"{self.signature.get('cpu', '?')}, {self.signature.get('torch_capability', '?')}, "
-            f"{'native' if self.signature.get('native_bf16') else 'no native'} bf16"
-        )
-        if self.signature.get("gpu"):
-            where = f"GPU {self.signature['gpu']} (CUDA {self.signature.get('cuda')})"
-        how = (
-            "as asked (--engine or $PERSONSEARCH_ENGINE)"
-            if not self.measurements
-            else ("cached measurement" if self.from_cache else "measured")
-        )
-        return f"engines: {', '.join(parts)}; {how} on {where}"
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> EngineChoice:
-        measurements = [Measurement(**m) for m in data.get("measurements", [])]
-        return cls(data["reid"], data["detector"], measurements, data.get("signature", {}), from_cache=True)
-
-    def table(self) -> str:
-        """Every measurement as a text table (``personsearch bench-engines``)."""
-        lines = [f"{'network':9s} {'engine':14s} {'per s':>9s} {'x fp32':>7s}  agreement with fp32"]
-        ref = {m.network: m.per_s for m in self.measurements if m.engine == engines.REFERENCE}
-        for m in self.measurements:
-            chosen = m.engine == (self.reid if m.network == "reid" else self.detector)
-            ratio = f"{m.per_s / base:.2f}" if m.per_s and (base := ref.get(m.network)) else "-"
-            agree = ", ".join(f"{k} {v:.4f}" for k, v in m.agreement.items())
-            status = (
-                "CHOSEN" if chosen else ("ok" if m.accepted else "refused" if m.checked else "not checked")
-            )
-            lines.append(
-                f"{m.network:9s} {m.engine:14s} {m.per_s or 0:9.1f} {ratio:>7s}  {status}: {agree or m.note}"
-            )
-        return "\n".join(lines)
 
 
 def feature_agreement(reference: np.ndarray, features: np.ndarray) -> dict[str, float]:
@@ -359,7 +197,7 @@ def _measure(
     agreement_of: Callable[[Any, Any], dict[str, float]],
     agree: Callable[[dict[str, float]], bool],
     lazy: bool,
-) -> list[Measurement]:
+) -> list[engines.Measurement]:
     """Time every candidate (``build(name)`` makes its runner, ``rate_of`` times it), then check
     the candidates' outputs against the reference's, fastest first. With ``lazy`` the checking
     stops at the first candidate that agrees: a slower one could not be chosen, and checking it
@@ -368,16 +206,18 @@ def _measure(
     built again for the check rather than all kept alive at once (a ResNet-50 bundle's would
     hold gigabytes)."""
     names = [engines.REFERENCE] + [c for c in candidates if c != engines.REFERENCE]
-    results: dict[str, Measurement] = {}
+    results: dict[str, engines.Measurement] = {}
     for name in names:
         why = engines.unavailable(name, device)
         if why:
-            results[name] = Measurement(name, network, note=why)
+            results[name] = engines.Measurement(name, network, note=why)
             continue
         try:
-            results[name] = Measurement(name, network, rate_of(build(name)))
+            results[name] = engines.Measurement(name, network, rate_of(build(name)))
         except Exception as err:
-            results[name] = Measurement(name, network, note=f"failed: {type(err).__name__}: {err}"[:300])
+            results[name] = engines.Measurement(
+                name, network, note=f"failed: {type(err).__name__}: {err}"[:300]
+            )
     timed = [name for name in names if results[name].per_s]
     reference: Any = None
     best: str | None = None  # the candidate of most merit checked and agreeing so far
@@ -408,7 +248,7 @@ def _measure(
     return [results[name] for name in names]
 
 
-def merit(measurement: Measurement) -> float:
+def merit(measurement: engines.Measurement) -> float:
     """What the choice maximises among agreeing engines: the speed, divided by
     ``REDUCED_PRECISION_GAIN`` for a reduced-precision engine."""
     rate = measurement.per_s or 0.0
@@ -426,7 +266,7 @@ def measure_reid(
     batch: torch.Tensor,
     device: str = "cpu",
     lazy: bool = False,
-) -> list[Measurement]:
+) -> list[engines.Measurement]:
     """Time each candidate on ``TIMED_CROPS`` of ``batch`` (normalised crops) and check its features
     on all of them against fp32 (``lazy``: only until one agrees, fastest first: ``_measure``)."""
     timed = batch[:TIMED_CROPS]
@@ -456,7 +296,7 @@ def measure_detector(
     images: list[np.ndarray],
     device: str = "cpu",
     lazy: bool = False,
-) -> list[Measurement]:
+) -> list[engines.Measurement]:
     """Time each candidate on the first ``TIMED_SCENES`` of ``images`` and check its boxes against
     fp32 on all of them, one scene per call (``lazy``: only until one agrees, fastest first);
     engines for the re-id network only are skipped."""
@@ -482,34 +322,9 @@ def measure_detector(
     )
 
 
-def pick(measurements: Sequence[Measurement], network: str) -> str:
+def pick(measurements: Sequence[engines.Measurement], network: str) -> str:
     """The accepted engine for ``network`` of most ``merit``: the fastest, unless it computes in
     reduced precision and is not ``REDUCED_PRECISION_GAIN`` faster than an fp32 one (the
     reference if nothing else qualifies)."""
     kept = [m for m in measurements if m.network == network and m.accepted and m.per_s]
     return max(kept, key=merit).engine if kept else engines.REFERENCE
-
-
-def choice_path(model_id: str, signature: dict[str, Any]) -> Path:
-    return (
-        cache_root() / "engines" / model_id.replace(":", "-") / f"choice-{signature_digest(signature)}.json"
-    )
-
-
-def load_cached_choice(model_id: str, device: str | torch.device = "cpu") -> EngineChoice | None:
-    """The cached choice for ``model_id`` on this machine's ``device``, or None (never measured,
-    or the CPU, GPU, threads or library versions changed: the signature is part of the file name)."""
-    path = choice_path(model_id, signature_for(device))
-    try:
-        return EngineChoice.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def save_choice(model_id: str, choice: EngineChoice) -> Path:
-    path = choice_path(model_id, choice.signature)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(choice.to_json(), indent=2))
-    os.replace(tmp, path)
-    return path

@@ -19,19 +19,26 @@ reference runs it with ``box_logic.use_fast_box_logic`` (the transform resizes b
 normalises, anchors are cached, RoIAlign is ``roi_align.sparse_roi_align``: torchvision's results,
 several times faster).
 
-Which engine is fastest *and* agrees with fp32 is measured per machine: ``engine_choice.py``.
+Which engine is fastest *and* agrees with fp32 is measured per machine (``engine_choice.py``);
+what was chosen is kept per model and machine (``EngineChoice``, ``save_choice``) and read here when
+a model loads (``load_cached_choice``), so loading never measures.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import hashlib
 import io
+import json
 import logging
 import os
+import platform
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,7 +47,8 @@ import torch
 from torch import nn
 
 from personsearch.models.box_logic import use_fast_box_logic
-from personsearch.models.fast import autocast_for, native_bf16, prepare_for_inference
+from personsearch.models.fast import autocast_for, prepare_for_inference
+from personsearch.models.machine import cpu_flags, cpuinfo_field, native_bf16
 from personsearch.names import ENGINES
 
 if TYPE_CHECKING:
@@ -703,3 +711,182 @@ def detector_runner(
             parts[2] = quantize_box_head_int8(model, parts, workdir, calibration)
         return graph_detect(model, parts, name)
     return torch_detector(copy.deepcopy(model), name, device)
+
+
+def cpu_signature() -> dict[str, Any]:
+    """What decides which engine is fastest: the CPU model and its vector extensions, PyTorch's
+    kernel level, the threads used, the library versions, what the engines run (their revision),
+    and glibc's malloc tuning (the CLI sets
+    it; on an AVX2 CPU it makes PyTorch 1.6-2.7x faster and ONNX Runtime no faster, so a choice
+    measured with it does not hold without it: docs/performance.md)."""
+    flags = sorted(
+        cpu_flags()
+        & {
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512_bf16",
+            "avx512_vnni",
+            "avx_vnni",
+            "amx_bf16",
+            "amx_int8",
+            "amx_tile",
+        }
+    )
+    model = platform.processor()
+    if model in ("", "x86_64"):
+        model = cpuinfo_field("model name") or model
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    try:
+        import openvino
+
+        ov_version = openvino.__version__
+    except ImportError:
+        ov_version = None
+    return {
+        "cpu": model,
+        "flags": flags,
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16("cpu"),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+        "openvino": ov_version,
+        "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+        "engines_revision": REVISION,
+    }
+
+
+DEVICE_KEYS = ("device", "gpu", "cuda", "cudnn")
+"""What ``signature_for`` adds to ``cpu_signature()`` for a device other than the CPU."""
+
+
+def signature_for(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What decides which engine is fastest on ``device``: ``cpu_signature()``, plus the GPU and
+    its CUDA libraries when ``device`` is one, so a choice measured on a GPU is kept for that GPU
+    only and never stands in for the CPU's (or another GPU's)."""
+    signature = cpu_signature()
+    device = torch.device(device)
+    if device.type != "cpu":
+        signature["device"] = device.type
+    if device.type == "cuda":
+        signature.update(
+            gpu=torch.cuda.get_device_name(device),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]  # torch leaves cudnn.version() unannotated
+        )
+    return signature
+
+
+def signature_digest(signature: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Measurement:
+    """One candidate engine on one network."""
+
+    engine: str
+    network: str
+    per_s: float | None = None
+    """Probe crops (re-id) or probe scenes (detector) per second; None when it could not run."""
+    accepted: bool = False
+    agreement: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    checked: bool = True
+    """False when the outputs were not compared with fp32 (``measure_*(lazy=True)``, what a first
+    use measures): it could not be chosen, being slower than an engine that agrees, or of reduced
+    precision and not ``REDUCED_PRECISION_GAIN`` faster than an fp32 one that agrees."""
+
+
+@dataclass
+class EngineChoice:
+    """The engine each network runs on, and why."""
+
+    reid: str
+    detector: str
+    measurements: list[Measurement] = field(default_factory=list)
+    signature: dict[str, Any] = field(default_factory=dict)
+    from_cache: bool = False
+
+    def speedup(self, network: str) -> float | None:
+        rates = {m.engine: m.per_s for m in self.measurements if m.network == network and m.per_s}
+        chosen = self.reid if network == "reid" else self.detector
+        if chosen in rates and REFERENCE in rates:
+            return rates[chosen] / rates[REFERENCE]
+        return None
+
+    def summary(self) -> str:
+        """One line: which engine runs each network and how much faster than fp32 it measured."""
+        parts = []
+        for network, chosen in (("detector", self.detector), ("re-id", self.reid)):
+            ratio = self.speedup("reid" if network == "re-id" else "detector")
+            parts.append(f"{network} {chosen}" + (f" ({ratio:.1f}x fp32)" if ratio else ""))
+        where = (
+            f"{self.signature.get('cpu', '?')}, {self.signature.get('torch_capability', '?')}, "
+            f"{'native' if self.signature.get('native_bf16') else 'no native'} bf16"
+        )
+        if self.signature.get("gpu"):
+            where = f"GPU {self.signature['gpu']} (CUDA {self.signature.get('cuda')})"
+        how = (
+            "as asked (--engine or $PERSONSEARCH_ENGINE)"
+            if not self.measurements
+            else ("cached measurement" if self.from_cache else "measured")
+        )
+        return f"engines: {', '.join(parts)}; {how} on {where}"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EngineChoice:
+        measurements = [Measurement(**m) for m in data.get("measurements", [])]
+        return cls(data["reid"], data["detector"], measurements, data.get("signature", {}), from_cache=True)
+
+    def table(self) -> str:
+        """Every measurement as a text table (``personsearch bench-engines``)."""
+        lines = [f"{'network':9s} {'engine':14s} {'per s':>9s} {'x fp32':>7s}  agreement with fp32"]
+        ref = {m.network: m.per_s for m in self.measurements if m.engine == REFERENCE}
+        for m in self.measurements:
+            chosen = m.engine == (self.reid if m.network == "reid" else self.detector)
+            ratio = f"{m.per_s / base:.2f}" if m.per_s and (base := ref.get(m.network)) else "-"
+            agree = ", ".join(f"{k} {v:.4f}" for k, v in m.agreement.items())
+            status = (
+                "CHOSEN" if chosen else ("ok" if m.accepted else "refused" if m.checked else "not checked")
+            )
+            lines.append(
+                f"{m.network:9s} {m.engine:14s} {m.per_s or 0:9.1f} {ratio:>7s}  {status}: {agree or m.note}"
+            )
+        return "\n".join(lines)
+
+
+def choice_file(folder: Path, signature: dict[str, Any]) -> Path:
+    """Where a model's choice for ``signature`` is kept in its engine folder (``ModelBundle.engine_dir``):
+    the signature is part of the name, so another CPU, GPU or library version measures its own."""
+    return folder / f"choice-{signature_digest(signature)}.json"
+
+
+def load_cached_choice(folder: Path, device: str | torch.device = "cpu") -> EngineChoice | None:
+    """The choice kept in ``folder`` for this machine's ``device``, or None (never measured,
+    or the CPU, GPU, threads or library versions changed)."""
+    path = choice_file(folder, signature_for(device))
+    try:
+        return EngineChoice.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_choice(folder: Path, choice: EngineChoice) -> Path:
+    """Keep ``choice`` in ``folder`` (written whole, then renamed: a reader never sees half a file)."""
+    path = choice_file(folder, choice.signature)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(choice.to_json(), indent=2))
+    os.replace(tmp, path)
+    return path

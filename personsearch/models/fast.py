@@ -19,15 +19,15 @@ off unless asked for, by argument or by ``PERSONSEARCH_COMPILE=1``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+from personsearch.models.machine import native_bf16
 
 COMPILE_ENV = "PERSONSEARCH_COMPILE"
 """Set to ``1`` to compile models in ``prepare_for_inference`` (fast path only) by default."""
@@ -80,63 +80,6 @@ def prepare_for_inference(
         if compiled if compiled is not None else compile_requested():
             compile_for_inference(model)
     return model
-
-
-def checked_device(name: str | torch.device) -> torch.device:
-    """``name`` as a device of this machine: ``cpu``, or ``cuda`` / ``cuda:N`` where PyTorch sees
-    that GPU. Anything else is a ValueError saying what to pass, instead of PyTorch's error from
-    deep inside a model's first call (or its list of twenty device types)."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {str(name)!r}: expected cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {str(name)!r}: expected cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(name)!r}: PyTorch sees no CUDA GPU on this machine; use cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"device {str(name)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
-        )
-    return device
-
-
-def native_bf16(device: str | torch.device = "cpu") -> bool:
-    """Whether ``device`` computes bf16 natively: a CUDA GPU with bf16, or a CPU whose PyTorch
-    kernels run at AVX-512 level on a core with AVX-512 BF16 or AMX. ``ATEN_CPU_CAPABILITY=avx2``
-    (PyTorch's own switch) makes this False, which is how an AVX2-only machine is emulated."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        # Not PyTorch's default, which also counts GPUs that can only emulate bf16 (compute
-        # capability below 8, before Ampere): those run fp16 autocast, with a GradScaler in training.
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type != "cpu":
-        return False
-    capability = torch.backends.cpu.get_cpu_capability()
-    return capability.startswith("AVX512") and (
-        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    )
-
-
-def cpuinfo_field(name: str) -> str:
-    """The first value of ``name`` in ``/proc/cpuinfo`` ("" where there is none, or no such file).
-    Not cached: fields such as ``cpu MHz`` change while a process runs."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    for line in lines:
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == name:
-            return value.strip()
-    return ""
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as the kernel reports them (``/proc/cpuinfo``; empty elsewhere)."""
-    return frozenset(cpuinfo_field("flags").split())
 
 
 def autocast_dtype(device: str | torch.device) -> torch.dtype:

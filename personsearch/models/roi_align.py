@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from personsearch.data.sampling import axis_taps
+from personsearch.data.crops import axis_taps
 
 
 def sparse_roi_align(

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
+from personsearch.models.machine import CACHE_ENV, cache_root
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "PERSONSEARCH_WEIGHTS"
 """A folder searched for weight files by their registered file names."""
-CACHE_ENV = "PERSONSEARCH_CACHE"
-"""Root of the package's cache; weights go in its ``weights`` folder."""
 
 
 @dataclass(frozen=True)
@@ -129,12 +129,6 @@ WEIGHTS: dict[str, WeightSpec] = {
         ),
     )
 }
-
-
-def cache_root() -> Path:
-    """personsearch's own folder: ``$PERSONSEARCH_CACHE``, default ``~/.cache/personsearch``."""
-    root = os.environ.get(CACHE_ENV)
-    return Path(root) if root else Path.home() / ".cache" / "personsearch"
 
 
 def cache_dir() -> Path:

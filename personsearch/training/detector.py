@@ -17,7 +17,7 @@ import torch
 from personsearch.data import load_dataset
 from personsearch.data.images import read_image
 from personsearch.data.records import Scene
-from personsearch.models.fast import native_bf16
+from personsearch.models.machine import native_bf16
 from personsearch.models.registry import registered_network
 from personsearch.training.config import DetectorTrainConfig
 from personsearch.training.runner import resolve_device, train_component

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from personsearch.models.fast import autocast_for, checked_device, grad_scaler_for
+from personsearch.models.fast import autocast_for, grad_scaler_for
+from personsearch.models.machine import checked_device
 from personsearch.progress import job_progress
 from personsearch.training.config import OptimConfig
 

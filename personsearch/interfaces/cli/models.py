@@ -35,8 +35,8 @@ def info_cmd() -> None:
     import json as json_
 
     from personsearch.models import engines
-    from personsearch.models.engine_choice import DEVICE_KEYS, cpu_signature
-    from personsearch.models.weights import cache_root
+    from personsearch.models.engines import DEVICE_KEYS, cpu_signature
+    from personsearch.models.machine import cache_root
 
     signature = cpu_signature()
     console.print(json_.dumps(signature, indent=2), highlight=False)
