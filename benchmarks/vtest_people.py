@@ -35,7 +35,8 @@ MobileNetV2 pooled features, the baseline) and ``shipped`` (the default model) b
 Learning a camera, scored on what it did not learn from (``score --held-out``): only the sightings
 that begin at or after frame ``FOOTAGE["vtest"].held_out_from`` (400) are queries and gallery, for
 networks adapted to frames 0-399 (``blind_real_check.py learning-part``, then ``personsearch
-adapt``), into ``results/vtest_people_held_out.json``.
+adapt``), into ``results/vtest_people_held_out.json``. ``--camera-statistics`` adds the shipped
+network adapted by the statistics of frames 0-399 alone, no training (``camera_statistics``).
 
 Never train the shipped model on these frames: vtest.avi is the project's by-eye footage, not training data.
 """
@@ -43,6 +44,7 @@ Never train the shipped model on these frames: vtest.avi is the project's by-eye
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shlex
 import sys
@@ -68,7 +70,7 @@ from blind_real_check import (
 from run_info import RESULTS, commit, machine, write_results
 
 from personsearch.data.boxes import box_iou
-from personsearch.data.crops import crop_boxes
+from personsearch.data.crops import crop_boxes, normalize_crops
 from personsearch.evaluation.reid_crops import market_scores
 from personsearch.models.reid import embed_crops
 
@@ -249,6 +251,42 @@ def paired_interval(ap: np.ndarray, baseline: np.ndarray, draws: int = 10_000, s
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+WHITENED = 64
+"""Dimensions kept by the whitened variant (the fitting crops hold a few hundred boxes of a dozen people)."""
+
+
+def camera_statistics(network: Any, crops: torch.Tensor) -> dict[str, Any]:
+    """``network`` adapted to a camera by its statistics alone, no training: its features centred
+    on the camera's mean feature; whitened (PCA on the camera's features, ``WHITENED`` dimensions,
+    each eigenvalue shrunk by the mean of those kept); and AdaBN (every BatchNorm's statistics
+    measured again on the camera's crops). ``crops`` (uint8): every box of the footage learned
+    from, labelled or not."""
+    features = torch.from_numpy(embed_crops(network, crops))
+    mean = features.mean(0)
+    values, vectors = torch.linalg.eigh(torch.cov((features - mean).T))
+    values, vectors = values.flip(0)[:WHITENED], vectors.flip(1)[:, :WHITENED]
+    project = vectors / (values + values.mean()).sqrt()
+
+    def centred(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(network(x).float(), dim=1) - mean
+
+    def whitened(x: torch.Tensor) -> torch.Tensor:
+        return centred(x) @ project
+
+    adabn = copy.deepcopy(network)
+    for layer in adabn.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.reset_running_stats()
+            layer.momentum = None  # a plain average over every batch
+            layer.train()
+    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for start in range(0, len(crops), 64):
+            adabn(normalize_crops(crops[order[start : start + 64]]))
+    adabn.eval()
+    return {"shipped, centred": centred, "shipped, whitened": whitened, "shipped, AdaBN": adabn}
+
+
 def score(args: argparse.Namespace) -> None:
     found = json.loads(SIGHTINGS.read_text())
     labels = json.loads(LABELS.read_text())
@@ -279,6 +317,16 @@ def score(args: argparse.Namespace) -> None:
     given = {name: Path(where) for name, _, where in (m.partition("=") for m in args.model)}
     networks: dict[str, Any] = {"imagenet": imagenet_features(), "shipped": bundle_features(SHIPPED)}
     networks |= {name: bundle_features(where) for name, where in given.items()}
+    if args.camera_statistics:
+        if not args.held_out:
+            raise SystemExit("--camera-statistics learns from frames 0-399: use it with --held-out")
+        before = [
+            crop_boxes(decoded[f], np.asarray([box]), SIZE)
+            for record in found["sightings"].values()
+            for f, box in zip(record["frames"], record["boxes"], strict=True)
+            if f < first
+        ]
+        networks |= camera_statistics(networks["shipped"], torch.cat(before))
     arrays = (np.asarray(query), np.asarray(pid), np.asarray(sighting), spans)
     table: dict[str, Any] = {}
     aps: dict[str, dict[str, np.ndarray]] = {}
@@ -332,6 +380,11 @@ def main() -> None:
         "--held-out",
         action="store_true",
         help="only the sightings from frame 400 (networks adapted to 0-399)",
+    )
+    p.add_argument(
+        "--camera-statistics",
+        action="store_true",
+        help="with --held-out: also the shipped network centred, whitened and AdaBN on frames 0-399's boxes",
     )
     p.set_defaults(run=score)
     args = parser.parse_args()

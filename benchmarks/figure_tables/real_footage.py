@@ -259,7 +259,7 @@ PEOPLE_HELD_OUT = Source(
     " --model 'adapted, cluster contrast, 10x budget'=runs/adapt15/cc-10x --model 'adapted, guide 1, 10x"
     " budget'=runs/adapt15/guide1-10x --model 'adapted, guide 3, 10x budget'=runs/adapt15/guide3-10x"
     " --model 'adapted, rounds costed'=runs/adapt16/default"
-    " --model 'adapted, frozen trunk'=runs/adapt16/trunk",
+    " --model 'adapted, frozen trunk'=runs/adapt16/trunk --camera-statistics",
 )
 PEOPLE_NAMES = {
     "imagenet": HELD_OUT_NAMES["imagenet"],
@@ -274,6 +274,9 @@ PEOPLE_NAMES = {
     "adapted, guide 3, 10x budget": "the same, guide weight 3",
     "adapted, rounds costed": "shipped, adapted, default budget, rounds costed with their passes (now)",
     "adapted, frozen trunk": "the same, stem and layer1 frozen and cached (trunk.frozen)",
+    "shipped, centred": "shipped, no training: features centred on frames 0-399's mean feature",
+    "shipped, whitened": "shipped, no training: features whitened by frames 0-399's (64 dimensions)",
+    "shipped, AdaBN": "shipped, no training: BatchNorm statistics measured again on frames 0-399 (AdaBN)",
 }
 
 
