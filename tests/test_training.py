@@ -156,6 +156,19 @@ def test_a_run_shortened_by_its_budget_warms_up_for_the_same_share_of_it() -> No
     assert learning_rate_factor(10, 96, optim, full_steps=96) == pytest.approx(0.55)
 
 
+def test_a_run_longer_than_its_full_rate_steps_trains_at_rates_scaled_by_that_share() -> None:
+    """adapt's rates suit a budget's few dozen steps; a run given ten times the budget would overfit
+    its pseudo-labels at them, so its rates shrink to change the weights about as much."""
+    optim = OptimConfig(warmup_steps=0, milestones=(0.8,), full_rate_steps=40)
+    assert learning_rate_factor(5, 40, optim) == 1.0  # up to 40 steps: the rates asked for
+    assert learning_rate_factor(5, 160, optim) == pytest.approx(0.25)
+    assert learning_rate_factor(150, 160, optim) == pytest.approx(0.025)  # after the milestone too
+    # shortened by a budget to 20 of 192 planned steps: full rate; the whole 192: 40/192 of it
+    assert learning_rate_factor(5, 20, optim, full_steps=192) == 1.0
+    assert learning_rate_factor(5, 192, optim, full_steps=192) == pytest.approx(40 / 192)
+    assert learning_rate_factor(5, 160, OptimConfig(warmup_steps=0)) == 1.0  # off by default
+
+
 def test_identity_balanced_batches_hold_k_crops_of_p_identities() -> None:
     crops = tiny_crop_set(n_ids=4, per_id=6)
     config = tiny_config(batch_size=8, ids_per_batch=2)

@@ -108,10 +108,14 @@ class AdaptConfig:
     ``memory_weight`` 0: the pseudo-labels train the CLSA losses alone)."""
     epochs: int = 8
     """Epochs per round."""
-    batch_size: int = 64
+    batch_size: int = 32
+    """Half a re-id training's: twice the steps in a budget, which is what a camera's short runs
+    are short of."""
     optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=0.003, backbone_lr=0.0003, warmup_steps=20)
+        default_factory=lambda: OptimConfig(lr=0.01, backbone_lr=0.001, warmup_steps=20, full_rate_steps=40)
     )
+    """Rates for a budget's few dozen steps a round; a longer round (``--budget 10x``) scales them
+    down (``full_rate_steps``), or it overfits the pseudo-labels."""
     from_imagenet: bool = False
     """Start from ImageNet weights instead of the bundle's re-id network (same architecture)."""
     guide: GuideConfig = field(default_factory=GuideConfig)

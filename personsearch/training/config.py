@@ -59,6 +59,11 @@ class OptimConfig:
     warmup_steps: int = 100
     milestones: tuple[float, ...] = (0.7, 0.9)
     """Fractions of the total steps at which the learning rate is divided by 10."""
+    full_rate_steps: int | None = None
+    """A run of more steps than this trains at its rates times ``full_rate_steps / steps``, so
+    that however long a budget lets it run it changes the weights about as much; None: every run
+    at its rates. For fine-tuning on noisy labels (``adapt``'s pseudo-labels): the rate that a
+    short run needs makes a long one overfit them."""
 
 
 @dataclass

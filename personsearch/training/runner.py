@@ -61,14 +61,16 @@ def learning_rate_factor(
     """Linear warm-up from 0.1x, then divide by 10 at each milestone fraction of the run. A run
     that a time budget shortened to ``total_steps`` of the ``full_steps`` planned warms up for the
     same share of its length: a warm-up of fixed length would take all of a short run (a camera's
-    adapting under its default budget), whose learning rate would never reach the rate asked for."""
+    adapting under its default budget), whose learning rate would never reach the rate asked for.
+    A run longer than ``optim.full_rate_steps`` has every factor scaled by that share."""
+    scale = min(1.0, optim.full_rate_steps / max(1, total_steps)) if optim.full_rate_steps else 1.0
     warmup = optim.warmup_steps
     if full_steps is not None and total_steps < full_steps:
         warmup = round(warmup * total_steps / full_steps)
     if step < warmup:
-        return 0.1 + 0.9 * step / max(1, warmup)
+        return scale * (0.1 + 0.9 * step / max(1, warmup))
     passed = sum(step >= m * total_steps for m in optim.milestones)
-    return 0.1**passed
+    return scale * 0.1**passed
 
 
 def sgd_for(
