@@ -259,7 +259,12 @@ PEOPLE_HELD_OUT = Source(
     " --model 'adapted, cluster contrast, 10x budget'=runs/adapt15/cc-10x --model 'adapted, guide 1, 10x"
     " budget'=runs/adapt15/guide1-10x --model 'adapted, guide 3, 10x budget'=runs/adapt15/guide3-10x"
     " --model 'adapted, rounds costed'=runs/adapt16/default"
-    " --model 'adapted, frozen trunk'=runs/adapt16/trunk --camera-statistics",
+    " --model 'adapted, frozen trunk'=runs/adapt16/trunk --model 'adapted, rates 0.01'=runs/adapt17/lr3"
+    " --model 'adapted, rates 0.03'=runs/adapt17/lr10 --model 'adapted, batch 32'=runs/adapt17/bs32"
+    " --model 'adapted, batch 32, rates 0.01'=runs/adapt17/bs32lr3 --model 'adapted, batch 32, rates 0.01,"
+    " 10x budget'=runs/adapt17/bs32lr3-10x --model 'adapted, batch 32, rates by length'="
+    "runs/adapt17/default --model 'adapted, batch 32, rates by length, 10x budget'=runs/adapt17/default-10x"
+    " --camera-statistics",
 )
 PEOPLE_NAMES = {
     "imagenet": HELD_OUT_NAMES["imagenet"],
@@ -272,8 +277,16 @@ PEOPLE_NAMES = {
     "adapted, cluster contrast, 10x budget": "the same by cluster contrast",
     "adapted, guide 1, 10x budget": "shipped, adapted, --budget 10x, ImageNet guide weight 1",
     "adapted, guide 3, 10x budget": "the same, guide weight 3",
-    "adapted, rounds costed": "shipped, adapted, default budget, rounds costed with their passes (now)",
+    "adapted, rounds costed": "shipped, adapted, default budget, rounds costed with their passes",
     "adapted, frozen trunk": "the same, stem and layer1 frozen and cached (trunk.frozen)",
+    "adapted, rates 0.01": "shipped, adapted, default budget, batch 64, rates 0.01 / 0.001",
+    "adapted, rates 0.03": "the same at rates 0.03 / 0.003",
+    "adapted, batch 32": "shipped, adapted, default budget, batch 32, rates 0.003 / 0.0003 (as before)",
+    "adapted, batch 32, rates 0.01": "shipped, adapted, default budget, batch 32, rates 0.01 / 0.001",
+    "adapted, batch 32, rates 0.01, 10x budget": "the same, --budget 10x (every step, rates not scaled)",
+    "adapted, batch 32, rates by length": "shipped, adapted, default budget, batch 32 at rates 0.01 / 0.001 "
+    "scaled down beyond 40 steps a round (the defaults now)",
+    "adapted, batch 32, rates by length, 10x budget": "the same, --budget 10x (every step, rates scaled)",
     "shipped, centred": "shipped, no training: features centred on frames 0-399's mean feature",
     "shipped, whitened": "shipped, no training: features whitened by frames 0-399's (64 dimensions)",
     "shipped, AdaBN": "shipped, no training: BatchNorm statistics measured again on frames 0-399 (AdaBN)",
