@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from personsearch.index.reranking import jaccard_distance
 from personsearch.training.adapt import seen_together
 from personsearch.training.cluster_contrast import (
     ProxyMemory,
     cluster_tracklets,
-    jaccard_distance,
     split_cannot_links,
 )
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from personsearch.index.reranking import SHORTLIST, outside_similarity, reranked_similarity
 from personsearch.index.store import IVF_NAME, IVFPQ_NAME, IndexStore
 
 log = logging.getLogger(__name__)
@@ -270,15 +271,19 @@ class VectorSearch:
         nprobe: int | None = None,
         kind: str | None = None,
         groups: np.ndarray | None = None,
+        rerank: bool = False,
     ) -> Neighbours:
         """The ``k`` rows among the first ``rows`` (and within ``mask``) with the largest inner
-        product; approximate ones of ``kind`` (``approximate_kind``) when ``approximate``.
+        product; approximate ones of ``kind`` (``approximate_kind``) when ``approximate``;
+        ``rerank``: by k-reciprocal re-ranked similarity instead (``_reranked``).
 
         ``groups`` (a key per row, e.g. its sighting): the best row of each of the ``k`` best
         groups instead. A tracked person is tens of near-identical rows, so the k best rows are
         often one or two people; rows are fetched ``GROUP_FETCH`` times over, and IVF-PQ keeps
         only each group's best ``RERANK_PER_GROUP`` candidates for the exact re-scoring, so a
         grouped search costs about one plain search, not a series of ever larger ones."""
+        if rerank:
+            return self._reranked(query, k, rows, mask, approximate, nprobe, kind, groups)
         if groups is None:
             return self._search(query, k, rows, mask, approximate, nprobe, kind, None)
         fetch = k * GROUP_FETCH
@@ -288,6 +293,42 @@ class VectorSearch:
             if len(best.ids) >= k or len(found.ids) < fetch:
                 return Neighbours(best.ids[:k], best.scores[:k])
             fetch *= GROUP_FETCH
+
+    def _reranked(
+        self,
+        query: np.ndarray,
+        k: int,
+        rows: int,
+        mask: np.ndarray | None,
+        approximate: bool,
+        nprobe: int | None,
+        kind: str | None,
+        groups: np.ndarray | None,
+    ) -> Neighbours:
+        """``search`` by ``reranking.reranked_similarity``: the ``reranking.SHORTLIST`` best rows by
+        inner product (exact vectors, read back) compared by their neighbourhoods; where they hold
+        fewer than ``k`` groups, the next best groups follow by ``outside_similarity`` (no shared
+        neighbour), which ranks them below every compared row."""
+        shortlist = max(SHORTLIST, k)
+        near = self._search(query, shortlist, rows, mask, approximate, nprobe, kind, None)
+        if len(near.ids) == 0:
+            return near
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        ids = np.sort(near.ids)  # file order
+        found = _top_k(reranked_similarity(query, self.store.vector_rows(ids, rows)), ids, len(ids))
+        if groups is not None:
+            found = _per_group(found, groups, 1)
+        if len(found.ids) < k and len(near.ids) == shortlist:
+            rest = self.search(
+                query, k, rows, mask, approximate=approximate, nprobe=nprobe, kind=kind, groups=groups
+            )
+            key = (lambda ids: ids) if groups is None else (lambda ids: groups[ids])
+            new = ~np.isin(key(rest.ids), key(found.ids))
+            found = Neighbours(
+                np.concatenate([found.ids, rest.ids[new]]),
+                np.concatenate([found.scores, outside_similarity(rest.scores[new])]),
+            )
+        return Neighbours(found.ids[:k], found.scores[:k])
 
     def _search(
         self,

@@ -34,6 +34,8 @@ class SearchFilters(TypedDict, total=False):
     """Approximate (IVF) or exact search; ``None``: the index's setting."""
     nprobe: int | None
     """Approximate search: IVF lists to visit."""
+    rerank: bool
+    """Rank the best boxes again by k-reciprocal re-ranking (``reranking.py``)."""
 
 
 @dataclass(frozen=True)

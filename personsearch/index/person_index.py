@@ -231,9 +231,12 @@ class PersonIndex:
         nprobe: int | None = None,
         per_frame: bool = False,
         exclude_sightings: Sequence[int] = (),
+        rerank: bool = False,
     ) -> list[Hit]:
         """The ``top_k`` people most similar to ``feature`` (cosine), best first, within the filters
-        (see ``Filters``). ``approximate=None`` uses the index's default.
+        (see ``Filters``). ``approximate=None`` uses the index's default. ``rerank``: ranked and
+        scored by k-reciprocal re-ranking of the best boxes instead (``reranking.py``: for
+        footage, where a person is many boxes).
 
         Results are sightings: a person tracked through a video is one hit, scored and shown by
         its best-matching frame, instead of one hit per frame of the same walk past the camera.
@@ -265,6 +268,7 @@ class PersonIndex:
             kind=self.approximate_kind(),
             # one hit per sighting (its best box); boxes in no sighting stand alone
             groups=None if per_frame else self._rows.group_of(),
+            rerank=rerank,
         )
         return self._hits(found.ids, found.scores)
 

@@ -6,9 +6,9 @@ et al., "Camera-aware Proxies for Unsupervised Person Re-Identification", AAAI 2
 tracklets instead of single crops, because a tracklet is a free must-link:
 
 1. **Features**: each tracklet's mean test feature under the current network.
-2. **Distances**: k-reciprocal Jaccard distances between tracklets (Zhong et al., "Re-ranking
-   Person Re-identification with k-reciprocal Encoding", CVPR 2017): two tracklets are close
-   when their neighbourhoods agree, which is far more robust than one cosine.
+2. **Distances**: k-reciprocal Jaccard distances between tracklets (``index/reranking.py``, the
+   distance a search re-ranks by): two tracklets are close when their neighbourhoods agree,
+   which is far more robust than one cosine.
 3. **Clusters**: DBSCAN on those distances; a cluster is one pseudo-identity, a tracklet in no
    cluster is its own. Cannot-links: two tracklets seen at the same time in one video are two
    people, so a cluster holding both is split (``split_cannot_links``).
@@ -29,45 +29,7 @@ import torch
 from sklearn.cluster import DBSCAN
 from torch.nn import functional as F
 
-
-def jaccard_distance(features: np.ndarray, k1: int = 20, k2: int = 6) -> np.ndarray:
-    """(N, N) k-reciprocal Jaccard distance of L2-normalised ``features`` (0: identical
-    neighbourhoods, 1: disjoint). ``k1``: neighbourhood size; ``k2``: query expansion over that
-    many nearest neighbours (1: none)."""
-    n = len(features)
-    if n == 0:
-        return np.zeros((0, 0), np.float32)
-    k1, k2 = min(k1, n - 1), max(1, min(k2, n))
-    dist = np.clip(2.0 - 2.0 * (features @ features.T), 0.0, None).astype(np.float32)
-    rank = np.argsort(dist, axis=1, kind="stable")
-    half = max(1, round(k1 / 2))
-
-    def reciprocal(i: int, k: int) -> np.ndarray:
-        forward = rank[i, : k + 1]
-        backward = rank[forward, : k + 1]
-        return np.asarray(forward[(backward == i).any(axis=1)], np.int64)
-
-    weights = np.zeros((n, n), np.float32)
-    for i in range(n):
-        mutual = reciprocal(i, k1)
-        expanded = [mutual]
-        for candidate in mutual:
-            theirs = reciprocal(int(candidate), half)
-            if len(np.intersect1d(theirs, mutual)) > 2 / 3 * len(theirs):
-                expanded.append(theirs)
-        members = np.unique(np.concatenate(expanded))
-        w = np.exp(-dist[i, members])
-        weights[i, members] = w / w.sum()
-    if k2 > 1:
-        weights = weights[rank[:, :k2]].mean(axis=1)
-    # sum_l min(V_il, V_jl) for every pair, through the columns each row uses
-    overlap = np.zeros((n, n), np.float32)
-    for col in range(n):
-        rows = np.flatnonzero(weights[:, col])
-        if len(rows):
-            v = weights[rows, col]
-            overlap[np.ix_(rows, rows)] += np.minimum(v[:, None], v[None, :])
-    return np.clip(1.0 - overlap / (2.0 - overlap), 0.0, 1.0)
+from personsearch.index.reranking import jaccard_distance
 
 
 def split_cannot_links(labels: np.ndarray, together: np.ndarray, features: np.ndarray) -> np.ndarray:

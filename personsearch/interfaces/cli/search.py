@@ -90,6 +90,16 @@ def search_cmd(
             ),
         ),
     ] = None,
+    rerank: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Rank the best boxes again by how much their nearest neighbours agree with the "
+                "query's (k-reciprocal re-ranking): for footage, where each person is many boxes; "
+                "scores are then re-ranked similarities (docs/real-footage.md)."
+            )
+        ),
+    ] = False,
     json_out: Annotated[
         Path | None,
         typer.Option("--json", help="Write results as JSON (docs/search-json.md); '-' prints it."),
@@ -119,6 +129,7 @@ def search_cmd(
         "time_range": time_range,
         "approximate": approximate,
         "nprobe": nprobe,
+        "rerank": rerank,
     }
     if sighting is not None:
         result = engine.search_sighting(index, sighting, top_k=top_k, per_frame=per_frame, **filters)

@@ -93,6 +93,10 @@ class SearchBody(BaseModel):
     whole_sighting: bool = Field(
         False, description="with box_id: query with every frame of that person's sighting, not the one box"
     )
+    rerank: bool = Field(
+        False,
+        description="rank the best boxes again by k-reciprocal re-ranking (footage: a person is many boxes)",
+    )
 
     def request(self) -> SearchRequest:
         return SearchRequest(
@@ -107,6 +111,7 @@ class SearchBody(BaseModel):
             include_query=self.include_query,
             per_frame=self.per_frame,
             whole_sighting=self.whole_sighting,
+            rerank=self.rerank,
         )
 
 

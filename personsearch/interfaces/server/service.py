@@ -61,6 +61,8 @@ class SearchRequest:
     """One hit per matching box instead of one per sighting."""
     whole_sighting: bool = False
     """Searching by an indexed box: query with the mean feature of its whole sighting."""
+    rerank: bool = False
+    """Rank the best boxes again by k-reciprocal re-ranking (``index/reranking.py``)."""
 
     def __post_init__(self) -> None:
         if (self.box_id is None) == (self.upload is None):
@@ -264,6 +266,7 @@ class SearchService:
                 camera=list(request.camera) if request.camera else None,
                 time_range=request.time_range,
                 per_frame=request.per_frame,
+                rerank=request.rerank,
                 exclude_sightings=[own_sighting] if drop_self and own_sighting is not None else (),
             )
         if drop_self:

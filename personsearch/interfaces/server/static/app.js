@@ -219,6 +219,7 @@ function filters() {
   if ($("time-to").value !== "") body.time_to = parseFloat($("time-to").value);
   if ($("source-filter").value.trim()) body.source = $("source-filter").value.trim();
   if ($("per-frame").checked) body.per_frame = true;
+  if ($("rerank").checked) body.rerank = true;
   return body;
 }
 

@@ -1,0 +1,111 @@
+"""k-reciprocal re-ranking (Zhong et al., "Re-ranking Person Re-identification with k-reciprocal
+Encoding", CVPR 2017): a search's candidates ranked again by how much their neighbourhoods agree
+with the query's.
+
+Why: in footage a person is many boxes (a sighting's frames, other visits). Two boxes of one
+person share nearest neighbours, the person's other boxes, even where their own cosine is low
+(another pose, light or camera); a look-alike's neighbours are its own person's boxes. The Jaccard
+distance between the two neighbourhoods, blended with the cosine distance, ranks by that. It
+needs several boxes of a person in the gallery to work with: where the gallery holds each person
+in a photo or two, there is little neighbourhood to agree on (docs/real-footage.md has both
+measured). It costs a Python loop over the candidates, so a search re-ranks a shortlist of its
+best ``SHORTLIST`` boxes by cosine, not the whole index; the clustering of
+``training/cluster_contrast.py`` uses the same distance between tracklets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+K1, K2 = 20, 6
+"""Zhong et al.'s neighbourhood size (k1) and query expansion (k2)."""
+COSINE_WEIGHT = 0.3
+"""Share of the cosine distance (2 - 2 cos) in the re-ranked distance, the rest Jaccard's (lambda)."""
+SHORTLIST = 400
+"""Boxes, best by cosine, whose neighbourhoods a search compares: several sightings of tens of boxes."""
+
+
+def jaccard_distance(features: np.ndarray, k1: int = K1, k2: int = K2) -> np.ndarray:
+    """(N, N) k-reciprocal Jaccard distance of L2-normalised ``features`` (0: identical
+    neighbourhoods, 1: disjoint). ``k1``: neighbourhood size; ``k2``: query expansion over that
+    many nearest neighbours (1: none)."""
+    n = len(features)
+    if n == 0:
+        return np.zeros((0, 0), np.float32)
+    k1, k2 = min(k1, n - 1), max(1, min(k2, n))
+    dist = np.clip(2.0 - 2.0 * (features @ features.T), 0.0, None).astype(np.float32)
+    rank = np.argsort(dist, axis=1, kind="stable")
+    half = max(1, round(k1 / 2))
+
+    def reciprocal(i: int, k: int) -> np.ndarray:
+        forward = rank[i, : k + 1]
+        backward = rank[forward, : k + 1]
+        return np.asarray(forward[(backward == i).any(axis=1)], np.int64)
+
+    weights = np.zeros((n, n), np.float32)
+    for i in range(n):
+        mutual = reciprocal(i, k1)
+        expanded = [mutual]
+        for candidate in mutual:
+            theirs = reciprocal(int(candidate), half)
+            if len(np.intersect1d(theirs, mutual)) > 2 / 3 * len(theirs):
+                expanded.append(theirs)
+        members = np.unique(np.concatenate(expanded))
+        w = np.exp(-dist[i, members])
+        weights[i, members] = w / w.sum()
+    if k2 > 1:
+        weights = weights[rank[:, :k2]].mean(axis=1)
+    # sum_l min(V_il, V_jl) for every pair, through the columns each row uses
+    overlap = np.zeros((n, n), np.float32)
+    for col in range(n):
+        rows = np.flatnonzero(weights[:, col])
+        if len(rows):
+            v = weights[rows, col]
+            overlap[np.ix_(rows, rows)] += np.minimum(v[:, None], v[None, :])
+    return np.clip(1.0 - overlap / (2.0 - overlap), 0.0, 1.0)
+
+
+def reranked_similarity(
+    query: np.ndarray, gallery: np.ndarray, k1: int = K1, k2: int = K2, cosine_weight: float = COSINE_WEIGHT
+) -> np.ndarray:
+    """(M,) similarity of each of the L2-normalised ``gallery`` rows to ``query`` after re-ranking:
+    ``1 - d / 2`` with ``d = (1 - cosine_weight) * Jaccard + cosine_weight * (2 - 2 cos)``, the
+    Jaccard distance taken over the query and these rows alone (a row outside them is no
+    neighbour). 1 for a copy of the query; below the cosine where neighbourhoods disagree."""
+    gallery = np.asarray(gallery, dtype=np.float32).reshape(-1, len(query))
+    if len(gallery) == 0:
+        return np.zeros(0, np.float32)
+    features = np.concatenate([np.asarray(query, dtype=np.float32)[None], gallery])
+    jaccard: np.ndarray = jaccard_distance(features, k1, k2)[0, 1:]
+    cosine: np.ndarray = np.clip(2.0 - 2.0 * (gallery @ features[0]), 0.0, None)
+    distance = (1.0 - cosine_weight) * jaccard + cosine_weight * cosine
+    return np.asarray(1.0 - distance / 2.0, dtype=np.float32)
+
+
+def outside_similarity(cosine: np.ndarray, cosine_weight: float = COSINE_WEIGHT) -> np.ndarray:
+    """``reranked_similarity`` of rows that were not among the compared ones: no shared neighbours
+    (Jaccard 1), so they rank below on their cosine alone."""
+    distance = (1.0 - cosine_weight) + cosine_weight * np.clip(2.0 - 2.0 * np.asarray(cosine), 0.0, None)
+    return (1.0 - distance / 2.0).astype(np.float32)
+
+
+def reranked_scores(query: np.ndarray, gallery: np.ndarray, shortlist: int = SHORTLIST) -> np.ndarray:
+    """(M,) similarity of every gallery row as a search re-ranks them: the ``shortlist`` rows most
+    similar by cosine by ``reranked_similarity``, the rest by ``outside_similarity`` (so never
+    above a compared row) -- for protocols that hold the whole gallery."""
+    query = np.asarray(query, dtype=np.float32)
+    gallery = np.asarray(gallery, dtype=np.float32).reshape(-1, len(query))
+    cosine = gallery @ query
+    near = np.argsort(-cosine, kind="stable")[:shortlist]
+    score = outside_similarity(cosine)
+    score[near] = reranked_similarity(query, gallery[near])
+    return score
+
+
+def reranked_order(
+    query: np.ndarray, gallery: np.ndarray, shortlist: int = SHORTLIST
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every gallery row, best first by ``reranked_scores``, and its score."""
+    score = reranked_scores(query, gallery, shortlist)
+    order = np.argsort(-score, kind="stable")
+    return order, np.asarray(score[order], dtype=np.float32)
