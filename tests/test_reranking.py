@@ -86,3 +86,29 @@ def test_a_grouped_re_ranked_search_fills_k_groups_beyond_the_shortlist(
         store.close()
     assert len(found.ids) == 10 and len(set(groups[found.ids].tolist())) == 10
     assert groups[found.ids[0]] == 0 and np.all(np.diff(found.scores) <= 0)
+
+
+def test_the_search_protocol_scores_a_re_ranked_search_of_each_gallery() -> None:
+    """One detection per gallery image, the look-alike gallery above: by cosine the query's first
+    hit is the look-alike; re-ranked (the protocol as ``search --rerank`` ranks) all ten targets
+    lead."""
+    from personsearch.data.records import GalleryItem, PersonSearchDataset, Query, Scene
+    from personsearch.evaluation.search import evaluate_search
+
+    query, gallery, pid = _look_alike_gallery()
+    box = np.array([[0, 0, 40, 100]], np.float32)
+    root = Path("/nonexistent")
+    scenes = [Scene(f"g{i:03d}.jpg", root / f"g{i:03d}.jpg", box, [int(p) + 1], 0) for i, p in enumerate(pid)]
+    items = [GalleryItem(s.name, box[0] if p == 0 else None) for s, p in zip(scenes, pid, strict=True)]
+    scenes.append(Scene("q.jpg", root / "q.jpg", box, [1], 0))
+    the_query = Query("q.jpg", root / "q.jpg", box[0], 1, galleries={len(items): items})
+    data = PersonSearchDataset("look-alikes", root, "cuhk", [], scenes, [the_query])
+    dets = [np.array([[0, 0, 40, 100, 0.9]], np.float32)] * len(scenes)
+    feats = [g[None] for g in gallery] + [query[None]]
+    plain = evaluate_search(data, dets, feats, query[None], gallery_size=len(items))
+    reranked = evaluate_search(data, dets, feats, query[None], gallery_size=len(items), rerank=True)
+    assert plain.topk[1] == 0.0 and reranked.topk[1] == 1.0
+    assert reranked.mAP == pytest.approx(1.0) and plain.mAP < 0.95
+    assert reranked.settings["rerank"] is True
+    with pytest.raises(ValueError, match="choose one"):
+        evaluate_search(data, dets, feats, query[None], gallery_size=len(items), rerank=True, cbgm=True)

@@ -129,13 +129,15 @@ def evaluate_engine(
     cross_camera: bool = False,
     det_thresh: float = 0.5,
     progress: bool = True,
+    rerank: bool = False,
 ) -> PipelineResult:
     """Score a detector + re-id engine on ``dataset`` with its standard protocol, with its own
     detections and with the ground-truth boxes.
 
     ``detections`` (aligned with the gallery) replace the engine's detector, e.g. one detector's
     boxes shared by several re-id models; with ``features`` too (e.g. both read from an index of
-    the gallery with ``PersonIndex.people_in``) they are not embedded again.
+    the gallery with ``PersonIndex.people_in``) they are not embedded again. ``rerank``: both
+    searches ranked by k-reciprocal re-ranking (``evaluate_search``).
     """
     timings = {}
     started = time.perf_counter()
@@ -164,6 +166,7 @@ def evaluate_engine(
         gallery_size=gallery_size,
         cross_camera=cross_camera,
         det_thresh=det_thresh,
+        rerank=rerank,
     )
     search = evaluate_search(
         dataset,
@@ -173,6 +176,7 @@ def evaluate_engine(
         gallery_size=gallery_size,
         cross_camera=cross_camera,
         det_thresh=det_thresh,
+        rerank=rerank,
     )
     detection = evaluate_detection(dataset, dets, det_thresh=det_thresh)
     return PipelineResult(search, search_gt, detection, timings)

@@ -291,6 +291,7 @@ def score_results_file(
     cross_camera: bool = False,
     cbgm: bool = False,
     normalise: bool = False,
+    rerank: bool = False,
 ) -> SearchResult:
     """Score a results file with ``dataset``'s search protocol (see ``evaluate_search``)."""
     gallery_dets, gallery_feats, query_feats, context = load_results(path, dataset, normalise=normalise)
@@ -308,6 +309,7 @@ def score_results_file(
         cross_camera=cross_camera,
         cbgm=cbgm,
         query_context=context,
+        rerank=rerank,
     )
     result.settings["results_file"] = str(path)
     return result

@@ -26,6 +26,7 @@ from personsearch.evaluation.results import (
     SearchResult,
     query_height_buckets,
 )
+from personsearch.index.reranking import reranked_scores
 
 QueryContext = Sequence[tuple[np.ndarray, np.ndarray]]
 """Per query: (m, 5) detections in the query image and their (m, D) features, row 0 being the
@@ -238,12 +239,20 @@ def _score_query(
     context_feats: np.ndarray | None,
     k1: int,
     k2: int,
+    rerank: bool = False,
 ) -> _Scored:
     """Pool and label the query's candidates (sections 3.1-3.2): in each target image, the
-    most similar detection reaching the target's IoU threshold is the single true positive."""
-    sims = (kept.feats @ qfeat).astype(np.float64)
+    most similar detection reaching the target's IoU threshold is the single true positive.
+    ``rerank``: similarity is ``reranking.reranked_scores`` over the query's whole gallery, as a
+    re-ranked search of an index of it would score."""
     cand = np.flatnonzero(gallery.scored[kept.image])
-    score = sims[cand]
+    neg = np.flatnonzero(gallery.negatives[kept.image])
+    if rerank:
+        reranked = reranked_scores(qfeat, kept.feats[np.concatenate([cand, neg])]).astype(np.float64)
+        score, neg_score = reranked[: len(cand)], reranked[len(cand) :]
+    else:
+        sims = (kept.feats @ qfeat).astype(np.float64)
+        score, neg_score = sims[cand], sims[neg]
     if context_feats is not None and len(cand):
         _cbgm(score, cand, kept, context_feats, k1, k2)
     label = np.zeros(len(cand), bool)
@@ -258,10 +267,9 @@ def _score_query(
         if hit.size:
             label[order[hit[0]]] = True
             target[order[hit[0]]] = t
-    neg = np.flatnonzero(gallery.negatives[kept.image])
     heights = np.array([gt[3] - gt[1] for gt in gallery.targets], dtype=np.float64)
     return _Scored(
-        score=np.concatenate([score, sims[neg]]),
+        score=np.concatenate([score, neg_score]),
         label=np.concatenate([label, np.zeros(len(neg), bool)]),
         target=np.concatenate([target, np.full(len(neg), -1, np.int64)]),
         target_height=heights,
@@ -298,6 +306,7 @@ def evaluate_search(
     queries: Sequence[Query] | None = None,
     k1: int | None = None,
     k2: int | None = None,
+    rerank: bool = False,
 ) -> SearchResult:
     """Score person search on ``dataset`` with its own protocol (``dataset.protocol``).
 
@@ -311,7 +320,8 @@ def evaluate_search(
     ``queries`` (default ``dataset.queries``; pass e.g. ``dataset.subsets["Occlusion"]`` to score a
     subset). Detections with ``score >= det_thresh`` are kept. ``cbgm`` re-scores with the query
     image's people, given as ``query_context`` (see ``QueryContext``); ``k1``/``k2`` default to
-    SeqNet's (CUHK 10/3, PRW 30/4).
+    SeqNet's (CUHK 10/3, PRW 30/4). ``rerank`` ranks each query's gallery by k-reciprocal
+    re-ranking as a ``--rerank`` search would (``index/reranking.py``; not with ``cbgm``).
 
     A query none of whose gallery images holds its target (possible on PRW) is left out of the
     means and listed in ``SearchResult.excluded`` with the reason.
@@ -340,6 +350,8 @@ def evaluate_search(
     k1 = _CBGM_DEFAULTS[dataset.protocol][0] if k1 is None else k1
     k2 = _CBGM_DEFAULTS[dataset.protocol][1] if k2 is None else k2
     context: list[np.ndarray | None] = [None] * len(queries)
+    if cbgm and rerank:
+        raise ValueError("cbgm and rerank both re-score the candidates: choose one")
     if cbgm:
         if query_context is None or len(query_context) != len(queries):
             found = "none" if query_context is None else f"{len(query_context)} entries"
@@ -369,7 +381,7 @@ def evaluate_search(
         if not gallery.targets:
             excluded.append(ExcludedQuery(i, q.name, int(q.pid), gallery.empty_reason))
             continue
-        scored = _score_query(query_feats[i], gallery, kept, context[i], k1, k2)
+        scored = _score_query(query_feats[i], gallery, kept, context[i], k1, k2, rerank)
         index.append(i)
         aps.append(recall_corrected_ap(scored.label, scored.score, len(gallery.targets)))
         for k, v in topk_hits(scored.label, scored.score, TOPK).items():
@@ -393,6 +405,7 @@ def evaluate_search(
         "gallery": gallery_desc,
         "det_thresh": det_thresh,
         "cbgm": cbgm,
+        "rerank": rerank,
     }
     if cbgm:
         settings.update(k1=k1, k2=k2)

@@ -33,6 +33,9 @@ def score_cmd(
     normalise: Annotated[
         bool, typer.Option(help="L2-normalise features that are not (the protocol assumes unit length).")
     ] = False,
+    rerank: Annotated[
+        bool, typer.Option(help="Rank each query's gallery by k-reciprocal re-ranking (as search --rerank).")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
 ) -> None:
     """Score another system's detections (recall / AP) and search (mAP / top-k) with the standard
@@ -51,6 +54,7 @@ def score_cmd(
         cross_camera=cross_camera,
         cbgm=cbgm,
         normalise=normalise,
+        rerank=rerank,
     )
     detection = score_results_file_detection(data, results, det_thresh=det_thresh)
     console.print(detection.format_table(), highlight=False)
@@ -77,6 +81,9 @@ def evaluate_cmd(
             ),
         ),
     ] = False,
+    rerank: Annotated[
+        bool, typer.Option(help="Rank each query's gallery by k-reciprocal re-ranking (as search --rerank).")
+    ] = False,
 ) -> None:
     """Run detector -> re-id -> protocol on a benchmark's test split, with and without detections."""
     from personsearch.data import load_dataset
@@ -88,6 +95,8 @@ def evaluate_cmd(
     engine_ = ModelBundle(resolve_model(model), device=device, engine="torch-fp32" if fp32 else engine)
     _say_engines(engine_)
     data = load_dataset(dataset)
-    result = evaluate_engine(engine_, data, gallery_size=gallery_size, cross_camera=cross_camera)
+    result = evaluate_engine(
+        engine_, data, gallery_size=gallery_size, cross_camera=cross_camera, rerank=rerank
+    )
     console.print(result.format_table(), highlight=False)
     _write_json(result.to_dict(), json_out)
