@@ -38,6 +38,10 @@ networks adapted to frames 0-399 (``blind_real_check.py learning-part``, then ``
 adapt``), into ``results/vtest_people_held_out.json``. ``--camera-statistics`` adds the shipped
 network adapted by the statistics of frames 0-399 alone, no training (``camera_statistics``).
 
+``score --rerank`` adds each network's row re-ranked by k-reciprocal neighbourhoods as ``personsearch
+search --rerank`` ranks (``per_query``), its gain over the shipped network's plain row paired as
+above, into ``results/vtest_people_reranked.json`` (``_held_out_reranked`` with ``--held-out``).
+
 Never train the shipped model on these frames: vtest.avi is the project's by-eye footage, not training data.
 """
 
@@ -71,7 +75,8 @@ from run_info import RESULTS, commit, machine, write_results
 
 from personsearch.data.boxes import box_iou
 from personsearch.data.crops import crop_boxes, normalize_crops
-from personsearch.evaluation.reid_crops import market_scores
+from personsearch.evaluation.reid_crops import similarity_scores
+from personsearch.index.reranking import reranked_scores
 from personsearch.models.reid import embed_crops
 
 WORK = RESULTS / "vtest_people"
@@ -212,10 +217,14 @@ def per_query(
     sighting: np.ndarray,
     spans: np.ndarray,
     other_visits: bool,
+    rerank: bool = False,
 ) -> dict[int, dict[str, float]]:
     """Each query's Market-1501 scores (AP, top-k as 0/100) with every sighting as its own camera,
     for the queries with a right hit; ``other_visits``: the query person's sightings within
-    ``GAP`` frames of the query's are taken out of its gallery."""
+    ``GAP`` frames of the query's are taken out of its gallery. ``rerank``: the gallery ranked as
+    ``search --rerank`` ranks an index of it (``reranking.reranked_scores``), the query's own
+    sighting taken out of it first, as for a query from outside the footage (its boxes would
+    otherwise fill the query's neighbourhood)."""
     each = {}
     for q in query:
         keep = np.ones(len(pid), dtype=bool)
@@ -223,10 +232,12 @@ def per_query(
             begin, end = spans[sighting[q]]
             near = (pid == pid[q]) & (spans[sighting, 1] > begin - GAP) & (spans[sighting, 0] < end + GAP)
             keep = ~near | (sighting == sighting[q])  # the own sighting: market_scores leaves it out
+        if rerank:
+            keep &= sighting != sighting[q]
+        gallery = features[keep]
+        similarity = reranked_scores(features[q], gallery) if rerank else gallery @ features[q]
         try:
-            scores = market_scores(
-                features[[q]], pid[[q]], sighting[[q]], features[keep], pid[keep], sighting[keep]
-            )
+            scores = similarity_scores(similarity[None], pid[[q]], sighting[[q]], pid[keep], sighting[keep])
         except ValueError:  # the person is not seen again (that far away in time)
             continue
         each[int(q)] = {k: v for k, v in scores.items() if k not in ("queries", "queries_without_match")}
@@ -330,20 +341,22 @@ def score(args: argparse.Namespace) -> None:
     arrays = (np.asarray(query), np.asarray(pid), np.asarray(sighting), spans)
     table: dict[str, Any] = {}
     aps: dict[str, dict[str, np.ndarray]] = {}
-    for name, network in networks.items():
+    for network_name, network in networks.items():
         features = embed_crops(network, all_crops)
-        table[name], aps[name] = {}, {}
-        for mode in ("all", "other visits"):
-            each = per_query(features, *arrays, other_visits=mode == "other visits")
-            table[name][mode] = summary(each, len(query))
-            aps[name][mode] = np.asarray([e["mAP"] for e in each.values()])
-        print(name, {k: {m: round(v, 1) for m, v in s.items()} for k, s in table[name].items()}, flush=True)
-    for name in set(networks) - {"shipped"}:  # every network scores the same queries in order: paired
+        for name, rerank in [(network_name, False)] + [(f"{network_name}, re-ranked", True)] * args.rerank:
+            table[name], aps[name] = {}, {}
+            for mode in ("all", "other visits"):
+                each = per_query(features, *arrays, other_visits=mode == "other visits", rerank=rerank)
+                table[name][mode] = summary(each, len(query))
+                aps[name][mode] = np.asarray([e["mAP"] for e in each.values()])
+            rounded = {k: {m: round(v, 1) for m, v in s.items()} for k, s in table[name].items()}
+            print(name, rounded, flush=True)
+    for name in set(table) - {"shipped"}:  # every network scores the same queries in order: paired
         for mode in ("all", "other visits"):
             table[name][mode]["mAP_gain_over_shipped_95"] = paired_interval(
                 aps[name][mode], aps["shipped"][mode]
             )
-    out = OUT.with_name(OUT.stem + "_held_out.json") if args.held_out else OUT
+    out = OUT.with_name(OUT.stem + "_held_out" * args.held_out + "_reranked" * args.rerank + ".json")
     write_results(
         out,
         {
@@ -385,6 +398,11 @@ def main() -> None:
         "--camera-statistics",
         action="store_true",
         help="with --held-out: also the shipped network centred, whitened and AdaBN on frames 0-399's boxes",
+    )
+    p.add_argument(
+        "--rerank",
+        action="store_true",
+        help="also each network re-ranked as search --rerank ranks (into *_reranked.json)",
     )
     p.set_defaults(run=score)
     args = parser.parse_args()

@@ -30,9 +30,21 @@ def market_scores(
 ) -> dict[str, float]:
     """mAP and CMC top-k (in %) of L2-normalised ``query`` against ``gallery`` features; queries
     with no valid match in the gallery are left out (as Market-1501's code does), and counted."""
-    similarity = query @ gallery.T
+    return similarity_scores(query @ gallery.T, query_pids, query_cams, gallery_pids, gallery_cams, ranks)
+
+
+def similarity_scores(
+    similarity: np.ndarray,
+    query_pids: np.ndarray,
+    query_cams: np.ndarray,
+    gallery_pids: np.ndarray,
+    gallery_cams: np.ndarray,
+    ranks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """``market_scores`` of a (Q, M) query-gallery ``similarity`` (e.g. re-ranked), Market-1501's
+    rule: a gallery entry of the query's person in the query's camera is neither hit nor miss."""
     aps, cmc, skipped = [], np.zeros(max(ranks)), 0
-    for q in range(len(query)):
+    for q in range(len(similarity)):
         valid = ~((gallery_pids == query_pids[q]) & (gallery_cams == query_cams[q]))
         order = np.argsort(-similarity[q][valid], kind="stable")
         matches = (gallery_pids[valid] == query_pids[q])[order]
