@@ -25,6 +25,35 @@ SHORTLIST = 400
 """Boxes, best by cosine, whose neighbourhoods a search compares: several sightings of tens of boxes."""
 
 
+def neighbourhood_weights(features: np.ndarray, k1: int = K1, k2: int = K2) -> np.ndarray:
+    """(N, N) k-reciprocal encoding of L2-normalised ``features``: row i weighs its k1-reciprocal
+    neighbours, expanded by their own k1/2-reciprocal neighbours where two thirds of those are
+    already in (Zhong et al.'s section 3.3), by ``exp(-distance)``, each row summing to 1; then
+    averaged over the ``k2`` nearest rows (query expansion; 1: none). Matrix products over all
+    rows at once: a shortlist of a few hundred costs milliseconds."""
+    n = len(features)
+    k1, k2 = min(k1, n - 1), max(1, min(k2, n))
+    dist = np.clip(2.0 - 2.0 * (features @ features.T), 0.0, None).astype(np.float32)
+    rank = np.argsort(dist, axis=1, kind="stable")
+
+    def reciprocal(k: int) -> np.ndarray:
+        """(N, N) bool: j is among i's k + 1 nearest and i among j's."""
+        near = np.zeros((n, n), dtype=bool)
+        near[np.arange(n)[:, None], rank[:, : k + 1]] = True
+        return near & near.T
+
+    mutual = reciprocal(k1).astype(np.float32)
+    theirs = reciprocal(max(1, round(k1 / 2))).astype(np.float32)
+    shared = theirs @ mutual.T  # [c, i]: how many of c's half-neighbourhood are i's neighbours
+    joins = (mutual > 0) & (2 / 3 * theirs.sum(axis=1)[None, :] < shared.T)  # [i, c]
+    members = (mutual > 0) | ((joins.astype(np.float32) @ theirs) > 0)
+    weights = np.where(members, np.exp(-dist), 0.0).astype(np.float32)
+    weights /= weights.sum(axis=1, keepdims=True)
+    if k2 > 1:
+        weights = weights[rank[:, :k2]].mean(axis=1)
+    return weights
+
+
 def jaccard_distance(features: np.ndarray, k1: int = K1, k2: int = K2) -> np.ndarray:
     """(N, N) k-reciprocal Jaccard distance of L2-normalised ``features`` (0: identical
     neighbourhoods, 1: disjoint). ``k1``: neighbourhood size; ``k2``: query expansion over that
@@ -32,29 +61,7 @@ def jaccard_distance(features: np.ndarray, k1: int = K1, k2: int = K2) -> np.nda
     n = len(features)
     if n == 0:
         return np.zeros((0, 0), np.float32)
-    k1, k2 = min(k1, n - 1), max(1, min(k2, n))
-    dist = np.clip(2.0 - 2.0 * (features @ features.T), 0.0, None).astype(np.float32)
-    rank = np.argsort(dist, axis=1, kind="stable")
-    half = max(1, round(k1 / 2))
-
-    def reciprocal(i: int, k: int) -> np.ndarray:
-        forward = rank[i, : k + 1]
-        backward = rank[forward, : k + 1]
-        return np.asarray(forward[(backward == i).any(axis=1)], np.int64)
-
-    weights = np.zeros((n, n), np.float32)
-    for i in range(n):
-        mutual = reciprocal(i, k1)
-        expanded = [mutual]
-        for candidate in mutual:
-            theirs = reciprocal(int(candidate), half)
-            if len(np.intersect1d(theirs, mutual)) > 2 / 3 * len(theirs):
-                expanded.append(theirs)
-        members = np.unique(np.concatenate(expanded))
-        w = np.exp(-dist[i, members])
-        weights[i, members] = w / w.sum()
-    if k2 > 1:
-        weights = weights[rank[:, :k2]].mean(axis=1)
+    weights = neighbourhood_weights(features, k1, k2)
     # sum_l min(V_il, V_jl) for every pair, through the columns each row uses
     overlap = np.zeros((n, n), np.float32)
     for col in range(n):
@@ -76,7 +83,9 @@ def reranked_similarity(
     if len(gallery) == 0:
         return np.zeros(0, np.float32)
     features = np.concatenate([np.asarray(query, dtype=np.float32)[None], gallery])
-    jaccard: np.ndarray = jaccard_distance(features, k1, k2)[0, 1:]
+    weights = neighbourhood_weights(features, k1, k2)
+    overlap = np.minimum(weights[:1], weights[1:]).sum(axis=1)  # the query's row of Jaccard's sum
+    jaccard: np.ndarray = np.clip(1.0 - overlap / (2.0 - overlap), 0.0, 1.0)
     cosine: np.ndarray = np.clip(2.0 - 2.0 * (gallery @ features[0]), 0.0, None)
     distance = (1.0 - cosine_weight) * jaccard + cosine_weight * cosine
     return np.asarray(1.0 - distance / 2.0, dtype=np.float32)
