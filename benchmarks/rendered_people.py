@@ -194,9 +194,25 @@ def with_shipped_detector(reid_dir: Path, out: Path) -> Path:
     return out
 
 
+def shipped_detections(root: Path, scenes: list[Any]) -> list[np.ndarray]:
+    """The shipped detector's boxes (``torch-fp32``) on the gallery ``scenes`` of the synthetic
+    set at ``root``, computed once and kept under ``WORK``, named by the detector's weights and the
+    set's ``synthetic.json``."""
+    from personsearch.evaluation.pipeline import gallery_detections
+    from personsearch.models.bundle import ModelBundle
+
+    made = hashlib.sha256((root / "synthetic.json").read_bytes()).hexdigest()[:12]
+    weights = hashlib.sha256((DEFAULT / "detector.safetensors").read_bytes()).hexdigest()[:12]
+    return gallery_detections(
+        lambda: ModelBundle(DEFAULT, engine="torch-fp32"),
+        scenes,
+        WORK / f"gallery_detections-{weights}-torch-fp32-{made}.npz",
+    )
+
+
 def evaluate(args: argparse.Namespace) -> None:
     from personsearch.data import load_dataset
-    from personsearch.evaluation.pipeline import evaluate_engine, gallery_detections
+    from personsearch.evaluation.pipeline import evaluate_engine
     from personsearch.models.bundle import ModelBundle, load_component
 
     size = (256, 128)
@@ -204,13 +220,7 @@ def evaluate(args: argparse.Namespace) -> None:
     models = {**({} if args.keep else {"shipped default": DEFAULT}), **{str(m): Path(m) for m in args.model}}
     synthetic = load_dataset(args.synthetic) if args.synthetic else None
     if synthetic is not None:  # every network is scored behind the shipped detector: its boxes once
-        made = hashlib.sha256((Path(args.synthetic) / "synthetic.json").read_bytes()).hexdigest()[:12]
-        weights = hashlib.sha256((DEFAULT / "detector.safetensors").read_bytes()).hexdigest()[:12]
-        shared = gallery_detections(
-            lambda: ModelBundle(DEFAULT, engine="torch-fp32"),
-            synthetic.gallery,
-            WORK / f"gallery_detections-{weights}-torch-fp32-{made}.npz",
-        )
+        shared = shipped_detections(Path(args.synthetic), synthetic.gallery)
     scores: dict[str, Any] = {}
     # the other networks' scores of an earlier run on the same sets, each with its commit
     if args.keep and args.out.is_file():

@@ -1,6 +1,7 @@
 """k-reciprocal re-ranking (``search --rerank``, ``index/reranking.py``) where a person is one box
 in a photo or two: the synthetic benchmark's search protocol, plain and re-ranked, with the shipped
-model's boxes and with the ground-truth boxes; and what re-ranking costs one search of an index.
+detector's boxes (those ``rendered_people.py evaluate`` scores behind, kept once) and with the
+ground-truth boxes; and what re-ranking costs one search of an index.
 
     python benchmarks/reranking.py --synthetic data/synthetic-standard --index demo-output/index
 
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rendered_people import shipped_detections
 from run_info import RESULTS, ROOT, commit, machine, write_results
 
 from personsearch.data import load_dataset
@@ -39,7 +41,8 @@ def protocol_scores(dataset_root: Path, gallery_size: int) -> dict[str, Any]:
     with ground truth, plain and re-ranked, and the seconds the scoring took."""
     data = load_dataset(dataset_root)
     bundle = ModelBundle(SHIPPED, engine="torch-fp32")
-    dets, feats, gt_feats = run_gallery(bundle, data.gallery, progress=False)
+    shared = shipped_detections(dataset_root, data.gallery)
+    dets, feats, gt_feats = run_gallery(bundle, data.gallery, detections=shared, progress=False)
     queries = query_features(bundle, data.queries)
     boxes = {"detections": (dets, feats), "ground truth": (ground_truth_detections(data.gallery), gt_feats)}
     out: dict[str, Any] = {}
