@@ -82,3 +82,28 @@ def test_the_gain_interval_is_paired_by_query(vtest_people: Any) -> None:
     assert vtest_people.paired_interval(baseline + 5.0, baseline) == pytest.approx([5.0, 5.0])
     low, high = vtest_people.paired_interval(baseline + np.asarray([10.0, -10.0, 10.0, -10.0]), baseline)
     assert low < 0.0 < high  # as many queries lost as won: no gain to claim
+
+
+def test_a_re_ranked_score_ranks_as_search_rerank_without_the_query_sighting(vtest_people: Any) -> None:
+    """``score --rerank``: the look-alike gallery of tests/test_reranking.py, each box its own
+    sighting and the query a sighting of its own: by cosine the look-alike comes first, re-ranked
+    all ten of the query's person lead; a copy of the query in its own sighting is no hit and no
+    neighbour."""
+    from tests.test_reranking import _look_alike_gallery
+
+    query, gallery, people = _look_alike_gallery()
+    features = np.concatenate([query[None], query[None], gallery])
+    pid = np.r_[0, 0, people]
+    sighting = np.r_[0, 0, np.arange(1, len(gallery) + 1)]
+    spans = np.stack([np.arange(len(gallery) + 1) * 1000, np.arange(len(gallery) + 1) * 1000 + 10], axis=1)
+    plain, reranked = (
+        vtest_people.summary(
+            vtest_people.per_query(
+                features, np.asarray([0]), pid, sighting, spans, other_visits=False, rerank=r
+            ),
+            1,
+        )
+        for r in (False, True)
+    )
+    assert plain["top1"] == 0.0 and plain["mAP"] < 95.0
+    assert reranked["top1"] == 100.0 and reranked["mAP"] == pytest.approx(100.0)
