@@ -293,6 +293,14 @@ def test_a_person_walking_past_is_one_result_with_its_span_and_frames(
     per_frame = page.evaluate("() => window.personsearchLastResult")
     ids = [h["sighting"]["id"] for h in per_frame["hits"] if h["sighting"] is not None]
     assert len(ids) > len(set(ids))  # several frames of one walk
+    # re-ranked by neighbours: the page asks for it and shows the hits it gets, best first
+    page.uncheck("#per-frame")
+    page.check("#rerank")
+    with page.expect_response("**/api/search") as response:
+        page.click("#filters button[type=submit]")
+    assert response.value.request.post_data_json["rerank"] is True
+    reranked = response.value.json()["hits"]
+    assert reranked and all(a["score"] >= b["score"] for a, b in zip(reranked, reranked[1:], strict=False))
 
 
 def test_browse_the_frames_of_a_video(site: Site, page, tmp_path: Path) -> None:
