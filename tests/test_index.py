@@ -115,8 +115,10 @@ def test_json_form_has_exact_keys_and_round_trips(tmp_path: Path) -> None:
         query = query_from_scene(engine, tmp_path / "g" / "cam1" / "b.png")  # one person: no box needed
         hits = index.search(query.feature, 3)
     document = json.loads(json.dumps(hits_to_json(hits, query=query)))
-    assert list(document) == ["schema", "schema_version", "query", "hits"]
+    assert list(document) == ["schema", "schema_version", "query", "ranking", "hits"]
     assert (document["schema"], document["schema_version"]) == ("personsearch.search-results", 2)
+    assert document["ranking"] == "cosine"
+    assert hits_to_json(hits, query=query, reranked=True)["ranking"] == "k-reciprocal"
     assert document["query"] == {
         "source": str(tmp_path / "g" / "cam1" / "b.png"),
         "frame": None,

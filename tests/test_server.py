@@ -144,9 +144,9 @@ def test_search_by_indexed_person_is_the_cli_json_without_the_query_itself(clien
     with_self = client.post("/api/search", json={"box_id": query, "include_query": True, "top_k": 3}).json()
     assert query in [h["box_id"] for h in with_self["hits"]]
     # re-ranked (the page's "re-rank" box): the same people, one hit per sighting, scores best first
-    reranked = hits_from_json(
-        client.post("/api/search", json={"box_id": query, "top_k": 20, "rerank": True}).json()
-    )
+    document = client.post("/api/search", json={"box_id": query, "top_k": 20, "rerank": True}).json()
+    reranked = hits_from_json(document)
+    assert (document["ranking"], result["ranking"]) == ("k-reciprocal", "cosine")
     assert sorted(h.box_id for h in reranked) == sorted(h.box_id for h in hits)
     assert all(a.score >= b.score for a, b in zip(reranked, reranked[1:], strict=False))
 

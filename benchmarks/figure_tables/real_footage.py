@@ -394,14 +394,8 @@ def _reranked_rows(results: dict[str, Any]) -> Rows:
     return rows
 
 
-@table("real-footage-people-reranked", DOC, PEOPLE_RERANKED)
-def people_reranked(results: dict[str, Any]) -> Rows:
-    return _reranked_rows(results)
-
-
-@table("real-footage-people-held-out-reranked", DOC, PEOPLE_HELD_OUT_RERANKED)
-def people_held_out_reranked(results: dict[str, Any]) -> Rows:
-    return _reranked_rows(results)
+table("real-footage-people-reranked", DOC, PEOPLE_RERANKED)(_reranked_rows)
+table("real-footage-people-held-out-reranked", DOC, PEOPLE_HELD_OUT_RERANKED)(_reranked_rows)
 
 
 @table("real-footage-reranking-synthetic", DOC, RERANKING)

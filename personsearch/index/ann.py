@@ -129,6 +129,16 @@ def _per_group(found: Neighbours, groups: np.ndarray, per_group: int) -> Neighbo
     return Neighbours(found.ids[keep], found.scores[keep])
 
 
+def _followed_by(found: Neighbours, rest: Neighbours, groups: np.ndarray | None, k: int) -> Neighbours:
+    """``found`` (re-ranked), then ``rest``'s rows (or groups) not in it, scored by
+    ``reranking.outside_similarity``: no neighbour shared with the query."""
+    key = found.ids if groups is None else groups[found.ids]
+    new = ~np.isin(rest.ids if groups is None else groups[rest.ids], key)
+    ids = np.concatenate([found.ids, rest.ids[new]])
+    scores = np.concatenate([found.scores, outside_similarity(rest.scores[new])])
+    return Neighbours(ids[:k], scores[:k])
+
+
 class VectorSearch:
     """The in-memory faiss structures of one open index."""
 
@@ -275,15 +285,25 @@ class VectorSearch:
     ) -> Neighbours:
         """The ``k`` rows among the first ``rows`` (and within ``mask``) with the largest inner
         product; approximate ones of ``kind`` (``approximate_kind``) when ``approximate``;
-        ``rerank``: by k-reciprocal re-ranked similarity instead (``_reranked``).
+        ``rerank``: the ``reranking.SHORTLIST`` best by inner product ranked again by k-reciprocal
+        re-ranked similarity; where they hold fewer than ``k`` groups, the next best groups follow.
 
         ``groups`` (a key per row, e.g. its sighting): the best row of each of the ``k`` best
         groups instead. A tracked person is tens of near-identical rows, so the k best rows are
         often one or two people; rows are fetched ``GROUP_FETCH`` times over, and IVF-PQ keeps
         only each group's best ``RERANK_PER_GROUP`` candidates for the exact re-scoring, so a
         grouped search costs about one plain search, not a series of ever larger ones."""
-        if rerank:
-            return self._reranked(query, k, rows, mask, approximate, nprobe, kind, groups)
+        if rerank:  # the shortlist compared by neighbourhoods (reranking.py)
+            shortlist = max(SHORTLIST, k)
+            near = self._search(query, shortlist, rows, mask, approximate, nprobe, kind, None)
+            found = self._rescored(query, near, rows, groups)
+            if len(found.ids) >= k or len(near.ids) < shortlist:
+                return Neighbours(found.ids[:k], found.scores[:k])
+            # fewer than k groups among the shortlist: the next best follow, below every compared row
+            rest = self.search(
+                query, k, rows, mask, approximate=approximate, nprobe=nprobe, kind=kind, groups=groups
+            )
+            return _followed_by(found, rest, groups, k)
         if groups is None:
             return self._search(query, k, rows, mask, approximate, nprobe, kind, None)
         fetch = k * GROUP_FETCH
@@ -294,41 +314,15 @@ class VectorSearch:
                 return Neighbours(best.ids[:k], best.scores[:k])
             fetch *= GROUP_FETCH
 
-    def _reranked(
-        self,
-        query: np.ndarray,
-        k: int,
-        rows: int,
-        mask: np.ndarray | None,
-        approximate: bool,
-        nprobe: int | None,
-        kind: str | None,
-        groups: np.ndarray | None,
+    def _rescored(
+        self, query: np.ndarray, near: Neighbours, rows: int, groups: np.ndarray | None
     ) -> Neighbours:
-        """``search`` by ``reranking.reranked_similarity``: the ``reranking.SHORTLIST`` best rows by
-        inner product (exact vectors, read back) compared by their neighbourhoods; where they hold
-        fewer than ``k`` groups, the next best groups follow by ``outside_similarity`` (no shared
-        neighbour), which ranks them below every compared row."""
-        shortlist = max(SHORTLIST, k)
-        near = self._search(query, shortlist, rows, mask, approximate, nprobe, kind, None)
-        if len(near.ids) == 0:
-            return near
-        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        """``near``'s rows by ``reranking.reranked_similarity`` (their exact vectors read back),
+        best first; with ``groups``, the best row of each group."""
         ids = np.sort(near.ids)  # file order
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
         found = _top_k(reranked_similarity(query, self.store.vector_rows(ids, rows)), ids, len(ids))
-        if groups is not None:
-            found = _per_group(found, groups, 1)
-        if len(found.ids) < k and len(near.ids) == shortlist:
-            rest = self.search(
-                query, k, rows, mask, approximate=approximate, nprobe=nprobe, kind=kind, groups=groups
-            )
-            key = (lambda ids: ids) if groups is None else (lambda ids: groups[ids])
-            new = ~np.isin(key(rest.ids), key(found.ids))
-            found = Neighbours(
-                np.concatenate([found.ids, rest.ids[new]]),
-                np.concatenate([found.scores, outside_similarity(rest.scores[new])]),
-            )
-        return Neighbours(found.ids[:k], found.scores[:k])
+        return found if groups is None else _per_group(found, groups, 1)
 
     def _search(
         self,

@@ -121,9 +121,14 @@ def hit_to_json(hit: Hit, *, include_thumbnail: bool = False) -> dict[str, Any]:
 
 
 def hits_to_json(
-    hits: Sequence[Hit], *, query: SearchQuery | None = None, include_thumbnails: bool = False
+    hits: Sequence[Hit],
+    *,
+    query: SearchQuery | None = None,
+    include_thumbnails: bool = False,
+    reranked: bool = False,
 ) -> dict[str, Any]:
-    """The versioned JSON document for a result list (see docs/search-json.md)."""
+    """The versioned JSON document for a result list (see docs/search-json.md); ``reranked``: the
+    hits were ranked and scored by k-reciprocal re-ranking (``ranking``), not cosine."""
     query_json = None
     if query is not None:
         query_json = {
@@ -136,6 +141,7 @@ def hits_to_json(
         "schema": JSON_SCHEMA,
         "schema_version": JSON_SCHEMA_VERSION,
         "query": query_json,
+        "ranking": "k-reciprocal" if reranked else "cosine",
         "hits": [hit_to_json(hit, include_thumbnail=include_thumbnails) for hit in hits],
     }
 

@@ -47,10 +47,12 @@ class SearchResult:
     hits: list[Hit]
     index_dir: Path
     model_id: str
+    reranked: bool = False
+    """Ranked and scored by k-reciprocal re-ranking (``rerank=True``), not cosine."""
 
     def to_json(self) -> dict[str, Any]:
         """The stable JSON form (docs/search-json.md)."""
-        return hits_to_json(self.hits, query=self.query)
+        return hits_to_json(self.hits, query=self.query, reranked=self.reranked)
 
     def write_json(self, path: str | Path) -> Path:
         path = Path(path)
@@ -271,7 +273,7 @@ class PersonSearch:
             query = self.query(query, box=box, frame=frame, crop=crop)
         with PersonIndex.open(index, self.bundle, read_only=True) as person_index:
             hits = person_index.search(query.feature, top_k, per_frame=per_frame, **filters)
-        return SearchResult(query, hits, Path(index), self.bundle.model_id)
+        return SearchResult(query, hits, Path(index), self.bundle.model_id, bool(filters.get("rerank")))
 
     def search_sighting(
         self,
@@ -298,4 +300,4 @@ class PersonSearch:
             hits = person_index.search(
                 query.feature, top_k, per_frame=per_frame, exclude_sightings=[sighting], **filters
             )
-        return SearchResult(query, hits, Path(index), self.bundle.model_id)
+        return SearchResult(query, hits, Path(index), self.bundle.model_id, bool(filters.get("rerank")))

@@ -278,7 +278,7 @@ class SearchService:
     def search_json(self, request: SearchRequest) -> dict[str, Any]:
         """The search JSON of the CLI (docs/search-json.md)."""
         query, hits = self.search(request)
-        return hits_to_json(hits, query=query)
+        return hits_to_json(hits, query=query, reranked=request.rerank)
 
     def search_html(self, request: SearchRequest) -> str:
         """The CLI's HTML report of the same search (scenes re-read from the indexed files)."""
