@@ -47,6 +47,7 @@ from run_info import ROOT, commit, machine, write_results
 from personsearch.data.synthetic.walks import appearance_crops, make_walks, split_walks
 from personsearch.evaluation.metrics import recall_corrected_ap
 from personsearch.index import PersonIndex
+from personsearch.index.reranking import reranked_scores
 from personsearch.interfaces.api import SHIPPED_MODEL, PersonSearch
 from personsearch.models.bundle import load_component, read_component, save_component
 from personsearch.models.reid import build_reid
@@ -70,9 +71,11 @@ def score(
     owners: np.ndarray,
     keys: list[tuple[str, int]],
     every_camera: bool = False,
+    rerank: bool = False,
 ) -> dict[str, float]:
     """Cross-camera retrieval from the first camera's appearances, or with ``every_camera`` from
-    every appearance against the other cameras' (see the module docstring)."""
+    every appearance against the other cameras' (see the module docstring); ``rerank``: each
+    query's gallery ranked as ``search --rerank`` ranks it (``reranking.reranked_scores``)."""
     frame_feats = crop_features(model, crops, fast=False)
     app_feats = mean_features(frame_feats, owners, len(keys))
     cams = np.array([k[0] for k in keys])
@@ -90,7 +93,7 @@ def score(
             right = pids[who[g_idx]] == pids[who[q]]
             if not right.any():
                 continue
-            sims = feats[g_idx] @ feats[q]
+            sims = reranked_scores(feats[q], feats[g_idx]) if rerank else feats[g_idx] @ feats[q]
             order = np.argsort(-sims, kind="stable")
             top1.append(bool(right[order[0]]))
             aps.append(recall_corrected_ap(right[order].astype(np.float32), sims[order], int(right.sum())))

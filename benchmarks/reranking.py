@@ -1,11 +1,12 @@
-"""k-reciprocal re-ranking (``search --rerank``, ``index/reranking.py``) where a person is one box
-in a photo or two: the synthetic benchmark's search protocol, plain and re-ranked, with the shipped
-detector's boxes (those ``rendered_people.py evaluate`` scores behind, kept once) and with the
-ground-truth boxes; and what re-ranking costs one search of an index.
+"""k-reciprocal re-ranking (``search --rerank``, ``index/reranking.py``) with ground truth: where a
+person is one box in a photo or two, the synthetic benchmark's search protocol, plain and
+re-ranked, with the shipped detector's boxes (those ``rendered_people.py evaluate`` scores behind,
+kept once) and with the ground-truth boxes; where a person is many boxes, synthetic walking videos
+(``footage_scores``); and what re-ranking costs one search of an index.
 
     python benchmarks/reranking.py --synthetic data/synthetic-standard --index demo-output/index
 
-Footage, where a person is many boxes: ``benchmarks/vtest_people.py score --rerank``. Both into
+Real footage: ``benchmarks/vtest_people.py score --rerank``. Both into
 docs/real-footage.md. The shipped network runs on ``torch-fp32`` (the reference engine), so the
 figures do not depend on the engine this CPU picks.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -23,15 +25,17 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from adaptation import score
 from rendered_people import shipped_detections
 from run_info import RESULTS, ROOT, commit, machine, write_results
 
 from personsearch.data import load_dataset
+from personsearch.data.synthetic.walks import appearance_crops, make_walks
 from personsearch.evaluation.pipeline import ground_truth_detections, query_features, run_gallery
 from personsearch.evaluation.search import evaluate_search
 from personsearch.index.person_index import PersonIndex
 from personsearch.index.reranking import SHORTLIST
-from personsearch.models.bundle import ModelBundle
+from personsearch.models.bundle import ModelBundle, load_component, read_component
 
 SHIPPED = ROOT / "personsearch" / "assets" / "default"
 
@@ -60,6 +64,28 @@ def protocol_scores(dataset_root: Path, gallery_size: int) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - began, 1),
             }
             print(row, {k: round(v, 1) for k, v in out[row].items()}, flush=True)
+    return out
+
+
+def footage_scores(work: Path, seed: int) -> dict[str, Any]:
+    """Cross-camera retrieval on synthetic walking videos with ground truth (``adaptation.py``'s
+    later-footage setting: 3 cameras, 24 people in look-alike families of 2-3, every appearance a
+    query against the other cameras'), the shipped network, plain and re-ranked: a frame against
+    every frame (a person is many boxes, as in an index of footage) and an appearance's mean
+    feature against the others' (one per person and camera, as photos are)."""
+    reid_config, _ = read_component(SHIPPED, "reid")
+    model, _, _ = load_component(SHIPPED, "reid")
+    shutil.rmtree(work, ignore_errors=True)
+    walks = make_walks(
+        work, seed=seed, frames=120, cameras=3, people=24, fps=10.0, max_person=120, look_alikes=(2, 3)
+    )
+    crops, owners, keys = appearance_crops(walks, tuple(reid_config.input_size))
+    out: dict[str, Any] = {"seed": seed, "appearances": len(keys), "frames": len(owners)}
+    for name, rerank in (("cosine", False), ("re-ranked", True)):
+        began = time.perf_counter()
+        out[name] = score(model, crops, owners, keys, every_camera=True, rerank=rerank)
+        out[name]["seconds"] = round(time.perf_counter() - began, 1)
+        print(name, {k: round(v, 3) for k, v in out[name].items()}, flush=True)
     return out
 
 
@@ -92,6 +118,8 @@ def main() -> None:
     )
     parser.add_argument("--synthetic", type=Path, default=ROOT / "data" / "synthetic-standard")
     parser.add_argument("--gallery-size", type=int, default=100)
+    parser.add_argument("--walks-seed", type=int, default=11, help="synthetic walking videos scored")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "reranking")
     parser.add_argument("--index", type=Path, default=ROOT / "demo-output" / "index")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--top-k", type=int, default=10)
@@ -109,6 +137,7 @@ def main() -> None:
             "gallery_size": args.gallery_size,
             "scores": protocol_scores(args.synthetic, args.gallery_size),
         },
+        "footage": footage_scores(args.work, args.walks_seed),
         "search": {"index": str(args.index), **search_latency(args.index, args.queries, args.top_k)},
     }
     print(f"wrote {write_results(args.out, results)}")
