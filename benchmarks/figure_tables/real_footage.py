@@ -415,3 +415,25 @@ def reranking_synthetic(results: dict[str, Any]) -> Rows:
             ]
         )
     return rows
+
+
+@table("real-footage-reranking-footage", DOC, RERANKING)
+def reranking_footage(results: dict[str, Any]) -> Rows:
+    footage = results["footage"]
+    rows = [["query against the other cameras'", "ranking", "mAP", "top-1", "queries"]]
+    for level, what in (
+        ("frame", f"a frame, against every frame ({footage['frames']} frames)"),
+        ("appearance", f"an appearance's mean feature ({footage['appearances']} appearances)"),
+    ):
+        for ranking in ("cosine", "re-ranked"):
+            scores = footage[ranking]
+            rows.append(
+                [
+                    what if ranking == "cosine" else "",
+                    ranking,
+                    pct(scores[f"{level}_mAP"]),
+                    pct(scores[f"{level}_top1"]),
+                    str(scores[f"{level}_queries"]),
+                ]
+            )
+    return rows
