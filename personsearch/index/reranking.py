@@ -8,8 +8,8 @@ person share nearest neighbours, the person's other boxes, even where their own 
 distance between the two neighbourhoods, blended with the cosine distance, ranks by that. It
 needs several boxes of a person in the gallery to work with: where the gallery holds each person
 in a photo or two, there is little neighbourhood to agree on (docs/real-footage.md has both
-measured). It costs a Python loop over the candidates, so a search re-ranks a shortlist of its
-best ``SHORTLIST`` boxes by cosine, not the whole index; the clustering of
+measured). Comparing neighbourhoods takes N x N matrices of the candidates, so a search re-ranks
+a shortlist of its best ``SHORTLIST`` boxes by cosine, not the whole index; the clustering of
 ``training/cluster_contrast.py`` uses the same distance between tracklets.
 """
 
@@ -30,7 +30,7 @@ def neighbourhood_weights(features: np.ndarray, k1: int = K1, k2: int = K2) -> n
     neighbours, expanded by their own k1/2-reciprocal neighbours where two thirds of those are
     already in (Zhong et al.'s section 3.3), by ``exp(-distance)``, each row summing to 1; then
     averaged over the ``k2`` nearest rows (query expansion; 1: none). Matrix products over all
-    rows at once: a shortlist of a few hundred costs milliseconds."""
+    rows at once rather than a loop over them: the same sets as the paper's per-row procedure."""
     n = len(features)
     k1, k2 = min(k1, n - 1), max(1, min(k2, n))
     dist = np.clip(2.0 - 2.0 * (features @ features.T), 0.0, None).astype(np.float32)
