@@ -189,6 +189,13 @@ def test_api_index_search_report_round_trip(trained: tuple[Path, Path], tmp_path
     html = found.write_html(tmp_path / "r.html").read_text()
     assert "data:image/jpeg;base64," in html
     assert found.write_contact_sheet(tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # re-ranked through the API: the same index, said so in the JSON and the report
+    reranked = engine.search(
+        tmp_path / "index", scene.path, box=tuple(scene.boxes[0].tolist()), top_k=3, rerank=True
+    )
+    assert 0 < len(reranked.hits) <= 3 and reranked.to_json()["ranking"] == "k-reciprocal"
+    assert "k-reciprocal" in reranked.write_html(tmp_path / "rr.html").read_text()
+    assert "k-reciprocal" not in html
 
 
 def test_an_index_refuses_another_model(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -67,6 +67,8 @@ class SearchResult:
     ) -> Path:
         """The HTML report; ``verdicts`` (one per hit, from annotations) marks right and wrong hits."""
         notes = {"index": str(self.index_dir), "model": self.model_id}
+        if self.reranked:
+            notes["ranking"] = "k-reciprocal re-ranking (scores are re-ranked similarities)"
         if self.query.source:
             notes["query"] = self.query.source + (
                 f" frame {self.query.frame}" if self.query.frame is not None else ""
