@@ -112,3 +112,20 @@ def test_the_search_protocol_scores_a_re_ranked_search_of_each_gallery() -> None
     assert reranked.settings["rerank"] is True
     with pytest.raises(ValueError, match="choose one"):
         evaluate_search(data, dets, feats, query[None], gallery_size=len(items), rerank=True, cbgm=True)
+
+
+def test_an_approximate_index_re_ranks_the_same_shortlist_when_it_probes_every_list(tmp_path: Path) -> None:
+    """A large index searches approximately (IVF); re-ranking reads the shortlist's exact vectors
+    back, so with every list probed it ranks as the exact index does."""
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(ann.MIN_IVF_ROWS // 32), 32)  # people of 32 frames each
+    centres = _unit(rng.normal(size=(groups.max() + 1, 32)))
+    vectors = _unit(centres[groups] + 0.3 * rng.normal(size=(len(groups), 32)) / np.sqrt(32) * 4)
+    _store_with_vectors(tmp_path / "idx", vectors, ["cam"])
+    with PersonIndex.open(tmp_path / "idx") as index:
+        exact = index.search(vectors[100], 10, rerank=True, per_frame=True, approximate=False)
+        index.set_approximate(True, kind="ivf")
+        nlist = ann.default_nlist(len(vectors))
+        approximate = index.search(vectors[100], 10, rerank=True, per_frame=True, nprobe=nlist)
+    assert [h.box_id for h in approximate] == [h.box_id for h in exact]
+    np.testing.assert_allclose([h.score for h in approximate], [h.score for h in exact], rtol=1e-5)
