@@ -1,9 +1,11 @@
 """Re-id crop folders in the Market-1501 layout: what rendered people are written as, and what
 re-id researchers keep their data in (Market-1501, DukeMTMC-reID, MSMT17 converted, ...).
 
-A file ``0001_c3s1_000004_00.jpg`` is person 1 seen by camera 3; person ids of 0 (junk) and -1
-(distractors) are not identities. Training reads ``bounding_box_train``; evaluation reads
-``query`` and ``bounding_box_test``.
+A file ``0001_c3s1_000004_00.jpg`` is person 1 seen by camera 3. Market-1501's readme: person id
+``0000`` marks a distractor (a box of no one to find: a wrong detection or a part of a body) and
+``-1`` junk (ignored by the protocol); neither is an identity to train on. Training reads
+``bounding_box_train``; evaluation reads ``query`` and ``bounding_box_test``, whose distractors
+stay in the gallery as wrong answers (``read_split(..., distractors=True)``).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ class CropFolder:
     paths: list[Path]
 
 
-def read_split(root: str | Path, split: str, size: tuple[int, int]) -> CropFolder:
-    """The crops of ``root/split`` resized to ``size`` (H, W), junk and distractors left out."""
+def read_split(root: str | Path, split: str, size: tuple[int, int], distractors: bool = False) -> CropFolder:
+    """The crops of ``root/split`` resized to ``size`` (H, W), junk (id -1) left out, and the
+    distractors (id 0) too unless ``distractors`` (a gallery: they are wrong answers to rank)."""
     folder = Path(root).expanduser() / split
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -52,7 +55,7 @@ def read_split(root: str | Path, split: str, size: tuple[int, int]) -> CropFolde
         if path.suffix.lower() not in (".jpg", ".jpeg", ".png") or not match:
             continue
         pid = int(match.group(1))
-        if pid <= 0:
+        if pid < 0 or (pid == 0 and not distractors):
             continue
         paths.append(path)
         pids.append(pid)

@@ -1,6 +1,7 @@
 """Re-id on crops, Market-1501's protocol: each query is ranked against the gallery without the
 query person's own images from the query's camera (those are the easy, same-view matches), and
-scored by average precision and the CMC curve (open-reid / torchreid's ``eval_market1501``).
+scored by average precision and the CMC curve (open-reid / torchreid's ``eval_market1501``);
+``evaluate_crop_folder`` runs it on a benchmark's folder (``personsearch evaluate-reid``).
 
 Re-id crop sets show people large; a street camera sees most of them small. ``street_heights``
 and ``at_heights`` show a set's crops at the heights of the synthetic benchmark's bands, the way
@@ -9,14 +10,16 @@ crops too."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 from personsearch.data.records import HEIGHT_BUCKETS
-from personsearch.data.reid_crops import resize_crop
+from personsearch.data.reid_crops import GALLERY, QUERY, read_split, resize_crop
+from personsearch.index.reranking import reranked_scores
 
 
 def market_scores(
@@ -67,6 +70,26 @@ def similarity_scores(
     }
     out.update({f"top{k}": 100 * float(cmc[k - 1]) / scored for k in ranks})
     return out
+
+
+def evaluate_crop_folder(
+    embed: Callable[[torch.Tensor], np.ndarray],
+    root: str | Path,
+    size: tuple[int, int],
+    *,
+    rerank: bool = False,
+    ranks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """Market-1501's protocol on the crop folder at ``root`` (``query/`` against
+    ``bounding_box_test/``, whose distractors stay in as wrong answers; junk ignored), each crop
+    resized to ``size`` and described by ``embed`` (uint8 crops -> L2-normalised features);
+    ``rerank``: each query's gallery ranked as ``search --rerank`` ranks (``reranked_scores``)."""
+    query = read_split(root, QUERY, size)
+    gallery = read_split(root, GALLERY, size, distractors=True)
+    q, g = embed(query.crops), embed(gallery.crops)
+    similarity = np.stack([reranked_scores(f, g) for f in q]) if rerank else q @ g.T
+    scores = similarity_scores(similarity, query.pids, query.cams, gallery.pids, gallery.cams, ranks)
+    return scores | {"gallery": float(len(gallery.pids)), "distractors": float(np.sum(gallery.pids == 0))}
 
 
 STREET_HEIGHTS = (24.0, 256.0)

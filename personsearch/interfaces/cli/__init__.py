@@ -229,6 +229,7 @@ COMMAND_ORDER = (
     "train-reid",
     "train-detector",
     "evaluate",
+    "evaluate-reid",
     "fetch-weights",
     "info",
     "models",

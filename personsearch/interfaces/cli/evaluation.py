@@ -100,3 +100,41 @@ def evaluate_cmd(
     )
     console.print(result.format_table(), highlight=False)
     _write_json(result.to_dict(), json_out)
+
+
+@command("evaluate-reid")
+def evaluate_reid_cmd(
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            help="A re-id benchmark in the Market-1501 layout (query/, bounding_box_test/): "
+            "Market-1501, DukeMTMC-reID, ..."
+        ),
+    ],
+    model: ModelOption = "default",
+    engine: EngineOption = None,
+    rerank: Annotated[
+        bool, typer.Option(help="Rank each query's gallery by k-reciprocal re-ranking (as search --rerank).")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the scores as JSON.")] = None,
+) -> None:
+    """Score the model's re-id network on a re-id benchmark's crops with Market-1501's protocol:
+    mAP and CMC top-k, the query person's same-camera images left out, distractors (person id
+    0000) kept as wrong answers, junk (-1) ignored."""
+    from personsearch.evaluation.reid_crops import evaluate_crop_folder
+    from personsearch.interfaces.api import resolve_model
+    from personsearch.models.bundle import ModelBundle
+
+    _configure_logging()
+    bundle = ModelBundle(resolve_model(model), engine=engine)
+    _say_engines(bundle)
+    size = tuple(bundle.reid_config.input_size)
+    scores = evaluate_crop_folder(bundle.embed_crops, dataset, (size[0], size[1]), rerank=rerank)
+    console.print(
+        f"{dataset}: {int(scores['queries'])} queries against {int(scores['gallery'])} gallery crops "
+        f"({int(scores['distractors'])} distractors){', re-ranked' if rerank else ''}: "
+        f"mAP {scores['mAP']:.1f}, top-1 {scores['top1']:.1f}, top-5 {scores['top5']:.1f}, "
+        f"top-10 {scores['top10']:.1f}",
+        highlight=False,
+    )
+    _write_json({"dataset": str(dataset), "model": str(model), "rerank": rerank, **scores}, json_out)
