@@ -2,9 +2,12 @@
 person is one box in a photo or two, the synthetic benchmark's search protocol, plain and
 re-ranked, with the shipped detector's boxes (those ``rendered_people.py evaluate`` scores behind,
 kept once) and with the ground-truth boxes; where a person is many boxes, synthetic walking videos
-(``footage_scores``); and what re-ranking costs one search of an index.
+(``footage_scores``) and a re-id crop folder (``crop_scores``: held-out rendered people, several
+images per person and camera, as in Market-1501); and what re-ranking costs one search of an
+index.
 
-    python benchmarks/reranking.py --synthetic data/synthetic-standard --index demo-output/index
+    python benchmarks/reranking.py --synthetic data/synthetic-standard --crops data/people3d-v3 \
+        --index demo-output/index
 
 Real footage: ``benchmarks/vtest_people.py score --rerank``. Both into
 docs/real-footage.md. The shipped network runs on ``torch-fp32`` (the reference engine), so the
@@ -32,6 +35,7 @@ from run_info import RESULTS, ROOT, commit, machine, write_results
 from personsearch.data import load_dataset
 from personsearch.data.synthetic.walks import appearance_crops, make_walks
 from personsearch.evaluation.pipeline import ground_truth_detections, query_features, run_gallery
+from personsearch.evaluation.reid_crops import evaluate_crop_folder
 from personsearch.evaluation.search import evaluate_search
 from personsearch.index.person_index import PersonIndex
 from personsearch.index.reranking import SHORTLIST
@@ -89,6 +93,18 @@ def footage_scores(work: Path, seed: int) -> dict[str, Any]:
     return out
 
 
+def crop_scores(root: Path) -> dict[str, Any]:
+    """``personsearch evaluate-reid``'s scores of the shipped network on the re-id crop folder at
+    ``root`` (Market-1501's protocol), plain and re-ranked."""
+    bundle = ModelBundle(SHIPPED, engine="torch-fp32")
+    height, width = bundle.reid_config.input_size
+    out: dict[str, Any] = {"root": str(root)}
+    for name, rerank in (("cosine", False), ("re-ranked", True)):
+        out[name] = evaluate_crop_folder(bundle.embed_crops, root, (height, width), rerank=rerank)
+        print(name, {k: round(v, 1) for k, v in out[name].items()}, flush=True)
+    return out
+
+
 def search_latency(index_dir: Path, queries: int, top_k: int) -> dict[str, Any]:
     """Median and 90th-percentile milliseconds of one search of ``index_dir``, plain and re-ranked,
     the queries being the features of evenly spread indexed boxes (each search's own box left in)."""
@@ -120,6 +136,9 @@ def main() -> None:
     parser.add_argument("--gallery-size", type=int, default=100)
     parser.add_argument("--walks-seed", type=int, default=11, help="synthetic walking videos scored")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "reranking")
+    parser.add_argument(
+        "--crops", type=Path, default=ROOT / "data" / "people3d-v3", help="re-id crop folder, Market layout"
+    )
     parser.add_argument("--index", type=Path, default=ROOT / "demo-output" / "index")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--top-k", type=int, default=10)
@@ -138,6 +157,7 @@ def main() -> None:
             "scores": protocol_scores(args.synthetic, args.gallery_size),
         },
         "footage": footage_scores(args.work, args.walks_seed),
+        "crops": crop_scores(args.crops),
         "search": {"index": str(args.index), **search_latency(args.index, args.queries, args.top_k)},
     }
     print(f"wrote {write_results(args.out, results)}")
