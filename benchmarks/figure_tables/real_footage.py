@@ -437,3 +437,20 @@ def reranking_footage(results: dict[str, Any]) -> Rows:
                 ]
             )
     return rows
+
+
+@table("real-footage-reranking-crops", DOC, RERANKING)
+def reranking_crops(results: dict[str, Any]) -> Rows:
+    crops = results["crops"]
+    rows = [["ranking", "mAP", "top-1", "top-5", "top-10", "queries", "gallery crops"]]
+    for ranking in ("cosine", "re-ranked"):
+        scores = crops[ranking]
+        rows.append(
+            [
+                ranking,
+                *(num(scores[key]) for key in ("mAP", "top1", "top5", "top10")),
+                str(int(scores["queries"])),
+                str(int(scores["gallery"])),
+            ]
+        )
+    return rows
