@@ -269,7 +269,7 @@ class PersonSearch:
         **filters: Unpack[SearchFilters],
     ) -> SearchResult:
         """The ``top_k`` indexed people most like the query, with optional ``filters`` (source,
-        time_range, camera; approximate, nprobe: ``SearchFilters``). Hits are sightings (a person
+        time_range, camera; approximate, nprobe, rerank: ``SearchFilters``). Hits are sightings (a person
         tracked through a video is one hit) unless ``per_frame``."""
         if not isinstance(query, SearchQuery):
             query = self.query(query, box=box, frame=frame, crop=crop)
