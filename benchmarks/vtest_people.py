@@ -231,7 +231,7 @@ def per_query(
         if other_visits:
             begin, end = spans[sighting[q]]
             near = (pid == pid[q]) & (spans[sighting, 1] > begin - GAP) & (spans[sighting, 0] < end + GAP)
-            keep = ~near | (sighting == sighting[q])  # the own sighting: market_scores leaves it out
+            keep = ~near | (sighting == sighting[q])  # the own sighting: similarity_scores leaves it out
         if rerank:
             keep &= sighting != sighting[q]
         gallery = features[keep]

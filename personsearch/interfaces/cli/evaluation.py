@@ -128,8 +128,8 @@ def evaluate_reid_cmd(
     _configure_logging()
     bundle = ModelBundle(resolve_model(model), engine=engine)
     _say_engines(bundle)
-    size = tuple(bundle.reid_config.input_size)
-    scores = evaluate_crop_folder(bundle.embed_crops, dataset, (size[0], size[1]), rerank=rerank)
+    height, width = bundle.reid_config.input_size
+    scores = evaluate_crop_folder(bundle.embed_crops, dataset, (height, width), rerank=rerank)
     console.print(
         f"{dataset}: {int(scores['queries'])} queries against {int(scores['gallery'])} gallery crops "
         f"({int(scores['distractors'])} distractors){', re-ranked' if rerank else ''}: "
