@@ -93,12 +93,6 @@ def test_associate_links_mutual_nearest_neighbours_across_cameras_never_people_s
     seen_together = [("a.avi", 0, 10), ("a.avi", 0, 10), ("b.avi", 0, 10), ("b.avi", 0, 10), ("a.avi", 5, 30)]
     labels = associate(features, cameras, 0.5, seen_together)
     assert labels[4] != labels[1]  # alike, but in the frame at the same time: two people
-    # an earlier merge stays though these features no longer make it; never of people seen together
-    apart = np.eye(5)
-    kept = associate(apart, cameras, 0.5, spans, merged=np.array([0, 1, 2, 3, 0]))
-    assert kept[0] == kept[4] and len(set(kept.tolist())) == 4
-    refused = associate(apart, cameras, 0.5, seen_together, merged=np.array([0, 1, 2, 3, 1]))
-    assert refused[4] != refused[1]
     rivals = camera_rivals(np.array([0, 1, 0, 2]), ["a", "a", "b", "b"])
     # b's tracklet 3 is never 1's negative
     assert rivals.tolist() == [[True, True, True], [True, True, False], [True, False, True]]

@@ -93,12 +93,6 @@ class AdaptConfig:
     ImageNet start's round-1 features it merged 10 groups, none of one person (another run: 1 of 1)."""
     associate_min_cosine: float = 0.5
     """Cross-camera mutual nearest neighbours merge from this cosine up."""
-    associate_first: bool = False
-    """``association`` from a trained start: associate the tracklets (within and across cameras)
-    on the starting network's features before round 1, instead of training every tracklet as its
-    own person first. Round 1 otherwise pushes one person's tracklets apart (a person who leaves
-    the view and comes back is two classes), and the association after it finds nothing left to
-    merge; later rounds keep the merges made before them."""
     learner: str = "association"
     """How tracklets become identities: ``association`` (round 1 per-camera tracklet
     discrimination, then cross-camera mutual nearest neighbours, steps 2-3 above) or
@@ -370,7 +364,6 @@ def associate(
     min_cosine: float,
     spans: Sequence[tuple[str, int, int]] | None = None,
     same_camera_cosine: float = 0.85,
-    merged: np.ndarray | None = None,
 ) -> np.ndarray:
     """Class of every tracklet after association: tracklets of different cameras that are each
     other's nearest neighbour in the other's camera, with cosine >= ``min_cosine``, share a class
@@ -379,8 +372,7 @@ def associate(
     (one person's track broken in two); ``min_cosine`` rises to the 95th percentile of the
     cosines between tracklets seen at the same time (different people for sure, the features'
     own level for strangers), and no class ever holds two tracklets seen at the same time.
-    ``merged`` (a class per tracklet, an earlier association's): those classes stay merged and
-    this one adds to them. The rest keep their own class."""
+    The rest keep their own class."""
     n = len(features)
     cams = np.asarray(cameras)
     sim = features @ features.T
@@ -403,11 +395,6 @@ def associate(
         parent[rb] = ra
         members[ra] += members.pop(rb)
 
-    if merged is not None:
-        for group in np.unique(merged):
-            first, *rest = np.flatnonzero(merged == group).tolist()
-            for other in rest:
-                merge(first, other)
     if spans is not None:
         for a in range(n):
             for b in range(a + 1, n):
@@ -533,18 +520,7 @@ def adapt(
     shown = feature_rows(owners, config.feature_crops_per_tracklet)
     pass_s: float | None = None  # the last feature pass's seconds: the next costs about as much
     not_planned = 0  # rounds the budget could not pay for, seen before the first
-    if config.associate_first and not clustering and not config.from_imagenet:
-        # one person's tracklets merged before round 1 can teach it they are one; the pass times the next
-        tell("associating tracklets", 1)
-        pass_began = time.perf_counter()
-        labels = associate(
-            tracklet_features(start, crops[shown], owners[shown], len(tracklets)),
-            cameras,
-            config.associate_min_cosine,
-            spans,
-        )
-        pass_s = time.perf_counter() - pass_began
-    elif finish_by is not None and rounds_run > 1 and not clustering:
+    if finish_by is not None and rounds_run > 1 and not clustering:
         # association's first pass comes after round 1: its cost is timed now, so round 1 leaves it time
         pass_s = probe_pass_seconds(start, crops[shown], config.batch_size)
     for round_index in range(rounds_run):
@@ -576,7 +552,6 @@ def adapt(
                 cameras,
                 config.associate_min_cosine,
                 spans,
-                merged=labels if config.associate_first else None,
             )
             pass_s = time.perf_counter() - pass_began
         classes, per_crop = np.unique(labels[owners], return_inverse=True)
