@@ -18,7 +18,8 @@ from kept apart from the footage scored on.
    appearance is a query against the other cameras' appearances:
    * appearance level: the mean feature of the appearance's frames (what sighting search uses);
    * frame level: one frame as the query against every frame of the gallery.
-   Reported: top-1 and mAP.
+   Reported: top-1 and mAP, before adapting and after each round (``per_round``, with each
+   round's classes, steps and seconds).
 3. Models: the shipped (synthetic-trained) re-id before and after adaptation, and ImageNet
    features (the backbone's ImageNet weights, untrained re-id heads) before and after.
 4. Cost: adaptation seconds, and per hour of footage at the indexed frame rate, under
@@ -161,6 +162,28 @@ def tracklet_pids(tracklets: list[Any]) -> list[int]:
             people[int(np.argmax(overlaps))]["pid"] if len(overlaps) and overlaps.max() >= 0.5 else -1
         )
     return pids
+
+
+def per_round_scores(
+    adapted: Path, summary: dict[str, Any], after: dict[str, float], scorer: Any
+) -> list[dict[str, Any]]:
+    """Each round's scores (its network as that round left it, ``adapted/rounds/roundK``; the
+    last round's network is the adapted bundle's, scored as ``after``), classes, training steps,
+    and the seconds it took (its association or clustering pass included)."""
+    out = []
+    for k, record in enumerate(summary["rounds"], start=1):
+        last = k == len(summary["rounds"])
+        scores = after if last else scorer(load_component(adapted / "rounds" / f"round{k}", "reid")[0])
+        out.append(
+            {
+                "round": k,
+                "classes": record["classes"],
+                "steps": record["train"]["steps"],
+                "seconds": summary["seconds"]["rounds"][k - 1],
+                **scores,
+            }
+        )
+    return out
 
 
 def imagenet_bundle(start: Path, out: Path) -> Path:
@@ -322,8 +345,15 @@ def main() -> None:
         results["models"][name]["pseudo_labels"] = [
             pseudo_label_purity(r["labels"], pids) for r in summary["rounds"]
         ]
+        after = score(adapted, crops, owners, keys, every_camera)
         results["models"][name].update(
-            after=score(adapted, crops, owners, keys, every_camera),
+            after=after,
+            per_round=per_round_scores(
+                args.work / f"adapted-{name}",
+                summary,
+                after,
+                lambda m: score(m, crops, owners, keys, every_camera),
+            ),
             tracklets=summary["tracklets"],
             classes_per_round=[r["classes"] for r in summary["rounds"]],
             adapt_seconds=seconds,
@@ -362,6 +392,12 @@ def main() -> None:
             f"{'':9s} adapting took {r['adapt_seconds']:.0f} s: "
             f"{r['adapt_seconds_per_footage_hour'] / 3600:.1f} h per hour of footage; "
             f"tracklets {r['tracklets']}, classes {r['classes_per_round']}"
+        )
+        print(
+            f"{'':9s} frame mAP after each round: "
+            + " / ".join(
+                f"{k['frame_mAP']:.3f} ({k['steps']} steps, {k['seconds']:.0f} s)" for k in r["per_round"]
+            )
         )
         a = r["association_after_round1"]
         print(
