@@ -203,6 +203,7 @@ def network_record(bundle: Path) -> dict[str, Any]:
             "seconds": adaptation["seconds"]["total"],
             "classes_per_round": [r["classes"] for r in adaptation["rounds"]],
             "steps_per_round": [r["train"]["steps"] for r in adaptation["rounds"]],
+            "seconds_per_round": adaptation["seconds"]["rounds"],
             "config": adaptation.get("config"),
         }
     return {"training": meta.get("summary", {})}

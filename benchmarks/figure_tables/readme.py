@@ -136,7 +136,7 @@ def _adaptation_rows(results: tuple[dict[str, Any], ...]) -> Rows:
             "frame mAP before",
             "after",
             "tracklets",
-            "steps per round",
+            "steps per round (frame mAP after it)",
             "seconds",
         ]
     ]
@@ -164,11 +164,19 @@ def _adaptation_rows(results: tuple[dict[str, Any], ...]) -> Rows:
                     num(before["frame_mAP"], 3),
                     num(after["frame_mAP"], 3),
                     str(model["tracklets"]),
-                    " / ".join(str(n) for n in model.get("steps_per_round", [])) or "-",
+                    _per_round(model),
                     num(model["adapt_seconds"], 0),
                 ]
             )
     return rows
+
+
+def _per_round(model: dict[str, Any]) -> str:
+    """Each round's training steps, with its network's frame mAP where the run scored every round
+    (``per_round``; older results files hold the steps alone)."""
+    if "per_round" in model:
+        return " / ".join(f"{r['steps']} ({num(r['frame_mAP'], 3)})" for r in model["per_round"])
+    return " / ".join(str(n) for n in model.get("steps_per_round", [])) or "-"
 
 
 @table("readme-distributed", "README.md", DISTRIBUTED)

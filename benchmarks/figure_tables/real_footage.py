@@ -264,6 +264,7 @@ PEOPLE_HELD_OUT = Source(
     " --model 'adapted, batch 32, rates 0.01'=runs/adapt17/bs32lr3 --model 'adapted, batch 32, rates 0.01,"
     " 10x budget'=runs/adapt17/bs32lr3-10x --model 'adapted, batch 32, rates by length'="
     "runs/adapt17/default --model 'adapted, batch 32, rates by length, 10x budget'=runs/adapt17/default-10x"
+    " --model 'adapted, batch 32, rates by length, round 1'=runs/adapt17/default/rounds/round1"
     " --camera-statistics",
 )
 PEOPLE_NAMES = {
@@ -287,6 +288,7 @@ PEOPLE_NAMES = {
     "adapted, batch 32, rates by length": "shipped, adapted, default budget, batch 32 at rates 0.01 / 0.001 "
     "scaled down beyond 40 steps a round (the defaults now)",
     "adapted, batch 32, rates by length, 10x budget": "the same, --budget 10x (every step, rates scaled)",
+    "adapted, batch 32, rates by length, round 1": "the defaults' run above, its network after round 1 of 2",
     "shipped, centred": "shipped, no training: features centred on frames 0-399's mean feature",
     "shipped, whitened": "shipped, no training: features whitened by frames 0-399's (64 dimensions)",
     "shipped, AdaBN": "shipped, no training: BatchNorm statistics measured again on frames 0-399 (AdaBN)",
