@@ -197,6 +197,8 @@ def test_adapting_to_unlabelled_walks_beats_the_starting_network_on_other_people
     # the time it took, against the footage it learned from (2 cameras x 60 frames at 10 fps)
     assert result["footage_s"] == pytest.approx(12.0, abs=0.5)
     assert result["seconds"]["total"] >= sum(result["seconds"]["rounds"]) > 0 and "min of footage" in card
+    steps = result["rounds"][0]["train"]["steps"]
+    assert f"Rounds: 1: {result['rounds'][0]['classes']} classes, {steps} steps, " in card
     meta = json.loads((tmp_path / "adapted" / "reid.json").read_text())["metadata"]["adaptation"]
     assert meta["tracklets"] == result["tracklets"]
     ModelBundle(tmp_path / "adapted", engine="torch-fp32")  # a usable bundle

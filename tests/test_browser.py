@@ -433,4 +433,5 @@ def test_learn_this_camera_from_the_page(
         _screenshot(page, "adapt.png", tmp_path)
         status = page.inner_text("#adapt-status")
     assert "tracklets" in status and "personsearch reembed" in status and "--model lobby" in status
+    assert "(rounds 1: " in status and " steps, " in status  # each round's classes, steps and seconds
     assert (tmp_path / "cache" / "models" / "lobby" / "reid.json").is_file()

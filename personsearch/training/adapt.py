@@ -663,6 +663,14 @@ def time_taken(result: dict[str, Any]) -> str:
     return f"{result['seconds']['total'] / 60:.1f} min{footage}{budget}{cut}"
 
 
+def rounds_taken(result: dict[str, Any]) -> str:
+    """Each round of an ``adapt`` run: its classes, training steps and seconds (for people to read)."""
+    return "; ".join(
+        f"{k}: {r['classes']} classes, {r['train']['steps']} steps, {seconds:.0f} s"
+        for k, (r, seconds) in enumerate(zip(result["rounds"], result["seconds"]["rounds"], strict=True), 1)
+    )
+
+
 def footage_seconds(paths: Sequence[str]) -> float | None:
     """The running time of the videos among ``paths`` (from their containers' frame count and
     rate), or None when none can be read."""
@@ -693,9 +701,7 @@ def _model_card(result: dict[str, Any], start_meta: dict[str, Any]) -> str:
         *[f"- {path}" for path in result["footage"]],
         "",
         "Training: per-camera tracklet discrimination, then cross-camera tracklet association, with the CLSA",
-        "losses (personsearch/training/adapt.py). Classes per round: "
-        + ", ".join(str(r["classes"]) for r in result["rounds"])
-        + ".",
+        "losses (personsearch/training/adapt.py). Rounds: " + rounds_taken(result) + ".",
         "The detector is the starting bundle's, unchanged.",
         f"Adapting took {time_taken(result)} ({result['rounds'][0]['crops']} crops, "
         f"{len(result['rounds'])} round(s)).",

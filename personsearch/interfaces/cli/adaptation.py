@@ -86,7 +86,7 @@ def adapt_cmd(
     each tracklet is one person; tracklets are associated across cameras) and write a new bundle.
     By default it takes at most the footage's own duration."""
     from personsearch.interfaces.api import PersonSearch, resolve_model
-    from personsearch.training.adapt import AdaptConfig, adapt, parse_budget, time_taken
+    from personsearch.training.adapt import AdaptConfig, adapt, parse_budget, rounds_taken, time_taken
     from personsearch.training.config import load_config
 
     _configure_logging()
@@ -111,8 +111,7 @@ def adapt_cmd(
     result = adapt(index, resolve_model(model), out, settings)
     console.print(
         f"learned from {result['tracklets']} tracklets in {len(result['footage'])} video(s) "
-        f"({', '.join(result['cameras'])}); classes per round {[r['classes'] for r in result['rounds']]}; "
-        f"{time_taken(result)}; wrote {out}"
+        f"({', '.join(result['cameras'])}); rounds {rounds_taken(result)}; {time_taken(result)}; wrote {out}"
     )
     with_detector = f" --detector {detector}" if detector != "bundle" else ""
     console.print(

@@ -247,7 +247,7 @@ class AdaptJobs(_Jobs[AdaptJob]):
         return job
 
     def _run(self, job: AdaptJob, out: Path, config: AdaptConfig) -> None:
-        from personsearch.training.adapt import AdaptProgress, adapt, time_taken
+        from personsearch.training.adapt import AdaptProgress, adapt, rounds_taken, time_taken
 
         def on_progress(progress: AdaptProgress) -> None:
             where = f"round {progress.round}/{progress.rounds}: " if progress.round else ""
@@ -267,6 +267,7 @@ class AdaptJobs(_Jobs[AdaptJob]):
                 "cameras": result["cameras"],
                 "footage": result["footage"],
                 "time": time_taken(result),
+                "rounds": rounds_taken(result),
                 "reembed": (
                     f"personsearch reembed --index {self.index_dir} --model {job.name} "
                     f"--out {self.index_dir}-{job.name}"

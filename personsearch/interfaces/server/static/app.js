@@ -410,7 +410,7 @@ async function watchAdapt(jobId) {
       watchingAdapt = null;
       if (job.error) say(`adapting failed: ${job.error}`, true);
       if (job.summary) {
-        $("adapt-status").textContent = `saved as ${job.summary.model}: learned from ${job.summary.tracklets} tracklets in ${job.summary.time}. Give the index its features: ${job.summary.reembed}`;
+        $("adapt-status").textContent = `saved as ${job.summary.model}: learned from ${job.summary.tracklets} tracklets in ${job.summary.time} (rounds ${job.summary.rounds}). Give the index its features: ${job.summary.reembed}`;
       }
       return;
     }
