@@ -38,6 +38,7 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,10 @@ def tracklet_pids(tracklets: list[Any]) -> list[int]:
 
 
 def per_round_scores(
-    adapted: Path, summary: dict[str, Any], after: dict[str, float], scorer: Any
+    adapted: Path,
+    summary: dict[str, Any],
+    after: dict[str, float],
+    scorer: Callable[[torch.nn.Module], dict[str, float]],
 ) -> list[dict[str, Any]]:
     """Each round's scores (its network as that round left it, ``adapted/rounds/roundK``; the
     last round's network is the adapted bundle's, scored as ``after``), classes, training steps,

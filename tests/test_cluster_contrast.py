@@ -125,6 +125,7 @@ def test_adapting_with_cluster_contrast_clusters_every_round_and_trains_the_memo
         labels = np.array(r["labels"])
         assert len(labels) == len(tracklets) and not (together & (labels[:, None] == labels[None, :])).any()
     ModelBundle(tmp_path / "adapted", engine="torch-fp32")
+    assert "tracklets clustered into identities" in (tmp_path / "adapted" / "MODEL_CARD.md").read_text()
 
 
 def test_an_unknown_learner_is_refused_with_the_choices() -> None:

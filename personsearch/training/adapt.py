@@ -61,6 +61,12 @@ from personsearch.training.trunk import TrunkCache
 
 LEARNERS = ("association", "cluster_contrast")
 """``AdaptConfig.learner``'s choices."""
+LEARNER_TEXT = {
+    "association": "per-camera tracklet discrimination, then cross-camera tracklet association",
+    "cluster_contrast": "tracklets clustered into identities each round, with a memory of class and "
+    "per-camera proxies",
+}
+"""What each learner does, in a model card's words."""
 BUDGET_RESERVE = 0.03
 """Share of a time budget kept back from training: the last step's overrun, loading each
 round's network and associating tracklets between rounds."""
@@ -700,8 +706,8 @@ def _model_card(result: dict[str, Any], start_meta: dict[str, Any]) -> str:
         "",
         *[f"- {path}" for path in result["footage"]],
         "",
-        "Training: per-camera tracklet discrimination, then cross-camera tracklet association, with the CLSA",
-        "losses (personsearch/training/adapt.py). Rounds: " + rounds_taken(result) + ".",
+        f"Training: {LEARNER_TEXT[result['config']['learner']]}, with the CLSA losses",
+        "(personsearch/training/adapt.py). Rounds: " + rounds_taken(result) + ".",
         "The detector is the starting bundle's, unchanged.",
         f"Adapting took {time_taken(result)} ({result['rounds'][0]['crops']} crops, "
         f"{len(result['rounds'])} round(s)).",
