@@ -11,13 +11,28 @@ import pytest
 from personsearch.index import ann, reranking
 from personsearch.index.ann import VectorSearch
 from personsearch.index.person_index import PersonIndex
-from personsearch.index.reranking import outside_similarity, reranked_order, reranked_similarity
+from personsearch.index.reranking import (
+    SHORTLIST,
+    outside_similarity,
+    reranked_scores,
+    reranked_similarity,
+)
 from personsearch.index.store import IndexStore
 from tests.test_index import _store_with_vectors
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def reranked_order(
+    query: np.ndarray, gallery: np.ndarray, shortlist: int = SHORTLIST
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every gallery row, best first by ``reranked_scores``, and its score: the ranking a
+    re-ranked search of an index of ``gallery`` must give."""
+    score = reranked_scores(query, gallery, shortlist)
+    order = np.argsort(-score, kind="stable")
+    return order, score[order]
 
 
 def _look_alike_gallery(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

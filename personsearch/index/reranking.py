@@ -109,12 +109,3 @@ def reranked_scores(query: np.ndarray, gallery: np.ndarray, shortlist: int = SHO
     score = outside_similarity(cosine)
     score[near] = reranked_similarity(query, gallery[near])
     return score
-
-
-def reranked_order(
-    query: np.ndarray, gallery: np.ndarray, shortlist: int = SHORTLIST
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every gallery row, best first by ``reranked_scores``, and its score."""
-    score = reranked_scores(query, gallery, shortlist)
-    order = np.argsort(-score, kind="stable")
-    return order, np.asarray(score[order], dtype=np.float32)

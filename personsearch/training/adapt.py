@@ -59,14 +59,14 @@ from personsearch.training.config import (
 from personsearch.training.reid import crop_augment, train_reid
 from personsearch.training.trunk import TrunkCache
 
-LEARNERS = ("association", "cluster_contrast")
-"""``AdaptConfig.learner``'s choices."""
 LEARNER_TEXT = {
     "association": "per-camera tracklet discrimination, then cross-camera tracklet association",
     "cluster_contrast": "tracklets clustered into identities each round, with a memory of class and "
     "per-camera proxies",
 }
 """What each learner does, in a model card's words."""
+LEARNERS = tuple(LEARNER_TEXT)
+"""``AdaptConfig.learner``'s choices."""
 BUDGET_RESERVE = 0.03
 """Share of a time budget kept back from training: the last step's overrun, loading each
 round's network and associating tracklets between rounds."""

@@ -18,6 +18,10 @@ from personsearch.interfaces.cli import (
     console,
 )
 
+RerankOption = Annotated[
+    bool, typer.Option(help="Rank each query's gallery by k-reciprocal re-ranking (as search --rerank).")
+]
+
 
 @command("score")
 def score_cmd(
@@ -33,9 +37,7 @@ def score_cmd(
     normalise: Annotated[
         bool, typer.Option(help="L2-normalise features that are not (the protocol assumes unit length).")
     ] = False,
-    rerank: Annotated[
-        bool, typer.Option(help="Rank each query's gallery by k-reciprocal re-ranking (as search --rerank).")
-    ] = False,
+    rerank: RerankOption = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
 ) -> None:
     """Score another system's detections (recall / AP) and search (mAP / top-k) with the standard
@@ -81,9 +83,7 @@ def evaluate_cmd(
             ),
         ),
     ] = False,
-    rerank: Annotated[
-        bool, typer.Option(help="Rank each query's gallery by k-reciprocal re-ranking (as search --rerank).")
-    ] = False,
+    rerank: RerankOption = False,
 ) -> None:
     """Run detector -> re-id -> protocol on a benchmark's test split, with and without detections."""
     from personsearch.data import load_dataset
@@ -113,9 +113,7 @@ def evaluate_reid_cmd(
     ],
     model: ModelOption = "default",
     engine: EngineOption = None,
-    rerank: Annotated[
-        bool, typer.Option(help="Rank each query's gallery by k-reciprocal re-ranking (as search --rerank).")
-    ] = False,
+    rerank: RerankOption = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the scores as JSON.")] = None,
 ) -> None:
     """Score the model's re-id network on a re-id benchmark's crops with Market-1501's protocol:
