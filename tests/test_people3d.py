@@ -8,6 +8,7 @@ first use on a machine builds Anny's caches (a minute or two); a handful of rend
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 
 def _need(reason: str) -> None:
@@ -241,6 +243,71 @@ def test_render_people_from_the_command_line(painter, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and len(list((out / "bounding_box_train").glob("*.jpg"))) == 4
+
+
+def test_a_person_search_benchmark_of_rendered_people_is_cuhk_sysu(painter, tmp_path: Path) -> None:
+    """``make-synthetic --people 3d``: the CUHK-SYSU layout that every tool reads, queries with
+    galleries, the same bytes from two processes as from one, and a labelled person's identity the
+    same rendered person in every image they appear in."""
+    from typer.testing import CliRunner
+
+    from personsearch.data import load_dataset
+    from personsearch.data.people3d.scenes import identity_seed, place_people
+    from personsearch.data.synthetic.generate import image_names
+    from personsearch.data.synthetic.plan import plan_benchmark, resolve_config
+    from personsearch.data.synthetic.scenes import render_scene
+    from personsearch.interfaces.cli import app
+
+    out = tmp_path / "scenes"
+    result = CliRunner().invoke(
+        app, ["make-synthetic", str(out), "--preset", "tiny", "--people", "3d", "--workers", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    dataset = load_dataset(out)
+    assert dataset.protocol == "cuhk" and len(dataset.queries) == 6 and len(dataset.train) > 5
+    assert all(len(q.galleries[50]) == 50 for q in dataset.queries)
+
+    plan = plan_benchmark(resolve_config("tiny"), 0)
+    names = image_names(plan, "cuhk")
+    scenes = {s.name: s for s in dataset.train + dataset.gallery}
+    for index in (0, len(plan.images) - 1):  # one train image, one test image
+        final, sprites = place_people(0, plan.config.num_cameras, index, plan.images[index])
+        written = scenes[names[index]]
+        assert np.array_equal(written.boxes, np.asarray([p.box for p in final.people], np.float32))
+        buffer = tmp_path / "again.jpg"
+        Image.fromarray(render_scene(final, sprites)).save(buffer, format="JPEG", quality=90)
+        assert buffer.read_bytes() == written.path.read_bytes()  # the worker wrote the same bytes
+    assert identity_seed(0, "test", 2) == identity_seed(0, "test", 2) != identity_seed(0, "train", 2)
+
+
+def test_a_rendered_person_s_box_hugs_them(painter) -> None:
+    """Each box is the person's own extent: drawing a scene with and without one person differs
+    inside their box (to within the camera's blur) and reaches its four sides."""
+    from personsearch.data.people3d.scenes import place_people
+    from personsearch.data.synthetic.plan import plan_benchmark, resolve_config
+    from personsearch.data.synthetic.scenes import render_scene
+
+    plan = plan_benchmark(resolve_config("tiny"), 1)
+    checked = 0
+    for index, planned in enumerate(plan.images[:8]):
+        final, sprites = place_people(1, plan.config.num_cameras, index, planned)
+        full = render_scene(final, sprites).astype(np.int16)
+        for j, person in enumerate(final.people):
+            if person.height < 40 or person.visible < 1.0:
+                continue
+            rest = dataclasses.replace(final, people=final.people[:j] + final.people[j + 1 :])
+            without = render_scene(rest, sprites[:j] + sprites[j + 1 :]).astype(np.int16)
+            changed = np.abs(full - without).max(axis=2) > 12
+            # the contact shadow lies on the ground around the feet: look above it
+            changed[int(person.foot - 0.05 * person.height) :] = False
+            ys, xs = np.nonzero(changed)
+            x1, y1, x2, y2 = person.box
+            slack = 2 + 2 * final.camera.blur
+            assert xs.min() >= x1 - slack and xs.max() < x2 + slack, (person.box, xs.min(), xs.max())
+            assert ys.min() >= y1 - slack, (person.box, ys.min())
+            assert xs.min() <= x1 + slack and xs.max() >= x2 - 1 - slack and ys.min() <= y1 + slack
+            checked += 1
+    assert checked >= 3
 
 
 @pytest.fixture(scope="module")

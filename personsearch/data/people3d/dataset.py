@@ -153,12 +153,10 @@ class PersonPainter:
             outfit.photo_fabrics(identity, self.photos) if self.photos is not None else None,
         )
 
-    def _passer_by(self, rng: np.random.Generator, cam: int) -> np.ndarray:
-        """Someone else in the same camera, as a premultiplied float RGBA layer of the crop's size:
-        about the person's height, feet near theirs, a third to four fifths of the crop's width to
-        one side, so the crop shows part of them. They are no identity of the set (their seeds lie
-        in another range) and are drawn by ``rng``."""
-        identity = outfit.make_identity((1 << 40) + int(rng.integers(1 << 30)))
+    def cutout(self, identity: outfit.Identity, cam: int, rng: np.random.Generator) -> np.ndarray:
+        """``identity`` walking (one time in seven standing) as camera index ``cam`` sees them, at
+        a point of the gait, a heading and a light drawn by ``rng``: a premultiplied float32 RGBA
+        render cropped to the body's extent."""
         still = rng.random() < 0.15
         gait = body.Gait(0.0, 0.0, identity.gait.arm_out, identity.gait.elbow) if still else identity.gait
         rest, posed = body.posed_vertices(
@@ -166,7 +164,15 @@ class PersonPainter:
         )
         rgba = self._render(self._dress(identity, rest[0]), rest[0], posed[0], cam, rng)
         ys, xs = np.nonzero(rgba[..., 3])
-        extent = rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32)
+        return rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32)
+
+    def _passer_by(self, rng: np.random.Generator, cam: int) -> np.ndarray:
+        """Someone else in the same camera, as a premultiplied float RGBA layer of the crop's size:
+        about the person's height, feet near theirs, a third to four fifths of the crop's width to
+        one side, so the crop shows part of them. They are no identity of the set (their seeds lie
+        in another range) and are drawn by ``rng``."""
+        identity = outfit.make_identity((1 << 40) + int(rng.integers(1 << 30)))
+        extent = self.cutout(identity, cam, rng)
         out_h, out_w = self.size
         height = out_h / 1.1 * rng.uniform(0.85, 1.15)
         width = max(1, round(extent.shape[1] * height / extent.shape[0]))
@@ -312,18 +318,34 @@ _PAINTERS: dict[tuple[int, int, tuple[int, ...], str, float], PersonPainter] = {
 made once."""
 
 
-def _render_people(job: tuple[RenderSpec, str, list[int], bool]) -> int:
-    spec, root, pids, single_thread = job
-    key = (spec.seed, spec.cameras, tuple(spec.size), spec.photos, spec.crowd)
+def process_painter(
+    seed: int,
+    cameras: int,
+    size: tuple[int, int] = (256, 128),
+    photos: str = "",
+    crowd: float = 0.0,
+    *,
+    single_thread: bool = False,
+) -> PersonPainter:
+    """This process's painter for these settings, made on first use. ``single_thread``: one
+    rendering process per core, where llvmpipe's and torch's own threads would only contend."""
+    key = (seed, cameras, tuple(size), photos, crowd)
     if key not in _PAINTERS:
-        if single_thread:  # one process per core: llvmpipe's and torch's own threads only contend
+        if single_thread:
             os.environ["LP_NUM_THREADS"] = "1"
             import torch
 
             torch.set_num_threads(1)
-        photos = PhotoBank.load(spec.photos) if spec.photos else None
-        _PAINTERS[key] = PersonPainter(spec.seed, spec.cameras, spec.size, photos, spec.crowd)
-    painter = _PAINTERS[key]
+        bank = PhotoBank.load(photos) if photos else None
+        _PAINTERS[key] = PersonPainter(seed, cameras, size, bank, crowd)
+    return _PAINTERS[key]
+
+
+def _render_people(job: tuple[RenderSpec, str, list[int], bool]) -> int:
+    spec, root, pids, single_thread = job
+    painter = process_painter(
+        spec.seed, spec.cameras, spec.size, spec.photos, spec.crowd, single_thread=single_thread
+    )
     out = Path(root)
     written = 0
     for pid in pids:

@@ -43,6 +43,9 @@ from personsearch.data.synthetic.scenes import ScenePlan, render_scene
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("cuhk", "prw")
+PEOPLE = ("drawn", "3d")
+"""Who walks in the scenes: the drawn figures (``figures.py``), or rendered 3D people
+(``personsearch.data.people3d.scenes``; needs the ``people3d`` extra)."""
 HARD_VISIBILITY = 0.7
 """A person with less of their box visible than this is flagged ``hard`` and avoided as a query."""
 
@@ -236,6 +239,7 @@ def make_synthetic(
     seed: int = 0,
     layout: str = "cuhk",
     *,
+    people: str = "drawn",
     workers: int = 1,
     overwrite: bool = False,
     **overrides: object,
@@ -243,8 +247,10 @@ def make_synthetic(
     """Generate the benchmark under ``out`` and return the records written there.
 
     ``overrides`` replace preset fields (``num_train_ids=..., min_height=..., ...``). ``workers`` > 1
-    draws images in that many processes (same bytes). Also writes ``contact_sheet.png`` (look-alike
-    identities at several scales) and ``synthetic.json`` (preset, seed, version, counts).
+    draws images in that many processes (same bytes). ``people``: one of ``PEOPLE``; rendered
+    people take the plan's places, heights and occluders with their own widths. Also writes
+    ``synthetic.json`` (preset, seed, version, people, counts) and, for drawn people,
+    ``contact_sheet.png`` (look-alike identities at several scales).
     """
     from personsearch.data.writers import write_cuhk_sysu, write_prw
 
@@ -252,6 +258,8 @@ def make_synthetic(
         raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
     if workers < 1:
         raise ValueError(f"workers={workers}: expected 1 (draw in this process) or more processes")
+    if people not in PEOPLE:
+        raise ValueError(f"unknown people {people!r}; choose one of {PEOPLE}")
     config = resolve_config(preset, **overrides)
     root = Path(out).expanduser().resolve()
     _prepare_root(root, overwrite)
@@ -261,6 +269,7 @@ def make_synthetic(
         "preset": preset,
         "seed": seed,
         "layout": layout,
+        "people": people,
         "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
         "config": dataclasses.asdict(config),
         "complete": False,
@@ -269,24 +278,32 @@ def make_synthetic(
 
     start = time.perf_counter()
     plan = plan_benchmark(config, seed)
-    dataset = build_dataset(plan, root, layout)
     image_dir = root / (IMAGE_DIR if layout == "cuhk" else FRAME_DIR)
-    jobs = [
-        (image.scene, image_dir / name, config.jpeg_quality)
-        for image, name in zip(plan.images, image_names(plan, layout), strict=True)
-    ]
-    jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
-    log.info("planned %d images in %.1fs; drawing them", len(jobs), time.perf_counter() - start)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_render_to, jobs, chunksize=8))
+    paths = [image_dir / name for name in image_names(plan, layout)]
+    image_dir.mkdir(parents=True, exist_ok=True)
+    log.info("planned %d images in %.1fs; drawing them", len(paths), time.perf_counter() - start)
+    if people == "3d":
+        from personsearch.data.people3d.dataset import GENERATOR_VERSION as PEOPLE3D_VERSION
+        from personsearch.data.people3d.scenes import render_benchmark
+
+        info["people3d_version"] = PEOPLE3D_VERSION
+        plan = render_benchmark(plan, paths, workers)
     else:
-        for k, job in enumerate(jobs, start=1):
-            _render_to(job)
-            if k % 200 == 0:
-                log.info("drew %d/%d images (%.1fs)", k, len(jobs), time.perf_counter() - start)
+        jobs = [
+            (image.scene, path, config.jpeg_quality) for image, path in zip(plan.images, paths, strict=True)
+        ]
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_render_to, jobs, chunksize=8))
+        else:
+            for k, job in enumerate(jobs, start=1):
+                _render_to(job)
+                if k % 200 == 0:
+                    log.info("drew %d/%d images (%.1fs)", k, len(jobs), time.perf_counter() - start)
+    dataset = build_dataset(plan, root, layout)
     (write_cuhk_sysu if layout == "cuhk" else write_prw)(dataset, root)
-    make_contact_sheet(root / "contact_sheet.png", seed, preset, **cast("dict[str, Any]", overrides))
+    if people == "drawn":
+        make_contact_sheet(root / "contact_sheet.png", seed, preset, **cast("dict[str, Any]", overrides))
     info.update(complete=True, counts=dataset_statistics(dataset)["splits"])
     (root / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n")
     log.info("wrote %s in %.1fs", root, time.perf_counter() - start)

@@ -6,6 +6,7 @@ and objects: ``backgrounds.py``; people: ``identities.py`` and ``figures.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image, ImageFilter
 
 from personsearch.data.synthetic.backgrounds import OBJECTS_BY_STYLE, SceneObject, background
 from personsearch.data.synthetic.cameras import Camera
-from personsearch.data.synthetic.drawing import Ellipse, composite, darken, extent, rasterize
+from personsearch.data.synthetic.drawing import Ellipse, Sprite, composite, darken, extent, rasterize
 from personsearch.data.synthetic.figures import figure, supersample_for
 from personsearch.data.synthetic.identities import Identity, Pose
 
@@ -157,7 +158,7 @@ def plan_scene(
         if not hides_too_much(obj, 0.2):
             objects.append(obj)
 
-    visible = _visibility(placed, objects, width, height)
+    visible = visible_fractions(placed, objects, width, height)
     people_out = tuple(
         PersonPlacement(p.identity, p.pose, p.pid, p.left, p.top, p.width, p.height, v)
         for p, v in zip(placed, visible, strict=True)
@@ -174,8 +175,8 @@ def plan_scene(
     )
 
 
-def _visibility(
-    people: list[PersonPlacement], objects: list[SceneObject], width: int, height: int
+def visible_fractions(
+    people: Sequence[PersonPlacement], objects: Sequence[SceneObject], width: int, height: int
 ) -> list[float]:
     """Visible fraction of each person's box, painting boxes far to near on a 4-pixel grid."""
     cell = 4
@@ -215,8 +216,9 @@ def _shadow(canvas: np.ndarray, centre: float, foot: float, rx: float, ry: float
     darken(canvas, sprite, int(round(centre - rx)), int(round(foot - ry)), 0.35)
 
 
-def render_scene(plan: ScenePlan) -> np.ndarray:
-    """Draw a planned scene: HxWx3 uint8 RGB."""
+def render_scene(plan: ScenePlan, people: Sequence[Sprite] | None = None) -> np.ndarray:
+    """Draw a planned scene: HxWx3 uint8 RGB. ``people``: each placed person's own sprite, of
+    their box's size and already lit (rendered 3D people), in place of their drawn figure."""
     cam = plan.camera
     canvas = background(cam, plan.variant, plan.width, plan.height).copy()
     items: list[tuple[float, int, int]] = [(p.foot, 0, i) for i, p in enumerate(plan.people)]
@@ -224,6 +226,10 @@ def render_scene(plan: ScenePlan) -> np.ndarray:
     for _, kind, i in sorted(items):
         if kind == 0:
             p = plan.people[i]
+            if people is not None:
+                _shadow(canvas, p.left + p.width / 2, p.foot, 0.15 * p.height, 0.025 * p.height)
+                composite(canvas, people[i], p.left, p.top)
+                continue
             fig = figure(p.identity, p.pose)
             _shadow(
                 canvas,

@@ -17,6 +17,15 @@ def make_synthetic_cmd(
     preset: Annotated[str, typer.Option(help="tiny | small | demo | standard")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same benchmark.")] = 0,
     layout: Annotated[str, typer.Option(help="On-disk layout: cuhk (CUHK-SYSU) or prw (PRW).")] = "cuhk",
+    people: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "Who walks in the scenes: drawn (2D figures) or 3d (rendered people; needs "
+                "pip install 'personsearch[people3d]')."
+            )
+        ),
+    ] = "drawn",
     workers: Annotated[
         int | None,
         typer.Option(
@@ -28,16 +37,18 @@ def make_synthetic_cmd(
         ),
     ] = None,
 ) -> None:
-    """Write the synthetic multi-scale person search benchmark in an official layout."""
+    """Write the synthetic multi-scale person search benchmark in an official layout, with drawn
+    or rendered 3D people."""
     from personsearch.data.synthetic import make_synthetic
     from personsearch.data.synthetic.generate import default_workers
 
     dataset = make_synthetic(
-        out, preset=preset, seed=seed, layout=layout, workers=workers or default_workers()
+        out, preset=preset, seed=seed, layout=layout, people=people, workers=workers or default_workers()
     )
+    sheet = f"; contact sheet {out / 'contact_sheet.png'}" if people == "drawn" else ""
     console.print(
-        f"wrote {out} ({layout} layout): {len(dataset.train)} train images, {len(dataset.gallery)} gallery "
-        f"images, {len(dataset.queries)} queries; contact sheet {out / 'contact_sheet.png'}"
+        f"wrote {out} ({layout} layout, {people} people): {len(dataset.train)} train images, "
+        f"{len(dataset.gallery)} gallery images, {len(dataset.queries)} queries{sheet}"
     )
 
 
