@@ -58,6 +58,11 @@ def main() -> None:
         "--adapted", type=Path, required=True, help="bundle written by personsearch adapt-detector"
     )
     parser.add_argument(
+        "--name",
+        default="adapted",
+        help="the --adapted bundle's detector's name (e.g. 'rendered scenes' for one tuned on them)",
+    )
+    parser.add_argument(
         "--start",
         type=Path,
         default=ROOT / "personsearch" / "assets" / "default",
@@ -82,7 +87,7 @@ def main() -> None:
     (source,), _ = discover([args.video])
     detectors = {
         "synthetic-only (shipped)": ModelBundle(args.start).detect,
-        "adapted": ModelBundle(args.adapted).detect,
+        args.name: ModelBundle(args.adapted).detect,
         "SSDLite": build_external_detector("ssdlite").detect,
     }
     hog = build_external_detector("hog")
@@ -106,7 +111,7 @@ def main() -> None:
 
     # the contact sheet: frames spread over the held-out part, one column per detector
     picks = np.linspace(0, len(frames) - 1, args.sheet_frames).round().astype(int).tolist()
-    colours = {"synthetic-only (shipped)": (230, 60, 60), "adapted": (40, 200, 40), "SSDLite": (40, 120, 255)}
+    colours = dict(zip(detectors, ((230, 60, 60), (40, 200, 40), (40, 120, 255)), strict=True))
     rows = []
     wanted = {frames[i] for i in picks}
     for frame in iter_frames(source, start_frame=start_frame, sampling=Sampling(fps=args.fps)):
@@ -149,6 +154,7 @@ def main() -> None:
             "fps": args.fps,
         },
         "adapted": str(args.adapted),
+        "adapted_name": args.name,
         "pseudo_truth_rules": asdict(rules),
         "detectors": totals,
         "sheet": {"path": str(args.sheet), "frames": [frames[i] for i in picks]},

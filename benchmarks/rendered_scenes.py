@@ -1,22 +1,31 @@
 """The shipped model, and an off-the-shelf detector trained on real people, on the synthetic
 benchmark with drawn people and with rendered 3D people in the same places (#34).
 
-    python benchmarks/rendered_scenes.py
+    python benchmarks/rendered_scenes.py score
+    python benchmarks/rendered_scenes.py finetune                 # the shipped detector on both (resumable)
+    python benchmarks/rendered_scenes.py score --rows finetuned \
+        --out benchmarks/results/rendered_scenes_finetuned.json
 
 Both benchmarks are the ``standard`` preset, seed 0: one plan (who appears where, at what height,
-behind what), with drawn figures (``data/synthetic-standard``, what the shipped networks trained
-on) or rendered people (``data/synthetic3d-standard``, ``make-synthetic --people 3d``, written here
-when missing; needs the ``people3d`` extra). Each is scored by the CUHK-SYSU protocol (gallery
-100) with
+behind what), with drawn figures (``data/synthetic-standard``, the scenes the shipped detector
+trained on, and its re-id network on their crops and on rendered crops) or rendered people
+(``data/synthetic3d-standard``, ``make-synthetic --people 3d``, written here when missing; needs
+the ``people3d`` extra). Each is scored by the CUHK-SYSU protocol (gallery 100) with
 
 * ``shipped``: the default bundle as it ships (its detector and re-id network);
 * ``ssdlite_detector``: the shipped re-id network behind SSDLite MobileNetV2, a pedestrian detector
-  trained on real photographs (``personsearch fetch-weights ssdlite_mobilenet_v2.pedestrian``).
+  trained on real photographs (``personsearch fetch-weights ssdlite_mobilenet_v2.pedestrian``);
+* ``finetuned``: the shipped re-id network behind the shipped detector fine-tuned (``finetune``,
+  into ``runs/detector-rendered-scenes``) on both benchmarks' training scenes, drawn and rendered,
+  from its own weights, with ``adapt-detector``'s optimiser (``AdaptDetectorConfig``);
+  ``--epochs`` passes. Whether it finds real people better: ``detector_adaptation.py --adapted
+  runs/detector-rendered-scenes --name "rendered scenes"`` on footage it never saw.
 
-How the drawn-trained networks fare on rendered people is how far the rendered scenes are from
-what they learned; how the real-trained detector fares on each says which people look more like
-real ones to a network that has seen only real people. Both on ``ort-fp32``, the reference
-engine, so the figures do not depend on this CPU's engine choice.
+How the shipped detector fares on rendered people says how far scenes of them are from the
+drawn ones it learned; how the real-trained detector fares on each says which people look more
+like real ones to a network that has seen only real people. Both on ``ort-fp32``, the reference
+engine, so the figures do not depend on this CPU's engine choice. ``--sheet FILE`` also draws six
+of each benchmark's gallery images, with their boxes, side by side.
 
 Writes ``benchmarks/results/rendered_scenes.json`` (``runs.<people>.<row>``: detection recall
 and AP, search mAP / top-1 with detections and with ground-truth boxes, seconds).
@@ -34,8 +43,9 @@ from typing import Any
 from run_info import RESULTS, ROOT, commit, machine, write_results
 
 DATA = {"drawn": ROOT / "data" / "synthetic-standard", "3d": ROOT / "data" / "synthetic3d-standard"}
-ROWS = {"shipped": "bundle", "ssdlite_detector": "ssdlite"}
-"""Row name: the detector ``ModelBundle`` is given (the shipped re-id network in both)."""
+FINETUNED = ROOT / "runs" / "detector-rendered-scenes"
+ROWS = {"shipped": "bundle", "ssdlite_detector": "ssdlite", "finetuned": "bundle"}
+"""Row name: the detector ``ModelBundle`` is given (the shipped re-id network in each)."""
 ENGINE = "ort-fp32"
 GALLERY = 100
 
@@ -52,13 +62,42 @@ def ensure_data(people: str, workers: int) -> Path:
     return root
 
 
-def score(root: Path, detector: str) -> dict[str, Any]:
+def finetune(epochs: int) -> Path:
+    """The shipped detector fine-tuned on both benchmarks' training scenes into ``FINETUNED``, a
+    bundle with the shipped re-id network; resumes from its checkpoints."""
+    import shutil
+
+    from personsearch.data import load_dataset
+    from personsearch.models.bundle import SHIPPED_MODEL, load_component
+    from personsearch.training.adapt_detector import AdaptDetectorConfig
+    from personsearch.training.config import DataConfig, DetectorTrainConfig
+    from personsearch.training.detector import train_detector
+
+    start, config, _ = load_component(SHIPPED_MODEL, "detector")
+    scenes = [scene for root in DATA.values() for scene in load_dataset(root).train]
+    recipe = AdaptDetectorConfig()
+    train = DetectorTrainConfig(
+        model=config,
+        data=DataConfig(dataset=str(DATA["3d"])),
+        optim=recipe.optim,
+        epochs=epochs,
+        batch_size=recipe.batch_size,
+        seed=recipe.seed,
+    )
+    train_detector(train, FINETUNED, scenes=scenes, init=start.state_dict())
+    for part in ("reid.json", "reid.safetensors"):
+        shutil.copyfile(SHIPPED_MODEL / part, FINETUNED / part)
+    return FINETUNED
+
+
+def score(root: Path, row: str) -> dict[str, Any]:
     from personsearch.data import load_dataset
     from personsearch.evaluation.pipeline import evaluate_engine
     from personsearch.models.bundle import SHIPPED_MODEL, ModelBundle
 
     started = time.perf_counter()
-    bundle = ModelBundle(SHIPPED_MODEL, engine=ENGINE, detector=detector)
+    where = FINETUNED if row == "finetuned" else SHIPPED_MODEL
+    bundle = ModelBundle(where, engine=ENGINE, detector=ROWS[row])
     result = evaluate_engine(bundle, load_dataset(root), gallery_size=GALLERY, progress=False)
     print(result.format_table(), flush=True)
     full = result.to_dict()
@@ -70,19 +109,69 @@ def score(root: Path, detector: str) -> dict[str, Any]:
     }
 
 
+def draw_sheet(roots: dict[str, Path], out: Path, count: int = 3) -> None:
+    """``count`` gallery images of each benchmark in a row (the same scenes: one plan), boxes
+    drawn, at half size, drawn people above rendered ones."""
+    from PIL import Image, ImageDraw
+
+    from personsearch.data import load_dataset
+
+    datasets = {people: load_dataset(root) for people, root in roots.items()}
+    first = next(iter(datasets.values()))
+    picks = sorted(first.gallery, key=lambda s: -len(s.boxes))[:count]
+    tiles = []
+    for dataset in datasets.values():
+        scenes = {s.name: s for s in dataset.gallery}
+        row = []
+        for pick in picks:
+            scene = scenes[pick.name]
+            image = Image.open(scene.path).convert("RGB")
+            draw = ImageDraw.Draw(image)
+            for box in scene.boxes:
+                draw.rectangle([float(v) for v in box], outline=(255, 40, 40), width=2)
+            row.append(image.resize((image.width // 2, image.height // 2)))
+        tiles.append(row)
+    width, height = tiles[0][0].size
+    sheet = Image.new("RGB", (width * count, height * len(tiles)))
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            sheet.paste(tile, (c * width, r * height))
+    sheet.save(out, quality=88)
+
+
+def _training(bundle: Path) -> dict[str, Any]:
+    """What the fine-tuned detector's training recorded (its config and summary)."""
+    meta = json.loads((bundle / "detector.json").read_text())
+    return {"bundle": str(bundle.relative_to(ROOT)), **meta.get("metadata", {})}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=("score", "finetune"))
     parser.add_argument("--workers", type=int, default=2, help="processes writing a missing benchmark")
+    parser.add_argument("--epochs", type=int, default=1, help="finetune: passes over both training splits")
+    parser.add_argument(
+        "--rows", default="shipped,ssdlite_detector", help=f"score: comma-separated, of {sorted(ROWS)}"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "rendered_scenes.json")
+    parser.add_argument("--sheet", type=Path, help="also draw six gallery images of each benchmark here")
     args = parser.parse_args(argv)
 
     roots = {people: ensure_data(people, args.workers) for people in DATA}
+    if args.stage == "finetune":
+        print(f"wrote {finetune(args.epochs)}")
+        return
+    if args.sheet:
+        draw_sheet(roots, args.sheet)
+    rows = args.rows.split(",")
+    if unknown := sorted(set(rows) - set(ROWS)):
+        parser.error(f"unknown rows {unknown}; choose from {sorted(ROWS)}")
     runs: dict[str, dict[str, Any]] = {}
     for people, root in roots.items():
         runs[people] = {}
-        for row, detector in ROWS.items():
+        for row in rows:
             print(f"== {people} people, {row}", flush=True)
-            runs[people][row] = score(root, detector)
+            runs[people][row] = score(root, row)
     data: dict[str, dict[str, Any]] = {}
     for people, root in roots.items():
         info = json.loads((root / "synthetic.json").read_text())
@@ -95,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
         "data": data,
         "engine": ENGINE,
+        "finetuned": _training(FINETUNED) if "finetuned" in rows else None,
         "gallery_size": GALLERY,
         "runs": runs,
     }
