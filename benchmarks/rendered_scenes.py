@@ -16,10 +16,11 @@ the ``people3d`` extra). Each is scored by the CUHK-SYSU protocol (gallery 100) 
 * ``ssdlite_detector``: the shipped re-id network behind SSDLite MobileNetV2, a pedestrian detector
   trained on real photographs (``personsearch fetch-weights ssdlite_mobilenet_v2.pedestrian``);
 * ``finetuned``: the shipped re-id network behind the shipped detector fine-tuned (``finetune``,
-  into ``runs/detector-rendered-scenes``) on both benchmarks' training scenes, drawn and rendered,
-  from its own weights, with ``adapt-detector``'s optimiser (``AdaptDetectorConfig``);
-  ``--epochs`` passes. Whether it finds real people better: ``detector_adaptation.py --adapted
-  runs/detector-rendered-scenes --name "rendered scenes"`` on footage it never saw.
+  into ``runs/detector-rendered-scenes``) on ``--scenes`` training scenes of each benchmark (400:
+  800 scenes, 400 steps of 2), drawn and rendered, from its own weights, with ``adapt-detector``'s
+  optimiser (``AdaptDetectorConfig``), ``--epochs`` passes. Whether it finds real people better:
+  ``detector_adaptation.py --adapted runs/detector-rendered-scenes --name "rendered scenes"`` on
+  footage it never saw.
 
 How the shipped detector fares on rendered people says how far scenes of them are from the
 drawn ones it learned; how the real-trained detector fares on each says which people look more
@@ -62,10 +63,13 @@ def ensure_data(people: str, workers: int) -> Path:
     return root
 
 
-def finetune(epochs: int) -> Path:
-    """The shipped detector fine-tuned on both benchmarks' training scenes into ``FINETUNED``, a
+def finetune(epochs: int, per_benchmark: int) -> Path:
+    """The shipped detector fine-tuned on ``per_benchmark`` training scenes of each benchmark
+    (drawn and rendered, drawn at random with the recipe's seed; 0: all) into ``FINETUNED``, a
     bundle with the shipped re-id network; resumes from its checkpoints."""
     import shutil
+
+    import numpy as np
 
     from personsearch.data import load_dataset
     from personsearch.models.bundle import SHIPPED_MODEL, load_component
@@ -74,8 +78,13 @@ def finetune(epochs: int) -> Path:
     from personsearch.training.detector import train_detector
 
     start, config, _ = load_component(SHIPPED_MODEL, "detector")
-    scenes = [scene for root in DATA.values() for scene in load_dataset(root).train]
     recipe = AdaptDetectorConfig()
+    rng = np.random.default_rng(recipe.seed)
+    scenes = []
+    for root in DATA.values():
+        train = load_dataset(root).train
+        take = len(train) if per_benchmark <= 0 else min(per_benchmark, len(train))
+        scenes += [train[i] for i in sorted(rng.choice(len(train), size=take, replace=False))]
     train = DetectorTrainConfig(
         model=config,
         data=DataConfig(dataset=str(DATA["3d"])),
@@ -149,7 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("score", "finetune"))
     parser.add_argument("--workers", type=int, default=2, help="processes writing a missing benchmark")
-    parser.add_argument("--epochs", type=int, default=1, help="finetune: passes over both training splits")
+    parser.add_argument("--epochs", type=int, default=1, help="finetune: passes over its scenes")
+    parser.add_argument(
+        "--scenes", type=int, default=400, help="finetune: training scenes from each benchmark (0: all)"
+    )
     parser.add_argument(
         "--rows", default="shipped,ssdlite_detector", help=f"score: comma-separated, of {sorted(ROWS)}"
     )
@@ -159,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 
     roots = {people: ensure_data(people, args.workers) for people in DATA}
     if args.stage == "finetune":
-        print(f"wrote {finetune(args.epochs)}")
+        print(f"wrote {finetune(args.epochs, args.scenes)}")
         return
     if args.sheet:
         draw_sheet(roots, args.sheet)
