@@ -280,6 +280,21 @@ def test_bad_configs_and_folders_are_refused(tmp_path):
         resolve_config("small", gallery_sizes=(20,))
     with pytest.raises(ValueError, match="layout"):
         make_synthetic(tmp_path / "x", "tiny", layout="market1501")
+    with pytest.raises(ValueError, match="unknown people 'clay'"):
+        make_synthetic(tmp_path / "x", "tiny", people="clay")
+    assert not (tmp_path / "x").exists()
+
+
+def test_rendered_people_without_the_renderer_fail_before_writing(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "anny" else find_spec(name, *a)
+    )
+    with pytest.raises(ImportError, match=r"needs anny: pip install 'personsearch\[people3d\]'"):
+        make_synthetic(tmp_path / "x", "tiny", people="3d")
+    assert not (tmp_path / "x").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not empty"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from figure_tables import Rows, Source, num, table
+from figure_tables import Rows, Source, num, pct, table
 
 EVALUATE = "python benchmarks/rendered_people.py evaluate"
 FIRST = Source("rendered_people.json", EVALUATE)
@@ -309,3 +309,42 @@ def render_speed_photos(*results: dict[str, Any]) -> Rows:
         options = f"yes, {num(100 * spec['crowd'], 0)} %" if spec.get("photos") else "no"
         rows.extend([options, *row[1:]] for row in render_speed(result)[1:])
     return rows
+
+
+SCENES = Source("rendered_scenes.json", "python benchmarks/rendered_scenes.py score")
+SCENE_ROWS = {
+    "shipped": "the shipped detector",
+    "ssdlite_detector": "SSDLite (trained on real photographs)",
+    "finetuned": "the shipped detector tuned on drawn + rendered scenes",
+}
+PEOPLE = {"drawn": "drawn", "3d": "rendered 3D"}
+
+
+def scene_rows(*results: dict[str, Any]) -> Rows:
+    """Each benchmark (drawn or rendered people) with each detector, the shipped re-id network
+    behind all of them."""
+    rows = [
+        [
+            "people",
+            "detector",
+            "detection recall / AP",
+            "search mAP / top-1",
+            "ground-truth boxes: mAP / top-1",
+        ]
+    ]
+    for people, label in PEOPLE.items():
+        for result in results:
+            for row, run in result["runs"].get(people, {}).items():
+                rows.append(
+                    [
+                        label,
+                        SCENE_ROWS[row],
+                        f"{pct(run['detection']['recall'])} / {pct(run['detection']['ap'])}",
+                        f"{pct(run['search']['mAP'])} / {pct(run['search']['topk']['1'])}",
+                        f"{pct(run['search_gt_boxes']['mAP'])} / {pct(run['search_gt_boxes']['topk']['1'])}",
+                    ]
+                )
+    return rows
+
+
+table("rendered-scenes", "docs/rendered-people.md", SCENES)(scene_rows)

@@ -51,6 +51,16 @@ def _region_of_bone(label: str) -> str:
     return "skin"
 
 
+def require_installed() -> None:
+    """Fail at once, naming the fix, where rendering people would fail later: without the
+    ``people3d`` extra (Anny and moderngl)."""
+    import importlib.util
+
+    missing = [name for name in ("anny", "moderngl") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"rendering people needs {' and '.join(missing)}: {INSTALL_HINT}")
+
+
 @functools.cache
 def body_model() -> Any:
     """The Anny full-body model in float32, loaded once per process. Its first load on a machine

@@ -260,6 +260,10 @@ def make_synthetic(
         raise ValueError(f"workers={workers}: expected 1 (draw in this process) or more processes")
     if people not in PEOPLE:
         raise ValueError(f"unknown people {people!r}; choose one of {PEOPLE}")
+    if people == "3d":  # before anything is written
+        from personsearch.data.people3d.body import require_installed
+
+        require_installed()
     config = resolve_config(preset, **overrides)
     root = Path(out).expanduser().resolve()
     _prepare_root(root, overwrite)
