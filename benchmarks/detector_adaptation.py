@@ -18,6 +18,8 @@ held-out part, columns = the three detectors) for everything else. Writes
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,7 @@ def main() -> None:
 
     results: dict[str, Any] = {
         "benchmark": "detector_adaptation",
+        "command": "python benchmarks/detector_adaptation.py " + shlex.join(sys.argv[1:]),
         "commit": commit(),
         "machine": machine(),
         "video": str(args.video),
