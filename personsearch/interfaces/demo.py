@@ -133,10 +133,12 @@ def run_demo(
     stages = 5 if settings.train else 3
     t = _stage(console, f"1/{stages} synthetic benchmark ({settings.preset}, seed {settings.seed})")
     marker = data_dir / "synthetic.json"
+    made = json.loads(marker.read_text()) if marker.is_file() else {}
     if (
-        marker.is_file()
-        and json.loads(marker.read_text()).get("preset") == settings.preset
-        and json.loads(marker.read_text()).get("seed") == settings.seed
+        made.get("complete")
+        and made.get("preset") == settings.preset
+        and made.get("seed") == settings.seed
+        and made.get("people", "drawn") == "drawn"
     ):
         console.print(f"reusing {data_dir}")
     else:
