@@ -266,6 +266,9 @@ def test_a_person_search_benchmark_of_rendered_people_is_cuhk_sysu(painter, tmp_
     dataset = load_dataset(out)
     assert dataset.protocol == "cuhk" and len(dataset.queries) == 6 and len(dataset.train) > 5
     assert all(len(q.galleries[50]) == 50 for q in dataset.queries)
+    assert "contact sheet" in result.output  # each query beside its appearances
+    with Image.open(out / "contact_sheet.png") as sheet:
+        assert sheet.width > 200 and np.asarray(sheet).std() > 10
 
     plan = plan_benchmark(resolve_config("tiny"), 0)
     names = image_names(plan, "cuhk")

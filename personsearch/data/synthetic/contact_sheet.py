@@ -1,4 +1,6 @@
-"""A contact sheet of look-alike identities at several scales, for checking the benchmark by eye.
+"""Contact sheets for checking a benchmark by eye: look-alike identities at several scales
+(``make_contact_sheet``, drawn people), and a written benchmark's queries with their appearances
+(``query_sheet``, any people).
 
 Each row is one identity; rows come in look-alike pairs (same family: same coarse look). Each
 identity is drawn front and back at several person heights and every cell is scaled up to the
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from personsearch.data.records import PersonSearchDataset
 from personsearch.data.synthetic.drawing import composite
 from personsearch.data.synthetic.figures import figure
 from personsearch.data.synthetic.identities import Identity, Pose
@@ -111,6 +114,46 @@ def make_contact_sheet(
                 _cell(identity, view, h, display_height, cell_w, blur), (label_w + c * (cell_w + gap), y)
             )
         y += display_height + gap
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_png, format="PNG")
+    return out_png
+
+
+def query_sheet(
+    dataset: PersonSearchDataset, out_png: Path, *, rows: int = 6, per_row: int = 8, display_height: int = 160
+) -> Path:
+    """Write a PNG of the first ``rows`` CUHK queries of a written benchmark: each row the query
+    (left of a line) and its appearances in its smallest gallery, cut from the images and scaled to
+    ``display_height``, label (pid, person height) above each. For people whose look the generator
+    does not know (rendered ones), what the drawn sheet's families show: one identity across
+    images, views and scales. Returns ``out_png``."""
+    queries = [q for q in dataset.queries if q.galleries][:rows]
+    if not queries:
+        raise ValueError(f"{dataset.root}: no query with a protocol gallery to draw")
+    paths = {s.name: s.path for s in dataset.gallery}
+    cell_w, header, gap = int(display_height * 0.6), 14, 6
+    sheet = Image.new(
+        "RGB", ((per_row + 1) * (cell_w + gap) + gap, len(queries) * (display_height + header + gap)), "white"
+    )
+    draw = ImageDraw.Draw(sheet)
+    for r, query in enumerate(queries):
+        targets = [g for g in query.galleries[min(query.galleries)] if g.box is not None][:per_row]
+        y = r * (display_height + header + gap)
+        people = [(query.path, query.box), *((paths[g.name], g.box) for g in targets if g.box is not None)]
+        for c, (path, box) in enumerate(people):
+            left = gap + c * (cell_w + gap) + (gap if c else 0)
+            x1, y1, x2, y2 = (float(v) for v in box)
+            with Image.open(path) as image:
+                crop = image.convert("RGB").crop((round(x1), round(y1), round(x2), round(y2)))
+            scale = display_height / max(crop.height, 1)
+            crop = crop.resize(
+                (min(max(round(crop.width * scale), 1), cell_w), display_height), Image.Resampling.BILINEAR
+            )
+            sheet.paste(crop, (left + (cell_w - crop.width) // 2, y + header))
+            draw.text((left, y), f"{query.pid}, {y2 - y1:.0f}px", fill=0)
+        line_x = gap + cell_w + gap
+        draw.line([(line_x, y), (line_x, y + header + display_height)], fill=(120, 120, 120), width=2)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_png, format="PNG")

@@ -29,7 +29,7 @@ from personsearch.data.cuhk_sysu import IMAGE_DIR
 from personsearch.data.prw import FRAME_DIR
 from personsearch.data.records import UNLABELED, GalleryItem, PersonSearchDataset, Query, Scene
 from personsearch.data.stats import dataset_statistics
-from personsearch.data.synthetic.contact_sheet import make_contact_sheet
+from personsearch.data.synthetic.contact_sheet import make_contact_sheet, query_sheet
 from personsearch.data.synthetic.plan import (
     GENERATOR_VERSION,
     BenchmarkPlan,
@@ -249,8 +249,9 @@ def make_synthetic(
     ``overrides`` replace preset fields (``num_train_ids=..., min_height=..., ...``). ``workers`` > 1
     draws images in that many processes (same bytes). ``people``: one of ``PEOPLE``; rendered
     people take the plan's places, heights and occluders with their own widths. Also writes
-    ``synthetic.json`` (preset, seed, version, people, counts) and, for drawn people,
-    ``contact_sheet.png`` (look-alike identities at several scales).
+    ``synthetic.json`` (preset, seed, version, people, counts) and ``contact_sheet.png``: for
+    drawn people look-alike identities at several scales, for rendered ones (CUHK layout) the
+    first queries beside their appearances.
     """
     from personsearch.data.writers import write_cuhk_sysu, write_prw
 
@@ -308,6 +309,8 @@ def make_synthetic(
     (write_cuhk_sysu if layout == "cuhk" else write_prw)(dataset, root)
     if people == "drawn":
         make_contact_sheet(root / "contact_sheet.png", seed, preset, **cast("dict[str, Any]", overrides))
+    elif layout == "cuhk":  # rendered people: no families to draw, so each query across its images
+        query_sheet(dataset, root / "contact_sheet.png")
     info.update(complete=True, counts=dataset_statistics(dataset)["splits"])
     (root / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n")
     log.info("wrote %s in %.1fs", root, time.perf_counter() - start)

@@ -45,7 +45,7 @@ def make_synthetic_cmd(
     dataset = make_synthetic(
         out, preset=preset, seed=seed, layout=layout, people=people, workers=workers or default_workers()
     )
-    sheet = f"; contact sheet {out / 'contact_sheet.png'}" if people == "drawn" else ""
+    sheet = f"; contact sheet {out / 'contact_sheet.png'}" if (out / "contact_sheet.png").is_file() else ""
     console.print(
         f"wrote {out} ({layout} layout, {people} people): {len(dataset.train)} train images, "
         f"{len(dataset.gallery)} gallery images, {len(dataset.queries)} queries{sheet}"
