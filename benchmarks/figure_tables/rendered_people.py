@@ -394,3 +394,35 @@ def rendered_scenes_real(*results: dict[str, Any]) -> Rows:
                 ]
             )
     return rows
+
+
+@table(
+    "rendered-scenes-networks",
+    "docs/rendered-people.md",
+    Source(
+        "rendered_people_scenes.json",
+        "python benchmarks/rendered_people.py evaluate --root data/people3d-v3 --synthetic "
+        "data/synthetic3d-standard --gallery-size 100 --model ... --out "
+        "benchmarks/results/rendered_people_scenes.json",
+    ),
+    Source("vtest_people.json", "python benchmarks/vtest_people.py score --model ..."),
+)
+def scene_networks(scenes: dict[str, Any], vtest: dict[str, Any]) -> Rows:
+    """Re-id networks on rendered crops, on the benchmark of rendered people in scenes, and on
+    vtest.avi's people labelled by hand: does ranking by the rendered scenes follow the real
+    camera's?"""
+    rows = _scores(scenes, default=f"the default: {NAMES['runs/people3d-v2-mixed'].split(':')[0]}")
+    rows[0] = [
+        "re-id network",
+        "rendered crops mAP / top-1",
+        "rendered scenes, detections: mAP / top-1",
+        "rendered scenes, GT boxes: mAP / top-1",
+        "vtest.avi labelled people mAP",
+        "scored at",
+    ]
+    short = {path: name for name, path in vtest["networks"].items()}
+    for row, model in zip(rows[1:], scenes["scores"], strict=True):
+        name = "shipped" if model == "shipped default" else short.get(model)
+        real = vtest["scores"].get(name, {}).get("all") if name else None
+        row.insert(4, num(real["mAP"]) if real else "-")
+    return rows
