@@ -154,7 +154,7 @@ class PersonPainter:
         )
 
     def cutout(self, identity: outfit.Identity, cam: int, rng: np.random.Generator) -> np.ndarray:
-        """``identity`` walking (one time in seven standing) as camera index ``cam`` sees them, at
+        """``identity`` walking (standing 15 % of the time) as camera index ``cam`` sees them, at
         a point of the gait, a heading and a light drawn by ``rng``: a premultiplied float32 RGBA
         render cropped to the body's extent."""
         still = rng.random() < 0.15
