@@ -35,8 +35,7 @@ from engines import time_engines
 from run_info import write_per_cpu_results
 from torchvision.ops import roi_align
 
-from personsearch.data.boxes import clip_or_refuse
-from personsearch.data.crops import crop_boxes
+from personsearch.data.crops import clip_or_refuse, crop_boxes
 from personsearch.interfaces.api import SHIPPED_MODEL
 from personsearch.models import engine_choice, engines
 from personsearch.models.bundle import ModelBundle

@@ -73,7 +73,7 @@ def cut_person(dataset: str, out: str) -> None:
     import cv2
 
     from personsearch.data import load_dataset
-    from personsearch.data.boxes import crop_box
+    from personsearch.data.crops import crop_box
     from personsearch.data.images import read_image
 
     query = max(load_dataset(dataset).queries, key=lambda q: q.box[3] - q.box[1])

@@ -240,7 +240,7 @@ def real_share_of_truth(args: argparse.Namespace, exact: np.ndarray) -> float:
 
 def filtered_rows(directory: Path) -> np.ndarray:
     """Mask of the rows the filtered setting keeps (the same ``Filters`` the search applies)."""
-    from personsearch.index.filters import Filters, RowTable
+    from personsearch.index.person_index import Filters, RowTable
     from personsearch.index.store import IndexStore
 
     store = IndexStore.open(directory)
@@ -267,7 +267,7 @@ def truth(args: argparse.Namespace, queries: np.ndarray) -> dict[str, np.ndarray
         with np.load(path) as saved:
             return {k: saved[k] for k in saved.files}
     directory = args.work / f"index-{args.rows}"
-    from personsearch.index.filters import RowTable
+    from personsearch.index.person_index import RowTable
     from personsearch.index.store import IndexStore
 
     store = IndexStore.open(directory)

@@ -288,7 +288,7 @@ def test_the_row_table_reads_a_large_index_in_chunks_to_the_same_arrays(
     time, so a ten-million-box index never holds them as Python lists: chunks of 2 rows give the
     arrays one read gives."""
     from personsearch.index import filters
-    from personsearch.index.filters import RowTable
+    from personsearch.index.person_index import RowTable
 
     write_video(tmp_path / "cams" / "door" / "clip.avi", frames=10, fps=10.0)
     write_png(

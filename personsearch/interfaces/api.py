@@ -18,11 +18,11 @@ from typing import Any, Unpack
 
 import numpy as np
 
-from personsearch.data.boxes import crop_box
+from personsearch.data.crops import crop_box
 from personsearch.data.images import read_image
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.distributed import RaySettings, load_engine, machine_key
-from personsearch.index.filters import SearchFilters
+from personsearch.index.person_index import SearchFilters
 from personsearch.index.reembed import reembed_index, refuse_same_model
 from personsearch.index.sources import read_frame, sampling_for
 from personsearch.interfaces.report import write_contact_sheet, write_html_report

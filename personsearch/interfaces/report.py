@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from personsearch.data.boxes import crop_box
+from personsearch.data.crops import crop_box
 from personsearch.data.images import ImageReadError, encode_jpeg
 from personsearch.index.hits import Hit
 from personsearch.index.sources import read_frame

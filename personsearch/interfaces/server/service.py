@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from personsearch.data.boxes import crop_box
+from personsearch.data.crops import crop_box
 from personsearch.data.images import encode_jpeg
 from personsearch.index import Hit, ModelMismatchError, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.person_index import check_model
