@@ -66,36 +66,24 @@ def ensure_data(people: str, workers: int) -> Path:
 def finetune(epochs: int, per_benchmark: int) -> Path:
     """The shipped detector fine-tuned on ``per_benchmark`` training scenes of each benchmark
     (drawn and rendered, drawn at random with the recipe's seed; 0: all) into ``FINETUNED``, a
-    bundle with the shipped re-id network; resumes from its checkpoints."""
-    import shutil
+    bundle with the shipped re-id network, by adapt-detector's recipe (``finetune_detector``);
+    resumes from its checkpoints."""
+    import dataclasses
 
     import numpy as np
 
     from personsearch.data import load_dataset
-    from personsearch.models.bundle import SHIPPED_MODEL, load_component
-    from personsearch.training.adapt_detector import AdaptDetectorConfig
-    from personsearch.training.config import DataConfig, DetectorTrainConfig
-    from personsearch.training.detector import train_detector
+    from personsearch.models.bundle import SHIPPED_MODEL
+    from personsearch.training.adapt_detector import AdaptDetectorConfig, finetune_detector
 
-    start, config, _ = load_component(SHIPPED_MODEL, "detector")
-    recipe = AdaptDetectorConfig()
+    recipe = dataclasses.replace(AdaptDetectorConfig(), epochs=epochs)
     rng = np.random.default_rng(recipe.seed)
     scenes = []
     for root in DATA.values():
         train = load_dataset(root).train
         take = len(train) if per_benchmark <= 0 else min(per_benchmark, len(train))
         scenes += [train[i] for i in sorted(rng.choice(len(train), size=take, replace=False))]
-    train = DetectorTrainConfig(
-        model=config,
-        data=DataConfig(dataset=str(DATA["3d"])),
-        optim=recipe.optim,
-        epochs=epochs,
-        batch_size=recipe.batch_size,
-        seed=recipe.seed,
-    )
-    train_detector(train, FINETUNED, scenes=scenes, init=start.state_dict())
-    for part in ("reid.json", "reid.safetensors"):
-        shutil.copyfile(SHIPPED_MODEL / part, FINETUNED / part)
+    finetune_detector(SHIPPED_MODEL, scenes, FINETUNED, recipe, dataset=DATA["3d"])
     return FINETUNED
 
 

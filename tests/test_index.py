@@ -287,7 +287,7 @@ def test_the_row_table_reads_a_large_index_in_chunks_to_the_same_arrays(
     """The filters' per-row arrays (source, time, sighting) are read from SQLite a chunk at a
     time, so a ten-million-box index never holds them as Python lists: chunks of 2 rows give the
     arrays one read gives."""
-    from personsearch.index import filters
+    from personsearch.index import person_index
     from personsearch.index.person_index import RowTable
 
     write_video(tmp_path / "cams" / "door" / "clip.avi", frames=10, fps=10.0)
@@ -298,7 +298,7 @@ def test_the_row_table_reads_a_large_index_in_chunks_to_the_same_arrays(
     with PersonIndex.open(tmp_path / "idx", ColourEngine()) as index:
         whole = RowTable(index.store)
         whole.refresh()
-        monkeypatch.setattr(filters, "ROWS_PER_READ", 2)
+        monkeypatch.setattr(person_index, "ROWS_PER_READ", 2)
         chunked = RowTable(index.store)
         chunked.refresh()
         monkeypatch.setattr(

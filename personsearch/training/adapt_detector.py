@@ -40,7 +40,7 @@ from personsearch.data.boxes import box_iou
 from personsearch.data.images import encode_jpeg
 from personsearch.data.records import UNLABELED, Scene
 from personsearch.index.sources import Sampling, discover, iter_frames, video_info
-from personsearch.models.bundle import load_component
+from personsearch.models.bundle import load_component, read_component
 from personsearch.models.external_detectors import build_external_detector
 from personsearch.training.config import DataConfig, DetectorTrainConfig, OptimConfig, to_dict
 from personsearch.training.detector import train_detector
@@ -203,7 +203,7 @@ def adapt_detector(
     write a bundle (that detector, the starting re-id network, a model card) to ``out_dir``.
     Resumable: pseudo-labels are cached per video, training from its checkpoints."""
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
-    start, detector_config, _ = load_component(bundle_dir, "detector")
+    read_component(bundle_dir, "detector")  # a broken bundle fails before minutes of labelling
     real: list[Scene] = []
     labelling = []
     for video in videos:
@@ -243,16 +243,9 @@ def adapt_detector(
     mixed = real + [
         synthetic[i] for i in rng.choice(len(synthetic), size=min(len(real), len(synthetic)), replace=False)
     ]
-    train = DetectorTrainConfig(
-        model=detector_config,
-        data=DataConfig(dataset=str(synthetic_dir)),
-        optim=config.optim,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        seed=config.seed,
+    summary, train = finetune_detector(
+        bundle_dir, mixed, out_dir, config, dataset=synthetic_dir, progress=progress
     )
-    work = out_dir / "training"
-    summary = train_detector(train, work, progress=progress, scenes=mixed, init=start.state_dict())
     result = {
         "adapted_from": str(bundle_dir),
         "footage": [str(v) for v in videos],
@@ -263,16 +256,46 @@ def adapt_detector(
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "train": summary,
     }
-    for part in ("detector.json", "detector.safetensors"):
-        shutil.copyfile(work / part, out_dir / part)
-    for part in ("reid.json", "reid.safetensors"):
-        shutil.copyfile(bundle_dir / part, out_dir / part)
     meta = json.loads((out_dir / "detector.json").read_text())
     meta.setdefault("metadata", {})["adaptation"] = result
     meta["metadata"]["train"] = to_dict(train)
     (out_dir / "detector.json").write_text(json.dumps(meta, indent=2))
     (out_dir / "MODEL_CARD.md").write_text(_model_card(result))
     return result
+
+
+def finetune_detector(
+    bundle_dir: str | Path,
+    scenes: Sequence[Scene],
+    out_dir: str | Path,
+    config: AdaptDetectorConfig = AdaptDetectorConfig(),
+    *,
+    dataset: str | Path,
+    progress: bool = True,
+) -> tuple[dict[str, Any], DetectorTrainConfig]:
+    """``bundle_dir``'s detector fine-tuned from its own weights on ``scenes`` with ``config``'s
+    optimiser, epochs, batch and seed (training in ``out_dir/training``, resumable from its
+    checkpoints); ``out_dir`` becomes a bundle of that detector and ``bundle_dir``'s re-id
+    network. ``dataset`` is recorded as the training data's home. Returns the training summary
+    and config. Adapting to footage (``adapt_detector``) and the benchmarks' fine-tuning on other
+    scenes share it, so both are the same recipe."""
+    bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
+    start, detector_config, _ = load_component(bundle_dir, "detector")
+    train = DetectorTrainConfig(
+        model=detector_config,
+        data=DataConfig(dataset=str(dataset)),
+        optim=config.optim,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+    work = out_dir / "training"
+    summary = train_detector(train, work, progress=progress, scenes=list(scenes), init=start.state_dict())
+    for part in ("detector.json", "detector.safetensors"):
+        shutil.copyfile(work / part, out_dir / part)
+    for part in ("reid.json", "reid.safetensors"):
+        shutil.copyfile(bundle_dir / part, out_dir / part)
+    return summary, train
 
 
 def _model_card(result: dict[str, Any]) -> str:
