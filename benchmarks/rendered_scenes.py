@@ -39,9 +39,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from run_info import RESULTS, ROOT, commit, machine, write_results
+
+if TYPE_CHECKING:
+    from personsearch.data import PersonSearchDataset
 
 DATA = {"drawn": ROOT / "data" / "synthetic-standard", "3d": ROOT / "data" / "synthetic3d-standard"}
 FINETUNED = ROOT / "runs" / "detector-rendered-scenes"
@@ -87,15 +90,14 @@ def finetune(epochs: int, per_benchmark: int) -> Path:
     return FINETUNED
 
 
-def score(root: Path, row: str) -> dict[str, Any]:
-    from personsearch.data import load_dataset
+def score(dataset: PersonSearchDataset, row: str) -> dict[str, Any]:
     from personsearch.evaluation.pipeline import evaluate_engine
     from personsearch.models.bundle import SHIPPED_MODEL, ModelBundle
 
     started = time.perf_counter()
     where = FINETUNED if row == "finetuned" else SHIPPED_MODEL
     bundle = ModelBundle(where, engine=ENGINE, detector=ROWS[row])
-    result = evaluate_engine(bundle, load_dataset(root), gallery_size=GALLERY, progress=False)
+    result = evaluate_engine(bundle, dataset, gallery_size=GALLERY, progress=False)
     print(result.format_table(), flush=True)
     full = result.to_dict()
     return {
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sheet", type=Path, help="also draw six gallery images of each benchmark here")
     args = parser.parse_args(argv)
 
+    from personsearch.data import load_dataset
+
     roots = {people: ensure_data(people, args.workers) for people in DATA}
     if args.stage == "finetune":
         print(f"wrote {finetune(args.epochs, args.scenes)}")
@@ -169,9 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, dict[str, Any]] = {}
     for people, root in roots.items():
         runs[people] = {}
+        dataset = load_dataset(root)  # once for every row
         for row in rows:
             print(f"== {people} people, {row}", flush=True)
-            runs[people][row] = score(root, row)
+            runs[people][row] = score(dataset, row)
     data: dict[str, dict[str, Any]] = {}
     for people, root in roots.items():
         info = json.loads((root / "synthetic.json").read_text())
