@@ -59,6 +59,23 @@ def test_a_person_in_many_boxes_outranks_a_look_alike_nearer_by_cosine() -> None
     assert reranked_similarity(query, query[None])[0] == pytest.approx(1.0, abs=1e-6)
 
 
+def test_a_still_cameras_identical_boxes_re_rank_to_finite_scores_first() -> None:
+    """More identical features than a neighbourhood holds (a person standing still before a
+    still camera: the same crop frame after frame) tie at distance 0; each is still its own
+    neighbour, so the scores are numbers, the copies of the query first, the others after."""
+    query, gallery, _ = _look_alike_gallery(seed=2)
+    still = np.repeat(query[None], 3 * reranking.K1, axis=0)
+    order, scores = reranked_order(query, np.concatenate([gallery, still]))
+    assert np.isfinite(scores).all()
+    assert set(order[: len(still)].tolist()) == set(range(len(gallery), len(gallery) + len(still)))
+    for k2 in (1, reranking.K2):  # without query expansion (cluster contrast's small sets) too
+        weights = reranking.neighbourhood_weights(np.concatenate([still, gallery]), k2=k2)
+        assert np.isfinite(weights).all() and np.allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+        distance = reranking.jaccard_distance(np.concatenate([still, gallery]), k2=k2)
+        assert np.isfinite(distance).all()
+        assert np.allclose(distance[: len(still), : len(still)], 0.0, atol=1e-6)
+
+
 def test_rows_beyond_the_shortlist_rank_below_every_compared_row_by_their_cosine() -> None:
     query, gallery, _ = _look_alike_gallery(seed=1)
     order, scores = reranked_order(query, gallery, shortlist=30)

@@ -37,10 +37,15 @@ def neighbourhood_weights(features: np.ndarray, k1: int = K1, k2: int = K2) -> n
     rank = np.argsort(dist, axis=1, kind="stable")
 
     def reciprocal(k: int) -> np.ndarray:
-        """(N, N) bool: j is among i's k + 1 nearest and i among j's."""
-        near = np.zeros((n, n), dtype=bool)
-        near[np.arange(n)[:, None], rank[:, : k + 1]] = True
-        return near & near.T
+        """(N, N) bool: j is among i's k + 1 nearest and i among j's. Rows tied with i's
+        (k + 1)-th nearest all count, so that the relation is the same whichever order a sort
+        puts ties in: a still camera's identical boxes, more of them than a neighbourhood holds,
+        are each other's neighbours, rather than the first k + 1 of them by index being a
+        neighbourhood and the rest none at all (weights of 0 / 0)."""
+        near: np.ndarray = dist <= np.take_along_axis(dist, rank[:, k : k + 1], axis=1)
+        np.fill_diagonal(near, True)  # each row its own nearest, float rounding or not
+        both: np.ndarray = near & near.T
+        return both
 
     mutual = reciprocal(k1).astype(np.float32)
     theirs = reciprocal(max(1, round(k1 / 2))).astype(np.float32)
