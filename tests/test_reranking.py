@@ -61,8 +61,9 @@ def test_a_person_in_many_boxes_outranks_a_look_alike_nearer_by_cosine() -> None
 
 def test_a_still_cameras_identical_boxes_re_rank_to_finite_scores_first() -> None:
     """More identical features than a neighbourhood holds (a person standing still before a
-    still camera: the same crop frame after frame) tie at distance 0; each is still its own
-    neighbour, so the scores are numbers, the copies of the query first, the others after."""
+    still camera: the same crop frame after frame) tie at distance 0; they are each other's
+    neighbours, so the scores are numbers, the copies of the query first, the others after, and
+    the copies' Jaccard distance to each other is 0."""
     query, gallery, _ = _look_alike_gallery(seed=2)
     still = np.repeat(query[None], 3 * reranking.K1, axis=0)
     order, scores = reranked_order(query, np.concatenate([gallery, still]))
