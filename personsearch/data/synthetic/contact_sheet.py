@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from personsearch.data.images import read_image
 from personsearch.data.records import PersonSearchDataset
 from personsearch.data.synthetic.drawing import composite
 from personsearch.data.synthetic.figures import figure
@@ -128,6 +129,8 @@ def query_sheet(
     ``display_height``, label (pid, person height) above each. For people whose look the generator
     does not know (rendered ones), what the drawn sheet's families show: one identity across
     images, views and scales. Returns ``out_png``."""
+    from personsearch.data.crops import crop_box  # torch: only the rendered benchmarks draw this sheet
+
     queries = [q for q in dataset.queries if q.galleries][:rows]
     if not queries:
         raise ValueError(f"{dataset.root}: no query with a protocol gallery to draw")
@@ -138,20 +141,19 @@ def query_sheet(
     )
     draw = ImageDraw.Draw(sheet)
     for r, query in enumerate(queries):
-        targets = [g for g in query.galleries[min(query.galleries)] if g.box is not None][:per_row]
+        appearances = [
+            (paths[g.name], g.box) for g in query.galleries[min(query.galleries)] if g.box is not None
+        ]
         y = r * (display_height + header + gap)
-        people = [(query.path, query.box), *((paths[g.name], g.box) for g in targets if g.box is not None)]
-        for c, (path, box) in enumerate(people):
+        for c, (path, box) in enumerate([(query.path, query.box), *appearances[:per_row]]):
             left = gap + c * (cell_w + gap) + (gap if c else 0)
-            x1, y1, x2, y2 = (float(v) for v in box)
-            with Image.open(path) as image:
-                crop = image.convert("RGB").crop((round(x1), round(y1), round(x2), round(y2)))
+            crop = Image.fromarray(crop_box(read_image(path), box))
             scale = display_height / max(crop.height, 1)
             crop = crop.resize(
                 (min(max(round(crop.width * scale), 1), cell_w), display_height), Image.Resampling.BILINEAR
             )
             sheet.paste(crop, (left + (cell_w - crop.width) // 2, y + header))
-            draw.text((left, y), f"{query.pid}, {y2 - y1:.0f}px", fill=0)
+            draw.text((left, y), f"{query.pid}, {float(box[3] - box[1]):.0f}px", fill=0)
         line_x = gap + cell_w + gap
         draw.line([(line_x, y), (line_x, y + header + display_height)], fill=(120, 120, 120), width=2)
     out_png = Path(out_png)
