@@ -73,8 +73,7 @@ def cut_person(dataset: str, out: str) -> None:
     import cv2
 
     from personsearch.data import load_dataset
-    from personsearch.data.crops import crop_box
-    from personsearch.data.images import read_image
+    from personsearch.data.images import crop_box, read_image
 
     query = max(load_dataset(dataset).queries, key=lambda q: q.box[3] - q.box[1])
     cv2.imwrite(out, cv2.cvtColor(crop_box(read_image(query.path), query.box), cv2.COLOR_RGB2BGR))

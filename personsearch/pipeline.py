@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from personsearch.data.crops import clip_boxes, clip_or_refuse
+from personsearch.data.images import clip_boxes, clip_or_refuse
 
 
 @runtime_checkable
@@ -100,7 +100,7 @@ class People:
 
 
 class PersonSearchPipeline:
-    """Detector -> box policy (``data/crops.py``) -> crops -> re-id, with every engine output
+    """Detector -> box policy (``data/images.py``) -> crops -> re-id, with every engine output
     checked, so a broken engine fails loudly instead of corrupting an index or a score."""
 
     def __init__(self, engine: PersonEngine) -> None:

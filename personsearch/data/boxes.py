@@ -1,6 +1,6 @@
 """Box geometry: float32 (or float64) xyxy pixels compared with each other, for the protocols,
 non-maximum suppression and tracking. Where a box meets an image (clipped, refused, cut out) is
-``data/crops.py``.
+``data/images.py``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Person crops: where a box meets an image, and the crops the re-id network sees.
+"""Person crops: the crops the re-id network sees, for search, evaluation and training.
 
-One clipping policy wherever a box meets an image: boxes are float32 xyxy pixels, clipped to the
-image; one left with less than 1 pixel of width or height inside it is not a person anyone can
-see, so it is dropped (detections) or refused with an error naming it (a box a user or a dataset
-gave). ``crop_box`` cuts a box's pixels as they are (thumbnails, query crops).
-
-Crops for the network are cut with RoIAlign straight to the re-id input size, so training,
+Crops are cut with RoIAlign straight to the re-id input size, so training,
 evaluation and the search index share one resampling rule. torchvision's bilinear weights factor
 into a row weight and a column weight (its edge rules too: a sampling point out of range in either
 axis contributes nothing, and clamping applies per axis), so resampling a box is two one-axis
@@ -25,46 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from personsearch.data.images import read_image
+from personsearch.data.images import clip_or_refuse, read_image
 from personsearch.data.records import UNLABELED, Scene
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SAMPLING = 2
 """Bilinear samples per output pixel and axis (torchvision ``roi_align``'s ``sampling_ratio``)."""
-
-MIN_SIDE = 1.0
-"""Smallest width and height (pixels) a box keeps inside the image."""
-
-
-def clip_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clip xyxy boxes to a ``width`` x ``height`` image; returns the clipped (n, 4) boxes and
-    which ones keep at least ``MIN_SIDE`` pixels each way."""
-    clipped = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
-    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
-    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
-    keep = (clipped[:, 2] - clipped[:, 0] >= MIN_SIDE) & (clipped[:, 3] - clipped[:, 1] >= MIN_SIDE)
-    return clipped, keep
-
-
-def clip_or_refuse(boxes: np.ndarray, width: int, height: int, what: str = "box") -> np.ndarray:
-    """Clipped boxes; a box with no area inside the image raises, naming it."""
-    clipped, keep = clip_boxes(boxes, width, height)
-    if not keep.all():
-        bad = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[np.flatnonzero(~keep)[0]].tolist()
-        raise ValueError(
-            f"{what} {bad} has no area inside the {width}x{height} image; boxes are [x1, y1, x2, y2] pixels"
-        )
-    return clipped
-
-
-def crop_box(image: np.ndarray, box: np.ndarray | tuple[float, ...]) -> np.ndarray:
-    """The pixels of an xyxy box (clipped to the image; at least 1 x 1), e.g. for a thumbnail."""
-    height, width = image.shape[:2]
-    x1, y1 = int(np.floor(max(0.0, float(box[0])))), int(np.floor(max(0.0, float(box[1]))))
-    x2, y2 = int(np.ceil(min(float(width), float(box[2])))), int(np.ceil(min(float(height), float(box[3]))))
-    x1, y1 = min(x1, width - 1), min(y1, height - 1)
-    return np.ascontiguousarray(image[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)])
 
 
 def axis_taps(

@@ -7,6 +7,12 @@ that decodes to gigabytes) and every failure is the same ``ImageReadError`` nami
 Pixels are returned exactly as stored: no EXIF orientation is applied, because the benchmark
 annotations (CUHK-SYSU, PRW) and the reference code (SeqNet: ``Image.open(...).convert("RGB")``)
 use the stored pixel order, and boxes must keep meaning the same pixels everywhere.
+
+Where a box meets an image, one clipping policy: boxes are float32 xyxy pixels, clipped to the
+image; one left with less than 1 pixel of width or height inside it is not a person anyone can
+see, so it is dropped (detections) or refused with an error naming it (a box a user or a dataset
+gave). ``crop_box`` cuts a box's pixels as they are (thumbnails, query crops). Kept free of
+torch, like the rest of this module: the pipeline and the index import it.
 """
 
 from __future__ import annotations
@@ -116,3 +122,37 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+MIN_SIDE = 1.0
+"""Smallest width and height (pixels) a box keeps inside the image."""
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clip xyxy boxes to a ``width`` x ``height`` image; returns the clipped (n, 4) boxes and
+    which ones keep at least ``MIN_SIDE`` pixels each way."""
+    clipped = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    keep = (clipped[:, 2] - clipped[:, 0] >= MIN_SIDE) & (clipped[:, 3] - clipped[:, 1] >= MIN_SIDE)
+    return clipped, keep
+
+
+def clip_or_refuse(boxes: np.ndarray, width: int, height: int, what: str = "box") -> np.ndarray:
+    """Clipped boxes; a box with no area inside the image raises, naming it."""
+    clipped, keep = clip_boxes(boxes, width, height)
+    if not keep.all():
+        bad = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[np.flatnonzero(~keep)[0]].tolist()
+        raise ValueError(
+            f"{what} {bad} has no area inside the {width}x{height} image; boxes are [x1, y1, x2, y2] pixels"
+        )
+    return clipped
+
+
+def crop_box(image: np.ndarray, box: np.ndarray | tuple[float, ...]) -> np.ndarray:
+    """The pixels of an xyxy box (clipped to the image; at least 1 x 1), e.g. for a thumbnail."""
+    height, width = image.shape[:2]
+    x1, y1 = int(np.floor(max(0.0, float(box[0])))), int(np.floor(max(0.0, float(box[1]))))
+    x2, y2 = int(np.ceil(min(float(width), float(box[2])))), int(np.ceil(min(float(height), float(box[3]))))
+    x1, y1 = min(x1, width - 1), min(y1, height - 1)
+    return np.ascontiguousarray(image[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)])

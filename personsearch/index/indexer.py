@@ -20,8 +20,7 @@ import cv2
 import numpy as np
 from rich.progress import Progress
 
-from personsearch.data.crops import crop_box
-from personsearch.data.images import ImageReadError, encode_jpeg
+from personsearch.data.images import ImageReadError, crop_box, encode_jpeg
 from personsearch.index.sources import Frame, Sampling, Skipped, Source, discover, iter_frames, planned_frames
 from personsearch.index.store import BoxRow, IndexStore, SourceUpdate
 from personsearch.index.tracking import link_pending

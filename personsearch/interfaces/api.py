@@ -18,8 +18,7 @@ from typing import Any, Unpack
 
 import numpy as np
 
-from personsearch.data.crops import crop_box
-from personsearch.data.images import read_image
+from personsearch.data.images import crop_box, read_image
 from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.distributed import RaySettings, load_engine, machine_key
 from personsearch.index.person_index import SearchFilters

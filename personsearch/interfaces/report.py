@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from personsearch.data.crops import crop_box
-from personsearch.data.images import ImageReadError, encode_jpeg
+from personsearch.data.images import ImageReadError, crop_box, encode_jpeg
 from personsearch.index.hits import Hit
 from personsearch.index.sources import read_frame
 

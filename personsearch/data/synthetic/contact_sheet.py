@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from personsearch.data.images import read_image
+from personsearch.data.images import crop_box, read_image
 from personsearch.data.records import PersonSearchDataset
 from personsearch.data.synthetic.drawing import composite
 from personsearch.data.synthetic.figures import figure
@@ -129,8 +129,6 @@ def query_sheet(
     ``display_height``, label (pid, person height) above each. For people whose look the generator
     does not know (rendered ones), what the drawn sheet's families show: one identity across
     images, views and scales. Returns ``out_png``."""
-    from personsearch.data.crops import crop_box  # torch: only the rendered benchmarks draw this sheet
-
     queries = [q for q in dataset.queries if q.galleries][:rows]
     if not queries:
         raise ValueError(f"{dataset.root}: no query with a protocol gallery to draw")

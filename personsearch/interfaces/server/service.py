@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from personsearch.data.crops import crop_box
-from personsearch.data.images import encode_jpeg
+from personsearch.data.images import crop_box, encode_jpeg
 from personsearch.index import Hit, ModelMismatchError, PersonIndex, SearchQuery, hits_to_json
 from personsearch.index.person_index import check_model
 from personsearch.index.sources import read_frame
