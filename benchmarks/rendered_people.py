@@ -92,6 +92,7 @@ RELEASE_RECIPE = {
     "erase": 0.0,
     "mix_share": 0.0,
     "instance_norm": (),
+    "mix_style": (),
     "guide": 0.0,
 }
 """The fine-tuning the default model's re-id network had (``runs/people3d-v2-mixed``): 1,000
@@ -135,6 +136,7 @@ def train_rendered(
             model_config,
             triplet_weight=recipe["triplet"],
             instance_norm=model_config.instance_norm + added,
+            mix_style=tuple(recipe["mix_style"]),
         ),
         data=ReIDDataConfig(
             dataset=str(root),
@@ -176,6 +178,7 @@ def train(args: argparse.Namespace) -> None:
         "erase": args.erase,
         "mix_share": args.mix_share,
         "instance_norm": tuple(args.instance_norm),
+        "mix_style": tuple(args.mix_style),
         "guide": args.guide,
     }
     init = args.init if args.init == "imagenet" else Path(args.init)
@@ -396,6 +399,13 @@ def main() -> None:
         metavar="STAGE",
         help="backbone stages given IBN-a instance-batch normalisation (model.instance_norm), "
         "e.g. layer1 layer2 layer3; the start network's BatchNorm weights carry over",
+    )
+    p.add_argument(
+        "--mix-style",
+        nargs="*",
+        default=[],
+        metavar="STAGE",
+        help="backbone stages followed by MixStyle in training (model.mix_style), e.g. layer1 layer2",
     )
     p.add_argument(
         "--guide",

@@ -9,7 +9,13 @@ import pytest
 import torch
 from model_testkit import isolate_weights, mobilenet_weights_or_skip
 
-from personsearch.models.backbones import STAGES, InstanceBatchNorm, add_instance_norm, build_backbone
+from personsearch.models.backbones import (
+    STAGES,
+    InstanceBatchNorm,
+    add_instance_norm,
+    build_backbone,
+    mix_styles,
+)
 from personsearch.models.weights import load_state_dict_file
 
 torch.set_num_threads(1)
@@ -162,3 +168,37 @@ def test_instance_norm_added_to_a_trained_backbone_loads_into_one_built_with_it(
         torch.testing.assert_close(rebuilt.eval()(x)["layer3"], trained.eval()(x)["layer3"])
     with pytest.raises(ValueError, match="stem"):
         add_instance_norm(trained, ("stem",))
+
+
+def test_mix_style_mixes_image_styles_in_training_only_and_keeps_the_weights() -> None:
+    """MixStyle (``model.mix_style``): in training a batch's images come out with each channel's
+    mean and spread moved between their own and another image's, the content kept; at inference
+    the network is the one built without it, weights and outputs alike."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, 6, 3)
+    x[:4] = x[:4] * 3.0 + 5.0  # two styles in one batch: half bright and contrasted
+    mixed = [mix_styles(x) for _ in range(40)]
+    changed = [m for m in mixed if not torch.equal(m, x)]
+    assert 8 <= len(changed) <= 32  # about half the batches (probability 1/2)
+    m = changed[0]
+    style = lambda t: (t.mean((2, 3)), t.std((2, 3)))  # noqa: E731
+    # each image keeps its pattern (correlation with itself per channel) ...
+    centred = lambda t: (t - t.mean((2, 3), keepdim=True)) / t.std((2, 3), keepdim=True)  # noqa: E731
+    torch.testing.assert_close(centred(m), centred(x), atol=1e-3, rtol=1e-3)
+    # ... while the batch's styles move towards each other: some bright images got darker
+    assert (style(m)[0][:4] < style(x)[0][:4] - 0.5).any()
+    assert torch.equal(mix_styles(x[:1]), x[:1])  # one image has no other style to take
+
+    plain = build_backbone("mobilenet_v2_tiny", None, out_stages=("layer3",))
+    with_mix = build_backbone(
+        "mobilenet_v2_tiny", None, out_stages=("layer3",), mix_style=("layer1", "layer2")
+    )
+    with_mix.load_state_dict(plain.state_dict(), strict=True)  # no weights of its own
+    images = torch.randn(4, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(with_mix.eval()(images)["layer3"], plain.eval()(images)["layer3"])
+        plain.train(), with_mix.train()
+        outputs = [with_mix(images)["layer3"] for _ in range(6)]
+        assert any(not torch.allclose(o, plain(images)["layer3"]) for o in outputs)
+    with pytest.raises(ValueError, match="layer9"):
+        build_backbone("mobilenet_v2_tiny", None, mix_style=("layer9",))

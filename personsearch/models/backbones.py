@@ -18,6 +18,13 @@ the first normalisation of each of their blocks normalises half its channels per
 statistics remove an image's colour and contrast style, one of the ways drawn or rendered
 training people differ from real ones; the other half keeps batch statistics and the content
 they carry. IBN-Net-a puts it in every stage but the last.
+
+``mix_style`` stages get MixStyle (Zhou et al., "Domain Generalization with MixStyle", ICLR
+2021) after them while the network trains: with probability 1/2 a batch's feature maps swap part
+of their per-image channel statistics (mean and standard deviation, the "style") with another
+image of the batch, mixed by a Beta(0.1, 0.1) weight, so that the layers above see styles between
+those of the training people (drawn, rendered) rather than only theirs. It has no weights and
+does nothing at inference, so a network trained with it loads and runs as one trained without.
 """
 
 from __future__ import annotations
@@ -104,6 +111,27 @@ ARCHS: dict[str, BackboneArch] = {
 """``mobilenet_v2_tiny`` (width 0.25, no pretrained weights) exists for fast tests."""
 
 
+MIX_PROBABILITY = 0.5
+MIX_ALPHA = 0.1
+"""MixStyle's batch probability and Beta(alpha, alpha) mixing weight: the paper's for re-id."""
+
+
+def mix_styles(x: torch.Tensor) -> torch.Tensor:
+    """MixStyle on feature maps ``x`` (B, C, H, W), drawn from torch's random state: with
+    probability ``MIX_PROBABILITY`` each image's per-channel mean and standard deviation are
+    replaced by their mix with those of a random other image of the batch (the statistics are
+    not differentiated through, as in the paper); otherwise ``x`` unchanged."""
+    if len(x) < 2 or float(torch.rand(())) >= MIX_PROBABILITY:
+        return x
+    mean = x.mean(dim=(2, 3), keepdim=True).detach()
+    std = (x.var(dim=(2, 3), keepdim=True) + 1e-6).sqrt().detach()
+    weight = torch.distributions.Beta(MIX_ALPHA, MIX_ALPHA).sample((len(x), 1, 1, 1)).to(x)
+    other = torch.randperm(len(x), device=x.device)
+    mixed_mean = weight * mean + (1 - weight) * mean[other]
+    mixed_std = weight * std + (1 - weight) * std[other]
+    return (x - mean) / std * mixed_std + mixed_mean
+
+
 def _out_channels(stage: nn.Module) -> int:
     """Channels a stage emits: those of its last convolution (every stage here ends with one)."""
     return [m for m in stage.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
@@ -115,7 +143,8 @@ class FeatureBackbone(nn.Module):
     Stages listed in ``frozen_stages`` get ``requires_grad=False`` and stay in eval mode when the
     model trains, so neither their weights nor their BatchNorm statistics ever change. Inside
     ``fed_above(stage)``, ``forward`` takes that stage's output instead of an image: a trainer
-    that froze the stages up to it runs them once per crop instead of once per step.
+    that froze the stages up to it runs them once per crop instead of once per step. Outputs
+    of ``mix_style`` stages go through ``mix_styles`` in training mode (see the module docstring).
     """
 
     def __init__(
@@ -123,16 +152,18 @@ class FeatureBackbone(nn.Module):
         stages: Sequence[tuple[str, nn.Module, int]],
         out_stages: Sequence[str],
         frozen_stages: Sequence[str] = (),
+        mix_style: Sequence[str] = (),
     ) -> None:
         super().__init__()
         names = [name for name, _, _ in stages]
         for name, module, _ in stages:
             self.add_module(name, module)
-        unknown = sorted((set(out_stages) | set(frozen_stages)) - set(names))
+        unknown = sorted((set(out_stages) | set(frozen_stages) | set(mix_style)) - set(names))
         if unknown or not out_stages:
             raise ValueError(
                 f"stages {unknown} requested, out_stages {list(out_stages)}; this backbone has stages {names}"
             )
+        self.mix_style = tuple(mix_style)
         self.stage_names = names
         self.out_stages = tuple(out_stages)
         self.strides = {name: stride for name, _, stride in stages}
@@ -180,6 +211,8 @@ class FeatureBackbone(nn.Module):
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for name in self.stage_names[self._entry : self._last + 1]:
             x = getattr(self, name)(x)
+            if self.training and name in self.mix_style:
+                x = mix_styles(x)
             if name in self.out_stages:
                 out[name] = x
         return out
@@ -196,13 +229,15 @@ class FeatureBackbone(nn.Module):
         if at not in self.stage_names:
             raise ValueError(f"cannot split at {at!r}; stages are {self.stage_names}")
         cut = self.stage_names.index(at) + 1
-        head_frozen = sorted(set(self.frozen_stages) & set(self.stage_names[cut:]))
-        if head_frozen:
-            raise ValueError(f"stages {head_frozen} are frozen but would be in the head after {at!r}")
+        for kind, listed in (("frozen", self.frozen_stages), ("mixed in style", self.mix_style)):
+            in_head = sorted(set(listed) & set(self.stage_names[cut:]))
+            if in_head:
+                raise ValueError(f"stages {in_head} are {kind} but would be in the head after {at!r}")
         trunk = FeatureBackbone(
             [(n, getattr(self, n), self.strides[n]) for n in self.stage_names[:cut]],
             (at,),
             self.frozen_stages,
+            self.mix_style,
         )
         head = nn.Sequential(OrderedDict((n, getattr(self, n)) for n in self.stage_names[cut:]))
         return trunk, head
@@ -278,9 +313,11 @@ def build_backbone(
     frozen_stages: Sequence[str] = (),
     frozen_bn: bool = False,
     instance_norm: Sequence[str] = (),
+    mix_style: Sequence[str] = (),
 ) -> FeatureBackbone:
     """A ``FeatureBackbone`` of architecture ``name`` (see ``ARCHS``), with IBN-a in the
-    ``instance_norm`` stages (after the pretrained weights are loaded, which they take over).
+    ``instance_norm`` stages (after the pretrained weights are loaded, which they take over) and
+    MixStyle after the ``mix_style`` stages in training.
 
     ``frozen_bn`` uses torchvision's FrozenBatchNorm2d (detection practice: batches of 1-2
     images are too small for batch statistics); otherwise BatchNorm trains (re-id practice).
@@ -308,6 +345,6 @@ def build_backbone(
     ]
     if instance_norm and frozen_bn:
         raise ValueError(f"instance_norm={list(instance_norm)} needs trainable BatchNorm, not frozen_bn")
-    backbone = FeatureBackbone(stages, out_stages, frozen_stages)
+    backbone = FeatureBackbone(stages, out_stages, frozen_stages, mix_style)
     add_instance_norm(backbone, instance_norm)
     return backbone

@@ -79,6 +79,10 @@ class ReIDConfig:
     """Backbone stages with IBN-Net-a's instance-batch normalisation (``backbones``), for
     networks trained on drawn or rendered people that must hold up on real ones; () is the
     paper's network, ("layer1", "layer2", "layer3") IBN-Net-a's choice."""
+    mix_style: tuple[str, ...] = ()
+    """Backbone stages followed by MixStyle while training (``backbones``: image styles mixed
+    within a batch, so the upper layers cannot rely on the training people's look); () is the
+    paper's network. No weights, no effect at inference."""
     triplet_weight: float = 0.0
     """Weight of a batch-hard soft-margin triplet term on the test feature (the training loss
     only; 0 keeps the paper's recipe). With thousands of identities each class is seen about once
@@ -101,10 +105,10 @@ class ReIDConfig:
         if self.variant not in VARIANTS:
             raise ValueError(f"ReIDConfig.variant={self.variant!r}; expected one of {VARIANTS}")
         self.levels, self.instance_norm = tuple(self.levels), tuple(self.instance_norm)
-        if not set(self.instance_norm) <= set(STAGES[1:]):
-            raise ValueError(
-                f"ReIDConfig.instance_norm={self.instance_norm}: expected stages of {STAGES[1:]}"
-            )
+        self.mix_style = tuple(self.mix_style)
+        for name, stages in (("instance_norm", self.instance_norm), ("mix_style", self.mix_style)):
+            if not set(stages) <= set(STAGES[1:]):
+                raise ValueError(f"ReIDConfig.{name}={stages}: expected stages of {STAGES[1:]}")
         allowed = STAGES[1:]
         if (
             not self.levels
@@ -189,6 +193,7 @@ class PyramidReID(nn.Module):
                 config.pretrained,
                 out_stages=(config.levels[-1],),
                 instance_norm=config.instance_norm,
+                mix_style=config.mix_style,
             )
             self.backbone, upper = full.split(trunk_end)
             # a copy of the upper stages per band, each starting from the same (ImageNet) weights
@@ -201,7 +206,11 @@ class PyramidReID(nn.Module):
             )
         else:
             self.backbone = build_backbone(
-                config.backbone, config.pretrained, out_stages=self.levels, instance_norm=config.instance_norm
+                config.backbone,
+                config.pretrained,
+                out_stages=self.levels,
+                instance_norm=config.instance_norm,
+                mix_style=config.mix_style,
             )
             channels = self.backbone.out_channels
             names_ = list(self.levels)
