@@ -250,7 +250,8 @@ PEOPLE = Source(
     PEOPLE_SCORE + " --model control=runs/people3d-v3-mixed-plain --model passers-by=runs/people3d-v3c-mixed"
     " --model photos=runs/people3d-v3p-mixed --model guide3=runs/people3d-v3-mixed-guide"
     " --model guide0.5=runs/people3d-v3-mixed-guide05 --model v3-3000=runs/people3d-v3-3000-mixed"
-    " --model v3-3000-4ep=runs/people3d-v3-3000-mixed-4ep",
+    " --model v3-3000-4ep=runs/people3d-v3-3000-mixed-4ep --model mixstyle=runs/people3d-v3-mixed-mixstyle"
+    " --model mixstyle1=runs/people3d-v3-mixed-mixstyle1",
 )
 PEOPLE_HELD_OUT = Source(
     "vtest_people_held_out.json",

@@ -57,6 +57,8 @@ NAMES = {
     "runs/people3d-v3-mixed-guide05": "rendered v3 + synthetic, ImageNet guide (weight 0.5)",
     "runs/people3d-v3-3000-mixed": "rendered v3, 3,000 people + synthetic (3 of 8 a batch), 2 epochs",
     "runs/people3d-v3-3000-mixed-4ep": "the same, 4 epochs",
+    "runs/people3d-v3-mixed-mixstyle": "rendered v3 + synthetic, MixStyle after layer1 and layer2",
+    "runs/people3d-v3-mixed-mixstyle1": "rendered v3 + synthetic, MixStyle after layer1",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
@@ -248,6 +250,13 @@ MORE_PEOPLE = Source(
     " --model runs/people3d-v3-3000-mixed-4ep --out benchmarks/results/rendered_people_3000.json",
 )
 table("rendered-people-3000", "docs/rendered-people.md", MORE_PEOPLE)(third_set)  # its own test people
+MIX_STYLE = Source(
+    "rendered_people_mixstyle.json",
+    EVALUATE + " --root data/people3d-v3 --synthetic data/synthetic-standard --gallery-size 100"
+    " --model runs/people3d-v3-mixed-plain --model runs/people3d-v3-mixed-mixstyle"
+    " --model runs/people3d-v3-mixed-mixstyle1 --out benchmarks/results/rendered_people_mixstyle.json",
+)
+table("rendered-people-mixstyle", "docs/rendered-people.md", MIX_STYLE)(third_set)
 _GUIDE_ROUND = _round_sources("guide")[1:]  # vtest.avi by sighting and the film, as round photos
 table("rendered-people-blind-guide", "docs/rendered-people.md", *_GUIDE_ROUND)(_blind_round_rows)
 
