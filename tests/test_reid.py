@@ -73,6 +73,11 @@ def test_pyramid_levels_use_the_clsa_stage_channels() -> None:
         (dict(levels=("layer3", "fc")), "expected distinct stages"),
         (dict(num_classes=-1), "must be the number of training identities"),
         (dict(temperature=0.0), "temperature=0.0 must be > 0"),
+        (dict(mix_style=("stem",)), r"mix_style=\('stem',\): expected stages of"),
+        (
+            dict(variant="multi_branch", branch_from="layer3", mix_style=("layer1", "layer3")),
+            "mixes styles in the shared stages only",
+        ),
     ],
 )
 def test_bad_config_values_are_refused(overrides: dict[str, Any], message: str) -> None:

@@ -129,6 +129,12 @@ class ReIDConfig:
             raise ValueError(
                 f"ReIDConfig.branch_from={self.branch_from!r}: a stage after the first two of {STAGES}"
             )
+        branched = STAGES[STAGES.index(self.branch_from) :] if self.variant == "multi_branch" else ()
+        if set(self.mix_style) & set(branched):
+            raise ValueError(
+                f"ReIDConfig.mix_style={self.mix_style}: multi_branch mixes styles in the shared "
+                f"stages only, before branch_from={self.branch_from!r}"
+            )
         if self.variant == "clsa" and len(self.levels) < 2:
             raise ValueError(
                 "ReIDConfig: variant 'clsa' aligns lower levels to the top one and needs at least two levels"
