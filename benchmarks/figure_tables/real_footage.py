@@ -251,7 +251,8 @@ PEOPLE = Source(
     " --model photos=runs/people3d-v3p-mixed --model guide3=runs/people3d-v3-mixed-guide"
     " --model guide0.5=runs/people3d-v3-mixed-guide05 --model v3-3000=runs/people3d-v3-3000-mixed"
     " --model v3-3000-4ep=runs/people3d-v3-3000-mixed-4ep --model mixstyle=runs/people3d-v3-mixed-mixstyle"
-    " --model mixstyle1=runs/people3d-v3-mixed-mixstyle1",
+    " --model mixstyle1=runs/people3d-v3-mixed-mixstyle1"
+    " --model v3-3000-guide0.5=runs/people3d-v3-3000-mixed-guide05",
 )
 PEOPLE_HELD_OUT = Source(
     "vtest_people_held_out.json",

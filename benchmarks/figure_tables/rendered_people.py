@@ -59,6 +59,7 @@ NAMES = {
     "runs/people3d-v3-3000-mixed-4ep": "the same, 4 epochs",
     "runs/people3d-v3-mixed-mixstyle": "rendered v3 + synthetic, MixStyle after layer1 and layer2",
     "runs/people3d-v3-mixed-mixstyle1": "rendered v3 + synthetic, MixStyle after layer1",
+    "runs/people3d-v3-3000-mixed-guide05": "3,000 people, 2 epochs, ImageNet guide (weight 0.5)",
 }
 """The networks' names in the docs: ``train``'s ``--out`` folders, as ``evaluate --model`` got them."""
 
