@@ -289,11 +289,30 @@ def evaluate(args: argparse.Namespace) -> None:
         else None,
         "scores": scores,
     }
-    if args.keep and args.out.is_file():
-        earlier = json.loads(args.out.read_text())
-        results.update({key: earlier[key] for key in ("training", "training_machine") if key in earlier})
+    if args.out.is_file():
+        results.update(carried_training(json.loads(args.out.read_text()), scores, rescored=set(models)))
     path = write_results(args.out, results)
     print(f"wrote {path}")
+
+
+def carried_training(earlier: dict[str, Any], scores: dict[str, Any], rescored: set[str]) -> dict[str, Any]:
+    """The training records (``training_record``) of ``earlier``, the results file being replaced,
+    that still describe a network of ``scores``: a kept row's (``--keep``) as it was, a network
+    scored again only while its bundle records the same training (not trained again since). So
+    re-scoring a file no longer drops the recipes and seconds the docs quote from it."""
+    records = {}
+    for name, record in earlier.get("training", {}).items():
+        if name not in scores:
+            continue
+        bundle = Path(name) / "reid.json"
+        if name in rescored and (
+            not bundle.is_file() or json.loads(bundle.read_text()).get("metadata") != record
+        ):
+            continue
+        records[name] = record
+    if not records:
+        return {}
+    return {"training": records, "training_machine": earlier.get("training_machine")}
 
 
 def training_record(args: argparse.Namespace) -> None:

@@ -52,3 +52,28 @@ def test_init_names_a_bundle_or_imagenet(monkeypatch, tmp_path):
     rendered_folder(tmp_path / "rendered", people=2, shots=1)
     with pytest.raises((FileNotFoundError, ValueError)):
         train_rendered(tmp_path / "rendered", tmp_path / "run", tmp_path / "no-such-bundle", [], device="cpu")
+
+
+def test_re_scoring_keeps_the_training_records_of_networks_not_trained_again(monkeypatch, tmp_path):
+    """``evaluate`` replacing its results file keeps each scored network's training record (the
+    recipe and seconds the docs quote) while the bundle still records that training, drops it
+    for a network trained again since or no longer scored, and keeps a ``--keep`` row's."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from rendered_people import carried_training
+
+    def bundle(name: str, seconds: float) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "reid.json").write_text(json.dumps({"metadata": {"summary": {"seconds": seconds}}}))
+        return str(folder)
+
+    same, retrained, gone, kept = bundle("same", 10.0), bundle("retrained", 99.0), "gone", "kept"
+    earlier = {
+        "training": {name: {"summary": {"seconds": 10.0}} for name in (same, retrained, gone, kept)},
+        "training_machine": {"cpu": "AMD EPYC"},
+    }
+    scores = {same: {}, retrained: {}, kept: {}}
+    carried = carried_training(earlier, scores, rescored={same, retrained})
+    assert set(carried["training"]) == {same, kept}
+    assert carried["training_machine"] == {"cpu": "AMD EPYC"}
+    assert carried_training(earlier, {retrained: {}}, rescored={retrained}) == {}
