@@ -5,6 +5,7 @@ registers them all."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,7 +99,40 @@ def _microarchitecture(vendor: str, family: int, model: int) -> str:
             return "Zen 4" if 0x10 <= model <= 0x1F or 0x60 <= model <= 0x7F or model >= 0xA0 else "Zen 3"
         if family == 23:
             return "Zen 2" if model >= 0x30 else "Zen / Zen+"
+    if vendor == "GenuineIntel" and family == 6:
+        return INTEL_SERVER_MODELS.get(model, "")
     return ""
+
+
+INTEL_SERVER_MODELS = {
+    0x55: "Skylake / Cascade Lake",
+    0x6A: "Ice Lake",
+    0x8F: "Sapphire Rapids",
+    0xCF: "Emerald Rapids",
+    0xAD: "Granite Rapids",
+}
+"""Family 6 Xeon models by Intel's model number: the ones a cloud machine is likely to be."""
+
+
+def short_cpu(machine: dict[str, Any]) -> str:
+    """The CPU in a few words, claiming no more than ``cpu_label`` does: the
+    microarchitecture where family and model name it, and the vector level that decides kernel speed."""
+    name = str(machine.get("cpu", "CPU"))
+    base = "Intel Xeon" if "Xeon" in name else "AMD EPYC" if "EPYC" in name else name
+    zen = re.search(r"\bZen \d\b", cpu_label(machine))
+    arch = zen.group(0) if zen else microarchitecture(machine)
+    if arch:
+        base = f"{base} {arch}"
+    flags = machine.get("cpu_flags") or []
+    if "amx_bf16" in flags:
+        vector = "AMX"
+    elif "avx512_bf16" in flags:
+        vector = "AVX-512 BF16"
+    elif machine.get("cpu_capability") == "AVX2":
+        vector = "AVX2 only"
+    else:
+        vector = str(machine.get("cpu_capability", ""))
+    return f"{base}, {vector}" if vector else base
 
 
 from figure_tables import (  # noqa: E402,F401  (each module registers its document's tables)

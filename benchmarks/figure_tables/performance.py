@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from figure_tables import Rows, Source, cpu_label, num, table
+from figure_tables import Rows, Source, num, short_cpu, table
 
 DOC = "docs/performance.md"
 ENGINES_COMMAND = "python benchmarks/engines.py --bundle personsearch/assets/default"
 
 # The latest engines revision measured on each CPU kind (the "Every signature" table names them all).
-XEON = "2fae6af81ceb"
-"""Intel Xeon with AMX, engines revision 7."""
+XEON = "8d46878a3e25"
+"""Intel Xeon with AMX (Emerald Rapids, family 6 model 207), engines revision 8."""
+XEON_REV7 = "2fae6af81ceb"
+"""The Xeon (family and model not recorded) at engines revision 7."""
 ZEN4 = "5a282d6e6508"
 """AMD EPYC Zen 4 (by its flags), engines revision 8."""
 ZEN3 = "9adbcc2d45e9"
@@ -114,25 +116,6 @@ def fastest(case: dict[str, Any], among: tuple[str, ...] | None = None) -> str:
     return max(engines, key=lambda e: engines[e]["x_fp32"])
 
 
-def short_cpu(machine: dict[str, Any]) -> str:
-    """The CPU in a few words, claiming no more than ``cpu_label`` does."""
-    name = str(machine.get("cpu", "CPU"))
-    base = "Intel Xeon" if "Xeon" in name else "AMD EPYC" if "EPYC" in name else name
-    zen = re.search(r"\bZen \d\b", cpu_label(machine))
-    if zen:
-        base = f"{base} {zen.group(0)}"
-    flags = machine.get("cpu_flags") or []
-    if "amx_bf16" in flags:
-        vector = "AMX"
-    elif "avx512_bf16" in flags:
-        vector = "AVX-512 BF16"
-    elif machine.get("cpu_capability") == "AVX2":
-        vector = "AVX2 only"
-    else:
-        vector = str(machine.get("cpu_capability", ""))
-    return f"{base}, {vector}" if vector else base
-
-
 def revision(results: dict[str, Any]) -> str:
     rev = (results.get("signature") or {}).get("engines_revision")
     return f"revision {rev}" if rev is not None else "before engines revisions"
@@ -231,6 +214,7 @@ def engines_zen3(results: dict[str, Any]) -> Rows:
     engines_source(XEON),
     cpu_peak_source(ZEN3),
     cpu_peak_source(ZEN4),
+    cpu_peak_source(XEON),
 )
 def targets(
     zen3: dict[str, Any],
@@ -238,8 +222,9 @@ def targets(
     xeon: dict[str, Any],
     peak3: dict[str, Any],
     peak4: dict[str, Any],
+    peak_xeon: dict[str, Any],
 ) -> Rows:
-    runs = [(zen3, peak3), (zen4, peak4), (xeon, None)]
+    runs = [(zen3, peak3), (zen4, peak4), (xeon, peak_xeon)]
     rows = [["target", *(f"{short_cpu(r['machine'])}, {revision(r)}" for r, _ in runs)]]
     row_fns = [
         ("never slower than fp32 (the reference is always a candidate)", never_slower),
@@ -461,6 +446,7 @@ def glue(*runs: dict[str, Any]) -> Rows:
     "performance-first-use",
     DOC,
     Source(f"first_use-{XEON}.json", "python benchmarks/first_use.py --runs 3"),
+    Source(f"first_use-{XEON_REV7}.json", "python benchmarks/first_use.py --runs 3"),
     Source(f"first_use-{ZEN4}.json", "python benchmarks/first_use.py"),
     Source(f"first_use-{ZEN3}.json", "python benchmarks/first_use.py"),
     Source(f"first_use-{ZEN3_SLOW}.json", "python benchmarks/first_use.py"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from figure_tables import Rows, Source, num, table
+from figure_tables import Rows, Source, num, short_cpu, table
 
 SIGHTINGS = Source("sightings.json", "python benchmarks/sightings.py --seed 1")
 ADAPTATION = Source("adaptation.json", "python benchmarks/adaptation.py")
@@ -247,12 +247,16 @@ def search_10m(results: dict[str, Any]) -> Rows:
 
 
 DEMO = Source("demo-9adbcc2d45e9.json", "python benchmarks/demo_run.py")
+"""The AMD EPYC Zen 3 (AVX2 only)."""
+DEMO_XEON = Source("demo-8d46878a3e25.json", "python benchmarks/demo_run.py")
+"""The Intel Xeon with AMX (Emerald Rapids)."""
 
 
-@table("readme-demo", "README.md", DEMO)
-def demo(results: dict[str, Any]) -> Rows:
+@table("readme-demo", "README.md", DEMO, DEMO_XEON)
+def demo(*runs_by_cpu: dict[str, Any]) -> Rows:
     rows = [
         [
+            "CPU",
             "engines (fresh process, empty cache)",
             "detection recall / AP",
             "search mAP / top-1",
@@ -262,25 +266,28 @@ def demo(results: dict[str, Any]) -> Rows:
             "whole command",
         ]
     ]
-    for run in results["runs"]:
-        setting = (
-            "the machine's own choice"
-            if run["engine_setting"] == "auto"
-            else f"`PERSONSEARCH_ENGINE={run['engine_setting']}`"
-        )
-        chosen = run["engines"].removeprefix("engines: ").split(";")[0] if run["engines"] else "?"
-        rows.append(
-            [
-                f"{setting}: {chosen}",
-                f"{num(100 * run['detection_recall'])} / {num(100 * run['detection_ap'])}",
-                f"{num(100 * run['search_mAP'])} / {num(100 * run['search_top1'], 2)}",
-                f"{num(100 * run['gt_boxes_mAP'])} / {num(100 * run['gt_boxes_top1'], 2)}",
-                f"{run['report_hits_correct']} of {run['report_hits']}",
-                f"{run['timings_s']['total']:.0f} s",
-                f"{run['wall_s']:.0f} s",
-            ]
-        )
+    for results in runs_by_cpu:
+        rows += [[short_cpu(results["machine"]), *demo_cells(run)] for run in results["runs"]]
     return rows
+
+
+def demo_cells(run: dict[str, Any]) -> list[str]:
+    """One ``demo_run.py`` run: the engines it ran, then what the demo printed and its times."""
+    setting = (
+        "the machine's own choice"
+        if run["engine_setting"] == "auto"
+        else f"`PERSONSEARCH_ENGINE={run['engine_setting']}`"
+    )
+    chosen = run["engines"].removeprefix("engines: ").split(";")[0] if run["engines"] else "?"
+    return [
+        f"{setting}: {chosen}",
+        f"{num(100 * run['detection_recall'])} / {num(100 * run['detection_ap'])}",
+        f"{num(100 * run['search_mAP'])} / {num(100 * run['search_top1'], 2)}",
+        f"{num(100 * run['gt_boxes_mAP'])} / {num(100 * run['gt_boxes_top1'], 2)}",
+        f"{run['report_hits_correct']} of {run['report_hits']}",
+        f"{run['timings_s']['total']:.0f} s",
+        f"{run['wall_s']:.0f} s",
+    ]
 
 
 TRACKING = Source("tracking_speed.json", "python benchmarks/tracking_speed.py --video vtest.avi")
