@@ -517,9 +517,9 @@ BF16_VARIANTS = {
     "performance-training-xeon",
     DOC,
     Source(
-        f"speed-train-{'08b017f199cd'}.json",
-        "python benchmarks/speed.py --only train --data /tmp/fresh/demo-output/data --out "
-        "benchmarks/results/speed-train-08b017f199cd.json",
+        f"speed-train-{XEON}.json",
+        "python benchmarks/speed.py --only train --data demo-output/data --out "
+        f"benchmarks/results/speed-train-{XEON}.json",
     ),
 )
 def training_xeon(results: dict[str, Any]) -> Rows:
