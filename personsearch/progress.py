@@ -22,7 +22,7 @@ from rich.progress import (
 def job_progress(enabled: bool = True, unit: str = "") -> Progress:
     """A rich progress bar for a job whose tasks count ``unit`` (frames, steps, scenes)."""
     columns: list[ProgressColumn | str] = [
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # file names as they are
         BarColumn(),
         MofNCompleteColumn(),
     ]

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -309,6 +311,39 @@ def test_training_settings_from_the_command_line_are_checked_before_training(tmp
     result = runner.invoke(app, ["train-detector", "--out", str(out), "--set", "epochs"])
     _one_line_error(result, EXIT_CODES["bad input"], "KEY=VALUE")
     assert not out.exists()  # nothing written for a command that could not start
+
+
+@pytest.mark.parametrize("folder", ["cam[east]", "cam[/east]"])
+def test_an_error_shows_bracketed_paths_as_they_are(
+    setup: dict[str, Path], tmp_path: Path, folder: str
+) -> None:
+    """Rich markup would drop ``[east]`` from the path it names (so the message names another
+    folder) and fail on ``[/east]`` with a traceback of its own."""
+    missing = tmp_path / folder / "index"
+    result = runner.invoke(
+        app, ["search", "--index", str(missing), "--query", str(setup["scene"]), "--box", "1,2,30,60"]
+    )
+    _one_line_error(result, EXIT_CODES["missing file"], str(missing))
+
+
+def _help_texts(command: Any, path: str) -> Iterator[tuple[str, str]]:
+    yield path, command.help or ""
+    for param in command.params:
+        yield f"{path} {param.name}", getattr(param, "help", None) or ""
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _help_texts(sub, f"{path} {name}")
+
+
+def test_help_texts_show_every_bracket() -> None:
+    """typer renders help as rich markup: an unescaped ``personsearch[ray]`` reads
+    ``personsearch`` in ``--help``, an install hint that installs the wrong thing."""
+    from rich.text import Text
+    from typer.main import get_command
+
+    texts = list(_help_texts(get_command(app), "personsearch"))
+    assert any("personsearch\\[ray]" in text for _, text in texts)  # the scan sees option help
+    lost = {where: text for where, text in texts if Text.from_markup(text).plain != text.replace("\\[", "[")}
+    assert not lost, lost
 
 
 @pytest.mark.parametrize("command", ["index", "adapt"])

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.text import Text
 
 from personsearch.data import load_dataset
 from personsearch.data.records import PersonSearchDataset, Query, Scene
@@ -111,7 +112,7 @@ def showcase_query(dataset: PersonSearchDataset) -> Query:
 
 
 def _stage(console: Console, title: str) -> float:
-    console.rule(f"[bold]{title}")
+    console.rule(Text(title, style="bold"))
     return time.perf_counter()
 
 
@@ -124,7 +125,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary also written to ``out/demo.json``."""
     settings = settings or DemoSettings()
-    console = console or Console()
+    console = console or Console(markup=False)
     out = Path(out)
     data_dir, model_dir, index_dir = out / "data", out / "model", out / "index-trained"
     timings: dict[str, float] = {}
@@ -247,7 +248,7 @@ def run_demo(
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     (out / "demo.json").write_text(json.dumps(summary_dict, indent=2))
-    console.rule("[bold]done")
+    console.rule(Text("done", style="bold"))
     saved_line = (
         f"model saved as 'demo' ({saved}): personsearch search --model demo --index {index_dir} ...\n"
         if saved

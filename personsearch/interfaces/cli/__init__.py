@@ -19,6 +19,7 @@ one module per concept, imported at the bottom so that they register:
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -28,6 +29,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from personsearch import names
 
@@ -38,8 +41,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
+"""Without rich's markup: what they print holds paths, file names and install hints such as
+``personsearch[ray]``, whose brackets markup would drop (or, as ``[/x]``, fail on); styles are
+given as ``Text`` instead."""
 
 
 EXIT_CODES = {
@@ -75,7 +81,7 @@ def _fail(err: BaseException) -> NoReturn:
     """Print the error as one line (the project's messages name the file and the fix) and exit
     with its code (``EXIT_CODES``)."""
     message = str(err).strip() or type(err).__name__
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code=_exit_code(err))
 
 
@@ -103,10 +109,11 @@ def _one_error_path(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``@app.command(name)`` with the one error path."""
+    """``@app.command(name)`` with the one error path. The docstring is the help, shown as written:
+    typer reads help texts as rich markup, which would drop ``[people3d]`` from an install hint."""
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
-        return app.command(name)(_one_error_path(function))
+        return app.command(name, help=escape(inspect.getdoc(function) or ""))(_one_error_path(function))
 
     return register
 

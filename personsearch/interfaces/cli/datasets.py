@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from personsearch.interfaces.cli import _write_json, command, console
 
@@ -22,7 +23,7 @@ def make_synthetic_cmd(
         typer.Option(
             help=(
                 "Who walks in the scenes: drawn (2D figures) or 3d (rendered people; needs "
-                "pip install 'personsearch[people3d]')."
+                + escape("pip install 'personsearch[people3d]').")
             )
         ),
     ] = "drawn",

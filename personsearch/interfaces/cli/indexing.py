@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from personsearch.interfaces.cli import (
     DetectorOption,
@@ -42,8 +43,8 @@ def index_cmd(
         bool,
         typer.Option(
             help=(
-                "Run the models on a Ray cluster (pip install 'personsearch[ray]'): a local one, "
-                "or --ray-address / $RAY_ADDRESS."
+                escape("Run the models on a Ray cluster (pip install 'personsearch[ray]'): a local one, ")
+                + "or --ray-address / $RAY_ADDRESS."
             )
         ),
     ] = False,
