@@ -3,6 +3,7 @@ chooser refuses an engine whose outputs disagree with fp32, the cached choice fo
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import subprocess
@@ -504,12 +505,15 @@ def test_info_says_which_cached_choices_hold_on_this_machine(
     )
     result = CliRunner().invoke(app, ["info"])
     assert result.exit_code == 0, result.output
-    printed = " ".join(result.output.split())  # the console's width is fixed when the CLI is imported
-    assert "model model-a: detector ort-int8-head, re-id ort-fp32 (this machine)" in printed
+    # Piped, as here, rich would break lines at 80 columns: every line must come out whole.
+    lines = result.output.splitlines()
+    assert "model model-a: detector ort-int8-head, re-id ort-fp32 (this machine)" in lines
     assert (
         "model model-b: detector torch-fp32, re-id torch-fp32 "
-        "(measured with another engines_revision, threads)" in printed
+        "(measured with another engines_revision, threads)" in lines
     )
+    signature = json.loads(result.output[: result.output.index("\n}") + 2])
+    assert signature == json.loads(json.dumps(here))
 
 
 def test_cpu_signature_change_means_a_new_measurement(

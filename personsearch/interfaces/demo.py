@@ -125,7 +125,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary also written to ``out/demo.json``."""
     settings = settings or DemoSettings()
-    console = console or Console(markup=False)
+    console = console or Console(markup=False, soft_wrap=True)
     out = Path(out)
     data_dir, model_dir, index_dir = out / "data", out / "model", out / "index-trained"
     timings: dict[str, float] = {}

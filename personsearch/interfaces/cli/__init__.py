@@ -41,11 +41,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(markup=False)
-err_console = Console(stderr=True, markup=False)
+console = Console(markup=False, soft_wrap=True)
+err_console = Console(stderr=True, markup=False, soft_wrap=True)
 """Without rich's markup: what they print holds paths, file names and install hints such as
 ``personsearch[ray]``, whose brackets markup would drop (or, as ``[/x]``, fail on); styles are
-given as ``Text`` instead."""
+given as ``Text`` instead. Soft-wrapped: a line too long for the terminal is folded by the
+terminal, not broken by rich, so a printed command, path or JSON copies and pipes whole (rich
+writes 80 columns when stdout is not a terminal)."""
 
 
 EXIT_CODES = {
@@ -81,7 +83,7 @@ def _fail(err: BaseException) -> NoReturn:
     """Print the error as one line (the project's messages name the file and the fix) and exit
     with its code (``EXIT_CODES``)."""
     message = str(err).strip() or type(err).__name__
-    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
     raise typer.Exit(code=_exit_code(err))
 
 
@@ -146,7 +148,7 @@ IndexDetectorOption = Annotated[
 
 def _say_engines(bundle: Any) -> None:
     """One line on stderr: which engine runs each network, and why."""
-    err_console.print(bundle.engine_choice.summary(), highlight=False, soft_wrap=True)
+    err_console.print(bundle.engine_choice.summary(), highlight=False)
 
 
 def _write_json(data: object, path: Path | None) -> None:
