@@ -295,6 +295,9 @@ def test_search_by_sighting_and_per_frame_from_the_command_line(
         assert len({h["sighting"]["id"] for h in by_sighting["hits"]}) == len(by_sighting["hits"])
         per_frame = json.loads(runner.invoke(app, [*base, "--sighting", str(sighting), "--per-frame"]).output)
         assert len(per_frame["hits"]) > len(by_sighting["hits"])
+        table = runner.invoke(app, [*base[:-4], "--sighting", str(sighting)]).output
+        header = next(line for line in table.splitlines() if "rank" in line)
+        assert all(name in header for name in ("frame", "time (s)", "seen (s)"))  # video hits have them
         _one_line_error(
             runner.invoke(app, [*base[:-4], "--sighting", "99999"]),
             EXIT_CODES["bad input"],
@@ -302,6 +305,25 @@ def test_search_by_sighting_and_per_frame_from_the_command_line(
         )
         result = runner.invoke(app, base[:-4])
         assert result.exit_code == 2 and "give exactly one query" in result.output
+
+
+def test_the_results_table_shows_whole_paths_and_only_the_columns_hits_have(setup: dict[str, Path]) -> None:
+    """Piped (80 columns), rich cut long cells with "...": the source path a user opens next. Image
+    hits have no frame, time or sighting, so those columns are left out."""
+    result = runner.invoke(
+        app,
+        ["search", "--index", str(setup["index"]), "--query", str(setup["scene"]), "--box", "1,2,30,60"]
+        + ["--model", str(setup["bundle"]), "--top-k", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if "rank" in line).split("┃")
+    assert [cell.strip() for cell in header[1:-1]] == ["rank", "score", "source", "camera", "box"]
+    assert "…" not in result.output
+    rows = [line.split("│") for line in lines if line.startswith("│")]
+    column = [cell.strip() for cell in header].index("source")
+    folded = "".join(row[column].strip() for row in rows)
+    assert str(setup["scene"].parent) in folded  # every hit's path whole, over as many lines as it takes
 
 
 def test_training_settings_from_the_command_line_are_checked_before_training(tmp_path: Path) -> None:

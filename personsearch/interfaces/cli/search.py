@@ -111,8 +111,6 @@ def search_cmd(
     engine_name: EngineOption = None,
 ) -> None:
     """Find the people in an index most like a query person."""
-    from rich.table import Table
-
     from personsearch.interfaces.api import PersonSearch
 
     _configure_logging()
@@ -143,25 +141,40 @@ def search_cmd(
         return
     if result.query.note:
         console.print(f"note: {result.query.note}", markup=False, highlight=False)
-    table = Table("rank", "score", "source", "frame", "time (s)", "seen (s)", "camera", "box")
-    for hit in result.hits:
-        seen = hit.sighting
-        table.add_row(
-            str(hit.rank),
-            f"{hit.score:.3f}",
-            hit.source,
-            "" if hit.frame is None else str(hit.frame),
-            "" if hit.time is None else f"{hit.time:.2f}",
-            ""
-            if seen is None or seen.start_time is None or seen.end_time is None
-            else f"{seen.start_time:.1f}-{seen.end_time:.1f} ({seen.boxes} frames)",
-            hit.camera,
-            ",".join(f"{v:.0f}" for v in hit.box),
-        )
-    console.print(table)
+    console.print(_hits_table(result.hits))
     if json_out is not None:
         console.print(f"wrote {result.write_json(json_out)}")
     if html is not None:
         console.print(f"wrote {result.write_html(html)}")
     if sheet is not None:
         console.print(f"wrote {result.write_contact_sheet(sheet)}")
+
+
+def _hits_table(hits: list[Any]) -> Any:
+    """The ranked hits as a table. Video columns (frame, time, sighting) only where a hit has
+    them, and long cells folded onto more lines rather than cut with "...": a source path is what
+    a user opens next, and piped output is 80 columns wide."""
+    from rich.table import Column, Table
+
+    rows = [
+        {
+            "rank": str(hit.rank),
+            "score": f"{hit.score:.3f}",
+            "source": hit.source,
+            "frame": "" if hit.frame is None else str(hit.frame),
+            "time (s)": "" if hit.time is None else f"{hit.time:.2f}",
+            "seen (s)": ""
+            if hit.sighting is None or hit.sighting.start_time is None or hit.sighting.end_time is None
+            else f"{hit.sighting.start_time:.1f}-{hit.sighting.end_time:.1f} ({hit.sighting.boxes} frames)",
+            "camera": hit.camera,
+            "box": ",".join(f"{v:.0f}" for v in hit.box),
+        }
+        for hit in hits
+    ]
+    columns = ("rank", "score", "source", "frame", "time (s)", "seen (s)", "camera", "box")
+    video = ("frame", "time (s)", "seen (s)")
+    names = [n for n in columns if n not in video or any(row[n] for row in rows)]
+    table = Table(*(Column(n, overflow="fold") for n in names))
+    for row in rows:
+        table.add_row(*(row[n] for n in names))
+    return table
