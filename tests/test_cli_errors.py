@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,6 @@ def test_wrong_formats_and_bad_input(setup: dict[str, Path], tmp_path: Path) -> 
 def test_search_by_sighting_and_per_frame_from_the_command_line(
     setup: dict[str, Path], tmp_path: Path
 ) -> None:
-    import json
 
     from index_testkit import GREEN, YELLOW, write_walkers
 
@@ -324,6 +324,18 @@ def test_the_results_table_shows_whole_paths_and_only_the_columns_hits_have(setu
     column = [cell.strip() for cell in header].index("source")
     folded = "".join(row[column].strip() for row in rows)
     assert str(setup["scene"].parent) in folded  # every hit's path whole, over as many lines as it takes
+
+
+def test_index_info_takes_the_index_as_every_command_does(setup: dict[str, Path]) -> None:
+    """``--index DIR`` as the other commands take it, or the bare directory; not both, not neither."""
+    by_option = runner.invoke(app, ["index-info", "--index", str(setup["index"])])
+    by_argument = runner.invoke(app, ["index-info", str(setup["index"])])
+    assert by_option.exit_code == by_argument.exit_code == 0, by_option.output
+    assert json.loads(by_option.output) == json.loads(by_argument.output)
+    assert json.loads(by_option.output)["people"] > 0
+    for arguments in ([], [str(setup["index"]), "--index", str(setup["index"])]):
+        result = runner.invoke(app, ["index-info", *arguments])
+        assert result.exit_code == 2 and "give the index once" in result.output
 
 
 def test_training_settings_from_the_command_line_are_checked_before_training(tmp_path: Path) -> None:

@@ -136,9 +136,17 @@ def reembed_cmd(
 
 
 @command("index-info")
-def index_info_cmd(index: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
+def index_info_cmd(
+    index: Annotated[Path | None, typer.Argument(help="Index directory.")] = None,
+    index_option: Annotated[
+        Path | None, typer.Option("--index", help="The same, as the other commands take it.")
+    ] = None,
+) -> None:
     """Model, number of people, images and videos of an index."""
     from personsearch.index import PersonIndex
 
-    with PersonIndex.open(index, read_only=True) as person_index:
+    directory = index or index_option
+    if directory is None or (index is not None and index_option is not None):
+        raise typer.BadParameter("give the index once: personsearch index-info DIR (or --index DIR)")
+    with PersonIndex.open(directory, read_only=True) as person_index:
         console.print_json(data=person_index.stats())
