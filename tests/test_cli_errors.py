@@ -250,7 +250,6 @@ def test_wrong_formats_and_bad_input(setup: dict[str, Path], tmp_path: Path) -> 
 def test_search_by_sighting_and_per_frame_from_the_command_line(
     setup: dict[str, Path], tmp_path: Path
 ) -> None:
-
     from index_testkit import GREEN, YELLOW, write_walkers
 
     from personsearch.index import PersonIndex
