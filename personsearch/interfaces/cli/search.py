@@ -141,7 +141,10 @@ def search_cmd(
         return
     if result.query.note:
         console.print(f"note: {result.query.note}", markup=False, highlight=False)
-    console.print(_hits_table(result.hits))
+    one_source, table = _hits_table(result.hits)
+    if one_source is not None:
+        console.print(f"every hit in {one_source}", highlight=False)
+    console.print(table)
     if json_out is not None:
         console.print(f"wrote {result.write_json(json_out)}")
     if html is not None:
@@ -150,10 +153,11 @@ def search_cmd(
         console.print(f"wrote {result.write_contact_sheet(sheet)}")
 
 
-def _hits_table(hits: list[Any]) -> Any:
-    """The ranked hits as a table. Video columns (frame, time, sighting) only where a hit has
-    them, and long cells folded onto more lines rather than cut with "...": a source path is what
-    a user opens next, and piped output is 80 columns wide."""
+def _hits_table(hits: list[Any]) -> tuple[str | None, Any]:
+    """The ranked hits as a table, and the one source they all come from (one video, say), which
+    then heads the table instead of filling a column. Video columns (frame, time, sighting) only
+    where a hit has them; the short columns never wrap, and long cells fold onto more lines rather
+    than end in "...": a source path is what a user opens next, and piped output is 80 columns."""
     from rich.table import Column, Table
 
     rows = [
@@ -165,16 +169,24 @@ def _hits_table(hits: list[Any]) -> Any:
             "time (s)": "" if hit.time is None else f"{hit.time:.2f}",
             "seen (s)": ""
             if hit.sighting is None or hit.sighting.start_time is None or hit.sighting.end_time is None
-            else f"{hit.sighting.start_time:.1f}-{hit.sighting.end_time:.1f} ({hit.sighting.boxes} frames)",
+            else f"{hit.sighting.start_time:.1f}-{hit.sighting.end_time:.1f}, "
+            + (f"{hit.sighting.boxes} frames" if hit.sighting.boxes != 1 else "1 frame"),
             "camera": hit.camera,
             "box": ",".join(f"{v:.0f}" for v in hit.box),
         }
         for hit in hits
     ]
+    sources = {row["source"] for row in rows}
+    one_source = sources.pop() if len(sources) == 1 else None
     columns = ("rank", "score", "source", "frame", "time (s)", "seen (s)", "camera", "box")
     video = ("frame", "time (s)", "seen (s)")
-    names = [n for n in columns if n not in video or any(row[n] for row in rows)]
-    table = Table(*(Column(n, overflow="fold") for n in names))
+    names = [
+        n
+        for n in columns
+        if not (n in video and not any(row[n] for row in rows)) and not (n == "source" and one_source)
+    ]
+    short = ("rank", "score", "frame", "time (s)", "box")
+    table = Table(*(Column(n, no_wrap=n in short, overflow="fold") for n in names))
     for row in rows:
         table.add_row(*(row[n] for n in names))
-    return table
+    return one_source, table
