@@ -300,6 +300,13 @@ def test_search_by_sighting_and_per_frame_from_the_command_line(
         # every hit in the one video: its path heads the table instead of filling a column
         video = footage / "hall" / "walk.avi"
         assert f"every hit in {video}" in table.splitlines() and "source" not in header
+        # a video as the query needs its frame: said so, rather than "not a readable image"
+        _one_line_error(
+            runner.invoke(app, [*base[:-4], "--query", str(video), "--box", "0,0,10,20"]),
+            EXIT_CODES["bad input"],
+            "a video",
+            "--frame N",
+        )
         _one_line_error(
             runner.invoke(app, [*base[:-4], "--sighting", "99999"]),
             EXIT_CODES["bad input"],
