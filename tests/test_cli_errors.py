@@ -389,6 +389,15 @@ def test_help_texts_show_every_bracket() -> None:
     assert not lost, lost
 
 
+def test_the_reembed_hint_after_adapting_never_names_the_model_folder(tmp_path: Path) -> None:
+    from personsearch.interfaces.cli.adaptation import reembed_hint
+
+    index = tmp_path / "cam"
+    assert reembed_hint(index, tmp_path / "model", "bundle").endswith(f"--out {index}-adapted")
+    hint = reembed_hint(index, tmp_path / "cam-adapted", "ssdlite")  # the model took the usual name
+    assert hint.endswith(f"--out {index}-reembedded --detector ssdlite")
+
+
 @pytest.mark.parametrize("command", ["index", "adapt"])
 def test_the_default_video_frame_rate_is_in_the_help(command: str) -> None:
     from personsearch.index.sources import DEFAULT_VIDEO_FPS

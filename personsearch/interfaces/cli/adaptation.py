@@ -113,11 +113,17 @@ def adapt_cmd(
         f"learned from {result['tracklets']} tracklets in {len(result['footage'])} video(s) "
         f"({', '.join(result['cameras'])}); rounds {rounds_taken(result)}; {time_taken(result)}; wrote {out}"
     )
+    console.print(f"give the index the new features, no detection pass: {reembed_hint(index, out, detector)}")
+
+
+def reembed_hint(index: Path, model: Path, detector: str) -> str:
+    """The ``reembed`` command that gives ``index`` the adapted ``model``'s features, into a new
+    index beside it: ``INDEX-adapted``, or ``INDEX-reembedded`` where that is the model's own folder."""
+    new_index = Path(f"{index}-adapted")
+    if new_index.resolve() == model.resolve():
+        new_index = Path(f"{index}-reembedded")
     with_detector = f" --detector {detector}" if detector != "bundle" else ""
-    console.print(
-        f"give the index the new features, no detection pass: personsearch reembed --index {index} --model "
-        f"{out} --out {index}-adapted{with_detector}"
-    )
+    return f"personsearch reembed --index {index} --model {model} --out {new_index}{with_detector}"
 
 
 @command("adapt-detector")
