@@ -439,6 +439,17 @@ def test_a_person_shaped_query_image_without_a_box_is_taken_whole(tmp_path: Path
         query_from_scene(engine, np.zeros((40, 120, 3), np.uint8))
 
 
+def test_an_index_is_never_created_in_a_model_bundle(tmp_path: Path) -> None:
+    """`adapt --out X` then `reembed --out X` (or `index --index X`) would mix an index into the
+    model's folder: refused before anything is written."""
+    bundle = tmp_path / "adapted"
+    bundle.mkdir()
+    (bundle / "reid.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="holds a model bundle"):
+        IndexStore.create(bundle, "some-model", 8)
+    assert sorted(p.name for p in bundle.iterdir()) == ["reid.json"]
+
+
 def _store_with_vectors(directory: Path, vectors: np.ndarray, cameras: list[str]) -> None:
     """An index holding the given unit vectors directly (one image source per camera)."""
     store = IndexStore.create(directory, "random-model", vectors.shape[1])

@@ -379,9 +379,16 @@ class IndexStore:
         cls, directory: str | Path, model_id: str, feature_dim: int, *, shared: bool = False
     ) -> IndexStore:
         """Create an empty index; the database appears under its final name only once complete."""
+        from personsearch.models.bundle import is_bundle  # late: the index opens without torch
+
         directory = Path(directory)
         if cls.exists(directory):
             raise FileExistsError(f"{directory} already holds a person index")
+        if is_bundle(directory):
+            raise FileExistsError(
+                f"{directory} holds a model bundle: give the index a folder of its own "
+                f"(for example {directory}-index)"
+            )
         if feature_dim <= 0:
             raise ValueError(f"feature_dim must be positive, got {feature_dim}")
         directory.mkdir(parents=True, exist_ok=True)

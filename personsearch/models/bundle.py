@@ -62,20 +62,25 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default"
 """The shipped model's bundle directory (package data)."""
 
 
+def is_bundle(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a model bundle (its re-id network's ``reid.json``)."""
+    return (Path(directory) / "reid.json").is_file()
+
+
 def resolve_model(model: str | Path | None = None) -> Path:
     """A bundle directory given by path, or by the name it was saved under with ``save_as``;
     ``default`` (or None) is the shipped model unless a model was saved under that name."""
     model = DEFAULT_MODEL if model is None else model
     path = Path(model)
-    if (path / "reid.json").is_file():
+    if is_bundle(path):
         return path
     named = model_home() / str(model)
-    if (named / "reid.json").is_file():
+    if is_bundle(named):
         return named
-    if str(model) == DEFAULT_MODEL and (SHIPPED_MODEL / "reid.json").is_file():
+    if str(model) == DEFAULT_MODEL and is_bundle(SHIPPED_MODEL):
         return SHIPPED_MODEL
     known = (
-        sorted(p.name for p in model_home().glob("*") if (p / "reid.json").is_file())
+        sorted(p.name for p in model_home().glob("*") if is_bundle(p))
         if model_home().is_dir()
         else []
     )
