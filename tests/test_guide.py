@@ -32,6 +32,18 @@ def test_relations_that_agree_cost_nothing_and_shuffled_ones_cost_more():
     assert relation_loss(shuffled, features, labels, 0.1) > 0.1
 
 
+def test_the_loss_is_fp32_inside_a_mixed_precision_step():
+    """Training runs under bf16 autocast on CPUs with native bf16 (and on GPUs): the products
+    must not fall to bf16, which failed the fp32 mask outright (the step crashed there)."""
+    teacher, labels = _people()
+    student = F.normalize(teacher + 0.3 * _people(seed=3)[0], dim=1)
+    plain = relation_loss(student, teacher, labels, 0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = relation_loss(student.bfloat16(), teacher, labels, 0.1)
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(plain.item(), rel=0.05)  # the student's bf16 rounding only
+
+
 def test_only_other_people_count():
     teacher, labels = _people()
     student = teacher.clone()

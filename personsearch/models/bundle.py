@@ -79,11 +79,7 @@ def resolve_model(model: str | Path | None = None) -> Path:
         return named
     if str(model) == DEFAULT_MODEL and is_bundle(SHIPPED_MODEL):
         return SHIPPED_MODEL
-    known = (
-        sorted(p.name for p in model_home().glob("*") if is_bundle(p))
-        if model_home().is_dir()
-        else []
-    )
+    known = sorted(p.name for p in model_home().glob("*") if is_bundle(p)) if model_home().is_dir() else []
     raise FileNotFoundError(
         f"no model bundle at {path} and no saved model named {model!r} in {model_home()} "
         f"(saved: {known or 'none'}); use the shipped model (--model default), or train one with "

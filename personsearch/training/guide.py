@@ -47,16 +47,19 @@ def relation_loss(
 ) -> torch.Tensor:
     """KL(teacher || student) between each crop's softmax over its cosine similarities to the
     batch's crops of other identities, averaged over the crops that have any. ``student`` and
-    ``teacher``: (B, D_s) and (B, D_t), L2-normalised."""
+    ``teacher``: (B, D_s) and (B, D_t), L2-normalised. In fp32 even inside a mixed-precision step:
+    autocast would run the products in bf16, which neither holds the mask's fp32 minimum nor the
+    similarities over a temperature of 0.1 to the digits a softmax needs."""
     others = labels[:, None] != labels[None, :]
     rows = others.any(1)
     if not rows.any():
         return student.new_zeros(())
     hidden = torch.finfo(torch.float32).min
-    s = (student.float() @ student.float().T / temperature).masked_fill(~others, hidden)[rows]
-    t = (teacher.float() @ teacher.float().T / temperature).masked_fill(~others, hidden)[rows]
-    target = t.softmax(1)
-    return (target * (target.clamp_min(1e-12).log() - s.log_softmax(1))).sum(1).mean()
+    with torch.autocast(student.device.type, enabled=False):
+        s = (student.float() @ student.float().T / temperature).masked_fill(~others, hidden)[rows]
+        t = (teacher.float() @ teacher.float().T / temperature).masked_fill(~others, hidden)[rows]
+        target = t.softmax(1)
+        return (target * (target.clamp_min(1e-12).log() - s.log_softmax(1))).sum(1).mean()
 
 
 def imagenet_guide(
