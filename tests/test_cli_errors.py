@@ -347,6 +347,30 @@ def test_index_info_takes_the_index_as_every_command_does(setup: dict[str, Path]
         assert result.exit_code == 2 and "give the index once" in result.output
 
 
+def test_make_synthetic_replaces_its_own_benchmark_only_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "syn"
+    first = runner.invoke(app, ["make-synthetic", str(out), "--preset", "tiny", "--workers", "1"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["make-synthetic", str(out), "--preset", "tiny", "--seed", "1"])
+    _one_line_error(again, again.exit_code, "--overwrite")
+    assert again.exit_code in EXIT_CODES.values()
+    replaced = runner.invoke(
+        app, ["make-synthetic", str(out), "--preset", "tiny", "--seed", "1", "--workers", "1", "--overwrite"]
+    )
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((out / "synthetic.json").read_text())["seed"] == 1
+
+
+def test_a_wrong_benchmark_path_fails_before_the_model_loads(setup: dict[str, Path], tmp_path: Path) -> None:
+    """A first use times the engines for 30-60 s: a typo in --dataset must not wait for it."""
+    for command in ("evaluate", "evaluate-reid"):
+        result = runner.invoke(
+            app, [command, "--dataset", str(tmp_path / "typo"), "--model", str(setup["bundle"])]
+        )
+        _one_line_error(result, result.exit_code, "typo")
+        assert result.exit_code in EXIT_CODES.values() and "engines:" not in result.output
+
+
 def test_training_settings_from_the_command_line_are_checked_before_training(tmp_path: Path) -> None:
     out = tmp_path / "model"
     result = runner.invoke(app, ["train-reid", "--out", str(out), "--set", "optim.learning_rate=0.1"])

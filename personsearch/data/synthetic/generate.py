@@ -216,8 +216,8 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
         if not overwrite or not marker.is_file():
             raise FileExistsError(
                 f"{root} is not empty; make_synthetic writes a whole benchmark into an empty folder: "
-                "choose a new folder, or pass overwrite=True to replace a synthetic benchmark written "
-                "there before (a folder holding synthetic.json)"
+                "choose a new folder, or replace a synthetic benchmark written there before (a folder "
+                "holding synthetic.json) with --overwrite (overwrite=True in Python)"
             )
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,10 @@ def make_synthetic_cmd(
             ),
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace a synthetic benchmark written to OUT before (it holds synthetic.json)."),
+    ] = False,
 ) -> None:
     """Write the synthetic multi-scale person search benchmark in an official layout, with drawn
     or rendered 3D people."""
@@ -44,7 +48,13 @@ def make_synthetic_cmd(
     from personsearch.data.synthetic.generate import default_workers
 
     dataset = make_synthetic(
-        out, preset=preset, seed=seed, layout=layout, people=people, workers=workers or default_workers()
+        out,
+        preset=preset,
+        seed=seed,
+        layout=layout,
+        people=people,
+        workers=workers or default_workers(),
+        overwrite=overwrite,
     )
     sheet = f"; contact sheet {out / 'contact_sheet.png'}" if (out / "contact_sheet.png").is_file() else ""
     console.print(

@@ -92,9 +92,9 @@ def evaluate_cmd(
     from personsearch.models.bundle import ModelBundle
 
     _configure_logging()
+    data = load_dataset(dataset)  # first: a wrong path fails before a first use times the engines
     engine_ = ModelBundle(resolve_model(model), device=device, engine="torch-fp32" if fp32 else engine)
     _say_engines(engine_)
-    data = load_dataset(dataset)
     result = evaluate_engine(
         engine_, data, gallery_size=gallery_size, cross_camera=cross_camera, rerank=rerank
     )
@@ -125,9 +125,11 @@ def evaluate_reid_cmd(
 
     _configure_logging()
     bundle = ModelBundle(resolve_model(model), engine=engine)
-    _say_engines(bundle)
     height, width = bundle.reid_config.input_size
+    # The crops are read before the first embedding, so a wrong folder fails before a first use
+    # times the engines; which engines ran is said after.
     scores = evaluate_crop_folder(bundle.embed_crops, dataset, (height, width), rerank=rerank)
+    _say_engines(bundle)
     console.print(
         f"{dataset}: {int(scores['queries'])} queries against {int(scores['gallery'])} gallery crops "
         f"({int(scores['distractors'])} distractors){', re-ranked' if rerank else ''}: "
