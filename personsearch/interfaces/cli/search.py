@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,11 @@ from personsearch.interfaces.cli import (
     command,
     console,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from personsearch.index import Hit
 
 
 def _parse_box(box: str | None) -> tuple[float, ...] | None:
@@ -153,7 +158,7 @@ def search_cmd(
         console.print(f"wrote {result.write_contact_sheet(sheet)}")
 
 
-def _hits_table(hits: list[Any]) -> tuple[str | None, Any]:
+def _hits_table(hits: list[Hit]) -> tuple[str | None, Table]:
     """The ranked hits as a table, and the one source they all come from (one video, say), which
     then heads the table instead of filling a column. Video columns (frame, time, sighting) only
     where a hit has them; the short columns never wrap, and long cells fold onto more lines rather
