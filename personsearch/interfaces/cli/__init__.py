@@ -57,9 +57,10 @@ EXIT_CODES = {
     "index": 5,
 }
 """Exit codes of the project's own errors (documented in the README): 2 bad input (a wrong
-option value, a bad box, an unknown name), 3 a missing or unreadable file, 4 a dataset, results
-or image file in the wrong format, 5 the index (damaged, busy, or built with another model).
-Typer's own usage errors also exit with 2; 130 is an interrupt."""
+option value, a bad box, an unknown name, an output folder already taken), 3 a missing or
+unreadable file, 4 a dataset, results or image file in the wrong format, 5 the index (damaged,
+busy, or built with another model). Typer's own usage errors also exit with 2; 130 is an
+interrupt."""
 
 
 def _exit_code(err: BaseException) -> int:
@@ -70,6 +71,8 @@ def _exit_code(err: BaseException) -> int:
 
     if isinstance(err, PersonIndexError):
         return EXIT_CODES["index"]
+    if isinstance(err, FileExistsError):  # an OSError, but the fix is another --out, not a file
+        return EXIT_CODES["bad input"]
     if isinstance(err, FileNotFoundError):
         return EXIT_CODES["missing file"]
     if isinstance(err, DatasetFormatError | ResultsFileError | ImageReadError):
