@@ -23,7 +23,7 @@ from personsearch.index import Hit, IndexSummary, PersonIndex, SearchQuery, hits
 from personsearch.index.distributed import RaySettings, load_engine, machine_key
 from personsearch.index.person_index import SearchFilters
 from personsearch.index.reembed import reembed_index, refuse_same_model
-from personsearch.index.sources import VIDEO_EXTENSIONS, read_frame, sampling_for
+from personsearch.index.sources import read_frame, sampling_for, source_kind
 from personsearch.interfaces.report import write_contact_sheet, write_html_report
 from personsearch.models.bundle import (
     DEFAULT_MODEL,
@@ -251,7 +251,7 @@ class PersonSearch:
                     "or pass the frame's pixels without frame="
                 )
             return query_from_video(self.bundle, image, frame, box)
-        if isinstance(image, (str, Path)) and Path(image).suffix.lower() in VIDEO_EXTENSIONS:
+        if isinstance(image, (str, Path)) and source_kind(Path(image)) == "video":
             raise ValueError(
                 f"{image}: a video; say which frame the person is in (--frame N, or frame= in Python) "
                 "and, where more than one person is in it, their --box x1,y1,x2,y2"

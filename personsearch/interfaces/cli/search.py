@@ -145,7 +145,7 @@ def search_cmd(
         print(json.dumps(result.to_json(), indent=2))  # the note is in it: query.note
         return
     if result.query.note:
-        console.print(f"note: {result.query.note}", markup=False, highlight=False)
+        console.print(f"note: {result.query.note}", highlight=False)
     one_source, table = _hits_table(result.hits)
     if one_source is not None:
         console.print(f"every hit in {one_source}", highlight=False)
